@@ -1,0 +1,412 @@
+/* asgctl: the operator's view of a running manager. Maps the shared table
+ * read-only (it can never block or corrupt the manager), probes agents, and
+ * pins or releases their simulated load. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <grpc/grpc.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/config.h"
+#include "../common/util.h"
+#include "../proto/methods.h"
+#include "../proto/rpc.h"
+#include "../shm/table.h"
+#include "asg.pb-c.h"
+#include "health.pb-c.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: asgctl [-c FILE | --shm NAME] COMMAND\n"
+            "  status [--json]          the group and one row per instance\n"
+            "  probe ADDRESS [--json]   call an agent's Ping, GetMetrics and Health\n"
+            "  load ID|all PERCENT|auto pin agents' simulated load, or release it\n"
+            "  version\n"
+            "  -c FILE     config of the manager (for shm.name); default: built-in\n"
+            "  --shm NAME  shared table name, overriding the config\n");
+}
+
+static int attach(const char *shm, struct table *t)
+{
+    char err[512];
+    if (table_attach(shm, true, t, err, sizeof err) != 0) {
+        fprintf(stderr, "asgctl: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static int pid_or_zero(int32_t pid) { return pid > 0 && pid_alive(pid) ? pid : 0; }
+
+static void print_json_pid(const char *name, int32_t pid, bool last)
+{
+    int p = pid_or_zero(pid);
+    if (p)
+        printf("\"%s\":%d%s", name, p, last ? "" : ",");
+    else
+        printf("\"%s\":null%s", name, last ? "" : ",");
+}
+
+static void print_instance_json(const struct table_row *r, int64_t now, bool first)
+{
+    printf("%s{\"id\":", first ? "" : ",");
+    json_str(r->id);
+    printf(",\"address\":");
+    json_str(r->addr);
+    printf(",\"state\":\"%s\",\"reason\":", row_state_name(r->state));
+    json_str(r->reason);
+    if (r->has_sample)
+        printf(",\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f", r->load, r->cpu, r->mem);
+    else
+        printf(",\"load\":null,\"cpu\":null,\"mem\":null");
+    printf(",\"last_seen_ms\":%lld,\"misses\":%u,\"pid\":%d,\"age_ms\":%lld"
+           ",\"probes_ok\":%llu,\"probes_failed\":%llu,\"load_pinned\":%s}",
+           r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL, r->misses,
+           r->pid, (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
+           (unsigned long long)r->probes_failed, r->load_pinned ? "true" : "false");
+}
+
+static void fmt_pct(char *buf, size_t n, bool has, double v)
+{
+    if (has)
+        snprintf(buf, n, "%.1f%%", v * 100.0);
+    else
+        snprintf(buf, n, "-");
+}
+
+static int cmd_status(const char *shm, bool json)
+{
+    struct table t;
+    if (attach(shm, &t) != 0)
+        return 1;
+    struct table_hdr h;
+    if (!table_read_hdr(&t, &h)) {
+        fprintf(stderr, "asgctl: shared table %s: header is being rewritten by a dead "
+                "writer; the supervisor will repair it\n", shm);
+        table_detach(&t);
+        return 1;
+    }
+    int64_t now = now_ms();
+    int counts[ROW_STATE_COUNT] = {0};
+    struct table_row *rows = calloc(h.capacity, sizeof *rows);
+    if (!rows) {
+        fprintf(stderr, "asgctl: out of memory\n");
+        table_detach(&t);
+        return 1;
+    }
+    uint32_t n = 0, busy = 0;
+    for (uint32_t i = 0; i < h.capacity; i++) {
+        if (!table_read_row(&t, i, &rows[n])) {
+            busy++;
+            continue;
+        }
+        if (rows[n].state == ROW_FREE)
+            continue;
+        if (rows[n].state < ROW_STATE_COUNT)
+            counts[rows[n].state]++;
+        n++;
+    }
+    const struct asg_config *c = &h.config;
+    int target = h.ctl.target ? h.ctl.target : c->desired_instances;
+    if (json) {
+        printf("{\"group\":{\"name\":");
+        json_str(c->group_name);
+        printf(",\"min\":%d,\"max\":%d,\"desired\":%d,\"target\":%d,\"policy\":\"%s\","
+               "\"provider\":\"%s\",\"size\":%d,\"running\":%d,\"pending\":%d,"
+               "\"unhealthy\":%d,\"terminating\":%d,\"monitor_address\":",
+               c->min_instances, c->max_instances, c->desired_instances, target,
+               policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
+               counts[ROW_PENDING] + counts[ROW_RUNNING], counts[ROW_RUNNING],
+               counts[ROW_PENDING], counts[ROW_UNHEALTHY], counts[ROW_TERMINATING]);
+        json_str(h.monitor_addr);
+        printf(",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
+               "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu},",
+               (unsigned long long)h.config_gen, (unsigned long long)h.evaluations,
+               (unsigned long long)h.probe_rounds, (unsigned long long)h.scale_out,
+               (unsigned long long)h.scale_in, (unsigned long long)h.replaced,
+               (unsigned long long)h.lock_recoveries);
+        printf("\"processes\":{");
+        print_json_pid("supervisor", h.pid_supervisor, false);
+        print_json_pid("monitor", h.pid_monitor, false);
+        print_json_pid("controller", h.pid_controller, true);
+        printf("},\"instances\":[");
+        for (uint32_t i = 0; i < n; i++)
+            print_instance_json(&rows[i], now, i == 0);
+        printf("]}\n");
+    } else {
+        printf("group %s  policy %s  provider %s  min %d  desired %d  max %d  target %d\n",
+               c->group_name, policy_kind_name(c->policy_kind),
+               provider_kind_name(c->provider_kind), c->min_instances,
+               c->desired_instances, c->max_instances, target);
+        printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n",
+               counts[ROW_PENDING] + counts[ROW_RUNNING], counts[ROW_RUNNING],
+               counts[ROW_PENDING], counts[ROW_UNHEALTHY], counts[ROW_TERMINATING]);
+        printf("processes: supervisor %d, monitor %d (at %s), controller %d\n",
+               pid_or_zero(h.pid_supervisor), pid_or_zero(h.pid_monitor),
+               h.monitor_addr[0] ? h.monitor_addr : "-", pid_or_zero(h.pid_controller));
+        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s\n", "ID", "ADDRESS", "STATE",
+               "LOAD", "CPU", "MEM", "LAST SEEN", "MISSES");
+        for (uint32_t i = 0; i < n; i++) {
+            const struct table_row *r = &rows[i];
+            char l[16], cp[16], m[16], seen[24];
+            fmt_pct(l, sizeof l, r->has_sample, r->load);
+            fmt_pct(cp, sizeof cp, r->has_sample, r->cpu);
+            fmt_pct(m, sizeof m, r->has_sample, r->mem);
+            if (r->last_seen_ms)
+                snprintf(seen, sizeof seen, "%.1fs ago", (double)(now - r->last_seen_ms) / 1000.0);
+            else
+                snprintf(seen, sizeof seen, "never");
+            printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u%s%s\n", r->id,
+                   r->addr[0] ? r->addr : "-", row_state_name(r->state), l, cp, m, seen,
+                   r->misses, r->reason[0] ? "  " : "", r->reason);
+        }
+    }
+    if (busy)
+        fprintf(stderr, "asgctl: %u row(s) were mid-write by a dead writer and are not shown\n", busy);
+    free(rows);
+    table_detach(&t);
+    return 0;
+}
+
+/* ---- probe ---- */
+
+static grpc_status_code call(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                             uint8_t **reply, size_t *len, char *det, size_t detsize)
+{
+    size_t n;
+    uint8_t *buf = rpc_pack(req, &n);
+    grpc_status_code st = rpc_call_sync(ch, method, buf, n, 2000, reply, len, det, detsize);
+    free(buf);
+    return st;
+}
+
+static int cmd_probe(const char *addr, bool json)
+{
+    char why[128];
+    if (!valid_address(addr, strlen(addr), false, why, sizeof why)) {
+        fprintf(stderr, "asgctl: probe: %s\n", why);
+        return 2;
+    }
+    grpc_init();
+    grpc_channel *ch = rpc_channel_create(addr);
+    char det[256];
+    uint8_t *data;
+    size_t len;
+    int rc = 0;
+    int64_t t0 = now_ms();
+
+    Asg__V1__PingRequest pq = ASG__V1__PING_REQUEST__INIT;
+    pq.seq = 1;
+    grpc_status_code st = call(ch, M_AGENT_PING, &pq.base, &data, &len, det, sizeof det);
+    int64_t rtt = now_ms() - t0;
+    Asg__V1__PingReply *pr = st == GRPC_STATUS_OK ? asg__v1__ping_reply__unpack(NULL, len, data) : NULL;
+    if (st == GRPC_STATUS_OK)
+        free(data);
+
+    Asg__V1__MetricsRequest mq = ASG__V1__METRICS_REQUEST__INIT;
+    grpc_status_code mst = call(ch, M_AGENT_GET_METRICS, &mq.base, &data, &len, det, sizeof det);
+    Asg__V1__MetricsReply *mr = mst == GRPC_STATUS_OK ? asg__v1__metrics_reply__unpack(NULL, len, data) : NULL;
+    if (mst == GRPC_STATUS_OK)
+        free(data);
+
+    Grpc__Health__V1__HealthCheckRequest hq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    grpc_status_code hst = call(ch, M_HEALTH_CHECK, &hq.base, &data, &len, det, sizeof det);
+    Grpc__Health__V1__HealthCheckResponse *hr =
+        hst == GRPC_STATUS_OK ? grpc__health__v1__health_check_response__unpack(NULL, len, data) : NULL;
+    if (hst == GRPC_STATUS_OK)
+        free(data);
+    const char *health = !hr ? "unreachable"
+                         : hr->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING ? "SERVING"
+                         : hr->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING ? "NOT_SERVING"
+                         : "UNKNOWN";
+
+    if (!pr || !mr || !hr) {
+        rc = 1;
+        fprintf(stderr, "asgctl: probe %s: %s (status %d)\n", addr,
+                det[0] ? det : "no valid answer", (int)(st != GRPC_STATUS_OK ? st : mst != GRPC_STATUS_OK ? mst : hst));
+    }
+    if (json) {
+        printf("{\"address\":");
+        json_str(addr);
+        printf(",\"health\":\"%s\"", health);
+        if (pr) {
+            printf(",\"ping\":{\"instance_id\":");
+            json_str(pr->instance_id);
+            printf(",\"load\":%.4f,\"seq\":%llu,\"answered\":%llu,\"rtt_ms\":%lld}", pr->load,
+                   (unsigned long long)pr->seq, (unsigned long long)pr->answered, (long long)rtt);
+        }
+        if (mr)
+            printf(",\"metrics\":{\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f,\"uptime_ms\":%llu,"
+                   "\"sample_time_ms\":%lld,\"load_pinned\":%s}",
+                   mr->load, mr->cpu, mr->mem, (unsigned long long)mr->uptime_ms,
+                   (long long)mr->sample_time_ms, mr->load_pinned ? "true" : "false");
+        printf("}\n");
+    } else {
+        printf("address   %s\nhealth    %s\n", addr, health);
+        if (pr)
+            printf("ping      id %s  load %.1f%%  seq %llu  answered %llu  rtt %lld ms\n",
+                   pr->instance_id, pr->load * 100, (unsigned long long)pr->seq,
+                   (unsigned long long)pr->answered, (long long)rtt);
+        if (mr)
+            printf("metrics   load %.1f%%  cpu %.1f%%  mem %.1f%%  uptime %.1fs%s\n",
+                   mr->load * 100, mr->cpu * 100, mr->mem * 100, (double)mr->uptime_ms / 1000,
+                   mr->load_pinned ? "  (load pinned)" : "");
+    }
+    if (pr)
+        asg__v1__ping_reply__free_unpacked(pr, NULL);
+    if (mr)
+        asg__v1__metrics_reply__free_unpacked(mr, NULL);
+    if (hr)
+        grpc__health__v1__health_check_response__free_unpacked(hr, NULL);
+    grpc_channel_destroy(ch);
+    grpc_shutdown();
+    return rc;
+}
+
+/* ---- load ---- */
+
+static int parse_percent(const char *s, double *out, bool *release)
+{
+    if (strcmp(s, "auto") == 0) {
+        *release = true;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end != s && *end == '%')
+        end++;
+    if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 100)
+        return -1;
+    *release = false;
+    *out = v / 100.0;
+    return 0;
+}
+
+static int cmd_load(const char *shm, const char *who, const char *pct)
+{
+    double load = 0;
+    bool release = false;
+    if (parse_percent(pct, &load, &release) != 0) {
+        fprintf(stderr, "asgctl: load: '%s' is not a percentage 0..100 or 'auto'\n", pct);
+        return 2;
+    }
+    bool all = strcmp(who, "all") == 0;
+    if (!all && !valid_instance_id(who, strlen(who))) {
+        fprintf(stderr, "asgctl: load: '%s' is not an instance id\n", who);
+        return 2;
+    }
+    struct table t;
+    if (attach(shm, &t) != 0)
+        return 1;
+    grpc_init();
+    int done = 0, failed = 0;
+    for (uint32_t i = 0; i < t.hdr->capacity; i++) {
+        struct table_row r;
+        if (!table_read_row(&t, i, &r) || r.state == ROW_FREE || !r.addr[0])
+            continue;
+        if (!all && strcmp(r.id, who) != 0)
+            continue;
+        if (all && r.state != ROW_RUNNING && r.state != ROW_PENDING)
+            continue;
+        grpc_channel *ch = rpc_channel_create(r.addr);
+        Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
+        q.release = release;
+        q.load = load;
+        uint8_t *data;
+        size_t len;
+        char det[256];
+        grpc_status_code st = call(ch, M_AGENT_SET_LOAD, &q.base, &data, &len, det, sizeof det);
+        if (st == GRPC_STATUS_OK) {
+            free(data);
+            done++;
+            if (release)
+                printf("%s: load released to the random walk\n", r.id);
+            else
+                printf("%s: load pinned at %.1f%%\n", r.id, load * 100);
+        } else {
+            failed++;
+            fprintf(stderr, "asgctl: load: %s at %s: status %d %s\n", r.id, r.addr, (int)st, det);
+        }
+        grpc_channel_destroy(ch);
+    }
+    grpc_shutdown();
+    table_detach(&t);
+    if (done == 0 && failed == 0) {
+        fprintf(stderr, "asgctl: load: no %s with an address in %s\n",
+                all ? "running instance" : "such instance", shm);
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfgfile = NULL, *shm = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            cfgfile = argv[++i];
+        else if (strcmp(argv[i], "--shm") == 0 && i + 1 < argc)
+            shm = argv[++i];
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "asgctl: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    log_set_level(LOG_LVL_ERROR);
+    struct asg_config cfg;
+    config_defaults(&cfg);
+    if (cfgfile) {
+        char err[512];
+        if (config_load(cfgfile, &cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "asgctl: %s\n", err);
+            return 2;
+        }
+    }
+    if (!shm)
+        shm = cfg.shm_name;
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[i++];
+    int rest = argc - i;
+    bool json = rest >= 1 && strcmp(argv[argc - 1], "--json") == 0;
+    if (strcmp(cmd, "status") == 0 && rest == (json ? 1 : 0))
+        return cmd_status(shm, json);
+    if (strcmp(cmd, "probe") == 0 && rest == (json ? 2 : 1))
+        return cmd_probe(argv[i], json);
+    if (strcmp(cmd, "load") == 0 && rest == 2)
+        return cmd_load(shm, argv[i], argv[i + 1]);
+    if (strcmp(cmd, "version") == 0 && rest == 0) {
+        printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "asgctl: bad command or arguments: '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

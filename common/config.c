@@ -1,0 +1,349 @@
+#include "config.h"
+#include "util.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM };
+
+struct keydef {
+    const char *path;
+    enum ktype type;
+    size_t off;
+    size_t size;              /* K_STR: buffer size */
+    long lo, hi;              /* K_INT range */
+    const char *const *names; /* K_ENUM values, NULL-terminated */
+};
+
+static const char *const policy_names[] = {"threshold", "target", NULL};
+static const char *const provider_names[] = {"local", "ec2", NULL};
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+#define OFF(f) offsetof(struct asg_config, f)
+#define SZ(f) sizeof(((struct asg_config *)0)->f)
+#define INT(p, f, lo, hi) {p, K_INT, OFF(f), 0, lo, hi, NULL}
+#define FRAC(p, f) {p, K_FRAC, OFF(f), 0, 0, 0, NULL}
+#define STR(p, f) {p, K_STR, OFF(f), SZ(f), 0, 0, NULL}
+#define BOOL(p, f) {p, K_BOOL, OFF(f), 0, 0, 0, NULL}
+#define ENUM(p, f, n) {p, K_ENUM, OFF(f), 0, 0, 0, n}
+
+#define HOUR_MS 3600000L
+static const struct keydef keys[] = {
+    STR("group.name", group_name),
+    INT("group.min_instances", min_instances, 1, 10000),
+    INT("group.max_instances", max_instances, 1, 10000),
+    INT("group.desired_instances", desired_instances, 1, 10000),
+    ENUM("policy.kind", policy_kind, policy_names),
+    FRAC("policy.scale_out_above", scale_out_above),
+    FRAC("policy.scale_in_below", scale_in_below),
+    FRAC("policy.target", target),
+    FRAC("policy.target_tolerance", target_tolerance),
+    INT("policy.breach_periods", breach_periods, 1, 1000),
+    INT("policy.evaluation_interval_ms", evaluation_interval_ms, 50, HOUR_MS),
+    INT("policy.cooldown_ms", cooldown_ms, 0, HOUR_MS),
+    INT("policy.scale_in_stabilization_ms", scale_in_stabilization_ms, 0, HOUR_MS),
+    INT("policy.warmup_ms", warmup_ms, 0, HOUR_MS),
+    STR("monitor.listen", monitor_listen),
+    INT("monitor.probe_interval_ms", probe_interval_ms, 20, HOUR_MS),
+    INT("monitor.probe_timeout_ms", probe_timeout_ms, 10, HOUR_MS),
+    INT("monitor.unhealthy_after", unhealthy_after, 1, 1000),
+    BOOL("monitor.adopt_unknown", adopt_unknown),
+    ENUM("provider.kind", provider_kind, provider_names),
+    INT("provider.boot_timeout_ms", boot_timeout_ms, 100, HOUR_MS),
+    STR("provider.local.agent_path", local_agent_path),
+    BOOL("provider.local.stop_on_exit", local_stop_on_exit),
+    INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000),
+    STR("shm.name", shm_name),
+    INT("shm.capacity", shm_capacity, 1, 100000),
+    STR("supervisor.pidfile", pidfile),
+    INT("supervisor.drain_timeout_ms", drain_timeout_ms, 100, 600000),
+    ENUM("supervisor.log_level", log_level, level_names),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+void config_defaults(struct asg_config *c)
+{
+    memset(c, 0, sizeof *c);
+    copy_str(c->source, sizeof c->source, "(built-in defaults)");
+    copy_str(c->group_name, sizeof c->group_name, "asg");
+    c->min_instances = 2;
+    c->max_instances = 5;
+    c->desired_instances = 2;
+    c->policy_kind = POLICY_THRESHOLD;
+    c->scale_out_above = 0.60;
+    c->scale_in_below = 0.30;
+    c->target = 0.50;
+    c->target_tolerance = 0.10;
+    c->breach_periods = 3;
+    c->evaluation_interval_ms = 1000;
+    c->cooldown_ms = 10000;
+    c->scale_in_stabilization_ms = 60000;
+    c->warmup_ms = 5000;
+    copy_str(c->monitor_listen, sizeof c->monitor_listen, "127.0.0.1:7301");
+    c->probe_interval_ms = 1000;
+    c->probe_timeout_ms = 500;
+    c->unhealthy_after = 3;
+    c->adopt_unknown = false;
+    c->provider_kind = PROVIDER_LOCAL;
+    c->boot_timeout_ms = 30000;
+    c->local_agent_path[0] = '\0';
+    c->local_stop_on_exit = true;
+    c->local_kill_timeout_ms = 3000;
+    copy_str(c->shm_name, sizeof c->shm_name, "/asg");
+    c->shm_capacity = 1024;
+    copy_str(c->pidfile, sizeof c->pidfile, "/tmp/asgd.pid");
+    c->drain_timeout_ms = 10000;
+    c->log_level = LOG_LVL_INFO;
+}
+
+const char *policy_kind_name(int k) { return k == POLICY_TARGET ? "target" : "threshold"; }
+const char *provider_kind_name(int k) { return k == PROVIDER_EC2 ? "ec2" : "local"; }
+
+static const struct keydef *find_key(const char *path)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].path, path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* True when some key lives below this group path ("provider.local"). */
+static bool known_group(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strncmp(keys[i].path, path, n) == 0 && keys[i].path[n] == '.')
+            return true;
+    return false;
+}
+
+struct errbuf {
+    char *buf;
+    size_t size;
+    const char *file;
+};
+
+static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    unsigned line = s ? config_setting_source_line(s) : 0;
+    if (line)
+        snprintf(e->buf, e->size, "%s:%u: %s", e->file, line, why);
+    else
+        snprintf(e->buf, e->size, "%s: %s", e->file, why);
+    return -1;
+}
+
+static int apply_key(struct errbuf *e, const struct keydef *k,
+                     const config_setting_t *s, struct asg_config *c)
+{
+    char *field = (char *)c + k->off;
+    int t = config_setting_type(s);
+    switch (k->type) {
+    case K_INT: {
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+            return fail(e, s, "%s must be an integer", k->path);
+        long long v = config_setting_get_int64(s);
+        if (v < k->lo || v > k->hi)
+            return fail(e, s, "%s = %lld is out of range %ld..%ld",
+                        k->path, v, k->lo, k->hi);
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case K_FRAC: {
+        double v;
+        if (t == CONFIG_TYPE_FLOAT)
+            v = config_setting_get_float(s);
+        else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+            v = (double)config_setting_get_int64(s);
+        else
+            return fail(e, s, "%s must be a number", k->path);
+        if (!isfinite(v) || v < 0.0 || v > 1.0)
+            return fail(e, s, "%s = %g is out of range 0..1 (a fraction)", k->path, v);
+        *(double *)field = v;
+        return 0;
+    }
+    case K_STR: {
+        if (t != CONFIG_TYPE_STRING)
+            return fail(e, s, "%s must be a string", k->path);
+        const char *v = config_setting_get_string(s);
+        if (!copy_str(field, k->size, v))
+            return fail(e, s, "%s is longer than %zu characters", k->path, k->size - 1);
+        return 0;
+    }
+    case K_BOOL:
+        if (t != CONFIG_TYPE_BOOL)
+            return fail(e, s, "%s must be true or false", k->path);
+        *(bool *)field = config_setting_get_bool(s) != 0;
+        return 0;
+    case K_ENUM: {
+        if (t != CONFIG_TYPE_STRING)
+            return fail(e, s, "%s must be a string", k->path);
+        const char *v = config_setting_get_string(s);
+        for (int i = 0; k->names[i]; i++)
+            if (strcmp(v, k->names[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        char list[128] = "";
+        for (int i = 0; k->names[i]; i++) {
+            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+            strncat(list, k->names[i], sizeof list - strlen(list) - 1);
+        }
+        return fail(e, s, "%s = \"%.40s\" is not one of: %s", k->path, v, list);
+    }
+    }
+    return fail(e, s, "internal: bad key type");
+}
+
+/* Walks every setting: unknown keys and misplaced groups are errors. */
+static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefix,
+                struct asg_config *c)
+{
+    int n = config_setting_length(grp);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+        const char *name = config_setting_name(s);
+        char path[160];
+        if (!name)
+            return fail(e, s, "unexpected unnamed value in %s", prefix[0] ? prefix : "the top level");
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", name);
+        const struct keydef *k = find_key(path);
+        if (config_setting_is_group(s)) {
+            if (!known_group(path))
+                return fail(e, s, "unknown group '%s'", path);
+            if (walk(e, s, path, c) != 0)
+                return -1;
+        } else if (!k) {
+            return fail(e, s, "unknown key '%s'", path);
+        } else if (apply_key(e, k, s, c) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const config_setting_t *lookup(const config_t *cf, const char *path)
+{
+    return config_lookup((config_t *)cf, path);
+}
+
+/* Rules between keys; each error points at the line of the key at fault. */
+static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    char why[128];
+    if (c->group_name[0] == '\0' || !valid_instance_id(c->group_name, strlen(c->group_name)) ||
+        strlen(c->group_name) > 40)
+        return fail(e, lookup(cf, "group.name"),
+                    "group.name must be 1..40 of A-Z a-z 0-9 . _ - starting with a letter or digit");
+    if (c->max_instances < c->min_instances)
+        return fail(e, lookup(cf, "group.max_instances"),
+                    "group.max_instances (%d) is below group.min_instances (%d)",
+                    c->max_instances, c->min_instances);
+    if (c->desired_instances < c->min_instances || c->desired_instances > c->max_instances)
+        return fail(e, lookup(cf, "group.desired_instances"),
+                    "group.desired_instances (%d) is outside min..max (%d..%d)",
+                    c->desired_instances, c->min_instances, c->max_instances);
+    if (c->scale_in_below >= c->scale_out_above)
+        return fail(e, lookup(cf, "policy.scale_in_below"),
+                    "policy.scale_in_below (%g) must be below policy.scale_out_above (%g)",
+                    c->scale_in_below, c->scale_out_above);
+    if (c->target <= 0.0)
+        return fail(e, lookup(cf, "policy.target"), "policy.target must be above 0");
+    if (c->probe_timeout_ms >= c->probe_interval_ms)
+        return fail(e, lookup(cf, "monitor.probe_timeout_ms"),
+                    "monitor.probe_timeout_ms (%d) must be below monitor.probe_interval_ms (%d)",
+                    c->probe_timeout_ms, c->probe_interval_ms);
+    if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
+        return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
+    if (c->shm_name[0] != '/' || strchr(c->shm_name + 1, '/') || strlen(c->shm_name) < 2)
+        return fail(e, lookup(cf, "shm.name"),
+                    "shm.name must be '/' followed by a name without '/'");
+    if (c->max_instances > c->shm_capacity)
+        return fail(e, lookup(cf, "group.max_instances"),
+                    "group.max_instances (%d) exceeds shm.capacity (%d)",
+                    c->max_instances, c->shm_capacity);
+    if (c->pidfile[0] != '/')
+        return fail(e, lookup(cf, "supervisor.pidfile"),
+                    "supervisor.pidfile must be an absolute path");
+    if (c->provider_kind == PROVIDER_EC2)
+        return fail(e, lookup(cf, "provider.kind"),
+                    "provider.kind \"ec2\" is not available in this build yet");
+    return 0;
+}
+
+static int load_common(config_t *cf, int parsed, const char *name,
+                       struct asg_config *c, char *err, size_t errsize)
+{
+    struct errbuf e = {err, errsize, name};
+    config_defaults(c);
+    copy_str(c->source, sizeof c->source, name);
+    if (!parsed) {
+        if (config_error_type(cf) == CONFIG_ERR_FILE_IO)
+            fail(&e, NULL, "cannot read: %s", strerror(errno ? errno : EIO));
+        else
+            snprintf(err, errsize, "%s:%d: %s", name, config_error_line(cf),
+                     config_error_text(cf));
+        return -1;
+    }
+    if (walk(&e, config_root_setting(cf), "", c) != 0)
+        return -1;
+    return cross_check(&e, cf, c);
+}
+
+int config_load(const char *path, struct asg_config *c, char *err, size_t errsize)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(err, errsize, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errsize, "%s: not a regular file", path);
+        return -1;
+    }
+    if (st.st_size > 1024 * 1024) {
+        snprintf(err, errsize, "%s: larger than 1 MiB, refusing", path);
+        return -1;
+    }
+    config_t cf;
+    config_init(&cf);
+    errno = 0;
+    int ok = config_read_file(&cf, path);
+    int rc = load_common(&cf, ok, path, c, err, errsize);
+    config_destroy(&cf);
+    return rc;
+}
+
+int config_load_string(const char *text, const char *name, struct asg_config *c,
+                       char *err, size_t errsize)
+{
+    config_t cf;
+    config_init(&cf);
+    int ok = config_read_string(&cf, text);
+    int rc = load_common(&cf, ok, name, c, err, errsize);
+    config_destroy(&cf);
+    return rc;
+}
+
+const char *config_restart_key_changed(const struct asg_config *a,
+                                       const struct asg_config *b)
+{
+    if (strcmp(a->group_name, b->group_name) != 0) return "group.name";
+    if (strcmp(a->monitor_listen, b->monitor_listen) != 0) return "monitor.listen";
+    if (a->provider_kind != b->provider_kind) return "provider.kind";
+    if (strcmp(a->shm_name, b->shm_name) != 0) return "shm.name";
+    if (a->shm_capacity != b->shm_capacity) return "shm.capacity";
+    if (strcmp(a->pidfile, b->pidfile) != 0) return "supervisor.pidfile";
+    return NULL;
+}

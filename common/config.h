@@ -1,0 +1,73 @@
+/* The manager's configuration: every key of etc/asg.cfg, its default, its
+ * range, and the checks between keys. The struct is plain data (fixed-size
+ * strings, no pointers) so that the supervisor can publish it through the
+ * shared table on reload. */
+#ifndef ASG_CONFIG_H
+#define ASG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
+enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1 };
+
+struct asg_config {
+    char source[256];               /* file it came from, for messages */
+
+    char group_name[48];
+    int min_instances;
+    int max_instances;
+    int desired_instances;
+
+    int policy_kind;
+    double scale_out_above;
+    double scale_in_below;
+    double target;
+    double target_tolerance;
+    int breach_periods;
+    int evaluation_interval_ms;
+    int cooldown_ms;
+    int scale_in_stabilization_ms;
+    int warmup_ms;
+
+    char monitor_listen[64];
+    int probe_interval_ms;
+    int probe_timeout_ms;
+    int unhealthy_after;
+    bool adopt_unknown;
+
+    int provider_kind;
+    int boot_timeout_ms;
+    char local_agent_path[256];
+    bool local_stop_on_exit;
+    int local_kill_timeout_ms;
+
+    char shm_name[64];
+    int shm_capacity;
+    char pidfile[256];
+    int drain_timeout_ms;
+    int log_level;                  /* enum log_level */
+};
+
+/* Fills in every default (the same values etc/asg.cfg documents). */
+void config_defaults(struct asg_config *cfg);
+
+/* Reads and validates a file on top of the defaults. On error returns -1
+ * and writes "file:line: reason" (or "file: reason") into err; cfg is then
+ * unspecified, so callers parse into a scratch copy. */
+int config_load(const char *path, struct asg_config *cfg,
+                char *err, size_t errsize);
+
+/* Parses from a string (tests, fuzzing); name is used in messages. */
+int config_load_string(const char *text, const char *name,
+                       struct asg_config *cfg, char *err, size_t errsize);
+
+/* Keys that cannot change without a restart; returns the first that
+ * differs, or NULL. */
+const char *config_restart_key_changed(const struct asg_config *a,
+                                       const struct asg_config *b);
+
+const char *policy_kind_name(int kind);
+const char *provider_kind_name(int kind);
+
+#endif

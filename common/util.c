@@ -1,0 +1,248 @@
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size);
+    if (n >= size) {
+        memcpy(dst, src, size - 1);
+        dst[size - 1] = '\0';
+        return false;
+    }
+    memcpy(dst, src, n + 1);
+    return true;
+}
+
+bool valid_instance_id(const char *id, size_t len)
+{
+    if (len == 0 || len > 63 || !isalnum((unsigned char)id[0]))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+static bool valid_host(const char *h, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (!isalnum(c) && c != '.' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+bool valid_address(const char *addr, size_t len, bool allow_port0,
+                   char *err, size_t errsize)
+{
+    if (len == 0 || len > 63) {
+        snprintf(err, errsize, "address must be 1..63 characters");
+        return false;
+    }
+    if (memchr(addr, '\0', len)) {
+        snprintf(err, errsize, "address contains a NUL byte");
+        return false;
+    }
+    const char *colon = memrchr(addr, ':', len);
+    if (!colon) {
+        snprintf(err, errsize, "address '%.*s' is not host:port", (int)len, addr);
+        return false;
+    }
+    if (!valid_host(addr, (size_t)(colon - addr))) {
+        snprintf(err, errsize, "address '%.*s' has a bad host", (int)len, addr);
+        return false;
+    }
+    size_t plen = len - (size_t)(colon - addr) - 1;
+    long port = 0;
+    if (plen == 0 || plen > 5)
+        port = -1;
+    for (size_t i = 0; i < plen && port >= 0; i++) {
+        char c = colon[1 + i];
+        port = isdigit((unsigned char)c) ? port * 10 + (c - '0') : -1;
+    }
+    if (port < (allow_port0 ? 0 : 1) || port > 65535) {
+        snprintf(err, errsize, "address '%.*s' has a bad port", (int)len, addr);
+        return false;
+    }
+    return true;
+}
+
+/* ---- logging ---- */
+
+static char log_role[32] = "asg";
+static bool log_syslog;
+static enum log_level log_level = LOG_LVL_INFO;
+
+void log_set_role(const char *role)
+{
+    copy_str(log_role, sizeof log_role, role);
+    if (log_syslog) {
+        closelog();
+        openlog("asgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    }
+}
+
+void log_use_syslog(bool on)
+{
+    log_syslog = on;
+    if (on)
+        openlog("asgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void log_set_level(enum log_level lvl) { log_level = lvl; }
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    if (lvl > log_level)
+        return;
+    int saved = errno;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (log_syslog) {
+        syslog(prio[lvl], "%s: %s", log_role, msg);
+    } else {
+        char line[1200];
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        localtime_r(&ts.tv_sec, &tm);
+        int n = snprintf(line, sizeof line,
+                         "%04d-%02d-%02d %02d:%02d:%02d.%03ld %s[%d] %s: %s\n",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                         tm.tm_hour, tm.tm_min, tm.tm_sec,
+                         ts.tv_nsec / 1000000, log_role, (int)getpid(),
+                         names[lvl], msg);
+        if (n > (int)sizeof line - 1)
+            n = (int)sizeof line - 1;
+        /* One write per line so that lines of several processes sharing
+         * stderr never interleave. */
+        ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+        (void)w;
+    }
+    errno = saved;
+}
+
+/* ---- signals ---- */
+
+struct sigflags g_sig;
+static int self_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    switch (sig) {
+    case SIGHUP: g_sig.hup = 1; break;
+    case SIGTERM:
+    case SIGINT: g_sig.term = 1; break;
+    case SIGCHLD: g_sig.chld = 1; break;
+    case SIGALRM: g_sig.alarm = 1; break;
+    default: break;
+    }
+    if (self_pipe[1] >= 0) {
+        char b = (char)sig;
+        ssize_t w = write(self_pipe[1], &b, 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+int signals_install(bool want_chld)
+{
+    if (self_pipe[0] < 0 && pipe2(self_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (want_chld) {
+        sa.sa_flags |= SA_NOCLDSTOP;
+        sigaction(SIGCHLD, &sa, NULL);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return self_pipe[0];
+}
+
+void signals_reset_pipe(void)
+{
+    if (self_pipe[0] >= 0) {
+        close(self_pipe[0]);
+        close(self_pipe[1]);
+    }
+    self_pipe[0] = self_pipe[1] = -1;
+    g_sig.hup = g_sig.term = g_sig.chld = g_sig.alarm = 0;
+}
+
+void signals_drain_pipe(void)
+{
+    char buf[64];
+    while (self_pipe[0] >= 0 && read(self_pipe[0], buf, sizeof buf) > 0)
+        ;
+}
+
+void signals_reset_defaults(void)
+{
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void set_proc_title(int argc, char **argv, const char *title)
+{
+    prctl(PR_SET_NAME, title, 0, 0, 0);
+    if (argc < 1 || !argv || !argv[0])
+        return;
+    /* The argv strings are contiguous: overwrite them in place. */
+    char *start = argv[0];
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+    size_t room = (size_t)(end - start);
+    size_t n = strlen(title);
+    if (n > room)
+        n = room;
+    memcpy(start, title, n);
+    memset(start + n, 0, room - n + 1);
+}

@@ -1,0 +1,66 @@
+/* Small helpers shared by every asg program: clocks, bounded strings,
+ * validation of ids and addresses, logging. */
+#ifndef ASG_UTIL_H
+#define ASG_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ASG_VERSION "0.1.0"
+
+/* Exit code of a role that must not be restarted (bad config, cannot bind):
+ * the supervisor stops the manager instead of looping. */
+#define ASG_EXIT_FATAL 2
+
+/* Milliseconds on CLOCK_MONOTONIC: system-wide, so every process of the
+ * manager can compare the times stored in the shared table. */
+int64_t now_ms(void);
+/* Milliseconds since the Unix epoch, for humans and wire messages. */
+int64_t wall_ms(void);
+
+/* Copies at most size-1 bytes and always terminates; returns false when
+ * src did not fit. */
+bool copy_str(char *dst, size_t size, const char *src);
+
+/* An instance id: 1..63 of [A-Za-z0-9._-], starting with an alphanumeric. */
+bool valid_instance_id(const char *id, size_t len);
+/* "host:port" with an IPv4 dotted quad or a DNS-style host name and a
+ * port 1..65535 (0 allowed when allow_port0). Writes why into err. */
+bool valid_address(const char *addr, size_t len, bool allow_port0,
+                   char *err, size_t errsize);
+
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* Who is speaking: "asgd", "monitor", "controller", "agent", ... */
+void log_set_role(const char *role);
+void log_use_syslog(bool on);
+void log_set_level(enum log_level lvl);
+void log_msg(enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+/* Signals: handlers only set these flags and poke the self-pipe. */
+struct sigflags {
+    volatile int hup, term, chld, alarm;
+};
+extern struct sigflags g_sig;
+/* Installs handlers for SIGHUP, SIGTERM, SIGINT, SIGCHLD (as asked) and a
+ * non-blocking close-on-exec self-pipe; returns its read end or -1. */
+int signals_install(bool want_chld);
+/* In a forked child: a self-pipe of its own, not the parent's. */
+void signals_reset_pipe(void);
+/* Empties the self-pipe. */
+void signals_drain_pipe(void);
+/* Restores default dispositions (in a forked child before exec). */
+void signals_reset_defaults(void);
+
+/* Renames the process as seen by ps (argv area and comm). */
+void set_proc_title(int argc, char **argv, const char *title);
+
+#endif

@@ -1,0 +1,131 @@
+#include "policy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+void policy_input_add(struct policy_input *in, const struct table_row *r,
+                      const struct asg_config *cfg, int64_t now)
+{
+    if (r->state == ROW_PENDING) {
+        in->pending++;
+        return;
+    }
+    if (r->state != ROW_RUNNING)
+        return;
+    in->running++;
+    /* A sample is fresh when the last probe succeeded recently enough. */
+    int64_t fresh_ms = 2LL * cfg->probe_interval_ms + cfg->probe_timeout_ms;
+    bool fresh = r->has_sample && r->misses == 0 && r->last_seen_ms > 0 &&
+                 now - r->last_seen_ms <= fresh_ms;
+    if (!fresh) {
+        in->stale++;
+        return;
+    }
+    if (now - r->running_since_ms < cfg->warmup_ms)
+        return;
+    in->warm++;
+    in->load_sum += r->load;
+}
+
+static bool in_cooldown(const struct asg_config *cfg, const struct ctl_state *st, int64_t now)
+{
+    return st->last_action_ms != 0 && now - st->last_action_ms < cfg->cooldown_ms;
+}
+
+static void set_reason(struct decision *d, const char *fmt, double a, double b)
+{
+    snprintf(d->reason, sizeof d->reason, fmt, a, b);
+}
+
+static void decide_threshold(const struct asg_config *cfg, const struct policy_input *in,
+                             struct ctl_state *st, int64_t now, int floor,
+                             struct decision *d)
+{
+    double mean = in->load_sum / in->warm;
+    st->breach_out = mean > cfg->scale_out_above ? st->breach_out + 1 : 0;
+    st->breach_in = mean < cfg->scale_in_below ? st->breach_in + 1 : 0;
+    if (st->breach_out >= cfg->breach_periods) {
+        /* Wait for launches in flight before judging again: their load
+         * is not in the mean yet. */
+        if (d->target < cfg->max_instances && !in_cooldown(cfg, st, now) && in->pending == 0) {
+            d->target++;
+            st->breach_out = 0;
+            set_reason(d, "mean load %.2f above %.2f", mean, cfg->scale_out_above);
+        }
+    } else if (st->breach_in >= cfg->breach_periods) {
+        if (d->target > floor && !in_cooldown(cfg, st, now) && in->stale == 0) {
+            d->target--;
+            st->breach_in = 0;
+            set_reason(d, "mean load %.2f below %.2f", mean, cfg->scale_in_below);
+        }
+    }
+}
+
+static void decide_target(const struct asg_config *cfg, const struct policy_input *in,
+                          struct ctl_state *st, int64_t now, int floor,
+                          struct decision *d)
+{
+    double mean = in->load_sum / in->warm;
+    double ratio = mean / cfg->target;
+    int want = d->target;
+    if (fabs(ratio - 1.0) > cfg->target_tolerance) {
+        /* Instances without a counted sample are taken as idle, as the
+         * HPA does for pods that are not ready: no overshoot on boot. */
+        want = (int)ceil(in->load_sum / cfg->target - 1e-9);
+        want = clamp_int(want, floor, cfg->max_instances);
+    }
+    if (want > d->target) {
+        st->in_since_ms = 0;
+        if (!in_cooldown(cfg, st, now)) {
+            d->target = want;
+            set_reason(d, "mean load %.2f against target %.2f", mean, cfg->target);
+        }
+    } else if (want < d->target && in->stale == 0) {
+        /* Scale in only to the highest recommendation of the whole
+         * stabilization window (the HPA's downscale rule). */
+        if (st->in_since_ms == 0 || want > st->in_recommend) {
+            if (st->in_since_ms == 0)
+                st->in_since_ms = now;
+            st->in_recommend = want;
+        }
+        if (now - st->in_since_ms >= cfg->scale_in_stabilization_ms && !in_cooldown(cfg, st, now)) {
+            d->target = st->in_recommend;
+            st->in_since_ms = 0;
+            set_reason(d, "mean load %.2f against target %.2f, stable", mean, cfg->target);
+        }
+    } else {
+        st->in_since_ms = 0;
+    }
+}
+
+struct decision policy_decide(const struct asg_config *cfg, const struct policy_input *in,
+                              struct ctl_state *st, int64_t now)
+{
+    struct decision d;
+    memset(&d, 0, sizeof d);
+    int floor = clamp_int(cfg->desired_instances, cfg->min_instances, cfg->max_instances);
+    int before = st->target ? st->target : floor;
+    d.target = clamp_int(before, floor, cfg->max_instances);
+    if (d.target != before)
+        snprintf(d.reason, sizeof d.reason, "group bounds are now %d..%d", floor, cfg->max_instances);
+
+    if (in->warm == 0) {
+        /* No metrics, no judgement: never scale in on silence. */
+        st->breach_out = st->breach_in = 0;
+        st->in_since_ms = 0;
+    } else {
+        int t = d.target;
+        if (cfg->policy_kind == POLICY_TARGET)
+            decide_target(cfg, in, st, now, floor, &d);
+        else
+            decide_threshold(cfg, in, st, now, floor, &d);
+        if (d.target != t)
+            st->last_action_ms = now;
+    }
+    d.change = d.target - before;
+    st->target = d.target;
+    return d;
+}

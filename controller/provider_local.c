@@ -1,0 +1,227 @@
+/* Provider `local`: instances are asg-agent processes on 127.0.0.1. */
+#define _GNU_SOURCE
+#include "provider.h"
+#include "../common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The agent binary: the configured path, or asg-agent beside this program
+ * (so a build tree and an install both work without configuration). */
+static int find_agent(struct provider *p, char *err, size_t errsize)
+{
+    if (p->cfg->local_agent_path[0]) {
+        copy_str(p->agent_path, sizeof p->agent_path, p->cfg->local_agent_path);
+    } else {
+        char self[256];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0) {
+            snprintf(err, errsize, "cannot find this program's path: %s", strerror(errno));
+            return -1;
+        }
+        self[n] = '\0';
+        snprintf(p->agent_path, sizeof p->agent_path, "%.230s/asg-agent", dirname(self));
+    }
+    if (access(p->agent_path, X_OK) != 0) {
+        snprintf(err, errsize, "provider.local.agent_path: %s is not executable: %s",
+                 p->agent_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int provider_init(struct provider *p, const struct asg_config *cfg, char *err, size_t errsize)
+{
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    p->seed = (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_ms();
+    if (cfg->provider_kind != PROVIDER_LOCAL) {
+        snprintf(err, errsize, "provider %s is not available in this build",
+                 provider_kind_name(cfg->provider_kind));
+        return -1;
+    }
+    p->ops = &provider_local_ops;
+    return find_agent(p, err, errsize);
+}
+
+static int local_launch(struct provider *p, const char *id, struct provider_instance *out,
+                        char *err, size_t errsize)
+{
+    if (access(p->agent_path, X_OK) != 0) {
+        snprintf(err, errsize, "%s is not executable: %s", p->agent_path, strerror(errno));
+        return -1;
+    }
+    if (!p->manager_addr[0]) {
+        snprintf(err, errsize, "the monitor has not published its address yet");
+        return -1;
+    }
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)(p->seed++));
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errsize, "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        /* Own session: a Ctrl-C at the manager's terminal must not reach
+         * the fleet; the manager stops its agents itself when it drains. */
+        setsid();
+        signals_reset_defaults();
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDOUT_FILENO);
+            if (devnull > STDERR_FILENO)
+                close(devnull);
+        }
+        char *argv[] = {"asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
+                        "--manager", p->manager_addr, "--seed", seed, NULL};
+        execv(p->agent_path, argv);
+        _exit(127);
+    }
+    memset(out, 0, sizeof *out);
+    copy_str(out->id, sizeof out->id, id);
+    out->pid = pid;
+    out->pid_start = pid_start_time(pid);
+    return 0;
+}
+
+/* The row's process, if it is still the one we started. */
+static pid_t row_pid(const struct table_row *r)
+{
+    if (r->pid <= 0)
+        return 0;
+    uint64_t start = pid_start_time(r->pid);
+    if (start == 0 || (r->pid_start && start != r->pid_start))
+        return 0;
+    return r->pid;
+}
+
+static pid_t find_by_id(struct provider *p, const char *id)
+{
+    struct provider_instance *list;
+    size_t n;
+    pid_t pid = 0;
+    if (local_scan_proc(p->cfg->group_name, &list, &n) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].id, id) == 0)
+            pid = list[i].pid;
+    free(list);
+    return pid;
+}
+
+static int local_terminate(struct provider *p, const struct table_row *r, bool force,
+                           char *err, size_t errsize)
+{
+    pid_t pid = row_pid(r);
+    if (!pid && r->pid <= 0)
+        pid = find_by_id(p, r->id);
+    if (!pid)
+        return 0; /* already gone */
+    if (kill(pid, force ? SIGKILL : SIGTERM) != 0 && errno != ESRCH) {
+        snprintf(err, errsize, "kill %d: %s", (int)pid, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static bool local_gone(struct provider *p, const struct table_row *r)
+{
+    if (r->pid > 0)
+        return row_pid(r) == 0;
+    return find_by_id(p, r->id) == 0;
+}
+
+static int local_list(struct provider *p, struct provider_instance **out, size_t *n,
+                      char *err, size_t errsize)
+{
+    if (local_scan_proc(p->cfg->group_name, out, n) != 0) {
+        snprintf(err, errsize, "cannot scan /proc: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads /proc/PID/cmdline into argv-like pieces; returns the count. */
+static int read_cmdline(pid_t pid, char *buf, size_t size, char **args, int maxargs)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t len = read(fd, buf, size - 1);
+    close(fd);
+    if (len <= 0)
+        return 0;
+    buf[len] = '\0';
+    int n = 0;
+    for (char *s = buf; s < buf + len && n < maxargs; s += strlen(s) + 1)
+        args[n++] = s;
+    return n;
+}
+
+int local_scan_proc(const char *group, struct provider_instance **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    size_t cap = 0, glen = strlen(group);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char buf[1024], *args[16];
+        int argc = read_cmdline((pid_t)pid, buf, sizeof buf, args, 16);
+        if (argc < 3)
+            continue;
+        const char *base = strrchr(args[0], '/');
+        base = base ? base + 1 : args[0];
+        if (strcmp(base, "asg-agent") != 0)
+            continue;
+        for (int i = 1; i + 1 < argc; i++) {
+            if (strcmp(args[i], "--id") != 0)
+                continue;
+            const char *id = args[i + 1];
+            if (strncmp(id, group, glen) != 0 || id[glen] != '-' || !pid_alive((pid_t)pid))
+                break;
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 16;
+                struct provider_instance *grown = realloc(*out, cap * sizeof **out);
+                if (!grown) {
+                    closedir(d);
+                    return -1;
+                }
+                *out = grown;
+            }
+            struct provider_instance *pi = &(*out)[(*n)++];
+            memset(pi, 0, sizeof *pi);
+            copy_str(pi->id, sizeof pi->id, id);
+            pi->pid = (int32_t)pid;
+            pi->pid_start = pid_start_time((pid_t)pid);
+            break;
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+const struct provider_ops provider_local_ops = {
+    .name = "local",
+    .launch = local_launch,
+    .terminate = local_terminate,
+    .gone = local_gone,
+    .list = local_list,
+};

@@ -1,0 +1,426 @@
+/* MonitorS: serves the Monitor service (agents register and deregister)
+ * and probes every known agent each interval, all probes in flight at once
+ * on the same completion queue as the server. Writes what it learns into
+ * the table: liveness, load, cpu, memory, and unhealthy after too many
+ * consecutive misses. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <grpc/grpc.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../proto/methods.h"
+#include "../proto/rpc.h"
+#include "../supervisor/roles.h"
+#include "asg.pb-c.h"
+
+#define LOCK_WAIT_MS 1000
+
+/* Per table slot: the channel to its agent and the probe in flight. */
+struct slot {
+    grpc_channel *ch;
+    char addr[TABLE_ADDR_MAX];
+    uint64_t incarnation;     /* of the row the channel belongs to */
+    bool in_flight;
+};
+
+struct probe {
+    struct monitor *m;
+    uint32_t slot;
+    uint64_t incarnation;
+    uint64_t seq;
+    int64_t sent_ms;
+};
+
+struct monitor {
+    struct table *t;
+    struct asg_config cfg;
+    uint64_t cfg_gen;
+    grpc_completion_queue *cq;
+    struct slot *slots;
+    uint32_t nslots;
+    uint64_t seq;
+    uint32_t outstanding;     /* probes of the current round */
+};
+
+/* ---- Register / Deregister ---- */
+
+static bool valid_strings(const char *id, const char *addr, char *why, size_t n)
+{
+    if (!valid_instance_id(id, strlen(id))) {
+        snprintf(why, n, "instance_id must be 1..63 of A-Z a-z 0-9 . _ -");
+        return false;
+    }
+    return addr == NULL || valid_address(addr, strlen(addr), false, why, n);
+}
+
+/* With the lock held: the registration's effect on the table. Returns true
+ * when accepted; otherwise why not is in reason (and *code is set for a
+ * hard error rather than a refusal). */
+static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in,
+                           grpc_status_code *code, char *reason, size_t rsize)
+{
+    int64_t now = now_ms();
+    struct table_row *r = table_find(m->t, in->instance_id);
+    if (!r) {
+        if (!m->cfg.adopt_unknown) {
+            snprintf(reason, rsize, "unknown instance %s: the manager did not launch it "
+                     "(monitor.adopt_unknown = true accepts such agents)", in->instance_id);
+            return false;
+        }
+        r = table_alloc_row(m->t, in->instance_id);
+        if (!r) {
+            *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->hdr->capacity);
+            return false;
+        }
+        r->launch_ms = now;
+        row_set_state(r, ROW_PENDING, "adopted on registration", now);
+        row_write_end(m->t, r);
+        log_info("adopting unknown instance %s at %s", in->instance_id, in->address);
+    }
+    if (r->state == ROW_UNHEALTHY || r->state == ROW_TERMINATING) {
+        snprintf(reason, rsize, "instance %s is %s: it is being replaced or stopped",
+                 r->id, row_state_name(r->state));
+        return false;
+    }
+    row_write_begin(r);
+    if (strcmp(r->addr, in->address) != 0)
+        copy_str(r->addr, sizeof r->addr, in->address);
+    r->misses = 0;
+    if (r->state == ROW_PENDING) {
+        row_set_state(r, ROW_RUNNING, "registered", now);
+        r->running_since_ms = now;
+        log_info("instance %s registered at %s: running (%lld ms after launch)", r->id,
+                 r->addr, (long long)(now - r->launch_ms));
+    } else {
+        log_info("instance %s registered again at %s", r->id, r->addr);
+    }
+    row_write_end(m->t, r);
+    return true;
+}
+
+static void h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+{
+    struct monitor *m = ctx;
+    Asg__V1__RegisterRequest *in = asg__v1__register_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed RegisterRequest");
+        return;
+    }
+    char why[200];
+    if (!valid_strings(in->instance_id, in->address, why, sizeof why)) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
+    } else if (strlen(in->agent_version) > 32) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "agent_version longer than 32 characters");
+    } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
+    } else {
+        fault_point_locked("monitor");
+        grpc_status_code code = GRPC_STATUS_OK;
+        bool ok = apply_register(m, in, &code, why, sizeof why);
+        table_unlock(m->t);
+        Asg__V1__RegisterReply r = ASG__V1__REGISTER_REPLY__INIT;
+        r.accepted = ok;
+        r.reason = ok ? (char *)"" : why;
+        r.probe_interval_ms = (uint32_t)m->cfg.probe_interval_ms;
+        if (code != GRPC_STATUS_OK)
+            rpc_reply_error(out, code, "%s", why);
+        else
+            rpc_reply_msg(out, &r.base);
+        if (!ok)
+            log_warn("registration of %s from %s refused: %s", in->instance_id, in->address, why);
+    }
+    asg__v1__register_request__free_unpacked(in, NULL);
+}
+
+static void h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+{
+    struct monitor *m = ctx;
+    Asg__V1__DeregisterRequest *in = asg__v1__deregister_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed DeregisterRequest");
+        return;
+    }
+    char why[160];
+    if (!valid_strings(in->instance_id, NULL, why, sizeof why)) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
+        asg__v1__deregister_request__free_unpacked(in, NULL);
+        return;
+    }
+    if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
+        asg__v1__deregister_request__free_unpacked(in, NULL);
+        return;
+    }
+    Asg__V1__DeregisterReply r = ASG__V1__DEREGISTER_REPLY__INIT;
+    struct table_row *row = table_find(m->t, in->instance_id);
+    if (row && row->state != ROW_TERMINATING) {
+        int64_t now = now_ms();
+        log_info("instance %s deregistered (was %s)", row->id, row_state_name(row->state));
+        row_write_begin(row);
+        row_set_state(row, ROW_TERMINATING, "deregistered", now);
+        row->term_deadline_ms = now + m->cfg.local_kill_timeout_ms;
+        row_write_end(m->t, row);
+        r.removed = true;
+    }
+    table_unlock(m->t);
+    rpc_reply_msg(out, &r.base);
+    asg__v1__deregister_request__free_unpacked(in, NULL);
+}
+
+/* ---- probes ---- */
+
+static void round_done(struct monitor *m)
+{
+    if (table_lock(m->t, LOCK_WAIT_MS) != 0)
+        return;
+    hdr_write_begin(m->t);
+    m->t->hdr->probe_rounds++;
+    m->t->hdr->last_probe_round_ms = now_ms();
+    hdr_write_end(m->t);
+    table_unlock(m->t);
+}
+
+static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__PingReply *rep,
+                         const char *failure)
+{
+    struct table_row *r = &m->t->rows[p->slot];
+    if (r->incarnation != p->incarnation ||
+        (r->state != ROW_RUNNING && r->state != ROW_PENDING))
+        return; /* the row moved on while the probe was out */
+    int64_t now = now_ms();
+    row_write_begin(r);
+    r->last_probe_ms = now;
+    if (!failure) {
+        r->load = rep->load;
+        r->cpu = rep->cpu;
+        r->mem = rep->mem;
+        r->has_sample = true;
+        r->last_seen_ms = now;
+        if (r->misses)
+            log_info("instance %s answers again after %u missed probe(s)", r->id, r->misses);
+        r->misses = 0;
+        r->probes_ok++;
+        row_push_sample(r, rep->load);
+        if (r->state == ROW_PENDING) {
+            row_set_state(r, ROW_RUNNING, "answered a probe", now);
+            r->running_since_ms = now;
+            log_info("instance %s answers probes: running", r->id);
+        }
+    } else {
+        r->misses++;
+        r->probes_failed++;
+        if (r->state == ROW_RUNNING && r->misses >= (uint32_t)m->cfg.unhealthy_after) {
+            char why[64];
+            snprintf(why, sizeof why, "missed %u probes: %.40s", r->misses, failure);
+            row_set_state(r, ROW_UNHEALTHY, why, now);
+            log_warn("instance %s unhealthy: %s (last seen %lld ms ago)", r->id, why,
+                     r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL);
+        }
+    }
+    row_write_end(m->t, r);
+}
+
+/* Checks a reply from another process before believing it. */
+static const char *check_reply(const Asg__V1__PingReply *rep, const struct probe *p,
+                               const char *expect_id)
+{
+    if (!rep)
+        return "malformed PingReply";
+    if (strcmp(rep->instance_id, expect_id) != 0)
+        return "another instance answered at this address";
+    if (rep->seq != p->seq)
+        return "reply to another probe";
+    if (!isfinite(rep->load) || rep->load < 0 || rep->load > 1 || !isfinite(rep->cpu) ||
+        rep->cpu < 0 || rep->cpu > 1 || !isfinite(rep->mem) || rep->mem < 0 || rep->mem > 1)
+        return "load, cpu or mem outside 0..1";
+    return NULL;
+}
+
+static void on_probe(void *user, grpc_status_code st, const char *details,
+                     const uint8_t *data, size_t len)
+{
+    struct probe *p = user;
+    struct monitor *m = p->m;
+    m->slots[p->slot].in_flight = false;
+    Asg__V1__PingReply *rep = NULL;
+    const char *failure = NULL;
+    char fail_buf[64];
+    if (st != GRPC_STATUS_OK) {
+        snprintf(fail_buf, sizeof fail_buf, "status %d %.40s", (int)st, details);
+        failure = fail_buf;
+    } else {
+        rep = asg__v1__ping_reply__unpack(NULL, len, data);
+    }
+    if (table_lock(m->t, LOCK_WAIT_MS) == 0) {
+        fault_point_locked("monitor");
+        if (!failure) {
+            char id[TABLE_ID_MAX];
+            copy_str(id, sizeof id, m->t->rows[p->slot].id);
+            failure = check_reply(rep, p, id);
+        }
+        record_probe(m, p, rep, failure);
+        table_unlock(m->t);
+    }
+    if (rep)
+        asg__v1__ping_reply__free_unpacked(rep, NULL);
+    free(p);
+    if (m->outstanding && --m->outstanding == 0)
+        round_done(m);
+}
+
+/* Keeps one channel per slot, remade when the slot's agent changes. */
+static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct table_row *r)
+{
+    struct slot *s = &m->slots[i];
+    if (s->ch && (s->incarnation != r->incarnation || strcmp(s->addr, r->addr) != 0)) {
+        grpc_channel_destroy(s->ch);
+        s->ch = NULL;
+    }
+    if (!s->ch) {
+        s->ch = rpc_channel_create(r->addr);
+        s->incarnation = r->incarnation;
+        copy_str(s->addr, sizeof s->addr, r->addr);
+    }
+    return s->ch;
+}
+
+static void probe_round(struct monitor *m)
+{
+    uint32_t cap = m->t->hdr->capacity;
+    uint8_t buf[32];
+    for (uint32_t i = 0; i < cap && i < m->nslots; i++) {
+        struct table_row r;
+        if (!table_read_row(m->t, i, &r))
+            continue;
+        bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING) && r.addr[0];
+        if (!probe) {
+            if (m->slots[i].ch && !m->slots[i].in_flight) {
+                grpc_channel_destroy(m->slots[i].ch);
+                m->slots[i].ch = NULL;
+            }
+            continue;
+        }
+        if (m->slots[i].in_flight)
+            continue;
+        struct probe *p = calloc(1, sizeof *p);
+        if (!p)
+            abort();
+        p->m = m;
+        p->slot = i;
+        p->incarnation = r.incarnation;
+        p->seq = ++m->seq;
+        p->sent_ms = now_ms();
+        Asg__V1__PingRequest q = ASG__V1__PING_REQUEST__INIT;
+        q.seq = p->seq;
+        size_t len = asg__v1__ping_request__pack(&q, buf);
+        grpc_channel *ch = slot_channel(m, i, &r);
+        if (rpc_call_start(ch, m->cq, M_AGENT_PING, buf, len, m->cfg.probe_timeout_ms,
+                           on_probe, p) != 0) {
+            free(p);
+            continue;
+        }
+        m->slots[i].in_flight = true;
+        m->outstanding++;
+    }
+    if (m->outstanding == 0)
+        round_done(m);
+}
+
+/* ---- main ---- */
+
+/* Binds monitor.listen; with port 0, first tries the port this manager
+ * published before, so agents of a restarted monitor find it again. */
+static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *methods,
+                                         char *bound, size_t bsize)
+{
+    char err[256], addr[TABLE_ADDR_MAX];
+    struct table_hdr h;
+    copy_str(addr, sizeof addr, m->cfg.monitor_listen);
+    const char *colon = strrchr(addr, ':');
+    bool port0 = colon && strcmp(colon, ":0") == 0;
+    struct rpc_server *srv = NULL;
+    int port = 0;
+    if (port0 && table_read_hdr(m->t, &h) && h.monitor_addr[0])
+        srv = rpc_server_start(h.monitor_addr, methods, 2, m->cq, &port, err, sizeof err);
+    if (!srv)
+        srv = rpc_server_start(addr, methods, 2, m->cq, &port, err, sizeof err);
+    if (!srv) {
+        log_error("monitor.listen: %s", err);
+        return NULL;
+    }
+    snprintf(bound, bsize, "%.*s:%d", (int)(colon - addr), addr, port);
+    return srv;
+}
+
+static void publish_address(struct monitor *m, const char *bound)
+{
+    if (table_lock(m->t, LOCK_WAIT_MS) != 0)
+        return;
+    hdr_write_begin(m->t);
+    copy_str(m->t->hdr->monitor_addr, sizeof m->t->hdr->monitor_addr, bound);
+    hdr_write_end(m->t);
+    table_unlock(m->t);
+}
+
+int monitor_main(struct table *t, const struct asg_config *cfg0)
+{
+    static struct monitor m;
+    memset(&m, 0, sizeof m);
+    m.t = t;
+    m.cfg = *cfg0;
+    role_config_refresh(t, &m.cfg, &m.cfg_gen);
+    signals_install(false);
+    grpc_init();
+    m.cq = rpc_cq_create();
+    m.nslots = t->hdr->capacity;
+    m.slots = calloc(m.nslots, sizeof *m.slots);
+    if (!m.slots)
+        abort();
+    struct rpc_method methods[] = {{M_MONITOR_REGISTER, h_register, &m},
+                                   {M_MONITOR_DEREGISTER, h_deregister, &m}};
+    char bound[TABLE_ADDR_MAX];
+    struct rpc_server *srv = listen_monitor(&m, methods, bound, sizeof bound);
+    if (!srv) {
+        grpc_completion_queue_destroy(m.cq);
+        grpc_shutdown();
+        free(m.slots);
+        return ASG_EXIT_FATAL;
+    }
+    publish_address(&m, bound);
+    log_info("monitor up on %s: probing every %d ms (timeout %d ms, unhealthy after %d misses)",
+             bound, m.cfg.probe_interval_ms, m.cfg.probe_timeout_ms, m.cfg.unhealthy_after);
+    int64_t next_round = now_ms();
+    while (!g_sig.term) {
+        if (g_sig.hup) {
+            g_sig.hup = 0;
+            if (role_config_refresh(t, &m.cfg, &m.cfg_gen))
+                log_info("config generation %llu applied: probe every %d ms, timeout %d ms",
+                         (unsigned long long)m.cfg_gen, m.cfg.probe_interval_ms,
+                         m.cfg.probe_timeout_ms);
+        }
+        int64_t now = now_ms();
+        if (now >= next_round) {
+            probe_round(&m);
+            next_round += m.cfg.probe_interval_ms;
+            if (next_round <= now)
+                next_round = now + m.cfg.probe_interval_ms;
+        }
+        /* Completions are handled as they come; the wait is short so that
+         * a signal flag is seen even when no event arrives. */
+        int wait = (int)(next_round - now_ms());
+        rpc_cq_step(m.cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
+    }
+    log_info("stopping: %zu probe(s) in flight are cancelled", rpc_calls_in_flight());
+    rpc_shutdown(srv, m.cq);
+    for (uint32_t i = 0; i < m.nslots; i++)
+        if (m.slots[i].ch)
+            grpc_channel_destroy(m.slots[i].ch);
+    free(m.slots);
+    grpc_shutdown();
+    return 0;
+}

@@ -1,0 +1,506 @@
+#include "rpc.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARMED_PER_METHOD 4
+
+grpc_completion_queue *rpc_cq_create(void)
+{
+    return grpc_completion_queue_create_for_next(NULL);
+}
+
+static gpr_timespec deadline_in(int ms)
+{
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+int rpc_cq_step(grpc_completion_queue *cq, int timeout_ms)
+{
+    grpc_event ev = grpc_completion_queue_next(cq, deadline_in(timeout_ms < 0 ? 0 : timeout_ms), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+        return -1;
+    if (ev.type == GRPC_QUEUE_TIMEOUT)
+        return 0;
+    struct rpc_tag *tag = ev.tag;
+    tag->done(tag, ev.success != 0);
+    return 1;
+}
+
+/* Copies a received buffer into malloc'd bytes (NULL, 0 for none). */
+static uint8_t *buffer_bytes(grpc_byte_buffer *bb, size_t *len)
+{
+    *len = 0;
+    if (!bb)
+        return NULL;
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, bb))
+        return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    size_t n = GRPC_SLICE_LENGTH(s);
+    uint8_t *out = malloc(n ? n : 1);
+    if (out) {
+        memcpy(out, GRPC_SLICE_START_PTR(s), n);
+        *len = n;
+    }
+    grpc_slice_unref(s);
+    return out;
+}
+
+static grpc_byte_buffer *bytes_buffer(const uint8_t *data, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)data, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+uint8_t *rpc_pack(const ProtobufCMessage *m, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        abort();
+    *len = protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
+void rpc_reply_msg(struct rpc_reply *out, const ProtobufCMessage *m)
+{
+    out->data = rpc_pack(m, &out->len);
+    out->status = GRPC_STATUS_OK;
+}
+
+void rpc_reply_error(struct rpc_reply *out, grpc_status_code st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->message, sizeof out->message, fmt, ap);
+    va_end(ap);
+    out->status = st;
+}
+
+/* ---- server ---- */
+
+struct rpc_server;
+
+/* One armed request for a registered method (or the generic fallback when
+ * method is NULL). */
+struct srv_req {
+    struct rpc_tag tag;
+    struct rpc_server *srv;
+    const struct rpc_method *method;
+    void *handle;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details;
+};
+
+/* An answered call, alive until its send batch completes. */
+struct srv_call {
+    struct rpc_tag tag;
+    struct rpc_server *srv;
+    grpc_call *call;
+    grpc_byte_buffer *reply;
+    grpc_slice status_details;
+    int cancelled;
+};
+
+struct rpc_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    struct rpc_method *methods;
+    void **handles;
+    size_t nmethods;
+    bool stopping;
+    size_t live;           /* armed requests and answered calls */
+    struct rpc_tag shutdown_tag;
+    bool shutdown_done;
+};
+
+static void arm(struct rpc_server *s, const struct rpc_method *m, void *handle);
+
+static void srv_call_done(struct rpc_tag *tag, bool ok)
+{
+    (void)ok;
+    struct srv_call *c = (struct srv_call *)tag;
+    if (c->reply)
+        grpc_byte_buffer_destroy(c->reply);
+    grpc_slice_unref(c->status_details);
+    grpc_call_unref(c->call);
+    c->srv->live--;
+    free(c);
+}
+
+/* Sends the reply (or the error status) and closes the call. */
+static void answer(struct rpc_server *s, grpc_call *call, struct rpc_reply *r)
+{
+    struct srv_call *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->tag.done = srv_call_done;
+    c->srv = s;
+    c->call = call;
+    c->status_details = grpc_slice_from_copied_string(r->status == GRPC_STATUS_OK ? "" : r->message);
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (r->status == GRPC_STATUS_OK) {
+        c->reply = bytes_buffer(r->data ? r->data : (const uint8_t *)"", r->len);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->reply;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = r->status;
+    ops[n++].data.send_status_from_server.status_details = &c->status_details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    s->live++;
+    if (grpc_call_start_batch(call, ops, n, &c->tag, NULL) != GRPC_CALL_OK)
+        srv_call_done(&c->tag, false);
+}
+
+static void srv_req_done(struct rpc_tag *tag, bool ok)
+{
+    struct srv_req *q = (struct srv_req *)tag;
+    struct rpc_server *s = q->srv;
+    s->live--;
+    if (ok && !s->stopping)
+        arm(s, q->method, q->handle); /* keep one armed before handling */
+    if (ok) {
+        struct rpc_reply r;
+        memset(&r, 0, sizeof r);
+        if (!q->method) {
+            rpc_reply_error(&r, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        } else if (!q->payload) {
+            rpc_reply_error(&r, GRPC_STATUS_INVALID_ARGUMENT, "request has no message");
+        } else {
+            size_t len;
+            uint8_t *req = buffer_bytes(q->payload, &len);
+            if (!req)
+                rpc_reply_error(&r, GRPC_STATUS_INTERNAL, "cannot read request");
+            else
+                q->method->fn(q->method->ctx, req, len, &r);
+            free(req);
+        }
+        answer(s, q->call, &r);
+        free(r.data);
+    }
+    if (q->payload)
+        grpc_byte_buffer_destroy(q->payload);
+    grpc_metadata_array_destroy(&q->md);
+    if (!q->method)
+        grpc_call_details_destroy(&q->details);
+    free(q);
+}
+
+static void arm(struct rpc_server *s, const struct rpc_method *m, void *handle)
+{
+    struct srv_req *q = calloc(1, sizeof *q);
+    if (!q)
+        abort();
+    q->tag.done = srv_req_done;
+    q->srv = s;
+    q->method = m;
+    q->handle = handle;
+    grpc_metadata_array_init(&q->md);
+    grpc_call_error e;
+    if (m) {
+        e = grpc_server_request_registered_call(s->server, handle, &q->call, &q->deadline,
+                                                &q->md, &q->payload, s->cq, s->cq, &q->tag);
+    } else {
+        grpc_call_details_init(&q->details);
+        e = grpc_server_request_call(s->server, &q->call, &q->details, &q->md,
+                                     s->cq, s->cq, &q->tag);
+    }
+    if (e != GRPC_CALL_OK) {
+        grpc_metadata_array_destroy(&q->md);
+        if (!m)
+            grpc_call_details_destroy(&q->details);
+        free(q);
+        return;
+    }
+    s->live++;
+}
+
+static void shutdown_notified(struct rpc_tag *tag, bool ok)
+{
+    (void)ok;
+    struct rpc_server *s = (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
+    s->shutdown_done = true;
+}
+
+struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
+                                    size_t nmethods, grpc_completion_queue *cq,
+                                    int *port, char *err, size_t errsize)
+{
+    struct rpc_server *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    grpc_arg args[2];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    args[0].value.integer = 0; /* a second server must fail, not share */
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[1].value.integer = RPC_MAX_MESSAGE;
+    grpc_channel_args ca = {2, args};
+    s->server = grpc_server_create(&ca, NULL);
+    s->cq = cq;
+    s->nmethods = nmethods;
+    s->methods = calloc(nmethods ? nmethods : 1, sizeof *s->methods);
+    s->handles = calloc(nmethods ? nmethods : 1, sizeof *s->handles);
+    if (!s->methods || !s->handles)
+        abort();
+    for (size_t i = 0; i < nmethods; i++) {
+        s->methods[i] = methods[i];
+        s->handles[i] = grpc_server_register_method(s->server, methods[i].name, NULL,
+                                                    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    }
+    grpc_server_register_completion_queue(s->server, cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(s->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (bound <= 0) {
+        snprintf(err, errsize, "cannot listen on %s (address in use or not local?)", addr);
+        grpc_server_destroy(s->server);
+        free(s->methods);
+        free(s->handles);
+        free(s);
+        return NULL;
+    }
+    grpc_server_start(s->server);
+    for (size_t i = 0; i < nmethods; i++)
+        for (int k = 0; k < ARMED_PER_METHOD; k++)
+            arm(s, &s->methods[i], s->handles[i]);
+    for (int k = 0; k < ARMED_PER_METHOD; k++)
+        arm(s, NULL, NULL); /* unknown methods get UNIMPLEMENTED, not a hang */
+    if (port)
+        *port = bound;
+    return s;
+}
+
+/* ---- client ---- */
+
+struct cli_call {
+    struct rpc_tag tag;
+    struct cli_call *prev, *next;
+    grpc_call *call;
+    grpc_byte_buffer *send;
+    grpc_byte_buffer *recv;
+    grpc_metadata_array md_initial, md_trailing;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    rpc_done_fn fn;
+    void *user;
+};
+
+static struct cli_call *live_calls;
+static size_t live_count;
+
+size_t rpc_calls_in_flight(void) { return live_count; }
+
+grpc_channel *rpc_channel_create(const char *addr)
+{
+    grpc_arg args[4];
+    const char *keys[] = {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                          GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH};
+    int vals[] = {100, 100, 1000, RPC_MAX_MESSAGE};
+    for (int i = 0; i < 4; i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char *)keys[i];
+        args[i].value.integer = vals[i];
+    }
+    grpc_channel_args ca = {4, args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    /* "ipv4:" skips the DNS resolver for numeric addresses. */
+    char target[96];
+    unsigned a, b, c, d, p;
+    char tail;
+    if (sscanf(addr, "%u.%u.%u.%u:%u%c", &a, &b, &c, &d, &p, &tail) == 5)
+        snprintf(target, sizeof target, "ipv4:%s", addr);
+    else
+        snprintf(target, sizeof target, "%s", addr);
+    grpc_channel *ch = grpc_channel_create(target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+static void cli_call_done(struct rpc_tag *tag, bool ok)
+{
+    struct cli_call *c = (struct cli_call *)tag;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        live_calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    live_count--;
+
+    size_t len = 0;
+    uint8_t *data = NULL;
+    grpc_status_code st = ok ? c->status : GRPC_STATUS_UNAVAILABLE;
+    char details[256];
+    size_t dn = GRPC_SLICE_LENGTH(c->details);
+    if (dn >= sizeof details)
+        dn = sizeof details - 1;
+    memcpy(details, GRPC_SLICE_START_PTR(c->details), dn);
+    details[dn] = '\0';
+    if (st == GRPC_STATUS_OK) {
+        data = buffer_bytes(c->recv, &len);
+        if (!c->recv) {
+            st = GRPC_STATUS_INTERNAL;
+            snprintf(details, sizeof details, "reply carried no message");
+        }
+    }
+    c->fn(c->user, st, details, data ? data : (const uint8_t *)"", len);
+    free(data);
+    if (c->send)
+        grpc_byte_buffer_destroy(c->send);
+    if (c->recv)
+        grpc_byte_buffer_destroy(c->recv);
+    grpc_metadata_array_destroy(&c->md_initial);
+    grpc_metadata_array_destroy(&c->md_trailing);
+    grpc_slice_unref(c->details);
+    if (c->error_string)
+        gpr_free((void *)c->error_string);
+    grpc_call_unref(c->call);
+    free(c);
+}
+
+int rpc_call_start(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+                   const uint8_t *req, size_t len, int timeout_ms,
+                   rpc_done_fn fn, void *user)
+{
+    struct cli_call *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->tag.done = cli_call_done;
+    c->fn = fn;
+    c->user = user;
+    grpc_slice m = grpc_slice_from_copied_string(method);
+    c->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
+                                       deadline_in(timeout_ms), NULL);
+    grpc_slice_unref(m);
+    c->send = bytes_buffer(req, len);
+    grpc_metadata_array_init(&c->md_initial);
+    grpc_metadata_array_init(&c->md_trailing);
+    c->details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = c->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->md_initial;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &c->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &c->md_trailing;
+    ops[5].data.recv_status_on_client.status = &c->status;
+    ops[5].data.recv_status_on_client.status_details = &c->details;
+    ops[5].data.recv_status_on_client.error_string = &c->error_string;
+    if (grpc_call_start_batch(c->call, ops, 6, &c->tag, NULL) != GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(c->send);
+        grpc_metadata_array_destroy(&c->md_initial);
+        grpc_metadata_array_destroy(&c->md_trailing);
+        grpc_call_unref(c->call);
+        free(c);
+        return -1;
+    }
+    c->next = live_calls;
+    if (live_calls)
+        live_calls->prev = c;
+    live_calls = c;
+    live_count++;
+    return 0;
+}
+
+struct sync_result {
+    bool done;
+    grpc_status_code st;
+    uint8_t *data;
+    size_t len;
+    char *details;
+    size_t detsize;
+};
+
+static void sync_done(void *user, grpc_status_code st, const char *details,
+                      const uint8_t *data, size_t len)
+{
+    struct sync_result *r = user;
+    r->done = true;
+    r->st = st;
+    snprintf(r->details, r->detsize, "%s", details);
+    if (st == GRPC_STATUS_OK) {
+        r->data = malloc(len ? len : 1);
+        if (!r->data)
+            abort();
+        memcpy(r->data, data, len);
+        r->len = len;
+    }
+}
+
+grpc_status_code rpc_call_sync(grpc_channel *ch, const char *method,
+                               const uint8_t *req, size_t len, int timeout_ms,
+                               uint8_t **reply, size_t *reply_len,
+                               char *details, size_t detsize)
+{
+    grpc_completion_queue *cq = rpc_cq_create();
+    struct sync_result r = {false, GRPC_STATUS_UNKNOWN, NULL, 0, details, detsize};
+    details[0] = '\0';
+    if (rpc_call_start(ch, cq, method, req, len, timeout_ms, sync_done, &r) != 0) {
+        r.done = true;
+        r.st = GRPC_STATUS_INTERNAL;
+        snprintf(details, detsize, "could not start the call");
+    }
+    while (!r.done)
+        rpc_cq_step(cq, 1000);
+    grpc_completion_queue_shutdown(cq);
+    while (rpc_cq_step(cq, 1000) >= 0)
+        ;
+    grpc_completion_queue_destroy(cq);
+    *reply = r.data;
+    *reply_len = r.len;
+    return r.st;
+}
+
+/* ---- shutdown ---- */
+
+void rpc_shutdown(struct rpc_server *s, grpc_completion_queue *cq)
+{
+    for (struct cli_call *c = live_calls; c; c = c->next)
+        grpc_call_cancel(c->call, NULL);
+    if (s) {
+        s->stopping = true;
+        s->shutdown_tag.done = shutdown_notified;
+        grpc_server_shutdown_and_notify(s->server, cq, &s->shutdown_tag);
+        grpc_server_cancel_all_calls(s->server);
+        while (!s->shutdown_done)
+            if (rpc_cq_step(cq, 1000) < 0)
+                break;
+    }
+    grpc_completion_queue_shutdown(cq);
+    while (rpc_cq_step(cq, 1000) >= 0)
+        ;
+    if (s) {
+        grpc_server_destroy(s->server);
+        free(s->methods);
+        free(s->handles);
+        free(s);
+    }
+    grpc_completion_queue_destroy(cq);
+}

@@ -1,0 +1,91 @@
+/* A thin layer over the gRPC C core for unary calls, shared by every asg
+ * program. Each process runs one completion queue; every event on it is a
+ * struct rpc_tag whose callback handles it, so a server, outgoing calls and
+ * the process's own timers share one single-threaded loop. */
+#ifndef ASG_RPC_H
+#define ASG_RPC_H
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest message any asg service accepts; ours are a few hundred bytes. */
+#define RPC_MAX_MESSAGE (64 * 1024)
+
+struct rpc_tag {
+    void (*done)(struct rpc_tag *self, bool ok);
+};
+
+grpc_completion_queue *rpc_cq_create(void);
+/* Waits at most timeout_ms for one event and runs its callback. Returns 1
+ * when it ran one, 0 on timeout, -1 once the queue is shut down. */
+int rpc_cq_step(grpc_completion_queue *cq, int timeout_ms);
+
+/* ---- server ---- */
+
+struct rpc_reply {
+    grpc_status_code status;   /* GRPC_STATUS_OK by default */
+    char message[160];         /* status details when not OK */
+    uint8_t *data;             /* packed reply, malloc'd by the handler */
+    size_t len;
+};
+
+/* Handles one request synchronously. req may be empty (len 0). */
+typedef void (*rpc_handler)(void *ctx, const uint8_t *req, size_t len,
+                            struct rpc_reply *out);
+
+struct rpc_method {
+    const char *name;          /* "/asg.v1.Agent/Ping" */
+    rpc_handler fn;
+    void *ctx;
+};
+
+struct rpc_server;
+
+/* Binds addr ("127.0.0.1:0" picks a port) and starts serving methods on
+ * cq. Returns NULL with a reason in err. *port gets the bound port. */
+struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
+                                    size_t nmethods, grpc_completion_queue *cq,
+                                    int *port, char *err, size_t errsize);
+
+/* Stops the server, cancels every call still in flight (client calls
+ * included), shuts the queue down and drains it, then frees everything.
+ * server may be NULL for a process that only makes calls. */
+void rpc_shutdown(struct rpc_server *s, grpc_completion_queue *cq);
+
+/* Packs a message into a malloc'd buffer for rpc_reply or a call. */
+uint8_t *rpc_pack(const ProtobufCMessage *m, size_t *len);
+/* Sets out to a packed reply message. */
+void rpc_reply_msg(struct rpc_reply *out, const ProtobufCMessage *m);
+void rpc_reply_error(struct rpc_reply *out, grpc_status_code st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- client ---- */
+
+/* An insecure channel with short reconnect backoff (a restarted peer is
+ * found again within about a second). */
+grpc_channel *rpc_channel_create(const char *addr);
+
+/* Called once per call. data/len hold the reply when st is OK. */
+typedef void (*rpc_done_fn)(void *user, grpc_status_code st, const char *details,
+                            const uint8_t *data, size_t len);
+
+/* Starts a unary call on cq. Returns 0, or -1 if it could not start (fn is
+ * then not called). */
+int rpc_call_start(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+                   const uint8_t *req, size_t len, int timeout_ms,
+                   rpc_done_fn fn, void *user);
+
+/* A blocking call on its own queue, for command-line tools. *reply is
+ * malloc'd (free it) when the status is OK. */
+grpc_status_code rpc_call_sync(grpc_channel *ch, const char *method,
+                               const uint8_t *req, size_t len, int timeout_ms,
+                               uint8_t **reply, size_t *reply_len,
+                               char *details, size_t detsize);
+
+/* Number of client calls in flight in this process. */
+size_t rpc_calls_in_flight(void);
+
+#endif

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Install the Debian 12 packages asg needs to build, run and test.
+# Idempotent: packages already present are skipped, and when everything is
+# there it does nothing at all (no apt-get update, no network).
+set -eu
+
+PACKAGES="
+build-essential pkg-config
+libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev
+check libsubunit-dev
+python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
+grpc-proto procps iproute2
+"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+echo "install-deps: installing:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "install-deps: need root to install:$missing" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing

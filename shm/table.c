@@ -1,0 +1,425 @@
+#define _GNU_SOURCE
+#include "table.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const state_names[] = {"free", "pending", "running",
+                                          "unhealthy", "terminating"};
+
+const char *row_state_name(uint32_t st)
+{
+    return st < ROW_STATE_COUNT ? state_names[st] : "invalid";
+}
+
+static size_t table_bytes(uint32_t capacity)
+{
+    return sizeof(struct table_hdr) + (size_t)capacity * sizeof(struct table_row);
+}
+
+static void map_rows(struct table *t)
+{
+    t->rows = (struct table_row *)((char *)t->hdr + sizeof(struct table_hdr));
+}
+
+int table_create(const char *name, uint32_t capacity, struct table *t,
+                 char *err, size_t errsize)
+{
+    memset(t, 0, sizeof *t);
+    size_t size = table_bytes(capacity);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errsize, "shared table %s: cannot create: %s", name, strerror(errno));
+        return -1;
+    }
+    if (ftruncate(fd, (off_t)size) != 0) {
+        snprintf(err, errsize, "shared table %s: cannot size to %zu bytes: %s",
+                 name, size, strerror(errno));
+        close(fd);
+        shm_unlink(name);
+        return -1;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errsize, "shared table %s: mmap: %s", name, strerror(errno));
+        shm_unlink(name);
+        return -1;
+    }
+    struct table_hdr *h = p;
+    h->version = TABLE_VERSION;
+    h->capacity = capacity;
+    h->total_size = size;
+    h->hdr_size = sizeof(struct table_hdr);
+    h->row_size = sizeof(struct table_row);
+    h->created_ms = now_ms();
+    if (sem_init(&h->lock, 1, 1) != 0) {
+        snprintf(err, errsize, "shared table %s: sem_init: %s", name, strerror(errno));
+        munmap(p, size);
+        shm_unlink(name);
+        return -1;
+    }
+    /* The magic goes in last: a reader never sees a half-made table. */
+    atomic_thread_fence(memory_order_release);
+    h->magic = TABLE_MAGIC;
+    t->hdr = h;
+    t->size = size;
+    copy_str(t->name, sizeof t->name, name);
+    map_rows(t);
+    return 0;
+}
+
+int table_attach(const char *name, bool readonly, struct table *t,
+                 char *err, size_t errsize)
+{
+    memset(t, 0, sizeof *t);
+    int fd = shm_open(name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            snprintf(err, errsize, "no shared table %s (is asgd running with this config?)", name);
+        else
+            snprintf(err, errsize, "shared table %s: cannot open: %s", name, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(struct table_hdr)) {
+        snprintf(err, errsize, "shared table %s: %jd bytes is smaller than a header (%zu)",
+                 name, (intmax_t)st.st_size, sizeof(struct table_hdr));
+        close(fd);
+        return -1;
+    }
+    size_t size = (size_t)st.st_size;
+    void *p = mmap(NULL, size, readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errsize, "shared table %s: mmap: %s", name, strerror(errno));
+        return -1;
+    }
+    const struct table_hdr *h = p;
+    const char *why = NULL;
+    if (h->magic != TABLE_MAGIC)
+        why = "wrong magic (not an asg table, or not finished being created)";
+    else if (h->version != TABLE_VERSION)
+        why = "layout version differs from this program's";
+    else if (h->hdr_size != sizeof(struct table_hdr) || h->row_size != sizeof(struct table_row))
+        why = "header or row size differs from this program's";
+    else if (h->capacity == 0 || h->capacity > 1000000 || h->total_size != size ||
+             table_bytes(h->capacity) != size)
+        why = "size does not match its capacity";
+    if (why) {
+        snprintf(err, errsize, "shared table %s: %s (version %u, %zu bytes); "
+                 "stop every asg process, or remove /dev/shm%s if none runs",
+                 name, why, h->magic == TABLE_MAGIC ? h->version : 0, size, name);
+        munmap(p, size);
+        return -1;
+    }
+    t->hdr = p;
+    t->size = size;
+    t->readonly = readonly;
+    copy_str(t->name, sizeof t->name, name);
+    map_rows(t);
+    return 0;
+}
+
+void table_detach(struct table *t)
+{
+    if (t->hdr)
+        munmap(t->hdr, t->size);
+    t->hdr = NULL;
+    t->rows = NULL;
+}
+
+int table_unlink(const char *name) { return shm_unlink(name); }
+
+/* ---- process liveness from /proc ---- */
+
+static bool read_stat(pid_t pid, char *state, uint64_t *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* comm may contain spaces and parentheses: skip to the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return false;
+    *state = p[2];
+    /* Fields after comm: state is field 3, starttime is field 22. */
+    p += 2;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    *start = p ? strtoull(p, NULL, 10) : 0;
+    return true;
+}
+
+bool pid_alive(pid_t pid)
+{
+    char st;
+    uint64_t start;
+    if (pid <= 0 || !read_stat(pid, &st, &start))
+        return false;
+    return st != 'Z' && st != 'X';
+}
+
+uint64_t pid_start_time(pid_t pid)
+{
+    char st;
+    uint64_t start;
+    if (pid <= 0 || !read_stat(pid, &st, &start) || st == 'Z' || st == 'X')
+        return 0;
+    return start;
+}
+
+/* ---- the writer lock ---- */
+
+static int take_over(struct table *t, int32_t dead)
+{
+    int32_t expect = dead;
+    if (!atomic_compare_exchange_strong(&t->hdr->lock_holder, &expect, (int32_t)getpid()))
+        return 0; /* somebody else recovered it first */
+    log_warn("shared table %s: lock holder pid %d died holding it; taking it over",
+             t->name, (int)dead);
+    atomic_store(&t->hdr->suspect, 1);
+    atomic_store(&t->hdr->lock_since_ms, now_ms());
+    int fixed = table_repair(t);
+    t->hdr->lock_recoveries++;
+    log_warn("shared table %s: checked after lock recovery, %d row(s) corrected",
+             t->name, fixed);
+    return 1;
+}
+
+int table_lock(struct table *t, int timeout_ms)
+{
+    int64_t start = now_ms();
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L; /* wake every 50 ms to check the holder */
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (sem_timedwait(&t->hdr->lock, &ts) == 0) {
+            atomic_store(&t->hdr->lock_holder, (int32_t)getpid());
+            atomic_store(&t->hdr->lock_since_ms, now_ms());
+            if (atomic_load(&t->hdr->suspect))
+                table_repair(t);
+            return 0;
+        }
+        if (errno != ETIMEDOUT && errno != EINTR)
+            return -1;
+        int32_t holder = atomic_load(&t->hdr->lock_holder);
+        if (holder > 0 && holder != getpid() && !pid_alive(holder) && take_over(t, holder))
+            return 0;
+        int64_t waited = now_ms() - start;
+        if (waited >= timeout_ms) {
+            log_warn("shared table %s: lock held by pid %d for %lld ms; gave up after %lld ms",
+                     t->name, (int)holder,
+                     (long long)(now_ms() - atomic_load(&t->hdr->lock_since_ms)),
+                     (long long)waited);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+void table_unlock(struct table *t)
+{
+    atomic_store(&t->hdr->lock_holder, 0);
+    sem_post(&t->hdr->lock);
+}
+
+int table_recover_dead_holder(struct table *t, pid_t pid)
+{
+    if (atomic_load(&t->hdr->lock_holder) != (int32_t)pid)
+        return 0;
+    if (!take_over(t, (int32_t)pid))
+        return 0;
+    table_unlock(t);
+    return 1;
+}
+
+static bool str_terminated(const char *s, size_t n) { return memchr(s, '\0', n) != NULL; }
+
+int table_repair(struct table *t)
+{
+    int fixed = 0;
+    struct table_hdr *h = t->hdr;
+    if (atomic_load(&h->hseq) & 1u) {
+        atomic_fetch_add(&h->hseq, 1);
+        fixed++;
+    }
+    for (uint32_t i = 0; i < h->capacity; i++) {
+        struct table_row *r = &t->rows[i];
+        bool bad = false;
+        if (r->state >= ROW_STATE_COUNT) {
+            r->state = ROW_UNHEALTHY; /* keep the row: the provider decides */
+            bad = true;
+        }
+        if (!str_terminated(r->id, sizeof r->id)) {
+            r->id[sizeof r->id - 1] = '\0';
+            bad = true;
+        }
+        if (!str_terminated(r->addr, sizeof r->addr)) {
+            r->addr[0] = '\0';
+            bad = true;
+        }
+        if (!str_terminated(r->reason, sizeof r->reason)) {
+            r->reason[0] = '\0';
+            bad = true;
+        }
+        if (r->hist_head >= TABLE_HIST || r->hist_len > TABLE_HIST) {
+            r->hist_head = r->hist_len = 0;
+            bad = true;
+        }
+        if (atomic_load(&r->seq) & 1u) {
+            atomic_fetch_add(&r->seq, 1);
+            bad = true;
+        }
+        if (bad) {
+            fixed++;
+            log_warn("shared table %s: row %u (%s) was half-written; corrected",
+                     t->name, i, r->id);
+        }
+    }
+    atomic_store(&h->suspect, 0);
+    return fixed;
+}
+
+/* ---- sequence counters ---- */
+
+void row_write_begin(struct table_row *r)
+{
+    atomic_fetch_add_explicit(&r->seq, 1, memory_order_acq_rel);
+    atomic_thread_fence(memory_order_release);
+}
+
+void row_write_end(struct table *t, struct table_row *r)
+{
+    atomic_thread_fence(memory_order_release);
+    atomic_fetch_add_explicit(&r->seq, 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&t->hdr->gen, 1, memory_order_relaxed);
+}
+
+void hdr_write_begin(struct table *t)
+{
+    atomic_fetch_add_explicit(&t->hdr->hseq, 1, memory_order_acq_rel);
+    atomic_thread_fence(memory_order_release);
+}
+
+void hdr_write_end(struct table *t)
+{
+    atomic_thread_fence(memory_order_release);
+    atomic_fetch_add_explicit(&t->hdr->hseq, 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&t->hdr->gen, 1, memory_order_relaxed);
+}
+
+/* Copy src while *seq is stable and even. Spins briefly, then yields; gives
+ * up after about 200 ms, which only a dead writer causes. */
+static bool seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t *seq)
+{
+    int64_t deadline = 0;
+    for (unsigned tries = 0;; tries++) {
+        uint32_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+        if (!(s1 & 1u)) {
+            memcpy(dst, src, n);
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(seq, memory_order_relaxed) == s1)
+                return true;
+        }
+        if (tries > 64) {
+            if (deadline == 0)
+                deadline = now_ms() + 200;
+            else if (now_ms() > deadline)
+                return false;
+            sched_yield();
+        }
+    }
+}
+
+bool table_read_row(const struct table *t, uint32_t i, struct table_row *out)
+{
+    if (i >= t->hdr->capacity)
+        return false;
+    const struct table_row *r = &t->rows[i];
+    return seq_copy(out, r, sizeof *out, &r->seq);
+}
+
+bool table_read_hdr(const struct table *t, struct table_hdr *out)
+{
+    return seq_copy(out, t->hdr, sizeof *out, &t->hdr->hseq);
+}
+
+/* ---- row helpers (lock held) ---- */
+
+struct table_row *table_find(struct table *t, const char *id)
+{
+    for (uint32_t i = 0; i < t->hdr->capacity; i++) {
+        struct table_row *r = &t->rows[i];
+        if (r->state != ROW_FREE && strncmp(r->id, id, sizeof r->id) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+struct table_row *table_alloc_row(struct table *t, const char *id)
+{
+    for (uint32_t i = 0; i < t->hdr->capacity; i++) {
+        struct table_row *r = &t->rows[i];
+        if (r->state != ROW_FREE)
+            continue;
+        row_write_begin(r);
+        uint64_t inc = r->incarnation + 1;
+        uint32_t seq = atomic_load(&r->seq);
+        memset((char *)r + sizeof r->seq, 0, sizeof *r - sizeof r->seq);
+        atomic_store(&r->seq, seq);
+        r->incarnation = inc;
+        copy_str(r->id, sizeof r->id, id);
+        r->state = ROW_PENDING;
+        return r; /* caller fills in and calls row_write_end */
+    }
+    return NULL;
+}
+
+void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t now)
+{
+    r->state = st;
+    r->state_since_ms = now;
+    copy_str(r->reason, sizeof r->reason, reason ? reason : "");
+}
+
+void row_push_sample(struct table_row *r, double load)
+{
+    r->hist[r->hist_head] = (float)load;
+    r->hist_head = (r->hist_head + 1) % TABLE_HIST;
+    if (r->hist_len < TABLE_HIST)
+        r->hist_len++;
+}
+
+int table_count(const struct table *t, uint32_t state)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < t->hdr->capacity; i++)
+        if (t->rows[i].state == state)
+            n++;
+    return n;
+}

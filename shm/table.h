@@ -1,0 +1,156 @@
+/* The shared instance table: one named POSIX shared memory segment with a
+ * versioned header and fixed-size rows.
+ *
+ * Writers serialise on a process-shared POSIX semaphore; the header records
+ * the holder's pid, so when the holder dies the lock can be taken over
+ * (ownership moves by compare-and-swap of the pid, the semaphore itself is
+ * never posted twice) and the table repaired. Readers never lock: every row
+ * and the header carry a sequence counter (odd while being written), so a
+ * read-only mapping is enough to take consistent copies. */
+#ifndef ASG_TABLE_H
+#define ASG_TABLE_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/config.h"
+
+#define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
+#define TABLE_VERSION 1
+#define TABLE_HIST 256 /* load samples kept per row */
+#define TABLE_ID_MAX 64
+#define TABLE_ADDR_MAX 64
+
+enum row_state {
+    ROW_FREE = 0,
+    ROW_PENDING,     /* launched, not registered yet */
+    ROW_RUNNING,
+    ROW_UNHEALTHY,   /* missed too many probes; will be replaced */
+    ROW_TERMINATING, /* being stopped by the provider */
+    ROW_STATE_COUNT
+};
+
+const char *row_state_name(uint32_t st);
+
+struct table_row {
+    _Atomic uint32_t seq;        /* odd while a writer is in the row */
+    uint32_t state;              /* enum row_state */
+    uint64_t incarnation;        /* bumped whenever the slot is reused */
+    char id[TABLE_ID_MAX];
+    char addr[TABLE_ADDR_MAX];   /* where the agent serves, "" if unknown */
+    char reason[64];             /* why the state last changed */
+    int32_t pid;                 /* local provider: the agent's pid */
+    uint32_t misses;             /* consecutive failed probes */
+    uint64_t pid_start;          /* its start time, against pid reuse */
+    double load, cpu, mem;       /* last sample, fractions 0..1 */
+    bool has_sample;
+    bool load_pinned;
+    int64_t launch_ms;           /* monotonic ms; see now_ms() */
+    int64_t running_since_ms;
+    int64_t last_probe_ms;
+    int64_t last_seen_ms;        /* last successful probe, 0 if never */
+    int64_t state_since_ms;
+    int64_t term_deadline_ms;    /* terminating: when to escalate */
+    uint64_t probes_ok, probes_failed;
+    uint32_t hist_head, hist_len;
+    float hist[TABLE_HIST];      /* ring of load samples */
+};
+
+/* Controller state that must survive a controller restart. */
+struct ctl_state {
+    int32_t target;              /* live desired size; 0 = not set yet */
+    int32_t breach_out, breach_in;
+    int64_t last_action_ms;
+    int64_t in_since_ms;         /* target policy: below target since */
+    int32_t in_recommend;        /* highest recommendation in that window */
+    int32_t pad;
+};
+
+struct table_hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t capacity;
+    uint64_t total_size;
+    uint32_t hdr_size, row_size;
+
+    sem_t lock;
+    _Atomic int32_t lock_holder; /* pid holding the lock, 0 if none */
+    _Atomic uint32_t suspect;    /* a writer died mid-write: check rows */
+    _Atomic int64_t lock_since_ms;
+
+    _Atomic uint32_t hseq;       /* sequence counter of the fields below */
+    _Atomic uint64_t gen;        /* bumped by every committed write */
+    int32_t pid_supervisor, pid_monitor, pid_controller;
+    uint32_t draining;           /* supervisor asked roles to stop */
+    uint64_t next_instance;      /* counter for instance ids */
+    char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
+    uint64_t config_gen;         /* bumped when a new config is published */
+    struct asg_config config;
+    struct ctl_state ctl;
+    int64_t created_ms;
+    int64_t last_probe_round_ms, last_eval_ms;
+    uint64_t probe_rounds, evaluations;
+    uint64_t lock_recoveries;
+    uint64_t role_restarts[3];   /* monitor, controller, status */
+    uint64_t scale_out, scale_in, replaced;
+};
+
+struct table {
+    struct table_hdr *hdr;
+    struct table_row *rows;
+    size_t size;
+    bool readonly;
+    char name[64];
+};
+
+/* Creates a fresh segment (mode 0600); fails if one exists. */
+int table_create(const char *name, uint32_t capacity, struct table *t,
+                 char *err, size_t errsize);
+/* Maps an existing segment, checking magic, version and sizes. */
+int table_attach(const char *name, bool readonly, struct table *t,
+                 char *err, size_t errsize);
+void table_detach(struct table *t);
+int table_unlink(const char *name);
+
+/* Takes the writer lock, waiting at most timeout_ms. Takes it over from a
+ * holder that has died. Returns 0, or -1 (errno ETIMEDOUT) and logs who
+ * holds it. */
+int table_lock(struct table *t, int timeout_ms);
+void table_unlock(struct table *t);
+
+/* Called by the supervisor when it reaps pid: if pid held the lock, take
+ * it over, repair the table and release it. Returns 1 if it recovered. */
+int table_recover_dead_holder(struct table *t, pid_t pid);
+
+/* With the lock held: finish half-written rows (odd sequence counters),
+ * correct impossible values. Returns the number of rows corrected. */
+int table_repair(struct table *t);
+
+/* Row and header writes, with the lock held. */
+void row_write_begin(struct table_row *r);
+void row_write_end(struct table *t, struct table_row *r);
+void hdr_write_begin(struct table *t);
+void hdr_write_end(struct table *t);
+
+/* Lock-free consistent copies. Return false when a writer kept the row
+ * busy for longer than the reader is willing to spin (a dead writer). */
+bool table_read_row(const struct table *t, uint32_t i, struct table_row *out);
+bool table_read_hdr(const struct table *t, struct table_hdr *out);
+
+/* With the lock held. */
+struct table_row *table_find(struct table *t, const char *id);
+struct table_row *table_alloc_row(struct table *t, const char *id);
+void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t now);
+void row_push_sample(struct table_row *r, double load);
+int table_count(const struct table *t, uint32_t state);
+
+/* /proc based liveness: false for a missing or zombie process. */
+bool pid_alive(pid_t pid);
+/* Start time of pid in clock ticks since boot (field 22 of stat), 0 if
+ * gone. */
+uint64_t pid_start_time(pid_t pid);
+
+#endif

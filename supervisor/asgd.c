@@ -1,0 +1,568 @@
+/* asgd, the supervisor: reads the config, creates the shared table, forks
+ * the role processes (monitor, controller) before any gRPC initialisation,
+ * restarts them when they die, and acts on signals. It does no network I/O
+ * itself, so nothing an agent sends can stall it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/config.h"
+#include "../common/util.h"
+#include "../shm/table.h"
+#include "roles.h"
+
+#define STABLE_MS 10000      /* up this long: the next death restarts at once */
+#define BACKOFF_FIRST_MS 250
+#define BACKOFF_MAX_MS 30000
+
+enum child_state { CH_STOPPED, CH_RUNNING, CH_WAITING };
+
+struct child {
+    const char *role;        /* "monitor", "controller" */
+    const char *title;       /* as shown by ps */
+    int (*main)(struct table *, const struct asg_config *);
+    pid_t pid;
+    enum child_state state;
+    int64_t started_ms;
+    int64_t restart_at_ms;
+    int failures;            /* deaths in a row, each after a short life */
+    int restarts;
+};
+
+static struct child children[] = {
+    {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0},
+    {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0},
+};
+#define NCHILDREN (sizeof children / sizeof children[0])
+#define MONITOR (&children[0])
+#define CONTROLLER (&children[1])
+
+struct sup {
+    const char *cfg_path;    /* NULL: built-in defaults */
+    struct asg_config cfg;
+    struct table table;
+    int pidfd;
+    int sigfd;
+    bool draining;
+    int64_t drain_deadline;
+    bool killed;             /* drain escalated to SIGKILL */
+    int exit_code;
+    int argc;
+    char **argv;
+};
+
+static struct sup S;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: asgd [-c FILE] [-f] [-t]\n"
+            "  -c FILE  configuration (default: the built-in defaults)\n"
+            "  -f       stay in the foreground and log to stderr\n"
+            "  -t       check the configuration and exit (0 when valid)\n"
+            "signals: HUP reloads the config, TERM/INT drain and stop\n");
+}
+
+/* ---- logging of child state (one place, as every death must be) ---- */
+
+static void log_child_exit(const struct child *c, pid_t pid, int status)
+{
+    int64_t up = now_ms() - c->started_ms;
+    if (WIFSIGNALED(status))
+        log_warn("%s (pid %d) killed by signal %d (%s) after %lld ms", c->role, (int)pid,
+                 WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)up);
+    else if (WEXITSTATUS(status) == 0)
+        log_info("%s (pid %d) exited with status 0 after %lld ms", c->role, (int)pid, (long long)up);
+    else
+        log_warn("%s (pid %d) exited with status %d after %lld ms", c->role, (int)pid,
+                 WEXITSTATUS(status), (long long)up);
+}
+
+static void set_role_pid(const struct child *c, pid_t pid)
+{
+    if (table_lock(&S.table, 2000) != 0)
+        return;
+    hdr_write_begin(&S.table);
+    if (strcmp(c->role, "monitor") == 0)
+        S.table.hdr->pid_monitor = pid;
+    else
+        S.table.hdr->pid_controller = pid;
+    hdr_write_end(&S.table);
+    table_unlock(&S.table);
+}
+
+/* ---- forking roles ---- */
+
+static void start_child(struct child *c)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork %s: %s; retrying in %d ms", c->role, strerror(errno), BACKOFF_FIRST_MS);
+        c->state = CH_WAITING;
+        c->restart_at_ms = now_ms() + BACKOFF_FIRST_MS;
+        return;
+    }
+    if (pid == 0) {
+        /* The child must not keep the supervisor's pidfile lock alive,
+         * and dies with the supervisor (roles are never orphans: a new
+         * supervisor starts its own). */
+        close(S.pidfd);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            _exit(0);
+        signals_reset_defaults();
+        signals_reset_pipe();
+        set_proc_title(S.argc, S.argv, c->title);
+        log_set_role(c->role);
+        fflush(NULL);
+        _exit(c->main(&S.table, &S.cfg));
+    }
+    c->pid = pid;
+    c->state = CH_RUNNING;
+    c->started_ms = now_ms();
+    set_role_pid(c, pid);
+    log_info("%s started (pid %d)%s", c->role, (int)pid,
+             c->restarts ? " after a restart" : "");
+}
+
+static struct child *child_by_pid(pid_t pid)
+{
+    for (size_t i = 0; i < NCHILDREN; i++)
+        if (children[i].pid == pid && children[i].state == CH_RUNNING)
+            return &children[i];
+    return NULL;
+}
+
+static void begin_drain(int code);
+
+/* Restart at once after a long life; after short lives, back off:
+ * 250 ms, 500 ms, 1 s, ... up to 30 s. */
+static void schedule_restart(struct child *c, int64_t now)
+{
+    if (now - c->started_ms >= STABLE_MS)
+        c->failures = 0;
+    c->failures++;
+    int64_t delay = 0;
+    if (c->failures > 1) {
+        int shift = c->failures - 2 > 7 ? 7 : c->failures - 2;
+        delay = (int64_t)BACKOFF_FIRST_MS << shift;
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+    }
+    c->state = CH_WAITING;
+    c->restart_at_ms = now + delay;
+    c->restarts++;
+    if (table_lock(&S.table, 2000) == 0) {
+        hdr_write_begin(&S.table);
+        S.table.hdr->role_restarts[c == MONITOR ? 0 : 1]++;
+        hdr_write_end(&S.table);
+        table_unlock(&S.table);
+    }
+    log_info("%s will restart in %lld ms (death %d in a row)", c->role, (long long)delay,
+             c->failures);
+}
+
+static void reap(void)
+{
+    pid_t pid;
+    int status;
+    while ((pid = waitpid(-1, &status, WNOHANG)) != 0) {
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* ECHILD */
+        }
+        struct child *c = child_by_pid(pid);
+        if (table_recover_dead_holder(&S.table, pid))
+            log_warn("pid %d died holding the table lock; lock recovered, table checked", (int)pid);
+        if (!c) {
+            /* An agent orphaned by a controller restart: we are its
+             * subreaper. The controller notices it through probes. */
+            log_debug("reaped pid %d (not a role)", (int)pid);
+            continue;
+        }
+        log_child_exit(c, pid, status);
+        c->pid = 0;
+        c->state = CH_STOPPED;
+        set_role_pid(c, 0);
+        if (S.draining)
+            continue;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == ASG_EXIT_FATAL) {
+            log_error("%s exited with its fatal code %d: it cannot run with this "
+                      "configuration; stopping the manager", c->role, ASG_EXIT_FATAL);
+            begin_drain(1);
+            continue;
+        }
+        schedule_restart(c, now_ms());
+    }
+}
+
+/* ---- reload ---- */
+
+static void publish_config(const struct asg_config *cfg)
+{
+    if (table_lock(&S.table, 5000) != 0) {
+        log_error("cannot publish the config: table lock unavailable");
+        return;
+    }
+    hdr_write_begin(&S.table);
+    S.table.hdr->config = *cfg;
+    S.table.hdr->config_gen++;
+    hdr_write_end(&S.table);
+    table_unlock(&S.table);
+}
+
+static void reload(void)
+{
+    if (!S.cfg_path) {
+        log_warn("SIGHUP: running on built-in defaults, no file to re-read");
+        return;
+    }
+    struct asg_config next;
+    char err[512];
+    if (config_load(S.cfg_path, &next, err, sizeof err) != 0) {
+        log_error("config file %s has errors, not reloading: %s", S.cfg_path, err);
+        return;
+    }
+    const char *key = config_restart_key_changed(&S.cfg, &next);
+    if (key) {
+        log_error("config file %s: %s cannot change while running (restart asgd); not reloading",
+                  S.cfg_path, key);
+        return;
+    }
+    S.cfg = next;
+    log_set_level((enum log_level)S.cfg.log_level);
+    publish_config(&S.cfg);
+    for (size_t i = 0; i < NCHILDREN; i++)
+        if (children[i].state == CH_RUNNING)
+            kill(children[i].pid, SIGHUP);
+    log_info("config reloaded from %s (generation %llu): group %d..%d desired %d, policy %s",
+             S.cfg_path, (unsigned long long)S.table.hdr->config_gen, S.cfg.min_instances,
+             S.cfg.max_instances, S.cfg.desired_instances, policy_kind_name(S.cfg.policy_kind));
+}
+
+/* ---- drain ---- */
+
+static void begin_drain(int code)
+{
+    if (S.draining)
+        return;
+    S.draining = true;
+    S.exit_code = code;
+    S.drain_deadline = now_ms() + S.cfg.drain_timeout_ms;
+    log_info("draining: stopping roles (SIGKILL after %d ms)", S.cfg.drain_timeout_ms);
+    if (table_lock(&S.table, 2000) == 0) {
+        hdr_write_begin(&S.table);
+        S.table.hdr->draining = 1;
+        hdr_write_end(&S.table);
+        table_unlock(&S.table);
+    }
+    /* The controller first: it stops the local agents, which deregister
+     * with the monitor on their way out. The monitor follows (drain_step). */
+    for (size_t i = 0; i < NCHILDREN; i++) {
+        if (children[i].state != CH_RUNNING)
+            children[i].state = CH_STOPPED;
+        else if (&children[i] == CONTROLLER)
+            kill(children[i].pid, SIGTERM);
+    }
+}
+
+/* Once the controller is gone (or half the drain time has passed), stop
+ * the monitor. */
+static void drain_step(int64_t now)
+{
+    static bool monitor_told;
+    bool half = now >= S.drain_deadline - S.cfg.drain_timeout_ms / 2;
+    if (!monitor_told && MONITOR->state == CH_RUNNING &&
+        (CONTROLLER->state != CH_RUNNING || half)) {
+        kill(MONITOR->pid, SIGTERM);
+        monitor_told = true;
+    }
+}
+
+static bool all_stopped(void)
+{
+    for (size_t i = 0; i < NCHILDREN; i++)
+        if (children[i].state == CH_RUNNING)
+            return false;
+    return true;
+}
+
+static void escalate(void)
+{
+    for (size_t i = 0; i < NCHILDREN; i++)
+        if (children[i].state == CH_RUNNING) {
+            log_warn("%s (pid %d) did not stop within %d ms: SIGKILL", children[i].role,
+                     (int)children[i].pid, S.cfg.drain_timeout_ms);
+            kill(children[i].pid, SIGKILL);
+        }
+    S.killed = true;
+}
+
+/* Last sweep after the roles are gone: local agents still listed in the
+ * table (a controller killed mid-drain) are stopped too, so that nothing
+ * this manager started outlives it when it was asked to stop them. */
+static void stop_leftover_agents(void)
+{
+    if (S.cfg.provider_kind != PROVIDER_LOCAL || !S.cfg.local_stop_on_exit)
+        return;
+    for (uint32_t i = 0; i < S.table.hdr->capacity; i++) {
+        struct table_row r;
+        if (!table_read_row(&S.table, i, &r) || r.state == ROW_FREE || r.pid <= 0)
+            continue;
+        uint64_t start = pid_start_time(r.pid);
+        if (start && (!r.pid_start || start == r.pid_start)) {
+            log_warn("agent %s (pid %d) still running after drain: SIGKILL", r.id, r.pid);
+            kill(r.pid, SIGKILL);
+        }
+    }
+}
+
+/* ---- start-up ---- */
+
+static int open_pidfile(void)
+{
+    int fd = open(S.cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "asgd: pidfile %s: %s\n", S.cfg.pidfile, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        fprintf(stderr, "asgd: another asgd (pid %s) holds %s; not starting\n",
+                buf[0] ? buf : "?", S.cfg.pidfile);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int write_pidfile(void)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (ftruncate(S.pidfd, 0) != 0 || pwrite(S.pidfd, buf, (size_t)n, 0) != n) {
+        log_error("pidfile %s: %s", S.cfg.pidfile, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A table left by a manager that died is re-attached, rows and all: its
+ * instances are still out there. */
+static int open_table(void)
+{
+    char err[512];
+    if (table_create(S.cfg.shm_name, (uint32_t)S.cfg.shm_capacity, &S.table, err, sizeof err) == 0)
+        return 0;
+    if (errno != EEXIST && !strstr(err, "File exists")) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (table_attach(S.cfg.shm_name, false, &S.table, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    struct table_hdr *h = S.table.hdr;
+    if (h->pid_supervisor > 0 && h->pid_supervisor != getpid() && pid_alive(h->pid_supervisor)) {
+        log_error("shared table %s is in use by asgd pid %d; not starting", S.cfg.shm_name,
+                  h->pid_supervisor);
+        table_detach(&S.table);
+        return -1;
+    }
+    for (int32_t *role = &h->pid_monitor; role <= &h->pid_controller; role++)
+        if (*role > 0 && pid_alive(*role)) {
+            log_error("shared table %s: role pid %d of the previous manager still runs; "
+                      "stop it first", S.cfg.shm_name, *role);
+            table_detach(&S.table);
+            return -1;
+        }
+    int rows = 0;
+    for (uint32_t i = 0; i < h->capacity; i++)
+        rows += S.table.rows[i].state != ROW_FREE;
+    log_warn("re-attaching shared table %s left by asgd pid %d: %d instance(s) kept",
+             S.cfg.shm_name, h->pid_supervisor, rows);
+    if (h->capacity != (uint32_t)S.cfg.shm_capacity)
+        log_warn("shm.capacity %d differs from the existing table's %u; using %u",
+                 S.cfg.shm_capacity, h->capacity, h->capacity);
+    return 0;
+}
+
+static void init_table_header(void)
+{
+    if (table_lock(&S.table, 5000) != 0)
+        log_warn("table lock still busy at start; carrying on");
+    hdr_write_begin(&S.table);
+    S.table.hdr->pid_supervisor = getpid();
+    S.table.hdr->pid_monitor = 0;
+    S.table.hdr->pid_controller = 0;
+    S.table.hdr->draining = 0;
+    S.table.hdr->config = S.cfg;
+    S.table.hdr->config_gen++;
+    hdr_write_end(&S.table);
+    table_unlock(&S.table);
+}
+
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    if (chdir("/") != 0)
+        return -1;
+    umask(022);
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, bool *foreground, bool *check)
+{
+    int c;
+    while ((c = getopt(argc, argv, "c:fthV")) != -1) {
+        switch (c) {
+        case 'c': S.cfg_path = optarg; break;
+        case 'f': *foreground = true; break;
+        case 't': *check = true; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("asgd %s\n", ASG_VERSION); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "asgd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static void main_loop(void)
+{
+    while (!(S.draining && all_stopped())) {
+        if (g_sig.term && !S.draining) {
+            log_info("SIGTERM/SIGINT received");
+            begin_drain(0);
+        }
+        if (g_sig.hup) {
+            g_sig.hup = 0;
+            if (!S.draining)
+                reload();
+        }
+        g_sig.chld = 0;
+        reap();
+        int64_t now = now_ms();
+        int64_t next = now + 1000;
+        for (size_t i = 0; i < NCHILDREN && !S.draining; i++) {
+            struct child *c = &children[i];
+            if (c->state == CH_WAITING && now >= c->restart_at_ms)
+                start_child(c);
+            if (c->state == CH_WAITING && c->restart_at_ms < next)
+                next = c->restart_at_ms;
+        }
+        if (S.draining) {
+            drain_step(now);
+            if (all_stopped())
+                break;
+            int64_t half = S.drain_deadline - S.cfg.drain_timeout_ms / 2;
+            if (half > now && half < next)
+                next = half;
+            if (now >= S.drain_deadline && !S.killed)
+                escalate();
+            if (!S.killed && S.drain_deadline < next)
+                next = S.drain_deadline;
+        }
+        struct pollfd p = {S.sigfd, POLLIN, 0};
+        int wait = (int)(next - now_ms());
+        if (g_sig.chld || g_sig.term || g_sig.hup)
+            wait = 0;
+        if (poll(&p, 1, wait < 0 ? 0 : wait) > 0)
+            signals_drain_pipe();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bool foreground = false, check = false;
+    S.argc = argc;
+    S.argv = argv;
+    S.pidfd = -1;
+    if (parse_args(argc, argv, &foreground, &check) != 0)
+        return 2;
+    char err[512];
+    config_defaults(&S.cfg);
+    if (S.cfg_path && config_load(S.cfg_path, &S.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("%s: configuration OK\n", S.cfg_path ? S.cfg_path : "(built-in defaults)");
+        return 0;
+    }
+    if (S.cfg_path && S.cfg_path[0] != '/') {
+        /* Reloads happen after chdir("/") when daemonized. */
+        char *abs = realpath(S.cfg_path, NULL);
+        if (abs)
+            S.cfg_path = abs;
+    }
+    S.pidfd = open_pidfile();
+    if (S.pidfd < 0)
+        return 1;
+    if (!foreground) {
+        log_use_syslog(true);
+        if (daemonize() != 0) {
+            fprintf(stderr, "asgd: cannot daemonize: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    log_set_role("asgd");
+    log_set_level((enum log_level)S.cfg.log_level);
+    if (write_pidfile() != 0 || open_table() != 0) {
+        unlink(S.cfg.pidfile);
+        return 1;
+    }
+    init_table_header();
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    S.sigfd = signals_install(true);
+    log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
+             S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.shm_name,
+             S.table.hdr->capacity, (int)getpid());
+    for (size_t i = 0; i < NCHILDREN; i++)
+        start_child(&children[i]);
+    main_loop();
+    stop_leftover_agents();
+    reap();
+    table_detach(&S.table);
+    table_unlink(S.cfg.shm_name);
+    unlink(S.cfg.pidfile);
+    log_info("stopped%s; table %s and pidfile removed", S.killed ? " (after SIGKILL)" : "",
+             S.cfg.shm_name);
+    return S.exit_code;
+}
