@@ -187,7 +187,7 @@ static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, LOCK_WAIT_MS) != 0)
         return;
-    fault_point_locked("controller");
+    fault_point_locked("controller", c->t);
     struct table_hdr *h = c->t->hdr;
     int64_t now = now_ms();
     sweep(c, now);

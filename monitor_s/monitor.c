@@ -119,7 +119,7 @@ static void h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_rep
     } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
     } else {
-        fault_point_locked("monitor");
+        fault_point_locked("monitor", m->t);
         grpc_status_code code = GRPC_STATUS_OK;
         bool ok = apply_register(m, in, &code, why, sizeof why);
         table_unlock(m->t);
@@ -257,7 +257,7 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
         rep = asg__v1__ping_reply__unpack(NULL, len, data);
     }
     if (table_lock(m->t, LOCK_WAIT_MS) == 0) {
-        fault_point_locked("monitor");
+        fault_point_locked("monitor", m->t);
         if (!failure) {
             char id[TABLE_ID_MAX];
             copy_str(id, sizeof id, m->t->rows[p->slot].id);

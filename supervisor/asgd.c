@@ -123,6 +123,8 @@ static void start_child(struct child *c)
             _exit(0);
         signals_reset_defaults();
         signals_reset_pipe();
+        if (c->restarts > 0)
+            unsetenv("ASG_FAULT"); /* a test fault fires once, not in every restart */
         set_proc_title(S.argc, S.argv, c->title);
         log_set_role(c->role);
         fflush(NULL);
@@ -523,7 +525,9 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("%s: configuration OK\n", S.cfg_path ? S.cfg_path : "(built-in defaults)");
+        /* The extra lines let scripts (the init script) learn the paths. */
+        printf("%s: configuration OK\npidfile=%s\nshm=%s\n",
+               S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.pidfile, S.cfg.shm_name);
         return 0;
     }
     if (S.cfg_path && S.cfg_path[0] != '/') {

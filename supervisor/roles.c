@@ -20,7 +20,7 @@ bool role_config_refresh(struct table *t, struct asg_config *cfg, uint64_t *gen)
     return true;
 }
 
-void fault_point_locked(const char *role)
+void fault_point_locked(const char *role, struct table *t)
 {
     static int armed = -1; /* -1 unknown, 0 off, N: die at the Nth call */
     static int calls;
@@ -39,9 +39,15 @@ void fault_point_locked(const char *role)
             return;
     }
     if (++calls == armed) {
-        log_warn("ASG_FAULT: %s killing itself while holding the table lock", role);
-        /* Only the first incarnation dies: the supervisor's restart of
-         * this role inherits the variable, so clear it for the next. */
+        /* Die in the middle of a row write: the worst moment. */
+        struct table_row *victim = NULL;
+        for (uint32_t i = 0; i < t->hdr->capacity && !victim; i++)
+            if (t->rows[i].state != ROW_FREE)
+                victim = &t->rows[i];
+        log_warn("ASG_FAULT: %s killing itself holding the table lock, mid-write of row %s",
+                 role, victim ? victim->id : "(none)");
+        if (victim)
+            row_write_begin(victim);
         kill(getpid(), SIGKILL);
     }
 }

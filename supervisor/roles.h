@@ -18,8 +18,9 @@ int controller_main(struct table *t, const struct asg_config *cfg);
 bool role_config_refresh(struct table *t, struct asg_config *cfg, uint64_t *gen);
 
 /* Test-only fault point: with ASG_FAULT=ROLE:lock-kill:N in the
- * environment, that role kills itself (SIGKILL) while holding the table
- * lock on its Nth locked section. Does nothing otherwise. */
-void fault_point_locked(const char *role);
+ * environment, that role kills itself (SIGKILL) on its Nth locked section,
+ * holding the table lock and in the middle of a row write. Does nothing
+ * otherwise; the supervisor drops the variable for restarted roles. */
+void fault_point_locked(const char *role, struct table *t);
 
 #endif

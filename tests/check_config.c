@@ -1,0 +1,152 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/config.h"
+#include "check_suites.h"
+
+START_TEST(test_shipped_file_is_the_defaults)
+{
+    struct asg_config file, def;
+    char err[512];
+    int rc = config_load("etc/asg.cfg", &file, err, sizeof err);
+    ck_assert_msg(rc == 0, "etc/asg.cfg rejected: %s", err);
+    config_defaults(&def);
+    /* Everything but the name of the source must match: the file
+     * documents the built-in defaults. */
+    memcpy(file.source, def.source, sizeof def.source);
+    ck_assert_msg(memcmp(&file, &def, sizeof def) == 0,
+                  "etc/asg.cfg and config_defaults() disagree");
+}
+END_TEST
+
+START_TEST(test_good_file_applies_values)
+{
+    const char *text =
+        "group = { name = \"web\"; min_instances = 1; max_instances = 9; desired_instances = 3; };\n"
+        "policy = { kind = \"target\"; target = 0.7; scale_out_above = 1; scale_in_below = 0; };\n"
+        "monitor = { listen = \"127.0.0.1:0\"; adopt_unknown = true; };\n"
+        "provider = { local = { stop_on_exit = false; }; };\n";
+    struct asg_config c;
+    char err[512];
+    ck_assert_msg(config_load_string(text, "t.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.group_name, "web");
+    ck_assert_int_eq(c.max_instances, 9);
+    ck_assert_int_eq(c.desired_instances, 3);
+    ck_assert_int_eq(c.policy_kind, POLICY_TARGET);
+    ck_assert(c.target > 0.69 && c.target < 0.71);
+    ck_assert(c.scale_out_above == 1.0); /* an integer is accepted for a fraction */
+    ck_assert(c.adopt_unknown);
+    ck_assert(!c.local_stop_on_exit);
+    ck_assert_int_eq(c.probe_interval_ms, 1000); /* untouched keys keep defaults */
+}
+END_TEST
+
+struct bad {
+    const char *text;
+    int line;
+    const char *why;
+};
+
+static const struct bad bad_files[] = {
+    {"group = {\n  min_instances = \"two\";\n};\n", 2, "must be an integer"},
+    {"group = {\n  name = \"g\";\n  colour = 3;\n};\n", 3, "unknown key 'group.colour'"},
+    {"\n\ngroupp = { };\n", 3, "unknown group 'groupp'"},
+    {"bogus = 1;\n", 1, "unknown key 'bogus'"},
+    {"group = { min_instances = 0; };\n", 1, "out of range 1..10000"},
+    {"group = {\n min_instances = 3;\n max_instances = 2;\n desired_instances = 2;\n};\n", 3,
+     "below group.min_instances"},
+    {"group = {\n desired_instances = 9;\n};\n", 2, "outside min..max"},
+    {"policy = {\n scale_out_above = 0.5;\n scale_in_below = 0.5;\n};\n", 3, "must be below"},
+    {"policy = {\n target = 1.5;\n};\n", 2, "out of range 0..1"},
+    {"policy = {\n kind = \"magic\";\n};\n", 2, "not one of: threshold, target"},
+    {"policy = {\n kind = 1;\n};\n", 2, "must be a string"},
+    {"monitor = {\n probe_interval_ms = 100;\n probe_timeout_ms = 100;\n};\n", 3,
+     "must be below monitor.probe_interval_ms"},
+    {"monitor = {\n listen = \"nowhere\";\n};\n", 2, "not host:port"},
+    {"monitor = {\n listen = \"127.0.0.1:99999\";\n};\n", 2, "bad port"},
+    {"monitor = {\n adopt_unknown = 1;\n};\n", 2, "must be true or false"},
+    {"shm = {\n name = \"asg\";\n};\n", 2, "shm.name must be"},
+    {"supervisor = {\n pidfile = \"asgd.pid\";\n};\n", 2, "absolute path"},
+    {"provider = {\n kind = \"ec2\";\n};\n", 2, "not available"},
+    {"group = {\n name = \"bad name\";\n};\n", 2, "group.name must be"},
+    {"group = {\n min_instances = = 2;\n};\n", 2, "syntax error"},
+    {"group = {\n max_instances = 2000;\n};\n", 2, "exceeds shm.capacity"},
+    {"policy = {\n evaluation_interval_ms = 1.5;\n};\n", 2, "must be an integer"},
+};
+
+START_TEST(test_bad_file_names_the_line)
+{
+    const struct bad *b = &bad_files[_i];
+    struct asg_config c;
+    char err[512], want[32];
+    int rc = config_load_string(b->text, "bad.cfg", &c, err, sizeof err);
+    ck_assert_msg(rc != 0, "case %d accepted:\n%s", _i, b->text);
+    snprintf(want, sizeof want, "bad.cfg:%d: ", b->line);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "case %d: '%s' does not start with '%s'",
+                  _i, err, want);
+    ck_assert_msg(strstr(err, b->why) != NULL, "case %d: '%s' does not say '%s'", _i, err, b->why);
+}
+END_TEST
+
+START_TEST(test_huge_string_rejected)
+{
+    char text[2048];
+    char big[600];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    snprintf(text, sizeof text, "provider = {\n local = {\n agent_path = \"/%s\";\n };\n};\n", big);
+    struct asg_config c;
+    char err[512];
+    ck_assert(config_load_string(text, "big.cfg", &c, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "big.cfg:3: provider.local.agent_path is longer than") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(test_missing_and_unreadable_files)
+{
+    struct asg_config c;
+    char err[512];
+    ck_assert(config_load("/nonexistent/asg.cfg", &c, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "/nonexistent/asg.cfg: cannot read: No such file") != NULL, "%s", err);
+    ck_assert(config_load("/", &c, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+    char path[] = "/tmp/asg-garbage-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    const unsigned char junk[] = {0x7f, 'E', 'L', 'F', 0, 1, 2, 0xff, 0xfe, '\n', '{', '{'};
+    ck_assert(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    close(fd);
+    ck_assert(config_load(path, &c, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, path) != NULL && strstr(err, ":1: ") != NULL, "%s", err);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_restart_keys)
+{
+    struct asg_config a, b;
+    config_defaults(&a);
+    config_defaults(&b);
+    b.max_instances = 4;
+    ck_assert_ptr_null(config_restart_key_changed(&a, &b));
+    strcpy(b.shm_name, "/other");
+    ck_assert_str_eq(config_restart_key_changed(&a, &b), "shm.name");
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, test_shipped_file_is_the_defaults);
+    tcase_add_test(tc, test_good_file_applies_values);
+    tcase_add_loop_test(tc, test_bad_file_names_the_line, 0,
+                        (int)(sizeof bad_files / sizeof bad_files[0]));
+    tcase_add_test(tc, test_huge_string_rejected);
+    tcase_add_test(tc, test_missing_and_unreadable_files);
+    tcase_add_test(tc, test_restart_keys);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,277 @@
+#include <string.h>
+
+#include "../controller/policy.h"
+#include "check_suites.h"
+
+static struct asg_config cfg;
+static struct ctl_state st;
+
+static void setup(void)
+{
+    config_defaults(&cfg);
+    cfg.min_instances = 2;
+    cfg.desired_instances = 2;
+    cfg.max_instances = 5;
+    cfg.breach_periods = 3;
+    cfg.cooldown_ms = 10000;
+    memset(&st, 0, sizeof st);
+}
+
+/* n running instances, all warm, all at the same load. */
+static struct policy_input fleet(int n, double load)
+{
+    struct policy_input in = {n, 0, n, n * load, 0};
+    return in;
+}
+
+/* Runs k evaluations one second apart starting at *t; returns the last. */
+static struct decision run(int k, struct policy_input in, int64_t *t)
+{
+    struct decision d = {0};
+    for (int i = 0; i < k; i++) {
+        d = policy_decide(&cfg, &in, &st, *t);
+        *t += 1000;
+    }
+    return d;
+}
+
+START_TEST(test_starts_at_desired)
+{
+    int64_t t = 1000;
+    struct policy_input none = {0};
+    struct decision d = run(1, none, &t);
+    ck_assert_int_eq(d.target, 2);
+    ck_assert_int_eq(d.change, 0);
+}
+END_TEST
+
+START_TEST(test_out_after_breach_periods_only)
+{
+    int64_t t = 1000;
+    struct decision d = run(2, fleet(2, 0.8), &t);
+    ck_assert_int_eq(d.target, 2); /* two breaches: not yet */
+    d = run(1, fleet(2, 0.8), &t);
+    ck_assert_int_eq(d.target, 3);
+    ck_assert_int_eq(d.change, 1);
+    ck_assert_msg(strstr(d.reason, "above 0.60") != NULL, "%s", d.reason);
+}
+END_TEST
+
+START_TEST(test_breach_must_be_consecutive)
+{
+    int64_t t = 1000;
+    run(2, fleet(2, 0.8), &t);
+    run(1, fleet(2, 0.5), &t); /* one normal period resets the count */
+    struct decision d = run(2, fleet(2, 0.8), &t);
+    ck_assert_int_eq(d.target, 2);
+}
+END_TEST
+
+START_TEST(test_cooldown_blocks_then_allows)
+{
+    int64_t t = 1000;
+    run(3, fleet(2, 0.9), &t); /* -> 3 */
+    struct decision d = run(5, fleet(3, 0.9), &t);
+    ck_assert_int_eq(d.target, 3); /* within 10 s of the action */
+    d = run(6, fleet(3, 0.9), &t);
+    ck_assert_int_eq(d.target, 4);
+}
+END_TEST
+
+START_TEST(test_never_above_max)
+{
+    cfg.cooldown_ms = 0;
+    int64_t t = 1000;
+    struct decision d = {0};
+    for (int n = 2; n < 12; n++)
+        d = run(3, fleet(d.target ? d.target : 2, 1.0), &t);
+    ck_assert_int_eq(d.target, 5);
+}
+END_TEST
+
+START_TEST(test_pending_launch_holds_scale_out)
+{
+    cfg.cooldown_ms = 0;
+    int64_t t = 1000;
+    struct policy_input in = fleet(2, 0.9);
+    in.pending = 1;
+    struct decision d = run(5, in, &t);
+    ck_assert_int_eq(d.target, 2);
+}
+END_TEST
+
+START_TEST(test_in_to_desired_and_no_further)
+{
+    cfg.cooldown_ms = 0;
+    st.target = 4;
+    int64_t t = 1000;
+    struct decision d = run(3, fleet(4, 0.1), &t);
+    ck_assert_int_eq(d.target, 3);
+    ck_assert_int_eq(d.change, -1);
+    d = run(30, fleet(3, 0.1), &t);
+    ck_assert_int_eq(d.target, 2); /* desired is the floor */
+}
+END_TEST
+
+START_TEST(test_silence_never_scales_in)
+{
+    cfg.cooldown_ms = 0;
+    st.target = 4;
+    int64_t t = 1000;
+    struct policy_input none = {4, 0, 0, 0, 4}; /* running, no fresh samples */
+    struct decision d = run(20, none, &t);
+    ck_assert_int_eq(d.target, 4);
+    /* Some fresh and low, one stale: still no scale-in. */
+    struct policy_input partial = {4, 0, 3, 0.3, 1};
+    d = run(20, partial, &t);
+    ck_assert_int_eq(d.target, 4);
+}
+END_TEST
+
+START_TEST(test_no_flapping_on_oscillation)
+{
+    cfg.cooldown_ms = 0;
+    st.target = 3;
+    int64_t t = 1000;
+    for (int i = 0; i < 100; i++) {
+        struct decision d = run(1, fleet(3, i % 2 ? 0.9 : 0.1), &t);
+        ck_assert_int_eq(d.change, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_bounds_follow_config)
+{
+    st.target = 5;
+    int64_t t = 1000;
+    cfg.max_instances = 3;
+    struct decision d = run(1, fleet(5, 0.5), &t);
+    ck_assert_int_eq(d.target, 3);
+    ck_assert_msg(strstr(d.reason, "bounds") != NULL, "%s", d.reason);
+    cfg.desired_instances = 3;
+    cfg.max_instances = 5;
+    st.target = 2;
+    d = run(1, fleet(2, 0.5), &t);
+    ck_assert_int_eq(d.target, 3);
+}
+END_TEST
+
+START_TEST(test_input_counts_warm_fresh_only)
+{
+    struct table_row r;
+    memset(&r, 0, sizeof r);
+    struct policy_input in;
+    memset(&in, 0, sizeof in);
+    int64_t now = 100000;
+    r.state = ROW_RUNNING;
+    r.has_sample = true;
+    r.load = 0.9;
+    r.last_seen_ms = now - 10;
+    r.running_since_ms = now - 1000; /* warming up (5 s) */
+    policy_input_add(&in, &r, &cfg, now);
+    ck_assert_int_eq(in.running, 1);
+    ck_assert_int_eq(in.warm, 0);
+    r.running_since_ms = now - 6000;
+    policy_input_add(&in, &r, &cfg, now);
+    ck_assert_int_eq(in.warm, 1);
+    r.misses = 1; /* last probe failed */
+    policy_input_add(&in, &r, &cfg, now);
+    ck_assert_int_eq(in.stale, 1);
+    r.misses = 0;
+    r.state = ROW_PENDING;
+    policy_input_add(&in, &r, &cfg, now);
+    ck_assert_int_eq(in.pending, 1);
+    r.state = ROW_UNHEALTHY;
+    policy_input_add(&in, &r, &cfg, now);
+    ck_assert_int_eq(in.running + in.pending, 4);
+}
+END_TEST
+
+START_TEST(test_target_scales_proportionally)
+{
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.target = 0.5;
+    cfg.max_instances = 10;
+    int64_t t = 1000;
+    struct decision d = run(1, fleet(2, 0.9), &t); /* 1.8 / 0.5 = 3.6 -> 4 */
+    ck_assert_int_eq(d.target, 4);
+    ck_assert_int_eq(d.change, 2);
+}
+END_TEST
+
+START_TEST(test_target_tolerance_band)
+{
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.target = 0.5;
+    cfg.cooldown_ms = 0;
+    st.target = 4;
+    int64_t t = 1000;
+    struct decision d = run(5, fleet(4, 0.54), &t); /* within 10 % */
+    ck_assert_int_eq(d.target, 4);
+    d = run(1, fleet(4, 0.56), &t);
+    ck_assert_int_eq(d.target, 5);
+}
+END_TEST
+
+START_TEST(test_target_scale_in_waits_for_window)
+{
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.target = 0.5;
+    cfg.cooldown_ms = 0;
+    cfg.scale_in_stabilization_ms = 10000;
+    cfg.max_instances = 10;
+    st.target = 6;
+    int64_t t = 1000;
+    /* Recommendations 3 then 4 then 2 within the window: the highest (4)
+     * wins when the window has passed. */
+    struct decision d = run(3, fleet(6, 0.25), &t); /* 1.5/0.5 = 3 */
+    ck_assert_int_eq(d.target, 6);
+    d = run(3, fleet(6, 0.3), &t); /* 1.8/0.5 = 3.6 -> 4 */
+    ck_assert_int_eq(d.target, 6);
+    d = run(3, fleet(6, 0.15), &t); /* 0.9/0.5 -> 2 */
+    ck_assert_int_eq(d.target, 6);
+    d = run(2, fleet(6, 0.15), &t);
+    ck_assert_int_eq(d.target, 4);
+    ck_assert_int_eq(d.change, -2);
+}
+END_TEST
+
+START_TEST(test_target_scale_out_resets_window)
+{
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.target = 0.5;
+    cfg.cooldown_ms = 0;
+    cfg.scale_in_stabilization_ms = 5000;
+    st.target = 4;
+    int64_t t = 1000;
+    for (int i = 0; i < 30; i++) {
+        /* Dips shorter than the window never cause a scale-in. */
+        struct decision d = run(1, fleet(4, i % 4 == 3 ? 0.5 : 0.2), &t);
+        ck_assert_int_eq(d.target, 4);
+    }
+}
+END_TEST
+
+Suite *policy_suite(void)
+{
+    Suite *s = suite_create("policy");
+    TCase *tc = tcase_create("policy");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, test_starts_at_desired);
+    tcase_add_test(tc, test_out_after_breach_periods_only);
+    tcase_add_test(tc, test_breach_must_be_consecutive);
+    tcase_add_test(tc, test_cooldown_blocks_then_allows);
+    tcase_add_test(tc, test_never_above_max);
+    tcase_add_test(tc, test_pending_launch_holds_scale_out);
+    tcase_add_test(tc, test_in_to_desired_and_no_further);
+    tcase_add_test(tc, test_silence_never_scales_in);
+    tcase_add_test(tc, test_no_flapping_on_oscillation);
+    tcase_add_test(tc, test_bounds_follow_config);
+    tcase_add_test(tc, test_input_counts_warm_fresh_only);
+    tcase_add_test(tc, test_target_scales_proportionally);
+    tcase_add_test(tc, test_target_tolerance_band);
+    tcase_add_test(tc, test_target_scale_in_waits_for_window);
+    tcase_add_test(tc, test_target_scale_out_resets_window);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,9 @@
+#ifndef ASG_CHECK_SUITES_H
+#define ASG_CHECK_SUITES_H
+#include <check.h>
+Suite *table_suite(void);
+Suite *walk_suite(void);
+Suite *config_suite(void);
+Suite *policy_suite(void);
+Suite *rpc_suite(void);
+#endif

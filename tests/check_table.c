@@ -1,0 +1,313 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../shm/table.h"
+#include "check_suites.h"
+
+static char name[64];
+static struct table T;
+
+static void setup(void)
+{
+    snprintf(name, sizeof name, "/asg-test-%d", (int)getpid());
+    char err[512];
+    table_unlink(name);
+    ck_assert_msg(table_create(name, 64, &T, err, sizeof err) == 0, "%s", err);
+}
+
+static void teardown(void)
+{
+    table_detach(&T);
+    table_unlink(name);
+}
+
+/* A row whose fields all derive from one number v: any torn copy shows. */
+static void write_row(struct table *t, uint32_t i, uint32_t v)
+{
+    struct table_row *r = &t->rows[i];
+    row_write_begin(r);
+    r->state = ROW_RUNNING;
+    snprintf(r->id, sizeof r->id, "row-%u", v);
+    snprintf(r->addr, sizeof r->addr, "127.0.0.1:%u", v % 60000 + 1);
+    r->load = r->cpu = r->mem = (double)v / 4294967296.0;
+    r->misses = v;
+    for (int k = 0; k < 8; k++)
+        r->hist[k] = (float)(v & 0xffff);
+    row_write_end(t, r);
+}
+
+static int check_row(const struct table_row *r)
+{
+    if (r->state == ROW_FREE)
+        return 1;
+    uint32_t v = r->misses;
+    char id[64], addr[64];
+    snprintf(id, sizeof id, "row-%u", v);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", v % 60000 + 1);
+    double f = (double)v / 4294967296.0;
+    if (strcmp(r->id, id) || strcmp(r->addr, addr) || r->load != f || r->cpu != f || r->mem != f)
+        return 0;
+    for (int k = 0; k < 8; k++)
+        if (r->hist[k] != (float)(v & 0xffff))
+            return 0;
+    return 1;
+}
+
+START_TEST(test_create_attach_roundtrip)
+{
+    char err[512];
+    struct table ro;
+    ck_assert_msg(table_attach(name, true, &ro, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(ro.hdr->capacity, 64);
+    ck_assert(table_lock(&T, 1000) == 0);
+    struct table_row *r = table_alloc_row(&T, "i-1");
+    ck_assert_ptr_nonnull(r);
+    r->load = 0.5;
+    row_write_end(&T, r);
+    table_unlock(&T);
+    struct table_row copy;
+    ck_assert(table_read_row(&ro, (uint32_t)(r - T.rows), &copy));
+    ck_assert_str_eq(copy.id, "i-1");
+    ck_assert_int_eq(copy.state, ROW_PENDING);
+    table_detach(&ro);
+    /* A second create of the same name fails rather than clobbering. */
+    struct table again;
+    ck_assert(table_create(name, 64, &again, err, sizeof err) != 0);
+}
+END_TEST
+
+START_TEST(test_hammer_writers_reader_consistent)
+{
+    enum { WRITERS = 4, ITER = 20000, ROWS = 8 };
+    pid_t pids[WRITERS];
+    for (int w = 0; w < WRITERS; w++) {
+        pids[w] = fork();
+        ck_assert(pids[w] >= 0);
+        if (pids[w] == 0) {
+            uint32_t v = (uint32_t)w * 1000003u;
+            for (int i = 0; i < ITER; i++) {
+                if (table_lock(&T, 5000) != 0)
+                    _exit(3);
+                write_row(&T, (uint32_t)(i % ROWS), v + (uint32_t)i);
+                /* Each writer also counts its own work in its own row. */
+                struct table_row *mine = &T.rows[ROWS + w];
+                row_write_begin(mine);
+                mine->state = ROW_RUNNING;
+                mine->probes_ok++;
+                row_write_end(&T, mine);
+                table_unlock(&T);
+            }
+            _exit(0);
+        }
+    }
+    char err[512];
+    struct table ro;
+    ck_assert_msg(table_attach(name, true, &ro, err, sizeof err) == 0, "%s", err);
+    long snapshots = 0, torn = 0;
+    int running = WRITERS;
+    while (running > 0) {
+        for (uint32_t i = 0; i < ROWS; i++) {
+            struct table_row r;
+            if (table_read_row(&ro, i, &r)) {
+                snapshots++;
+                torn += !check_row(&r);
+            }
+        }
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p > 0) {
+            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer failed: %d", st);
+            running--;
+        }
+    }
+    ck_assert_msg(torn == 0, "%ld of %ld snapshots were torn", torn, snapshots);
+    ck_assert_msg(snapshots > 1000, "only %ld snapshots taken", snapshots);
+    for (int w = 0; w < WRITERS; w++)
+        ck_assert_int_eq(T.rows[ROWS + w].probes_ok, ITER); /* no write lost */
+    table_detach(&ro);
+}
+END_TEST
+
+/* Child: takes the lock, starts writing a row, dies by SIGKILL. */
+static pid_t die_holding_lock(uint32_t row)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (table_lock(&T, 1000) != 0)
+            _exit(3);
+        struct table_row *r = &T.rows[row];
+        row_write_begin(r);
+        strcpy(r->id, "half-writ"); /* mid-write */
+        raise(SIGKILL);
+        _exit(4);
+    }
+    return pid;
+}
+
+static void fill_rows(int n)
+{
+    ck_assert(table_lock(&T, 1000) == 0);
+    for (int i = 0; i < n; i++)
+        write_row(&T, (uint32_t)i, (uint32_t)i + 100);
+    table_unlock(&T);
+}
+
+START_TEST(test_lock_taken_over_from_dead_holder)
+{
+    fill_rows(10);
+    pid_t pid = die_holding_lock(3);
+    int st;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ck_assert_int_eq(atomic_load(&T.hdr->lock_holder), pid);
+    /* A writer that finds the holder dead takes the lock over. */
+    int64_t t0 = now_ms();
+    ck_assert(table_lock(&T, 3000) == 0);
+    ck_assert_msg(now_ms() - t0 < 1000, "takeover took %lld ms", (long long)(now_ms() - t0));
+    ck_assert_int_eq(T.hdr->lock_recoveries, 1);
+    table_unlock(&T);
+    /* Every row is still there and readable, the torn one included. */
+    int present = 0;
+    for (uint32_t i = 0; i < 64; i++) {
+        struct table_row r;
+        ck_assert_msg(table_read_row(&T, i, &r), "row %u unreadable after recovery", i);
+        present += r.state != ROW_FREE;
+    }
+    ck_assert_int_eq(present, 10);
+    /* And the lock works normally afterwards. */
+    ck_assert(table_lock(&T, 1000) == 0);
+    table_unlock(&T);
+}
+END_TEST
+
+START_TEST(test_supervisor_recovers_reaped_holder)
+{
+    fill_rows(5);
+    pid_t pid = die_holding_lock(1);
+    int st;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert_int_eq(table_recover_dead_holder(&T, pid + 100000), 0); /* not the holder */
+    ck_assert_int_eq(table_recover_dead_holder(&T, pid), 1);
+    ck_assert_int_eq(atomic_load(&T.hdr->suspect), 0);
+    int64_t t0 = now_ms();
+    ck_assert(table_lock(&T, 1000) == 0);
+    ck_assert(now_ms() - t0 < 100); /* free at once, no takeover needed */
+    ck_assert_int_eq(table_count(&T, ROW_RUNNING), 5);
+    table_unlock(&T);
+}
+END_TEST
+
+START_TEST(test_reader_gives_up_on_dead_writer)
+{
+    /* A row left odd by a dead writer: a reader must not spin forever. */
+    atomic_fetch_add(&T.rows[2].seq, 1);
+    struct table_row r;
+    int64_t t0 = now_ms();
+    ck_assert(!table_read_row(&T, 2, &r));
+    ck_assert(now_ms() - t0 < 2000);
+}
+END_TEST
+
+START_TEST(test_live_holder_times_out)
+{
+    ck_assert(table_lock(&T, 1000) == 0); /* we hold it and are alive */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(table_lock(&T, 300) == 0 ? 1 : 0);
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "lock taken from a live holder");
+    table_unlock(&T);
+}
+END_TEST
+
+static void corrupt_and_expect(size_t off, const void *bytes, size_t n, const char *why)
+{
+    struct table_hdr saved = *T.hdr;
+    memcpy((char *)T.hdr + off, bytes, n);
+    char err[512];
+    struct table t2;
+    ck_assert(table_attach(name, true, &t2, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, why) != NULL, "'%s' does not say '%s'", err, why);
+    memcpy(T.hdr, &saved, sizeof saved);
+}
+
+START_TEST(test_wrong_layout_refused)
+{
+    uint64_t magic = 0x1234;
+    corrupt_and_expect(offsetof(struct table_hdr, magic), &magic, sizeof magic, "wrong magic");
+    uint32_t version = 99;
+    corrupt_and_expect(offsetof(struct table_hdr, version), &version, sizeof version,
+                       "layout version");
+    uint32_t rowsize = 12;
+    corrupt_and_expect(offsetof(struct table_hdr, row_size), &rowsize, sizeof rowsize,
+                       "row size");
+    uint32_t cap = 65;
+    corrupt_and_expect(offsetof(struct table_hdr, capacity), &cap, sizeof cap, "size does not match");
+    /* A segment shorter than a header. */
+    char small[64], err[512];
+    snprintf(small, sizeof small, "/asg-test-small-%d", (int)getpid());
+    int fd = shm_open(small, O_RDWR | O_CREAT, 0600);
+    ck_assert(fd >= 0 && ftruncate(fd, 100) == 0);
+    close(fd);
+    struct table t2;
+    ck_assert(table_attach(small, true, &t2, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "smaller than a header") != NULL, "%s", err);
+    shm_unlink(small);
+    ck_assert(table_attach("/asg-test-none", true, &t2, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "no shared table") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(test_repair_fixes_impossible_values)
+{
+    fill_rows(3);
+    ck_assert(table_lock(&T, 1000) == 0);
+    T.rows[0].state = 77;
+    memset(T.rows[1].addr, 'x', sizeof T.rows[1].addr);
+    T.rows[2].hist_head = 9999;
+    ck_assert_int_eq(table_repair(&T), 3);
+    ck_assert_int_eq(T.rows[0].state, ROW_UNHEALTHY); /* kept, not dropped */
+    ck_assert_str_eq(T.rows[1].addr, "");
+    ck_assert_int_eq(T.rows[2].hist_head, 0);
+    table_unlock(&T);
+}
+END_TEST
+
+START_TEST(test_segment_mode_0600)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    struct stat st;
+    ck_assert(stat(path, &st) == 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+}
+END_TEST
+
+Suite *table_suite(void)
+{
+    Suite *s = suite_create("table");
+    TCase *tc = tcase_create("table");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_create_attach_roundtrip);
+    tcase_add_test(tc, test_hammer_writers_reader_consistent);
+    tcase_add_test(tc, test_lock_taken_over_from_dead_holder);
+    tcase_add_test(tc, test_supervisor_recovers_reaped_holder);
+    tcase_add_test(tc, test_reader_gives_up_on_dead_writer);
+    tcase_add_test(tc, test_live_holder_times_out);
+    tcase_add_test(tc, test_wrong_layout_refused);
+    tcase_add_test(tc, test_repair_fixes_impossible_values);
+    tcase_add_test(tc, test_segment_mode_0600);
+    suite_add_tcase(s, tc);
+    return s;
+}

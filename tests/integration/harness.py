@@ -1,0 +1,230 @@
+"""Helpers for integration tests: start the real programs on 127.0.0.1,
+wait with bounds, and clean up every process started, by pid."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.abspath(os.path.join(ROOT, os.environ.get("ASG_BIN", "bin")))
+SANITIZED = "asan" in BIN
+# Sanitized programs are slower; give probes and waits more room there.
+SLOW = 2.0 if SANITIZED else 1.0
+
+STARTED = set()   # every pid a test started or saw; all killed at the end
+FIGURES = {}      # name -> list of measured seconds
+
+
+def figure(name, seconds):
+    FIGURES.setdefault(name, []).append(seconds)
+
+
+def wait_for(cond, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout * SLOW
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)"
+                         % (timeout * SLOW, what, last))
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def ours(pid):
+    """True when pid is still one of our programs (not a reused pid)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"asg" in f.read()
+    except OSError:
+        return False
+
+
+def kill_pid(pid, sig=signal.SIGKILL):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def agents_of_group(group):
+    """pids of asg-agent processes whose --id starts with GROUP-."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not args or not args[0].endswith(b"asg-agent"):
+            continue
+        for i, a in enumerate(args[:-1]):
+            if a == b"--id" and args[i + 1].decode().startswith(group + "-"):
+                found.append(int(d))
+    return found
+
+
+def fmt(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"%s"' % v
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def render(cfg, indent=""):
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.append("%s%s = {" % (indent, k))
+            out.append(render(v, indent + "  "))
+            out.append("%s};" % indent)
+        else:
+            out.append("%s%s = %s;" % (indent, k, fmt(v)))
+    return "\n".join(out)
+
+
+def run(args, timeout=20, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout * SLOW, **kw)
+
+
+class Manager:
+    """One asgd with its own group, table, pidfile and fast config."""
+    count = 0
+
+    def __init__(self, name, **sections):
+        Manager.count += 1
+        self.dir = tempfile.mkdtemp(prefix="asg-it-")
+        self.group = "it%d%s%d" % (os.getpid(), name, Manager.count)
+        self.shm = "/asg-it-%d-%d" % (os.getpid(), Manager.count)
+        self.pidfile = os.path.join(self.dir, "asgd.pid")
+        self.cfg_path = os.path.join(self.dir, "asg.cfg")
+        self.log_path = os.path.join(self.dir, "asgd.log")
+        self.cfg = {
+            "group": {"name": self.group, "min_instances": 2, "max_instances": 4,
+                      "desired_instances": 2},
+            "policy": {"kind": "threshold", "evaluation_interval_ms": 200,
+                       "breach_periods": 2, "cooldown_ms": 600, "warmup_ms": 300,
+                       "scale_in_stabilization_ms": 1000},
+            "monitor": {"listen": "127.0.0.1:0", "probe_interval_ms": int(150 * SLOW),
+                        "probe_timeout_ms": int(100 * SLOW), "unhealthy_after": 3},
+            "provider": {"kind": "local", "boot_timeout_ms": 10000,
+                         "local": {"kill_timeout_ms": 1000}},
+            "shm": {"name": self.shm, "capacity": 64},
+            "supervisor": {"pidfile": self.pidfile, "drain_timeout_ms": 5000,
+                           "log_level": "info"},
+        }
+        for sec, vals in sections.items():
+            self.cfg.setdefault(sec, {}).update(vals)
+        self.proc = None
+        self.pids = set()
+        self.write_config()
+
+    def write_config(self, text=None):
+        with open(self.cfg_path, "w") as f:
+            f.write(text if text is not None else render(self.cfg) + "\n")
+
+    def start(self, env=None, wait=True):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.logf = open(self.log_path, "a")
+        self.proc = subprocess.Popen([BIN + "/asgd", "-f", "-c", self.cfg_path],
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=e)
+        STARTED.add(self.proc.pid)
+        self.pids.add(self.proc.pid)
+        if wait:
+            wait_for(lambda: self.roles_up(), 10, "monitor and controller up")
+        return self
+
+    def roles_up(self):
+        s = self.status()
+        return s and s["processes"]["monitor"] and s["processes"]["controller"] and \
+            s["group"]["monitor_address"]
+
+    def ctl(self, *args, timeout=20):
+        return run([BIN + "/asgctl", "--shm", self.shm] + list(args), timeout=timeout)
+
+    def status(self):
+        r = self.ctl("status", "--json")
+        if r.returncode != 0:
+            return None
+        s = json.loads(r.stdout)
+        for p in s["processes"].values():
+            if p:
+                self.pids.add(p)
+                STARTED.add(p)
+        for i in s["instances"]:
+            if i["pid"] > 0:
+                self.pids.add(i["pid"])
+                STARTED.add(i["pid"])
+        return s
+
+    def running(self, s=None):
+        s = s or self.status()
+        return [i for i in s["instances"] if i["state"] == "running"] if s else []
+
+    def size(self, s):
+        return s["group"]["running"] + s["group"]["pending"]
+
+    def wait_running(self, n, timeout=20, what=None):
+        return wait_for(lambda: (lambda s: s if s and len(self.running(s)) == n
+                                 and self.size(s) == n else None)(self.status()),
+                        timeout, what or "%d running instances" % n)
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout=10):
+        return wait_for(lambda: re.search(pattern, self.log()), timeout,
+                        "log line matching %r" % pattern)
+
+    def pid(self, role):
+        s = self.status()
+        return s["processes"][role] if s else None
+
+    def load_all(self, pct):
+        return self.ctl("load", "all", str(pct))
+
+    def stop(self, timeout=8):
+        """SIGTERM; returns (exit code, seconds)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=timeout * SLOW)
+        return rc, time.monotonic() - t0
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            kill_pid(self.proc.pid)
+            self.proc.wait(timeout=10)
+        for pid in list(self.pids) + agents_of_group(self.group):
+            if alive(pid) and ours(pid):
+                kill_pid(pid)
+        try:
+            os.unlink("/dev/shm" + self.shm)
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kill_everything_started():
+    for pid in STARTED:
+        if alive(pid) and ours(pid):
+            kill_pid(pid)
