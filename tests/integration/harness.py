@@ -210,6 +210,16 @@ class Manager:
         rc = self.proc.wait(timeout=timeout * SLOW)
         return rc, time.monotonic() - t0
 
+    SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
+
+    def sanitizer_report(self):
+        """A sanitizer's report in the log of asgd or its agents, if any."""
+        try:
+            found = self.SANITIZER_REPORT.search(self.log())
+        except OSError:
+            return None
+        return found and self.log()[max(0, found.start() - 200):found.start() + 3000]
+
     def cleanup(self):
         if self.proc and self.proc.poll() is None:
             kill_pid(self.proc.pid)
@@ -217,11 +227,14 @@ class Manager:
         for pid in list(self.pids) + agents_of_group(self.group):
             if alive(pid) and ours(pid):
                 kill_pid(pid)
+        report = self.sanitizer_report()
         try:
             os.unlink("/dev/shm" + self.shm)
         except FileNotFoundError:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+        if report:
+            raise AssertionError("sanitizer report in the log of %s:\n%s" % (self.group, report))
 
 
 def kill_everything_started():
