@@ -50,7 +50,8 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
 
 /* Local provider pieces, visible for tests. */
 extern const struct provider_ops provider_local_ops;
-/* Finds asg-agent processes whose --id starts with "<group>-". */
+/* Finds asg-agent processes whose --id starts with "<group>-" (every
+ * asg-agent process when group is NULL). */
 int local_scan_proc(const char *group, struct provider_instance **out, size_t *n);
 
 #endif

@@ -104,12 +104,15 @@ static pid_t row_pid(const struct table_row *r)
     return r->pid;
 }
 
+/* Any local agent with this exact id, in the group's naming or not (an
+ * agent adopted on registration may have an id of its own). */
 static pid_t find_by_id(struct provider *p, const char *id)
 {
+    (void)p;
     struct provider_instance *list;
     size_t n;
     pid_t pid = 0;
-    if (local_scan_proc(p->cfg->group_name, &list, &n) != 0)
+    if (local_scan_proc(NULL, &list, &n) != 0)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (strcmp(list[i].id, id) == 0)
@@ -176,7 +179,7 @@ int local_scan_proc(const char *group, struct provider_instance **out, size_t *n
     DIR *d = opendir("/proc");
     if (!d)
         return -1;
-    size_t cap = 0, glen = strlen(group);
+    size_t cap = 0, glen = group ? strlen(group) : 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         char *end;
@@ -195,7 +198,9 @@ int local_scan_proc(const char *group, struct provider_instance **out, size_t *n
             if (strcmp(args[i], "--id") != 0)
                 continue;
             const char *id = args[i + 1];
-            if (strncmp(id, group, glen) != 0 || id[glen] != '-' || !pid_alive((pid_t)pid))
+            if (group && (strncmp(id, group, glen) != 0 || id[glen] != '-'))
+                break;
+            if (!pid_alive((pid_t)pid))
                 break;
             if (*n == cap) {
                 cap = cap ? cap * 2 : 16;

@@ -150,7 +150,11 @@ class Manager:
         STARTED.add(self.proc.pid)
         self.pids.add(self.proc.pid)
         if wait:
-            wait_for(lambda: self.roles_up(), 10, "monitor and controller up")
+            try:
+                wait_for(lambda: self.roles_up(), 10, "monitor and controller up")
+            except AssertionError as e:
+                raise AssertionError("%s; asgd exit status %s; log:\n%s"
+                                     % (e, self.proc.poll(), self.log()[-3000:]))
         return self
 
     def roles_up(self):

@@ -42,11 +42,21 @@ def with_manager(name, **sections):
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A bindable port below the kernel's ephemeral range, so that no
+    agent binding port 0 can be handed it while a test relies on it."""
+    import random
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(200):
+        port = random.randint(max(1024, lo - 12000), lo - 1)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port below %d" % lo)
 
 
 def start_agent(*args):
@@ -390,6 +400,57 @@ def unknown_agent_refused(m):
         assert "stranger-1" not in [i["id"] for i in m.status()["instances"]]
     finally:
         stop_agent(agent)
+
+
+@with_manager("full", group={"min_instances": 2, "max_instances": 2, "desired_instances": 2},
+              monitor={"adopt_unknown": True}, shm={"capacity": 2})
+def full_table_answers_resource_exhausted(m):
+    m.wait_running(2)
+    addr = m.status()["group"]["monitor_address"]
+    agent, _ = start_agent("--id", "extra-1", "--manager", addr)
+    try:
+        m.wait_log(r"registration of extra-1 from .* refused: the instance table is full")
+        assert len(m.status()["instances"]) == 2
+    finally:
+        stop_agent(agent)
+    err = agent.stderr.read()
+    assert "status 8" in err, err  # RESOURCE_EXHAUSTED
+
+
+@test
+def agent_registers_again_when_the_manager_forgets_it():
+    """The table is lost (manager killed, segment removed): the new manager
+    finds the agent's process but not its address; the agent sees the
+    probes stop and registers again."""
+    port = free_port()
+    m = Manager("forget", group={"min_instances": 1, "max_instances": 2, "desired_instances": 1},
+                monitor={"listen": "127.0.0.1:%d" % port})
+    agent = None
+    lone = m.group + "-500"
+    try:
+        agent, _ = start_agent("--id", lone, "--manager", "127.0.0.1:%d" % port)
+        m.start()   # reconciliation adopts it; its registration makes it running
+        wait_for(lambda: lone in [i["id"] for i in m.running()], 15, "adopted and running")
+        assert m.size(m.status()) == 1
+        kill_pid(m.proc.pid)
+        m.proc.wait()
+        wait_for(lambda: not m.roles_up(), 5, "roles gone")
+        os.unlink("/dev/shm" + m.shm)
+        t0 = time.monotonic()
+        m.start()
+        wait_for(lambda: lone in [i["id"] for i in m.running()], 15, "registered again")
+        figure("table lost -> agent registered again (s)", time.monotonic() - t0)
+        log = m.log()
+        assert len(re.findall(r"adopted %s \(pid %d\)" % (lone, agent.pid), log)) == 2, log
+        assert len(re.findall(r"instance %s registered at" % lone, log)) == 2, log
+        assert m.size(m.status()) == 1, "a duplicate was launched"
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        if agent and agent.poll() is None:
+            kill_pid(agent.pid)
+        m.cleanup()
 
 
 @test
