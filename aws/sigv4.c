@@ -105,8 +105,8 @@ static size_t uri_decode(char *s, size_t len)
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int h, l;
-        if (s[i] == '%' && i + 2 < len + 0 + 1 && i + 2 <= len - 1 + 1 &&
-            i + 2 < len + 1 && (h = hexval(s[i + 1])) >= 0 && (l = hexval(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (h = hexval(s[i + 1])) >= 0 &&
+            (l = hexval(s[i + 2])) >= 0) {
             s[o++] = (char)(h * 16 + l);
             i += 2;
         } else {

@@ -6,4 +6,5 @@ Suite *walk_suite(void);
 Suite *config_suite(void);
 Suite *policy_suite(void);
 Suite *rpc_suite(void);
+Suite *sigv4_suite(void);
 #endif
