@@ -20,7 +20,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS    = grpc libprotobuf-c libconfig libcrypto
+PKGS    = grpc libprotobuf-c libconfig libcrypto libxml-2.0 libcurl json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -39,7 +39,7 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c shm/table.c proto/rpc.c \
           agent/walk.c controller/policy.c controller/provider_local.c \
-          aws/sigv4.c
+          aws/sigv4.c aws/ec2_xml.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -51,7 +51,7 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
-           tests/check_sigv4.c
+           tests/check_sigv4.c tests/check_ec2_xml.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 .PHONY: all run test test-all deps clean install unit integration asan-test help

@@ -7,4 +7,5 @@ Suite *config_suite(void);
 Suite *policy_suite(void);
 Suite *rpc_suite(void);
 Suite *sigv4_suite(void);
+Suite *ec2_xml_suite(void);
 #endif
