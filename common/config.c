@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM };
+enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM, K_STRLIST };
 
 struct keydef {
     const char *path;
@@ -30,6 +30,7 @@ static const char *const level_names[] = {"error", "warn", "info", "debug", NULL
 #define STR(p, f) {p, K_STR, OFF(f), SZ(f), 0, 0, NULL}
 #define BOOL(p, f) {p, K_BOOL, OFF(f), 0, 0, 0, NULL}
 #define ENUM(p, f, n) {p, K_ENUM, OFF(f), 0, 0, 0, n}
+#define STRLIST(p, f) {p, K_STRLIST, OFF(f), SZ(f), 0, 0, NULL}
 
 #define HOUR_MS 3600000L
 static const struct keydef keys[] = {
@@ -57,6 +58,19 @@ static const struct keydef keys[] = {
     STR("provider.local.agent_path", local_agent_path),
     BOOL("provider.local.stop_on_exit", local_stop_on_exit),
     INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000),
+    STR("provider.ec2.region", ec2_region),
+    STR("provider.ec2.endpoint", ec2_endpoint),
+    STR("provider.ec2.launch_template", ec2_launch_template),
+    STR("provider.ec2.image_id", ec2_image_id),
+    STR("provider.ec2.instance_type", ec2_instance_type),
+    STR("provider.ec2.subnet_id", ec2_subnet_id),
+    STRLIST("provider.ec2.security_group_ids", ec2_security_group_ids),
+    STR("provider.ec2.key_name", ec2_key_name),
+    INT("provider.ec2.agent_port", ec2_agent_port, 1, 65535),
+    INT("provider.ec2.reconcile_interval_ms", ec2_reconcile_interval_ms, 1000, HOUR_MS),
+    INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000),
+    STR("provider.ec2.manager_address", ec2_manager_address),
+    STR("provider.ec2.agent_path", ec2_agent_path),
     STR("shm.name", shm_name),
     INT("shm.capacity", shm_capacity, 1, 100000),
     STR("supervisor.pidfile", pidfile),
@@ -93,6 +107,11 @@ void config_defaults(struct asg_config *c)
     c->local_agent_path[0] = '\0';
     c->local_stop_on_exit = true;
     c->local_kill_timeout_ms = 3000;
+    copy_str(c->ec2_instance_type, sizeof c->ec2_instance_type, "t2.micro");
+    c->ec2_agent_port = 7302;
+    c->ec2_reconcile_interval_ms = 30000;
+    c->ec2_call_timeout_ms = 10000;
+    copy_str(c->ec2_agent_path, sizeof c->ec2_agent_path, "/usr/local/bin/asg-agent");
     copy_str(c->shm_name, sizeof c->shm_name, "/asg");
     c->shm_capacity = 1024;
     copy_str(c->pidfile, sizeof c->pidfile, "/tmp/asgd.pid");
@@ -202,6 +221,23 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
         }
         return fail(e, s, "%s = \"%.40s\" is not one of: %s", k->path, v, list);
     }
+    case K_STRLIST: {
+        if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+            return fail(e, s, "%s must be a list of strings, like [\"a\", \"b\"]", k->path);
+        field[0] = '\0';
+        int n = config_setting_length(s);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *it = config_setting_get_elem(s, (unsigned)i);
+            const char *v = config_setting_get_string(it);
+            if (!v || !v[0] || strchr(v, ','))
+                return fail(e, s, "%s: item %d must be a non-empty string without commas", k->path, i + 1);
+            size_t used = strlen(field);
+            if (used + strlen(v) + 2 > k->size)
+                return fail(e, s, "%s is longer than %zu characters in all", k->path, k->size - 1);
+            snprintf(field + used, k->size - used, "%s%s", used ? "," : "", v);
+        }
+        return 0;
+    }
     }
     return fail(e, s, "internal: bad key type");
 }
@@ -236,6 +272,47 @@ static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefi
 static const config_setting_t *lookup(const config_t *cf, const char *path)
 {
     return config_lookup((config_t *)cf, path);
+}
+
+static bool charset(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') && !(*s >= '0' && *s <= '9') &&
+            !strchr(extra, *s))
+            return false;
+    return true;
+}
+
+static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    char why[128];
+    const config_setting_t *kind = lookup(cf, "provider.kind");
+    if (!c->ec2_region[0] || !charset(c->ec2_region, "-"))
+        return fail(e, c->ec2_region[0] ? lookup(cf, "provider.ec2.region") : kind,
+                    "provider.ec2.region must be set (like \"us-east-1\") for provider \"ec2\"");
+    if (!c->ec2_launch_template[0] && !c->ec2_image_id[0])
+        return fail(e, kind, "provider \"ec2\" needs provider.ec2.launch_template or provider.ec2.image_id");
+    if (c->ec2_endpoint[0] && strncmp(c->ec2_endpoint, "https://", 8) != 0 &&
+        strncmp(c->ec2_endpoint, "http://", 7) != 0)
+        return fail(e, lookup(cf, "provider.ec2.endpoint"),
+                    "provider.ec2.endpoint must start with https:// or http://");
+    if (c->ec2_manager_address[0] &&
+        !valid_address(c->ec2_manager_address, strlen(c->ec2_manager_address), false, why, sizeof why))
+        return fail(e, lookup(cf, "provider.ec2.manager_address"), "provider.ec2.manager_address: %s", why);
+    const char *ids[] = {c->ec2_image_id, c->ec2_subnet_id, c->ec2_instance_type,
+                         c->ec2_launch_template, c->ec2_security_group_ids, c->ec2_key_name};
+    const char *keys_[] = {"image_id", "subnet_id", "instance_type", "launch_template",
+                           "security_group_ids", "key_name"};
+    for (int i = 0; i < 6; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "provider.ec2.%s", keys_[i]);
+        if (!charset(ids[i], i == 5 ? "-._ @+=" : "-._,"))
+            return fail(e, lookup(cf, path), "%s has characters EC2 does not use", path);
+    }
+    if (c->ec2_agent_path[0] != '/' || !charset(c->ec2_agent_path, "/-._"))
+        return fail(e, lookup(cf, "provider.ec2.agent_path"),
+                    "provider.ec2.agent_path must be an absolute path of A-Z a-z 0-9 / - . _");
+    return 0;
 }
 
 /* Rules between keys; each error points at the line of the key at fault. */
@@ -277,8 +354,7 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         return fail(e, lookup(cf, "supervisor.pidfile"),
                     "supervisor.pidfile must be an absolute path");
     if (c->provider_kind == PROVIDER_EC2)
-        return fail(e, lookup(cf, "provider.kind"),
-                    "provider.kind \"ec2\" is not available in this build yet");
+        return check_ec2(e, cf, c);
     return 0;
 }
 

@@ -42,6 +42,20 @@ struct asg_config {
     bool local_stop_on_exit;
     int local_kill_timeout_ms;
 
+    char ec2_region[32];
+    char ec2_endpoint[256];          /* "" = https://ec2.REGION.amazonaws.com */
+    char ec2_launch_template[128];   /* name, or id (lt-...) */
+    char ec2_image_id[64];
+    char ec2_instance_type[32];
+    char ec2_subnet_id[64];
+    char ec2_security_group_ids[256]; /* comma-joined from a list */
+    char ec2_key_name[128];
+    int ec2_agent_port;
+    int ec2_reconcile_interval_ms;
+    int ec2_call_timeout_ms;
+    char ec2_manager_address[64];    /* "" = the monitor's own address */
+    char ec2_agent_path[128];        /* asg-agent on the instances */
+
     char shm_name[64];
     int shm_capacity;
     char pidfile[256];

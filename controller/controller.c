@@ -1,7 +1,13 @@
 /* ControllerASG: every evaluation period it snapshots the table, asks the
  * policy for the group's size, and converges: launches, terminates,
  * replaces unhealthy instances and instances that never registered, and
- * reconciles the table with what the provider reports. */
+ * reconciles the table with what the provider reports.
+ *
+ * Each evaluation has three steps. Under the table lock it decides and
+ * marks rows (a launch gets its pending row before the instance exists;
+ * a victim turns terminating). Without the lock it calls the provider,
+ * which may take seconds (EC2). Under the lock again it records what the
+ * provider answered, matching rows by slot and incarnation. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -17,8 +23,22 @@
 #include "policy.h"
 #include "provider.h"
 
-#define RECONCILE_EVERY_MS 10000
 #define LOCK_WAIT_MS 2000
+#define LOCAL_RECONCILE_MS 10000
+
+enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_CHECK_GONE };
+
+/* A provider call decided under the lock, made without it. */
+struct op {
+    enum op_kind kind;
+    uint32_t slot;
+    uint64_t incarnation;
+    struct table_row row;          /* copy at decision time */
+    int result;                    /* LAUNCH_* / 0 / gone */
+    bool killed;                   /* OP_CHECK_GONE escalated */
+    struct provider_instance inst; /* OP_LAUNCH */
+    char err[256];
+};
 
 struct ctl {
     struct table *t;
@@ -30,7 +50,34 @@ struct ctl {
     int64_t launch_not_before;
     int64_t last_reconcile;
     bool eval_now;
+    struct op *ops;
+    size_t nops, capops;
 };
+
+static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
+
+static void add_op(struct ctl *c, enum op_kind kind, const struct table_row *r)
+{
+    if (c->nops == c->capops) {
+        c->capops = c->capops ? c->capops * 2 : 16;
+        c->ops = realloc(c->ops, c->capops * sizeof *c->ops);
+        if (!c->ops)
+            abort();
+    }
+    struct op *o = &c->ops[c->nops++];
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->slot = (uint32_t)(r - c->t->rows);
+    o->incarnation = r->incarnation;
+    o->row = *r;
+}
+
+/* The row of an op, if it is still the same instance. */
+static struct table_row *op_row(struct ctl *c, const struct op *o)
+{
+    struct table_row *r = &c->t->rows[o->slot];
+    return r->incarnation == o->incarnation && r->state != ROW_FREE ? r : NULL;
+}
 
 static void row_free(struct ctl *c, struct table_row *r, const char *why)
 {
@@ -40,18 +87,18 @@ static void row_free(struct ctl *c, struct table_row *r, const char *why)
     row_write_end(c->t, r);
 }
 
-/* Starts stopping an instance; the row stays until the provider says the
- * instance is gone, so nothing is forgotten while it shuts down. */
-static void start_terminate(struct ctl *c, struct table_row *r, const char *why, int64_t now)
+/* Marks a row terminating and queues the provider call; the row stays
+ * until the provider says the instance is gone, so nothing is forgotten
+ * while it shuts down. */
+static void mark_terminating(struct ctl *c, struct table_row *r, const char *why, int64_t now)
 {
-    log_info("terminating %s (%s, pid %d): %s", r->id, row_state_name(r->state), r->pid, why);
+    log_info("terminating %s (%s%s): %s", r->id, row_state_name(r->state),
+             r->pid > 0 ? ", local process" : "", why);
     row_write_begin(r);
     row_set_state(r, ROW_TERMINATING, why, now);
-    r->term_deadline_ms = now + c->cfg.local_kill_timeout_ms;
+    r->term_deadline_ms = now + kill_timeout(c);
     row_write_end(c->t, r);
-    char err[256];
-    if (c->prov.ops->terminate(&c->prov, r, false, err, sizeof err) != 0)
-        log_warn("terminate %s: %s (will retry)", r->id, err);
+    add_op(c, OP_TERMINATE, r);
 }
 
 static void launch_backoff(struct ctl *c, int64_t now)
@@ -64,7 +111,8 @@ static void launch_backoff(struct ctl *c, int64_t now)
     log_warn("launch failures in a row: %d; next launch in %d ms", c->launch_failures, delay);
 }
 
-/* Boot timeouts, unhealthy replacements, and terminations in progress. */
+/* Step 1, with the lock: boot timeouts, unhealthy replacements,
+ * unconfirmed launches to ask about again, terminations in progress. */
 static void sweep(struct ctl *c, int64_t now)
 {
     struct table_hdr *h = c->t->hdr;
@@ -75,30 +123,21 @@ static void sweep(struct ctl *c, int64_t now)
         case ROW_PENDING:
             if (now - r->launch_ms > c->cfg.boot_timeout_ms) {
                 snprintf(why, sizeof why, "did not register within %d ms", c->cfg.boot_timeout_ms);
-                start_terminate(c, r, why, now);
+                mark_terminating(c, r, why, now);
                 launch_backoff(c, now);
+            } else if ((r->flags & ROW_F_UNCONFIRMED) && now >= c->launch_not_before) {
+                add_op(c, OP_LAUNCH, r); /* same id, same token: no second instance */
             }
             break;
         case ROW_UNHEALTHY:
             snprintf(why, sizeof why, "replacing unhealthy instance (%.60s)", r->reason);
-            start_terminate(c, r, why, now);
+            mark_terminating(c, r, why, now);
             hdr_write_begin(c->t);
             h->replaced++;
             hdr_write_end(c->t);
             break;
         case ROW_TERMINATING:
-            if (c->prov.ops->gone(&c->prov, r)) {
-                row_free(c, r, r->reason);
-            } else if (now >= r->term_deadline_ms) {
-                char err[256];
-                log_warn("%s did not stop within %d ms; killing it", r->id,
-                         c->cfg.local_kill_timeout_ms);
-                if (c->prov.ops->terminate(&c->prov, r, true, err, sizeof err) != 0)
-                    log_warn("kill %s: %s", r->id, err);
-                row_write_begin(r);
-                r->term_deadline_ms = now + c->cfg.local_kill_timeout_ms;
-                row_write_end(c->t, r);
-            }
+            add_op(c, OP_CHECK_GONE, r);
             break;
         default:
             break;
@@ -106,7 +145,8 @@ static void sweep(struct ctl *c, int64_t now)
     }
 }
 
-static void launch_one(struct ctl *c, const char *why, int64_t now)
+/* Step 1, with the lock: a pending row for each launch. */
+static void plan_launch(struct ctl *c, const char *why, int64_t now)
 {
     struct table_hdr *h = c->t->hdr;
     char id[TABLE_ID_MAX];
@@ -115,7 +155,7 @@ static void launch_one(struct ctl *c, const char *why, int64_t now)
     hdr_write_end(c->t);
     snprintf(id, sizeof id, "%s-%llu", c->cfg.group_name, (unsigned long long)n);
     /* The row exists before the instance does: if we die in between, the
-     * reconciliation finds the instance by its id. */
+     * reconciliation ties the instance to it (by id or launch token). */
     struct table_row *r = table_alloc_row(c->t, id);
     if (!r) {
         log_error("cannot launch: the shared table is full (%u rows)", h->capacity);
@@ -123,28 +163,14 @@ static void launch_one(struct ctl *c, const char *why, int64_t now)
         return;
     }
     r->launch_ms = now;
+    r->flags = ROW_F_UNCONFIRMED;
     row_set_state(r, ROW_PENDING, why, now);
     row_write_end(c->t, r);
-
-    struct provider_instance pi;
-    char err[256];
-    if (c->prov.ops->launch(&c->prov, id, &pi, err, sizeof err) != 0) {
-        log_error("launch %s failed: %s", id, err);
-        row_free(c, r, "launch failed");
-        launch_backoff(c, now);
-        return;
-    }
-    row_write_begin(r);
-    r->pid = pi.pid;
-    r->pid_start = pi.pid_start;
-    if (pi.addr[0])
-        copy_str(r->addr, sizeof r->addr, pi.addr);
-    row_write_end(c->t, r);
-    log_info("launched %s (pid %d): %s", id, pi.pid, why);
+    add_op(c, OP_LAUNCH, r);
 }
 
-/* Picks the newest pending-or-running instance: it has done the least
- * work and is the last to have warmed up. */
+/* Picks the newest pending-or-running instance not already chosen: it
+ * has done the least work and is the last to have warmed up. */
 static struct table_row *newest(struct ctl *c)
 {
     struct table_row *best = NULL;
@@ -169,8 +195,8 @@ static void converge(struct ctl *c, const struct policy_input *in, int target,
             return;
         snprintf(why, sizeof why, "group at %d, target %d%s%.150s", size, target,
                  reason[0] ? ": " : "", reason);
-        for (int k = size; k < target && now >= c->launch_not_before; k++)
-            launch_one(c, why, now);
+        for (int k = size; k < target; k++)
+            plan_launch(c, why, now);
     } else if (size > target) {
         snprintf(why, sizeof why, "scale in: group at %d, target %d%s%.150s", size, target,
                  reason[0] ? ": " : "", reason);
@@ -178,9 +204,110 @@ static void converge(struct ctl *c, const struct policy_input *in, int target,
             struct table_row *r = newest(c);
             if (!r)
                 break;
-            start_terminate(c, r, why, now);
+            mark_terminating(c, r, why, now);
         }
     }
+}
+
+/* Step 2, without the lock. */
+static void run_ops(struct ctl *c)
+{
+    bool refreshed = false;
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        switch (o->kind) {
+        case OP_LAUNCH:
+            o->result = c->prov.ops->launch(&c->prov, o->row.id, &o->inst, o->err, sizeof o->err);
+            break;
+        case OP_TERMINATE:
+            o->result = c->prov.ops->terminate(&c->prov, &o->row, false, o->err, sizeof o->err);
+            break;
+        case OP_CHECK_GONE:
+            if (!refreshed && c->prov.ops->refresh) {
+                c->prov.ops->refresh(&c->prov);
+                refreshed = true;
+            }
+            o->result = c->prov.ops->gone(&c->prov, &o->row);
+            if (!o->result && now_ms() >= o->row.term_deadline_ms) {
+                log_warn("%s did not stop within %d ms; forcing it", o->row.id, kill_timeout(c));
+                if (c->prov.ops->terminate(&c->prov, &o->row, true, o->err, sizeof o->err) != 0)
+                    log_warn("terminate %s: %s", o->row.id, o->err);
+                o->killed = true;
+            }
+            break;
+        }
+    }
+}
+
+static void record_launch(struct ctl *c, struct op *o, struct table_row *r, int64_t now)
+{
+    if (o->result == LAUNCH_FAILED) {
+        log_error("launch %s failed: %s", o->row.id, o->err);
+        row_free(c, r, "launch failed");
+        launch_backoff(c, now);
+        return;
+    }
+    if (o->result == LAUNCH_UNKNOWN) {
+        log_warn("launch %s: no clear answer (%s); asking again with the same token", o->row.id,
+                 o->err);
+        launch_backoff(c, now);
+        return;
+    }
+    row_write_begin(r);
+    r->flags &= ~ROW_F_UNCONFIRMED;
+    r->pid = o->inst.pid;
+    r->pid_start = o->inst.pid_start;
+    if (o->inst.addr[0] && !r->addr[0])
+        copy_str(r->addr, sizeof r->addr, o->inst.addr);
+    bool renamed = o->inst.id[0] && strcmp(o->inst.id, r->id) != 0;
+    if (renamed)
+        copy_str(r->id, sizeof r->id, o->inst.id);
+    row_write_end(c->t, r);
+    if (renamed)
+        log_info("launched %s as %s: %s", o->row.id, r->id, r->reason);
+    else
+        log_info("launched %s (pid %d): %s", r->id, r->pid, r->reason);
+}
+
+/* Step 3, with the lock again. */
+static void record_ops(struct ctl *c, int64_t now)
+{
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        struct table_row *r = op_row(c, o);
+        if (!r)
+            continue; /* the row moved on meanwhile */
+        if (o->kind == OP_LAUNCH && r->state == ROW_PENDING) {
+            record_launch(c, o, r, now);
+        } else if (o->kind == OP_TERMINATE && o->result != 0) {
+            log_warn("terminate %s: %s (will retry)", r->id, o->err);
+        } else if (o->kind == OP_CHECK_GONE && r->state == ROW_TERMINATING) {
+            if (o->result) {
+                row_free(c, r, r->reason);
+            } else if (o->killed) {
+                row_write_begin(r);
+                r->term_deadline_ms = now + kill_timeout(c);
+                row_write_end(c->t, r);
+            }
+        }
+    }
+    c->nops = 0;
+}
+
+/* Carries out the ops queued under the lock: provider calls without it,
+ * then the results with it. */
+static void execute(struct ctl *c)
+{
+    if (c->nops == 0)
+        return;
+    run_ops(c);
+    if (table_lock(c->t, LOCK_WAIT_MS * 5) != 0) {
+        log_error("cannot record provider results: table lock unavailable");
+        c->nops = 0;
+        return;
+    }
+    record_ops(c, now_ms());
+    table_unlock(c->t);
 }
 
 static void evaluate(struct ctl *c)
@@ -218,6 +345,7 @@ static void evaluate(struct ctl *c)
     h->evaluations++;
     hdr_write_end(c->t);
     table_unlock(c->t);
+    execute(c);
 }
 
 static uint64_t id_number(const char *group, const char *id)
@@ -228,6 +356,59 @@ static uint64_t id_number(const char *group, const char *id)
     return strtoull(id + g + 1, NULL, 10);
 }
 
+static const struct provider_instance *match(const struct ctl *c, const struct table_row *r,
+                                             const struct provider_instance *list, size_t n)
+{
+    char tok[72];
+    snprintf(tok, sizeof tok, "%.40s-%016llx", r->id, (unsigned long long)c->prov.nonce);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(list[k].id, r->id) == 0 || (list[k].token[0] && strcmp(list[k].token, tok) == 0))
+            return &list[k];
+    return NULL;
+}
+
+/* A row the provider knows better: the pid (local), or the instance id and
+ * address of a launch whose answer was lost (ec2). */
+static void update_from_provider(struct ctl *c, struct table_row *r, const struct provider_instance *pi)
+{
+    bool rename = strcmp(r->id, pi->id) != 0;
+    if (!rename && r->pid == pi->pid && !(r->flags & ROW_F_UNCONFIRMED) && (r->addr[0] || !pi->addr[0]))
+        return;
+    if (rename)
+        log_info("reconcile: %s is instance %s", r->id, pi->id);
+    row_write_begin(r);
+    if (rename)
+        copy_str(r->id, sizeof r->id, pi->id);
+    r->pid = pi->pid;
+    r->pid_start = pi->pid_start;
+    r->flags &= ~ROW_F_UNCONFIRMED;
+    if (!r->addr[0] && pi->addr[0])
+        copy_str(r->addr, sizeof r->addr, pi->addr);
+    row_write_end(c->t, r);
+}
+
+static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now)
+{
+    struct table_row *r = table_alloc_row(c->t, pi->id);
+    if (!r) {
+        log_error("reconcile: table full, cannot adopt %s", pi->id);
+        return;
+    }
+    r->pid = pi->pid;
+    r->pid_start = pi->pid_start;
+    r->launch_ms = now;
+    copy_str(r->addr, sizeof r->addr, pi->addr);
+    row_set_state(r, ROW_PENDING, "adopted from the provider", now);
+    row_write_end(c->t, r);
+    log_info("adopted %s (pid %d) found running without a row", pi->id, pi->pid);
+    uint64_t num = id_number(c->cfg.group_name, pi->id);
+    if (num >= c->t->hdr->next_instance) {
+        hdr_write_begin(c->t);
+        c->t->hdr->next_instance = num;
+        hdr_write_end(c->t);
+    }
+}
+
 /* Makes the table and the provider agree: rows whose instance is gone are
  * dropped (the policy launches replacements), instances the table lacks
  * are adopted. Nothing is orphaned, nothing forgotten. */
@@ -235,9 +416,10 @@ static void reconcile(struct ctl *c)
 {
     struct provider_instance *list = NULL;
     size_t n = 0;
-    char err[256];
+    char err[512];
+    c->last_reconcile = now_ms();
     if (c->prov.ops->list(&c->prov, &list, &n, err, sizeof err) != 0) {
-        log_warn("reconcile: %s", err);
+        log_warn("reconcile: cannot list the provider's instances: %s", err);
         return;
     }
     if (table_lock(c->t, LOCK_WAIT_MS) != 0) {
@@ -251,50 +433,24 @@ static void reconcile(struct ctl *c)
         abort();
     for (uint32_t i = 0; i < h->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
-        if (r->state == ROW_FREE || r->state == ROW_TERMINATING)
+        if (r->state == ROW_FREE)
             continue;
-        size_t k = 0;
-        while (k < n && strcmp(list[k].id, r->id) != 0)
-            k++;
-        if (k == n) {
-            if (c->prov.ops->gone(&c->prov, r))
-                row_free(c, r, "the provider no longer has it");
-            continue;
-        }
-        seen[k] = true;
-        if (r->pid != list[k].pid) {
-            row_write_begin(r);
-            r->pid = list[k].pid;
-            r->pid_start = list[k].pid_start;
-            row_write_end(c->t, r);
+        const struct provider_instance *pi = match(c, r, list, n);
+        if (pi) {
+            seen[pi - list] = true;
+            if (r->state != ROW_TERMINATING)
+                update_from_provider(c, r, pi);
+        } else if (r->state != ROW_TERMINATING && !(r->flags & ROW_F_UNCONFIRMED) &&
+                   c->prov.ops->gone(&c->prov, r)) {
+            row_free(c, r, "the provider no longer has it");
         }
     }
-    for (size_t k = 0; k < n; k++) {
-        if (seen[k] || table_find(c->t, list[k].id))
-            continue;
-        struct table_row *r = table_alloc_row(c->t, list[k].id);
-        if (!r) {
-            log_error("reconcile: table full, cannot adopt %s", list[k].id);
-            continue;
-        }
-        r->pid = list[k].pid;
-        r->pid_start = list[k].pid_start;
-        r->launch_ms = now;
-        copy_str(r->addr, sizeof r->addr, list[k].addr);
-        row_set_state(r, ROW_PENDING, "adopted from the provider", now);
-        row_write_end(c->t, r);
-        log_info("adopted %s (pid %d) found running without a row", list[k].id, list[k].pid);
-        uint64_t num = id_number(c->cfg.group_name, list[k].id);
-        if (num >= h->next_instance) {
-            hdr_write_begin(c->t);
-            h->next_instance = num;
-            hdr_write_end(c->t);
-        }
-    }
+    for (size_t k = 0; k < n; k++)
+        if (!seen[k] && list[k].alive && !table_find(c->t, list[k].id))
+            adopt(c, &list[k], now);
     table_unlock(c->t);
     free(seen);
     free(list);
-    c->last_reconcile = now;
 }
 
 /* Agents this controller started are its children: a dead one is known
@@ -339,36 +495,46 @@ static void stop_all(struct ctl *c)
     for (uint32_t i = 0; i < c->t->hdr->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         if (r->state == ROW_PENDING || r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY)
-            start_terminate(c, r, "manager stopping", now);
+            mark_terminating(c, r, "manager stopping", now);
     }
     table_unlock(c->t);
-    int64_t end = now + 2LL * c->cfg.local_kill_timeout_ms + 500;
+    execute(c);
+    int64_t end = now + 2LL * kill_timeout(c) + 500;
     for (;;) {
         reap_agents(c);
         if (table_lock(c->t, LOCK_WAIT_MS) != 0)
             return;
-        sweep(c, now_ms());
-        int left = table_count(c->t, ROW_TERMINATING);
+        for (uint32_t i = 0; i < c->t->hdr->capacity; i++)
+            if (c->t->rows[i].state == ROW_TERMINATING)
+                add_op(c, OP_CHECK_GONE, &c->t->rows[i]);
+        int left = (int)c->nops;
         table_unlock(c->t);
+        execute(c);
         if (left == 0 || now_ms() > end)
             break;
         poll(NULL, 0, 20);
     }
 }
 
+static int reconcile_every(const struct ctl *c)
+{
+    return c->cfg.provider_kind == PROVIDER_EC2 ? c->cfg.ec2_reconcile_interval_ms : LOCAL_RECONCILE_MS;
+}
+
 int controller_main(struct table *t, const struct asg_config *cfg0)
 {
-    struct ctl c;
+    static struct ctl c;
     memset(&c, 0, sizeof c);
     c.t = t;
     c.cfg = *cfg0;
     role_config_refresh(t, &c.cfg, &c.cfg_gen);
+    int sigfd = signals_install(true);
     char err[256];
     if (provider_init(&c.prov, &c.cfg, err, sizeof err) != 0) {
         log_error("%s", err);
         return ASG_EXIT_FATAL;
     }
-    int sigfd = signals_install(true);
+    c.prov.nonce = t->hdr->nonce;
     log_info("controller up: policy %s, provider %s, group %s %d..%d (desired %d)",
              policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
              c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
@@ -390,7 +556,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
             reap_agents(&c);
         }
         int64_t now = now_ms();
-        if (now - c.last_reconcile >= RECONCILE_EVERY_MS)
+        if (now - c.last_reconcile >= reconcile_every(&c))
             reconcile(&c);
         if (now >= next_eval || c.eval_now) {
             c.eval_now = false;
@@ -410,5 +576,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     } else {
         log_info("stopping; instances are left running");
     }
+    provider_free(&c.prov);
+    free(c.ops);
     return 0;
 }

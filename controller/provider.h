@@ -16,17 +16,29 @@
 struct provider_instance {
     char id[TABLE_ID_MAX];
     char addr[TABLE_ADDR_MAX];  /* "" when the provider does not know */
+    char token[72];             /* launch token (ec2: the ClientToken tag) */
+    bool alive;                 /* pending or running (not stopping/stopped) */
     int32_t pid;
     uint64_t pid_start;
 };
+
+/* launch() results */
+#define LAUNCH_OK 0
+#define LAUNCH_FAILED (-1)   /* nothing was started */
+#define LAUNCH_UNKNOWN 1     /* no answer: it may have started; ask again */
 
 struct provider;
 
 struct provider_ops {
     const char *name;
-    /* Starts instance id; fills what the provider knows about it. */
+    /* Starts instance id (for ec2, id is the launch token's base and out->id
+     * the instance id EC2 gave); returns a LAUNCH_* result. Launching the
+     * same id again must not start a second instance. */
     int (*launch)(struct provider *p, const char *id, struct provider_instance *out,
                   char *err, size_t errsize);
+    /* Optional: called before a batch of gone() calls (ec2: one
+     * DescribeInstances for the whole group instead of one per row). */
+    void (*refresh)(struct provider *p);
     /* Asks the instance to stop; force means without grace. */
     int (*terminate)(struct provider *p, const struct table_row *r, bool force,
                      char *err, size_t errsize);
@@ -43,13 +55,24 @@ struct provider {
     char manager_addr[TABLE_ADDR_MAX]; /* where agents register */
     char agent_path[256];
     uint64_t seed;
+    uint64_t nonce;                    /* the table's: makes launch tokens unique */
+    const volatile int *abort_flag;    /* set when the manager stops */
+    void *priv;                        /* the provider's own state */
 };
 
 /* Fills p for cfg->provider_kind. Returns -1 with a reason. */
 int provider_init(struct provider *p, const struct asg_config *cfg, char *err, size_t errsize);
 
+void provider_free(struct provider *p);
+
 /* Local provider pieces, visible for tests. */
 extern const struct provider_ops provider_local_ops;
+/* The ec2 provider. */
+extern const struct provider_ops provider_ec2_ops;
+int provider_ec2_init(struct provider *p, char *err, size_t errsize);
+void provider_ec2_free(struct provider *p);
+/* The user data script an instance boots with. */
+int ec2_user_data(const struct asg_config *cfg, const char *manager, char *out, size_t size);
 /* Finds asg-agent processes whose --id starts with "<group>-" (every
  * asg-agent process when group is NULL). */
 int local_scan_proc(const char *group, struct provider_instance **out, size_t *n);

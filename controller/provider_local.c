@@ -41,14 +41,18 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
 {
     memset(p, 0, sizeof *p);
     p->cfg = cfg;
+    p->abort_flag = &g_sig.term;
     p->seed = (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_ms();
-    if (cfg->provider_kind != PROVIDER_LOCAL) {
-        snprintf(err, errsize, "provider %s is not available in this build",
-                 provider_kind_name(cfg->provider_kind));
-        return -1;
-    }
+    if (cfg->provider_kind == PROVIDER_EC2)
+        return provider_ec2_init(p, err, errsize);
     p->ops = &provider_local_ops;
     return find_agent(p, err, errsize);
+}
+
+void provider_free(struct provider *p)
+{
+    if (p->ops == &provider_ec2_ops)
+        provider_ec2_free(p);
 }
 
 static int local_launch(struct provider *p, const char *id, struct provider_instance *out,
@@ -56,18 +60,18 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
 {
     if (access(p->agent_path, X_OK) != 0) {
         snprintf(err, errsize, "%s is not executable: %s", p->agent_path, strerror(errno));
-        return -1;
+        return LAUNCH_FAILED;
     }
     if (!p->manager_addr[0]) {
         snprintf(err, errsize, "the monitor has not published its address yet");
-        return -1;
+        return LAUNCH_FAILED;
     }
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)(p->seed++));
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errsize, "fork: %s", strerror(errno));
-        return -1;
+        return LAUNCH_FAILED;
     }
     if (pid == 0) {
         /* Own session: a Ctrl-C at the manager's terminal must not reach
@@ -90,7 +94,8 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     copy_str(out->id, sizeof out->id, id);
     out->pid = pid;
     out->pid_start = pid_start_time(pid);
-    return 0;
+    out->alive = true;
+    return LAUNCH_OK;
 }
 
 /* The row's process, if it is still the one we started. */
@@ -214,6 +219,7 @@ int local_scan_proc(const char *group, struct provider_instance **out, size_t *n
             struct provider_instance *pi = &(*out)[(*n)++];
             memset(pi, 0, sizeof *pi);
             copy_str(pi->id, sizeof pi->id, id);
+            pi->alive = true;
             pi->pid = (int32_t)pid;
             pi->pid_start = pid_start_time((pid_t)pid);
             break;

@@ -7,10 +7,10 @@ set -eu
 PACKAGES="
 build-essential pkg-config
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev
+libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libglib2.0-dev
 check libsubunit-dev
 python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
-grpc-proto procps iproute2
+grpc-proto procps iproute2 python3-botocore
 "
 
 missing=""

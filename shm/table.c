@@ -32,6 +32,18 @@ static void map_rows(struct table *t)
     t->rows = (struct table_row *)((char *)t->hdr + sizeof(struct table_hdr));
 }
 
+static uint64_t random_nonce(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+            v = 0;
+        close(fd);
+    }
+    return v ? v : (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 40);
+}
+
 int table_create(const char *name, uint32_t capacity, struct table *t,
                  char *err, size_t errsize)
 {
@@ -63,6 +75,7 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
     h->hdr_size = sizeof(struct table_hdr);
     h->row_size = sizeof(struct table_row);
     h->created_ms = now_ms();
+    h->nonce = random_nonce();
     if (sem_init(&h->lock, 1, 1) != 0) {
         snprintf(err, errsize, "shared table %s: sem_init: %s", name, strerror(errno));
         munmap(p, size);

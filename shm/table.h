@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 1
+#define TABLE_VERSION 2
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -35,6 +35,10 @@ enum row_state {
 
 const char *row_state_name(uint32_t st);
 
+/* The launch call's outcome is unknown (it timed out): the instance may
+ * exist. The controller asks again with the same client token. */
+#define ROW_F_UNCONFIRMED 1u
+
 struct table_row {
     _Atomic uint32_t seq;        /* odd while a writer is in the row */
     uint32_t state;              /* enum row_state */
@@ -44,6 +48,8 @@ struct table_row {
     char reason[64];             /* why the state last changed */
     int32_t pid;                 /* local provider: the agent's pid */
     uint32_t misses;             /* consecutive failed probes */
+    uint32_t flags;              /* ROW_F_* */
+    uint32_t pad;
     uint64_t pid_start;          /* its start time, against pid reuse */
     double load, cpu, mem;       /* last sample, fractions 0..1 */
     bool has_sample;
@@ -86,6 +92,7 @@ struct table_hdr {
     int32_t pid_supervisor, pid_monitor, pid_controller;
     uint32_t draining;           /* supervisor asked roles to stop */
     uint64_t next_instance;      /* counter for instance ids */
+    uint64_t nonce;              /* random per table: launch tokens never repeat */
     char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
     uint64_t config_gen;         /* bumped when a new config is published */
     struct asg_config config;

@@ -40,6 +40,12 @@ START_TEST(test_good_file_applies_values)
     ck_assert(c.adopt_unknown);
     ck_assert(!c.local_stop_on_exit);
     ck_assert_int_eq(c.probe_interval_ms, 1000); /* untouched keys keep defaults */
+    const char *ec2 = "provider = { kind = \"ec2\"; ec2 = { region = \"eu-west-1\";\n"
+                      " image_id = \"ami-0abc\"; security_group_ids = [\"sg-1\", \"sg-2\"]; }; };\n";
+    ck_assert_msg(config_load_string(ec2, "e.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.provider_kind, PROVIDER_EC2);
+    ck_assert_str_eq(c.ec2_security_group_ids, "sg-1,sg-2");
+    ck_assert_str_eq(c.ec2_instance_type, "t2.micro");
 }
 END_TEST
 
@@ -69,7 +75,15 @@ static const struct bad bad_files[] = {
     {"monitor = {\n adopt_unknown = 1;\n};\n", 2, "must be true or false"},
     {"shm = {\n name = \"asg\";\n};\n", 2, "shm.name must be"},
     {"supervisor = {\n pidfile = \"asgd.pid\";\n};\n", 2, "absolute path"},
-    {"provider = {\n kind = \"ec2\";\n};\n", 2, "not available"},
+    {"provider = {\n kind = \"ec2\";\n};\n", 2, "provider.ec2.region must be set"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; };\n};\n", 2,
+     "needs provider.ec2.launch_template or provider.ec2.image_id"},
+    {"provider = {\n ec2 = {\n  security_group_ids = \"sg-1\";\n };\n};\n", 3, "must be a list of strings"},
+    {"provider = {\n ec2 = {\n  security_group_ids = [\"sg-1\", \"\"];\n };\n};\n", 3, "item 2"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; image_id = \"ami-1\";\n"
+     "  endpoint = \"ftp://x\"; };\n};\n", 4, "must start with https://"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; image_id = \"ami-1\";\n"
+     "  agent_port = 70000; };\n};\n", 4, "out of range 1..65535"},
     {"group = {\n name = \"bad name\";\n};\n", 2, "group.name must be"},
     {"group = {\n min_instances = = 2;\n};\n", 2, "syntax error"},
     {"group = {\n max_instances = 2000;\n};\n", 2, "exceeds shm.capacity"},

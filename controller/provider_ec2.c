@@ -1,0 +1,300 @@
+/* Provider `ec2`: instances are EC2 instances tagged asg:group=<name>.
+ *
+ * A launch is RunInstances with a ClientToken made of the row's id and the
+ * table's nonce, so asking again after a timeout never starts a second
+ * instance; the token is also a tag (asg:token), so reconciliation can tie
+ * an instance to the row that asked for it even if the answer was lost.
+ * One DescribeInstances (all pages) per refresh serves every gone() check. */
+#define _GNU_SOURCE
+#include "provider.h"
+#include "../aws/ec2.h"
+#include "../common/util.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAG_GROUP "asg:group"
+#define TAG_TOKEN "asg:token"
+
+struct ec2_priv {
+    struct ec2_client client;
+    struct provider_instance *cache; /* last DescribeInstances of the group */
+    size_t ncache;
+    bool cache_ok;
+    int64_t cache_ms;
+};
+
+static struct ec2_priv *priv(struct provider *p) { return p->priv; }
+
+int ec2_user_data(const struct asg_config *cfg, const char *manager, char *out, size_t size)
+{
+    /* The agent learns its id and address from the instance metadata
+     * (IMDSv2) and registers with the manager. */
+    int n = snprintf(out, size,
+        "#!/bin/sh\n"
+        "# asg agent bootstrap, written by asgd for group %s\n"
+        "md=http://169.254.169.254/latest\n"
+        "tok=$(curl -sf -X PUT $md/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')\n"
+        "id=$(curl -sf -H \"X-aws-ec2-metadata-token: $tok\" $md/meta-data/instance-id)\n"
+        "ip=$(curl -sf -H \"X-aws-ec2-metadata-token: $tok\" $md/meta-data/local-ipv4)\n"
+        "exec %s --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s\n",
+        cfg->group_name, cfg->ec2_agent_path, cfg->ec2_agent_port, cfg->ec2_agent_port, manager);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+static void token_of(struct provider *p, const char *id, char *out, size_t size)
+{
+    snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
+}
+
+static void fill_instance(struct provider *p, const struct ec2_instance *in,
+                          struct provider_instance *out)
+{
+    memset(out, 0, sizeof *out);
+    copy_str(out->id, sizeof out->id, in->id);
+    const char *tok = ec2_tag_value(in, TAG_TOKEN);
+    copy_str(out->token, sizeof out->token, tok ? tok : in->client_token);
+    if (in->private_ip[0])
+        snprintf(out->addr, sizeof out->addr, "%.40s:%d", in->private_ip, p->cfg->ec2_agent_port);
+    out->alive = in->state_code == 0 || in->state_code == 16; /* pending, running */
+}
+
+static void add_filters(struct ec2_form *f, const char *group)
+{
+    ec2_form_add(f, "Filter.1.Name", "tag:" TAG_GROUP);
+    ec2_form_add(f, "Filter.1.Value.1", group);
+    /* Everything not terminated: a shutting-down instance still exists. */
+    const char *states[] = {"pending", "running", "shutting-down", "stopping", "stopped"};
+    ec2_form_add(f, "Filter.2.Name", "instance-state-name");
+    for (int i = 0; i < 5; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "Filter.2.Value.%d", i + 1);
+        ec2_form_add(f, k, states[i]);
+    }
+}
+
+/* Every instance of the group, following NextToken to the end. */
+static int describe_group(struct provider *p, struct provider_instance **out, size_t *n,
+                          char *err, size_t errsize)
+{
+    *out = NULL;
+    *n = 0;
+    char next[2048] = "";
+    for (int page = 0; page < 1000; page++) {
+        struct ec2_form f = {.len = 0};
+        add_filters(&f, p->cfg->group_name);
+        ec2_form_add(&f, "MaxResults", "100");
+        if (next[0])
+            ec2_form_add(&f, "NextToken", next);
+        struct ec2_response r;
+        enum ec2_error e = ec2_call(&priv(p)->client, "DescribeInstances", &f, &r, err, errsize);
+        if (e != EC2_OK) {
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            return -1;
+        }
+        struct provider_instance *grown = realloc(*out, (*n + r.ninstances + 1) * sizeof **out);
+        if (!grown) {
+            ec2_response_free(&r);
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            snprintf(err, errsize, "out of memory");
+            return -1;
+        }
+        *out = grown;
+        for (size_t i = 0; i < r.ninstances; i++)
+            fill_instance(p, &r.instances[i], &(*out)[(*n)++]);
+        copy_str(next, sizeof next, r.next_token);
+        ec2_response_free(&r);
+        if (!next[0])
+            return 0;
+    }
+    snprintf(err, errsize, "DescribeInstances: more than 1000 pages");
+    return -1;
+}
+
+static void ec2_refresh(struct provider *p)
+{
+    struct ec2_priv *s = priv(p);
+    struct provider_instance *list;
+    size_t n;
+    char err[512];
+    if (describe_group(p, &list, &n, err, sizeof err) != 0) {
+        log_warn("ec2: cannot list the group: %s", err);
+        s->cache_ok = false; /* unknown: nothing is declared gone */
+        return;
+    }
+    free(s->cache);
+    s->cache = list;
+    s->ncache = n;
+    s->cache_ok = true;
+    s->cache_ms = now_ms();
+}
+
+static const struct provider_instance *cached(struct provider *p, const struct table_row *r)
+{
+    struct ec2_priv *s = priv(p);
+    char tok[72];
+    token_of(p, r->id, tok, sizeof tok);
+    for (size_t i = 0; i < s->ncache; i++)
+        if (strcmp(s->cache[i].id, r->id) == 0 || strcmp(s->cache[i].token, tok) == 0)
+            return &s->cache[i];
+    return NULL;
+}
+
+static int ec2_launch(struct provider *p, const char *id, struct provider_instance *out,
+                      char *err, size_t errsize)
+{
+    const struct asg_config *c = p->cfg;
+    const char *manager = c->ec2_manager_address[0] ? c->ec2_manager_address : p->manager_addr;
+    if (!manager[0]) {
+        snprintf(err, errsize, "no manager address for the agents yet");
+        return LAUNCH_FAILED;
+    }
+    char script[2048], b64[2900], tok[72];
+    if (ec2_user_data(c, manager, script, sizeof script) != 0) {
+        snprintf(err, errsize, "user data too long");
+        return LAUNCH_FAILED;
+    }
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)script, (int)strlen(script));
+    token_of(p, id, tok, sizeof tok);
+    struct ec2_form f = {.len = 0};
+    ec2_form_add(&f, "MinCount", "1");
+    ec2_form_add(&f, "MaxCount", "1");
+    ec2_form_add(&f, "ClientToken", tok);
+    if (c->ec2_launch_template[0])
+        ec2_form_add(&f, strncmp(c->ec2_launch_template, "lt-", 3) == 0
+                             ? "LaunchTemplate.LaunchTemplateId" : "LaunchTemplate.LaunchTemplateName",
+                     c->ec2_launch_template);
+    if (c->ec2_image_id[0])
+        ec2_form_add(&f, "ImageId", c->ec2_image_id);
+    if (c->ec2_instance_type[0] && !c->ec2_launch_template[0])
+        ec2_form_add(&f, "InstanceType", c->ec2_instance_type);
+    if (c->ec2_subnet_id[0])
+        ec2_form_add(&f, "SubnetId", c->ec2_subnet_id);
+    if (c->ec2_key_name[0])
+        ec2_form_add(&f, "KeyName", c->ec2_key_name);
+    char sgs[256];
+    copy_str(sgs, sizeof sgs, c->ec2_security_group_ids);
+    int k = 0;
+    for (char *save = NULL, *sg = strtok_r(sgs, ",", &save); sg; sg = strtok_r(NULL, ",", &save)) {
+        char key[48];
+        snprintf(key, sizeof key, "SecurityGroupId.%d", ++k);
+        ec2_form_add(&f, key, sg);
+    }
+    ec2_form_add(&f, "UserData", b64);
+    ec2_form_add(&f, "TagSpecification.1.ResourceType", "instance");
+    ec2_form_add(&f, "TagSpecification.1.Tag.1.Key", TAG_GROUP);
+    ec2_form_add(&f, "TagSpecification.1.Tag.1.Value", c->group_name);
+    ec2_form_add(&f, "TagSpecification.1.Tag.2.Key", TAG_TOKEN);
+    ec2_form_add(&f, "TagSpecification.1.Tag.2.Value", tok);
+    ec2_form_add(&f, "TagSpecification.1.Tag.3.Key", "Name");
+    ec2_form_add(&f, "TagSpecification.1.Tag.3.Value", id);
+    struct ec2_response r;
+    enum ec2_error e = ec2_call(&priv(p)->client, "RunInstances", &f, &r, err, errsize);
+    if (e != EC2_OK) {
+        /* No answer, or a server error: it may have been created. */
+        bool unknown = e == EC2_E_NETWORK || e == EC2_E_SERVER || e == EC2_E_THROTTLED ||
+                       e == EC2_E_ABORTED || e == EC2_E_MALFORMED;
+        return unknown ? LAUNCH_UNKNOWN : LAUNCH_FAILED;
+    }
+    if (r.ninstances != 1) {
+        snprintf(err, errsize, "RunInstances answered with %zu instances, not 1", r.ninstances);
+        ec2_response_free(&r);
+        return LAUNCH_UNKNOWN;
+    }
+    fill_instance(p, &r.instances[0], out);
+    copy_str(out->token, sizeof out->token, tok);
+    ec2_response_free(&r);
+    return LAUNCH_OK;
+}
+
+static int ec2_terminate(struct provider *p, const struct table_row *r, bool force,
+                         char *err, size_t errsize)
+{
+    (void)force; /* EC2 has one way to terminate */
+    char id[TABLE_ID_MAX];
+    if (strncmp(r->id, "i-", 2) == 0) {
+        copy_str(id, sizeof id, r->id);
+    } else {
+        /* A row whose launch was never confirmed: find it by its token. */
+        ec2_refresh(p);
+        const struct provider_instance *pi = priv(p)->cache_ok ? cached(p, r) : NULL;
+        if (!pi)
+            return priv(p)->cache_ok ? 0 : -1;
+        copy_str(id, sizeof id, pi->id);
+    }
+    struct ec2_form f = {.len = 0};
+    ec2_form_add(&f, "InstanceId.1", id);
+    struct ec2_response resp;
+    enum ec2_error e = ec2_call(&priv(p)->client, "TerminateInstances", &f, &resp, err, errsize);
+    if (e == EC2_OK)
+        ec2_response_free(&resp);
+    return e == EC2_OK || e == EC2_E_NOT_FOUND ? 0 : -1; /* not found: already gone */
+}
+
+static bool ec2_gone(struct provider *p, const struct table_row *r)
+{
+    struct ec2_priv *s = priv(p);
+    if (!s->cache_ok || now_ms() - s->cache_ms > 5000)
+        ec2_refresh(p);
+    if (!s->cache_ok)
+        return false; /* do not forget what we cannot see */
+    return cached(p, r) == NULL;
+}
+
+static int ec2_list(struct provider *p, struct provider_instance **out, size_t *n,
+                    char *err, size_t errsize)
+{
+    if (describe_group(p, out, n, err, errsize) != 0)
+        return -1;
+    struct ec2_priv *s = priv(p);
+    free(s->cache);
+    s->cache = malloc((*n ? *n : 1) * sizeof *s->cache);
+    if (s->cache)
+        memcpy(s->cache, *out, *n * sizeof **out);
+    s->ncache = s->cache ? *n : 0;
+    s->cache_ok = s->cache != NULL;
+    s->cache_ms = now_ms();
+    return 0;
+}
+
+int provider_ec2_init(struct provider *p, char *err, size_t errsize)
+{
+    struct ec2_priv *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    if (ec2_client_init(&s->client, p->cfg->ec2_region, p->cfg->ec2_endpoint,
+                        p->cfg->ec2_call_timeout_ms, err, errsize) != 0) {
+        free(s);
+        return -1;
+    }
+    s->client.abort_flag = p->abort_flag;
+    p->priv = s;
+    p->ops = &provider_ec2_ops;
+    return 0;
+}
+
+void provider_ec2_free(struct provider *p)
+{
+    struct ec2_priv *s = priv(p);
+    if (!s)
+        return;
+    ec2_client_free(&s->client);
+    free(s->cache);
+    free(s);
+    p->priv = NULL;
+}
+
+const struct provider_ops provider_ec2_ops = {
+    .name = "ec2",
+    .launch = ec2_launch,
+    .terminate = ec2_terminate,
+    .gone = ec2_gone,
+    .list = ec2_list,
+    .refresh = ec2_refresh,
+};
