@@ -51,7 +51,8 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
-           tests/check_sigv4.c tests/check_ec2_xml.c
+           tests/check_sigv4.c tests/check_ec2_xml.c \
+           tests/check_creds.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 .PHONY: all run test test-all deps clean install unit integration asan-test help

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../controller/provider.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -25,6 +26,7 @@ static void usage(FILE *f)
             "  status [--json]          the group and one row per instance\n"
             "  probe ADDRESS [--json]   call an agent's Ping, GetMetrics and Health\n"
             "  load ID|all PERCENT|auto pin agents' simulated load, or release it\n"
+            "  provider list [--json]   what the provider reports for the group\n"
             "  version\n"
             "  -c FILE     config of the manager (for shm.name); default: built-in\n"
             "  --shm NAME  shared table name, overriding the config\n");
@@ -359,6 +361,52 @@ static int cmd_load(const char *shm, const char *who, const char *pct)
     return failed ? 1 : 0;
 }
 
+/* What the provider itself reports, to compare with `status`. */
+static int cmd_provider_list(const struct asg_config *cfg, bool json)
+{
+    struct provider p;
+    char err[512];
+    if (provider_init(&p, cfg, err, sizeof err) != 0 && cfg->provider_kind == PROVIDER_EC2) {
+        fprintf(stderr, "asgctl: provider %s: %s\n", provider_kind_name(cfg->provider_kind), err);
+        return 1;
+    }
+    if (!p.ops)
+        p.ops = &provider_local_ops; /* listing local agents needs no agent binary */
+    struct provider_instance *list = NULL;
+    size_t n = 0;
+    if (p.ops->list(&p, &list, &n, err, sizeof err) != 0) {
+        fprintf(stderr, "asgctl: provider %s: %s\n", p.ops->name, err);
+        provider_free(&p);
+        return 1;
+    }
+    if (json) {
+        printf("{\"provider\":\"%s\",\"group\":", p.ops->name);
+        json_str(cfg->group_name);
+        printf(",\"instances\":[");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{\"id\":", i ? "," : "");
+            json_str(list[i].id);
+            printf(",\"address\":");
+            json_str(list[i].addr);
+            printf(",\"state\":");
+            json_str(list[i].state);
+            printf(",\"launch_time\":");
+            json_str(list[i].launch_time);
+            printf(",\"alive\":%s,\"pid\":%d}", list[i].alive ? "true" : "false", list[i].pid);
+        }
+        printf("]}\n");
+    } else {
+        printf("provider %s, group %s: %zu instance(s)\n", p.ops->name, cfg->group_name, n);
+        printf("%-24s %-21s %-14s %-21s %s\n", "ID", "ADDRESS", "STATE", "LAUNCHED", "PID");
+        for (size_t i = 0; i < n; i++)
+            printf("%-24s %-21s %-14s %-21s %d\n", list[i].id, list[i].addr[0] ? list[i].addr : "-",
+                   list[i].state, list[i].launch_time[0] ? list[i].launch_time : "-", list[i].pid);
+    }
+    free(list);
+    provider_free(&p);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cfgfile = NULL, *shm = NULL;
@@ -402,6 +450,8 @@ int main(int argc, char **argv)
         return cmd_probe(argv[i], json);
     if (strcmp(cmd, "load") == 0 && rest == 2)
         return cmd_load(shm, argv[i], argv[i + 1]);
+    if (strcmp(cmd, "provider") == 0 && rest == (json ? 2 : 1) && strcmp(argv[i], "list") == 0)
+        return cmd_provider_list(&cfg, json);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
         return 0;

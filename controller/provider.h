@@ -18,6 +18,8 @@ struct provider_instance {
     char addr[TABLE_ADDR_MAX];  /* "" when the provider does not know */
     char token[72];             /* launch token (ec2: the ClientToken tag) */
     bool alive;                 /* pending or running (not stopping/stopped) */
+    char state[24];             /* the provider's word: running, shutting-down, ... */
+    char launch_time[40];       /* ISO 8601 UTC, "" if unknown */
     int32_t pid;
     uint64_t pid_start;
 };

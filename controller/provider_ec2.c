@@ -59,6 +59,8 @@ static void fill_instance(struct provider *p, const struct ec2_instance *in,
     if (in->private_ip[0])
         snprintf(out->addr, sizeof out->addr, "%.40s:%d", in->private_ip, p->cfg->ec2_agent_port);
     out->alive = in->state_code == 0 || in->state_code == 16; /* pending, running */
+    copy_str(out->state, sizeof out->state, in->state_name);
+    copy_str(out->launch_time, sizeof out->launch_time, in->launch_time);
 }
 
 static void add_filters(struct ec2_form *f, const char *group)
@@ -228,9 +230,19 @@ static int ec2_terminate(struct provider *p, const struct table_row *r, bool for
             return priv(p)->cache_ok ? 0 : -1;
         copy_str(id, sizeof id, pi->id);
     }
+    /* Best effort: say why on the instance itself, for whoever looks at it
+     * in the console; a failure here does not hold up the termination. */
+    struct ec2_form t = {.len = 0};
+    ec2_form_add(&t, "ResourceId.1", id);
+    ec2_form_add(&t, "Tag.1.Key", "asg:termination-reason");
+    ec2_form_add(&t, "Tag.1.Value", r->reason[0] ? r->reason : "terminated by asg");
+    struct ec2_response resp;
+    if (ec2_call(&priv(p)->client, "CreateTags", &t, &resp, err, errsize) == EC2_OK)
+        ec2_response_free(&resp);
+    else
+        log_warn("ec2: cannot tag %s before terminating it: %s", id, err);
     struct ec2_form f = {.len = 0};
     ec2_form_add(&f, "InstanceId.1", id);
-    struct ec2_response resp;
     enum ec2_error e = ec2_call(&priv(p)->client, "TerminateInstances", &f, &resp, err, errsize);
     if (e == EC2_OK)
         ec2_response_free(&resp);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The agent binary: the configured path, or asg-agent beside this program
@@ -158,6 +159,30 @@ static int local_list(struct provider *p, struct provider_instance **out, size_t
     return 0;
 }
 
+/* When a process started, as ISO 8601 UTC: boot time + start ticks. */
+static void start_time_iso(uint64_t ticks, char *out, size_t size)
+{
+    static long long btime = -1;
+    out[0] = '\0';
+    if (btime < 0) {
+        FILE *f = fopen("/proc/stat", "r");
+        char line[256];
+        btime = 0;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "btime %lld", &btime) == 1)
+                break;
+        if (f)
+            fclose(f);
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    if (btime <= 0 || hz <= 0 || ticks == 0)
+        return;
+    time_t t = (time_t)(btime + (long long)(ticks / (uint64_t)hz));
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 /* Reads /proc/PID/cmdline into argv-like pieces; returns the count. */
 static int read_cmdline(pid_t pid, char *buf, size_t size, char **args, int maxargs)
 {
@@ -220,8 +245,10 @@ int local_scan_proc(const char *group, struct provider_instance **out, size_t *n
             memset(pi, 0, sizeof *pi);
             copy_str(pi->id, sizeof pi->id, id);
             pi->alive = true;
+            copy_str(pi->state, sizeof pi->state, "running");
             pi->pid = (int32_t)pid;
             pi->pid_start = pid_start_time((pid_t)pid);
+            start_time_iso(pi->pid_start, pi->launch_time, sizeof pi->launch_time);
             break;
         }
     }

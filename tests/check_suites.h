@@ -8,4 +8,5 @@ Suite *policy_suite(void);
 Suite *rpc_suite(void);
 Suite *sigv4_suite(void);
 Suite *ec2_xml_suite(void);
+Suite *creds_suite(void);
 #endif

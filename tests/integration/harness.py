@@ -15,6 +15,15 @@ SANITIZED = "asan" in BIN
 # Sanitized programs are slower; give probes and waits more room there.
 SLOW = 2.0 if SANITIZED else 1.0
 
+# Tests never reach outside 127.0.0.0/8: no instance metadata at
+# 169.254.169.254, and no developer's real AWS credentials. A test that
+# wants IMDS points AWS_EC2_METADATA_SERVICE_ENDPOINT at the fake.
+for _k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+           "AWS_EC2_METADATA_SERVICE_ENDPOINT"):
+    os.environ.pop(_k, None)
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/asg-test/credentials"
+
 STARTED = set()   # every pid a test started or saw; all killed at the end
 FIGURES = {}      # name -> list of measured seconds
 
@@ -80,6 +89,8 @@ def agents_of_group(group):
 
 
 def fmt(v):
+    if isinstance(v, list):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -135,6 +146,7 @@ class Manager:
             self.cfg.setdefault(sec, {}).update(vals)
         self.proc = None
         self.pids = set()
+        self.env = {}
         self.write_config()
 
     def write_config(self, text=None):
@@ -144,6 +156,7 @@ class Manager:
     def start(self, env=None, wait=True):
         e = dict(os.environ)
         e.update(env or {})
+        self.env = dict(env or {})
         self.logf = open(self.log_path, "a")
         self.proc = subprocess.Popen([BIN + "/asgd", "-f", "-c", self.cfg_path],
                                      stdout=self.logf, stderr=subprocess.STDOUT, env=e)
@@ -163,7 +176,8 @@ class Manager:
             s["group"]["monitor_address"]
 
     def ctl(self, *args, timeout=20):
-        return run([BIN + "/asgctl", "--shm", self.shm] + list(args), timeout=timeout)
+        return run([BIN + "/asgctl", "--shm", self.shm] + list(args), timeout=timeout,
+                   env=dict(os.environ, **self.env))
 
     def status(self):
         r = self.ctl("status", "--json")
@@ -245,3 +259,70 @@ def kill_everything_started():
     for pid in STARTED:
         if alive(pid) and ours(pid):
             kill_pid(pid)
+
+
+class FakeEC2:
+    """tests/integration/fake_ec2.py on 127.0.0.1, with its agents."""
+
+    def __init__(self, page_size=2, stall=2.0):
+        import urllib.request  # noqa: F401
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(ROOT, "tests/integration/fake_ec2.py"),
+             "--agent", BIN + "/asg-agent", "--page-size", str(page_size), "--stall", str(stall)],
+            stdout=subprocess.PIPE, text=True)
+        STARTED.add(self.proc.pid)
+        self.port = int(self.proc.stdout.readline())
+        self.endpoint = "http://127.0.0.1:%d" % self.port
+        self.pids = set()
+
+    def _call(self, path, body=None):
+        import urllib.request
+        req = urllib.request.Request(self.endpoint + path, data=body,
+                                     method="POST" if body is not None else "GET")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def stats(self):
+        s = self._call("/_fake/stats")
+        self.pids.update(s["pids"])
+        STARTED.update(s["pids"])
+        return s
+
+    def fault(self, action, kind, count=1):
+        self._call("/_fake/fault", json.dumps({"action": action, "kind": kind,
+                                               "count": count}).encode())
+
+    def kill_instance(self, iid):
+        self._call("/_fake/kill", iid.encode())
+
+    def stop(self):
+        try:
+            self.stats()
+        except Exception:
+            pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                kill_pid(self.proc.pid)
+        for pid in self.pids:
+            if alive(pid) and ours(pid):
+                kill_pid(pid)
+
+
+EC2_ENV = {"AWS_ACCESS_KEY_ID": "AKIDASGTEST",
+           "AWS_SECRET_ACCESS_KEY": "asg-test-secret/with+slash",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def ec2_sections(fake, **group):
+    g = {"min_instances": 2, "max_instances": 4, "desired_instances": 2}
+    g.update(group)
+    return {"group": g,
+            "provider": {"kind": "ec2", "boot_timeout_ms": 15000,
+                         "ec2": {"region": "us-east-1", "endpoint": fake.endpoint,
+                                 "image_id": "ami-12345678", "instance_type": "t3.micro",
+                                 "security_group_ids": ["sg-1", "sg-2"],
+                                 "reconcile_interval_ms": 2000, "call_timeout_ms": 1000}}}

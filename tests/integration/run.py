@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Integration tests: the real asgd, asg-agent and asgctl on 127.0.0.1.
 Prints one line per test, the measured figures, and 'N passed, N failed'."""
+import json
 import os
 import re
 import signal
@@ -11,8 +12,9 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, FIGURES, ROOT, SLOW, STARTED, Manager, alive, figure,  # noqa: E402
-                     kill_everything_started, kill_pid, run, wait_for)
+from harness import (BIN, EC2_ENV, FIGURES, ROOT, SLOW, STARTED, FakeEC2, Manager,  # noqa: E402
+                     alive, ec2_sections, figure, kill_everything_started, kill_pid, run,
+                     wait_for)
 
 TESTS = []
 
@@ -199,6 +201,14 @@ def scales_out_to_max_and_back_to_min(m):
     assert "scale out: target 2 -> 3" in log and "scale in: target" in log
 
 
+def wait_replaced(m, victim, size):
+    """Waits until the group is back at size without the victim."""
+    def replaced():
+        r = m.running()
+        return len(r) == size and victim not in [i["id"] for i in r]
+    wait_for(replaced, 15, "a replacement for %s running" % victim)
+
+
 @with_manager("agentkill")
 def killed_agent_is_replaced(m):
     s = m.wait_running(2)
@@ -211,10 +221,7 @@ def killed_agent_is_replaced(m):
     wait_for(gone_from_running, 5, "killed agent no longer running")
     figure("agent kill -9 -> out of service, child path (s)", time.monotonic() - t0)
 
-    def replaced():
-        r = m.running()
-        return len(r) == 2 and victim["id"] not in [i["id"] for i in r]
-    wait_for(replaced, 15, "a replacement running")
+    wait_replaced(m, victim["id"], 2)
     figure("agent kill -9 -> replacement running, child path (s)", time.monotonic() - t0)
     m.wait_log(r"instance %s .*unhealthy" % re.escape(victim["id"]))
 
@@ -234,10 +241,7 @@ def killed_agent_found_by_probes(m):
     m.wait_log(r"instance %s unhealthy: missed 3 probes" % re.escape(victim["id"]), 10)
     figure("agent kill -9 -> unhealthy, probe path (s)", time.monotonic() - t0)
 
-    def replaced():
-        r = m.running()
-        return len(r) == 2 and victim["id"] not in [i["id"] for i in r]
-    wait_for(replaced, 15, "a replacement running")
+    wait_replaced(m, victim["id"], 2)
     figure("agent kill -9 -> replacement running, probe path (s)", time.monotonic() - t0)
 
 
@@ -477,6 +481,144 @@ def init_script_start_reload_status_stop():
         assert r.returncode == 3, r
     finally:
         m.cleanup()
+
+
+# ---- provider ec2 against a local EC2 endpoint (issue 4) ----
+
+def with_ec2(name, env=None, fake_args=None, **group):
+    """Decorator: a FakeEC2 and a Manager on it, both cleaned up."""
+    def wrap(fn):
+        def inner():
+            fake = FakeEC2(**(fake_args or {}))
+            m = Manager(name, **ec2_sections(fake, **group))
+            try:
+                fn(m, fake, dict(EC2_ENV, **(env or {})))
+            except BaseException:
+                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
+                raise
+            finally:
+                m.cleanup()
+                fake.stop()
+        inner.__name__ = fn.__name__
+        TESTS.append(inner)
+        return inner
+    return wrap
+
+
+def table_ids(m):
+    return sorted(i["id"] for i in m.status()["instances"])
+
+
+@with_ec2("ec2scale")
+def ec2_group_scales_out_and_in(m, fake, env):
+    m.start(env=env)
+    s = m.wait_running(2, timeout=20)
+    assert all(i["id"].startswith("i-") for i in s["instances"]), s["instances"]
+    sizes = []
+
+    def pinned(pct, want):
+        m.load_all(pct)
+        st = m.status()
+        sizes.append(m.size(st))
+        return len(m.running(st)) == want and m.size(st) == want
+    wait_for(lambda: pinned(90, 4), 40, "scale out to 4 EC2 instances")
+    wait_for(lambda: pinned(10, 2), 40, "scale in to 2")
+    assert 2 <= min(sizes) and max(sizes) <= 4, (min(sizes), max(sizes))
+    wait_for(lambda: sorted(fake.stats()["live"]) == table_ids(m), 10, "EC2 and the table agree")
+    st = fake.stats()
+    assert st["bad_signatures"] == 0 and st["created"] == 4, st
+    assert st["terminated"] == 2, st
+    assert len(st["reasons"]) == 2 and all("scale in" in r for r in st["reasons"].values()), st
+    # A dead instance (its agent killed) is replaced through EC2.
+    victim = m.running()[0]["id"]
+    fake.kill_instance(victim)
+    wait_for(lambda: victim not in table_ids(m) and len(m.running()) == 2, 20, "replacement")
+    assert fake.stats()["created"] == 5
+    r = m.ctl("-c", m.cfg_path, "provider", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    listed = sorted(i["id"] for i in json.loads(r.stdout)["instances"] if i["alive"])
+    assert listed == table_ids(m), (listed, table_ids(m))
+    # Stopping the manager never terminates cloud instances.
+    live = sorted(fake.stats()["live"])
+    rc, _ = m.stop()
+    assert rc == 0
+    assert sorted(fake.stats()["live"]) == live, "instances terminated on stop"
+
+
+@with_ec2("ec2faults", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+          min_instances=3, desired_instances=3, max_instances=4)
+def ec2_faults_cause_no_duplicates(m, fake, env):
+    """Throttling, 500s and timeouts, some after the instance was created:
+    retries reuse the ClientToken, so exactly 3 instances exist."""
+    creds = os.path.join(m.dir, "credentials")
+    with open(creds, "w") as f:
+        f.write("[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n"
+                "[asg]\naws_access_key_id = AKIDASGTEST\n"
+                "aws_secret_access_key = asg-test-secret/with+slash\n")
+    env.update(AWS_SHARED_CREDENTIALS_FILE=creds, AWS_PROFILE="asg")
+    fake.fault("DescribeInstances", "500", 2)
+    fake.fault("DescribeInstances", "timeout", 1)
+    fake.fault("RunInstances", "500-after-create", 1)
+    fake.fault("RunInstances", "timeout-after-create", 1)
+    fake.fault("RunInstances", "throttle", 2)
+    m.start(env=env)
+    m.wait_running(3, timeout=40)
+    m.wait_log(r"AWS credentials from the shared file")
+    time.sleep(2.5)   # a reconciliation later: still exactly three
+    st = fake.stats()
+    assert st["faults_left"] == 0, st
+    assert st["created"] == 3, "duplicate launches: %s" % st
+    assert st["token_replays"] >= 2, st
+    assert st["bad_signatures"] == 0, st
+    assert sorted(st["live"]) == table_ids(m), (st["live"], table_ids(m))
+    assert re.search(r"RunInstances failed \((server|network)", m.log()), "no retry logged"
+
+
+@with_ec2("ec2adopt", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                          "AWS_EC2_METADATA_DISABLED": "false"})
+def ec2_whole_manager_killed_adopts_every_instance(m, fake, env):
+    """Credentials from the instance metadata (IMDSv2 on the fake); the
+    manager is killed with its table and rebuilds it from DescribeInstances."""
+    env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = fake.endpoint
+    # As on EC2, the manager's address is fixed: agents find it again.
+    m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % free_port()
+    m.write_config()
+    m.start(env=env)
+    s = m.wait_running(2, timeout=20)
+    m.wait_log(r"AWS credentials from the instance metadata")
+    ids = sorted(i["id"] for i in s["instances"])
+    runs = fake.stats()["actions"]["RunInstances"]
+    kill_pid(m.proc.pid)
+    m.proc.wait()
+    wait_for(lambda: not m.roles_up(), 5, "roles gone")
+    os.unlink("/dev/shm" + m.shm)      # the worst case: the table is lost too
+    t0 = time.monotonic()
+    m.start(env=env)
+    wait_for(lambda: sorted(i["id"] for i in m.running()) == ids, 20, "both adopted and running")
+    figure("ec2: manager + table lost -> instances adopted, running (s)", time.monotonic() - t0)
+    st = fake.stats()
+    assert st["actions"]["RunInstances"] == runs and st["created"] == 2, st
+    assert st["bad_signatures"] == 0
+    assert len(re.findall(r"adopted i-", m.log())) >= 2
+
+
+@test
+def ec2_bad_credentials_are_refused_by_the_fake():
+    """The fake's botocore check can fail: a wrong secret is refused."""
+    fake = FakeEC2()
+    m = Manager("ec2auth", **ec2_sections(fake))
+    try:
+        env = dict(os.environ, **EC2_ENV)
+        env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        r = run([BIN + "/asgctl", "-c", m.cfg_path, "provider", "list"], env=env)
+        assert r.returncode == 1 and "AuthFailure" in r.stderr, r
+        assert fake.stats()["bad_signatures"] == 1
+        env = dict(os.environ, **EC2_ENV)
+        r = run([BIN + "/asgctl", "-c", m.cfg_path, "provider", "list"], env=env)
+        assert r.returncode == 0 and "0 instance(s)" in r.stdout, r
+    finally:
+        m.cleanup()
+        fake.stop()
 
 
 def main():

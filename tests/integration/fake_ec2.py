@@ -1,0 +1,365 @@
+#!/usr/bin/python3
+"""A stand-in for the EC2 Query API on 127.0.0.1, for tests.
+
+- Every request's SigV4 signature is checked with botocore (an
+  implementation we did not write); a bad one gets 401 AuthFailure.
+- Instances live in memory; each one is a real asg-agent process started
+  from the instance's user data (its --manager), as the instance would.
+- DescribeInstances filters by tag and state and pages with NextToken.
+- RunInstances honours ClientToken: the same token returns the same
+  instance, never a second one.
+- Faults are injected on request: throttling, 500s, timeouts, and 500s or
+  timeouts *after* the instance was created (the caller never learns).
+- /latest/... serves IMDSv2 (token, role, temporary credentials).
+- /_fake/stats and /_fake/fault are the test's control (unsigned).
+
+Usage: fake_ec2.py --agent PATH [--page-size N]; prints its port first."""
+import argparse
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+KEYS = {  # access key id -> (secret, session token or None)
+    "AKIDASGTEST": ("asg-test-secret/with+slash", None),
+    "ASIAASGIMDS": ("imds-secret", "imds-session-token-" + "x" * 100),
+}
+IMDS_ROLE = "asg-test-role"
+NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
+
+LOCK = threading.Lock()
+INSTANCES = {}      # id -> dict
+ORDER = []          # ids in creation order
+TOKENS = {}         # client token -> id
+FAULTS = []         # [{"action", "kind", "count"}]
+STATS = {"requests": 0, "bad_signatures": 0, "actions": {}, "created": 0,
+         "token_replays": 0, "faults": {}, "terminated": 0}
+IMDS_TOKENS = set()
+ARGS = None
+
+
+def xml_escape(s):
+    return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def instance_xml(i):
+    tags = "".join("<item><key>%s</key><value>%s</value></item>" % (xml_escape(k), xml_escape(v))
+                   for k, v in i["tags"].items())
+    return ("<item><instanceId>%s</instanceId><imageId>%s</imageId>"
+            "<instanceState><code>%d</code><name>%s</name></instanceState>"
+            "<privateIpAddress>127.0.0.1</privateIpAddress><instanceType>t2.micro</instanceType>"
+            "<launchTime>%s</launchTime><clientToken>%s</clientToken><tagSet>%s</tagSet></item>"
+            % (i["id"], xml_escape(i["image"]), CODES[i["state"]] | 0x0100, i["state"],
+               i["launch_time"], xml_escape(i["token"]), tags))
+
+
+def start_agent(inst, user_data):
+    """Run what the user data would: an agent registering with --manager."""
+    m = re.search(r"--manager (\S+)", user_data)
+    if not m:
+        return
+    p = subprocess.Popen([ARGS.agent, "--listen", "127.0.0.1:0", "--id", inst["id"],
+                          "--manager", m.group(1)],
+                         stdout=subprocess.DEVNULL, stderr=sys.stderr)
+    inst["pid"] = p.pid
+    inst["proc"] = p
+
+
+def later(seconds, fn):
+    t = threading.Timer(seconds, fn)
+    t.daemon = True
+    t.start()
+
+
+def set_state(iid, state):
+    with LOCK:
+        inst = INSTANCES.get(iid)
+        if inst and not (state == "running" and inst["state"] != "pending"):
+            inst["state"] = state
+
+
+def take_fault(action):
+    for f in FAULTS:
+        if f["action"] in (action, "*") and f["count"] > 0:
+            f["count"] -= 1
+            STATS["faults"][f["kind"]] = STATS["faults"].get(f["kind"], 0) + 1
+            return f["kind"]
+    return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def reply(self, status, body, ctype="text/xml;charset=UTF-8"):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, status, code, message):
+        self.reply(status, '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+                   "<Code>%s</Code><Message>%s</Message></Error></Errors>"
+                   "<RequestID>%s</RequestID></Response>" % (code, xml_escape(message),
+                                                             secrets.token_hex(8)))
+
+    # ---- IMDSv2 and control ----
+    def do_PUT(self):
+        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            tok = secrets.token_hex(16)
+            IMDS_TOKENS.add(tok)
+            return self.reply(200, tok, "text/plain")
+        self.reply(400, "bad request", "text/plain")
+
+    def do_GET(self):
+        if self.path == "/_fake/stats":
+            with LOCK:
+                live = [i["id"] for i in (INSTANCES[x] for x in ORDER)
+                        if i["state"] in ("pending", "running")]
+                reasons = {i["id"]: i["tags"]["asg:termination-reason"] for i in INSTANCES.values()
+                           if "asg:termination-reason" in i["tags"]}
+                body = dict(STATS, live=live, faults_left=sum(f["count"] for f in FAULTS),
+                            reasons=reasons,
+                            pids=[i["pid"] for i in INSTANCES.values() if i["pid"]])
+            return self.reply(200, json.dumps(body), "application/json")
+        if self.path.startswith("/latest/"):
+            if self.headers.get("X-aws-ec2-metadata-token") not in IMDS_TOKENS:
+                return self.reply(401, "IMDSv2 token required", "text/plain")
+            base = "/latest/meta-data/iam/security-credentials/"
+            if self.path == base:
+                return self.reply(200, IMDS_ROLE, "text/plain")
+            if self.path == base + IMDS_ROLE:
+                secret, token = KEYS["ASIAASGIMDS"]
+                exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
+                return self.reply(200, json.dumps({"Code": "Success", "Type": "AWS-HMAC",
+                                                   "AccessKeyId": "ASIAASGIMDS",
+                                                   "SecretAccessKey": secret, "Token": token,
+                                                   "Expiration": exp}), "text/plain")
+        self.reply(404, "not found", "text/plain")
+
+    # ---- the EC2 Query API ----
+    def check_signature(self, body):
+        auth = self.headers.get("Authorization", "")
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/ec2/aws4_request, "
+                         r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", auth)
+        if not m or m.group(1) not in KEYS:
+            return False
+        key, date, region, signed, sig = m.groups()
+        secret, token = KEYS[key]
+        names = signed.split(";")
+        if "host" not in names or "x-amz-date" not in names:
+            return False
+        if token and self.headers.get("X-Amz-Security-Token") != token:
+            return False
+        amz_date = self.headers.get("X-Amz-Date", "")
+        if not amz_date.startswith(date):
+            return False
+        req = AWSRequest(method="POST", url="http://%s/" % self.headers["Host"], data=body,
+                         headers={n: self.headers[n] for n in names if n in self.headers})
+        req.context["timestamp"] = amz_date
+        signer = SigV4Auth(Credentials(key, secret, token), "ec2", region)
+        expected = signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req)
+        return secrets.compare_digest(expected, sig)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if self.path == "/_fake/fault":
+            with LOCK:
+                FAULTS.append(json.loads(body))
+            return self.reply(200, "{}", "application/json")
+        if self.path == "/_fake/kill":
+            iid = body.decode()
+            with LOCK:
+                inst = INSTANCES.get(iid)
+            if inst and inst.get("proc"):
+                inst["proc"].kill()
+            return self.reply(200, "{}", "application/json")
+        with LOCK:
+            STATS["requests"] += 1
+        if not self.check_signature(body):
+            with LOCK:
+                STATS["bad_signatures"] += 1
+            return self.error(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}
+        action = form.get("Action", "")
+        if form.get("Version") != "2016-11-15":
+            return self.error(400, "InvalidParameterValue", "Version must be 2016-11-15")
+        with LOCK:
+            STATS["actions"][action] = STATS["actions"].get(action, 0) + 1
+            fault = take_fault(action)
+        if fault == "throttle":
+            return self.error(503, "RequestLimitExceeded", "Request limit exceeded.")
+        if fault == "500":
+            return self.error(500, "InternalError", "An internal error has occurred")
+        if fault == "timeout":
+            time.sleep(ARGS.stall)
+            return self.error(500, "InternalError", "too late")
+        handler = getattr(self, "act_" + action, None)
+        if not handler:
+            return self.error(400, "InvalidAction", "The action %s is not valid" % action)
+        status, xml = handler(form)
+        if fault == "500-after-create":
+            return self.error(500, "InternalError", "An internal error has occurred")
+        if fault == "timeout-after-create":
+            time.sleep(ARGS.stall)
+        self.reply(status, xml)
+
+    def act_RunInstances(self, form):
+        if form.get("MinCount") != "1" or form.get("MaxCount") != "1":
+            return 400, self.err_xml("InvalidParameterValue", "asg launches one at a time")
+        if not form.get("ImageId") and not form.get("LaunchTemplate.LaunchTemplateName"):
+            return 400, self.err_xml("MissingParameter", "ImageId")
+        token = form.get("ClientToken", "")
+        with LOCK:
+            if token and token in TOKENS:
+                STATS["token_replays"] += 1
+                inst = INSTANCES[TOKENS[token]]
+            else:
+                iid = "i-" + secrets.token_hex(8) + "f"
+                tags = {}
+                n = 1
+                while "TagSpecification.1.Tag.%d.Key" % n in form:
+                    tags[form["TagSpecification.1.Tag.%d.Key" % n]] = form.get(
+                        "TagSpecification.1.Tag.%d.Value" % n, "")
+                    n += 1
+                inst = {"id": iid, "state": "pending", "token": token, "tags": tags,
+                        "image": form.get("ImageId", ""), "pid": 0,
+                        "launch_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+                INSTANCES[iid] = inst
+                ORDER.append(iid)
+                if token:
+                    TOKENS[token] = iid
+                STATS["created"] += 1
+                user_data = base64.b64decode(form.get("UserData", "")).decode()
+                start_agent(inst, user_data)
+                later(0.3, lambda: set_state(iid, "running"))
+            xml = instance_xml(inst)
+        return 200, ("<RunInstancesResponse xmlns=\"%s\"><requestId>%s</requestId>"
+                     "<reservationId>r-1</reservationId><ownerId>1</ownerId><groupSet/>"
+                     "<instancesSet>%s</instancesSet></RunInstancesResponse>"
+                     % (NS, secrets.token_hex(8), xml))
+
+    def err_xml(self, code, msg):
+        return ("<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors>"
+                "<RequestID>x</RequestID></Response>" % (code, xml_escape(msg)))
+
+    def act_TerminateInstances(self, form):
+        ids = [v for k, v in sorted(form.items()) if k.startswith("InstanceId.")]
+        items = []
+        with LOCK:
+            for iid in ids:
+                if iid not in INSTANCES:
+                    return 400, self.err_xml("InvalidInstanceID.NotFound",
+                                             "The instance ID '%s' does not exist" % iid)
+            for iid in ids:
+                inst = INSTANCES[iid]
+                prev = inst["state"]
+                if prev in ("pending", "running"):
+                    inst["state"] = "shutting-down"
+                    STATS["terminated"] += 1
+                    if inst.get("proc"):
+                        inst["proc"].terminate()
+                    later(0.3, lambda i=iid: set_state(i, "terminated"))
+                items.append("<item><instanceId>%s</instanceId><currentState><code>%d</code>"
+                             "<name>%s</name></currentState><previousState><code>%d</code>"
+                             "<name>%s</name></previousState></item>"
+                             % (iid, CODES[inst["state"]], inst["state"], CODES[prev], prev))
+        return 200, ("<TerminateInstancesResponse xmlns=\"%s\"><requestId>x</requestId>"
+                     "<instancesSet>%s</instancesSet></TerminateInstancesResponse>"
+                     % (NS, "".join(items)))
+
+    def act_DescribeInstances(self, form):
+        filters = {}
+        n = 1
+        while "Filter.%d.Name" % n in form:
+            vals, k = [], 1
+            while "Filter.%d.Value.%d" % (n, k) in form:
+                vals.append(form["Filter.%d.Value.%d" % (n, k)])
+                k += 1
+            filters[form["Filter.%d.Name" % n]] = vals
+            n += 1
+        page = int(form.get("MaxResults", "1000"))
+        if page < 5 or page > 1000:
+            return 400, self.err_xml("InvalidParameterValue", "MaxResults must be 5..1000")
+        page = min(page, ARGS.page_size)
+        start = int(base64.b64decode(form["NextToken"]).decode()) if form.get("NextToken") else 0
+        with LOCK:
+            match = []
+            for iid in ORDER:
+                i = INSTANCES[iid]
+                ok = all((name == "instance-state-name" and i["state"] in vals) or
+                         (name.startswith("tag:") and i["tags"].get(name[4:]) in vals)
+                         for name, vals in filters.items())
+                if ok:
+                    match.append(i)
+            chunk = match[start:start + page]
+            res = "".join("<item><reservationId>r-%d</reservationId><ownerId>1</ownerId><groupSet/>"
+                          "<instancesSet>%s</instancesSet></item>" % (k, instance_xml(i))
+                          for k, i in enumerate(chunk))
+        nxt = ""
+        if start + page < len(match):
+            nxt = "<nextToken>%s</nextToken>" % base64.b64encode(str(start + page).encode()).decode()
+        return 200, ("<DescribeInstancesResponse xmlns=\"%s\"><requestId>x</requestId>"
+                     "<reservationSet>%s</reservationSet>%s</DescribeInstancesResponse>"
+                     % (NS, res, nxt))
+
+    def act_CreateTags(self, form):
+        with LOCK:
+            for k, rid in form.items():
+                if k.startswith("ResourceId.") and rid in INSTANCES:
+                    n = 1
+                    while "Tag.%d.Key" % n in form:
+                        INSTANCES[rid]["tags"][form["Tag.%d.Key" % n]] = form.get("Tag.%d.Value" % n, "")
+                        n += 1
+                elif k.startswith("ResourceId."):
+                    return 400, self.err_xml("InvalidInstanceID.NotFound", rid)
+        return 200, ("<CreateTagsResponse xmlns=\"%s\"><requestId>x</requestId>"
+                     "<return>true</return></CreateTagsResponse>" % NS)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--page-size", type=int, default=2)
+    ap.add_argument("--stall", type=float, default=2.0)
+    ARGS = ap.parse_args()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    print(srv.server_address[1], flush=True)
+
+    def stop(*_):
+        with LOCK:
+            for i in INSTANCES.values():
+                if i.get("proc") and i["proc"].poll() is None:
+                    i["proc"].kill()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        srv.serve_forever()
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    main()
