@@ -20,7 +20,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS    = grpc libprotobuf-c libconfig libcrypto libxml-2.0 libcurl json-c glib-2.0
+PKGS    = grpc libprotobuf-c libconfig libcrypto libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -37,13 +37,15 @@ PROTOS  = asg health
 GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
-LIB_SRC = common/util.c common/config.c shm/table.c proto/rpc.c \
+LIB_SRC = common/util.c common/config.c common/strbuf.c common/ctlsock.c shm/table.c \
+          proto/rpc.c status/render.c \
           agent/walk.c controller/policy.c controller/provider_local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c controller/provider_ec2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
-ASGD_SRC  = supervisor/asgd.c supervisor/roles.c monitor_s/monitor.c controller/controller.c
+ASGD_SRC  = supervisor/asgd.c supervisor/roles.c monitor_s/monitor.c controller/controller.c \
+            status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c
 
@@ -55,7 +57,8 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_creds.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
-.PHONY: all run test test-all deps clean install unit integration asan-test help
+
+.PHONY: all run test test-all deps test-deps clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(PROGRAMS)
@@ -66,6 +69,9 @@ help:
 deps:
 	@./scripts/install-deps.sh
 
+test-deps:
+	@./scripts/install-deps.sh --test
+
 # Each entry point installs first, then re-runs make so that pkg-config is
 # asked again with the packages in place.
 run: deps
@@ -74,7 +80,7 @@ run: deps
 	@echo "      in another terminal: bin/asgctl -c etc/asg.cfg status ; bin/asgctl -c etc/asg.cfg load all 90"
 	exec $(BINDIR)/asgd -f -c etc/asg.cfg
 
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory test-all
 
 test-all:
@@ -90,7 +96,7 @@ unit: $(UNIT_BIN)
 	ASG_BIN=$(BINDIR) ASAN_OPTIONS=detect_leaks=1 $(UNIT_BIN)
 
 integration: all
-	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/run.py
+	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(PYTHON) tests/integration/run.py
 
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)
@@ -107,7 +113,17 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BINDIR)/asgd: $(ASGD_SRC:%.c=$(BUILD)/%.o) $(LIB)
+# The dashboard page, embedded as one C string (no build step at run time).
+$(GEN)/dashboard_html.c: status/dashboard.html
+	@mkdir -p $(GEN)
+	{ echo 'const char dashboard_html[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+
+$(BUILD)/gen/dashboard_html.o: $(GEN)/dashboard_html.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BINDIR)/asgd: $(ASGD_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard_html.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

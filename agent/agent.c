@@ -26,6 +26,14 @@
 
 enum reg_state { REG_NONE, REG_IN_FLIGHT, REG_DONE, REG_WAIT };
 
+/* --load-source proc: the machine's real cpu (deltas of /proc/stat) and
+ * memory (1 - MemAvailable / MemTotal), sampled once a second. */
+struct proc_sampler {
+    unsigned long long total, idle;
+    double cpu, mem;
+    int64_t next_ms;
+};
+
 struct agent {
     char id[64];
     char address[64];       /* advertised to the manager */
@@ -35,6 +43,8 @@ struct agent {
     struct walk walk;
     bool pinned;
     bool draining;
+    bool from_proc;            /* --load-source proc */
+    struct proc_sampler ps;
     uint64_t answered;
     int64_t started_ms;
     int64_t last_ping_ms;
@@ -57,13 +67,68 @@ static void usage(FILE *f)
             "  --manager    the manager's monitor address; register there\n"
             "  --advertise  address to register with (default: the bound one)\n"
             "  --seed       seed of the simulated load (default: from time and pid)\n"
-            "  --start-load initial simulated load, 0..1 (default 0.3)\n");
+            "  --start-load initial simulated load, 0..1 (default 0.3)\n"
+            "  --load-source sim|proc  simulated random walk (default), or this\n"
+            "               machine's real cpu and memory from /proc\n");
+}
+
+/* ---- load sources ---- */
+
+static void proc_sample(struct proc_sampler *ps)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            unsigned long long total = 0, idle = v[3] + v[4]; /* idle + iowait */
+            for (int i = 0; i < 8; i++)
+                total += v[i];
+            if (ps->total && total > ps->total) {
+                double busy = 1.0 - (double)(idle - ps->idle) / (double)(total - ps->total);
+                ps->cpu = busy < 0 ? 0 : busy > 1 ? 1 : busy;
+            }
+            ps->total = total;
+            ps->idle = idle;
+        }
+        fclose(f);
+    }
+    f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[128];
+        unsigned long long total = 0, avail = 0, x;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemTotal: %llu kB", &x) == 1)
+                total = x;
+            else if (sscanf(line, "MemAvailable: %llu kB", &x) == 1)
+                avail = x;
+        }
+        fclose(f);
+        if (total && avail <= total)
+            ps->mem = 1.0 - (double)avail / (double)total;
+    }
+}
+
+static double sim_cpu(const struct agent *a) { return a->from_proc ? a->ps.cpu : a->walk.x; }
+static double sim_mem(const struct agent *a) { return a->from_proc ? a->ps.mem : 0.2 + 0.5 * a->walk.x; }
+
+/* One tick: the simulated walk steps, or the real figures are sampled;
+ * a pinned load stays where the operator put it. */
+static void load_tick(struct agent *a, int64_t now)
+{
+    if (a->from_proc) {
+        if (now >= a->ps.next_ms) {
+            proc_sample(&a->ps);
+            a->ps.next_ms = now + 1000;
+            if (!a->pinned)
+                a->walk.x = a->ps.cpu;
+        }
+    } else if (!a->pinned) {
+        walk_step(&a->walk);
+    }
 }
 
 /* ---- handlers ---- */
-
-static double sim_cpu(const struct agent *a) { return a->walk.x; }
-static double sim_mem(const struct agent *a) { return 0.2 + 0.5 * a->walk.x; }
 
 static void h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
 {
@@ -269,11 +334,12 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
         {"listen", required_argument, NULL, 'l'}, {"id", required_argument, NULL, 'i'},
         {"manager", required_argument, NULL, 'm'}, {"advertise", required_argument, NULL, 'a'},
         {"seed", required_argument, NULL, 's'}, {"start-load", required_argument, NULL, 'L'},
+        {"load-source", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     char why[128];
     int c;
-    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
@@ -318,6 +384,13 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
             *start = v;
             break;
         }
+        case 'S':
+            if (strcmp(optarg, "sim") != 0 && strcmp(optarg, "proc") != 0) {
+                fprintf(stderr, "asg-agent: --load-source '%s': use sim or proc\n", optarg);
+                return -1;
+            }
+            a->from_proc = strcmp(optarg, "proc") == 0;
+            break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("asg-agent %s\n", ASG_VERSION); exit(0);
         default: usage(stderr); return -1;
@@ -380,8 +453,7 @@ int main(int argc, char **argv)
     while (!g_sig.term) {
         int64_t now = now_ms();
         if (now >= next_tick) {
-            if (!a.pinned)
-                walk_step(&a.walk);
+            load_tick(&a, now);
             next_tick += TICK_MS;
             if (next_tick < now)
                 next_tick = now + TICK_MS;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/config.h"
@@ -16,6 +18,7 @@
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
+#include "../status/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
 
@@ -27,6 +30,8 @@ static void usage(FILE *f)
             "  probe ADDRESS [--json]   call an agent's Ping, GetMetrics and Health\n"
             "  load ID|all PERCENT|auto pin agents' simulated load, or release it\n"
             "  provider list [--json]   what the provider reports for the group\n"
+            "  events [-n N] [--json]   the last N events (default 20)\n"
+            "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
             "  version\n"
             "  -c FILE     config of the manager (for shm.name); default: built-in\n"
             "  --shm NAME  shared table name, overriding the config\n");
@@ -44,48 +49,13 @@ static int attach(const char *shm, struct table *t)
 
 static void json_str(const char *s)
 {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
+    struct strbuf b = {0};
+    sb_json_str(&b, s);
+    fputs(b.s, stdout);
+    sb_free(&b);
 }
 
 static int pid_or_zero(int32_t pid) { return pid > 0 && pid_alive(pid) ? pid : 0; }
-
-static void print_json_pid(const char *name, int32_t pid, bool last)
-{
-    int p = pid_or_zero(pid);
-    if (p)
-        printf("\"%s\":%d%s", name, p, last ? "" : ",");
-    else
-        printf("\"%s\":null%s", name, last ? "" : ",");
-}
-
-static void print_instance_json(const struct table_row *r, int64_t now, bool first)
-{
-    printf("%s{\"id\":", first ? "" : ",");
-    json_str(r->id);
-    printf(",\"address\":");
-    json_str(r->addr);
-    printf(",\"state\":\"%s\",\"reason\":", row_state_name(r->state));
-    json_str(r->reason);
-    if (r->has_sample)
-        printf(",\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f", r->load, r->cpu, r->mem);
-    else
-        printf(",\"load\":null,\"cpu\":null,\"mem\":null");
-    printf(",\"last_seen_ms\":%lld,\"misses\":%u,\"pid\":%d,\"age_ms\":%lld"
-           ",\"probes_ok\":%llu,\"probes_failed\":%llu,\"load_pinned\":%s}",
-           r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL, r->misses,
-           r->pid, (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
-           (unsigned long long)r->probes_failed, r->load_pinned ? "true" : "false");
-}
 
 static void fmt_pct(char *buf, size_t n, bool has, double v)
 {
@@ -95,97 +65,149 @@ static void fmt_pct(char *buf, size_t n, bool has, double v)
         snprintf(buf, n, "-");
 }
 
+static int take(const char *shm, struct table *t, struct snapshot *s)
+{
+    if (attach(shm, t) != 0)
+        return -1;
+    if (snapshot_take(t, s) != 0) {
+        fprintf(stderr, "asgctl: shared table %s: header is being rewritten by a dead "
+                "writer; the supervisor will repair it\n", shm);
+        table_detach(t);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_status_text(const struct snapshot *s)
+{
+    const struct table_hdr *h = s->hdr;
+    const struct asg_config *c = &h->config;
+    int running = snapshot_count(s, ROW_RUNNING), pending = snapshot_count(s, ROW_PENDING);
+    printf("group %s  policy %s  provider %s  min %d  desired %d  max %d  target %d\n",
+           c->group_name, policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
+           c->min_instances, h->operator_desired > 0 ? h->operator_desired : c->desired_instances,
+           c->max_instances, snapshot_target(s));
+    printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n", running + pending,
+           running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+    printf("processes: supervisor %d, monitor %d (at %s), controller %d, status %d\n",
+           pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
+           h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
+           pid_or_zero(h->pid_status));
+    printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s\n", "ID", "ADDRESS", "STATE", "LOAD", "CPU",
+           "MEM", "LAST SEEN", "MISSES");
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        const struct table_row *r = &s->rows[i];
+        char l[16], cp[16], m[16], seen[24];
+        fmt_pct(l, sizeof l, r->has_sample, r->load);
+        fmt_pct(cp, sizeof cp, r->has_sample, r->cpu);
+        fmt_pct(m, sizeof m, r->has_sample, r->mem);
+        if (r->last_seen_ms)
+            snprintf(seen, sizeof seen, "%.1fs ago", (double)(s->now - r->last_seen_ms) / 1000.0);
+        else
+            snprintf(seen, sizeof seen, "never");
+        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u%s%s\n", r->id, r->addr[0] ? r->addr : "-",
+               row_state_name(r->state), l, cp, m, seen, r->misses, r->reason[0] ? "  " : "",
+               r->reason);
+    }
+}
+
 static int cmd_status(const char *shm, bool json)
+{
+    struct table t;
+    struct snapshot s;
+    if (take(shm, &t, &s) != 0)
+        return 1;
+    if (json) {
+        struct strbuf b = {0};
+        render_status_json(&b, &s, false);
+        fputs(b.s, stdout);
+        sb_free(&b);
+    } else {
+        print_status_text(&s);
+    }
+    if (s.torn)
+        fprintf(stderr, "asgctl: %u row(s) were mid-write by a dead writer and are not shown\n", s.torn);
+    snapshot_free(&s);
+    table_detach(&t);
+    return 0;
+}
+
+/* ---- events and watch ---- */
+
+static int cmd_events(const char *shm, bool json, uint64_t last)
 {
     struct table t;
     if (attach(shm, &t) != 0)
         return 1;
-    struct table_hdr h;
-    if (!table_read_hdr(&t, &h)) {
-        fprintf(stderr, "asgctl: shared table %s: header is being rewritten by a dead "
-                "writer; the supervisor will repair it\n", shm);
-        table_detach(&t);
-        return 1;
-    }
-    int64_t now = now_ms();
-    int counts[ROW_STATE_COUNT] = {0};
-    struct table_row *rows = calloc(h.capacity, sizeof *rows);
-    if (!rows) {
-        fprintf(stderr, "asgctl: out of memory\n");
-        table_detach(&t);
-        return 1;
-    }
-    uint32_t n = 0, busy = 0;
-    for (uint32_t i = 0; i < h.capacity; i++) {
-        if (!table_read_row(&t, i, &rows[n])) {
-            busy++;
-            continue;
-        }
-        if (rows[n].state == ROW_FREE)
-            continue;
-        if (rows[n].state < ROW_STATE_COUNT)
-            counts[rows[n].state]++;
-        n++;
-    }
-    const struct asg_config *c = &h.config;
-    int target = h.ctl.target ? h.ctl.target : c->desired_instances;
     if (json) {
-        printf("{\"group\":{\"name\":");
-        json_str(c->group_name);
-        printf(",\"min\":%d,\"max\":%d,\"desired\":%d,\"target\":%d,\"policy\":\"%s\","
-               "\"provider\":\"%s\",\"size\":%d,\"running\":%d,\"pending\":%d,"
-               "\"unhealthy\":%d,\"terminating\":%d,\"monitor_address\":",
-               c->min_instances, c->max_instances, c->desired_instances, target,
-               policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
-               counts[ROW_PENDING] + counts[ROW_RUNNING], counts[ROW_RUNNING],
-               counts[ROW_PENDING], counts[ROW_UNHEALTHY], counts[ROW_TERMINATING]);
-        json_str(h.monitor_addr);
-        printf(",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
-               "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu},",
-               (unsigned long long)h.config_gen, (unsigned long long)h.evaluations,
-               (unsigned long long)h.probe_rounds, (unsigned long long)h.scale_out,
-               (unsigned long long)h.scale_in, (unsigned long long)h.replaced,
-               (unsigned long long)h.lock_recoveries);
-        printf("\"processes\":{");
-        print_json_pid("supervisor", h.pid_supervisor, false);
-        print_json_pid("monitor", h.pid_monitor, false);
-        print_json_pid("controller", h.pid_controller, true);
-        printf("},\"instances\":[");
-        for (uint32_t i = 0; i < n; i++)
-            print_instance_json(&rows[i], now, i == 0);
-        printf("]}\n");
+        struct strbuf b = {0};
+        render_events_json(&b, &t, 0, (size_t)last);
+        fputs(b.s, stdout);
+        sb_free(&b);
     } else {
-        printf("group %s  policy %s  provider %s  min %d  desired %d  max %d  target %d\n",
-               c->group_name, policy_kind_name(c->policy_kind),
-               provider_kind_name(c->provider_kind), c->min_instances,
-               c->desired_instances, c->max_instances, target);
-        printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n",
-               counts[ROW_PENDING] + counts[ROW_RUNNING], counts[ROW_RUNNING],
-               counts[ROW_PENDING], counts[ROW_UNHEALTHY], counts[ROW_TERMINATING]);
-        printf("processes: supervisor %d, monitor %d (at %s), controller %d\n",
-               pid_or_zero(h.pid_supervisor), pid_or_zero(h.pid_monitor),
-               h.monitor_addr[0] ? h.monitor_addr : "-", pid_or_zero(h.pid_controller));
-        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s\n", "ID", "ADDRESS", "STATE",
-               "LOAD", "CPU", "MEM", "LAST SEEN", "MISSES");
-        for (uint32_t i = 0; i < n; i++) {
-            const struct table_row *r = &rows[i];
-            char l[16], cp[16], m[16], seen[24];
-            fmt_pct(l, sizeof l, r->has_sample, r->load);
-            fmt_pct(cp, sizeof cp, r->has_sample, r->cpu);
-            fmt_pct(m, sizeof m, r->has_sample, r->mem);
-            if (r->last_seen_ms)
-                snprintf(seen, sizeof seen, "%.1fs ago", (double)(now - r->last_seen_ms) / 1000.0);
-            else
-                snprintf(seen, sizeof seen, "never");
-            printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u%s%s\n", r->id,
-                   r->addr[0] ? r->addr : "-", row_state_name(r->state), l, cp, m, seen,
-                   r->misses, r->reason[0] ? "  " : "", r->reason);
+        struct table_event *ev = calloc(TABLE_EVENTS, sizeof *ev);
+        uint64_t w = atomic_load(&t.hdr->events_written);
+        size_t n = ev ? table_read_events(&t, w > last ? w - last : 0, ev, TABLE_EVENTS) : 0;
+        for (size_t i = 0; i < n; i++) {
+            char when[32];
+            time_t sec = (time_t)(ev[i].wall_ms / 1000);
+            struct tm tm;
+            localtime_r(&sec, &tm);
+            strftime(when, sizeof when, "%H:%M:%S", &tm);
+            printf("%s.%03d  %-9s %s\n", when, (int)(ev[i].wall_ms % 1000),
+                   event_kind_name(ev[i].kind), ev[i].msg);
         }
+        free(ev);
     }
-    if (busy)
-        fprintf(stderr, "asgctl: %u row(s) were mid-write by a dead writer and are not shown\n", busy);
-    free(rows);
     table_detach(&t);
+    return 0;
+}
+
+/* A sparkline of the last `width` samples of a row's load history. */
+static void sparkline(const struct table_row *r, int width, char *out, size_t size)
+{
+    static const char *const blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                         "\u2585", "\u2586", "\u2587", "\u2588"};
+    out[0] = '\0';
+    uint32_t n = r->hist_len <= TABLE_HIST ? r->hist_len : 0;
+    uint32_t take_n = n < (uint32_t)width ? n : (uint32_t)width;
+    size_t used = 0;
+    for (uint32_t k = 0; k < take_n; k++) {
+        float v = r->hist[(r->hist_head + TABLE_HIST - take_n + k) % TABLE_HIST];
+        int b = (int)(v * 7.999f);
+        b = b < 0 ? 0 : b > 7 ? 7 : b;
+        size_t len = strlen(blocks[b]);
+        if (used + len + 1 >= size)
+            break;
+        memcpy(out + used, blocks[b], len + 1);
+        used += len;
+    }
+}
+
+static int cmd_watch(const char *shm, int interval_ms, int count)
+{
+    for (int i = 0; count <= 0 || i < count; i++) {
+        struct table t;
+        struct snapshot s;
+        if (take(shm, &t, &s) != 0)
+            return 1;
+        if (isatty(STDOUT_FILENO))
+            printf("\033[H\033[2J");
+        print_status_text(&s);
+        printf("\n%-20s %s\n", "ID", "LOAD, LAST 40 SAMPLES (OLDEST LEFT)");
+        for (uint32_t k = 0; k < s.nrows; k++) {
+            char line[40 * 4 + 1];
+            sparkline(&s.rows[k], 40, line, sizeof line);
+            printf("%-20s %s\n", s.rows[k].id, line);
+        }
+        printf("\nrecent events:\n");
+        fflush(stdout);
+        snapshot_free(&s);
+        table_detach(&t);
+        cmd_events(shm, false, 5);
+        if (count <= 0 || i + 1 < count)
+            poll(NULL, 0, interval_ms);
+    }
     return 0;
 }
 
@@ -450,6 +472,39 @@ int main(int argc, char **argv)
         return cmd_probe(argv[i], json);
     if (strcmp(cmd, "load") == 0 && rest == 2)
         return cmd_load(shm, argv[i], argv[i + 1]);
+    if (strcmp(cmd, "events") == 0) {
+        uint64_t n = 20;
+        int want = json ? 1 : 0;
+        if (rest == want + 2 && strcmp(argv[i], "-n") == 0) {
+            char *end;
+            n = strtoull(argv[i + 1], &end, 10);
+            if (*end || n == 0 || n > TABLE_EVENTS || argv[i + 1][0] == '-') {
+                fprintf(stderr, "asgctl: events: -n takes 1..%d\n", TABLE_EVENTS);
+                return 2;
+            }
+        } else if (rest != want) {
+            fprintf(stderr, "asgctl: usage: events [-n N] [--json]\n");
+            return 2;
+        }
+        return cmd_events(shm, json, n);
+    }
+    if (strcmp(cmd, "watch") == 0) {
+        long interval = 1000, count = 0;
+        for (int k = i; k < argc; k += 2) {
+            char *end = NULL;
+            long v = k + 1 < argc ? strtol(argv[k + 1], &end, 10) : -1;
+            bool ok = end && !*end && v > 0;
+            if (strcmp(argv[k], "-i") == 0 && ok && v >= 50)
+                interval = v;
+            else if (strcmp(argv[k], "-n") == 0 && ok)
+                count = v;
+            else {
+                fprintf(stderr, "asgctl: usage: watch [-i MS (>= 50)] [-n COUNT]\n");
+                return 2;
+            }
+        }
+        return cmd_watch(shm, (int)interval, (int)count);
+    }
     if (strcmp(cmd, "provider") == 0 && rest == (json ? 2 : 1) && strcmp(argv[i], "list") == 0)
         return cmd_provider_list(&cfg, json);
     if (strcmp(cmd, "version") == 0 && rest == 0) {

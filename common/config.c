@@ -71,6 +71,8 @@ static const struct keydef keys[] = {
     INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000),
     STR("provider.ec2.manager_address", ec2_manager_address),
     STR("provider.ec2.agent_path", ec2_agent_path),
+    STR("status.listen", status_listen),
+    STR("status.token", status_token),
     STR("shm.name", shm_name),
     INT("shm.capacity", shm_capacity, 1, 100000),
     STR("supervisor.pidfile", pidfile),
@@ -112,6 +114,7 @@ void config_defaults(struct asg_config *c)
     c->ec2_reconcile_interval_ms = 30000;
     c->ec2_call_timeout_ms = 10000;
     copy_str(c->ec2_agent_path, sizeof c->ec2_agent_path, "/usr/local/bin/asg-agent");
+    copy_str(c->status_listen, sizeof c->status_listen, "127.0.0.1:9180");
     copy_str(c->shm_name, sizeof c->shm_name, "/asg");
     c->shm_capacity = 1024;
     copy_str(c->pidfile, sizeof c->pidfile, "/tmp/asgd.pid");
@@ -343,6 +346,14 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                     c->probe_timeout_ms, c->probe_interval_ms);
     if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
+    if (c->status_listen[0] &&
+        !valid_address(c->status_listen, strlen(c->status_listen), true, why, sizeof why))
+        return fail(e, lookup(cf, "status.listen"), "status.listen: %s", why);
+    if (c->status_token[0] && strncmp(c->status_token, "env:", 4) != 0 &&
+        strncmp(c->status_token, "file:", 5) != 0)
+        return fail(e, lookup(cf, "status.token"),
+                    "status.token must be \"env:VARIABLE\" or \"file:/path\": "
+                    "a secret does not belong in the config file");
     if (c->shm_name[0] != '/' || strchr(c->shm_name + 1, '/') || strlen(c->shm_name) < 2)
         return fail(e, lookup(cf, "shm.name"),
                     "shm.name must be '/' followed by a name without '/'");
@@ -417,6 +428,7 @@ const char *config_restart_key_changed(const struct asg_config *a,
 {
     if (strcmp(a->group_name, b->group_name) != 0) return "group.name";
     if (strcmp(a->monitor_listen, b->monitor_listen) != 0) return "monitor.listen";
+    if (strcmp(a->status_listen, b->status_listen) != 0) return "status.listen";
     if (a->provider_kind != b->provider_kind) return "provider.kind";
     if (strcmp(a->shm_name, b->shm_name) != 0) return "shm.name";
     if (a->shm_capacity != b->shm_capacity) return "shm.capacity";

@@ -56,6 +56,9 @@ struct asg_config {
     char ec2_manager_address[64];    /* "" = the monitor's own address */
     char ec2_agent_path[128];        /* asg-agent on the instances */
 
+    char status_listen[64];          /* "" = no status role */
+    char status_token[256];          /* "" or "env:NAME" or "file:PATH" */
+
     char shm_name[64];
     int shm_capacity;
     char pidfile[256];

@@ -17,6 +17,8 @@
 /* Milliseconds on CLOCK_MONOTONIC: system-wide, so every process of the
  * manager can compare the times stored in the shared table. */
 int64_t now_ms(void);
+/* Microseconds on CLOCK_MONOTONIC, for round trips. */
+int64_t now_us(void);
 /* Milliseconds since the Unix epoch, for humans and wire messages. */
 int64_t wall_ms(void);
 

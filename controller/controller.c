@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/ctlsock.h"
 #include "../common/util.h"
 #include "../supervisor/roles.h"
 #include "policy.h"
@@ -52,6 +53,7 @@ struct ctl {
     bool eval_now;
     struct op *ops;
     size_t nops, capops;
+    int reqfd;                 /* operator requests (status API), or -1 */
 };
 
 static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
@@ -81,7 +83,8 @@ static struct table_row *op_row(struct ctl *c, const struct op *o)
 
 static void row_free(struct ctl *c, struct table_row *r, const char *why)
 {
-    log_info("instance %s removed from the group: %s", r->id, why);
+    table_note(c->t, EV_TERMINATE, r->id, LOG_LVL_INFO, "instance %s removed from the group: %.100s",
+               r->id, why);
     row_write_begin(r);
     r->state = ROW_FREE;
     row_write_end(c->t, r);
@@ -92,8 +95,8 @@ static void row_free(struct ctl *c, struct table_row *r, const char *why)
  * while it shuts down. */
 static void mark_terminating(struct ctl *c, struct table_row *r, const char *why, int64_t now)
 {
-    log_info("terminating %s (%s%s): %s", r->id, row_state_name(r->state),
-             r->pid > 0 ? ", local process" : "", why);
+    table_note(c->t, EV_TERMINATE, r->id, LOG_LVL_INFO, "terminating %s (%s): %.110s", r->id,
+               row_state_name(r->state), why);
     row_write_begin(r);
     row_set_state(r, ROW_TERMINATING, why, now);
     r->term_deadline_ms = now + kill_timeout(c);
@@ -242,7 +245,7 @@ static void run_ops(struct ctl *c)
 static void record_launch(struct ctl *c, struct op *o, struct table_row *r, int64_t now)
 {
     if (o->result == LAUNCH_FAILED) {
-        log_error("launch %s failed: %s", o->row.id, o->err);
+        table_note(c->t, EV_LAUNCH, o->row.id, LOG_LVL_ERROR, "launch %s failed: %.120s", o->row.id, o->err);
         row_free(c, r, "launch failed");
         launch_backoff(c, now);
         return;
@@ -264,9 +267,11 @@ static void record_launch(struct ctl *c, struct op *o, struct table_row *r, int6
         copy_str(r->id, sizeof r->id, o->inst.id);
     row_write_end(c->t, r);
     if (renamed)
-        log_info("launched %s as %s: %s", o->row.id, r->id, r->reason);
+        table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s as %s: %.90s", o->row.id,
+                   r->id, r->reason);
     else
-        log_info("launched %s (pid %d): %s", r->id, r->pid, r->reason);
+        table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s (pid %d): %.100s", r->id,
+                   r->pid, r->reason);
 }
 
 /* Step 3, with the lock again. */
@@ -310,6 +315,18 @@ static void execute(struct ctl *c)
     table_unlock(c->t);
 }
 
+/* The config as the policy sees it: an operator's desired size (status
+ * API) replaces the file's until the next reload. */
+static struct asg_config effective_config(const struct ctl *c)
+{
+    struct asg_config eff = c->cfg;
+    int32_t od = c->t->hdr->operator_desired;
+    if (od > 0)
+        eff.desired_instances = od < eff.min_instances ? eff.min_instances
+                                : od > eff.max_instances ? eff.max_instances : od;
+    return eff;
+}
+
 static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, LOCK_WAIT_MS) != 0)
@@ -328,11 +345,13 @@ static void evaluate(struct ctl *c)
             c->launch_failures = 0;
     }
     struct ctl_state st = h->ctl;
-    struct decision d = policy_decide(&c->cfg, &in, &st, now);
-    if (d.change > 0)
-        log_info("scale out: target %d -> %d: %s", d.target - d.change, d.target, d.reason);
-    else if (d.change < 0)
-        log_info("scale in: target %d -> %d: %s", d.target - d.change, d.target, d.reason);
+    struct asg_config eff = effective_config(c);
+    struct decision d = policy_decide(&eff, &in, &st, now);
+    if (d.change)
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO, "scale %s: target %d -> %d: %.100s",
+                   d.change > 0 ? "out" : "in", d.target - d.change, d.target, d.reason);
+    if (d.change)
+        atomic_fetch_add(&h->actions[d.change > 0 ? 0 : 1][d.cause], 1);
     if (!h->draining)
         converge(c, &in, d.target, d.reason, now);
     hdr_write_begin(c->t);
@@ -400,7 +419,8 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
     copy_str(r->addr, sizeof r->addr, pi->addr);
     row_set_state(r, ROW_PENDING, "adopted from the provider", now);
     row_write_end(c->t, r);
-    log_info("adopted %s (pid %d) found running without a row", pi->id, pi->pid);
+    table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",
+               pi->id, pi->pid);
     uint64_t num = id_number(c->cfg.group_name, pi->id);
     if (num >= c->t->hdr->next_instance) {
         hdr_write_begin(c->t);
@@ -474,7 +494,8 @@ static void reap_agents(struct ctl *c)
             struct table_row *r = &c->t->rows[i];
             if (r->pid != pid || (r->state != ROW_PENDING && r->state != ROW_RUNNING))
                 continue;
-            log_warn("instance %s (pid %d): %s; marking unhealthy", r->id, (int)pid, how);
+            table_note(c->t, EV_HEALTH, r->id, LOG_LVL_WARN, "instance %s (pid %d): %s; marking unhealthy",
+                       r->id, (int)pid, how);
             if (r->state == ROW_PENDING)
                 launch_backoff(c, now);
             row_write_begin(r);
@@ -516,6 +537,82 @@ static void stop_all(struct ctl *c)
     }
 }
 
+/* Sets the live target for an operator's request (lock held). */
+static void operator_target(struct ctl *c, int from, int to, int64_t now)
+{
+    struct table_hdr *h = c->t->hdr;
+    hdr_write_begin(c->t);
+    h->ctl.target = to;
+    h->ctl.last_action_ms = now; /* the cooldown protects the operator's choice */
+    h->ctl.breach_out = h->ctl.breach_in = 0;
+    h->ctl.in_since_ms = 0;
+    hdr_write_end(c->t);
+    if (to != from)
+        atomic_fetch_add(&h->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
+}
+
+static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
+{
+    struct table_hdr *h = c->t->hdr;
+    struct asg_config eff = effective_config(c);
+    int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
+    if (rq->kind == REQ_SET_DESIRED) {
+        if (rq->value < eff.min_instances || rq->value > eff.max_instances) {
+            table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN, "operator: desired %d refused: outside %d..%d",
+                       rq->value, eff.min_instances, eff.max_instances);
+            return;
+        }
+        hdr_write_begin(c->t);
+        h->operator_desired = rq->value;
+        hdr_write_end(c->t);
+        operator_target(c, target, rq->value, now);
+        table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: desired %d (target %d -> %d)",
+                   rq->value, target, rq->value);
+    } else if (rq->kind == REQ_LAUNCH_ONE) {
+        if (target >= eff.max_instances) {
+            table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN, "operator: launch refused: group at max %d",
+                       eff.max_instances);
+            return;
+        }
+        operator_target(c, target, target + 1, now);
+        table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: launch one (target %d -> %d)",
+                   target, target + 1);
+    } else if (rq->kind == REQ_TERMINATE) {
+        struct table_row *r = table_find(c->t, rq->id);
+        if (!r || r->state == ROW_TERMINATING) {
+            table_note(c->t, EV_OPERATOR, rq->id, LOG_LVL_WARN, "operator: terminate %s refused: %s",
+                       rq->id, r ? "already terminating" : "no such instance");
+            return;
+        }
+        table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_INFO, "operator: terminate %s%s", r->id,
+                   rq->value == 1 ? " and decrement the target" : "");
+        mark_terminating(c, r, "operator request", now);
+        if (rq->value == 1 && target > eff.desired_instances)
+            operator_target(c, target, target - 1, now);
+    }
+}
+
+/* Operator requests from the status API: applied under the lock, then
+ * carried out like any decision. */
+static void handle_requests(struct ctl *c)
+{
+    struct ctl_request rq;
+    char why[160];
+    int rc;
+    while (c->reqfd >= 0 && (rc = ctlsock_recv(c->reqfd, &rq, why, sizeof why)) != 0) {
+        if (rc < 0) {
+            log_warn("operator request ignored: %s", why);
+            continue;
+        }
+        if (table_lock(c->t, LOCK_WAIT_MS) != 0)
+            return;
+        apply_request(c, &rq, now_ms());
+        table_unlock(c->t);
+        execute(c);
+        c->eval_now = true;
+    }
+}
+
 static int reconcile_every(const struct ctl *c)
 {
     return c->cfg.provider_kind == PROVIDER_EC2 ? c->cfg.ec2_reconcile_interval_ms : LOCAL_RECONCILE_MS;
@@ -535,6 +632,9 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
         return ASG_EXIT_FATAL;
     }
     c.prov.nonce = t->hdr->nonce;
+    c.reqfd = ctlsock_listen(c.cfg.shm_name);
+    if (c.reqfd < 0)
+        log_warn("operator requests unavailable: cannot bind the request socket: %s", strerror(errno));
     log_info("controller up: policy %s, provider %s, group %s %d..%d (desired %d)",
              policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
              c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
@@ -564,9 +664,13 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
             next_eval = now + c.cfg.evaluation_interval_ms;
         }
         int wait = (int)(next_eval - now_ms());
-        struct pollfd p = {sigfd, POLLIN, 0};
-        if (poll(&p, 1, wait < 0 ? 0 : wait) > 0)
-            signals_drain_pipe();
+        struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c.reqfd, POLLIN, 0}};
+        if (poll(p, c.reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
+            if (p[0].revents)
+                signals_drain_pipe();
+            if (c.reqfd >= 0 && p[1].revents)
+                handle_requests(&c);
+        }
     }
     struct table_hdr h;
     bool draining = table_read_hdr(t, &h) && h.draining;
@@ -578,5 +682,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     }
     provider_free(&c.prov);
     free(c.ops);
+    if (c.reqfd >= 0)
+        close(c.reqfd);
     return 0;
 }

@@ -53,13 +53,13 @@ static void decide_threshold(const struct asg_config *cfg, const struct policy_i
         if (d->target < cfg->max_instances && !in_cooldown(cfg, st, now) && in->pending == 0) {
             d->target++;
             st->breach_out = 0;
-            set_reason(d, "mean load %.2f above %.2f", mean, cfg->scale_out_above);
+            set_reason(d, "mean load %.3f above %.2f", mean, cfg->scale_out_above);
         }
     } else if (st->breach_in >= cfg->breach_periods) {
         if (d->target > floor && !in_cooldown(cfg, st, now) && in->stale == 0) {
             d->target--;
             st->breach_in = 0;
-            set_reason(d, "mean load %.2f below %.2f", mean, cfg->scale_in_below);
+            set_reason(d, "mean load %.3f below %.2f", mean, cfg->scale_in_below);
         }
     }
 }
@@ -81,7 +81,7 @@ static void decide_target(const struct asg_config *cfg, const struct policy_inpu
         st->in_since_ms = 0;
         if (!in_cooldown(cfg, st, now)) {
             d->target = want;
-            set_reason(d, "mean load %.2f against target %.2f", mean, cfg->target);
+            set_reason(d, "mean load %.3f against target %.2f", mean, cfg->target);
         }
     } else if (want < d->target && in->stale == 0) {
         /* Scale in only to the highest recommendation of the whole
@@ -94,7 +94,7 @@ static void decide_target(const struct asg_config *cfg, const struct policy_inpu
         if (now - st->in_since_ms >= cfg->scale_in_stabilization_ms && !in_cooldown(cfg, st, now)) {
             d->target = st->in_recommend;
             st->in_since_ms = 0;
-            set_reason(d, "mean load %.2f against target %.2f, stable", mean, cfg->target);
+            set_reason(d, "mean load %.3f against target %.2f, stable", mean, cfg->target);
         }
     } else {
         st->in_since_ms = 0;
@@ -109,8 +109,10 @@ struct decision policy_decide(const struct asg_config *cfg, const struct policy_
     int floor = clamp_int(cfg->desired_instances, cfg->min_instances, cfg->max_instances);
     int before = st->target ? st->target : floor;
     d.target = clamp_int(before, floor, cfg->max_instances);
-    if (d.target != before)
+    if (d.target != before) {
         snprintf(d.reason, sizeof d.reason, "group bounds are now %d..%d", floor, cfg->max_instances);
+        d.cause = CAUSE_BOUNDS;
+    }
 
     if (in->warm == 0) {
         /* No metrics, no judgement: never scale in on silence. */

@@ -22,6 +22,7 @@ struct policy_input {
 struct decision {
     int target;         /* size the controller converges to */
     int change;         /* +n scale out, -n scale in, 0 none */
+    int cause;          /* enum action_cause: load, or new bounds */
     char reason[160];
 };
 

@@ -32,7 +32,7 @@ struct probe {
     uint32_t slot;
     uint64_t incarnation;
     uint64_t seq;
-    int64_t sent_ms;
+    int64_t sent_us;
 };
 
 struct monitor {
@@ -80,7 +80,8 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
         r->launch_ms = now;
         row_set_state(r, ROW_PENDING, "adopted on registration", now);
         row_write_end(m->t, r);
-        log_info("adopting unknown instance %s at %s", in->instance_id, in->address);
+        table_note(m->t, EV_LAUNCH, in->instance_id, LOG_LVL_INFO, "adopting unknown instance %s at %s",
+                   in->instance_id, in->address);
     }
     if (r->state == ROW_UNHEALTHY || r->state == ROW_TERMINATING) {
         snprintf(reason, rsize, "instance %s is %s: it is being replaced or stopped",
@@ -94,8 +95,9 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
     if (r->state == ROW_PENDING) {
         row_set_state(r, ROW_RUNNING, "registered", now);
         r->running_since_ms = now;
-        log_info("instance %s registered at %s: running (%lld ms after launch)", r->id,
-                 r->addr, (long long)(now - r->launch_ms));
+        table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
+                   "instance %s registered at %s: running (%lld ms after launch)", r->id, r->addr,
+                   (long long)(now - r->launch_ms));
     } else {
         log_info("instance %s registered again at %s", r->id, r->addr);
     }
@@ -160,7 +162,8 @@ static void h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_r
     struct table_row *row = table_find(m->t, in->instance_id);
     if (row && row->state != ROW_TERMINATING) {
         int64_t now = now_ms();
-        log_info("instance %s deregistered (was %s)", row->id, row_state_name(row->state));
+        table_note(m->t, EV_HEALTH, row->id, LOG_LVL_INFO, "instance %s deregistered (was %s)", row->id,
+                   row_state_name(row->state));
         row_write_begin(row);
         row_set_state(row, ROW_TERMINATING, "deregistered", now);
         row->term_deadline_ms = now + m->cfg.local_kill_timeout_ms;
@@ -209,7 +212,7 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
         if (r->state == ROW_PENDING) {
             row_set_state(r, ROW_RUNNING, "answered a probe", now);
             r->running_since_ms = now;
-            log_info("instance %s answers probes: running", r->id);
+            table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s answers probes: running", r->id);
         }
     } else {
         r->misses++;
@@ -218,8 +221,8 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
             char why[64];
             snprintf(why, sizeof why, "missed %u probes: %.40s", r->misses, failure);
             row_set_state(r, ROW_UNHEALTHY, why, now);
-            log_warn("instance %s unhealthy: %s (last seen %lld ms ago)", r->id, why,
-                     r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL);
+            table_note(m->t, EV_HEALTH, r->id, LOG_LVL_WARN, "instance %s unhealthy: %s (last seen %lld ms ago)",
+                       r->id, why, r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL);
         }
     }
     row_write_end(m->t, r);
@@ -256,6 +259,7 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
     } else {
         rep = asg__v1__ping_reply__unpack(NULL, len, data);
     }
+    int64_t rtt_us = (now_us() - p->sent_us);
     if (table_lock(m->t, LOCK_WAIT_MS) == 0) {
         fault_point_locked("monitor", m->t);
         if (!failure) {
@@ -264,6 +268,7 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
             failure = check_reply(rep, p, id);
         }
         record_probe(m, p, rep, failure);
+        table_probe_observed(m->t, failure == NULL, rtt_us);
         table_unlock(m->t);
     }
     if (rep)
@@ -314,7 +319,7 @@ static void probe_round(struct monitor *m)
         p->slot = i;
         p->incarnation = r.incarnation;
         p->seq = ++m->seq;
-        p->sent_ms = now_ms();
+        p->sent_us = now_us();
         Asg__V1__PingRequest q = ASG__V1__PING_REQUEST__INIT;
         q.seq = p->seq;
         size_t len = asg__v1__ping_request__pack(&q, buf);

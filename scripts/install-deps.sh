@@ -1,17 +1,29 @@
 #!/bin/sh
-# Install the Debian 12 packages asg needs to build, run and test.
-# Idempotent: packages already present are skipped, and when everything is
-# there it does nothing at all (no apt-get update, no network).
+# Install the Debian 12 packages asg needs. Idempotent: packages already
+# present are skipped, and when everything is there it does nothing at all
+# (no apt-get update, no network).
+#   scripts/install-deps.sh          to build and run
+#   scripts/install-deps.sh --test   also what the tests use
 set -eu
 
 PACKAGES="
 build-essential pkg-config
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libglib2.0-dev
+libmicrohttpd-dev
 check libsubunit-dev
-python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
-grpc-proto procps iproute2 python3-botocore
+procps
 "
+TEST_PACKAGES="
+python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
+grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
+"
+
+case "${1:-}" in
+    --test) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
+    "") ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PACKAGES; do

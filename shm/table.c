@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,14 @@
 
 static const char *const state_names[] = {"free", "pending", "running",
                                           "unhealthy", "terminating"};
+
+static const char *const event_names[] = {"scale", "launch", "terminate", "health",
+                                          "role", "config", "operator"};
+static const char *const cause_names[] = {"load", "bounds", "operator"};
+const double probe_bucket_ms[PROBE_BUCKETS - 1] = {0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000};
+
+const char *event_kind_name(uint32_t k) { return k < EV_KIND_COUNT ? event_names[k] : "?"; }
+const char *action_cause_name(uint32_t c) { return c < CAUSE_COUNT ? cause_names[c] : "?"; }
 
 const char *row_state_name(uint32_t st)
 {
@@ -435,4 +444,61 @@ int table_count(const struct table *t, uint32_t state)
         if (t->rows[i].state == state)
             n++;
     return n;
+}
+
+/* ---- events and counters ---- */
+
+void table_note(struct table *t, uint32_t kind, const char *instance, int level,
+                const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_msg((enum log_level)level, "%s", msg);
+    uint64_t n = atomic_load(&t->hdr->events_written);
+    struct table_event *e = &t->hdr->events[n % TABLE_EVENTS];
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
+    atomic_thread_fence(memory_order_release);
+    e->kind = kind;
+    e->number = n + 1;
+    e->wall_ms = wall_ms();
+    copy_str(e->instance, sizeof e->instance, instance ? instance : "");
+    copy_str(e->msg, sizeof e->msg, msg);
+    atomic_thread_fence(memory_order_release);
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
+    atomic_store(&t->hdr->events_written, n + 1);
+}
+
+size_t table_read_events(const struct table *t, uint64_t after, struct table_event *out, size_t max)
+{
+    uint64_t written = atomic_load(&t->hdr->events_written);
+    uint64_t first = written > TABLE_EVENTS ? written - TABLE_EVENTS : 0;
+    if (after > first)
+        first = after;
+    size_t n = 0;
+    for (uint64_t k = first; k < written && n < max; k++) {
+        const struct table_event *e = &t->hdr->events[k % TABLE_EVENTS];
+        if (seq_copy(&out[n], e, sizeof *e, &e->seq) && out[n].number == k + 1 &&
+            out[n].kind < EV_KIND_COUNT && memchr(out[n].msg, 0, sizeof out[n].msg) &&
+            memchr(out[n].instance, 0, sizeof out[n].instance))
+            n++; /* else overwritten meanwhile, or torn by a dead writer */
+    }
+    return n;
+}
+
+void table_probe_observed(struct table *t, bool ok, int64_t rtt_us)
+{
+    struct table_hdr *h = t->hdr;
+    atomic_fetch_add_explicit(&h->probes_sent, 1, memory_order_relaxed);
+    if (!ok) {
+        atomic_fetch_add_explicit(&h->probes_failed, 1, memory_order_relaxed);
+        return;
+    }
+    int b = 0;
+    while (b < PROBE_BUCKETS - 1 && (double)rtt_us / 1000.0 > probe_bucket_ms[b])
+        b++;
+    atomic_fetch_add_explicit(&h->probe_hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->probe_us_sum, (uint64_t)(rtt_us > 0 ? rtt_us : 0), memory_order_relaxed);
 }

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 2
+#define TABLE_VERSION 3
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -65,6 +65,30 @@ struct table_row {
     float hist[TABLE_HIST];      /* ring of load samples */
 };
 
+/* The event log: what changed, when and why, for operators (status role,
+ * asgctl events). A ring; each entry has its own sequence counter. */
+#define TABLE_EVENTS 256
+enum event_kind { EV_SCALE, EV_LAUNCH, EV_TERMINATE, EV_HEALTH, EV_ROLE, EV_CONFIG,
+                  EV_OPERATOR, EV_KIND_COUNT };
+const char *event_kind_name(uint32_t kind);
+
+struct table_event {
+    _Atomic uint32_t seq;
+    uint32_t kind;
+    uint64_t number;             /* 1, 2, 3, ... over the table's life */
+    int64_t wall_ms;             /* Unix ms */
+    char instance[TABLE_ID_MAX];
+    char msg[160];
+};
+
+/* Probe round trip histogram: upper bounds in milliseconds (+Inf last). */
+#define PROBE_BUCKETS 12
+extern const double probe_bucket_ms[PROBE_BUCKETS - 1];
+
+/* Why the group's target size changed. */
+enum action_cause { CAUSE_LOAD, CAUSE_BOUNDS, CAUSE_OPERATOR, CAUSE_COUNT };
+const char *action_cause_name(uint32_t cause);
+
 /* Controller state that must survive a controller restart. */
 struct ctl_state {
     int32_t target;              /* live desired size; 0 = not set yet */
@@ -103,6 +127,17 @@ struct table_hdr {
     uint64_t lock_recoveries;
     uint64_t role_restarts[3];   /* monitor, controller, status */
     uint64_t scale_out, scale_in, replaced;
+    int32_t pid_status;
+    int32_t operator_desired;    /* set through the status API; 0 = config's */
+
+    /* Counters only ever grow; atomics, so no sequence counter needed. */
+    _Atomic uint64_t probes_sent, probes_failed, probe_us_sum;
+    _Atomic uint64_t probe_hist[PROBE_BUCKETS];
+    _Atomic uint64_t reloads_ok, reloads_failed;
+    _Atomic uint64_t actions[2][CAUSE_COUNT];   /* [0] out, [1] in */
+
+    _Atomic uint64_t events_written;
+    struct table_event events[TABLE_EVENTS];
 };
 
 struct table {
@@ -153,6 +188,17 @@ struct table_row *table_alloc_row(struct table *t, const char *id);
 void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t now);
 void row_push_sample(struct table_row *r, double load);
 int table_count(const struct table *t, uint32_t state);
+
+/* Logs a state change and records it in the event log, in one place.
+ * The lock must be held. instance may be NULL. */
+void table_note(struct table *t, uint32_t kind, const char *instance, int level,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Copies events numbered above `after` (oldest first) into out; returns
+ * how many. Lock-free. */
+size_t table_read_events(const struct table *t, uint64_t after, struct table_event *out,
+                         size_t max);
+/* Adds one probe round trip to the histogram. */
+void table_probe_observed(struct table *t, bool ok, int64_t rtt_us);
 
 /* /proc based liveness: false for a missing or zombie process. */
 bool pid_alive(pid_t pid);

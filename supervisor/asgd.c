@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@
 enum child_state { CH_STOPPED, CH_RUNNING, CH_WAITING };
 
 struct child {
-    const char *role;        /* "monitor", "controller" */
+    const char *role;        /* "monitor", "controller", "status" */
     const char *title;       /* as shown by ps */
     int (*main)(struct table *, const struct asg_config *);
     pid_t pid;
@@ -38,15 +39,18 @@ struct child {
     int64_t restart_at_ms;
     int failures;            /* deaths in a row, each after a short life */
     int restarts;
+    bool essential;          /* its fatal exit stops the manager */
 };
 
 static struct child children[] = {
-    {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0},
-    {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0},
+    {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
+    {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
+    {"status", "asgd: status", status_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
 };
 #define NCHILDREN (sizeof children / sizeof children[0])
 #define MONITOR (&children[0])
 #define CONTROLLER (&children[1])
+#define STATUS (&children[2])
 
 struct sup {
     const char *cfg_path;    /* NULL: built-in defaults */
@@ -79,14 +83,22 @@ static void usage(FILE *f)
 static void log_child_exit(const struct child *c, pid_t pid, int status)
 {
     int64_t up = now_ms() - c->started_ms;
+    char how[96];
+    int level = LOG_LVL_WARN;
     if (WIFSIGNALED(status))
-        log_warn("%s (pid %d) killed by signal %d (%s) after %lld ms", c->role, (int)pid,
-                 WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)up);
-    else if (WEXITSTATUS(status) == 0)
-        log_info("%s (pid %d) exited with status 0 after %lld ms", c->role, (int)pid, (long long)up);
+        snprintf(how, sizeof how, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (WEXITSTATUS(status) == 0 && (level = LOG_LVL_INFO))
+        snprintf(how, sizeof how, "exited with status 0");
     else
-        log_warn("%s (pid %d) exited with status %d after %lld ms", c->role, (int)pid,
-                 WEXITSTATUS(status), (long long)up);
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    if (table_lock(&S.table, 2000) == 0) {
+        table_note(&S.table, EV_ROLE, NULL, level, "%s (pid %d) %s after %lld ms", c->role, (int)pid,
+                   how, (long long)up);
+        table_unlock(&S.table);
+    } else {
+        log_msg((enum log_level)level, "%s (pid %d) %s after %lld ms", c->role, (int)pid, how,
+                (long long)up);
+    }
 }
 
 static void set_role_pid(const struct child *c, pid_t pid)
@@ -94,10 +106,12 @@ static void set_role_pid(const struct child *c, pid_t pid)
     if (table_lock(&S.table, 2000) != 0)
         return;
     hdr_write_begin(&S.table);
-    if (strcmp(c->role, "monitor") == 0)
+    if (c == MONITOR)
         S.table.hdr->pid_monitor = pid;
-    else
+    else if (c == CONTROLLER)
         S.table.hdr->pid_controller = pid;
+    else
+        S.table.hdr->pid_status = pid;
     hdr_write_end(&S.table);
     table_unlock(&S.table);
 }
@@ -169,7 +183,7 @@ static void schedule_restart(struct child *c, int64_t now)
     c->restarts++;
     if (table_lock(&S.table, 2000) == 0) {
         hdr_write_begin(&S.table);
-        S.table.hdr->role_restarts[c == MONITOR ? 0 : 1]++;
+        S.table.hdr->role_restarts[c - children]++;
         hdr_write_end(&S.table);
         table_unlock(&S.table);
     }
@@ -203,6 +217,11 @@ static void reap(void)
         if (S.draining)
             continue;
         if (WIFEXITED(status) && WEXITSTATUS(status) == ASG_EXIT_FATAL) {
+            if (!c->essential) {
+                log_error("%s exited with its fatal code %d: it cannot run with this "
+                          "configuration; carrying on without it", c->role, ASG_EXIT_FATAL);
+                continue;
+            }
             log_error("%s exited with its fatal code %d: it cannot run with this "
                       "configuration; stopping the manager", c->role, ASG_EXIT_FATAL);
             begin_drain(1);
@@ -214,6 +233,7 @@ static void reap(void)
 
 /* ---- reload ---- */
 
+/* A reload also ends an operator's desired size: the file wins again. */
 static void publish_config(const struct asg_config *cfg)
 {
     if (table_lock(&S.table, 5000) != 0) {
@@ -223,8 +243,31 @@ static void publish_config(const struct asg_config *cfg)
     hdr_write_begin(&S.table);
     S.table.hdr->config = *cfg;
     S.table.hdr->config_gen++;
+    S.table.hdr->operator_desired = 0;
     hdr_write_end(&S.table);
+    atomic_fetch_add(&S.table.hdr->reloads_ok, 1);
+    table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_INFO,
+               "config reloaded from %.80s (generation %llu): group %d..%d desired %d, policy %s",
+               S.cfg_path, (unsigned long long)S.table.hdr->config_gen, cfg->min_instances,
+               cfg->max_instances, cfg->desired_instances, policy_kind_name(cfg->policy_kind));
     table_unlock(&S.table);
+}
+
+static void reload_failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void reload_failed(const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    atomic_fetch_add(&S.table.hdr->reloads_failed, 1);
+    if (table_lock(&S.table, 2000) == 0) {
+        table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
+        table_unlock(&S.table);
+    } else {
+        log_error("%s", msg);
+    }
 }
 
 static void reload(void)
@@ -236,13 +279,13 @@ static void reload(void)
     struct asg_config next;
     char err[512];
     if (config_load(S.cfg_path, &next, err, sizeof err) != 0) {
-        log_error("config file %s has errors, not reloading: %s", S.cfg_path, err);
+        reload_failed("config file %s has errors, not reloading: %s", S.cfg_path, err);
         return;
     }
     const char *key = config_restart_key_changed(&S.cfg, &next);
     if (key) {
-        log_error("config file %s: %s cannot change while running (restart asgd); not reloading",
-                  S.cfg_path, key);
+        reload_failed("config file %s: %s cannot change while running (restart asgd); not reloading",
+                      S.cfg_path, key);
         return;
     }
     S.cfg = next;
@@ -251,9 +294,6 @@ static void reload(void)
     for (size_t i = 0; i < NCHILDREN; i++)
         if (children[i].state == CH_RUNNING)
             kill(children[i].pid, SIGHUP);
-    log_info("config reloaded from %s (generation %llu): group %d..%d desired %d, policy %s",
-             S.cfg_path, (unsigned long long)S.table.hdr->config_gen, S.cfg.min_instances,
-             S.cfg.max_instances, S.cfg.desired_instances, policy_kind_name(S.cfg.policy_kind));
 }
 
 /* ---- drain ---- */
@@ -277,7 +317,7 @@ static void begin_drain(int code)
     for (size_t i = 0; i < NCHILDREN; i++) {
         if (children[i].state != CH_RUNNING)
             children[i].state = CH_STOPPED;
-        else if (&children[i] == CONTROLLER)
+        else if (&children[i] != MONITOR)
             kill(children[i].pid, SIGTERM);
     }
 }
@@ -414,6 +454,7 @@ static void init_table_header(void)
     S.table.hdr->pid_supervisor = getpid();
     S.table.hdr->pid_monitor = 0;
     S.table.hdr->pid_controller = 0;
+    S.table.hdr->pid_status = 0;
     S.table.hdr->draining = 0;
     S.table.hdr->config = S.cfg;
     S.table.hdr->config_gen++;
@@ -561,7 +602,8 @@ int main(int argc, char **argv)
              S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.shm_name,
              S.table.hdr->capacity, (int)getpid());
     for (size_t i = 0; i < NCHILDREN; i++)
-        start_child(&children[i]);
+        if (&children[i] != STATUS || S.cfg.status_listen[0])
+            start_child(&children[i]);
     main_loop();
     stop_leftover_agents();
     reap();

@@ -12,6 +12,7 @@
 
 int monitor_main(struct table *t, const struct asg_config *cfg);
 int controller_main(struct table *t, const struct asg_config *cfg);
+int status_main(struct table *t, const struct asg_config *cfg);
 
 /* Copies the published config when its generation moved past *gen;
  * returns true when it did. */

@@ -88,6 +88,8 @@ static const struct bad bad_files[] = {
     {"group = {\n min_instances = = 2;\n};\n", 2, "syntax error"},
     {"group = {\n max_instances = 2000;\n};\n", 2, "exceeds shm.capacity"},
     {"policy = {\n evaluation_interval_ms = 1.5;\n};\n", 2, "must be an integer"},
+    {"status = {\n token = \"hunter2\";\n};\n", 2, "a secret does not belong in the config file"},
+    {"status = {\n listen = \"127.0.0.1\";\n};\n", 2, "status.listen"},
 };
 
 START_TEST(test_bad_file_names_the_line)

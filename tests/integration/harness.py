@@ -139,6 +139,7 @@ class Manager:
             "provider": {"kind": "local", "boot_timeout_ms": 10000,
                          "local": {"kill_timeout_ms": 1000}},
             "shm": {"name": self.shm, "capacity": 64},
+            "status": {"listen": ""},
             "supervisor": {"pidfile": self.pidfile, "drain_timeout_ms": 5000,
                            "log_level": "info"},
         }
@@ -326,3 +327,20 @@ def ec2_sections(fake, **group):
                                  "image_id": "ami-12345678", "instance_type": "t3.micro",
                                  "security_group_ids": ["sg-1", "sg-2"],
                                  "reconcile_interval_ms": 2000, "call_timeout_ms": 1000}}}
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """(status, parsed JSON or text) of one request to a local URL."""
+    import urllib.error
+    import urllib.request
+    assert url.startswith("http://127.0.0.1:"), url
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    h = {"Content-Type": "application/json"} if data is not None else {}
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, raw, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        status, raw, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+    return status, json.loads(raw) if "json" in ctype else raw.decode()

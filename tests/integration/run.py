@@ -13,7 +13,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, EC2_ENV, FIGURES, ROOT, SLOW, STARTED, FakeEC2, Manager,  # noqa: E402
-                     alive, ec2_sections, figure, kill_everything_started, kill_pid, run,
+                     alive, ec2_sections, figure, http, kill_everything_started, kill_pid, run,
                      wait_for)
 
 TESTS = []
@@ -619,6 +619,220 @@ def ec2_bad_credentials_are_refused_by_the_fake():
     finally:
         m.cleanup()
         fake.stop()
+
+
+# ---- status role: metrics, API, dashboard (issue 5) ----
+
+def with_status(name, env=None, **sections):
+    """Decorator: a manager with the status role on a free port."""
+    def wrap(fn):
+        def inner():
+            port = free_port()
+            sections.setdefault("status", {})["listen"] = "127.0.0.1:%d" % port
+            m = Manager(name, **sections)
+            m.url = "http://127.0.0.1:%d" % port
+            try:
+                m.start(env=env)
+                wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+                fn(m)
+            except BaseException:
+                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
+                raise
+            finally:
+                m.cleanup()
+        inner.__name__ = fn.__name__
+        TESTS.append(inner)
+        return inner
+    return wrap
+
+
+def metrics(m):
+    from prometheus_client.parser import text_string_to_metric_families
+    code, text = http("GET", m.url + "/metrics")
+    assert code == 200, code
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return out
+
+
+@with_status("metrics")
+def metrics_parsed_by_prometheus_client(m):
+    s = m.wait_running(2)
+    wait_for(lambda: metrics(m).get(("asg_probes_total", ())), 5, "probes counted")
+    x = metrics(m)
+    assert x[("asg_instances", (("state", "running"),))] == 2, x
+    assert x[("asg_group_max_instances", ())] == 4 and x[("asg_group_min_instances", ())] == 2
+    ids = sorted(i["id"] for i in s["instances"])
+    loads = {dict(k[1])["instance"]: v for k, v in x.items() if k[0] == "asg_instance_load"}
+    assert sorted(loads) == ids and all(0 <= v <= 1 for v in loads.values()), loads
+    buckets = sorted((float(dict(k[1])["le"]), v) for k, v in x.items()
+                     if k[0] == "asg_probe_duration_seconds_bucket")
+    assert [b[1] for b in buckets] == sorted(b[1] for b in buckets), "buckets not cumulative"
+    assert buckets[-1][1] == x[("asg_probe_duration_seconds_count", ())] > 0
+    assert x[("asg_probes_total", ())] >= buckets[-1][1]
+    # Reloads and restarts show up.
+    m.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: metrics(m)[("asg_config_reloads_total", (("result", "ok"),))] == 1, 5, "reload ok")
+    m.write_config("group = { max_instances = \"x\"; };\n")
+    m.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: metrics(m)[("asg_config_reloads_total", (("result", "failed"),))] == 1, 5,
+             "reload failed")
+    kill_pid(m.pid("monitor"))
+    wait_for(lambda: metrics(m)[("asg_role_restarts_total", (("role", "monitor"),))] == 1, 5,
+             "restart counted")
+    m.load_all(95)
+    wait_for(lambda: metrics(m).get(("asg_scaling_actions_total",
+                                     (("direction", "out"), ("reason", "load")))), 20, "scale out counted")
+
+
+@with_status("api")
+def status_api_reads_and_refuses_bad_input(m):
+    m.wait_running(2)
+    code, g = http("GET", m.url + "/api/v1/group")
+    assert code == 200 and g["group"]["size"] == 2 and len(g["instances"]) == 2, g
+    wait_for(lambda: all(len(i["history"]) >= 3 for i in http("GET", m.url + "/api/v1/group")[1]["instances"]),
+             5, "load history")
+    code, e = http("GET", m.url + "/api/v1/events")
+    assert code == 200 and e["events"] and e["next"] == e["events"][-1]["number"], e
+    assert any(ev["kind"] == "launch" for ev in e["events"]), e
+    code, e2 = http("GET", m.url + "/api/v1/events?after=%d" % e["next"])
+    assert code == 200 and all(ev["number"] > e["next"] for ev in e2["events"])
+    before = m.status()["group"]
+    bad = [("POST", "/api/v1/desired", {"desired": 99}, 400, "outside min..max"),
+           ("POST", "/api/v1/desired", {"desired": "3"}, 400, "whole number"),
+           ("POST", "/api/v1/desired", b"{not json", 400, "one JSON object"),
+           ("POST", "/api/v1/desired", b'{"desired": 3} trailing', 400, "one JSON object"),
+           ("POST", "/api/v1/desired", b"[3]", 400, "one JSON object"),
+           ("POST", "/api/v1/instances/nope-1/terminate", {}, 404, "no instance"),
+           ("POST", "/api/v1/instances/bad%20id/terminate", {}, 404, "no such resource"),
+           ("POST", "/api/v1/instances/%s/load" % g["instances"][0]["id"], {"load": 1.5}, 400, "outside 0..1"),
+           ("POST", "/api/v1/instances/%s/load" % g["instances"][0]["id"], {"lod": 1}, 400, "expected"),
+           ("POST", "/api/v1/nothing", {}, 404, "no such resource"),
+           ("DELETE", "/api/v1/desired", None, 405, "not allowed"),
+           ("POST", "/api/v1/desired", b"x" * 5000, 413, "larger than")]
+    for method, path, body, want, why in bad:
+        code, r = http(method, m.url + path, body)
+        assert code == want and why in r["error"], (path, body, code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", b"{}", headers={"Content-Type": "text/plain"})
+    assert code == 415, (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Origin": "http://evil.example"})
+    assert code == 403 and "cross-origin" in r["error"], (code, r)
+    after = m.status()["group"]
+    assert (after["size"], after["target"], after["desired"]) == \
+        (before["size"], before["target"], before["desired"]), (before, after)
+
+
+@with_status("actions")
+def status_api_actions_go_through_the_controller(m):
+    s = m.wait_running(2)
+    code, r = http("POST", m.url + "/api/v1/instances", {})
+    assert code == 202 and r["accepted"], r
+    wait_for(lambda: m.status()["group"]["size"] == 3, 10, "launched one")
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 4})
+    assert code == 202, r
+    wait_for(lambda: len(m.running()) == 4, 15, "desired 4")
+    assert m.status()["group"]["operator_desired"] == 4
+    victim = m.running()[0]["id"]
+    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {})
+    assert code == 202, r
+    wait_replaced(m, victim, 4)
+    agent = m.running()[0]
+    code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"load": 0.77})
+    assert code == 200 and abs(r["load"] - 0.77) < 1e-9 and r["pinned"], r
+    p = run([BIN + "/asgctl", "probe", agent["address"], "--json"])
+    assert '"load":0.7700' in p.stdout, p.stdout
+    code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"auto": True})
+    assert code == 200 and not r["pinned"], r
+    kinds = [e["kind"] for e in http("GET", m.url + "/api/v1/events?limit=256")[1]["events"]]
+    assert kinds.count("operator") >= 3, kinds
+    del s
+
+
+@with_status("token", env={"ASG_TEST_TOKEN": "s3cret-token"},
+             status={"token": "env:ASG_TEST_TOKEN"})
+def status_token_required_for_actions(m):
+    m.wait_running(2)
+    code, r = http("POST", m.url + "/api/v1/instances", {})
+    assert code == 401 and "Bearer" in r["error"], (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Authorization": "Bearer nope"})
+    assert code == 401, (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {},
+                   headers={"Authorization": "Bearer s3cret-token"})
+    assert code == 202, (code, r)
+    assert "s3cret-token" not in m.log(), "the token was logged"
+    assert http("GET", m.url + "/api/v1/group")[0] == 200   # reads stay open
+
+
+@with_status("browser")
+def dashboard_in_headless_chromium(m):
+    from browser import Browser
+    m.wait_running(2)
+    b = Browser()
+    try:
+        b.goto(m.url + "/")
+        wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 2, 15,
+                 "two instance rows")
+        wait_for(lambda: b.js("document.querySelectorAll('#load-chart .load-line').length") >= 2, 10,
+                 "load chart lines")
+        wait_for(lambda: b.js("document.querySelectorAll('#events li').length") >= 4, 10, "events")
+        assert "running" in b.js("document.querySelector('#instances tbody').innerText")
+        # Press "Launch one": a third instance appears, pending then running.
+        b.js("document.getElementById('launch').click()")
+        wait_for(lambda: m.status()["group"]["size"] == 3, 10, "launch from the page")
+        wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 3, 10,
+                 "third row on the page")
+        # Move a load slider: that agent's load changes.
+        target = b.js("document.querySelector('.load-slider').dataset.id")
+        b.js("""(() => { const s = document.querySelector('.load-slider');
+                 s.value = 83; s.dispatchEvent(new Event('input', {bubbles: true}));
+                 s.dispatchEvent(new Event('change', {bubbles: true})); })()""")
+        addr = [i for i in m.status()["instances"] if i["id"] == target][0]["address"]
+        wait_for(lambda: '"load":0.8300' in run([BIN + "/asgctl", "probe", addr, "--json"]).stdout, 10,
+                 "slider pinned the agent at 83%")
+        time.sleep(1.5)
+        out = os.path.join(ROOT, os.environ.get("ASG_ARTIFACTS", "build"), "dashboard.png")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        b.screenshot(out)
+        assert os.path.getsize(out) > 10000
+    finally:
+        b.close()
+
+
+@with_manager("watch")
+def asgctl_watch_and_events(m):
+    m.wait_running(2)
+    time.sleep(0.6)
+    r = m.ctl("watch", "-n", "2", "-i", "100")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("LOAD, LAST 40 SAMPLES") == 2 and "\u2581" <= max(r.stdout), r.stdout
+    assert re.search(r"%s-1\s+[\u2581-\u2588]+" % m.group, r.stdout), r.stdout
+    r = m.ctl("events", "-n", "3")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3, r.stdout
+    r = m.ctl("events", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["events"], r.stdout
+    r = m.ctl("events", "-n", "0")
+    assert r.returncode == 2, r
+
+
+@test
+def agent_reports_real_cpu_and_memory():
+    p, addr = start_agent("--id", "proc-1", "--load-source", "proc")
+    try:
+        time.sleep(1.3)
+        with open("/proc/meminfo") as f:
+            info = dict(l.split(":", 1) for l in f)
+        kb = lambda k: int(info[k].split()[0])  # noqa: E731
+        mem = 1 - kb("MemAvailable") / kb("MemTotal")
+        r = run([BIN + "/asgctl", "probe", addr, "--json"])
+        got = json.loads(r.stdout)["metrics"]
+        assert abs(got["mem"] - mem) < 0.05, (got, mem)
+        assert 0 <= got["cpu"] <= 1 and got["load"] == got["cpu"], got
+    finally:
+        stop_agent(p)
+    r = run([BIN + "/asg-agent", "--listen", "127.0.0.1:0", "--load-source", "gpu"])
+    assert r.returncode == 2 and "use sim or proc" in r.stderr, r
 
 
 def main():

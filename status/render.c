@@ -1,0 +1,247 @@
+#include "render.h"
+#include "../common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int snapshot_take(const struct table *t, struct snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    s->hdr = malloc(sizeof *s->hdr);
+    if (!s->hdr || !table_read_hdr(t, s->hdr)) {
+        free(s->hdr);
+        s->hdr = NULL;
+        return -1;
+    }
+    s->rows = calloc(s->hdr->capacity ? s->hdr->capacity : 1, sizeof *s->rows);
+    if (!s->rows) {
+        free(s->hdr);
+        return -1;
+    }
+    for (uint32_t i = 0; i < s->hdr->capacity; i++) {
+        if (!table_read_row(t, i, &s->rows[s->nrows])) {
+            s->torn++;
+            continue;
+        }
+        if (s->rows[s->nrows].state != ROW_FREE && s->rows[s->nrows].state < ROW_STATE_COUNT)
+            s->nrows++;
+    }
+    s->now = now_ms();
+    return 0;
+}
+
+void snapshot_free(struct snapshot *s)
+{
+    free(s->hdr);
+    free(s->rows);
+    memset(s, 0, sizeof *s);
+}
+
+int snapshot_count(const struct snapshot *s, uint32_t state)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < s->nrows; i++)
+        n += s->rows[i].state == state;
+    return n;
+}
+
+int snapshot_target(const struct snapshot *s)
+{
+    return s->hdr->ctl.target ? s->hdr->ctl.target : s->hdr->config.desired_instances;
+}
+
+static void pid_field(struct strbuf *b, const char *name, int32_t pid, bool last)
+{
+    if (pid > 0 && pid_alive(pid))
+        sb_printf(b, "\"%s\":%d%s", name, pid, last ? "" : ",");
+    else
+        sb_printf(b, "\"%s\":null%s", name, last ? "" : ",");
+}
+
+static void instance_json(struct strbuf *b, const struct table_row *r, int64_t now, bool history)
+{
+    sb_printf(b, "{\"id\":");
+    sb_json_str(b, r->id);
+    sb_printf(b, ",\"address\":");
+    sb_json_str(b, r->addr);
+    sb_printf(b, ",\"state\":\"%s\",\"reason\":", row_state_name(r->state));
+    sb_json_str(b, r->reason);
+    if (r->has_sample)
+        sb_printf(b, ",\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f", r->load, r->cpu, r->mem);
+    else
+        sb_printf(b, ",\"load\":null,\"cpu\":null,\"mem\":null");
+    sb_printf(b, ",\"last_seen_ms\":%lld,\"misses\":%u,\"pid\":%d,\"age_ms\":%lld"
+                 ",\"probes_ok\":%llu,\"probes_failed\":%llu",
+              r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL, r->misses, r->pid,
+              (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
+              (unsigned long long)r->probes_failed);
+    if (history) {
+        /* Oldest first. */
+        sb_printf(b, ",\"history\":[");
+        uint32_t n = r->hist_len <= TABLE_HIST ? r->hist_len : 0;
+        uint32_t start = (r->hist_head + TABLE_HIST - n) % TABLE_HIST;
+        for (uint32_t k = 0; k < n; k++)
+            sb_printf(b, "%s%.3f", k ? "," : "", r->hist[(start + k) % TABLE_HIST]);
+        sb_printf(b, "]");
+    }
+    sb_printf(b, "}");
+}
+
+void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
+{
+    const struct table_hdr *h = s->hdr;
+    const struct asg_config *c = &h->config;
+    int running = snapshot_count(s, ROW_RUNNING), pending = snapshot_count(s, ROW_PENDING);
+    sb_printf(b, "{\"group\":{\"name\":");
+    sb_json_str(b, c->group_name);
+    sb_printf(b, ",\"min\":%d,\"max\":%d,\"desired\":%d,\"target\":%d,\"operator_desired\":%d,"
+                 "\"policy\":\"%s\",\"provider\":\"%s\",\"size\":%d,\"running\":%d,\"pending\":%d,"
+                 "\"unhealthy\":%d,\"terminating\":%d,\"monitor_address\":",
+              c->min_instances, c->max_instances, c->desired_instances, snapshot_target(s),
+              h->operator_desired, policy_kind_name(c->policy_kind),
+              provider_kind_name(c->provider_kind), running + pending, running, pending,
+              snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+    sb_json_str(b, h->monitor_addr);
+    sb_printf(b, ",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
+                 "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu,"
+                 "\"events\":%llu},",
+              (unsigned long long)h->config_gen, (unsigned long long)h->evaluations,
+              (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
+              (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
+              (unsigned long long)h->lock_recoveries, (unsigned long long)h->events_written);
+    sb_printf(b, "\"processes\":{");
+    pid_field(b, "supervisor", h->pid_supervisor, false);
+    pid_field(b, "monitor", h->pid_monitor, false);
+    pid_field(b, "controller", h->pid_controller, false);
+    pid_field(b, "status", h->pid_status, true);
+    sb_printf(b, "},\"instances\":[");
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        if (i)
+            sb_printf(b, ",");
+        instance_json(b, &s->rows[i], s->now, history);
+    }
+    sb_printf(b, "]}\n");
+}
+
+void render_events_json(struct strbuf *b, const struct table *t, uint64_t after, size_t max)
+{
+    struct table_event *ev = calloc(TABLE_EVENTS, sizeof *ev);
+    if (!ev)
+        abort();
+    if (max > TABLE_EVENTS)
+        max = TABLE_EVENTS;
+    uint64_t written = atomic_load(&t->hdr->events_written);
+    /* The newest `max` after `after`. */
+    if (written > max && after < written - max)
+        after = written - max;
+    size_t n = table_read_events(t, after, ev, max);
+    uint64_t next = n ? ev[n - 1].number : after;
+    sb_printf(b, "{\"next\":%llu,\"events\":[", (unsigned long long)next);
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(b, "%s{\"number\":%llu,\"time_ms\":%lld,\"kind\":\"%s\",\"instance\":", i ? "," : "",
+                  (unsigned long long)ev[i].number, (long long)ev[i].wall_ms,
+                  event_kind_name(ev[i].kind));
+        sb_json_str(b, ev[i].instance);
+        sb_printf(b, ",\"message\":");
+        sb_json_str(b, ev[i].msg);
+        sb_printf(b, "}");
+    }
+    sb_printf(b, "]}\n");
+    free(ev);
+}
+
+/* Prometheus label values: escape backslash, quote and newline. */
+static void label(struct strbuf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            sb_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            sb_printf(b, "\\n");
+        else
+            sb_add(b, v, 1);
+    }
+}
+
+static void help(struct strbuf *b, const char *name, const char *type, const char *text)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static void per_instance(struct strbuf *b, const struct snapshot *s, const char *name,
+                         const char *text, size_t off)
+{
+    help(b, name, "gauge", text);
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        const struct table_row *r = &s->rows[i];
+        if (!r->has_sample)
+            continue;
+        sb_printf(b, "%s{instance=\"", name);
+        label(b, r->id);
+        sb_printf(b, "\"} %.4f\n", *(const double *)((const char *)r + off));
+    }
+}
+
+void render_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    const struct table_hdr *h = s->hdr;
+    const struct asg_config *c = &h->config;
+    help(b, "asg_instances", "gauge", "Instances in the group by state.");
+    for (uint32_t st = ROW_PENDING; st < ROW_STATE_COUNT; st++)
+        sb_printf(b, "asg_instances{state=\"%s\"} %d\n", row_state_name(st), snapshot_count(s, st));
+    help(b, "asg_group_min_instances", "gauge", "group.min_instances.");
+    sb_printf(b, "asg_group_min_instances %d\n", c->min_instances);
+    help(b, "asg_group_max_instances", "gauge", "group.max_instances.");
+    sb_printf(b, "asg_group_max_instances %d\n", c->max_instances);
+    help(b, "asg_group_desired_instances", "gauge", "Desired size (config, or operator's).");
+    sb_printf(b, "asg_group_desired_instances %d\n",
+              h->operator_desired > 0 ? h->operator_desired : c->desired_instances);
+    help(b, "asg_group_target_instances", "gauge", "The size the controller converges to.");
+    sb_printf(b, "asg_group_target_instances %d\n", snapshot_target(s));
+    per_instance(b, s, "asg_instance_load", "Load reported by the instance's agent, 0..1.",
+                 offsetof(struct table_row, load));
+    per_instance(b, s, "asg_instance_cpu", "CPU use reported by the instance's agent, 0..1.",
+                 offsetof(struct table_row, cpu));
+    per_instance(b, s, "asg_instance_mem", "Memory use reported by the instance's agent, 0..1.",
+                 offsetof(struct table_row, mem));
+    help(b, "asg_probes", "counter", "Probes sent to agents.");
+    sb_printf(b, "asg_probes_total %llu\n", (unsigned long long)atomic_load(&h->probes_sent));
+    help(b, "asg_probes_failed", "counter", "Probes that failed (no answer, error, wrong answer).");
+    sb_printf(b, "asg_probes_failed_total %llu\n", (unsigned long long)atomic_load(&h->probes_failed));
+    help(b, "asg_probe_duration_seconds", "histogram", "Round trip of answered probes.");
+    uint64_t cum = 0;
+    for (int k = 0; k < PROBE_BUCKETS; k++) {
+        cum += atomic_load(&h->probe_hist[k]);
+        if (k < PROBE_BUCKETS - 1)
+            sb_printf(b, "asg_probe_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                      probe_bucket_ms[k] / 1000.0, (unsigned long long)cum);
+        else
+            sb_printf(b, "asg_probe_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sb_printf(b, "asg_probe_duration_seconds_sum %.6f\n", (double)atomic_load(&h->probe_us_sum) / 1e6);
+    sb_printf(b, "asg_probe_duration_seconds_count %llu\n", (unsigned long long)cum);
+    help(b, "asg_scaling_actions", "counter", "Changes of the group's target size.");
+    for (int d = 0; d < 2; d++)
+        for (uint32_t k = 0; k < CAUSE_COUNT; k++)
+            sb_printf(b, "asg_scaling_actions_total{direction=\"%s\",reason=\"%s\"} %llu\n",
+                      d ? "in" : "out", action_cause_name(k),
+                      (unsigned long long)atomic_load(&h->actions[d][k]));
+    help(b, "asg_instances_replaced", "counter", "Unhealthy instances terminated and replaced.");
+    sb_printf(b, "asg_instances_replaced_total %llu\n", (unsigned long long)h->replaced);
+    help(b, "asg_role_restarts", "counter", "Restarts of the manager's role processes.");
+    const char *roles[] = {"monitor", "controller", "status"};
+    for (int k = 0; k < 3; k++)
+        sb_printf(b, "asg_role_restarts_total{role=\"%s\"} %llu\n", roles[k],
+                  (unsigned long long)h->role_restarts[k]);
+    help(b, "asg_config_reloads", "counter", "SIGHUP reloads by result.");
+    sb_printf(b, "asg_config_reloads_total{result=\"ok\"} %llu\n",
+              (unsigned long long)atomic_load(&h->reloads_ok));
+    sb_printf(b, "asg_config_reloads_total{result=\"failed\"} %llu\n",
+              (unsigned long long)atomic_load(&h->reloads_failed));
+    help(b, "asg_table_lock_recoveries", "counter", "Table locks taken over from a dead holder.");
+    sb_printf(b, "asg_table_lock_recoveries_total %llu\n", (unsigned long long)h->lock_recoveries);
+    help(b, "asg_evaluations", "counter", "Controller evaluations.");
+    sb_printf(b, "asg_evaluations_total %llu\n", (unsigned long long)h->evaluations);
+    help(b, "asg_probe_rounds", "counter", "Completed probe rounds.");
+    sb_printf(b, "asg_probe_rounds_total %llu\n", (unsigned long long)h->probe_rounds);
+}

@@ -1,0 +1,518 @@
+/* The status role: HTTP on status.listen (libmicrohttpd) with the
+ * dashboard (GET /), Prometheus metrics (GET /metrics) and a JSON API
+ * (/api/v1/...). It maps the table read-only, so it can never lock or
+ * corrupt it; operator actions go to the controller as requests
+ * (common/ctlsock.c), or to an agent (SetLoad), never into the table. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grpc/grpc.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../common/ctlsock.h"
+#include "../common/strbuf.h"
+#include "../common/util.h"
+#include "../proto/methods.h"
+#include "../proto/rpc.h"
+#include "../supervisor/roles.h"
+#include "asg.pb-c.h"
+#include "render.h"
+
+#define MAX_BODY 4096
+
+extern const char dashboard_html[];
+
+struct status {
+    struct table t;              /* read-only mapping */
+    struct asg_config cfg;
+    uint64_t cfg_gen;
+    pthread_mutex_t mu;          /* token, between reloads and requests */
+    char token[256];
+    bool token_set, token_broken;
+};
+
+static struct status S;
+
+struct body {
+    char buf[MAX_BODY];
+    size_t len;
+    bool too_big;
+};
+
+/* ---- responses ---- */
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned code, const char *ctype,
+                            const char *data, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, struct strbuf *b)
+{
+    enum MHD_Result r = respond(c, code, "application/json", b->s ? b->s : "{}", b->s ? b->len : 2);
+    sb_free(b);
+    return r;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct strbuf b = {0};
+    sb_printf(&b, "{\"error\":");
+    sb_json_str(&b, msg);
+    sb_printf(&b, "}\n");
+    return send_json(c, code, &b);
+}
+
+/* ---- who may act ---- */
+
+static bool from_loopback(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+static bool same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned diff = (unsigned)(la ^ lb);
+    for (size_t i = 0; i < la && i < lb; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+/* Returns 0 when the action may go ahead, else the HTTP status to refuse
+ * with (and why). Actions must come as JSON: a cross-site form post from
+ * some web page cannot, and a foreign Origin is refused too. */
+static unsigned may_act(struct MHD_Connection *c, const char **why)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
+        *why = "actions take a JSON body (Content-Type: application/json)";
+        return 415;
+    }
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (origin && (!host || !strstr(origin, "://") || strcmp(strstr(origin, "://") + 3, host) != 0)) {
+        *why = "cross-origin request refused";
+        return 403;
+    }
+    pthread_mutex_lock(&S.mu);
+    unsigned code = 0;
+    if (S.token_broken) {
+        *why = "status.token is configured but cannot be read; actions are off";
+        code = 503;
+    } else if (S.token_set) {
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !same_secret(auth + 7, S.token)) {
+            *why = "a valid 'Authorization: Bearer TOKEN' is required";
+            code = 401;
+        }
+    } else if (!from_loopback(c)) {
+        *why = "actions are accepted from loopback only (set status.token to allow others)";
+        code = 403;
+    }
+    pthread_mutex_unlock(&S.mu);
+    return code;
+}
+
+/* ---- reads ---- */
+
+static enum MHD_Result get_group(struct MHD_Connection *c)
+{
+    struct snapshot s;
+    if (snapshot_take(&S.t, &s) != 0)
+        return send_error(c, 503, "table header unreadable (a writer died mid-write)");
+    struct strbuf b = {0};
+    render_status_json(&b, &s, true);
+    snapshot_free(&s);
+    return send_json(c, 200, &b);
+}
+
+static enum MHD_Result get_metrics(struct MHD_Connection *c)
+{
+    struct snapshot s;
+    if (snapshot_take(&S.t, &s) != 0)
+        return send_error(c, 503, "table header unreadable");
+    struct strbuf b = {0};
+    render_metrics(&b, &s);
+    snapshot_free(&s);
+    enum MHD_Result r = respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, b.len);
+    sb_free(&b);
+    return r;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || s[0] == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+static enum MHD_Result get_events(struct MHD_Connection *c)
+{
+    uint64_t after = 0, limit = 100;
+    const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+    const char *l = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    if ((a && !parse_u64(a, &after)) || (l && (!parse_u64(l, &limit) || limit == 0 || limit > TABLE_EVENTS)))
+        return send_error(c, 400, "after must be a whole number; limit 1..%d", TABLE_EVENTS);
+    struct strbuf b = {0};
+    render_events_json(&b, &S.t, after, (size_t)limit);
+    return send_json(c, 200, &b);
+}
+
+/* ---- actions ---- */
+
+static json_object *parse_body(struct MHD_Connection *c, const struct body *body, enum MHD_Result *ret)
+{
+    if (body->too_big) {
+        *ret = send_error(c, 413, "body larger than %d bytes", MAX_BODY);
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, body->buf, (int)body->len);
+    bool complete = json_tokener_get_error(tok) == json_tokener_success &&
+                    json_tokener_get_parse_end(tok) == body->len;
+    json_tokener_free(tok);
+    if (!o || !complete || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        *ret = send_error(c, 400, "the body must be one JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
+{
+    if (ctlsock_send(S.cfg.shm_name, rq) != 0)
+        return send_error(c, 503, "the controller is not taking requests right now; retry");
+    struct strbuf b = {0};
+    sb_printf(&b, "{\"accepted\":true,\"action\":");
+    sb_json_str(&b, what);
+    sb_printf(&b, ",\"note\":\"carried out by the controller; see /api/v1/events\"}\n");
+    return send_json(c, 202, &b);
+}
+
+static enum MHD_Result post_desired(struct MHD_Connection *c, json_object *o)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, "desired", &v) || !json_object_is_type(v, json_type_int))
+        return send_error(c, 400, "expected {\"desired\": N} with a whole number N");
+    int64_t n = json_object_get_int64(v);
+    struct table_hdr h;
+    if (!table_read_hdr(&S.t, &h))
+        return send_error(c, 503, "table header unreadable");
+    if (n < h.config.min_instances || n > h.config.max_instances)
+        return send_error(c, 400, "desired %lld is outside min..max (%d..%d)", (long long)n,
+                          h.config.min_instances, h.config.max_instances);
+    struct ctl_request rq = {CTL_REQ_MAGIC, REQ_SET_DESIRED, (int32_t)n, 0, ""};
+    return forward(c, &rq, "set desired");
+}
+
+/* Finds a live instance in a fresh snapshot; copies it out. */
+static bool find_instance(const char *id, struct table_row *out)
+{
+    struct snapshot s;
+    if (snapshot_take(&S.t, &s) != 0)
+        return false;
+    bool found = false;
+    for (uint32_t i = 0; i < s.nrows && !found; i++)
+        if (strcmp(s.rows[i].id, id) == 0) {
+            *out = s.rows[i];
+            found = true;
+        }
+    snapshot_free(&s);
+    return found;
+}
+
+static enum MHD_Result post_terminate(struct MHD_Connection *c, const char *id, json_object *o)
+{
+    struct table_row r;
+    if (!find_instance(id, &r))
+        return send_error(c, 404, "no instance %s", id);
+    json_object *v;
+    bool decrement = false;
+    if (o && json_object_object_get_ex(o, "decrement", &v)) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return send_error(c, 400, "decrement must be true or false");
+        decrement = json_object_get_boolean(v);
+    }
+    struct ctl_request rq = {CTL_REQ_MAGIC, REQ_TERMINATE, decrement ? 1 : 0, 0, ""};
+    copy_str(rq.id, sizeof rq.id, id);
+    return forward(c, &rq, "terminate");
+}
+
+static enum MHD_Result post_load(struct MHD_Connection *c, const char *id, json_object *o)
+{
+    json_object *v;
+    bool release = json_object_object_get_ex(o, "auto", &v) && json_object_get_boolean(v);
+    double load = 0;
+    if (!release) {
+        if (!json_object_object_get_ex(o, "load", &v) ||
+            !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
+            return send_error(c, 400, "expected {\"load\": 0..1} or {\"auto\": true}");
+        load = json_object_get_double(v);
+        if (!isfinite(load) || load < 0 || load > 1)
+            return send_error(c, 400, "load %g is outside 0..1", load);
+    }
+    struct table_row r;
+    if (!find_instance(id, &r))
+        return send_error(c, 404, "no instance %s", id);
+    if (!r.addr[0])
+        return send_error(c, 409, "instance %s has no address yet", id);
+    grpc_channel *ch = rpc_channel_create(r.addr);
+    Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
+    q.release = release;
+    q.load = load;
+    size_t len, rlen;
+    uint8_t *buf = rpc_pack(&q.base, &len), *reply = NULL;
+    char det[256];
+    grpc_status_code st = rpc_call_sync(ch, M_AGENT_SET_LOAD, buf, len, 2000, &reply, &rlen, det, sizeof det);
+    free(buf);
+    grpc_channel_destroy(ch);
+    if (st != GRPC_STATUS_OK)
+        return send_error(c, 502, "agent %s at %s: status %d %s", id, r.addr, (int)st, det);
+    Asg__V1__SetLoadReply *rep = asg__v1__set_load_reply__unpack(NULL, rlen, reply);
+    free(reply);
+    if (!rep)
+        return send_error(c, 502, "agent %s answered with a malformed reply", id);
+    struct strbuf b = {0};
+    sb_printf(&b, "{\"instance\":");
+    sb_json_str(&b, id);
+    sb_printf(&b, ",\"load\":%.4f,\"pinned\":%s}\n", rep->load, rep->pinned ? "true" : "false");
+    asg__v1__set_load_reply__free_unpacked(rep, NULL);
+    log_info("operator: load of %s %s", id, release ? "released" : "pinned");
+    return send_json(c, 200, &b);
+}
+
+/* /api/v1/instances/ID/ACTION -> id and action; false if not that shape. */
+static bool split_instance_url(const char *url, char *id, size_t idsize, const char **action)
+{
+    const char *p = url + strlen("/api/v1/instances/");
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    if (n == 0 || n >= idsize)
+        return false;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    *action = slash ? slash + 1 : "";
+    return valid_instance_id(id, n);
+}
+
+static enum MHD_Result act(struct MHD_Connection *c, const char *url, const char *method,
+                           const struct body *body)
+{
+    const char *why;
+    unsigned code = may_act(c, &why);
+    if (code)
+        return send_error(c, code, "%s", why);
+    enum MHD_Result ret = MHD_NO;
+    json_object *o = parse_body(c, body, &ret);
+    if (!o)
+        return ret;
+    char id[TABLE_ID_MAX];
+    const char *action = "";
+    if (strcmp(url, "/api/v1/desired") == 0 && strcmp(method, "POST") == 0)
+        ret = post_desired(c, o);
+    else if (strcmp(url, "/api/v1/instances") == 0 && strcmp(method, "POST") == 0) {
+        struct ctl_request rq = {CTL_REQ_MAGIC, REQ_LAUNCH_ONE, 0, 0, ""};
+        ret = forward(c, &rq, "launch one");
+    } else if (strncmp(url, "/api/v1/instances/", 18) == 0 &&
+               split_instance_url(url, id, sizeof id, &action)) {
+        if (strcmp(action, "terminate") == 0 && strcmp(method, "POST") == 0)
+            ret = post_terminate(c, id, o);
+        else if (strcmp(action, "load") == 0 && strcmp(method, "POST") == 0)
+            ret = post_load(c, id, o);
+        else
+            ret = send_error(c, 404, "no such action '%s' on an instance", action);
+    } else
+        ret = send_error(c, 404, "no such resource %s", url);
+    json_object_put(o);
+    return ret;
+}
+
+/* ---- dispatch ---- */
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct body *body = *con_cls;
+    if (!body) {
+        body = calloc(1, sizeof *body);
+        if (!body)
+            return MHD_NO;
+        *con_cls = body;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (body->len + *upload_size >= MAX_BODY)
+            body->too_big = true;
+        else {
+            memcpy(body->buf + body->len, upload, *upload_size);
+            body->len += *upload_size;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (get && strcmp(url, "/") == 0)
+        return respond(c, 200, "text/html; charset=utf-8", dashboard_html, strlen(dashboard_html));
+    if (get && strcmp(url, "/healthz") == 0)
+        return respond(c, 200, "text/plain", "ok\n", 3);
+    if (get && strcmp(url, "/metrics") == 0)
+        return get_metrics(c);
+    if (get && (strcmp(url, "/api/v1/group") == 0 || strcmp(url, "/api/v1/instances") == 0))
+        return get_group(c);
+    if (get && strcmp(url, "/api/v1/events") == 0)
+        return get_events(c);
+    if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
+        return act(c, url, method, body);
+    if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0)
+        return send_error(c, 405, "method %s not allowed on %s", method, url);
+    return send_error(c, 404, "no such resource %s", url);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*con_cls);
+    *con_cls = NULL;
+}
+
+/* ---- the token, from the environment or a file, never the config ---- */
+
+static void load_token(void)
+{
+    char tok[256] = "";
+    bool set = S.cfg.status_token[0] != '\0', broken = false;
+    if (strncmp(S.cfg.status_token, "env:", 4) == 0) {
+        const char *v = getenv(S.cfg.status_token + 4);
+        broken = !v || !*v || !copy_str(tok, sizeof tok, v);
+    } else if (strncmp(S.cfg.status_token, "file:", 5) == 0) {
+        FILE *f = fopen(S.cfg.status_token + 5, "r");
+        broken = !f || !fgets(tok, sizeof tok, f);
+        if (f)
+            fclose(f);
+        tok[strcspn(tok, "\r\n")] = '\0';
+        broken = broken || !tok[0];
+    }
+    if (broken)
+        log_error("status.token %s: cannot read a token; operator actions are refused",
+                  S.cfg.status_token);
+    pthread_mutex_lock(&S.mu);
+    copy_str(S.token, sizeof S.token, tok);
+    S.token_set = set;
+    S.token_broken = broken;
+    pthread_mutex_unlock(&S.mu);
+    memset(tok, 0, sizeof tok);
+}
+
+static struct MHD_Daemon *start_http(void)
+{
+    char host[64];
+    copy_str(host, sizeof host, S.cfg.status_listen);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return NULL;
+    *colon = '\0';
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        log_error("status.listen: '%s' is not an IPv4 address", host);
+        return NULL;
+    }
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                            handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
+}
+
+int status_main(struct table *rw, const struct asg_config *cfg)
+{
+    /* Trade the inherited writable mapping for a read-only one: a bug
+     * here faults instead of scribbling on the table. */
+    char err[512];
+    if (table_attach(cfg->shm_name, true, &S.t, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return ASG_EXIT_FATAL;
+    }
+    table_detach(rw);
+    S.cfg = *cfg;
+    pthread_mutex_init(&S.mu, NULL);
+    role_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
+    int sigfd = signals_install(false);
+    load_token();
+    grpc_init();
+    struct MHD_Daemon *d = start_http();
+    if (!d) {
+        log_error("status.listen %s: cannot serve HTTP (address in use?)", S.cfg.status_listen);
+        grpc_shutdown();
+        return ASG_EXIT_FATAL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    log_info("status up on http://%.*s:%u/ (dashboard, /metrics, /api/v1)%s",
+             (int)strcspn(S.cfg.status_listen, ":"), S.cfg.status_listen,
+             di ? (unsigned)di->port : 0, S.token_set ? "; actions need the token" : "");
+    while (!g_sig.term) {
+        struct pollfd p = {sigfd, POLLIN, 0};
+        if (poll(&p, 1, 1000) > 0)
+            signals_drain_pipe();
+        if (g_sig.hup) {
+            g_sig.hup = 0;
+            if (role_config_refresh(&S.t, &S.cfg, &S.cfg_gen))
+                load_token();
+        }
+    }
+    MHD_stop_daemon(d);
+    grpc_shutdown();
+    table_detach(&S.t);
+    return 0;
+}
