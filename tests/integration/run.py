@@ -629,6 +629,9 @@ def with_status(name, env=None, **sections):
         def inner():
             port = free_port()
             sections.setdefault("status", {})["listen"] = "127.0.0.1:%d" % port
+            # An operator's extra instance must not be scaled in under the
+            # test's feet: no scale-in on low load here.
+            sections.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
             m = Manager(name, **sections)
             m.url = "http://127.0.0.1:%d" % port
             try:
