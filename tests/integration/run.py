@@ -24,23 +24,35 @@ def test(fn):
     return fn
 
 
-def with_manager(name, **sections):
-    """Decorator: the test gets a started Manager, cleaned up afterwards."""
+def scenario(name, env=None, before=None, after_start=None, start=True, **sections):
+    """Decorator: the test gets a Manager (started unless start=False) and
+    whatever `before(sections)` returns; its log is shown when the test
+    fails, and every process is cleaned up, the manager's and before's."""
     def wrap(fn):
         def inner():
+            extra, undo = before(sections) if before else ((), None)
             m = Manager(name, **sections)
             try:
-                m.start()
-                fn(m)
+                if start:
+                    m.start(env=env)
+                    if after_start:
+                        after_start(m)
+                fn(m, *extra)
             except BaseException:
                 sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
                 raise
             finally:
                 m.cleanup()
+                if undo:
+                    undo()
         inner.__name__ = fn.__name__
         TESTS.append(inner)
         return inner
     return wrap
+
+
+def with_manager(name, **sections):
+    return scenario(name, **sections)
 
 
 def free_port():
@@ -486,23 +498,12 @@ def init_script_start_reload_status_stop():
 # ---- provider ec2 against a local EC2 endpoint (issue 4) ----
 
 def with_ec2(name, env=None, fake_args=None, **group):
-    """Decorator: a FakeEC2 and a Manager on it, both cleaned up."""
-    def wrap(fn):
-        def inner():
-            fake = FakeEC2(**(fake_args or {}))
-            m = Manager(name, **ec2_sections(fake, **group))
-            try:
-                fn(m, fake, dict(EC2_ENV, **(env or {})))
-            except BaseException:
-                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
-                raise
-            finally:
-                m.cleanup()
-                fake.stop()
-        inner.__name__ = fn.__name__
-        TESTS.append(inner)
-        return inner
-    return wrap
+    """Decorator: a FakeEC2 and a Manager on it (not started): fn(m, fake, env)."""
+    def before(sections):
+        fake = FakeEC2(**(fake_args or {}))
+        sections.update(ec2_sections(fake, **group))
+        return (fake, dict(EC2_ENV, **(env or {}))), fake.stop
+    return scenario(name, before=before, start=False)
 
 
 def table_ids(m):
@@ -624,29 +625,18 @@ def ec2_bad_credentials_are_refused_by_the_fake():
 # ---- status role: metrics, API, dashboard (issue 5) ----
 
 def with_status(name, env=None, **sections):
-    """Decorator: a manager with the status role on a free port."""
-    def wrap(fn):
-        def inner():
-            port = free_port()
-            sections.setdefault("status", {})["listen"] = "127.0.0.1:%d" % port
-            # An operator's extra instance must not be scaled in under the
-            # test's feet: no scale-in on low load here.
-            sections.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
-            m = Manager(name, **sections)
-            m.url = "http://127.0.0.1:%d" % port
-            try:
-                m.start(env=env)
-                wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
-                fn(m)
-            except BaseException:
-                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
-                raise
-            finally:
-                m.cleanup()
-        inner.__name__ = fn.__name__
-        TESTS.append(inner)
-        return inner
-    return wrap
+    """Decorator: a manager with the status role on a free port (m.url)."""
+    def before(secs):
+        secs.setdefault("status", {})["listen"] = "127.0.0.1:%d" % free_port()
+        # An operator's extra instance must not be scaled in under the
+        # test's feet: no scale-in on low load here.
+        secs.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
+        return (), None
+
+    def status_up(m):
+        m.url = "http://" + m.cfg["status"]["listen"]
+        wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+    return scenario(name, env=env, before=before, after_start=status_up, **sections)
 
 
 def metrics(m):
@@ -663,13 +653,16 @@ def metrics(m):
 @with_status("metrics")
 def metrics_parsed_by_prometheus_client(m):
     s = m.wait_running(2)
-    wait_for(lambda: metrics(m).get(("asg_probes_total", ())), 5, "probes counted")
+    ids = sorted(i["id"] for i in s["instances"])
+
+    def loads(x):
+        return {dict(k[1])["instance"]: v for k, v in x.items() if k[0] == "asg_instance_load"}
+    # An instance appears in asg_instance_load once it has answered a probe.
+    wait_for(lambda: sorted(loads(metrics(m))) == ids, 5, "a load sample of every instance")
     x = metrics(m)
     assert x[("asg_instances", (("state", "running"),))] == 2, x
     assert x[("asg_group_max_instances", ())] == 4 and x[("asg_group_min_instances", ())] == 2
-    ids = sorted(i["id"] for i in s["instances"])
-    loads = {dict(k[1])["instance"]: v for k, v in x.items() if k[0] == "asg_instance_load"}
-    assert sorted(loads) == ids and all(0 <= v <= 1 for v in loads.values()), loads
+    assert all(0 <= v <= 1 for v in loads(x).values()), loads(x)
     buckets = sorted((float(dict(k[1])["le"]), v) for k, v in x.items()
                      if k[0] == "asg_probe_duration_seconds_bucket")
     assert [b[1] for b in buckets] == sorted(b[1] for b in buckets), "buckets not cumulative"
