@@ -3,7 +3,7 @@
 #include "../agent/walk.h"
 #include "check_suites.h"
 
-#define STEPS 20000
+#define STEPS 5000
 
 START_TEST(test_step_bounded_and_in_range)
 {
