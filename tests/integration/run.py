@@ -354,6 +354,57 @@ def sigterm_drains_and_leaves_nothing(m):
     assert "deregistered" in m.log()
 
 
+@with_manager("names")
+def roles_are_named_in_ps(m):
+    s = m.status()
+    for role in ("monitor", "controller"):
+        pid = s["processes"][role]
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().split(b"\0")[0].decode()
+        assert args == "asgd: " + role, (role, args)
+        r = run(["ps", "-o", "args=", "-p", str(pid)])
+        assert r.stdout.strip() == "asgd: " + role, r.stdout
+
+
+@test
+def fatal_role_exit_stops_the_manager():
+    """The monitor cannot bind (the port is taken): it exits with its
+    fatal code, and the supervisor stops instead of restarting it."""
+    import socket as sk
+    taken = sk.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    m = Manager("fatal", monitor={"listen": "127.0.0.1:%d" % taken.getsockname()[1]})
+    try:
+        m.start(wait=False)
+        rc = m.proc.wait(timeout=15 * SLOW)
+        assert rc == 1, rc
+        log = m.log()
+        assert "monitor exited with its fatal code 2" in log and "stopping the manager" in log, log
+        assert "monitor.listen: cannot listen on" in log, log
+        assert not os.path.exists("/dev/shm" + m.shm) and not os.path.exists(m.pidfile)
+    finally:
+        taken.close()
+        m.cleanup()
+
+
+@test
+def restarts_back_off_when_a_role_keeps_dying():
+    m = Manager("backoff")
+    try:
+        m.start()
+        for _ in range(3):
+            old = m.pid("monitor")
+            kill_pid(old)
+            wait_for(lambda: m.pid("monitor") not in (None, old), 10, "monitor back")
+        log = m.log()
+        assert "monitor will restart in 0 ms (death 1 in a row)" in log, log
+        assert "monitor will restart in 250 ms (death 2 in a row)" in log, log
+        assert "monitor will restart in 500 ms (death 3 in a row)" in log, log
+    finally:
+        m.cleanup()
+
+
 @with_manager("twice")
 def second_manager_refused(m):
     r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
