@@ -7,8 +7,14 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 
-# SAN=1 builds with AddressSanitizer + UBSan into build/asan.
-ifeq ($(SAN),1)
+# SAN=1 builds with AddressSanitizer + UBSan into build/asan; SAN=fuzz
+# with clang's libFuzzer instrumentation into build/fuzz (make fuzz).
+ifeq ($(SAN),fuzz)
+BUILD   ?= build/fuzz
+BINDIR  ?= build/fuzz/bin
+SANFLAGS = -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer
+OPT      = -O1
+else ifeq ($(SAN),1)
 BUILD   ?= build/asan
 BINDIR  ?= build/asan/bin
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -39,7 +45,7 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c common/strbuf.c common/ctlsock.c shm/table.c \
           proto/rpc.c status/render.c \
-          agent/walk.c controller/policy.c controller/provider_local.c \
+          agent/walk.c agent/service.c controller/policy.c controller/provider_local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c controller/provider_ec2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
@@ -58,7 +64,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-.PHONY: all run test test-all deps test-deps clean install unit integration asan-test help
+.PHONY: all run test test-all deps test-deps fuzz fuzz-run fuzz-replay clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(PROGRAMS)
@@ -94,8 +100,46 @@ unit-bin: $(UNIT_BIN)
 
 # Each Check test is bounded: 60 s (its default of 4 s is too tight for a
 # sanitized build on a busy 2-core machine).
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) fuzz-replay
 	ASG_BIN=$(BINDIR) ASAN_OPTIONS=detect_leaks=1 CK_DEFAULT_TIMEOUT=60 $(UNIT_BIN)
+
+# ---- fuzzing ----
+# Each target in tests/fuzz/fuzz_NAME.c; tests/fuzz/corpus/NAME holds its
+# seeds and every input that ever crashed it. `make test` replays them all
+# (tests/fuzz/replay.c, no libFuzzer needed); `make fuzz` runs libFuzzer on
+# each for FUZZ_SECONDS.
+FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc
+FUZZ_SECONDS ?= 60
+FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o $(BUILD)/supervisor/roles.o
+EC2_SAMPLES = $(wildcard ../shared/testdata/aws/ec2-responses/*/)
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< tests/fuzz/replay.c $(FUZZ_OBJS) $(LIB) $(LDFLAGS) $(LIBS)
+
+LSAN_SUPP = LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp
+
+fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+	@for t in $(FUZZ_TARGETS); do $(LSAN_SUPP) $(BUILD)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIB) $(LDFLAGS) $(LIBS)
+
+fuzz: test-deps
+	@./scripts/install-deps.sh --fuzz
+	@$(MAKE) --no-print-directory SAN=fuzz CC=clang fuzz-run
+
+fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/corpus/$$t $(BUILD)/crashes/$$t; \
+	  extra=; [ $$t = ec2_xml ] && extra="$(EC2_SAMPLES)"; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(LSAN_SUPP) $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/crashes/$$t/ $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t $$extra \
+	    2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done" ; \
+	  if ls $(BUILD)/crashes/$$t/* >/dev/null 2>&1; then echo "CRASH in $$t: $(BUILD)/crashes/$$t"; exit 1; fi; \
+	done
 
 integration: all
 	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(PYTHON) tests/integration/run.py

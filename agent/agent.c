@@ -18,43 +18,8 @@
 #include "../proto/rpc.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
+#include "service.h"
 #include "walk.h"
-
-#define TICK_MS 100
-#define BACKOFF_MIN_MS 200
-#define BACKOFF_MAX_MS 10000
-
-enum reg_state { REG_NONE, REG_IN_FLIGHT, REG_DONE, REG_WAIT };
-
-/* --load-source proc: the machine's real cpu (deltas of /proc/stat) and
- * memory (1 - MemAvailable / MemTotal), sampled once a second. */
-struct proc_sampler {
-    unsigned long long total, idle;
-    double cpu, mem;
-    int64_t next_ms;
-};
-
-struct agent {
-    char id[64];
-    char address[64];       /* advertised to the manager */
-    char manager[64];
-    grpc_completion_queue *cq;
-    grpc_channel *mgr;
-    struct walk walk;
-    bool pinned;
-    bool draining;
-    bool from_proc;            /* --load-source proc */
-    struct proc_sampler ps;
-    uint64_t answered;
-    int64_t started_ms;
-    int64_t last_ping_ms;
-    /* registration */
-    enum reg_state reg;
-    int64_t reg_next_ms;
-    int backoff_ms;
-    uint32_t probe_interval_ms;
-    bool dereg_done;
-};
 
 static void usage(FILE *f)
 {
@@ -70,154 +35,6 @@ static void usage(FILE *f)
             "  --start-load initial simulated load, 0..1 (default 0.3)\n"
             "  --load-source sim|proc  simulated random walk (default), or this\n"
             "               machine's real cpu and memory from /proc\n");
-}
-
-/* ---- load sources ---- */
-
-static void proc_sample(struct proc_sampler *ps)
-{
-    unsigned long long v[8] = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8) {
-            unsigned long long total = 0, idle = v[3] + v[4]; /* idle + iowait */
-            for (int i = 0; i < 8; i++)
-                total += v[i];
-            if (ps->total && total > ps->total) {
-                double busy = 1.0 - (double)(idle - ps->idle) / (double)(total - ps->total);
-                ps->cpu = busy < 0 ? 0 : busy > 1 ? 1 : busy;
-            }
-            ps->total = total;
-            ps->idle = idle;
-        }
-        fclose(f);
-    }
-    f = fopen("/proc/meminfo", "r");
-    if (f) {
-        char line[128];
-        unsigned long long total = 0, avail = 0, x;
-        while (fgets(line, sizeof line, f)) {
-            if (sscanf(line, "MemTotal: %llu kB", &x) == 1)
-                total = x;
-            else if (sscanf(line, "MemAvailable: %llu kB", &x) == 1)
-                avail = x;
-        }
-        fclose(f);
-        if (total && avail <= total)
-            ps->mem = 1.0 - (double)avail / (double)total;
-    }
-}
-
-static double sim_cpu(const struct agent *a) { return a->from_proc ? a->ps.cpu : a->walk.x; }
-static double sim_mem(const struct agent *a) { return a->from_proc ? a->ps.mem : 0.2 + 0.5 * a->walk.x; }
-
-/* One tick: the simulated walk steps, or the real figures are sampled;
- * a pinned load stays where the operator put it. */
-static void load_tick(struct agent *a, int64_t now)
-{
-    if (a->from_proc) {
-        if (now >= a->ps.next_ms) {
-            proc_sample(&a->ps);
-            a->ps.next_ms = now + 1000;
-            if (!a->pinned)
-                a->walk.x = a->ps.cpu;
-        }
-    } else if (!a->pinned) {
-        walk_step(&a->walk);
-    }
-}
-
-/* ---- handlers ---- */
-
-static void h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
-{
-    struct agent *a = ctx;
-    Asg__V1__PingRequest *in = asg__v1__ping_request__unpack(NULL, len, req);
-    if (!in) {
-        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed PingRequest");
-        return;
-    }
-    a->last_ping_ms = now_ms();
-    Asg__V1__PingReply r = ASG__V1__PING_REPLY__INIT;
-    r.instance_id = a->id;
-    r.load = a->walk.x;
-    r.seq = in->seq;
-    r.cpu = sim_cpu(a);
-    r.mem = sim_mem(a);
-    r.answered = ++a->answered;
-    rpc_reply_msg(out, &r.base);
-    asg__v1__ping_request__free_unpacked(in, NULL);
-}
-
-static void h_metrics(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
-{
-    struct agent *a = ctx;
-    Asg__V1__MetricsRequest *in = asg__v1__metrics_request__unpack(NULL, len, req);
-    if (!in) {
-        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed MetricsRequest");
-        return;
-    }
-    asg__v1__metrics_request__free_unpacked(in, NULL);
-    Asg__V1__MetricsReply r = ASG__V1__METRICS_REPLY__INIT;
-    r.instance_id = a->id;
-    r.load = a->walk.x;
-    r.cpu = sim_cpu(a);
-    r.mem = sim_mem(a);
-    r.uptime_ms = (uint64_t)(now_ms() - a->started_ms);
-    r.sample_time_ms = wall_ms();
-    r.load_pinned = a->pinned;
-    rpc_reply_msg(out, &r.base);
-}
-
-static void h_set_load(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
-{
-    struct agent *a = ctx;
-    Asg__V1__SetLoadRequest *in = asg__v1__set_load_request__unpack(NULL, len, req);
-    if (!in) {
-        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed SetLoadRequest");
-        return;
-    }
-    if (!in->release && (!isfinite(in->load) || in->load < 0.0 || in->load > 1.0)) {
-        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT,
-                        "load %g is outside 0..1", in->load);
-        asg__v1__set_load_request__free_unpacked(in, NULL);
-        return;
-    }
-    if (in->release) {
-        a->pinned = false;
-        log_info("load released to the random walk at %.3f", a->walk.x);
-    } else {
-        a->pinned = true;
-        a->walk.x = in->load;
-        log_info("load pinned to %.3f", in->load);
-    }
-    asg__v1__set_load_request__free_unpacked(in, NULL);
-    Asg__V1__SetLoadReply r = ASG__V1__SET_LOAD_REPLY__INIT;
-    r.load = a->walk.x;
-    r.pinned = a->pinned;
-    rpc_reply_msg(out, &r.base);
-}
-
-static void h_health(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
-{
-    struct agent *a = ctx;
-    Grpc__Health__V1__HealthCheckRequest *in =
-        grpc__health__v1__health_check_request__unpack(NULL, len, req);
-    if (!in) {
-        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest");
-        return;
-    }
-    bool known = in->service[0] == '\0' || strcmp(in->service, "asg.v1.Agent") == 0;
-    if (!known) {
-        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.64s'", in->service);
-    } else {
-        Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-        r.status = a->draining ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-                               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-        rpc_reply_msg(out, &r.base);
-    }
-    grpc__health__v1__health_check_request__free_unpacked(in, NULL);
 }
 
 /* ---- registration with the manager ---- */
@@ -426,8 +243,8 @@ int main(int argc, char **argv)
     grpc_init();
     a.cq = rpc_cq_create();
     struct rpc_method methods[] = {
-        {M_AGENT_PING, h_ping, &a}, {M_AGENT_GET_METRICS, h_metrics, &a},
-        {M_AGENT_SET_LOAD, h_set_load, &a}, {M_HEALTH_CHECK, h_health, &a}};
+        {M_AGENT_PING, agent_h_ping, &a}, {M_AGENT_GET_METRICS, agent_h_metrics, &a},
+        {M_AGENT_SET_LOAD, agent_h_set_load, &a}, {M_HEALTH_CHECK, agent_h_health, &a}};
     char err[256];
     int port = 0;
     struct rpc_server *srv = rpc_server_start(listen, methods, 4, a.cq, &port, err, sizeof err);
@@ -453,7 +270,7 @@ int main(int argc, char **argv)
     while (!g_sig.term) {
         int64_t now = now_ms();
         if (now >= next_tick) {
-            load_tick(&a, now);
+            agent_load_tick(&a, now);
             next_tick += TICK_MS;
             if (next_tick < now)
                 next_tick = now + TICK_MS;

@@ -16,35 +16,7 @@
 #include "../proto/rpc.h"
 #include "../supervisor/roles.h"
 #include "asg.pb-c.h"
-
-#define LOCK_WAIT_MS 1000
-
-/* Per table slot: the channel to its agent and the probe in flight. */
-struct slot {
-    grpc_channel *ch;
-    char addr[TABLE_ADDR_MAX];
-    uint64_t incarnation;     /* of the row the channel belongs to */
-    bool in_flight;
-};
-
-struct probe {
-    struct monitor *m;
-    uint32_t slot;
-    uint64_t incarnation;
-    uint64_t seq;
-    int64_t sent_us;
-};
-
-struct monitor {
-    struct table *t;
-    struct asg_config cfg;
-    uint64_t cfg_gen;
-    grpc_completion_queue *cq;
-    struct slot *slots;
-    uint32_t nslots;
-    uint64_t seq;
-    uint32_t outstanding;     /* probes of the current round */
-};
+#include "monitor.h"
 
 /* ---- Register / Deregister ---- */
 
@@ -105,7 +77,7 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
     return true;
 }
 
-static void h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void monitor_h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
 {
     struct monitor *m = ctx;
     Asg__V1__RegisterRequest *in = asg__v1__register_request__unpack(NULL, len, req);
@@ -139,7 +111,7 @@ static void h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_rep
     asg__v1__register_request__free_unpacked(in, NULL);
 }
 
-static void h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
 {
     struct monitor *m = ctx;
     Asg__V1__DeregisterRequest *in = asg__v1__deregister_request__unpack(NULL, len, req);
@@ -386,8 +358,8 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     m.slots = calloc(m.nslots, sizeof *m.slots);
     if (!m.slots)
         abort();
-    struct rpc_method methods[] = {{M_MONITOR_REGISTER, h_register, &m},
-                                   {M_MONITOR_DEREGISTER, h_deregister, &m}};
+    struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m},
+                                   {M_MONITOR_DEREGISTER, monitor_h_deregister, &m}};
     char bound[TABLE_ADDR_MAX];
     struct rpc_server *srv = listen_monitor(&m, methods, bound, sizeof bound);
     if (!srv) {

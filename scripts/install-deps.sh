@@ -4,6 +4,7 @@
 # (no apt-get update, no network).
 #   scripts/install-deps.sh          to build and run
 #   scripts/install-deps.sh --test   also what the tests use
+#   scripts/install-deps.sh --fuzz   also clang and libFuzzer (make fuzz)
 set -eu
 
 PACKAGES="
@@ -19,10 +20,13 @@ python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
 "
 
+FUZZ_PACKAGES="clang libclang-rt-14-dev"
+
 case "${1:-}" in
     --test) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
+    --fuzz) PACKAGES="$PACKAGES $FUZZ_PACKAGES" ;;
     "") ;;
-    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--test|--fuzz]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -1,0 +1,163 @@
+/* The agent's service: its state, its load sources and the handlers of
+ * Agent (Ping, GetMetrics, SetLoad) and grpc.health.v1.Health/Check.
+ * Apart from main (agent.c) so that tests and fuzzers can call them. */
+#define _GNU_SOURCE
+#include "service.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "asg.pb-c.h"
+#include "health.pb-c.h"
+
+/* ---- load sources ---- */
+
+void agent_proc_sample(struct proc_sampler *ps)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            unsigned long long total = 0, idle = v[3] + v[4]; /* idle + iowait */
+            for (int i = 0; i < 8; i++)
+                total += v[i];
+            if (ps->total && total > ps->total) {
+                double busy = 1.0 - (double)(idle - ps->idle) / (double)(total - ps->total);
+                ps->cpu = busy < 0 ? 0 : busy > 1 ? 1 : busy;
+            }
+            ps->total = total;
+            ps->idle = idle;
+        }
+        fclose(f);
+    }
+    f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[128];
+        unsigned long long total = 0, avail = 0, x;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemTotal: %llu kB", &x) == 1)
+                total = x;
+            else if (sscanf(line, "MemAvailable: %llu kB", &x) == 1)
+                avail = x;
+        }
+        fclose(f);
+        if (total && avail <= total)
+            ps->mem = 1.0 - (double)avail / (double)total;
+    }
+}
+
+static double agent_cpu(const struct agent *a) { return a->from_proc ? a->ps.cpu : a->walk.x; }
+static double agent_mem(const struct agent *a) { return a->from_proc ? a->ps.mem : 0.2 + 0.5 * a->walk.x; }
+
+/* One tick: the simulated walk steps, or the real figures are sampled;
+ * a pinned load stays where the operator put it. */
+void agent_load_tick(struct agent *a, int64_t now)
+{
+    if (a->from_proc) {
+        if (now >= a->ps.next_ms) {
+            agent_proc_sample(&a->ps);
+            a->ps.next_ms = now + 1000;
+            if (!a->pinned)
+                a->walk.x = a->ps.cpu;
+        }
+    } else if (!a->pinned) {
+        walk_step(&a->walk);
+    }
+}
+
+/* ---- handlers ---- */
+
+void agent_h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+{
+    struct agent *a = ctx;
+    Asg__V1__PingRequest *in = asg__v1__ping_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed PingRequest");
+        return;
+    }
+    a->last_ping_ms = now_ms();
+    Asg__V1__PingReply r = ASG__V1__PING_REPLY__INIT;
+    r.instance_id = a->id;
+    r.load = a->walk.x;
+    r.seq = in->seq;
+    r.cpu = agent_cpu(a);
+    r.mem = agent_mem(a);
+    r.answered = ++a->answered;
+    rpc_reply_msg(out, &r.base);
+    asg__v1__ping_request__free_unpacked(in, NULL);
+}
+
+void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+{
+    struct agent *a = ctx;
+    Asg__V1__MetricsRequest *in = asg__v1__metrics_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed MetricsRequest");
+        return;
+    }
+    asg__v1__metrics_request__free_unpacked(in, NULL);
+    Asg__V1__MetricsReply r = ASG__V1__METRICS_REPLY__INIT;
+    r.instance_id = a->id;
+    r.load = a->walk.x;
+    r.cpu = agent_cpu(a);
+    r.mem = agent_mem(a);
+    r.uptime_ms = (uint64_t)(now_ms() - a->started_ms);
+    r.sample_time_ms = wall_ms();
+    r.load_pinned = a->pinned;
+    rpc_reply_msg(out, &r.base);
+}
+
+void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+{
+    struct agent *a = ctx;
+    Asg__V1__SetLoadRequest *in = asg__v1__set_load_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed SetLoadRequest");
+        return;
+    }
+    if (!in->release && (!isfinite(in->load) || in->load < 0.0 || in->load > 1.0)) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT,
+                        "load %g is outside 0..1", in->load);
+        asg__v1__set_load_request__free_unpacked(in, NULL);
+        return;
+    }
+    if (in->release) {
+        a->pinned = false;
+        log_info("load released to the random walk at %.3f", a->walk.x);
+    } else {
+        a->pinned = true;
+        a->walk.x = in->load;
+        log_info("load pinned to %.3f", in->load);
+    }
+    asg__v1__set_load_request__free_unpacked(in, NULL);
+    Asg__V1__SetLoadReply r = ASG__V1__SET_LOAD_REPLY__INIT;
+    r.load = a->walk.x;
+    r.pinned = a->pinned;
+    rpc_reply_msg(out, &r.base);
+}
+
+void agent_h_health(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+{
+    struct agent *a = ctx;
+    Grpc__Health__V1__HealthCheckRequest *in =
+        grpc__health__v1__health_check_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest");
+        return;
+    }
+    bool known = in->service[0] == '\0' || strcmp(in->service, "asg.v1.Agent") == 0;
+    if (!known) {
+        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.64s'", in->service);
+    } else {
+        Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+        r.status = a->draining ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+                               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        rpc_reply_msg(out, &r.base);
+    }
+    grpc__health__v1__health_check_request__free_unpacked(in, NULL);
+}
+

@@ -1,0 +1,58 @@
+/* asg-agent's state and request handlers (see service.c). */
+#ifndef ASG_AGENT_SERVICE_H
+#define ASG_AGENT_SERVICE_H
+
+#include <grpc/grpc.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../proto/rpc.h"
+#include "walk.h"
+
+#define TICK_MS 100
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+
+enum reg_state { REG_NONE, REG_IN_FLIGHT, REG_DONE, REG_WAIT };
+
+/* --load-source proc: the machine's real cpu (deltas of /proc/stat) and
+ * memory (1 - MemAvailable / MemTotal), sampled once a second. */
+struct proc_sampler {
+    unsigned long long total, idle;
+    double cpu, mem;
+    int64_t next_ms;
+};
+
+struct agent {
+    char id[64];
+    char address[64];       /* advertised to the manager */
+    char manager[64];
+    grpc_completion_queue *cq;
+    grpc_channel *mgr;
+    struct walk walk;
+    bool pinned;
+    bool draining;
+    bool from_proc;            /* --load-source proc */
+    struct proc_sampler ps;
+    uint64_t answered;
+    int64_t started_ms;
+    int64_t last_ping_ms;
+    /* registration */
+    enum reg_state reg;
+    int64_t reg_next_ms;
+    int backoff_ms;
+    uint32_t probe_interval_ms;
+    bool dereg_done;
+};
+
+void agent_proc_sample(struct proc_sampler *ps);
+/* One 100 ms tick of the load: walk, or sample /proc; a pin holds. */
+void agent_load_tick(struct agent *a, int64_t now);
+
+/* Handlers (rpc_handler): every request is checked before use. */
+void agent_h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
+void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
+void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
+void agent_h_health(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
+
+#endif

@@ -1,0 +1,31 @@
+/* Fuzz target: the config loader (any bytes as a config file). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/config.h"
+#include "../../common/util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (!text)
+        return 0;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    struct asg_config c;
+    char err[512];
+    if (config_load_string(text, "fuzz.cfg", &c, err, sizeof err) == 0) {
+        /* Whatever is accepted obeys the rules between keys. */
+        if (c.max_instances < c.min_instances || c.desired_instances < c.min_instances ||
+            c.desired_instances > c.max_instances || c.scale_in_below >= c.scale_out_above ||
+            c.probe_timeout_ms >= c.probe_interval_ms || !memchr(c.group_name, 0, sizeof c.group_name))
+            abort();
+    } else if (strncmp(err, "fuzz.cfg", 8) != 0) {
+        abort(); /* every error names the file */
+    }
+    free(text);
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* Fuzz target: the Monitor service's Register and Deregister, against a
+ * real shared table. The first byte picks the method (and adoption). */
+#include <grpc/status.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../common/util.h"
+#include "../../monitor_s/monitor.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct table T;
+static char name[64];
+
+static void remove_table(void)
+{
+    table_detach(&T);
+    table_unlink(name);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct monitor m;
+    static unsigned runs;
+    if (!m.t) {
+        log_set_level(LOG_LVL_ERROR);
+        snprintf(name, sizeof name, "/asg-fuzz-%d", (int)getpid());
+        char err[256];
+        table_unlink(name);
+        if (table_create(name, 8, &T, err, sizeof err) != 0)
+            abort();
+        atexit(remove_table);
+        m.t = &T;
+        config_defaults(&m.cfg);
+    }
+    if (size == 0)
+        return 0;
+    if (++runs % 64 == 0) /* empty the table now and then: keep both paths */
+        for (uint32_t i = 0; i < T.hdr->capacity; i++)
+            T.rows[i].state = ROW_FREE;
+    m.cfg.adopt_unknown = (data[0] & 2) != 0;
+    struct rpc_reply r;
+    memset(&r, 0, sizeof r);
+    if (data[0] & 1)
+        monitor_h_deregister(&m, data + 1, size - 1, &r);
+    else
+        monitor_h_register(&m, data + 1, size - 1, &r);
+    if (r.status == GRPC_STATUS_OK && !r.data)
+        abort();
+    if (atomic_load(&T.hdr->lock_holder) != 0)
+        abort(); /* a handler never returns holding the lock */
+    for (uint32_t i = 0; i < T.hdr->capacity; i++)
+        if (T.rows[i].state != ROW_FREE && !valid_instance_id(T.rows[i].id, strlen(T.rows[i].id)))
+            abort(); /* nothing unchecked reaches the table */
+    free(r.data);
+    return 0;
+}
