@@ -451,7 +451,7 @@ int table_count(const struct table *t, uint32_t state)
 void table_note(struct table *t, uint32_t kind, const char *instance, int level,
                 const char *fmt, ...)
 {
-    char msg[160];
+    char msg[1000]; /* the log gets it whole; the event keeps what fits */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
