@@ -429,6 +429,24 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
     }
 }
 
+/* Instances found running are the group's own: the target rises to hold
+ * them (within max) rather than scaling them straight back in; the policy
+ * brings the size down on low load in its own time. */
+static void keep_adopted(struct ctl *c)
+{
+    struct table_hdr *h = c->t->hdr;
+    struct asg_config eff = effective_config(c);
+    int size = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_RUNNING);
+    int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
+    int keep = size > eff.max_instances ? eff.max_instances : size;
+    if (keep > target) {
+        hdr_write_begin(c->t);
+        h->ctl.target = keep;
+        hdr_write_end(c->t);
+        log_info("reconcile: target %d -> %d to keep the adopted instances", target, keep);
+    }
+}
+
 /* Makes the table and the provider agree: rows whose instance is gone are
  * dropped (the policy launches replacements), instances the table lacks
  * are adopted. Nothing is orphaned, nothing forgotten. */
@@ -465,9 +483,14 @@ static void reconcile(struct ctl *c)
             row_free(c, r, "the provider no longer has it");
         }
     }
+    int adopted = 0;
     for (size_t k = 0; k < n; k++)
-        if (!seen[k] && list[k].alive && !table_find(c->t, list[k].id))
+        if (!seen[k] && list[k].alive && !table_find(c->t, list[k].id)) {
             adopt(c, &list[k], now);
+            adopted++;
+        }
+    if (adopted)
+        keep_adopted(c);
     table_unlock(c->t);
     free(seen);
     free(list);

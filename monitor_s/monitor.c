@@ -43,12 +43,25 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
                      "(monitor.adopt_unknown = true accepts such agents)", in->instance_id);
             return false;
         }
+        /* Like attaching an instance to an AWS group: it joins the group
+         * and raises its target, within the maximum. */
+        struct table_hdr *h = m->t->hdr;
+        int target = h->ctl.target ? h->ctl.target : m->cfg.desired_instances;
         r = table_alloc_row(m->t, in->instance_id);
         if (!r) {
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
             snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->hdr->capacity);
             return false;
         }
+        if (target >= m->cfg.max_instances) {
+            r->state = ROW_FREE; /* give the slot back */
+            row_write_end(m->t, r);
+            snprintf(reason, rsize, "the group is at its maximum size (%d)", m->cfg.max_instances);
+            return false;
+        }
+        hdr_write_begin(m->t);
+        h->ctl.target = target + 1;
+        hdr_write_end(m->t);
         r->launch_ms = now;
         row_set_state(r, ROW_PENDING, "adopted on registration", now);
         row_write_end(m->t, r);

@@ -113,16 +113,13 @@ def agent_prints_bound_address_and_rejects_bad_args():
         assert r.returncode == 2 and why in r.stderr, (args, r.returncode, r.stderr)
 
 
-@test
-def interop_python_grpcio_client():
-    """Debian's python3-grpcio, with stubs generated now from our protos and
-    the official health.proto, talks to the agent."""
-    import tempfile
+def python_stubs():
+    """Python stubs generated now from our protos and the official
+    health.proto (copied to a flat path: as grpc/health/v1/ its module
+    would hide the installed grpc package; names on the wire unchanged)."""
     import shutil
+    import tempfile
     out = tempfile.mkdtemp(prefix="asg-py-")
-    # The official file, copied to a flat path: as grpc/health/v1/ its
-    # Python module would hide the installed grpc package. Package and
-    # wire names (grpc.health.v1.Health) are unchanged.
     shutil.copy("/usr/share/grpc-proto/grpc/health/v1/health.proto", out + "/official_health.proto")
     r = run(["protoc", "-I", ROOT + "/proto", "-I", out,
              "--python_out=" + out, "--grpc_python_out=" + out,
@@ -133,8 +130,17 @@ def interop_python_grpcio_client():
     import grpc
     import asg_pb2
     import asg_service_pb2_grpc
-    import official_health_pb2 as health_pb2
-    import official_health_pb2_grpc as health_pb2_grpc
+    import official_health_pb2
+    import official_health_pb2_grpc
+    return grpc, asg_pb2, asg_service_pb2_grpc, official_health_pb2, official_health_pb2_grpc
+
+
+@test
+def interop_python_grpcio_client():
+    """Debian's python3-grpcio, with stubs generated now from our protos and
+    the official health.proto, talks to the agent."""
+    import tempfile
+    grpc, asg_pb2, asg_service_pb2_grpc, health_pb2, health_pb2_grpc = python_stubs()
     p, addr = start_agent("--id", "py-1", "--seed", "3")
     try:
         with grpc.insecure_channel(addr) as ch:
@@ -480,6 +486,138 @@ def bad_configs_refused_by_check_and_by_reload(m):
     place_config(m, ("good", good, None, ""))
     m.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: m.status()["group"]["config_generation"] == gen + 1, 5, "good config reloaded")
+
+
+def mon_register_at_max(grpc, asg_pb2, stubs, s, maximum):
+    """Fills the group to its maximum with adopted ids; the next one must be
+    refused. Returns the last reply."""
+    r = None
+    with grpc.insecure_channel(s["group"]["monitor_address"]) as ch:
+        mon = stubs.MonitorStub(ch)
+        for k in range(maximum + 1):
+            r = mon.Register(asg_pb2.RegisterRequest(instance_id="extra-%d" % k,
+                                                      address="127.0.0.1:9"), timeout=5)
+            if not r.accepted:
+                assert "maximum size" in r.reason, r
+                return r
+    return r
+
+
+class JunkServer:
+    """A TCP server on 127.0.0.1 that answers every connection with junk
+    bytes, or with nothing at all (a hung peer)."""
+
+    def __init__(self, silent):
+        import socket as sk
+        import threading
+        self.sock = sk.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.silent = silent
+        self.conns = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if not self.silent:
+                try:
+                    c.sendall(os.urandom(4096))
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@with_manager("hostile", monitor={"adopt_unknown": True}, policy={"scale_in_below": 0.0},
+              group={"min_instances": 2, "desired_instances": 2, "max_instances": 6})
+def garbage_stalls_and_floods_do_not_hurt_the_manager(m):
+    grpc, asg_pb2, asg_service_pb2_grpc, _, _ = python_stubs()
+    s = m.wait_running(2)
+    ids = sorted(i["id"] for i in s["instances"])
+    pids = (s["processes"]["monitor"], s["processes"]["controller"])
+    junk, silent = JunkServer(False), JunkServer(True)
+    try:
+        with grpc.insecure_channel(s["group"]["monitor_address"]) as ch:
+            mon = asg_service_pb2_grpc.MonitorStub(ch)
+            for name, srv in (("junk-1", junk), ("silent-1", silent)):
+                r = mon.Register(asg_pb2.RegisterRequest(instance_id=name,
+                                                          address="127.0.0.1:%d" % srv.port), timeout=5)
+                assert r.accepted, r
+            # Both go unhealthy through probe misses (junk: protocol errors;
+            # silent: every probe hits its deadline) and leave the group.
+            for name in ("junk-1", "silent-1"):
+                m.wait_log(r"instance %s unhealthy: missed 3 probes" % name, 10)
+            # A flood of malformed registrations: each refused, nothing breaks.
+            bad = 0
+            for k in range(300):
+                ids_ = ["", "bad id %d" % k, "x" * (64 + k % 30), "-lead%d" % k, "ok%d" % k]
+                addrs = ["nowhere", "127.0.0.1:0", "127.0.0.1:99999", "[::1]:5", "h:5:6"]
+                try:
+                    mon.Register(asg_pb2.RegisterRequest(instance_id=ids_[k % 5],
+                                                          address=addrs[k % 5]), timeout=5)
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (k, e)
+                    bad += 1
+            assert bad == 300, bad
+            # A message beyond the 64 KiB limit is refused by the transport.
+            try:
+                mon.Register(asg_pb2.RegisterRequest(instance_id="big", agent_version="v" * 100000),
+                             timeout=5)
+                raise AssertionError("a 100 KB message was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+        rounds = m.status()["group"]["probe_rounds"]
+        wait_for(lambda: m.status()["group"]["probe_rounds"] > rounds + 3, 5, "probes go on")
+        # The two hostile ones had joined the group (raising its target to 4),
+        # so they are replaced; the original instances and roles live on.
+        wait_for(lambda: len(m.running()) == 4, 15, "hostile instances replaced")
+        s = m.status()
+        assert set(ids) <= {i["id"] for i in m.running(s)}, (ids, s["instances"])
+        assert not {"junk-1", "silent-1"} & {i["id"] for i in s["instances"]}
+        assert (s["processes"]["monitor"], s["processes"]["controller"]) == pids, "a role died"
+        r = mon_register_at_max(grpc, asg_pb2, asg_service_pb2_grpc, s, 6)
+        assert r is None or not r.accepted
+    finally:
+        junk.close()
+        silent.close()
+
+
+def open_files(pid, first=0):
+    """The files, pipes and sockets (with their inodes) a process holds."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        if int(fd) < first:
+            continue
+        try:
+            out.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
+
+
+@with_manager("fds")
+def launched_agents_inherit_no_descriptors(m):
+    """Everything the manager opens is close-on-exec: an agent it launches
+    shares nothing with it beyond stdin/stdout/stderr."""
+    s = m.wait_running(2)
+    manager = set()
+    for role in ("supervisor", "monitor", "controller"):
+        manager |= open_files(s["processes"][role])
+    # Only what has an identity can be compared: paths, pipe:[n], socket:[n]
+    # (an anon_inode's name is the same for every epoll or eventfd).
+    manager = {f for f in manager if f != "/dev/null" and not f.startswith("anon_inode:")}
+    for inst in s["instances"]:
+        shared = open_files(inst["pid"], first=3) & manager
+        assert not shared, (inst["id"], shared)
 
 
 @with_manager("twice")
