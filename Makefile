@@ -64,7 +64,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-.PHONY: all run test test-all deps test-deps fuzz fuzz-run fuzz-replay clean install unit integration asan-test help
+.PHONY: all run test test-all deps test-deps fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(PROGRAMS)
@@ -143,6 +143,12 @@ fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 integration: all
 	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(PYTHON) tests/integration/run.py
+	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/chaos.py --short
+
+# The long chaos run: 100 role kills and the rest, on 50 agents.
+chaos: test-deps
+	@$(MAKE) --no-print-directory all
+	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/chaos.py
 
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)

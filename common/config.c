@@ -77,6 +77,9 @@ static const struct keydef keys[] = {
     INT("shm.capacity", shm_capacity, 1, 100000),
     STR("supervisor.pidfile", pidfile),
     INT("supervisor.drain_timeout_ms", drain_timeout_ms, 100, 600000),
+    INT("supervisor.restart_stable_ms", restart_stable_ms, 100, HOUR_MS),
+    INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000),
+    INT("supervisor.restart_backoff_max_ms", restart_backoff_max_ms, 10, HOUR_MS),
     ENUM("supervisor.log_level", log_level, level_names),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -119,6 +122,9 @@ void config_defaults(struct asg_config *c)
     c->shm_capacity = 1024;
     copy_str(c->pidfile, sizeof c->pidfile, "/tmp/asgd.pid");
     c->drain_timeout_ms = 10000;
+    c->restart_stable_ms = 10000;
+    c->restart_backoff_ms = 250;
+    c->restart_backoff_max_ms = 30000;
     c->log_level = LOG_LVL_INFO;
 }
 
@@ -361,6 +367,9 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         return fail(e, lookup(cf, "group.max_instances"),
                     "group.max_instances (%d) exceeds shm.capacity (%d)",
                     c->max_instances, c->shm_capacity);
+    if (c->restart_backoff_max_ms < c->restart_backoff_ms)
+        return fail(e, lookup(cf, "supervisor.restart_backoff_max_ms"),
+                    "supervisor.restart_backoff_max_ms must be at least supervisor.restart_backoff_ms");
     if (c->pidfile[0] != '/')
         return fail(e, lookup(cf, "supervisor.pidfile"),
                     "supervisor.pidfile must be an absolute path");

@@ -63,6 +63,9 @@ struct asg_config {
     int shm_capacity;
     char pidfile[256];
     int drain_timeout_ms;
+    int restart_stable_ms;           /* up this long: next death restarts at once */
+    int restart_backoff_ms;          /* first delay after a quick death */
+    int restart_backoff_max_ms;
     int log_level;                  /* enum log_level */
 };
 

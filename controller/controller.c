@@ -47,6 +47,7 @@ struct ctl {
     uint64_t cfg_gen;
     struct provider prov;
     int launch_failures;
+    bool failed_this_round;    /* one backoff step per evaluation, however many fail */
     int64_t last_failure_ms;
     int64_t launch_not_before;
     int64_t last_reconcile;
@@ -106,6 +107,9 @@ static void mark_terminating(struct ctl *c, struct table_row *r, const char *why
 
 static void launch_backoff(struct ctl *c, int64_t now)
 {
+    if (c->failed_this_round)
+        return;
+    c->failed_this_round = true;
     c->launch_failures++;
     c->last_failure_ms = now;
     int shift = c->launch_failures > 7 ? 7 : c->launch_failures - 1;
@@ -160,7 +164,7 @@ static void plan_launch(struct ctl *c, const char *why, int64_t now)
     /* The row exists before the instance does: if we die in between, the
      * reconciliation ties the instance to it (by id or launch token). */
     struct table_row *r = table_alloc_row(c->t, id);
-    if (!r) {
+    if (!r) { /* converge counts free slots first; this is a bug if seen */
         log_error("cannot launch: the shared table is full (%u rows)", h->capacity);
         launch_backoff(c, now);
         return;
@@ -198,7 +202,13 @@ static void converge(struct ctl *c, const struct policy_input *in, int target,
             return;
         snprintf(why, sizeof why, "group at %d, target %d%s%.150s", size, target,
                  reason[0] ? ": " : "", reason);
-        for (int k = size; k < target; k++)
+        /* Rows still terminating hold their slots: launch into the free
+         * ones now, the rest once those are gone. Waiting is no failure. */
+        int free_rows = table_count(c->t, ROW_FREE);
+        int want = target - size < free_rows ? target - size : free_rows;
+        if (want < target - size)
+            log_debug("waiting for %d table slot(s) to free up", target - size - want);
+        for (int k = 0; k < want; k++)
             plan_launch(c, why, now);
     } else if (size > target) {
         snprintf(why, sizeof why, "scale in: group at %d, target %d%s%.150s", size, target,
@@ -334,6 +344,7 @@ static void evaluate(struct ctl *c)
     fault_point_locked("controller", c->t);
     struct table_hdr *h = c->t->hdr;
     int64_t now = now_ms();
+    c->failed_this_round = false;
     sweep(c, now);
     struct policy_input in;
     memset(&in, 0, sizeof in);

@@ -23,9 +23,7 @@
 #include "../shm/table.h"
 #include "roles.h"
 
-#define STABLE_MS 10000      /* up this long: the next death restarts at once */
-#define BACKOFF_FIRST_MS 250
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_FORK_MS 250 /* a failed fork() */
 
 enum child_state { CH_STOPPED, CH_RUNNING, CH_WAITING };
 
@@ -122,9 +120,9 @@ static void start_child(struct child *c)
 {
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("fork %s: %s; retrying in %d ms", c->role, strerror(errno), BACKOFF_FIRST_MS);
+        log_error("fork %s: %s; retrying in %d ms", c->role, strerror(errno), BACKOFF_FORK_MS);
         c->state = CH_WAITING;
-        c->restart_at_ms = now_ms() + BACKOFF_FIRST_MS;
+        c->restart_at_ms = now_ms() + BACKOFF_FORK_MS;
         return;
     }
     if (pid == 0) {
@@ -164,19 +162,19 @@ static struct child *child_by_pid(pid_t pid)
 
 static void begin_drain(int code);
 
-/* Restart at once after a long life; after short lives, back off:
- * 250 ms, 500 ms, 1 s, ... up to 30 s. */
+/* Restart at once after a long life (supervisor.restart_stable_ms); after
+ * short lives, back off: 250 ms, 500 ms, 1 s, ... up to 30 s (defaults). */
 static void schedule_restart(struct child *c, int64_t now)
 {
-    if (now - c->started_ms >= STABLE_MS)
+    if (now - c->started_ms >= S.cfg.restart_stable_ms)
         c->failures = 0;
     c->failures++;
     int64_t delay = 0;
     if (c->failures > 1) {
-        int shift = c->failures - 2 > 7 ? 7 : c->failures - 2;
-        delay = (int64_t)BACKOFF_FIRST_MS << shift;
-        if (delay > BACKOFF_MAX_MS)
-            delay = BACKOFF_MAX_MS;
+        int shift = c->failures - 2 > 16 ? 16 : c->failures - 2;
+        delay = (int64_t)S.cfg.restart_backoff_ms << shift;
+        if (delay > S.cfg.restart_backoff_max_ms)
+            delay = S.cfg.restart_backoff_max_ms;
     }
     c->state = CH_WAITING;
     c->restart_at_ms = now + delay;
