@@ -34,7 +34,9 @@ static void usage(FILE *f)
             "  --seed       seed of the simulated load (default: from time and pid)\n"
             "  --start-load initial simulated load, 0..1 (default 0.3)\n"
             "  --load-source sim|proc  simulated random walk (default), or this\n"
-            "               machine's real cpu and memory from /proc\n");
+            "               machine's real cpu and memory from /proc\n"
+            "  --tls-ca FILE --tls-cert FILE --tls-key FILE  mutual TLS: serve and\n"
+            "               call the manager with this certificate (all three, or none)\n");
 }
 
 /* ---- registration with the manager ---- */
@@ -152,11 +154,14 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
         {"manager", required_argument, NULL, 'm'}, {"advertise", required_argument, NULL, 'a'},
         {"seed", required_argument, NULL, 's'}, {"start-load", required_argument, NULL, 'L'},
         {"load-source", required_argument, NULL, 'S'},
+        {"tls-ca", required_argument, NULL, 'A'}, {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     char why[128];
     int c;
-    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:hV", opts, NULL)) != -1) {
+    const char *tls[3] = {NULL, NULL, NULL};
+    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:A:C:K:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
@@ -208,6 +213,9 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
             }
             a->from_proc = strcmp(optarg, "proc") == 0;
             break;
+        case 'A': tls[0] = optarg; break;
+        case 'C': tls[1] = optarg; break;
+        case 'K': tls[2] = optarg; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("asg-agent %s\n", ASG_VERSION); exit(0);
         default: usage(stderr); return -1;
@@ -215,6 +223,15 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
     }
     if (optind < argc) {
         fprintf(stderr, "asg-agent: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if ((tls[0] || tls[1] || tls[2]) && !(tls[0] && tls[1] && tls[2])) {
+        fprintf(stderr, "asg-agent: --tls-ca, --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    char err[256];
+    if (tls[0] && rpc_tls_load(&a->tls, tls[0], tls[1], tls[2], err, sizeof err) != 0) {
+        fprintf(stderr, "asg-agent: %s\n", err);
         return -1;
     }
     if (!listen[0]) {
@@ -247,7 +264,7 @@ int main(int argc, char **argv)
         {M_AGENT_SET_LOAD, agent_h_set_load, &a}, {M_HEALTH_CHECK, agent_h_health, &a}};
     char err[256];
     int port = 0;
-    struct rpc_server *srv = rpc_server_start(listen, methods, 4, a.cq, &port, err, sizeof err);
+    struct rpc_server *srv = rpc_server_start(listen, methods, 4, a.cq, &a.tls, &port, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         grpc_completion_queue_destroy(a.cq);
@@ -264,7 +281,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     log_info("serving as %s on %s%s%s", a.id, bound, a.manager[0] ? ", manager " : "", a.manager);
     if (a.manager[0])
-        a.mgr = rpc_channel_create(a.manager);
+        a.mgr = rpc_channel_create(a.manager, &a.tls, RPC_MANAGER_NAME);
 
     int64_t next_tick = now_ms() + TICK_MS;
     while (!g_sig.term) {
@@ -288,5 +305,6 @@ int main(int argc, char **argv)
         grpc_channel_destroy(a.mgr);
     rpc_shutdown(srv, a.cq);
     grpc_shutdown();
+    rpc_tls_free(&a.tls);
     return 0;
 }

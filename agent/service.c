@@ -71,9 +71,10 @@ void agent_load_tick(struct agent *a, int64_t now)
 
 /* ---- handlers ---- */
 
-void agent_h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
+    (void)peer; /* the CA signs only the manager's client certificate */
     Asg__V1__PingRequest *in = asg__v1__ping_request__unpack(NULL, len, req);
     if (!in) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed PingRequest");
@@ -91,9 +92,10 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *o
     asg__v1__ping_request__free_unpacked(in, NULL);
 }
 
-void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
+    (void)peer;
     Asg__V1__MetricsRequest *in = asg__v1__metrics_request__unpack(NULL, len, req);
     if (!in) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed MetricsRequest");
@@ -111,9 +113,10 @@ void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, struct rpc_reply
     rpc_reply_msg(out, &r.base);
 }
 
-void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
+    (void)peer;
     Asg__V1__SetLoadRequest *in = asg__v1__set_load_request__unpack(NULL, len, req);
     if (!in) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed SetLoadRequest");
@@ -140,9 +143,10 @@ void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, struct rpc_repl
     rpc_reply_msg(out, &r.base);
 }
 
-void agent_h_health(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void agent_h_health(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
+    (void)peer;
     Grpc__Health__V1__HealthCheckRequest *in =
         grpc__health__v1__health_check_request__unpack(NULL, len, req);
     if (!in) {

@@ -43,6 +43,7 @@ struct agent {
     int backoff_ms;
     uint32_t probe_interval_ms;
     bool dereg_done;
+    struct rpc_tls tls;        /* --tls-*: all or nothing */
 };
 
 void agent_proc_sample(struct proc_sampler *ps);
@@ -50,9 +51,9 @@ void agent_proc_sample(struct proc_sampler *ps);
 void agent_load_tick(struct agent *a, int64_t now);
 
 /* Handlers (rpc_handler): every request is checked before use. */
-void agent_h_ping(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
-void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
-void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
-void agent_h_health(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
+void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);
+void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);
+void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);
+void agent_h_health(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);
 
 #endif

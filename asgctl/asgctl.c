@@ -223,7 +223,7 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
     return st;
 }
 
-static int cmd_probe(const char *addr, bool json)
+static int cmd_probe(const char *addr, bool json, const struct rpc_tls *tls)
 {
     char why[128];
     if (!valid_address(addr, strlen(addr), false, why, sizeof why)) {
@@ -231,7 +231,7 @@ static int cmd_probe(const char *addr, bool json)
         return 2;
     }
     grpc_init();
-    grpc_channel *ch = rpc_channel_create(addr);
+    grpc_channel *ch = rpc_channel_create(addr, tls, RPC_AGENT_NAME);
     char det[256];
     uint8_t *data;
     size_t len;
@@ -326,7 +326,7 @@ static int parse_percent(const char *s, double *out, bool *release)
     return 0;
 }
 
-static int cmd_load(const char *shm, const char *who, const char *pct)
+static int cmd_load(const char *shm, const char *who, const char *pct, const struct rpc_tls *tls)
 {
     double load = 0;
     bool release = false;
@@ -352,7 +352,7 @@ static int cmd_load(const char *shm, const char *who, const char *pct)
             continue;
         if (all && r.state != ROW_RUNNING && r.state != ROW_PENDING)
             continue;
-        grpc_channel *ch = rpc_channel_create(r.addr);
+        grpc_channel *ch = rpc_channel_create(r.addr, tls, RPC_AGENT_NAME);
         Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
         q.release = release;
         q.load = load;
@@ -459,6 +459,15 @@ int main(int argc, char **argv)
     }
     if (!shm)
         shm = cfg.shm_name;
+    /* With tls.* in the config, asgctl talks to agents as the manager. */
+    struct rpc_tls tls = {NULL, NULL, NULL};
+    if (cfg.tls_ca[0]) {
+        char err[512];
+        if (rpc_tls_load(&tls, cfg.tls_ca, cfg.tls_cert, cfg.tls_key, err, sizeof err) != 0) {
+            fprintf(stderr, "asgctl: tls: %s\n", err);
+            return 2;
+        }
+    }
     if (i >= argc) {
         usage(stderr);
         return 2;
@@ -469,9 +478,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 && rest == (json ? 1 : 0))
         return cmd_status(shm, json);
     if (strcmp(cmd, "probe") == 0 && rest == (json ? 2 : 1))
-        return cmd_probe(argv[i], json);
+        return cmd_probe(argv[i], json, &tls);
     if (strcmp(cmd, "load") == 0 && rest == 2)
-        return cmd_load(shm, argv[i], argv[i + 1]);
+        return cmd_load(shm, argv[i], argv[i + 1], &tls);
     if (strcmp(cmd, "events") == 0) {
         uint64_t n = 20;
         int want = json ? 1 : 0;

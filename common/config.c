@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM, K_STRLIST };
 
@@ -71,6 +72,11 @@ static const struct keydef keys[] = {
     INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000),
     STR("provider.ec2.manager_address", ec2_manager_address),
     STR("provider.ec2.agent_path", ec2_agent_path),
+    STR("tls.ca", tls_ca),
+    STR("tls.cert", tls_cert),
+    STR("tls.key", tls_key),
+    STR("tls.agent_cert", tls_agent_cert),
+    STR("tls.agent_key", tls_agent_key),
     STR("status.listen", status_listen),
     STR("status.token", status_token),
     STR("shm.name", shm_name),
@@ -324,6 +330,28 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
     return 0;
 }
 
+static int check_tls(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    const char *paths[] = {c->tls_ca, c->tls_cert, c->tls_key, c->tls_agent_cert, c->tls_agent_key};
+    const char *names[] = {"tls.ca", "tls.cert", "tls.key", "tls.agent_cert", "tls.agent_key"};
+    bool on = c->tls_ca[0] || c->tls_cert[0] || c->tls_key[0];
+    if (on && !(c->tls_ca[0] && c->tls_cert[0] && c->tls_key[0]))
+        return fail(e, lookup(cf, "tls.ca") ? lookup(cf, "tls.ca") : lookup(cf, "tls.cert"),
+                    "tls.ca, tls.cert and tls.key go together");
+    if (!on && (c->tls_agent_cert[0] || c->tls_agent_key[0]))
+        return fail(e, lookup(cf, "tls.agent_cert"), "tls.agent_cert needs tls.ca, tls.cert and tls.key");
+    if (on && c->provider_kind == PROVIDER_LOCAL && !(c->tls_agent_cert[0] && c->tls_agent_key[0]))
+        return fail(e, lookup(cf, "tls.ca"),
+                    "with provider local and TLS on, tls.agent_cert and tls.agent_key are needed");
+    for (int i = 0; i < 5; i++)
+        if (paths[i][0] && access(paths[i], R_OK) != 0) {
+            char path[64];
+            snprintf(path, sizeof path, "%s", names[i]);
+            return fail(e, lookup(cf, path), "%s: cannot read %.200s: %s", names[i], paths[i], strerror(errno));
+        }
+    return 0;
+}
+
 /* Rules between keys; each error points at the line of the key at fault. */
 static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
@@ -352,6 +380,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                     c->probe_timeout_ms, c->probe_interval_ms);
     if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
+    if (check_tls(e, cf, c) != 0)
+        return -1;
     if (c->status_listen[0] &&
         !valid_address(c->status_listen, strlen(c->status_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "status.listen"), "status.listen: %s", why);
@@ -438,6 +468,9 @@ const char *config_restart_key_changed(const struct asg_config *a,
     if (strcmp(a->group_name, b->group_name) != 0) return "group.name";
     if (strcmp(a->monitor_listen, b->monitor_listen) != 0) return "monitor.listen";
     if (strcmp(a->status_listen, b->status_listen) != 0) return "status.listen";
+    if (strcmp(a->tls_ca, b->tls_ca) || strcmp(a->tls_cert, b->tls_cert) || strcmp(a->tls_key, b->tls_key) ||
+        strcmp(a->tls_agent_cert, b->tls_agent_cert) || strcmp(a->tls_agent_key, b->tls_agent_key))
+        return "tls.*";
     if (a->provider_kind != b->provider_kind) return "provider.kind";
     if (strcmp(a->shm_name, b->shm_name) != 0) return "shm.name";
     if (a->shm_capacity != b->shm_capacity) return "shm.capacity";

@@ -56,6 +56,12 @@ struct asg_config {
     char ec2_manager_address[64];    /* "" = the monitor's own address */
     char ec2_agent_path[128];        /* asg-agent on the instances */
 
+    char tls_ca[256];                /* mutual TLS between agents and manager; */
+    char tls_cert[256];              /* all "" = plaintext */
+    char tls_key[256];
+    char tls_agent_cert[256];        /* handed to the agents the local provider starts */
+    char tls_agent_key[256];
+
     char status_listen[64];          /* "" = no status role */
     char status_token[256];          /* "" or "env:NAME" or "file:PATH" */
 

@@ -86,8 +86,19 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             if (devnull > STDERR_FILENO)
                 close(devnull);
         }
+        const struct asg_config *c = p->cfg;
         char *argv[] = {"asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
-                        "--manager", p->manager_addr, "--seed", seed, NULL};
+                        "--manager", p->manager_addr, "--seed", seed, NULL, NULL, NULL, NULL,
+                        NULL, NULL, NULL};
+        if (c->tls_agent_cert[0]) {
+            char **tail = &argv[9];
+            *tail++ = "--tls-ca";
+            *tail++ = (char *)c->tls_ca;
+            *tail++ = "--tls-cert";
+            *tail++ = (char *)c->tls_agent_cert;
+            *tail++ = "--tls-key";
+            *tail = (char *)c->tls_agent_key;
+        }
         execv(p->agent_path, argv);
         _exit(127);
     }

@@ -29,6 +29,21 @@ static bool valid_strings(const char *id, const char *addr, char *why, size_t n)
     return addr == NULL || valid_address(addr, strlen(addr), false, why, n);
 }
 
+/* With mutual TLS, an agent may speak only for itself: its certificate's
+ * common name is its instance id, or a prefix ending in '*' ("web-*" for
+ * the certificate the local provider hands to all its agents). */
+static bool identity_matches(const char *peer, const char *id, char *why, size_t n)
+{
+    if (!peer)
+        return true; /* plaintext: nothing to check against */
+    size_t pl = strlen(peer);
+    bool ok = strcmp(peer, id) == 0 ||
+              (pl > 0 && peer[pl - 1] == '*' && strncmp(peer, id, pl - 1) == 0);
+    if (!ok)
+        snprintf(why, n, "certificate of '%.60s' cannot speak for instance %.64s", peer, id);
+    return ok;
+}
+
 /* With the lock held: the registration's effect on the table. Returns true
  * when accepted; otherwise why not is in reason (and *code is set for a
  * hard error rather than a refusal). */
@@ -90,7 +105,8 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
     return true;
 }
 
-void monitor_h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                        struct rpc_reply *out)
 {
     struct monitor *m = ctx;
     Asg__V1__RegisterRequest *in = asg__v1__register_request__unpack(NULL, len, req);
@@ -103,6 +119,9 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_re
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
     } else if (strlen(in->agent_version) > 32) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "agent_version longer than 32 characters");
+    } else if (!identity_matches(peer, in->instance_id, why, sizeof why)) {
+        log_warn("registration refused: %s", why);
+        rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "%s", why);
     } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
     } else {
@@ -124,7 +143,8 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_re
     asg__v1__register_request__free_unpacked(in, NULL);
 }
 
-void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out)
+void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                          struct rpc_reply *out)
 {
     struct monitor *m = ctx;
     Asg__V1__DeregisterRequest *in = asg__v1__deregister_request__unpack(NULL, len, req);
@@ -135,6 +155,11 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_
     char why[160];
     if (!valid_strings(in->instance_id, NULL, why, sizeof why)) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
+        asg__v1__deregister_request__free_unpacked(in, NULL);
+        return;
+    }
+    if (!identity_matches(peer, in->instance_id, why, sizeof why)) {
+        rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "%s", why);
         asg__v1__deregister_request__free_unpacked(in, NULL);
         return;
     }
@@ -272,7 +297,7 @@ static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct ta
         s->ch = NULL;
     }
     if (!s->ch) {
-        s->ch = rpc_channel_create(r->addr);
+        s->ch = rpc_channel_create(r->addr, &m->tls, RPC_AGENT_NAME);
         s->incarnation = r->incarnation;
         copy_str(s->addr, sizeof s->addr, r->addr);
     }
@@ -336,9 +361,9 @@ static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *m
     struct rpc_server *srv = NULL;
     int port = 0;
     if (port0 && table_read_hdr(m->t, &h) && h.monitor_addr[0])
-        srv = rpc_server_start(h.monitor_addr, methods, 2, m->cq, &port, err, sizeof err);
+        srv = rpc_server_start(h.monitor_addr, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
     if (!srv)
-        srv = rpc_server_start(addr, methods, 2, m->cq, &port, err, sizeof err);
+        srv = rpc_server_start(addr, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
     if (!srv) {
         log_error("monitor.listen: %s", err);
         return NULL;
@@ -365,6 +390,14 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     m.cfg = *cfg0;
     role_config_refresh(t, &m.cfg, &m.cfg_gen);
     signals_install(false);
+    char err[512];
+    if (m.cfg.tls_ca[0] &&
+        rpc_tls_load(&m.tls, m.cfg.tls_ca, m.cfg.tls_cert, m.cfg.tls_key, err, sizeof err) != 0) {
+        log_error("tls: %s", err);
+        return ASG_EXIT_FATAL;
+    }
+    if (!rpc_tls_on(&m.tls))
+        log_warn("plaintext gRPC: agents and manager are not authenticated (set tls.* for mutual TLS)");
     grpc_init();
     m.cq = rpc_cq_create();
     m.nslots = t->hdr->capacity;
@@ -412,5 +445,6 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
             grpc_channel_destroy(m.slots[i].ch);
     free(m.slots);
     grpc_shutdown();
+    rpc_tls_free(&m.tls);
     return 0;
 }

@@ -38,11 +38,14 @@ struct monitor {
     uint32_t nslots;
     uint64_t seq;
     uint32_t outstanding;     /* probes of the current round */
+    struct rpc_tls tls;       /* mutual TLS, or all NULL */
 };
 
 /* Register and Deregister: the request is checked (wire format, id,
  * address, version length) before the table is touched. */
-void monitor_h_register(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
-void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, struct rpc_reply *out);
+void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                        struct rpc_reply *out);
+void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                          struct rpc_reply *out);
 
 #endif

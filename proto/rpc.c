@@ -4,6 +4,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,7 @@ struct srv_call {
 
 struct rpc_server {
     grpc_server *server;
+    bool tls;
     grpc_completion_queue *cq;
     struct rpc_method *methods;
     void **handles;
@@ -171,6 +173,24 @@ static void answer(struct rpc_server *s, grpc_call *call, struct rpc_reply *r)
         srv_call_done(&c->tag, false);
 }
 
+/* The common name of the peer's verified certificate. */
+static bool peer_name(grpc_call *call, char *out, size_t size)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(call);
+    if (!ctx)
+        return false;
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    bool ok = p && p->value_length > 0 && p->value_length < size;
+    if (ok) {
+        memcpy(out, p->value, p->value_length);
+        out[p->value_length] = '\0';
+        ok = strlen(out) == p->value_length;
+    }
+    grpc_auth_context_release(ctx);
+    return ok;
+}
+
 static void srv_req_done(struct rpc_tag *tag, bool ok)
 {
     struct srv_req *q = (struct srv_req *)tag;
@@ -187,11 +207,15 @@ static void srv_req_done(struct rpc_tag *tag, bool ok)
             rpc_reply_error(&r, GRPC_STATUS_INVALID_ARGUMENT, "request has no message");
         } else {
             size_t len;
+            char peer[128];
             uint8_t *req = buffer_bytes(q->payload, &len);
+            bool known = s->tls && peer_name(q->call, peer, sizeof peer);
             if (!req)
                 rpc_reply_error(&r, GRPC_STATUS_INTERNAL, "cannot read request");
+            else if (s->tls && !known)
+                rpc_reply_error(&r, GRPC_STATUS_UNAUTHENTICATED, "no verified client certificate");
             else
-                q->method->fn(q->method->ctx, req, len, &r);
+                q->method->fn(q->method->ctx, req, len, s->tls ? peer : NULL, &r);
             free(req);
         }
         answer(s, q->call, &r);
@@ -243,7 +267,8 @@ static void shutdown_notified(struct rpc_tag *tag, bool ok)
 
 struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
                                     size_t nmethods, grpc_completion_queue *cq,
-                                    int *port, char *err, size_t errsize)
+                                    const struct rpc_tls *tls, int *port,
+                                    char *err, size_t errsize)
 {
     struct rpc_server *s = calloc(1, sizeof *s);
     if (!s)
@@ -269,7 +294,15 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
     grpc_server_register_completion_queue(s->server, cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds;
+    if (rpc_tls_on(tls)) {
+        grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
+        creds = grpc_ssl_server_credentials_create_ex(
+            tls->ca, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+        s->tls = true;
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
     int bound = grpc_server_add_http2_port(s->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (bound <= 0) {
@@ -312,9 +345,9 @@ static size_t live_count;
 
 size_t rpc_calls_in_flight(void) { return live_count; }
 
-grpc_channel *rpc_channel_create(const char *addr)
+grpc_channel *rpc_channel_create(const char *addr, const struct rpc_tls *tls, const char *peer_name)
 {
-    grpc_arg args[4];
+    grpc_arg args[5];
     const char *keys[] = {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                           GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH};
     int vals[] = {100, 100, 1000, RPC_MAX_MESSAGE};
@@ -324,7 +357,19 @@ grpc_channel *rpc_channel_create(const char *addr)
         args[i].value.integer = vals[i];
     }
     grpc_channel_args ca = {4, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds;
+    if (rpc_tls_on(tls)) {
+        grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
+        creds = grpc_ssl_credentials_create(tls->ca, &pair, NULL, NULL);
+        /* Check the peer's certificate against its role name, whatever
+         * address was dialled (instances come and go by IP). */
+        args[4].type = GRPC_ARG_STRING;
+        args[4].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[4].value.string = (char *)peer_name;
+        ca.num_args = 5;
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
     /* "ipv4:" skips the DNS resolver for numeric addresses. */
     char target[96];
     unsigned a, b, c, d, p;
@@ -476,6 +521,48 @@ grpc_status_code rpc_call_sync(grpc_channel *ch, const char *method,
     *reply = r.data;
     *reply_len = r.len;
     return r.st;
+}
+
+/* ---- TLS material ---- */
+
+static char *read_pem(const char *path, char *err, size_t errsize)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errsize, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = calloc(1, 65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    fclose(f);
+    if (!buf || n == 0 || n >= 65535 || !strstr(buf, "-----BEGIN ")) {
+        snprintf(err, errsize, "%s: not a PEM file", path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+int rpc_tls_load(struct rpc_tls *t, const char *ca, const char *cert, const char *key,
+                 char *err, size_t errsize)
+{
+    memset(t, 0, sizeof *t);
+    if (!(t->ca = read_pem(ca, err, errsize)) || !(t->cert = read_pem(cert, err, errsize)) ||
+        !(t->key = read_pem(key, err, errsize))) {
+        rpc_tls_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+void rpc_tls_free(struct rpc_tls *t)
+{
+    if (t->key)
+        memset(t->key, 0, strlen(t->key)); /* the private key does not linger */
+    free(t->ca);
+    free(t->cert);
+    free(t->key);
+    memset(t, 0, sizeof *t);
 }
 
 /* ---- shutdown ---- */

@@ -32,9 +32,30 @@ struct rpc_reply {
     size_t len;
 };
 
-/* Handles one request synchronously. req may be empty (len 0). */
-typedef void (*rpc_handler)(void *ctx, const uint8_t *req, size_t len,
+/* Handles one request synchronously. req may be empty (len 0). peer is
+ * the common name of the caller's verified certificate with mutual TLS,
+ * NULL on a plaintext server. */
+typedef void (*rpc_handler)(void *ctx, const uint8_t *req, size_t len, const char *peer,
                             struct rpc_reply *out);
+
+/* Mutual TLS material, PEM text read from files. All NULL: plaintext. */
+struct rpc_tls {
+    char *ca;
+    char *cert;
+    char *key;
+};
+
+/* Reads the three files; 0, or -1 with "path: reason" in err. */
+int rpc_tls_load(struct rpc_tls *t, const char *ca, const char *cert, const char *key,
+                 char *err, size_t errsize);
+void rpc_tls_free(struct rpc_tls *t);
+static inline int rpc_tls_on(const struct rpc_tls *t) { return t && t->ca; }
+
+/* Names the certificates carry (SAN DNS), checked by the other side
+ * whatever address it dialled: agents present "asg-agent", the manager
+ * "asg-manager". */
+#define RPC_AGENT_NAME "asg-agent"
+#define RPC_MANAGER_NAME "asg-manager"
 
 struct rpc_method {
     const char *name;          /* "/asg.v1.Agent/Ping" */
@@ -48,7 +69,8 @@ struct rpc_server;
  * cq. Returns NULL with a reason in err. *port gets the bound port. */
 struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
                                     size_t nmethods, grpc_completion_queue *cq,
-                                    int *port, char *err, size_t errsize);
+                                    const struct rpc_tls *tls, int *port,
+                                    char *err, size_t errsize);
 
 /* Stops the server, cancels every call still in flight (client calls
  * included), shuts the queue down and drains it, then frees everything.
@@ -64,9 +86,10 @@ void rpc_reply_error(struct rpc_reply *out, grpc_status_code st, const char *fmt
 
 /* ---- client ---- */
 
-/* An insecure channel with short reconnect backoff (a restarted peer is
- * found again within about a second). */
-grpc_channel *rpc_channel_create(const char *addr);
+/* A channel with short reconnect backoff (a restarted peer is found again
+ * within about a second). With tls, it presents tls->cert and requires the
+ * peer's certificate to be signed by tls->ca and to name peer_name. */
+grpc_channel *rpc_channel_create(const char *addr, const struct rpc_tls *tls, const char *peer_name);
 
 /* Called once per call. data/len hold the reply when st is OK. */
 typedef void (*rpc_done_fn)(void *user, grpc_status_code st, const char *details,

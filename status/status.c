@@ -40,6 +40,7 @@ struct status {
     pthread_mutex_t mu;          /* token, between reloads and requests */
     char token[256];
     bool token_set, token_broken;
+    struct rpc_tls tls;          /* to reach agents as the manager does */
 };
 
 static struct status S;
@@ -298,7 +299,7 @@ static enum MHD_Result post_load(struct MHD_Connection *c, const char *id, json_
         return send_error(c, 404, "no instance %s", id);
     if (!r.addr[0])
         return send_error(c, 409, "instance %s has no address yet", id);
-    grpc_channel *ch = rpc_channel_create(r.addr);
+    grpc_channel *ch = rpc_channel_create(r.addr, &S.tls, RPC_AGENT_NAME);
     Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
     q.release = release;
     q.load = load;
@@ -490,6 +491,8 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     role_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
     load_token();
+    if (S.cfg.tls_ca[0] && rpc_tls_load(&S.tls, S.cfg.tls_ca, S.cfg.tls_cert, S.cfg.tls_key, err, sizeof err) != 0)
+        log_error("tls: %s; setting agents' load will fail", err);
     grpc_init();
     struct MHD_Daemon *d = start_http();
     if (!d) {

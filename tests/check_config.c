@@ -90,6 +90,11 @@ static const struct bad bad_files[] = {
     {"policy = {\n evaluation_interval_ms = 1.5;\n};\n", 2, "must be an integer"},
     {"status = {\n token = \"hunter2\";\n};\n", 2, "a secret does not belong in the config file"},
     {"status = {\n listen = \"127.0.0.1\";\n};\n", 2, "status.listen"},
+    {"tls = {\n ca = \"/etc/hostname\";\n};\n", 2, "tls.ca, tls.cert and tls.key go together"},
+    {"tls = {\n ca = \"/nonexistent/ca.pem\";\n cert = \"/etc/hostname\";\n key = \"/etc/hostname\";\n"
+     " agent_cert = \"/etc/hostname\";\n agent_key = \"/etc/hostname\";\n};\n", 2, "cannot read /nonexistent/ca.pem"},
+    {"tls = {\n ca = \"/etc/hostname\";\n cert = \"/etc/hostname\";\n key = \"/etc/hostname\";\n};\n", 2,
+     "tls.agent_cert and tls.agent_key are needed"},
 };
 
 START_TEST(test_bad_file_names_the_line)

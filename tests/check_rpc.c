@@ -42,7 +42,7 @@ static void start_agent(void)
     agent_addr[strcspn(agent_addr, "\n")] = '\0';
     ck_assert_msg(strncmp(agent_addr, "127.0.0.1:", 10) == 0, "first line '%s'", agent_addr);
     grpc_init();
-    ch = rpc_channel_create(agent_addr);
+    ch = rpc_channel_create(agent_addr, NULL, NULL);
 }
 
 static void stop_agent(void)
@@ -195,7 +195,7 @@ END_TEST
 
 START_TEST(test_dead_address_fails_fast)
 {
-    grpc_channel *dead = rpc_channel_create("127.0.0.1:1");
+    grpc_channel *dead = rpc_channel_create("127.0.0.1:1", NULL, NULL);
     uint8_t *data;
     size_t len;
     char det[256];

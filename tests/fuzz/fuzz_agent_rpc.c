@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rpc_handler handlers[] = {agent_h_ping, agent_h_metrics, agent_h_set_load, agent_h_health};
     struct rpc_reply r;
     memset(&r, 0, sizeof r);
-    handlers[data[0] % 4](&a, data + 1, size - 1, &r);
+    handlers[data[0] % 4](&a, data + 1, size - 1, NULL, &r);
     if (r.status == GRPC_STATUS_OK && !r.data)
         abort();
     if (a.walk.x < 0 || a.walk.x > 1 || a.walk.x != a.walk.x)

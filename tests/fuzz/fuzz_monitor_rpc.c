@@ -45,9 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct rpc_reply r;
     memset(&r, 0, sizeof r);
     if (data[0] & 1)
-        monitor_h_deregister(&m, data + 1, size - 1, &r);
+        monitor_h_deregister(&m, data + 1, size - 1, (data[0] & 4) ? "a-*" : NULL, &r);
     else
-        monitor_h_register(&m, data + 1, size - 1, &r);
+        monitor_h_register(&m, data + 1, size - 1, (data[0] & 4) ? "a-*" : NULL, &r);
     if (r.status == GRPC_STATUS_OK && !r.data)
         abort();
     if (atomic_load(&T.hdr->lock_holder) != 0)

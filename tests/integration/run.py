@@ -620,6 +620,72 @@ def launched_agents_inherit_no_descriptors(m):
         assert not shared, (inst["id"], shared)
 
 
+def make_certs(group, *ids):
+    import tempfile
+    d = tempfile.mkdtemp(prefix="asg-certs-")
+    r = run([ROOT + "/scripts/gen-certs.sh", d, group] + list(ids))
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def tls_sections(d):
+    return {"ca": d + "/ca.pem", "cert": d + "/manager.pem", "key": d + "/manager.key",
+            "agent_cert": d + "/agents.pem", "agent_key": d + "/agents.key"}
+
+
+@test
+def mutual_tls_between_agents_and_manager():
+    import shutil
+    port = free_port()
+    m = Manager("tls", monitor={"listen": "127.0.0.1:%d" % port, "adopt_unknown": True})
+    d = make_certs(m.group, "honest-1")
+    m.cfg["tls"] = tls_sections(d)
+    m.write_config()
+    agents = []
+    try:
+        m.start()
+        s = m.wait_running(2)                     # launched with the group's certificate
+        assert "plaintext gRPC" not in m.log()
+        addr = s["instances"][0]["address"]
+        r = m.ctl("-c", m.cfg_path, "probe", addr, "--json")
+        assert r.returncode == 0 and '"health":"SERVING"' in r.stdout, r
+        r = run([BIN + "/asgctl", "probe", addr])  # no certificate: no conversation
+        assert r.returncode == 1, r
+        tls = ["--tls-ca", d + "/ca.pem", "--tls-cert", d + "/honest-1.pem", "--tls-key", d + "/honest-1.key"]
+        mgr = ["--manager", "127.0.0.1:%d" % port]
+        for args in (["--id", "nocert-1"] + mgr, ["--id", "impostor-1"] + mgr + tls,
+                     ["--id", "honest-1"] + mgr + tls):
+            p, _ = start_agent(*args)
+            agents.append(p)
+        m.wait_log(r"registration refused: certificate of 'honest-1' cannot speak for instance impostor-1")
+        wait_for(lambda: "honest-1" in [i["id"] for i in m.running()], 10, "honest-1 adopted")
+        time.sleep(1.0)
+        ids = [i["id"] for i in m.status()["instances"]]
+        assert "nocert-1" not in ids and "impostor-1" not in ids, ids
+        assert "nocert-1" not in m.log(), "a plaintext agent got through to the handlers"
+        # The flag sets go together.
+        r = run([BIN + "/asg-agent", "--listen", "127.0.0.1:0", "--tls-ca", d + "/ca.pem"])
+        assert r.returncode == 2 and "go together" in r.stderr, r
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        for p in agents:
+            kill_pid(p.pid)
+        m.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def plaintext_is_said_in_the_log():
+    m = Manager("plain")
+    try:
+        m.start()
+        m.wait_log(r"plaintext gRPC: agents and manager are not authenticated")
+    finally:
+        m.cleanup()
+
+
 @with_manager("twice")
 def second_manager_refused(m):
     r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
