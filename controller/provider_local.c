@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 /* The agent binary: the configured path, or asg-agent beside this program
- * (so a build tree and an install both work without configuration). */
+ * (a build tree), or in ../bin from it (an install: asgd in sbin/, the
+ * agent in bin/), so neither needs configuration. */
 static int find_agent(struct provider *p, char *err, size_t errsize)
 {
     if (p->cfg->local_agent_path[0]) {
@@ -28,7 +29,10 @@ static int find_agent(struct provider *p, char *err, size_t errsize)
             return -1;
         }
         self[n] = '\0';
-        snprintf(p->agent_path, sizeof p->agent_path, "%.230s/asg-agent", dirname(self));
+        const char *dir = dirname(self);
+        snprintf(p->agent_path, sizeof p->agent_path, "%.230s/asg-agent", dir);
+        if (access(p->agent_path, X_OK) != 0)
+            snprintf(p->agent_path, sizeof p->agent_path, "%.220s/../bin/asg-agent", dir);
     }
     if (access(p->agent_path, X_OK) != 0) {
         snprintf(err, errsize, "provider.local.agent_path: %s is not executable: %s",

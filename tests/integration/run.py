@@ -686,6 +686,33 @@ def plaintext_is_said_in_the_log():
         m.cleanup()
 
 
+@test
+def installed_layout_finds_the_agent():
+    """make install puts asgd in sbin/ and asg-agent in bin/: the local
+    provider finds the agent there without configuration."""
+    import shutil
+    import tempfile
+    root = tempfile.mkdtemp(prefix="asg-install-")
+    os.makedirs(root + "/sbin")
+    os.makedirs(root + "/bin")
+    shutil.copy(BIN + "/asgd", root + "/sbin/asgd")
+    shutil.copy(BIN + "/asg-agent", root + "/bin/asg-agent")
+    m = Manager("install")
+    try:
+        e = dict(os.environ)
+        m.logf = open(m.log_path, "a")
+        m.proc = subprocess.Popen([root + "/sbin/asgd", "-f", "-c", m.cfg_path],
+                                  stdout=m.logf, stderr=subprocess.STDOUT, env=e)
+        STARTED.add(m.proc.pid)
+        m.pids.add(m.proc.pid)
+        m.wait_running(2)
+        assert all(open("/proc/%d/cmdline" % i["pid"], "rb").read().startswith(
+            (root + "/sbin/../bin/asg-agent").encode()) for i in m.status()["instances"])
+    finally:
+        m.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @with_manager("twice")
 def second_manager_refused(m):
     r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
