@@ -706,8 +706,8 @@ def installed_layout_finds_the_agent():
         STARTED.add(m.proc.pid)
         m.pids.add(m.proc.pid)
         m.wait_running(2)
-        assert all(open("/proc/%d/cmdline" % i["pid"], "rb").read().startswith(
-            (root + "/sbin/../bin/asg-agent").encode()) for i in m.status()["instances"])
+        exes = {os.readlink("/proc/%d/exe" % i["pid"]) for i in m.status()["instances"]}
+        assert exes == {os.path.realpath(root + "/bin/asg-agent")}, exes
     finally:
         m.cleanup()
         shutil.rmtree(root, ignore_errors=True)
