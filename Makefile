@@ -70,7 +70,11 @@ UNIT_BIN = $(BUILD)/tests/check_unit
 all: $(PROGRAMS)
 
 help:
-	@echo "make run | test | all | install PREFIX=... DESTDIR=... | clean"
+	@echo "make run      install what is missing, build, start a manager with local agents"
+	@echo "make test     install, build, every test (release, then ASan+UBSan)"
+	@echo "make chaos    the long chaos run (50 agents, 100 role kills)"
+	@echo "make fuzz     libFuzzer on every target for FUZZ_SECONDS (default 60)"
+	@echo "make all | install PREFIX=... DESTDIR=... | clean"
 
 deps:
 	@./scripts/install-deps.sh
