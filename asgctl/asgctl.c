@@ -473,14 +473,24 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[i++];
+    if (strcmp(cmd, "probe") != 0 && strcmp(cmd, "load") != 0)
+        rpc_tls_free(&tls); /* only probe and load talk to agents */
     int rest = argc - i;
     bool json = rest >= 1 && strcmp(argv[argc - 1], "--json") == 0;
     if (strcmp(cmd, "status") == 0 && rest == (json ? 1 : 0))
         return cmd_status(shm, json);
     if (strcmp(cmd, "probe") == 0 && rest == (json ? 2 : 1))
-        return cmd_probe(argv[i], json, &tls);
+    {
+        int rc = cmd_probe(argv[i], json, &tls);
+        rpc_tls_free(&tls);
+        return rc;
+    }
     if (strcmp(cmd, "load") == 0 && rest == 2)
-        return cmd_load(shm, argv[i], argv[i + 1], &tls);
+    {
+        int rc = cmd_load(shm, argv[i], argv[i + 1], &tls);
+        rpc_tls_free(&tls);
+        return rc;
+    }
     if (strcmp(cmd, "events") == 0) {
         uint64_t n = 20;
         int want = json ? 1 : 0;
@@ -520,6 +530,7 @@ int main(int argc, char **argv)
         printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
         return 0;
     }
+    rpc_tls_free(&tls);
     fprintf(stderr, "asgctl: bad command or arguments: '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -516,6 +516,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     }
     MHD_stop_daemon(d);
     grpc_shutdown();
+    rpc_tls_free(&S.tls);
     table_detach(&S.t);
     return 0;
 }
