@@ -12,7 +12,7 @@ import urllib.request
 
 import websocket
 
-from harness import STARTED, kill_pid, wait_for
+from harness import STARTED, stop_process, wait_for
 
 
 class Browser:
@@ -66,11 +66,5 @@ class Browser:
             self.ws.close()
         except Exception:
             pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                kill_pid(self.proc.pid)
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)

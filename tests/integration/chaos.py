@@ -19,8 +19,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, SLOW, STARTED, Manager, alive, kill_everything_started,  # noqa: E402
-                     kill_pid, wait_for)
+from harness import (BIN, SLOW, STARTED, Manager, agent_processes, alive,  # noqa: E402
+                     kill_everything_started, kill_pid, wait_for)
 
 SHORT = "--short" in sys.argv
 N = 50
@@ -32,24 +32,9 @@ COUNTS = {"role kills": 0, "lock-holder kills": 0, "supervisor kills": 0, "agent
 
 
 def agent_ids(group):
-    """id -> [pids] of the live asg-agent processes of the group."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        if not args[0].endswith(b"asg-agent") or not alive(int(d)):
-            continue
-        for i, a in enumerate(args[:-1]):
-            if a == b"--id":
-                ident = args[i + 1].decode()
-                if ident.startswith(group + "-") or ident.startswith("stranger-"):
-                    out.setdefault(ident, []).append(int(d))
-    return out
+    """id -> [pids] of the group's agents and of the strangers."""
+    return {i: p for i, p in agent_processes().items()
+            if i.startswith(group + "-") or i.startswith("stranger-")}
 
 
 def check(m, phase, lo=N, hi=N + STRANGERS):

@@ -69,9 +69,9 @@ def kill_pid(pid, sig=signal.SIGKILL):
         pass
 
 
-def agents_of_group(group):
-    """pids of asg-agent processes whose --id starts with GROUP-."""
-    found = []
+def agent_processes():
+    """id -> [pids] of every live asg-agent process (by its --id)."""
+    out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -80,12 +80,30 @@ def agents_of_group(group):
                 args = f.read().split(b"\0")
         except OSError:
             continue
-        if not args or not args[0].endswith(b"asg-agent"):
+        if not args[0].endswith(b"asg-agent") or not alive(int(d)):
             continue
         for i, a in enumerate(args[:-1]):
-            if a == b"--id" and args[i + 1].decode().startswith(group + "-"):
-                found.append(int(d))
-    return found
+            if a == b"--id":
+                out.setdefault(args[i + 1].decode(errors="replace"), []).append(int(d))
+    return out
+
+
+def agents_of_group(group):
+    """pids of asg-agent processes whose --id starts with GROUP-."""
+    return [pid for ident, pids in agent_processes().items()
+            if ident.startswith(group + "-") for pid in pids]
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM, wait, then SIGKILL: for a subprocess.Popen the test started."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_pid(proc.pid)
+            proc.wait()
+    return proc.returncode
 
 
 def fmt(v):
@@ -243,9 +261,17 @@ class Manager:
         if self.proc and self.proc.poll() is None:
             kill_pid(self.proc.pid)
             self.proc.wait(timeout=10)
-        for pid in list(self.pids) + agents_of_group(self.group):
-            if alive(pid) and ours(pid):
+        # Sweep until nothing of ours is left: a controller that was forking
+        # an agent as the supervisor died may start it after one scan.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            left = [p for p in list(self.pids) + agents_of_group(self.group)
+                    if alive(p) and ours(p)]
+            if not left:
+                break
+            for pid in left:
                 kill_pid(pid)
+            time.sleep(0.1)
         report = self.sanitizer_report()
         try:
             os.unlink("/dev/shm" + self.shm)
@@ -301,12 +327,7 @@ class FakeEC2:
             self.stats()
         except Exception:
             pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                kill_pid(self.proc.pid)
+        stop_process(self.proc)
         for pid in self.pids:
             if alive(pid) and ours(pid):
                 kill_pid(pid)

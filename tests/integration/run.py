@@ -14,7 +14,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, EC2_ENV, FIGURES, ROOT, SLOW, STARTED, FakeEC2, Manager,  # noqa: E402
                      alive, ec2_sections, figure, http, kill_everything_started, kill_pid, run,
-                     wait_for)
+                     stop_process, wait_for)
 
 TESTS = []
 
@@ -82,13 +82,8 @@ def start_agent(*args):
 
 
 def stop_agent(p):
-    p.send_signal(signal.SIGTERM)
-    try:
-        return p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        kill_pid(p.pid)
-        p.wait()
-        return None
+    """SIGTERM (the agent deregisters), then SIGKILL if it hangs; its exit code."""
+    return stop_process(p)
 
 
 # ---- agent, asgctl, config (issue 2) ----
