@@ -178,7 +178,6 @@ static void on_signal(int sig)
     case SIGTERM:
     case SIGINT: g_sig.term = 1; break;
     case SIGCHLD: g_sig.chld = 1; break;
-    case SIGALRM: g_sig.alarm = 1; break;
     default: break;
     }
     if (self_pipe[1] >= 0) {
@@ -216,7 +215,7 @@ void signals_reset_pipe(void)
         close(self_pipe[1]);
     }
     self_pipe[0] = self_pipe[1] = -1;
-    g_sig.hup = g_sig.term = g_sig.chld = g_sig.alarm = 0;
+    g_sig.hup = g_sig.term = g_sig.chld = 0;
 }
 
 void signals_drain_pipe(void)

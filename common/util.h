@@ -49,7 +49,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
 /* Signals: handlers only set these flags and poke the self-pipe. */
 struct sigflags {
-    volatile int hup, term, chld, alarm;
+    volatile int hup, term, chld;
 };
 extern struct sigflags g_sig;
 /* Installs handlers for SIGHUP, SIGTERM, SIGINT, SIGCHLD (as asked) and a
