@@ -218,8 +218,14 @@ static int take_over(struct table *t, int32_t dead)
     int32_t expect = dead;
     if (!atomic_compare_exchange_strong(&t->hdr->lock_holder, &expect, (int32_t)getpid()))
         return 0; /* somebody else recovered it first */
-    log_warn("shared table %s: lock holder pid %d died holding it; taking it over",
-             t->name, (int)dead);
+    if (dead)
+        log_warn("shared table %s: lock holder pid %d died holding it; taking it over",
+                 t->name, (int)dead);
+    else
+        log_warn("shared table %s: lock held by no process for %d ms (a writer died taking or "
+                 "releasing it); taking it over", t->name, TABLE_ORPHAN_MS);
+    t->orphan_since_ms = 0;
+    atomic_fetch_add(&t->hdr->lock_count, 1);
     atomic_store(&t->hdr->suspect, 1);
     atomic_store(&t->hdr->lock_since_ms, now_ms());
     int fixed = table_repair(t);
@@ -227,6 +233,27 @@ static int take_over(struct table *t, int32_t dead)
     log_warn("shared table %s: checked after lock recovery, %d row(s) corrected",
              t->name, fixed);
     return 1;
+}
+
+/* True once the lock has been held by no pid, with no acquisition at
+ * all, for TABLE_ORPHAN_MS of this process's observation (kept across
+ * calls: a caller's own timeout may be shorter). */
+static bool orphaned(struct table *t)
+{
+    int value = 1;
+    sem_getvalue(&t->hdr->lock, &value);
+    uint64_t count = atomic_load(&t->hdr->lock_count);
+    int64_t now = now_ms();
+    if (value > 0 || atomic_load(&t->hdr->lock_holder) != 0) {
+        t->orphan_since_ms = 0;
+        return false;
+    }
+    if (t->orphan_since_ms == 0 || count != t->orphan_count) {
+        t->orphan_since_ms = now;
+        t->orphan_count = count;
+        return false;
+    }
+    return now - t->orphan_since_ms >= TABLE_ORPHAN_MS;
 }
 
 int table_lock(struct table *t, int timeout_ms)
@@ -242,7 +269,9 @@ int table_lock(struct table *t, int timeout_ms)
         }
         if (sem_timedwait(&t->hdr->lock, &ts) == 0) {
             atomic_store(&t->hdr->lock_holder, (int32_t)getpid());
+            atomic_fetch_add(&t->hdr->lock_count, 1);
             atomic_store(&t->hdr->lock_since_ms, now_ms());
+            t->orphan_since_ms = 0;
             if (atomic_load(&t->hdr->suspect))
                 table_repair(t);
             return 0;
@@ -251,6 +280,8 @@ int table_lock(struct table *t, int timeout_ms)
             return -1;
         int32_t holder = atomic_load(&t->hdr->lock_holder);
         if (holder > 0 && holder != getpid() && !pid_alive(holder) && take_over(t, holder))
+            return 0;
+        if (holder == 0 && orphaned(t) && take_over(t, 0))
             return 0;
         int64_t waited = now_ms() - start;
         if (waited >= timeout_ms) {

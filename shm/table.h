@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 3
+#define TABLE_VERSION 4
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -110,6 +110,7 @@ struct table_hdr {
     _Atomic int32_t lock_holder; /* pid holding the lock, 0 if none */
     _Atomic uint32_t suspect;    /* a writer died mid-write: check rows */
     _Atomic int64_t lock_since_ms;
+    _Atomic uint64_t lock_count; /* acquisitions: progress while holder is 0 */
 
     _Atomic uint32_t hseq;       /* sequence counter of the fields below */
     _Atomic uint64_t gen;        /* bumped by every committed write */
@@ -146,7 +147,15 @@ struct table {
     size_t size;
     bool readonly;
     char name[64];
+    /* This process's view of a lock held by nobody (see table_lock). */
+    int64_t orphan_since_ms;
+    uint64_t orphan_count;
 };
+
+/* A lock held by no pid, with no acquisition for this long, was left by a
+ * writer that died between sem_wait and recording its pid, or between
+ * clearing it and sem_post. Real holds last microseconds. */
+#define TABLE_ORPHAN_MS 500
 
 /* Creates a fresh segment (mode 0600); fails if one exists. */
 int table_create(const char *name, uint32_t capacity, struct table *t,
@@ -158,8 +167,8 @@ void table_detach(struct table *t);
 int table_unlink(const char *name);
 
 /* Takes the writer lock, waiting at most timeout_ms. Takes it over from a
- * holder that has died. Returns 0, or -1 (errno ETIMEDOUT) and logs who
- * holds it. */
+ * holder that has died, or from nobody when it has been held by no pid for
+ * TABLE_ORPHAN_MS. Returns 0, or -1 (errno ETIMEDOUT) and logs who holds it. */
 int table_lock(struct table *t, int timeout_ms);
 void table_unlock(struct table *t);
 

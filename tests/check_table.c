@@ -189,6 +189,36 @@ START_TEST(test_lock_taken_over_from_dead_holder)
 }
 END_TEST
 
+/* A writer killed after sem_wait returned but before it recorded its pid
+ * (or after clearing it, before sem_post): the lock is held by nobody. */
+START_TEST(test_lock_held_by_nobody_taken_over)
+{
+    fill_rows(4);
+    pid_t pid = fork();
+    if (pid == 0) {
+        while (sem_wait(&T.hdr->lock) != 0)
+            ;
+        raise(SIGKILL); /* holder still 0 */
+    }
+    int st;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert_int_eq(atomic_load(&T.hdr->lock_holder), 0);
+    int64_t t0 = now_ms();
+    /* Short attempts, like the monitor's: the observation carries over. */
+    int rc = -1;
+    for (int i = 0; i < 20 && rc != 0; i++)
+        rc = table_lock(&T, 200);
+    ck_assert_msg(rc == 0, "lock held by nobody was never taken over");
+    int64_t took = now_ms() - t0;
+    ck_assert_msg(took >= TABLE_ORPHAN_MS && took < 3000, "took over after %lld ms", (long long)took);
+    ck_assert_int_eq(T.hdr->lock_recoveries, 1);
+    ck_assert_int_eq(table_count(&T, ROW_RUNNING), 4);
+    table_unlock(&T);
+    ck_assert(table_lock(&T, 100) == 0); /* and it works normally */
+    table_unlock(&T);
+}
+END_TEST
+
 START_TEST(test_supervisor_recovers_reaped_holder)
 {
     fill_rows(5);
@@ -303,6 +333,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, test_hammer_writers_reader_consistent);
     tcase_add_test(tc, test_lock_taken_over_from_dead_holder);
     tcase_add_test(tc, test_supervisor_recovers_reaped_holder);
+    tcase_add_test(tc, test_lock_held_by_nobody_taken_over);
     tcase_add_test(tc, test_reader_gives_up_on_dead_writer);
     tcase_add_test(tc, test_live_holder_times_out);
     tcase_add_test(tc, test_wrong_layout_refused);
