@@ -45,7 +45,7 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c common/strbuf.c common/ctlsock.c shm/table.c \
           proto/rpc.c status/render.c \
-          agent/walk.c agent/service.c controller/policy.c controller/provider_local.c \
+          agent/walk.c agent/service.c controller/policy.c controller/replay.c controller/provider_local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c controller/provider_ec2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
@@ -64,7 +64,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-.PHONY: all run test test-all deps test-deps fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
+.PHONY: all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(PROGRAMS)
@@ -72,6 +72,7 @@ all: $(PROGRAMS)
 help:
 	@echo "make run      install what is missing, build, start a manager with local agents"
 	@echo "make test     install, build, every test (release, then ASan+UBSan)"
+	@echo "make bench    benchmarks beside h2load, failure timings, policy replay (one table)"
 	@echo "make chaos    the long chaos run (50 agents, 100 role kills)"
 	@echo "make fuzz     libFuzzer on every target for FUZZ_SECONDS (default 60)"
 	@echo "make all | install PREFIX=... DESTDIR=... | clean"
@@ -150,6 +151,22 @@ integration: all
 	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/chaos.py --short
 
 # The long chaos run: 100 role kills and the rest, on 50 agents.
+# ---- benchmarks: one table, and build/bench/results.json ----
+BENCH_BIN = $(BUILD)/bench/snapshot_bench
+
+$(BENCH_BIN): bench/snapshot_bench.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LIBS)
+
+bench: bench-deps
+	@$(MAKE) --no-print-directory all bench-bin
+	ASG_BIN=$(BINDIR) $(PYTHON) bench/bench.py
+
+bench-deps:
+	@./scripts/install-deps.sh --bench
+
+bench-bin: $(BENCH_BIN)
+
 chaos: test-deps
 	@$(MAKE) --no-print-directory all
 	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/chaos.py

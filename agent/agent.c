@@ -7,9 +7,11 @@
 #include <grpc/grpc.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,11 +23,17 @@
 #include "service.h"
 #include "walk.h"
 
+/* Agents one process may host (--swarm); each needs two descriptors. */
+#define SWARM_MAX 30000
+/* How often registrations fall due are checked. */
+#define REG_TICK_MS 10
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: asg-agent --listen HOST:PORT [--id ID] [--manager HOST:PORT]\n"
             "                 [--advertise HOST:PORT] [--seed N] [--start-load F]\n"
+            "                 [--swarm N]\n"
             "  --listen     where to serve (port 0 picks a free one; the bound\n"
             "               address is printed on the first line of output)\n"
             "  --id         instance id (default: agent-PORT)\n"
@@ -35,6 +43,11 @@ static void usage(FILE *f)
             "  --start-load initial simulated load, 0..1 (default 0.3)\n"
             "  --load-source sim|proc  simulated random walk (default), or this\n"
             "               machine's real cpu and memory from /proc\n"
+            "  --swarm N    host N agents in this process (a fleet on one machine):\n"
+            "               ports PORT..PORT+N-1 (or N free ones with port 0), ids\n"
+            "               agent-PORT (or ID-0..ID-N-1), seeds SEED+k; each registers,\n"
+            "               answers and deregisters like a separate agent. The bound\n"
+            "               addresses are printed one a line. SIGUSR1 prints counters.\n"
             "  --tls-ca FILE --tls-cert FILE --tls-key FILE  mutual TLS: serve and\n"
             "               call the manager with this certificate (all three, or none)\n");
 }
@@ -56,7 +69,9 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
 {
     struct agent *a = user;
     if (st != GRPC_STATUS_OK) {
-        log_warn("register with %s failed: status %d %s", a->manager, (int)st, details);
+        if (!a->quiet)
+            log_warn("register with %s failed: status %d %s", a->manager, (int)st, details);
+        a->reg_failures++;
         schedule_retry(a);
         return;
     }
@@ -72,9 +87,12 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         a->reg = REG_DONE;
         a->backoff_ms = BACKOFF_MIN_MS;
         a->last_ping_ms = now_ms();
-        log_info("registered with %s as %s (%s)", a->manager, a->id, a->address);
+        if (!a->quiet)
+            log_info("registered with %s as %s (%s)", a->manager, a->id, a->address);
     } else {
-        log_warn("registration refused by %s: %.200s", a->manager, r->reason);
+        if (!a->quiet)
+            log_warn("registration refused by %s: %.200s", a->manager, r->reason);
+        a->reg_failures++;
         schedule_retry(a);
     }
     asg__v1__register_reply__free_unpacked(r, NULL);
@@ -108,8 +126,9 @@ static void registration_tick(struct agent *a, int64_t now)
         if (quiet < 2000)
             quiet = 2000;
         if (now - a->last_ping_ms > quiet) {
-            log_warn("no probe from the manager for %lld ms; registering again",
-                     (long long)(now - a->last_ping_ms));
+            if (!a->quiet)
+                log_warn("no probe from the manager for %lld ms; registering again",
+                         (long long)(now - a->last_ping_ms));
             start_register(a);
         }
     }
@@ -123,52 +142,84 @@ static void on_deregistered(void *user, grpc_status_code st, const char *details
     struct agent *a = user;
     a->dereg_done = true;
     if (st != GRPC_STATUS_OK)
-        log_warn("deregister failed: status %d %s", (int)st, details);
-    else
+        log_warn("%s: deregister failed: status %d %s", a->id, (int)st, details);
+    else if (!a->quiet)
         log_info("deregistered from %s", a->manager);
 }
 
-static void deregister(struct agent *a)
+static void start_deregister(struct agent *a)
 {
+    a->dereg_done = true;
     if (!a->mgr)
         return;
     Asg__V1__DeregisterRequest q = ASG__V1__DEREGISTER_REQUEST__INIT;
     q.instance_id = a->id;
     size_t len;
     uint8_t *buf = rpc_pack(&q.base, &len);
-    a->dereg_done = rpc_call_start(a->mgr, a->cq, M_MONITOR_DEREGISTER, buf, len, 500,
+    a->dereg_done = rpc_call_start(a->mgr, a->cq, M_MONITOR_DEREGISTER, buf, len, 1000,
                                    on_deregistered, a) != 0;
     free(buf);
-    while (!a->dereg_done)
-        if (rpc_cq_step(a->cq, 100) < 0)
-            break;
+}
+
+/* Every agent says goodbye at once; each call has its own deadline. */
+static void deregister_all(struct agent *ag, int n)
+{
+    for (int k = 0; k < n; k++)
+        start_deregister(&ag[k]);
+    for (int k = 0; k < n; k++)
+        while (!ag[k].dereg_done)
+            if (rpc_cq_step(ag[k].cq, 100) < 0)
+                return;
 }
 
 /* ---- main ---- */
 
-static int parse_args(int argc, char **argv, struct agent *a, char *listen,
-                      uint64_t *seed, double *start)
+/* What the command line sets; a swarm copies tmpl into each agent. */
+struct options {
+    struct agent tmpl;      /* id, manager, advertise, load source, tls */
+    char listen[64];
+    int swarm;              /* agents in this process */
+    uint64_t seed;
+    double start;
+};
+
+static int parse_number(const char *opt, const char *arg, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || *end || !arg[0] || v < lo || v > hi) {
+        fprintf(stderr, "asg-agent: %s '%s' is not a whole number in %ld..%ld\n", opt, arg, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'}, {"id", required_argument, NULL, 'i'},
         {"manager", required_argument, NULL, 'm'}, {"advertise", required_argument, NULL, 'a'},
         {"seed", required_argument, NULL, 's'}, {"start-load", required_argument, NULL, 'L'},
-        {"load-source", required_argument, NULL, 'S'},
+        {"load-source", required_argument, NULL, 'S'}, {"swarm", required_argument, NULL, 'N'},
         {"tls-ca", required_argument, NULL, 'A'}, {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
+    struct agent *a = &o->tmpl;
     char why[128];
     int c;
+    long n;
     const char *tls[3] = {NULL, NULL, NULL};
-    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:A:C:K:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:N:A:C:K:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
                 fprintf(stderr, "asg-agent: --listen: %s\n", why);
                 return -1;
             }
-            copy_str(listen, 64, optarg);
+            copy_str(o->listen, sizeof o->listen, optarg);
             break;
         case 'i':
             if (!valid_instance_id(optarg, strlen(optarg))) {
@@ -193,7 +244,7 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
                 fprintf(stderr, "asg-agent: --seed '%s' is not a whole number\n", optarg);
                 return -1;
             }
-            *seed = v;
+            o->seed = v;
             break;
         }
         case 'L': {
@@ -203,7 +254,7 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
                 fprintf(stderr, "asg-agent: --start-load '%s' is not a number in 0..1\n", optarg);
                 return -1;
             }
-            *start = v;
+            o->start = v;
             break;
         }
         case 'S':
@@ -212,6 +263,11 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
                 return -1;
             }
             a->from_proc = strcmp(optarg, "proc") == 0;
+            break;
+        case 'N':
+            if (parse_number("--swarm", optarg, 1, SWARM_MAX, &n) != 0)
+                return -1;
+            o->swarm = (int)n;
             break;
         case 'A': tls[0] = optarg; break;
         case 'C': tls[1] = optarg; break;
@@ -229,82 +285,228 @@ static int parse_args(int argc, char **argv, struct agent *a, char *listen,
         fprintf(stderr, "asg-agent: --tls-ca, --tls-cert and --tls-key go together\n");
         return -1;
     }
+    if (!o->listen[0]) {
+        fprintf(stderr, "asg-agent: --listen HOST:PORT is required\n");
+        usage(stderr);
+        return -1;
+    }
+    if (o->swarm > 1 && a->address[0]) {
+        fprintf(stderr, "asg-agent: --advertise is for one agent; a swarm's agents advertise "
+                        "the addresses they bind\n");
+        return -1;
+    }
+    if (o->swarm > 1 && a->id[0] && strlen(a->id) + 6 > sizeof a->id - 1) {
+        fprintf(stderr, "asg-agent: --id '%s' is too long for a swarm (ids are ID-0..ID-%d, "
+                        "at most 63 characters)\n", a->id, o->swarm - 1);
+        return -1;
+    }
     char err[256];
     if (tls[0] && rpc_tls_load(&a->tls, tls[0], tls[1], tls[2], err, sizeof err) != 0) {
         fprintf(stderr, "asg-agent: %s\n", err);
         return -1;
     }
-    if (!listen[0]) {
-        fprintf(stderr, "asg-agent: --listen HOST:PORT is required\n");
-        usage(stderr);
+    return 0;
+}
+
+/* Each agent holds a listening socket and the manager's connection to it;
+ * a swarm of thousands needs the soft descriptor limit raised. */
+static int ensure_fd_limit(int agents)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)agents * 2 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur >= need)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        log_error("--swarm %d needs about %llu file descriptors; the hard limit is %llu "
+                  "(ulimit -Hn), so run fewer agents per process",
+                  agents, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+        return -1;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_error("cannot raise the descriptor limit to %llu: %s", (unsigned long long)rl.rlim_cur,
+                  strerror(errno));
         return -1;
     }
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Agent k of the swarm serves on BASEPORT+k (or a free port when the base
+ * is 0), with its own id, seed and walk. */
+static int start_agent(const struct options *o, int k, struct agent *a, grpc_completion_queue *cq,
+                       struct rpc_server **srv)
 {
-    static struct agent a;
-    char listen[64] = "";
-    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    double start = 0.3;
-    if (parse_args(argc, argv, &a, listen, &seed, &start) != 0)
-        return ASG_EXIT_FATAL;
-    log_set_role("agent");
-    int sigfd = signals_install(false);
-    walk_init(&a.walk, seed, start);
-    a.started_ms = now_ms();
-    a.backoff_ms = BACKOFF_MIN_MS;
-    a.probe_interval_ms = 1000;
-
-    grpc_init();
-    a.cq = rpc_cq_create();
+    *a = o->tmpl;
+    a->cq = cq;
+    a->quiet = o->swarm > 1;
+    a->started_ms = now_ms();
+    a->backoff_ms = BACKOFF_MIN_MS;
+    a->probe_interval_ms = 1000;
+    walk_init(&a->walk, o->seed + (uint64_t)k * 0x9E3779B97F4A7C15ULL, o->start);
+    const char *colon = strrchr(o->listen, ':');
+    int host_len = (int)(colon - o->listen);
+    int base = atoi(colon + 1);
+    char addr[80];
+    if (base + k > 65535) {
+        log_error("agent %d of the swarm would listen on port %d: past 65535", k, base + k);
+        return -1;
+    }
+    snprintf(addr, sizeof addr, "%.*s:%d", host_len, o->listen, base ? base + k : 0);
     struct rpc_method methods[] = {
-        {M_AGENT_PING, agent_h_ping, &a}, {M_AGENT_GET_METRICS, agent_h_metrics, &a},
-        {M_AGENT_SET_LOAD, agent_h_set_load, &a}, {M_HEALTH_CHECK, agent_h_health, &a}};
+        {M_AGENT_PING, agent_h_ping, a}, {M_AGENT_GET_METRICS, agent_h_metrics, a},
+        {M_AGENT_SET_LOAD, agent_h_set_load, a}, {M_HEALTH_CHECK, agent_h_health, a}};
     char err[256];
     int port = 0;
-    struct rpc_server *srv = rpc_server_start(listen, methods, 4, a.cq, &a.tls, &port, err, sizeof err);
-    if (!srv) {
+    *srv = rpc_server_start(addr, methods, 4, cq, &a->tls, &port, err, sizeof err);
+    if (!*srv) {
         log_error("%s", err);
-        grpc_completion_queue_destroy(a.cq);
-        grpc_shutdown();
-        return ASG_EXIT_FATAL;
+        return -1;
     }
     char bound[64];
-    snprintf(bound, sizeof bound, "%.*s:%d", (int)(strrchr(listen, ':') - listen), listen, port);
-    if (!a.address[0])
-        copy_str(a.address, sizeof a.address, bound);
-    if (!a.id[0])
-        snprintf(a.id, sizeof a.id, "agent-%d", port);
+    snprintf(bound, sizeof bound, "%.*s:%d", host_len, o->listen, port);
+    if (!a->address[0])
+        copy_str(a->address, sizeof a->address, bound);
+    if (!a->id[0])
+        snprintf(a->id, sizeof a->id, "agent-%d", port);
+    else if (o->swarm > 1)
+        snprintf(a->id, sizeof a->id, "%.56s-%d", o->tmpl.id, k % 100000);
+    if (a->manager[0]) {
+        /* One connection to the manager serves the whole swarm. */
+        a->mgr = k == 0 ? rpc_channel_create(a->manager, &a->tls, RPC_MANAGER_NAME) : a[-k].mgr;
+        if (o->swarm > 1) {
+            /* Spread the first registrations (N/5 ms, at most 2 s) so that
+             * thousands of agents do not arrive in the same instant. */
+            int spread = o->swarm / 5 > 2000 ? 2000 : o->swarm / 5;
+            a->reg = REG_WAIT;
+            a->reg_next_ms = now_ms() + (int64_t)k * spread / o->swarm;
+        }
+    }
     printf("%s\n", bound);
-    fflush(stdout);
-    log_info("serving as %s on %s%s%s", a.id, bound, a.manager[0] ? ", manager " : "", a.manager);
-    if (a.manager[0])
-        a.mgr = rpc_channel_create(a.manager, &a.tls, RPC_MANAGER_NAME);
+    return 0;
+}
 
-    int64_t next_tick = now_ms() + TICK_MS;
+static volatile sig_atomic_t want_stats;
+static void on_usr1(int sig) { (void)sig; want_stats = 1; }
+
+/* SIGUSR1: one line of counters on stdout, for benchmarks that count the
+ * agents' side of a load test. */
+static void print_stats(const struct agent *ag, int n)
+{
+    uint64_t answered = 0, bad = 0, failures = 0;
+    int registered = 0;
+    for (int k = 0; k < n; k++) {
+        answered += ag[k].answered;
+        bad += ag[k].bad_requests;
+        failures += ag[k].reg_failures;
+        registered += ag[k].reg == REG_DONE;
+    }
+    printf("stats agents=%d registered=%d answered=%llu bad_requests=%llu reg_failures=%llu\n", n,
+           registered, (unsigned long long)answered, (unsigned long long)bad,
+           (unsigned long long)failures);
+    fflush(stdout);
+}
+
+/* A swarm logs how registration goes once a second, not per agent. */
+static void swarm_summary(const struct agent *ag, int n, int *last_registered,
+                          uint64_t *last_failures)
+{
+    int registered = 0;
+    uint64_t failures = 0;
+    for (int k = 0; k < n; k++) {
+        registered += ag[k].reg == REG_DONE;
+        failures += ag[k].reg_failures;
+    }
+    if (registered != *last_registered || failures != *last_failures)
+        log_info("swarm: %d of %d agents registered with %s; %llu failed attempt(s) so far",
+                 registered, n, ag[0].manager, (unsigned long long)failures);
+    *last_registered = registered;
+    *last_failures = failures;
+}
+
+static void run(struct agent *ag, int n, grpc_completion_queue *cq)
+{
+    int64_t next_load = now_ms() + TICK_MS, next_reg = now_ms(), next_summary = now_ms() + 1000;
+    int last_registered = 0;
+    uint64_t last_failures = 0;
     while (!g_sig.term) {
         int64_t now = now_ms();
-        if (now >= next_tick) {
-            agent_load_tick(&a, now);
-            next_tick += TICK_MS;
-            if (next_tick < now)
-                next_tick = now + TICK_MS;
+        if (now >= next_load) {
+            for (int k = 0; k < n; k++)
+                agent_load_tick(&ag[k], now);
+            next_load += TICK_MS;
+            if (next_load < now)
+                next_load = now + TICK_MS;
         }
-        registration_tick(&a, now);
+        if (now >= next_reg) {
+            for (int k = 0; k < n; k++)
+                registration_tick(&ag[k], now);
+            next_reg = now + REG_TICK_MS;
+        }
+        if (n > 1 && ag[0].mgr && now >= next_summary) {
+            swarm_summary(ag, n, &last_registered, &last_failures);
+            next_summary = now + 1000;
+        }
+        if (want_stats) {
+            want_stats = 0;
+            print_stats(ag, n);
+        }
         /* Short waits so that SIGTERM (a flag) is seen promptly. */
-        int wait = (int)(next_tick - now_ms());
-        rpc_cq_step(a.cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
+        int64_t due = next_load < next_reg ? next_load : next_reg;
+        int wait = (int)(due - now_ms());
+        rpc_cq_step(cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
     }
-    (void)sigfd;
-    a.draining = true;
-    log_info("SIGTERM: deregistering and stopping");
-    deregister(&a);
-    if (a.mgr)
-        grpc_channel_destroy(a.mgr);
-    rpc_shutdown(srv, a.cq);
+}
+
+int main(int argc, char **argv)
+{
+    static struct options o;
+    o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    o.start = 0.3;
+    o.swarm = 1;
+    if (parse_args(argc, argv, &o) != 0)
+        return ASG_EXIT_FATAL;
+    log_set_role(o.swarm > 1 ? "swarm" : "agent");
+    signals_install(false);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    if (ensure_fd_limit(o.swarm) != 0)
+        return ASG_EXIT_FATAL;
+    struct agent *ag = calloc((size_t)o.swarm, sizeof *ag);
+    struct rpc_server **srv = calloc((size_t)o.swarm, sizeof *srv);
+    if (!ag || !srv)
+        abort();
+
+    grpc_init();
+    if (o.swarm > 1)
+        rpc_set_armed_per_method(1);
+    grpc_completion_queue *cq = rpc_cq_create();
+    int started = 0;
+    while (started < o.swarm && start_agent(&o, started, &ag[started], cq, &srv[started]) == 0)
+        started++;
+    fflush(stdout);
+    int rc = 0;
+    if (started < o.swarm) {
+        rc = ASG_EXIT_FATAL;
+    } else {
+        log_info("serving %d agent(s) from %s, first %s%s%s", o.swarm, ag[0].address, ag[0].id,
+                 ag[0].manager[0] ? ", manager " : "", ag[0].manager);
+        run(ag, o.swarm, cq);
+        for (int k = 0; k < o.swarm; k++)
+            ag[k].draining = true;
+        log_info("SIGTERM: deregistering and stopping");
+        deregister_all(ag, o.swarm);
+    }
+    if (started > 0 && ag[0].mgr)
+        grpc_channel_destroy(ag[0].mgr);
+    rpc_shutdown_servers(srv, (size_t)started, cq);
     grpc_shutdown();
-    rpc_tls_free(&a.tls);
-    return 0;
+    rpc_tls_free(&o.tmpl.tls);
+    free(srv);
+    free(ag);
+    return rc;
 }

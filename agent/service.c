@@ -77,6 +77,7 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, s
     (void)peer; /* the CA signs only the manager's client certificate */
     Asg__V1__PingRequest *in = asg__v1__ping_request__unpack(NULL, len, req);
     if (!in) {
+        a->bad_requests++;
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed PingRequest");
         return;
     }
@@ -98,6 +99,7 @@ void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer
     (void)peer;
     Asg__V1__MetricsRequest *in = asg__v1__metrics_request__unpack(NULL, len, req);
     if (!in) {
+        a->bad_requests++;
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed MetricsRequest");
         return;
     }
@@ -119,10 +121,12 @@ void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, const char *pee
     (void)peer;
     Asg__V1__SetLoadRequest *in = asg__v1__set_load_request__unpack(NULL, len, req);
     if (!in) {
+        a->bad_requests++;
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed SetLoadRequest");
         return;
     }
     if (!in->release && (!isfinite(in->load) || in->load < 0.0 || in->load > 1.0)) {
+        a->bad_requests++;
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT,
                         "load %g is outside 0..1", in->load);
         asg__v1__set_load_request__free_unpacked(in, NULL);
@@ -150,6 +154,7 @@ void agent_h_health(void *ctx, const uint8_t *req, size_t len, const char *peer,
     Grpc__Health__V1__HealthCheckRequest *in =
         grpc__health__v1__health_check_request__unpack(NULL, len, req);
     if (!in) {
+        a->bad_requests++;
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest");
         return;
     }

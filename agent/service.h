@@ -34,7 +34,9 @@ struct agent {
     bool draining;
     bool from_proc;            /* --load-source proc */
     struct proc_sampler ps;
-    uint64_t answered;
+    uint64_t answered;         /* pings answered */
+    uint64_t bad_requests;     /* requests refused as malformed or out of range */
+    bool quiet;                /* one of a swarm: the swarm logs summaries */
     int64_t started_ms;
     int64_t last_ping_ms;
     /* registration */
@@ -43,6 +45,7 @@ struct agent {
     int backoff_ms;
     uint32_t probe_interval_ms;
     bool dereg_done;
+    uint64_t reg_failures;     /* registrations failed or refused */
     struct rpc_tls tls;        /* --tls-*: all or nothing */
 };
 

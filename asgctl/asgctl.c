@@ -14,6 +14,7 @@
 
 #include "../common/config.h"
 #include "../controller/provider.h"
+#include "../controller/replay.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -32,6 +33,9 @@ static void usage(FILE *f)
             "  provider list [--json]   what the provider reports for the group\n"
             "  events [-n N] [--json]   the last N events (default 20)\n"
             "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
+            "  replay --trace FILE --capacity RPM [--policy threshold|target] [-c FILE]\n"
+            "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
+            "                           the policy in simulated time over a demand trace\n"
             "  version\n"
             "  -c FILE     config of the manager (for shm.name); default: built-in\n"
             "  --shm NAME  shared table name, overriding the config\n");
@@ -429,6 +433,145 @@ static int cmd_provider_list(const struct asg_config *cfg, bool json)
     return 0;
 }
 
+/* ---- replay ---- */
+
+struct replay_args {
+    const char *trace, *cfgfile;
+    long capacity, min, max, boot_s;
+    int policy; /* -1: as configured */
+    bool json;
+};
+
+static bool number_arg(const char *opt, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "asgctl: replay: %s takes a whole number %ld..%ld, not '%s'\n", opt, lo,
+                hi, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static int parse_replay(int argc, char **argv, struct replay_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->min = a->max = -1;
+    a->boot_s = 60;
+    a->policy = -1;
+    for (int k = 0; k < argc; k++) {
+        const char *o = argv[k];
+        if (strcmp(o, "--json") == 0) {
+            a->json = true;
+            continue;
+        }
+        if (k + 1 >= argc) {
+            fprintf(stderr, "asgctl: replay: %s needs a value (or is unknown)\n", o);
+            return -1;
+        }
+        const char *v = argv[++k];
+        bool ok = true;
+        if (strcmp(o, "--trace") == 0)
+            a->trace = v;
+        else if (strcmp(o, "-c") == 0)
+            a->cfgfile = v;
+        else if (strcmp(o, "--capacity") == 0)
+            ok = number_arg(o, v, 1, REPLAY_MAX_RPM, &a->capacity);
+        else if (strcmp(o, "--min") == 0)
+            ok = number_arg(o, v, 1, 100000, &a->min);
+        else if (strcmp(o, "--max") == 0)
+            ok = number_arg(o, v, 1, 100000, &a->max);
+        else if (strcmp(o, "--boot-delay-s") == 0)
+            ok = number_arg(o, v, 0, 86400, &a->boot_s);
+        else if (strcmp(o, "--policy") == 0 && strcmp(v, "threshold") == 0)
+            a->policy = POLICY_THRESHOLD;
+        else if (strcmp(o, "--policy") == 0 && strcmp(v, "target") == 0)
+            a->policy = POLICY_TARGET;
+        else if (strcmp(o, "--policy") == 0) {
+            fprintf(stderr, "asgctl: replay: --policy is threshold or target, not '%s'\n", v);
+            return -1;
+        } else {
+            fprintf(stderr, "asgctl: replay: unknown option '%s'\n", o);
+            return -1;
+        }
+        if (!ok)
+            return -1;
+    }
+    if (!a->trace || !a->capacity) {
+        fprintf(stderr, "asgctl: replay: --trace FILE and --capacity RPM are required\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The config to replay: -c FILE or the base one, then the options. */
+static int replay_config(const struct replay_args *a, struct asg_config *cfg)
+{
+    if (a->cfgfile) {
+        char err[512];
+        config_defaults(cfg);
+        if (config_load(a->cfgfile, cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "asgctl: replay: %s\n", err);
+            return -1;
+        }
+    }
+    if (a->policy >= 0)
+        cfg->policy_kind = a->policy;
+    if (a->min > 0)
+        cfg->min_instances = (int)a->min;
+    if (a->max > 0)
+        cfg->max_instances = (int)a->max;
+    if (cfg->max_instances < cfg->min_instances) {
+        fprintf(stderr, "asgctl: replay: the maximum (%d) is below the minimum (%d)\n",
+                cfg->max_instances, cfg->min_instances);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_replay(int argc, char **argv, const struct asg_config *base)
+{
+    struct replay_args a;
+    struct asg_config cfg = *base;
+    if (parse_replay(argc, argv, &a) != 0 || replay_config(&a, &cfg) != 0)
+        return 2;
+    char err[512];
+    uint32_t *demand;
+    size_t n;
+    if (replay_load_trace(a.trace, &demand, &n, err, sizeof err) != 0) {
+        fprintf(stderr, "asgctl: replay: %s\n", err);
+        return 2;
+    }
+    struct replay_opts o = {(uint32_t)a.capacity, a.boot_s * 1000LL};
+    struct replay_result r;
+    int rc = replay_run(&cfg, demand, n, &o, &r, err, sizeof err);
+    free(demand);
+    if (rc != 0) {
+        fprintf(stderr, "asgctl: replay: %s\n", err);
+        return 2;
+    }
+    if (a.json) {
+        printf("{\"instance_minutes\":%.1f,\"overload_minutes\":%llu,\"unserved_requests\":%.0f,"
+               "\"scaling_actions\":%llu}\n",
+               r.instance_minutes, (unsigned long long)r.overload_minutes, r.unserved_requests,
+               (unsigned long long)r.scaling_actions);
+        return 0;
+    }
+    printf("replay of %s: %llu minutes, %s policy, group %d..%d, %ld requests/min per instance, "
+           "boot %ld s, evaluation every %d ms\n",
+           a.trace, (unsigned long long)r.minutes, policy_kind_name(cfg.policy_kind),
+           cfg.min_instances, cfg.max_instances, a.capacity, a.boot_s, cfg.evaluation_interval_ms);
+    printf("instance-minutes   %.1f (mean %.2f instances, peak %d)\n", r.instance_minutes,
+           r.instance_minutes / (double)r.minutes, r.peak_instances);
+    printf("overload minutes   %llu (mean load above 0.9)\n", (unsigned long long)r.overload_minutes);
+    printf("unserved requests  %.0f\n", r.unserved_requests);
+    printf("scaling actions    %llu\n", (unsigned long long)r.scaling_actions);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cfgfile = NULL, *shm = NULL;
@@ -526,6 +669,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "provider") == 0 && rest == (json ? 2 : 1) && strcmp(argv[i], "list") == 0)
         return cmd_provider_list(&cfg, json);
+    if (strcmp(cmd, "replay") == 0)
+        return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
         return 0;

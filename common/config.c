@@ -36,9 +36,9 @@ static const char *const level_names[] = {"error", "warn", "info", "debug", NULL
 #define HOUR_MS 3600000L
 static const struct keydef keys[] = {
     STR("group.name", group_name),
-    INT("group.min_instances", min_instances, 1, 10000),
-    INT("group.max_instances", max_instances, 1, 10000),
-    INT("group.desired_instances", desired_instances, 1, 10000),
+    INT("group.min_instances", min_instances, 1, 100000),
+    INT("group.max_instances", max_instances, 1, 100000),
+    INT("group.desired_instances", desired_instances, 1, 100000),
     ENUM("policy.kind", policy_kind, policy_names),
     FRAC("policy.scale_out_above", scale_out_above),
     FRAC("policy.scale_in_below", scale_in_below),
@@ -50,7 +50,7 @@ static const struct keydef keys[] = {
     INT("policy.scale_in_stabilization_ms", scale_in_stabilization_ms, 0, HOUR_MS),
     INT("policy.warmup_ms", warmup_ms, 0, HOUR_MS),
     STR("monitor.listen", monitor_listen),
-    INT("monitor.probe_interval_ms", probe_interval_ms, 20, HOUR_MS),
+    INT("monitor.probe_interval_ms", probe_interval_ms, 1, HOUR_MS),
     INT("monitor.probe_timeout_ms", probe_timeout_ms, 10, HOUR_MS),
     INT("monitor.unhealthy_after", unhealthy_after, 1, 1000),
     BOOL("monitor.adopt_unknown", adopt_unknown),
@@ -374,10 +374,6 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                     c->scale_in_below, c->scale_out_above);
     if (c->target <= 0.0)
         return fail(e, lookup(cf, "policy.target"), "policy.target must be above 0");
-    if (c->probe_timeout_ms >= c->probe_interval_ms)
-        return fail(e, lookup(cf, "monitor.probe_timeout_ms"),
-                    "monitor.probe_timeout_ms (%d) must be below monitor.probe_interval_ms (%d)",
-                    c->probe_timeout_ms, c->probe_interval_ms);
     if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
     if (check_tls(e, cf, c) != 0)

@@ -54,10 +54,20 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
     return find_agent(p, err, errsize);
 }
 
+/* One scan of /proc serves every lookup for FIND_CACHE_MS: reconciling a
+ * thousand adopted rows must not read /proc a thousand times. */
+#define FIND_CACHE_MS 200
+static struct provider_instance *find_cache;
+static size_t find_cache_n;
+static int64_t find_cache_ms;
+
 void provider_free(struct provider *p)
 {
     if (p->ops == &provider_ec2_ops)
         provider_ec2_free(p);
+    free(find_cache);
+    find_cache = NULL;
+    find_cache_ms = 0;
 }
 
 static int local_launch(struct provider *p, const char *id, struct provider_instance *out,
@@ -130,15 +140,20 @@ static pid_t row_pid(const struct table_row *r)
 static pid_t find_by_id(struct provider *p, const char *id)
 {
     (void)p;
-    struct provider_instance *list;
-    size_t n;
+    int64_t now = now_ms();
+    if (!find_cache_ms || now - find_cache_ms > FIND_CACHE_MS) {
+        free(find_cache);
+        find_cache = NULL;
+        find_cache_n = 0;
+        find_cache_ms = 0;
+        if (local_scan_proc(NULL, &find_cache, &find_cache_n) != 0)
+            return 0;
+        find_cache_ms = now;
+    }
     pid_t pid = 0;
-    if (local_scan_proc(NULL, &list, &n) != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i].id, id) == 0)
-            pid = list[i].pid;
-    free(list);
+    for (size_t i = 0; i < find_cache_n; i++)
+        if (strcmp(find_cache[i].id, id) == 0 && pid_alive(find_cache[i].pid))
+            pid = find_cache[i].pid;
     return pid;
 }
 
@@ -161,6 +176,13 @@ static bool local_gone(struct provider *p, const struct table_row *r)
 {
     if (r->pid > 0)
         return row_pid(r) == 0;
+    /* Adopted on registration: it may run where /proc cannot see it (in
+     * a swarm, on another machine). Once seen, it is there until probes
+     * mark it unhealthy, and then this is asked again: a missed probe or
+     * two is not a death (at 10,000 agents that freed rows by the
+     * thousand, and launched as many replacements). */
+    if ((r->state == ROW_RUNNING || r->state == ROW_PENDING) && r->last_seen_ms > 0)
+        return false;
     return find_by_id(p, r->id) == 0;
 }
 

@@ -78,6 +78,7 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
         h->ctl.target = target + 1;
         hdr_write_end(m->t);
         r->launch_ms = now;
+        r->flags = ROW_F_JOINED;
         row_set_state(r, ROW_PENDING, "adopted on registration", now);
         row_write_end(m->t, r);
         table_note(m->t, EV_LAUNCH, in->instance_id, LOG_LVL_INFO, "adopting unknown instance %s at %s",
@@ -92,6 +93,7 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
     if (strcmp(r->addr, in->address) != 0)
         copy_str(r->addr, sizeof r->addr, in->address);
     r->misses = 0;
+    r->last_seen_ms = now; /* registering is a sign of life too */
     if (r->state == ROW_PENDING) {
         row_set_state(r, ROW_RUNNING, "registered", now);
         r->running_since_ms = now;
@@ -143,6 +145,22 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
     asg__v1__register_request__free_unpacked(in, NULL);
 }
 
+/* An instance that joined on its own registration leaves the same way:
+ * like detaching from an AWS group with the desired capacity decremented,
+ * the target falls with it (not below the minimum). Otherwise a swarm
+ * that leaves would be replaced, one launched process per agent. */
+static void leave_group(struct monitor *m, const char *id)
+{
+    struct table_hdr *h = m->t->hdr;
+    int target = h->ctl.target ? h->ctl.target : m->cfg.desired_instances;
+    if (target <= m->cfg.min_instances)
+        return;
+    hdr_write_begin(m->t);
+    h->ctl.target = target - 1;
+    hdr_write_end(m->t);
+    log_info("instance %s joined on registration and left: target %d -> %d", id, target, target - 1);
+}
+
 void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char *peer,
                           struct rpc_reply *out)
 {
@@ -178,6 +196,8 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         row_set_state(row, ROW_TERMINATING, "deregistered", now);
         row->term_deadline_ms = now + m->cfg.local_kill_timeout_ms;
         row_write_end(m->t, row);
+        if (row->flags & ROW_F_JOINED)
+            leave_group(m, row->id);
         r.removed = true;
     }
     table_unlock(m->t);
@@ -259,7 +279,12 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
 {
     struct probe *p = user;
     struct monitor *m = p->m;
-    m->slots[p->slot].in_flight = false;
+    m->in_flight[p->slot] = false;
+    if (p->first) {
+        m->first_contacts--;
+        if (m->slots[p->slot].incarnation == p->incarnation)
+            m->slots[p->slot].contacted = true;
+    }
     Asg__V1__PingReply *rep = NULL;
     const char *failure = NULL;
     char fail_buf[64];
@@ -284,7 +309,7 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
     if (rep)
         asg__v1__ping_reply__free_unpacked(rep, NULL);
     free(p);
-    if (m->outstanding && --m->outstanding == 0)
+    if (m->outstanding && --m->outstanding == 0 && !m->deferred)
         round_done(m);
 }
 
@@ -297,35 +322,52 @@ static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct ta
         s->ch = NULL;
     }
     if (!s->ch) {
-        s->ch = rpc_channel_create(r->addr, &m->tls, RPC_AGENT_NAME);
+        /* A handshake may take as long as a probe may: under load it
+         * queues behind thousands of answers. */
+        s->ch = rpc_channel_create_ex(r->addr, &m->tls, RPC_AGENT_NAME, m->cfg.probe_timeout_ms);
+        s->contacted = false;
         s->incarnation = r->incarnation;
         copy_str(s->addr, sizeof s->addr, r->addr);
     }
     return s->ch;
 }
 
-static void probe_round(struct monitor *m)
+/* Probes every slot of the current round not yet probed, within the
+ * budget of first contacts. */
+static void probe_slots(struct monitor *m)
 {
     uint32_t cap = m->t->hdr->capacity;
     uint8_t buf[32];
+    m->deferred = false;
     for (uint32_t i = 0; i < cap && i < m->nslots; i++) {
+        /* An agent never has two probes out: a slow one is asked again
+         * when its answer or its timeout arrives. Checked before the row
+         * is copied, so that a short interval costs little per slot. */
+        if (m->in_flight[i] || m->slots[i].round == m->round)
+            continue;
         struct table_row r;
         if (!table_read_row(m->t, i, &r))
             continue;
         bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING) && r.addr[0];
         if (!probe) {
-            if (m->slots[i].ch && !m->slots[i].in_flight) {
+            if (m->slots[i].ch) {
                 grpc_channel_destroy(m->slots[i].ch);
                 m->slots[i].ch = NULL;
             }
             continue;
         }
-        if (m->slots[i].in_flight)
+        const struct slot *s = &m->slots[i];
+        bool first = !s->ch || !s->contacted || s->incarnation != r.incarnation ||
+                     strcmp(s->addr, r.addr) != 0;
+        if (first && m->first_contacts >= FIRST_CONTACTS_MAX) {
+            m->deferred = true; /* its turn comes when handshakes finish */
             continue;
+        }
         struct probe *p = calloc(1, sizeof *p);
         if (!p)
             abort();
         p->m = m;
+        p->first = first;
         p->slot = i;
         p->incarnation = r.incarnation;
         p->seq = ++m->seq;
@@ -339,11 +381,27 @@ static void probe_round(struct monitor *m)
             free(p);
             continue;
         }
-        m->slots[i].in_flight = true;
+        m->in_flight[i] = true;
+        m->slots[i].round = m->round;
         m->outstanding++;
+        m->first_contacts += first;
     }
-    if (m->outstanding == 0)
+    if (m->outstanding == 0 && !m->deferred)
         round_done(m);
+}
+
+static void probe_round(struct monitor *m)
+{
+    m->round++;
+    probe_slots(m);
+}
+
+/* Slots left out for lack of a first-contact turn are probed in the same
+ * round once half the turns are free: a batch, not a scan per answer. */
+static void probe_deferred(struct monitor *m)
+{
+    if (m->deferred && m->first_contacts <= FIRST_CONTACTS_MAX / 2)
+        probe_slots(m);
 }
 
 /* ---- main ---- */
@@ -402,7 +460,8 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     m.cq = rpc_cq_create();
     m.nslots = t->hdr->capacity;
     m.slots = calloc(m.nslots, sizeof *m.slots);
-    if (!m.slots)
+    m.in_flight = calloc(m.nslots, sizeof *m.in_flight);
+    if (!m.slots || !m.in_flight)
         abort();
     struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m},
                                    {M_MONITOR_DEREGISTER, monitor_h_deregister, &m}};
@@ -412,6 +471,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
         grpc_completion_queue_destroy(m.cq);
         grpc_shutdown();
         free(m.slots);
+        free(m.in_flight);
         return ASG_EXIT_FATAL;
     }
     publish_address(&m, bound);
@@ -437,6 +497,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
          * a signal flag is seen even when no event arrives. */
         int wait = (int)(next_round - now_ms());
         rpc_cq_step(m.cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
+        probe_deferred(&m);
     }
     log_info("stopping: %zu probe(s) in flight are cancelled", rpc_calls_in_flight());
     rpc_shutdown(srv, m.cq);
@@ -444,6 +505,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
         if (m.slots[i].ch)
             grpc_channel_destroy(m.slots[i].ch);
     free(m.slots);
+    free(m.in_flight);
     grpc_shutdown();
     rpc_tls_free(&m.tls);
     return 0;

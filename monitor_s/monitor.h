@@ -18,8 +18,17 @@ struct slot {
     grpc_channel *ch;
     char addr[TABLE_ADDR_MAX];
     uint64_t incarnation;     /* of the row the channel belongs to */
-    bool in_flight;
+    bool contacted;           /* a probe on this channel has completed */
+    uint64_t round;           /* the last round that probed this slot */
 };
+
+/* Probes that open a new connection (TCP and HTTP/2 handshakes on both
+ * sides) at once. Without a bound, a monitor starting next to 10,000
+ * agents opened 10,000 connections in one round; the handshakes outlasted
+ * the probe timeout, every agent counted misses, and the group would
+ * have been replaced wholesale. A slot waiting for its turn is not probed
+ * and so counts no miss; established slots are never held back. */
+#define FIRST_CONTACTS_MAX 256
 
 struct probe {
     struct monitor *m;
@@ -27,6 +36,7 @@ struct probe {
     uint64_t incarnation;
     uint64_t seq;
     int64_t sent_us;
+    bool first;               /* counted in monitor.first_contacts */
 };
 
 struct monitor {
@@ -35,9 +45,15 @@ struct monitor {
     uint64_t cfg_gen;
     grpc_completion_queue *cq;
     struct slot *slots;
+    /* Per slot, a probe is out: apart from struct slot so that a round's
+     * scan over 10,000 mostly busy slots reads 10 KB, not a megabyte. */
+    bool *in_flight;
     uint32_t nslots;
     uint64_t seq;
     uint32_t outstanding;     /* probes of the current round */
+    uint32_t first_contacts;  /* probes in flight on new channels */
+    uint64_t round;           /* rounds started */
+    bool deferred;            /* this round left slots for lack of a turn */
     struct rpc_tls tls;       /* mutual TLS, or all NULL */
 };
 

@@ -77,6 +77,11 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
  * server may be NULL for a process that only makes calls. */
 void rpc_shutdown(struct rpc_server *s, grpc_completion_queue *cq);
 
+/* The same for several servers sharing cq (a swarm of agents). */
+void rpc_shutdown_servers(struct rpc_server *const *s, size_t n, grpc_completion_queue *cq);
+/* Requests each server keeps armed per method (default 4). */
+void rpc_set_armed_per_method(int n);
+
 /* Packs a message into a malloc'd buffer for rpc_reply or a call. */
 uint8_t *rpc_pack(const ProtobufCMessage *m, size_t *len);
 /* Sets out to a packed reply message. */
@@ -90,6 +95,11 @@ void rpc_reply_error(struct rpc_reply *out, grpc_status_code st, const char *fmt
  * within about a second). With tls, it presents tls->cert and requires the
  * peer's certificate to be signed by tls->ca and to name peer_name. */
 grpc_channel *rpc_channel_create(const char *addr, const struct rpc_tls *tls, const char *peer_name);
+
+/* The same, giving each connection attempt (TCP, TLS and HTTP/2
+ * handshakes) connect_ms to finish instead of one second. */
+grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls, const char *peer_name,
+                                    int connect_ms);
 
 /* Called once per call. data/len hold the reply when st is OK. */
 typedef void (*rpc_done_fn)(void *user, grpc_status_code st, const char *details,

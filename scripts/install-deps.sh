@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh          to build and run
 #   scripts/install-deps.sh --test   also what the tests use
 #   scripts/install-deps.sh --fuzz   also clang and libFuzzer (make fuzz)
+#   scripts/install-deps.sh --bench  also h2load (make bench)
 set -eu
 
 PACKAGES="
@@ -21,12 +22,15 @@ grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
 "
 
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
+# make bench: h2load is the independent load generator it compares with.
+BENCH_PACKAGES="python3 nghttp2-client"
 
 case "${1:-}" in
     --test) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
     --fuzz) PACKAGES="$PACKAGES $FUZZ_PACKAGES" ;;
+    --bench) PACKAGES="$PACKAGES $BENCH_PACKAGES" ;;
     "") ;;
-    *) echo "usage: $0 [--test|--fuzz]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--test|--fuzz|--bench]" >&2; exit 2 ;;
 esac
 
 missing=""

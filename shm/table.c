@@ -3,6 +3,7 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sched.h>
@@ -33,12 +34,29 @@ const char *row_state_name(uint32_t st)
 
 static size_t table_bytes(uint32_t capacity)
 {
-    return sizeof(struct table_hdr) + (size_t)capacity * sizeof(struct table_row);
+    return sizeof(struct table_hdr) + (size_t)capacity * (sizeof(struct table_row) + sizeof(uint32_t));
 }
 
 static void map_rows(struct table *t)
 {
     t->rows = (struct table_row *)((char *)t->hdr + sizeof(struct table_hdr));
+    t->idhash = (_Atomic uint32_t *)(t->rows + t->hdr->capacity);
+}
+
+/* FNV-1a, never 0 (0 marks a free row). */
+static uint32_t id_hash(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < TABLE_ID_MAX && id[i]; i++)
+        h = (h ^ (uint8_t)id[i]) * 16777619u;
+    return h | 1u;
+}
+
+static void index_row(struct table *t, const struct table_row *r)
+{
+    uint32_t i = (uint32_t)(r - t->rows);
+    atomic_store_explicit(&t->idhash[i], r->state == ROW_FREE ? 0 : id_hash(r->id),
+                          memory_order_relaxed);
 }
 
 static uint64_t random_nonce(void)
@@ -348,6 +366,7 @@ int table_repair(struct table *t)
             atomic_fetch_add(&r->seq, 1);
             bad = true;
         }
+        index_row(t, r); /* the id index is derived: rebuilt, never trusted */
         if (bad) {
             fixed++;
             log_warn("shared table %s: row %u (%s) was half-written; corrected",
@@ -368,6 +387,7 @@ void row_write_begin(struct table_row *r)
 
 void row_write_end(struct table *t, struct table_row *r)
 {
+    index_row(t, r);
     atomic_thread_fence(memory_order_release);
     atomic_fetch_add_explicit(&r->seq, 1, memory_order_acq_rel);
     atomic_fetch_add_explicit(&t->hdr->gen, 1, memory_order_relaxed);
@@ -426,7 +446,10 @@ bool table_read_hdr(const struct table *t, struct table_hdr *out)
 
 struct table_row *table_find(struct table *t, const char *id)
 {
+    uint32_t h = id_hash(id);
     for (uint32_t i = 0; i < t->hdr->capacity; i++) {
+        if (atomic_load_explicit(&t->idhash[i], memory_order_relaxed) != h)
+            continue;
         struct table_row *r = &t->rows[i];
         if (r->state != ROW_FREE && strncmp(r->id, id, sizeof r->id) == 0)
             return r;
@@ -434,12 +457,23 @@ struct table_row *table_find(struct table *t, const char *id)
     return NULL;
 }
 
+static struct table_row *free_row(struct table *t)
+{
+    for (uint32_t i = 0; i < t->hdr->capacity; i++)
+        if (atomic_load_explicit(&t->idhash[i], memory_order_relaxed) == 0 &&
+            t->rows[i].state == ROW_FREE)
+            return &t->rows[i];
+    /* A writer that died mid-free leaves a stale hash until table_repair. */
+    for (uint32_t i = 0; i < t->hdr->capacity; i++)
+        if (t->rows[i].state == ROW_FREE)
+            return &t->rows[i];
+    return NULL;
+}
+
 struct table_row *table_alloc_row(struct table *t, const char *id)
 {
-    for (uint32_t i = 0; i < t->hdr->capacity; i++) {
-        struct table_row *r = &t->rows[i];
-        if (r->state != ROW_FREE)
-            continue;
+    struct table_row *r = free_row(t);
+    if (r) {
         row_write_begin(r);
         uint64_t inc = r->incarnation + 1;
         uint32_t seq = atomic_load(&r->seq);
@@ -531,5 +565,8 @@ void table_probe_observed(struct table *t, bool ok, int64_t rtt_us)
     while (b < PROBE_BUCKETS - 1 && (double)rtt_us / 1000.0 > probe_bucket_ms[b])
         b++;
     atomic_fetch_add_explicit(&h->probe_hist[b], 1, memory_order_relaxed);
+    int f = rtt_us > 1 ? (int)floor(8.0 * log2((double)rtt_us)) : 0;
+    f = f < 0 ? 0 : f >= PROBE_FINE ? PROBE_FINE - 1 : f;
+    atomic_fetch_add_explicit(&h->probe_fine[f], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->probe_us_sum, (uint64_t)(rtt_us > 0 ? rtt_us : 0), memory_order_relaxed);
 }

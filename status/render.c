@@ -87,6 +87,25 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
     sb_printf(b, "}");
 }
 
+/* Probe counters and the fine round-trip histogram: [upper bound in
+ * microseconds, count] for each non-empty bucket. */
+static void probes_json(struct strbuf *b, const struct table_hdr *h)
+{
+    sb_printf(b, "\"probes\":{\"sent\":%llu,\"failed\":%llu,\"rtt_us_sum\":%llu,\"rtt_us_hist\":[",
+              (unsigned long long)atomic_load(&h->probes_sent),
+              (unsigned long long)atomic_load(&h->probes_failed),
+              (unsigned long long)atomic_load(&h->probe_us_sum));
+    bool first = true;
+    for (int i = 0; i < PROBE_FINE; i++) {
+        uint64_t n = atomic_load(&h->probe_fine[i]);
+        if (!n)
+            continue;
+        sb_printf(b, "%s[%.1f,%llu]", first ? "" : ",", probe_fine_upper_us(i), (unsigned long long)n);
+        first = false;
+    }
+    sb_printf(b, "]},");
+}
+
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
@@ -109,6 +128,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
               (unsigned long long)h->lock_recoveries, (unsigned long long)h->events_written);
+    probes_json(b, h);
     sb_printf(b, "\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
     pid_field(b, "monitor", h->pid_monitor, false);

@@ -1,6 +1,13 @@
 #include <string.h>
 
 #include "../controller/policy.h"
+#include "../controller/replay.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include "check_suites.h"
 
 static struct asg_config cfg;
@@ -252,6 +259,89 @@ START_TEST(test_target_scale_out_resets_window)
 }
 END_TEST
 
+/* ---- replay: the same policy in simulated time ---- */
+
+static struct replay_result replay(const uint32_t *d, size_t n, uint32_t rpm, int64_t boot_ms)
+{
+    struct replay_opts o = {rpm, boot_ms};
+    struct replay_result r;
+    char err[256];
+    ck_assert_msg(replay_run(&cfg, d, n, &o, &r, err, sizeof err) == 0, "%s", err);
+    return r;
+}
+
+START_TEST(test_replay_fixed_group)
+{
+    uint32_t idle[10] = {0}, busy[10];
+    for (int i = 0; i < 10; i++)
+        busy[i] = 100;
+    struct replay_result r = replay(idle, 10, 10, 60000);
+    ck_assert(fabs(r.instance_minutes - 20.0) < 1e-6); /* two instances, ten minutes */
+    ck_assert_uint_eq(r.overload_minutes, 0);
+    ck_assert_uint_eq(r.scaling_actions, 0);
+    cfg.min_instances = cfg.desired_instances = cfg.max_instances = 5;
+    r = replay(busy, 10, 10, 60000); /* 100 a minute on 5 x 10: load 2 */
+    ck_assert(fabs(r.instance_minutes - 50.0) < 1e-6);
+    ck_assert_uint_eq(r.overload_minutes, 10);
+    ck_assert(fabs(r.unserved_requests - 500.0) < 1e-6);
+    ck_assert_uint_eq(r.scaling_actions, 0);
+}
+END_TEST
+
+START_TEST(test_replay_scale_out_waits_for_boot)
+{
+    uint32_t d[10];
+    for (int i = 0; i < 10; i++)
+        d[i] = 90;
+    cfg.min_instances = cfg.desired_instances = 1;
+    cfg.max_instances = 4;
+    cfg.breach_periods = 1;
+    cfg.cooldown_ms = cfg.warmup_ms = 0;
+    cfg.evaluation_interval_ms = 60000;
+    /* 90 on one instance of 100: load 0.9 > 0.6, one launch at t=0 that
+     * serves after a minute; then 0.45 stays inside the band. */
+    struct replay_result r = replay(d, 10, 100, 60000);
+    ck_assert_uint_eq(r.scaling_actions, 1);
+    ck_assert(fabs(r.instance_minutes - 20.0) < 1e-6);
+    ck_assert_uint_eq(r.overload_minutes, 0);
+    ck_assert(r.unserved_requests == 0);
+    /* At 120 a minute the first minute is over capacity until the boot. */
+    for (int i = 0; i < 10; i++)
+        d[i] = 120;
+    r = replay(d, 10, 100, 60000);
+    ck_assert_uint_eq(r.overload_minutes, 1);
+    ck_assert(fabs(r.unserved_requests - 20.0) < 1e-6);
+}
+END_TEST
+
+START_TEST(test_replay_trace_errors_name_the_line)
+{
+    char path[] = "/tmp/asg-trace-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "12\n 7 \n-3\n", 10), 10);
+    close(fd);
+    uint32_t *d = NULL;
+    size_t n = 0;
+    char err[256], want[128];
+    ck_assert_int_eq(replay_load_trace(path, &d, &n, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s:3: expected requests per minute", path);
+    ck_assert_msg(strstr(err, want) && strstr(err, "'-3'"), "%s", err);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    ck_assert_int_eq(write(fd, "12\n 7 \r\n", 8), 8);
+    close(fd);
+    ck_assert_int_eq(replay_load_trace(path, &d, &n, err, sizeof err), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(d[1], 7);
+    free(d);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    close(fd);
+    ck_assert_int_eq(replay_load_trace(path, &d, &n, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "no minutes"), "%s", err);
+    unlink(path);
+}
+END_TEST
+
 Suite *policy_suite(void)
 {
     Suite *s = suite_create("policy");
@@ -272,6 +362,9 @@ Suite *policy_suite(void)
     tcase_add_test(tc, test_target_tolerance_band);
     tcase_add_test(tc, test_target_scale_in_waits_for_window);
     tcase_add_test(tc, test_target_scale_out_resets_window);
+    tcase_add_test(tc, test_replay_fixed_group);
+    tcase_add_test(tc, test_replay_scale_out_waits_for_boot);
+    tcase_add_test(tc, test_replay_trace_errors_name_the_line);
     suite_add_tcase(s, tc);
     return s;
 }

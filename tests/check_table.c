@@ -313,6 +313,42 @@ START_TEST(test_repair_fixes_impossible_values)
 }
 END_TEST
 
+/* The id index follows every committed write (alloc, rename, free) and is
+ * rebuilt by table_repair when a writer left it wrong. */
+START_TEST(test_find_follows_index)
+{
+    for (int i = 0; i < 40; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "web-%d", i);
+        struct table_row *r = table_alloc_row(&T, id);
+        ck_assert_ptr_nonnull(r);
+        row_write_end(&T, r);
+    }
+    ck_assert_ptr_eq(table_find(&T, "web-17"), &T.rows[17]);
+    ck_assert_ptr_null(table_find(&T, "web-170"));
+    struct table_row *r = &T.rows[17];
+    row_write_begin(r);
+    strcpy(r->id, "i-renamed");
+    row_write_end(&T, r);
+    ck_assert_ptr_null(table_find(&T, "web-17"));
+    ck_assert_ptr_eq(table_find(&T, "i-renamed"), r);
+    row_write_begin(r);
+    r->state = ROW_FREE;
+    row_write_end(&T, r);
+    ck_assert_ptr_null(table_find(&T, "i-renamed"));
+    ck_assert_ptr_eq(table_alloc_row(&T, "web-new"), r); /* the freed slot first */
+    row_write_end(&T, r);
+    /* A writer died after changing the id but before committing it. */
+    struct table_row *q = &T.rows[3];
+    row_write_begin(q);
+    strcpy(q->id, "half-written");
+    ck_assert_ptr_null(table_find(&T, "half-written"));
+    table_repair(&T);
+    ck_assert_ptr_eq(table_find(&T, "half-written"), q);
+    ck_assert_ptr_eq(table_find(&T, "web-new"), r);
+}
+END_TEST
+
 START_TEST(test_segment_mode_0600)
 {
     char path[128];
@@ -339,6 +375,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, test_wrong_layout_refused);
     tcase_add_test(tc, test_repair_fixes_impossible_values);
     tcase_add_test(tc, test_segment_mode_0600);
+    tcase_add_test(tc, test_find_follows_index);
     suite_add_tcase(s, tc);
     return s;
 }

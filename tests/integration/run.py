@@ -108,6 +108,55 @@ def agent_prints_bound_address_and_rejects_bad_args():
         assert r.returncode == 2 and why in r.stderr, (args, r.returncode, r.stderr)
 
 
+@with_manager("swarm", group={"min_instances": 1, "max_instances": 30, "desired_instances": 1},
+              monitor={"adopt_unknown": True})
+def swarm_hosts_many_agents_that_register_answer_and_leave(m):
+    """--swarm N: N agents in one process, each its own port, id and walk,
+    registering, answering probes and deregistering like N processes."""
+    m.wait_running(1)
+    mon = m.status()["group"]["monitor_address"]
+    p = subprocess.Popen([BIN + "/asg-agent", "--swarm", "20", "--listen", "127.0.0.1:0",
+                          "--manager", mon, "--id", "sw"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.add(p.pid)
+    try:
+        addrs = [p.stdout.readline().strip() for _ in range(20)]
+        assert all(re.fullmatch(r"127\.0\.0\.1:\d+", a) for a in addrs), addrs
+        assert len(set(addrs)) == 20, addrs
+        wait_for(lambda: len([i for i in m.running() if i["id"].startswith("sw-")]) == 20, 20,
+                 "20 swarm agents running")
+        ids = {i["id"]: i["address"] for i in m.running() if i["id"].startswith("sw-")}
+        assert sorted(ids) == sorted("sw-%d" % k for k in range(20)), ids
+        assert ids["sw-7"] == addrs[7], (ids["sw-7"], addrs[7])
+        r = run([BIN + "/asgctl", "probe", addrs[7], "--json"])
+        assert r.returncode == 0 and '"instance_id":"sw-7"' in r.stdout, r.stdout + r.stderr
+        loads = {i["load"] for i in m.running() if i["id"].startswith("sw-")}
+        assert len(loads) > 1, "every agent has its own walk: %s" % loads
+        p.send_signal(signal.SIGUSR1)
+        stats = p.stdout.readline().split()
+        kv = dict(x.split("=") for x in stats[1:])
+        assert stats[0] == "stats" and kv["agents"] == "20" and kv["registered"] == "20", stats
+        assert int(kv["answered"]) >= 20 and kv["bad_requests"] == "0", stats
+    finally:
+        assert stop_agent(p) == 0
+    wait_for(lambda: not [i for i in m.status()["instances"]
+                          if i["id"].startswith("sw-") and i["state"] == "running"], 10,
+             "swarm agents deregistered")
+    assert len(re.findall(r"instance sw-\d+ deregistered", m.log())) == 20
+    # They joined on their own and left on their own: the target falls back
+    # to the group's one launched instance, and nothing replaces them.
+    wait_for(lambda: m.status()["group"]["target"] == 1, 10, "target back to 1")
+    time.sleep(1)
+    s = m.status()
+    assert s["group"]["running"] + s["group"]["pending"] == 1, s["group"]
+    assert len(re.findall(r"info: launched ", m.log())) == 1, m.log()[-2000:]
+    bad = [(["--swarm", "0"], "--swarm"), (["--swarm", "30001"], "--swarm"),
+           (["--swarm", "2", "--advertise", "10.0.0.1:7302"], "--advertise")]
+    for args, why in bad:
+        r = run([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + args, timeout=10)
+        assert r.returncode == 2 and why in r.stderr, (args, r.returncode, r.stderr)
+
+
 def python_stubs():
     """Python stubs generated now from our protos and the official
     health.proto (copied to a flat path: as grpc/health/v1/ its module
@@ -420,8 +469,8 @@ BAD_CONFIGS = [
     ("desired outside", 'group = {\n  desired_instances = 9;\n};\n', 2, "outside min..max"),
     ("thresholds crossed", 'policy = {\n  scale_out_above = 0.3;\n  scale_in_below = 0.4;\n};\n', 3,
      "must be below policy.scale_out_above"),
-    ("timeout not below interval", 'monitor = {\n  probe_interval_ms = 200;\n  probe_timeout_ms = 300;\n};\n',
-     3, "must be below monitor.probe_interval_ms"),
+    ("interval of zero", 'monitor = {\n  probe_timeout_ms = 300;\n  probe_interval_ms = 0;\n};\n',
+     3, "out of range 1..3600000"),
     ("unknown key", 'group = {\n  name = "x";\n  colour = "blue";\n};\n', 3, "unknown key 'group.colour'"),
     ("unknown group", '\nwhatever = { a = 1; };\n', 2, "unknown group 'whatever'"),
     ("bad enum", 'policy = {\n  kind = "magic";\n};\n', 2, "is not one of"),

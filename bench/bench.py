@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""make bench: asg measured beside independent references, in one run.
+
+Probe capacity against h2load, failure handling, footprint, table reads
+and policy replay. Prints one table and writes build/bench/results.json.
+Every process it starts is stopped by pid at the end (tests' harness).
+"""
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness as H  # noqa: E402
+
+OUT_DIR = os.path.join(ROOT, "build", "bench")
+TRACE = os.path.join(os.path.dirname(ROOT), "shared", "traces", "nasa-1995-requests-per-minute.txt")
+SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "100,1000,10000").split(",")]
+TRIALS = int(os.environ.get("BENCH_TRIALS", "20"))
+WINDOW = float(os.environ.get("BENCH_WINDOW_S", "4"))
+PER_SWARM = 5000
+BASE_PORT = 21000
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+RESULTS = {}
+
+
+def say(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+# ---- /proc ----
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid):
+    with open("/proc/%d/statm" % pid) as f:
+        return int(f.read().split()[1]) * PAGE / 1048576.0
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+# ---- swarms ----
+
+class Swarm:
+    """asg-agent --swarm processes (at most 5000 agents each) on BASE_PORT.."""
+
+    def __init__(self, n, manager=None, tag="sw"):
+        self.procs, self.lines, self.stats = [], [], {}
+        for k in range(0, n, PER_SWARM):
+            args = [H.BIN + "/asg-agent", "--swarm", str(min(PER_SWARM, n - k)),
+                    "--listen", "127.0.0.1:%d" % (BASE_PORT + k), "--id", "%s%d" % (tag, k)]
+            if manager:
+                args += ["--manager", manager]
+            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            H.STARTED.add(p.pid)
+            self.procs.append(p)
+            # Its stdout (one address a line, then stats) must be drained.
+            threading.Thread(target=self._read, args=(p,), daemon=True).start()
+        H.wait_for(lambda: len(self.lines) >= n, 60, "%d agents listening" % n, interval=0.1)
+
+    def _read(self, p):
+        for line in p.stdout:
+            if line.startswith("stats "):
+                self.stats[p.pid] = dict(kv.split("=") for kv in line.split()[1:])
+            else:
+                self.lines.append(line.strip())
+
+    def answered(self):
+        """Successful answers counted by the agents themselves."""
+        self.stats.clear()
+        for p in self.procs:
+            os.kill(p.pid, signal.SIGUSR1)
+        H.wait_for(lambda: len(self.stats) == len(self.procs), 10, "swarm stats", interval=0.02)
+        return sum(int(s["answered"]) for s in self.stats.values())
+
+    def cpu(self):
+        return sum(cpu_s(p.pid) for p in self.procs)
+
+    def stop(self):
+        for p in self.procs:
+            H.stop_process(p, timeout=15)
+
+
+# ---- probe capacity ----
+
+def probe_counts(s):
+    p = s["probes"]
+    return p["sent"] - p["failed"], p["failed"], {u: c for u, c in p["rtt_us_hist"]}
+
+
+def hist_pct(h0, h1, q):
+    d = sorted((u, h1.get(u, 0) - h0.get(u, 0)) for u in h1)
+    total = sum(c for _, c in d)
+    if total == 0:
+        return None
+    acc = 0
+    for u, c in d:
+        acc += c
+        if acc >= q / 100.0 * total:
+            return u / 1000.0
+    return d[-1][0] / 1000.0
+
+
+def roles_rss(m, s):
+    return {r: round(rss_mb(s["processes"][r]), 1)
+            for r in ("supervisor", "monitor", "controller") if s["processes"][r]}
+
+
+def capacity_manager(n):
+    return H.Manager("bench", group={"min_instances": 1, "max_instances": n + 1,
+                                     "desired_instances": 1},
+                     # The controller never scales on load here, and a slow
+                     # answer at saturation is counted, not replaced.
+                     policy={"scale_out_above": 1.0, "scale_in_below": 0.0,
+                             "evaluation_interval_ms": 1000},
+                     monitor={"adopt_unknown": True, "probe_interval_ms": 1000,
+                              "probe_timeout_ms": 5000, "unhealthy_after": 1000},
+                     provider={"boot_timeout_ms": 120000},
+                     shm={"capacity": n + 16})
+
+
+def time_status_json(m, runs=5):
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        r = m.ctl("status", "--json", timeout=60)
+        times.append((time.monotonic() - t0) * 1000)
+        assert r.returncode == 0, r.stderr
+    return statistics.median(times)
+
+
+def time_snapshot(m):
+    r = H.run([os.path.join(ROOT, "build", "release", "bench", "snapshot_bench"), m.shm, "50"],
+              timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def monitor_capacity(n):
+    m = capacity_manager(n)
+    sw = None
+    out = {"agents": n}
+    try:
+        m.start()
+        mon = m.status()["group"]["monitor_address"]
+        t0 = time.monotonic()
+        sw = Swarm(n, manager=mon)
+        H.wait_for(lambda: len(m.running()) >= n + 1, 180, "%d running" % (n + 1), interval=1)
+        out["all_running_s"] = round(time.monotonic() - t0, 1)
+        # Running means registered; saturate only once every agent has
+        # answered a probe, so that no handshake is measured as a probe.
+        H.wait_for(lambda: all(i["probes_ok"] > 0 for i in m.status()["instances"]), 120,
+                   "every agent probed", interval=0.5)
+        out["all_probed_s"] = round(time.monotonic() - t0, 1)
+        s = m.status()
+        time.sleep(2)
+        out["rss_mb_at_1s_interval"] = roles_rss(m, m.status())
+        # Saturate: every agent asked again as soon as it answers.
+        m.cfg["monitor"]["probe_interval_ms"] = 1
+        m.write_config()
+        os.kill(m.proc.pid, signal.SIGHUP)
+        H.wait_for(lambda: m.status()["group"]["config_generation"] > s["group"]["config_generation"],
+                   10, "reload")
+        time.sleep(1)
+        mpid = m.pid("monitor")
+        s0 = m.status()
+        a0, c0, sc0, w0 = sw.answered(), cpu_s(mpid), sw.cpu(), time.monotonic()
+        if os.environ.get("BENCH_PERF"):   # a profile of the monitor at saturation
+            H.run(["perf", "record", "-g", "-o", os.environ["BENCH_PERF"], "-p", str(mpid), "--",
+                   "sleep", str(WINDOW)], timeout=60)
+        else:
+            time.sleep(WINDOW)
+        s1 = m.status()
+        a1, c1, sc1, w1 = sw.answered(), cpu_s(mpid), sw.cpu(), time.monotonic()
+        dt = w1 - w0
+        ok0, f0, h0 = probe_counts(s0)
+        ok1, f1, h1 = probe_counts(s1)
+        out.update({
+            "probes_per_s": round((ok1 - ok0) / dt),
+            "failed_per_s": round((f1 - f0) / dt),
+            "agent_answered_per_s": round((a1 - a0) / dt),
+            "p50_ms": hist_pct(h0, h1, 50), "p99_ms": hist_pct(h0, h1, 99),
+            "monitor_cpu_pct": round(100 * (c1 - c0) / dt),
+            "swarm_cpu_pct": round(100 * (sc1 - sc0) / dt),
+            "monitor_rss_mb": round(rss_mb(mpid), 1),
+        })
+        if n >= 10000:
+            out["status_json_ms"] = round(time_status_json(m), 1)
+            out["snapshot"] = time_snapshot(m)
+    finally:
+        if sw:
+            sw.stop()
+        m.stop(timeout=30)
+        m.cleanup()
+    return out
+
+
+def h2load_capacity(n, h2load):
+    """h2load against a swarm of the same size: the same request body, the
+    same connections and one call in flight on each."""
+    sw = Swarm(n, tag="h2")
+    body = tempfile.NamedTemporaryFile(prefix="asg-bench-", delete=False)
+    body.write(b"\x00\x00\x00\x00\x02\x08\x07")   # gRPC frame: PingRequest{seq: 7}
+    body.close()
+    log = body.name + ".log"
+    try:
+        a0, c0 = sw.answered(), sw.cpu()
+        r = H.run([h2load, "-D", str(int(WINDOW)), "-c", str(n), "-m", "1", "-t", "1",
+                   "-d", body.name, "--log-file", log, "-H", "content-type: application/grpc",
+                   "-H", "te: trailers", "http://%s/asg.v1.Agent/Ping" % sw.lines[0]],
+                  timeout=120)
+        a1, c1 = sw.answered(), sw.cpu()
+        m = re.search(r"finished in ([\d.]+)s", r.stdout)
+        q = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed",
+                      r.stdout)
+        if not m or not q:
+            raise AssertionError("h2load output not understood:\n%s%s" % (r.stdout, r.stderr))
+        secs = float(m.group(1))
+        lat = []
+        with open(log) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[1] == "200":
+                    lat.append(int(parts[2]) / 1000.0)
+        return {"agents": n, "requests_per_s": round(int(q.group(4)) / secs),
+                "failed": int(q.group(5)), "agent_answered_per_s": round((a1 - a0) / secs),
+                "p50_ms": round(pct(lat, 50), 2) if lat else None,
+                "p99_ms": round(pct(lat, 99), 2) if lat else None,
+                "swarm_cpu_pct": round(100 * (c1 - c0) / secs)}
+    finally:
+        sw.stop()
+        for f in (body.name, log):
+            if os.path.exists(f):
+                os.unlink(f)
+
+
+# ---- failure handling ----
+
+def poll(cond, timeout, interval=0.01):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return time.monotonic()
+        time.sleep(interval)
+    raise AssertionError("timed out")
+
+
+def agent_failures(stop_signal):
+    """kill -9 (or SIGSTOP) one agent; time to out of service and to a
+    replacement running. SIGSTOP leaves the process alive: only probes
+    can tell."""
+    m = H.Manager("fail", group={"min_instances": 3, "max_instances": 3, "desired_instances": 3})
+    out = {"out": [], "replaced": []}
+    try:
+        m.start()
+        m.wait_running(3)
+        for _ in range(TRIALS):
+            s = m.wait_running(3)
+            victim = [i for i in m.running(s) if i["pid"] > 0 and H.alive(i["pid"])][0]
+            t0 = time.monotonic()
+            os.kill(victim["pid"], stop_signal)
+
+            def state_of_victim():
+                rows = [i for i in m.status()["instances"] if i["id"] == victim["id"]]
+                return not rows or rows[0]["state"] != "running"
+            out["out"].append(poll(state_of_victim, 15) - t0)
+
+            def replaced():
+                r = m.running()
+                return len(r) == 3 and victim["id"] not in [i["id"] for i in r]
+            out["replaced"].append(poll(replaced, 30) - t0)
+            if stop_signal == signal.SIGSTOP:
+                H.kill_pid(victim["pid"])
+    finally:
+        m.stop(timeout=30)
+        m.cleanup()
+    return out
+
+
+def role_failures():
+    m = H.Manager("roles")
+    out = {"monitor": [], "controller": []}
+    try:
+        m.start()
+        m.wait_running(2)
+        for _ in range(TRIALS):
+            for role, work in (("monitor", "probe_rounds"), ("controller", "evaluations")):
+                old = m.pid(role)
+                before = m.status()["group"][work]
+                t0 = time.monotonic()
+                H.kill_pid(old)
+                # New pid, and the new process has completed its own round.
+                poll(lambda: m.pid(role) not in (None, old), 10)
+                base = m.status()["group"][work]
+                out[role].append(poll(lambda: m.status()["group"][work] > max(base, before), 10) - t0)
+                time.sleep(1.1)   # past the supervisor's restart throttle
+    finally:
+        m.stop(timeout=30)
+        m.cleanup()
+    return out
+
+
+def summary(values):
+    return {"median_s": round(statistics.median(values), 3), "p95_s": round(pct(values, 95), 3),
+            "trials": len(values)}
+
+
+# ---- footprint ----
+
+def footprint_small():
+    m = H.Manager("foot", group={"min_instances": 10, "max_instances": 10, "desired_instances": 10},
+                  shm={"capacity": 64})
+    try:
+        m.start()
+        s = m.wait_running(10, timeout=30)
+        time.sleep(2)
+        return roles_rss(m, m.status())
+    finally:
+        m.stop(timeout=30)
+        m.cleanup()
+
+
+def idle_agent():
+    p = subprocess.Popen([H.BIN + "/asg-agent", "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    H.STARTED.add(p.pid)
+    try:
+        p.stdout.readline()
+        time.sleep(1)
+        c0, t0 = cpu_s(p.pid), time.monotonic()
+        time.sleep(5)
+        return {"rss_mb": round(rss_mb(p.pid), 1),
+                "cpu_pct": round(100 * (cpu_s(p.pid) - c0) / (time.monotonic() - t0), 2)}
+    finally:
+        H.stop_process(p)
+
+
+# ---- replay ----
+
+def replay_policies():
+    cfgs = {
+        # The seeds' rule as first written: one step per evaluation, no
+        # hysteresis beyond the two thresholds.
+        "seeds threshold 0.60": "policy = { kind = \"threshold\"; scale_out_above = 0.60; "
+                                "scale_in_below = 0.30; breach_periods = 1; cooldown_ms = 0; "
+                                "warmup_ms = 0; evaluation_interval_ms = 1000; };\n",
+        # The Kubernetes HPA's defaults: 15 s loop, 10% tolerance, 300 s
+        # scale-down stabilization; target utilization 0.60.
+        "HPA-style target 0.60": "policy = { kind = \"target\"; target = 0.60; target_tolerance = 0.10; "
+                                 "scale_in_stabilization_ms = 300000; evaluation_interval_ms = 15000; "
+                                 "cooldown_ms = 0; warmup_ms = 0; };\n",
+        "asg default": None,
+    }
+    out = {}
+    d = tempfile.mkdtemp(prefix="asg-bench-")
+    try:
+        for name, text in cfgs.items():
+            path = os.path.join(ROOT, "etc", "asg.cfg")
+            if text:
+                path = os.path.join(d, "replay.cfg")
+                with open(path, "w") as f:
+                    f.write(text)
+            r = H.run([H.BIN + "/asgctl", "replay", "--trace", TRACE, "--capacity", "20",
+                       "-c", path, "--min", "1", "--max", "40", "--json"], timeout=120)
+            assert r.returncode == 0, r.stderr
+            out[name] = json.loads(r.stdout)
+    finally:
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+    return out
+
+
+# ---- the table ----
+
+def row(cols, widths):
+    return "  ".join(str(c).ljust(w) for c, w in zip(cols, widths))
+
+
+def fmt_ms(v):
+    return "-" if v is None else ("%.2f" % v if v < 10 else "%.0f" % v)
+
+
+def print_table(R):
+    w = [40, 13, 13, 14, 12]
+    print("\nasg bench, %s, %d cores (%s)" % (R["date"], os.cpu_count(), R["command"]))
+    print("\nProbe capacity (saturated: one call in flight per agent, all agents at once)")
+    print(row(["", "asg monitor", "h2load", "monitor/h2load", ""], w))
+    for c in R["capacity"]:
+        mon, h2 = c["monitor"], c["h2load"]
+        n = mon["agents"]
+        ratio = mon["probes_per_s"] / h2["requests_per_s"] if h2 and h2["requests_per_s"] else None
+        print(row(["N=%d  successes/s" % n, mon["probes_per_s"], h2["requests_per_s"] if h2 else "-",
+                   "%.2f" % ratio if ratio else "-"], w))
+        print(row(["      agent-counted answers/s", mon["agent_answered_per_s"],
+                   h2["agent_answered_per_s"] if h2 else "-"], w))
+        print(row(["      failed/s", mon["failed_per_s"], h2["failed"] if h2 else "-"], w))
+        print(row(["      p50 / p99 ms", "%s / %s" % (fmt_ms(mon["p50_ms"]), fmt_ms(mon["p99_ms"])),
+                   "%s / %s" % (fmt_ms(h2["p50_ms"]), fmt_ms(h2["p99_ms"])) if h2 else "-"], w))
+        print(row(["      CPU: prober / swarm %", "%d / %d" % (mon["monitor_cpu_pct"], mon["swarm_cpu_pct"]),
+                   "- / %d" % h2["swarm_cpu_pct"] if h2 else "-"], w))
+        print(row(["      monitor RSS MB", mon["monitor_rss_mb"]], w))
+    print("\nFailure handling (fast config: probe 150 ms, timeout 100 ms, 3 misses; %d trials)" % TRIALS)
+    print(row(["", "median s", "p95 s"], w))
+    for k, v in R["failures"].items():
+        print(row([k, v["median_s"], v["p95_s"]], w))
+    print("\nFootprint (RSS MB)")
+    print(row(["instances", "supervisor", "monitor", "controller"], w))
+    for n, v in R["footprint"].items():
+        print(row([n, v.get("supervisor", "-"), v.get("monitor", "-"), v.get("controller", "-")], w))
+    ia = R["idle_agent"]
+    print(row(["idle agent", "%.1f MB" % ia["rss_mb"], "%.2f%% CPU" % ia["cpu_pct"]], w))
+    if "table" in R:
+        t = R["table"]
+        print("\nTable at %d rows while the monitor writes" % t["rows"])
+        print(row(["asgctl status --json", "%.1f ms" % t["status_json_ms"]], w))
+        print(row(["reader snapshot (median/p99)", "%.2f ms" % t["snapshot"]["median_ms"],
+                   "%.2f ms" % t["snapshot"]["p99_ms"]], w))
+    print("\nPolicy replay: NASA 1995 trace, 84,333 minutes, 20 requests/min per instance, "
+          "boot 60 s, group 1..40")
+    print(row(["policy", "inst-min", "overload min", "unserved req", "actions"], w))
+    for k, v in R["replay"].items():
+        print(row([k, "%.0f" % v["instance_minutes"], v["overload_minutes"],
+                   "%.0f" % v["unserved_requests"], v["scaling_actions"]], w))
+    print()
+
+
+def main():
+    h2load = os.environ.get("H2LOAD", "/usr/bin/h2load")
+    if not os.access(h2load, os.X_OK):
+        sys.exit("bench: %s not found: scripts/install-deps.sh --bench installs nghttp2-client" % h2load)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    R = {"date": time.strftime("%Y-%m-%d"), "command": "make bench", "cpus": os.cpu_count(),
+         "capacity": [], "footprint": {}}
+    t_start = time.monotonic()
+    try:
+        say("footprint at 10 instances, idle agent")
+        R["footprint"]["10"] = footprint_small()
+        R["idle_agent"] = idle_agent()
+        for n in SIZES:
+            say("probe capacity at %d agents: asg monitor" % n)
+            mon = monitor_capacity(n)
+            R["footprint"][str(n)] = mon.pop("rss_mb_at_1s_interval")
+            if "snapshot" in mon:
+                R["table"] = {"rows": n + 1, "status_json_ms": mon.pop("status_json_ms"),
+                              "snapshot": mon.pop("snapshot")}
+            say("probe capacity at %d agents: h2load" % n)
+            R["capacity"].append({"monitor": mon, "h2load": h2load_capacity(n, h2load)})
+        say("failure handling: agent kill -9")
+        k = agent_failures(signal.SIGKILL)
+        say("failure handling: agent SIGSTOP (hung: only probes can tell)")
+        st = agent_failures(signal.SIGSTOP)
+        say("failure handling: role kill -9")
+        roles = role_failures()
+        R["failures"] = {
+            "agent kill -9 -> out of service": summary(k["out"]),
+            "agent kill -9 -> replacement running": summary(k["replaced"]),
+            "agent hung -> unhealthy": summary(st["out"]),
+            "agent hung -> replacement running": summary(st["replaced"]),
+            "monitor kill -9 -> probe round done": summary(roles["monitor"]),
+            "controller kill -9 -> evaluation done": summary(roles["controller"]),
+        }
+        say("policy replay")
+        R["replay"] = replay_policies()
+    finally:
+        H.kill_everything_started()
+    R["wall_s"] = round(time.monotonic() - t_start)
+    with open(os.path.join(OUT_DIR, "results.json"), "w") as f:
+        json.dump(R, f, indent=1)
+    print_table(R)
+    print("written: build/bench/results.json (%d s)" % R["wall_s"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+/* Policy replay: the controller's own policy_decide, run in simulated time
+ * over a demand trace (requests per minute, one integer a line). Used by
+ * `asgctl replay` and `make bench`. */
+#ifndef ASG_REPLAY_H
+#define ASG_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/config.h"
+
+#define REPLAY_MAX_MINUTES 10000000u   /* about 19 years of minutes */
+#define REPLAY_MAX_RPM 1000000000u
+
+struct replay_opts {
+    uint32_t capacity_rpm;      /* what one ready instance serves a minute at load 1.0 */
+    int64_t boot_delay_ms;      /* from launch to serving */
+};
+
+struct replay_result {
+    double instance_minutes;    /* cost: launched instances, booting or ready */
+    uint64_t overload_minutes;  /* minutes whose mean load was above 0.9 */
+    double unserved_requests;   /* demand above the ready capacity */
+    uint64_t scaling_actions;   /* evaluations that changed the target */
+    uint64_t minutes;
+    int peak_instances;
+};
+
+/* Reads a trace; on error returns -1 with "FILE:LINE: why" in err. */
+int replay_load_trace(const char *path, uint32_t **demand, size_t *n, char *err, size_t errsize);
+
+/* Runs cfg's policy over the trace. The group starts at its floor
+ * (desired within min..max), every instance ready. Returns -1 with why in
+ * err when the options cannot be simulated. */
+int replay_run(const struct asg_config *cfg, const uint32_t *demand, size_t n,
+               const struct replay_opts *o, struct replay_result *out, char *err, size_t errsize);
+
+#endif
