@@ -263,8 +263,9 @@ def poll(cond, timeout, interval=0.01):
 
 
 def agent_failures(stop_signal):
-    """kill -9 (or SIGSTOP) one agent; time to out of service and to a
-    replacement running. SIGSTOP leaves the process alive: only probes
+    """kill -9 (or SIGSTOP) one agent; time to its leaving running (it is
+    marked unhealthy: a killed child is reaped at once, a hung one misses
+    its probes) and to a replacement running. SIGSTOP leaves the process alive: only probes
     can tell."""
     m = H.Manager("fail", group={"min_instances": 3, "max_instances": 3, "desired_instances": 3})
     out = {"out": [], "replaced": []}
@@ -398,6 +399,11 @@ def fmt_ms(v):
     return "-" if v is None else ("%.2f" % v if v < 10 else "%.0f" % v)
 
 
+def per_answer_us(cpu_pct, per_s):
+    """CPU time per answer: flat as N grows if the cost is per probe."""
+    return cpu_pct / 100.0 / per_s * 1e6 if per_s else float("nan")
+
+
 def print_table(R):
     w = [40, 13, 13, 14, 12]
     print("\nasg bench, %s, %d cores (%s)" % (R["date"], os.cpu_count(), R["command"]))
@@ -416,8 +422,16 @@ def print_table(R):
                    "%s / %s" % (fmt_ms(h2["p50_ms"]), fmt_ms(h2["p99_ms"])) if h2 else "-"], w))
         print(row(["      CPU: prober / swarm %", "%d / %d" % (mon["monitor_cpu_pct"], mon["swarm_cpu_pct"]),
                    "- / %d" % h2["swarm_cpu_pct"] if h2 else "-"], w))
+        print(row(["      CPU us per answer: prober / swarm",
+                   "%.0f / %.0f" % (per_answer_us(mon["monitor_cpu_pct"], mon["probes_per_s"]),
+                                    per_answer_us(mon["swarm_cpu_pct"], mon["agent_answered_per_s"])),
+                   "- / %.0f" % per_answer_us(h2["swarm_cpu_pct"], h2["agent_answered_per_s"])
+                   if h2 else "-"], w))
         print(row(["      monitor RSS MB", mon["monitor_rss_mb"]], w))
-    print("\nFailure handling (fast config: probe 150 ms, timeout 100 ms, 3 misses; %d trials)" % TRIALS)
+        print(row(["      all registered / all probed s",
+                   "%s / %s" % (mon.get("all_running_s", "-"), mon.get("all_probed_s", "-"))], w))
+    print("\nFailure handling (fast config: probe 150 ms, timeout 100 ms, 3 misses; %d trials)" %
+          min(v["trials"] for v in R["failures"].values()))
     print(row(["", "median s", "p95 s"], w))
     for k, v in R["failures"].items():
         print(row([k, v["median_s"], v["p95_s"]], w))
@@ -470,7 +484,7 @@ def main():
         say("failure handling: role kill -9")
         roles = role_failures()
         R["failures"] = {
-            "agent kill -9 -> out of service": summary(k["out"]),
+            "agent kill -9 -> unhealthy": summary(k["out"]),
             "agent kill -9 -> replacement running": summary(k["replaced"]),
             "agent hung -> unhealthy": summary(st["out"]),
             "agent hung -> replacement running": summary(st["replaced"]),

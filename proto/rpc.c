@@ -291,6 +291,19 @@ static void shutdown_notified(struct rpc_tag *tag, bool ok)
     s->shutdown_done = true;
 }
 
+/* Bandwidth-delay probing sizes flow-control windows for bulk streams by
+ * pinging the peer as data arrives; our messages are a few bytes, and the
+ * pings cost both sides syscalls and wake-ups: without them the saturated
+ * probe rate at 1,000 agents went from 22,500/s to 31,600/s (make bench). */
+static grpc_arg no_bdp_probe(void)
+{
+    grpc_arg a;
+    a.type = GRPC_ARG_INTEGER;
+    a.key = (char *)GRPC_ARG_HTTP2_BDP_PROBE;
+    a.value.integer = 0;
+    return a;
+}
+
 struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
                                     size_t nmethods, grpc_completion_queue *cq,
                                     const struct rpc_tls *tls, int *port,
@@ -299,14 +312,15 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     struct rpc_server *s = calloc(1, sizeof *s);
     if (!s)
         abort();
-    grpc_arg args[2];
+    grpc_arg args[3];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
     args[0].value.integer = 0; /* a second server must fail, not share */
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[1].value.integer = RPC_MAX_MESSAGE;
-    grpc_channel_args ca = {2, args};
+    args[2] = no_bdp_probe();
+    grpc_channel_args ca = {3, args};
     s->server = grpc_server_create(&ca, NULL);
     s->cq = cq;
     s->nmethods = nmethods;
@@ -379,7 +393,7 @@ grpc_channel *rpc_channel_create(const char *addr, const struct rpc_tls *tls, co
 grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls, const char *peer_name,
                                     int connect_ms)
 {
-    grpc_arg args[5];
+    grpc_arg args[6];
     const char *keys[] = {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                           GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH};
     /* Retry a refused connection after 100 ms, at most a second apart, but
@@ -393,17 +407,18 @@ grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls,
         args[i].key = (char *)keys[i];
         args[i].value.integer = vals[i];
     }
-    grpc_channel_args ca = {4, args};
+    args[4] = no_bdp_probe();
+    grpc_channel_args ca = {5, args};
     grpc_channel_credentials *creds;
     if (rpc_tls_on(tls)) {
         grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
         creds = grpc_ssl_credentials_create(tls->ca, &pair, NULL, NULL);
         /* Check the peer's certificate against its role name, whatever
          * address was dialled (instances come and go by IP). */
-        args[4].type = GRPC_ARG_STRING;
-        args[4].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
-        args[4].value.string = (char *)peer_name;
-        ca.num_args = 5;
+        args[ca.num_args].type = GRPC_ARG_STRING;
+        args[ca.num_args].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[ca.num_args].value.string = (char *)peer_name;
+        ca.num_args++;
     } else {
         creds = grpc_insecure_credentials_create();
     }

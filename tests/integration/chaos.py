@@ -123,9 +123,11 @@ def fill_the_table(m):
         p.send_signal(signal.SIGTERM)
     for p in procs:
         p.wait(timeout=20)
-    # They deregistered; the group had taken them in (target 60), so it
-    # launches its own to stay at that target.
-    check(m, "strangers gone, replaced", lo=N + STRANGERS)
+    # They joined on their own and deregistered: they leave as they came,
+    # taking the target back to N, and nothing is launched in their place.
+    s = check(m, "strangers gone", hi=N)
+    assert s["group"]["target"] == N, s["group"]
+    assert not [i for i in s["instances"] if i["id"].startswith("stranger-")], s["instances"]
 
 
 def main():
