@@ -8,6 +8,7 @@ Every process it starts is stopped by pid at the end (tests' harness).
 import json
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -213,39 +214,60 @@ def monitor_capacity(n):
 
 def h2load_capacity(n, h2load):
     """h2load against a swarm of the same size: the same request body, the
-    same connections and one call in flight on each."""
+    same connections and one call in flight on each. h2load dials one
+    host:port, so one h2load runs per swarm process, against its first
+    agent, with as many connections as that process has agents: the server
+    side is spread over the same processes as under the monitor."""
     sw = Swarm(n, tag="h2")
     body = tempfile.NamedTemporaryFile(prefix="asg-bench-", delete=False)
     body.write(b"\x00\x00\x00\x00\x02\x08\x07")   # gRPC frame: PingRequest{seq: 7}
     body.close()
-    log = body.name + ".log"
+    chunks = [(BASE_PORT + k, min(PER_SWARM, n - k)) for k in range(0, n, PER_SWARM)]
+    logs = ["%s.%d.log" % (body.name, port) for port, _ in chunks]
     try:
         a0, c0 = sw.answered(), sw.cpu()
-        r = H.run([h2load, "-D", str(int(WINDOW)), "-c", str(n), "-m", "1", "-t", "1",
-                   "-d", body.name, "--log-file", log, "-H", "content-type: application/grpc",
-                   "-H", "te: trailers", "http://%s/asg.v1.Agent/Ping" % sw.lines[0]],
-                  timeout=120)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        procs = []
+        for (port, conns), log in zip(chunks, logs):
+            p = subprocess.Popen([h2load, "-D", str(int(WINDOW)), "-c", str(conns), "-m", "1", "-t", "1",
+                                  "-d", body.name, "--log-file", log,
+                                  "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                  "http://127.0.0.1:%d/asg.v1.Agent/Ping" % port],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            H.STARTED.add(p.pid)
+            procs.append(p)
+        succeeded = failed = 0
+        secs = 0.0
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            m = re.search(r"finished in ([\d.]+)s", out)
+            q = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                          r"(\d+) failed", out)
+            if not m or not q:
+                raise AssertionError("h2load output not understood:\n%s%s" % (out, err))
+            secs = max(secs, float(m.group(1)))
+            succeeded += int(q.group(4))
+            failed += int(q.group(5))
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # the h2loads, now reaped
         a1, c1 = sw.answered(), sw.cpu()
-        m = re.search(r"finished in ([\d.]+)s", r.stdout)
-        q = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed",
-                      r.stdout)
-        if not m or not q:
-            raise AssertionError("h2load output not understood:\n%s%s" % (r.stdout, r.stderr))
-        secs = float(m.group(1))
         lat = []
-        with open(log) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 3 and parts[1] == "200":
-                    lat.append(int(parts[2]) / 1000.0)
-        return {"agents": n, "requests_per_s": round(int(q.group(4)) / secs),
-                "failed": int(q.group(5)), "agent_answered_per_s": round((a1 - a0) / secs),
+        for log in logs:
+            with open(log) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3 and parts[1] == "200":
+                        lat.append(int(parts[2]) / 1000.0)
+        return {"agents": n, "h2load_processes": len(procs),
+                "requests_per_s": round(succeeded / secs), "failed": failed,
+                "agent_answered_per_s": round((a1 - a0) / secs),
                 "p50_ms": round(pct(lat, 50), 2) if lat else None,
                 "p99_ms": round(pct(lat, 99), 2) if lat else None,
-                "swarm_cpu_pct": round(100 * (c1 - c0) / secs)}
+                "swarm_cpu_pct": round(100 * (c1 - c0) / secs),
+                "h2load_cpu_pct": round(100 * (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
+                                        / secs)}
     finally:
         sw.stop()
-        for f in (body.name, log):
+        for f in [body.name] + logs:
             if os.path.exists(f):
                 os.unlink(f)
 
@@ -296,7 +318,10 @@ def agent_failures(stop_signal):
 
 
 def role_failures():
-    m = H.Manager("roles")
+    # A role up over restart_stable_ms restarts at once; a role that keeps
+    # dying sooner backs off. Trials 1.5 s apart measure the restart, not
+    # the crash-loop backoff the default (10 s) would apply to them.
+    m = H.Manager("roles", supervisor={"restart_stable_ms": 1000})
     out = {"monitor": [], "controller": []}
     try:
         m.start()
@@ -311,7 +336,7 @@ def role_failures():
                 poll(lambda: m.pid(role) not in (None, old), 10)
                 base = m.status()["group"][work]
                 out[role].append(poll(lambda: m.status()["group"][work] > max(base, before), 10) - t0)
-                time.sleep(1.1)   # past the supervisor's restart throttle
+                time.sleep(1.5)   # up longer than restart_stable_ms
     finally:
         m.stop(timeout=30)
         m.cleanup()
@@ -420,12 +445,13 @@ def print_table(R):
         print(row(["      failed/s", mon["failed_per_s"], h2["failed"] if h2 else "-"], w))
         print(row(["      p50 / p99 ms", "%s / %s" % (fmt_ms(mon["p50_ms"]), fmt_ms(mon["p99_ms"])),
                    "%s / %s" % (fmt_ms(h2["p50_ms"]), fmt_ms(h2["p99_ms"])) if h2 else "-"], w))
-        print(row(["      CPU: prober / swarm %", "%d / %d" % (mon["monitor_cpu_pct"], mon["swarm_cpu_pct"]),
-                   "- / %d" % h2["swarm_cpu_pct"] if h2 else "-"], w))
+        print(row(["      CPU %: prober / swarm", "%d / %d" % (mon["monitor_cpu_pct"], mon["swarm_cpu_pct"]),
+                   "%d / %d" % (h2["h2load_cpu_pct"], h2["swarm_cpu_pct"]) if h2 else "-"], w))
         print(row(["      CPU us per answer: prober / swarm",
                    "%.0f / %.0f" % (per_answer_us(mon["monitor_cpu_pct"], mon["probes_per_s"]),
                                     per_answer_us(mon["swarm_cpu_pct"], mon["agent_answered_per_s"])),
-                   "- / %.0f" % per_answer_us(h2["swarm_cpu_pct"], h2["agent_answered_per_s"])
+                   "%.0f / %.0f" % (per_answer_us(h2["h2load_cpu_pct"], h2["requests_per_s"]),
+                                    per_answer_us(h2["swarm_cpu_pct"], h2["agent_answered_per_s"]))
                    if h2 else "-"], w))
         print(row(["      monitor RSS MB", mon["monitor_rss_mb"]], w))
         print(row(["      all registered / all probed s",
