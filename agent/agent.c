@@ -156,7 +156,10 @@ static void start_deregister(struct agent *a)
     q.instance_id = a->id;
     size_t len;
     uint8_t *buf = rpc_pack(&q.base, &len);
-    a->dereg_done = rpc_call_start(a->mgr, a->cq, M_MONITOR_DEREGISTER, buf, len, 1000,
+    /* Three seconds: a manager busy with a whole swarm leaving at once is
+     * slow, and an agent that fails to say goodbye is only found by its
+     * missed probes. */
+    a->dereg_done = rpc_call_start(a->mgr, a->cq, M_MONITOR_DEREGISTER, buf, len, 3000,
                                    on_deregistered, a) != 0;
     free(buf);
 }

@@ -393,6 +393,8 @@ def replay_policies():
                                  "scale_in_stabilization_ms = 300000; evaluation_interval_ms = 15000; "
                                  "cooldown_ms = 0; warmup_ms = 0; };\n",
         "asg default": None,
+        # The same defaults with the target-tracking policy (--policy).
+        "asg default, --policy target": None,
     }
     out = {}
     d = tempfile.mkdtemp(prefix="asg-bench-")
@@ -404,7 +406,8 @@ def replay_policies():
                 with open(path, "w") as f:
                     f.write(text)
             r = H.run([H.BIN + "/asgctl", "replay", "--trace", TRACE, "--capacity", "20",
-                       "-c", path, "--min", "1", "--max", "40", "--json"], timeout=120)
+                       "-c", path, "--min", "1", "--max", "40", "--json"] +
+                      (["--policy", "target"] if name.endswith("--policy target") else []), timeout=120)
             assert r.returncode == 0, r.stderr
             out[name] = json.loads(r.stdout)
     finally:

@@ -138,11 +138,19 @@ def swarm_hosts_many_agents_that_register_answer_and_leave(m):
         assert stats[0] == "stats" and kv["agents"] == "20" and kv["registered"] == "20", stats
         assert int(kv["answered"]) >= 20 and kv["bad_requests"] == "0", stats
     finally:
-        assert stop_agent(p) == 0
+        rc = stop_agent(p)
+        err = p.stderr.read()
+        assert rc == 0, err
     wait_for(lambda: not [i for i in m.status()["instances"]
                           if i["id"].startswith("sw-") and i["state"] == "running"], 10,
              "swarm agents deregistered")
-    assert len(re.findall(r"instance sw-\d+ deregistered", m.log())) == 20
+    logged = lambda: set(re.findall(r"instance (sw-\d+) deregistered", m.log()))  # noqa: E731
+    end = time.monotonic() + 10
+    while len(logged()) < 20 and time.monotonic() < end:
+        time.sleep(0.1)
+    missing = sorted({"sw-%d" % k for k in range(20)} - logged())
+    assert not missing, (missing, [l for l in err.splitlines() if "deregister" in l],
+                         [l for l in m.log().splitlines() if any(x + " " in l for x in missing)])
     # They joined on their own and left on their own: the target falls back
     # to the group's one launched instance, and nothing replaces them.
     wait_for(lambda: m.status()["group"]["target"] == 1, 10, "target back to 1")
