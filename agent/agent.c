@@ -188,15 +188,10 @@ struct options {
 
 static int parse_number(const char *opt, const char *arg, long lo, long hi, long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || *end || !arg[0] || v < lo || v > hi) {
-        fprintf(stderr, "asg-agent: %s '%s' is not a whole number in %ld..%ld\n", opt, arg, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (parse_whole(arg, lo, hi, out))
+        return 0;
+    fprintf(stderr, "asg-agent: %s '%s' is not a whole number in %ld..%ld\n", opt, arg, lo, hi);
+    return -1;
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -393,46 +388,48 @@ static int start_agent(const struct options *o, int k, struct agent *a, grpc_com
 static volatile sig_atomic_t want_stats;
 static void on_usr1(int sig) { (void)sig; want_stats = 1; }
 
+struct swarm_counts {
+    int registered;
+    uint64_t answered, bad_requests, reg_failures;
+};
+
+static struct swarm_counts count_swarm(const struct agent *ag, int n)
+{
+    struct swarm_counts c = {0, 0, 0, 0};
+    for (int k = 0; k < n; k++) {
+        c.registered += ag[k].reg == REG_DONE;
+        c.answered += ag[k].answered;
+        c.bad_requests += ag[k].bad_requests;
+        c.reg_failures += ag[k].reg_failures;
+    }
+    return c;
+}
+
 /* SIGUSR1: one line of counters on stdout, for benchmarks that count the
  * agents' side of a load test. */
 static void print_stats(const struct agent *ag, int n)
 {
-    uint64_t answered = 0, bad = 0, failures = 0;
-    int registered = 0;
-    for (int k = 0; k < n; k++) {
-        answered += ag[k].answered;
-        bad += ag[k].bad_requests;
-        failures += ag[k].reg_failures;
-        registered += ag[k].reg == REG_DONE;
-    }
+    struct swarm_counts c = count_swarm(ag, n);
     printf("stats agents=%d registered=%d answered=%llu bad_requests=%llu reg_failures=%llu\n", n,
-           registered, (unsigned long long)answered, (unsigned long long)bad,
-           (unsigned long long)failures);
+           c.registered, (unsigned long long)c.answered, (unsigned long long)c.bad_requests,
+           (unsigned long long)c.reg_failures);
     fflush(stdout);
 }
 
 /* A swarm logs how registration goes once a second, not per agent. */
-static void swarm_summary(const struct agent *ag, int n, int *last_registered,
-                          uint64_t *last_failures)
+static void swarm_summary(const struct agent *ag, int n, struct swarm_counts *last)
 {
-    int registered = 0;
-    uint64_t failures = 0;
-    for (int k = 0; k < n; k++) {
-        registered += ag[k].reg == REG_DONE;
-        failures += ag[k].reg_failures;
-    }
-    if (registered != *last_registered || failures != *last_failures)
+    struct swarm_counts c = count_swarm(ag, n);
+    if (c.registered != last->registered || c.reg_failures != last->reg_failures)
         log_info("swarm: %d of %d agents registered with %s; %llu failed attempt(s) so far",
-                 registered, n, ag[0].manager, (unsigned long long)failures);
-    *last_registered = registered;
-    *last_failures = failures;
+                 c.registered, n, ag[0].manager, (unsigned long long)c.reg_failures);
+    *last = c;
 }
 
 static void run(struct agent *ag, int n, grpc_completion_queue *cq)
 {
     int64_t next_load = now_ms() + TICK_MS, next_reg = now_ms(), next_summary = now_ms() + 1000;
-    int last_registered = 0;
-    uint64_t last_failures = 0;
+    struct swarm_counts last = {0, 0, 0, 0};
     while (!g_sig.term) {
         int64_t now = now_ms();
         if (now >= next_load) {
@@ -448,7 +445,7 @@ static void run(struct agent *ag, int n, grpc_completion_queue *cq)
             next_reg = now + REG_TICK_MS;
         }
         if (n > 1 && ag[0].mgr && now >= next_summary) {
-            swarm_summary(ag, n, &last_registered, &last_failures);
+            swarm_summary(ag, n, &last);
             next_summary = now + 1000;
         }
         if (want_stats) {

@@ -444,16 +444,10 @@ struct replay_args {
 
 static bool number_arg(const char *opt, const char *v, long lo, long hi, long *out)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "asgctl: replay: %s takes a whole number %ld..%ld, not '%s'\n", opt, lo,
-                hi, v);
-        return false;
-    }
-    *out = x;
-    return true;
+    if (parse_whole(v, lo, hi, out))
+        return true;
+    fprintf(stderr, "asgctl: replay: %s takes a whole number %ld..%ld, not '%s'\n", opt, lo, hi, v);
+    return false;
 }
 
 static int parse_replay(int argc, char **argv, struct replay_args *a)

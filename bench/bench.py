@@ -31,7 +31,6 @@ PER_SWARM = 5000
 BASE_PORT = 21000
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-RESULTS = {}
 
 
 def say(msg):
@@ -355,7 +354,7 @@ def footprint_small():
                   shm={"capacity": 64})
     try:
         m.start()
-        s = m.wait_running(10, timeout=30)
+        m.wait_running(10, timeout=30)
         time.sleep(2)
         return roles_rss(m, m.status())
     finally:

@@ -46,6 +46,17 @@ bool copy_str(char *dst, size_t size, const char *src)
     return true;
 }
 
+bool parse_whole(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
 bool valid_instance_id(const char *id, size_t len)
 {
     if (len == 0 || len > 63 || !isalnum((unsigned char)id[0]))

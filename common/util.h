@@ -26,6 +26,9 @@ int64_t wall_ms(void);
  * src did not fit. */
 bool copy_str(char *dst, size_t size, const char *src);
 
+/* A whole number lo..hi, the whole string and nothing else. */
+bool parse_whole(const char *s, long lo, long hi, long *out);
+
 /* An instance id: 1..63 of [A-Za-z0-9._-], starting with an alphanumeric. */
 bool valid_instance_id(const char *id, size_t len);
 /* "host:port" with an IPv4 dotted quad or a DNS-style host name and a

@@ -225,10 +225,10 @@ int replay_run(const struct asg_config *cfg, const uint32_t *demand, size_t n,
     struct sim s = {.cfg = cfg, .o = o, .demand = demand, .minutes = n, .res = out, .minute = -1};
     struct ctl_state st;
     memset(&st, 0, sizeof st);
-    int floor = cfg->desired_instances < cfg->min_instances ? cfg->min_instances
-              : cfg->desired_instances > cfg->max_instances ? cfg->max_instances
-              : cfg->desired_instances;
-    for (int i = 0; i < floor; i++)
+    int start_size = cfg->desired_instances < cfg->min_instances ? cfg->min_instances
+                   : cfg->desired_instances > cfg->max_instances ? cfg->max_instances
+                   : cfg->desired_instances;
+    for (int i = 0; i < start_size; i++)
         launch(&s, T0_MS - o->boot_delay_ms - cfg->warmup_ms); /* warm at the start */
     int64_t end = T0_MS + (int64_t)n * MINUTE_MS;
     for (int64_t t = T0_MS; t < end; t += step) {

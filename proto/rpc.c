@@ -619,14 +619,6 @@ void rpc_tls_free(struct rpc_tls *t)
 
 /* ---- shutdown ---- */
 
-static bool all_notified(struct rpc_server *const *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] && !s[i]->shutdown_done)
-            return false;
-    return true;
-}
-
 void rpc_shutdown_servers(struct rpc_server *const *s, size_t n, grpc_completion_queue *cq)
 {
     for (struct cli_call *c = live_calls; c; c = c->next)
@@ -639,9 +631,13 @@ void rpc_shutdown_servers(struct rpc_server *const *s, size_t n, grpc_completion
         grpc_server_shutdown_and_notify(s[i]->server, cq, &s[i]->shutdown_tag);
         grpc_server_cancel_all_calls(s[i]->server);
     }
-    while (!all_notified(s, n))
-        if (rpc_cq_step(cq, 1000) < 0)
-            break;
+    /* Waits for each notification in turn: one pass over the servers,
+     * however many events each step delivers. */
+    for (size_t i = 0; i < n; i++)
+        while (s[i] && !s[i]->shutdown_done)
+            if (rpc_cq_step(cq, 1000) < 0)
+                goto notified;
+notified:
     grpc_completion_queue_shutdown(cq);
     while (rpc_cq_step(cq, 1000) >= 0)
         ;
