@@ -26,7 +26,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS    = grpc libprotobuf-c libconfig libcrypto libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd
+PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -43,7 +43,7 @@ PROTOS  = asg health
 GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
-LIB_SRC = common/util.c common/config.c common/strbuf.c common/ctlsock.c shm/table.c \
+LIB_SRC = common/util.c common/config.c common/pki.c common/strbuf.c common/ctlsock.c shm/table.c \
           proto/rpc.c status/render.c \
           agent/walk.c agent/service.c controller/policy.c controller/replay.c controller/provider_local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c controller/provider_ec2.c

@@ -118,7 +118,15 @@ void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer
 void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
-    (void)peer;
+    /* Only the manager may steer an agent's load: with mutual TLS every
+     * agent holds a certificate from the same CA, so a verified peer is
+     * not enough, it must be the manager's. */
+    if (peer && strcmp(peer, RPC_MANAGER_NAME) != 0) {
+        a->bad_requests++;
+        rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED,
+                        "only the manager may set the load (caller: %.60s)", peer);
+        return;
+    }
     Asg__V1__SetLoadRequest *in = asg__v1__set_load_request__unpack(NULL, len, req);
     if (!in) {
         a->bad_requests++;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/pki.h"
 #include "../controller/provider.h"
 #include "../controller/replay.h"
 #include "../common/util.h"
@@ -36,6 +37,8 @@ static void usage(FILE *f)
             "  replay --trace FILE --capacity RPM [--policy threshold|target] [-c FILE]\n"
             "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
             "                           the policy in simulated time over a demand trace\n"
+            "  cert ID DIR              issue a certificate for an agent you start by hand\n"
+            "                           (DIR/ID.crt, DIR/ID.key, DIR/ca.crt; needs the manager's tls.dir)\n"
             "  version\n"
             "  -c FILE     config of the manager (for shm.name); default: built-in\n"
             "  --shm NAME  shared table name, overriding the config\n");
@@ -93,6 +96,9 @@ static void print_status_text(const struct snapshot *s)
            c->max_instances, snapshot_target(s));
     printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n", running + pending,
            running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+    if (c->tls_mode == TLS_PLAINTEXT)
+        printf("WARNING: tls.mode = \"plaintext\": agents and manager are not authenticated; anyone "
+               "who reaches %s or an agent's port can steer this group\n", c->monitor_listen);
     printf("processes: supervisor %d, monitor %d (at %s), controller %d, status %d\n",
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
@@ -526,6 +532,65 @@ static int replay_config(const struct replay_args *a, struct asg_config *cfg)
     return 0;
 }
 
+/* The config the manager runs with, as published in its table (asgctl
+ * maps the table read-only and checks it is the manager's: see
+ * table_attach). Left alone when there is no table. */
+static void config_from_table(const char *shm, struct asg_config *cfg)
+{
+    struct table t;
+    char err[512];
+    if (table_attach(shm, true, &t, err, sizeof err) != 0)
+        return;
+    struct table_hdr *h = malloc(sizeof *h);
+    if (h && table_read_hdr(&t, h))
+        *cfg = h->config;
+    free(h);
+    table_detach(&t);
+}
+
+static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
+{
+    char err[512], dir[256], cert[300], key[300];
+    if (cfg->tls_mode == TLS_PLAINTEXT) {
+        fprintf(stderr, "asgctl: cert: the manager runs with tls.mode = \"plaintext\"\n");
+        return 2;
+    }
+    if (!valid_instance_id(id, strlen(id))) {
+        fprintf(stderr, "asgctl: cert: '%s' is not an instance id (1..63 of A-Z a-z 0-9 . _ -)\n", id);
+        return 2;
+    }
+    pki_dir(cfg, dir, sizeof dir);
+    /* Before the manager's first start too: the CA is made then. */
+    struct pki_ca *ca = pki_prepare(dir, err, sizeof err) == 0 ? pki_ca_open(dir, err, sizeof err) : NULL;
+    if (!ca) {
+        fprintf(stderr, "asgctl: cert: %s\n", err);
+        return 1;
+    }
+    int rc = pki_issue_agent(ca, id, cert, key, sizeof cert, err, sizeof err);
+    char *pem = pki_ca_pem(ca);
+    pki_ca_close(ca);
+    char dst[3][300];
+    snprintf(dst[0], sizeof dst[0], "%s/%s.crt", outdir, id);
+    snprintf(dst[1], sizeof dst[1], "%s/%s.key", outdir, id);
+    snprintf(dst[2], sizeof dst[2], "%s/ca.crt", outdir);
+    const char *src[2] = {cert, key};
+    for (int k = 0; rc == 0 && k < 2; k++) {
+        char *data = pki_read_private(src[k], 64 * 1024, err, sizeof err);
+        rc = data ? pki_write_private(dst[k], data, strlen(data), err, sizeof err) : -1;
+        free(data);
+    }
+    if (rc == 0)
+        rc = pem ? pki_write_private(dst[2], pem, strlen(pem), err, sizeof err) : -1;
+    free(pem);
+    pki_forget_agent(dir, id);
+    if (rc != 0) {
+        fprintf(stderr, "asgctl: cert: %s\n", err);
+        return 1;
+    }
+    printf("%s\n%s\n%s\n", dst[0], dst[1], dst[2]);
+    return 0;
+}
+
 static int cmd_replay(int argc, char **argv, const struct asg_config *base)
 {
     struct replay_args a;
@@ -596,23 +661,27 @@ int main(int argc, char **argv)
     }
     if (!shm)
         shm = cfg.shm_name;
-    /* With tls.* in the config, asgctl talks to agents as the manager. */
-    struct rpc_tls tls = {NULL, NULL, NULL};
-    if (cfg.tls_ca[0]) {
-        char err[512];
-        if (rpc_tls_load(&tls, cfg.tls_ca, cfg.tls_cert, cfg.tls_key, err, sizeof err) != 0) {
-            fprintf(stderr, "asgctl: tls: %s\n", err);
-            return 2;
-        }
-    }
     if (i >= argc) {
         usage(stderr);
         return 2;
     }
     const char *cmd = argv[i++];
-    if (strcmp(cmd, "probe") != 0 && strcmp(cmd, "load") != 0)
-        rpc_tls_free(&tls); /* only probe and load talk to agents */
+    /* probe and load talk to agents as the manager: with the manager's
+     * certificate from its tls.dir (the running manager's config, read from
+     * its table, when no -c is given). */
+    struct rpc_tls tls = {NULL, NULL, NULL};
+    if (strcmp(cmd, "probe") == 0 || strcmp(cmd, "load") == 0 || strcmp(cmd, "cert") == 0) {
+        if (!cfgfile)
+            config_from_table(shm, &cfg);
+        char err[512];
+        if (strcmp(cmd, "cert") != 0 && pki_manager_tls(&cfg, &tls, err, sizeof err) != 0) {
+            fprintf(stderr, "asgctl: tls: %s (tls.mode = \"auto\": run as the manager's user)\n", err);
+            return 2;
+        }
+    }
     int rest = argc - i;
+    if (strcmp(cmd, "cert") == 0 && rest == 2)
+        return cmd_cert(&cfg, argv[i], argv[i + 1]);
     bool json = rest >= 1 && strcmp(argv[argc - 1], "--json") == 0;
     if (strcmp(cmd, "status") == 0 && rest == (json ? 1 : 0))
         return cmd_status(shm, json);

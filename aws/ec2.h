@@ -40,7 +40,7 @@ struct ec2_client {
     int max_attempts;
     int backoff_base_ms, backoff_cap_ms;
     uint64_t rng;
-    const volatile int *abort_flag; /* stop retrying when it becomes set */
+    const volatile sig_atomic_t *abort_flag; /* stop retrying when it becomes set */
     uint64_t calls, attempts, retries;
 };
 

@@ -22,6 +22,7 @@ struct keydef {
 
 static const char *const policy_names[] = {"threshold", "target", NULL};
 static const char *const provider_names[] = {"local", "ec2", NULL};
+static const char *const tls_names[] = {"auto", "plaintext", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 
 #define OFF(f) offsetof(struct asg_config, f)
@@ -72,11 +73,8 @@ static const struct keydef keys[] = {
     INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000),
     STR("provider.ec2.manager_address", ec2_manager_address),
     STR("provider.ec2.agent_path", ec2_agent_path),
-    STR("tls.ca", tls_ca),
-    STR("tls.cert", tls_cert),
-    STR("tls.key", tls_key),
-    STR("tls.agent_cert", tls_agent_cert),
-    STR("tls.agent_key", tls_agent_key),
+    ENUM("tls.mode", tls_mode, tls_names),
+    STR("tls.dir", tls_dir),
     STR("status.listen", status_listen),
     STR("status.token", status_token),
     STR("shm.name", shm_name),
@@ -276,7 +274,11 @@ static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefi
             if (walk(e, s, path, c) != 0)
                 return -1;
         } else if (!k) {
-            return fail(e, s, "unknown key '%s'", path);
+            return fail(e, s, "unknown key '%s'%s", path,
+                        strncmp(path, "tls.", 4) == 0
+                            ? " (the manager now makes its own CA and one certificate per instance in"
+                              " tls.dir; see tls.mode)"
+                            : "");
         } else if (apply_key(e, k, s, c) != 0) {
             return -1;
         }
@@ -332,23 +334,8 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
 
 static int check_tls(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
-    const char *paths[] = {c->tls_ca, c->tls_cert, c->tls_key, c->tls_agent_cert, c->tls_agent_key};
-    const char *names[] = {"tls.ca", "tls.cert", "tls.key", "tls.agent_cert", "tls.agent_key"};
-    bool on = c->tls_ca[0] || c->tls_cert[0] || c->tls_key[0];
-    if (on && !(c->tls_ca[0] && c->tls_cert[0] && c->tls_key[0]))
-        return fail(e, lookup(cf, "tls.ca") ? lookup(cf, "tls.ca") : lookup(cf, "tls.cert"),
-                    "tls.ca, tls.cert and tls.key go together");
-    if (!on && (c->tls_agent_cert[0] || c->tls_agent_key[0]))
-        return fail(e, lookup(cf, "tls.agent_cert"), "tls.agent_cert needs tls.ca, tls.cert and tls.key");
-    if (on && c->provider_kind == PROVIDER_LOCAL && !(c->tls_agent_cert[0] && c->tls_agent_key[0]))
-        return fail(e, lookup(cf, "tls.ca"),
-                    "with provider local and TLS on, tls.agent_cert and tls.agent_key are needed");
-    for (int i = 0; i < 5; i++)
-        if (paths[i][0] && access(paths[i], R_OK) != 0) {
-            char path[64];
-            snprintf(path, sizeof path, "%s", names[i]);
-            return fail(e, lookup(cf, path), "%s: cannot read %.200s: %s", names[i], paths[i], strerror(errno));
-        }
+    if (c->tls_dir[0] && (c->tls_dir[0] != '/' || strstr(c->tls_dir, "/../") || strstr(c->tls_dir, "//")))
+        return fail(e, lookup(cf, "tls.dir"), "tls.dir must be an absolute path without '..' or '//'");
     return 0;
 }
 
@@ -464,9 +451,8 @@ const char *config_restart_key_changed(const struct asg_config *a,
     if (strcmp(a->group_name, b->group_name) != 0) return "group.name";
     if (strcmp(a->monitor_listen, b->monitor_listen) != 0) return "monitor.listen";
     if (strcmp(a->status_listen, b->status_listen) != 0) return "status.listen";
-    if (strcmp(a->tls_ca, b->tls_ca) || strcmp(a->tls_cert, b->tls_cert) || strcmp(a->tls_key, b->tls_key) ||
-        strcmp(a->tls_agent_cert, b->tls_agent_cert) || strcmp(a->tls_agent_key, b->tls_agent_key))
-        return "tls.*";
+    if (a->tls_mode != b->tls_mode) return "tls.mode";
+    if (strcmp(a->tls_dir, b->tls_dir) != 0) return "tls.dir";
     if (a->provider_kind != b->provider_kind) return "provider.kind";
     if (strcmp(a->shm_name, b->shm_name) != 0) return "shm.name";
     if (a->shm_capacity != b->shm_capacity) return "shm.capacity";

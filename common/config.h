@@ -10,6 +10,9 @@
 
 enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
 enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1 };
+/* auto: mutual TLS with the manager's own CA (common/pki.h); plaintext only
+ * when the config says so. */
+enum tls_mode { TLS_AUTO = 0, TLS_PLAINTEXT = 1 };
 
 struct asg_config {
     char source[256];               /* file it came from, for messages */
@@ -56,11 +59,8 @@ struct asg_config {
     char ec2_manager_address[64];    /* "" = the monitor's own address */
     char ec2_agent_path[128];        /* asg-agent on the instances */
 
-    char tls_ca[256];                /* mutual TLS between agents and manager; */
-    char tls_cert[256];              /* all "" = plaintext */
-    char tls_key[256];
-    char tls_agent_cert[256];        /* handed to the agents the local provider starts */
-    char tls_agent_key[256];
+    int tls_mode;                    /* enum tls_mode */
+    char tls_dir[200];               /* the manager's CA and keys; "" = /var/lib/asg/GROUP */
 
     char status_listen[64];          /* "" = no status role */
     char status_token[256];          /* "" or "env:NAME" or "file:PATH" */

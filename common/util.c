@@ -176,6 +176,30 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     errno = saved;
 }
 
+void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
+{
+    int64_t now = now_ms();
+    if (now - l->window_ms >= 1000) {
+        if (l->suppressed)
+            log_msg(lvl, "(%llu more like the last line in the last second, not logged)",
+                    (unsigned long long)l->suppressed);
+        l->window_ms = now;
+        l->lines = 0;
+        l->suppressed = 0;
+    }
+    if (l->lines >= LOG_LIMIT_PER_S) {
+        l->suppressed++;
+        return;
+    }
+    l->lines++;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_msg(lvl, "%s", msg);
+}
+
 /* ---- signals ---- */
 
 struct sigflags g_sig;

@@ -3,6 +3,7 @@
 #ifndef ASG_UTIL_H
 #define ASG_UTIL_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,9 +51,21 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
+/* A log line that a stranger can provoke (a refused registration, a bad
+ * datagram) goes through one of these: at most LOG_LIMIT_PER_S lines a
+ * second, then one line saying how many were left out. */
+#define LOG_LIMIT_PER_S 5
+struct log_limit {
+    int64_t window_ms;
+    unsigned lines;
+    uint64_t suppressed;
+};
+void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Signals: handlers only set these flags and poke the self-pipe. */
 struct sigflags {
-    volatile int hup, term, chld;
+    volatile sig_atomic_t hup, term, chld;
 };
 extern struct sigflags g_sig;
 /* Installs handlers for SIGHUP, SIGTERM, SIGINT, SIGCHLD (as asked) and a

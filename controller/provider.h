@@ -5,6 +5,7 @@
 #ifndef ASG_PROVIDER_H
 #define ASG_PROVIDER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@ struct provider_instance {
 #define LAUNCH_UNKNOWN 1     /* no answer: it may have started; ask again */
 
 struct provider;
+struct pki_ca;
 
 struct provider_ops {
     const char *name;
@@ -58,8 +60,10 @@ struct provider {
     char agent_path[256];
     uint64_t seed;
     uint64_t nonce;                    /* the table's: makes launch tokens unique */
-    const volatile int *abort_flag;    /* set when the manager stops */
+    const volatile sig_atomic_t *abort_flag;    /* set when the manager stops */
     void *priv;                        /* the provider's own state */
+    struct pki_ca *ca;                 /* tls.mode auto: signs each instance's certificate */
+    char tls_dir[256];
 };
 
 /* Fills p for cfg->provider_kind. Returns -1 with a reason. */

@@ -1,6 +1,7 @@
 /* Provider `local`: instances are asg-agent processes on 127.0.0.1. */
 #define _GNU_SOURCE
 #include "provider.h"
+#include "../common/pki.h"
 #include "../common/util.h"
 
 #include <dirent.h>
@@ -51,6 +52,11 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
     if (cfg->provider_kind == PROVIDER_EC2)
         return provider_ec2_init(p, err, errsize);
     p->ops = &provider_local_ops;
+    if (cfg->tls_mode == TLS_AUTO) {
+        pki_dir(cfg, p->tls_dir, sizeof p->tls_dir);
+        if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)))
+            return -1;
+    }
     return find_agent(p, err, errsize);
 }
 
@@ -68,6 +74,8 @@ void provider_free(struct provider *p)
     free(find_cache);
     find_cache = NULL;
     find_cache_ms = 0;
+    pki_ca_close(p->ca);
+    p->ca = NULL;
 }
 
 static int local_launch(struct provider *p, const char *id, struct provider_instance *out,
@@ -81,8 +89,12 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
         snprintf(err, errsize, "the monitor has not published its address yet");
         return LAUNCH_FAILED;
     }
-    char seed[32];
+    char seed[32], ca[300], cert[300], key[300];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)(p->seed++));
+    /* Its own certificate, CN = its id: it can speak for itself only. */
+    if (p->ca && pki_issue_agent(p->ca, id, cert, key, sizeof cert, err, errsize) != 0)
+        return LAUNCH_FAILED;
+    snprintf(ca, sizeof ca, "%s/%s", p->tls_dir, PKI_CA_CERT);
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errsize, "fork: %s", strerror(errno));
@@ -100,18 +112,17 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             if (devnull > STDERR_FILENO)
                 close(devnull);
         }
-        const struct asg_config *c = p->cfg;
         char *argv[] = {"asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
                         "--manager", p->manager_addr, "--seed", seed, NULL, NULL, NULL, NULL,
                         NULL, NULL, NULL};
-        if (c->tls_agent_cert[0]) {
+        if (p->ca) {
             char **tail = &argv[9];
             *tail++ = "--tls-ca";
-            *tail++ = (char *)c->tls_ca;
+            *tail++ = ca;
             *tail++ = "--tls-cert";
-            *tail++ = (char *)c->tls_agent_cert;
+            *tail++ = cert;
             *tail++ = "--tls-key";
-            *tail = (char *)c->tls_agent_key;
+            *tail = key;
         }
         execv(p->agent_path, argv);
         _exit(127);
@@ -163,6 +174,8 @@ static int local_terminate(struct provider *p, const struct table_row *r, bool f
     pid_t pid = row_pid(r);
     if (!pid && r->pid <= 0)
         pid = find_by_id(p, r->id);
+    if (p->ca)
+        pki_forget_agent(p->tls_dir, r->id); /* read at its start; not needed again */
     if (!pid)
         return 0; /* already gone */
     if (kill(pid, force ? SIGKILL : SIGTERM) != 0 && errno != ESRCH) {

@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <grpc/grpc.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/pki.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -19,6 +21,22 @@
 #include "monitor.h"
 
 /* ---- Register / Deregister ---- */
+
+/* A refusal is counted (for /metrics) and logged, at most a few lines a
+ * second: a stranger's flood must not fill the disk. */
+static void refused(struct monitor *m, uint32_t kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refused(struct monitor *m, uint32_t kind, const char *fmt, ...)
+{
+    static struct log_limit limit;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    atomic_fetch_add(&m->t->hdr->refused[kind], 1);
+    log_limited(&limit, LOG_LVL_WARN, "%s", msg);
+}
 
 static bool valid_strings(const char *id, const char *addr, char *why, size_t n)
 {
@@ -30,18 +48,38 @@ static bool valid_strings(const char *id, const char *addr, char *why, size_t n)
 }
 
 /* With mutual TLS, an agent may speak only for itself: its certificate's
- * common name is its instance id, or a prefix ending in '*' ("web-*" for
- * the certificate the local provider hands to all its agents). */
+ * common name is its instance id, exactly (the manager signs one
+ * certificate per instance). */
 static bool identity_matches(const char *peer, const char *id, char *why, size_t n)
 {
     if (!peer)
-        return true; /* plaintext: nothing to check against */
-    size_t pl = strlen(peer);
-    bool ok = strcmp(peer, id) == 0 ||
-              (pl > 0 && peer[pl - 1] == '*' && strncmp(peer, id, pl - 1) == 0);
-    if (!ok)
-        snprintf(why, n, "certificate of '%.60s' cannot speak for instance %.64s", peer, id);
-    return ok;
+        return true; /* tls.mode = plaintext: nothing to check against */
+    if (strcmp(peer, id) == 0)
+        return true;
+    snprintf(why, n, "certificate of '%.60s' cannot speak for instance %.64s", peer, id);
+    return false;
+}
+
+/* The address an agent registers must be on the connection it registers
+ * from: nobody can point the prober at a third host. */
+static bool address_is_callers(const char *addr, char *why, size_t n)
+{
+    char host[64], caller[48];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (!rpc_peer_host(caller, sizeof caller))
+        return true; /* called from a test or fuzzer, not over a connection */
+    if (hl == 0 || hl >= sizeof host) {
+        snprintf(why, n, "address '%.63s' has no host", addr);
+        return false;
+    }
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (strcmp(host, caller) == 0)
+        return true;
+    snprintf(why, n, "address %.63s is not the caller's (%.63s): an agent registers its own address",
+             addr, caller);
+    return false;
 }
 
 /* With the lock held: the registration's effect on the table. Returns true
@@ -121,8 +159,9 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
     } else if (strlen(in->agent_version) > 32) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "agent_version longer than 32 characters");
-    } else if (!identity_matches(peer, in->instance_id, why, sizeof why)) {
-        log_warn("registration refused: %s", why);
+    } else if (!identity_matches(peer, in->instance_id, why, sizeof why) ||
+               !address_is_callers(in->address, why, sizeof why)) {
+        refused(m, REFUSED_REGISTER, "registration of %.64s refused: %s", in->instance_id, why);
         rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "%s", why);
     } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
@@ -140,7 +179,8 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
         else
             rpc_reply_msg(out, &r.base);
         if (!ok)
-            log_warn("registration of %s from %s refused: %s", in->instance_id, in->address, why);
+            refused(m, REFUSED_REGISTER, "registration of %s from %s refused: %s", in->instance_id,
+                    in->address, why);
     }
     asg__v1__register_request__free_unpacked(in, NULL);
 }
@@ -170,13 +210,14 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed DeregisterRequest");
         return;
     }
-    char why[160];
+    char why[200];
     if (!valid_strings(in->instance_id, NULL, why, sizeof why)) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
         asg__v1__deregister_request__free_unpacked(in, NULL);
         return;
     }
     if (!identity_matches(peer, in->instance_id, why, sizeof why)) {
+        refused(m, REFUSED_DEREGISTER, "deregistration of %.64s refused: %s", in->instance_id, why);
         rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "%s", why);
         asg__v1__deregister_request__free_unpacked(in, NULL);
         return;
@@ -449,13 +490,13 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     role_config_refresh(t, &m.cfg, &m.cfg_gen);
     signals_install(false);
     char err[512];
-    if (m.cfg.tls_ca[0] &&
-        rpc_tls_load(&m.tls, m.cfg.tls_ca, m.cfg.tls_cert, m.cfg.tls_key, err, sizeof err) != 0) {
+    if (pki_manager_tls(&m.cfg, &m.tls, err, sizeof err) != 0) {
         log_error("tls: %s", err);
         return ASG_EXIT_FATAL;
     }
     if (!rpc_tls_on(&m.tls))
-        log_warn("plaintext gRPC: agents and manager are not authenticated (set tls.* for mutual TLS)");
+        log_warn("tls.mode = \"plaintext\": agents and manager are NOT authenticated; anyone who "
+                 "reaches %s can register, deregister and re-address instances", m.cfg.monitor_listen);
     grpc_init();
     m.cq = rpc_cq_create();
     m.nslots = t->hdr->capacity;

@@ -1,8 +1,10 @@
 #include "rpc.h"
+#include "../common/util.h"
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Requests kept armed per method on each server: a few, so that a burst
  * waits in gRPC's queue less; a swarm of thousands of servers in one
@@ -37,9 +40,20 @@ static void no_lock_graph(void)
         set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
 }
 
+/* gRPC's own messages (a failed handshake from every stranger that
+ * connects) go through our log, rate-limited: a flood must not fill the
+ * disk. */
+static void grpc_log_limited(gpr_log_func_args *a)
+{
+    static struct log_limit limit;
+    enum log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR ? LOG_LVL_WARN : LOG_LVL_DEBUG;
+    log_limited(&limit, lvl, "grpc: %s", a->message ? a->message : "");
+}
+
 grpc_completion_queue *rpc_cq_create(void)
 {
     no_lock_graph();
+    gpr_set_log_function(grpc_log_limited);
     return grpc_completion_queue_create_for_next(NULL);
 }
 
@@ -217,6 +231,41 @@ static bool peer_name(grpc_call *call, char *out, size_t size)
     return ok;
 }
 
+/* The call whose handler runs now (handlers run one at a time). */
+static grpc_call *current_call;
+
+bool rpc_peer_host(char *out, size_t size)
+{
+    out[0] = '\0';
+    if (!current_call)
+        return false;
+    char *p = grpc_call_get_peer(current_call); /* "ipv4:1.2.3.4:5", "ipv6:[::1]:5" */
+    if (!p)
+        return false;
+    const char *h = p;
+    if (strncmp(h, "ipv4:", 5) == 0 || strncmp(h, "ipv6:", 5) == 0)
+        h += 5;
+    size_t n = strlen(h);
+    const char *colon = strrchr(h, ':');
+    if (colon)
+        n = (size_t)(colon - h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n > 7 && strncasecmp(h, "::ffff:", 7) == 0 && memchr(h + 7, '.', n - 7)) {
+        h += 7; /* an IPv4 client of a dual-stack listener */
+        n -= 7;
+    }
+    bool ok = n > 0 && n < size;
+    if (ok) {
+        memcpy(out, h, n);
+        out[n] = '\0';
+    }
+    gpr_free(p);
+    return ok;
+}
+
 static void srv_req_done(struct rpc_tag *tag, bool ok)
 {
     struct srv_req *q = (struct srv_req *)tag;
@@ -236,12 +285,15 @@ static void srv_req_done(struct rpc_tag *tag, bool ok)
             char peer[128];
             uint8_t *req = buffer_bytes(q->payload, &len);
             bool known = s->tls && peer_name(q->call, peer, sizeof peer);
-            if (!req)
+            if (!req) {
                 rpc_reply_error(&r, GRPC_STATUS_INTERNAL, "cannot read request");
-            else if (s->tls && !known)
+            } else if (s->tls && !known) {
                 rpc_reply_error(&r, GRPC_STATUS_UNAUTHENTICATED, "no verified client certificate");
-            else
+            } else {
+                current_call = q->call;
                 q->method->fn(q->method->ctx, req, len, s->tls ? peer : NULL, &r);
+                current_call = NULL;
+            }
             free(req);
         }
         answer(s, q->call, &r);

@@ -57,6 +57,10 @@ static inline int rpc_tls_on(const struct rpc_tls *t) { return t && t->ca; }
 #define RPC_AGENT_NAME "asg-agent"
 #define RPC_MANAGER_NAME "asg-manager"
 
+/* Inside a handler: the caller's IP address as text ("127.0.0.1", "::1"),
+ * from the connection itself. false outside a handler. */
+bool rpc_peer_host(char *out, size_t size);
+
 struct rpc_method {
     const char *name;          /* "/asg.v1.Agent/Ping" */
     rpc_handler fn;

@@ -27,6 +27,9 @@ const double probe_bucket_ms[PROBE_BUCKETS - 1] = {0.5, 1, 2.5, 5, 10, 25, 50, 1
 const char *event_kind_name(uint32_t k) { return k < EV_KIND_COUNT ? event_names[k] : "?"; }
 const char *action_cause_name(uint32_t c) { return c < CAUSE_COUNT ? cause_names[c] : "?"; }
 
+static const char *const refusal_names[] = {"register", "deregister", "control", "http"};
+const char *refusal_kind_name(uint32_t k) { return k < REFUSED_COUNT ? refusal_names[k] : "?"; }
+
 const char *row_state_name(uint32_t st)
 {
     return st < ROW_STATE_COUNT ? state_names[st] : "invalid";

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 6
+#define TABLE_VERSION 7
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -95,6 +95,12 @@ static inline double probe_fine_upper_us(int i) { return __builtin_exp2((i + 1) 
 enum action_cause { CAUSE_LOAD, CAUSE_BOUNDS, CAUSE_OPERATOR, CAUSE_COUNT };
 const char *action_cause_name(uint32_t cause);
 
+/* Requests refused from strangers or bad peers, counted for /metrics (their
+ * log lines are rate-limited, these are not). */
+enum refusal_kind { REFUSED_REGISTER, REFUSED_DEREGISTER, REFUSED_CONTROL, REFUSED_HTTP,
+                    REFUSED_COUNT };
+const char *refusal_kind_name(uint32_t kind);
+
 /* Controller state that must survive a controller restart. */
 struct ctl_state {
     int32_t target;              /* live desired size; 0 = not set yet */
@@ -143,6 +149,7 @@ struct table_hdr {
     _Atomic uint64_t probe_fine[PROBE_FINE];
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t actions[2][CAUSE_COUNT];   /* [0] out, [1] in */
+    _Atomic uint64_t refused[REFUSED_COUNT];
 
     _Atomic uint64_t events_written;
     struct table_event events[TABLE_EVENTS];

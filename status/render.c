@@ -123,11 +123,16 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     sb_json_str(b, h->monitor_addr);
     sb_printf(b, ",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
                  "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu,"
-                 "\"events\":%llu},",
+                 "\"events\":%llu",
               (unsigned long long)h->config_gen, (unsigned long long)h->evaluations,
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
               (unsigned long long)h->lock_recoveries, (unsigned long long)h->events_written);
+    sb_printf(b, ",\"tls\":\"%s\",\"refused\":{", c->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
+    for (uint32_t k = 0; k < REFUSED_COUNT; k++)
+        sb_printf(b, "%s\"%s\":%llu", k ? "," : "", refusal_kind_name(k),
+                  (unsigned long long)atomic_load(&h->refused[k]));
+    sb_printf(b, "}},");
     probes_json(b, h);
     sb_printf(b, "\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
@@ -260,6 +265,12 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
               (unsigned long long)atomic_load(&h->reloads_failed));
     help(b, "asg_table_lock_recoveries", "counter", "Table locks taken over from a dead holder.");
     sb_printf(b, "asg_table_lock_recoveries_total %llu\n", (unsigned long long)h->lock_recoveries);
+    help(b, "asg_refused", "counter", "Requests refused from unauthenticated or misbehaving peers.");
+    for (uint32_t k = 0; k < REFUSED_COUNT; k++)
+        sb_printf(b, "asg_refused_total{what=\"%s\"} %llu\n", refusal_kind_name(k),
+                  (unsigned long long)atomic_load(&h->refused[k]));
+    help(b, "asg_plaintext", "gauge", "1 when tls.mode is plaintext: nothing is authenticated.");
+    sb_printf(b, "asg_plaintext %d\n", h->config.tls_mode == TLS_PLAINTEXT);
     help(b, "asg_evaluations", "counter", "Controller evaluations.");
     sb_printf(b, "asg_evaluations_total %llu\n", (unsigned long long)h->evaluations);
     help(b, "asg_probe_rounds", "counter", "Completed probe rounds.");

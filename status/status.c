@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../common/ctlsock.h"
+#include "../common/pki.h"
 #include "../common/strbuf.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
@@ -491,7 +492,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     role_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
     load_token();
-    if (S.cfg.tls_ca[0] && rpc_tls_load(&S.tls, S.cfg.tls_ca, S.cfg.tls_cert, S.cfg.tls_key, err, sizeof err) != 0)
+    if (pki_manager_tls(&S.cfg, &S.tls, err, sizeof err) != 0)
         log_error("tls: %s; setting agents' load will fail", err);
     grpc_init();
     struct MHD_Daemon *d = start_http();

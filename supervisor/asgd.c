@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/pki.h"
 #include "../common/util.h"
 #include "../shm/table.h"
 #include "roles.h"
@@ -580,6 +581,14 @@ int main(int argc, char **argv)
     S.pidfd = open_pidfile();
     if (S.pidfd < 0)
         return 1;
+    if (S.cfg.tls_mode == TLS_AUTO) {
+        char dir[256];
+        pki_dir(&S.cfg, dir, sizeof dir);
+        if (pki_prepare(dir, err, sizeof err) != 0) {
+            fprintf(stderr, "asgd: tls: %s\n", err);
+            return 1;
+        }
+    }
     if (!foreground) {
         log_use_syslog(true);
         if (daemonize() != 0) {

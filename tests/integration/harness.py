@@ -157,6 +157,7 @@ class Manager:
             "provider": {"kind": "local", "boot_timeout_ms": 10000,
                          "local": {"kill_timeout_ms": 1000}},
             "shm": {"name": self.shm, "capacity": 64},
+            "tls": {"dir": os.path.join(self.dir, "tls")},
             "status": {"listen": ""},
             "supervisor": {"pidfile": self.pidfile, "drain_timeout_ms": 5000,
                            "log_level": "info"},
@@ -197,6 +198,16 @@ class Manager:
     def ctl(self, *args, timeout=20):
         return run([BIN + "/asgctl", "--shm", self.shm] + list(args), timeout=timeout,
                    env=dict(os.environ, **self.env))
+
+    def agent_tls(self, ident):
+        """--tls-* arguments for an agent started by hand as ident, with a
+        certificate issued by this manager's CA (asgctl cert)."""
+        out = os.path.join(self.dir, "certs")
+        os.makedirs(out, exist_ok=True)
+        r = run([BIN + "/asgctl", "-c", self.cfg_path, "cert", ident, out])
+        assert r.returncode == 0, r.stderr
+        return ["--tls-ca", out + "/ca.crt", "--tls-cert", "%s/%s.crt" % (out, ident),
+                "--tls-key", "%s/%s.key" % (out, ident)]
 
     def status(self):
         r = self.ctl("status", "--json")

@@ -1,0 +1,477 @@
+#define _GNU_SOURCE
+#include "pki.h"
+#include "util.h"
+#include "../proto/rpc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CA_DAYS 3650
+#define LEAF_DAYS 825
+#define PEM_MAX (64 * 1024)
+
+struct pki_ca {
+    char dir[256];
+    X509 *cert;
+    EVP_PKEY *key;
+};
+
+void pki_dir(const struct asg_config *cfg, char *out, size_t size)
+{
+    if (cfg->tls_dir[0])
+        snprintf(out, size, "%s", cfg->tls_dir);
+    else
+        snprintf(out, size, "/var/lib/asg/%s", cfg->group_name);
+}
+
+static void ssl_reason(char *err, size_t errsize, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[160] = "unknown error";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    snprintf(err, errsize, "%s: %s", what, buf);
+}
+
+/* ---- files that only we may read or plant ---- */
+
+/* A directory of ours, mode 0700 (made so if missing; parents 0755). */
+static int own_dir(const char *dir, char *err, size_t errsize)
+{
+    char path[256];
+    if (!copy_str(path, sizeof path, dir) || path[0] != '/') {
+        snprintf(err, errsize, "%s: the TLS directory must be an absolute path", dir);
+        return -1;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, errsize, "%s: cannot create: %s", path, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errsize, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        snprintf(err, errsize, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errsize, "%s: not a directory (a link or a file is refused)", path);
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errsize, "%s: owned by uid %u, not by us (uid %u): refusing keys there",
+                 path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        snprintf(err, errsize, "%s: mode %04o lets others in; it must be 0700", path,
+                 (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+char *pki_read_private(const char *path, size_t max, char *err, size_t errsize)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(err, errsize, "%s: %s", path,
+                 errno == ELOOP ? "is a symbolic link, refused" : strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errsize, "%s: not a regular file", path);
+    } else if (st.st_uid != geteuid()) {
+        snprintf(err, errsize, "%s: owned by uid %u, not by us: refused", path, (unsigned)st.st_uid);
+    } else if ((size_t)st.st_size > max || st.st_size == 0) {
+        snprintf(err, errsize, "%s: size %lld is not 1..%zu bytes", path, (long long)st.st_size, max);
+    } else if ((buf = malloc((size_t)st.st_size + 1)) != NULL) {
+        ssize_t got = 0, n;
+        while (got < st.st_size && ((n = read(fd, buf + got, (size_t)(st.st_size - got))) > 0 ||
+                                    (n < 0 && errno == EINTR)))
+            got += n > 0 ? n : 0;
+        buf[got] = '\0';
+        if (got != st.st_size) {
+            snprintf(err, errsize, "%s: short read", path);
+            free(buf);
+            buf = NULL;
+        }
+    }
+    close(fd);
+    return buf;
+}
+
+int pki_write_private(const char *path, const char *data, size_t len, char *err, size_t errsize)
+{
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errsize, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- certificates ---- */
+
+static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (!e)
+        return -1;
+    int ok = X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    return ok ? 0 : -1;
+}
+
+/* A certificate for pub named cn, signed by (issuer, ikey); issuer NULL
+ * makes it self-signed (the CA). san is the role name peers check. */
+static X509 *make_cert(EVP_PKEY *pub, const char *cn, const char *san, X509 *issuer, EVP_PKEY *ikey)
+{
+    X509 *x = X509_new();
+    BIGNUM *bn = BN_new();
+    bool ok = x && bn && X509_set_version(x, 2) && BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) &&
+              BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
+              X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+              X509_gmtime_adj(X509_getm_notAfter(x), 86400L * (issuer ? LEAF_DAYS : CA_DAYS)) &&
+              X509_set_pubkey(x, pub) &&
+              X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                         (const unsigned char *)cn, -1, -1, 0) &&
+              X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    BN_free(bn);
+    if (ok && !issuer) {
+        ok = add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") == 0 &&
+             add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") == 0;
+    } else if (ok) {
+        char alt[96];
+        snprintf(alt, sizeof alt, "DNS:%s", san);
+        ok = add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
+             add_ext(x, issuer, NID_key_usage, "critical,digitalSignature") == 0 &&
+             add_ext(x, issuer, NID_ext_key_usage, "serverAuth,clientAuth") == 0 &&
+             add_ext(x, issuer, NID_subject_alt_name, alt) == 0;
+    }
+    if (ok)
+        ok = X509_sign(x, ikey ? ikey : pub, EVP_sha256()) > 0;
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static char *pem_of(int (*write)(BIO *, const void *), const void *obj, size_t *len)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    if (b && write(b, obj)) {
+        char *data;
+        long n = BIO_get_mem_data(b, &data);
+        if (n > 0 && (out = malloc((size_t)n + 1)) != NULL) {
+            memcpy(out, data, (size_t)n);
+            out[n] = '\0';
+            if (len)
+                *len = (size_t)n;
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+static int write_x509(BIO *b, const void *x) { return PEM_write_bio_X509(b, (X509 *)x); }
+static int write_key(BIO *b, const void *k)
+{
+    return PEM_write_bio_PrivateKey(b, (EVP_PKEY *)k, NULL, NULL, 0, NULL, NULL);
+}
+
+/* Writes key and certificate as two private files. */
+static int save_pair(const char *cert_path, const char *key_path, X509 *x, EVP_PKEY *k,
+                     char *err, size_t errsize)
+{
+    size_t cl = 0, kl = 0;
+    char *cp = pem_of(write_x509, x, &cl), *kp = pem_of(write_key, k, &kl);
+    int rc = -1;
+    if (!cp || !kp)
+        ssl_reason(err, errsize, "cannot encode a certificate");
+    else if (pki_write_private(key_path, kp, kl, err, errsize) == 0 &&
+             pki_write_private(cert_path, cp, cl, err, errsize) == 0)
+        rc = 0;
+    if (kp)
+        OPENSSL_cleanse(kp, kl);
+    free(kp);
+    free(cp);
+    return rc;
+}
+
+static X509 *read_cert(const char *path, char *err, size_t errsize)
+{
+    char *pem = pki_read_private(path, PEM_MAX, err, errsize);
+    if (!pem)
+        return NULL;
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    free(pem);
+    if (!x)
+        ssl_reason(err, errsize, path);
+    return x;
+}
+
+static EVP_PKEY *read_key(const char *path, char *err, size_t errsize)
+{
+    char *pem = pki_read_private(path, PEM_MAX, err, errsize);
+    if (!pem)
+        return NULL;
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+    if (!k)
+        ssl_reason(err, errsize, path);
+    return k;
+}
+
+static void join(char *out, size_t size, const char *dir, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+int pki_prepare(const char *dir, char *err, size_t errsize)
+{
+    char agents[300], cap[300], kp[300], mc[300], mk[300];
+    join(agents, sizeof agents, dir, "agents");
+    join(cap, sizeof cap, dir, PKI_CA_CERT);
+    join(kp, sizeof kp, dir, PKI_CA_KEY);
+    join(mc, sizeof mc, dir, PKI_MGR_CERT);
+    join(mk, sizeof mk, dir, PKI_MGR_KEY);
+    if (own_dir(dir, err, errsize) != 0 || own_dir(agents, err, errsize) != 0)
+        return -1;
+    if (access(cap, F_OK) != 0 && access(kp, F_OK) != 0) {
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+        X509 *x = k ? make_cert(k, "asg CA", NULL, NULL, NULL) : NULL;
+        int rc = x ? save_pair(cap, kp, x, k, err, errsize) : -1;
+        if (!x)
+            ssl_reason(err, errsize, "cannot make the CA");
+        X509_free(x);
+        EVP_PKEY_free(k);
+        if (rc != 0)
+            return -1;
+        log_info("made a certificate authority for mutual TLS in %s", dir);
+    }
+    struct pki_ca *ca = pki_ca_open(dir, err, errsize);
+    if (!ca)
+        return -1;
+    int rc = 0;
+    X509 *have = access(mc, F_OK) == 0 ? read_cert(mc, err, errsize) : NULL;
+    if (have && X509_verify(have, ca->key) != 1) {
+        snprintf(err, errsize, "%s: not signed by %s (remove it to have a new one made)", mc, cap);
+        rc = -1;
+    } else if (!have && access(mc, F_OK) == 0) {
+        rc = -1;
+    } else if (!have) {
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+        X509 *x = k ? make_cert(k, RPC_MANAGER_NAME, RPC_MANAGER_NAME, ca->cert, ca->key) : NULL;
+        rc = x ? save_pair(mc, mk, x, k, err, errsize) : -1;
+        if (!x)
+            ssl_reason(err, errsize, "cannot make the manager's certificate");
+        X509_free(x);
+        EVP_PKEY_free(k);
+    }
+    X509_free(have);
+    pki_ca_close(ca);
+    return rc;
+}
+
+int pki_manager_tls(const struct asg_config *cfg, struct rpc_tls *t, char *err, size_t errsize)
+{
+    memset(t, 0, sizeof *t);
+    if (cfg->tls_mode == TLS_PLAINTEXT)
+        return 0;
+    char dir[256], ca[300], cert[300], key[300];
+    pki_dir(cfg, dir, sizeof dir);
+    join(ca, sizeof ca, dir, PKI_CA_CERT);
+    join(cert, sizeof cert, dir, PKI_MGR_CERT);
+    join(key, sizeof key, dir, PKI_MGR_KEY);
+    if (!(t->ca = pki_read_private(ca, PEM_MAX, err, errsize)) ||
+        !(t->cert = pki_read_private(cert, PEM_MAX, err, errsize)) ||
+        !(t->key = pki_read_private(key, PEM_MAX, err, errsize))) {
+        rpc_tls_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+struct pki_ca *pki_ca_open(const char *dir, char *err, size_t errsize)
+{
+    struct pki_ca *ca = calloc(1, sizeof *ca);
+    char cp[300], kp[300];
+    if (!ca) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    copy_str(ca->dir, sizeof ca->dir, dir);
+    join(cp, sizeof cp, dir, PKI_CA_CERT);
+    join(kp, sizeof kp, dir, PKI_CA_KEY);
+    if (!(ca->cert = read_cert(cp, err, errsize)) || !(ca->key = read_key(kp, err, errsize))) {
+        pki_ca_close(ca);
+        return NULL;
+    }
+    if (X509_check_private_key(ca->cert, ca->key) != 1) {
+        snprintf(err, errsize, "%s does not match %s", kp, cp);
+        pki_ca_close(ca);
+        return NULL;
+    }
+    return ca;
+}
+
+void pki_ca_close(struct pki_ca *ca)
+{
+    if (!ca)
+        return;
+    X509_free(ca->cert);
+    EVP_PKEY_free(ca->key);
+    free(ca);
+}
+
+char *pki_ca_pem(struct pki_ca *ca)
+{
+    return pem_of(write_x509, ca->cert, NULL);
+}
+
+static void agent_paths(const char *dir, const char *id, char *cert, char *key, size_t size)
+{
+    snprintf(cert, size, "%s/agents/%s.crt", dir, id);
+    snprintf(key, size, "%s/agents/%s.key", dir, id);
+}
+
+int pki_issue_agent(struct pki_ca *ca, const char *id, char *out_cert, char *out_key,
+                    size_t pathsize, char *err, size_t errsize)
+{
+    if (!valid_instance_id(id, strlen(id))) {
+        snprintf(err, errsize, "'%.64s' is not an instance id", id);
+        return -1;
+    }
+    agent_paths(ca->dir, id, out_cert, out_key, pathsize);
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = k ? make_cert(k, id, RPC_AGENT_NAME, ca->cert, ca->key) : NULL;
+    int rc = x ? save_pair(out_cert, out_key, x, k, err, errsize) : -1;
+    if (!x)
+        ssl_reason(err, errsize, "cannot make an agent certificate");
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+void pki_forget_agent(const char *dir, const char *id)
+{
+    char cert[300], key[300];
+    if (!valid_instance_id(id, strlen(id)))
+        return;
+    agent_paths(dir, id, cert, key, sizeof cert);
+    unlink(key);
+    unlink(cert);
+}
+
+int pki_sign_request(struct pki_ca *ca, const char *csr_pem, size_t csr_len, const char *id,
+                     char **out, char *err, size_t errsize)
+{
+    *out = NULL;
+    if (csr_len == 0 || csr_len > 8192) {
+        snprintf(err, errsize, "certificate request of %zu bytes (1..8192)", csr_len);
+        return -1;
+    }
+    BIO *b = BIO_new_mem_buf(csr_pem, (int)csr_len);
+    X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    EVP_PKEY *pub = req ? X509_REQ_get0_pubkey(req) : NULL;
+    int rc = -1;
+    if (!req || !pub) {
+        ssl_reason(err, errsize, "not a PEM certificate request");
+    } else if (X509_REQ_verify(req, pub) != 1) {
+        snprintf(err, errsize, "the certificate request's signature does not verify");
+    } else if (EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC || EVP_PKEY_get_bits(pub) < 256) {
+        snprintf(err, errsize, "the certificate request must carry an EC key of 256 bits or more");
+    } else {
+        X509 *x = make_cert(pub, id, RPC_AGENT_NAME, ca->cert, ca->key);
+        if (x && (*out = pem_of(write_x509, x, NULL)) != NULL)
+            rc = 0;
+        else
+            ssl_reason(err, errsize, "cannot sign the request");
+        X509_free(x);
+    }
+    ERR_clear_error();
+    X509_REQ_free(req);
+    return rc;
+}
+
+static int write_req(BIO *b, const void *r) { return PEM_write_bio_X509_REQ(b, (X509_REQ *)r); }
+
+int pki_make_request(const char *cn, char **key_pem, char **csr_pem, char *err, size_t errsize)
+{
+    *key_pem = *csr_pem = NULL;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509_REQ *r = X509_REQ_new();
+    bool ok = k && r && X509_REQ_set_version(r, 0) && X509_REQ_set_pubkey(r, k) &&
+              X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(r), "CN", MBSTRING_ASC,
+                                         (const unsigned char *)cn, -1, -1, 0) &&
+              X509_REQ_sign(r, k, EVP_sha256()) > 0;
+    if (ok) {
+        *key_pem = pem_of(write_key, k, NULL);
+        *csr_pem = pem_of(write_req, r, NULL);
+        ok = *key_pem && *csr_pem;
+    }
+    if (!ok) {
+        ssl_reason(err, errsize, "cannot make a certificate request");
+        free(*key_pem);
+        free(*csr_pem);
+        *key_pem = *csr_pem = NULL;
+    }
+    X509_REQ_free(r);
+    EVP_PKEY_free(k);
+    return ok ? 0 : -1;
+}

@@ -1,0 +1,67 @@
+/* The manager's own certificate authority (tls.mode = "auto", the
+ * default): on first start the supervisor makes a CA and the manager's
+ * certificate in a 0700 directory; the controller signs one certificate per
+ * instance (CN = its id), so that every gRPC conversation is mutual TLS and
+ * each identity is exactly one instance. Made with the OpenSSL library:
+ * EC P-256 keys, SHA-256 signatures. */
+#ifndef ASG_PKI_H
+#define ASG_PKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct rpc_tls;
+
+/* File names inside the directory. Agents' material lives in agents/. */
+#define PKI_CA_CERT "ca.crt"
+#define PKI_CA_KEY "ca.key"
+#define PKI_MGR_CERT "manager.crt"
+#define PKI_MGR_KEY "manager.key"
+
+/* The directory cfg uses: tls.dir, or /var/lib/asg/GROUP. */
+void pki_dir(const struct asg_config *cfg, char *out, size_t size);
+
+/* Creates (or checks) the directory and the CA and manager certificate in
+ * it. The directory must be ours and 0700; a file there that is a link or
+ * belongs to another uid is refused. 0, or -1 with "path: reason". */
+int pki_prepare(const char *dir, char *err, size_t errsize);
+
+/* Loads the manager's identity for a role. In plaintext mode t stays empty
+ * (rpc_tls_on(t) is false) and 0 is returned. */
+int pki_manager_tls(const struct asg_config *cfg, struct rpc_tls *t, char *err, size_t errsize);
+
+/* Signing with the CA: load it once, issue many. */
+struct pki_ca;
+struct pki_ca *pki_ca_open(const char *dir, char *err, size_t errsize);
+void pki_ca_close(struct pki_ca *ca);
+
+/* A fresh key and a certificate for an instance (CN id, SAN asg-agent),
+ * written to DIR/agents/ID.crt and ID.key (0600). The paths go to out_cert
+ * and out_key. */
+int pki_issue_agent(struct pki_ca *ca, const char *id, char *out_cert, char *out_key,
+                    size_t pathsize, char *err, size_t errsize);
+/* Removes an instance's files (it is gone). */
+void pki_forget_agent(const char *dir, const char *id);
+
+/* Signs a PEM certificate request for instance id: the CN is set to id
+ * whatever the request says, and only its public key is used. *out is a
+ * malloc'd PEM certificate. */
+int pki_sign_request(struct pki_ca *ca, const char *csr_pem, size_t csr_len, const char *id,
+                     char **out, char *err, size_t errsize);
+
+/* A new EC key and a certificate request for cn, both PEM, malloc'd (the
+ * agent's side of a join). */
+int pki_make_request(const char *cn, char **key_pem, char **csr_pem, char *err, size_t errsize);
+
+/* The CA certificate's PEM text, malloc'd. */
+char *pki_ca_pem(struct pki_ca *ca);
+
+/* Reads a file that must be a regular file of ours, no link, at most
+ * max bytes; malloc'd and NUL-terminated. */
+char *pki_read_private(const char *path, size_t max, char *err, size_t errsize);
+/* Writes a file atomically (temp + rename), mode 0600, refusing links. */
+int pki_write_private(const char *path, const char *data, size_t len, char *err, size_t errsize);
+
+#endif
