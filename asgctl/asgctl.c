@@ -233,7 +233,35 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
     return st;
 }
 
-static int cmd_probe(const char *addr, bool json, const struct rpc_tls *tls)
+/* probe and load talk to agents as the manager, with the manager's
+ * certificate from its tls.dir (from the running manager's config, read
+ * from its table, when no -c is given). Loaded when first needed, after
+ * the arguments were checked. */
+static struct asg_config *ctl_cfg;
+static bool ctl_cfg_from_file;
+static const char *ctl_shm;
+static struct rpc_tls ctl_tls;
+
+static void config_from_table(const char *shm, struct asg_config *cfg);
+
+static const struct rpc_tls *manager_tls(void)
+{
+    static bool loaded;
+    if (loaded)
+        return &ctl_tls;
+    if (!ctl_cfg_from_file)
+        config_from_table(ctl_shm, ctl_cfg);
+    char err[512];
+    if (pki_manager_tls(ctl_cfg, &ctl_tls, err, sizeof err) != 0) {
+        fprintf(stderr, "asgctl: tls: %s (tls.mode = \"auto\": run as the manager's user, with its -c FILE "
+                "or --shm NAME)\n", err);
+        exit(2);
+    }
+    loaded = true;
+    return &ctl_tls;
+}
+
+static int cmd_probe(const char *addr, bool json)
 {
     char why[128];
     if (!valid_address(addr, strlen(addr), false, why, sizeof why)) {
@@ -241,7 +269,7 @@ static int cmd_probe(const char *addr, bool json, const struct rpc_tls *tls)
         return 2;
     }
     grpc_init();
-    grpc_channel *ch = rpc_channel_create(addr, tls, RPC_AGENT_NAME);
+    grpc_channel *ch = rpc_channel_create(addr, manager_tls(), RPC_AGENT_NAME);
     char det[256];
     uint8_t *data;
     size_t len;
@@ -336,7 +364,7 @@ static int parse_percent(const char *s, double *out, bool *release)
     return 0;
 }
 
-static int cmd_load(const char *shm, const char *who, const char *pct, const struct rpc_tls *tls)
+static int cmd_load(const char *shm, const char *who, const char *pct)
 {
     double load = 0;
     bool release = false;
@@ -354,7 +382,7 @@ static int cmd_load(const char *shm, const char *who, const char *pct, const str
         return 1;
     grpc_init();
     int done = 0, failed = 0;
-    for (uint32_t i = 0; i < t.hdr->capacity; i++) {
+    for (uint32_t i = 0; i < t.capacity; i++) {
         struct table_row r;
         if (!table_read_row(&t, i, &r) || r.state == ROW_FREE || !r.addr[0])
             continue;
@@ -362,7 +390,7 @@ static int cmd_load(const char *shm, const char *who, const char *pct, const str
             continue;
         if (all && r.state != ROW_RUNNING && r.state != ROW_PENDING)
             continue;
-        grpc_channel *ch = rpc_channel_create(r.addr, tls, RPC_AGENT_NAME);
+        grpc_channel *ch = rpc_channel_create(r.addr, manager_tls(), RPC_AGENT_NAME);
         Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
         q.release = release;
         q.load = load;
@@ -666,19 +694,11 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[i++];
-    /* probe and load talk to agents as the manager: with the manager's
-     * certificate from its tls.dir (the running manager's config, read from
-     * its table, when no -c is given). */
-    struct rpc_tls tls = {NULL, NULL, NULL};
-    if (strcmp(cmd, "probe") == 0 || strcmp(cmd, "load") == 0 || strcmp(cmd, "cert") == 0) {
-        if (!cfgfile)
-            config_from_table(shm, &cfg);
-        char err[512];
-        if (strcmp(cmd, "cert") != 0 && pki_manager_tls(&cfg, &tls, err, sizeof err) != 0) {
-            fprintf(stderr, "asgctl: tls: %s (tls.mode = \"auto\": run as the manager's user)\n", err);
-            return 2;
-        }
-    }
+    ctl_cfg = &cfg;
+    ctl_cfg_from_file = cfgfile != NULL;
+    ctl_shm = shm;
+    if (strcmp(cmd, "cert") == 0 && !cfgfile)
+        config_from_table(shm, &cfg);
     int rest = argc - i;
     if (strcmp(cmd, "cert") == 0 && rest == 2)
         return cmd_cert(&cfg, argv[i], argv[i + 1]);
@@ -687,14 +707,14 @@ int main(int argc, char **argv)
         return cmd_status(shm, json);
     if (strcmp(cmd, "probe") == 0 && rest == (json ? 2 : 1))
     {
-        int rc = cmd_probe(argv[i], json, &tls);
-        rpc_tls_free(&tls);
+        int rc = cmd_probe(argv[i], json);
+        rpc_tls_free(&ctl_tls);
         return rc;
     }
     if (strcmp(cmd, "load") == 0 && rest == 2)
     {
-        int rc = cmd_load(shm, argv[i], argv[i + 1], &tls);
-        rpc_tls_free(&tls);
+        int rc = cmd_load(shm, argv[i], argv[i + 1]);
+        rpc_tls_free(&ctl_tls);
         return rc;
     }
     if (strcmp(cmd, "events") == 0) {
@@ -738,7 +758,6 @@ int main(int argc, char **argv)
         printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
         return 0;
     }
-    rpc_tls_free(&tls);
     fprintf(stderr, "asgctl: bad command or arguments: '%s'\n", cmd);
     usage(stderr);
     return 2;

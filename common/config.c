@@ -1,7 +1,10 @@
 #include "config.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <libconfig.h>
 #include <math.h>
 #include <stdio.h>
@@ -77,6 +80,7 @@ static const struct keydef keys[] = {
     STR("tls.dir", tls_dir),
     STR("status.listen", status_listen),
     STR("status.token", status_token),
+    STRLIST("status.allowed_hosts", status_allowed_hosts),
     STR("shm.name", shm_name),
     INT("shm.capacity", shm_capacity, 1, 100000),
     STR("supervisor.pidfile", pidfile),
@@ -124,7 +128,7 @@ void config_defaults(struct asg_config *c)
     copy_str(c->status_listen, sizeof c->status_listen, "127.0.0.1:9180");
     copy_str(c->shm_name, sizeof c->shm_name, "/asg");
     c->shm_capacity = 1024;
-    copy_str(c->pidfile, sizeof c->pidfile, "/tmp/asgd.pid");
+    copy_str(c->pidfile, sizeof c->pidfile, "/run/asgd.pid");
     c->drain_timeout_ms = 10000;
     c->restart_stable_ms = 10000;
     c->restart_backoff_ms = 250;
@@ -329,6 +333,10 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
     if (c->ec2_agent_path[0] != '/' || !charset(c->ec2_agent_path, "/-._"))
         return fail(e, lookup(cf, "provider.ec2.agent_path"),
                     "provider.ec2.agent_path must be an absolute path of A-Z a-z 0-9 / - . _");
+    if (c->tls_mode == TLS_AUTO)
+        return fail(e, kind,
+                    "provider \"ec2\" cannot give instances certificates yet: set tls.mode = "
+                    "\"plaintext\" and keep the monitor on a private network (see README, On AWS)");
     return 0;
 }
 
@@ -336,6 +344,63 @@ static int check_tls(struct errbuf *e, const config_t *cf, const struct asg_conf
 {
     if (c->tls_dir[0] && (c->tls_dir[0] != '/' || strstr(c->tls_dir, "/../") || strstr(c->tls_dir, "//")))
         return fail(e, lookup(cf, "tls.dir"), "tls.dir must be an absolute path without '..' or '//'");
+    return 0;
+}
+
+/* A listen address asg can bind: an IPv4 literal that is 0.0.0.0, in
+ * 127/8, or on one of this machine's interfaces. */
+static bool listen_host_ok(const char *addr, bool *loopback, char *why, size_t n)
+{
+    char host[64];
+    size_t hl = strcspn(addr, ":");
+    struct in_addr a;
+    *loopback = false;
+    if (hl >= sizeof host) {
+        snprintf(why, n, "host too long");
+        return false;
+    }
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (inet_pton(AF_INET, host, &a) != 1) {
+        snprintf(why, n, "'%s' is not an IPv4 address (a listen address is a literal)", host);
+        return false;
+    }
+    uint32_t ip = ntohl(a.s_addr);
+    *loopback = (ip >> 24) == 127;
+    if (*loopback || ip == 0)
+        return true;
+    struct ifaddrs *ifs, *i;
+    bool found = false;
+    if (getifaddrs(&ifs) == 0) {
+        for (i = ifs; i && !found; i = i->ifa_next)
+            found = i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+                    ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr == a.s_addr;
+        freeifaddrs(ifs);
+    }
+    if (!found)
+        snprintf(why, n, "%s is not an address of this machine", host);
+    return found;
+}
+
+static int check_listeners(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    char why[128];
+    bool lo;
+    if (!listen_host_ok(c->monitor_listen, &lo, why, sizeof why))
+        return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
+    if (!lo && c->tls_mode == TLS_PLAINTEXT)
+        return fail(e, lookup(cf, "tls.mode"),
+                    "tls.mode = \"plaintext\" with monitor.listen %s off loopback: anyone on the "
+                    "network could register, deregister and steer instances; use tls.mode = \"auto\"",
+                    c->monitor_listen);
+    if (c->status_listen[0]) {
+        if (!listen_host_ok(c->status_listen, &lo, why, sizeof why))
+            return fail(e, lookup(cf, "status.listen"), "status.listen: %s", why);
+        if (!lo && !c->status_token[0])
+            return fail(e, lookup(cf, "status.listen"),
+                        "status.listen %s is off loopback: set status.token so that only the "
+                        "operator can read and act", c->status_listen);
+    }
     return 0;
 }
 
@@ -368,6 +433,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (c->status_listen[0] &&
         !valid_address(c->status_listen, strlen(c->status_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "status.listen"), "status.listen: %s", why);
+    if (check_listeners(e, cf, c) != 0)
+        return -1;
     if (c->status_token[0] && strncmp(c->status_token, "env:", 4) != 0 &&
         strncmp(c->status_token, "file:", 5) != 0)
         return fail(e, lookup(cf, "status.token"),
@@ -383,9 +450,11 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (c->restart_backoff_max_ms < c->restart_backoff_ms)
         return fail(e, lookup(cf, "supervisor.restart_backoff_max_ms"),
                     "supervisor.restart_backoff_max_ms must be at least supervisor.restart_backoff_ms");
-    if (c->pidfile[0] != '/')
+    size_t pl = strlen(c->pidfile);
+    if (c->pidfile[0] != '/' || strstr(c->pidfile, "/../") || pl < 6 || strcmp(c->pidfile + pl - 4, ".pid") != 0 ||
+        c->pidfile[pl - 5] == '/')
         return fail(e, lookup(cf, "supervisor.pidfile"),
-                    "supervisor.pidfile must be an absolute path");
+                    "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);
     return 0;

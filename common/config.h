@@ -64,6 +64,7 @@ struct asg_config {
 
     char status_listen[64];          /* "" = no status role */
     char status_token[256];          /* "" or "env:NAME" or "file:PATH" */
+    char status_allowed_hosts[256];  /* Host names besides the listen address and loopback */
 
     char shm_name[64];
     int shm_capacity;

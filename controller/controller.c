@@ -124,7 +124,7 @@ static void sweep(struct ctl *c, int64_t now)
 {
     struct table_hdr *h = c->t->hdr;
     char why[96];
-    for (uint32_t i = 0; i < h->capacity; i++) {
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         switch (r->state) {
         case ROW_PENDING:
@@ -137,6 +137,20 @@ static void sweep(struct ctl *c, int64_t now)
             }
             break;
         case ROW_UNHEALTHY:
+            if (r->flags & ROW_F_JOINED) {
+                /* It joined on its own registration: it leaves the same
+                 * way, taking the target down with it, so that a stranger
+                 * that registers and goes silent cannot hold the group up. */
+                snprintf(why, sizeof why, "adopted, unhealthy (%.40s): leaves the group", r->reason);
+                mark_terminating(c, r, why, now);
+                int target = h->ctl.target ? h->ctl.target : c->cfg.desired_instances;
+                if (target > c->cfg.min_instances) {
+                    hdr_write_begin(c->t);
+                    h->ctl.target = target - 1;
+                    hdr_write_end(c->t);
+                }
+                break;
+            }
             snprintf(why, sizeof why, "replacing unhealthy instance (%.60s)", r->reason);
             mark_terminating(c, r, why, now);
             hdr_write_begin(c->t);
@@ -165,7 +179,7 @@ static void plan_launch(struct ctl *c, const char *why, int64_t now)
      * reconciliation ties the instance to it (by id or launch token). */
     struct table_row *r = table_alloc_row(c->t, id);
     if (!r) { /* converge counts free slots first; this is a bug if seen */
-        log_error("cannot launch: the shared table is full (%u rows)", h->capacity);
+        log_error("cannot launch: the shared table is full (%u rows)", c->t->capacity);
         launch_backoff(c, now);
         return;
     }
@@ -181,7 +195,7 @@ static void plan_launch(struct ctl *c, const char *why, int64_t now)
 static struct table_row *newest(struct ctl *c)
 {
     struct table_row *best = NULL;
-    for (uint32_t i = 0; i < c->t->hdr->capacity; i++) {
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         if ((r->state == ROW_PENDING || r->state == ROW_RUNNING) &&
             (!best || r->launch_ms > best->launch_ms))
@@ -348,7 +362,7 @@ static void evaluate(struct ctl *c)
     sweep(c, now);
     struct policy_input in;
     memset(&in, 0, sizeof in);
-    for (uint32_t i = 0; i < h->capacity; i++) {
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
         const struct table_row *r = &c->t->rows[i];
         policy_input_add(&in, r, &c->cfg, now);
         /* An instance that came up since the last failure: launches work. */
@@ -476,11 +490,10 @@ static void reconcile(struct ctl *c)
         return;
     }
     int64_t now = now_ms();
-    struct table_hdr *h = c->t->hdr;
     bool *seen = calloc(n ? n : 1, sizeof *seen);
     if (!seen)
         abort();
-    for (uint32_t i = 0; i < h->capacity; i++) {
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         if (r->state == ROW_FREE)
             continue;
@@ -524,7 +537,7 @@ static void reap_agents(struct ctl *c)
         if (table_lock(c->t, LOCK_WAIT_MS) != 0)
             continue;
         int64_t now = now_ms();
-        for (uint32_t i = 0; i < c->t->hdr->capacity; i++) {
+        for (uint32_t i = 0; i < c->t->capacity; i++) {
             struct table_row *r = &c->t->rows[i];
             if (r->pid != pid || (r->state != ROW_PENDING && r->state != ROW_RUNNING))
                 continue;
@@ -547,7 +560,7 @@ static void stop_all(struct ctl *c)
     if (table_lock(c->t, LOCK_WAIT_MS) != 0)
         return;
     int64_t now = now_ms();
-    for (uint32_t i = 0; i < c->t->hdr->capacity; i++) {
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         if (r->state == ROW_PENDING || r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY)
             mark_terminating(c, r, "manager stopping", now);
@@ -559,7 +572,7 @@ static void stop_all(struct ctl *c)
         reap_agents(c);
         if (table_lock(c->t, LOCK_WAIT_MS) != 0)
             return;
-        for (uint32_t i = 0; i < c->t->hdr->capacity; i++)
+        for (uint32_t i = 0; i < c->t->capacity; i++)
             if (c->t->rows[i].state == ROW_TERMINATING)
                 add_op(c, OP_CHECK_GONE, &c->t->rows[i]);
         int left = (int)c->nops;
@@ -707,7 +720,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
         }
     }
     struct table_hdr h;
-    bool draining = table_read_hdr(t, &h) && h.draining;
+    bool draining = table_read_hdr(t, &h) && h.draining == DRAIN_STOP;
     if (draining && c.cfg.provider_kind == PROVIDER_LOCAL && c.cfg.local_stop_on_exit) {
         log_info("draining: stopping the local agents");
         stop_all(&c);

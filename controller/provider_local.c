@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -252,6 +253,27 @@ static int read_cmdline(pid_t pid, char *buf, size_t size, char **args, int maxa
     return n;
 }
 
+/* An asg-agent process of our uid, judged by what the kernel says it runs
+ * (/proc/PID/exe), not by its argv, which any process can set: we never
+ * signal a process another user started, nor one that only calls itself
+ * asg-agent. */
+static bool our_agent_process(pid_t pid)
+{
+    char path[64], exe[512];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d", (int)pid);
+    if (stat(path, &st) != 0 || st.st_uid != geteuid())
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    return strcmp(base, "asg-agent") == 0;
+}
+
 int local_scan_proc(const char *group, struct provider_instance **out, size_t *n)
 {
     *out = NULL;
@@ -270,9 +292,7 @@ int local_scan_proc(const char *group, struct provider_instance **out, size_t *n
         int argc = read_cmdline((pid_t)pid, buf, sizeof buf, args, 16);
         if (argc < 3)
             continue;
-        const char *base = strrchr(args[0], '/');
-        base = base ? base + 1 : args[0];
-        if (strcmp(base, "asg-agent") != 0)
+        if (!our_agent_process((pid_t)pid))
             continue;
         for (int i = 1; i + 1 < argc; i++) {
             if (strcmp(args[i], "--id") != 0)

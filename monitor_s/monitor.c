@@ -103,7 +103,7 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
         r = table_alloc_row(m->t, in->instance_id);
         if (!r) {
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->hdr->capacity);
+            snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
             return false;
         }
         if (target >= m->cfg.max_instances) {
@@ -377,7 +377,7 @@ static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct ta
  * budget of first contacts. */
 static void probe_slots(struct monitor *m)
 {
-    uint32_t cap = m->t->hdr->capacity;
+    uint32_t cap = m->t->capacity;
     uint8_t buf[32];
     m->deferred = false;
     for (uint32_t i = 0; i < cap && i < m->nslots; i++) {
@@ -499,7 +499,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
                  "reaches %s can register, deregister and re-address instances", m.cfg.monitor_listen);
     grpc_init();
     m.cq = rpc_cq_create();
-    m.nslots = t->hdr->capacity;
+    m.nslots = t->capacity;
     m.slots = calloc(m.nslots, sizeof *m.slots);
     m.in_flight = calloc(m.nslots, sizeof *m.in_flight);
     if (!m.slots || !m.in_flight)

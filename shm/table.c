@@ -43,7 +43,7 @@ static size_t table_bytes(uint32_t capacity)
 static void map_rows(struct table *t)
 {
     t->rows = (struct table_row *)((char *)t->hdr + sizeof(struct table_hdr));
-    t->idhash = (_Atomic uint32_t *)(t->rows + t->hdr->capacity);
+    t->idhash = (_Atomic uint32_t *)(t->rows + t->capacity);
 }
 
 /* FNV-1a, never 0 (0 marks a free row). */
@@ -117,6 +117,7 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
     h->magic = TABLE_MAGIC;
     t->hdr = h;
     t->size = size;
+    t->capacity = capacity;
     copy_str(t->name, sizeof t->name, name);
     map_rows(t);
     return 0;
@@ -126,7 +127,7 @@ int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize)
 {
     memset(t, 0, sizeof *t);
-    int fd = shm_open(name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    int fd = shm_open(name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0) {
         if (errno == ENOENT)
             snprintf(err, errsize, "no shared table %s (is asgd running with this config?)", name);
@@ -135,6 +136,15 @@ int table_attach(const char *name, bool readonly, struct table *t,
         return -1;
     }
     struct stat st;
+    /* Only a table of ours: a segment another uid made (a planted one, or
+     * an unprivileged manager's) would have us signal the pids it lists. */
+    if (fstat(fd, &st) == 0 && (st.st_uid != geteuid() || (st.st_mode & 077) || !S_ISREG(st.st_mode))) {
+        snprintf(err, errsize, "shared table %s belongs to uid %u with mode %04o, not to us (uid %u, "
+                 "0600): refusing a table we did not make; remove /dev/shm%s if it is stale",
+                 name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid(), name);
+        close(fd);
+        return -1;
+    }
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(struct table_hdr)) {
         snprintf(err, errsize, "shared table %s: %jd bytes is smaller than a header (%zu)",
                  name, (intmax_t)st.st_size, sizeof(struct table_hdr));
@@ -168,6 +178,7 @@ int table_attach(const char *name, bool readonly, struct table *t,
     }
     t->hdr = p;
     t->size = size;
+    t->capacity = h->capacity;
     t->readonly = readonly;
     copy_str(t->name, sizeof t->name, name);
     map_rows(t);
@@ -334,6 +345,26 @@ int table_recover_dead_holder(struct table *t, pid_t pid)
 
 static bool str_terminated(const char *s, size_t n) { return memchr(s, '\0', n) != NULL; }
 
+/* events_written is checked against the ring itself: a scribbled count
+ * would hide every event behind numbers that never match. */
+static int repair_event_count(struct table *t)
+{
+    struct table_hdr *h = t->hdr;
+    uint64_t written = atomic_load(&h->events_written);
+    if (written == 0 || h->events[(written - 1) % TABLE_EVENTS].number == written)
+        return 0;
+    uint64_t best = 0;
+    for (uint32_t k = 0; k < TABLE_EVENTS; k++) {
+        uint64_t n = h->events[k].number;
+        if (n > best && (n - 1) % TABLE_EVENTS == k && n < (UINT64_MAX >> 1))
+            best = n;
+    }
+    atomic_store(&h->events_written, best);
+    log_warn("shared table %s: event count %llu did not match the log; reset to %llu", t->name,
+             (unsigned long long)written, (unsigned long long)best);
+    return 1;
+}
+
 int table_repair(struct table *t)
 {
     int fixed = 0;
@@ -342,7 +373,7 @@ int table_repair(struct table *t)
         atomic_fetch_add(&h->hseq, 1);
         fixed++;
     }
-    for (uint32_t i = 0; i < h->capacity; i++) {
+    for (uint32_t i = 0; i < t->capacity; i++) {
         struct table_row *r = &t->rows[i];
         bool bad = false;
         if (r->state >= ROW_STATE_COUNT) {
@@ -376,6 +407,7 @@ int table_repair(struct table *t)
                      t->name, i, r->id);
         }
     }
+    fixed += repair_event_count(t);
     atomic_store(&h->suspect, 0);
     return fixed;
 }
@@ -434,7 +466,7 @@ static bool seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_
 
 bool table_read_row(const struct table *t, uint32_t i, struct table_row *out)
 {
-    if (i >= t->hdr->capacity)
+    if (i >= t->capacity)
         return false;
     const struct table_row *r = &t->rows[i];
     return seq_copy(out, r, sizeof *out, &r->seq);
@@ -450,7 +482,7 @@ bool table_read_hdr(const struct table *t, struct table_hdr *out)
 struct table_row *table_find(struct table *t, const char *id)
 {
     uint32_t h = id_hash(id);
-    for (uint32_t i = 0; i < t->hdr->capacity; i++) {
+    for (uint32_t i = 0; i < t->capacity; i++) {
         if (atomic_load_explicit(&t->idhash[i], memory_order_relaxed) != h)
             continue;
         struct table_row *r = &t->rows[i];
@@ -462,12 +494,12 @@ struct table_row *table_find(struct table *t, const char *id)
 
 static struct table_row *free_row(struct table *t)
 {
-    for (uint32_t i = 0; i < t->hdr->capacity; i++)
+    for (uint32_t i = 0; i < t->capacity; i++)
         if (atomic_load_explicit(&t->idhash[i], memory_order_relaxed) == 0 &&
             t->rows[i].state == ROW_FREE)
             return &t->rows[i];
     /* A writer that died mid-free leaves a stale hash until table_repair. */
-    for (uint32_t i = 0; i < t->hdr->capacity; i++)
+    for (uint32_t i = 0; i < t->capacity; i++)
         if (t->rows[i].state == ROW_FREE)
             return &t->rows[i];
     return NULL;
@@ -508,7 +540,7 @@ void row_push_sample(struct table_row *r, double load)
 int table_count(const struct table *t, uint32_t state)
 {
     int n = 0;
-    for (uint32_t i = 0; i < t->hdr->capacity; i++)
+    for (uint32_t i = 0; i < t->capacity; i++)
         if (t->rows[i].state == state)
             n++;
     return n;

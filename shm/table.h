@@ -95,6 +95,11 @@ static inline double probe_fine_upper_us(int i) { return __builtin_exp2((i + 1) 
 enum action_cause { CAUSE_LOAD, CAUSE_BOUNDS, CAUSE_OPERATOR, CAUSE_COUNT };
 const char *action_cause_name(uint32_t cause);
 
+/* Why the roles are stopping: an operator's stop ends the local agents
+ * (provider.local.stop_on_exit); a manager that fails to start or run
+ * leaves every instance running for the next one to adopt. */
+enum drain_kind { DRAIN_NONE = 0, DRAIN_STOP = 1, DRAIN_KEEP_INSTANCES = 2 };
+
 /* Requests refused from strangers or bad peers, counted for /metrics (their
  * log lines are rate-limited, these are not). */
 enum refusal_kind { REFUSED_REGISTER, REFUSED_DEREGISTER, REFUSED_CONTROL, REFUSED_HTTP,
@@ -127,7 +132,7 @@ struct table_hdr {
     _Atomic uint32_t hseq;       /* sequence counter of the fields below */
     _Atomic uint64_t gen;        /* bumped by every committed write */
     int32_t pid_supervisor, pid_monitor, pid_controller;
-    uint32_t draining;           /* supervisor asked roles to stop */
+    uint32_t draining;           /* enum drain_kind: supervisor asked roles to stop */
     uint64_t next_instance;      /* counter for instance ids */
     uint64_t nonce;              /* random per table: launch tokens never repeat */
     char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
@@ -164,6 +169,9 @@ struct table {
      * registration storm at 10,000 rows did not finish without it. */
     _Atomic uint32_t *idhash;
     size_t size;
+    /* Rows, as checked at attach: never read back from the segment, where
+     * one scribbled word would send every loop past the mapping. */
+    uint32_t capacity;
     bool readonly;
     char name[64];
     /* This process's view of a lock held by nobody (see table_lock). */

@@ -13,17 +13,21 @@ int snapshot_take(const struct table *t, struct snapshot *s)
         s->hdr = NULL;
         return -1;
     }
-    s->rows = calloc(s->hdr->capacity ? s->hdr->capacity : 1, sizeof *s->rows);
+    s->rows = calloc(t->capacity ? t->capacity : 1, sizeof *s->rows);
     if (!s->rows) {
         free(s->hdr);
         return -1;
     }
-    for (uint32_t i = 0; i < s->hdr->capacity; i++) {
+    for (uint32_t i = 0; i < t->capacity; i++) {
         if (!table_read_row(t, i, &s->rows[s->nrows])) {
             s->torn++;
             continue;
         }
-        if (s->rows[s->nrows].state != ROW_FREE && s->rows[s->nrows].state < ROW_STATE_COUNT)
+        struct table_row *r = &s->rows[s->nrows];
+        /* A copy: strings a dead or hostile writer left unterminated end
+         * here, not past their field. */
+        r->id[sizeof r->id - 1] = r->addr[sizeof r->addr - 1] = r->reason[sizeof r->reason - 1] = '\0';
+        if (r->state != ROW_FREE && r->state < ROW_STATE_COUNT)
             s->nrows++;
     }
     s->now = now_ms();

@@ -5,6 +5,9 @@
  * (common/ctlsock.c), or to an agent (SetLoad), never into the table. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <errno.h>
 #include <grpc/grpc.h>
 #include <json-c/json.h>
@@ -13,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +38,22 @@
 
 extern const char dashboard_html[];
 
+/* The HTTP threads never read cfg (the main loop replaces it on reload):
+ * what they need is copied here, under mu, or fixed for the role's life. */
 struct status {
     struct table t;              /* read-only mapping */
-    struct asg_config cfg;
+    struct asg_config cfg;       /* main thread only */
     uint64_t cfg_gen;
-    pthread_mutex_t mu;          /* token, between reloads and requests */
+    pthread_mutex_t mu;          /* token and hosts, between reloads and requests */
     char token[256];
     bool token_set, token_broken;
+    char hosts[256];             /* status.allowed_hosts, comma-joined */
+    char listen_host[64];        /* fixed: status.listen needs a restart */
+    _Atomic unsigned port;       /* the bound port */
+    char shm_name[64];           /* fixed: shm.name needs a restart */
     struct rpc_tls tls;          /* to reach agents as the manager does */
+    struct log_limit refusals;   /* main and HTTP threads: guarded by mu */
+    _Atomic uint64_t http_refused; /* this role's own count, shown with the table's */
 };
 
 static struct status S;
@@ -106,35 +118,81 @@ static bool from_loopback(struct MHD_Connection *c)
     return false;
 }
 
+/* Compares digests, so neither the contents nor the length of the token
+ * shows in the time taken. */
 static bool same_secret(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned diff = (unsigned)(la ^ lb);
-    for (size_t i = 0; i < la && i < lb; i++)
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    return diff == 0;
+    unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)a, strlen(a), da);
+    SHA256((const unsigned char *)b, strlen(b), db);
+    return CRYPTO_memcmp(da, db, sizeof da) == 0;
 }
 
-/* Returns 0 when the action may go ahead, else the HTTP status to refuse
- * with (and why). Actions must come as JSON: a cross-site form post from
- * some web page cannot, and a foreign Origin is refused too. */
-static unsigned may_act(struct MHD_Connection *c, const char **why)
+static void refuse_noted(unsigned code, const char *why)
 {
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
-        *why = "actions take a JSON body (Content-Type: application/json)";
-        return 415;
+    atomic_fetch_add(&S.http_refused, 1); /* the table is read-only here */
+    pthread_mutex_lock(&S.mu);
+    log_limited(&S.refusals, LOG_LVL_WARN, "http request refused (%u): %s", code, why);
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* host[:port] is one of ours: the listen address, localhost, a loopback
+ * literal, or a name in status.allowed_hosts; with our port if it names
+ * one. A page on evil.example that resolves to 127.0.0.1 carries Host:
+ * evil.example, and is refused here (DNS rebinding). */
+static bool our_host(const char *hp)
+{
+    char host[256];
+    if (!hp || !*hp || !copy_str(host, sizeof host, hp))
+        return false;
+    char *port = NULL;
+    if (host[0] == '[') {
+        char *end = strchr(host, ']');
+        if (!end)
+            return false;
+        if (end[1] == ':')
+            port = end + 2;
+        else if (end[1])
+            return false;
+        end[1] = '\0';
+    } else if ((port = strchr(host, ':')) != NULL) {
+        *port++ = '\0';
     }
-    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    if (origin && (!host || !strstr(origin, "://") || strcmp(strstr(origin, "://") + 3, host) != 0)) {
-        *why = "cross-origin request refused";
-        return 403;
+    if (port) {
+        long p;
+        if (!parse_whole(port, 1, 65535, &p) || (unsigned)p != S.port)
+            return false;
     }
+    for (char *c = host; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+        strcmp(host, S.listen_host) == 0 || strncmp(host, "127.", 4) == 0) {
+        struct in_addr a;
+        return strncmp(host, "127.", 4) != 0 || inet_pton(AF_INET, host, &a) == 1;
+    }
+    pthread_mutex_lock(&S.mu);
+    bool listed = false;
+    size_t n = strlen(host);
+    for (const char *h = S.hosts; *h && !listed; h += strcspn(h, ",") + (h[strcspn(h, ",")] ? 1 : 0))
+        listed = strcspn(h, ",") == n && strncasecmp(h, host, n) == 0;
+    pthread_mutex_unlock(&S.mu);
+    return listed;
+}
+
+/* Every request: a Host of ours; with status.token set, the token, except
+ * for the page itself (it asks for the token) and /healthz. */
+static unsigned may_read(struct MHD_Connection *c, const char *url, const char **why)
+{
+    if (!our_host(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"))) {
+        *why = "Host is not this server's name (see status.allowed_hosts)";
+        return 421;
+    }
+    if (strcmp(url, "/") == 0 || strcmp(url, "/healthz") == 0)
+        return 0;
     pthread_mutex_lock(&S.mu);
     unsigned code = 0;
     if (S.token_broken) {
-        *why = "status.token is configured but cannot be read; actions are off";
+        *why = "status.token is configured but cannot be read; the API is off";
         code = 503;
     } else if (S.token_set) {
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -142,12 +200,44 @@ static unsigned may_act(struct MHD_Connection *c, const char **why)
             *why = "a valid 'Authorization: Bearer TOKEN' is required";
             code = 401;
         }
-    } else if (!from_loopback(c)) {
-        *why = "actions are accepted from loopback only (set status.token to allow others)";
-        code = 403;
     }
     pthread_mutex_unlock(&S.mu);
     return code;
+}
+
+/* Exactly application/json, with parameters at most. */
+static bool json_content(const char *ct)
+{
+    if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+        return false;
+    return ct[16] == '\0' || ct[16] == ';';
+}
+
+/* Returns 0 when the action may go ahead, else the HTTP status to refuse
+ * with (and why). Actions must come as JSON (a cross-site form post from
+ * some web page cannot) with an Origin naming this server (browsers always
+ * send one on POST; a foreign page's is refused). */
+static unsigned may_act(struct MHD_Connection *c, const char **why)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (!json_content(ct)) {
+        *why = "actions take a JSON body (Content-Type: application/json)";
+        return 415;
+    }
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin || strncmp(origin, "http://", 7) != 0 || !our_host(origin + 7)) {
+        *why = "actions need an Origin of this server (http://HOST:PORT); cross-origin refused";
+        return 403;
+    }
+    bool token;
+    pthread_mutex_lock(&S.mu);
+    token = S.token_set;
+    pthread_mutex_unlock(&S.mu);
+    if (!token && !from_loopback(c)) {
+        *why = "actions are accepted from loopback only (set status.token to allow others)";
+        return 403;
+    }
+    return 0;
 }
 
 /* ---- reads ---- */
@@ -157,6 +247,7 @@ static enum MHD_Result get_group(struct MHD_Connection *c)
     struct snapshot s;
     if (snapshot_take(&S.t, &s) != 0)
         return send_error(c, 503, "table header unreadable (a writer died mid-write)");
+    s.hdr->refused[REFUSED_HTTP] = atomic_load(&S.http_refused);
     struct strbuf b = {0};
     render_status_json(&b, &s, true);
     snapshot_free(&s);
@@ -168,6 +259,7 @@ static enum MHD_Result get_metrics(struct MHD_Connection *c)
     struct snapshot s;
     if (snapshot_take(&S.t, &s) != 0)
         return send_error(c, 503, "table header unreadable");
+    s.hdr->refused[REFUSED_HTTP] = atomic_load(&S.http_refused);
     struct strbuf b = {0};
     render_metrics(&b, &s);
     snapshot_free(&s);
@@ -224,7 +316,7 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
 
 static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
 {
-    if (ctlsock_send(S.cfg.shm_name, rq) != 0)
+    if (ctlsock_send(S.shm_name, rq) != 0)
         return send_error(c, 503, "the controller is not taking requests right now; retry");
     struct strbuf b = {0};
     sb_printf(&b, "{\"accepted\":true,\"action\":");
@@ -344,8 +436,10 @@ static enum MHD_Result act(struct MHD_Connection *c, const char *url, const char
 {
     const char *why;
     unsigned code = may_act(c, &why);
-    if (code)
+    if (code) {
+        refuse_noted(code, why);
         return send_error(c, code, "%s", why);
+    }
     enum MHD_Result ret = MHD_NO;
     json_object *o = parse_body(c, body, &ret);
     if (!o)
@@ -397,6 +491,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
+    const char *why;
+    unsigned code = may_read(c, url, &why);
+    if (code) {
+        refuse_noted(code, why);
+        return send_error(c, code, "%s", why);
+    }
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (get && strcmp(url, "/") == 0)
         return respond(c, 200, "text/html; charset=utf-8", dashboard_html, strlen(dashboard_html));
@@ -446,6 +546,7 @@ static void load_token(void)
         log_error("status.token %s: cannot read a token; operator actions are refused",
                   S.cfg.status_token);
     pthread_mutex_lock(&S.mu);
+    copy_str(S.hosts, sizeof S.hosts, S.cfg.status_allowed_hosts);
     copy_str(S.token, sizeof S.token, tok);
     S.token_set = set;
     S.token_broken = broken;
@@ -469,11 +570,17 @@ static struct MHD_Daemon *start_http(void)
         log_error("status.listen: '%s' is not an IPv4 address", host);
         return NULL;
     }
+    copy_str(S.listen_host, sizeof S.listen_host, host);
+    /* Four threads, so that a request waiting on an agent does not hold up
+     * the others; a per-address limit, so that one client's idle
+     * connections cannot take every slot; 5 s of silence closes one. */
     return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                             handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)4,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)5,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)48,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
 }
 
@@ -488,6 +595,11 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     }
     table_detach(rw);
     S.cfg = *cfg;
+    copy_str(S.shm_name, sizeof S.shm_name, cfg->shm_name);
+    long port = 0;
+    parse_whole(strrchr(cfg->status_listen, ':') ? strrchr(cfg->status_listen, ':') + 1 : "0", 0, 65535,
+                &port);
+    S.port = (unsigned)port;
     pthread_mutex_init(&S.mu, NULL);
     role_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
@@ -502,6 +614,8 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         return ASG_EXIT_FATAL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (di)
+        S.port = di->port;
     log_info("status up on http://%.*s:%u/ (dashboard, /metrics, /api/v1)%s",
              (int)strcspn(S.cfg.status_listen, ":"), S.cfg.status_listen,
              di ? (unsigned)di->port : 0, S.token_set ? "; actions need the token" : "");

@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/config.h"
@@ -307,7 +308,7 @@ static void begin_drain(int code)
     log_info("draining: stopping roles (SIGKILL after %d ms)", S.cfg.drain_timeout_ms);
     if (table_lock(&S.table, 2000) == 0) {
         hdr_write_begin(&S.table);
-        S.table.hdr->draining = 1;
+        S.table.hdr->draining = code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES;
         hdr_write_end(&S.table);
         table_unlock(&S.table);
     }
@@ -360,7 +361,7 @@ static void stop_leftover_agents(void)
 {
     if (S.cfg.provider_kind != PROVIDER_LOCAL || !S.cfg.local_stop_on_exit)
         return;
-    for (uint32_t i = 0; i < S.table.hdr->capacity; i++) {
+    for (uint32_t i = 0; i < S.table.capacity; i++) {
         struct table_row r;
         if (!table_read_row(&S.table, i, &r) || r.state == ROW_FREE || r.pid <= 0)
             continue;
@@ -376,9 +377,21 @@ static void stop_leftover_agents(void)
 
 static int open_pidfile(void)
 {
-    int fd = open(S.cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* Never through a link (root would write to its target), never a file
+     * of another uid, and 0600: nobody else can open it, so nobody else
+     * can flock it to keep asgd from starting. */
+    int fd = open(S.cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     if (fd < 0) {
-        fprintf(stderr, "asgd: pidfile %s: %s\n", S.cfg.pidfile, strerror(errno));
+        fprintf(stderr, "asgd: pidfile %s: %s\n", S.cfg.pidfile,
+                errno == ELOOP ? "is a symbolic link; refusing it" : strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_nlink != 1) || fchmod(fd, 0600) != 0) {
+        fprintf(stderr, "asgd: pidfile %s: not a regular file of ours (uid %u) with one link; "
+                "refusing it\n", S.cfg.pidfile, (unsigned)geteuid());
+        close(fd);
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -405,6 +418,57 @@ static int write_pidfile(void)
     return 0;
 }
 
+/* True when pid runs this very program as our uid: a role of a previous
+ * asgd, not some process that reuses its pid. */
+static bool our_role(pid_t pid)
+{
+    char self[512], other[512], path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t a = readlink("/proc/self/exe", self, sizeof self - 1);
+    ssize_t b = readlink(path, other, sizeof other - 1);
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d", (int)pid);
+    if (a <= 0 || b <= 0 || stat(path, &st) != 0 || st.st_uid != geteuid())
+        return false;
+    self[a] = other[b] = '\0';
+    return strcmp(self, other) == 0;
+}
+
+/* The roles of a manager killed a moment ago are still draining (they got
+ * SIGTERM from its death): a restart (systemd's Restart=on-failure) waits
+ * for them, up to the drain timeout, then kills them, so that the new
+ * monitor can bind its port. Pids that are not our program are left
+ * alone. */
+static int wait_previous_roles(const struct table_hdr *h)
+{
+    const int32_t pids[] = {h->pid_monitor, h->pid_controller, h->pid_status};
+    int64_t deadline = now_ms() + S.cfg.drain_timeout_ms;
+    for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
+        pid_t pid = pids[i];
+        if (pid <= 0 || pid == getpid() || !pid_alive(pid) || !our_role(pid))
+            continue;
+        log_warn("role pid %d of the previous manager still runs; waiting for it to stop", (int)pid);
+        while (pid_alive(pid) && now_ms() < deadline) {
+            struct timespec ts = {0, 20 * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                ;
+        }
+        if (pid_alive(pid) && our_role(pid)) {
+            log_warn("role pid %d of the previous manager did not stop: SIGKILL", (int)pid);
+            kill(pid, SIGKILL);
+            for (int k = 0; k < 100 && pid_alive(pid); k++) {
+                struct timespec ts = {0, 20 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (pid_alive(pid)) {
+            log_error("role pid %d of the previous manager cannot be stopped; not starting", (int)pid);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* A table left by a manager that died is re-attached, rows and all: its
  * instances are still out there. */
 static int open_table(void)
@@ -427,21 +491,26 @@ static int open_table(void)
         table_detach(&S.table);
         return -1;
     }
-    for (int32_t *role = &h->pid_monitor; role <= &h->pid_controller; role++)
-        if (*role > 0 && pid_alive(*role)) {
-            log_error("shared table %s: role pid %d of the previous manager still runs; "
-                      "stop it first", S.cfg.shm_name, *role);
-            table_detach(&S.table);
-            return -1;
-        }
+    if (wait_previous_roles(h) != 0) {
+        table_detach(&S.table);
+        return -1;
+    }
     int rows = 0;
-    for (uint32_t i = 0; i < h->capacity; i++)
+    for (uint32_t i = 0; i < S.table.capacity; i++)
         rows += S.table.rows[i].state != ROW_FREE;
+    /* Whatever the last writer left: half-written rows, an impossible
+     * state, an event count that lost its log. */
+    if (table_lock(&S.table, 2000) == 0) {
+        int fixed = table_repair(&S.table);
+        table_unlock(&S.table);
+        if (fixed)
+            log_warn("shared table %s: %d thing(s) corrected on re-attach", S.cfg.shm_name, fixed);
+    }
     log_warn("re-attaching shared table %s left by asgd pid %d: %d instance(s) kept",
              S.cfg.shm_name, h->pid_supervisor, rows);
-    if (h->capacity != (uint32_t)S.cfg.shm_capacity)
+    if (S.table.capacity != (uint32_t)S.cfg.shm_capacity)
         log_warn("shm.capacity %d differs from the existing table's %u; using %u",
-                 S.cfg.shm_capacity, h->capacity, h->capacity);
+                 S.cfg.shm_capacity, S.table.capacity, S.table.capacity);
     return 0;
 }
 
@@ -607,7 +676,7 @@ int main(int argc, char **argv)
     S.sigfd = signals_install(true);
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
              S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.shm_name,
-             S.table.hdr->capacity, (int)getpid());
+             S.table.capacity, (int)getpid());
     for (size_t i = 0; i < NCHILDREN; i++)
         if (&children[i] != STATUS || S.cfg.status_listen[0])
             start_child(&children[i]);

@@ -41,7 +41,7 @@ void fault_point_locked(const char *role, struct table *t)
     if (++calls == armed) {
         /* Die in the middle of a row write: the worst moment. */
         struct table_row *victim = NULL;
-        for (uint32_t i = 0; i < t->hdr->capacity && !victim; i++)
+        for (uint32_t i = 0; i < t->capacity && !victim; i++)
             if (t->rows[i].state != ROW_FREE)
                 victim = &t->rows[i];
         log_warn("ASG_FAULT: %s killing itself holding the table lock, mid-write of row %s",

@@ -40,7 +40,8 @@ START_TEST(test_good_file_applies_values)
     ck_assert(c.adopt_unknown);
     ck_assert(!c.local_stop_on_exit);
     ck_assert_int_eq(c.probe_interval_ms, 1000); /* untouched keys keep defaults */
-    const char *ec2 = "provider = { kind = \"ec2\"; ec2 = { region = \"eu-west-1\";\n"
+    const char *ec2 = "tls = { mode = \"plaintext\"; };\n"
+                      "provider = { kind = \"ec2\"; ec2 = { region = \"eu-west-1\";\n"
                       " image_id = \"ami-0abc\"; security_group_ids = [\"sg-1\", \"sg-2\"]; }; };\n";
     ck_assert_msg(config_load_string(ec2, "e.cfg", &c, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(c.provider_kind, PROVIDER_EC2);
@@ -90,11 +91,20 @@ static const struct bad bad_files[] = {
     {"policy = {\n evaluation_interval_ms = 1.5;\n};\n", 2, "must be an integer"},
     {"status = {\n token = \"hunter2\";\n};\n", 2, "a secret does not belong in the config file"},
     {"status = {\n listen = \"127.0.0.1\";\n};\n", 2, "status.listen"},
-    {"tls = {\n ca = \"/etc/hostname\";\n};\n", 2, "tls.ca, tls.cert and tls.key go together"},
-    {"tls = {\n ca = \"/nonexistent/ca.pem\";\n cert = \"/etc/hostname\";\n key = \"/etc/hostname\";\n"
-     " agent_cert = \"/etc/hostname\";\n agent_key = \"/etc/hostname\";\n};\n", 2, "cannot read /nonexistent/ca.pem"},
-    {"tls = {\n ca = \"/etc/hostname\";\n cert = \"/etc/hostname\";\n key = \"/etc/hostname\";\n};\n", 2,
-     "tls.agent_cert and tls.agent_key are needed"},
+    {"tls = {\n ca = \"/etc/hostname\";\n};\n", 2, "unknown key 'tls.ca' (the manager now makes its own CA"},
+    {"tls = {\n mode = \"none\";\n};\n", 2, "not one of: auto, plaintext"},
+    {"tls = {\n dir = \"var/lib/asg\";\n};\n", 2, "tls.dir must be an absolute path"},
+    {"tls = {\n dir = \"/var/lib/../../etc\";\n};\n", 2, "without '..'"},
+    {"supervisor = {\n pidfile = \"/etc/passwd\";\n};\n", 2, "NAME.pid file"},
+    {"supervisor = {\n pidfile = \"/run/../etc/x.pid\";\n};\n", 2, "NAME.pid file"},
+    {"monitor = {\n listen = \"203.0.113.9:7301\";\n};\n", 2, "not an address of this machine"},
+    {"monitor = {\n listen = \"localhost:7301\";\n};\n", 2, "is not an IPv4 address"},
+    {"status = {\n listen = \"198.51.100.7:9180\";\n};\n", 2, "not an address of this machine"},
+    {"status = {\n listen = \"0.0.0.0:9180\";\n};\n", 2, "set status.token"},
+    {"monitor = {\n listen = \"0.0.0.0:7301\";\n};\ntls = {\n mode = \"plaintext\";\n};\n", 5,
+     "off loopback: anyone on the network"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; image_id = \"ami-1\"; };\n};\n", 2,
+     "cannot give instances certificates yet"},
 };
 
 START_TEST(test_bad_file_names_the_line)

@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     if (++runs % 64 == 0) /* empty the table now and then: keep both paths */
-        for (uint32_t i = 0; i < T.hdr->capacity; i++)
+        for (uint32_t i = 0; i < T.capacity; i++)
             T.rows[i].state = ROW_FREE;
     m.cfg.adopt_unknown = (data[0] & 2) != 0;
     struct rpc_reply r;
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (atomic_load(&T.hdr->lock_holder) != 0)
         abort(); /* a handler never returns holding the lock */
-    for (uint32_t i = 0; i < T.hdr->capacity; i++)
+    for (uint32_t i = 0; i < T.capacity; i++)
         if (T.rows[i].state != ROW_FREE && !valid_instance_id(T.rows[i].id, strlen(T.rows[i].id)))
             abort(); /* nothing unchecked reaches the table */
     free(r.data);

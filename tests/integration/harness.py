@@ -353,7 +353,7 @@ EC2_ENV = {"AWS_ACCESS_KEY_ID": "AKIDASGTEST",
 def ec2_sections(fake, **group):
     g = {"min_instances": 2, "max_instances": 4, "desired_instances": 2}
     g.update(group)
-    return {"group": g,
+    return {"group": g, "tls": {"mode": "plaintext"},
             "provider": {"kind": "ec2", "boot_timeout_ms": 15000,
                          "ec2": {"region": "us-east-1", "endpoint": fake.endpoint,
                                  "image_id": "ami-12345678", "instance_type": "t3.micro",
@@ -368,7 +368,10 @@ def http(method, url, body=None, headers=None, timeout=10):
     assert url.startswith("http://127.0.0.1:"), url
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
     h = {"Content-Type": "application/json"} if data is not None else {}
+    if method == "POST":   # what a browser on the dashboard's own page sends
+        h["Origin"] = "/".join(url.split("/")[:3])
     h.update(headers or {})
+    h = {k: v for k, v in h.items() if v is not None}   # None: leave the header out
     req = urllib.request.Request(url, data=data, method=method, headers=h)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:

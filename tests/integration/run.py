@@ -73,6 +73,19 @@ def free_port():
     raise AssertionError("no free port below %d" % lo)
 
 
+ARTIFACTS = os.path.join(ROOT, os.environ.get("ASG_ARTIFACTS", "build"))
+
+
+def plain_cfg():
+    """A config for asgctl to talk to agents started by hand without TLS."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, "plaintext-asgctl.cfg")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write('tls = { mode = "plaintext"; };\n')
+    return path
+
+
 def start_agent(*args):
     p = subprocess.Popen([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + list(args),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -93,7 +106,7 @@ def agent_prints_bound_address_and_rejects_bad_args():
     p, line = start_agent("--id", "solo-1")
     try:
         assert re.fullmatch(r"127\.0\.0\.1:\d+", line), line
-        r = run([BIN + "/asgctl", "probe", line, "--json"])
+        r = run([BIN + "/asgctl", "-c", plain_cfg(), "probe", line, "--json"])
         assert r.returncode == 0, r.stderr
         assert '"health":"SERVING"' in r.stdout and '"instance_id":"solo-1"' in r.stdout, r.stdout
     finally:
@@ -128,7 +141,7 @@ def swarm_hosts_many_agents_that_register_answer_and_leave(m):
         ids = {i["id"]: i["address"] for i in m.running() if i["id"].startswith("sw-")}
         assert sorted(ids) == sorted("sw-%d" % k for k in range(20)), ids
         assert ids["sw-7"] == addrs[7], (ids["sw-7"], addrs[7])
-        r = run([BIN + "/asgctl", "probe", addrs[7], "--json"])
+        r = m.ctl("probe", addrs[7], "--json")
         assert r.returncode == 0 and '"instance_id":"sw-7"' in r.stdout, r.stdout + r.stderr
         loads = {i["load"] for i in m.running() if i["id"].startswith("sw-")}
         assert len(loads) > 1, "every agent has its own walk: %s" % loads
@@ -230,7 +243,7 @@ def interop_python_grpcio_client():
 def asgctl_errors_are_clear():
     r = run([BIN + "/asgctl", "--shm", "/asg-it-none", "status"])
     assert r.returncode != 0 and "no shared table /asg-it-none" in r.stderr, r.stderr
-    r = run([BIN + "/asgctl", "probe", "127.0.0.1:1"])
+    r = run([BIN + "/asgctl", "-c", plain_cfg(), "probe", "127.0.0.1:1"])
     assert r.returncode == 1 and "probe 127.0.0.1:1" in r.stderr, r.stderr
     r = run([BIN + "/asgctl", "probe", "not-an-address"])
     assert r.returncode == 2 and "not host:port" in r.stderr, r.stderr
@@ -1243,7 +1256,7 @@ def status_api_actions_go_through_the_controller(m):
     agent = m.running()[0]
     code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"load": 0.77})
     assert code == 200 and abs(r["load"] - 0.77) < 1e-9 and r["pinned"], r
-    p = run([BIN + "/asgctl", "probe", agent["address"], "--json"])
+    p = m.ctl("probe", agent["address"], "--json")
     assert '"load":0.7700' in p.stdout, p.stdout
     code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"auto": True})
     assert code == 200 and not r["pinned"], r
@@ -1264,7 +1277,44 @@ def status_token_required_for_actions(m):
                    headers={"Authorization": "Bearer s3cret-token"})
     assert code == 202, (code, r)
     assert "s3cret-token" not in m.log(), "the token was logged"
-    assert http("GET", m.url + "/api/v1/group")[0] == 200   # reads stay open
+    # With a token, reads need it too; the page itself and /healthz do not.
+    for path in ("/api/v1/group", "/api/v1/events", "/metrics"):
+        assert http("GET", m.url + path)[0] == 401, path
+        assert http("GET", m.url + path, headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+    assert http("GET", m.url + "/")[0] == 200 and http("GET", m.url + "/healthz")[0] == 200
+
+
+@with_status("rebind", status={"allowed_hosts": ["asg.internal"]})
+def status_refuses_foreign_hosts_and_origins(m):
+    """DNS rebinding: a page on evil.example whose name resolves to
+    127.0.0.1 sends Host: evil.example. Every request must name this
+    server; every action must carry its Origin and exactly JSON."""
+    s = m.wait_running(2)
+    before = (s["group"]["size"], s["group"]["target"])
+    port = m.url.rsplit(":", 1)[1]
+    evil = {"Host": "evil.example:" + port, "Origin": "http://evil.example:" + port}
+    for path in ("/", "/api/v1/group", "/metrics", "/api/v1/events"):
+        code, r = http("GET", m.url + path, headers={"Host": evil["Host"]})
+        assert code == 421, (path, code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {}, headers=evil)
+    assert code == 421, (code, r)
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 4}, headers={"Origin": None})
+    assert code == 403 and "Origin" in r["error"], (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {},
+                   headers={"Origin": "http://127.0.0.1:%d" % (int(port) + 1)})
+    assert code == 403, (code, r)
+    for ctype in ("application/jsonx", "text/plain", "application/x-www-form-urlencoded"):
+        code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Content-Type": ctype})
+        assert code == 415, (ctype, code, r)
+    for host in ("localhost:" + port, "127.0.0.1:" + port, "asg.internal:" + port, "ASG.internal"):
+        assert http("GET", m.url + "/api/v1/group", headers={"Host": host})[0] == 200, host
+    assert http("GET", m.url + "/api/v1/group", headers={"Host": "127.0.0.1:1"})[0] == 421
+    s = m.status()
+    assert (s["group"]["size"], s["group"]["target"]) == before, s["group"]
+    code, g = http("GET", m.url + "/api/v1/group")
+    assert g["group"]["refused"]["http"] >= 9, g["group"]["refused"]
+    x = metrics(m)
+    assert x[("asg_refused_total", (("what", "http"),))] >= 9, x
 
 
 @with_status("browser")
@@ -1291,7 +1341,7 @@ def dashboard_in_headless_chromium(m):
                  s.value = 83; s.dispatchEvent(new Event('input', {bubbles: true}));
                  s.dispatchEvent(new Event('change', {bubbles: true})); })()""")
         addr = [i for i in m.status()["instances"] if i["id"] == target][0]["address"]
-        wait_for(lambda: '"load":0.8300' in run([BIN + "/asgctl", "probe", addr, "--json"]).stdout, 10,
+        wait_for(lambda: '"load":0.8300' in m.ctl("probe", addr, "--json").stdout, 10,
                  "slider pinned the agent at 83%")
         time.sleep(1.5)
         out = os.path.join(ROOT, os.environ.get("ASG_ARTIFACTS", "build"), "dashboard.png")
@@ -1327,7 +1377,7 @@ def agent_reports_real_cpu_and_memory():
             info = dict(l.split(":", 1) for l in f)
         kb = lambda k: int(info[k].split()[0])  # noqa: E731
         mem = 1 - kb("MemAvailable") / kb("MemTotal")
-        r = run([BIN + "/asgctl", "probe", addr, "--json"])
+        r = run([BIN + "/asgctl", "-c", plain_cfg(), "probe", addr, "--json"])
         got = json.loads(r.stdout)["metrics"]
         assert abs(got["mem"] - mem) < 0.05, (got, mem)
         assert 0 <= got["cpu"] <= 1 and got["load"] == got["cpu"], got
