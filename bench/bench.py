@@ -123,8 +123,11 @@ def roles_rss(m, s):
 
 
 def capacity_manager(n):
-    return H.Manager("bench", group={"min_instances": 1, "max_instances": n + 1,
-                                     "desired_instances": 1},
+    # Plaintext: a swarm is many ids in one process (one certificate each
+    # does not fit it), and h2load beside it speaks plaintext too.
+    return H.Manager("bench", tls={"mode": "plaintext"},
+                     group={"min_instances": 1, "max_instances": n + 1,
+                            "desired_instances": 1},
                      # The controller never scales on load here, and a slow
                      # answer at saturation is counted, not replaced.
                      policy={"scale_out_above": 1.0, "scale_in_below": 0.0,

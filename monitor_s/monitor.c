@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../common/pki.h"
 #include "../common/util.h"
@@ -459,9 +460,19 @@ static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *m
     bool port0 = colon && strcmp(colon, ":0") == 0;
     struct rpc_server *srv = NULL;
     int port = 0;
-    if (port0 && table_read_hdr(m->t, &h) && h.monitor_addr[0])
-        srv = rpc_server_start(h.monitor_addr, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
-    if (!srv)
+    /* The address the agents know (a port 0 config keeps the one it got).
+     * The monitor of a manager killed a moment ago may still hold it while
+     * it drains: keep trying for as long as a drain may take. */
+    const char *want = port0 && table_read_hdr(m->t, &h) && h.monitor_addr[0] ? h.monitor_addr : addr;
+    int64_t deadline = now_ms() + m->cfg.drain_timeout_ms;
+    while (!srv && !g_sig.term) {
+        srv = rpc_server_start(want, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
+        if (srv || now_ms() >= deadline)
+            break;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (!srv && want != addr)
         srv = rpc_server_start(addr, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
     if (!srv) {
         log_error("monitor.listen: %s", err);

@@ -359,8 +359,8 @@ static void escalate(void)
  * this manager started outlives it when it was asked to stop them. */
 static void stop_leftover_agents(void)
 {
-    if (S.cfg.provider_kind != PROVIDER_LOCAL || !S.cfg.local_stop_on_exit)
-        return;
+    if (S.cfg.provider_kind != PROVIDER_LOCAL || !S.cfg.local_stop_on_exit || S.exit_code != 0)
+        return; /* a manager that failed leaves its instances to the next one */
     for (uint32_t i = 0; i < S.table.capacity; i++) {
         struct table_row r;
         if (!table_read_row(&S.table, i, &r) || r.state == ROW_FREE || r.pid <= 0)

@@ -109,7 +109,7 @@ def fill_the_table(m):
     procs = []
     for k in range(STRANGERS + 4):
         p = subprocess.Popen([BIN + "/asg-agent", "--listen", "127.0.0.1:0", "--id",
-                              "stranger-%d" % k, "--manager", addr],
+                              "stranger-%d" % k, "--manager", addr] + m.agent_tls("stranger-%d" % k),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         STARTED.add(p.pid)
         procs.append(p)

@@ -656,9 +656,12 @@ def garbage_stalls_and_floods_do_not_hurt_the_manager(m):
                 assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
         rounds = m.status()["group"]["probe_rounds"]
         wait_for(lambda: m.status()["group"]["probe_rounds"] > rounds + 3, 5, "probes go on")
-        # The two hostile ones had joined the group (raising its target to 4),
-        # so they are replaced; the original instances and roles live on.
-        wait_for(lambda: len(m.running()) == 4, 15, "hostile instances replaced")
+        # The two hostile ones had joined the group (raising its target to 4);
+        # unhealthy, they leave as they came: the target falls back to 2 and
+        # nothing is launched for them. The original instances and roles live on.
+        wait_for(lambda: m.status()["group"]["target"] == 2 and len(m.running()) == 2, 15,
+                 "hostile instances gone, target back to 2")
+        assert "info: launched " not in m.log().split("junk-1", 1)[1], "a stranger was replaced"
         s = m.status()
         assert set(ids) <= {i["id"] for i in m.running(s)}, (ids, s["instances"])
         assert not {"junk-1", "silent-1"} & {i["id"] for i in s["instances"]}
@@ -842,6 +845,128 @@ def plaintext_is_said_in_the_log_and_in_status():
         assert "WARNING: tls.mode = \"plaintext\"" in r.stdout, r.stdout
         assert not os.path.exists(os.path.join(m.dir, "tls")), "plaintext made keys"
     finally:
+        m.cleanup()
+
+
+@test
+def planted_table_and_pidfile_are_refused():
+    """A segment another uid made (planted, or left by an unprivileged
+    manager) is never attached; a pidfile that is a link or another's file
+    is refused; the stranger's process is never signalled."""
+    m = Manager("plant")
+    victim = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "sleep", "60"])
+    STARTED.add(victim.pid)
+    try:
+        # A table made by uid 65534, listing the stranger's own process.
+        with open("/dev/shm" + m.shm, "wb") as f:
+            f.write(b"\0" * 4096)
+        os.chown("/dev/shm" + m.shm, 65534, 65534)
+        r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
+        assert r.returncode == 1 and "belongs to uid 65534" in r.stderr + r.stdout, r
+        assert alive(victim.pid)
+        os.unlink("/dev/shm" + m.shm)
+        # The pidfile: a symbolic link (root would write through it)...
+        target = os.path.join(m.dir, "precious")
+        open(target, "w").write("keep me\n")
+        os.symlink(target, m.pidfile)
+        r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
+        assert r.returncode == 1 and "symbolic link" in r.stderr, r
+        assert open(target).read() == "keep me\n"
+        os.unlink(m.pidfile)
+        # ...or a file of another uid (it could flock it to stop us).
+        open(m.pidfile, "w").close()
+        os.chown(m.pidfile, 65534, 65534)
+        r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
+        assert r.returncode == 1 and "not a regular file of ours" in r.stderr, r
+        os.unlink(m.pidfile)
+        # A started manager's files are ours alone.
+        m.start()
+        m.wait_running(2)
+        assert os.stat(m.pidfile).st_mode & 0o777 == 0o600
+        assert os.stat("/dev/shm" + m.shm).st_mode & 0o777 == 0o600
+        r = as_stranger(["flock", "-n", m.pidfile, "true"])
+        assert r.returncode != 0, r
+    finally:
+        kill_pid(victim.pid)
+        victim.wait()
+        m.cleanup()
+
+
+@with_manager("adoptee", monitor={"adopt_unknown": True},
+              group={"min_instances": 2, "desired_instances": 2, "max_instances": 4})
+def adoption_never_signals_a_strangers_process(m):
+    """An agent registered by id that the manager never launched: when it
+    leaves, the manager must not signal whatever process /proc shows with
+    that id unless it is ours (our uid, the real asg-agent binary)."""
+    s = m.wait_running(2)
+    # A process of another uid that calls itself asg-agent --id ghost-1.
+    fake = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             "/usr/bin/python3", "-c",
+                             "import sys, time; time.sleep(60)", "asg-agent", "--id", "ghost-1"])
+    STARTED.add(fake.pid)
+    agent = None
+    try:
+        agent, addr = start_agent("--id", "ghost-1", "--manager", s["group"]["monitor_address"],
+                                  *m.agent_tls("ghost-1"))
+        wait_for(lambda: "ghost-1" in [i["id"] for i in m.running()], 10, "ghost-1 adopted")
+        assert m.status()["group"]["target"] == 3
+        agent.send_signal(signal.SIGSTOP)     # goes silent: unhealthy, leaves
+        wait_for(lambda: m.status()["group"]["target"] == 2 and
+                 "ghost-1" not in [i["id"] for i in m.status()["instances"]], 15,
+                 "ghost-1 gone and the target back to 2")
+        assert alive(fake.pid), "the manager signalled another user's process"
+        s2 = m.status()
+        assert len(m.running(s2)) == 2, s2["instances"]
+    finally:
+        if agent:
+            kill_pid(agent.pid)
+        kill_pid(fake.pid)
+        fake.wait()
+
+
+@with_manager("crash")
+def supervisor_kill_and_immediate_restart_comes_back(m):
+    """systemd's Restart=on-failure: kill -9 of asgd and a start at once,
+    while the old roles still drain. The new manager waits for them, binds
+    the same port, and has the same instances; none was stopped."""
+    s = m.wait_running(2)
+    before = {i["id"]: i["pid"] for i in s["instances"]}
+    port = int(s["group"]["monitor_address"].rsplit(":", 1)[1])
+    m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % port
+    m.write_config()
+    for round_ in range(3):
+        kill_pid(m.proc.pid)
+        m.proc.wait()
+        m.start()     # at once: the old monitor may still hold the port
+        s = m.wait_running(2)
+        after = {i["id"]: i["pid"] for i in s["instances"]}
+        assert after == before, (round_, before, after)
+        assert s["group"]["monitor_address"].endswith(":%d" % port)
+
+
+@test
+def manager_that_cannot_start_leaves_instances_running():
+    """A start that fails (the status port is taken: a fatal role exit)
+    stops the manager without stopping the instances it had adopted."""
+    m = Manager("nostart")
+    blocker = socket.socket()
+    try:
+        m.start()
+        s = m.wait_running(2)
+        pids = sorted(i["pid"] for i in s["instances"])
+        kill_pid(m.proc.pid)
+        m.proc.wait()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % blocker.getsockname()[1]
+        m.write_config()
+        m.start(wait=False)
+        assert m.proc.wait(timeout=20) != 0
+        assert "cannot listen" in m.log(), m.log()[-2000:]
+        assert all(alive(p) for p in pids), "a failed start stopped the instances"
+    finally:
+        blocker.close()
         m.cleanup()
 
 
