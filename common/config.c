@@ -8,6 +8,7 @@
 #include <libconfig.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -479,6 +480,26 @@ static int load_common(config_t *cf, int parsed, const char *name,
     return cross_check(&e, cf, c);
 }
 
+/* libconfig 1.5 reads @include files with no limit of size and names the
+ * top file in errors about them: asg takes its config in one file. */
+static int refuse_include(const char *text, const char *name, char *err, size_t errsize)
+{
+    unsigned n = 1;
+    for (const char *p = text; *p; n++) {
+        p += strspn(p, " \t");
+        if (strncmp(p, "@include", 8) == 0) {
+            snprintf(err, errsize, "%s:%u: @include is not supported: keep the configuration in one file",
+                     name, n);
+            return -1;
+        }
+        const char *nl = strchr(p, '\n');
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return 0;
+}
+
 int config_load(const char *path, struct asg_config *c, char *err, size_t errsize)
 {
     struct stat st;
@@ -494,18 +515,33 @@ int config_load(const char *path, struct asg_config *c, char *err, size_t errsiz
         snprintf(err, errsize, "%s: larger than 1 MiB, refusing", path);
         return -1;
     }
-    config_t cf;
-    config_init(&cf);
-    errno = 0;
-    int ok = config_read_file(&cf, path);
-    int rc = load_common(&cf, ok, path, c, err, errsize);
-    config_destroy(&cf);
+    /* Read once, checked, then parsed from memory: the size checked is
+     * the size parsed. */
+    FILE *f = fopen(path, "r");
+    char *text = f ? calloc(1, (size_t)st.st_size + 1) : NULL;
+    size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
+    int rc = -1;
+    if (!f || !text || got != (size_t)st.st_size)
+        snprintf(err, errsize, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
+    else if (memchr(text, '\0', got)) {
+        unsigned line = 1;
+        for (const char *q = text; q < (const char *)memchr(text, '\0', got); q++)
+            line += *q == '\n';
+        snprintf(err, errsize, "%s:%u: a NUL byte: not a text file", path, line);
+    }
+    else
+        rc = config_load_string(text, path, c, err, errsize);
+    if (f)
+        fclose(f);
+    free(text);
     return rc;
 }
 
 int config_load_string(const char *text, const char *name, struct asg_config *c,
                        char *err, size_t errsize)
 {
+    if (refuse_include(text, name, err, errsize) != 0)
+        return -1;
     config_t cf;
     config_init(&cf);
     int ok = config_read_string(&cf, text);

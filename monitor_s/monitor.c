@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "../common/pki.h"
@@ -492,6 +493,25 @@ static void publish_address(struct monitor *m, const char *bound)
     table_unlock(m->t);
 }
 
+/* Each agent costs the monitor a connection, and strangers can open more:
+ * the soft limit of 1,024 descriptors ran out at 1,100 idle connections and
+ * gRPC 1.51 never re-arms a listener after EMFILE. Take what the group
+ * needs with room to spare, up to the hard limit. */
+static void raise_file_limit(uint32_t rows)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)rows * 2 + 4096;
+    if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
+        want = rl.rlim_max;
+    if (want <= rl.rlim_cur)
+        return;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("cannot raise the open-file limit to %llu: %s", (unsigned long long)want, strerror(errno));
+}
+
 int monitor_main(struct table *t, const struct asg_config *cfg0)
 {
     static struct monitor m;
@@ -508,6 +528,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     if (!rpc_tls_on(&m.tls))
         log_warn("tls.mode = \"plaintext\": agents and manager are NOT authenticated; anyone who "
                  "reaches %s can register, deregister and re-address instances", m.cfg.monitor_listen);
+    raise_file_limit(m.t->capacity);
     grpc_init();
     m.cq = rpc_cq_create();
     m.nslots = t->capacity;

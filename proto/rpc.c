@@ -364,7 +364,7 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     struct rpc_server *s = calloc(1, sizeof *s);
     if (!s)
         abort();
-    grpc_arg args[3];
+    grpc_arg args[4];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
     args[0].value.integer = 0; /* a second server must fail, not share */
@@ -372,7 +372,13 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[1].value.integer = RPC_MAX_MESSAGE;
     args[2] = no_bdp_probe();
-    grpc_channel_args ca = {3, args};
+    /* A connection that has not finished its TLS and HTTP/2 handshakes in
+     * 5 s is dropped (gRPC's default is 120 s): idle strangers cannot hold
+     * descriptors for long. */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS;
+    args[3].value.integer = 5000;
+    grpc_channel_args ca = {4, args};
     s->server = grpc_server_create(&ca, NULL);
     s->cq = cq;
     s->nmethods = nmethods;

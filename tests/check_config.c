@@ -93,6 +93,7 @@ static const struct bad bad_files[] = {
     {"status = {\n listen = \"127.0.0.1\";\n};\n", 2, "status.listen"},
     {"tls = {\n ca = \"/etc/hostname\";\n};\n", 2, "unknown key 'tls.ca' (the manager now makes its own CA"},
     {"tls = {\n mode = \"none\";\n};\n", 2, "not one of: auto, plaintext"},
+    {"group = { };\n  @include \"/etc/hostname\"\n", 2, "@include is not supported"},
     {"tls = {\n dir = \"var/lib/asg\";\n};\n", 2, "tls.dir must be an absolute path"},
     {"tls = {\n dir = \"/var/lib/../../etc\";\n};\n", 2, "without '..'"},
     {"supervisor = {\n pidfile = \"/etc/passwd\";\n};\n", 2, "NAME.pid file"},

@@ -173,13 +173,14 @@ class Manager:
         with open(self.cfg_path, "w") as f:
             f.write(text if text is not None else render(self.cfg) + "\n")
 
-    def start(self, env=None, wait=True):
+    def start(self, env=None, wait=True, preexec_fn=None):
         e = dict(os.environ)
         e.update(env or {})
         self.env = dict(env or {})
         self.logf = open(self.log_path, "a")
         self.proc = subprocess.Popen([BIN + "/asgd", "-f", "-c", self.cfg_path],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=e)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=e,
+                                     preexec_fn=preexec_fn)
         STARTED.add(self.proc.pid)
         self.pids.add(self.proc.pid)
         if wait:

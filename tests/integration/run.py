@@ -970,6 +970,34 @@ def manager_that_cannot_start_leaves_instances_running():
         m.cleanup()
 
 
+@with_manager("fdflood", start=False)
+def idle_connection_flood_leaves_the_monitor_listening(m):
+    """1,100 idle TCP connections to the monitor (more than the usual soft
+    limit of 1,024 descriptors): the monitor raised its limit and drops
+    connections that never finish a handshake, so a replacement for a
+    killed agent still registers."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # The manager starts under the common default soft limit of 1,024.
+    m.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
+    s = m.wait_running(2)
+    host, port = s["group"]["monitor_address"].rsplit(":", 1)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
+    socks = []
+    try:
+        for _ in range(1100):
+            c = socket.socket()
+            c.connect((host, int(port)))
+            socks.append(c)
+        victim = s["instances"][0]
+        kill_pid(victim["pid"])
+        wait_replaced(m, victim["id"], 2)
+    finally:
+        for c in socks:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @test
 def installed_layout_finds_the_agent():
     """make install puts asgd in sbin/ and asg-agent in bin/: the local
