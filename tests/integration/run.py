@@ -122,7 +122,8 @@ def agent_prints_bound_address_and_rejects_bad_args():
 
 
 @with_manager("swarm", group={"min_instances": 1, "max_instances": 30, "desired_instances": 1},
-              monitor={"adopt_unknown": True}, tls={"mode": "plaintext"})
+              monitor={"adopt_unknown": True}, tls={"mode": "plaintext"},
+              policy={"scale_in_below": 0.0})   # a scale-in must not take a swarm agent first
 def swarm_hosts_many_agents_that_register_answer_and_leave(m):
     """--swarm N: N agents in one process, each its own port, id and walk,
     registering, answering probes and deregistering like N processes."""
