@@ -578,7 +578,7 @@ static void config_from_table(const char *shm, struct asg_config *cfg)
 
 static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
 {
-    char err[512], dir[256], cert[300], key[300];
+    char err[512], dir[256], cert[300], key[300], ca_path[300];
     if (cfg->tls_mode == TLS_PLAINTEXT) {
         fprintf(stderr, "asgctl: cert: the manager runs with tls.mode = \"plaintext\"\n");
         return 2;
@@ -594,28 +594,20 @@ static int cmd_cert(const struct asg_config *cfg, const char *id, const char *ou
         fprintf(stderr, "asgctl: cert: %s\n", err);
         return 1;
     }
-    int rc = pki_issue_agent(ca, id, cert, key, sizeof cert, err, sizeof err);
+    snprintf(cert, sizeof cert, "%s/%s.crt", outdir, id);
+    snprintf(key, sizeof key, "%s/%s.key", outdir, id);
+    snprintf(ca_path, sizeof ca_path, "%s/ca.crt", outdir);
     char *pem = pki_ca_pem(ca);
+    int rc = pki_issue(ca, id, cert, key, err, sizeof err);
     pki_ca_close(ca);
-    char dst[3][300];
-    snprintf(dst[0], sizeof dst[0], "%s/%s.crt", outdir, id);
-    snprintf(dst[1], sizeof dst[1], "%s/%s.key", outdir, id);
-    snprintf(dst[2], sizeof dst[2], "%s/ca.crt", outdir);
-    const char *src[2] = {cert, key};
-    for (int k = 0; rc == 0 && k < 2; k++) {
-        char *data = pki_read_private(src[k], 64 * 1024, err, sizeof err);
-        rc = data ? pki_write_private(dst[k], data, strlen(data), err, sizeof err) : -1;
-        free(data);
-    }
     if (rc == 0)
-        rc = pem ? pki_write_private(dst[2], pem, strlen(pem), err, sizeof err) : -1;
+        rc = pem ? pki_write_private(ca_path, pem, strlen(pem), err, sizeof err) : -1;
     free(pem);
-    pki_forget_agent(dir, id);
     if (rc != 0) {
         fprintf(stderr, "asgctl: cert: %s\n", err);
         return 1;
     }
-    printf("%s\n%s\n%s\n", dst[0], dst[1], dst[2]);
+    printf("%s\n%s\n%s\n", cert, key, ca_path);
     return 0;
 }
 

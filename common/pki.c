@@ -247,33 +247,24 @@ static int save_pair(const char *cert_path, const char *key_path, X509 *x, EVP_P
     return rc;
 }
 
-static X509 *read_cert(const char *path, char *err, size_t errsize)
-{
-    char *pem = pki_read_private(path, PEM_MAX, err, errsize);
-    if (!pem)
-        return NULL;
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    free(pem);
-    if (!x)
-        ssl_reason(err, errsize, path);
-    return x;
-}
+static void *parse_cert(BIO *b) { return PEM_read_bio_X509(b, NULL, NULL, NULL); }
+static void *parse_key(BIO *b) { return PEM_read_bio_PrivateKey(b, NULL, NULL, NULL); }
 
-static EVP_PKEY *read_key(const char *path, char *err, size_t errsize)
+/* Parses a PEM file of ours with parse; the text is wiped after, as it may
+ * hold a key. */
+static void *read_pem_file(const char *path, void *(*parse)(BIO *), char *err, size_t errsize)
 {
     char *pem = pki_read_private(path, PEM_MAX, err, errsize);
     if (!pem)
         return NULL;
     BIO *b = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    void *obj = b ? parse(b) : NULL;
     BIO_free(b);
     OPENSSL_cleanse(pem, strlen(pem));
     free(pem);
-    if (!k)
+    if (!obj)
         ssl_reason(err, errsize, path);
-    return k;
+    return obj;
 }
 
 static void join(char *out, size_t size, const char *dir, const char *name)
@@ -307,7 +298,7 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
     if (!ca)
         return -1;
     int rc = 0;
-    X509 *have = access(mc, F_OK) == 0 ? read_cert(mc, err, errsize) : NULL;
+    X509 *have = access(mc, F_OK) == 0 ? read_pem_file(mc, parse_cert, err, errsize) : NULL;
     if (have && X509_verify(have, ca->key) != 1) {
         snprintf(err, errsize, "%s: not signed by %s (remove it to have a new one made)", mc, cap);
         rc = -1;
@@ -357,7 +348,8 @@ struct pki_ca *pki_ca_open(const char *dir, char *err, size_t errsize)
     copy_str(ca->dir, sizeof ca->dir, dir);
     join(cp, sizeof cp, dir, PKI_CA_CERT);
     join(kp, sizeof kp, dir, PKI_CA_KEY);
-    if (!(ca->cert = read_cert(cp, err, errsize)) || !(ca->key = read_key(kp, err, errsize))) {
+    if (!(ca->cert = read_pem_file(cp, parse_cert, err, errsize)) ||
+        !(ca->key = read_pem_file(kp, parse_key, err, errsize))) {
         pki_ca_close(ca);
         return NULL;
     }
@@ -383,23 +375,22 @@ char *pki_ca_pem(struct pki_ca *ca)
     return pem_of(write_x509, ca->cert, NULL);
 }
 
-static void agent_paths(const char *dir, const char *id, char *cert, char *key, size_t size)
+void pki_agent_paths(const char *dir, const char *id, char *cert, char *key, size_t size)
 {
     snprintf(cert, size, "%s/agents/%s.crt", dir, id);
     snprintf(key, size, "%s/agents/%s.key", dir, id);
 }
 
-int pki_issue_agent(struct pki_ca *ca, const char *id, char *out_cert, char *out_key,
-                    size_t pathsize, char *err, size_t errsize)
+int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const char *key_path,
+              char *err, size_t errsize)
 {
     if (!valid_instance_id(id, strlen(id))) {
         snprintf(err, errsize, "'%.64s' is not an instance id", id);
         return -1;
     }
-    agent_paths(ca->dir, id, out_cert, out_key, pathsize);
     EVP_PKEY *k = EVP_EC_gen("P-256");
     X509 *x = k ? make_cert(k, id, RPC_AGENT_NAME, ca->cert, ca->key) : NULL;
-    int rc = x ? save_pair(out_cert, out_key, x, k, err, errsize) : -1;
+    int rc = x ? save_pair(cert_path, key_path, x, k, err, errsize) : -1;
     if (!x)
         ssl_reason(err, errsize, "cannot make an agent certificate");
     X509_free(x);
@@ -412,7 +403,7 @@ void pki_forget_agent(const char *dir, const char *id)
     char cert[300], key[300];
     if (!valid_instance_id(id, strlen(id)))
         return;
-    agent_paths(dir, id, cert, key, sizeof cert);
+    pki_agent_paths(dir, id, cert, key, sizeof cert);
     unlink(key);
     unlink(cert);
 }

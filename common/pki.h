@@ -37,11 +37,13 @@ struct pki_ca;
 struct pki_ca *pki_ca_open(const char *dir, char *err, size_t errsize);
 void pki_ca_close(struct pki_ca *ca);
 
-/* A fresh key and a certificate for an instance (CN id, SAN asg-agent),
- * written to DIR/agents/ID.crt and ID.key (0600). The paths go to out_cert
- * and out_key. */
-int pki_issue_agent(struct pki_ca *ca, const char *id, char *out_cert, char *out_key,
-                    size_t pathsize, char *err, size_t errsize);
+/* Where the controller keeps a launched instance's key and certificate:
+ * DIR/agents/ID.crt and ID.key. */
+void pki_agent_paths(const char *dir, const char *id, char *cert, char *key, size_t size);
+/* A fresh key and a certificate for instance id (CN id, SAN asg-agent),
+ * written to the two paths (0600, never through a link). */
+int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const char *key_path,
+              char *err, size_t errsize);
 /* Removes an instance's files (it is gone). */
 void pki_forget_agent(const char *dir, const char *id);
 

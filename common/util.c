@@ -200,6 +200,13 @@ void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
     log_msg(lvl, "%s", msg);
 }
 
+void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 /* ---- signals ---- */
 
 struct sigflags g_sig;

@@ -63,6 +63,9 @@ struct log_limit {
 void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Sleeps ms milliseconds, whatever signals arrive meanwhile. */
+void sleep_ms(int ms);
+
 /* Signals: handlers only set these flags and poke the self-pipe. */
 struct sigflags {
     volatile sig_atomic_t hup, term, chld;

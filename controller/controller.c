@@ -143,12 +143,7 @@ static void sweep(struct ctl *c, int64_t now)
                  * that registers and goes silent cannot hold the group up. */
                 snprintf(why, sizeof why, "adopted, unhealthy (%.40s): leaves the group", r->reason);
                 mark_terminating(c, r, why, now);
-                int target = h->ctl.target ? h->ctl.target : c->cfg.desired_instances;
-                if (target > c->cfg.min_instances) {
-                    hdr_write_begin(c->t);
-                    h->ctl.target = target - 1;
-                    hdr_write_end(c->t);
-                }
+                table_joined_left(c->t, r->id, c->cfg.desired_instances, c->cfg.min_instances);
                 break;
             }
             snprintf(why, sizeof why, "replacing unhealthy instance (%.60s)", r->reason);

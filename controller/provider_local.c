@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,7 +92,8 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     char seed[32], ca[300], cert[300], key[300];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)(p->seed++));
     /* Its own certificate, CN = its id: it can speak for itself only. */
-    if (p->ca && pki_issue_agent(p->ca, id, cert, key, sizeof cert, err, errsize) != 0)
+    pki_agent_paths(p->tls_dir, id, cert, key, sizeof cert);
+    if (p->ca && pki_issue(p->ca, id, cert, key, err, errsize) != 0)
         return LAUNCH_FAILED;
     snprintf(ca, sizeof ca, "%s/%s", p->tls_dir, PKI_CA_CERT);
     pid_t pid = fork();
@@ -259,16 +259,9 @@ static int read_cmdline(pid_t pid, char *buf, size_t size, char **args, int maxa
  * asg-agent. */
 static bool our_agent_process(pid_t pid)
 {
-    char path[64], exe[512];
-    struct stat st;
-    snprintf(path, sizeof path, "/proc/%d", (int)pid);
-    if (stat(path, &st) != 0 || st.st_uid != geteuid())
+    char exe[512];
+    if (!pid_exe_if_ours(pid, exe, sizeof exe))
         return false;
-    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
-    ssize_t n = readlink(path, exe, sizeof exe - 1);
-    if (n <= 0)
-        return false;
-    exe[n] = '\0';
     const char *base = strrchr(exe, '/');
     base = base ? base + 1 : exe;
     return strcmp(base, "asg-agent") == 0;

@@ -187,22 +187,6 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
     asg__v1__register_request__free_unpacked(in, NULL);
 }
 
-/* An instance that joined on its own registration leaves the same way:
- * like detaching from an AWS group with the desired capacity decremented,
- * the target falls with it (not below the minimum). Otherwise a swarm
- * that leaves would be replaced, one launched process per agent. */
-static void leave_group(struct monitor *m, const char *id)
-{
-    struct table_hdr *h = m->t->hdr;
-    int target = h->ctl.target ? h->ctl.target : m->cfg.desired_instances;
-    if (target <= m->cfg.min_instances)
-        return;
-    hdr_write_begin(m->t);
-    h->ctl.target = target - 1;
-    hdr_write_end(m->t);
-    log_info("instance %s joined on registration and left: target %d -> %d", id, target, target - 1);
-}
-
 void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char *peer,
                           struct rpc_reply *out)
 {
@@ -239,8 +223,11 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         row_set_state(row, ROW_TERMINATING, "deregistered", now);
         row->term_deadline_ms = now + m->cfg.local_kill_timeout_ms;
         row_write_end(m->t, row);
+        /* Like detaching from an AWS group with the desired capacity
+         * decremented: a swarm that leaves is not replaced, one launched
+         * process per agent. */
         if (row->flags & ROW_F_JOINED)
-            leave_group(m, row->id);
+            table_joined_left(m->t, row->id, m->cfg.desired_instances, m->cfg.min_instances);
         r.removed = true;
     }
     table_unlock(m->t);
@@ -470,8 +457,7 @@ static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *m
         srv = rpc_server_start(want, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
         if (srv || now_ms() >= deadline)
             break;
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
+        sleep_ms(50);
     }
     if (!srv && want != addr)
         srv = rpc_server_start(addr, methods, 2, m->cq, &m->tls, &port, err, sizeof err);

@@ -234,6 +234,21 @@ bool pid_alive(pid_t pid)
     return st != 'Z' && st != 'X';
 }
 
+bool pid_exe_if_ours(pid_t pid, char *exe, size_t size)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d", (int)pid);
+    if (stat(path, &st) != 0 || st.st_uid != geteuid())
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, exe, size - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    return true;
+}
+
 uint64_t pid_start_time(pid_t pid)
 {
     char st;
@@ -527,6 +542,18 @@ void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t
     r->state = st;
     r->state_since_ms = now;
     copy_str(r->reason, sizeof r->reason, reason ? reason : "");
+}
+
+void table_joined_left(struct table *t, const char *id, int desired, int min)
+{
+    struct table_hdr *h = t->hdr;
+    int target = h->ctl.target ? h->ctl.target : desired;
+    if (target <= min)
+        return;
+    hdr_write_begin(t);
+    h->ctl.target = target - 1;
+    hdr_write_end(t);
+    log_info("instance %s joined on registration and left: target %d -> %d", id, target, target - 1);
 }
 
 void row_push_sample(struct table_row *r, double load)

@@ -225,6 +225,11 @@ void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t
 void row_push_sample(struct table_row *r, double load);
 int table_count(const struct table *t, uint32_t state);
 
+/* With the lock held: an instance that joined on its own registration
+ * leaves the same way, lowering the group's target by one (from desired
+ * when none is set), never below min. Logged. */
+void table_joined_left(struct table *t, const char *id, int desired, int min);
+
 /* Logs a state change and records it in the event log, in one place.
  * The lock must be held. instance may be NULL. */
 void table_note(struct table *t, uint32_t kind, const char *instance, int level,
@@ -238,6 +243,9 @@ void table_probe_observed(struct table *t, bool ok, int64_t rtt_us);
 
 /* /proc based liveness: false for a missing or zombie process. */
 bool pid_alive(pid_t pid);
+/* True when pid belongs to our uid; its program (/proc/PID/exe, what the
+ * kernel runs, not the argv it shows) goes to exe. */
+bool pid_exe_if_ours(pid_t pid, char *exe, size_t size);
 /* Start time of pid in clock ticks since boot (field 22 of stat), 0 if
  * gone. */
 uint64_t pid_start_time(pid_t pid);

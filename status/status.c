@@ -596,9 +596,11 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     table_detach(rw);
     S.cfg = *cfg;
     copy_str(S.shm_name, sizeof S.shm_name, cfg->shm_name);
+    /* The configured port until the bound one is known (port 0). */
+    const char *colon = strrchr(cfg->status_listen, ':');
     long port = 0;
-    parse_whole(strrchr(cfg->status_listen, ':') ? strrchr(cfg->status_listen, ':') + 1 : "0", 0, 65535,
-                &port);
+    if (colon)
+        parse_whole(colon + 1, 0, 65535, &port);
     S.port = (unsigned)port;
     pthread_mutex_init(&S.mu, NULL);
     role_config_refresh(&S.t, &S.cfg, &S.cfg_gen);

@@ -422,16 +422,9 @@ static int write_pidfile(void)
  * asgd, not some process that reuses its pid. */
 static bool our_role(pid_t pid)
 {
-    char self[512], other[512], path[64];
-    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
-    ssize_t a = readlink("/proc/self/exe", self, sizeof self - 1);
-    ssize_t b = readlink(path, other, sizeof other - 1);
-    struct stat st;
-    snprintf(path, sizeof path, "/proc/%d", (int)pid);
-    if (a <= 0 || b <= 0 || stat(path, &st) != 0 || st.st_uid != geteuid())
-        return false;
-    self[a] = other[b] = '\0';
-    return strcmp(self, other) == 0;
+    char self[512], other[512];
+    return pid_exe_if_ours(getpid(), self, sizeof self) && pid_exe_if_ours(pid, other, sizeof other) &&
+           strcmp(self, other) == 0;
 }
 
 /* The roles of a manager killed a moment ago are still draining (they got
@@ -448,18 +441,13 @@ static int wait_previous_roles(const struct table_hdr *h)
         if (pid <= 0 || pid == getpid() || !pid_alive(pid) || !our_role(pid))
             continue;
         log_warn("role pid %d of the previous manager still runs; waiting for it to stop", (int)pid);
-        while (pid_alive(pid) && now_ms() < deadline) {
-            struct timespec ts = {0, 20 * 1000000L};
-            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-                ;
-        }
+        while (pid_alive(pid) && now_ms() < deadline)
+            sleep_ms(20);
         if (pid_alive(pid) && our_role(pid)) {
             log_warn("role pid %d of the previous manager did not stop: SIGKILL", (int)pid);
             kill(pid, SIGKILL);
-            for (int k = 0; k < 100 && pid_alive(pid); k++) {
-                struct timespec ts = {0, 20 * 1000000L};
-                nanosleep(&ts, NULL);
-            }
+            for (int k = 0; k < 100 && pid_alive(pid); k++)
+                sleep_ms(20);
         }
         if (pid_alive(pid)) {
             log_error("role pid %d of the previous manager cannot be stopped; not starting", (int)pid);
