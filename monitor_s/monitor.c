@@ -406,8 +406,12 @@ static void probe_slots(struct monitor *m)
         q.seq = p->seq;
         size_t len = asg__v1__ping_request__pack(&q, buf);
         grpc_channel *ch = slot_channel(m, i, &r);
-        if (rpc_call_start(ch, m->cq, M_AGENT_PING, buf, len, m->cfg.probe_timeout_ms,
-                           on_probe, p) != 0) {
+        /* A first contact carries the connection's handshakes (TLS costs
+         * both sides milliseconds of CPU each, and a restarted monitor has
+         * every agent to dial at once): it gets the connect budget on top
+         * of the probe's, so a busy machine is not taken for dead agents. */
+        int deadline = m->cfg.probe_timeout_ms + (first ? RPC_CONNECT_MS : 0);
+        if (rpc_call_start(ch, m->cq, M_AGENT_PING, buf, len, deadline, on_probe, p) != 0) {
             free(p);
             continue;
         }

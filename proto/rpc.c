@@ -445,7 +445,7 @@ size_t rpc_calls_in_flight(void) { return live_count; }
 
 grpc_channel *rpc_channel_create(const char *addr, const struct rpc_tls *tls, const char *peer_name)
 {
-    return rpc_channel_create_ex(addr, tls, peer_name, 1000);
+    return rpc_channel_create_ex(addr, tls, peer_name, RPC_CONNECT_MS);
 }
 
 grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls, const char *peer_name,
@@ -459,7 +459,7 @@ grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls,
      * the minimum backoff as the connect timeout): a busy peer is slow, not
      * gone, and a channel that gave up fails every call at once until its
      * next attempt. */
-    int vals[] = {100, connect_ms > 1000 ? connect_ms : 1000, 1000, RPC_MAX_MESSAGE};
+    int vals[] = {100, connect_ms > RPC_CONNECT_MS ? connect_ms : RPC_CONNECT_MS, 1000, RPC_MAX_MESSAGE};
     for (int i = 0; i < 4; i++) {
         args[i].type = GRPC_ARG_INTEGER;
         args[i].key = (char *)keys[i];

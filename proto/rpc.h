@@ -95,6 +95,10 @@ void rpc_reply_error(struct rpc_reply *out, grpc_status_code st, const char *fmt
 
 /* ---- client ---- */
 
+/* The least time a connection attempt (TCP, TLS and HTTP/2 handshakes)
+ * gets before it is given up. */
+#define RPC_CONNECT_MS 1000
+
 /* A channel with short reconnect backoff (a restarted peer is found again
  * within about a second). With tls, it presents tls->cert and requires the
  * peer's certificate to be signed by tls->ca and to name peer_name. */
