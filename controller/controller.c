@@ -301,7 +301,10 @@ static void record_ops(struct ctl *c, int64_t now)
         struct table_row *r = op_row(c, o);
         if (!r)
             continue; /* the row moved on meanwhile */
-        if (o->kind == OP_LAUNCH && r->state == ROW_PENDING) {
+        /* Whatever state the row reached meanwhile (an agent may register
+         * before its launch is recorded), its pid is recorded: without it
+         * the controller could neither reap nor stop it. */
+        if (o->kind == OP_LAUNCH && (r->state == ROW_PENDING || o->result == LAUNCH_OK)) {
             record_launch(c, o, r, now);
         } else if (o->kind == OP_TERMINATE && o->result != 0) {
             log_warn("terminate %s: %s (will retry)", r->id, o->err);
