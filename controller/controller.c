@@ -48,6 +48,7 @@ struct ctl {
     struct provider prov;
     int launch_failures;
     bool failed_this_round;    /* one backoff step per evaluation, however many fail */
+    bool replacements_paced;   /* said once per spell of waiting replacements */
     int64_t last_failure_ms;
     int64_t launch_not_before;
     int64_t last_reconcile;
@@ -118,12 +119,29 @@ static void launch_backoff(struct ctl *c, int64_t now)
     log_warn("launch failures in a row: %d; next launch in %d ms", c->launch_failures, delay);
 }
 
+/* How many unhealthy instances may be replaced now. Launches and stops
+ * cost the machine work; when the manager itself is starved (a busy host,
+ * a restarted monitor dialling every agent) many healthy instances look
+ * unhealthy at once, and replacing them all at once starves it further: a
+ * replacement storm. So at most a tenth of the group (at least one) is
+ * being launched or stopped at a time; the others stay unhealthy, are
+ * still probed, and rejoin as running if they answer meanwhile. */
+static int replacement_budget(struct ctl *c)
+{
+    int in_flight = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_TERMINATING);
+    int group = table_count(c->t, ROW_RUNNING) + table_count(c->t, ROW_PENDING) +
+                table_count(c->t, ROW_UNHEALTHY);
+    int budget = (group + 9) / 10;
+    return (budget > 1 ? budget : 1) - in_flight;
+}
+
 /* Step 1, with the lock: boot timeouts, unhealthy replacements,
  * unconfirmed launches to ask about again, terminations in progress. */
 static void sweep(struct ctl *c, int64_t now)
 {
     struct table_hdr *h = c->t->hdr;
     char why[96];
+    int budget = replacement_budget(c), waiting = 0;
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         switch (r->state) {
@@ -146,6 +164,11 @@ static void sweep(struct ctl *c, int64_t now)
                 table_joined_left(c->t, r->id, c->cfg.desired_instances, c->cfg.min_instances);
                 break;
             }
+            if (budget <= 0) {
+                waiting++;
+                break;
+            }
+            budget--;
             snprintf(why, sizeof why, "replacing unhealthy instance (%.60s)", r->reason);
             mark_terminating(c, r, why, now);
             hdr_write_begin(c->t);
@@ -159,6 +182,10 @@ static void sweep(struct ctl *c, int64_t now)
             break;
         }
     }
+    if (waiting && !c->replacements_paced)
+        log_warn("replacements paced: %d unhealthy instance(s) wait their turn (a tenth of the group is "
+                 "replaced at a time); they are still probed and rejoin if they answer", waiting);
+    c->replacements_paced = waiting > 0;
 }
 
 /* Step 1, with the lock: a pending row for each launch. */
@@ -187,11 +214,15 @@ static void plan_launch(struct ctl *c, const char *why, int64_t now)
 
 /* Picks the newest pending-or-running instance not already chosen: it
  * has done the least work and is the last to have warmed up. */
-static struct table_row *newest(struct ctl *c)
+/* Scale-in takes an unhealthy instance waiting for replacement first,
+ * then the newest. */
+static struct table_row *scale_in_victim(struct ctl *c)
 {
     struct table_row *best = NULL;
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
+        if (r->state == ROW_UNHEALTHY)
+            return r;
         if ((r->state == ROW_PENDING || r->state == ROW_RUNNING) &&
             (!best || r->launch_ms > best->launch_ms))
             best = r;
@@ -202,7 +233,7 @@ static struct table_row *newest(struct ctl *c)
 static void converge(struct ctl *c, const struct policy_input *in, int target,
                      const char *reason, int64_t now)
 {
-    int size = in->running + in->pending;
+    int size = in->running + in->pending + in->waiting;
     char why[256];
     if (size < target) {
         /* Agents need the monitor's address; wait for it rather than
@@ -223,7 +254,7 @@ static void converge(struct ctl *c, const struct policy_input *in, int target,
         snprintf(why, sizeof why, "scale in: group at %d, target %d%s%.150s", size, target,
                  reason[0] ? ": " : "", reason);
         for (int k = target; k < size; k++) {
-            struct table_row *r = newest(c);
+            struct table_row *r = scale_in_victim(c);
             if (!r)
                 break;
             mark_terminating(c, r, why, now);

@@ -13,6 +13,10 @@ void policy_input_add(struct policy_input *in, const struct table_row *r,
         in->pending++;
         return;
     }
+    if (r->state == ROW_UNHEALTHY) {
+        in->waiting++;
+        return;
+    }
     if (r->state != ROW_RUNNING)
         return;
     in->running++;

@@ -17,6 +17,7 @@ struct policy_input {
     int warm;           /* running, past warmup, with a fresh sample */
     double load_sum;    /* sum of the load of the warm ones */
     int stale;          /* running ones whose last probe failed */
+    int waiting;        /* unhealthy, still probed, waiting their turn to be replaced */
 };
 
 struct decision {

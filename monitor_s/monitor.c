@@ -253,7 +253,7 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
 {
     struct table_row *r = &m->t->rows[p->slot];
     if (r->incarnation != p->incarnation ||
-        (r->state != ROW_RUNNING && r->state != ROW_PENDING))
+        (r->state != ROW_RUNNING && r->state != ROW_PENDING && r->state != ROW_UNHEALTHY))
         return; /* the row moved on while the probe was out */
     int64_t now = now_ms();
     row_write_begin(r);
@@ -273,6 +273,12 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
             row_set_state(r, ROW_RUNNING, "answered a probe", now);
             r->running_since_ms = now;
             table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s answers probes: running", r->id);
+        } else if (r->state == ROW_UNHEALTHY) {
+            /* Its replacement was still waiting its turn (see the
+             * controller's pacing): it was slow, not dead. */
+            row_set_state(r, ROW_RUNNING, "answers again", now);
+            table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
+                       "instance %s answers again before its replacement: running", r->id);
         }
     } else {
         r->misses++;
@@ -378,7 +384,9 @@ static void probe_slots(struct monitor *m)
         struct table_row r;
         if (!table_read_row(m->t, i, &r))
             continue;
-        bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING) && r.addr[0];
+        /* Unhealthy ones too: one whose replacement waits may yet answer. */
+        bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) &&
+                     r.addr[0];
         if (!probe) {
             if (m->slots[i].ch) {
                 grpc_channel_destroy(m->slots[i].ch);

@@ -928,6 +928,48 @@ def adoption_never_signals_a_strangers_process(m):
         fake.wait()
 
 
+@with_manager("pace", group={"min_instances": 10, "desired_instances": 10, "max_instances": 10},
+              shm={"capacity": 24})
+def replacements_are_paced_and_the_slow_rejoin(m):
+    """Four of ten agents hang at once (what a starved manager sees): a tenth
+    of the group is replaced at a time, the others stay unhealthy and are
+    still probed, and those that answer again rejoin with the same process
+    instead of being replaced."""
+    s = m.wait_running(10)
+    # Every launched agent's pid is recorded, even when it registered before
+    # its launch was (ten launches in one evaluation); a pid of 0 here would
+    # also make os.kill below signal our own process group.
+    assert all(i["pid"] > 0 for i in s["instances"]), s["instances"]
+    victims = dict(sorted((i["id"], i["pid"]) for i in s["instances"])[:4])
+    for pid in victims.values():
+        os.kill(pid, signal.SIGSTOP)
+    most_in_flight = 0
+    try:
+        def all_unhealthy_or_going():
+            nonlocal most_in_flight
+            s = m.status()
+            st = {i["id"]: i["state"] for i in s["instances"]}
+            most_in_flight = max(most_in_flight, s["group"]["terminating"])
+            return s if all(st.get(v) in ("unhealthy", "terminating", None) for v in victims) and \
+                any(st.get(v) == "terminating" or st.get(v) is None for v in victims) else None
+        s = wait_for(all_unhealthy_or_going, 15, "the four unhealthy, one being replaced", interval=0.02)
+        waiting = [i["id"] for i in s["instances"] if i["id"] in victims and i["state"] == "unhealthy"]
+        assert len(waiting) >= 2, s["instances"]
+    finally:
+        for pid in victims.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert most_in_flight <= 1, most_in_flight   # one replacement at a time (a tenth of ten)
+    m.wait_log(r"replacements paced: \d+ unhealthy instance")
+    s = wait_for(lambda: (lambda s: s if len(m.running(s)) == 10 and m.size(s) == 10 and
+                          not s["group"]["terminating"] else None)(m.status()), 30, "ten running again")
+    back = [i["id"] for i in m.running(s) if victims.get(i["id"]) == i["pid"]]
+    assert back, ("no waiting instance rejoined", waiting, s["instances"])
+    assert re.search(r"instance (%s) answers again before its replacement" % "|".join(back), m.log())
+
+
 @with_manager("crash")
 def supervisor_kill_and_immediate_restart_comes_back(m):
     """systemd's Restart=on-failure: kill -9 of asgd and a start at once,
