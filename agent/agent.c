@@ -462,6 +462,7 @@ static void run(struct agent *ag, int n, grpc_completion_queue *cq)
 int main(int argc, char **argv)
 {
     static struct options o;
+    rpc_process_init();
     o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     o.start = 0.3;
     o.swarm = 1;

@@ -654,6 +654,7 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
 int main(int argc, char **argv)
 {
     const char *cfgfile = NULL, *shm = NULL;
+    rpc_process_init();
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)

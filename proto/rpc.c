@@ -5,6 +5,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
+#include <openssl/crypto.h>
 #include <grpc/support/time.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -48,6 +49,11 @@ static void grpc_log_limited(gpr_log_func_args *a)
     static struct log_limit limit;
     enum log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR ? LOG_LVL_WARN : LOG_LVL_DEBUG;
     log_limited(&limit, lvl, "grpc: %s", a->message ? a->message : "");
+}
+
+void rpc_process_init(void)
+{
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
 }
 
 grpc_completion_queue *rpc_cq_create(void)

@@ -18,6 +18,13 @@ struct rpc_tag {
     void (*done)(struct rpc_tag *self, bool ok);
 };
 
+/* First thing in main of every program that may speak TLS. OpenSSL frees
+ * its global state at exit, while gRPC's worker threads may still hold
+ * per-thread OpenSSL state (random generators, error queues) that only
+ * that global state points to; freed in that order, a clean exit looks
+ * like a leak to LeakSanitizer. The kernel frees it all at exit anyway. */
+void rpc_process_init(void);
+
 grpc_completion_queue *rpc_cq_create(void);
 /* Waits at most timeout_ms for one event and runs its callback. Returns 1
  * when it ran one, 0 on timeout, -1 once the queue is shut down. */

@@ -22,6 +22,7 @@
 #include "../common/config.h"
 #include "../common/pki.h"
 #include "../common/util.h"
+#include "../proto/rpc.h"
 #include "../shm/table.h"
 #include "roles.h"
 
@@ -612,6 +613,7 @@ static void main_loop(void)
 int main(int argc, char **argv)
 {
     bool foreground = false, check = false;
+    rpc_process_init();
     S.argc = argc;
     S.argv = argv;
     S.pidfd = -1;
