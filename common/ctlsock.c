@@ -3,36 +3,35 @@
 #include "util.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-static socklen_t address(const char *shm_name, struct sockaddr_un *a)
-{
-    memset(a, 0, sizeof *a);
-    a->sun_family = AF_UNIX;
-    /* Abstract namespace: no file to clean up after a crash. */
-    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "asg-controller%s", shm_name);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-}
+/* [0] the controller reads, [1] the status role writes. */
+static int pair[2] = {-1, -1};
 
-int ctlsock_listen(const char *shm_name)
+int ctlsock_pair_open(void)
 {
-    struct sockaddr_un a;
-    socklen_t len = address(shm_name, &a);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    int on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-    if (bind(fd, (struct sockaddr *)&a, len) != 0) {
-        close(fd);
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        pair[0] = pair[1] = -1;
         return -1;
     }
-    return fd;
+    int on = 1;
+    if (setsockopt(pair[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
+        int e = errno;
+        close(pair[0]);
+        close(pair[1]);
+        pair[0] = pair[1] = -1;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int ctlsock_receiver(void)
+{
+    return pair[0];
 }
 
 int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
@@ -78,14 +77,13 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
     return 1;
 }
 
-int ctlsock_send(const char *shm_name, const struct ctl_request *req)
+int ctlsock_send(const struct ctl_request *req)
 {
-    struct sockaddr_un a;
-    socklen_t len = address(shm_name, &a);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (pair[1] < 0)
         return -1;
-    ssize_t n = sendto(fd, req, sizeof *req, 0, (struct sockaddr *)&a, len);
-    close(fd);
+    ssize_t n;
+    do
+        n = send(pair[1], req, sizeof *req, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof *req ? 0 : -1;
 }

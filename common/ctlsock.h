@@ -1,6 +1,9 @@
 /* Operator requests to the controller (from the status role's API): fixed
- * size datagrams on an abstract Unix socket named after the table. The
- * receiver checks the length, the fields' ranges and the sender's uid. */
+ * size datagrams on an unnamed socket pair that the supervisor makes before
+ * it forks any role. Having no name, it cannot be bound first, connected to
+ * or sent to by any other process (a named or abstract socket could be
+ * squatted by another uid). The receiver still checks the length, the
+ * fields' ranges and the sender's uid. */
 #ifndef ASG_CTLSOCK_H
 #define ASG_CTLSOCK_H
 
@@ -19,12 +22,18 @@ struct ctl_request {
     char id[64];            /* REQ_TERMINATE: the instance */
 };
 
-/* The controller's end: bound, non-blocking, close-on-exec. -1 on error. */
-int ctlsock_listen(const char *shm_name);
+/* In the supervisor, once, before forking roles: 0, or -1 with errno. Both
+ * ends stay open in the supervisor, so requests queued while the controller
+ * restarts wait for the next one. */
+int ctlsock_pair_open(void);
+/* In the controller: its receiving end (non-blocking), or -1 when the
+ * supervisor made no pair. */
+int ctlsock_receiver(void);
 /* Reads one request; 1 when one was read and is well-formed, 0 when none
  * is waiting, -1 for a malformed one (why says how). */
 int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize);
-/* Sends one request; 0, or -1 (controller not listening). */
-int ctlsock_send(const char *shm_name, const struct ctl_request *req);
+/* In the status role: sends one request without blocking; 0, or -1 (no
+ * pair, or the controller has not read the last ones yet). */
+int ctlsock_send(const struct ctl_request *req);
 
 #endif

@@ -708,9 +708,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
         return ASG_EXIT_FATAL;
     }
     c.prov.nonce = t->hdr->nonce;
-    c.reqfd = ctlsock_listen(c.cfg.shm_name);
-    if (c.reqfd < 0)
-        log_warn("operator requests unavailable: cannot bind the request socket: %s", strerror(errno));
+    c.reqfd = ctlsock_receiver();
     log_info("controller up: policy %s, provider %s, group %s %d..%d (desired %d)",
              policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
              c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
@@ -758,7 +756,5 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     }
     provider_free(&c.prov);
     free(c.ops);
-    if (c.reqfd >= 0)
-        close(c.reqfd);
     return 0;
 }

@@ -316,7 +316,7 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
 
 static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
 {
-    if (ctlsock_send(S.shm_name, rq) != 0)
+    if (ctlsock_send(rq) != 0)
         return send_error(c, 503, "the controller is not taking requests right now; retry");
     struct strbuf b = {0};
     sb_printf(&b, "{\"accepted\":true,\"action\":");

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/ctlsock.h"
 #include "../common/pki.h"
 #include "../common/util.h"
 #include "../proto/rpc.h"
@@ -664,6 +665,13 @@ int main(int argc, char **argv)
     init_table_header();
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     S.sigfd = signals_install(true);
+    if (ctlsock_pair_open() != 0) {
+        /* The table stays: it may hold instances of a previous manager. */
+        log_error("cannot make the socket pair for operator requests: %s", strerror(errno));
+        table_detach(&S.table);
+        unlink(S.cfg.pidfile);
+        return 1;
+    }
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
              S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.shm_name,
              S.table.capacity, (int)getpid());

@@ -839,6 +839,41 @@ def another_local_user_cannot_steer_the_group():
 
 
 @test
+def operator_requests_cannot_be_squatted_by_another_user():
+    """Another uid binds the controller's old abstract socket name before
+    the manager starts: operator requests still reach the controller (an
+    unnamed socket pair) and the squatter hears none of them."""
+    m = Manager("squat", status={"listen": "127.0.0.1:%d" % free_port()},
+                policy={"scale_in_below": 0.0})
+    script = ("import socket,sys\n"
+              "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+              "s.bind(b'\\0asg-controller' + sys.argv[1].encode())\n"
+              "print('bound', flush=True)\n"
+              "while True:\n s.recv(4096); print('GOT', flush=True)\n")
+    squatter = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 "/usr/bin/python3", "-c", script, m.shm],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "bound"
+        m.start()
+        m.wait_running(2)
+        url = "http://" + m.cfg["status"]["listen"]
+        wait_for(lambda: http("GET", url + "/healthz")[0] == 200, 10, "status up")
+        code, r = http("POST", url + "/api/v1/desired", {"desired": 3})
+        assert code == 202, r
+        wait_for(lambda: len(m.running()) == 3, 15, "desired 3 carried out by the controller")
+        assert m.status()["group"]["operator_desired"] == 3
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        kill_pid(squatter.pid)
+        out = squatter.communicate(timeout=10)[0]
+        m.cleanup()
+    assert "GOT" not in out, "the squatter received an operator request"
+
+
+@test
 def plaintext_is_said_in_the_log_and_in_status():
     m = Manager("plain", tls={"mode": "plaintext"})
     try:
