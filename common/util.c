@@ -294,3 +294,38 @@ void set_proc_title(int argc, char **argv, const char *title)
     memcpy(start, title, n);
     memset(start + n, 0, room - n + 1);
 }
+
+/* One /proc/net/tcp{,6} table: lowers *best to the queue of each of our
+ * LISTEN sockets on port. For a listening socket the kernel prints its
+ * accept backlog as rx_queue. */
+static void scan_listeners(const char *path, int port, long *best)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    char line[512];
+    if (!fgets(line, sizeof line, f)) { /* the column titles */
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof line, f)) {
+        unsigned lport, st, uid;
+        unsigned long rxq;
+        if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%lx %*x:%*x %*x %u",
+                   &lport, &st, &rxq, &uid) != 4)
+            continue;
+        if (st != 0x0A /* TCP_LISTEN */ || (int)lport != port || uid != (unsigned)geteuid())
+            continue;
+        if (*best < 0 || (long)rxq < *best)
+            *best = (long)rxq;
+    }
+    fclose(f);
+}
+
+long tcp_accept_queue(int port)
+{
+    long best = -1;
+    scan_listeners("/proc/net/tcp", port, &best);
+    scan_listeners("/proc/net/tcp6", port, &best);
+    return best;
+}

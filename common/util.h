@@ -81,6 +81,12 @@ void signals_drain_pipe(void);
 /* Restores default dispositions (in a forked child before exec). */
 void signals_reset_defaults(void);
 
+/* The accept queue of this uid's listening TCP socket(s) on port (IPv4 or
+ * IPv6), from /proc/net: connections the kernel completed that nobody has
+ * accepted yet. With several such sockets, the shortest queue. -1 when
+ * there is none. */
+long tcp_accept_queue(int port);
+
 /* Renames the process as seen by ps (argv area and comm). */
 void set_proc_title(int argc, char **argv, const char *title);
 

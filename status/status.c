@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../common/ctlsock.h"
@@ -35,6 +36,9 @@
 #include "render.h"
 
 #define MAX_BODY 4096
+#define MAX_CONNECTIONS 512
+#define PER_ADDRESS_CONNECTIONS 48
+#define REQUEST_DEADLINE_MS 10000
 
 extern const char dashboard_html[];
 
@@ -50,7 +54,6 @@ struct status {
     char hosts[256];             /* status.allowed_hosts, comma-joined */
     char listen_host[64];        /* fixed: status.listen needs a restart */
     _Atomic unsigned port;       /* the bound port */
-    char shm_name[64];           /* fixed: shm.name needs a restart */
     struct rpc_tls tls;          /* to reach agents as the manager does */
     struct log_limit refusals;   /* main and HTTP threads: guarded by mu */
     _Atomic uint64_t http_refused; /* this role's own count, shown with the table's */
@@ -515,14 +518,73 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return send_error(c, 404, "no such resource %s", url);
 }
 
+/* ---- a deadline for every request ----
+ * MHD's timeout counts silence only: a client sending a byte every few
+ * seconds would hold its connection for ever, and enough of them every
+ * slot. Each connection's clock starts when it opens and again when one of
+ * its requests completes; the main loop shuts down the socket of any that
+ * runs past REQUEST_DEADLINE_MS, and MHD then closes it. */
+
+struct conn_clock {
+    bool used, cut;
+    int fd;
+    int64_t since;
+};
+
+static struct conn_clock clocks[MAX_CONNECTIONS];
+/* Also held across the sweep's shutdown(): MHD reports a connection
+ * closed before it closes the descriptor, so a swept fd is never one
+ * that was closed and reused meanwhile. */
+static pthread_mutex_t clocks_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
+                             enum MHD_ConnectionNotificationCode what)
+{
+    (void)cls;
+    pthread_mutex_lock(&clocks_mu);
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        for (size_t i = 0; ci && i < MAX_CONNECTIONS; i++)
+            if (!clocks[i].used) {
+                clocks[i] = (struct conn_clock){true, false, ci->connect_fd, now_ms()};
+                *socket_context = &clocks[i];
+                break;
+            }
+    } else if (*socket_context) {
+        ((struct conn_clock *)*socket_context)->used = false;
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&clocks_mu);
+}
+
+static void cut_late_connections(void)
+{
+    int64_t now = now_ms();
+    unsigned cut = 0;
+    pthread_mutex_lock(&clocks_mu);
+    for (size_t i = 0; i < MAX_CONNECTIONS; i++)
+        if (clocks[i].used && !clocks[i].cut && now - clocks[i].since > REQUEST_DEADLINE_MS) {
+            shutdown(clocks[i].fd, SHUT_RDWR);
+            clocks[i].cut = true;
+            cut++;
+        }
+    pthread_mutex_unlock(&clocks_mu);
+    for (unsigned i = 0; i < cut; i++)
+        refuse_noted(408, "no whole request within the deadline: connection closed");
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)c;
     (void)toe;
     free(*con_cls);
     *con_cls = NULL;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    pthread_mutex_lock(&clocks_mu);
+    if (ci && ci->socket_context)
+        ((struct conn_clock *)ci->socket_context)->since = now_ms();
+    pthread_mutex_unlock(&clocks_mu);
 }
 
 /* ---- the token, from the environment or a file, never the config ---- */
@@ -573,14 +635,16 @@ static struct MHD_Daemon *start_http(void)
     copy_str(S.listen_host, sizeof S.listen_host, host);
     /* Four threads, so that a request waiting on an agent does not hold up
      * the others; a per-address limit, so that one client's idle
-     * connections cannot take every slot; 5 s of silence closes one. */
+     * connections cannot take every slot; 5 s of silence closes one, and
+     * so does a request not done within REQUEST_DEADLINE_MS. */
     return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                             handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_NOTIFY_CONNECTION, connection_event, NULL,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)4,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)5,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)48,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_ADDRESS_CONNECTIONS,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
 }
 
@@ -595,7 +659,6 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     }
     table_detach(rw);
     S.cfg = *cfg;
-    copy_str(S.shm_name, sizeof S.shm_name, cfg->shm_name);
     /* The configured port until the bound one is known (port 0). */
     const char *colon = strrchr(cfg->status_listen, ':');
     long port = 0;
@@ -625,6 +688,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         struct pollfd p = {sigfd, POLLIN, 0};
         if (poll(&p, 1, 1000) > 0)
             signals_drain_pipe();
+        cut_late_connections();
         if (g_sig.hup) {
             g_sig.hup = 0;
             if (role_config_refresh(&S.t, &S.cfg, &S.cfg_gen))

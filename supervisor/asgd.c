@@ -375,6 +375,67 @@ static void stop_leftover_agents(void)
     }
 }
 
+/* ---- a deaf monitor ---- */
+
+/* After EMFILE, gRPC's listener stops accepting for good (the 1.51 C core
+ * does not re-arm it): the socket stays open, the kernel keeps completing
+ * connections into its queue, and nobody takes them, so no instance can
+ * register again. A live listener empties its queue within milliseconds
+ * (agents connect to it only to register and leave); a queue that is never
+ * empty and never shrinks for DEAF_AFTER_MS is deaf, and only a new monitor
+ * process gets a new listener. */
+#define DEAF_SAMPLE_MS 1000
+#define DEAF_AFTER_MS 5000
+
+static struct {
+    pid_t pid;          /* the monitor the samples are about */
+    long last;          /* its queue at the last sample */
+    int64_t since;      /* first of the non-empty, non-shrinking samples; 0: none */
+    int64_t next;       /* next sample */
+} deaf;
+
+static int monitor_port(void)
+{
+    struct table_hdr h;
+    if (!table_read_hdr(&S.table, &h) || h.pid_monitor != MONITOR->pid)
+        return -1;
+    h.monitor_addr[sizeof h.monitor_addr - 1] = '\0';
+    const char *colon = strrchr(h.monitor_addr, ':');
+    long port;
+    if (!colon || !parse_whole(colon + 1, 1, 65535, &port))
+        return -1;
+    return (int)port;
+}
+
+static void check_monitor_listener(int64_t now)
+{
+    if (now < deaf.next)
+        return;
+    deaf.next = now + DEAF_SAMPLE_MS;
+    if (MONITOR->state != CH_RUNNING)
+        return;
+    int port = monitor_port();
+    long queued = port > 0 ? tcp_accept_queue(port) : -1;
+    if (deaf.pid != MONITOR->pid || queued <= 0 || queued < deaf.last || !deaf.since) {
+        deaf.pid = MONITOR->pid;
+        deaf.since = queued > 0 ? now : 0;
+        deaf.last = queued;
+        return;
+    }
+    deaf.last = queued;
+    if (now - deaf.since < DEAF_AFTER_MS)
+        return;
+    if (table_lock(&S.table, 2000) == 0) {
+        table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+                   "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
+                   "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
+                   queued, (long long)(now - deaf.since));
+        table_unlock(&S.table);
+    }
+    kill(MONITOR->pid, SIGKILL);
+    deaf.since = 0;
+}
+
 /* ---- start-up ---- */
 
 static int open_pidfile(void)
@@ -589,6 +650,11 @@ static void main_loop(void)
                 start_child(c);
             if (c->state == CH_WAITING && c->restart_at_ms < next)
                 next = c->restart_at_ms;
+        }
+        if (!S.draining) {
+            check_monitor_listener(now);
+            if (deaf.next < next)
+                next = deaf.next;
         }
         if (S.draining) {
             drain_step(now);

@@ -1078,6 +1078,40 @@ def idle_connection_flood_leaves_the_monitor_listening(m):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@with_manager("deaf", start=False)
+def deaf_monitor_listener_is_noticed_and_restarted(m):
+    """A hard limit of 256 descriptors the monitor cannot raise, and 600
+    idle connections: its gRPC listener hits EMFILE and stops accepting for
+    good. The supervisor sees the kernel's accept queue never drain, kills
+    the deaf monitor and starts a new one; replacements register again."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    m.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    s = m.wait_running(2)
+    host, port = s["group"]["monitor_address"].rsplit(":", 1)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
+    monitor = m.pid("monitor")
+    socks = []
+    try:
+        for _ in range(600):
+            c = socket.socket()
+            c.connect((host, int(port)))
+            socks.append(c)
+        m.wait_log(r"monitor \(pid %d\) is deaf: its listener on port %s has left \d+ connections "
+                   r"unaccepted" % (monitor, port), 30)
+        wait_for(lambda: m.pid("monitor") not in (0, monitor), 15, "a new monitor")
+        for c in socks:
+            c.close()
+        socks = []
+        victim = m.wait_running(2)["instances"][0]
+        kill_pid(victim["pid"])
+        wait_replaced(m, victim["id"], 2)
+    finally:
+        for c in socks:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @test
 def installed_layout_finds_the_agent():
     """make install puts asgd in sbin/ and asg-agent in bin/: the local
@@ -1515,6 +1549,36 @@ def status_token_required_for_actions(m):
         assert http("GET", m.url + path)[0] == 401, path
         assert http("GET", m.url + path, headers={"Authorization": "Bearer s3cret-token"})[0] == 200
     assert http("GET", m.url + "/")[0] == 200 and http("GET", m.url + "/healthz")[0] == 200
+
+
+@with_status("slowloris")
+def slow_request_is_cut_at_the_deadline(m):
+    """A client that drips one header line a second (never silent long
+    enough for the idle timeout) is cut off once its request has taken
+    longer than the 10 s deadline; the dashboard answers meanwhile."""
+    host, port = m.url[len("http://"):].rsplit(":", 1)
+    c = socket.create_connection((host, int(port)))
+    c.settimeout(1)
+    start = time.monotonic()
+    closed = False
+    try:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: %s\r\n" % host.encode())
+        while time.monotonic() - start < 40 and not closed:
+            try:
+                c.sendall(b"X-Drip: 1\r\n")
+                closed = c.recv(1) == b""
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+            assert http("GET", m.url + "/healthz")[0] == 200
+    finally:
+        c.close()
+    took = time.monotonic() - start
+    assert closed, "a dripping request held its connection for %.0f s" % took
+    assert took >= 9, "cut after %.1f s, before the deadline" % took
+    wait_for(lambda: metrics(m)[("asg_refused_total", (("what", "http"),))] >= 1, 10,
+             "the cut counted as refused")
 
 
 @with_status("rebind", status={"allowed_hosts": ["asg.internal"]})
