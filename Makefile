@@ -7,12 +7,18 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 
-# SAN=1 builds with AddressSanitizer + UBSan into build/asan; SAN=fuzz
-# with clang's libFuzzer instrumentation into build/fuzz (make fuzz).
+# SAN=1 builds with AddressSanitizer + UBSan into build/asan; SAN=thread
+# with ThreadSanitizer into build/tsan; SAN=fuzz with clang's libFuzzer
+# instrumentation into build/fuzz (make fuzz).
 ifeq ($(SAN),fuzz)
 BUILD   ?= build/fuzz
 BINDIR  ?= build/fuzz/bin
 SANFLAGS = -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer
+OPT      = -O1
+else ifeq ($(SAN),thread)
+BUILD   ?= build/tsan
+BINDIR  ?= build/tsan/bin
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
 OPT      = -O1
 else ifeq ($(SAN),1)
 BUILD   ?= build/asan
@@ -64,16 +70,17 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-.PHONY: all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
+.PHONY: tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(PROGRAMS)
 
 help:
 	@echo "make run      install what is missing, build, start a manager with local agents"
-	@echo "make test     install, build, every test (release, then ASan+UBSan)"
+	@echo "make test     install, build, every test (release, ASan+UBSan, threaded ones under TSan)"
 	@echo "make bench    benchmarks beside h2load, failure timings, policy replay (one table)"
 	@echo "make chaos    the long chaos run (50 agents, 100 role kills)"
+	@echo "make tsan     every integration test under ThreadSanitizer"
 	@echo "make fuzz     libFuzzer on every target for FUZZ_SECONDS (default 60)"
 	@echo "make all | install PREFIX=... DESTDIR=... | clean"
 
@@ -100,6 +107,9 @@ test-all:
 	@echo "== the same suite under AddressSanitizer + UBSan =="
 	@$(MAKE) --no-print-directory SAN=1 all unit-bin
 	@$(MAKE) --no-print-directory SAN=1 unit integration
+	@echo "== the threaded roles under ThreadSanitizer =="
+	@$(MAKE) --no-print-directory SAN=thread all
+	@$(MAKE) --no-print-directory SAN=thread tsan-run TSAN_ONLY="$(TSAN_TESTS)"
 
 unit-bin: $(UNIT_BIN)
 
@@ -149,6 +159,24 @@ fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 integration: all
 	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(PYTHON) tests/integration/run.py
 	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/chaos.py --short
+
+# ThreadSanitizer: gRPC, MHD and OpenSSL are not instrumented, so only
+# races that our own code takes part in are reported. `make test` runs the
+# tests whose threads share our state (the status role's HTTP threads and
+# reloads, the monitor's gRPC handlers, the agent's walk and RPC threads);
+# `make tsan` runs every integration test.
+TSAN_TESTS = status_serves_through_reloads status_api_actions_go_through_the_controller \
+	status_api_reads_and_refuses_bad_input metrics_parsed_by_prometheus_client \
+	swarm_hosts_many_agents_that_register_answer_and_leave mutual_tls_by_default_binds_every_identity \
+	garbage_stalls_and_floods_do_not_hurt_the_manager agent_registers_with_backoff_and_deregisters
+TSAN_ENV = TSAN_OPTIONS="ignore_noninstrumented_modules=1 second_deadlock_stack=1"
+
+tsan: test-deps
+	@$(MAKE) --no-print-directory SAN=thread all
+	@$(MAKE) --no-print-directory SAN=thread tsan-run TSAN_ONLY=
+
+tsan-run:
+	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(TSAN_ENV) $(PYTHON) tests/integration/run.py $(TSAN_ONLY)
 
 # The long chaos run: 100 role kills and the rest, on 50 agents.
 # ---- benchmarks: one table, and build/bench/results.json ----

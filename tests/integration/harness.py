@@ -11,7 +11,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(os.path.join(ROOT, os.environ.get("ASG_BIN", "bin")))
-SANITIZED = "asan" in BIN
+SANITIZED = "asan" in BIN or "tsan" in BIN
 # Sanitized programs are slower; give probes and waits more room there.
 SLOW = 2.0 if SANITIZED else 1.0
 

@@ -1551,6 +1551,63 @@ def status_token_required_for_actions(m):
     assert http("GET", m.url + "/")[0] == 200 and http("GET", m.url + "/healthz")[0] == 200
 
 
+@with_status("reloads", status={"allowed_hosts": ["a.example"]})
+def status_serves_through_reloads(m):
+    """Reloads that swap the allowed hosts and the token while four
+    clients keep asking: every answer is one of the two configs' (200, 401
+    or 421, never an error or a dropped connection) and the last one wins.
+    Under ThreadSanitizer (make tsan) it checks that the HTTP threads never
+    read what a reload writes."""
+    import threading
+    m.wait_running(2)
+    port = m.url.rsplit(":", 1)[1]
+    tokens = [os.path.join(m.dir, "token-%d" % i) for i in (0, 1)]
+    for i, path in enumerate(tokens):
+        with open(path, "w") as f:
+            f.write("token-%d\n" % i)
+        os.chmod(path, 0o600)
+    hosts = ["a.example", "b.example"]
+    bad = []
+    stop = threading.Event()
+
+    def client(k):
+        while not stop.is_set():
+            i = k % 2
+            try:
+                code, _ = http("GET", m.url + "/api/v1/group",
+                               headers={"Host": "%s:%s" % (hosts[i], port),
+                                        "Authorization": "Bearer token-%d" % i})
+                if code not in (200, 401, 421):
+                    bad.append(code)
+            except Exception as e:   # noqa: BLE001 (a dropped connection is the failure)
+                bad.append(repr(e))
+            k += 1
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(12):
+            i = n % 2
+            m.cfg["status"]["allowed_hosts"] = [hosts[i]]
+            m.cfg["status"]["token"] = "file:" + tokens[i]
+            m.write_config()
+            gen = m.status()["group"]["config_generation"]
+            m.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: m.status()["group"]["config_generation"] > gen, 10, "reload %d" % n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not bad, bad[:5]
+    last = {"Host": "%s:%s" % (hosts[1], port), "Authorization": "Bearer token-1"}
+    wait_for(lambda: http("GET", m.url + "/api/v1/group", headers=last)[0] == 200, 10,
+             "the last reload's host and token")
+    assert http("GET", m.url + "/api/v1/group",
+                headers={"Host": "%s:%s" % (hosts[0], port), "Authorization": "Bearer token-1"})[0] == 421
+    assert http("GET", m.url + "/api/v1/group",
+                headers={"Host": "%s:%s" % (hosts[1], port), "Authorization": "Bearer token-0"})[0] == 401
+
+
 @with_status("slowloris")
 def slow_request_is_cut_at_the_deadline(m):
     """A client that drips one header line a second (never silent long
