@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/pki.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -49,7 +50,11 @@ static void usage(FILE *f)
             "               answers and deregisters like a separate agent. The bound\n"
             "               addresses are printed one a line. SIGUSR1 prints counters.\n"
             "  --tls-ca FILE --tls-cert FILE --tls-key FILE  mutual TLS: serve and\n"
-            "               call the manager with this certificate (all three, or none)\n");
+            "               call the manager with this certificate (all three, or none)\n"
+            "  --join DIR   mutual TLS for an EC2 instance: DIR (0700) holds ca.crt and\n"
+            "               the one-time join.token from the user data; the agent makes\n"
+            "               a key, the manager signs it for --id (agent.key, agent.crt\n"
+            "               in DIR), and the token is removed. Later starts reuse them.\n");
 }
 
 /* ---- registration with the manager ---- */
@@ -181,6 +186,7 @@ static void deregister_all(struct agent *ag, int n)
 struct options {
     struct agent tmpl;      /* id, manager, advertise, load source, tls */
     char listen[64];
+    const char *join_dir;   /* --join */
     int swarm;              /* agents in this process */
     uint64_t seed;
     double start;
@@ -202,7 +208,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"seed", required_argument, NULL, 's'}, {"start-load", required_argument, NULL, 'L'},
         {"load-source", required_argument, NULL, 'S'}, {"swarm", required_argument, NULL, 'N'},
         {"tls-ca", required_argument, NULL, 'A'}, {"tls-cert", required_argument, NULL, 'C'},
-        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-key", required_argument, NULL, 'K'}, {"join", required_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct agent *a = &o->tmpl;
@@ -210,7 +216,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     int c;
     long n;
     const char *tls[3] = {NULL, NULL, NULL};
-    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:N:A:C:K:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:N:A:C:K:J:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
@@ -270,6 +276,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'A': tls[0] = optarg; break;
         case 'C': tls[1] = optarg; break;
         case 'K': tls[2] = optarg; break;
+        case 'J': o->join_dir = optarg; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("asg-agent %s\n", ASG_VERSION); exit(0);
         default: usage(stderr); return -1;
@@ -281,6 +288,12 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if ((tls[0] || tls[1] || tls[2]) && !(tls[0] && tls[1] && tls[2])) {
         fprintf(stderr, "asg-agent: --tls-ca, --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if (o->join_dir && (tls[0] || o->swarm > 1 || !a->id[0] || !a->manager[0] ||
+                        o->join_dir[0] != '/')) {
+        fprintf(stderr, "asg-agent: --join needs an absolute DIR, --id and --manager, and goes "
+                        "with neither --tls-* nor --swarm\n");
         return -1;
     }
     if (!o->listen[0]) {
@@ -304,6 +317,101 @@ static int parse_args(int argc, char **argv, struct options *o)
         return -1;
     }
     return 0;
+}
+
+/* ---- joining: an EC2 instance gets its certificate ---- */
+
+#define JOIN_TIMEOUT_MS 5000
+#define JOIN_BACKOFF_MAX_MS 5000
+
+static void join_path(char *out, size_t size, const char *dir, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+/* One Join call: 0 with *cert_pem (malloc'd), or -1 with the status. */
+static int join_once(grpc_channel *ch, const char *id, const char *token, const char *csr,
+                     char **cert_pem, char *err, size_t errsize)
+{
+    Asg__V1__JoinRequest q = ASG__V1__JOIN_REQUEST__INIT;
+    q.instance_id = (char *)id;
+    q.join_token = (char *)token;
+    q.csr_pem = (char *)csr;
+    size_t len, rlen = 0;
+    uint8_t *buf = rpc_pack(&q.base, &len), *reply = NULL;
+    char details[160] = "";
+    grpc_status_code st = rpc_call_sync(ch, M_MONITOR_JOIN, buf, len, JOIN_TIMEOUT_MS, &reply, &rlen,
+                                        details, sizeof details);
+    free(buf);
+    if (st != GRPC_STATUS_OK) {
+        snprintf(err, errsize, "status %d %s", (int)st, details);
+        return -1;
+    }
+    Asg__V1__JoinReply *r = asg__v1__join_reply__unpack(NULL, rlen, reply);
+    free(reply);
+    if (!r || !r->certificate_pem[0] || strlen(r->certificate_pem) > 8192) {
+        snprintf(err, errsize, "malformed JoinReply");
+        if (r)
+            asg__v1__join_reply__free_unpacked(r, NULL);
+        return -1;
+    }
+    *cert_pem = strdup(r->certificate_pem);
+    asg__v1__join_reply__free_unpacked(r, NULL);
+    return *cert_pem ? 0 : -1;
+}
+
+/* Asks until the manager signs (it may not have recorded the launch yet,
+ * or be restarting) or SIGTERM; the key never leaves this machine. */
+static int join_manager(struct options *o, char *err, size_t errsize)
+{
+    char ca[300], tokp[300], crt[300], key[300];
+    join_path(ca, sizeof ca, o->join_dir, "ca.crt");
+    join_path(tokp, sizeof tokp, o->join_dir, "join.token");
+    join_path(crt, sizeof crt, o->join_dir, "agent.crt");
+    join_path(key, sizeof key, o->join_dir, "agent.key");
+    if (access(crt, F_OK) == 0 && access(key, F_OK) == 0)
+        return rpc_tls_load(&o->tmpl.tls, ca, crt, key, err, errsize);
+    struct rpc_tls server_only = {0};
+    char *token = pki_read_private(tokp, 256, err, errsize);
+    if (!token || !(server_only.ca = pki_read_private(ca, 65536, err, errsize))) {
+        free(token);
+        return -1;
+    }
+    token[strcspn(token, "\r\n")] = '\0';
+    char *key_pem = NULL, *csr = NULL, *cert = NULL;
+    int rc = pki_make_request(o->tmpl.id, &key_pem, &csr, err, errsize);
+    grpc_channel *ch = rc == 0 ? rpc_channel_create(o->tmpl.manager, &server_only, RPC_MANAGER_NAME) : NULL;
+    int backoff = BACKOFF_MIN_MS;
+    while (ch && !g_sig.term && join_once(ch, o->tmpl.id, token, csr, &cert, err, errsize) != 0) {
+        log_warn("join with %s as %s failed: %s; asking again in %d ms", o->tmpl.manager, o->tmpl.id,
+                 err, backoff);
+        for (int waited = 0; waited < backoff && !g_sig.term; waited += 50)
+            sleep_ms(50);
+        backoff = backoff * 2 > JOIN_BACKOFF_MAX_MS ? JOIN_BACKOFF_MAX_MS : backoff * 2;
+    }
+    if (!cert) {
+        rc = -1;
+        if (ch)
+            snprintf(err, errsize, "stopped before the manager signed a certificate");
+    } else if (pki_write_private(key, key_pem, strlen(key_pem), err, errsize) != 0 ||
+               pki_write_private(crt, cert, strlen(cert), err, errsize) != 0) {
+        rc = -1;
+    } else {
+        unlink(tokp); /* spent: useless to anyone who reads it later */
+        log_info("joined %s as %s: certificate in %s", o->tmpl.manager, o->tmpl.id, crt);
+        rc = rpc_tls_load(&o->tmpl.tls, ca, crt, key, err, errsize);
+    }
+    if (ch)
+        grpc_channel_destroy(ch);
+    if (key_pem)
+        memset(key_pem, 0, strlen(key_pem));
+    memset(token, 0, strlen(token));
+    free(key_pem);
+    free(csr);
+    free(cert);
+    free(token);
+    rpc_tls_free(&server_only);
+    return rc;
 }
 
 /* Each agent holds a listening socket and the manager's connection to it;
@@ -485,6 +593,14 @@ int main(int argc, char **argv)
     grpc_init();
     if (o.swarm > 1)
         rpc_set_armed_per_method(1);
+    char err[300];
+    if (o.join_dir && join_manager(&o, err, sizeof err) != 0) {
+        log_error("--join %s: %s", o.join_dir, err);
+        grpc_shutdown();
+        free(srv);
+        free(ag);
+        return ASG_EXIT_FATAL;
+    }
     grpc_completion_queue *cq = rpc_cq_create();
     int started = 0;
     while (started < o.swarm && start_agent(&o, started, &ag[started], cq, &srv[started]) == 0)

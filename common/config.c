@@ -334,10 +334,6 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
     if (c->ec2_agent_path[0] != '/' || !charset(c->ec2_agent_path, "/-._"))
         return fail(e, lookup(cf, "provider.ec2.agent_path"),
                     "provider.ec2.agent_path must be an absolute path of A-Z a-z 0-9 / - . _");
-    if (c->tls_mode == TLS_AUTO)
-        return fail(e, kind,
-                    "provider \"ec2\" cannot give instances certificates yet: set tls.mode = "
-                    "\"plaintext\" and keep the monitor on a private network (see README, On AWS)");
     return 0;
 }
 

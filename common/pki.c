@@ -9,6 +9,9 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -26,6 +29,7 @@ struct pki_ca {
     char dir[256];
     X509 *cert;
     EVP_PKEY *key;
+    unsigned char join_key[32];  /* the join tokens' HMAC key */
 };
 
 void pki_dir(const struct asg_config *cfg, char *out, size_t size)
@@ -272,6 +276,74 @@ static void join(char *out, size_t size, const char *dir, const char *name)
     snprintf(out, size, "%s/%s", dir, name);
 }
 
+/* The join tokens' key: 32 random bytes, as hex, made once. */
+static int make_join_key(const char *path, char *err, size_t errsize)
+{
+    if (access(path, F_OK) == 0)
+        return 0;
+    unsigned char k[32];
+    char hex[65];
+    if (RAND_bytes(k, sizeof k) != 1) {
+        ssl_reason(err, errsize, "cannot make the join key");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof k; i++)
+        snprintf(hex + 2 * i, 3, "%02x", k[i]);
+    OPENSSL_cleanse(k, sizeof k);
+    int rc = pki_write_private(path, hex, 64, err, errsize);
+    OPENSSL_cleanse(hex, sizeof hex);
+    return rc;
+}
+
+static int read_join_key(const char *dir, unsigned char key[32], char *err, size_t errsize)
+{
+    char path[300];
+    join(path, sizeof path, dir, PKI_JOIN_KEY);
+    char *hex = pki_read_private(path, 128, err, errsize);
+    if (!hex)
+        return -1;
+    int rc = strspn(hex, "0123456789abcdef") >= 64 ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < 32; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            rc = -1;
+        key[i] = (unsigned char)v;
+    }
+    OPENSSL_cleanse(hex, strlen(hex));
+    free(hex);
+    if (rc != 0)
+        snprintf(err, errsize, "%s: not 64 hex digits", path);
+    return rc;
+}
+
+int pki_join_token(const struct pki_ca *ca, const char *launch_token, char out[PKI_JOIN_TOKEN_LEN + 1])
+{
+    static const char label[] = "asg join v1\n";
+    unsigned char msg[sizeof label + 128], mac[EVP_MAX_MD_SIZE];
+    size_t tl = strlen(launch_token);
+    unsigned int maclen = 0;
+    if (tl == 0 || tl > 128)
+        return -1;
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, launch_token, tl);
+    if (!HMAC(EVP_sha256(), ca->join_key, sizeof ca->join_key, msg, sizeof label - 1 + tl, mac, &maclen) ||
+        maclen != 32)
+        return -1;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return 0;
+}
+
+bool pki_join_token_matches(const struct pki_ca *ca, const char *launch_token, const char *token)
+{
+    char want[PKI_JOIN_TOKEN_LEN + 1];
+    if (pki_join_token(ca, launch_token, want) != 0 || strlen(token) != PKI_JOIN_TOKEN_LEN)
+        return false;
+    bool ok = CRYPTO_memcmp(want, token, PKI_JOIN_TOKEN_LEN) == 0;
+    OPENSSL_cleanse(want, sizeof want);
+    return ok;
+}
+
 int pki_prepare(const char *dir, char *err, size_t errsize)
 {
     char agents[300], cap[300], kp[300], mc[300], mk[300];
@@ -294,6 +366,10 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
             return -1;
         log_info("made a certificate authority for mutual TLS in %s", dir);
     }
+    char jk[300];
+    join(jk, sizeof jk, dir, PKI_JOIN_KEY);
+    if (make_join_key(jk, err, errsize) != 0)
+        return -1;
     struct pki_ca *ca = pki_ca_open(dir, err, errsize);
     if (!ca)
         return -1;
@@ -358,6 +434,10 @@ struct pki_ca *pki_ca_open(const char *dir, char *err, size_t errsize)
         pki_ca_close(ca);
         return NULL;
     }
+    if (read_join_key(dir, ca->join_key, err, errsize) != 0) {
+        pki_ca_close(ca);
+        return NULL;
+    }
     return ca;
 }
 
@@ -367,6 +447,7 @@ void pki_ca_close(struct pki_ca *ca)
         return;
     X509_free(ca->cert);
     EVP_PKEY_free(ca->key);
+    OPENSSL_cleanse(ca->join_key, sizeof ca->join_key);
     free(ca);
 }
 

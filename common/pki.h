@@ -19,6 +19,8 @@ struct rpc_tls;
 #define PKI_CA_KEY "ca.key"
 #define PKI_MGR_CERT "manager.crt"
 #define PKI_MGR_KEY "manager.key"
+#define PKI_JOIN_KEY "join.key"   /* HMAC key of the EC2 join tokens */
+#define PKI_JOIN_TOKEN_LEN 64
 
 /* The directory cfg uses: tls.dir, or /var/lib/asg/GROUP. */
 void pki_dir(const struct asg_config *cfg, char *out, size_t size);
@@ -56,6 +58,14 @@ int pki_sign_request(struct pki_ca *ca, const char *csr_pem, size_t csr_len, con
 /* A new EC key and a certificate request for cn, both PEM, malloc'd (the
  * agent's side of a join). */
 int pki_make_request(const char *cn, char **key_pem, char **csr_pem, char *err, size_t errsize);
+
+/* EC2 bootstrap. An instance's one-time join token, written into its user
+ * data: HMAC-SHA256 under the manager's join key of its launch token (the
+ * RunInstances ClientToken), as 64 hex digits. So a token is good for the
+ * one launch it was made for, and only the manager can make one. */
+int pki_join_token(const struct pki_ca *ca, const char *launch_token, char out[PKI_JOIN_TOKEN_LEN + 1]);
+/* Compared in constant time. */
+bool pki_join_token_matches(const struct pki_ca *ca, const char *launch_token, const char *token);
 
 /* The CA certificate's PEM text, malloc'd. */
 char *pki_ca_pem(struct pki_ca *ca);

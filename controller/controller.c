@@ -207,6 +207,7 @@ static void plan_launch(struct ctl *c, const char *why, int64_t now)
     }
     r->launch_ms = now;
     r->flags = ROW_F_UNCONFIRMED;
+    provider_launch_token(&c->prov, id, r->launch_token, sizeof r->launch_token);
     row_set_state(r, ROW_PENDING, why, now);
     row_write_end(c->t, r);
     add_op(c, OP_LAUNCH, r);
@@ -433,7 +434,7 @@ static const struct provider_instance *match(const struct ctl *c, const struct t
                                              const struct provider_instance *list, size_t n)
 {
     char tok[72];
-    snprintf(tok, sizeof tok, "%.40s-%016llx", r->id, (unsigned long long)c->prov.nonce);
+    provider_launch_token(&c->prov, r->id, tok, sizeof tok);
     for (size_t k = 0; k < n; k++)
         if (strcmp(list[k].id, r->id) == 0 || (list[k].token[0] && strcmp(list[k].token, tok) == 0))
             return &list[k];
@@ -457,6 +458,8 @@ static void update_from_provider(struct ctl *c, struct table_row *r, const struc
     r->flags &= ~ROW_F_UNCONFIRMED;
     if (!r->addr[0] && pi->addr[0])
         copy_str(r->addr, sizeof r->addr, pi->addr);
+    if (!r->launch_token[0])
+        copy_str(r->launch_token, sizeof r->launch_token, pi->token);
     row_write_end(c->t, r);
 }
 
@@ -471,6 +474,7 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
     r->pid_start = pi->pid_start;
     r->launch_ms = now;
     copy_str(r->addr, sizeof r->addr, pi->addr);
+    copy_str(r->launch_token, sizeof r->launch_token, pi->token);
     row_set_state(r, ROW_PENDING, "adopted from the provider", now);
     row_write_end(c->t, r);
     table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",

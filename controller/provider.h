@@ -77,8 +77,19 @@ extern const struct provider_ops provider_local_ops;
 extern const struct provider_ops provider_ec2_ops;
 int provider_ec2_init(struct provider *p, char *err, size_t errsize);
 void provider_ec2_free(struct provider *p);
-/* The user data script an instance boots with. */
-int ec2_user_data(const struct asg_config *cfg, const char *manager, char *out, size_t size);
+/* A launch's idempotency token (ec2: the ClientToken and asg:token tag):
+ * the row's first id and the table's nonce. */
+void provider_launch_token(const struct provider *p, const char *id, char *out, size_t size);
+
+/* Where the user data puts the agent's CA, join token and, once joined,
+ * its key and certificate. */
+#define EC2_AGENT_STATE_DIR "/var/lib/asg-agent"
+
+/* The user data script an instance boots with. With tls.mode = "auto"
+ * (ca_pem and join_token set) it hands the agent the manager's CA and the
+ * one-time join token; the agent then joins for its certificate. */
+int ec2_user_data(const struct asg_config *cfg, const char *manager, const char *ca_pem,
+                  const char *join_token, char *out, size_t size);
 /* Finds asg-agent processes whose --id starts with "<group>-" (every
  * asg-agent process when group is NULL). */
 int local_scan_proc(const char *group, struct provider_instance **out, size_t *n);

@@ -8,8 +8,10 @@
 #define _GNU_SOURCE
 #include "provider.h"
 #include "../aws/ec2.h"
+#include "../common/pki.h"
 #include "../common/util.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 
 struct ec2_priv {
     struct ec2_client client;
+    char *ca_pem;                    /* tls.mode auto: goes into every user data */
     struct provider_instance *cache; /* last DescribeInstances of the group */
     size_t ncache;
     bool cache_ok;
@@ -28,25 +31,36 @@ struct ec2_priv {
 
 static struct ec2_priv *priv(struct provider *p) { return p->priv; }
 
-int ec2_user_data(const struct asg_config *cfg, const char *manager, char *out, size_t size)
+int ec2_user_data(const struct asg_config *cfg, const char *manager, const char *ca_pem,
+                  const char *join_token, char *out, size_t size)
 {
     /* The agent learns its id and address from the instance metadata
-     * (IMDSv2) and registers with the manager. */
+     * (IMDSv2) and registers with the manager. With TLS, the CA and the
+     * token go to a 0700 directory first (never on a command line, which
+     * every local user can read), and the agent joins with them. */
+    bool tls = ca_pem && join_token;
     int n = snprintf(out, size,
         "#!/bin/sh\n"
         "# asg agent bootstrap, written by asgd for group %s\n"
+        "set -e\n"
         "md=http://169.254.169.254/latest\n"
         "tok=$(curl -sf -X PUT $md/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')\n"
         "id=$(curl -sf -H \"X-aws-ec2-metadata-token: $tok\" $md/meta-data/instance-id)\n"
-        "ip=$(curl -sf -H \"X-aws-ec2-metadata-token: $tok\" $md/meta-data/local-ipv4)\n"
-        "exec %s --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s\n",
-        cfg->group_name, cfg->ec2_agent_path, cfg->ec2_agent_port, cfg->ec2_agent_port, manager);
+        "ip=$(curl -sf -H \"X-aws-ec2-metadata-token: $tok\" $md/meta-data/local-ipv4)\n",
+        cfg->group_name);
+    if (n > 0 && (size_t)n < size && tls)
+        n += snprintf(out + n, size - (size_t)n,
+            "umask 077\n"
+            "mkdir -p %s\n"
+            "cat > %s/ca.crt <<'ASG_CA'\n%sASG_CA\n"
+            "echo %s > %s/join.token\n",
+            EC2_AGENT_STATE_DIR, EC2_AGENT_STATE_DIR, ca_pem, join_token, EC2_AGENT_STATE_DIR);
+    if (n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n,
+            "exec %s --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s%s%s\n",
+            cfg->ec2_agent_path, cfg->ec2_agent_port, cfg->ec2_agent_port, manager,
+            tls ? " --join " : "", tls ? EC2_AGENT_STATE_DIR : "");
     return n > 0 && (size_t)n < size ? 0 : -1;
-}
-
-static void token_of(struct provider *p, const char *id, char *out, size_t size)
-{
-    snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
 }
 
 static void fill_instance(struct provider *p, const struct ec2_instance *in,
@@ -141,7 +155,7 @@ static const struct provider_instance *cached(struct provider *p, const struct t
 {
     struct ec2_priv *s = priv(p);
     char tok[72];
-    token_of(p, r->id, tok, sizeof tok);
+    provider_launch_token(p, r->id, tok, sizeof tok);
     for (size_t i = 0; i < s->ncache; i++)
         if (strcmp(s->cache[i].id, r->id) == 0 || strcmp(s->cache[i].token, tok) == 0)
             return &s->cache[i];
@@ -157,13 +171,20 @@ static int ec2_launch(struct provider *p, const char *id, struct provider_instan
         snprintf(err, errsize, "no manager address for the agents yet");
         return LAUNCH_FAILED;
     }
-    char script[2048], b64[2900], tok[72];
-    if (ec2_user_data(c, manager, script, sizeof script) != 0) {
+    char script[4096], b64[5500], tok[72], join_token[PKI_JOIN_TOKEN_LEN + 1] = "";
+    provider_launch_token(p, id, tok, sizeof tok);
+    if (p->ca && pki_join_token(p->ca, tok, join_token) != 0) {
+        snprintf(err, errsize, "cannot make the join token");
+        return LAUNCH_FAILED;
+    }
+    int rc = ec2_user_data(c, manager, priv(p)->ca_pem, p->ca ? join_token : NULL, script, sizeof script);
+    OPENSSL_cleanse(join_token, sizeof join_token);
+    if (rc != 0) {
         snprintf(err, errsize, "user data too long");
         return LAUNCH_FAILED;
     }
     EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)script, (int)strlen(script));
-    token_of(p, id, tok, sizeof tok);
+    OPENSSL_cleanse(script, sizeof script);
     struct ec2_form f = {.len = 0};
     ec2_form_add(&f, "MinCount", "1");
     ec2_form_add(&f, "MaxCount", "1");
@@ -189,6 +210,7 @@ static int ec2_launch(struct provider *p, const char *id, struct provider_instan
         ec2_form_add(&f, key, sg);
     }
     ec2_form_add(&f, "UserData", b64);
+    OPENSSL_cleanse(b64, sizeof b64);
     ec2_form_add(&f, "TagSpecification.1.ResourceType", "instance");
     ec2_form_add(&f, "TagSpecification.1.Tag.1.Key", TAG_GROUP);
     ec2_form_add(&f, "TagSpecification.1.Tag.1.Value", c->group_name);
@@ -288,6 +310,17 @@ int provider_ec2_init(struct provider *p, char *err, size_t errsize)
     s->client.abort_flag = p->abort_flag;
     p->priv = s;
     p->ops = &provider_ec2_ops;
+    if (p->cfg->tls_mode == TLS_AUTO) {
+        /* The CA signs nothing here: it makes the join tokens and its
+         * certificate goes to every instance. */
+        pki_dir(p->cfg, p->tls_dir, sizeof p->tls_dir);
+        if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)) || !(s->ca_pem = pki_ca_pem(p->ca))) {
+            if (p->ca)
+                snprintf(err, errsize, "cannot write the CA certificate as PEM");
+            provider_ec2_free(p);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -298,6 +331,7 @@ void provider_ec2_free(struct provider *p)
         return;
     ec2_client_free(&s->client);
     free(s->cache);
+    free(s->ca_pem);
     free(s);
     p->priv = NULL;
 }

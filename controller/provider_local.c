@@ -67,6 +67,11 @@ static struct provider_instance *find_cache;
 static size_t find_cache_n;
 static int64_t find_cache_ms;
 
+void provider_launch_token(const struct provider *p, const char *id, char *out, size_t size)
+{
+    snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
+}
+
 void provider_free(struct provider *p)
 {
     if (p->ops == &provider_ec2_ops)

@@ -235,6 +235,114 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
     asg__v1__deregister_request__free_unpacked(in, NULL);
 }
 
+/* ---- Join: an EC2 instance's first call ---- */
+
+/* With the lock held: may the caller spend instance id's join token? The
+ * instance must be one this manager launched (its row has the launch token
+ * the join token was made from), still booting, never joined, and calling
+ * from its own address. GRPC_STATUS_OK, or why not. */
+static grpc_status_code may_join(struct monitor *m, const Asg__V1__JoinRequest *in,
+                                 struct table_row **row, char *why, size_t n)
+{
+    struct table_row *r = table_find(m->t, in->instance_id);
+    char caller[48], host[TABLE_ADDR_MAX];
+    if (!r) {
+        /* Also an instance whose launch the controller has not recorded
+         * yet: the agent asks again. */
+        snprintf(why, n, "instance %s is not in the group", in->instance_id);
+        return GRPC_STATUS_NOT_FOUND;
+    }
+    if (r->flags & ROW_F_JOINED) {
+        snprintf(why, n, "instance %s was not launched by this manager", r->id);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (r->cert_issued_ms) {
+        snprintf(why, n, "instance %s has already spent its join token", r->id);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (r->state != ROW_PENDING) {
+        snprintf(why, n, "instance %s is %s, not booting", r->id, row_state_name(r->state));
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (!r->launch_token[0] || !pki_join_token_matches(m->ca, r->launch_token, in->join_token)) {
+        snprintf(why, n, "wrong join token for instance %s", r->id);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    copy_str(host, sizeof host, r->addr);
+    host[strcspn(host, ":")] = '\0';
+    if (host[0] && rpc_peer_host(caller, sizeof caller) && strcmp(host, caller) != 0) {
+        snprintf(why, n, "instance %.64s is at %.47s, the join came from %.47s", r->id, host, caller);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    *row = r;
+    return GRPC_STATUS_OK;
+}
+
+static bool join_request_valid(const Asg__V1__JoinRequest *in, char *why, size_t n)
+{
+    if (!valid_instance_id(in->instance_id, strlen(in->instance_id))) {
+        snprintf(why, n, "instance_id must be 1..63 of A-Z a-z 0-9 . _ -");
+        return false;
+    }
+    if (strlen(in->join_token) != PKI_JOIN_TOKEN_LEN ||
+        strspn(in->join_token, "0123456789abcdef") != PKI_JOIN_TOKEN_LEN) {
+        snprintf(why, n, "join_token must be %d lowercase hex digits", PKI_JOIN_TOKEN_LEN);
+        return false;
+    }
+    size_t csr = strlen(in->csr_pem);
+    if (csr == 0 || csr > 4096) {
+        snprintf(why, n, "csr_pem must be 1..4096 bytes");
+        return false;
+    }
+    return true;
+}
+
+void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                    struct rpc_reply *out)
+{
+    (void)peer; /* a joining instance has no certificate yet */
+    struct monitor *m = ctx;
+    Asg__V1__JoinRequest *in = asg__v1__join_request__unpack(NULL, len, req);
+    char why[200];
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed JoinRequest");
+        return;
+    }
+    if (!m->ca) {
+        rpc_reply_error(out, GRPC_STATUS_UNIMPLEMENTED, "this manager has no EC2 instances to join");
+    } else if (!join_request_valid(in, why, sizeof why)) {
+        refused(m, REFUSED_JOIN, "join refused: %s", why);
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
+    } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
+    } else {
+        struct table_row *r = NULL;
+        char *cert = NULL;
+        grpc_status_code st = may_join(m, in, &r, why, sizeof why);
+        if (st == GRPC_STATUS_OK &&
+            pki_sign_request(m->ca, in->csr_pem, strlen(in->csr_pem), r->id, &cert, why, sizeof why) != 0)
+            st = GRPC_STATUS_INVALID_ARGUMENT;
+        if (st == GRPC_STATUS_OK) {
+            row_write_begin(r);
+            r->cert_issued_ms = now_ms();
+            row_write_end(m->t, r);
+            table_note(m->t, EV_LAUNCH, r->id, LOG_LVL_INFO,
+                       "instance %s joined: join token spent, certificate issued", r->id);
+        }
+        table_unlock(m->t);
+        if (st == GRPC_STATUS_OK) {
+            Asg__V1__JoinReply rep = ASG__V1__JOIN_REPLY__INIT;
+            rep.certificate_pem = cert;
+            rpc_reply_msg(out, &rep.base);
+        } else {
+            refused(m, REFUSED_JOIN, "join of %.64s refused: %s", in->instance_id, why);
+            rpc_reply_error(out, st, "%s", why);
+        }
+        free(cert);
+    }
+    asg__v1__join_request__free_unpacked(in, NULL);
+}
+
 /* ---- probes ---- */
 
 static void round_done(struct monitor *m)
@@ -466,13 +574,13 @@ static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *m
     const char *want = port0 && table_read_hdr(m->t, &h) && h.monitor_addr[0] ? h.monitor_addr : addr;
     int64_t deadline = now_ms() + m->cfg.drain_timeout_ms;
     while (!srv && !g_sig.term) {
-        srv = rpc_server_start(want, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
+        srv = rpc_server_start(want, methods, m->ca ? 3 : 2, m->cq, &m->tls, &port, err, sizeof err);
         if (srv || now_ms() >= deadline)
             break;
         sleep_ms(50);
     }
     if (!srv && want != addr)
-        srv = rpc_server_start(addr, methods, 2, m->cq, &m->tls, &port, err, sizeof err);
+        srv = rpc_server_start(addr, methods, m->ca ? 3 : 2, m->cq, &m->tls, &port, err, sizeof err);
     if (!srv) {
         log_error("monitor.listen: %s", err);
         return NULL;
@@ -534,8 +642,18 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     m.in_flight = calloc(m.nslots, sizeof *m.in_flight);
     if (!m.slots || !m.in_flight)
         abort();
-    struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m},
-                                   {M_MONITOR_DEREGISTER, monitor_h_deregister, &m}};
+    /* EC2 instances boot with no certificate: they join for one. */
+    if (m.cfg.provider_kind == PROVIDER_EC2 && rpc_tls_on(&m.tls)) {
+        char dir[256];
+        pki_dir(&m.cfg, dir, sizeof dir);
+        if (!(m.ca = pki_ca_open(dir, err, sizeof err))) {
+            log_error("tls: %s", err);
+            return ASG_EXIT_FATAL;
+        }
+    }
+    struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m, false},
+                                   {M_MONITOR_DEREGISTER, monitor_h_deregister, &m, false},
+                                   {M_MONITOR_JOIN, monitor_h_join, &m, true}};
     char bound[TABLE_ADDR_MAX];
     struct rpc_server *srv = listen_monitor(&m, methods, bound, sizeof bound);
     if (!srv) {
@@ -579,5 +697,6 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     free(m.in_flight);
     grpc_shutdown();
     rpc_tls_free(&m.tls);
+    pki_ca_close(m.ca);
     return 0;
 }

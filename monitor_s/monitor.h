@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../common/config.h"
+#include "../common/pki.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
 
@@ -55,6 +56,7 @@ struct monitor {
     uint64_t round;           /* rounds started */
     bool deferred;            /* this round left slots for lack of a turn */
     struct rpc_tls tls;       /* mutual TLS, or all NULL */
+    struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
 };
 
 /* Register and Deregister: the request is checked (wire format, id,
@@ -63,5 +65,11 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
                         struct rpc_reply *out);
 void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char *peer,
                           struct rpc_reply *out);
+/* Join (EC2 with tls.mode = "auto", the only call allowed without a
+ * client certificate): an instance the manager launched and that has not
+ * registered yet spends its one-time token for a certificate (CN = its
+ * id). */
+void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                    struct rpc_reply *out);
 
 #endif

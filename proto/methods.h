@@ -7,6 +7,7 @@
 #define M_AGENT_SET_LOAD "/asg.v1.Agent/SetLoad"
 #define M_MONITOR_REGISTER "/asg.v1.Monitor/Register"
 #define M_MONITOR_DEREGISTER "/asg.v1.Monitor/Deregister"
+#define M_MONITOR_JOIN "/asg.v1.Monitor/Join"
 #define M_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 
 #endif

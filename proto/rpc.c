@@ -291,9 +291,11 @@ static void srv_req_done(struct rpc_tag *tag, bool ok)
             char peer[128];
             uint8_t *req = buffer_bytes(q->payload, &len);
             bool known = s->tls && peer_name(q->call, peer, sizeof peer);
+            if (s->tls && !known)
+                peer[0] = '\0';
             if (!req) {
                 rpc_reply_error(&r, GRPC_STATUS_INTERNAL, "cannot read request");
-            } else if (s->tls && !known) {
+            } else if (s->tls && !known && !q->method->anonymous) {
                 rpc_reply_error(&r, GRPC_STATUS_UNAUTHENTICATED, "no verified client certificate");
             } else {
                 current_call = q->call;
@@ -401,8 +403,13 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     grpc_server_credentials *creds;
     if (rpc_tls_on(tls)) {
         grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
+        bool anonymous = false;
+        for (size_t i = 0; i < nmethods; i++)
+            anonymous |= methods[i].anonymous;
         creds = grpc_ssl_server_credentials_create_ex(
-            tls->ca, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+            tls->ca, &pair, 1,
+            anonymous ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
         s->tls = true;
     } else {
         creds = grpc_insecure_server_credentials_create();
@@ -476,7 +483,7 @@ grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls,
     grpc_channel_credentials *creds;
     if (rpc_tls_on(tls)) {
         grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
-        creds = grpc_ssl_credentials_create(tls->ca, &pair, NULL, NULL);
+        creds = grpc_ssl_credentials_create(tls->ca, tls->cert ? &pair : NULL, NULL, NULL);
         /* Check the peer's certificate against its role name, whatever
          * address was dialled (instances come and go by IP). */
         args[ca.num_args].type = GRPC_ARG_STRING;

@@ -45,7 +45,8 @@ struct rpc_reply {
 typedef void (*rpc_handler)(void *ctx, const uint8_t *req, size_t len, const char *peer,
                             struct rpc_reply *out);
 
-/* Mutual TLS material, PEM text read from files. All NULL: plaintext. */
+/* Mutual TLS material, PEM text read from files. All NULL: plaintext.
+ * ca alone (a client): the server is verified, no certificate is shown. */
 struct rpc_tls {
     char *ca;
     char *cert;
@@ -72,6 +73,11 @@ struct rpc_method {
     const char *name;          /* "/asg.v1.Agent/Ping" */
     rpc_handler fn;
     void *ctx;
+    /* With TLS, callable by a caller that presents no certificate (its
+     * peer is then ""); every other method still needs a verified one. A
+     * server with such a method asks for client certificates instead of
+     * requiring them. */
+    bool anonymous;
 };
 
 struct rpc_server;

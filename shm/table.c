@@ -27,7 +27,8 @@ const double probe_bucket_ms[PROBE_BUCKETS - 1] = {0.5, 1, 2.5, 5, 10, 25, 50, 1
 const char *event_kind_name(uint32_t k) { return k < EV_KIND_COUNT ? event_names[k] : "?"; }
 const char *action_cause_name(uint32_t c) { return c < CAUSE_COUNT ? cause_names[c] : "?"; }
 
-static const char *const refusal_names[] = {"register", "deregister", "control", "http"};
+static const char *const refusal_names[REFUSED_COUNT] = {"register", "deregister", "control", "http",
+                                                           "join"};
 const char *refusal_kind_name(uint32_t k) { return k < REFUSED_COUNT ? refusal_names[k] : "?"; }
 
 const char *row_state_name(uint32_t st)
@@ -405,6 +406,10 @@ int table_repair(struct table *t)
         }
         if (!str_terminated(r->reason, sizeof r->reason)) {
             r->reason[0] = '\0';
+            bad = true;
+        }
+        if (!str_terminated(r->launch_token, sizeof r->launch_token)) {
+            r->launch_token[0] = '\0'; /* a join against it then fails */
             bad = true;
         }
         if (r->hist_head >= TABLE_HIST || r->hist_len > TABLE_HIST) {

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 7
+#define TABLE_VERSION 8
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -52,6 +52,8 @@ struct table_row {
     uint32_t flags;              /* ROW_F_* */
     uint32_t pad;
     uint64_t pid_start;          /* its start time, against pid reuse */
+    char launch_token[72];       /* controller: the launch's idempotency token (ec2 ClientToken) */
+    int64_t cert_issued_ms;      /* monitor: when its join token was spent (ec2 bootstrap), 0 if not */
     double load, cpu, mem;       /* last sample, fractions 0..1 */
     bool has_sample;
     bool load_pinned;
@@ -103,7 +105,7 @@ enum drain_kind { DRAIN_NONE = 0, DRAIN_STOP = 1, DRAIN_KEEP_INSTANCES = 2 };
 /* Requests refused from strangers or bad peers, counted for /metrics (their
  * log lines are rate-limited, these are not). */
 enum refusal_kind { REFUSED_REGISTER, REFUSED_DEREGISTER, REFUSED_CONTROL, REFUSED_HTTP,
-                    REFUSED_COUNT };
+                    REFUSED_JOIN, REFUSED_COUNT };
 const char *refusal_kind_name(uint32_t kind);
 
 /* Controller state that must survive a controller restart. */

@@ -47,6 +47,10 @@ START_TEST(test_good_file_applies_values)
     ck_assert_int_eq(c.provider_kind, PROVIDER_EC2);
     ck_assert_str_eq(c.ec2_security_group_ids, "sg-1,sg-2");
     ck_assert_str_eq(c.ec2_instance_type, "t2.micro");
+    ck_assert_int_eq(c.tls_mode, TLS_PLAINTEXT);
+    /* Without tls.mode, an EC2 group is mutual TLS too (instances join). */
+    ck_assert_msg(config_load_string(strchr(ec2, '\n') + 1, "e.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.tls_mode, TLS_AUTO);
 }
 END_TEST
 
@@ -104,8 +108,6 @@ static const struct bad bad_files[] = {
     {"status = {\n listen = \"0.0.0.0:9180\";\n};\n", 2, "set status.token"},
     {"monitor = {\n listen = \"0.0.0.0:7301\";\n};\ntls = {\n mode = \"plaintext\";\n};\n", 5,
      "off loopback: anyone on the network"},
-    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; image_id = \"ami-1\"; };\n};\n", 2,
-     "cannot give instances certificates yet"},
 };
 
 START_TEST(test_bad_file_names_the_line)

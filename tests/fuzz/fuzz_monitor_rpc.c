@@ -1,5 +1,6 @@
-/* Fuzz target: the Monitor service's Register and Deregister, against a
- * real shared table. The first byte picks the method (and adoption). */
+/* Fuzz target: the Monitor service's Register, Deregister and Join, against
+ * a real shared table and a real CA. The first byte picks the method (and
+ * adoption). */
 #include <grpc/status.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,10 +16,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct table T;
 static char name[64];
 
+static char ca_dir[] = "/tmp/asg-fuzz-ca-XXXXXX";
+
 static void remove_table(void)
 {
     table_detach(&T);
     table_unlink(name);
+    char cmd[80];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ca_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", ca_dir);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -35,6 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         atexit(remove_table);
         m.t = &T;
         config_defaults(&m.cfg);
+        if (!mkdtemp(ca_dir) || pki_prepare(ca_dir, err, sizeof err) != 0 ||
+            !(m.ca = pki_ca_open(ca_dir, err, sizeof err))) {
+            fprintf(stderr, "fuzz: CA: %s\n", err);
+            abort();
+        }
     }
     if (size == 0)
         return 0;
@@ -44,7 +56,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m.cfg.adopt_unknown = (data[0] & 2) != 0;
     struct rpc_reply r;
     memset(&r, 0, sizeof r);
-    if (data[0] & 1)
+    if (data[0] & 8)
+        monitor_h_join(&m, data + 1, size - 1, "", &r);
+    else if (data[0] & 1)
         monitor_h_deregister(&m, data + 1, size - 1, (data[0] & 4) ? "a-*" : NULL, &r);
     else
         monitor_h_register(&m, data + 1, size - 1, (data[0] & 4) ? "a-*" : NULL, &r);

@@ -4,16 +4,22 @@
 - Every request's SigV4 signature is checked with botocore (an
   implementation we did not write); a bad one gets 401 AuthFailure.
 - Instances live in memory; each one is a real asg-agent process started
-  from the instance's user data (its --manager), as the instance would.
+  from the instance's user data (its --manager), as the instance would;
+  with --join in it, the CA and join token go to a 0700 directory of its
+  own under --state-dir, as the script puts them in /var/lib/asg-agent.
 - DescribeInstances filters by tag and state and pages with NextToken.
 - RunInstances honours ClientToken: the same token returns the same
   instance, never a second one.
 - Faults are injected on request: throttling, 500s, timeouts, and 500s or
-  timeouts *after* the instance was created (the caller never learns).
+  timeouts *after* the instance was created (the caller never learns);
+  "no-agent" creates an instance whose agent never starts.
 - /latest/... serves IMDSv2 (token, role, temporary credentials).
-- /_fake/stats and /_fake/fault are the test's control (unsigned).
+- /_fake/stats and /_fake/fault are the test's control (unsigned);
+  /_fake/user_data/ID shows an instance's user data, as the EC2 API shows
+  it to the account's users.
 
-Usage: fake_ec2.py --agent PATH [--page-size N]; prints its port first."""
+Usage: fake_ec2.py --agent PATH --state-dir DIR [--page-size N]; prints
+its port first."""
 import argparse
 import base64
 import json
@@ -67,14 +73,32 @@ def instance_xml(i):
                i["launch_time"], xml_escape(i["token"]), tags))
 
 
+def write_private(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def start_agent(inst, user_data):
-    """Run what the user data would: an agent registering with --manager."""
+    """Run what the user data would: an agent registering with --manager;
+    with --join, first the CA and the join token into a 0700 directory."""
+    inst["user_data"] = user_data
     m = re.search(r"--manager (\S+)", user_data)
     if not m:
         return
-    p = subprocess.Popen([ARGS.agent, "--listen", "127.0.0.1:0", "--id", inst["id"],
-                          "--manager", m.group(1)],
-                         stdout=subprocess.DEVNULL, stderr=sys.stderr)
+    args = [ARGS.agent, "--listen", "127.0.0.1:0", "--id", inst["id"], "--manager", m.group(1)]
+    if " --join " in user_data:
+        ca = re.search(r"<<'ASG_CA'\n(.*?)ASG_CA\n", user_data, re.S)
+        tok = re.search(r"^echo ([0-9a-f]{64}) > \S+/join\.token$", user_data, re.M)
+        if not ca or not tok:
+            sys.stderr.write("fake_ec2: user data with --join but no CA or token\n")
+            return
+        d = os.path.join(ARGS.state_dir, inst["id"])
+        os.mkdir(d, 0o700)
+        write_private(os.path.join(d, "ca.crt"), ca.group(1))
+        write_private(os.path.join(d, "join.token"), tok.group(1) + "\n")
+        args += ["--join", d]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     inst["pid"] = p.pid
     inst["proc"] = p
 
@@ -140,6 +164,14 @@ class Handler(BaseHTTPRequestHandler):
                             reasons=reasons,
                             pids=[i["pid"] for i in INSTANCES.values() if i["pid"]])
             return self.reply(200, json.dumps(body), "application/json")
+        if self.path.startswith("/_fake/user_data/"):
+            # What DescribeInstanceAttribute (userData) shows an account's users.
+            with LOCK:
+                inst = INSTANCES.get(self.path[len("/_fake/user_data/"):])
+                data = inst.get("user_data", "") if inst else None
+            if data is None:
+                return self.reply(404, "no such instance", "text/plain")
+            return self.reply(200, data, "text/plain")
         if self.path.startswith("/latest/"):
             if self.headers.get("X-aws-ec2-metadata-token") not in IMDS_TOKENS:
                 return self.reply(401, "IMDSv2 token required", "text/plain")
@@ -213,6 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "timeout":
             time.sleep(ARGS.stall)
             return self.error(500, "InternalError", "too late")
+        self.fault = fault
         handler = getattr(self, "act_" + action, None)
         if not handler:
             return self.error(400, "InvalidAction", "The action %s is not valid" % action)
@@ -250,7 +283,10 @@ class Handler(BaseHTTPRequestHandler):
                     TOKENS[token] = iid
                 STATS["created"] += 1
                 user_data = base64.b64decode(form.get("UserData", "")).decode()
-                start_agent(inst, user_data)
+                if self.fault == "no-agent":     # an instance whose boot never gets far
+                    inst["user_data"] = user_data
+                else:
+                    start_agent(inst, user_data)
                 later(0.3, lambda: set_state(iid, "running"))
             xml = instance_xml(inst)
         return 200, ("<RunInstancesResponse xmlns=\"%s\"><requestId>%s</requestId>"
@@ -342,6 +378,7 @@ def main():
     ap.add_argument("--agent", required=True)
     ap.add_argument("--page-size", type=int, default=2)
     ap.add_argument("--stall", type=float, default=2.0)
+    ap.add_argument("--state-dir", required=True, help="the instances' own directories go here")
     ARGS = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True

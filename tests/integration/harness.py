@@ -305,9 +305,11 @@ class FakeEC2:
 
     def __init__(self, page_size=2, stall=2.0):
         import urllib.request  # noqa: F401
+        self.dir = tempfile.mkdtemp(prefix="asg-fake-ec2-")
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(ROOT, "tests/integration/fake_ec2.py"),
-             "--agent", BIN + "/asg-agent", "--page-size", str(page_size), "--stall", str(stall)],
+             "--agent", BIN + "/asg-agent", "--page-size", str(page_size), "--stall", str(stall),
+             "--state-dir", self.dir],
             stdout=subprocess.PIPE, text=True)
         STARTED.add(self.proc.pid)
         self.port = int(self.proc.stdout.readline())
@@ -334,6 +336,11 @@ class FakeEC2:
     def kill_instance(self, iid):
         self._call("/_fake/kill", iid.encode())
 
+    def user_data(self, iid):
+        import urllib.request
+        with urllib.request.urlopen(self.endpoint + "/_fake/user_data/" + iid, timeout=10) as r:
+            return r.read().decode()
+
     def stop(self):
         try:
             self.stats()
@@ -343,6 +350,7 @@ class FakeEC2:
         for pid in self.pids:
             if alive(pid) and ours(pid):
                 kill_pid(pid)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 EC2_ENV = {"AWS_ACCESS_KEY_ID": "AKIDASGTEST",
@@ -351,10 +359,12 @@ EC2_ENV = {"AWS_ACCESS_KEY_ID": "AKIDASGTEST",
            "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-def ec2_sections(fake, **group):
+def ec2_sections(fake, tls=False, **group):
+    """A group on the fake EC2; tls=True keeps the default mutual TLS
+    (instances join), else plaintext."""
     g = {"min_instances": 2, "max_instances": 4, "desired_instances": 2}
     g.update(group)
-    return {"group": g, "tls": {"mode": "plaintext"},
+    return {"group": g, "tls": {} if tls else {"mode": "plaintext"},
             "provider": {"kind": "ec2", "boot_timeout_ms": 15000,
                          "ec2": {"region": "us-east-1", "endpoint": fake.endpoint,
                                  "image_id": "ami-12345678", "instance_type": "t3.micro",

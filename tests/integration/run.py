@@ -4,10 +4,12 @@ Prints one line per test, the measured figures, and 'N passed, N failed'."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -1283,11 +1285,13 @@ def init_script_start_reload_status_stop():
 
 # ---- provider ec2 against a local EC2 endpoint (issue 4) ----
 
-def with_ec2(name, env=None, fake_args=None, **group):
+def with_ec2(name, env=None, fake_args=None, tls=False, **group):
     """Decorator: a FakeEC2 and a Manager on it (not started): fn(m, fake, env)."""
     def before(sections):
         fake = FakeEC2(**(fake_args or {}))
-        sections.update(ec2_sections(fake, **group))
+        secs = ec2_sections(fake, tls=tls, **group)
+        secs["tls"].update(sections.get("tls", {}))
+        sections.update(secs)
         return (fake, dict(EC2_ENV, **(env or {}))), fake.stop
     return scenario(name, before=before, start=False)
 
@@ -1362,10 +1366,11 @@ def ec2_faults_cause_no_duplicates(m, fake, env):
 
 
 @with_ec2("ec2adopt", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                          "AWS_EC2_METADATA_DISABLED": "false"})
+                          "AWS_EC2_METADATA_DISABLED": "false"}, tls=True)
 def ec2_whole_manager_killed_adopts_every_instance(m, fake, env):
     """Credentials from the instance metadata (IMDSv2 on the fake); the
-    manager is killed with its table and rebuilds it from DescribeInstances."""
+    manager is killed with its table and rebuilds it from DescribeInstances;
+    the instances, joined before, register again with their certificates."""
     env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = fake.endpoint
     # As on EC2, the manager's address is fixed: agents find it again.
     m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % free_port()
@@ -1406,6 +1411,87 @@ def ec2_bad_credentials_are_refused_by_the_fake():
     finally:
         m.cleanup()
         fake.stop()
+
+
+@with_ec2("ec2join", tls=True)
+def ec2_instances_join_for_their_certificates(m, fake, env):
+    """tls.mode = auto on EC2: each instance's user data carries the CA and
+    a one-time join token made for its launch; the agent joins, gets a
+    certificate whose CN is its instance id, and registers over mutual TLS.
+    A token is good once, for its own instance only; a caller without a
+    certificate can make no other call."""
+    grpc, asg_pb2, stubs, _, _ = python_stubs()
+    m.start(env=env)
+    s = m.wait_running(2, timeout=30)
+    assert "plaintext" not in m.log()
+    for i in s["instances"]:
+        d = os.path.join(fake.dir, i["id"])
+        assert not os.path.exists(os.path.join(d, "join.token")), "a spent token was kept"
+        r = run(["openssl", "x509", "-noout", "-subject", "-in", d + "/agent.crt"])
+        assert ("CN = %s" % i["id"]) in r.stdout, r
+        m.wait_log(r"instance %s joined: join token spent" % i["id"])
+    # The next launch boots no agent: its instance waits, pending, to join.
+    fake.fault("RunInstances", "no-agent")
+    victim = s["instances"][0]
+    fake.kill_instance(victim["id"])
+    pending = wait_for(lambda: [i for i in m.status()["instances"]
+                                if i["state"] == "pending" and i["id"].startswith("i-")], 20,
+                       "an instance that boots no agent")[0]["id"]
+
+    def token_of(iid):
+        return re.search(r"^echo ([0-9a-f]{64}) > ", fake.user_data(iid), re.M).group(1)
+    ca = re.search(r"<<'ASG_CA'\n(.*?)ASG_CA\n", fake.user_data(pending), re.S).group(1)
+    d = tempfile.mkdtemp(prefix="asg-join-")
+    r = run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", d + "/k.pem", "-out", d + "/csr.pem", "-subj", "/CN=evil"])
+    assert r.returncode == 0, r.stderr
+    csr = open(d + "/csr.pem").read()
+    creds = grpc.ssl_channel_credentials(ca.encode())      # the server checked, no client certificate
+    with grpc.secure_channel(s["group"]["monitor_address"], creds,
+                             options=[("grpc.ssl_target_name_override", "asg-manager")]) as ch:
+        mon = stubs.MonitorStub(ch)
+
+        def refused(call, req, code, words):
+            try:
+                call(req, timeout=10)
+            except grpc.RpcError as e:
+                assert e.code() == code and words in e.details(), (e.code(), e.details())
+                return
+            raise AssertionError("accepted: %s" % req)
+        live = s["instances"][1]
+        refused(mon.Deregister, asg_pb2.DeregisterRequest(instance_id=live["id"]),
+                grpc.StatusCode.UNAUTHENTICATED, "no verified client certificate")
+        refused(mon.Register, asg_pb2.RegisterRequest(instance_id=pending, address="127.0.0.1:9"),
+                grpc.StatusCode.UNAUTHENTICATED, "no verified client certificate")
+        join = asg_pb2.JoinRequest
+        refused(mon.Join, join(instance_id=pending, join_token=token_of(live["id"]), csr_pem=csr),
+                grpc.StatusCode.PERMISSION_DENIED, "wrong join token")
+        refused(mon.Join, join(instance_id=live["id"], join_token=token_of(live["id"]), csr_pem=csr),
+                grpc.StatusCode.PERMISSION_DENIED, "already spent its join token")
+        refused(mon.Join, join(instance_id="i-0123456789abcdef0", join_token="0" * 64, csr_pem=csr),
+                grpc.StatusCode.NOT_FOUND, "not in the group")
+        refused(mon.Join, join(instance_id=pending, join_token="zz", csr_pem=csr),
+                grpc.StatusCode.INVALID_ARGUMENT, "hex digits")
+        refused(mon.Join, join(instance_id=pending, join_token=token_of(pending), csr_pem="junk"),
+                grpc.StatusCode.INVALID_ARGUMENT, "not a PEM certificate request")
+        # Its own token: a certificate for its id, whatever the request asked.
+        cert = mon.Join(join(instance_id=pending, join_token=token_of(pending), csr_pem=csr),
+                        timeout=10).certificate_pem
+        with open(d + "/crt.pem", "w") as f:
+            f.write(cert)
+        with open(d + "/ca.pem", "w") as f:
+            f.write(ca)
+        r = run(["openssl", "x509", "-noout", "-subject", "-in", d + "/crt.pem"])
+        assert ("CN = %s" % pending) in r.stdout and "evil" not in r.stdout, r.stdout
+        r = run(["openssl", "verify", "-CAfile", d + "/ca.pem", d + "/crt.pem"])
+        assert r.returncode == 0, r
+        refused(mon.Join, join(instance_id=pending, join_token=token_of(pending), csr_pem=csr),
+                grpc.StatusCode.PERMISSION_DENIED, "already spent its join token")
+    shutil.rmtree(d)
+    assert m.status()["group"]["refused"]["join"] >= 6, m.status()["group"]["refused"]
+    st = m.status()
+    assert any(i["id"] == live["id"] and i["state"] == "running" for i in st["instances"]), st
+    assert fake.stats()["bad_signatures"] == 0
 
 
 # ---- status role: metrics, API, dashboard (issue 5) ----
