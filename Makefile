@@ -7,23 +7,26 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 
+# Test hooks (ASG_FAULT) exist only in the sanitized builds, never in the
+# release build that make install and make run use.
 # SAN=1 builds with AddressSanitizer + UBSan into build/asan; SAN=thread
 # with ThreadSanitizer into build/tsan; SAN=fuzz with clang's libFuzzer
 # instrumentation into build/fuzz (make fuzz).
 ifeq ($(SAN),fuzz)
 BUILD   ?= build/fuzz
 BINDIR  ?= build/fuzz/bin
-SANFLAGS = -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer
+SANFLAGS = -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -DASG_TEST_HOOKS
 OPT      = -O1
 else ifeq ($(SAN),thread)
 BUILD   ?= build/tsan
 BINDIR  ?= build/tsan/bin
-SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer -DASG_TEST_HOOKS
 OPT      = -O1
 else ifeq ($(SAN),1)
 BUILD   ?= build/asan
 BINDIR  ?= build/asan/bin
-SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+           -DASG_TEST_HOOKS
 OPT      = -O1
 else
 BUILD   ?= build/release
@@ -49,15 +52,14 @@ PROTOS  = asg health
 GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
-LIB_SRC = common/util.c common/config.c common/pki.c common/strbuf.c common/ctlsock.c shm/table.c \
-          proto/rpc.c status/render.c \
-          agent/walk.c agent/service.c controller/policy.c controller/replay.c controller/provider_local.c \
-          aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c controller/provider_ec2.c
+LIB_SRC = common/util.c common/config.c common/pki.c common/strbuf.c common/ctlsock.c \
+          shm/table.c shm/snapshot.c proto/rpc.c report/render.c \
+          agent/walk.c agent/service.c policy/policy.c policy/replay.c provider/local.c \
+          aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
-ASGD_SRC  = supervisor/asgd.c supervisor/roles.c monitor_s/monitor.c controller/controller.c \
-            status/status.c
+ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c controller/controller.c status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c
 
@@ -125,7 +127,7 @@ unit: $(UNIT_BIN) fuzz-replay
 # each for FUZZ_SECONDS.
 FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc
 FUZZ_SECONDS ?= 60
-FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o $(BUILD)/supervisor/roles.o
+FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o
 EC2_SAMPLES = $(wildcard ../shared/testdata/aws/ec2-responses/*/)
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_OBJS) $(LIB)
@@ -157,8 +159,7 @@ fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 	done
 
 integration: all
-	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(PYTHON) tests/integration/run.py
-	ASG_BIN=$(BINDIR) $(PYTHON) tests/integration/chaos.py --short
+	ASG_BIN=$(BINDIR) ASG_ARTIFACTS=$(BUILD) $(PYTHON) tests/integration/run.py --chaos-short
 
 # ThreadSanitizer: gRPC, MHD and OpenSSL are not instrumented, so only
 # races that our own code takes part in are reported. `make test` runs the

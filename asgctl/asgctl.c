@@ -14,13 +14,13 @@
 
 #include "../common/config.h"
 #include "../common/pki.h"
-#include "../controller/provider.h"
-#include "../controller/replay.h"
+#include "../policy/replay.h"
+#include "../provider/provider.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
-#include "../status/render.h"
+#include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
 

@@ -6,7 +6,7 @@
 
 #include "../common/util.h"
 #include "../shm/table.h"
-#include "../status/render.h"
+#include "../report/render.h"
 
 static int cmp_i64(const void *a, const void *b)
 {

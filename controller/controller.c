@@ -20,9 +20,9 @@
 
 #include "../common/ctlsock.h"
 #include "../common/util.h"
-#include "../supervisor/roles.h"
-#include "policy.h"
-#include "provider.h"
+#include "../policy/policy.h"
+#include "../provider/provider.h"
+#include "controller.h"
 
 #define LOCK_WAIT_MS 2000
 #define LOCAL_RECONCILE_MS 10000
@@ -385,7 +385,7 @@ static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, LOCK_WAIT_MS) != 0)
         return;
-    fault_point_locked("controller", c->t);
+    table_fault_point("controller", c->t);
     struct table_hdr *h = c->t->hdr;
     int64_t now = now_ms();
     c->failed_this_round = false;
@@ -704,7 +704,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     memset(&c, 0, sizeof c);
     c.t = t;
     c.cfg = *cfg0;
-    role_config_refresh(t, &c.cfg, &c.cfg_gen);
+    table_config_refresh(t, &c.cfg, &c.cfg_gen);
     int sigfd = signals_install(true);
     char err[256];
     if (provider_init(&c.prov, &c.cfg, err, sizeof err) != 0) {
@@ -724,7 +724,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
             copy_str(c.prov.manager_addr, sizeof c.prov.manager_addr, h.monitor_addr);
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (role_config_refresh(t, &c.cfg, &c.cfg_gen))
+            if (table_config_refresh(t, &c.cfg, &c.cfg_gen))
                 log_info("config generation %llu applied: group %d..%d, desired %d",
                          (unsigned long long)c.cfg_gen, c.cfg.min_instances,
                          c.cfg.max_instances, c.cfg.desired_instances);

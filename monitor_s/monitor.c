@@ -18,7 +18,6 @@
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
-#include "../supervisor/roles.h"
 #include "asg.pb-c.h"
 #include "monitor.h"
 
@@ -168,7 +167,7 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
     } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
     } else {
-        fault_point_locked("monitor", m->t);
+        table_fault_point("monitor", m->t);
         grpc_status_code code = GRPC_STATUS_OK;
         bool ok = apply_register(m, in, &code, why, sizeof why);
         table_unlock(m->t);
@@ -440,7 +439,7 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
     }
     int64_t rtt_us = (now_us() - p->sent_us);
     if (table_lock(m->t, LOCK_WAIT_MS) == 0) {
-        fault_point_locked("monitor", m->t);
+        table_fault_point("monitor", m->t);
         if (!failure) {
             char id[TABLE_ID_MAX];
             copy_str(id, sizeof id, m->t->rows[p->slot].id);
@@ -624,7 +623,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     memset(&m, 0, sizeof m);
     m.t = t;
     m.cfg = *cfg0;
-    role_config_refresh(t, &m.cfg, &m.cfg_gen);
+    table_config_refresh(t, &m.cfg, &m.cfg_gen);
     signals_install(false);
     char err[512];
     if (pki_manager_tls(&m.cfg, &m.tls, err, sizeof err) != 0) {
@@ -670,7 +669,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     while (!g_sig.term) {
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (role_config_refresh(t, &m.cfg, &m.cfg_gen))
+            if (table_config_refresh(t, &m.cfg, &m.cfg_gen))
                 log_info("config generation %llu applied: probe every %d ms, timeout %d ms",
                          (unsigned long long)m.cfg_gen, m.cfg.probe_interval_ms,
                          m.cfg.probe_timeout_ms);

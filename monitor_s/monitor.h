@@ -59,6 +59,11 @@ struct monitor {
     struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
 };
 
+/* The role's entry point (the supervisor forks it): t mapped read-write,
+ * cfg the config at fork time. 0 when asked to stop, ASG_EXIT_FATAL when it
+ * cannot listen. */
+int monitor_main(struct table *t, const struct asg_config *cfg);
+
 /* Register and Deregister: the request is checked (wire format, id,
  * address, version length) before the table is touched. */
 void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *peer,

@@ -252,4 +252,23 @@ bool pid_exe_if_ours(pid_t pid, char *exe, size_t size);
  * gone. */
 uint64_t pid_start_time(pid_t pid);
 
+/* A role's view of the config: copies the published one when its
+ * generation moved past *gen; true when it did. */
+bool table_config_refresh(const struct table *t, struct asg_config *cfg, uint64_t *gen);
+
+/* Test-only fault point, compiled into test builds only (ASG_TEST_HOOKS):
+ * with ASG_FAULT=ROLE:lock-kill:N in the environment, that role kills
+ * itself (SIGKILL) on its Nth locked section, holding the table lock and in
+ * the middle of a row write. The supervisor drops the variable for
+ * restarted roles. */
+#ifdef ASG_TEST_HOOKS
+void table_fault_point(const char *role, struct table *t);
+#else
+static inline void table_fault_point(const char *role, struct table *t)
+{
+    (void)role;
+    (void)t;
+}
+#endif
+
 #endif

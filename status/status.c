@@ -31,9 +31,9 @@
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
-#include "../supervisor/roles.h"
 #include "asg.pb-c.h"
-#include "render.h"
+#include "../report/render.h"
+#include "status.h"
 
 #define MAX_BODY 4096
 #define MAX_CONNECTIONS 512
@@ -666,7 +666,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         parse_whole(colon + 1, 0, 65535, &port);
     S.port = (unsigned)port;
     pthread_mutex_init(&S.mu, NULL);
-    role_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
+    table_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
     load_token();
     if (pki_manager_tls(&S.cfg, &S.tls, err, sizeof err) != 0)
@@ -691,7 +691,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         cut_late_connections();
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (role_config_refresh(&S.t, &S.cfg, &S.cfg_gen))
+            if (table_config_refresh(&S.t, &S.cfg, &S.cfg_gen))
                 load_token();
         }
     }

@@ -25,7 +25,9 @@
 #include "../common/util.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
-#include "roles.h"
+#include "../controller/controller.h"
+#include "../monitor_s/monitor.h"
+#include "../status/status.h"
 
 #define BACKOFF_FORK_MS 250 /* a failed fork() */
 
@@ -139,8 +141,10 @@ static void start_child(struct child *c)
             _exit(0);
         signals_reset_defaults();
         signals_reset_pipe();
+#ifdef ASG_TEST_HOOKS
         if (c->restarts > 0)
             unsetenv("ASG_FAULT"); /* a test fault fires once, not in every restart */
+#endif
         set_proc_title(S.argc, S.argv, c->title);
         log_set_role(c->role);
         fflush(NULL);

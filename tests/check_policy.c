@@ -1,7 +1,7 @@
 #include <string.h>
 
-#include "../controller/policy.h"
-#include "../controller/replay.h"
+#include "../policy/policy.h"
+#include "../policy/replay.h"
 
 #include <fcntl.h>
 #include <math.h>

@@ -5,15 +5,29 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(os.path.join(ROOT, os.environ.get("ASG_BIN", "bin")))
 SANITIZED = "asan" in BIN or "tsan" in BIN
 # Sanitized programs are slower; give probes and waits more room there.
 SLOW = 2.0 if SANITIZED else 1.0
+# The test hooks (ASG_FAULT) are built into the sanitized builds only.
+HOOKS = SANITIZED
+
+
+class Skip(Exception):
+    """A test that cannot run with these binaries (said, never silent)."""
+
+
+def needs_hooks(what):
+    if not HOOKS:
+        raise Skip("%s needs the test hooks of a sanitized build (make test runs it there)" % what)
 
 # Tests never reach outside 127.0.0.0/8: no instance metadata at
 # 169.254.169.254, and no developer's real AWS credentials. A test that
@@ -390,3 +404,181 @@ def http(method, url, body=None, headers=None, timeout=10):
     except urllib.error.HTTPError as e:
         status, raw, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
     return status, json.loads(raw) if "json" in ctype else raw.decode()
+
+
+# ---- what every test file shares: the test list, scenarios, helpers ----
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def scenario(name, env=None, before=None, after_start=None, start=True, **sections):
+    """Decorator: the test gets a Manager (started unless start=False) and
+    whatever `before(sections)` returns; its log is shown when the test
+    fails, and every process is cleaned up, the manager's and before's."""
+    def wrap(fn):
+        def inner():
+            extra, undo = before(sections) if before else ((), None)
+            m = Manager(name, **sections)
+            try:
+                if start:
+                    m.start(env=env)
+                    if after_start:
+                        after_start(m)
+                fn(m, *extra)
+            except BaseException:
+                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
+                raise
+            finally:
+                m.cleanup()
+                if undo:
+                    undo()
+        inner.__name__ = fn.__name__
+        TESTS.append(inner)
+        return inner
+    return wrap
+
+
+def with_manager(name, **sections):
+    return scenario(name, **sections)
+
+
+def free_port():
+    """A bindable port below the kernel's ephemeral range, so that no
+    agent binding port 0 can be handed it while a test relies on it. Test
+    files running side by side (run.py gives each its ASG_TEST_SLOT) pick
+    from slices of the range that do not overlap."""
+    import random
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    base = max(1024, lo - 12000)
+    slot = int(os.environ.get("ASG_TEST_SLOT", "0")) % 16
+    width = (lo - base) // 16
+    for _ in range(200):
+        port = random.randint(base + slot * width, base + (slot + 1) * width - 1)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port in %d..%d" % (base + slot * width, base + (slot + 1) * width - 1))
+
+
+ARTIFACTS = os.path.join(ROOT, os.environ.get("ASG_ARTIFACTS", "build"))
+
+
+def plain_cfg():
+    """A config for asgctl to talk to agents started by hand without TLS."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, "plaintext-asgctl.cfg")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write('tls = { mode = "plaintext"; };\n')
+    return path
+
+
+def start_agent(*args):
+    p = subprocess.Popen([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + list(args),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.add(p.pid)
+    line = p.stdout.readline().strip()
+    return p, line
+
+
+def stop_agent(p):
+    """SIGTERM (the agent deregisters), then SIGKILL if it hangs; its exit code."""
+    return stop_process(p)
+
+
+STUBS_DIR = []
+
+
+def python_stubs():
+    """Python stubs generated now from our protos and the official
+    health.proto (copied to a flat path: as grpc/health/v1/ its module
+    would hide the installed grpc package; names on the wire unchanged)."""
+    import shutil
+    import tempfile
+    out = tempfile.mkdtemp(prefix="asg-py-")
+    shutil.copy("/usr/share/grpc-proto/grpc/health/v1/health.proto", out + "/official_health.proto")
+    r = run(["protoc", "-I", ROOT + "/proto", "-I", out,
+             "--python_out=" + out, "--grpc_python_out=" + out,
+             "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
+             "asg.proto", "asg_service.proto", "official_health.proto"])
+    assert r.returncode == 0, r.stderr
+    os.chmod(out, 0o755)          # readable by the stranger uid of some tests
+    STUBS_DIR[:] = [out]
+    sys.path.insert(0, out)
+    import grpc
+    import asg_pb2
+    import asg_service_pb2_grpc
+    import official_health_pb2
+    import official_health_pb2_grpc
+    return grpc, asg_pb2, asg_service_pb2_grpc, official_health_pb2, official_health_pb2_grpc
+
+
+def wait_replaced(m, victim, size):
+    """Waits until the group is back at size without the victim."""
+    def replaced():
+        r = m.running()
+        return len(r) == size and victim not in [i["id"] for i in r]
+    wait_for(replaced, 15, "a replacement for %s running" % victim)
+
+
+def metrics(m):
+    from prometheus_client.parser import text_string_to_metric_families
+    code, text = http("GET", m.url + "/metrics")
+    assert code == 200, code
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return out
+
+
+def on_alarm(sig, frame):
+    raise TimeoutError("test exceeded its time limit")
+
+
+def run_tests():
+    """Runs this file's tests (those named on the command line, or all)
+    one after another, each bounded by an alarm; prints one line per test,
+    the measured figures, and 'N passed, N failed'. The exit code is 1 if
+    any failed."""
+    signal.signal(signal.SIGALRM, on_alarm)
+    only = sys.argv[1:]
+    passed = failed = skipped = 0
+    t_all = time.monotonic()
+    for fn in TESTS:
+        if only and fn.__name__ not in only:
+            continue
+        t0 = time.monotonic()
+        signal.alarm(int(120 * SLOW))
+        try:
+            fn()
+            passed += 1
+            print("ok    %-58s %5.1fs" % (fn.__name__, time.monotonic() - t0), flush=True)
+        except Skip as why:
+            skipped += 1
+            print("skip  %-58s %s" % (fn.__name__, why), flush=True)
+        except BaseException:
+            failed += 1
+            print("FAIL  %-58s %5.1fs" % (fn.__name__, time.monotonic() - t0), flush=True)
+            traceback.print_exc()
+        finally:
+            signal.alarm(0)
+    kill_everything_started()
+    if FIGURES:
+        print("figures measured (seconds, each trial):")
+        for k, v in FIGURES.items():
+            print("  %-55s %s" % (k, " ".join("%.3f" % x for x in v)))
+    print("%s: %.0fs" % (os.path.basename(sys.argv[0]), time.monotonic() - t_all))
+    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""),
+          flush=True)
+    return 1 if failed else 0

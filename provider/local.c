@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,12 +102,22 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     if (p->ca && pki_issue(p->ca, id, cert, key, err, errsize) != 0)
         return LAUNCH_FAILED;
     snprintf(ca, sizeof ca, "%s/%s", p->tls_dir, PKI_CA_CERT);
+    /* exec's outcome, known at once: the pipe closes by itself on a
+     * successful exec (close-on-exec), or carries the child's errno. */
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+        snprintf(err, errsize, "pipe: %s", strerror(errno));
+        return LAUNCH_FAILED;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errsize, "fork: %s", strerror(errno));
+        close(report[0]);
+        close(report[1]);
         return LAUNCH_FAILED;
     }
     if (pid == 0) {
+        close(report[0]);
         /* Own session: a Ctrl-C at the manager's terminal must not reach
          * the fleet; the manager stops its agents itself when it drains. */
         setsid();
@@ -131,7 +142,26 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             *tail = key;
         }
         execv(p->agent_path, argv);
+        int e = errno;
+        if (write(report[1], &e, sizeof e) != (ssize_t)sizeof e)
+            _exit(126);
         _exit(127);
+    }
+    close(report[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do
+        n = read(report[0], &child_errno, sizeof child_errno);
+    while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof child_errno) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        snprintf(err, errsize, "exec %s: %s", p->agent_path, strerror(child_errno));
+        if (p->ca)
+            pki_forget_agent(p->tls_dir, id);
+        return LAUNCH_FAILED;
     }
     memset(out, 0, sizeof *out);
     copy_str(out->id, sizeof out->id, id);

@@ -1,14 +1,12 @@
-/* What the table says, rendered for people and programs: the group as
- * JSON (asgctl status --json, /api/v1/group), the event log, and the
- * Prometheus text format (/metrics). Read-only: lock-free copies. */
-#ifndef ASG_RENDER_H
-#define ASG_RENDER_H
+/* A reader's consistent copy of the table: the header and every used row,
+ * taken without the lock (each row's and the header's sequence counter
+ * tell a torn copy), with every string cut at its field. */
+#ifndef ASG_SNAPSHOT_H
+#define ASG_SNAPSHOT_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
-#include "../common/strbuf.h"
-#include "../shm/table.h"
+#include "table.h"
 
 /* A consistent copy of the header and of every used row. */
 struct snapshot {
@@ -24,9 +22,5 @@ void snapshot_free(struct snapshot *s);
 int snapshot_count(const struct snapshot *s, uint32_t state);
 /* The group's live target: the controller's, or the config's desired. */
 int snapshot_target(const struct snapshot *s);
-
-void render_status_json(struct strbuf *b, const struct snapshot *s, bool history);
-void render_events_json(struct strbuf *b, const struct table *t, uint64_t after, size_t max);
-void render_metrics(struct strbuf *b, const struct snapshot *s);
 
 #endif

@@ -1,0 +1,18 @@
+/* What the table says, rendered for people and programs: the group as
+ * JSON (asgctl status --json, /api/v1/group), the event log, and the
+ * Prometheus text format (/metrics). Read-only: lock-free copies. */
+#ifndef ASG_RENDER_H
+#define ASG_RENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/strbuf.h"
+#include "../shm/snapshot.h"
+#include "../shm/table.h"
+
+void render_status_json(struct strbuf *b, const struct snapshot *s, bool history);
+void render_events_json(struct strbuf *b, const struct table *t, uint64_t after, size_t max);
+void render_metrics(struct strbuf *b, const struct snapshot *s);
+
+#endif

@@ -1,0 +1,56 @@
+/* Lock-free consistent copies of the whole table, for readers. */
+#include "snapshot.h"
+#include "../common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int snapshot_take(const struct table *t, struct snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    s->hdr = malloc(sizeof *s->hdr);
+    if (!s->hdr || !table_read_hdr(t, s->hdr)) {
+        free(s->hdr);
+        s->hdr = NULL;
+        return -1;
+    }
+    s->rows = calloc(t->capacity ? t->capacity : 1, sizeof *s->rows);
+    if (!s->rows) {
+        free(s->hdr);
+        return -1;
+    }
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        if (!table_read_row(t, i, &s->rows[s->nrows])) {
+            s->torn++;
+            continue;
+        }
+        struct table_row *r = &s->rows[s->nrows];
+        /* A copy: strings a dead or hostile writer left unterminated end
+         * here, not past their field. */
+        r->id[sizeof r->id - 1] = r->addr[sizeof r->addr - 1] = r->reason[sizeof r->reason - 1] = '\0';
+        if (r->state != ROW_FREE && r->state < ROW_STATE_COUNT)
+            s->nrows++;
+    }
+    s->now = now_ms();
+    return 0;
+}
+
+void snapshot_free(struct snapshot *s)
+{
+    free(s->hdr);
+    free(s->rows);
+    memset(s, 0, sizeof *s);
+}
+
+int snapshot_count(const struct snapshot *s, uint32_t state)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < s->nrows; i++)
+        n += s->rows[i].state == state;
+    return n;
+}
+
+int snapshot_target(const struct snapshot *s)
+{
+    return s->hdr->ctl.target ? s->hdr->ctl.target : s->hdr->config.desired_instances;
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""Integration tests: the controller: scaling, replacements, pacing."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+
+@with_manager("scale")
+def scales_out_to_max_and_back_to_min(m):
+    t0 = time.monotonic()
+    m.wait_running(2, what="the group at min")
+    figure("start to min running (s)", time.monotonic() - t0)
+    sizes = []
+
+    def pinned_size(pct, want):
+        m.load_all(pct)   # pins new instances too, as they come
+        s = m.status()
+        sizes.append(m.size(s))
+        return len(m.running(s)) == want and m.size(s) == want
+
+    wait_for(lambda: pinned_size(90, 4), 30, "scale out to max 4")
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:   # stays at max under load
+        pinned_size(90, 4)
+        time.sleep(0.1)
+    assert max(sizes) == 4, "group went beyond max: %s" % max(sizes)
+    sizes.clear()
+    wait_for(lambda: pinned_size(10, 2), 30, "scale in to min 2")
+    assert min(sizes) >= 2, "group went below min: %s" % min(sizes)
+    log = m.log()
+    assert "scale out: target 2 -> 3" in log and "scale in: target" in log
+
+
+@with_manager("agentkill")
+def killed_agent_is_replaced(m):
+    s = m.wait_running(2)
+    victim = s["instances"][0]
+    t0 = time.monotonic()
+    kill_pid(victim["pid"])
+
+    def gone_from_running():
+        return victim["id"] not in [i["id"] for i in m.running()]
+    wait_for(gone_from_running, 5, "killed agent no longer running")
+    figure("agent kill -9 -> out of service, child path (s)", time.monotonic() - t0)
+
+    wait_replaced(m, victim["id"], 2)
+    figure("agent kill -9 -> replacement running, child path (s)", time.monotonic() - t0)
+    m.wait_log(r"instance %s .*unhealthy" % re.escape(victim["id"]))
+
+
+@with_manager("probekill")
+def killed_agent_found_by_probes(m):
+    """With agents not children of the controller (it restarted), only the
+    probes can tell: unhealthy after 3 misses, then replaced."""
+    m.wait_running(2)
+    ctl = m.pid("controller")
+    kill_pid(ctl)
+    wait_for(lambda: m.pid("controller") not in (None, ctl), 5, "controller back")
+    s = m.wait_running(2)
+    victim = s["instances"][0]
+    t0 = time.monotonic()
+    kill_pid(victim["pid"])
+    m.wait_log(r"instance %s unhealthy: missed 3 probes" % re.escape(victim["id"]), 10)
+    figure("agent kill -9 -> unhealthy, probe path (s)", time.monotonic() - t0)
+
+    wait_replaced(m, victim["id"], 2)
+    figure("agent kill -9 -> replacement running, probe path (s)", time.monotonic() - t0)
+
+
+@with_manager("pace", group={"min_instances": 10, "desired_instances": 10, "max_instances": 10},
+              shm={"capacity": 24})
+def replacements_are_paced_and_the_slow_rejoin(m):
+    """Four of ten agents hang at once (what a starved manager sees): a tenth
+    of the group is replaced at a time, the others stay unhealthy and are
+    still probed, and those that answer again rejoin with the same process
+    instead of being replaced."""
+    s = m.wait_running(10)
+    # Every launched agent's pid is recorded, even when it registered before
+    # its launch was (ten launches in one evaluation); a pid of 0 here would
+    # also make os.kill below signal our own process group.
+    assert all(i["pid"] > 0 for i in s["instances"]), s["instances"]
+    victims = dict(sorted((i["id"], i["pid"]) for i in s["instances"])[:4])
+    for pid in victims.values():
+        os.kill(pid, signal.SIGSTOP)
+    most_in_flight = 0
+    try:
+        def all_unhealthy_or_going():
+            nonlocal most_in_flight
+            s = m.status()
+            st = {i["id"]: i["state"] for i in s["instances"]}
+            most_in_flight = max(most_in_flight, s["group"]["terminating"])
+            return s if all(st.get(v) in ("unhealthy", "terminating", None) for v in victims) and \
+                any(st.get(v) == "terminating" or st.get(v) is None for v in victims) else None
+        s = wait_for(all_unhealthy_or_going, 15, "the four unhealthy, one being replaced", interval=0.02)
+        waiting = [i["id"] for i in s["instances"] if i["id"] in victims and i["state"] == "unhealthy"]
+        assert len(waiting) >= 2, s["instances"]
+    finally:
+        for pid in victims.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert most_in_flight <= 1, most_in_flight   # one replacement at a time (a tenth of ten)
+    m.wait_log(r"replacements paced: \d+ unhealthy instance")
+    s = wait_for(lambda: (lambda s: s if len(m.running(s)) == 10 and m.size(s) == 10 and
+                          not s["group"]["terminating"] else None)(m.status()), 30, "ten running again")
+    back = [i["id"] for i in m.running(s) if victims.get(i["id"]) == i["pid"]]
+    assert back, ("no waiting instance rejoined", waiting, s["instances"])
+    assert re.search(r"instance (%s) answers again before its replacement" % "|".join(back), m.log())
+
+
+@with_manager("execfail", start=False)
+def failed_exec_is_known_at_once(m):
+    """An agent binary that cannot be executed (here: no program at all)
+    fails its launch at once with exec's own reason, learnt through the
+    child's close-on-exec pipe, not at reap; the child leaves no zombie."""
+    bad = os.path.join(m.dir, "not-a-program")
+    with open(bad, "w") as f:
+        f.write("this is not an executable\n")
+    os.chmod(bad, 0o755)
+    m.cfg["provider"]["local"]["agent_path"] = bad
+    m.write_config()
+    m.start()
+    m.wait_log(r"launch %s-\d+ failed: exec %s: Exec format error" % (m.group, re.escape(bad)))
+    controller = str(m.pid("controller"))
+
+    def zombie_child(pid):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[:2] == ["Z", controller]
+        except OSError:
+            return False
+    zombies = [d for d in os.listdir("/proc") if d.isdigit() and zombie_child(d)]
+    assert not zombies, zombies
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())

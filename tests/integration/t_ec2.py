@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""Integration tests: provider ec2 against the fake EC2 (signatures checked by botocore)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+
+def with_ec2(name, env=None, fake_args=None, tls=False, **group):
+    """Decorator: a FakeEC2 and a Manager on it (not started): fn(m, fake, env)."""
+    def before(sections):
+        fake = FakeEC2(**(fake_args or {}))
+        secs = ec2_sections(fake, tls=tls, **group)
+        secs["tls"].update(sections.get("tls", {}))
+        sections.update(secs)
+        return (fake, dict(EC2_ENV, **(env or {}))), fake.stop
+    return scenario(name, before=before, start=False)
+
+
+def table_ids(m):
+    return sorted(i["id"] for i in m.status()["instances"])
+
+
+@with_ec2("ec2scale")
+def ec2_group_scales_out_and_in(m, fake, env):
+    m.start(env=env)
+    s = m.wait_running(2, timeout=20)
+    assert all(i["id"].startswith("i-") for i in s["instances"]), s["instances"]
+    sizes = []
+
+    def pinned(pct, want):
+        m.load_all(pct)
+        st = m.status()
+        sizes.append(m.size(st))
+        return len(m.running(st)) == want and m.size(st) == want
+    wait_for(lambda: pinned(90, 4), 40, "scale out to 4 EC2 instances")
+    wait_for(lambda: pinned(10, 2), 40, "scale in to 2")
+    assert 2 <= min(sizes) and max(sizes) <= 4, (min(sizes), max(sizes))
+    wait_for(lambda: sorted(fake.stats()["live"]) == table_ids(m), 10, "EC2 and the table agree")
+    st = fake.stats()
+    assert st["bad_signatures"] == 0 and st["created"] == 4, st
+    assert st["terminated"] == 2, st
+    assert len(st["reasons"]) == 2 and all("scale in" in r for r in st["reasons"].values()), st
+    # A dead instance (its agent killed) is replaced through EC2.
+    victim = m.running()[0]["id"]
+    fake.kill_instance(victim)
+    wait_for(lambda: victim not in table_ids(m) and len(m.running()) == 2, 20, "replacement")
+    assert fake.stats()["created"] == 5
+    r = m.ctl("-c", m.cfg_path, "provider", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    listed = sorted(i["id"] for i in json.loads(r.stdout)["instances"] if i["alive"])
+    assert listed == table_ids(m), (listed, table_ids(m))
+    # Stopping the manager never terminates cloud instances.
+    live = sorted(fake.stats()["live"])
+    rc, _ = m.stop()
+    assert rc == 0
+    assert sorted(fake.stats()["live"]) == live, "instances terminated on stop"
+
+
+@with_ec2("ec2faults", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+          min_instances=3, desired_instances=3, max_instances=4)
+def ec2_faults_cause_no_duplicates(m, fake, env):
+    """Throttling, 500s and timeouts, some after the instance was created:
+    retries reuse the ClientToken, so exactly 3 instances exist."""
+    creds = os.path.join(m.dir, "credentials")
+    with open(creds, "w") as f:
+        f.write("[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n"
+                "[asg]\naws_access_key_id = AKIDASGTEST\n"
+                "aws_secret_access_key = asg-test-secret/with+slash\n")
+    env.update(AWS_SHARED_CREDENTIALS_FILE=creds, AWS_PROFILE="asg")
+    fake.fault("DescribeInstances", "500", 2)
+    fake.fault("DescribeInstances", "timeout", 1)
+    fake.fault("RunInstances", "500-after-create", 1)
+    fake.fault("RunInstances", "timeout-after-create", 1)
+    fake.fault("RunInstances", "throttle", 2)
+    m.start(env=env)
+    m.wait_running(3, timeout=40)
+    m.wait_log(r"AWS credentials from the shared file")
+    time.sleep(2.5)   # a reconciliation later: still exactly three
+    st = fake.stats()
+    assert st["faults_left"] == 0, st
+    assert st["created"] == 3, "duplicate launches: %s" % st
+    assert st["token_replays"] >= 2, st
+    assert st["bad_signatures"] == 0, st
+    assert sorted(st["live"]) == table_ids(m), (st["live"], table_ids(m))
+    assert re.search(r"RunInstances failed \((server|network)", m.log()), "no retry logged"
+
+
+@with_ec2("ec2adopt", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                          "AWS_EC2_METADATA_DISABLED": "false"}, tls=True)
+def ec2_whole_manager_killed_adopts_every_instance(m, fake, env):
+    """Credentials from the instance metadata (IMDSv2 on the fake); the
+    manager is killed with its table and rebuilds it from DescribeInstances;
+    the instances, joined before, register again with their certificates."""
+    env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = fake.endpoint
+    # As on EC2, the manager's address is fixed: agents find it again.
+    m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % free_port()
+    m.write_config()
+    m.start(env=env)
+    s = m.wait_running(2, timeout=20)
+    m.wait_log(r"AWS credentials from the instance metadata")
+    ids = sorted(i["id"] for i in s["instances"])
+    runs = fake.stats()["actions"]["RunInstances"]
+    kill_pid(m.proc.pid)
+    m.proc.wait()
+    wait_for(lambda: not m.roles_up(), 5, "roles gone")
+    os.unlink("/dev/shm" + m.shm)      # the worst case: the table is lost too
+    t0 = time.monotonic()
+    m.start(env=env)
+    wait_for(lambda: sorted(i["id"] for i in m.running()) == ids, 20, "both adopted and running")
+    figure("ec2: manager + table lost -> instances adopted, running (s)", time.monotonic() - t0)
+    st = fake.stats()
+    assert st["actions"]["RunInstances"] == runs and st["created"] == 2, st
+    assert st["bad_signatures"] == 0
+    assert len(re.findall(r"adopted i-", m.log())) >= 2
+
+
+@test
+def ec2_bad_credentials_are_refused_by_the_fake():
+    """The fake's botocore check can fail: a wrong secret is refused."""
+    fake = FakeEC2()
+    m = Manager("ec2auth", **ec2_sections(fake))
+    try:
+        env = dict(os.environ, **EC2_ENV)
+        env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        r = run([BIN + "/asgctl", "-c", m.cfg_path, "provider", "list"], env=env)
+        assert r.returncode == 1 and "AuthFailure" in r.stderr, r
+        assert fake.stats()["bad_signatures"] == 1
+        env = dict(os.environ, **EC2_ENV)
+        r = run([BIN + "/asgctl", "-c", m.cfg_path, "provider", "list"], env=env)
+        assert r.returncode == 0 and "0 instance(s)" in r.stdout, r
+    finally:
+        m.cleanup()
+        fake.stop()
+
+
+@with_ec2("ec2join", tls=True)
+def ec2_instances_join_for_their_certificates(m, fake, env):
+    """tls.mode = auto on EC2: each instance's user data carries the CA and
+    a one-time join token made for its launch; the agent joins, gets a
+    certificate whose CN is its instance id, and registers over mutual TLS.
+    A token is good once, for its own instance only; a caller without a
+    certificate can make no other call."""
+    grpc, asg_pb2, stubs, _, _ = python_stubs()
+    m.start(env=env)
+    s = m.wait_running(2, timeout=30)
+    assert "plaintext" not in m.log()
+    for i in s["instances"]:
+        d = os.path.join(fake.dir, i["id"])
+        assert not os.path.exists(os.path.join(d, "join.token")), "a spent token was kept"
+        r = run(["openssl", "x509", "-noout", "-subject", "-in", d + "/agent.crt"])
+        assert ("CN = %s" % i["id"]) in r.stdout, r
+        m.wait_log(r"instance %s joined: join token spent" % i["id"])
+    # The next launch boots no agent: its instance waits, pending, to join.
+    fake.fault("RunInstances", "no-agent")
+    victim = s["instances"][0]
+    fake.kill_instance(victim["id"])
+    pending = wait_for(lambda: [i for i in m.status()["instances"]
+                                if i["state"] == "pending" and i["id"].startswith("i-")], 20,
+                       "an instance that boots no agent")[0]["id"]
+
+    def token_of(iid):
+        return re.search(r"^echo ([0-9a-f]{64}) > ", fake.user_data(iid), re.M).group(1)
+    ca = re.search(r"<<'ASG_CA'\n(.*?)ASG_CA\n", fake.user_data(pending), re.S).group(1)
+    d = tempfile.mkdtemp(prefix="asg-join-")
+    r = run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", d + "/k.pem", "-out", d + "/csr.pem", "-subj", "/CN=evil"])
+    assert r.returncode == 0, r.stderr
+    csr = open(d + "/csr.pem").read()
+    creds = grpc.ssl_channel_credentials(ca.encode())      # the server checked, no client certificate
+    with grpc.secure_channel(s["group"]["monitor_address"], creds,
+                             options=[("grpc.ssl_target_name_override", "asg-manager")]) as ch:
+        mon = stubs.MonitorStub(ch)
+
+        def refused(call, req, code, words):
+            try:
+                call(req, timeout=10)
+            except grpc.RpcError as e:
+                assert e.code() == code and words in e.details(), (e.code(), e.details())
+                return
+            raise AssertionError("accepted: %s" % req)
+        live = s["instances"][1]
+        refused(mon.Deregister, asg_pb2.DeregisterRequest(instance_id=live["id"]),
+                grpc.StatusCode.UNAUTHENTICATED, "no verified client certificate")
+        refused(mon.Register, asg_pb2.RegisterRequest(instance_id=pending, address="127.0.0.1:9"),
+                grpc.StatusCode.UNAUTHENTICATED, "no verified client certificate")
+        join = asg_pb2.JoinRequest
+        refused(mon.Join, join(instance_id=pending, join_token=token_of(live["id"]), csr_pem=csr),
+                grpc.StatusCode.PERMISSION_DENIED, "wrong join token")
+        refused(mon.Join, join(instance_id=live["id"], join_token=token_of(live["id"]), csr_pem=csr),
+                grpc.StatusCode.PERMISSION_DENIED, "already spent its join token")
+        refused(mon.Join, join(instance_id="i-0123456789abcdef0", join_token="0" * 64, csr_pem=csr),
+                grpc.StatusCode.NOT_FOUND, "not in the group")
+        refused(mon.Join, join(instance_id=pending, join_token="zz", csr_pem=csr),
+                grpc.StatusCode.INVALID_ARGUMENT, "hex digits")
+        refused(mon.Join, join(instance_id=pending, join_token=token_of(pending), csr_pem="junk"),
+                grpc.StatusCode.INVALID_ARGUMENT, "not a PEM certificate request")
+        # Its own token: a certificate for its id, whatever the request asked.
+        cert = mon.Join(join(instance_id=pending, join_token=token_of(pending), csr_pem=csr),
+                        timeout=10).certificate_pem
+        with open(d + "/crt.pem", "w") as f:
+            f.write(cert)
+        with open(d + "/ca.pem", "w") as f:
+            f.write(ca)
+        r = run(["openssl", "x509", "-noout", "-subject", "-in", d + "/crt.pem"])
+        assert ("CN = %s" % pending) in r.stdout and "evil" not in r.stdout, r.stdout
+        r = run(["openssl", "verify", "-CAfile", d + "/ca.pem", d + "/crt.pem"])
+        assert r.returncode == 0, r
+        refused(mon.Join, join(instance_id=pending, join_token=token_of(pending), csr_pem=csr),
+                grpc.StatusCode.PERMISSION_DENIED, "already spent its join token")
+    shutil.rmtree(d)
+    assert m.status()["group"]["refused"]["join"] >= 6, m.status()["group"]["refused"]
+    st = m.status()
+    assert any(i["id"] == live["id"] and i["state"] == "running" for i in st["instances"]), st
+    assert fake.stats()["bad_signatures"] == 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())

@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+"""Integration tests: the status role: /metrics, the API, the dashboard in Chromium."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+
+def with_status(name, env=None, **sections):
+    """Decorator: a manager with the status role on a free port (m.url)."""
+    def before(secs):
+        secs.setdefault("status", {})["listen"] = "127.0.0.1:%d" % free_port()
+        # An operator's extra instance must not be scaled in under the
+        # test's feet: no scale-in on low load here.
+        secs.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
+        return (), None
+
+    def status_up(m):
+        m.url = "http://" + m.cfg["status"]["listen"]
+        wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+    return scenario(name, env=env, before=before, after_start=status_up, **sections)
+
+
+@with_status("metrics")
+def metrics_parsed_by_prometheus_client(m):
+    s = m.wait_running(2)
+    ids = sorted(i["id"] for i in s["instances"])
+
+    def loads(x):
+        return {dict(k[1])["instance"]: v for k, v in x.items() if k[0] == "asg_instance_load"}
+    # An instance appears in asg_instance_load once it has answered a probe.
+    wait_for(lambda: sorted(loads(metrics(m))) == ids, 5, "a load sample of every instance")
+    x = metrics(m)
+    assert x[("asg_instances", (("state", "running"),))] == 2, x
+    assert x[("asg_group_max_instances", ())] == 4 and x[("asg_group_min_instances", ())] == 2
+    assert all(0 <= v <= 1 for v in loads(x).values()), loads(x)
+    buckets = sorted((float(dict(k[1])["le"]), v) for k, v in x.items()
+                     if k[0] == "asg_probe_duration_seconds_bucket")
+    assert [b[1] for b in buckets] == sorted(b[1] for b in buckets), "buckets not cumulative"
+    assert buckets[-1][1] == x[("asg_probe_duration_seconds_count", ())] > 0
+    assert x[("asg_probes_total", ())] >= buckets[-1][1]
+    # Reloads and restarts show up.
+    m.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: metrics(m)[("asg_config_reloads_total", (("result", "ok"),))] == 1, 5, "reload ok")
+    m.write_config("group = { max_instances = \"x\"; };\n")
+    m.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: metrics(m)[("asg_config_reloads_total", (("result", "failed"),))] == 1, 5,
+             "reload failed")
+    kill_pid(m.pid("monitor"))
+    wait_for(lambda: metrics(m)[("asg_role_restarts_total", (("role", "monitor"),))] == 1, 5,
+             "restart counted")
+    m.load_all(95)
+    wait_for(lambda: metrics(m).get(("asg_scaling_actions_total",
+                                     (("direction", "out"), ("reason", "load")))), 20, "scale out counted")
+
+
+@with_status("api")
+def status_api_reads_and_refuses_bad_input(m):
+    m.wait_running(2)
+    code, g = http("GET", m.url + "/api/v1/group")
+    assert code == 200 and g["group"]["size"] == 2 and len(g["instances"]) == 2, g
+    wait_for(lambda: all(len(i["history"]) >= 3 for i in http("GET", m.url + "/api/v1/group")[1]["instances"]),
+             5, "load history")
+    code, e = http("GET", m.url + "/api/v1/events")
+    assert code == 200 and e["events"] and e["next"] == e["events"][-1]["number"], e
+    assert any(ev["kind"] == "launch" for ev in e["events"]), e
+    code, e2 = http("GET", m.url + "/api/v1/events?after=%d" % e["next"])
+    assert code == 200 and all(ev["number"] > e["next"] for ev in e2["events"])
+    before = m.status()["group"]
+    bad = [("POST", "/api/v1/desired", {"desired": 99}, 400, "outside min..max"),
+           ("POST", "/api/v1/desired", {"desired": "3"}, 400, "whole number"),
+           ("POST", "/api/v1/desired", b"{not json", 400, "one JSON object"),
+           ("POST", "/api/v1/desired", b'{"desired": 3} trailing', 400, "one JSON object"),
+           ("POST", "/api/v1/desired", b"[3]", 400, "one JSON object"),
+           ("POST", "/api/v1/instances/nope-1/terminate", {}, 404, "no instance"),
+           ("POST", "/api/v1/instances/bad%20id/terminate", {}, 404, "no such resource"),
+           ("POST", "/api/v1/instances/%s/load" % g["instances"][0]["id"], {"load": 1.5}, 400, "outside 0..1"),
+           ("POST", "/api/v1/instances/%s/load" % g["instances"][0]["id"], {"lod": 1}, 400, "expected"),
+           ("POST", "/api/v1/nothing", {}, 404, "no such resource"),
+           ("DELETE", "/api/v1/desired", None, 405, "not allowed"),
+           ("POST", "/api/v1/desired", b"x" * 5000, 413, "larger than")]
+    for method, path, body, want, why in bad:
+        code, r = http(method, m.url + path, body)
+        assert code == want and why in r["error"], (path, body, code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", b"{}", headers={"Content-Type": "text/plain"})
+    assert code == 415, (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Origin": "http://evil.example"})
+    assert code == 403 and "cross-origin" in r["error"], (code, r)
+    after = m.status()["group"]
+    assert (after["size"], after["target"], after["desired"]) == \
+        (before["size"], before["target"], before["desired"]), (before, after)
+
+
+@with_status("actions")
+def status_api_actions_go_through_the_controller(m):
+    s = m.wait_running(2)
+    code, r = http("POST", m.url + "/api/v1/instances", {})
+    assert code == 202 and r["accepted"], r
+    wait_for(lambda: m.status()["group"]["size"] == 3, 10, "launched one")
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 4})
+    assert code == 202, r
+    wait_for(lambda: len(m.running()) == 4, 15, "desired 4")
+    assert m.status()["group"]["operator_desired"] == 4
+    victim = m.running()[0]["id"]
+    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {})
+    assert code == 202, r
+    wait_replaced(m, victim, 4)
+    agent = m.running()[0]
+    code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"load": 0.77})
+    assert code == 200 and abs(r["load"] - 0.77) < 1e-9 and r["pinned"], r
+    p = m.ctl("probe", agent["address"], "--json")
+    assert '"load":0.7700' in p.stdout, p.stdout
+    code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"auto": True})
+    assert code == 200 and not r["pinned"], r
+    kinds = [e["kind"] for e in http("GET", m.url + "/api/v1/events?limit=256")[1]["events"]]
+    assert kinds.count("operator") >= 3, kinds
+    del s
+
+
+@with_status("token", env={"ASG_TEST_TOKEN": "s3cret-token"},
+             status={"token": "env:ASG_TEST_TOKEN"})
+def status_token_required_for_actions(m):
+    m.wait_running(2)
+    code, r = http("POST", m.url + "/api/v1/instances", {})
+    assert code == 401 and "Bearer" in r["error"], (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Authorization": "Bearer nope"})
+    assert code == 401, (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {},
+                   headers={"Authorization": "Bearer s3cret-token"})
+    assert code == 202, (code, r)
+    assert "s3cret-token" not in m.log(), "the token was logged"
+    # With a token, reads need it too; the page itself and /healthz do not.
+    for path in ("/api/v1/group", "/api/v1/events", "/metrics"):
+        assert http("GET", m.url + path)[0] == 401, path
+        assert http("GET", m.url + path, headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+    assert http("GET", m.url + "/")[0] == 200 and http("GET", m.url + "/healthz")[0] == 200
+
+
+@with_status("reloads", status={"allowed_hosts": ["a.example"]})
+def status_serves_through_reloads(m):
+    """Reloads that swap the allowed hosts and the token while four
+    clients keep asking: every answer is one of the two configs' (200, 401
+    or 421, never an error or a dropped connection) and the last one wins.
+    Under ThreadSanitizer (make tsan) it checks that the HTTP threads never
+    read what a reload writes."""
+    import threading
+    m.wait_running(2)
+    port = m.url.rsplit(":", 1)[1]
+    tokens = [os.path.join(m.dir, "token-%d" % i) for i in (0, 1)]
+    for i, path in enumerate(tokens):
+        with open(path, "w") as f:
+            f.write("token-%d\n" % i)
+        os.chmod(path, 0o600)
+    hosts = ["a.example", "b.example"]
+    bad = []
+    stop = threading.Event()
+
+    def client(k):
+        while not stop.is_set():
+            i = k % 2
+            try:
+                code, _ = http("GET", m.url + "/api/v1/group",
+                               headers={"Host": "%s:%s" % (hosts[i], port),
+                                        "Authorization": "Bearer token-%d" % i})
+                if code not in (200, 401, 421):
+                    bad.append(code)
+            except Exception as e:   # noqa: BLE001 (a dropped connection is the failure)
+                bad.append(repr(e))
+            k += 1
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(12):
+            i = n % 2
+            m.cfg["status"]["allowed_hosts"] = [hosts[i]]
+            m.cfg["status"]["token"] = "file:" + tokens[i]
+            m.write_config()
+            gen = m.status()["group"]["config_generation"]
+            m.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: m.status()["group"]["config_generation"] > gen, 10, "reload %d" % n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not bad, bad[:5]
+    last = {"Host": "%s:%s" % (hosts[1], port), "Authorization": "Bearer token-1"}
+    wait_for(lambda: http("GET", m.url + "/api/v1/group", headers=last)[0] == 200, 10,
+             "the last reload's host and token")
+    assert http("GET", m.url + "/api/v1/group",
+                headers={"Host": "%s:%s" % (hosts[0], port), "Authorization": "Bearer token-1"})[0] == 421
+    assert http("GET", m.url + "/api/v1/group",
+                headers={"Host": "%s:%s" % (hosts[1], port), "Authorization": "Bearer token-0"})[0] == 401
+
+
+@with_status("slowloris")
+def slow_request_is_cut_at_the_deadline(m):
+    """A client that drips one header line a second (never silent long
+    enough for the idle timeout) is cut off once its request has taken
+    longer than the 10 s deadline; the dashboard answers meanwhile."""
+    host, port = m.url[len("http://"):].rsplit(":", 1)
+    c = socket.create_connection((host, int(port)))
+    c.settimeout(1)
+    start = time.monotonic()
+    closed = False
+    try:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: %s\r\n" % host.encode())
+        while time.monotonic() - start < 40 and not closed:
+            try:
+                c.sendall(b"X-Drip: 1\r\n")
+                closed = c.recv(1) == b""
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+            assert http("GET", m.url + "/healthz")[0] == 200
+    finally:
+        c.close()
+    took = time.monotonic() - start
+    assert closed, "a dripping request held its connection for %.0f s" % took
+    assert took >= 9, "cut after %.1f s, before the deadline" % took
+    wait_for(lambda: metrics(m)[("asg_refused_total", (("what", "http"),))] >= 1, 10,
+             "the cut counted as refused")
+
+
+@with_status("rebind", status={"allowed_hosts": ["asg.internal"]})
+def status_refuses_foreign_hosts_and_origins(m):
+    """DNS rebinding: a page on evil.example whose name resolves to
+    127.0.0.1 sends Host: evil.example. Every request must name this
+    server; every action must carry its Origin and exactly JSON."""
+    s = m.wait_running(2)
+    before = (s["group"]["size"], s["group"]["target"])
+    port = m.url.rsplit(":", 1)[1]
+    evil = {"Host": "evil.example:" + port, "Origin": "http://evil.example:" + port}
+    for path in ("/", "/api/v1/group", "/metrics", "/api/v1/events"):
+        code, r = http("GET", m.url + path, headers={"Host": evil["Host"]})
+        assert code == 421, (path, code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {}, headers=evil)
+    assert code == 421, (code, r)
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 4}, headers={"Origin": None})
+    assert code == 403 and "Origin" in r["error"], (code, r)
+    code, r = http("POST", m.url + "/api/v1/instances", {},
+                   headers={"Origin": "http://127.0.0.1:%d" % (int(port) + 1)})
+    assert code == 403, (code, r)
+    for ctype in ("application/jsonx", "text/plain", "application/x-www-form-urlencoded"):
+        code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Content-Type": ctype})
+        assert code == 415, (ctype, code, r)
+    for host in ("localhost:" + port, "127.0.0.1:" + port, "asg.internal:" + port, "ASG.internal"):
+        assert http("GET", m.url + "/api/v1/group", headers={"Host": host})[0] == 200, host
+    assert http("GET", m.url + "/api/v1/group", headers={"Host": "127.0.0.1:1"})[0] == 421
+    s = m.status()
+    assert (s["group"]["size"], s["group"]["target"]) == before, s["group"]
+    code, g = http("GET", m.url + "/api/v1/group")
+    assert g["group"]["refused"]["http"] >= 9, g["group"]["refused"]
+    x = metrics(m)
+    assert x[("asg_refused_total", (("what", "http"),))] >= 9, x
+
+
+@with_status("browser")
+def dashboard_in_headless_chromium(m):
+    from browser import Browser
+    m.wait_running(2)
+    b = Browser()
+    try:
+        b.goto(m.url + "/")
+        wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 2, 15,
+                 "two instance rows")
+        wait_for(lambda: b.js("document.querySelectorAll('#load-chart .load-line').length") >= 2, 10,
+                 "load chart lines")
+        wait_for(lambda: b.js("document.querySelectorAll('#events li').length") >= 4, 10, "events")
+        assert "running" in b.js("document.querySelector('#instances tbody').innerText")
+        # Press "Launch one": a third instance appears, pending then running.
+        b.js("document.getElementById('launch').click()")
+        wait_for(lambda: m.status()["group"]["size"] == 3, 10, "launch from the page")
+        wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 3, 10,
+                 "third row on the page")
+        # Move a load slider: that agent's load changes.
+        target = b.js("document.querySelector('.load-slider').dataset.id")
+        b.js("""(() => { const s = document.querySelector('.load-slider');
+                 s.value = 83; s.dispatchEvent(new Event('input', {bubbles: true}));
+                 s.dispatchEvent(new Event('change', {bubbles: true})); })()""")
+        addr = [i for i in m.status()["instances"] if i["id"] == target][0]["address"]
+        wait_for(lambda: '"load":0.8300' in m.ctl("probe", addr, "--json").stdout, 10,
+                 "slider pinned the agent at 83%")
+        time.sleep(1.5)
+        out = os.path.join(ROOT, os.environ.get("ASG_ARTIFACTS", "build"), "dashboard.png")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        b.screenshot(out)
+        assert os.path.getsize(out) > 10000
+    finally:
+        b.close()
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())

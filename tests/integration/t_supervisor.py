@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""Integration tests: the supervisor: role deaths, the lock, drain, restarts, a second manager, crash-restart."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+
+@with_manager("rolekill")
+def killed_roles_come_back_without_losing_instances(m):
+    s = m.wait_running(2)
+    ids = sorted(i["id"] for i in s["instances"])
+    for role, work in (("monitor", "probe_rounds"), ("controller", "evaluations")):
+        old = m.pid(role)
+        before = m.status()["group"][work]
+        t0 = time.monotonic()
+        kill_pid(old)
+        wait_for(lambda: m.pid(role) not in (None, old), 5, "%s restarted" % role)
+        figure("%s kill -9 -> new process (s)" % role, time.monotonic() - t0)
+        wait_for(lambda: m.status()["group"][work] > before + 1, 5, "%s working" % role)
+        figure("%s kill -9 -> doing its work again (s)" % role, time.monotonic() - t0)
+        time.sleep(1.0)
+        s = m.wait_running(2)
+        assert sorted(i["id"] for i in s["instances"]) == ids, \
+            "instances changed after killing the %s: %s -> %s" % (role, ids, s["instances"])
+    assert "launched %s-3" % m.group not in m.log(), "a duplicate was launched"
+
+
+def lock_fault(role, nth):
+    needs_hooks("ASG_FAULT")
+    m = Manager("lock" + role)
+    try:
+        m.start(env={"ASG_FAULT": "%s:lock-kill:%d" % (role, nth)})
+        m.wait_log(r"ASG_FAULT: %s killing itself" % role, 15)
+        m.wait_log(r"died holding the table lock; lock recovered", 5)
+        wait_for(lambda: (m.status() or {}).get("group", {}).get("lock_recoveries", 0) >= 1, 5,
+                 "lock recovery counted")
+        s = m.wait_running(2)
+        ids = sorted(i["id"] for i in s["instances"])
+        time.sleep(1.5)
+        s = m.wait_running(2)
+        assert sorted(i["id"] for i in s["instances"]) == ids, "instances changed after recovery"
+        assert m.pid(role), "%s not restarted" % role
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+
+
+@test
+def monitor_killed_holding_lock_recovered():
+    lock_fault("monitor", 40)
+
+
+@test
+def controller_killed_holding_lock_recovered():
+    lock_fault("controller", 15)
+
+
+@with_manager("term")
+def sigterm_drains_and_leaves_nothing(m):
+    m.wait_running(2)
+    m.status()
+    pids = set(m.pids)
+    rc, secs = m.stop()
+    figure("SIGTERM -> asgd exited (s)", secs)
+    assert rc == 0, rc
+    assert secs < 5.0 * SLOW, secs
+    left = [p for p in pids if alive(p)]
+    assert not left, "still running after drain: %s" % left
+    assert not os.path.exists("/dev/shm" + m.shm), "table left behind"
+    assert not os.path.exists(m.pidfile), "pidfile left behind"
+    assert "deregistered" in m.log()
+
+
+@with_manager("names")
+def roles_are_named_in_ps(m):
+    s = m.status()
+    for role in ("monitor", "controller"):
+        pid = s["processes"][role]
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().split(b"\0")[0].decode()
+        assert args == "asgd: " + role, (role, args)
+        r = run(["ps", "-o", "args=", "-p", str(pid)])
+        assert r.stdout.strip() == "asgd: " + role, r.stdout
+
+
+@test
+def fatal_role_exit_stops_the_manager():
+    """The monitor cannot bind (the port is taken): it exits with its
+    fatal code, and the supervisor stops instead of restarting it."""
+    import socket as sk
+    taken = sk.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    m = Manager("fatal", monitor={"listen": "127.0.0.1:%d" % taken.getsockname()[1]})
+    try:
+        m.start(wait=False)
+        rc = m.proc.wait(timeout=15 * SLOW)
+        assert rc == 1, rc
+        log = m.log()
+        assert "monitor exited with its fatal code 2" in log and "stopping the manager" in log, log
+        assert "monitor.listen: cannot listen on" in log, log
+        assert not os.path.exists("/dev/shm" + m.shm) and not os.path.exists(m.pidfile)
+    finally:
+        taken.close()
+        m.cleanup()
+
+
+@test
+def restarts_back_off_when_a_role_keeps_dying():
+    m = Manager("backoff")
+    try:
+        m.start()
+        for _ in range(3):
+            old = m.pid("monitor")
+            kill_pid(old)
+            wait_for(lambda: m.pid("monitor") not in (None, old), 10, "monitor back")
+        log = m.log()
+        assert "monitor will restart in 0 ms (death 1 in a row)" in log, log
+        assert "monitor will restart in 250 ms (death 2 in a row)" in log, log
+        assert "monitor will restart in 500 ms (death 3 in a row)" in log, log
+    finally:
+        m.cleanup()
+
+
+@with_manager("crash")
+def supervisor_kill_and_immediate_restart_comes_back(m):
+    """systemd's Restart=on-failure: kill -9 of asgd and a start at once,
+    while the old roles still drain. The new manager waits for them, binds
+    the same port, and has the same instances; none was stopped."""
+    s = m.wait_running(2)
+    before = {i["id"]: i["pid"] for i in s["instances"]}
+    port = int(s["group"]["monitor_address"].rsplit(":", 1)[1])
+    m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % port
+    m.write_config()
+    for round_ in range(3):
+        kill_pid(m.proc.pid)
+        m.proc.wait()
+        m.start()     # at once: the old monitor may still hold the port
+        s = m.wait_running(2)
+        after = {i["id"]: i["pid"] for i in s["instances"]}
+        assert after == before, (round_, before, after)
+        assert s["group"]["monitor_address"].endswith(":%d" % port)
+
+
+@test
+def manager_that_cannot_start_leaves_instances_running():
+    """A start that fails (the status port is taken: a fatal role exit)
+    stops the manager without stopping the instances it had adopted."""
+    m = Manager("nostart")
+    blocker = socket.socket()
+    try:
+        m.start()
+        s = m.wait_running(2)
+        pids = sorted(i["pid"] for i in s["instances"])
+        kill_pid(m.proc.pid)
+        m.proc.wait()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        m.cfg["monitor"]["listen"] = "127.0.0.1:%d" % blocker.getsockname()[1]
+        m.write_config()
+        m.start(wait=False)
+        assert m.proc.wait(timeout=20) != 0
+        assert "cannot listen" in m.log(), m.log()[-2000:]
+        assert all(alive(p) for p in pids), "a failed start stopped the instances"
+    finally:
+        blocker.close()
+        m.cleanup()
+
+
+@with_manager("twice")
+def second_manager_refused(m):
+    r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
+    assert r.returncode == 1 and "another asgd (pid %d)" % m.proc.pid in r.stderr, r
+    assert m.proc.poll() is None
+
+
+@with_manager("reattach")
+def whole_manager_killed_and_restarted_adopts_everything(m):
+    s = m.wait_running(2)
+    ids = sorted(i["id"] for i in s["instances"])
+    kill_pid(m.proc.pid)
+    m.proc.wait()
+    wait_for(lambda: not any(alive(p) for p in (s["processes"]["monitor"],
+                                                 s["processes"]["controller"])),
+             5, "roles gone with the supervisor")
+    t0 = time.monotonic()
+    m.start()
+    m.wait_log(r"re-attaching shared table")
+    s = m.wait_running(2)
+    figure("whole manager kill -9 + restart -> group running (s)", time.monotonic() - t0)
+    assert sorted(i["id"] for i in s["instances"]) == ids, (ids, s["instances"])
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())
