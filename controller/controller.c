@@ -21,6 +21,7 @@
 #include "../common/ctlsock.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
+#include "../shm/ops.h"
 #include "../provider/provider.h"
 #include "controller.h"
 
@@ -87,9 +88,7 @@ static void row_free(struct ctl *c, struct table_row *r, const char *why)
 {
     table_note(c->t, EV_TERMINATE, r->id, LOG_LVL_INFO, "instance %s removed from the group: %.100s",
                r->id, why);
-    row_write_begin(r);
-    r->state = ROW_FREE;
-    row_write_end(c->t, r);
+    table_gone(c->t, r);
 }
 
 /* Marks a row terminating and queues the provider call; the row stays
@@ -99,11 +98,8 @@ static void mark_terminating(struct ctl *c, struct table_row *r, const char *why
 {
     table_note(c->t, EV_TERMINATE, r->id, LOG_LVL_INFO, "terminating %s (%s): %.110s", r->id,
                row_state_name(r->state), why);
-    row_write_begin(r);
-    row_set_state(r, ROW_TERMINATING, why, now);
-    r->term_deadline_ms = now + kill_timeout(c);
-    row_write_end(c->t, r);
-    add_op(c, OP_TERMINATE, r);
+    if (table_stopping(c->t, r, why, now + kill_timeout(c)))
+        add_op(c, OP_TERMINATE, r);
 }
 
 static void launch_backoff(struct ctl *c, int64_t now)
@@ -139,7 +135,6 @@ static int replacement_budget(struct ctl *c)
  * unconfirmed launches to ask about again, terminations in progress. */
 static void sweep(struct ctl *c, int64_t now)
 {
-    struct table_hdr *h = c->t->hdr;
     char why[96];
     int budget = replacement_budget(c), waiting = 0;
     for (uint32_t i = 0; i < c->t->capacity; i++) {
@@ -171,9 +166,7 @@ static void sweep(struct ctl *c, int64_t now)
             budget--;
             snprintf(why, sizeof why, "replacing unhealthy instance (%.60s)", r->reason);
             mark_terminating(c, r, why, now);
-            hdr_write_begin(c->t);
-            h->replaced++;
-            hdr_write_end(c->t);
+            table_count_replaced(c->t);
             break;
         case ROW_TERMINATING:
             add_op(c, OP_CHECK_GONE, r);
@@ -191,25 +184,18 @@ static void sweep(struct ctl *c, int64_t now)
 /* Step 1, with the lock: a pending row for each launch. */
 static void plan_launch(struct ctl *c, const char *why, int64_t now)
 {
-    struct table_hdr *h = c->t->hdr;
-    char id[TABLE_ID_MAX];
-    hdr_write_begin(c->t);
-    uint64_t n = ++h->next_instance;
-    hdr_write_end(c->t);
+    char id[TABLE_ID_MAX], token[72];
+    uint64_t n = table_next_instance_number(c->t);
     snprintf(id, sizeof id, "%s-%llu", c->cfg.group_name, (unsigned long long)n);
+    provider_launch_token(&c->prov, id, token, sizeof token);
     /* The row exists before the instance does: if we die in between, the
      * reconciliation ties the instance to it (by id or launch token). */
-    struct table_row *r = table_alloc_row(c->t, id);
+    struct table_row *r = table_row_new(c->t, id, RE_LAUNCH, why, ROW_F_UNCONFIRMED, token, now);
     if (!r) { /* converge counts free slots first; this is a bug if seen */
         log_error("cannot launch: the shared table is full (%u rows)", c->t->capacity);
         launch_backoff(c, now);
         return;
     }
-    r->launch_ms = now;
-    r->flags = ROW_F_UNCONFIRMED;
-    provider_launch_token(&c->prov, id, r->launch_token, sizeof r->launch_token);
-    row_set_state(r, ROW_PENDING, why, now);
-    row_write_end(c->t, r);
     add_op(c, OP_LAUNCH, r);
 }
 
@@ -307,16 +293,8 @@ static void record_launch(struct ctl *c, struct op *o, struct table_row *r, int6
         launch_backoff(c, now);
         return;
     }
-    row_write_begin(r);
-    r->flags &= ~ROW_F_UNCONFIRMED;
-    r->pid = o->inst.pid;
-    r->pid_start = o->inst.pid_start;
-    if (o->inst.addr[0] && !r->addr[0])
-        copy_str(r->addr, sizeof r->addr, o->inst.addr);
     bool renamed = o->inst.id[0] && strcmp(o->inst.id, r->id) != 0;
-    if (renamed)
-        copy_str(r->id, sizeof r->id, o->inst.id);
-    row_write_end(c->t, r);
+    table_instance_known(c->t, r, o->inst.id, o->inst.pid, o->inst.pid_start, o->inst.addr, NULL);
     if (renamed)
         table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s as %s: %.90s", o->row.id,
                    r->id, r->reason);
@@ -344,9 +322,7 @@ static void record_ops(struct ctl *c, int64_t now)
             if (o->result) {
                 row_free(c, r, r->reason);
             } else if (o->killed) {
-                row_write_begin(r);
-                r->term_deadline_ms = now + kill_timeout(c);
-                row_write_end(c->t, r);
+                table_stop_deadline(c->t, r, now + kill_timeout(c));
             }
         }
     }
@@ -409,15 +385,7 @@ static void evaluate(struct ctl *c)
         atomic_fetch_add(&h->actions[d.change > 0 ? 0 : 1][d.cause], 1);
     if (!h->draining)
         converge(c, &in, d.target, d.reason, now);
-    hdr_write_begin(c->t);
-    h->ctl = st;
-    if (d.change > 0)
-        h->scale_out++;
-    else if (d.change < 0)
-        h->scale_in++;
-    h->last_eval_ms = now;
-    h->evaluations++;
-    hdr_write_end(c->t);
+    table_evaluated(c->t, &st, d.change, now);
     table_unlock(c->t);
     execute(c);
 }
@@ -450,41 +418,21 @@ static void update_from_provider(struct ctl *c, struct table_row *r, const struc
         return;
     if (rename)
         log_info("reconcile: %s is instance %s", r->id, pi->id);
-    row_write_begin(r);
-    if (rename)
-        copy_str(r->id, sizeof r->id, pi->id);
-    r->pid = pi->pid;
-    r->pid_start = pi->pid_start;
-    r->flags &= ~ROW_F_UNCONFIRMED;
-    if (!r->addr[0] && pi->addr[0])
-        copy_str(r->addr, sizeof r->addr, pi->addr);
-    if (!r->launch_token[0])
-        copy_str(r->launch_token, sizeof r->launch_token, pi->token);
-    row_write_end(c->t, r);
+    table_instance_known(c->t, r, pi->id, pi->pid, pi->pid_start, pi->addr, pi->token);
 }
 
 static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now)
 {
-    struct table_row *r = table_alloc_row(c->t, pi->id);
+    struct table_row *r = table_row_new(c->t, pi->id, RE_ADOPT, "adopted from the provider", 0,
+                                        pi->token, now);
     if (!r) {
         log_error("reconcile: table full, cannot adopt %s", pi->id);
         return;
     }
-    r->pid = pi->pid;
-    r->pid_start = pi->pid_start;
-    r->launch_ms = now;
-    copy_str(r->addr, sizeof r->addr, pi->addr);
-    copy_str(r->launch_token, sizeof r->launch_token, pi->token);
-    row_set_state(r, ROW_PENDING, "adopted from the provider", now);
-    row_write_end(c->t, r);
+    table_instance_known(c->t, r, pi->id, pi->pid, pi->pid_start, pi->addr, NULL);
     table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",
                pi->id, pi->pid);
-    uint64_t num = id_number(c->cfg.group_name, pi->id);
-    if (num >= c->t->hdr->next_instance) {
-        hdr_write_begin(c->t);
-        c->t->hdr->next_instance = num;
-        hdr_write_end(c->t);
-    }
+    table_instance_number_seen(c->t, id_number(c->cfg.group_name, pi->id));
 }
 
 /* Instances found running are the group's own: the target rises to hold
@@ -498,9 +446,7 @@ static void keep_adopted(struct ctl *c)
     int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
     int keep = size > eff.max_instances ? eff.max_instances : size;
     if (keep > target) {
-        hdr_write_begin(c->t);
-        h->ctl.target = keep;
-        hdr_write_end(c->t);
+        table_set_target(c->t, keep);
         log_info("reconcile: target %d -> %d to keep the adopted instances", target, keep);
     }
 }
@@ -578,9 +524,7 @@ static void reap_agents(struct ctl *c)
                        r->id, (int)pid, how);
             if (r->state == ROW_PENDING)
                 launch_backoff(c, now);
-            row_write_begin(r);
-            row_set_state(r, ROW_UNHEALTHY, how, now);
-            row_write_end(c->t, r);
+            table_failed(c->t, r, how, now);
             c->eval_now = true;
         }
         table_unlock(c->t);
@@ -617,18 +561,13 @@ static void stop_all(struct ctl *c)
     }
 }
 
-/* Sets the live target for an operator's request (lock held). */
-static void operator_target(struct ctl *c, int from, int to, int64_t now)
+/* Sets the live target for an operator's request (lock held); desired > 0
+ * also records the operator's desired size. */
+static void operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
 {
-    struct table_hdr *h = c->t->hdr;
-    hdr_write_begin(c->t);
-    h->ctl.target = to;
-    h->ctl.last_action_ms = now; /* the cooldown protects the operator's choice */
-    h->ctl.breach_out = h->ctl.breach_in = 0;
-    h->ctl.in_since_ms = 0;
-    hdr_write_end(c->t);
+    table_operator_target(c->t, to, desired, now);
     if (to != from)
-        atomic_fetch_add(&h->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
+        atomic_fetch_add(&c->t->hdr->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
 }
 
 static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
@@ -642,10 +581,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        rq->value, eff.min_instances, eff.max_instances);
             return;
         }
-        hdr_write_begin(c->t);
-        h->operator_desired = rq->value;
-        hdr_write_end(c->t);
-        operator_target(c, target, rq->value, now);
+        operator_target(c, target, rq->value, rq->value, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: desired %d (target %d -> %d)",
                    rq->value, target, rq->value);
     } else if (rq->kind == REQ_LAUNCH_ONE) {
@@ -654,7 +590,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        eff.max_instances);
             return;
         }
-        operator_target(c, target, target + 1, now);
+        operator_target(c, target, target + 1, 0, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: launch one (target %d -> %d)",
                    target, target + 1);
     } else if (rq->kind == REQ_TERMINATE) {
@@ -668,7 +604,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                    rq->value == 1 ? " and decrement the target" : "");
         mark_terminating(c, r, "operator request", now);
         if (rq->value == 1 && target > eff.desired_instances)
-            operator_target(c, target, target - 1, now);
+            operator_target(c, target, target - 1, 0, now);
     }
 }
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../common/pki.h"
+#include "../shm/ops.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -99,27 +100,24 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
         }
         /* Like attaching an instance to an AWS group: it joins the group
          * and raises its target, within the maximum. */
-        struct table_hdr *h = m->t->hdr;
-        int target = h->ctl.target ? h->ctl.target : m->cfg.desired_instances;
-        r = table_alloc_row(m->t, in->instance_id);
-        if (!r) {
+        int target = m->t->hdr->ctl.target ? m->t->hdr->ctl.target : m->cfg.desired_instances;
+        if (table_count(m->t, ROW_FREE) == 0) {
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
             snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
             return false;
         }
         if (target >= m->cfg.max_instances) {
-            r->state = ROW_FREE; /* give the slot back */
-            row_write_end(m->t, r);
             snprintf(reason, rsize, "the group is at its maximum size (%d)", m->cfg.max_instances);
             return false;
         }
-        hdr_write_begin(m->t);
-        h->ctl.target = target + 1;
-        hdr_write_end(m->t);
-        r->launch_ms = now;
-        r->flags = ROW_F_JOINED;
-        row_set_state(r, ROW_PENDING, "adopted on registration", now);
-        row_write_end(m->t, r);
+        r = table_row_new(m->t, in->instance_id, RE_ADOPT, "adopted on registration", ROW_F_JOINED,
+                          NULL, now);
+        if (!r) {
+            *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
+            return false;
+        }
+        table_set_target(m->t, target + 1);
         table_note(m->t, EV_LAUNCH, in->instance_id, LOG_LVL_INFO, "adopting unknown instance %s at %s",
                    in->instance_id, in->address);
     }
@@ -128,21 +126,12 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
                  r->id, row_state_name(r->state));
         return false;
     }
-    row_write_begin(r);
-    if (strcmp(r->addr, in->address) != 0)
-        copy_str(r->addr, sizeof r->addr, in->address);
-    r->misses = 0;
-    r->last_seen_ms = now; /* registering is a sign of life too */
-    if (r->state == ROW_PENDING) {
-        row_set_state(r, ROW_RUNNING, "registered", now);
-        r->running_since_ms = now;
+    if (table_registered(m->t, r, in->address, now))
         table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
                    "instance %s registered at %s: running (%lld ms after launch)", r->id, r->addr,
                    (long long)(now - r->launch_ms));
-    } else {
+    else
         log_info("instance %s registered again at %s", r->id, r->addr);
-    }
-    row_write_end(m->t, r);
     return true;
 }
 
@@ -218,10 +207,7 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         int64_t now = now_ms();
         table_note(m->t, EV_HEALTH, row->id, LOG_LVL_INFO, "instance %s deregistered (was %s)", row->id,
                    row_state_name(row->state));
-        row_write_begin(row);
-        row_set_state(row, ROW_TERMINATING, "deregistered", now);
-        row->term_deadline_ms = now + m->cfg.local_kill_timeout_ms;
-        row_write_end(m->t, row);
+        table_stopping(m->t, row, "deregistered", now + m->cfg.local_kill_timeout_ms);
         /* Like detaching from an AWS group with the desired capacity
          * decremented: a swarm that leaves is not replaced, one launched
          * process per agent. */
@@ -322,9 +308,7 @@ void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
             pki_sign_request(m->ca, in->csr_pem, strlen(in->csr_pem), r->id, &cert, why, sizeof why) != 0)
             st = GRPC_STATUS_INVALID_ARGUMENT;
         if (st == GRPC_STATUS_OK) {
-            row_write_begin(r);
-            r->cert_issued_ms = now_ms();
-            row_write_end(m->t, r);
+            table_join_spent(m->t, r, now_ms());
             table_note(m->t, EV_LAUNCH, r->id, LOG_LVL_INFO,
                        "instance %s joined: join token spent, certificate issued", r->id);
         }
@@ -348,10 +332,7 @@ static void round_done(struct monitor *m)
 {
     if (table_lock(m->t, LOCK_WAIT_MS) != 0)
         return;
-    hdr_write_begin(m->t);
-    m->t->hdr->probe_rounds++;
-    m->t->hdr->last_probe_round_ms = now_ms();
-    hdr_write_end(m->t);
+    table_probe_round_done(m->t, now_ms());
     table_unlock(m->t);
 }
 
@@ -363,42 +344,27 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
         (r->state != ROW_RUNNING && r->state != ROW_PENDING && r->state != ROW_UNHEALTHY))
         return; /* the row moved on while the probe was out */
     int64_t now = now_ms();
-    row_write_begin(r);
-    r->last_probe_ms = now;
-    if (!failure) {
-        r->load = rep->load;
-        r->cpu = rep->cpu;
-        r->mem = rep->mem;
-        r->has_sample = true;
-        r->last_seen_ms = now;
-        if (r->misses)
-            log_info("instance %s answers again after %u missed probe(s)", r->id, r->misses);
-        r->misses = 0;
-        r->probes_ok++;
-        row_push_sample(r, rep->load);
-        if (r->state == ROW_PENDING) {
-            row_set_state(r, ROW_RUNNING, "answered a probe", now);
-            r->running_since_ms = now;
-            table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s answers probes: running", r->id);
-        } else if (r->state == ROW_UNHEALTHY) {
-            /* Its replacement was still waiting its turn (see the
-             * controller's pacing): it was slow, not dead. */
-            row_set_state(r, ROW_RUNNING, "answers again", now);
-            table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
-                       "instance %s answers again before its replacement: running", r->id);
-        }
-    } else {
-        r->misses++;
-        r->probes_failed++;
-        if (r->state == ROW_RUNNING && r->misses >= (uint32_t)m->cfg.unhealthy_after) {
-            char why[64];
-            snprintf(why, sizeof why, "missed %u probes: %.40s", r->misses, failure);
-            row_set_state(r, ROW_UNHEALTHY, why, now);
-            table_note(m->t, EV_HEALTH, r->id, LOG_LVL_WARN, "instance %s unhealthy: %s (last seen %lld ms ago)",
-                       r->id, why, r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL);
-        }
+    if (!failure && r->misses)
+        log_info("instance %s answers again after %u missed probe(s)", r->id, r->misses);
+    struct probe_sample s = {failure ? 0 : rep->load, failure ? 0 : rep->cpu, failure ? 0 : rep->mem};
+    switch (table_probe_result(m->t, r, failure ? NULL : &s, failure, (uint32_t)m->cfg.unhealthy_after,
+                               now)) {
+    case PROBE_NOW_RUNNING:
+        table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s answers probes: running", r->id);
+        break;
+    case PROBE_REJOINED:
+        /* Its replacement was still waiting its turn (see the controller's
+         * pacing): it was slow, not dead. */
+        table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
+                   "instance %s answers again before its replacement: running", r->id);
+        break;
+    case PROBE_NOW_UNHEALTHY:
+        table_note(m->t, EV_HEALTH, r->id, LOG_LVL_WARN, "instance %s unhealthy: %s (last seen %lld ms ago)",
+                   r->id, r->reason, r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL);
+        break;
+    case PROBE_NOTED:
+        break;
     }
-    row_write_end(m->t, r);
 }
 
 /* Checks a reply from another process before believing it. */
@@ -592,9 +558,7 @@ static void publish_address(struct monitor *m, const char *bound)
 {
     if (table_lock(m->t, LOCK_WAIT_MS) != 0)
         return;
-    hdr_write_begin(m->t);
-    copy_str(m->t->hdr->monitor_addr, sizeof m->t->hdr->monitor_addr, bound);
-    hdr_write_end(m->t);
+    table_set_monitor_addr(m->t, bound);
     table_unlock(m->t);
 }
 

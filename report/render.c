@@ -223,6 +223,10 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)
         sb_printf(b, "asg_refused_total{what=\"%s\"} %llu\n", refusal_kind_name(k),
                   (unsigned long long)atomic_load(&h->refused[k]));
+    help(b, "asg_illegal_transitions", "counter",
+         "Row events the state machine refused (a bug if ever above 0).");
+    sb_printf(b, "asg_illegal_transitions_total %llu\n",
+              (unsigned long long)atomic_load(&h->illegal_transitions));
     help(b, "asg_plaintext", "gauge", "1 when tls.mode is plaintext: nothing is authenticated.");
     sb_printf(b, "asg_plaintext %d\n", h->config.tls_mode == TLS_PLAINTEXT);
     help(b, "asg_evaluations", "counter", "Controller evaluations.");

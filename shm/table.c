@@ -536,17 +536,9 @@ struct table_row *table_alloc_row(struct table *t, const char *id)
         atomic_store(&r->seq, seq);
         r->incarnation = inc;
         copy_str(r->id, sizeof r->id, id);
-        r->state = ROW_PENDING;
-        return r; /* caller fills in and calls row_write_end */
+        return r; /* state free: the caller applies its event, then row_write_end */
     }
     return NULL;
-}
-
-void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t now)
-{
-    r->state = st;
-    r->state_since_ms = now;
-    copy_str(r->reason, sizeof r->reason, reason ? reason : "");
 }
 
 void table_joined_left(struct table *t, const char *id, int desired, int min)

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 8
+#define TABLE_VERSION 9
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -157,6 +157,7 @@ struct table_hdr {
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t actions[2][CAUSE_COUNT];   /* [0] out, [1] in */
     _Atomic uint64_t refused[REFUSED_COUNT];
+    _Atomic uint64_t illegal_transitions; /* row events the state machine refused (ops.c) */
 
     _Atomic uint64_t events_written;
     struct table_event events[TABLE_EVENTS];
@@ -209,7 +210,8 @@ int table_recover_dead_holder(struct table *t, pid_t pid);
  * correct impossible values. Returns the number of rows corrected. */
 int table_repair(struct table *t);
 
-/* Row and header writes, with the lock held. */
+/* Row and header write brackets, with the lock held: for shm/ only (the
+ * roles call the operations in ops.h). */
 void row_write_begin(struct table_row *r);
 void row_write_end(struct table *t, struct table_row *r);
 void hdr_write_begin(struct table *t);
@@ -222,8 +224,8 @@ bool table_read_hdr(const struct table *t, struct table_hdr *out);
 
 /* With the lock held. */
 struct table_row *table_find(struct table *t, const char *id);
+/* A zeroed slot for id, state free, its write bracket open: for ops.c. */
 struct table_row *table_alloc_row(struct table *t, const char *id);
-void row_set_state(struct table_row *r, uint32_t st, const char *reason, int64_t now);
 void row_push_sample(struct table_row *r, double load);
 int table_count(const struct table *t, uint32_t state);
 

@@ -24,6 +24,7 @@
 #include "../common/pki.h"
 #include "../common/util.h"
 #include "../proto/rpc.h"
+#include "../shm/ops.h"
 #include "../shm/table.h"
 #include "../controller/controller.h"
 #include "../monitor_s/monitor.h"
@@ -109,14 +110,7 @@ static void set_role_pid(const struct child *c, pid_t pid)
 {
     if (table_lock(&S.table, 2000) != 0)
         return;
-    hdr_write_begin(&S.table);
-    if (c == MONITOR)
-        S.table.hdr->pid_monitor = pid;
-    else if (c == CONTROLLER)
-        S.table.hdr->pid_controller = pid;
-    else
-        S.table.hdr->pid_status = pid;
-    hdr_write_end(&S.table);
+    table_set_role_pid(&S.table, (int)(c - children), pid);
     table_unlock(&S.table);
 }
 
@@ -188,9 +182,7 @@ static void schedule_restart(struct child *c, int64_t now)
     c->restart_at_ms = now + delay;
     c->restarts++;
     if (table_lock(&S.table, 2000) == 0) {
-        hdr_write_begin(&S.table);
-        S.table.hdr->role_restarts[c - children]++;
-        hdr_write_end(&S.table);
+        table_role_restarted(&S.table, (int)(c - children));
         table_unlock(&S.table);
     }
     log_info("%s will restart in %lld ms (death %d in a row)", c->role, (long long)delay,
@@ -246,12 +238,7 @@ static void publish_config(const struct asg_config *cfg)
         log_error("cannot publish the config: table lock unavailable");
         return;
     }
-    hdr_write_begin(&S.table);
-    S.table.hdr->config = *cfg;
-    S.table.hdr->config_gen++;
-    S.table.hdr->operator_desired = 0;
-    hdr_write_end(&S.table);
-    atomic_fetch_add(&S.table.hdr->reloads_ok, 1);
+    table_publish_config(&S.table, cfg);
     table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_INFO,
                "config reloaded from %.80s (generation %llu): group %d..%d desired %d, policy %s",
                S.cfg_path, (unsigned long long)S.table.hdr->config_gen, cfg->min_instances,
@@ -313,9 +300,7 @@ static void begin_drain(int code)
     S.drain_deadline = now_ms() + S.cfg.drain_timeout_ms;
     log_info("draining: stopping roles (SIGKILL after %d ms)", S.cfg.drain_timeout_ms);
     if (table_lock(&S.table, 2000) == 0) {
-        hdr_write_begin(&S.table);
-        S.table.hdr->draining = code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES;
-        hdr_write_end(&S.table);
+        table_set_draining(&S.table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
         table_unlock(&S.table);
     }
     /* The controller first: it stops the local agents, which deregister
@@ -573,15 +558,7 @@ static void init_table_header(void)
 {
     if (table_lock(&S.table, 5000) != 0)
         log_warn("table lock still busy at start; carrying on");
-    hdr_write_begin(&S.table);
-    S.table.hdr->pid_supervisor = getpid();
-    S.table.hdr->pid_monitor = 0;
-    S.table.hdr->pid_controller = 0;
-    S.table.hdr->pid_status = 0;
-    S.table.hdr->draining = 0;
-    S.table.hdr->config = S.cfg;
-    S.table.hdr->config_gen++;
-    hdr_write_end(&S.table);
+    table_supervisor_started(&S.table, &S.cfg);
     table_unlock(&S.table);
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../shm/ops.h"
 #include "../shm/table.h"
 #include "check_suites.h"
 
@@ -69,15 +70,16 @@ START_TEST(test_create_attach_roundtrip)
     ck_assert_msg(table_attach(name, true, &ro, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(ro.hdr->capacity, 64);
     ck_assert(table_lock(&T, 1000) == 0);
-    struct table_row *r = table_alloc_row(&T, "i-1");
+    struct table_row *r = table_row_new(&T, "i-1", RE_LAUNCH, "test", 0, NULL, now_ms());
     ck_assert_ptr_nonnull(r);
-    r->load = 0.5;
-    row_write_end(&T, r);
+    struct probe_sample s = {0.5, 0.1, 0.1};
+    table_probe_result(&T, r, &s, NULL, 3, now_ms());
     table_unlock(&T);
     struct table_row copy;
     ck_assert(table_read_row(&ro, (uint32_t)(r - T.rows), &copy));
     ck_assert_str_eq(copy.id, "i-1");
-    ck_assert_int_eq(copy.state, ROW_PENDING);
+    ck_assert_int_eq(copy.state, ROW_RUNNING); /* pending, then it answered */
+    ck_assert(copy.load == 0.5 && copy.has_sample);
     table_detach(&ro);
     /* A second create of the same name fails rather than clobbering. */
     struct table again;
@@ -320,9 +322,8 @@ START_TEST(test_find_follows_index)
     for (int i = 0; i < 40; i++) {
         char id[32];
         snprintf(id, sizeof id, "web-%d", i);
-        struct table_row *r = table_alloc_row(&T, id);
+        struct table_row *r = table_row_new(&T, id, RE_LAUNCH, "test", 0, NULL, now_ms());
         ck_assert_ptr_nonnull(r);
-        row_write_end(&T, r);
     }
     ck_assert_ptr_eq(table_find(&T, "web-17"), &T.rows[17]);
     ck_assert_ptr_null(table_find(&T, "web-170"));
@@ -332,12 +333,9 @@ START_TEST(test_find_follows_index)
     row_write_end(&T, r);
     ck_assert_ptr_null(table_find(&T, "web-17"));
     ck_assert_ptr_eq(table_find(&T, "i-renamed"), r);
-    row_write_begin(r);
-    r->state = ROW_FREE;
-    row_write_end(&T, r);
+    ck_assert(table_gone(&T, r));
     ck_assert_ptr_null(table_find(&T, "i-renamed"));
-    ck_assert_ptr_eq(table_alloc_row(&T, "web-new"), r); /* the freed slot first */
-    row_write_end(&T, r);
+    ck_assert_ptr_eq(table_row_new(&T, "web-new", RE_LAUNCH, "test", 0, NULL, now_ms()), r); /* the freed slot first */
     /* A writer died after changing the id but before committing it. */
     struct table_row *q = &T.rows[3];
     row_write_begin(q);
@@ -359,6 +357,46 @@ START_TEST(test_segment_mode_0600)
 }
 END_TEST
 
+/* Every (state, event) pair: the legal edges move the row where the table
+ * says, every other one changes nothing and is counted. */
+START_TEST(test_row_state_machine)
+{
+    static const int want[ROW_STATE_COUNT][RE_COUNT] = {
+        [ROW_FREE] = {ROW_PENDING, ROW_PENDING, -1, -1, -1, -1, -1},
+        [ROW_PENDING] = {-1, -1, ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
+        [ROW_RUNNING] = {-1, -1, ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
+        [ROW_UNHEALTHY] = {-1, -1, -1, ROW_RUNNING, -1, ROW_TERMINATING, ROW_FREE},
+        [ROW_TERMINATING] = {-1, -1, -1, -1, -1, -1, ROW_FREE},
+    };
+    for (uint32_t s = 0; s < ROW_STATE_COUNT; s++)
+        for (uint32_t e = 0; e < RE_COUNT; e++)
+            ck_assert_msg(row_next_state(s, e) == want[s][e], "%s on %s", row_state_name(s),
+                          row_event_name(e));
+    ck_assert_int_eq(row_next_state(ROW_STATE_COUNT, RE_GONE), -1);
+    ck_assert_int_eq(row_next_state(ROW_RUNNING, RE_COUNT), -1);
+    /* Through the operations: an illegal event is refused and counted. */
+    ck_assert(table_lock(&T, 1000) == 0);
+    int64_t now = now_ms();
+    struct table_row *r = table_row_new(&T, "sm-1", RE_LAUNCH, "test", 0, NULL, now);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->state, ROW_PENDING);
+    uint64_t illegal = atomic_load(&T.hdr->illegal_transitions);
+    ck_assert(table_stopping(&T, r, "scale in", now + 1000));
+    ck_assert_int_eq(r->state, ROW_TERMINATING);
+    ck_assert(!table_registered(&T, r, "127.0.0.1:9", now)); /* a stopping row cannot come back */
+    ck_assert(!table_failed(&T, r, "died", now));
+    ck_assert_int_eq(r->state, ROW_TERMINATING);
+    ck_assert_str_eq(r->reason, "scale in");
+    ck_assert_int_eq(atomic_load(&T.hdr->illegal_transitions), illegal + 2);
+    ck_assert(table_gone(&T, r));
+    ck_assert_int_eq(r->state, ROW_FREE);
+    ck_assert(!table_gone(&T, r)); /* gone twice: refused */
+    ck_assert_int_eq(atomic_load(&T.hdr->illegal_transitions), illegal + 3);
+    ck_assert_int_eq(r->seq % 2, 0); /* every bracket closed */
+    table_unlock(&T);
+}
+END_TEST
+
 Suite *table_suite(void)
 {
     Suite *s = suite_create("table");
@@ -376,6 +414,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, test_repair_fixes_impossible_values);
     tcase_add_test(tc, test_segment_mode_0600);
     tcase_add_test(tc, test_find_follows_index);
+    tcase_add_test(tc, test_row_state_machine);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -273,10 +273,14 @@ class Manager:
         rc = self.proc.wait(timeout=timeout * SLOW)
         return rc, time.monotonic() - t0
 
-    SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
+    # A sanitizer's report, or an event the row state machine refused: in
+    # any test, either is a bug.
+    SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer"
+                                  r"|no transition from \w+ on \w+")
 
     def sanitizer_report(self):
-        """A sanitizer's report in the log of asgd or its agents, if any."""
+        """A sanitizer's report (or a refused row event) in the log of asgd
+        or its agents, if any."""
         try:
             found = self.SANITIZER_REPORT.search(self.log())
         except OSError:

@@ -33,6 +33,7 @@ def metrics_parsed_by_prometheus_client(m):
     wait_for(lambda: sorted(loads(metrics(m))) == ids, 5, "a load sample of every instance")
     x = metrics(m)
     assert x[("asg_instances", (("state", "running"),))] == 2, x
+    assert x[("asg_illegal_transitions_total", ())] == 0, x
     assert x[("asg_group_max_instances", ())] == 4 and x[("asg_group_min_instances", ())] == 2
     assert all(0 <= v <= 1 for v in loads(x).values()), loads(x)
     buckets = sorted((float(dict(k[1])["le"]), v) for k, v in x.items()

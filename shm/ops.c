@@ -1,0 +1,307 @@
+/* The table's operations (see ops.h): the only writers of rows and of the
+ * header outside table.c's own repair. */
+#include "ops.h"
+#include "../common/util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the row state machine ---- */
+
+#define X (-1) /* no such edge */
+
+/* next[state][event]. Registering again, or answering while running, keeps
+ * a row running; an unhealthy row may answer again (slow, not dead) but not
+ * register (it is being replaced); a terminating row only goes. */
+static const int8_t next[ROW_STATE_COUNT][RE_COUNT] = {
+    /*               LAUNCH       ADOPT        REGISTER     ANSWER       FAIL           STOP             GONE */
+    [ROW_FREE]        = {ROW_PENDING, ROW_PENDING, X,           X,           X,             X,               X},
+    [ROW_PENDING]     = {X,           X,           ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
+    [ROW_RUNNING]     = {X,           X,           ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
+    [ROW_UNHEALTHY]   = {X,           X,           X,           ROW_RUNNING, X,             ROW_TERMINATING, ROW_FREE},
+    [ROW_TERMINATING] = {X,           X,           X,           X,           X,             X,               ROW_FREE},
+};
+
+static const char *const event_names[RE_COUNT] = {"launch", "adopt", "register", "answer",
+                                                   "fail", "stop", "gone"};
+
+const char *row_event_name(uint32_t ev) { return ev < RE_COUNT ? event_names[ev] : "?"; }
+
+int row_next_state(uint32_t state, uint32_t ev)
+{
+    return state < ROW_STATE_COUNT && ev < RE_COUNT ? next[state][ev] : X;
+}
+
+/* The one place a row's state changes; inside the caller's write bracket.
+ * An illegal edge changes nothing: it is counted and said. */
+static bool step(struct table *t, struct table_row *r, uint32_t ev, const char *reason, int64_t now)
+{
+    static struct log_limit limit;
+    int to = row_next_state(r->state, ev);
+    if (to < 0) {
+        atomic_fetch_add(&t->hdr->illegal_transitions, 1);
+        log_limited(&limit, LOG_LVL_ERROR, "instance %.64s: no transition from %s on %s; ignored",
+                    r->id, row_state_name(r->state), row_event_name(ev));
+        return false;
+    }
+    if ((uint32_t)to != r->state || ev == RE_LAUNCH || ev == RE_ADOPT) {
+        r->state_since_ms = now;
+        copy_str(r->reason, sizeof r->reason, reason ? reason : "");
+    }
+    r->state = (uint32_t)to;
+    return true;
+}
+
+/* ---- rows ---- */
+
+struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, const char *reason,
+                                uint32_t flags, const char *launch_token, int64_t now)
+{
+    if (ev != RE_LAUNCH && ev != RE_ADOPT)
+        return NULL;
+    struct table_row *r = table_alloc_row(t, id); /* opens the row's bracket, state free */
+    if (!r)
+        return NULL;
+    r->launch_ms = now;
+    r->flags = flags;
+    copy_str(r->launch_token, sizeof r->launch_token, launch_token ? launch_token : "");
+    step(t, r, ev, reason, now);
+    row_write_end(t, r);
+    return r;
+}
+
+void table_instance_known(struct table *t, struct table_row *r, const char *id, int32_t pid,
+                          uint64_t pid_start, const char *addr, const char *launch_token)
+{
+    row_write_begin(r);
+    if (id && id[0] && strcmp(id, r->id) != 0)
+        copy_str(r->id, sizeof r->id, id); /* row_write_end re-indexes it */
+    r->pid = pid;
+    r->pid_start = pid_start;
+    r->flags &= ~ROW_F_UNCONFIRMED;
+    if (!r->addr[0] && addr && addr[0])
+        copy_str(r->addr, sizeof r->addr, addr);
+    if (!r->launch_token[0] && launch_token)
+        copy_str(r->launch_token, sizeof r->launch_token, launch_token);
+    row_write_end(t, r);
+}
+
+bool table_registered(struct table *t, struct table_row *r, const char *addr, int64_t now)
+{
+    uint32_t was = r->state;
+    row_write_begin(r);
+    bool ok = step(t, r, RE_REGISTER, "registered", now);
+    if (ok) {
+        copy_str(r->addr, sizeof r->addr, addr);
+        r->misses = 0;
+        r->last_seen_ms = now; /* registering is a sign of life too */
+        if (was == ROW_PENDING)
+            r->running_since_ms = now;
+    }
+    row_write_end(t, r);
+    return ok && was == ROW_PENDING;
+}
+
+enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
+                                      const struct probe_sample *sample, const char *failure,
+                                      uint32_t unhealthy_after, int64_t now)
+{
+    enum probe_outcome out = PROBE_NOTED;
+    uint32_t was = r->state;
+    row_write_begin(r);
+    r->last_probe_ms = now;
+    if (sample) {
+        r->load = sample->load;
+        r->cpu = sample->cpu;
+        r->mem = sample->mem;
+        r->has_sample = true;
+        r->last_seen_ms = now;
+        r->misses = 0;
+        r->probes_ok++;
+        row_push_sample(r, sample->load);
+        if (was != ROW_RUNNING && step(t, r, RE_ANSWER, was == ROW_PENDING ? "answered a probe"
+                                                                           : "answers again", now)) {
+            if (was == ROW_PENDING)
+                r->running_since_ms = now;
+            out = was == ROW_PENDING ? PROBE_NOW_RUNNING : PROBE_REJOINED;
+        }
+    } else {
+        r->misses++;
+        r->probes_failed++;
+        if (was == ROW_RUNNING && r->misses >= unhealthy_after) {
+            char why[64];
+            snprintf(why, sizeof why, "missed %u probes: %.40s", r->misses, failure ? failure : "");
+            if (step(t, r, RE_FAIL, why, now))
+                out = PROBE_NOW_UNHEALTHY;
+        }
+    }
+    row_write_end(t, r);
+    return out;
+}
+
+bool table_failed(struct table *t, struct table_row *r, const char *why, int64_t now)
+{
+    row_write_begin(r);
+    bool ok = step(t, r, RE_FAIL, why, now);
+    row_write_end(t, r);
+    return ok;
+}
+
+bool table_stopping(struct table *t, struct table_row *r, const char *why, int64_t deadline)
+{
+    row_write_begin(r);
+    bool ok = step(t, r, RE_STOP, why, now_ms());
+    if (ok)
+        r->term_deadline_ms = deadline;
+    row_write_end(t, r);
+    return ok;
+}
+
+void table_stop_deadline(struct table *t, struct table_row *r, int64_t deadline)
+{
+    row_write_begin(r);
+    r->term_deadline_ms = deadline;
+    row_write_end(t, r);
+}
+
+bool table_gone(struct table *t, struct table_row *r)
+{
+    row_write_begin(r);
+    bool ok = step(t, r, RE_GONE, NULL, now_ms());
+    row_write_end(t, r);
+    return ok;
+}
+
+void table_join_spent(struct table *t, struct table_row *r, int64_t now)
+{
+    row_write_begin(r);
+    r->cert_issued_ms = now;
+    row_write_end(t, r);
+}
+
+/* ---- the header ---- */
+
+void table_supervisor_started(struct table *t, const struct asg_config *cfg)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    h->pid_supervisor = getpid();
+    h->pid_monitor = h->pid_controller = h->pid_status = 0;
+    h->draining = DRAIN_NONE;
+    h->config = *cfg;
+    h->config_gen++;
+    hdr_write_end(t);
+}
+
+void table_set_role_pid(struct table *t, int role, pid_t pid)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    if (role == 0)
+        h->pid_monitor = pid;
+    else if (role == 1)
+        h->pid_controller = pid;
+    else
+        h->pid_status = pid;
+    hdr_write_end(t);
+}
+
+void table_role_restarted(struct table *t, int role)
+{
+    if (role < 0 || role >= 3)
+        return;
+    hdr_write_begin(t);
+    t->hdr->role_restarts[role]++;
+    hdr_write_end(t);
+}
+
+void table_set_draining(struct table *t, uint32_t kind)
+{
+    hdr_write_begin(t);
+    t->hdr->draining = kind;
+    hdr_write_end(t);
+}
+
+void table_publish_config(struct table *t, const struct asg_config *cfg)
+{
+    hdr_write_begin(t);
+    t->hdr->config = *cfg;
+    t->hdr->config_gen++;
+    t->hdr->operator_desired = 0;
+    hdr_write_end(t);
+    atomic_fetch_add(&t->hdr->reloads_ok, 1);
+}
+
+void table_set_monitor_addr(struct table *t, const char *addr)
+{
+    hdr_write_begin(t);
+    copy_str(t->hdr->monitor_addr, sizeof t->hdr->monitor_addr, addr);
+    hdr_write_end(t);
+}
+
+void table_probe_round_done(struct table *t, int64_t now)
+{
+    hdr_write_begin(t);
+    t->hdr->probe_rounds++;
+    t->hdr->last_probe_round_ms = now;
+    hdr_write_end(t);
+}
+
+uint64_t table_next_instance_number(struct table *t)
+{
+    hdr_write_begin(t);
+    uint64_t n = ++t->hdr->next_instance;
+    hdr_write_end(t);
+    return n;
+}
+
+void table_instance_number_seen(struct table *t, uint64_t n)
+{
+    if (n < t->hdr->next_instance)
+        return;
+    hdr_write_begin(t);
+    t->hdr->next_instance = n;
+    hdr_write_end(t);
+}
+
+void table_set_target(struct table *t, int32_t target)
+{
+    hdr_write_begin(t);
+    t->hdr->ctl.target = target;
+    hdr_write_end(t);
+}
+
+void table_evaluated(struct table *t, const struct ctl_state *st, int change, int64_t now)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    h->ctl = *st;
+    if (change > 0)
+        h->scale_out++;
+    else if (change < 0)
+        h->scale_in++;
+    h->last_eval_ms = now;
+    h->evaluations++;
+    hdr_write_end(t);
+}
+
+void table_count_replaced(struct table *t)
+{
+    hdr_write_begin(t);
+    t->hdr->replaced++;
+    hdr_write_end(t);
+}
+
+void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    if (desired > 0)
+        h->operator_desired = desired;
+    h->ctl.target = target;
+    h->ctl.last_action_ms = now; /* the cooldown protects the operator's choice */
+    h->ctl.breach_out = h->ctl.breach_in = 0;
+    h->ctl.in_since_ms = 0;
+    hdr_write_end(t);
+}

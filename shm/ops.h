@@ -1,0 +1,100 @@
+/* The table's operations: what the roles call, named after what happened.
+ * Every one of them is called with the table lock held and brackets its
+ * own writes (readers see all of it or none of it); no role touches a
+ * sequence counter, the id index or a row's state itself.
+ *
+ * A row's state changes only through one transition table (state x event
+ * -> next state), applied by one function: an edge the table does not have
+ * is refused, counted (hdr->illegal_transitions), logged, and changes
+ * nothing. Adding a state is adding a row to that table.
+ *
+ * Who writes what:
+ *   supervisor  role pids, config and its generation, draining, restarts
+ *   monitor     probe results, registrations, joins, the address it bound
+ *   controller  launches, terminations, pids, the target and its state
+ * (table_joined_left, which lowers the target when an adopted instance
+ * leaves, is the one exception: the monitor calls it on a deregistration,
+ * the controller when one goes silent.) */
+#ifndef ASG_OPS_H
+#define ASG_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "table.h"
+
+enum row_event {
+    RE_LAUNCH,        /* the controller asks for an instance (free -> pending) */
+    RE_ADOPT,         /* found running, or registered unknown (free -> pending) */
+    RE_REGISTER,      /* its agent registered (pending -> running; running stays) */
+    RE_ANSWER,        /* it answered a probe (pending, unhealthy -> running) */
+    RE_FAIL,          /* missed probes, or its process died (-> unhealthy) */
+    RE_STOP,          /* scale-in, replacement, deregistration, drain (-> terminating) */
+    RE_GONE,          /* the instance no longer exists, or never did (-> free) */
+    RE_COUNT
+};
+
+const char *row_event_name(uint32_t ev);
+/* The next state, or -1 when the table has no such edge. */
+int row_next_state(uint32_t state, uint32_t ev);
+
+/* ---- rows ---- */
+
+/* A new row for id in state pending (ev is RE_LAUNCH or RE_ADOPT), or NULL
+ * when the table is full. */
+struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, const char *reason,
+                                uint32_t flags, const char *launch_token, int64_t now);
+/* What a provider said about a row's instance: its id (a rename when it
+ * differs: EC2 names an instance on launch), process, address and launch
+ * token (the last two only fill what the row lacks); the launch is
+ * confirmed. */
+void table_instance_known(struct table *t, struct table_row *r, const char *id, int32_t pid,
+                          uint64_t pid_start, const char *addr, const char *launch_token);
+/* Its agent registered from addr. True when that made it running. */
+bool table_registered(struct table *t, struct table_row *r, const char *addr, int64_t now);
+/* A probe's outcome: sample (load, cpu, mem) when it answered, failure
+ * otherwise. */
+enum probe_outcome { PROBE_NOTED, PROBE_NOW_RUNNING, PROBE_REJOINED, PROBE_NOW_UNHEALTHY };
+struct probe_sample {
+    double load, cpu, mem;
+};
+enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
+                                      const struct probe_sample *sample, const char *failure,
+                                      uint32_t unhealthy_after, int64_t now);
+/* Marked unhealthy for a reason other than probes (its process died). */
+bool table_failed(struct table *t, struct table_row *r, const char *why, int64_t now);
+/* Being stopped; the provider is asked again or harder after deadline. */
+bool table_stopping(struct table *t, struct table_row *r, const char *why, int64_t deadline);
+void table_stop_deadline(struct table *t, struct table_row *r, int64_t deadline);
+/* Gone: the slot is free again. */
+bool table_gone(struct table *t, struct table_row *r);
+/* EC2 bootstrap: its join token is spent. */
+void table_join_spent(struct table *t, struct table_row *r, int64_t now);
+
+/* ---- the header ---- */
+
+/* Supervisor. */
+void table_supervisor_started(struct table *t, const struct asg_config *cfg);
+void table_set_role_pid(struct table *t, int role, pid_t pid); /* role: 0 monitor, 1 controller, 2 status */
+void table_role_restarted(struct table *t, int role);
+void table_set_draining(struct table *t, uint32_t kind);
+/* A reload: the new config, a new generation; an operator's desired size
+ * ends (the file wins again). */
+void table_publish_config(struct table *t, const struct asg_config *cfg);
+
+/* Monitor. */
+void table_set_monitor_addr(struct table *t, const char *addr);
+void table_probe_round_done(struct table *t, int64_t now);
+
+/* Controller. */
+uint64_t table_next_instance_number(struct table *t);
+void table_instance_number_seen(struct table *t, uint64_t n);
+void table_set_target(struct table *t, int32_t target);
+/* An evaluation's outcome: the policy's state, and which way it moved. */
+void table_evaluated(struct table *t, const struct ctl_state *st, int change, int64_t now);
+void table_count_replaced(struct table *t);
+/* An operator's request: the target, with the cooldown restarted so that
+ * the policy does not undo it at once; desired > 0 also records it. */
+void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now);
+
+#endif
