@@ -155,8 +155,7 @@ static void sweep(struct ctl *c, int64_t now)
                  * way, taking the target down with it, so that a stranger
                  * that registers and goes silent cannot hold the group up. */
                 snprintf(why, sizeof why, "adopted, unhealthy (%.40s): leaves the group", r->reason);
-                mark_terminating(c, r, why, now);
-                table_joined_left(c->t, r->id, c->cfg.desired_instances, c->cfg.min_instances);
+                mark_terminating(c, r, why, now); /* account_joined lowers the target */
                 break;
             }
             if (budget <= 0) {
@@ -357,6 +356,35 @@ static struct asg_config effective_config(const struct ctl *c)
     return eff;
 }
 
+/* Instances that joined on their own registration (the monitor flags
+ * them) are the group's: the target rises to hold each, within max, once;
+ * and falls again when it leaves (deregistered, or gone silent), never
+ * below min. Run after the sweep and before the policy, so that neither a
+ * newcomer is scaled in nor a leaver replaced. */
+static void account_joined(struct ctl *c)
+{
+    struct asg_config eff = effective_config(c);
+    int target = c->t->hdr->ctl.target ? c->t->hdr->ctl.target : eff.desired_instances, was = target;
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
+        struct table_row *r = &c->t->rows[i];
+        if (!(r->flags & ROW_F_JOINED) || r->state == ROW_FREE)
+            continue;
+        bool in = r->state != ROW_TERMINATING;
+        if (in == r->joined_counted)
+            continue;
+        if (in && target < eff.max_instances)
+            target++;
+        else if (!in && target > eff.min_instances)
+            target--;
+        table_joined_counted(c->t, r, in);
+        log_info("instance %s %s on its own: target %d -> %d", r->id,
+                 in ? "joined the group" : "left the group", was, target);
+        was = target;
+    }
+    if (target != (c->t->hdr->ctl.target ? c->t->hdr->ctl.target : eff.desired_instances))
+        table_set_target(c->t, target);
+}
+
 static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, LOCK_WAIT_MS) != 0)
@@ -366,6 +394,7 @@ static void evaluate(struct ctl *c)
     int64_t now = now_ms();
     c->failed_this_round = false;
     sweep(c, now);
+    account_joined(c);
     struct policy_input in;
     memset(&in, 0, sizeof in);
     for (uint32_t i = 0; i < c->t->capacity; i++) {
@@ -632,6 +661,35 @@ static void handle_requests(struct ctl *c)
 static int reconcile_every(const struct ctl *c)
 {
     return c->cfg.provider_kind == PROVIDER_EC2 ? c->cfg.ec2_reconcile_interval_ms : LOCAL_RECONCILE_MS;
+}
+
+/* ---- driven by hand: the seam the Check units use ---- */
+
+struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
+                            const struct provider_ops *ops, void *priv)
+{
+    struct ctl *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->t = t;
+    c->cfg = *cfg;
+    c->reqfd = -1;
+    c->prov.cfg = &c->cfg;
+    c->prov.ops = ops;
+    c->prov.priv = priv;
+    c->prov.nonce = t->hdr->nonce;
+    copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, "127.0.0.1:1");
+    return c;
+}
+
+void controller_evaluate(struct ctl *c) { evaluate(c); }
+
+void controller_reconcile(struct ctl *c) { reconcile(c); }
+
+void controller_close(struct ctl *c)
+{
+    free(c->ops);
+    free(c);
 }
 
 int controller_main(struct table *t, const struct asg_config *cfg0)

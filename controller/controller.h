@@ -11,4 +11,18 @@
  * asked to stop, ASG_EXIT_FATAL when it cannot run with this config. */
 int controller_main(struct table *t, const struct asg_config *cfg);
 
+/* For the Check units (tests/check_controller.c): a controller on table t
+ * that a test drives one step at a time, with a provider of its own (ops,
+ * and priv for the provider's state). No signals, no requests, no reaping. */
+struct ctl;
+struct provider_ops;
+struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
+                            const struct provider_ops *ops, void *priv);
+/* One evaluation: sweep, policy, converge, the provider's calls, and what
+ * they answered recorded. */
+void controller_evaluate(struct ctl *c);
+/* Table and provider made to agree (adoptions, gone instances). */
+void controller_reconcile(struct ctl *c);
+void controller_close(struct ctl *c);
+
 #endif

@@ -99,8 +99,10 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
             return false;
         }
         /* Like attaching an instance to an AWS group: it joins the group
-         * and raises its target, within the maximum. */
-        int target = m->t->hdr->ctl.target ? m->t->hdr->ctl.target : m->cfg.desired_instances;
+         * and the controller raises its target for it, within the maximum;
+         * those it has not counted yet count here. */
+        int target = (m->t->hdr->ctl.target ? m->t->hdr->ctl.target : m->cfg.desired_instances) +
+                     table_joined_uncounted(m->t);
         if (table_count(m->t, ROW_FREE) == 0) {
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
             snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
@@ -117,7 +119,6 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
             snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
             return false;
         }
-        table_set_target(m->t, target + 1);
         table_note(m->t, EV_LAUNCH, in->instance_id, LOG_LVL_INFO, "adopting unknown instance %s at %s",
                    in->instance_id, in->address);
     }
@@ -207,12 +208,10 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         int64_t now = now_ms();
         table_note(m->t, EV_HEALTH, row->id, LOG_LVL_INFO, "instance %s deregistered (was %s)", row->id,
                    row_state_name(row->state));
+        /* A joined instance leaves like one detached from an AWS group
+         * with the desired capacity decremented: the controller lowers
+         * the target for it, so a swarm that leaves is not replaced. */
         table_stopping(m->t, row, "deregistered", now + m->cfg.local_kill_timeout_ms);
-        /* Like detaching from an AWS group with the desired capacity
-         * decremented: a swarm that leaves is not replaced, one launched
-         * process per agent. */
-        if (row->flags & ROW_F_JOINED)
-            table_joined_left(m->t, row->id, m->cfg.desired_instances, m->cfg.min_instances);
         r.removed = true;
     }
     table_unlock(m->t);

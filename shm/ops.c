@@ -173,6 +173,28 @@ bool table_gone(struct table *t, struct table_row *r)
     return ok;
 }
 
+void table_joined_counted(struct table *t, struct table_row *r, bool counted)
+{
+    row_write_begin(r);
+    r->joined_counted = counted;
+    row_write_end(t, r);
+}
+
+static bool in_group(uint32_t state)
+{
+    return state == ROW_PENDING || state == ROW_RUNNING || state == ROW_UNHEALTHY;
+}
+
+int table_joined_uncounted(const struct table *t)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        const struct table_row *r = &t->rows[i];
+        n += (r->flags & ROW_F_JOINED) && in_group(r->state) && !r->joined_counted;
+    }
+    return n;
+}
+
 void table_join_spent(struct table *t, struct table_row *r, int64_t now)
 {
     row_write_begin(r);

@@ -12,9 +12,9 @@
  *   supervisor  role pids, config and its generation, draining, restarts
  *   monitor     probe results, registrations, joins, the address it bound
  *   controller  launches, terminations, pids, the target and its state
- * (table_joined_left, which lowers the target when an adopted instance
- * leaves, is the one exception: the monitor calls it on a deregistration,
- * the controller when one goes silent.) */
+ * The monitor flags the rows of instances that joined on their own
+ * registration (ROW_F_JOINED); the controller alone counts them into the
+ * target and out again. */
 #ifndef ASG_OPS_H
 #define ASG_OPS_H
 
@@ -68,6 +68,10 @@ bool table_stopping(struct table *t, struct table_row *r, const char *why, int64
 void table_stop_deadline(struct table *t, struct table_row *r, int64_t deadline);
 /* Gone: the slot is free again. */
 bool table_gone(struct table *t, struct table_row *r);
+/* Controller: a joined row is (or no longer is) counted in the target. */
+void table_joined_counted(struct table *t, struct table_row *r, bool counted);
+/* Joined rows in the group that the controller has not counted yet. */
+int table_joined_uncounted(const struct table *t);
 /* EC2 bootstrap: its join token is spent. */
 void table_join_spent(struct table *t, struct table_row *r, int64_t now);
 

@@ -541,18 +541,6 @@ struct table_row *table_alloc_row(struct table *t, const char *id)
     return NULL;
 }
 
-void table_joined_left(struct table *t, const char *id, int desired, int min)
-{
-    struct table_hdr *h = t->hdr;
-    int target = h->ctl.target ? h->ctl.target : desired;
-    if (target <= min)
-        return;
-    hdr_write_begin(t);
-    h->ctl.target = target - 1;
-    hdr_write_end(t);
-    log_info("instance %s joined on registration and left: target %d -> %d", id, target, target - 1);
-}
-
 void row_push_sample(struct table_row *r, double load)
 {
     r->hist[r->hist_head] = (float)load;

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 9
+#define TABLE_VERSION 10
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -54,6 +54,7 @@ struct table_row {
     uint64_t pid_start;          /* its start time, against pid reuse */
     char launch_token[72];       /* controller: the launch's idempotency token (ec2 ClientToken) */
     int64_t cert_issued_ms;      /* monitor: when its join token was spent (ec2 bootstrap), 0 if not */
+    bool joined_counted;         /* controller: this joined row is counted in the target */
     double load, cpu, mem;       /* last sample, fractions 0..1 */
     bool has_sample;
     bool load_pinned;
@@ -229,10 +230,6 @@ struct table_row *table_alloc_row(struct table *t, const char *id);
 void row_push_sample(struct table_row *r, double load);
 int table_count(const struct table *t, uint32_t state);
 
-/* With the lock held: an instance that joined on its own registration
- * leaves the same way, lowering the group's target by one (from desired
- * when none is set), never below min. Logged. */
-void table_joined_left(struct table *t, const char *id, int desired, int min);
 
 /* Logs a state change and records it in the event log, in one place.
  * The lock must be held. instance may be NULL. */

@@ -9,4 +9,5 @@ Suite *rpc_suite(void);
 Suite *sigv4_suite(void);
 Suite *ec2_xml_suite(void);
 Suite *creds_suite(void);
+Suite *controller_suite(void);
 #endif

@@ -1,0 +1,340 @@
+/* The controller's own logic (sweep, converge, reconcile, the accounting of
+ * instances that joined on their own), driven one evaluation at a time on
+ * a real table with a fake provider that keeps its instances in memory. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../controller/controller.h"
+#include "../provider/provider.h"
+#include "../shm/ops.h"
+#include "../shm/table.h"
+#include "check_suites.h"
+
+/* ---- the fake provider ---- */
+
+#define FAKE_MAX 256
+
+struct fake {
+    struct provider_instance inst[FAKE_MAX];
+    size_t n;
+    int launches, terminations;
+    int fail_next;         /* launches to answer LAUNCH_FAILED */
+    int unknown_next;      /* launches to answer LAUNCH_UNKNOWN (after creating) */
+};
+
+static struct fake F;
+
+static struct provider_instance *fake_find(const char *id_or_token)
+{
+    for (size_t i = 0; i < F.n; i++)
+        if (strcmp(F.inst[i].id, id_or_token) == 0 || strcmp(F.inst[i].token, id_or_token) == 0)
+            return &F.inst[i];
+    return NULL;
+}
+
+/* Like EC2 with a ClientToken: asking again for the same row returns the
+ * instance made the first time. */
+static int fake_launch(struct provider *p, const char *id, struct provider_instance *out,
+                       char *err, size_t errsize)
+{
+    char token[72];
+    provider_launch_token(p, id, token, sizeof token);
+    if (F.fail_next > 0) {
+        F.fail_next--;
+        snprintf(err, errsize, "fake: no capacity");
+        return LAUNCH_FAILED;
+    }
+    struct provider_instance *in = fake_find(token);
+    if (!in) {
+        ck_assert_uint_lt(F.n, FAKE_MAX);
+        in = &F.inst[F.n++];
+        memset(in, 0, sizeof *in);
+        snprintf(in->id, sizeof in->id, "i-%04zu", F.n);
+        copy_str(in->token, sizeof in->token, token);
+        snprintf(in->addr, sizeof in->addr, "127.0.0.1:%zu", 20000 + F.n);
+        in->alive = true;
+        F.launches++;
+    }
+    if (F.unknown_next > 0) {
+        F.unknown_next--;
+        snprintf(err, errsize, "fake: timed out");
+        return LAUNCH_UNKNOWN;
+    }
+    *out = *in;
+    return LAUNCH_OK;
+}
+
+static int fake_terminate(struct provider *p, const struct table_row *r, bool force, char *err,
+                          size_t errsize)
+{
+    (void)p, (void)force, (void)err, (void)errsize;
+    struct provider_instance *in = fake_find(r->id);
+    if (in && in->alive) {
+        in->alive = false;
+        F.terminations++;
+    }
+    return 0;
+}
+
+static bool fake_gone(struct provider *p, const struct table_row *r)
+{
+    (void)p;
+    struct provider_instance *in = fake_find(r->id);
+    return !in || !in->alive;
+}
+
+static int fake_list(struct provider *p, struct provider_instance **out, size_t *n, char *err,
+                     size_t errsize)
+{
+    (void)p, (void)err, (void)errsize;
+    *out = calloc(F.n + 1, sizeof **out);
+    *n = 0;
+    for (size_t i = 0; i < F.n; i++)
+        if (F.inst[i].alive)
+            (*out)[(*n)++] = F.inst[i];
+    return 0;
+}
+
+static const struct provider_ops fake_ops = {
+    .name = "fake", .launch = fake_launch, .terminate = fake_terminate, .gone = fake_gone,
+    .list = fake_list};
+
+/* ---- a table and a controller per test ---- */
+
+static char name[64];
+static struct table T;
+static struct asg_config cfg;
+static struct ctl *C;
+
+static void setup(void)
+{
+    memset(&F, 0, sizeof F);
+    snprintf(name, sizeof name, "/asg-ctl-test-%d", (int)getpid());
+    char err[512];
+    table_unlink(name);
+    ck_assert_msg(table_create(name, 64, &T, err, sizeof err) == 0, "%s", err);
+    config_defaults(&cfg);
+    copy_str(cfg.group_name, sizeof cfg.group_name, "web");
+    cfg.min_instances = 2;
+    cfg.desired_instances = 3;
+    cfg.max_instances = 30;
+    cfg.scale_out_above = 1.0; /* no load-driven scaling: these tests are about the group */
+    cfg.scale_in_below = 0.0;
+    table_lock(&T, 1000);
+    table_supervisor_started(&T, &cfg);
+    table_unlock(&T);
+    C = controller_open(&T, &cfg, &fake_ops, &F);
+}
+
+static void teardown(void)
+{
+    controller_close(C);
+    table_detach(&T);
+    table_unlink(name);
+}
+
+static int count(uint32_t state)
+{
+    return table_count(&T, state);
+}
+
+/* What the monitor would do when every launched agent registers. */
+static void all_register(void)
+{
+    table_lock(&T, 1000);
+    for (uint32_t i = 0; i < T.capacity; i++) {
+        struct table_row *r = &T.rows[i];
+        if (r->state == ROW_PENDING && !(r->flags & ROW_F_UNCONFIRMED))
+            table_registered(&T, r, r->addr[0] ? r->addr : "127.0.0.1:9", now_ms());
+    }
+    table_unlock(&T);
+}
+
+static int alive_instances(void)
+{
+    int n = 0;
+    for (size_t i = 0; i < F.n; i++)
+        n += F.inst[i].alive;
+    return n;
+}
+
+/* ---- the tests ---- */
+
+START_TEST(test_converges_to_desired_with_one_instance_each)
+{
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_PENDING), 3);
+    ck_assert_int_eq(F.launches, 3);
+    /* Renamed after the provider's ids, and nothing launched twice. */
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state == ROW_PENDING)
+            ck_assert_msg(strncmp(T.rows[i].id, "i-", 2) == 0, "%s", T.rows[i].id);
+    all_register();
+    controller_evaluate(C);
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_RUNNING), 3);
+    ck_assert_int_eq(F.launches, 3);
+}
+END_TEST
+
+START_TEST(test_a_lost_launch_answer_makes_no_second_instance)
+{
+    F.unknown_next = 3; /* every first answer lost, the instances made anyway */
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_PENDING), 3);
+    ck_assert_int_eq(F.launches, 3);
+    /* Asked again with the same token once the backoff allows it. */
+    for (int k = 0; k < 200 && (T.rows[0].flags & ROW_F_UNCONFIRMED); k++) {
+        controller_evaluate(C);
+        usleep(10000);
+    }
+    for (uint32_t i = 0; i < T.capacity; i++)
+        ck_assert(!(T.rows[i].state == ROW_PENDING && (T.rows[i].flags & ROW_F_UNCONFIRMED)));
+    ck_assert_int_eq(F.launches, 3);
+    ck_assert_int_eq(count(ROW_PENDING), 3);
+}
+END_TEST
+
+START_TEST(test_failed_launch_frees_its_row_and_backs_off)
+{
+    F.fail_next = 100;
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_PENDING), 0);
+    ck_assert_int_eq(F.launches, 0);
+    controller_evaluate(C); /* within the backoff: no new attempt */
+    ck_assert_int_eq(F.fail_next, 100 - 3);
+}
+END_TEST
+
+START_TEST(test_unhealthy_replacements_are_paced)
+{
+    cfg.desired_instances = 20;
+    controller_close(C);
+    C = controller_open(&T, &cfg, &fake_ops, &F);
+    controller_evaluate(C);
+    all_register();
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_RUNNING), 20);
+    table_lock(&T, 1000);
+    int marked = 0;
+    for (uint32_t i = 0; i < T.capacity && marked < 10; i++)
+        if (T.rows[i].state == ROW_RUNNING && table_failed(&T, &T.rows[i], "test: missed probes", now_ms()))
+            marked++;
+    table_unlock(&T);
+    controller_evaluate(C);
+    /* A tenth of the group at a time: 2 of 20 stopped, the rest wait. */
+    ck_assert_int_ge(F.terminations, 1);
+    ck_assert_int_le(F.terminations, 2);
+    ck_assert_int_ge(count(ROW_UNHEALTHY), 8);
+    /* A waiting one that answers again rejoins as running. */
+    table_lock(&T, 1000);
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state == ROW_UNHEALTHY) {
+            struct probe_sample s = {0.5, 0.1, 0.1};
+            ck_assert_int_eq(table_probe_result(&T, &T.rows[i], &s, NULL, 3, now_ms()), PROBE_REJOINED);
+            break;
+        }
+    table_unlock(&T);
+    ck_assert_int_ge(count(ROW_RUNNING), 11);
+}
+END_TEST
+
+START_TEST(test_boot_timeout_replaces_a_silent_instance)
+{
+    cfg.boot_timeout_ms = 50;
+    controller_close(C);
+    C = controller_open(&T, &cfg, &fake_ops, &F);
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_PENDING), 3);
+    int64_t deadline = now_ms() + 5000;
+    while (F.terminations < 3 && now_ms() < deadline) {
+        controller_evaluate(C);
+        usleep(10000);
+    }
+    ck_assert_int_ge(F.terminations, 3); /* none registered: all stopped */
+    ck_assert_int_le(alive_instances(), 3);
+}
+END_TEST
+
+START_TEST(test_joined_instances_move_the_target_both_ways)
+{
+    controller_evaluate(C);
+    all_register();
+    controller_evaluate(C);
+    ck_assert_int_eq(T.hdr->ctl.target, 3);
+    /* The monitor adopts two strangers: only flags their rows. */
+    table_lock(&T, 1000);
+    struct table_row *a = table_row_new(&T, "swarm-0", RE_ADOPT, "adopted on registration",
+                                        ROW_F_JOINED, NULL, now_ms());
+    struct table_row *b = table_row_new(&T, "swarm-1", RE_ADOPT, "adopted on registration",
+                                        ROW_F_JOINED, NULL, now_ms());
+    ck_assert_int_eq(table_joined_uncounted(&T), 2);
+    table_unlock(&T);
+    controller_evaluate(C);
+    ck_assert_int_eq(T.hdr->ctl.target, 5);
+    ck_assert_int_eq(table_joined_uncounted(&T), 0);
+    ck_assert_int_eq(F.launches, 3); /* nothing launched, nothing scaled in for them */
+    ck_assert_int_eq(F.terminations, 0);
+    /* One deregisters: the target falls and it is not replaced. */
+    table_lock(&T, 1000);
+    ck_assert(table_stopping(&T, a, "deregistered", now_ms() + 1000));
+    table_unlock(&T);
+    controller_evaluate(C);
+    controller_evaluate(C);
+    ck_assert_int_eq(T.hdr->ctl.target, 4);
+    ck_assert_int_eq(F.launches, 3);
+    /* The other goes silent: it leaves the group the same way. */
+    table_lock(&T, 1000);
+    ck_assert(table_failed(&T, b, "missed probes", now_ms()));
+    table_unlock(&T);
+    controller_evaluate(C);
+    controller_evaluate(C);
+    ck_assert_int_eq(T.hdr->ctl.target, 3);
+    ck_assert_int_eq(F.launches, 3);
+}
+END_TEST
+
+START_TEST(test_reconcile_adopts_and_forgets)
+{
+    controller_evaluate(C);
+    all_register();
+    /* One instance the table does not know (a row lost with a crash)... */
+    struct provider_instance *in = &F.inst[F.n++];
+    memset(in, 0, sizeof *in);
+    copy_str(in->id, sizeof in->id, "i-stray");
+    copy_str(in->addr, sizeof in->addr, "127.0.0.1:29999");
+    in->alive = true;
+    /* ...and one the table knows that no longer exists. */
+    F.inst[0].alive = false;
+    char gone_id[TABLE_ID_MAX];
+    copy_str(gone_id, sizeof gone_id, F.inst[0].id);
+    controller_reconcile(C);
+    table_lock(&T, 1000);
+    ck_assert_ptr_nonnull(table_find(&T, "i-stray"));
+    struct table_row *g = table_find(&T, gone_id);
+    table_unlock(&T);
+    ck_assert_msg(!g || g->state == ROW_TERMINATING, "a gone instance kept as %s",
+                  g ? row_state_name(g->state) : "-");
+    ck_assert_int_ge(T.hdr->ctl.target, 3);
+}
+END_TEST
+
+Suite *controller_suite(void)
+{
+    Suite *s = suite_create("controller");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_converges_to_desired_with_one_instance_each);
+    tcase_add_test(tc, test_a_lost_launch_answer_makes_no_second_instance);
+    tcase_add_test(tc, test_failed_launch_frees_its_row_and_backs_off);
+    tcase_add_test(tc, test_unhealthy_replacements_are_paced);
+    tcase_add_test(tc, test_boot_timeout_replaces_a_silent_instance);
+    tcase_add_test(tc, test_joined_instances_move_the_target_both_ways);
+    tcase_add_test(tc, test_reconcile_adopts_and_forgets);
+    suite_add_tcase(s, tc);
+    return s;
+}
