@@ -57,15 +57,31 @@ static struct child children[] = {
 #define CONTROLLER (&children[1])
 #define STATUS (&children[2])
 
+/* The supervisor's phases, in order. One function (advance) moves them
+ * forward and one (set_phase) logs every move, as PostgreSQL's postmaster
+ * does with PMState. */
+enum phase {
+    PH_RUN,             /* roles run; a role that dies is restarted */
+    PH_STOP_CONTROLLER, /* draining: the controller (it stops the local agents) and
+                           the status role are told to stop; the monitor still
+                           listens, so the agents can deregister */
+    PH_STOP_MONITOR,    /* the controller is gone, or half the drain time passed:
+                           the monitor is told too */
+    PH_KILLED,          /* the drain timed out: what was left got SIGKILL */
+    PH_DONE,            /* every role has stopped */
+};
+
+static const char *const phase_names[] = {"run", "stop-controller", "stop-monitor", "killed", "done"};
+
 struct sup {
     const char *cfg_path;    /* NULL: built-in defaults */
     struct asg_config cfg;
     struct table table;
     int pidfd;
     int sigfd;
-    bool draining;
+    enum phase phase;
+    enum phase phase_before; /* the one before the current, for the last log line */
     int64_t drain_deadline;
-    bool killed;             /* drain escalated to SIGKILL */
     int exit_code;
     int argc;
     char **argv;
@@ -212,7 +228,7 @@ static void reap(void)
         c->pid = 0;
         c->state = CH_STOPPED;
         set_role_pid(c, 0);
-        if (S.draining)
+        if (S.phase != PH_RUN)
             continue;
         if (WIFEXITED(status) && WEXITSTATUS(status) == ASG_EXIT_FATAL) {
             if (!c->essential) {
@@ -291,14 +307,23 @@ static void reload(void)
 
 /* ---- drain ---- */
 
+static void set_phase(enum phase p, const char *why)
+{
+    log_info("phase %s -> %s: %s", phase_names[S.phase], phase_names[p], why);
+    S.phase_before = S.phase;
+    S.phase = p;
+}
+
 static void begin_drain(int code)
 {
-    if (S.draining)
+    if (S.phase != PH_RUN)
         return;
-    S.draining = true;
     S.exit_code = code;
     S.drain_deadline = now_ms() + S.cfg.drain_timeout_ms;
-    log_info("draining: stopping roles (SIGKILL after %d ms)", S.cfg.drain_timeout_ms);
+    char why[96];
+    snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", S.cfg.drain_timeout_ms,
+             code ? ", instances kept" : "");
+    set_phase(PH_STOP_CONTROLLER, why);
     if (table_lock(&S.table, 2000) == 0) {
         table_set_draining(&S.table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
         table_unlock(&S.table);
@@ -310,19 +335,6 @@ static void begin_drain(int code)
             children[i].state = CH_STOPPED;
         else if (&children[i] != MONITOR)
             kill(children[i].pid, SIGTERM);
-    }
-}
-
-/* Once the controller is gone (or half the drain time has passed), stop
- * the monitor. */
-static void drain_step(int64_t now)
-{
-    static bool monitor_told;
-    bool half = now >= S.drain_deadline - S.cfg.drain_timeout_ms / 2;
-    if (!monitor_told && MONITOR->state == CH_RUNNING &&
-        (CONTROLLER->state != CH_RUNNING || half)) {
-        kill(MONITOR->pid, SIGTERM);
-        monitor_told = true;
     }
 }
 
@@ -342,7 +354,41 @@ static void escalate(void)
                      (int)children[i].pid, S.cfg.drain_timeout_ms);
             kill(children[i].pid, SIGKILL);
         }
-    S.killed = true;
+}
+
+/* The one place the drain moves forward; returns when it must be looked
+ * at again. In PH_RUN it has nothing to do (begin_drain leaves it). */
+static int64_t advance(int64_t now)
+{
+    int64_t half = S.drain_deadline - S.cfg.drain_timeout_ms / 2;
+    if (S.phase != PH_RUN && S.phase != PH_DONE && all_stopped()) {
+        set_phase(PH_DONE, "every role has stopped");
+        return now;
+    }
+    switch (S.phase) {
+    case PH_STOP_CONTROLLER:
+        if (now >= S.drain_deadline) {
+            escalate();
+            set_phase(PH_KILLED, "drain timed out");
+        } else if (CONTROLLER->state != CH_RUNNING || now >= half) {
+            if (MONITOR->state == CH_RUNNING)
+                kill(MONITOR->pid, SIGTERM);
+            set_phase(PH_STOP_MONITOR, CONTROLLER->state != CH_RUNNING ? "the controller has stopped"
+                                                                        : "half the drain time passed");
+        }
+        return now >= half ? S.drain_deadline : half;
+    case PH_STOP_MONITOR:
+        if (now >= S.drain_deadline) {
+            escalate();
+            set_phase(PH_KILLED, "drain timed out");
+        }
+        return S.drain_deadline;
+    case PH_RUN:
+    case PH_KILLED:
+    case PH_DONE:
+        break;
+    }
+    return now + 1000;
 }
 
 /* Last sweep after the roles are gone: local agents still listed in the
@@ -611,43 +657,37 @@ static int parse_args(int argc, char **argv, bool *foreground, bool *check)
 
 static void main_loop(void)
 {
-    while (!(S.draining && all_stopped())) {
-        if (g_sig.term && !S.draining) {
+    while (S.phase != PH_DONE) {
+        if (g_sig.term && S.phase == PH_RUN) {
             log_info("SIGTERM/SIGINT received");
             begin_drain(0);
         }
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (!S.draining)
+            if (S.phase == PH_RUN)
                 reload();
         }
         g_sig.chld = 0;
         reap();
         int64_t now = now_ms();
         int64_t next = now + 1000;
-        for (size_t i = 0; i < NCHILDREN && !S.draining; i++) {
-            struct child *c = &children[i];
-            if (c->state == CH_WAITING && now >= c->restart_at_ms)
-                start_child(c);
-            if (c->state == CH_WAITING && c->restart_at_ms < next)
-                next = c->restart_at_ms;
-        }
-        if (!S.draining) {
+        if (S.phase == PH_RUN) {
+            for (size_t i = 0; i < NCHILDREN; i++) {
+                struct child *c = &children[i];
+                if (c->state == CH_WAITING && now >= c->restart_at_ms)
+                    start_child(c);
+                if (c->state == CH_WAITING && c->restart_at_ms < next)
+                    next = c->restart_at_ms;
+            }
             check_monitor_listener(now);
             if (deaf.next < next)
                 next = deaf.next;
-        }
-        if (S.draining) {
-            drain_step(now);
-            if (all_stopped())
+        } else {
+            int64_t again = advance(now);
+            if (again < next)
+                next = again;
+            if (S.phase == PH_DONE)
                 break;
-            int64_t half = S.drain_deadline - S.cfg.drain_timeout_ms / 2;
-            if (half > now && half < next)
-                next = half;
-            if (now >= S.drain_deadline && !S.killed)
-                escalate();
-            if (!S.killed && S.drain_deadline < next)
-                next = S.drain_deadline;
         }
         struct pollfd p = {S.sigfd, POLLIN, 0};
         int wait = (int)(next - now_ms());
@@ -731,7 +771,7 @@ int main(int argc, char **argv)
     table_detach(&S.table);
     table_unlink(S.cfg.shm_name);
     unlink(S.cfg.pidfile);
-    log_info("stopped%s; table %s and pidfile removed", S.killed ? " (after SIGKILL)" : "",
+    log_info("stopped%s; table %s and pidfile removed", S.phase_before == PH_KILLED ? " (after SIGKILL)" : "",
              S.cfg.shm_name);
     return S.exit_code;
 }
