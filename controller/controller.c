@@ -25,7 +25,6 @@
 #include "../provider/provider.h"
 #include "controller.h"
 
-#define LOCK_WAIT_MS 2000
 #define LOCAL_RECONCILE_MS 10000
 
 enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_CHECK_GONE };
@@ -335,7 +334,7 @@ static void execute(struct ctl *c)
     if (c->nops == 0)
         return;
     run_ops(c);
-    if (table_lock(c->t, LOCK_WAIT_MS * 5) != 0) {
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0) {
         log_error("cannot record provider results: table lock unavailable");
         c->nops = 0;
         return;
@@ -387,7 +386,7 @@ static void account_joined(struct ctl *c)
 
 static void evaluate(struct ctl *c)
 {
-    if (table_lock(c->t, LOCK_WAIT_MS) != 0)
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     table_fault_point("controller", c->t);
     struct table_hdr *h = c->t->hdr;
@@ -493,7 +492,7 @@ static void reconcile(struct ctl *c)
         log_warn("reconcile: cannot list the provider's instances: %s", err);
         return;
     }
-    if (table_lock(c->t, LOCK_WAIT_MS) != 0) {
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0) {
         free(list);
         return;
     }
@@ -542,7 +541,7 @@ static void reap_agents(struct ctl *c)
             snprintf(how, sizeof how, "agent killed by signal %d", WTERMSIG(status));
         else
             snprintf(how, sizeof how, "agent exited with status %d", WEXITSTATUS(status));
-        if (table_lock(c->t, LOCK_WAIT_MS) != 0)
+        if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
             continue;
         int64_t now = now_ms();
         for (uint32_t i = 0; i < c->t->capacity; i++) {
@@ -563,7 +562,7 @@ static void reap_agents(struct ctl *c)
 /* Stops every instance and waits for them, within the kill timeout. */
 static void stop_all(struct ctl *c)
 {
-    if (table_lock(c->t, LOCK_WAIT_MS) != 0)
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     int64_t now = now_ms();
     for (uint32_t i = 0; i < c->t->capacity; i++) {
@@ -576,7 +575,7 @@ static void stop_all(struct ctl *c)
     int64_t end = now + 2LL * kill_timeout(c) + 500;
     for (;;) {
         reap_agents(c);
-        if (table_lock(c->t, LOCK_WAIT_MS) != 0)
+        if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
             return;
         for (uint32_t i = 0; i < c->t->capacity; i++)
             if (c->t->rows[i].state == ROW_TERMINATING)
@@ -649,7 +648,7 @@ static void handle_requests(struct ctl *c)
             log_warn("operator request ignored: %s", why);
             continue;
         }
-        if (table_lock(c->t, LOCK_WAIT_MS) != 0)
+        if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
             return;
         apply_request(c, &rq, now_ms());
         table_unlock(c->t);

@@ -154,7 +154,7 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
                !address_is_callers(in->address, why, sizeof why)) {
         refused(m, REFUSED_REGISTER, "registration of %.64s refused: %s", in->instance_id, why);
         rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "%s", why);
-    } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
+    } else if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
     } else {
         table_fault_point("monitor", m->t);
@@ -197,7 +197,7 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         asg__v1__deregister_request__free_unpacked(in, NULL);
         return;
     }
-    if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
+    if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
         asg__v1__deregister_request__free_unpacked(in, NULL);
         return;
@@ -297,7 +297,7 @@ void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
     } else if (!join_request_valid(in, why, sizeof why)) {
         refused(m, REFUSED_JOIN, "join refused: %s", why);
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
-    } else if (table_lock(m->t, LOCK_WAIT_MS) != 0) {
+    } else if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0) {
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "instance table busy; retry");
     } else {
         struct table_row *r = NULL;
@@ -329,7 +329,7 @@ void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
 
 static void round_done(struct monitor *m)
 {
-    if (table_lock(m->t, LOCK_WAIT_MS) != 0)
+    if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     table_probe_round_done(m->t, now_ms());
     table_unlock(m->t);
@@ -403,7 +403,7 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
         rep = asg__v1__ping_reply__unpack(NULL, len, data);
     }
     int64_t rtt_us = (now_us() - p->sent_us);
-    if (table_lock(m->t, LOCK_WAIT_MS) == 0) {
+    if (table_lock(m->t, TABLE_LOCK_WAIT_MS) == 0) {
         table_fault_point("monitor", m->t);
         if (!failure) {
             char id[TABLE_ID_MAX];
@@ -555,7 +555,7 @@ static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *m
 
 static void publish_address(struct monitor *m, const char *bound)
 {
-    if (table_lock(m->t, LOCK_WAIT_MS) != 0)
+    if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     table_set_monitor_addr(m->t, bound);
     table_unlock(m->t);

@@ -12,7 +12,6 @@
 #include "../proto/rpc.h"
 #include "../shm/table.h"
 
-#define LOCK_WAIT_MS 1000
 
 /* Per table slot: the channel to its agent and the probe in flight. */
 struct slot {

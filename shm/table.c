@@ -107,7 +107,7 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
     h->row_size = sizeof(struct table_row);
     h->created_ms = now_ms();
     h->nonce = random_nonce();
-    if (sem_init(&h->lock, 1, 1) != 0) {
+    if (sem_init(&h->lock, 1, 0) != 0) { /* no waiter yet */
         snprintf(err, errsize, "shared table %s: sem_init: %s", name, strerror(errno));
         munmap(p, size);
         shm_unlink(name);
@@ -259,77 +259,82 @@ uint64_t pid_start_time(pid_t pid)
     return start;
 }
 
-/* ---- the writer lock ---- */
+/* ---- the writer lock ----
+ * The lock word is its holder's pid, 0 when free (as nginx's ngx_shmtx):
+ * taken by compare-and-swap from 0, and from a dead holder by compare-and-
+ * swap of that pid, so who holds it is never in doubt. The semaphore only
+ * wakes waiters: a waiter counts itself in lock_waiters and sleeps on it
+ * for at most 50 ms at a time (to look at the holder again); the unlocker
+ * posts when anyone waits. A process killed anywhere in here leaves at
+ * worst one spare wakeup. */
+
+#define LOCK_NAP_MS 50
+
+static void acquired(struct table *t)
+{
+    atomic_fetch_add(&t->hdr->lock_count, 1);
+    atomic_store(&t->hdr->lock_since_ms, now_ms());
+    if (atomic_load(&t->hdr->suspect))
+        table_repair(t);
+}
+
+static bool try_take_back(struct table *t)
+{
+    int32_t me = (int32_t)getpid();
+    return atomic_compare_exchange_strong(&t->hdr->lock_holder, &me, 0);
+}
+
+static bool try_take(struct table *t, int32_t from)
+{
+    int32_t expect = from;
+    return atomic_compare_exchange_strong(&t->hdr->lock_holder, &expect, (int32_t)getpid());
+}
 
 static int take_over(struct table *t, int32_t dead)
 {
-    int32_t expect = dead;
-    if (!atomic_compare_exchange_strong(&t->hdr->lock_holder, &expect, (int32_t)getpid()))
+    if (!try_take(t, dead))
         return 0; /* somebody else recovered it first */
-    if (dead)
-        log_warn("shared table %s: lock holder pid %d died holding it; taking it over",
-                 t->name, (int)dead);
-    else
-        log_warn("shared table %s: lock held by no process for %d ms (a writer died taking or "
-                 "releasing it); taking it over", t->name, TABLE_ORPHAN_MS);
-    t->orphan_since_ms = 0;
-    atomic_fetch_add(&t->hdr->lock_count, 1);
+    log_warn("shared table %s: lock holder pid %d died holding it; taking it over", t->name, (int)dead);
     atomic_store(&t->hdr->suspect, 1);
+    atomic_fetch_add(&t->hdr->lock_count, 1);
     atomic_store(&t->hdr->lock_since_ms, now_ms());
     int fixed = table_repair(t);
     t->hdr->lock_recoveries++;
-    log_warn("shared table %s: checked after lock recovery, %d row(s) corrected",
-             t->name, fixed);
+    log_warn("shared table %s: checked after lock recovery, %d row(s) corrected", t->name, fixed);
     return 1;
 }
 
-/* True once the lock has been held by no pid, with no acquisition at
- * all, for TABLE_ORPHAN_MS of this process's observation (kept across
- * calls: a caller's own timeout may be shorter). */
-static bool orphaned(struct table *t)
+static void nap(struct table *t)
 {
-    int value = 1;
-    sem_getvalue(&t->hdr->lock, &value);
-    uint64_t count = atomic_load(&t->hdr->lock_count);
-    int64_t now = now_ms();
-    if (value > 0 || atomic_load(&t->hdr->lock_holder) != 0) {
-        t->orphan_since_ms = 0;
-        return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += LOCK_NAP_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
     }
-    if (t->orphan_since_ms == 0 || count != t->orphan_count) {
-        t->orphan_since_ms = now;
-        t->orphan_count = count;
-        return false;
-    }
-    return now - t->orphan_since_ms >= TABLE_ORPHAN_MS;
+    atomic_fetch_add(&t->hdr->lock_waiters, 1);
+    if (atomic_load(&t->hdr->lock_holder) != 0) /* else the unlock may already have passed */
+        while (sem_timedwait(&t->hdr->lock, &ts) != 0 && errno == EINTR)
+            ;
+    atomic_fetch_sub(&t->hdr->lock_waiters, 1);
 }
 
 int table_lock(struct table *t, int timeout_ms)
 {
     int64_t start = now_ms();
     for (;;) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L; /* wake every 50 ms to check the holder */
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (sem_timedwait(&t->hdr->lock, &ts) == 0) {
-            atomic_store(&t->hdr->lock_holder, (int32_t)getpid());
-            atomic_fetch_add(&t->hdr->lock_count, 1);
-            atomic_store(&t->hdr->lock_since_ms, now_ms());
-            t->orphan_since_ms = 0;
-            if (atomic_load(&t->hdr->suspect))
-                table_repair(t);
+        if (try_take(t, 0)) {
+            acquired(t);
             return 0;
         }
-        if (errno != ETIMEDOUT && errno != EINTR)
-            return -1;
         int32_t holder = atomic_load(&t->hdr->lock_holder);
-        if (holder > 0 && holder != getpid() && !pid_alive(holder) && take_over(t, holder))
-            return 0;
-        if (holder == 0 && orphaned(t) && take_over(t, 0))
+        if (holder == (int32_t)getpid()) {
+            log_error("shared table %s: lock taken twice by pid %d (a bug)", t->name, (int)holder);
+            errno = EDEADLK;
+            return -1;
+        }
+        if (holder > 0 && !pid_alive(holder) && take_over(t, holder))
             return 0;
         int64_t waited = now_ms() - start;
         if (waited >= timeout_ms) {
@@ -340,13 +345,19 @@ int table_lock(struct table *t, int timeout_ms)
             errno = ETIMEDOUT;
             return -1;
         }
+        nap(t);
     }
 }
 
 void table_unlock(struct table *t)
 {
-    atomic_store(&t->hdr->lock_holder, 0);
-    sem_post(&t->hdr->lock);
+    if (!try_take_back(t)) {
+        log_error("shared table %s: unlock by pid %d, which does not hold it (holder %d)", t->name,
+                  (int)getpid(), (int)atomic_load(&t->hdr->lock_holder));
+        return;
+    }
+    if (atomic_load(&t->hdr->lock_waiters) > 0)
+        sem_post(&t->hdr->lock);
 }
 
 int table_recover_dead_holder(struct table *t, pid_t pid)

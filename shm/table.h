@@ -1,10 +1,10 @@
 /* The shared instance table: one named POSIX shared memory segment with a
  * versioned header and fixed-size rows.
  *
- * Writers serialise on a process-shared POSIX semaphore; the header records
- * the holder's pid, so when the holder dies the lock can be taken over
- * (ownership moves by compare-and-swap of the pid, the semaphore itself is
- * never posted twice) and the table repaired. Readers never lock: every row
+ * Writers serialise on a lock word in the header that holds its holder's
+ * pid: taken by compare-and-swap, and taken over the same way from a holder
+ * that died (then the table is repaired); a process-shared semaphore only
+ * wakes waiters. Readers never lock: every row
  * and the header carry a sequence counter (odd while being written), so a
  * read-only mapping is enough to take consistent copies. */
 #ifndef ASG_TABLE_H
@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 10
+#define TABLE_VERSION 11
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -126,11 +126,12 @@ struct table_hdr {
     uint64_t total_size;
     uint32_t hdr_size, row_size;
 
-    sem_t lock;
-    _Atomic int32_t lock_holder; /* pid holding the lock, 0 if none */
+    _Atomic int32_t lock_holder; /* the lock word: its holder's pid, 0 if free */
+    _Atomic uint32_t lock_waiters; /* processes asleep on lock */
+    sem_t lock;                  /* wakes waiters; holds nothing */
     _Atomic uint32_t suspect;    /* a writer died mid-write: check rows */
     _Atomic int64_t lock_since_ms;
-    _Atomic uint64_t lock_count; /* acquisitions: progress while holder is 0 */
+    _Atomic uint64_t lock_count; /* acquisitions */
 
     _Atomic uint32_t hseq;       /* sequence counter of the fields below */
     _Atomic uint64_t gen;        /* bumped by every committed write */
@@ -178,15 +179,10 @@ struct table {
     uint32_t capacity;
     bool readonly;
     char name[64];
-    /* This process's view of a lock held by nobody (see table_lock). */
-    int64_t orphan_since_ms;
-    uint64_t orphan_count;
 };
 
-/* A lock held by no pid, with no acquisition for this long, was left by a
- * writer that died between sem_wait and recording its pid, or between
- * clearing it and sem_post. Real holds last microseconds. */
-#define TABLE_ORPHAN_MS 500
+/* How long every role waits for the lock before giving up this round. */
+#define TABLE_LOCK_WAIT_MS 2000
 
 /* Creates a fresh segment (mode 0600); fails if one exists. */
 int table_create(const char *name, uint32_t capacity, struct table *t,
@@ -197,9 +193,9 @@ int table_attach(const char *name, bool readonly, struct table *t,
 void table_detach(struct table *t);
 int table_unlink(const char *name);
 
-/* Takes the writer lock, waiting at most timeout_ms. Takes it over from a
- * holder that has died, or from nobody when it has been held by no pid for
- * TABLE_ORPHAN_MS. Returns 0, or -1 (errno ETIMEDOUT) and logs who holds it. */
+/* Takes the writer lock, waiting at most timeout_ms (roles use
+ * TABLE_LOCK_WAIT_MS). Takes it over from a holder that has died. Returns
+ * 0, or -1 (errno ETIMEDOUT) and logs who holds it. */
 int table_lock(struct table *t, int timeout_ms);
 void table_unlock(struct table *t);
 

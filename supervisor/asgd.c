@@ -112,7 +112,7 @@ static void log_child_exit(const struct child *c, pid_t pid, int status)
         snprintf(how, sizeof how, "exited with status 0");
     else
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
-    if (table_lock(&S.table, 2000) == 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         table_note(&S.table, EV_ROLE, NULL, level, "%s (pid %d) %s after %lld ms", c->role, (int)pid,
                    how, (long long)up);
         table_unlock(&S.table);
@@ -124,7 +124,7 @@ static void log_child_exit(const struct child *c, pid_t pid, int status)
 
 static void set_role_pid(const struct child *c, pid_t pid)
 {
-    if (table_lock(&S.table, 2000) != 0)
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0)
         return;
     table_set_role_pid(&S.table, (int)(c - children), pid);
     table_unlock(&S.table);
@@ -197,7 +197,7 @@ static void schedule_restart(struct child *c, int64_t now)
     c->state = CH_WAITING;
     c->restart_at_ms = now + delay;
     c->restarts++;
-    if (table_lock(&S.table, 2000) == 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         table_role_restarted(&S.table, (int)(c - children));
         table_unlock(&S.table);
     }
@@ -250,7 +250,7 @@ static void reap(void)
 /* A reload also ends an operator's desired size: the file wins again. */
 static void publish_config(const struct asg_config *cfg)
 {
-    if (table_lock(&S.table, 5000) != 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0) {
         log_error("cannot publish the config: table lock unavailable");
         return;
     }
@@ -271,7 +271,7 @@ static void reload_failed(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     atomic_fetch_add(&S.table.hdr->reloads_failed, 1);
-    if (table_lock(&S.table, 2000) == 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
         table_unlock(&S.table);
     } else {
@@ -324,7 +324,7 @@ static void begin_drain(int code)
     snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", S.cfg.drain_timeout_ms,
              code ? ", instances kept" : "");
     set_phase(PH_STOP_CONTROLLER, why);
-    if (table_lock(&S.table, 2000) == 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         table_set_draining(&S.table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
         table_unlock(&S.table);
     }
@@ -460,7 +460,7 @@ static void check_monitor_listener(int64_t now)
     deaf.last = queued;
     if (now - deaf.since < DEAF_AFTER_MS)
         return;
-    if (table_lock(&S.table, 2000) == 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
                    "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
                    "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
@@ -586,7 +586,7 @@ static int open_table(void)
         rows += S.table.rows[i].state != ROW_FREE;
     /* Whatever the last writer left: half-written rows, an impossible
      * state, an event count that lost its log. */
-    if (table_lock(&S.table, 2000) == 0) {
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         int fixed = table_repair(&S.table);
         table_unlock(&S.table);
         if (fixed)
@@ -602,7 +602,7 @@ static int open_table(void)
 
 static void init_table_header(void)
 {
-    if (table_lock(&S.table, 5000) != 0)
+    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0)
         log_warn("table lock still busy at start; carrying on");
     table_supervisor_started(&S.table, &S.cfg);
     table_unlock(&S.table);

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,33 +192,50 @@ START_TEST(test_lock_taken_over_from_dead_holder)
 }
 END_TEST
 
-/* A writer killed after sem_wait returned but before it recorded its pid
- * (or after clearing it, before sem_post): the lock is held by nobody. */
-START_TEST(test_lock_held_by_nobody_taken_over)
+/* The lock word is the holder's pid: a waiter killed in its sleep, or a
+ * process that took a wakeup and died, leaves the lock free and usable at
+ * once; a waiter is woken by the unlock, not by its nap running out. */
+START_TEST(test_killed_waiter_leaves_the_lock_free)
 {
     fill_rows(4);
-    pid_t pid = fork();
-    if (pid == 0) {
-        while (sem_wait(&T.hdr->lock) != 0)
-            ;
-        raise(SIGKILL); /* holder still 0 */
-    }
+    ck_assert(table_lock(&T, 1000) == 0);
+    pid_t waiter = fork();
+    if (waiter == 0)
+        _exit(table_lock(&T, 60000) == 0 ? 0 : 1);
+    /* It counts itself as a waiter, then it is killed asleep. */
+    int64_t deadline = now_ms() + 5000;
+    while (atomic_load(&T.hdr->lock_waiters) == 0 && now_ms() < deadline)
+        sched_yield();
+    ck_assert_uint_eq(atomic_load(&T.hdr->lock_waiters), 1);
+    kill(waiter, SIGKILL);
     int st;
-    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert(waitpid(waiter, &st, 0) == waiter);
+    table_unlock(&T);
     ck_assert_int_eq(atomic_load(&T.hdr->lock_holder), 0);
-    int64_t t0 = now_ms();
-    /* Short attempts, like the monitor's: the observation carries over. */
-    int rc = -1;
-    for (int i = 0; i < 20 && rc != 0; i++)
-        rc = table_lock(&T, 200);
-    ck_assert_msg(rc == 0, "lock held by nobody was never taken over");
-    int64_t took = now_ms() - t0;
-    ck_assert_msg(took >= TABLE_ORPHAN_MS && took < 3000, "took over after %lld ms", (long long)took);
-    ck_assert_int_eq(T.hdr->lock_recoveries, 1);
+    pid_t thief = fork();
+    if (thief == 0) {
+        while (sem_wait(&T.hdr->lock) != 0) /* takes a wakeup meant for nobody */
+            ;
+        raise(SIGKILL);
+    }
+    ck_assert(waitpid(thief, &st, 0) == thief);
+    ck_assert(table_lock(&T, 0) == 0); /* free: taken at the first try, no waiting */
+    ck_assert_int_eq(T.hdr->lock_recoveries, 0);
     ck_assert_int_eq(table_count(&T, ROW_RUNNING), 4);
+    /* A live waiter is woken by the unlock. */
+    pid_t next = fork();
+    if (next == 0)
+        _exit(table_lock(&T, 60000) == 0 ? 0 : 1);
+    while (atomic_load(&T.hdr->lock_waiters) == 0)
+        sched_yield();
     table_unlock(&T);
-    ck_assert(table_lock(&T, 100) == 0); /* and it works normally */
+    ck_assert(waitpid(next, &st, 0) == next);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* Unlocking a lock this process does not hold changes nothing. */
+    atomic_store(&T.hdr->lock_holder, next); /* as if the child still held it */
     table_unlock(&T);
+    ck_assert_int_eq(atomic_load(&T.hdr->lock_holder), next);
+    atomic_store(&T.hdr->lock_holder, 0);
 }
 END_TEST
 
@@ -230,9 +248,7 @@ START_TEST(test_supervisor_recovers_reaped_holder)
     ck_assert_int_eq(table_recover_dead_holder(&T, pid + 100000), 0); /* not the holder */
     ck_assert_int_eq(table_recover_dead_holder(&T, pid), 1);
     ck_assert_int_eq(atomic_load(&T.hdr->suspect), 0);
-    int64_t t0 = now_ms();
-    ck_assert(table_lock(&T, 1000) == 0);
-    ck_assert(now_ms() - t0 < 100); /* free at once, no takeover needed */
+    ck_assert(table_lock(&T, 0) == 0); /* free at once, no takeover needed */
     ck_assert_int_eq(table_count(&T, ROW_RUNNING), 5);
     table_unlock(&T);
 }
@@ -407,7 +423,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, test_hammer_writers_reader_consistent);
     tcase_add_test(tc, test_lock_taken_over_from_dead_holder);
     tcase_add_test(tc, test_supervisor_recovers_reaped_holder);
-    tcase_add_test(tc, test_lock_held_by_nobody_taken_over);
+    tcase_add_test(tc, test_killed_waiter_leaves_the_lock_free);
     tcase_add_test(tc, test_reader_gives_up_on_dead_writer);
     tcase_add_test(tc, test_live_holder_times_out);
     tcase_add_test(tc, test_wrong_layout_refused);
