@@ -15,13 +15,21 @@
 
 enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM, K_STRLIST };
 
+/* One row per key: where it lives, its type and range, its default, and
+ * whether a reload (SIGHUP) may change it. Defaults, validation, the
+ * restart check and `asgd --keys` (which README's key table must match)
+ * all come from here. */
 struct keydef {
     const char *path;
     enum ktype type;
     size_t off;
-    size_t size;              /* K_STR: buffer size */
+    size_t size;              /* K_STR, K_STRLIST: buffer size */
     long lo, hi;              /* K_INT range */
     const char *const *names; /* K_ENUM values, NULL-terminated */
+    bool restart;             /* read once at start: a reload must not change it */
+    long idef;                /* default of K_INT, K_BOOL, K_ENUM (an index in names) */
+    double fdef;              /* default of K_FRAC */
+    const char *sdef;         /* default of K_STR, K_STRLIST */
 };
 
 static const char *const policy_names[] = {"threshold", "target", NULL};
@@ -29,112 +37,145 @@ static const char *const provider_names[] = {"local", "ec2", NULL};
 static const char *const tls_names[] = {"auto", "plaintext", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 
+enum { LIVE = 0, RESTART = 1 };
+
 #define OFF(f) offsetof(struct asg_config, f)
 #define SZ(f) sizeof(((struct asg_config *)0)->f)
-#define INT(p, f, lo, hi) {p, K_INT, OFF(f), 0, lo, hi, NULL}
-#define FRAC(p, f) {p, K_FRAC, OFF(f), 0, 0, 0, NULL}
-#define STR(p, f) {p, K_STR, OFF(f), SZ(f), 0, 0, NULL}
-#define BOOL(p, f) {p, K_BOOL, OFF(f), 0, 0, 0, NULL}
-#define ENUM(p, f, n) {p, K_ENUM, OFF(f), 0, 0, 0, n}
-#define STRLIST(p, f) {p, K_STRLIST, OFF(f), SZ(f), 0, 0, NULL}
+#define INT(p, f, lo, hi, d, r) {p, K_INT, OFF(f), 0, lo, hi, NULL, r, d, 0, NULL}
+#define FRAC(p, f, d, r) {p, K_FRAC, OFF(f), 0, 0, 0, NULL, r, 0, d, NULL}
+#define STR(p, f, d, r) {p, K_STR, OFF(f), SZ(f), 0, 0, NULL, r, 0, 0, d}
+#define BOOL(p, f, d, r) {p, K_BOOL, OFF(f), 0, 0, 0, NULL, r, d, 0, NULL}
+#define ENUM(p, f, n, d, r) {p, K_ENUM, OFF(f), 0, 0, 0, n, r, d, 0, NULL}
+#define STRLIST(p, f, r) {p, K_STRLIST, OFF(f), SZ(f), 0, 0, NULL, r, 0, 0, ""}
 
 #define HOUR_MS 3600000L
 static const struct keydef keys[] = {
-    STR("group.name", group_name),
-    INT("group.min_instances", min_instances, 1, 100000),
-    INT("group.max_instances", max_instances, 1, 100000),
-    INT("group.desired_instances", desired_instances, 1, 100000),
-    ENUM("policy.kind", policy_kind, policy_names),
-    FRAC("policy.scale_out_above", scale_out_above),
-    FRAC("policy.scale_in_below", scale_in_below),
-    FRAC("policy.target", target),
-    FRAC("policy.target_tolerance", target_tolerance),
-    INT("policy.breach_periods", breach_periods, 1, 1000),
-    INT("policy.evaluation_interval_ms", evaluation_interval_ms, 50, HOUR_MS),
-    INT("policy.cooldown_ms", cooldown_ms, 0, HOUR_MS),
-    INT("policy.scale_in_stabilization_ms", scale_in_stabilization_ms, 0, HOUR_MS),
-    INT("policy.warmup_ms", warmup_ms, 0, HOUR_MS),
-    STR("monitor.listen", monitor_listen),
-    INT("monitor.probe_interval_ms", probe_interval_ms, 1, HOUR_MS),
-    INT("monitor.probe_timeout_ms", probe_timeout_ms, 10, HOUR_MS),
-    INT("monitor.unhealthy_after", unhealthy_after, 1, 1000),
-    BOOL("monitor.adopt_unknown", adopt_unknown),
-    ENUM("provider.kind", provider_kind, provider_names),
-    INT("provider.boot_timeout_ms", boot_timeout_ms, 100, HOUR_MS),
-    STR("provider.local.agent_path", local_agent_path),
-    BOOL("provider.local.stop_on_exit", local_stop_on_exit),
-    INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000),
-    STR("provider.ec2.region", ec2_region),
-    STR("provider.ec2.endpoint", ec2_endpoint),
-    STR("provider.ec2.launch_template", ec2_launch_template),
-    STR("provider.ec2.image_id", ec2_image_id),
-    STR("provider.ec2.instance_type", ec2_instance_type),
-    STR("provider.ec2.subnet_id", ec2_subnet_id),
-    STRLIST("provider.ec2.security_group_ids", ec2_security_group_ids),
-    STR("provider.ec2.key_name", ec2_key_name),
-    INT("provider.ec2.agent_port", ec2_agent_port, 1, 65535),
-    INT("provider.ec2.reconcile_interval_ms", ec2_reconcile_interval_ms, 1000, HOUR_MS),
-    INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000),
-    STR("provider.ec2.manager_address", ec2_manager_address),
-    STR("provider.ec2.agent_path", ec2_agent_path),
-    ENUM("tls.mode", tls_mode, tls_names),
-    STR("tls.dir", tls_dir),
-    STR("status.listen", status_listen),
-    STR("status.token", status_token),
-    STRLIST("status.allowed_hosts", status_allowed_hosts),
-    STR("shm.name", shm_name),
-    INT("shm.capacity", shm_capacity, 1, 100000),
-    STR("supervisor.pidfile", pidfile),
-    INT("supervisor.drain_timeout_ms", drain_timeout_ms, 100, 600000),
-    INT("supervisor.restart_stable_ms", restart_stable_ms, 100, HOUR_MS),
-    INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000),
-    INT("supervisor.restart_backoff_max_ms", restart_backoff_max_ms, 10, HOUR_MS),
-    ENUM("supervisor.log_level", log_level, level_names),
+    STR("group.name", group_name, "asg", RESTART),
+    INT("group.min_instances", min_instances, 1, 100000, 2, LIVE),
+    INT("group.max_instances", max_instances, 1, 100000, 5, LIVE),
+    INT("group.desired_instances", desired_instances, 1, 100000, 2, LIVE),
+    ENUM("policy.kind", policy_kind, policy_names, POLICY_THRESHOLD, LIVE),
+    FRAC("policy.scale_out_above", scale_out_above, 0.60, LIVE),
+    FRAC("policy.scale_in_below", scale_in_below, 0.30, LIVE),
+    FRAC("policy.target", target, 0.50, LIVE),
+    FRAC("policy.target_tolerance", target_tolerance, 0.10, LIVE),
+    INT("policy.breach_periods", breach_periods, 1, 1000, 3, LIVE),
+    INT("policy.evaluation_interval_ms", evaluation_interval_ms, 50, HOUR_MS, 1000, LIVE),
+    INT("policy.cooldown_ms", cooldown_ms, 0, HOUR_MS, 10000, LIVE),
+    INT("policy.scale_in_stabilization_ms", scale_in_stabilization_ms, 0, HOUR_MS, 60000, LIVE),
+    INT("policy.warmup_ms", warmup_ms, 0, HOUR_MS, 5000, LIVE),
+    STR("monitor.listen", monitor_listen, "127.0.0.1:7301", RESTART),
+    INT("monitor.probe_interval_ms", probe_interval_ms, 1, HOUR_MS, 1000, LIVE),
+    INT("monitor.probe_timeout_ms", probe_timeout_ms, 10, HOUR_MS, 500, LIVE),
+    INT("monitor.unhealthy_after", unhealthy_after, 1, 1000, 3, LIVE),
+    BOOL("monitor.adopt_unknown", adopt_unknown, false, LIVE),
+    ENUM("provider.kind", provider_kind, provider_names, PROVIDER_LOCAL, RESTART),
+    INT("provider.boot_timeout_ms", boot_timeout_ms, 100, HOUR_MS, 30000, LIVE),
+    STR("provider.local.agent_path", local_agent_path, "", RESTART),
+    BOOL("provider.local.stop_on_exit", local_stop_on_exit, true, LIVE),
+    INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000, 3000, LIVE),
+    STR("provider.ec2.region", ec2_region, "", RESTART),
+    STR("provider.ec2.endpoint", ec2_endpoint, "", RESTART),
+    STR("provider.ec2.launch_template", ec2_launch_template, "", LIVE),
+    STR("provider.ec2.image_id", ec2_image_id, "", LIVE),
+    STR("provider.ec2.instance_type", ec2_instance_type, "t2.micro", LIVE),
+    STR("provider.ec2.subnet_id", ec2_subnet_id, "", LIVE),
+    STRLIST("provider.ec2.security_group_ids", ec2_security_group_ids, LIVE),
+    STR("provider.ec2.key_name", ec2_key_name, "", LIVE),
+    INT("provider.ec2.agent_port", ec2_agent_port, 1, 65535, 7302, LIVE),
+    INT("provider.ec2.reconcile_interval_ms", ec2_reconcile_interval_ms, 1000, HOUR_MS, 30000, LIVE),
+    INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000, 10000, RESTART),
+    STR("provider.ec2.manager_address", ec2_manager_address, "", LIVE),
+    STR("provider.ec2.agent_path", ec2_agent_path, "/usr/local/bin/asg-agent", LIVE),
+    ENUM("tls.mode", tls_mode, tls_names, TLS_AUTO, RESTART),
+    STR("tls.dir", tls_dir, "", RESTART),
+    STR("status.listen", status_listen, "127.0.0.1:9180", RESTART),
+    STR("status.token", status_token, "", LIVE),
+    STRLIST("status.allowed_hosts", status_allowed_hosts, LIVE),
+    STR("shm.name", shm_name, "/asg", RESTART),
+    INT("shm.capacity", shm_capacity, 1, 100000, 1024, RESTART),
+    STR("supervisor.pidfile", pidfile, "/run/asgd.pid", RESTART),
+    INT("supervisor.drain_timeout_ms", drain_timeout_ms, 100, 600000, 10000, LIVE),
+    INT("supervisor.restart_stable_ms", restart_stable_ms, 100, HOUR_MS, 10000, LIVE),
+    INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000, 250, LIVE),
+    INT("supervisor.restart_backoff_max_ms", restart_backoff_max_ms, 10, HOUR_MS, 30000, LIVE),
+    ENUM("supervisor.log_level", log_level, level_names, LOG_LVL_INFO, LIVE),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
+
+static void set_default(struct asg_config *c, const struct keydef *k)
+{
+    char *field = (char *)c + k->off;
+    switch (k->type) {
+    case K_INT:
+    case K_ENUM: *(int *)field = (int)k->idef; break;
+    case K_BOOL: *(bool *)field = k->idef != 0; break;
+    case K_FRAC: *(double *)field = k->fdef; break;
+    case K_STR:
+    case K_STRLIST: copy_str(field, k->size, k->sdef); break;
+    }
+}
 
 void config_defaults(struct asg_config *c)
 {
     memset(c, 0, sizeof *c);
     copy_str(c->source, sizeof c->source, "(built-in defaults)");
-    copy_str(c->group_name, sizeof c->group_name, "asg");
-    c->min_instances = 2;
-    c->max_instances = 5;
-    c->desired_instances = 2;
-    c->policy_kind = POLICY_THRESHOLD;
-    c->scale_out_above = 0.60;
-    c->scale_in_below = 0.30;
-    c->target = 0.50;
-    c->target_tolerance = 0.10;
-    c->breach_periods = 3;
-    c->evaluation_interval_ms = 1000;
-    c->cooldown_ms = 10000;
-    c->scale_in_stabilization_ms = 60000;
-    c->warmup_ms = 5000;
-    copy_str(c->monitor_listen, sizeof c->monitor_listen, "127.0.0.1:7301");
-    c->probe_interval_ms = 1000;
-    c->probe_timeout_ms = 500;
-    c->unhealthy_after = 3;
-    c->adopt_unknown = false;
-    c->provider_kind = PROVIDER_LOCAL;
-    c->boot_timeout_ms = 30000;
-    c->local_agent_path[0] = '\0';
-    c->local_stop_on_exit = true;
-    c->local_kill_timeout_ms = 3000;
-    copy_str(c->ec2_instance_type, sizeof c->ec2_instance_type, "t2.micro");
-    c->ec2_agent_port = 7302;
-    c->ec2_reconcile_interval_ms = 30000;
-    c->ec2_call_timeout_ms = 10000;
-    copy_str(c->ec2_agent_path, sizeof c->ec2_agent_path, "/usr/local/bin/asg-agent");
-    copy_str(c->status_listen, sizeof c->status_listen, "127.0.0.1:9180");
-    copy_str(c->shm_name, sizeof c->shm_name, "/asg");
-    c->shm_capacity = 1024;
-    copy_str(c->pidfile, sizeof c->pidfile, "/run/asgd.pid");
-    c->drain_timeout_ms = 10000;
-    c->restart_stable_ms = 10000;
-    c->restart_backoff_ms = 250;
-    c->restart_backoff_max_ms = 30000;
-    c->log_level = LOG_LVL_INFO;
+    for (size_t i = 0; i < NKEYS; i++)
+        set_default(c, &keys[i]);
+}
+
+static bool same_value(const struct asg_config *a, const struct asg_config *b, const struct keydef *k)
+{
+    const char *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+    switch (k->type) {
+    case K_INT:
+    case K_ENUM: return *(const int *)fa == *(const int *)fb;
+    case K_BOOL: return *(const bool *)fa == *(const bool *)fb;
+    case K_FRAC: return *(const double *)fa == *(const double *)fb;
+    case K_STR:
+    case K_STRLIST: return strcmp(fa, fb) == 0;
+    }
+    return false;
+}
+
+const char *config_restart_key_changed(const struct asg_config *a, const struct asg_config *b)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].restart && !same_value(a, b, &keys[i]))
+            return keys[i].path;
+    return NULL;
+}
+
+/* Type and range, as README's key table says them. */
+static void describe_type(const struct keydef *k, char *out, size_t size)
+{
+    static const char *const type_names[] = {"integer", "fraction 0..1", "string", "boolean",
+                                             "one of", "list of strings"};
+    snprintf(out, size, "%s", type_names[k->type]);
+    if (k->type == K_INT)
+        snprintf(out, size, "integer %ld..%ld", k->lo, k->hi);
+    for (int n = 0; k->type == K_ENUM && k->names[n]; n++)
+        snprintf(out + strlen(out), size - strlen(out), "%s`%s`", n ? ", " : " ", k->names[n]);
+}
+
+void config_describe(FILE *f)
+{
+    fprintf(f, "| key | type | default | on SIGHUP |\n| --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct keydef *k = &keys[i];
+        char type[128], def[128];
+        describe_type(k, type, sizeof type);
+        switch (k->type) {
+        case K_INT: snprintf(def, sizeof def, "%ld", k->idef); break;
+        case K_ENUM: snprintf(def, sizeof def, "`%s`", k->names[k->idef]); break;
+        case K_BOOL: snprintf(def, sizeof def, "%s", k->idef ? "true" : "false"); break;
+        case K_FRAC: snprintf(def, sizeof def, "%.2f", k->fdef); break;
+        case K_STR:
+        case K_STRLIST: snprintf(def, sizeof def, k->sdef[0] ? "`%s`" : "(none)", k->sdef); break;
+        }
+        fprintf(f, "| `%s` | %s | %s | %s |\n", k->path, type, def,
+                k->restart ? "needs a restart" : "applied");
+    }
 }
 
 const char *policy_kind_name(int k) { return k == POLICY_TARGET ? "target" : "threshold"; }
@@ -546,17 +587,3 @@ int config_load_string(const char *text, const char *name, struct asg_config *c,
     return rc;
 }
 
-const char *config_restart_key_changed(const struct asg_config *a,
-                                       const struct asg_config *b)
-{
-    if (strcmp(a->group_name, b->group_name) != 0) return "group.name";
-    if (strcmp(a->monitor_listen, b->monitor_listen) != 0) return "monitor.listen";
-    if (strcmp(a->status_listen, b->status_listen) != 0) return "status.listen";
-    if (a->tls_mode != b->tls_mode) return "tls.mode";
-    if (strcmp(a->tls_dir, b->tls_dir) != 0) return "tls.dir";
-    if (a->provider_kind != b->provider_kind) return "provider.kind";
-    if (strcmp(a->shm_name, b->shm_name) != 0) return "shm.name";
-    if (a->shm_capacity != b->shm_capacity) return "shm.capacity";
-    if (strcmp(a->pidfile, b->pidfile) != 0) return "supervisor.pidfile";
-    return NULL;
-}

@@ -6,6 +6,7 @@
 #define ASG_CONFIG_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 
 enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
@@ -91,6 +92,10 @@ int config_load_string(const char *text, const char *name,
 
 /* Keys that cannot change without a restart; returns the first that
  * differs, or NULL. */
+/* Every key as a Markdown table: type and range, default, whether a reload
+ * applies it (asgd --keys; README's table is this output). */
+void config_describe(FILE *f);
+
 const char *config_restart_key_changed(const struct asg_config *a,
                                        const struct asg_config *b);
 

@@ -92,10 +92,11 @@ static struct sup S;
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: asgd [-c FILE] [-f] [-t]\n"
+            "usage: asgd [-c FILE] [-f] [-t] [-k]\n"
             "  -c FILE  configuration (default: the built-in defaults)\n"
             "  -f       stay in the foreground and log to stderr\n"
             "  -t       check the configuration and exit (0 when valid)\n"
+            "  -k       print every configuration key (type, default, reload) and exit\n"
             "signals: HUP reloads the config, TERM/INT drain and stop\n");
 }
 
@@ -638,9 +639,10 @@ static int daemonize(void)
 static int parse_args(int argc, char **argv, bool *foreground, bool *check)
 {
     int c;
-    while ((c = getopt(argc, argv, "c:fthV")) != -1) {
+    while ((c = getopt(argc, argv, "c:fthkV")) != -1) {
         switch (c) {
         case 'c': S.cfg_path = optarg; break;
+        case 'k': config_describe(stdout); exit(0);
         case 'f': *foreground = true; break;
         case 't': *check = true; break;
         case 'h': usage(stdout); exit(0);

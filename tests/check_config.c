@@ -167,6 +167,19 @@ START_TEST(test_restart_keys)
     ck_assert_ptr_null(config_restart_key_changed(&a, &b));
     strcpy(b.shm_name, "/other");
     ck_assert_str_eq(config_restart_key_changed(&a, &b), "shm.name");
+    /* Read once at start, so never changed by a reload. */
+    config_defaults(&b);
+    strcpy(b.ec2_region, "eu-west-1");
+    ck_assert_str_eq(config_restart_key_changed(&a, &b), "provider.ec2.region");
+    config_defaults(&b);
+    b.tls_mode = TLS_PLAINTEXT;
+    ck_assert_str_eq(config_restart_key_changed(&a, &b), "tls.mode");
+    /* Applied live. */
+    config_defaults(&b);
+    b.adopt_unknown = true;
+    b.scale_out_above = 0.9;
+    strcpy(b.status_allowed_hosts, "a.example");
+    ck_assert_ptr_null(config_restart_key_changed(&a, &b));
 }
 END_TEST
 
