@@ -156,7 +156,7 @@ static int cmd_events(const char *shm, bool json, uint64_t last)
         sb_free(&b);
     } else {
         struct table_event *ev = calloc(TABLE_EVENTS, sizeof *ev);
-        uint64_t w = atomic_load(&t.hdr->events_written);
+        uint64_t w = atomic_load(&t.log->events_written);
         size_t n = ev ? table_read_events(&t, w > last ? w - last : 0, ev, TABLE_EVENTS) : 0;
         for (size_t i = 0; i < n; i++) {
             char when[32];

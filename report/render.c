@@ -43,15 +43,14 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
 
 /* Probe counters and the fine round-trip histogram: [upper bound in
  * microseconds, count] for each non-empty bucket. */
-static void probes_json(struct strbuf *b, const struct table_hdr *h)
+static void probes_json(struct strbuf *b, const struct probe_totals *p)
 {
     sb_printf(b, "\"probes\":{\"sent\":%llu,\"failed\":%llu,\"rtt_us_sum\":%llu,\"rtt_us_hist\":[",
-              (unsigned long long)atomic_load(&h->probes_sent),
-              (unsigned long long)atomic_load(&h->probes_failed),
-              (unsigned long long)atomic_load(&h->probe_us_sum));
+              (unsigned long long)p->sent, (unsigned long long)p->failed,
+              (unsigned long long)p->us_sum);
     bool first = true;
     for (int i = 0; i < PROBE_FINE; i++) {
-        uint64_t n = atomic_load(&h->probe_fine[i]);
+        uint64_t n = p->fine[i];
         if (!n)
             continue;
         sb_printf(b, "%s[%.1f,%llu]", first ? "" : ",", probe_fine_upper_us(i), (unsigned long long)n);
@@ -81,13 +80,13 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
               (unsigned long long)h->config_gen, (unsigned long long)h->evaluations,
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
-              (unsigned long long)h->lock_recoveries, (unsigned long long)h->events_written);
+              (unsigned long long)h->lock_recoveries, (unsigned long long)s->probes.events_written);
     sb_printf(b, ",\"tls\":\"%s\",\"refused\":{", c->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)
         sb_printf(b, "%s\"%s\":%llu", k ? "," : "", refusal_kind_name(k),
                   (unsigned long long)atomic_load(&h->refused[k]));
     sb_printf(b, "}},");
-    probes_json(b, h);
+    probes_json(b, &s->probes);
     sb_printf(b, "\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
     pid_field(b, "monitor", h->pid_monitor, false);
@@ -109,7 +108,7 @@ void render_events_json(struct strbuf *b, const struct table *t, uint64_t after,
         abort();
     if (max > TABLE_EVENTS)
         max = TABLE_EVENTS;
-    uint64_t written = atomic_load(&t->hdr->events_written);
+    uint64_t written = atomic_load(&t->log->events_written);
     /* The newest `max` after `after`. */
     if (written > max && after < written - max)
         after = written - max;
@@ -184,20 +183,20 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     per_instance(b, s, "asg_instance_mem", "Memory use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, mem));
     help(b, "asg_probes", "counter", "Probes sent to agents.");
-    sb_printf(b, "asg_probes_total %llu\n", (unsigned long long)atomic_load(&h->probes_sent));
+    sb_printf(b, "asg_probes_total %llu\n", (unsigned long long)s->probes.sent);
     help(b, "asg_probes_failed", "counter", "Probes that failed (no answer, error, wrong answer).");
-    sb_printf(b, "asg_probes_failed_total %llu\n", (unsigned long long)atomic_load(&h->probes_failed));
+    sb_printf(b, "asg_probes_failed_total %llu\n", (unsigned long long)s->probes.failed);
     help(b, "asg_probe_duration_seconds", "histogram", "Round trip of answered probes.");
     uint64_t cum = 0;
     for (int k = 0; k < PROBE_BUCKETS; k++) {
-        cum += atomic_load(&h->probe_hist[k]);
+        cum += s->probes.hist[k];
         if (k < PROBE_BUCKETS - 1)
             sb_printf(b, "asg_probe_duration_seconds_bucket{le=\"%g\"} %llu\n",
                       probe_bucket_ms[k] / 1000.0, (unsigned long long)cum);
         else
             sb_printf(b, "asg_probe_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     }
-    sb_printf(b, "asg_probe_duration_seconds_sum %.6f\n", (double)atomic_load(&h->probe_us_sum) / 1e6);
+    sb_printf(b, "asg_probe_duration_seconds_sum %.6f\n", (double)s->probes.us_sum / 1e6);
     sb_printf(b, "asg_probe_duration_seconds_count %llu\n", (unsigned long long)cum);
     help(b, "asg_scaling_actions", "counter", "Changes of the group's target size.");
     for (int d = 0; d < 2; d++)

@@ -31,6 +31,15 @@ int snapshot_take(const struct table *t, struct snapshot *s)
         if (r->state != ROW_FREE && r->state < ROW_STATE_COUNT)
             s->nrows++;
     }
+    const struct table_log *l = t->log;
+    s->probes.sent = atomic_load(&l->probes_sent);
+    s->probes.failed = atomic_load(&l->probes_failed);
+    s->probes.us_sum = atomic_load(&l->probe_us_sum);
+    for (int k = 0; k < PROBE_BUCKETS; k++)
+        s->probes.hist[k] = atomic_load(&l->probe_hist[k]);
+    for (int k = 0; k < PROBE_FINE; k++)
+        s->probes.fine[k] = atomic_load(&l->probe_fine[k]);
+    s->probes.events_written = atomic_load(&l->events_written);
     s->now = now_ms();
     return 0;
 }

@@ -8,8 +8,17 @@
 
 #include "table.h"
 
+/* The log's counters, as read at the copy (each one atomic). */
+struct probe_totals {
+    uint64_t sent, failed, us_sum;
+    uint64_t hist[PROBE_BUCKETS];
+    uint64_t fine[PROBE_FINE];
+    uint64_t events_written;
+};
+
 /* A consistent copy of the header and of every used row. */
 struct snapshot {
+    struct probe_totals probes;
     struct table_hdr *hdr;      /* malloc'd */
     struct table_row *rows;     /* malloc'd, only used rows */
     uint32_t nrows;

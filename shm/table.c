@@ -38,12 +38,14 @@ const char *row_state_name(uint32_t st)
 
 static size_t table_bytes(uint32_t capacity)
 {
-    return sizeof(struct table_hdr) + (size_t)capacity * (sizeof(struct table_row) + sizeof(uint32_t));
+    return sizeof(struct table_hdr) + sizeof(struct table_log) +
+           (size_t)capacity * (sizeof(struct table_row) + sizeof(uint32_t));
 }
 
 static void map_rows(struct table *t)
 {
-    t->rows = (struct table_row *)((char *)t->hdr + sizeof(struct table_hdr));
+    t->log = (struct table_log *)((char *)t->hdr + sizeof(struct table_hdr));
+    t->rows = (struct table_row *)((char *)t->log + sizeof(struct table_log));
     t->idhash = (_Atomic uint32_t *)(t->rows + t->capacity);
 }
 
@@ -376,7 +378,7 @@ static bool str_terminated(const char *s, size_t n) { return memchr(s, '\0', n) 
  * would hide every event behind numbers that never match. */
 static int repair_event_count(struct table *t)
 {
-    struct table_hdr *h = t->hdr;
+    struct table_log *h = t->log;
     uint64_t written = atomic_load(&h->events_written);
     if (written == 0 || h->events[(written - 1) % TABLE_EVENTS].number == written)
         return 0;
@@ -580,8 +582,8 @@ void table_note(struct table *t, uint32_t kind, const char *instance, int level,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     log_msg((enum log_level)level, "%s", msg);
-    uint64_t n = atomic_load(&t->hdr->events_written);
-    struct table_event *e = &t->hdr->events[n % TABLE_EVENTS];
+    uint64_t n = atomic_load(&t->log->events_written);
+    struct table_event *e = &t->log->events[n % TABLE_EVENTS];
     atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
     atomic_thread_fence(memory_order_release);
     e->kind = kind;
@@ -591,18 +593,18 @@ void table_note(struct table *t, uint32_t kind, const char *instance, int level,
     copy_str(e->msg, sizeof e->msg, msg);
     atomic_thread_fence(memory_order_release);
     atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
-    atomic_store(&t->hdr->events_written, n + 1);
+    atomic_store(&t->log->events_written, n + 1);
 }
 
 size_t table_read_events(const struct table *t, uint64_t after, struct table_event *out, size_t max)
 {
-    uint64_t written = atomic_load(&t->hdr->events_written);
+    uint64_t written = atomic_load(&t->log->events_written);
     uint64_t first = written > TABLE_EVENTS ? written - TABLE_EVENTS : 0;
     if (after > first)
         first = after;
     size_t n = 0;
     for (uint64_t k = first; k < written && n < max; k++) {
-        const struct table_event *e = &t->hdr->events[k % TABLE_EVENTS];
+        const struct table_event *e = &t->log->events[k % TABLE_EVENTS];
         if (seq_copy(&out[n], e, sizeof *e, &e->seq) && out[n].number == k + 1 &&
             out[n].kind < EV_KIND_COUNT && memchr(out[n].msg, 0, sizeof out[n].msg) &&
             memchr(out[n].instance, 0, sizeof out[n].instance))
@@ -613,7 +615,7 @@ size_t table_read_events(const struct table *t, uint64_t after, struct table_eve
 
 void table_probe_observed(struct table *t, bool ok, int64_t rtt_us)
 {
-    struct table_hdr *h = t->hdr;
+    struct table_log *h = t->log;
     atomic_fetch_add_explicit(&h->probes_sent, 1, memory_order_relaxed);
     if (!ok) {
         atomic_fetch_add_explicit(&h->probes_failed, 1, memory_order_relaxed);

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 11
+#define TABLE_VERSION 12
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -153,20 +153,27 @@ struct table_hdr {
     int32_t operator_desired;    /* set through the status API; 0 = config's */
 
     /* Counters only ever grow; atomics, so no sequence counter needed. */
-    _Atomic uint64_t probes_sent, probes_failed, probe_us_sum;
-    _Atomic uint64_t probe_hist[PROBE_BUCKETS];
-    _Atomic uint64_t probe_fine[PROBE_FINE];
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t actions[2][CAUSE_COUNT];   /* [0] out, [1] in */
     _Atomic uint64_t refused[REFUSED_COUNT];
     _Atomic uint64_t illegal_transitions; /* row events the state machine refused (ops.c) */
+};
 
+/* After the header, apart from it: the probe counters and histograms and
+ * the event ring, 63 KB that every consistent copy of the header would
+ * otherwise carry. Atomics and per-event sequence counters: no copy needs
+ * them whole. */
+struct table_log {
+    _Atomic uint64_t probes_sent, probes_failed, probe_us_sum;
+    _Atomic uint64_t probe_hist[PROBE_BUCKETS];
+    _Atomic uint64_t probe_fine[PROBE_FINE];
     _Atomic uint64_t events_written;
     struct table_event events[TABLE_EVENTS];
 };
 
 struct table {
     struct table_hdr *hdr;
+    struct table_log *log;
     struct table_row *rows;
     /* After the rows: per row, a hash of its id (never 0), or 0 for a free
      * row. Kept by row_write_end and rebuilt by table_repair, so that

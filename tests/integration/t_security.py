@@ -250,7 +250,8 @@ def adoption_never_signals_a_strangers_process(m):
         agent, addr = start_agent("--id", "ghost-1", "--manager", s["group"]["monitor_address"],
                                   *m.agent_tls("ghost-1"))
         wait_for(lambda: "ghost-1" in [i["id"] for i in m.running()], 10, "ghost-1 adopted")
-        assert m.status()["group"]["target"] == 3
+        # The controller counts it into the target at its next evaluation.
+        wait_for(lambda: m.status()["group"]["target"] == 3, 5, "target raised for ghost-1")
         agent.send_signal(signal.SIGSTOP)     # goes silent: unhealthy, leaves
         wait_for(lambda: m.status()["group"]["target"] == 2 and
                  "ghost-1" not in [i["id"] for i in m.status()["instances"]], 15,
