@@ -200,6 +200,9 @@ static int parse_number(const char *opt, const char *arg, long lo, long hi, long
     return -1;
 }
 
+/* One case per option, each value checked as it is read, then the rules
+ * between options. Long, but it reads top to bottom like the usage text;
+ * split, the checks would sit away from the options they guard. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option opts[] = {

@@ -261,6 +261,9 @@ static const struct rpc_tls *manager_tls(void)
     return &ctl_tls;
 }
 
+/* Ping, GetMetrics and Health/Check on one agent, each answer checked
+ * before it is believed, printed as text or one JSON object. One function
+ * because the three calls share the channel, the deadline and the output. */
 static int cmd_probe(const char *addr, bool json)
 {
     char why[128];
@@ -651,6 +654,8 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
     return 0;
 }
 
+/* Options, then one branch per command, in the order the usage lists
+ * them: a dispatcher is long because the command list is. */
 int main(int argc, char **argv)
 {
     const char *cfgfile = NULL, *shm = NULL;

@@ -162,6 +162,9 @@ int64_t aws_parse_iso8601(const char *s)
     return t < 0 ? -1 : (int64_t)t * 1000;
 }
 
+/* The IMDSv2 exchange, in its order: a session token (PUT), the role's
+ * name, then that role's credentials as JSON; each step fails with its own
+ * reason. One function so the protocol reads as one sequence. */
 static int from_imds(struct aws_creds *c, char *err, size_t errsize)
 {
     const char *off = getenv("AWS_EC2_METADATA_DISABLED");

@@ -691,6 +691,52 @@ void controller_close(struct ctl *c)
     free(c);
 }
 
+/* What arrived since the last turn: the monitor's address, a reload, dead
+ * agents to reap. */
+static void take_news(struct ctl *c)
+{
+    struct table_hdr h;
+    if (!c->prov.manager_addr[0] && table_read_hdr(c->t, &h) && h.monitor_addr[0])
+        copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, h.monitor_addr);
+    if (g_sig.hup) {
+        g_sig.hup = 0;
+        if (table_config_refresh(c->t, &c->cfg, &c->cfg_gen))
+            log_info("config generation %llu applied: group %d..%d, desired %d",
+                     (unsigned long long)c->cfg_gen, c->cfg.min_instances, c->cfg.max_instances,
+                     c->cfg.desired_instances);
+    }
+    if (g_sig.chld) {
+        g_sig.chld = 0;
+        reap_agents(c);
+    }
+}
+
+/* Evaluations on schedule (or at once after an event that calls for one),
+ * reconciliations on theirs, operators' requests as they come. */
+static void run(struct ctl *c, int sigfd)
+{
+    int64_t next_eval = now_ms();
+    while (!g_sig.term) {
+        take_news(c);
+        int64_t now = now_ms();
+        if (now - c->last_reconcile >= reconcile_every(c))
+            reconcile(c);
+        if (now >= next_eval || c->eval_now) {
+            c->eval_now = false;
+            evaluate(c);
+            next_eval = now + c->cfg.evaluation_interval_ms;
+        }
+        int wait = (int)(next_eval - now_ms());
+        struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c->reqfd, POLLIN, 0}};
+        if (poll(p, c->reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
+            if (p[0].revents)
+                signals_drain_pipe();
+            if (c->reqfd >= 0 && p[1].revents)
+                handle_requests(c);
+        }
+    }
+}
+
 int controller_main(struct table *t, const struct asg_config *cfg0)
 {
     static struct ctl c;
@@ -710,39 +756,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
              policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
              c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
     reconcile(&c);
-    int64_t next_eval = now_ms();
-    while (!g_sig.term) {
-        struct table_hdr h;
-        if (!c.prov.manager_addr[0] && table_read_hdr(t, &h) && h.monitor_addr[0])
-            copy_str(c.prov.manager_addr, sizeof c.prov.manager_addr, h.monitor_addr);
-        if (g_sig.hup) {
-            g_sig.hup = 0;
-            if (table_config_refresh(t, &c.cfg, &c.cfg_gen))
-                log_info("config generation %llu applied: group %d..%d, desired %d",
-                         (unsigned long long)c.cfg_gen, c.cfg.min_instances,
-                         c.cfg.max_instances, c.cfg.desired_instances);
-        }
-        if (g_sig.chld) {
-            g_sig.chld = 0;
-            reap_agents(&c);
-        }
-        int64_t now = now_ms();
-        if (now - c.last_reconcile >= reconcile_every(&c))
-            reconcile(&c);
-        if (now >= next_eval || c.eval_now) {
-            c.eval_now = false;
-            evaluate(&c);
-            next_eval = now + c.cfg.evaluation_interval_ms;
-        }
-        int wait = (int)(next_eval - now_ms());
-        struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c.reqfd, POLLIN, 0}};
-        if (poll(p, c.reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
-            if (p[0].revents)
-                signals_drain_pipe();
-            if (c.reqfd >= 0 && p[1].revents)
-                handle_requests(&c);
-        }
-    }
+    run(&c, sigfd);
     struct table_hdr h;
     bool draining = table_read_hdr(t, &h) && h.draining == DRAIN_STOP;
     if (draining && c.cfg.provider_kind == PROVIDER_LOCAL && c.cfg.local_stop_on_exit) {

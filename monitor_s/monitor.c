@@ -580,6 +580,73 @@ static void raise_file_limit(uint32_t rows)
         log_warn("cannot raise the open-file limit to %llu: %s", (unsigned long long)want, strerror(errno));
 }
 
+/* Identity: the manager's certificate (or plaintext, said loudly), and for
+ * an EC2 group the CA that signs joining instances. */
+static int load_identity(struct monitor *m)
+{
+    char err[512];
+    if (pki_manager_tls(&m->cfg, &m->tls, err, sizeof err) != 0) {
+        log_error("tls: %s", err);
+        return -1;
+    }
+    if (!rpc_tls_on(&m->tls))
+        log_warn("tls.mode = \"plaintext\": agents and manager are NOT authenticated; anyone who "
+                 "reaches %s can register, deregister and re-address instances", m->cfg.monitor_listen);
+    /* EC2 instances boot with no certificate: they join for one. */
+    if (m->cfg.provider_kind == PROVIDER_EC2 && rpc_tls_on(&m->tls)) {
+        char dir[256];
+        pki_dir(&m->cfg, dir, sizeof dir);
+        if (!(m->ca = pki_ca_open(dir, err, sizeof err))) {
+            log_error("tls: %s", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Probe rounds on schedule, completions as they come, until SIGTERM. */
+static void run(struct monitor *m)
+{
+    int64_t next_round = now_ms();
+    while (!g_sig.term) {
+        if (g_sig.hup) {
+            g_sig.hup = 0;
+            if (table_config_refresh(m->t, &m->cfg, &m->cfg_gen))
+                log_info("config generation %llu applied: probe every %d ms, timeout %d ms",
+                         (unsigned long long)m->cfg_gen, m->cfg.probe_interval_ms,
+                         m->cfg.probe_timeout_ms);
+        }
+        int64_t now = now_ms();
+        if (now >= next_round) {
+            probe_round(m);
+            next_round += m->cfg.probe_interval_ms;
+            if (next_round <= now)
+                next_round = now + m->cfg.probe_interval_ms;
+        }
+        /* The wait is short so that a signal flag is seen even when no
+         * event arrives. */
+        int wait = (int)(next_round - now_ms());
+        rpc_cq_step(m->cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
+        probe_deferred(m);
+    }
+}
+
+static void release(struct monitor *m, struct rpc_server *srv)
+{
+    if (srv)
+        rpc_shutdown(srv, m->cq);
+    else
+        grpc_completion_queue_destroy(m->cq);
+    for (uint32_t i = 0; srv && i < m->nslots; i++)
+        if (m->slots[i].ch)
+            grpc_channel_destroy(m->slots[i].ch);
+    free(m->slots);
+    free(m->in_flight);
+    grpc_shutdown();
+    rpc_tls_free(&m->tls);
+    pki_ca_close(m->ca);
+}
+
 int monitor_main(struct table *t, const struct asg_config *cfg0)
 {
     static struct monitor m;
@@ -588,14 +655,8 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     m.cfg = *cfg0;
     table_config_refresh(t, &m.cfg, &m.cfg_gen);
     signals_install(false);
-    char err[512];
-    if (pki_manager_tls(&m.cfg, &m.tls, err, sizeof err) != 0) {
-        log_error("tls: %s", err);
+    if (load_identity(&m) != 0)
         return ASG_EXIT_FATAL;
-    }
-    if (!rpc_tls_on(&m.tls))
-        log_warn("tls.mode = \"plaintext\": agents and manager are NOT authenticated; anyone who "
-                 "reaches %s can register, deregister and re-address instances", m.cfg.monitor_listen);
     raise_file_limit(m.t->capacity);
     grpc_init();
     m.cq = rpc_cq_create();
@@ -604,61 +665,20 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     m.in_flight = calloc(m.nslots, sizeof *m.in_flight);
     if (!m.slots || !m.in_flight)
         abort();
-    /* EC2 instances boot with no certificate: they join for one. */
-    if (m.cfg.provider_kind == PROVIDER_EC2 && rpc_tls_on(&m.tls)) {
-        char dir[256];
-        pki_dir(&m.cfg, dir, sizeof dir);
-        if (!(m.ca = pki_ca_open(dir, err, sizeof err))) {
-            log_error("tls: %s", err);
-            return ASG_EXIT_FATAL;
-        }
-    }
     struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m, false},
                                    {M_MONITOR_DEREGISTER, monitor_h_deregister, &m, false},
                                    {M_MONITOR_JOIN, monitor_h_join, &m, true}};
     char bound[TABLE_ADDR_MAX];
     struct rpc_server *srv = listen_monitor(&m, methods, bound, sizeof bound);
     if (!srv) {
-        grpc_completion_queue_destroy(m.cq);
-        grpc_shutdown();
-        free(m.slots);
-        free(m.in_flight);
+        release(&m, NULL);
         return ASG_EXIT_FATAL;
     }
     publish_address(&m, bound);
     log_info("monitor up on %s: probing every %d ms (timeout %d ms, unhealthy after %d misses)",
              bound, m.cfg.probe_interval_ms, m.cfg.probe_timeout_ms, m.cfg.unhealthy_after);
-    int64_t next_round = now_ms();
-    while (!g_sig.term) {
-        if (g_sig.hup) {
-            g_sig.hup = 0;
-            if (table_config_refresh(t, &m.cfg, &m.cfg_gen))
-                log_info("config generation %llu applied: probe every %d ms, timeout %d ms",
-                         (unsigned long long)m.cfg_gen, m.cfg.probe_interval_ms,
-                         m.cfg.probe_timeout_ms);
-        }
-        int64_t now = now_ms();
-        if (now >= next_round) {
-            probe_round(&m);
-            next_round += m.cfg.probe_interval_ms;
-            if (next_round <= now)
-                next_round = now + m.cfg.probe_interval_ms;
-        }
-        /* Completions are handled as they come; the wait is short so that
-         * a signal flag is seen even when no event arrives. */
-        int wait = (int)(next_round - now_ms());
-        rpc_cq_step(m.cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
-        probe_deferred(&m);
-    }
+    run(&m);
     log_info("stopping: %zu probe(s) in flight are cancelled", rpc_calls_in_flight());
-    rpc_shutdown(srv, m.cq);
-    for (uint32_t i = 0; i < m.nslots; i++)
-        if (m.slots[i].ch)
-            grpc_channel_destroy(m.slots[i].ch);
-    free(m.slots);
-    free(m.in_flight);
-    grpc_shutdown();
-    rpc_tls_free(&m.tls);
-    pki_ca_close(m.ca);
+    release(&m, srv);
     return 0;
 }

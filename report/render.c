@@ -160,6 +160,9 @@ static void per_instance(struct strbuf *b, const struct snapshot *s, const char 
     }
 }
 
+/* Every metric family in the order /metrics shows them, each with its
+ * HELP and TYPE: long because the list is, and kept in one place so that
+ * README's list of metrics can be checked against it by eye. */
 void render_metrics(struct strbuf *b, const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;

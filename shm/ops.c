@@ -140,12 +140,18 @@ enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
     return out;
 }
 
-bool table_failed(struct table *t, struct table_row *r, const char *why, int64_t now)
+/* An event that changes nothing but the state. */
+static bool event_alone(struct table *t, struct table_row *r, uint32_t ev, const char *why, int64_t now)
 {
     row_write_begin(r);
-    bool ok = step(t, r, RE_FAIL, why, now);
+    bool ok = step(t, r, ev, why, now);
     row_write_end(t, r);
     return ok;
+}
+
+bool table_failed(struct table *t, struct table_row *r, const char *why, int64_t now)
+{
+    return event_alone(t, r, RE_FAIL, why, now);
 }
 
 bool table_stopping(struct table *t, struct table_row *r, const char *why, int64_t deadline)
@@ -167,10 +173,7 @@ void table_stop_deadline(struct table *t, struct table_row *r, int64_t deadline)
 
 bool table_gone(struct table *t, struct table_row *r)
 {
-    row_write_begin(r);
-    bool ok = step(t, r, RE_GONE, NULL, now_ms());
-    row_write_end(t, r);
-    return ok;
+    return event_alone(t, r, RE_GONE, NULL, now_ms());
 }
 
 void table_joined_counted(struct table *t, struct table_row *r, bool counted)

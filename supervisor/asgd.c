@@ -700,14 +700,12 @@ static void main_loop(void)
     }
 }
 
-int main(int argc, char **argv)
+/* Before anything is started: the config, the check mode, the pidfile
+ * and the keys. 0 to go on, else the exit code. */
+static int prepare(int argc, char **argv, bool *foreground)
 {
-    bool foreground = false, check = false;
-    rpc_process_init();
-    S.argc = argc;
-    S.argv = argv;
-    S.pidfd = -1;
-    if (parse_args(argc, argv, &foreground, &check) != 0)
+    bool check = false;
+    if (parse_args(argc, argv, foreground, &check) != 0)
         return 2;
     char err[512];
     config_defaults(&S.cfg);
@@ -719,7 +717,7 @@ int main(int argc, char **argv)
         /* The extra lines let scripts (the init script) learn the paths. */
         printf("%s: configuration OK\npidfile=%s\nshm=%s\n",
                S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.pidfile, S.cfg.shm_name);
-        return 0;
+        exit(0);
     }
     if (S.cfg_path && S.cfg_path[0] != '/') {
         /* Reloads happen after chdir("/") when daemonized. */
@@ -738,6 +736,39 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    return 0;
+}
+
+/* The pidfile written, the table made or re-attached, the request pair
+ * made. 0, or -1 (logged; the table stays, it may hold instances). */
+static int take_place(void)
+{
+    if (write_pidfile() != 0 || open_table() != 0) {
+        unlink(S.cfg.pidfile);
+        return -1;
+    }
+    init_table_header();
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    S.sigfd = signals_install(true);
+    if (ctlsock_pair_open() != 0) {
+        log_error("cannot make the socket pair for operator requests: %s", strerror(errno));
+        table_detach(&S.table);
+        unlink(S.cfg.pidfile);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bool foreground = false;
+    rpc_process_init();
+    S.argc = argc;
+    S.argv = argv;
+    S.pidfd = -1;
+    int rc = prepare(argc, argv, &foreground);
+    if (rc != 0)
+        return rc;
     if (!foreground) {
         log_use_syslog(true);
         if (daemonize() != 0) {
@@ -747,20 +778,8 @@ int main(int argc, char **argv)
     }
     log_set_role("asgd");
     log_set_level((enum log_level)S.cfg.log_level);
-    if (write_pidfile() != 0 || open_table() != 0) {
-        unlink(S.cfg.pidfile);
+    if (take_place() != 0)
         return 1;
-    }
-    init_table_header();
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    S.sigfd = signals_install(true);
-    if (ctlsock_pair_open() != 0) {
-        /* The table stays: it may hold instances of a previous manager. */
-        log_error("cannot make the socket pair for operator requests: %s", strerror(errno));
-        table_detach(&S.table);
-        unlink(S.cfg.pidfile);
-        return 1;
-    }
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
              S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.shm_name,
              S.table.capacity, (int)getpid());

@@ -137,6 +137,13 @@ static void teardown(void)
     table_unlink(name);
 }
 
+/* The controller again, with what the test changed in cfg. */
+static void reopen(void)
+{
+    controller_close(C);
+    C = controller_open(&T, &cfg, &fake_ops, &F);
+}
+
 static int count(uint32_t state)
 {
     return table_count(&T, state);
@@ -213,8 +220,7 @@ END_TEST
 START_TEST(test_unhealthy_replacements_are_paced)
 {
     cfg.desired_instances = 20;
-    controller_close(C);
-    C = controller_open(&T, &cfg, &fake_ops, &F);
+    reopen();
     controller_evaluate(C);
     all_register();
     controller_evaluate(C);
@@ -246,8 +252,7 @@ END_TEST
 START_TEST(test_boot_timeout_replaces_a_silent_instance)
 {
     cfg.boot_timeout_ms = 50;
-    controller_close(C);
-    C = controller_open(&T, &cfg, &fake_ops, &F);
+    reopen();
     controller_evaluate(C);
     ck_assert_int_eq(count(ROW_PENDING), 3);
     int64_t deadline = now_ms() + 5000;
