@@ -358,7 +358,12 @@ void table_unlock(struct table *t)
                   (int)getpid(), (int)atomic_load(&t->hdr->lock_holder));
         return;
     }
-    if (atomic_load(&t->hdr->lock_waiters) > 0)
+    /* One pending wakeup is enough: a waiter that takes it looks at the
+     * word again. Without this check posts would pile up while waiters
+     * nap, and later naps would return at once until they were used up. */
+    int pending = 0;
+    if (atomic_load(&t->hdr->lock_waiters) > 0 && sem_getvalue(&t->hdr->lock, &pending) == 0 &&
+        pending == 0)
         sem_post(&t->hdr->lock);
 }
 
