@@ -124,18 +124,20 @@ void config_defaults(struct asg_config *c)
         set_default(c, &keys[i]);
 }
 
+/* Bytes of a key's value in struct asg_config; 0 for strings. */
+static size_t value_size(const struct keydef *k)
+{
+    return k->type == K_INT || k->type == K_ENUM ? sizeof(int)
+           : k->type == K_BOOL                   ? sizeof(bool)
+           : k->type == K_FRAC                   ? sizeof(double)
+                                                 : 0;
+}
+
 static bool same_value(const struct asg_config *a, const struct asg_config *b, const struct keydef *k)
 {
     const char *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
-    switch (k->type) {
-    case K_INT:
-    case K_ENUM: return *(const int *)fa == *(const int *)fb;
-    case K_BOOL: return *(const bool *)fa == *(const bool *)fb;
-    case K_FRAC: return *(const double *)fa == *(const double *)fb;
-    case K_STR:
-    case K_STRLIST: return strcmp(fa, fb) == 0;
-    }
-    return false;
+    size_t n = value_size(k);
+    return n ? memcmp(fa, fb, n) == 0 : strcmp(fa, fb) == 0;
 }
 
 const char *config_restart_key_changed(const struct asg_config *a, const struct asg_config *b)

@@ -700,10 +700,7 @@ static void take_news(struct ctl *c)
         copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, h.monitor_addr);
     if (g_sig.hup) {
         g_sig.hup = 0;
-        if (table_config_refresh(c->t, &c->cfg, &c->cfg_gen))
-            log_info("config generation %llu applied: group %d..%d, desired %d",
-                     (unsigned long long)c->cfg_gen, c->cfg.min_instances, c->cfg.max_instances,
-                     c->cfg.desired_instances);
+        table_config_refresh(c->t, &c->cfg, &c->cfg_gen);
     }
     if (g_sig.chld) {
         g_sig.chld = 0;

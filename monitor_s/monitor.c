@@ -611,10 +611,7 @@ static void run(struct monitor *m)
     while (!g_sig.term) {
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (table_config_refresh(m->t, &m->cfg, &m->cfg_gen))
-                log_info("config generation %llu applied: probe every %d ms, timeout %d ms",
-                         (unsigned long long)m->cfg_gen, m->cfg.probe_interval_ms,
-                         m->cfg.probe_timeout_ms);
+            table_config_refresh(m->t, &m->cfg, &m->cfg_gen);
         }
         int64_t now = now_ms();
         if (now >= next_round) {

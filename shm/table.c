@@ -644,6 +644,7 @@ bool table_config_refresh(const struct table *t, struct asg_config *cfg, uint64_
     *cfg = h.config;
     *gen = h.config_gen;
     log_set_level((enum log_level)cfg->log_level);
+    log_info("config generation %llu applied", (unsigned long long)h.config_gen);
     return true;
 }
 

@@ -194,10 +194,17 @@ START_TEST(test_input_counts_warm_fresh_only)
 }
 END_TEST
 
-START_TEST(test_target_scales_proportionally)
+/* The target-tracking policy at 50 % per instance. */
+static void target_policy(int cooldown_ms)
 {
     cfg.policy_kind = POLICY_TARGET;
     cfg.target = 0.5;
+    cfg.cooldown_ms = cooldown_ms;
+}
+
+START_TEST(test_target_scales_proportionally)
+{
+    target_policy(cfg.cooldown_ms);
     cfg.max_instances = 10;
     int64_t t = 1000;
     struct decision d = run(1, fleet(2, 0.9), &t); /* 1.8 / 0.5 = 3.6 -> 4 */
@@ -208,9 +215,7 @@ END_TEST
 
 START_TEST(test_target_tolerance_band)
 {
-    cfg.policy_kind = POLICY_TARGET;
-    cfg.target = 0.5;
-    cfg.cooldown_ms = 0;
+    target_policy(0);
     st.target = 4;
     int64_t t = 1000;
     struct decision d = run(5, fleet(4, 0.54), &t); /* within 10 % */
@@ -222,9 +227,7 @@ END_TEST
 
 START_TEST(test_target_scale_in_waits_for_window)
 {
-    cfg.policy_kind = POLICY_TARGET;
-    cfg.target = 0.5;
-    cfg.cooldown_ms = 0;
+    target_policy(0);
     cfg.scale_in_stabilization_ms = 10000;
     cfg.max_instances = 10;
     st.target = 6;
@@ -245,9 +248,7 @@ END_TEST
 
 START_TEST(test_target_scale_out_resets_window)
 {
-    cfg.policy_kind = POLICY_TARGET;
-    cfg.target = 0.5;
-    cfg.cooldown_ms = 0;
+    target_policy(0);
     cfg.scale_in_stabilization_ms = 5000;
     st.target = 4;
     int64_t t = 1000;

@@ -6,15 +6,15 @@
 #include "../../common/config.h"
 #include "../../common/util.h"
 
+#include "fuzz_text.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     struct asg_config c;
     char err[512];
     if (config_load_string(text, "fuzz.cfg", &c, err, sizeof err) == 0) {

@@ -4,6 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import contextlib  # noqa: E402
 from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
 
 
@@ -114,6 +115,31 @@ def garbage_stalls_and_floods_do_not_hurt_the_manager(m):
         silent.close()
 
 
+@contextlib.contextmanager
+def flooded(m, soft, hard, n):
+    """The manager started under a descriptor limit (soft, hard), then n
+    TCP connections to its monitor that never say a word; yields (status,
+    host, port, sockets). This process gets room for the flood, given back
+    after with the sockets."""
+    import resource
+    mine = resource.getrlimit(resource.RLIMIT_NOFILE)
+    m.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+    s = m.wait_running(2)
+    host, port = s["group"]["monitor_address"].rsplit(":", 1)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(mine[1], max(mine[0], 4096)), mine[1]))
+    socks = []
+    try:
+        for _ in range(n):
+            c = socket.socket()
+            socks.append(c)
+            c.connect((host, int(port)))
+        yield s, host, port, socks
+    finally:
+        for c in socks:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, mine)
+
+
 @with_manager("fdflood", start=False)
 def idle_connection_flood_leaves_the_monitor_listening(m):
     """1,100 idle TCP connections to the monitor (more than the usual soft
@@ -121,25 +147,11 @@ def idle_connection_flood_leaves_the_monitor_listening(m):
     connections that never finish a handshake, so a replacement for a
     killed agent still registers."""
     import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # The manager starts under the common default soft limit of 1,024.
-    m.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
-    s = m.wait_running(2)
-    host, port = s["group"]["monitor_address"].rsplit(":", 1)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
-    socks = []
-    try:
-        for _ in range(1100):
-            c = socket.socket()
-            c.connect((host, int(port)))
-            socks.append(c)
+    with flooded(m, 1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1100) as (s, _, _, _):
         victim = s["instances"][0]
         kill_pid(victim["pid"])
         wait_replaced(m, victim["id"], 2)
-    finally:
-        for c in socks:
-            c.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @with_manager("deaf", start=False)
@@ -148,32 +160,16 @@ def deaf_monitor_listener_is_noticed_and_restarted(m):
     idle connections: its gRPC listener hits EMFILE and stops accepting for
     good. The supervisor sees the kernel's accept queue never drain, kills
     the deaf monitor and starts a new one; replacements register again."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    m.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
-    s = m.wait_running(2)
-    host, port = s["group"]["monitor_address"].rsplit(":", 1)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
-    monitor = m.pid("monitor")
-    socks = []
-    try:
-        for _ in range(600):
-            c = socket.socket()
-            c.connect((host, int(port)))
-            socks.append(c)
+    with flooded(m, 256, 256, 600) as (s, host, port, socks):
+        monitor = m.pid("monitor")
         m.wait_log(r"monitor \(pid %d\) is deaf: its listener on port %s has left \d+ connections "
                    r"unaccepted" % (monitor, port), 30)
         wait_for(lambda: m.pid("monitor") not in (0, monitor), 15, "a new monitor")
         for c in socks:
             c.close()
-        socks = []
         victim = m.wait_running(2)["instances"][0]
         kill_pid(victim["pid"])
         wait_replaced(m, victim["id"], 2)
-    finally:
-        for c in socks:
-            c.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @with_manager("stranger")
