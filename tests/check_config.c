@@ -185,15 +185,16 @@ END_TEST
 
 Suite *config_suite(void)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("config");
-    tcase_add_test(tc, test_shipped_file_is_the_defaults);
-    tcase_add_test(tc, test_good_file_applies_values);
+    const TTest *tests[] = {
+        test_shipped_file_is_the_defaults,
+        test_good_file_applies_values,
+        test_huge_string_rejected,
+        test_missing_and_unreadable_files,
+        test_restart_keys,
+        NULL};
+    TCase *tc;
+    Suite *s = suite_of("config", "config", NULL, NULL, 0, tests, &tc);
     tcase_add_loop_test(tc, test_bad_file_names_the_line, 0,
                         (int)(sizeof bad_files / sizeof bad_files[0]));
-    tcase_add_test(tc, test_huge_string_rejected);
-    tcase_add_test(tc, test_missing_and_unreadable_files);
-    tcase_add_test(tc, test_restart_keys);
-    suite_add_tcase(s, tc);
     return s;
 }

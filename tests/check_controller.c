@@ -330,16 +330,14 @@ END_TEST
 
 Suite *controller_suite(void)
 {
-    Suite *s = suite_create("controller");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_converges_to_desired_with_one_instance_each);
-    tcase_add_test(tc, test_a_lost_launch_answer_makes_no_second_instance);
-    tcase_add_test(tc, test_failed_launch_frees_its_row_and_backs_off);
-    tcase_add_test(tc, test_unhealthy_replacements_are_paced);
-    tcase_add_test(tc, test_boot_timeout_replaces_a_silent_instance);
-    tcase_add_test(tc, test_joined_instances_move_the_target_both_ways);
-    tcase_add_test(tc, test_reconcile_adopts_and_forgets);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *tests[] = {
+        test_converges_to_desired_with_one_instance_each,
+        test_a_lost_launch_answer_makes_no_second_instance,
+        test_failed_launch_frees_its_row_and_backs_off,
+        test_unhealthy_replacements_are_paced,
+        test_boot_timeout_replaces_a_silent_instance,
+        test_joined_instances_move_the_target_both_ways,
+        test_reconcile_adopts_and_forgets,
+        NULL};
+    return suite_of("controller", "core", setup, teardown, 0, tests, NULL);
 }

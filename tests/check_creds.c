@@ -96,13 +96,11 @@ END_TEST
 
 Suite *creds_suite(void)
 {
-    Suite *s = suite_create("creds");
-    TCase *tc = tcase_create("chain");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_environment_first);
-    tcase_add_test(tc, test_shared_file_profiles);
-    tcase_add_test(tc, test_nothing_found_says_what_was_tried);
-    tcase_add_test(tc, test_expiry);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *tests[] = {
+        test_environment_first,
+        test_shared_file_profiles,
+        test_nothing_found_says_what_was_tried,
+        test_expiry,
+        NULL};
+    return suite_of("creds", "chain", setup, teardown, 0, tests, NULL);
 }

@@ -345,27 +345,25 @@ END_TEST
 
 Suite *policy_suite(void)
 {
-    Suite *s = suite_create("policy");
-    TCase *tc = tcase_create("policy");
-    tcase_add_checked_fixture(tc, setup, NULL);
-    tcase_add_test(tc, test_starts_at_desired);
-    tcase_add_test(tc, test_out_after_breach_periods_only);
-    tcase_add_test(tc, test_breach_must_be_consecutive);
-    tcase_add_test(tc, test_cooldown_blocks_then_allows);
-    tcase_add_test(tc, test_never_above_max);
-    tcase_add_test(tc, test_pending_launch_holds_scale_out);
-    tcase_add_test(tc, test_in_to_desired_and_no_further);
-    tcase_add_test(tc, test_silence_never_scales_in);
-    tcase_add_test(tc, test_no_flapping_on_oscillation);
-    tcase_add_test(tc, test_bounds_follow_config);
-    tcase_add_test(tc, test_input_counts_warm_fresh_only);
-    tcase_add_test(tc, test_target_scales_proportionally);
-    tcase_add_test(tc, test_target_tolerance_band);
-    tcase_add_test(tc, test_target_scale_in_waits_for_window);
-    tcase_add_test(tc, test_target_scale_out_resets_window);
-    tcase_add_test(tc, test_replay_fixed_group);
-    tcase_add_test(tc, test_replay_scale_out_waits_for_boot);
-    tcase_add_test(tc, test_replay_trace_errors_name_the_line);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *tests[] = {
+        test_starts_at_desired,
+        test_out_after_breach_periods_only,
+        test_breach_must_be_consecutive,
+        test_cooldown_blocks_then_allows,
+        test_never_above_max,
+        test_pending_launch_holds_scale_out,
+        test_in_to_desired_and_no_further,
+        test_silence_never_scales_in,
+        test_no_flapping_on_oscillation,
+        test_bounds_follow_config,
+        test_input_counts_warm_fresh_only,
+        test_target_scales_proportionally,
+        test_target_tolerance_band,
+        test_target_scale_in_waits_for_window,
+        test_target_scale_out_resets_window,
+        test_replay_fixed_group,
+        test_replay_scale_out_waits_for_boot,
+        test_replay_trace_errors_name_the_line,
+        NULL};
+    return suite_of("policy", "policy", setup, NULL, 0, tests, NULL);
 }

@@ -211,17 +211,14 @@ END_TEST
 
 Suite *rpc_suite(void)
 {
-    Suite *s = suite_create("rpc");
-    TCase *tc = tcase_create("agent");
-    tcase_add_checked_fixture(tc, start_agent, stop_agent);
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, test_ping);
-    tcase_add_test(tc, test_metrics_and_set_load);
-    tcase_add_test(tc, test_set_load_out_of_range);
-    tcase_add_test(tc, test_health);
-    tcase_add_test(tc, test_malformed_requests);
-    tcase_add_test(tc, test_unknown_method_unimplemented);
-    tcase_add_test(tc, test_dead_address_fails_fast);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *tests[] = {
+        test_ping,
+        test_metrics_and_set_load,
+        test_set_load_out_of_range,
+        test_health,
+        test_malformed_requests,
+        test_unknown_method_unimplemented,
+        test_dead_address_fails_fast,
+        NULL};
+    return suite_of("rpc", "agent", start_agent, stop_agent, 30, tests, NULL);
 }

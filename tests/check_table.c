@@ -415,22 +415,19 @@ END_TEST
 
 Suite *table_suite(void)
 {
-    Suite *s = suite_create("table");
-    TCase *tc = tcase_create("table");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_create_attach_roundtrip);
-    tcase_add_test(tc, test_hammer_writers_reader_consistent);
-    tcase_add_test(tc, test_lock_taken_over_from_dead_holder);
-    tcase_add_test(tc, test_supervisor_recovers_reaped_holder);
-    tcase_add_test(tc, test_killed_waiter_leaves_the_lock_free);
-    tcase_add_test(tc, test_reader_gives_up_on_dead_writer);
-    tcase_add_test(tc, test_live_holder_times_out);
-    tcase_add_test(tc, test_wrong_layout_refused);
-    tcase_add_test(tc, test_repair_fixes_impossible_values);
-    tcase_add_test(tc, test_segment_mode_0600);
-    tcase_add_test(tc, test_find_follows_index);
-    tcase_add_test(tc, test_row_state_machine);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *tests[] = {
+        test_create_attach_roundtrip,
+        test_hammer_writers_reader_consistent,
+        test_lock_taken_over_from_dead_holder,
+        test_supervisor_recovers_reaped_holder,
+        test_killed_waiter_leaves_the_lock_free,
+        test_reader_gives_up_on_dead_writer,
+        test_live_holder_times_out,
+        test_wrong_layout_refused,
+        test_repair_fixes_impossible_values,
+        test_segment_mode_0600,
+        test_find_follows_index,
+        test_row_state_machine,
+        NULL};
+    return suite_of("table", "table", setup, teardown, 60, tests, NULL);
 }

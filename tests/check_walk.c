@@ -84,12 +84,11 @@ END_TEST
 
 Suite *walk_suite(void)
 {
-    Suite *s = suite_create("walk");
-    TCase *tc = tcase_create("walk");
-    tcase_add_test(tc, test_step_bounded_and_in_range);
-    tcase_add_test(tc, test_mean_reverting);
-    tcase_add_test(tc, test_not_constant);
-    tcase_add_test(tc, test_same_seed_same_sequence);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *tests[] = {
+        test_step_bounded_and_in_range,
+        test_mean_reverting,
+        test_not_constant,
+        test_same_seed_same_sequence,
+        NULL};
+    return suite_of("walk", "walk", NULL, NULL, 0, tests, NULL);
 }
