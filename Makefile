@@ -54,7 +54,7 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c common/pki.c common/strbuf.c common/ctlsock.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c report/render.c \
-          agent/walk.c agent/service.c policy/policy.c policy/replay.c provider/local.c \
+          agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/replay.c provider/local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
@@ -164,12 +164,14 @@ integration: all
 # ThreadSanitizer: gRPC, MHD and OpenSSL are not instrumented, so only
 # races that our own code takes part in are reported. `make test` runs the
 # tests whose threads share our state (the status role's HTTP threads and
-# reloads, the monitor's gRPC handlers, the agent's walk and RPC threads);
+# reloads, the monitor's gRPC handlers, the agent's RPC and service-check
+# threads);
 # `make tsan` runs every integration test.
 TSAN_TESTS = status_serves_through_reloads status_api_actions_go_through_the_controller \
 	status_api_reads_and_refuses_bad_input metrics_parsed_by_prometheus_client \
 	swarm_hosts_many_agents_that_register_answer_and_leave mutual_tls_by_default_binds_every_identity \
-	garbage_stalls_and_floods_do_not_hurt_the_manager agent_registers_with_backoff_and_deregisters
+	garbage_stalls_and_floods_do_not_hurt_the_manager agent_registers_with_backoff_and_deregisters \
+	agent_runs_the_operators_service agent_checks_its_service_over_http
 TSAN_ENV = TSAN_OPTIONS="ignore_noninstrumented_modules=1 second_deadlock_stack=1"
 
 tsan: test-deps

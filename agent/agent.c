@@ -51,6 +51,15 @@ static void usage(FILE *f)
             "               addresses are printed one a line. SIGUSR1 prints counters.\n"
             "  --tls-ca FILE --tls-cert FILE --tls-key FILE  mutual TLS: serve and\n"
             "               call the manager with this certificate (all three, or none)\n"
+            "  -- COMMAND ARGS...  run the operator's service as the instance: in its own\n"
+            "               process group, {port} in ARGS replaced by its port, with\n"
+            "               ASG_SERVICE_PORT and ASG_INSTANCE_ID set; probes fail while\n"
+            "               it fails its check; SIGTERM stops it before deregistering\n"
+            "  --service-port N     its port (default: a free one on the listen host)\n"
+            "  --service-health tcp|http:/PATH|none  its check, each second (default tcp)\n"
+            "  --service-stop-ms N  SIGKILL after this long (default 5000)\n"
+            "  --service-cpus N     cores that make load 1.0 for --load-source service\n"
+            "  --load-source service  the cpu and memory of the service's process group\n"
             "  --join DIR   mutual TLS for an EC2 instance: DIR (0700) holds ca.crt and\n"
             "               the one-time join.token from the user data; the agent makes\n"
             "               a key, the manager signs it for --id (agent.key, agent.crt\n"
@@ -109,6 +118,7 @@ static void start_register(struct agent *a)
     q.instance_id = a->id;
     q.address = a->address;
     q.agent_version = (char *)ASG_VERSION;
+    q.service_address = a->service_address;
     size_t len;
     uint8_t *buf = rpc_pack(&q.base, &len);
     if (rpc_call_start(a->mgr, a->cq, M_MONITOR_REGISTER, buf, len, 2000, on_registered, a) == 0)
@@ -187,6 +197,7 @@ struct options {
     struct agent tmpl;      /* id, manager, advertise, load source, tls */
     char listen[64];
     const char *join_dir;   /* --join */
+    struct workload svc;    /* -- COMMAND, when svc.argv is set */
     int swarm;              /* agents in this process */
     uint64_t seed;
     double start;
@@ -212,6 +223,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"load-source", required_argument, NULL, 'S'}, {"swarm", required_argument, NULL, 'N'},
         {"tls-ca", required_argument, NULL, 'A'}, {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'}, {"join", required_argument, NULL, 'J'},
+        {"service-port", required_argument, NULL, 'P'}, {"service-health", required_argument, NULL, 'H'},
+        {"service-stop-ms", required_argument, NULL, 'T'}, {"service-cpus", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct agent *a = &o->tmpl;
@@ -219,7 +232,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     int c;
     long n;
     const char *tls[3] = {NULL, NULL, NULL};
-    while ((c = getopt_long(argc, argv, "l:i:m:a:s:L:S:N:A:C:K:J:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+l:i:m:a:s:L:S:N:A:C:K:J:P:H:T:U:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
@@ -265,11 +278,34 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         }
         case 'S':
-            if (strcmp(optarg, "sim") != 0 && strcmp(optarg, "proc") != 0) {
-                fprintf(stderr, "asg-agent: --load-source '%s': use sim or proc\n", optarg);
+            if (strcmp(optarg, "sim") != 0 && strcmp(optarg, "proc") != 0 &&
+                strcmp(optarg, "service") != 0) {
+                fprintf(stderr, "asg-agent: --load-source '%s': use sim, proc or service\n", optarg);
                 return -1;
             }
             a->from_proc = strcmp(optarg, "proc") == 0;
+            a->from_service = strcmp(optarg, "service") == 0;
+            break;
+        case 'P':
+            if (parse_number("--service-port", optarg, 1, 65535, &n) != 0)
+                return -1;
+            o->svc.port = (int)n;
+            break;
+        case 'H':
+            if (workload_parse_check(optarg, &o->svc, why, sizeof why) != 0) {
+                fprintf(stderr, "asg-agent: --service-health %s\n", why);
+                return -1;
+            }
+            break;
+        case 'T':
+            if (parse_number("--service-stop-ms", optarg, 0, 600000, &n) != 0)
+                return -1;
+            o->svc.stop_timeout_ms = (int)n;
+            break;
+        case 'U':
+            if (parse_number("--service-cpus", optarg, 1, 4096, &n) != 0)
+                return -1;
+            o->svc.cpus = (double)n;
             break;
         case 'N':
             if (parse_number("--swarm", optarg, 1, SWARM_MAX, &n) != 0)
@@ -285,8 +321,19 @@ static int parse_args(int argc, char **argv, struct options *o)
         default: usage(stderr); return -1;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "asg-agent: unexpected argument '%s'\n", argv[optind]);
+    if (optind < argc && strcmp(argv[optind - 1], "--") != 0) {
+        fprintf(stderr, "asg-agent: unexpected argument '%s' (a service's command goes after --)\n",
+                argv[optind]);
+        return -1;
+    }
+    if (optind < argc)
+        o->svc.argv = &argv[optind];
+    if ((a->from_service || o->svc.port || o->svc.cpus) && !o->svc.argv) {
+        fprintf(stderr, "asg-agent: --load-source service and --service-* need a service: -- COMMAND\n");
+        return -1;
+    }
+    if (o->svc.argv && o->swarm > 1) {
+        fprintf(stderr, "asg-agent: a swarm runs no service (-- COMMAND is for one agent)\n");
         return -1;
     }
     if ((tls[0] || tls[1] || tls[2]) && !(tls[0] && tls[1] && tls[2])) {
@@ -415,6 +462,33 @@ static int join_manager(struct options *o, char *err, size_t errsize)
     free(token);
     rpc_tls_free(&server_only);
     return rc;
+}
+
+/* The operator's service, on the listen host; its address goes to the
+ * manager with the registration. */
+static int start_service(struct options *o)
+{
+    struct workload *w = &o->svc;
+    const char *colon = strrchr(o->listen, ':');
+    snprintf(w->host, sizeof w->host, "%.*s", (int)(colon - o->listen), o->listen);
+    if (!w->stop_timeout_ms)
+        w->stop_timeout_ms = 5000;
+    if (!w->cpus)
+        w->cpus = 1;
+    if (!w->check_given)
+        w->check = SVC_CHECK_TCP;
+    char err[256];
+    if (workload_start(w, o->tmpl.id[0] ? o->tmpl.id : "agent", err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    o->tmpl.svc = w;
+    /* Advertised like the agent: the host it is reached at. */
+    const char *adv = o->tmpl.address[0] ? o->tmpl.address : o->listen;
+    const char *c = strrchr(adv, ':');
+    snprintf(o->tmpl.service_address, sizeof o->tmpl.service_address, "%.*s:%d", (int)(c - adv), adv,
+             w->port);
+    return 0;
 }
 
 /* Each agent holds a listening socket and the manager's connection to it;
@@ -588,6 +662,8 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &sa, NULL);
     if (ensure_fd_limit(o.swarm) != 0)
         return ASG_EXIT_FATAL;
+    if (o.svc.argv && start_service(&o) != 0)
+        return ASG_EXIT_FATAL;
     struct agent *ag = calloc((size_t)o.swarm, sizeof *ag);
     struct rpc_server **srv = calloc((size_t)o.swarm, sizeof *srv);
     if (!ag || !srv)
@@ -618,7 +694,12 @@ int main(int argc, char **argv)
         run(ag, o.swarm, cq);
         for (int k = 0; k < o.swarm; k++)
             ag[k].draining = true;
-        log_info("SIGTERM: deregistering and stopping");
+        if (o.svc.argv) {
+            log_info("SIGTERM: stopping the service, then deregistering");
+            workload_stop(&o.svc);
+        } else {
+            log_info("SIGTERM: deregistering and stopping");
+        }
         deregister_all(ag, o.swarm);
     }
     if (started > 0 && ag[0].mgr)

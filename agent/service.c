@@ -50,14 +50,30 @@ void agent_proc_sample(struct proc_sampler *ps)
     }
 }
 
-static double agent_cpu(const struct agent *a) { return a->from_proc ? a->ps.cpu : a->walk.x; }
-static double agent_mem(const struct agent *a) { return a->from_proc ? a->ps.mem : 0.2 + 0.5 * a->walk.x; }
+static double agent_cpu(const struct agent *a)
+{
+    return a->from_service ? a->svc->cpu : a->from_proc ? a->ps.cpu : a->walk.x;
+}
+
+static double agent_mem(const struct agent *a)
+{
+    return a->from_service ? a->svc->mem : a->from_proc ? a->ps.mem : 0.2 + 0.5 * a->walk.x;
+}
 
 /* One tick: the simulated walk steps, or the real figures are sampled;
  * a pinned load stays where the operator put it. */
 void agent_load_tick(struct agent *a, int64_t now)
 {
-    if (a->from_proc) {
+    if (a->svc)
+        workload_reap(a->svc);
+    if (a->from_service) {
+        if (now >= a->ps.next_ms) {
+            workload_sample(a->svc);
+            a->ps.next_ms = now + 1000;
+            if (!a->pinned)
+                a->walk.x = a->svc->cpu;
+        }
+    } else if (a->from_proc) {
         if (now >= a->ps.next_ms) {
             agent_proc_sample(&a->ps);
             a->ps.next_ms = now + 1000;
@@ -82,6 +98,14 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, s
         return;
     }
     a->last_ping_ms = now_ms();
+    char why[128];
+    if (a->svc && !workload_ok(a->svc, why, sizeof why)) {
+        /* The instance is its service: a probe fails while the service
+         * does, and enough failed probes have it replaced. */
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "%s", why);
+        asg__v1__ping_request__free_unpacked(in, NULL);
+        return;
+    }
     Asg__V1__PingReply r = ASG__V1__PING_REPLY__INIT;
     r.instance_id = a->id;
     r.load = a->walk.x;
@@ -171,8 +195,10 @@ void agent_h_health(void *ctx, const uint8_t *req, size_t len, const char *peer,
         rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.64s'", in->service);
     } else {
         Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-        r.status = a->draining ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-                               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        char why[128];
+        bool down = a->draining || (a->svc && !workload_ok(a->svc, why, sizeof why));
+        r.status = down ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+                        : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
         rpc_reply_msg(out, &r.base);
     }
     grpc__health__v1__health_check_request__free_unpacked(in, NULL);

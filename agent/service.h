@@ -8,6 +8,7 @@
 
 #include "../proto/rpc.h"
 #include "walk.h"
+#include "workload.h"
 
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 200
@@ -33,6 +34,9 @@ struct agent {
     bool pinned;
     bool draining;
     bool from_proc;            /* --load-source proc */
+    bool from_service;         /* --load-source service */
+    struct workload *svc;      /* -- COMMAND: the operator's service, or NULL */
+    char service_address[64];  /* where it serves, told to the manager */
     struct proc_sampler ps;
     uint64_t answered;         /* pings answered */
     uint64_t bad_requests;     /* requests refused as malformed or out of range */

@@ -273,7 +273,7 @@ static int cmd_probe(const char *addr, bool json)
     }
     grpc_init();
     grpc_channel *ch = rpc_channel_create(addr, manager_tls(), RPC_AGENT_NAME);
-    char det[256];
+    char det[256], ping_det[256] = "";
     uint8_t *data;
     size_t len;
     int rc = 0;
@@ -281,7 +281,7 @@ static int cmd_probe(const char *addr, bool json)
 
     Asg__V1__PingRequest pq = ASG__V1__PING_REQUEST__INIT;
     pq.seq = 1;
-    grpc_status_code st = call(ch, M_AGENT_PING, &pq.base, &data, &len, det, sizeof det);
+    grpc_status_code st = call(ch, M_AGENT_PING, &pq.base, &data, &len, ping_det, sizeof ping_det);
     int64_t rtt = now_ms() - t0;
     Asg__V1__PingReply *pr = st == GRPC_STATUS_OK ? asg__v1__ping_reply__unpack(NULL, len, data) : NULL;
     if (st == GRPC_STATUS_OK)
@@ -307,7 +307,7 @@ static int cmd_probe(const char *addr, bool json)
     if (!pr || !mr || !hr) {
         rc = 1;
         fprintf(stderr, "asgctl: probe %s: %s (status %d)\n", addr,
-                det[0] ? det : "no valid answer", (int)(st != GRPC_STATUS_OK ? st : mst != GRPC_STATUS_OK ? mst : hst));
+                st != GRPC_STATUS_OK && ping_det[0] ? ping_det : det[0] ? det : "no valid answer", (int)(st != GRPC_STATUS_OK ? st : mst != GRPC_STATUS_OK ? mst : hst));
     }
     if (json) {
         printf("{\"address\":");

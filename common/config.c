@@ -30,6 +30,7 @@ struct keydef {
     long idef;                /* default of K_INT, K_BOOL, K_ENUM (an index in names) */
     double fdef;              /* default of K_FRAC */
     const char *sdef;         /* default of K_STR, K_STRLIST */
+    char sep;                 /* K_STRLIST: what joins the items in the field */
 };
 
 static const char *const policy_names[] = {"threshold", "target", NULL};
@@ -46,7 +47,9 @@ enum { LIVE = 0, RESTART = 1 };
 #define STR(p, f, d, r) {p, K_STR, OFF(f), SZ(f), 0, 0, NULL, r, 0, 0, d}
 #define BOOL(p, f, d, r) {p, K_BOOL, OFF(f), 0, 0, 0, NULL, r, d, 0, NULL}
 #define ENUM(p, f, n, d, r) {p, K_ENUM, OFF(f), 0, 0, 0, n, r, d, 0, NULL}
-#define STRLIST(p, f, r) {p, K_STRLIST, OFF(f), SZ(f), 0, 0, NULL, r, 0, 0, ""}
+#define STRLIST(p, f, r) {p, K_STRLIST, OFF(f), SZ(f), 0, 0, NULL, r, 0, 0, "", ','}
+/* A command and its arguments: any characters but the joining 0x1f. */
+#define ARGV(p, f, r) {p, K_STRLIST, OFF(f), SZ(f), 0, 0, NULL, r, 0, 0, "", CONFIG_ARGV_SEP}
 
 #define HOUR_MS 3600000L
 static const struct keydef keys[] = {
@@ -73,6 +76,8 @@ static const struct keydef keys[] = {
     INT("provider.boot_timeout_ms", boot_timeout_ms, 100, HOUR_MS, 30000, LIVE),
     STR("provider.local.agent_path", local_agent_path, "", RESTART),
     BOOL("provider.local.stop_on_exit", local_stop_on_exit, true, LIVE),
+    ARGV("provider.local.service", local_service, LIVE),
+    STR("provider.local.service_health", local_service_health, "tcp", LIVE),
     INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000, 3000, LIVE),
     STR("provider.ec2.region", ec2_region, "", RESTART),
     STR("provider.ec2.endpoint", ec2_endpoint, "", RESTART),
@@ -290,12 +295,13 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
         for (int i = 0; i < n; i++) {
             const config_setting_t *it = config_setting_get_elem(s, (unsigned)i);
             const char *v = config_setting_get_string(it);
-            if (!v || !v[0] || strchr(v, ','))
-                return fail(e, s, "%s: item %d must be a non-empty string without commas", k->path, i + 1);
+            if (!v || !v[0] || strchr(v, k->sep))
+                return fail(e, s, "%s: item %d must be a non-empty string without %s", k->path, i + 1,
+                            k->sep == ',' ? "commas" : "control character 0x1f");
             size_t used = strlen(field);
             if (used + strlen(v) + 2 > k->size)
                 return fail(e, s, "%s is longer than %zu characters in all", k->path, k->size - 1);
-            snprintf(field + used, k->size - used, "%s%s", used ? "," : "", v);
+            snprintf(field + used, k->size - used, "%s%s", used ? (char[]){k->sep, 0} : "", v);
         }
         return 0;
     }
@@ -495,6 +501,11 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         c->pidfile[pl - 5] == '/')
         return fail(e, lookup(cf, "supervisor.pidfile"),
                     "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
+    const char *h = c->local_service_health;
+    if (strcmp(h, "tcp") != 0 && strcmp(h, "none") != 0 &&
+        (strncmp(h, "http:/", 6) != 0 || strcspn(h, " \t\r\n") != strlen(h) || strlen(h) > 128))
+        return fail(e, lookup(cf, "provider.local.service_health"),
+                    "provider.local.service_health must be tcp, none or http:/PATH (no spaces)");
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);
     return 0;

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stddef.h>
 
+/* Joins the items of a command line kept in one config string. */
+#define CONFIG_ARGV_SEP '\x1f'
+
 enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
 enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1 };
 /* auto: mutual TLS with the manager's own CA (common/pki.h); plaintext only
@@ -43,6 +46,8 @@ struct asg_config {
     int provider_kind;
     int boot_timeout_ms;
     char local_agent_path[256];
+    char local_service[1024];       /* the operator's service: argv joined by CONFIG_ARGV_SEP */
+    char local_service_health[136]; /* tcp, none or http:/PATH */
     bool local_stop_on_exit;
     int local_kill_timeout_ms;
 

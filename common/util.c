@@ -4,11 +4,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -295,37 +301,63 @@ void set_proc_title(int argc, char **argv, const char *title)
     memset(start + n, 0, room - n + 1);
 }
 
-/* One /proc/net/tcp{,6} table: lowers *best to the queue of each of our
- * LISTEN sockets on port. For a listening socket the kernel prints its
- * accept backlog as rx_queue. */
-static void scan_listeners(const char *path, int port, long *best)
+/* One family's listening TCP sockets, through the kernel's sock_diag
+ * netlink interface: asked for LISTEN sockets only, so the answer is as long
+ * as the machine's list of listeners, however many connections it has
+ * (/proc/net/tcp lists every socket: tens of thousands in TIME_WAIT on a
+ * busy server, seconds to read). Lowers *best to the accept queue of each
+ * of ours on port; -1 when the kernel cannot be asked. */
+static int scan_listeners(int family, int port, long *best)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    char line[512];
-    if (!fgets(line, sizeof line, f)) { /* the column titles */
-        fclose(f);
-        return;
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return -1;
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } q;
+    memset(&q, 0, sizeof q);
+    q.nlh.nlmsg_len = sizeof q;
+    q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    q.req.sdiag_family = (uint8_t)family;
+    q.req.sdiag_protocol = IPPROTO_TCP;
+    q.req.idiag_states = 1u << 10; /* TCP_LISTEN */
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (sendto(fd, &q, sizeof q, 0, (struct sockaddr *)&kernel, sizeof kernel) != (ssize_t)sizeof q) {
+        close(fd);
+        return -1;
     }
-    while (fgets(line, sizeof line, f)) {
-        unsigned lport, st, uid;
-        unsigned long rxq;
-        if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%lx %*x:%*x %*x %u",
-                   &lport, &st, &rxq, &uid) != 4)
-            continue;
-        if (st != 0x0A /* TCP_LISTEN */ || (int)lport != port || uid != (unsigned)geteuid())
-            continue;
-        if (*best < 0 || (long)rxq < *best)
-            *best = (long)rxq;
+    long buf[8192 / sizeof(long)];
+    for (;;) {
+        ssize_t got;
+        do
+            got = recv(fd, buf, sizeof buf, 0);
+        while (got < 0 && errno == EINTR);
+        if (got <= 0)
+            break;
+        int n = (int)got;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                close(fd);
+                return h->nlmsg_type == NLMSG_DONE ? 0 : -1;
+            }
+            const struct inet_diag_msg *m = NLMSG_DATA(h);
+            if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || ntohs(m->id.idiag_sport) != port ||
+                m->idiag_uid != (uint32_t)geteuid())
+                continue;
+            if (*best < 0 || (long)m->idiag_rqueue < *best)
+                *best = (long)m->idiag_rqueue;
+        }
     }
-    fclose(f);
+    close(fd);
+    return -1;
 }
 
 long tcp_accept_queue(int port)
 {
     long best = -1;
-    scan_listeners("/proc/net/tcp", port, &best);
-    scan_listeners("/proc/net/tcp6", port, &best);
+    scan_listeners(AF_INET, port, &best);
+    scan_listeners(AF_INET6, port, &best);
     return best;
 }

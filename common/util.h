@@ -82,9 +82,9 @@ void signals_drain_pipe(void);
 void signals_reset_defaults(void);
 
 /* The accept queue of this uid's listening TCP socket(s) on port (IPv4 or
- * IPv6), from /proc/net: connections the kernel completed that nobody has
- * accepted yet. With several such sockets, the shortest queue. -1 when
- * there is none. */
+ * IPv6), asked of the kernel (sock_diag, listening sockets only):
+ * connections it completed that nobody has accepted yet. With several such
+ * sockets, the shortest queue. -1 when there is none. */
 long tcp_accept_queue(int port);
 
 /* Renames the process as seen by ps (argv area and comm). */

@@ -355,6 +355,15 @@ static struct asg_config effective_config(const struct ctl *c)
     return eff;
 }
 
+/* A target raised to hold instances the group did not launch: like an
+ * operator's choice, it starts a cooldown and forgets the low-load
+ * periods counted so far, so the newcomers are not scaled straight back in
+ * on the next evaluation; the policy lowers the size in its own time. */
+static void hold_target(struct ctl *c, int target)
+{
+    table_operator_target(c->t, target, 0, now_ms());
+}
+
 /* Instances that joined on their own registration (the monitor flags
  * them) are the group's: the target rises to hold each, within max, once;
  * and falls again when it leaves (deregistered, or gone silent), never
@@ -364,6 +373,7 @@ static void account_joined(struct ctl *c)
 {
     struct asg_config eff = effective_config(c);
     int target = c->t->hdr->ctl.target ? c->t->hdr->ctl.target : eff.desired_instances, was = target;
+    int before = target;
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
         if (!(r->flags & ROW_F_JOINED) || r->state == ROW_FREE)
@@ -380,7 +390,9 @@ static void account_joined(struct ctl *c)
                  in ? "joined the group" : "left the group", was, target);
         was = target;
     }
-    if (target != (c->t->hdr->ctl.target ? c->t->hdr->ctl.target : eff.desired_instances))
+    if (target > before)
+        hold_target(c, target);
+    else if (target < before)
         table_set_target(c->t, target);
 }
 
@@ -474,7 +486,7 @@ static void keep_adopted(struct ctl *c)
     int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
     int keep = size > eff.max_instances ? eff.max_instances : size;
     if (keep > target) {
-        table_set_target(c->t, keep);
+        hold_target(c, keep);
         log_info("reconcile: target %d -> %d to keep the adopted instances", target, keep);
     }
 }

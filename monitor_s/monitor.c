@@ -127,7 +127,7 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
                  r->id, row_state_name(r->state));
         return false;
     }
-    if (table_registered(m->t, r, in->address, now))
+    if (table_registered(m->t, r, in->address, in->service_address, now))
         table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
                    "instance %s registered at %s: running (%lld ms after launch)", r->id, r->addr,
                    (long long)(now - r->launch_ms));
@@ -150,8 +150,12 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
     } else if (strlen(in->agent_version) > 32) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "agent_version longer than 32 characters");
+    } else if (in->service_address[0] &&
+               !valid_address(in->service_address, strlen(in->service_address), false, why, sizeof why)) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "service_address: %s", why);
     } else if (!identity_matches(peer, in->instance_id, why, sizeof why) ||
-               !address_is_callers(in->address, why, sizeof why)) {
+               !address_is_callers(in->address, why, sizeof why) ||
+               (in->service_address[0] && !address_is_callers(in->service_address, why, sizeof why))) {
         refused(m, REFUSED_REGISTER, "registration of %.64s refused: %s", in->instance_id, why);
         rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "%s", why);
     } else if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0) {

@@ -129,18 +129,33 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             if (devnull > STDERR_FILENO)
                 close(devnull);
         }
-        char *argv[] = {"asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
-                        "--manager", p->manager_addr, "--seed", seed, NULL, NULL, NULL, NULL,
-                        NULL, NULL, NULL};
+        char *argv[16 + sizeof p->cfg->local_service / 2] = {
+            "asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
+            "--manager", p->manager_addr, "--seed", seed};
+        int n = 9;
         if (p->ca) {
-            char **tail = &argv[9];
-            *tail++ = "--tls-ca";
-            *tail++ = ca;
-            *tail++ = "--tls-cert";
-            *tail++ = cert;
-            *tail++ = "--tls-key";
-            *tail = key;
+            argv[n++] = "--tls-ca";
+            argv[n++] = ca;
+            argv[n++] = "--tls-cert";
+            argv[n++] = cert;
+            argv[n++] = "--tls-key";
+            argv[n++] = key;
         }
+        /* The operator's service: the agent runs it and reports its load.
+         * This is the child's own copy of the config, split in place. */
+        char service[sizeof p->cfg->local_service];
+        copy_str(service, sizeof service, p->cfg->local_service);
+        if (service[0]) {
+            argv[n++] = "--service-health";
+            argv[n++] = (char *)p->cfg->local_service_health;
+            argv[n++] = "--load-source";
+            argv[n++] = "service";
+            argv[n++] = "--";
+            for (char *save = NULL, *a = strtok_r(service, (char[]){CONFIG_ARGV_SEP, 0}, &save); a;
+                 a = strtok_r(NULL, (char[]){CONFIG_ARGV_SEP, 0}, &save))
+                argv[n++] = a;
+        }
+        argv[n] = NULL;
         execv(p->agent_path, argv);
         int e = errno;
         if (write(report[1], &e, sizeof e) != (ssize_t)sizeof e)

@@ -18,6 +18,8 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
     sb_json_str(b, r->id);
     sb_printf(b, ",\"address\":");
     sb_json_str(b, r->addr);
+    sb_printf(b, ",\"service_address\":");
+    sb_json_str(b, r->service_addr);
     sb_printf(b, ",\"state\":\"%s\",\"reason\":", row_state_name(r->state));
     sb_json_str(b, r->reason);
     if (r->has_sample)

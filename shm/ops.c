@@ -87,13 +87,15 @@ void table_instance_known(struct table *t, struct table_row *r, const char *id, 
     row_write_end(t, r);
 }
 
-bool table_registered(struct table *t, struct table_row *r, const char *addr, int64_t now)
+bool table_registered(struct table *t, struct table_row *r, const char *addr, const char *service,
+                      int64_t now)
 {
     uint32_t was = r->state;
     row_write_begin(r);
     bool ok = step(t, r, RE_REGISTER, "registered", now);
     if (ok) {
         copy_str(r->addr, sizeof r->addr, addr);
+        copy_str(r->service_addr, sizeof r->service_addr, service ? service : "");
         r->misses = 0;
         r->last_seen_ms = now; /* registering is a sign of life too */
         if (was == ROW_PENDING)

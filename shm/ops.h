@@ -50,8 +50,10 @@ struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, co
  * confirmed. */
 void table_instance_known(struct table *t, struct table_row *r, const char *id, int32_t pid,
                           uint64_t pid_start, const char *addr, const char *launch_token);
-/* Its agent registered from addr. True when that made it running. */
-bool table_registered(struct table *t, struct table_row *r, const char *addr, int64_t now);
+/* Its agent registered from addr (service: its service's address, or "").
+ * True when that made it running. */
+bool table_registered(struct table *t, struct table_row *r, const char *addr, const char *service,
+                      int64_t now);
 /* A probe's outcome: sample (load, cpu, mem) when it answered, failure
  * otherwise. */
 enum probe_outcome { PROBE_NOTED, PROBE_NOW_RUNNING, PROBE_REJOINED, PROBE_NOW_UNHEALTHY };

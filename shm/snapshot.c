@@ -28,6 +28,7 @@ int snapshot_take(const struct table *t, struct snapshot *s)
         /* A copy: strings a dead or hostile writer left unterminated end
          * here, not past their field. */
         r->id[sizeof r->id - 1] = r->addr[sizeof r->addr - 1] = r->reason[sizeof r->reason - 1] = '\0';
+        r->service_addr[sizeof r->service_addr - 1] = '\0';
         if (r->state != ROW_FREE && r->state < ROW_STATE_COUNT)
             s->nrows++;
     }

@@ -426,6 +426,10 @@ int table_repair(struct table *t)
             r->reason[0] = '\0';
             bad = true;
         }
+        if (!str_terminated(r->service_addr, sizeof r->service_addr)) {
+            r->service_addr[0] = '\0';
+            bad = true;
+        }
         if (!str_terminated(r->launch_token, sizeof r->launch_token)) {
             r->launch_token[0] = '\0'; /* a join against it then fails */
             bad = true;

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 12
+#define TABLE_VERSION 13
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -46,6 +46,7 @@ struct table_row {
     uint64_t incarnation;        /* bumped whenever the slot is reused */
     char id[TABLE_ID_MAX];
     char addr[TABLE_ADDR_MAX];   /* where the agent serves, "" if unknown */
+    char service_addr[TABLE_ADDR_MAX]; /* monitor: where the operator's service serves, "" if none */
     char reason[64];             /* why the state last changed */
     int32_t pid;                 /* local provider: the agent's pid */
     uint32_t misses;             /* consecutive failed probes */

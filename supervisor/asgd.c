@@ -411,7 +411,7 @@ static void stop_leftover_agents(void)
     }
 }
 
-/* ---- a deaf monitor ---- */
+/* ---- a deaf monitor (the kernel's accept queue of its port) ---- */
 
 /* After EMFILE, gRPC's listener stops accepting for good (the 1.51 C core
  * does not re-arm it): the socket stays open, the kernel keeps completing

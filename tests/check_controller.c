@@ -156,7 +156,7 @@ static void all_register(void)
     for (uint32_t i = 0; i < T.capacity; i++) {
         struct table_row *r = &T.rows[i];
         if (r->state == ROW_PENDING && !(r->flags & ROW_F_UNCONFIRMED))
-            table_registered(&T, r, r->addr[0] ? r->addr : "127.0.0.1:9", now_ms());
+            table_registered(&T, r, r->addr[0] ? r->addr : "127.0.0.1:9", "", now_ms());
     }
     table_unlock(&T);
 }
@@ -303,6 +303,41 @@ START_TEST(test_joined_instances_move_the_target_both_ways)
 }
 END_TEST
 
+/* Low load has been counted for a while (the group sits at desired):
+ * an instance that joins now is not scaled straight back in. */
+START_TEST(test_a_joined_instance_is_not_scaled_straight_back_in)
+{
+    cfg.scale_in_below = 0.5;
+    cfg.breach_periods = 1;
+    cfg.warmup_ms = 0;
+    cfg.desired_instances = 2;
+    reopen();
+    controller_evaluate(C);
+    all_register();
+    struct probe_sample low = {0.1, 0.1, 0.1};
+    for (int k = 0; k < 3; k++) { /* low load counted at the floor */
+        table_lock(&T, 1000);
+        for (uint32_t i = 0; i < T.capacity; i++)
+            if (T.rows[i].state == ROW_RUNNING)
+                table_probe_result(&T, &T.rows[i], &low, NULL, 3, now_ms());
+        table_unlock(&T);
+        controller_evaluate(C);
+    }
+    ck_assert_int_eq(count(ROW_RUNNING), 2);
+    table_lock(&T, 1000);
+    struct table_row *j = table_row_new(&T, "swarm-0", RE_ADOPT, "adopted on registration",
+                                        ROW_F_JOINED, NULL, now_ms());
+    table_registered(&T, j, "127.0.0.1:9", "", now_ms());
+    table_probe_result(&T, j, &low, NULL, 3, now_ms());
+    table_unlock(&T);
+    for (int k = 0; k < 3; k++)
+        controller_evaluate(C);
+    ck_assert_int_eq(T.hdr->ctl.target, 3);
+    ck_assert_int_eq(j->state, ROW_RUNNING);
+    ck_assert_int_eq(F.terminations, 0);
+}
+END_TEST
+
 START_TEST(test_reconcile_adopts_and_forgets)
 {
     controller_evaluate(C);
@@ -338,6 +373,7 @@ Suite *controller_suite(void)
         test_boot_timeout_replaces_a_silent_instance,
         test_joined_instances_move_the_target_both_ways,
         test_reconcile_adopts_and_forgets,
+        test_a_joined_instance_is_not_scaled_straight_back_in,
         NULL};
     return suite_of("controller", "core", setup, teardown, 0, tests, NULL);
 }

@@ -399,7 +399,7 @@ START_TEST(test_row_state_machine)
     uint64_t illegal = atomic_load(&T.hdr->illegal_transitions);
     ck_assert(table_stopping(&T, r, "scale in", now + 1000));
     ck_assert_int_eq(r->state, ROW_TERMINATING);
-    ck_assert(!table_registered(&T, r, "127.0.0.1:9", now)); /* a stopping row cannot come back */
+    ck_assert(!table_registered(&T, r, "127.0.0.1:9", "", now)); /* a stopping row cannot come back */
     ck_assert(!table_failed(&T, r, "died", now));
     ck_assert_int_eq(r->state, ROW_TERMINATING);
     ck_assert_str_eq(r->reason, "scale in");

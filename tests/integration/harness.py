@@ -436,6 +436,8 @@ def scenario(name, env=None, before=None, after_start=None, start=True, **sectio
                 fn(m, *extra)
             except BaseException:
                 sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
+                if os.environ.get("ASG_KEEP_LOG"):
+                    open(os.environ["ASG_KEEP_LOG"], "w").write(m.log())
                 raise
             finally:
                 m.cleanup()

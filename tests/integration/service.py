@@ -1,0 +1,49 @@
+#!/usr/bin/python3
+"""A stand-in for an operator's web service, for tests: serves HTTP on
+127.0.0.1:PORT (GET / answers 200, GET /sick 503), first writing
+"PORT INSTANCE_ID PID" from its environment to INFO_FILE.
+
+Usage: service.py PORT INFO_FILE [--burn] [--ignore-term]
+  --burn         keep one core busy (for --load-source service)
+  --ignore-term  ignore SIGTERM (the agent must SIGKILL it)"""
+import http.server
+import os
+import signal
+import sys
+import threading
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 503 if self.path == "/sick" else 200
+        body = b"ok\n" if code == 200 else b"sick\n"
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def burn():
+    while True:
+        pass
+
+
+def main():
+    port, info = int(sys.argv[1]), sys.argv[2]
+    if "--ignore-term" in sys.argv:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "--burn" in sys.argv:
+        threading.Thread(target=burn, daemon=True).start()
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    with open(info + ".tmp", "w") as f:
+        f.write("%s %s %d\n" % (os.environ.get("ASG_SERVICE_PORT", ""),
+                                os.environ.get("ASG_INSTANCE_ID", ""), os.getpid()))
+    os.rename(info + ".tmp", info)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""Integration tests: the operator's own service run by the agent (-- COMMAND):
+its port and environment, its health, its load, its stop, and a group of them."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+SERVICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service.py")
+
+
+def service_cmd(info, *flags):
+    return ["--", "/usr/bin/python3", SERVICE, "{port}", info] + list(flags)
+
+
+def read_info(info):
+    """(port, instance id, pid) the service wrote from its environment."""
+    wait_for(lambda: os.path.exists(info), 20, "the service up (%s)" % info)
+    port, iid, pid = open(info).read().split()
+    return int(port), iid, int(pid)
+
+
+def group_gone(pgid):
+    """No process left in that process group."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        return False
+            except (OSError, ValueError, IndexError):
+                pass
+    return True
+
+
+def probe(addr):
+    r = run([BIN + "/asgctl", "-c", plain_cfg(), "probe", addr, "--json"])
+    return r.returncode, r.stdout + r.stderr
+
+
+@test
+def agent_runs_the_operators_service():
+    """-- COMMAND: {port} replaced, ASG_SERVICE_PORT and ASG_INSTANCE_ID set,
+    checked over HTTP; a probe fails once the service is gone; SIGTERM
+    stops the agent cleanly."""
+    d = tempfile.mkdtemp(prefix="asg-svc-")
+    info = os.path.join(d, "svc.info")
+    p, addr = start_agent("--id", "svc-1", "--service-health", "http:/", *service_cmd(info))
+    try:
+        port, iid, pid = read_info(info)
+        assert iid == "svc-1" and port > 0, (port, iid)
+        code, body = http("GET", "http://127.0.0.1:%d/" % port)
+        assert code == 200, (code, body)
+        wait_for(lambda: '"health":"SERVING"' in probe(addr)[1], 10, "SERVING once checked")
+        kill_pid(pid)                                      # the service dies, the agent lives
+        wait_for(lambda: probe(addr)[0] != 0, 10, "probes fail without the service")
+        rc, out = probe(addr)
+        assert "service exited" in out, out
+        assert p.poll() is None, "the agent died with its service"
+    finally:
+        rc = stop_agent(p)
+        shutil.rmtree(d, ignore_errors=True)
+    assert rc == 0, rc
+
+
+@test
+def agent_checks_its_service_over_http():
+    """A service that answers 503 on its health path fails its check."""
+    d = tempfile.mkdtemp(prefix="asg-svc-")
+    info = os.path.join(d, "svc.info")
+    p, addr = start_agent("--id", "svc-2", "--service-health", "http:/sick", *service_cmd(info))
+    try:
+        read_info(info)
+        wait_for(lambda: "answered 503" in probe(addr)[1], 10, "the failed check in the probe")
+    finally:
+        stop_agent(p)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def service_that_ignores_sigterm_is_killed_after_its_timeout():
+    d = tempfile.mkdtemp(prefix="asg-svc-")
+    info = os.path.join(d, "svc.info")
+    p, addr = start_agent("--id", "svc-3", "--service-stop-ms", "300",
+                          *service_cmd(info, "--ignore-term"))
+    try:
+        _, _, pid = read_info(info)
+        t0 = time.monotonic()
+        rc = stop_agent(p)
+        assert rc == 0, rc
+        assert time.monotonic() - t0 < 10 * SLOW
+        assert group_gone(pid), "the service's process group outlived its agent"
+        assert "did not stop within 300 ms: SIGKILL" in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            kill_pid(p.pid)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def service_load_is_its_process_groups_cpu():
+    """--load-source service: a service keeping one core busy reports a load
+    near 1 (of --service-cpus 1)."""
+    d = tempfile.mkdtemp(prefix="asg-svc-")
+    info = os.path.join(d, "svc.info")
+    p, addr = start_agent("--id", "svc-4", "--load-source", "service", "--service-cpus", "1",
+                          *service_cmd(info, "--burn"))
+    try:
+        read_info(info)
+
+        def busy():
+            rc, out = probe(addr)
+            m = re.search(r'"load":([0-9.]+)', out)
+            return rc == 0 and m and float(m.group(1)) > 0.5
+        wait_for(busy, 20, "the service's cpu as the load")
+    finally:
+        stop_agent(p)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def service_flags_are_checked():
+    for args, words in ((["--load-source", "service"], "need a service"),
+                        (["--service-health", "udp"], "use tcp, none or http:/PATH"),
+                        (["--swarm", "2", "--", "true"], "a swarm runs no service"),
+                        (["stray"], "goes after --")):
+        r = run([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + args)
+        assert r.returncode != 0 and words in r.stderr, (args, r)
+
+
+@test
+def group_of_services_replaces_a_dead_one():
+    """provider.local.service: every instance runs the service; the table
+    has each one's service address; a service killed under its agent makes
+    the instance unhealthy, and it is replaced by one whose service runs."""
+    d = tempfile.mkdtemp(prefix="asg-svcs-")
+    m = Manager("services", provider={"local": {"kill_timeout_ms": 1000, "service_health": "http:/",
+                                                  "service": ["/usr/bin/python3", SERVICE, "{port}",
+                                                              os.path.join(d, "{port}.info")]}})
+    try:
+        m.start()
+        s = m.wait_running(2)
+        infos = {}
+        for i in s["instances"]:
+            host, port = i["service_address"].rsplit(":", 1)
+            assert host == "127.0.0.1", i
+            infos[i["id"]] = read_info(os.path.join(d, "%s.info" % port))
+            assert infos[i["id"]][1] == i["id"], infos
+            assert http("GET", "http://%s/" % i["service_address"])[0] == 200
+        victim = s["instances"][0]["id"]
+        kill_pid(infos[victim][2])                         # its service, not its agent
+        wait_replaced(m, victim, 2)
+        for i in m.running():
+            assert http("GET", "http://%s/" % i["service_address"])[0] == 200, i
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())
