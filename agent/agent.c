@@ -644,6 +644,11 @@ static void run(struct agent *ag, int n, grpc_completion_queue *cq)
     }
 }
 
+
+/* The agent's life in order: options, its service, its certificate (an
+ * EC2 join), its servers, the loop, and the way out (service stopped, then
+ * deregistered). Kept as one sequence because each step needs the ones
+ * before it and the way out must undo exactly what was done. */
 int main(int argc, char **argv)
 {
     static struct options o;
