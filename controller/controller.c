@@ -334,7 +334,9 @@ static void execute(struct ctl *c)
     if (c->nops == 0)
         return;
     run_ops(c);
-    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0) {
+    /* What the provider did must be recorded: giving up here would leave a
+     * launched instance without its pid, so this wait is the longer one. */
+    if (table_lock(c->t, TABLE_LOCK_RECORD_MS) != 0) {
         log_error("cannot record provider results: table lock unavailable");
         c->nops = 0;
         return;

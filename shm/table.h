@@ -189,8 +189,13 @@ struct table {
     char name[64];
 };
 
-/* How long every role waits for the lock before giving up this round. */
+/* The lock waits, for every role: a round gives up after TABLE_LOCK_WAIT_MS
+ * and tries again at the next; recording what a provider already did (a
+ * launch, a termination) waits up to TABLE_LOCK_RECORD_MS, as giving up
+ * there would lose it. Holds last microseconds; these only matter when a
+ * holder is starved of CPU or dead (then it is taken over). */
 #define TABLE_LOCK_WAIT_MS 2000
+#define TABLE_LOCK_RECORD_MS 10000
 
 /* Creates a fresh segment (mode 0600); fails if one exists. */
 int table_create(const char *name, uint32_t capacity, struct table *t,

@@ -418,8 +418,11 @@ static void stop_leftover_agents(void)
  * connections into its queue, and nobody takes them, so no instance can
  * register again. A live listener empties its queue within milliseconds
  * (agents connect to it only to register and leave); a queue that is never
- * empty and never shrinks for DEAF_AFTER_MS is deaf, and only a new monitor
- * process gets a new listener. */
+ * empty and never shrinks for DEAF_AFTER_MS, while the monitor keeps
+ * completing probe rounds (its loop runs, so gRPC would have accepted), is
+ * deaf, and only a new monitor process gets a new listener. A monitor
+ * starved of CPU on a busy machine completes no rounds either: it is left
+ * alone, as killing it would only add a restart to the load. */
 #define DEAF_SAMPLE_MS 1000
 #define DEAF_AFTER_MS 5000
 
@@ -427,14 +430,18 @@ static struct {
     pid_t pid;          /* the monitor the samples are about */
     long last;          /* its queue at the last sample */
     int64_t since;      /* first of the non-empty, non-shrinking samples; 0: none */
+    uint64_t rounds;    /* its probe rounds at that first sample */
     int64_t next;       /* next sample */
 } deaf;
 
-static int monitor_port(void)
+#define DEAF_MIN_ROUNDS 3
+
+static int monitor_port(uint64_t *rounds)
 {
     struct table_hdr h;
     if (!table_read_hdr(&S.table, &h) || h.pid_monitor != MONITOR->pid)
         return -1;
+    *rounds = h.probe_rounds;
     h.monitor_addr[sizeof h.monitor_addr - 1] = '\0';
     const char *colon = strrchr(h.monitor_addr, ':');
     long port;
@@ -450,16 +457,18 @@ static void check_monitor_listener(int64_t now)
     deaf.next = now + DEAF_SAMPLE_MS;
     if (MONITOR->state != CH_RUNNING)
         return;
-    int port = monitor_port();
+    uint64_t rounds = 0;
+    int port = monitor_port(&rounds);
     long queued = port > 0 ? tcp_accept_queue(port) : -1;
     if (deaf.pid != MONITOR->pid || queued <= 0 || queued < deaf.last || !deaf.since) {
         deaf.pid = MONITOR->pid;
         deaf.since = queued > 0 ? now : 0;
+        deaf.rounds = rounds;
         deaf.last = queued;
         return;
     }
     deaf.last = queued;
-    if (now - deaf.since < DEAF_AFTER_MS)
+    if (now - deaf.since < DEAF_AFTER_MS || rounds < deaf.rounds + DEAF_MIN_ROUNDS)
         return;
     if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
         table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
