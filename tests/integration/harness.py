@@ -288,6 +288,11 @@ class Manager:
         return found and self.log()[max(0, found.start() - 200):found.start() + 3000]
 
     def cleanup(self):
+        if os.environ.get("ASG_KEEP_LOG"):   # for a developer chasing a failure
+            try:
+                shutil.copy(self.log_path, os.environ["ASG_KEEP_LOG"])
+            except OSError:
+                pass
         if self.proc and self.proc.poll() is None:
             kill_pid(self.proc.pid)
             self.proc.wait(timeout=10)
@@ -436,8 +441,6 @@ def scenario(name, env=None, before=None, after_start=None, start=True, **sectio
                 fn(m, *extra)
             except BaseException:
                 sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-6000:]))
-                if os.environ.get("ASG_KEEP_LOG"):
-                    open(os.environ["ASG_KEEP_LOG"], "w").write(m.log())
                 raise
             finally:
                 m.cleanup()
