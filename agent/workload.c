@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/strbuf.h"
 #include "../common/util.h"
 
 #define CHECK_TIMEOUT_MS 2000
@@ -64,20 +65,17 @@ static char **substitute(char *const *argv, int port)
     while (argv[n])
         n++;
     char **out = calloc(n + 1, sizeof *out);
-    char num[16];
-    snprintf(num, sizeof num, "%d", port);
     for (size_t i = 0; out && i < n; i++) {
-        struct strbuf_lite { char buf[1024]; size_t len; } b = {.len = 0};
-        for (const char *p = argv[i]; *p && b.len < sizeof b.buf - 16;) {
-            if (strncmp(p, "{port}", 6) == 0) {
-                b.len += (size_t)snprintf(b.buf + b.len, sizeof b.buf - b.len, "%s", num);
-                p += 6;
-            } else {
-                b.buf[b.len++] = *p++;
+        struct strbuf b = {0};
+        for (const char *p = argv[i], *at; *p; p = at + 6) {
+            if (!(at = strstr(p, "{port}"))) {
+                sb_add(&b, p, strlen(p));
+                break;
             }
+            sb_add(&b, p, (size_t)(at - p));
+            sb_printf(&b, "%d", port);
         }
-        b.buf[b.len] = '\0';
-        out[i] = strdup(b.buf);
+        out[i] = b.s ? b.s : strdup("");
     }
     return out;
 }
