@@ -132,7 +132,13 @@ static void start_register(struct agent *a)
  * a restarted manager may have lost us, and registering is how it learns. */
 static void registration_tick(struct agent *a, int64_t now)
 {
+    char why[128];
     if (!a->mgr || a->draining)
+        return;
+    /* An instance is its service: it joins the group once the service
+     * passes its check, not while it is still starting (its probes would
+     * fail and count as misses). */
+    if (a->svc && a->reg != REG_DONE && !workload_ok(a->svc, why, sizeof why))
         return;
     if (a->reg == REG_NONE || (a->reg == REG_WAIT && now >= a->reg_next_ms)) {
         start_register(a);
