@@ -55,7 +55,8 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 LIB_SRC = common/util.c common/config.c common/pki.c common/strbuf.c common/ctlsock.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c report/render.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/replay.c provider/local.c \
-          aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c
+          aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c \
+          lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -68,7 +69,7 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
-           tests/check_creds.c tests/check_controller.c
+           tests/check_creds.c tests/check_controller.c tests/check_lb.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -125,7 +126,7 @@ unit: $(UNIT_BIN) fuzz-replay
 # seeds and every input that ever crashed it. `make test` replays them all
 # (tests/fuzz/replay.c, no libFuzzer needed); `make fuzz` runs libFuzzer on
 # each for FUZZ_SECONDS.
-FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc
+FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc haproxy_stat
 FUZZ_SECONDS ?= 60
 FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o
 EC2_SAMPLES = $(wildcard ../shared/testdata/aws/ec2-responses/*/)

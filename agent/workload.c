@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,10 +169,15 @@ static void *checker(void *arg)
     return NULL;
 }
 
-static void exec_service(struct workload *w, char **argv, const char *id, int report)
+static void exec_service(struct workload *w, char **argv, const char *id, int report, pid_t agent)
 {
     setpgid(0, 0); /* its own group: stopped, and sampled, as a whole */
     signals_reset_defaults();
+    /* An agent that dies without stopping it (SIGKILL, a crash) must not
+     * leave it serving, unwatched, on a port the next agent may be given:
+     * the kernel sends it SIGTERM then. An agent already gone: stop now. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != agent)
+        _exit(125);
     char port[16];
     snprintf(port, sizeof port, "%d", w->port);
     setenv("ASG_SERVICE_PORT", port, 1);
@@ -195,10 +201,11 @@ int workload_start(struct workload *w, const char *instance_id, char *err, size_
         snprintf(err, errsize, "cannot start the service: %s", strerror(errno));
         return -1;
     }
+    pid_t agent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        exec_service(w, argv, instance_id, report[1]);
+        exec_service(w, argv, instance_id, report[1], agent);
     }
     close(report[1]);
     int child_errno = 0;

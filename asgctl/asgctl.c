@@ -103,8 +103,14 @@ static void print_status_text(const struct snapshot *s)
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
            pid_or_zero(h->pid_status));
-    printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s\n", "ID", "ADDRESS", "STATE", "LOAD", "CPU",
+    bool lb = c->lb_kind != LB_NONE;
+    if (lb)
+        printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),
+               !h->lb_checked_ms ? "not called yet" : h->lb_up ? "answering" : "UNREACHABLE",
+               h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
+    printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s", "ID", "ADDRESS", "STATE", "LOAD", "CPU",
            "MEM", "LAST SEEN", "MISSES");
+    printf(lb ? " %-9s %7s\n" : "\n", "BALANCER", "REQ/S");
     for (uint32_t i = 0; i < s->nrows; i++) {
         const struct table_row *r = &s->rows[i];
         char l[16], cp[16], m[16], seen[24];
@@ -115,9 +121,15 @@ static void print_status_text(const struct snapshot *s)
             snprintf(seen, sizeof seen, "%.1fs ago", (double)(s->now - r->last_seen_ms) / 1000.0);
         else
             snprintf(seen, sizeof seen, "never");
-        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u%s%s\n", r->id, r->addr[0] ? r->addr : "-",
-               row_state_name(r->state), l, cp, m, seen, r->misses, r->reason[0] ? "  " : "",
-               r->reason);
+        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u", r->id, r->addr[0] ? r->addr : "-",
+               row_state_name(r->state), l, cp, m, seen, r->misses);
+        if (lb) {
+            char rate[24] = "-";
+            if (r->req_rate_ms)
+                snprintf(rate, sizeof rate, "%.1f", r->req_rate);
+            printf(" %-9s %7s", lb_state_name(r->lb_state), rate);
+        }
+        printf("%s%s\n", r->reason[0] ? "  " : "", r->reason);
     }
 }
 

@@ -22,12 +22,21 @@ const char *ec2_error_name(enum ec2_error e)
 int ec2_client_init(struct ec2_client *c, const char *region, const char *endpoint,
                     int timeout_ms, char *err, size_t errsize)
 {
+    return aws_query_client_init(c, "ec2", EC2_API_VERSION, region, endpoint, timeout_ms, err, errsize);
+}
+
+int aws_query_client_init(struct ec2_client *c, const char *service, const char *version,
+                          const char *region, const char *endpoint, int timeout_ms, char *err,
+                          size_t errsize)
+{
     memset(c, 0, sizeof *c);
+    copy_str(c->service, sizeof c->service, service);
+    copy_str(c->version, sizeof c->version, version);
     copy_str(c->region, sizeof c->region, region);
     if (endpoint && *endpoint)
         copy_str(c->endpoint, sizeof c->endpoint, endpoint);
     else
-        snprintf(c->endpoint, sizeof c->endpoint, "https://ec2.%s.amazonaws.com", region);
+        snprintf(c->endpoint, sizeof c->endpoint, "https://%s.%s.amazonaws.com", service, region);
     const char *h = strstr(c->endpoint, "://");
     if (!h || (strncmp(c->endpoint, "http://", 7) != 0 && strncmp(c->endpoint, "https://", 8) != 0)) {
         snprintf(err, errsize, "endpoint '%s' is not an http:// or https:// URL", c->endpoint);
@@ -100,7 +109,7 @@ enum ec2_error ec2_classify(long http, const char *code)
         for (int i = 0; auth[i]; i++)
             if (strcmp(code, auth[i]) == 0)
                 return EC2_E_AUTH;
-        if (strcmp(code, "InvalidInstanceID.NotFound") == 0)
+        if (strcmp(code, "InvalidInstanceID.NotFound") == 0 || strcmp(code, "TargetGroupNotFound") == 0)
             return EC2_E_NOT_FOUND;
     }
     if (http == 429 || http == 503)
@@ -168,7 +177,7 @@ static enum ec2_error attempt(struct ec2_client *c, const char *body, long *stat
     struct sigv4_request rq = {"POST", "/", NULL, hs, 3, (const uint8_t *)body, strlen(body)};
     struct sigv4_credentials cr = {c->creds.access_key, c->creds.secret_key,
                                    c->creds.token[0] ? c->creds.token : NULL};
-    struct sigv4_scope sc = {c->region, "ec2", date};
+    struct sigv4_scope sc = {c->region, c->service, date};
     struct sigv4_result sig;
     if (sigv4_sign(&rq, &cr, &sc, &sig) != 0) {
         snprintf(err, errsize, "cannot sign the request");
@@ -248,8 +257,7 @@ enum ec2_error ec2_call(struct ec2_client *c, const char *action, const struct e
     char *body = malloc(blen);
     if (!body)
         abort();
-    snprintf(body, blen, "Action=%s&Version=%s%s", action, EC2_API_VERSION,
-             params ? params->buf : "");
+    snprintf(body, blen, "Action=%s&Version=%s%s", action, c->version, params ? params->buf : "");
     c->calls++;
     enum ec2_error e = EC2_E_NETWORK;
     bool refreshed = false;

@@ -31,6 +31,8 @@ enum ec2_error {
 const char *ec2_error_name(enum ec2_error e);
 
 struct ec2_client {
+    char service[32];           /* signing name: "ec2", "elasticloadbalancing" */
+    char version[16];           /* the API's Version parameter */
     char endpoint[256];         /* URL the requests go to */
     char host[256];             /* its host[:port], as signed */
     char region[32];
@@ -47,6 +49,12 @@ struct ec2_client {
 /* endpoint NULL or "": https://ec2.REGION.amazonaws.com */
 int ec2_client_init(struct ec2_client *c, const char *region, const char *endpoint,
                     int timeout_ms, char *err, size_t errsize);
+/* The same Query API client for another AWS service that speaks it (the
+ * Elastic Load Balancing API: "elasticloadbalancing", "2015-12-01");
+ * endpoint NULL or "": https://SERVICE.REGION.amazonaws.com */
+int aws_query_client_init(struct ec2_client *c, const char *service, const char *version,
+                          const char *region, const char *endpoint, int timeout_ms, char *err,
+                          size_t errsize);
 void ec2_client_free(struct ec2_client *c);
 
 /* Form parameters: appended as &KEY=VALUE, both percent-encoded. */

@@ -91,6 +91,37 @@ static void parse_instance(struct ctx *c, const xmlNode *item, struct ec2_instan
     }
 }
 
+/* DescribeTargetHealthResult/TargetHealthDescriptions/member. */
+static void collect_targets(struct ctx *c, const xmlNode *set, struct ec2_response *out)
+{
+    for (const xmlNode *it = set ? set->children : NULL; it && !c->failed; it = it->next) {
+        if (!named(it, "member"))
+            continue;
+        struct elb_target *grown = realloc(out->targets, (out->ntargets + 1) * sizeof *grown);
+        if (!grown) {
+            snprintf(c->err, c->errsize, "out of memory");
+            c->failed = 1;
+            return;
+        }
+        out->targets = grown;
+        struct elb_target *t = &out->targets[out->ntargets++];
+        memset(t, 0, sizeof *t);
+        const xmlNode *target = child(it, "Target");
+        char port[16];
+        text_of(c, target, "Id", t->id, sizeof t->id);
+        text_of(c, target, "Port", port, sizeof port);
+        text_of(c, child(it, "TargetHealth"), "State", t->state, sizeof t->state);
+        text_of(c, child(it, "TargetHealth"), "Reason", t->reason, sizeof t->reason);
+        char *end;
+        long v = strtol(port, &end, 10);
+        if (!c->failed && (!t->id[0] || (port[0] && (*end || v < 1 || v > 65535)))) {
+            snprintf(c->err, c->errsize, "a target without an <Id> or with port '%s'", port);
+            c->failed = 1;
+        }
+        t->port = port[0] ? (int)v : 0;
+    }
+}
+
 /* Collects the items of a set (instancesSet / instanceStatusSet). */
 static void collect(struct ctx *c, const xmlNode *set, struct ec2_response *out)
 {
@@ -172,6 +203,12 @@ int ec2_parse(const char *xml, size_t len, struct ec2_response *out, char *err, 
                     collect(&c, child(r, "instancesSet"), out);
             collect(&c, child(root, "instancesSet"), out);
             collect(&c, child(root, "instanceStatusSet"), out);
+            /* Elastic Load Balancing: ResponseMetadata/RequestId. */
+            if (!out->request_id[0])
+                text_of(&c, child(root, "ResponseMetadata"), "RequestId", out->request_id,
+                        sizeof out->request_id);
+            collect_targets(&c, child(child(root, "DescribeTargetHealthResult"), "TargetHealthDescriptions"),
+                            out);
         }
     }
     xmlFreeDoc(doc);
@@ -184,6 +221,9 @@ int ec2_parse(const char *xml, size_t len, struct ec2_response *out, char *err, 
 
 void ec2_response_free(struct ec2_response *r)
 {
+    free(r->targets);
+    r->targets = NULL;
+    r->ntargets = 0;
     free(r->instances);
     r->instances = NULL;
     r->ninstances = 0;

@@ -27,6 +27,14 @@ struct ec2_instance {
     int ntags;
 };
 
+/* An ELBv2 target's health (DescribeTargetHealth). */
+struct elb_target {
+    char id[32];
+    int port;                /* 0 when absent */
+    char state[24];          /* initial, healthy, unhealthy, unused, draining, unavailable */
+    char reason[64];
+};
+
 enum ec2_kind { EC2_RESP_OK, EC2_RESP_ERROR };
 
 struct ec2_response {
@@ -38,10 +46,14 @@ struct ec2_response {
     struct ec2_instance *instances; /* malloc'd */
     size_t ninstances;
     char next_token[2048];   /* "" when absent or empty */
+    struct elb_target *targets; /* malloc'd: DescribeTargetHealth */
+    size_t ntargets;
 };
 
-/* Returns 0, or -1 with a reason in err when the document is not an EC2
- * response (not XML, unknown shape, a value too long for its field). */
+/* The EC2 API's responses, and those of the Elastic Load Balancing API
+ * (version 2015-12-01: ActionResponse/ActionResult, ResponseMetadata) that
+ * the balancer uses. Returns 0, or -1 with a reason in err when the
+ * document is not such a response (not XML, unknown shape, a value too long for its field). */
 int ec2_parse(const char *xml, size_t len, struct ec2_response *out,
               char *err, size_t errsize);
 void ec2_response_free(struct ec2_response *r);

@@ -35,6 +35,8 @@ struct keydef {
 
 static const char *const policy_names[] = {"threshold", "target", NULL};
 static const char *const provider_names[] = {"local", "ec2", NULL};
+static const char *const lb_names[] = {"none", "haproxy", "elbv2", NULL};
+static const char *const metric_names[] = {"load", "requests", NULL};
 static const char *const tls_names[] = {"auto", "plaintext", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 
@@ -58,6 +60,8 @@ static const struct keydef keys[] = {
     INT("group.max_instances", max_instances, 1, 100000, 5, LIVE),
     INT("group.desired_instances", desired_instances, 1, 100000, 2, LIVE),
     ENUM("policy.kind", policy_kind, policy_names, POLICY_THRESHOLD, LIVE),
+    ENUM("policy.metric", policy_metric, metric_names, METRIC_LOAD, LIVE),
+    INT("policy.target_requests", target_requests, 1, 10000000, 100, LIVE),
     FRAC("policy.scale_out_above", scale_out_above, 0.60, LIVE),
     FRAC("policy.scale_in_below", scale_in_below, 0.30, LIVE),
     FRAC("policy.target", target, 0.50, LIVE),
@@ -92,6 +96,18 @@ static const struct keydef keys[] = {
     INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000, 10000, RESTART),
     STR("provider.ec2.manager_address", ec2_manager_address, "", LIVE),
     STR("provider.ec2.agent_path", ec2_agent_path, "/usr/local/bin/asg-agent", LIVE),
+    ARGV("provider.ec2.service", ec2_service, LIVE),
+    STR("provider.ec2.service_health", ec2_service_health, "tcp", LIVE),
+    ENUM("lb.kind", lb_kind, lb_names, LB_NONE, RESTART),
+    STR("lb.haproxy.socket", lb_haproxy_socket, "", RESTART),
+    STR("lb.haproxy.backend", lb_haproxy_backend, "", RESTART),
+    STR("lb.elbv2.target_group_arn", lb_elbv2_target_group_arn, "", RESTART),
+    STR("lb.elbv2.endpoint", lb_elbv2_endpoint, "", RESTART),
+    INT("lb.elbv2.port", lb_elbv2_port, 1, 65535, 80, RESTART),
+    INT("lb.drain_timeout_ms", lb_drain_timeout_ms, 0, HOUR_MS, 30000, LIVE),
+    INT("lb.interval_ms", lb_interval_ms, 100, 60000, 1000, LIVE),
+    INT("lb.reconcile_interval_ms", lb_reconcile_interval_ms, 500, HOUR_MS, 5000, LIVE),
+    INT("lb.call_timeout_ms", lb_call_timeout_ms, 100, 60000, 2000, LIVE),
     ENUM("tls.mode", tls_mode, tls_names, TLS_AUTO, RESTART),
     STR("tls.dir", tls_dir, "", RESTART),
     STR("status.listen", status_listen, "127.0.0.1:9180", RESTART),
@@ -187,6 +203,8 @@ void config_describe(FILE *f)
 
 const char *policy_kind_name(int k) { return k == POLICY_TARGET ? "target" : "threshold"; }
 const char *provider_kind_name(int k) { return k == PROVIDER_EC2 ? "ec2" : "local"; }
+const char *lb_kind_name(int k) { return k >= 0 && k <= LB_ELBV2 ? lb_names[k] : "?"; }
+const char *policy_metric_name(int m) { return m == METRIC_REQUESTS ? "requests" : "load"; }
 
 static const struct keydef *find_key(const char *path)
 {
@@ -354,6 +372,45 @@ static bool charset(const char *s, const char *extra)
     return true;
 }
 
+/* HAProxy names: what its config parser accepts for a backend. */
+static bool haproxy_name_ok(const char *s)
+{
+    if (!s[0])
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.' || *s == ':'))
+            return false;
+    return true;
+}
+
+static int check_lb(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    if (c->lb_kind == LB_HAPROXY) {
+        if (c->lb_haproxy_socket[0] != '/')
+            return fail(e, lookup(cf, c->lb_haproxy_socket[0] ? "lb.haproxy.socket" : "lb.kind"),
+                        "lb.kind \"haproxy\" needs lb.haproxy.socket, the absolute path of HAProxy's "
+                        "stats socket (at level admin)");
+        if (!haproxy_name_ok(c->lb_haproxy_backend))
+            return fail(e, lookup(cf, c->lb_haproxy_backend[0] ? "lb.haproxy.backend" : "lb.kind"),
+                        "lb.kind \"haproxy\" needs lb.haproxy.backend, a backend name of "
+                        "A-Z a-z 0-9 - _ . :");
+    } else if (c->lb_kind == LB_ELBV2) {
+        if (c->provider_kind != PROVIDER_EC2)
+            return fail(e, lookup(cf, "lb.kind"), "lb.kind \"elbv2\" needs provider.kind \"ec2\"");
+        if (strncmp(c->lb_elbv2_target_group_arn, "arn:", 4) != 0 ||
+            strcspn(c->lb_elbv2_target_group_arn, " \t\r\n") != strlen(c->lb_elbv2_target_group_arn))
+            return fail(e, lookup(cf, c->lb_elbv2_target_group_arn[0] ? "lb.elbv2.target_group_arn" : "lb.kind"),
+                        "lb.kind \"elbv2\" needs lb.elbv2.target_group_arn, the target group's ARN "
+                        "(arn:aws:elasticloadbalancing:...)");
+    }
+    if (c->policy_metric == METRIC_REQUESTS && c->lb_kind != LB_HAPROXY)
+        return fail(e, lookup(cf, "policy.metric"),
+                    "policy.metric \"requests\" needs a balancer that counts requests per instance: "
+                    "lb.kind \"haproxy\"");
+    return 0;
+}
+
 static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
     char why[128];
@@ -450,6 +507,15 @@ static int check_listeners(struct errbuf *e, const config_t *cf, const struct as
     return 0;
 }
 
+/* What the agent's --service-health takes; it may go into a shell script
+ * (EC2 user data), so nothing a shell would read specially. */
+static bool service_health_ok(const char *h)
+{
+    return strcmp(h, "tcp") == 0 || strcmp(h, "none") == 0 ||
+           (strncmp(h, "http:/", 6) == 0 && strcspn(h, " \t\r\n'\"\\$`;&|<>(){}") == strlen(h) &&
+            strlen(h) <= 128);
+}
+
 /* Rules between keys; each error points at the line of the key at fault. */
 static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
@@ -501,11 +567,14 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         c->pidfile[pl - 5] == '/')
         return fail(e, lookup(cf, "supervisor.pidfile"),
                     "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
-    const char *h = c->local_service_health;
-    if (strcmp(h, "tcp") != 0 && strcmp(h, "none") != 0 &&
-        (strncmp(h, "http:/", 6) != 0 || strcspn(h, " \t\r\n") != strlen(h) || strlen(h) > 128))
+    if (!service_health_ok(c->local_service_health))
         return fail(e, lookup(cf, "provider.local.service_health"),
                     "provider.local.service_health must be tcp, none or http:/PATH (no spaces)");
+    if (!service_health_ok(c->ec2_service_health))
+        return fail(e, lookup(cf, "provider.ec2.service_health"),
+                    "provider.ec2.service_health must be tcp, none or http:/PATH (no spaces or quotes)");
+    if (check_lb(e, cf, c) != 0)
+        return -1;
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);
     return 0;

@@ -16,6 +16,10 @@ enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
 enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1 };
 /* auto: mutual TLS with the manager's own CA (common/pki.h); plaintext only
  * when the config says so. */
+enum lb_kind { LB_NONE = 0, LB_HAPROXY = 1, LB_ELBV2 = 2 };
+/* What the policy sizes the group on: the agents' load, or the request
+ * rate the load balancer counts per instance. */
+enum policy_metric { METRIC_LOAD = 0, METRIC_REQUESTS = 1 };
 enum tls_mode { TLS_AUTO = 0, TLS_PLAINTEXT = 1 };
 
 struct asg_config {
@@ -27,6 +31,8 @@ struct asg_config {
     int desired_instances;
 
     int policy_kind;
+    int policy_metric;              /* enum policy_metric */
+    int target_requests;            /* metric requests: requests/s per instance */
     double scale_out_above;
     double scale_in_below;
     double target;
@@ -64,6 +70,19 @@ struct asg_config {
     int ec2_call_timeout_ms;
     char ec2_manager_address[64];    /* "" = the monitor's own address */
     char ec2_agent_path[128];        /* asg-agent on the instances */
+    char ec2_service[1024];          /* the operator's service on each instance (argv, CONFIG_ARGV_SEP) */
+    char ec2_service_health[136];
+
+    int lb_kind;                     /* enum lb_kind */
+    char lb_haproxy_socket[108];     /* HAProxy's runtime API (stats socket, level admin) */
+    char lb_haproxy_backend[64];
+    char lb_elbv2_target_group_arn[200];
+    char lb_elbv2_endpoint[256];     /* "" = https://elasticloadbalancing.REGION.amazonaws.com */
+    int lb_elbv2_port;               /* the port targets serve on */
+    int lb_drain_timeout_ms;
+    int lb_interval_ms;              /* how often the balancer is read */
+    int lb_reconcile_interval_ms;
+    int lb_call_timeout_ms;
 
     int tls_mode;                    /* enum tls_mode */
     char tls_dir[200];               /* the manager's CA and keys; "" = /var/lib/asg/GROUP */
@@ -106,5 +125,7 @@ const char *config_restart_key_changed(const struct asg_config *a,
 
 const char *policy_kind_name(int kind);
 const char *provider_kind_name(int kind);
+const char *lb_kind_name(int kind);
+const char *policy_metric_name(int metric);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "../common/ctlsock.h"
 #include "../common/util.h"
+#include "../lb/follow.h"
 #include "../policy/policy.h"
 #include "../shm/ops.h"
 #include "../provider/provider.h"
@@ -56,6 +57,12 @@ struct ctl {
     struct op *ops;
     size_t nops, capops;
     int reqfd;                 /* operator requests (status API), or -1 */
+    struct lb lb;              /* lb.kind; lb.ops NULL when none */
+    struct lb_plan plan;
+    bool lb_up;                /* the balancer's last listing succeeded */
+    bool lb_now;               /* an instance waits for the balancer: step at once */
+    int64_t last_lb, last_lb_reconcile;
+    int64_t lb_wait_until;     /* stopping: when draining instances count as drained; 0 otherwise */
 };
 
 static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
@@ -97,8 +104,46 @@ static void mark_terminating(struct ctl *c, struct table_row *r, const char *why
 {
     table_note(c->t, EV_TERMINATE, r->id, LOG_LVL_INFO, "terminating %s (%s): %.110s", r->id,
                row_state_name(r->state), why);
-    if (table_stopping(c->t, r, why, now + kill_timeout(c)))
+    /* In the balancer: drained and removed first (lb_step), stopped after
+     * (release_holds). An unhealthy instance serves nothing worth waiting
+     * for when the balancer cannot be reached: its member is removed when
+     * the balancer is back (a stray). */
+    bool in_lb = c->lb.ops && (r->lb_state == LBS_ADDED || r->lb_state == LBS_DRAINING);
+    bool hold = in_lb && !(r->state == ROW_UNHEALTHY && !c->lb_up);
+    if (!table_stopping(c->t, r, why, now + kill_timeout(c)))
+        return;
+    if (hold) {
+        table_lb_hold(c->t, r, true);
+        c->lb_now = true;
+    } else {
         add_op(c, OP_TERMINATE, r);
+    }
+}
+
+/* Terminating instances the balancer has let go of: the provider may stop
+ * them now. Also let go: an instance drained for lb.drain_timeout_ms while
+ * the balancer cannot be reached (no new connection could reach it
+ * meanwhile), and every instance once a stopping manager's wait is over. */
+static void release_holds(struct ctl *c, int64_t now)
+{
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
+        struct table_row *r = &c->t->rows[i];
+        if (r->state != ROW_TERMINATING || !(r->flags & ROW_F_LB_HOLD))
+            continue;
+        bool out = !c->lb.ops || r->lb_state == LBS_NONE || r->lb_state == LBS_REMOVED;
+        bool drained_blind = !c->lb_up && r->lb_state == LBS_DRAINING &&
+                             now - r->lb_since_ms >= c->cfg.lb_drain_timeout_ms;
+        bool wait_over = c->lb_wait_until && now >= c->lb_wait_until;
+        if (!out && !drained_blind && !wait_over)
+            continue;
+        if (!out)
+            table_note(c->t, EV_BALANCER, r->id, LOG_LVL_WARN,
+                       "stopping %s without the balancer's word: %s", r->id,
+                       wait_over ? "the manager is stopping" : "drained, and the balancer cannot be reached");
+        table_lb_hold(c->t, r, false);
+        table_stop_deadline(c->t, r, now + kill_timeout(c));
+        add_op(c, OP_TERMINATE, r);
+    }
 }
 
 static void launch_backoff(struct ctl *c, int64_t now)
@@ -123,7 +168,12 @@ static void launch_backoff(struct ctl *c, int64_t now)
  * still probed, and rejoin as running if they answer meanwhile. */
 static int replacement_budget(struct ctl *c)
 {
-    int in_flight = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_TERMINATING);
+    /* One held for the balancer costs nothing yet, and must not hold up
+     * the replacement of a dead one while the balancer is away. */
+    int held = 0;
+    for (uint32_t i = 0; i < c->t->capacity; i++)
+        held += c->t->rows[i].state == ROW_TERMINATING && (c->t->rows[i].flags & ROW_F_LB_HOLD);
+    int in_flight = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_TERMINATING) - held;
     int group = table_count(c->t, ROW_RUNNING) + table_count(c->t, ROW_PENDING) +
                 table_count(c->t, ROW_UNHEALTHY);
     int budget = (group + 9) / 10;
@@ -167,12 +217,14 @@ static void sweep(struct ctl *c, int64_t now)
             table_count_replaced(c->t);
             break;
         case ROW_TERMINATING:
-            add_op(c, OP_CHECK_GONE, r);
+            if (!(r->flags & ROW_F_LB_HOLD)) /* not asked to stop yet: nothing to check */
+                add_op(c, OP_CHECK_GONE, r);
             break;
         default:
             break;
         }
     }
+    release_holds(c, now);
     if (waiting && !c->replacements_paced)
         log_warn("replacements paced: %d unhealthy instance(s) wait their turn (a tenth of the group is "
                  "replaced at a time); they are still probed and rejoin if they answer", waiting);
@@ -541,6 +593,62 @@ static void reconcile(struct ctl *c)
     free(list);
 }
 
+/* The balancer follows the table: list its members (without the lock),
+ * plan (with it), act (without), record and release the instances it has
+ * let go of (with it), then stop those. */
+static void lb_step(struct ctl *c, bool reconcile_now)
+{
+    struct lb_member *m = NULL;
+    size_t n = 0;
+    char err[256] = "";
+    int64_t started = now_ms();
+    c->last_lb = started;
+    c->lb_now = false;
+    if (reconcile_now)
+        c->last_lb_reconcile = started;
+    int rc = c->lb.ops->list(&c->lb, &m, &n, err, sizeof err);
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0) {
+        free(m);
+        return;
+    }
+    int64_t now = now_ms();
+    bool drain_over = c->lb_wait_until && now >= c->lb_wait_until;
+    if (rc == 0)
+        lb_plan_step(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
+    if (rc != 0 && (c->lb_up || c->t->hdr->lb_checked_ms == 0))
+        table_note(c->t, EV_BALANCER, NULL, LOG_LVL_WARN,
+                   "balancer %s unreachable: %.100s; instances stay until it can drain them",
+                   c->lb.ops->name, err);
+    else if (rc == 0 && !c->lb_up && c->t->hdr->lb_checked_ms != 0)
+        table_note(c->t, EV_BALANCER, NULL, LOG_LVL_INFO, "balancer %s answers again (%zu members)",
+                   c->lb.ops->name, n);
+    c->lb_up = rc == 0;
+    table_lb_health(c->t, c->lb_up, rc == 0 ? NULL : err, rc == 0 ? (int)n : -1, now);
+    table_unlock(c->t);
+    free(m);
+    /* A refused task (an instance the balancer will not take yet) is said
+     * and counted; the balancer is still up. */
+    bool task_failed = c->plan.n && lb_run(&c->lb, &c->plan, err, sizeof err) > 0;
+    if (table_lock(c->t, TABLE_LOCK_RECORD_MS) != 0)
+        return;
+    now = now_ms();
+    if (task_failed)
+        table_lb_health(c->t, c->lb_up, err, -1, now);
+    lb_record(c->t, &c->plan, now);
+    release_holds(c, now);
+    table_unlock(c->t);
+    execute(c);
+}
+
+/* Instances wait for the balancer: step often until they are out. */
+static int lb_every(const struct ctl *c)
+{
+    for (uint32_t i = 0; i < c->t->capacity; i++)
+        if (c->t->rows[i].flags & ROW_F_LB_HOLD)
+            return c->cfg.lb_interval_ms < 200 ? c->cfg.lb_interval_ms : 200;
+    return c->cfg.lb_interval_ms;
+}
+
 /* Agents this controller started are its children: a dead one is known
  * at once, before any probe misses. */
 static void reap_agents(struct ctl *c)
@@ -585,16 +693,27 @@ static void stop_all(struct ctl *c)
             mark_terminating(c, r, "manager stopping", now);
     }
     table_unlock(c->t);
+    /* Draining gets a third of the supervisor's drain budget at most: the
+     * instances must be stopped within the rest. */
+    int lb_wait = c->cfg.lb_drain_timeout_ms < c->cfg.drain_timeout_ms / 3 ? c->cfg.lb_drain_timeout_ms
+                                                                            : c->cfg.drain_timeout_ms / 3;
+    c->lb_wait_until = now + lb_wait;
     execute(c);
-    int64_t end = now + 2LL * kill_timeout(c) + 500;
+    int64_t end = now + (c->lb.ops ? lb_wait : 0) + 2LL * kill_timeout(c) + 500;
     for (;;) {
+        if (c->lb.ops)
+            lb_step(c, false);
         reap_agents(c);
         if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
             return;
-        for (uint32_t i = 0; i < c->t->capacity; i++)
-            if (c->t->rows[i].state == ROW_TERMINATING)
-                add_op(c, OP_CHECK_GONE, &c->t->rows[i]);
-        int left = (int)c->nops;
+        int held = 0;
+        for (uint32_t i = 0; i < c->t->capacity; i++) {
+            struct table_row *r = &c->t->rows[i];
+            held += r->state == ROW_TERMINATING && (r->flags & ROW_F_LB_HOLD);
+            if (r->state == ROW_TERMINATING && !(r->flags & ROW_F_LB_HOLD))
+                add_op(c, OP_CHECK_GONE, r);
+        }
+        int left = (int)c->nops + held;
         table_unlock(c->t);
         execute(c);
         if (left == 0 || now_ms() > end)
@@ -699,8 +818,19 @@ void controller_evaluate(struct ctl *c) { evaluate(c); }
 
 void controller_reconcile(struct ctl *c) { reconcile(c); }
 
+void controller_use_lb(struct ctl *c, const struct lb_ops *ops, void *priv)
+{
+    c->lb.ops = ops;
+    c->lb.cfg = &c->cfg;
+    c->lb.priv = priv;
+    c->lb_up = true;
+}
+
+void controller_lb_step(struct ctl *c) { lb_step(c, true); }
+
 void controller_close(struct ctl *c)
 {
+    lb_plan_free(&c->plan);
     free(c->ops);
     free(c);
 }
@@ -737,7 +867,13 @@ static void run(struct ctl *c, int sigfd)
             evaluate(c);
             next_eval = now + c->cfg.evaluation_interval_ms;
         }
-        int wait = (int)(next_eval - now_ms());
+        int64_t next_lb = c->last_lb + lb_every(c);
+        if (c->lb.ops && (now_ms() >= next_lb || c->lb_now)) {
+            lb_step(c, now_ms() - c->last_lb_reconcile >= c->cfg.lb_reconcile_interval_ms);
+            next_lb = c->last_lb + lb_every(c);
+        }
+        int64_t wake = c->lb.ops && next_lb < next_eval ? next_lb : next_eval;
+        int wait = (int)(wake - now_ms());
         struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c->reqfd, POLLIN, 0}};
         if (poll(p, c->reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
             if (p[0].revents)
@@ -762,11 +898,23 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
         return ASG_EXIT_FATAL;
     }
     c.prov.nonce = t->hdr->nonce;
+    if (lb_init(&c.lb, &c.cfg, err, sizeof err) != 0) {
+        log_error("lb: %s", err);
+        provider_free(&c.prov);
+        return ASG_EXIT_FATAL;
+    }
+    c.lb.abort_flag = &g_sig.term;
+    c.lb_up = true; /* until it says otherwise: no hold is skipped on a guess */
     c.reqfd = ctlsock_receiver();
     log_info("controller up: policy %s, provider %s, group %s %d..%d (desired %d)",
              policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
              c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
     reconcile(&c);
+    if (c.lb.ops) {
+        log_info("balancer %s: following the group (lb.interval_ms %d, drain up to %d ms)",
+                 c.lb.ops->name, c.cfg.lb_interval_ms, c.cfg.lb_drain_timeout_ms);
+        lb_step(&c, true);
+    }
     run(&c, sigfd);
     struct table_hdr h;
     bool draining = table_read_hdr(t, &h) && h.draining == DRAIN_STOP;
@@ -777,6 +925,8 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
         log_info("stopping; instances are left running");
     }
     provider_free(&c.prov);
+    lb_free(&c.lb);
+    lb_plan_free(&c.plan);
     free(c.ops);
     return 0;
 }

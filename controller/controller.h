@@ -23,6 +23,11 @@ struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
 void controller_evaluate(struct ctl *c);
 /* Table and provider made to agree (adoptions, gone instances). */
 void controller_reconcile(struct ctl *c);
+/* A load balancer of the test's own (ops, priv), and one balancer step:
+ * list, plan, act, record, release what it let go of. */
+struct lb_ops;
+void controller_use_lb(struct ctl *c, const struct lb_ops *ops, void *priv);
+void controller_lb_step(struct ctl *c);
 void controller_close(struct ctl *c);
 
 #endif

@@ -20,10 +20,18 @@ void policy_input_add(struct policy_input *in, const struct table_row *r,
     if (r->state != ROW_RUNNING)
         return;
     in->running++;
-    /* A sample is fresh when the last probe succeeded recently enough. */
-    int64_t fresh_ms = 2LL * cfg->probe_interval_ms + cfg->probe_timeout_ms;
-    bool fresh = r->has_sample && r->misses == 0 && r->last_seen_ms > 0 &&
-                 now - r->last_seen_ms <= fresh_ms;
+    /* A sample is fresh when the last probe succeeded recently enough; a
+     * request rate, when the balancer was read recently enough. */
+    bool fresh;
+    double load = r->load;
+    if (cfg->policy_metric == METRIC_REQUESTS) {
+        fresh = r->req_rate_ms > 0 && now - r->req_rate_ms <= 3LL * cfg->lb_interval_ms + 1000;
+        load = r->req_rate / cfg->target_requests; /* 1.0 = at target; unbounded above */
+    } else {
+        int64_t fresh_ms = 2LL * cfg->probe_interval_ms + cfg->probe_timeout_ms;
+        fresh = r->has_sample && r->misses == 0 && r->last_seen_ms > 0 &&
+                now - r->last_seen_ms <= fresh_ms;
+    }
     if (!fresh) {
         in->stale++;
         return;
@@ -31,7 +39,7 @@ void policy_input_add(struct policy_input *in, const struct table_row *r,
     if (now - r->running_since_ms < cfg->warmup_ms)
         return;
     in->warm++;
-    in->load_sum += r->load;
+    in->load_sum += load;
 }
 
 static bool in_cooldown(const struct asg_config *cfg, const struct ctl_state *st, int64_t now)
@@ -68,24 +76,38 @@ static void decide_threshold(const struct asg_config *cfg, const struct policy_i
     }
 }
 
+/* Why, in the metric's own words. */
+static void target_reason(struct decision *d, const struct asg_config *cfg, double mean, const char *tail)
+{
+    if (cfg->policy_metric == METRIC_REQUESTS)
+        snprintf(d->reason, sizeof d->reason, "%.1f requests/s per instance against target %d%s",
+                 mean * cfg->target_requests, cfg->target_requests, tail);
+    else
+        snprintf(d->reason, sizeof d->reason, "mean load %.3f against target %.2f%s", mean, cfg->target,
+                 tail);
+}
+
+/* Target tracking. On requests the loads are rates over the target rate,
+ * so the goal is 1.0. */
 static void decide_target(const struct asg_config *cfg, const struct policy_input *in,
                           struct ctl_state *st, int64_t now, int floor,
                           struct decision *d)
 {
+    double goal = cfg->policy_metric == METRIC_REQUESTS ? 1.0 : cfg->target;
     double mean = in->load_sum / in->warm;
-    double ratio = mean / cfg->target;
+    double ratio = mean / goal;
     int want = d->target;
     if (fabs(ratio - 1.0) > cfg->target_tolerance) {
         /* Instances without a counted sample are taken as idle, as the
          * HPA does for pods that are not ready: no overshoot on boot. */
-        want = (int)ceil(in->load_sum / cfg->target - 1e-9);
+        want = (int)ceil(in->load_sum / goal - 1e-9);
         want = clamp_int(want, floor, cfg->max_instances);
     }
     if (want > d->target) {
         st->in_since_ms = 0;
         if (!in_cooldown(cfg, st, now)) {
             d->target = want;
-            set_reason(d, "mean load %.3f against target %.2f", mean, cfg->target);
+            target_reason(d, cfg, mean, "");
         }
     } else if (want < d->target && in->stale == 0) {
         /* Scale in only to the highest recommendation of the whole
@@ -98,7 +120,7 @@ static void decide_target(const struct asg_config *cfg, const struct policy_inpu
         if (now - st->in_since_ms >= cfg->scale_in_stabilization_ms && !in_cooldown(cfg, st, now)) {
             d->target = st->in_recommend;
             st->in_since_ms = 0;
-            set_reason(d, "mean load %.3f against target %.2f, stable", mean, cfg->target);
+            target_reason(d, cfg, mean, ", stable");
         }
     } else {
         st->in_since_ms = 0;
@@ -124,7 +146,8 @@ struct decision policy_decide(const struct asg_config *cfg, const struct policy_
         st->in_since_ms = 0;
     } else {
         int t = d.target;
-        if (cfg->policy_kind == POLICY_TARGET)
+        /* A request rate has no threshold pair: it is tracked. */
+        if (cfg->policy_kind == POLICY_TARGET || cfg->policy_metric == METRIC_REQUESTS)
             decide_target(cfg, in, st, now, floor, &d);
         else
             decide_threshold(cfg, in, st, now, floor, &d);

@@ -31,6 +31,41 @@ struct ec2_priv {
 
 static struct ec2_priv *priv(struct provider *p) { return p->priv; }
 
+/* The operator's service after `--`, each word in single quotes (a quote
+ * inside one as '\''): the shell hands the agent the words as written. With
+ * an ELBv2 target group, the service listens on the targets' port. */
+static bool put(char *out, size_t size, size_t *n, const char *s)
+{
+    size_t l = strlen(s);
+    if (*n + l >= size)
+        return false;
+    memcpy(out + *n, s, l + 1);
+    *n += l;
+    return true;
+}
+
+static int append_service(const struct asg_config *cfg, char *out, size_t size, size_t n)
+{
+    char flags[200];
+    snprintf(flags, sizeof flags, " --service-health %s", cfg->ec2_service_health);
+    if (!put(out, size, &n, flags))
+        return -1;
+    if (cfg->lb_kind == LB_ELBV2) {
+        snprintf(flags, sizeof flags, " --service-port %d", cfg->lb_elbv2_port);
+        if (!put(out, size, &n, flags))
+            return -1;
+    }
+    if (!put(out, size, &n, " -- '"))
+        return -1;
+    for (const char *p = cfg->ec2_service; *p; p++) {
+        char one[2] = {*p, '\0'};
+        const char *piece = *p == CONFIG_ARGV_SEP ? "' '" : *p == '\'' ? "'\\''" : one;
+        if (!put(out, size, &n, piece))
+            return -1;
+    }
+    return put(out, size, &n, "'") ? (int)n : -1;
+}
+
 int ec2_user_data(const struct asg_config *cfg, const char *manager, const char *ca_pem,
                   const char *join_token, char *out, size_t size)
 {
@@ -57,10 +92,17 @@ int ec2_user_data(const struct asg_config *cfg, const char *manager, const char 
             EC2_AGENT_STATE_DIR, EC2_AGENT_STATE_DIR, ca_pem, join_token, EC2_AGENT_STATE_DIR);
     if (n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n,
-            "exec %s --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s%s%s\n",
+            "exec %s --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s%s%s",
             cfg->ec2_agent_path, cfg->ec2_agent_port, cfg->ec2_agent_port, manager,
             tls ? " --join " : "", tls ? EC2_AGENT_STATE_DIR : "");
-    return n > 0 && (size_t)n < size ? 0 : -1;
+    if (n > 0 && (size_t)n < size && cfg->ec2_service[0])
+        n = append_service(cfg, out, size, (size_t)n);
+    if (n > 0 && (size_t)n + 1 < size) {
+        out[n++] = '\n';
+        out[n] = '\0';
+        return 0;
+    }
+    return -1;
 }
 
 static void fill_instance(struct provider *p, const struct ec2_instance *in,

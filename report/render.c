@@ -31,6 +31,11 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
               r->last_seen_ms ? (long long)(now - r->last_seen_ms) : -1LL, r->misses, r->pid,
               (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
               (unsigned long long)r->probes_failed);
+    sb_printf(b, ",\"balancer\":\"%s\",\"connections\":%u", lb_state_name(r->lb_state), r->lb_sessions);
+    if (r->req_rate_ms)
+        sb_printf(b, ",\"requests_per_s\":%.2f", r->req_rate);
+    else
+        sb_printf(b, ",\"requests_per_s\":null");
     if (history) {
         /* Oldest first. */
         sb_printf(b, ",\"history\":[");
@@ -61,6 +66,21 @@ static void probes_json(struct strbuf *b, const struct probe_totals *p)
     sb_printf(b, "]},");
 }
 
+/* The load balancer as the controller last found it. */
+static void balancer_json(struct strbuf *b, const struct table_hdr *h)
+{
+    const struct asg_config *c = &h->config;
+    sb_printf(b, "\"balancer\":{\"kind\":\"%s\"", lb_kind_name(c->lb_kind));
+    if (c->lb_kind != LB_NONE) {
+        sb_printf(b, ",\"up\":%s,\"members\":%d,\"checked_ms_ago\":%lld,\"error\":",
+                  h->lb_up ? "true" : "false", h->lb_members,
+                  h->lb_checked_ms ? (long long)(now_ms() - h->lb_checked_ms) : -1LL);
+        sb_json_str(b, h->lb_error);
+        sb_printf(b, ",\"metric\":\"%s\"", policy_metric_name(c->policy_metric));
+    }
+    sb_printf(b, "},");
+}
+
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
@@ -88,6 +108,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
         sb_printf(b, "%s\"%s\":%llu", k ? "," : "", refusal_kind_name(k),
                   (unsigned long long)atomic_load(&h->refused[k]));
     sb_printf(b, "}},");
+    balancer_json(b, h);
     probes_json(b, &s->probes);
     sb_printf(b, "\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
@@ -162,6 +183,36 @@ static void per_instance(struct strbuf *b, const struct snapshot *s, const char 
     }
 }
 
+static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    const struct table_hdr *h = s->hdr;
+    if (h->config.lb_kind == LB_NONE)
+        return;
+    help(b, "asg_lb_up", "gauge", "1 when the load balancer's last call succeeded.");
+    sb_printf(b, "asg_lb_up %u\n", h->lb_up ? 1u : 0u);
+    help(b, "asg_lb_errors", "counter", "Load balancer steps that failed (asgctl status says why).");
+    sb_printf(b, "asg_lb_errors_total %llu\n", (unsigned long long)atomic_load(&h->lb_errors));
+    help(b, "asg_lb_members", "gauge", "Members of the balancer's backend, last listed.");
+    sb_printf(b, "asg_lb_members %d\n", h->lb_members);
+    help(b, "asg_instances_balancer", "gauge", "Instances by their state in the load balancer.");
+    for (uint32_t st = 0; st < LBS_COUNT; st++) {
+        int n = 0;
+        for (uint32_t i = 0; i < s->nrows; i++)
+            n += s->rows[i].lb_state == st;
+        sb_printf(b, "asg_instances_balancer{state=\"%s\"} %d\n", lb_state_name(st), n);
+    }
+    help(b, "asg_instance_requests_per_second", "gauge",
+         "Requests per second the balancer sent the instance, over its last interval.");
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        const struct table_row *r = &s->rows[i];
+        if (!r->req_rate_ms)
+            continue;
+        sb_printf(b, "asg_instance_requests_per_second{instance=\"");
+        label(b, r->id);
+        sb_printf(b, "\"} %.3f\n", r->req_rate);
+    }
+}
+
 /* Every metric family in the order /metrics shows them, each with its
  * HELP and TYPE: long because the list is, and kept in one place so that
  * README's list of metrics can be checked against it by eye. */
@@ -187,6 +238,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
                  offsetof(struct table_row, cpu));
     per_instance(b, s, "asg_instance_mem", "Memory use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, mem));
+    balancer_metrics(b, s);
     help(b, "asg_probes", "counter", "Probes sent to agents.");
     sb_printf(b, "asg_probes_total %llu\n", (unsigned long long)s->probes.sent);
     help(b, "asg_probes_failed", "counter", "Probes that failed (no answer, error, wrong answer).");

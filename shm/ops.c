@@ -200,6 +200,37 @@ int table_joined_uncounted(const struct table *t)
     return n;
 }
 
+void table_lb_state(struct table *t, struct table_row *r, uint32_t lb_state, int64_t now)
+{
+    if (lb_state >= LBS_COUNT || lb_state == r->lb_state)
+        return;
+    row_write_begin(r);
+    r->lb_state = lb_state;
+    r->lb_since_ms = now;
+    row_write_end(t, r);
+}
+
+void table_lb_hold(struct table *t, struct table_row *r, bool hold)
+{
+    row_write_begin(r);
+    r->flags = hold ? r->flags | ROW_F_LB_HOLD : r->flags & ~ROW_F_LB_HOLD;
+    row_write_end(t, r);
+}
+
+void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, uint32_t sessions,
+                      double rate, int64_t now)
+{
+    row_write_begin(r);
+    r->lb_requests = requests;
+    r->lb_sessions = sessions;
+    r->lb_counted_ms = now;
+    if (rate >= 0) {
+        r->req_rate = rate;
+        r->req_rate_ms = now;
+    }
+    row_write_end(t, r);
+}
+
 void table_join_spent(struct table *t, struct table_row *r, int64_t now)
 {
     row_write_begin(r);
@@ -318,6 +349,21 @@ void table_count_replaced(struct table *t)
     hdr_write_begin(t);
     t->hdr->replaced++;
     hdr_write_end(t);
+}
+
+void table_lb_health(struct table *t, bool up, const char *error, int members, int64_t now)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    h->lb_up = up;
+    h->lb_checked_ms = now;
+    if (members >= 0)
+        h->lb_members = members;
+    copy_str(h->lb_error, sizeof h->lb_error, error ? error : "");
+    hdr_write_end(t);
+    atomic_fetch_add(&h->lb_calls, 1);
+    if (error)
+        atomic_fetch_add(&h->lb_errors, 1);
 }
 
 void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now)

@@ -74,6 +74,14 @@ bool table_gone(struct table *t, struct table_row *r);
 void table_joined_counted(struct table *t, struct table_row *r, bool counted);
 /* Joined rows in the group that the controller has not counted yet. */
 int table_joined_uncounted(const struct table *t);
+/* The load balancer (controller): the row's place in it, from now. */
+void table_lb_state(struct table *t, struct table_row *r, uint32_t lb_state, int64_t now);
+/* Held for the balancer before the provider is asked to stop it, or not. */
+void table_lb_hold(struct table *t, struct table_row *r, bool hold);
+/* The balancer's counters for it: requests served (a counter), open
+ * connections; rate < 0 when none could be measured this time. */
+void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, uint32_t sessions,
+                      double rate, int64_t now);
 /* EC2 bootstrap: its join token is spent. */
 void table_join_spent(struct table *t, struct table_row *r, int64_t now);
 
@@ -99,6 +107,9 @@ void table_set_target(struct table *t, int32_t target);
 /* An evaluation's outcome: the policy's state, and which way it moved. */
 void table_evaluated(struct table *t, const struct ctl_state *st, int change, int64_t now);
 void table_count_replaced(struct table *t);
+/* A balancer step: up when it could be listed; error, what failed (NULL:
+ * nothing); members listed, or -1 when unknown. */
+void table_lb_health(struct table *t, bool up, const char *error, int members, int64_t now);
 /* An operator's request: the target, with the cooldown restarted so that
  * the policy does not undo it at once; desired > 0 also records it. */
 void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now);

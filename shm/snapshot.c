@@ -14,6 +14,8 @@ int snapshot_take(const struct table *t, struct snapshot *s)
         s->hdr = NULL;
         return -1;
     }
+    s->hdr->lb_error[sizeof s->hdr->lb_error - 1] = '\0';
+    s->hdr->monitor_addr[sizeof s->hdr->monitor_addr - 1] = '\0';
     s->rows = calloc(t->capacity ? t->capacity : 1, sizeof *s->rows);
     if (!s->rows) {
         free(s->hdr);
@@ -29,6 +31,8 @@ int snapshot_take(const struct table *t, struct snapshot *s)
          * here, not past their field. */
         r->id[sizeof r->id - 1] = r->addr[sizeof r->addr - 1] = r->reason[sizeof r->reason - 1] = '\0';
         r->service_addr[sizeof r->service_addr - 1] = '\0';
+        if (r->lb_state >= LBS_COUNT)
+            r->lb_state = LBS_NONE;
         if (r->state != ROW_FREE && r->state < ROW_STATE_COUNT)
             s->nrows++;
     }

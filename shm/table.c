@@ -20,7 +20,7 @@ static const char *const state_names[] = {"free", "pending", "running",
                                           "unhealthy", "terminating"};
 
 static const char *const event_names[] = {"scale", "launch", "terminate", "health",
-                                          "role", "config", "operator"};
+                                          "role", "config", "operator", "balancer"};
 static const char *const cause_names[] = {"load", "bounds", "operator"};
 const double probe_bucket_ms[PROBE_BUCKETS - 1] = {0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000};
 
@@ -30,6 +30,9 @@ const char *action_cause_name(uint32_t c) { return c < CAUSE_COUNT ? cause_names
 static const char *const refusal_names[REFUSED_COUNT] = {"register", "deregister", "control", "http",
                                                            "join"};
 const char *refusal_kind_name(uint32_t k) { return k < REFUSED_COUNT ? refusal_names[k] : "?"; }
+
+static const char *const lb_state_names[LBS_COUNT] = {"none", "added", "draining", "removed"};
+const char *lb_state_name(uint32_t st) { return st < LBS_COUNT ? lb_state_names[st] : "invalid"; }
 
 const char *row_state_name(uint32_t st)
 {
@@ -432,6 +435,10 @@ int table_repair(struct table *t)
         }
         if (!str_terminated(r->launch_token, sizeof r->launch_token)) {
             r->launch_token[0] = '\0'; /* a join against it then fails */
+            bad = true;
+        }
+        if (r->lb_state >= LBS_COUNT) {
+            r->lb_state = LBS_ADDED; /* the next balancer step finds out */
             bad = true;
         }
         if (r->hist_head >= TABLE_HIST || r->hist_len > TABLE_HIST) {

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 13
+#define TABLE_VERSION 14
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -39,6 +39,20 @@ const char *row_state_name(uint32_t st);
  * exist. The controller asks again with the same client token. */
 #define ROW_F_UNCONFIRMED 1u
 #define ROW_F_JOINED 2u      /* adopted on its own registration, not launched */
+/* Terminating, but the provider is not asked yet: the load balancer first
+ * drains the instance and removes it (controller/, lb/). */
+#define ROW_F_LB_HOLD 4u
+
+/* Where an instance stands in the load balancer (lb.kind); written by the
+ * controller alone. */
+enum lb_state {
+    LBS_NONE = 0,    /* not in the balancer (no service, or not running yet) */
+    LBS_ADDED,       /* in rotation */
+    LBS_DRAINING,    /* no new connections; open ones finish */
+    LBS_REMOVED,     /* out of the balancer: it may be terminated */
+    LBS_COUNT
+};
+const char *lb_state_name(uint32_t st);
 
 struct table_row {
     _Atomic uint32_t seq;        /* odd while a writer is in the row */
@@ -68,13 +82,21 @@ struct table_row {
     uint64_t probes_ok, probes_failed;
     uint32_t hist_head, hist_len;
     float hist[TABLE_HIST];      /* ring of load samples */
+    /* controller: the load balancer's view of it */
+    uint32_t lb_state;           /* enum lb_state */
+    uint32_t lb_sessions;        /* connections open to it at the balancer */
+    int64_t lb_since_ms;         /* in lb_state since */
+    uint64_t lb_requests;        /* the balancer's request counter, last read */
+    int64_t lb_counted_ms;       /* when it was read; 0 = never */
+    double req_rate;             /* requests/s it served over the last interval */
+    int64_t req_rate_ms;         /* when req_rate was measured; 0 = never */
 };
 
 /* The event log: what changed, when and why, for operators (status role,
  * asgctl events). A ring; each entry has its own sequence counter. */
 #define TABLE_EVENTS 256
 enum event_kind { EV_SCALE, EV_LAUNCH, EV_TERMINATE, EV_HEALTH, EV_ROLE, EV_CONFIG,
-                  EV_OPERATOR, EV_KIND_COUNT };
+                  EV_OPERATOR, EV_BALANCER, EV_KIND_COUNT };
 const char *event_kind_name(uint32_t kind);
 
 struct table_event {
@@ -158,6 +180,13 @@ struct table_hdr {
     _Atomic uint64_t actions[2][CAUSE_COUNT];   /* [0] out, [1] in */
     _Atomic uint64_t refused[REFUSED_COUNT];
     _Atomic uint64_t illegal_transitions; /* row events the state machine refused (ops.c) */
+
+    /* controller: the load balancer (lb.kind), as last called */
+    uint32_t lb_up;              /* its last call succeeded */
+    int32_t lb_members;          /* members in its backend, last listed */
+    int64_t lb_checked_ms;       /* last call, 0 = never */
+    char lb_error[200];          /* why the last call failed; "" once one succeeds */
+    _Atomic uint64_t lb_calls, lb_errors;
 };
 
 /* After the header, apart from it: the probe counters and histograms and

@@ -9,14 +9,96 @@
 
 #include "../common/util.h"
 #include "../controller/controller.h"
+#include "../lb/lb.h"
 #include "../provider/provider.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
 #include "check_suites.h"
 
-/* ---- the fake provider ---- */
-
 #define FAKE_MAX 256
+
+/* ---- the fake balancer: members in memory ---- */
+
+struct fake_lb {
+    struct lb_member m[FAKE_MAX];
+    size_t n;
+    bool down;                 /* every call fails */
+    int adds, drains, removes;
+    int terminated_in_lb;      /* provider terminations of an instance still a member */
+};
+
+static struct fake_lb L;
+
+static struct lb_member *lb_find(const char *name)
+{
+    for (size_t i = 0; i < L.n; i++)
+        if (strcmp(L.m[i].name, name) == 0)
+            return &L.m[i];
+    return NULL;
+}
+
+static int lb_down(char *err, size_t errsize)
+{
+    snprintf(err, errsize, "fake balancer: down");
+    return -1;
+}
+
+static int flb_list(struct lb *lb, struct lb_member **out, size_t *n, char *err, size_t errsize)
+{
+    (void)lb;
+    if (L.down)
+        return lb_down(err, errsize);
+    *out = calloc(L.n + 1, sizeof **out);
+    memcpy(*out, L.m, L.n * sizeof **out);
+    *n = L.n;
+    return 0;
+}
+
+static int flb_add(struct lb *lb, const char *nm, const char *addr, char *err, size_t errsize)
+{
+    (void)lb;
+    if (L.down)
+        return lb_down(err, errsize);
+    struct lb_member *m = lb_find(nm);
+    if (!m) {
+        m = &L.m[L.n++];
+        memset(m, 0, sizeof *m);
+        copy_str(m->name, sizeof m->name, nm);
+        copy_str(m->addr, sizeof m->addr, addr);
+    }
+    m->admin = LBM_READY;
+    L.adds++;
+    return 0;
+}
+
+static int flb_drain(struct lb *lb, const char *nm, const char *addr, char *err, size_t errsize)
+{
+    (void)lb, (void)addr;
+    if (L.down)
+        return lb_down(err, errsize);
+    struct lb_member *m = lb_find(nm);
+    if (m)
+        m->admin = LBM_DRAIN;
+    L.drains++;
+    return 0;
+}
+
+static int flb_remove(struct lb *lb, const char *nm, const char *addr, char *err, size_t errsize)
+{
+    (void)lb, (void)addr;
+    if (L.down)
+        return lb_down(err, errsize);
+    struct lb_member *m = lb_find(nm);
+    if (m)
+        *m = L.m[--L.n];
+    L.removes++;
+    return 0;
+}
+
+static const struct lb_ops fake_lb_ops = {
+    .name = "fakelb", .list = flb_list, .add = flb_add, .drain = flb_drain, .remove = flb_remove};
+
+/* ---- the fake provider ---- */
 
 struct fake {
     struct provider_instance inst[FAKE_MAX];
@@ -76,6 +158,7 @@ static int fake_terminate(struct provider *p, const struct table_row *r, bool fo
     if (in && in->alive) {
         in->alive = false;
         F.terminations++;
+        L.terminated_in_lb += lb_find(r->id) != NULL;
     }
     return 0;
 }
@@ -113,6 +196,7 @@ static struct ctl *C;
 static void setup(void)
 {
     memset(&F, 0, sizeof F);
+    memset(&L, 0, sizeof L);
     snprintf(name, sizeof name, "/asg-ctl-test-%d", (int)getpid());
     char err[512];
     table_unlink(name);
@@ -363,6 +447,142 @@ START_TEST(test_reconcile_adopts_and_forgets)
 }
 END_TEST
 
+/* Three running instances with a service each, all in the balancer. */
+static void three_in_the_balancer(void)
+{
+    cfg.lb_kind = LB_HAPROXY;
+    cfg.lb_drain_timeout_ms = 60000;
+    reopen();
+    controller_use_lb(C, &fake_lb_ops, &L);
+    controller_evaluate(C);
+    table_lock(&T, 1000);
+    for (uint32_t i = 0; i < T.capacity; i++) {
+        struct table_row *r = &T.rows[i];
+        char svc[TABLE_ADDR_MAX];
+        snprintf(svc, sizeof svc, "127.0.0.1:%u", 30000 + i);
+        if (r->state == ROW_PENDING)
+            table_registered(&T, r, r->addr, svc, now_ms());
+    }
+    table_unlock(&T);
+    controller_lb_step(C);
+    ck_assert_int_eq(L.n, 3);
+    ck_assert_int_eq(L.adds, 3);
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state == ROW_RUNNING)
+            ck_assert_uint_eq(T.rows[i].lb_state, LBS_ADDED);
+}
+
+static void lower_target_to(int target)
+{
+    table_lock(&T, 1000);
+    table_operator_target(&T, target, target, now_ms()); /* as an operator's desired size */
+    table_unlock(&T);
+    controller_evaluate(C);
+}
+
+START_TEST(test_scale_in_drains_and_removes_before_terminating)
+{
+    three_in_the_balancer();
+    lower_target_to(2);
+    ck_assert_int_eq(count(ROW_TERMINATING), 1);
+    ck_assert_int_eq(F.terminations, 0); /* held for the balancer */
+    controller_lb_step(C);                /* drain */
+    ck_assert_int_eq(L.drains, 1);
+    struct lb_member *m = NULL;
+    for (size_t i = 0; i < L.n; i++)
+        if (L.m[i].admin == LBM_DRAIN)
+            m = &L.m[i];
+    ck_assert_ptr_nonnull(m);
+    m->sessions = 2; /* still serving */
+    for (int k = 0; k < 3; k++) {
+        controller_lb_step(C);
+        controller_evaluate(C);
+    }
+    ck_assert_int_eq(L.removes, 0);
+    ck_assert_int_eq(F.terminations, 0);
+    m->sessions = 0;
+    controller_lb_step(C); /* removed, then terminated */
+    ck_assert_int_eq(L.removes, 1);
+    ck_assert_int_eq(F.terminations, 1);
+    ck_assert_int_eq(L.terminated_in_lb, 0);
+    ck_assert_int_eq(L.n, 2);
+}
+END_TEST
+
+START_TEST(test_drain_timeout_removes_a_busy_member)
+{
+    three_in_the_balancer();
+    cfg.lb_drain_timeout_ms = 30;
+    reopen();
+    controller_use_lb(C, &fake_lb_ops, &L);
+    lower_target_to(2);
+    controller_lb_step(C);
+    for (size_t i = 0; i < L.n; i++)
+        L.m[i].sessions = 5; /* never idle */
+    usleep(60 * 1000);
+    controller_lb_step(C);
+    ck_assert_int_eq(L.removes, 1);
+    ck_assert_int_eq(F.terminations, 1);
+    ck_assert_int_eq(L.terminated_in_lb, 0);
+}
+END_TEST
+
+START_TEST(test_balancer_down_holds_scale_in_but_not_a_dead_instance)
+{
+    three_in_the_balancer();
+    L.down = true;
+    controller_lb_step(C);
+    lower_target_to(2);
+    for (int k = 0; k < 5; k++) {
+        controller_lb_step(C);
+        controller_evaluate(C);
+    }
+    ck_assert_int_eq(count(ROW_TERMINATING), 1);
+    ck_assert_int_eq(F.terminations, 0); /* a live instance is not stopped undrained */
+    ck_assert_int_eq(count(ROW_RUNNING), 2);
+    /* An unhealthy one is replaced meanwhile: it serves nothing. */
+    table_lock(&T, 1000);
+    struct table_row *sick = NULL;
+    for (uint32_t i = 0; i < T.capacity && !sick; i++)
+        if (T.rows[i].state == ROW_RUNNING)
+            sick = &T.rows[i];
+    table_failed(&T, sick, "test: dead", now_ms());
+    table_unlock(&T);
+    controller_evaluate(C);
+    ck_assert_int_eq(F.terminations, 1);
+    ck_assert_int_eq(count(ROW_TERMINATING), 2);
+    /* Back: the held one is drained, removed, stopped; the dead one's
+     * member goes as a stray once its row is gone. */
+    L.down = false;
+    for (int k = 0; k < 6; k++) {
+        controller_lb_step(C);
+        controller_evaluate(C);
+    }
+    ck_assert_int_eq(F.terminations, 2);
+    ck_assert_int_eq(L.terminated_in_lb, 1); /* the dead one only */
+}
+END_TEST
+
+START_TEST(test_balancer_restart_is_rebuilt_and_strays_removed)
+{
+    three_in_the_balancer();
+    L.n = 0; /* the balancer lost its runtime members */
+    struct lb_member *stray = &L.m[L.n++];
+    memset(stray, 0, sizeof *stray);
+    copy_str(stray->name, sizeof stray->name, "web-77"); /* ours by name, no row */
+    struct lb_member *theirs = &L.m[L.n++];
+    memset(theirs, 0, sizeof *theirs);
+    copy_str(theirs->name, sizeof theirs->name, "static-1"); /* the operator's */
+    controller_lb_step(C);
+    ck_assert_ptr_nonnull(lb_find("static-1"));
+    ck_assert_int_eq(lb_find("web-77")->admin, LBM_DRAIN);
+    controller_lb_step(C);
+    ck_assert_ptr_null(lb_find("web-77"));
+    ck_assert_ptr_nonnull(lb_find("static-1"));
+    ck_assert_int_eq(L.n, 4); /* three again, and the operator's own */
+}
+END_TEST
+
 Suite *controller_suite(void)
 {
     const TTest *tests[] = {
@@ -374,6 +594,10 @@ Suite *controller_suite(void)
         test_joined_instances_move_the_target_both_ways,
         test_reconcile_adopts_and_forgets,
         test_a_joined_instance_is_not_scaled_straight_back_in,
+        test_scale_in_drains_and_removes_before_terminating,
+        test_drain_timeout_removes_a_busy_member,
+        test_balancer_down_holds_scale_in_but_not_a_dead_instance,
+        test_balancer_restart_is_rebuilt_and_strays_removed,
         NULL};
     return suite_of("controller", "core", setup, teardown, 0, tests, NULL);
 }

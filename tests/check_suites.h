@@ -32,4 +32,5 @@ Suite *sigv4_suite(void);
 Suite *ec2_xml_suite(void);
 Suite *creds_suite(void);
 Suite *controller_suite(void);
+Suite *lb_suite(void);
 #endif

@@ -18,6 +18,13 @@
   /_fake/user_data/ID shows an instance's user data, as the EC2 API shows
   it to the account's users.
 
+- The Elastic Load Balancing API (version 2015-12-01, signed for the
+  service "elasticloadbalancing") on the same port: RegisterTargets,
+  DeregisterTargets and DescribeTargetHealth on one target group
+  (TARGET_GROUP); a deregistered target drains for --deregistration-delay
+  seconds, then is gone. Stats record when each target was deregistered,
+  when it was gone, and when its instance was terminated.
+
 Usage: fake_ec2.py --agent PATH --state-dir DIR [--page-size N]; prints
 its port first."""
 import argparse
@@ -25,6 +32,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import secrets
 import signal
 import subprocess
@@ -52,7 +60,8 @@ ORDER = []          # ids in creation order
 TOKENS = {}         # client token -> id
 FAULTS = []         # [{"action", "kind", "count"}]
 STATS = {"requests": 0, "bad_signatures": 0, "actions": {}, "created": 0,
-         "token_replays": 0, "faults": {}, "terminated": 0}
+         "token_replays": 0, "faults": {}, "terminated": 0, "terminated_at": {},
+         "elb_registered": {}, "elb_deregistered": {}, "elb_gone": {}}
 IMDS_TOKENS = set()
 ARGS = None
 
@@ -98,9 +107,30 @@ def start_agent(inst, user_data):
         write_private(os.path.join(d, "ca.crt"), ca.group(1))
         write_private(os.path.join(d, "join.token"), tok.group(1) + "\n")
         args += ["--join", d]
+    exec_line = [ln for ln in user_data.splitlines() if ln.startswith("exec ")]
+    words = shlex.split(exec_line[0]) if exec_line else []
+    if "--" in words:              # the operator's service, as the shell would pass it
+        cut = words.index("--")
+        for flag in ("--service-health", "--service-port"):
+            if flag in words[:cut]:
+                args += [flag, words[words.index(flag) + 1]]
+        args += words[cut:]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     inst["pid"] = p.pid
     inst["proc"] = p
+
+
+ELB_ACTIONS = ("RegisterTargets", "DeregisterTargets", "DescribeTargetHealth")
+ELB_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
+TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/asg-web/0123456789abcdef"
+TARGETS = {}   # (instance id, port) -> {"state": ...}
+
+
+def elb_gone(key):
+    with LOCK:
+        if TARGETS.get(key, {}).get("state") == "draining":
+            del TARGETS[key]
+            STATS["elb_gone"][key[0]] = time.time()
 
 
 def later(seconds, fn):
@@ -160,7 +190,8 @@ class Handler(BaseHTTPRequestHandler):
                         if i["state"] in ("pending", "running")]
                 reasons = {i["id"]: i["tags"]["asg:termination-reason"] for i in INSTANCES.values()
                            if "asg:termination-reason" in i["tags"]}
-                body = dict(STATS, live=live, faults_left=sum(f["count"] for f in FAULTS),
+                targets = sorted(iid for (iid, port), t in TARGETS.items() if t["state"] == "healthy")
+                body = dict(STATS, live=live, faults_left=sum(f["count"] for f in FAULTS), targets=targets,
                             reasons=reasons,
                             pids=[i["pid"] for i in INSTANCES.values() if i["pid"]])
             return self.reply(200, json.dumps(body), "application/json")
@@ -190,11 +221,13 @@ class Handler(BaseHTTPRequestHandler):
     # ---- the EC2 Query API ----
     def check_signature(self, body):
         auth = self.headers.get("Authorization", "")
-        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/ec2/aws4_request, "
-                         r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", auth)
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/(ec2|elasticloadbalancing)"
+                         r"/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", auth)
         if not m or m.group(1) not in KEYS:
             return False
-        key, date, region, signed, sig = m.groups()
+        key, date, region, service, signed, sig = m.groups()
+        if service != self.service:
+            return False
         secret, token = KEYS[key]
         names = signed.split(";")
         if "host" not in names or "x-amz-date" not in names:
@@ -207,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
         req = AWSRequest(method="POST", url="http://%s/" % self.headers["Host"], data=body,
                          headers={n: self.headers[n] for n in names if n in self.headers})
         req.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(key, secret, token), "ec2", region)
+        signer = SigV4Auth(Credentials(key, secret, token), service, region)
         expected = signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req)
         return secrets.compare_digest(expected, sig)
 
@@ -227,14 +260,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, "{}", "application/json")
         with LOCK:
             STATS["requests"] += 1
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}
+        action = form.get("Action", "")
+        elb = action in ELB_ACTIONS
+        self.service, version = ("elasticloadbalancing", "2015-12-01") if elb else ("ec2", "2016-11-15")
         if not self.check_signature(body):
             with LOCK:
                 STATS["bad_signatures"] += 1
             return self.error(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
-        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}
-        action = form.get("Action", "")
-        if form.get("Version") != "2016-11-15":
-            return self.error(400, "InvalidParameterValue", "Version must be 2016-11-15")
+        if form.get("Version") != version:
+            return self.error(400, "InvalidParameterValue", "Version must be %s" % version)
         with LOCK:
             STATS["actions"][action] = STATS["actions"].get(action, 0) + 1
             fault = take_fault(action)
@@ -298,6 +333,65 @@ class Handler(BaseHTTPRequestHandler):
         return ("<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors>"
                 "<RequestID>x</RequestID></Response>" % (code, xml_escape(msg)))
 
+    # ---- Elastic Load Balancing (v2) ----
+    def elb_error(self, code, message):
+        return 400, ('<ErrorResponse xmlns="%s"><Error><Type>Sender</Type><Code>%s</Code>'
+                     "<Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>"
+                     % (ELB_NS, code, xml_escape(message), secrets.token_hex(8)))
+
+    def elb_targets(self, form):
+        if form.get("TargetGroupArn") != TARGET_GROUP:
+            return None, self.elb_error("TargetGroupNotFound", "One or more target groups not found")
+        out, n = [], 1
+        while "Targets.member.%d.Id" % n in form:
+            out.append((form["Targets.member.%d.Id" % n], int(form.get("Targets.member.%d.Port" % n, "0"))))
+            n += 1
+        if not out:
+            return None, self.elb_error("ValidationError", "Targets must not be empty")
+        return out, None
+
+    def act_RegisterTargets(self, form):
+        targets, err = self.elb_targets(form)
+        if err:
+            return err
+        with LOCK:
+            for iid, port in targets:
+                inst = INSTANCES.get(iid)
+                if not inst or inst["state"] != "running":
+                    return self.elb_error("InvalidTarget", "The following targets are not in a running "
+                                          "state and cannot be registered: '%s'" % iid)
+            for iid, port in targets:
+                TARGETS[(iid, port)] = {"state": "healthy"}
+                STATS["elb_registered"][iid] = time.time()
+        return 200, ('<RegisterTargetsResponse xmlns="%s"><RegisterTargetsResult/><ResponseMetadata>'
+                     "<RequestId>r</RequestId></ResponseMetadata></RegisterTargetsResponse>" % ELB_NS)
+
+    def act_DeregisterTargets(self, form):
+        targets, err = self.elb_targets(form)
+        if err:
+            return err
+        with LOCK:
+            for key in targets:
+                t = TARGETS.get(key)
+                if t and t["state"] != "draining":
+                    t["state"] = "draining"
+                    STATS["elb_deregistered"][key[0]] = time.time()
+                    later(ARGS.deregistration_delay, lambda k=key: elb_gone(k))
+        return 200, ('<DeregisterTargetsResponse xmlns="%s"><DeregisterTargetsResult/><ResponseMetadata>'
+                     "<RequestId>r</RequestId></ResponseMetadata></DeregisterTargetsResponse>" % ELB_NS)
+
+    def act_DescribeTargetHealth(self, form):
+        if form.get("TargetGroupArn") != TARGET_GROUP:
+            return self.elb_error("TargetGroupNotFound", "One or more target groups not found")
+        with LOCK:
+            members = "".join("<member><Target><Id>%s</Id><Port>%d</Port></Target><HealthCheckPort>%d"
+                              "</HealthCheckPort><TargetHealth><State>%s</State></TargetHealth></member>"
+                              % (iid, port, port, t["state"]) for (iid, port), t in TARGETS.items())
+        return 200, ('<DescribeTargetHealthResponse xmlns="%s"><DescribeTargetHealthResult>'
+                     "<TargetHealthDescriptions>%s</TargetHealthDescriptions></DescribeTargetHealthResult>"
+                     "<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>"
+                     "</DescribeTargetHealthResponse>" % (ELB_NS, members))
+
     def act_TerminateInstances(self, form):
         ids = [v for k, v in sorted(form.items()) if k.startswith("InstanceId.")]
         items = []
@@ -312,6 +406,7 @@ class Handler(BaseHTTPRequestHandler):
                 if prev in ("pending", "running"):
                     inst["state"] = "shutting-down"
                     STATS["terminated"] += 1
+                    STATS["terminated_at"][iid] = time.time()
                     if inst.get("proc"):
                         inst["proc"].terminate()
                     later(0.3, lambda i=iid: set_state(i, "terminated"))
@@ -378,6 +473,7 @@ def main():
     ap.add_argument("--agent", required=True)
     ap.add_argument("--page-size", type=int, default=2)
     ap.add_argument("--stall", type=float, default=2.0)
+    ap.add_argument("--deregistration-delay", type=float, default=1.0)
     ap.add_argument("--state-dir", required=True, help="the instances' own directories go here")
     ARGS = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -125,8 +125,8 @@ def fmt(v):
         return "[" + ", ".join(fmt(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, str):
-        return '"%s"' % v
+    if isinstance(v, str):   # libconfig escapes backslash and quote like C
+        return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
     if isinstance(v, float):
         return repr(v)
     return str(v)
@@ -393,6 +393,112 @@ def ec2_sections(fake, tls=False, **group):
                                  "image_id": "ami-12345678", "instance_type": "t3.micro",
                                  "security_group_ids": ["sg-1", "sg-2"],
                                  "reconcile_interval_ms": 2000, "call_timeout_ms": 1000}}}
+
+
+class HAProxy:
+    """Debian's haproxy on 127.0.0.1 with a runtime API socket at level
+    admin and one empty backend `web` (the manager fills it), started in the
+    foreground so that it is stopped by its pid."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="asg-hap-")
+        os.chmod(self.dir, 0o700)
+        self.socket = os.path.join(self.dir, "admin.sock")
+        self.port = free_port()
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(HAPROXY_CFG % {"socket": self.socket, "port": self.port})
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg], stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "haproxy.log"), "a"))
+        STARTED.add(self.proc.pid)
+        wait_for(lambda: self.proc.poll() is not None or self.answers(), 10, "haproxy up")
+        assert self.proc.poll() is None, open(os.path.join(self.dir, "haproxy.log")).read()
+
+    def answers(self):
+        try:
+            return "Name: HAProxy" in self.cmd("show info")
+        except OSError:
+            return False
+
+    def cmd(self, line):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        try:
+            s.connect(self.socket)
+            s.sendall(line.encode() + b"\n")
+            out = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    return out.decode()
+                out += b
+        finally:
+            s.close()
+
+    def servers(self):
+        """{name: (address, status)} of backend web, from `show stat`."""
+        lines = self.cmd("show stat web 4 -1").splitlines()
+        head = lines[0][2:].split(",")
+        out = {}
+        for ln in lines[1:]:
+            f = dict(zip(head, ln.split(",")))
+            if f.get("svname"):
+                out[f["svname"]] = (f["addr"], f["status"])
+        return out
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            kill_pid(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                kill_pid(self.proc.pid)
+                self.proc.wait(timeout=10)
+
+    def restart(self):
+        self.stop()
+        try:
+            os.unlink(self.socket)
+        except FileNotFoundError:
+            pass
+        self.start()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def lb_section(self, **extra):
+        lb = {"kind": "haproxy", "haproxy": {"socket": self.socket, "backend": "web"},
+              "interval_ms": 200, "reconcile_interval_ms": 1000, "drain_timeout_ms": 5000}
+        lb.update(extra)
+        return lb
+
+
+# What an operator puts in front of a group (etc/examples/haproxy.cfg says
+# the same): retries and redispatch, so that a request meeting a server that
+# is going away is sent to another one.
+HAPROXY_CFG = """global
+    stats socket %(socket)s mode 600 level admin
+    stats timeout 10s
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout queue 10s
+    option redispatch
+    retries 3
+    retry-on conn-failure empty-response response-timeout 503
+frontend fe
+    bind 127.0.0.1:%(port)d
+    default_backend web
+backend web
+    balance roundrobin
+"""
 
 
 def http(method, url, body=None, headers=None, timeout=10):

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A stand-in for an operator's web service, for tests: serves HTTP on
 127.0.0.1:PORT (GET / answers 200, GET /sick 503), first writing
-"PORT INSTANCE_ID PID" from its environment to INFO_FILE.
+"PORT INSTANCE_ID PID" from its environment to INFO_FILE, and the Unix
+time it was told to stop (SIGTERM) to INFO_FILE.term.
 
 Usage: service.py PORT INFO_FILE [--burn] [--ignore-term]
   --burn         keep one core busy (for --load-source service)
@@ -11,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -31,10 +33,22 @@ def burn():
         pass
 
 
+def stopped(info):
+    try:
+        with open(info + ".term.tmp", "w") as f:
+            f.write("%.3f\n" % time.time())
+        os.rename(info + ".term.tmp", info + ".term")
+    except OSError:
+        pass   # the test is over and its directory gone
+    os._exit(0)
+
+
 def main():
     port, info = int(sys.argv[1]), sys.argv[2]
     if "--ignore-term" in sys.argv:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda sig, frame: stopped(info))
     if "--burn" in sys.argv:
         threading.Thread(target=burn, daemon=True).start()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)

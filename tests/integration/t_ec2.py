@@ -216,5 +216,74 @@ def ec2_instances_join_for_their_certificates(m, fake, env):
     assert fake.stats()["bad_signatures"] == 0
 
 
+TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/asg-web/0123456789abcdef"
+
+
+@with_ec2("ec2elb", min_instances=2, max_instances=4, desired_instances=2)
+def elbv2_targets_follow_the_group(m, fake, env):
+    """lb.kind = "elbv2" against the fake: every running instance becomes a
+    target; scale-in deregisters a target, waits until the target group has
+    drained it, and only then terminates the instance; throttled and failed
+    calls are retried; every call is signed for elasticloadbalancing."""
+    m.cfg["lb"] = {"kind": "elbv2", "interval_ms": 200, "drain_timeout_ms": 20000,
+                   "elbv2": {"target_group_arn": TARGET_GROUP, "endpoint": fake.endpoint, "port": 8080}}
+    m.write_config()
+    fake.fault("RegisterTargets", "throttle", 2)
+    fake.fault("DescribeTargetHealth", "500", 2)
+    m.start(env=env)
+    wait_for(lambda: (lambda s, t: t if s and t == table_ids(m) and len(m.running(s)) == 2 else None)(
+        m.status(), fake.stats()["targets"]), 30, "both instances registered as targets")
+
+    def pinned(pct, want):
+        m.load_all(pct)
+        st = m.status()
+        return len(m.running(st)) == want and m.size(st) == want and \
+            fake.stats()["targets"] == sorted(i["id"] for i in m.running(st))
+    wait_for(lambda: pinned(90, 4), 40, "four instances, four targets")
+    wait_for(lambda: pinned(10, 2), 60, "scaled in to two, two targets")
+    st = wait_for(lambda: (lambda st: st if len(st["terminated_at"]) == 2 else None)(fake.stats()), 20,
+                  "the two drained instances terminated")
+    for iid, t_end in st["terminated_at"].items():
+        dereg, gone = st["elb_deregistered"].get(iid), st["elb_gone"].get(iid)
+        assert dereg and gone and dereg < gone <= t_end, (iid, dereg, gone, t_end)
+    assert st["bad_signatures"] == 0 and st["faults_left"] == 0, st
+    assert all(i["balancer"] == "added" for i in m.running()), m.status()["instances"]
+
+
+SERVICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service.py")
+
+
+@with_ec2("ec2svc")
+def ec2_user_data_runs_the_operators_service(m, fake, env):
+    """provider.ec2.service: the user data hands the agent `-- COMMAND`, each
+    word quoted for the shell (a word with a quote and spaces survives /bin/sh
+    as written); the instances serve it and report its address."""
+    d = tempfile.mkdtemp(prefix="asg-ec2svc-")
+    odd = "it's a \"word\" $HOME `x`"
+    m.cfg["provider"]["ec2"].update({"service": ["/usr/bin/python3", SERVICE, "{port}",
+                                                 os.path.join(d, "{port}.info"), odd],
+                                     "service_health": "http:/"})
+    m.write_config()
+    try:
+        m.start(env=env)
+        s = m.wait_running(2, timeout=30)
+        for i in s["instances"]:
+            assert i["service_address"].startswith("127.0.0.1:"), i
+            assert http("GET", "http://%s/" % i["service_address"])[0] == 200, i
+        ud = fake.user_data(s["instances"][0]["id"])
+        line = [ln for ln in ud.splitlines() if ln.startswith("exec ")][0]
+        # What /bin/sh makes of the line: printf instead of the agent.
+        shown = run(["/bin/sh", "-c", "ip=10.0.0.1; id=i-1; " + line.replace(
+            "exec " + m.cfg["provider"]["ec2"].get("agent_path", "/usr/local/bin/asg-agent"),
+            "printf '%s\\n'", 1)])
+        words = shown.stdout.split("\n")
+        cut = words.index("--")
+        assert words[cut + 1:cut + 6] == ["/usr/bin/python3", SERVICE, "{port}",
+                                          os.path.join(d, "{port}.info"), odd], words
+        assert words[words.index("--service-health") + 1] == "http:/", words
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())

@@ -99,6 +99,24 @@ def service_that_ignores_sigterm_is_killed_after_its_timeout():
 
 
 @test
+def service_does_not_outlive_a_killed_agent():
+    """An agent killed outright (SIGKILL) cannot stop its service: the kernel
+    tells the service (SIGTERM), so no orphan keeps the port."""
+    d = tempfile.mkdtemp(prefix="asg-svc-")
+    info = os.path.join(d, "svc.info")
+    p, addr = start_agent("--id", "svc-5", *service_cmd(info))
+    try:
+        _, _, pid = read_info(info)
+        kill_pid(p.pid)
+        p.wait(10)
+        wait_for(lambda: not alive(pid), 10, "the service gone with its agent")
+    finally:
+        if alive(pid):
+            kill_pid(pid)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
 def service_load_is_its_process_groups_cpu():
     """--load-source service: a service keeping one core busy reports a load
     near 1 (of --service-cpus 1)."""

@@ -1,0 +1,196 @@
+/* The balancer follows the table (see follow.h). */
+#include "follow.h"
+#include "../common/util.h"
+#include "../shm/ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void lb_member_addr(const struct asg_config *cfg, const struct table_row *r, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (cfg->lb_kind == LB_HAPROXY) {
+        copy_str(out, size, r->service_addr);
+    } else if (cfg->lb_kind == LB_ELBV2 && strncmp(r->id, "i-", 2) == 0 && r->addr[0]) {
+        /* A target is an instance id and a port; the address is said for
+         * people only. */
+        size_t host = strcspn(r->addr, ":");
+        snprintf(out, size, "%.*s:%d", (int)(host < 40 ? host : 40), r->addr, cfg->lb_elbv2_port);
+    }
+}
+
+static void plan_add(struct lb_plan *p, int action, uint32_t slot, uint64_t incarnation,
+                     const char *name, const char *addr)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 16;
+        p->tasks = realloc(p->tasks, p->cap * sizeof *p->tasks);
+        if (!p->tasks)
+            abort();
+    }
+    struct lb_task *k = &p->tasks[p->n++];
+    memset(k, 0, sizeof *k);
+    k->action = action;
+    k->slot = slot;
+    k->incarnation = incarnation;
+    copy_str(k->name, sizeof k->name, name);
+    copy_str(k->addr, sizeof k->addr, addr);
+}
+
+static const struct lb_member *find_member(const struct lb_member *m, size_t nm, const char *name)
+{
+    for (size_t i = 0; i < nm; i++)
+        if (strcmp(m[i].name, name) == 0)
+            return &m[i];
+    return NULL;
+}
+
+/* The balancer's request counter into the row, and the rate since the
+ * last reading (none when the counter went back: the balancer restarted
+ * or the member was added again). */
+static void count(struct table *t, struct table_row *r, const struct lb_member *m, int64_t now)
+{
+    double rate = -1;
+    int64_t dt = now - r->lb_counted_ms;
+    if (r->lb_counted_ms > 0 && dt > 0 && m->requests >= r->lb_requests)
+        rate = (double)(m->requests - r->lb_requests) * 1000.0 / (double)dt;
+    table_lb_counted(t, r, m->requests, m->sessions, rate, now);
+}
+
+/* What one row needs from the balancer. */
+static void plan_row(struct table *t, const struct asg_config *cfg, struct table_row *r,
+                     const struct lb_member *m, bool drain_over, int64_t now, struct lb_plan *p)
+{
+    uint32_t slot = (uint32_t)(r - t->rows);
+    char addr[TABLE_ADDR_MAX];
+    lb_member_addr(cfg, r, addr, sizeof addr);
+    switch (r->state) {
+    case ROW_RUNNING:
+        /* Added once; an operator may then take it out by hand in the
+         * balancer, and that stands. Lost (a restarted balancer) or
+         * drained by us while it was unhealthy: in again. */
+        if (addr[0] && (!m || r->lb_state != LBS_ADDED)) {
+            if (!m && r->lb_state == LBS_ADDED)
+                table_note(t, EV_BALANCER, r->id, LOG_LVL_WARN,
+                           "balancer lost %s (restarted?): adding it again", r->id);
+            plan_add(p, LBA_ADD, slot, r->incarnation, r->id, addr);
+        }
+        break;
+    case ROW_UNHEALTHY:
+        /* Failing: no new connections while it waits to be replaced. */
+        if (r->lb_state == LBS_ADDED && m)
+            plan_add(p, LBA_DRAIN, slot, r->incarnation, r->id, addr);
+        break;
+    case ROW_TERMINATING:
+        if (!m) {
+            if (r->lb_state == LBS_ADDED || r->lb_state == LBS_DRAINING)
+                table_lb_state(t, r, LBS_REMOVED, now);
+        } else if (r->lb_state == LBS_ADDED) {
+            plan_add(p, LBA_DRAIN, slot, r->incarnation, r->id, addr);
+        } else if (r->lb_state != LBS_DRAINING || m->sessions == 0 || drain_over ||
+                   now - r->lb_since_ms >= cfg->lb_drain_timeout_ms) {
+            if (r->lb_state == LBS_DRAINING && m->sessions > 0)
+                table_note(t, EV_BALANCER, r->id, LOG_LVL_WARN,
+                           "%s still has %u connection(s) after draining %lld ms: removing it", r->id,
+                           m->sessions, (long long)(now - r->lb_since_ms));
+            plan_add(p, LBA_REMOVE, slot, r->incarnation, r->id, addr);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Members named like our instances that no row has: left by an instance
+ * whose row is gone (a manager restarted on a new table). Drained first,
+ * removed once idle. */
+static void plan_strays(struct table *t, const struct asg_config *cfg, const struct lb_member *m,
+                        size_t nm, struct lb_plan *p)
+{
+    for (size_t i = 0; i < nm; i++) {
+        if (!lb_name_is_ours(cfg->group_name, m[i].name) || table_find(t, m[i].name))
+            continue;
+        if (m[i].admin == LBM_READY) {
+            table_note(t, EV_BALANCER, m[i].name, LOG_LVL_INFO,
+                       "balancer has %s, an instance of this group the table does not: draining it",
+                       m[i].name);
+            plan_add(p, LBA_DRAIN, LB_NO_ROW, 0, m[i].name, m[i].addr);
+        } else if (m[i].sessions == 0) {
+            plan_add(p, LBA_REMOVE, LB_NO_ROW, 0, m[i].name, m[i].addr);
+        }
+    }
+}
+
+void lb_plan_step(struct table *t, const struct asg_config *cfg, const struct lb_member *m, size_t nm,
+                  bool strays, bool drain_over, int64_t now, struct lb_plan *p)
+{
+    p->n = 0;
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        struct table_row *r = &t->rows[i];
+        if (r->state == ROW_FREE)
+            continue;
+        const struct lb_member *mm = find_member(m, nm, r->id);
+        if (mm)
+            count(t, r, mm, now);
+        plan_row(t, cfg, r, mm, drain_over, now, p);
+    }
+    if (strays)
+        plan_strays(t, cfg, m, nm, p);
+}
+
+int lb_run(struct lb *lb, struct lb_plan *p, char *err, size_t errsize)
+{
+    int failed = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        struct lb_task *k = &p->tasks[i];
+        if (lb->abort_flag && *lb->abort_flag && k->action == LBA_ADD) {
+            k->result = -1; /* stopping: nothing new goes in */
+            snprintf(k->err, sizeof k->err, "the manager is stopping");
+            continue;
+        }
+        k->result = k->action == LBA_ADD     ? lb->ops->add(lb, k->name, k->addr, k->err, sizeof k->err)
+                    : k->action == LBA_DRAIN ? lb->ops->drain(lb, k->name, k->addr, k->err, sizeof k->err)
+                                             : lb->ops->remove(lb, k->name, k->addr, k->err, sizeof k->err);
+        if (k->result != 0 && failed++ == 0)
+            copy_str(err, errsize, k->err);
+    }
+    return failed;
+}
+
+static const char *const verbs[] = {"add", "drain", "remove"};
+static const uint32_t outcome[] = {LBS_ADDED, LBS_DRAINING, LBS_REMOVED};
+
+void lb_record(struct table *t, struct lb_plan *p, int64_t now)
+{
+    static struct log_limit limit;
+    for (size_t i = 0; i < p->n; i++) {
+        struct lb_task *k = &p->tasks[i];
+        if (k->result != 0) {
+            log_limited(&limit, LOG_LVL_WARN, "balancer: cannot %s %s: %s (will retry)",
+                        verbs[k->action], k->name, k->err);
+            continue;
+        }
+        if (k->slot == LB_NO_ROW) {
+            table_note(t, EV_BALANCER, k->name, LOG_LVL_INFO, "balancer: %s %s (no instance of ours)",
+                       k->action == LBA_DRAIN ? "drained" : "removed", k->name);
+            continue;
+        }
+        struct table_row *r = k->slot < t->capacity ? &t->rows[k->slot] : NULL;
+        if (!r || r->incarnation != k->incarnation || r->state == ROW_FREE)
+            continue;
+        /* Recorded whatever the row did meanwhile: it is what the balancer
+         * now has, and the next step acts on it. */
+        table_lb_state(t, r, outcome[k->action], now);
+        table_note(t, EV_BALANCER, r->id, LOG_LVL_INFO, "balancer: %s %s%s%s",
+                   k->action == LBA_ADD ? "added" : k->action == LBA_DRAIN ? "draining" : "removed",
+                   r->id, k->action == LBA_ADD ? " at " : "", k->action == LBA_ADD ? k->addr : "");
+    }
+    p->n = 0;
+}
+
+void lb_plan_free(struct lb_plan *p)
+{
+    free(p->tasks);
+    memset(p, 0, sizeof *p);
+}

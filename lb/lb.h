@@ -1,0 +1,83 @@
+/* A load balancer that follows the group: HAProxy through its runtime API
+ * (one machine), or an AWS target group through the ELBv2 API (EC2).
+ *
+ * The controller owns it. Each member is one instance, named by its
+ * instance id; the controller adds a member for every instance that runs
+ * and has a service, drains it before the instance is terminated, and
+ * removes it once it is drained, and only then terminates the instance.
+ * The backend is reconciled with the table: members lost by a restarted
+ * balancer are added again, members of ours without an instance are
+ * removed, and members it did not add are never touched.
+ *
+ * Every call is idempotent (adding a member that is there, removing one
+ * that is not, succeed) and bounded in time; every answer is checked and a
+ * bad one is an error naming the balancer and what was wrong. */
+#ifndef ASG_LB_H
+#define ASG_LB_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/config.h"
+#include "../shm/table.h"
+
+/* What a balancer says about one member. */
+enum lb_admin { LBM_READY, LBM_DRAIN, LBM_MAINT, LBM_OTHER };
+
+struct lb_member {
+    char name[TABLE_ID_MAX];
+    char addr[TABLE_ADDR_MAX];  /* host:port the balancer sends to */
+    int admin;                  /* enum lb_admin */
+    uint32_t sessions;          /* connections open to it now */
+    uint64_t requests;          /* served since it was added (a counter) */
+    bool has_requests;          /* the balancer counts requests (HAProxy: http mode) */
+};
+
+struct lb;
+
+struct lb_ops {
+    const char *name;
+    /* Every member of the backend (ours or not); *out is malloc'd. */
+    int (*list)(struct lb *lb, struct lb_member **out, size_t *n, char *err, size_t errsize);
+    /* Puts the member in rotation: added if missing (at addr), made ready
+     * if drained. */
+    int (*add)(struct lb *lb, const char *name, const char *addr, char *err, size_t errsize);
+    /* No new connections; open ones finish. */
+    int (*drain)(struct lb *lb, const char *name, const char *addr, char *err, size_t errsize);
+    /* Out of the backend altogether. */
+    int (*remove)(struct lb *lb, const char *name, const char *addr, char *err, size_t errsize);
+    /* Optional: frees priv (default: free(priv)). */
+    void (*free)(struct lb *lb);
+};
+
+struct lb {
+    const struct lb_ops *ops;
+    const struct asg_config *cfg;
+    const volatile sig_atomic_t *abort_flag; /* stop retrying when it becomes set */
+    void *priv;
+};
+
+/* Fills lb for cfg->lb_kind (LB_NONE: lb->ops stays NULL). Returns -1
+ * with a reason. */
+int lb_init(struct lb *lb, const struct asg_config *cfg, char *err, size_t errsize);
+void lb_free(struct lb *lb);
+
+extern const struct lb_ops lb_haproxy_ops;
+extern const struct lb_ops lb_elbv2_ops;
+
+/* HAProxy pieces, visible for the Check units. */
+/* One command over the runtime API socket; the whole answer in *out
+ * (malloc'd, NUL-terminated). */
+int haproxy_command(const char *socket_path, int timeout_ms, const char *cmd, char **out,
+                    char *err, size_t errsize);
+/* Parses `show stat` CSV for one backend's servers. */
+int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **out, size_t *n,
+                       char *err, size_t errsize);
+
+/* Whether a member name is one the controller of this group may have
+ * added: an id of the group's own form (GROUP-N) or one of the table's. */
+bool lb_name_is_ours(const char *group, const char *name);
+
+#endif

@@ -1,0 +1,289 @@
+#!/usr/bin/python3
+"""Integration tests: the group behind a real HAProxy (lb.kind = "haproxy"):
+servers follow the group, drains lose no request, a restarted or
+unreachable HAProxy, scaling on the request rate."""
+import http.client as httpclient
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+SERVICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service.py")
+
+
+class Load:
+    """Threads sending GET / through HAProxy on keep-alive connections; every
+    answer that is not a 200, and every broken connection, is a failure."""
+
+    def __init__(self, port, threads=4):
+        self.port, self.ok, self.failed, self.errors = port, 0, 0, []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def loop(self):
+        conn = None
+        while not self.stopping.is_set():
+            try:
+                conn = conn or httpclient.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                r.read()
+                good = r.status == 200
+                why = "HTTP %d" % r.status
+            except (OSError, httpclient.HTTPException) as e:
+                good, why = False, repr(e)
+                conn = None
+            with self.lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(why)
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(20)
+        return self.ok, self.failed, self.errors[:10]
+
+
+def service_sections(d, hap, **group):
+    g = {"min_instances": 1, "max_instances": 3, "desired_instances": 1}
+    g.update(group)
+    return {"group": g,
+            "provider": {"local": {"kill_timeout_ms": 2000, "service_health": "http:/",
+                                   "service": ["/usr/bin/python3", SERVICE, "{port}",
+                                               os.path.join(d, "{port}.info")]}},
+            "lb": hap.lb_section(),
+            # Nothing scales in on its own during these tests unless asked.
+            "policy": {"scale_in_below": 0.0, "scale_in_stabilization_ms": 600000}}
+
+
+def balancer_matches(m, hap):
+    """HAProxy's backend is exactly the running instances, each ready at its
+    service address; returns the running instances then."""
+    s = m.status()
+    run = {i["id"]: i["service_address"] for i in m.running(s)} if s else {}
+    srv = hap.servers()
+    want = {k: (v, "no check") for k, v in run.items()}
+    return run if run and srv == want and m.size(s) == len(run) else None
+
+
+def balancer_test(name, load_fn=None, status=False, **group):
+    """Decorator: HAProxy, then a manager with a service group behind it; the
+    test gets (m, hap, d)."""
+    def wrap(fn):
+        def inner():
+            d = tempfile.mkdtemp(prefix="asg-lb-")
+            hap = HAProxy()
+            sec = service_sections(d, hap, **group)
+            if status:
+                sec["status"] = {"listen": "127.0.0.1:%d" % free_port()}
+            m = Manager(name, **sec)
+            try:
+                m.start()
+                if status:
+                    m.url = "http://" + m.cfg["status"]["listen"]
+                    wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+                fn(m, hap, d)
+            except BaseException:
+                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-8000:]))
+                raise
+            finally:
+                m.cleanup()
+                hap.cleanup()
+                shutil.rmtree(d, ignore_errors=True)
+        inner.__name__ = fn.__name__
+        TESTS.append(inner)
+        return inner
+    return wrap
+
+
+def term_time(d, service_addr):
+    """When the instance's service was told to stop (Unix seconds), or None."""
+    path = os.path.join(d, "%s.info.term" % service_addr.rsplit(":", 1)[1])
+    return float(open(path).read()) if os.path.exists(path) else None
+
+
+def removed_at(m, iid):
+    """When the manager said it removed iid from the balancer (Unix s)."""
+    r = m.ctl("events", "-n", "200", "--json")
+    for e in json.loads(r.stdout)["events"]:
+        if e["kind"] == "balancer" and e["message"] == "balancer: removed %s" % iid:
+            return e["time_ms"] / 1000.0
+    return None
+
+
+@balancer_test("lbout", desired_instances=1)
+def haproxy_follows_scale_out_under_wrk(m, hap, d):
+    """policy.metric = "requests": wrk through HAProxy pushes the request
+    rate per instance over its target; the group grows to max and HAProxy's
+    backend is exactly the running instances at their service addresses."""
+    m.cfg["policy"].update({"metric": "requests", "target_requests": 20, "kind": "target"})
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+    m.wait_log(r"reload|config generation", 10)
+    wait_for(lambda: balancer_matches(m, hap), 20, "HAProxy serving the first instance")
+    wrk = subprocess.Popen(["wrk", "-t2", "-c8", "-d120s", "http://127.0.0.1:%d/" % hap.port],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    STARTED.add(wrk.pid)
+    try:
+        wait_for(lambda: (lambda r: r if r and len(r) == 3 else None)(balancer_matches(m, hap)), 60,
+                 "three instances, all in HAProxy")
+        ev = m.ctl("events", "-n", "200").stdout
+        assert re.search(r"scale out: target \d -> \d: [0-9.]+ requests/s per instance against target 20", ev), ev
+        s = m.status()
+        assert s["balancer"]["up"] and s["balancer"]["metric"] == "requests", s["balancer"]
+        assert all(i["balancer"] == "added" for i in m.running(s)), s["instances"]
+        wait_for(lambda: all(i["requests_per_s"] and i["requests_per_s"] > 0 for i in m.running()), 10,
+                 "a request rate for every instance")
+    finally:
+        kill_pid(wrk.pid)
+        wrk.wait(10)
+
+
+@balancer_test("lbdrain", status=True, desired_instances=3)
+def drains_lose_no_request(m, hap, d):
+    """Under steady load through HAProxy: an operator's terminate and a
+    scale-in from 3 to 1 fail no request, and every instance left HAProxy
+    before its service was told to stop."""
+    seen = {}
+
+    def matching(n, without=None):
+        r = balancer_matches(m, hap)
+        seen.update(r or {})
+        return r if r and len(r) == n and without not in r else None
+    first = wait_for(lambda: matching(3), 30, "three instances in HAProxy")
+    load = Load(hap.port)
+    try:
+        wait_for(lambda: load.ok > 50, 20, "requests flowing")
+        victim = sorted(first)[0]
+        code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {})
+        assert code == 202, (code, r)
+        wait_for(lambda: matching(3, victim), 30, "the terminated instance replaced, HAProxy updated")
+        code, r = http("POST", m.url + "/api/v1/desired", {"desired": 1})
+        assert code == 202, (code, r)
+        wait_for(lambda: matching(1), 30, "scaled in to one, HAProxy updated")
+        s = wait_for(lambda: (lambda s: s if s["group"]["terminating"] == 0 else None)(m.status()), 20,
+                     "the scaled-in instances gone")
+        before = load.ok
+        wait_for(lambda: load.ok > before + 20, 10, "requests still flowing")
+    finally:
+        ok, failed, errors = load.stop()
+    assert failed == 0, "%d of %d requests failed: %s" % (failed, ok + failed, errors)
+    gone = [iid for iid in seen if iid not in [i["id"] for i in m.running(s)]]
+    assert len(seen) == 4 and len(gone) == 3, (seen, gone)   # 3, a replacement; 1 left
+    for iid in gone:
+        stopped, removed = term_time(d, seen[iid]), removed_at(m, iid)
+        assert stopped and removed, (iid, stopped, removed)
+        assert removed <= stopped + 0.002, "%s: service stopped at %.3f, removed from HAProxy at %.3f" % (
+            iid, stopped, removed)
+
+
+@balancer_test("lbkill", desired_instances=2)
+def killed_service_is_replaced_and_haproxy_follows(m, hap, d):
+    first = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                     30, "two instances in HAProxy")
+    victim = sorted(first)[0]
+    _, _, pid = open(os.path.join(d, "%s.info" % first[victim].rsplit(":", 1)[1])).read().split()
+    kill_pid(int(pid))                               # the service, not its agent
+    wait_for(lambda: (lambda r: r if r and len(r) == 2 and victim not in r else None)(
+        balancer_matches(m, hap)), 30, "replaced, and HAProxy without the dead one")
+
+
+@balancer_test("lbrestart", desired_instances=2)
+def haproxy_restart_rebuilds_the_backend(m, hap, d):
+    """HAProxy restarted loses its runtime servers: the controller adds them
+    again within the reconcile interval."""
+    first = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                     30, "two instances in HAProxy")
+    hap.restart()
+    again = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                     10, "the backend rebuilt")
+    assert again == first, (first, again)
+    assert "balancer lost" in m.log(), "the loss was not said"
+
+
+@balancer_test("lbdown", status=True, desired_instances=2)
+def haproxy_unreachable_holds_scale_in(m, hap, d):
+    """HAProxy stopped: the group keeps running, a scale-in waits (the victim
+    is held, its service running), the log and /metrics say why; HAProxy
+    back: the victim is let go."""
+    first = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                     30, "two instances in HAProxy")
+    hap.stop()
+    m.wait_log(r"balancer haproxy unreachable: HAProxy socket", 10)
+    wait_for(lambda: metrics(m).get(("asg_lb_up", ())) == 0, 10, "asg_lb_up 0")
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 1})
+    assert code == 202, (code, r)
+    s = wait_for(lambda: (lambda s: s if s["group"]["terminating"] == 1 else None)(m.status()), 10,
+                 "one instance terminating")
+    victim = [i for i in s["instances"] if i["state"] == "terminating"][0]
+    assert victim["balancer"] == "added", victim
+    # Held: several balancer steps later, its service has not been told to stop.
+    steps = metrics(m)[("asg_lb_errors_total", ())]
+    wait_for(lambda: metrics(m)[("asg_lb_errors_total", ())] >= steps + 5, 10, "more failed steps")
+    assert term_time(d, victim["service_address"]) is None, "stopped before it was drained"
+    assert m.status()["group"]["running"] == 1
+    x = metrics(m)
+    assert x[("asg_instances_balancer", (("state", "added"),))] == 2, x
+    hap.restart()                                    # empty backend: the victim is not in it
+    wait_for(lambda: term_time(d, victim["service_address"]), 20, "the victim stopped once HAProxy answers")
+    wait_for(lambda: (lambda r: r if r and len(r) == 1 else None)(balancer_matches(m, hap)), 20,
+             "the survivor back in HAProxy")
+    assert metrics(m)[("asg_lb_up", ())] == 1
+
+
+@test
+def haproxy_answering_errors_is_reported():
+    """A socket that is not HAProxy's admin API (a backend HAProxy does not
+    have): an error naming the backend, and no instance is lost."""
+    d = tempfile.mkdtemp(prefix="asg-lb-")
+    hap = HAProxy()
+    sec = service_sections(d, hap, desired_instances=1)
+    sec["lb"]["haproxy"]["backend"] = "nosuch"
+    m = Manager("lberr", **sec)
+    try:
+        m.start()
+        m.wait_log(r"HAProxy has no backend nosuch \(lb.haproxy.backend\)", 10)
+        m.wait_running(1)
+        s = m.status()
+        assert not s["balancer"]["up"] and "nosuch" in s["balancer"]["error"], s["balancer"]
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        hap.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def balancer_config_is_checked():
+    cases = [({"kind": "haproxy"}, "lb.kind \"haproxy\" needs lb.haproxy.socket"),
+             ({"kind": "haproxy", "haproxy": {"socket": "/tmp/x.sock", "backend": "a b"}},
+              "needs lb.haproxy.backend"),
+             ({"kind": "elbv2"}, "lb.kind \"elbv2\" needs provider.kind \"ec2\""),
+             ({"kind": "round-robin"}, "lb.kind")]
+    for lb, words in cases:
+        m = Manager("lbcfg", lb=lb)
+        try:
+            r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+            assert r.returncode != 0 and words in r.stderr and "asg.cfg:" in r.stderr, (lb, r.stderr)
+        finally:
+            m.cleanup()
+    m = Manager("lbcfg", policy={"metric": "requests"})
+    try:
+        r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+        assert r.returncode != 0 and "policy.metric \"requests\" needs" in r.stderr, r.stderr
+    finally:
+        m.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())
