@@ -264,6 +264,45 @@ def haproxy_answering_errors_is_reported():
 
 
 @test
+def shipped_examples_put_http_server_behind_haproxy():
+    """etc/examples/haproxy.cfg and web.cfg as README walks through them,
+    with only their paths, ports and names moved into the test's own: two
+    http.server instances behind HAProxy, a page served through it."""
+    m = Manager("lbex")
+    d = m.dir
+    port = free_port()
+    hcfg = open(os.path.join(ROOT, "etc/examples/haproxy.cfg")).read()
+    hcfg = hcfg.replace("/run/asg/", d + "/").replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
+    open(os.path.join(d, "haproxy.cfg"), "w").write(hcfg)
+    hap = subprocess.Popen(["haproxy", "-db", "-f", os.path.join(d, "haproxy.cfg")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    STARTED.add(hap.pid)
+    wcfg = open(os.path.join(ROOT, "etc/examples/web.cfg")).read()
+    for a, b in (("/run/asg/", d + "/"), ('"127.0.0.1:7311"', '"127.0.0.1:0"'),
+                 ('"127.0.0.1:9181"', '""'), ('"/asg-web"', '"%s"' % m.shm),
+                 ('name = "web";', 'name = "%s";' % m.group)):
+        assert a in wcfg, a
+        wcfg = wcfg.replace(a, b)
+    m.write_config(wcfg + 'tls = { dir = "%s/tls"; };\n' % d)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(d, "haproxy.sock")), 10, "haproxy up")
+        m.start()
+        s = m.wait_running(2, timeout=30)
+        want = sorted(i["id"] for i in s["instances"])
+        wait_for(lambda: sorted(i["id"] for i in m.status()["instances"] if i["balancer"] == "added")
+                 == want, 20, "both instances in HAProxy")
+        code, body = http("GET", "http://127.0.0.1:%d/" % port)
+        assert code == 200 and "Directory listing" in body, (code, body[:200])
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        kill_pid(hap.pid)
+        hap.wait(10)
+
+
+@test
 def balancer_config_is_checked():
     cases = [({"kind": "haproxy"}, "lb.kind \"haproxy\" needs lb.haproxy.socket"),
              ({"kind": "haproxy", "haproxy": {"socket": "/tmp/x.sock", "backend": "a b"}},
