@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness as H  # noqa: E402
+import lb_bench  # noqa: E402
 
 OUT_DIR = os.path.join(ROOT, "build", "bench")
 TRACE = os.path.join(os.path.dirname(ROOT), "shared", "traces", "nasa-1995-requests-per-minute.txt")
@@ -434,6 +435,24 @@ def per_answer_us(cpu_pct, per_s):
     return cpu_pct / 100.0 / per_s * 1e6 if per_s else float("nan")
 
 
+def print_haproxy(L, w):
+    t = L["throughput"]
+    d = t["direct"]["requests_per_s"]
+    print("\nBehind HAProxy (python3 -m http.server-like service per instance; wrk -t2 -c16 %ds)" % lb_bench.WRK_S)
+    print(row(["", "wrk req/s", "HAProxy counted", "ratio to direct", "failed"], w))
+    print(row(["wrk straight at one instance", d, "-", "1.00", t["direct"]["failed"]], w))
+    for n in ("1", "2", "4"):
+        v = t[n]
+        print(row(["through HAProxy, %s instance(s)" % n, v["requests_per_s"], v["haproxy_counted"],
+                   "%.2f" % (v["requests_per_s"] / d), v["failed"]], w))
+    r = L["reaction_s"]
+    print(row(["rate doubled -> new instance serving s", "%.1f median" % statistics.median(r),
+               "%.1f max" % max(r), "%d trials" % len(r)], w))
+    dr = L["drains"]
+    print(row(["scale-in drains under 200 req/s", "%d drains" % dr["drains"],
+               "%d requests" % dr["requests"], "", "%d failed" % dr["failed"]], w))
+
+
 def print_table(R):
     w = [40, 13, 13, 14, 12]
     print("\nasg bench, %s, %d cores (%s)" % (R["date"], os.cpu_count(), R["command"]))
@@ -478,6 +497,8 @@ def print_table(R):
         print(row(["asgctl status --json", "%.1f ms" % t["status_json_ms"]], w))
         print(row(["reader snapshot (median/p99)", "%.2f ms" % t["snapshot"]["median_ms"],
                    "%.2f ms" % t["snapshot"]["p99_ms"]], w))
+    if "haproxy" in R:
+        print_haproxy(R["haproxy"], w)
     print("\nPolicy replay: NASA 1995 trace, 84,333 minutes, 20 requests/min per instance, "
           "boot 60 s, group 1..40")
     print(row(["policy", "inst-min", "overload min", "unserved req", "actions"], w))
@@ -488,12 +509,19 @@ def print_table(R):
 
 
 def main():
+    R = {"date": time.strftime("%Y-%m-%d"), "command": "make bench", "cpus": os.cpu_count(),
+         "capacity": [], "footprint": {}}
+    if os.environ.get("BENCH_ONLY") == "haproxy":     # one section, for who works on it
+        try:
+            R["haproxy"] = lb_bench.run()
+        finally:
+            H.kill_everything_started()
+        print_haproxy(R["haproxy"], [40, 13, 13, 14, 12])
+        return
     h2load = os.environ.get("H2LOAD", "/usr/bin/h2load")
     if not os.access(h2load, os.X_OK):
         sys.exit("bench: %s not found: scripts/install-deps.sh --bench installs nghttp2-client" % h2load)
     os.makedirs(OUT_DIR, exist_ok=True)
-    R = {"date": time.strftime("%Y-%m-%d"), "command": "make bench", "cpus": os.cpu_count(),
-         "capacity": [], "footprint": {}}
     t_start = time.monotonic()
     try:
         say("footprint at 10 instances, idle agent")
@@ -524,6 +552,8 @@ def main():
         }
         say("policy replay")
         R["replay"] = replay_policies()
+        say("the group behind HAProxy: throughput, reaction to a load step, drains")
+        R["haproxy"] = lb_bench.run()
     finally:
         H.kill_everything_started()
     R["wall_s"] = round(time.monotonic() - t_start)

@@ -465,6 +465,12 @@ static void evaluate(struct ctl *c)
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         const struct table_row *r = &c->t->rows[i];
         policy_input_add(&in, r, &c->cfg, now);
+        /* A new instance with a service: into the balancer now, not at
+         * its next step. */
+        char member[TABLE_ADDR_MAX];
+        if (c->lb.ops && r->state == ROW_RUNNING && r->lb_state == LBS_NONE &&
+            (lb_member_addr(&c->cfg, r, member, sizeof member), member[0]))
+            c->lb_now = true;
         /* An instance that came up since the last failure: launches work. */
         if (c->launch_failures && r->state == ROW_RUNNING && r->running_since_ms > c->last_failure_ms)
             c->launch_failures = 0;

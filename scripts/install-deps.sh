@@ -24,7 +24,7 @@ haproxy wrk
 
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # make bench: h2load is the independent load generator it compares with.
-BENCH_PACKAGES="python3 nghttp2-client"
+BENCH_PACKAGES="python3 nghttp2-client haproxy wrk"
 
 case "${1:-}" in
     --test) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
