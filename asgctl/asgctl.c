@@ -35,6 +35,7 @@ static void usage(FILE *f)
             "  events [-n N] [--json]   the last N events (default 20)\n"
             "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
             "  replay --trace FILE --capacity RPM [--policy threshold|target] [-c FILE]\n"
+            "         [--metric load|requests] [--target-requests PER_S]\n"
             "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
             "                           the policy in simulated time over a demand trace\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -486,8 +487,9 @@ static int cmd_provider_list(const struct asg_config *cfg, bool json)
 
 struct replay_args {
     const char *trace, *cfgfile;
-    long capacity, min, max, boot_s;
+    long capacity, min, max, boot_s, target_requests;
     int policy; /* -1: as configured */
+    int metric; /* -1: as configured */
     bool json;
 };
 
@@ -504,7 +506,7 @@ static int parse_replay(int argc, char **argv, struct replay_args *a)
     memset(a, 0, sizeof *a);
     a->min = a->max = -1;
     a->boot_s = 60;
-    a->policy = -1;
+    a->policy = a->metric = -1;
     for (int k = 0; k < argc; k++) {
         const char *o = argv[k];
         if (strcmp(o, "--json") == 0) {
@@ -536,6 +538,13 @@ static int parse_replay(int argc, char **argv, struct replay_args *a)
         else if (strcmp(o, "--policy") == 0) {
             fprintf(stderr, "asgctl: replay: --policy is threshold or target, not '%s'\n", v);
             return -1;
+        } else if (strcmp(o, "--metric") == 0 && (strcmp(v, "load") == 0 || strcmp(v, "requests") == 0)) {
+            a->metric = strcmp(v, "requests") == 0 ? METRIC_REQUESTS : METRIC_LOAD;
+        } else if (strcmp(o, "--metric") == 0) {
+            fprintf(stderr, "asgctl: replay: --metric is load or requests, not '%s'\n", v);
+            return -1;
+        } else if (strcmp(o, "--target-requests") == 0) {
+            ok = number_arg(o, v, 1, 10000000, &a->target_requests);
         } else {
             fprintf(stderr, "asgctl: replay: unknown option '%s'\n", o);
             return -1;
@@ -563,6 +572,10 @@ static int replay_config(const struct replay_args *a, struct asg_config *cfg)
     }
     if (a->policy >= 0)
         cfg->policy_kind = a->policy;
+    if (a->metric >= 0)
+        cfg->policy_metric = a->metric;
+    if (a->target_requests > 0)
+        cfg->target_requests = (int)a->target_requests;
     if (a->min > 0)
         cfg->min_instances = (int)a->min;
     if (a->max > 0)

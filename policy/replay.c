@@ -194,6 +194,10 @@ static struct policy_input observe(const struct sim *s, int64_t t)
     double load = ready ? rate / ((double)ready * s->o->capacity_rpm) : 0;
     if (load > 1.0)
         load = 1.0; /* an agent reports 0..1: saturated is 1 */
+    /* The balancer counts what it sends each instance, served or not: the
+     * rate per instance over the target rate, not bounded by capacity. */
+    if (s->cfg->policy_metric == METRIC_REQUESTS)
+        load = ready ? rate / 60.0 / ready / s->cfg->target_requests : 0;
     for (int i = 0; i < s->count; i++) {
         if (s->ready_at[i] > t) {
             in.pending++;

@@ -315,6 +315,37 @@ START_TEST(test_replay_scale_out_waits_for_boot)
 }
 END_TEST
 
+START_TEST(test_requests_metric_sees_demand_above_capacity)
+{
+    /* 6,000 a minute (100/s) on one instance that serves 1,200 (20/s). */
+    uint32_t d[20];
+    for (int i = 0; i < 20; i++)
+        d[i] = 6000;
+    cfg.min_instances = cfg.desired_instances = 1;
+    cfg.max_instances = 10;
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.cooldown_ms = cfg.warmup_ms = 0;
+    cfg.evaluation_interval_ms = 60000;
+    cfg.target = 0.5;
+    /* On load, saturation hides the gap: 1.0 against 0.5 asks for two,
+     * then twice more as each step saturates too. */
+    struct replay_result load = replay(d, 20, 1200, 60000);
+    ck_assert_uint_ge(load.scaling_actions, 2);
+    /* On requests at 14/s per instance (70 % of what one serves): the
+     * whole gap at once, ceil(100 / 14) = 8, in one action. */
+    cfg.policy_metric = METRIC_REQUESTS;
+    cfg.target_requests = 14;
+    struct replay_result req = replay(d, 20, 1200, 60000);
+    ck_assert_uint_eq(req.scaling_actions, 1);
+    ck_assert_int_eq(req.peak_instances, 8);
+    ck_assert_uint_lt(req.overload_minutes, load.overload_minutes);
+    /* A rate within the tolerance of the target is no action. */
+    cfg.desired_instances = 7;
+    req = replay(d, 20, 1200, 60000);
+    ck_assert_uint_eq(req.scaling_actions, 0);
+}
+END_TEST
+
 START_TEST(test_replay_trace_errors_name_the_line)
 {
     char path[] = "/tmp/asg-trace-XXXXXX";
@@ -364,6 +395,7 @@ Suite *policy_suite(void)
         test_replay_fixed_group,
         test_replay_scale_out_waits_for_boot,
         test_replay_trace_errors_name_the_line,
+        test_requests_metric_sees_demand_above_capacity,
         NULL};
     return suite_of("policy", "policy", setup, NULL, 0, tests, NULL);
 }
