@@ -623,7 +623,7 @@ static void lb_step(struct ctl *c, bool reconcile_now)
         lb_plan_step(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
     if (rc != 0 && (c->lb_up || c->t->hdr->lb_checked_ms == 0))
         table_note(c->t, EV_BALANCER, NULL, LOG_LVL_WARN,
-                   "balancer %s unreachable: %.100s; instances stay until it can drain them",
+                   "balancer %s unreachable: %.150s; instances stay until it can drain them",
                    c->lb.ops->name, err);
     else if (rc == 0 && !c->lb_up && c->t->hdr->lb_checked_ms != 0)
         table_note(c->t, EV_BALANCER, NULL, LOG_LVL_INFO, "balancer %s answers again (%zu members)",

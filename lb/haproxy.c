@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -50,6 +51,22 @@ static int connect_socket(const char *path, char *err, size_t errsize)
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (!copy_str(sa.sun_path, sizeof sa.sun_path, path)) {
         snprintf(err, errsize, "HAProxy socket %.80s: path too long", path);
+        return -1;
+    }
+    /* Whoever answers on this socket steers the group (request rates,
+     * drains): only HAProxy started by root or by asgd's own user. */
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        snprintf(err, errsize, "HAProxy socket %.100s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errsize, "HAProxy socket %.100s: not a socket", path);
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(err, errsize, "refused HAProxy socket %.100s: owned by uid %u, not root or asgd's uid %u",
+                 path, (unsigned)st.st_uid, (unsigned)geteuid());
         return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

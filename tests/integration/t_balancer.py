@@ -302,6 +302,60 @@ def shipped_examples_put_http_server_behind_haproxy():
         hap.wait(10)
 
 
+FAKE_HAPROXY = r"""
+import os, socket, sys
+path, group = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(16)
+n = 0
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    n += 1
+    rows = "".join("web,%s-%d,0,0,%d,no check,%d,2,127.0.0.1:1\n" % (group, k, n * 100000, n * 100000)
+                   for k in range(1, 9))
+    c.sendall(("# pxname,svname,qcur,scur,stot,status,req_tot,type,addr\n" + rows).encode())
+    c.close()
+"""
+
+
+@test
+def strangers_socket_is_not_believed():
+    """Another uid's socket at lb.haproxy.socket (a world-writable directory,
+    created before HAProxy's) claims huge request rates for every instance:
+    refused by its owner, the group is not scaled on it."""
+    d = tempfile.mkdtemp(prefix="asg-lb-")
+    os.chmod(d, 0o1777)
+    sock = os.path.join(d, "haproxy.sock")
+    sec = {"group": {"min_instances": 1, "max_instances": 4, "desired_instances": 1},
+           "lb": {"kind": "haproxy", "haproxy": {"socket": sock, "backend": "web"}, "interval_ms": 200},
+           "policy": {"kind": "target", "metric": "requests", "target_requests": 10}}
+    m = Manager("lbstranger", **sec)
+    fake = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             "/usr/bin/python3", "-c", FAKE_HAPROXY, sock, m.group])
+    STARTED.add(fake.pid)
+    try:
+        wait_for(lambda: os.path.exists(sock), 10, "the stranger's socket")
+        m.start()
+        m.wait_log(r"refused HAProxy socket \S+: owned by uid 65534, not root or asgd's uid 0", 10)
+        wait_for(lambda: m.status()["group"]["running"] == 1, 20, "the instance running")
+        seen = m.status()["group"]["evaluations"]
+        wait_for(lambda: m.status()["group"]["evaluations"] >= seen + 10, 20, "ten more evaluations")
+        s = m.status()
+        assert s["group"]["target"] == 1 and m.size(s) == 1, s["group"]
+        assert not s["balancer"]["up"] and "uid 65534" in s["balancer"]["error"], s["balancer"]
+        assert all(i["requests_per_s"] is None for i in s["instances"]), s["instances"]
+    except BaseException:
+        sys.stderr.write(m.log()[-4000:])
+        raise
+    finally:
+        m.cleanup()
+        kill_pid(fake.pid)
+        fake.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @test
 def balancer_config_is_checked():
     cases = [({"kind": "haproxy"}, "lb.kind \"haproxy\" needs lb.haproxy.socket"),
