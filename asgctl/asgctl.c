@@ -36,6 +36,7 @@ static void usage(FILE *f)
             "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
             "  replay --trace FILE --capacity RPM [--policy threshold|target] [-c FILE]\n"
             "         [--metric load|requests] [--target-requests PER_S]\n"
+            "         [--timeline FILE.csv] [--compare seeds|hpa|KIND|FILE ...]\n"
             "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
             "                           the policy in simulated time over a demand trace\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -485,8 +486,12 @@ static int cmd_provider_list(const struct asg_config *cfg, bool json)
 
 /* ---- replay ---- */
 
+#define REPLAY_COMPARE_MAX 16
+
 struct replay_args {
-    const char *trace, *cfgfile;
+    const char *trace, *cfgfile, *timeline;
+    const char *compare[REPLAY_COMPARE_MAX];
+    int ncompare;
     long capacity, min, max, boot_s, target_requests;
     int policy; /* -1: as configured */
     int metric; /* -1: as configured */
@@ -521,6 +526,10 @@ static int parse_replay(int argc, char **argv, struct replay_args *a)
         bool ok = true;
         if (strcmp(o, "--trace") == 0)
             a->trace = v;
+        else if (strcmp(o, "--timeline") == 0)
+            a->timeline = v;
+        else if (strcmp(o, "--compare") == 0 && a->ncompare < REPLAY_COMPARE_MAX)
+            a->compare[a->ncompare++] = v;
         else if (strcmp(o, "-c") == 0)
             a->cfgfile = v;
         else if (strcmp(o, "--capacity") == 0)
@@ -574,6 +583,7 @@ static int replay_config(const struct replay_args *a, struct asg_config *cfg)
         cfg->policy_kind = a->policy;
     if (a->metric >= 0)
         cfg->policy_metric = a->metric;
+    cfg->boot_ms = (int)(a->boot_s * 1000); /* the operator knows the boot time: say it */
     if (a->target_requests > 0)
         cfg->target_requests = (int)a->target_requests;
     if (a->min > 0)
@@ -639,6 +649,91 @@ static int cmd_cert(const struct asg_config *cfg, const char *id, const char *ou
     return 0;
 }
 
+/* A config to compare: a preset or a file. The presets are the two
+ * references every policy here is measured against: the seeds' rule
+ * (threshold 0.60 / 0.30, one breach, no cooldown) and the Kubernetes
+ * HPA's defaults (target 0.60, 10 % tolerance, 15 s loop, 300 s scale-in
+ * window); a policy kind alone is asg's defaults with that kind. */
+static int compare_config(const char *what, const struct asg_config *base, struct asg_config *cfg)
+{
+    *cfg = *base;
+    if (strcmp(what, "seeds") == 0) {
+        cfg->policy_kind = POLICY_THRESHOLD;
+        cfg->scale_out_above = 0.60;
+        cfg->scale_in_below = 0.30;
+        cfg->breach_periods = 1;
+        cfg->cooldown_ms = cfg->warmup_ms = 0;
+        cfg->evaluation_interval_ms = 1000;
+    } else if (strcmp(what, "hpa") == 0) {
+        cfg->policy_kind = POLICY_TARGET;
+        cfg->target = 0.60;
+        cfg->target_tolerance = 0.10;
+        cfg->scale_in_stabilization_ms = 300000;
+        cfg->evaluation_interval_ms = 15000;
+        cfg->cooldown_ms = cfg->warmup_ms = 0;
+    } else if (strcmp(what, "threshold") == 0 || strcmp(what, "target") == 0 ||
+               strcmp(what, "predictive") == 0) {
+        config_defaults(cfg);
+        cfg->policy_kind = policy_kind_of(what);
+    } else {
+        char err[512];
+        if (config_load(what, cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "asgctl: replay: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void replay_json(const char *name, const struct replay_result *r)
+{
+    printf("{");
+    if (name) {
+        printf("\"config\":");
+        json_str(name);
+        printf(",");
+    }
+    printf("\"instance_minutes\":%.1f,\"overload_minutes\":%llu,\"unserved_requests\":%.0f,"
+           "\"scaling_actions\":%llu,\"peak_instances\":%d}",
+           r->instance_minutes, (unsigned long long)r->overload_minutes, r->unserved_requests,
+           (unsigned long long)r->scaling_actions, r->peak_instances);
+}
+
+/* Every config over one trace, side by side. */
+static int replay_compare(const struct replay_args *a, const struct asg_config *base,
+                          const uint32_t *demand, size_t n, const struct replay_opts *o)
+{
+    struct replay_result r[REPLAY_COMPARE_MAX];
+    char err[512];
+    for (int k = 0; k < a->ncompare; k++) {
+        struct asg_config cfg;
+        if (compare_config(a->compare[k], base, &cfg) != 0 || replay_config(a, &cfg) != 0)
+            return 2;
+        if (replay_run(&cfg, demand, n, o, &r[k], err, sizeof err) != 0) {
+            fprintf(stderr, "asgctl: replay: %s: %s\n", a->compare[k], err);
+            return 2;
+        }
+    }
+    if (a->json) {
+        printf("[");
+        for (int k = 0; k < a->ncompare; k++) {
+            printf(k ? "," : "");
+            replay_json(a->compare[k], &r[k]);
+        }
+        printf("]\n");
+        return 0;
+    }
+    printf("replay of %s: %zu minutes, %ld requests/min per instance, boot %ld s\n", a->trace, n,
+           a->capacity, a->boot_s);
+    printf("%-28s %16s %14s %18s %10s %6s\n", "config", "instance-min", "overload min",
+           "unserved requests", "actions", "peak");
+    for (int k = 0; k < a->ncompare; k++)
+        printf("%-28.28s %16.1f %14llu %18.0f %10llu %6d\n", a->compare[k], r[k].instance_minutes,
+               (unsigned long long)r[k].overload_minutes, r[k].unserved_requests,
+               (unsigned long long)r[k].scaling_actions, r[k].peak_instances);
+    return 0;
+}
+
 static int cmd_replay(int argc, char **argv, const struct asg_config *base)
 {
     struct replay_args a;
@@ -652,19 +747,31 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
         fprintf(stderr, "asgctl: replay: %s\n", err);
         return 2;
     }
-    struct replay_opts o = {(uint32_t)a.capacity, a.boot_s * 1000LL};
+    struct replay_opts o = {(uint32_t)a.capacity, a.boot_s * 1000LL, NULL};
+    if (a.ncompare) {
+        int rc = replay_compare(&a, base, demand, n, &o);
+        free(demand);
+        return rc;
+    }
+    if (a.timeline && !(o.timeline = fopen(a.timeline, "w"))) {
+        fprintf(stderr, "asgctl: replay: %s: %s\n", a.timeline, strerror(errno));
+        free(demand);
+        return 2;
+    }
     struct replay_result r;
     int rc = replay_run(&cfg, demand, n, &o, &r, err, sizeof err);
     free(demand);
+    if (o.timeline && fclose(o.timeline) != 0 && rc == 0) {
+        fprintf(stderr, "asgctl: replay: %s: %s\n", a.timeline, strerror(errno));
+        return 2;
+    }
     if (rc != 0) {
         fprintf(stderr, "asgctl: replay: %s\n", err);
         return 2;
     }
     if (a.json) {
-        printf("{\"instance_minutes\":%.1f,\"overload_minutes\":%llu,\"unserved_requests\":%.0f,"
-               "\"scaling_actions\":%llu}\n",
-               r.instance_minutes, (unsigned long long)r.overload_minutes, r.unserved_requests,
-               (unsigned long long)r.scaling_actions);
+        replay_json(NULL, &r);
+        printf("\n");
         return 0;
     }
     printf("replay of %s: %llu minutes, %s policy, group %d..%d, %ld requests/min per instance, "
@@ -673,7 +780,8 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
            cfg.min_instances, cfg.max_instances, a.capacity, a.boot_s, cfg.evaluation_interval_ms);
     printf("instance-minutes   %.1f (mean %.2f instances, peak %d)\n", r.instance_minutes,
            r.instance_minutes / (double)r.minutes, r.peak_instances);
-    printf("overload minutes   %llu (mean load above 0.9)\n", (unsigned long long)r.overload_minutes);
+    printf("overload minutes   %llu (demand above 0.9 x ready capacity, or none ready)\n",
+           (unsigned long long)r.overload_minutes);
     printf("unserved requests  %.0f\n", r.unserved_requests);
     printf("scaling actions    %llu\n", (unsigned long long)r.scaling_actions);
     return 0;

@@ -383,41 +383,43 @@ def idle_agent():
 
 # ---- replay ----
 
+REPLAY_CONFIGS = ["seeds", "hpa", "threshold", "target", "predictive"]
+SHAPES = ["diurnal", "weekly", "flash", "ramp", "noise"]
+
+
 def replay_policies():
-    cfgs = {
-        # The seeds' rule as first written: one step per evaluation, no
-        # hysteresis beyond the two thresholds.
-        "seeds threshold 0.60": "policy = { kind = \"threshold\"; scale_out_above = 0.60; "
-                                "scale_in_below = 0.30; breach_periods = 1; cooldown_ms = 0; "
-                                "warmup_ms = 0; evaluation_interval_ms = 1000; };\n",
-        # The Kubernetes HPA's defaults: 15 s loop, 10% tolerance, 300 s
-        # scale-down stabilization; target utilization 0.60.
-        "HPA-style target 0.60": "policy = { kind = \"target\"; target = 0.60; target_tolerance = 0.10; "
-                                 "scale_in_stabilization_ms = 300000; evaluation_interval_ms = 15000; "
-                                 "cooldown_ms = 0; warmup_ms = 0; };\n",
-        "asg default": None,
-        # The same defaults with the target-tracking policy (--policy).
-        "asg default, --policy target": None,
-    }
+    """Every policy over the NASA trace and over traces of other shapes from
+    bench/gen_trace.py (seed 7, 14 days, peak 300 requests a minute), 20
+    requests a minute per instance, 60 s boot, group 1..40."""
+    traces = {"NASA 1995": TRACE}
+    d = os.path.join(OUT_DIR, "traces")
+    os.makedirs(d, exist_ok=True)
+    for shape in SHAPES:
+        path = os.path.join(d, shape + ".txt")
+        with open(path, "w") as f:
+            subprocess.run([sys.executable, os.path.join(HERE, "gen_trace.py"), shape, "--seed", "7"],
+                           stdout=f, check=True, timeout=300)
+        traces[shape] = path
     out = {}
-    d = tempfile.mkdtemp(prefix="asg-bench-")
-    try:
-        for name, text in cfgs.items():
-            path = os.path.join(ROOT, "etc", "asg.cfg")
-            if text:
-                path = os.path.join(d, "replay.cfg")
-                with open(path, "w") as f:
-                    f.write(text)
-            r = H.run([H.BIN + "/asgctl", "replay", "--trace", TRACE, "--capacity", "20",
-                       "-c", path, "--min", "1", "--max", "40", "--json"] +
-                      (["--policy", "target"] if name.endswith("--policy target") else []), timeout=120)
-            assert r.returncode == 0, r.stderr
-            out[name] = json.loads(r.stdout)
-    finally:
-        for f in os.listdir(d):
-            os.unlink(os.path.join(d, f))
-        os.rmdir(d)
+    for name, path in traces.items():
+        args = [H.BIN + "/asgctl", "replay", "--trace", path, "--capacity", "20", "--min", "1",
+                "--max", "40", "--json"]
+        for c in REPLAY_CONFIGS:
+            args += ["--compare", c]
+        r = H.run(args, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out[name] = {x["config"]: x for x in json.loads(r.stdout)}
     return out
+
+
+def pareto(a, b):
+    """'better' when a is no worse than b on cost and overload and better on one."""
+    ca, oa, cb, ob = a["instance_minutes"], a["overload_minutes"], b["instance_minutes"], b["overload_minutes"]
+    if ca <= cb and oa <= ob and (ca < cb or oa < ob):
+        return "better"
+    if ca >= cb and oa >= ob and (ca > cb or oa > ob):
+        return "worse"
+    return "trade-off"
 
 
 # ---- the table ----
@@ -499,19 +501,31 @@ def print_table(R):
                    "%.2f ms" % t["snapshot"]["p99_ms"]], w))
     if "haproxy" in R:
         print_haproxy(R["haproxy"], w)
-    print("\nPolicy replay: NASA 1995 trace, 84,333 minutes, 20 requests/min per instance, "
-          "boot 60 s, group 1..40")
-    print(row(["policy", "inst-min", "overload min", "unserved req", "actions"], w))
-    for k, v in R["replay"].items():
-        print(row([k, "%.0f" % v["instance_minutes"], v["overload_minutes"],
-                   "%.0f" % v["unserved_requests"], v["scaling_actions"]], w))
+    print_replay(R, w)
+    print()
+
+
+def print_replay(R, w):
+    print("\nPolicy replay: 20 requests/min per instance, boot 60 s, group 1..40 "
+          "(NASA 1995 trace; the others from bench/gen_trace.py, seed 7, 14 days)")
+    print(row(["trace / policy", "inst-min", "overload min", "vs seeds", "vs HPA"], w))
+    for trace, res in R["replay"].items():
+        for name, v in res.items():
+            cmp = ("-", "-") if name in ("seeds", "hpa") else (pareto(v, res["seeds"]), pareto(v, res["hpa"]))
+            print(row(["%s / %s" % (trace, name), "%.0f" % v["instance_minutes"], v["overload_minutes"],
+                       cmp[0], cmp[1]], w))
     print()
 
 
 def main():
     R = {"date": time.strftime("%Y-%m-%d"), "command": "make bench", "cpus": os.cpu_count(),
          "capacity": [], "footprint": {}}
-    if os.environ.get("BENCH_ONLY") == "haproxy":     # one section, for who works on it
+    if os.environ.get("BENCH_ONLY") == "replay":      # one section, for who works on it
+        os.makedirs(OUT_DIR, exist_ok=True)
+        R["replay"] = replay_policies()
+        print_replay(R, [40, 13, 13, 14, 12])
+        return
+    if os.environ.get("BENCH_ONLY") == "haproxy":
         try:
             R["haproxy"] = lb_bench.run()
         finally:

@@ -33,7 +33,7 @@ struct keydef {
     char sep;                 /* K_STRLIST: what joins the items in the field */
 };
 
-static const char *const policy_names[] = {"threshold", "target", NULL};
+static const char *const policy_names[] = {"threshold", "target", "predictive", NULL};
 static const char *const provider_names[] = {"local", "ec2", NULL};
 static const char *const lb_names[] = {"none", "haproxy", "elbv2", NULL};
 static const char *const metric_names[] = {"load", "requests", NULL};
@@ -62,6 +62,8 @@ static const struct keydef keys[] = {
     ENUM("policy.kind", policy_kind, policy_names, POLICY_THRESHOLD, LIVE),
     ENUM("policy.metric", policy_metric, metric_names, METRIC_LOAD, LIVE),
     INT("policy.target_requests", target_requests, 1, 10000000, 100, LIVE),
+    FRAC("policy.utilization", utilization, 0.90, LIVE),
+    INT("policy.boot_ms", boot_ms, 0, HOUR_MS, 60000, LIVE),
     FRAC("policy.scale_out_above", scale_out_above, 0.60, LIVE),
     FRAC("policy.scale_in_below", scale_in_below, 0.30, LIVE),
     FRAC("policy.target", target, 0.50, LIVE),
@@ -201,7 +203,15 @@ void config_describe(FILE *f)
     }
 }
 
-const char *policy_kind_name(int k) { return k == POLICY_TARGET ? "target" : "threshold"; }
+const char *policy_kind_name(int k) { return k >= 0 && k <= POLICY_PREDICTIVE ? policy_names[k] : "?"; }
+
+int policy_kind_of(const char *s)
+{
+    for (int k = 0; policy_names[k]; k++)
+        if (strcmp(s, policy_names[k]) == 0)
+            return k;
+    return -1;
+}
 const char *provider_kind_name(int k) { return k == PROVIDER_EC2 ? "ec2" : "local"; }
 const char *lb_kind_name(int k) { return k >= 0 && k <= LB_ELBV2 ? lb_names[k] : "?"; }
 const char *policy_metric_name(int m) { return m == METRIC_REQUESTS ? "requests" : "load"; }

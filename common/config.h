@@ -12,7 +12,7 @@
 /* Joins the items of a command line kept in one config string. */
 #define CONFIG_ARGV_SEP '\x1f'
 
-enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
+enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1, POLICY_PREDICTIVE = 2 };
 enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1 };
 /* auto: mutual TLS with the manager's own CA (common/pki.h); plaintext only
  * when the config says so. */
@@ -32,6 +32,8 @@ struct asg_config {
 
     int policy_kind;
     int policy_metric;              /* enum policy_metric */
+    double utilization;             /* predictive: the load each instance is sized for */
+    int boot_ms;                    /* predictive: launch to serving, the forecast's reach */
     int target_requests;            /* metric requests: requests/s per instance */
     double scale_out_above;
     double scale_in_below;
@@ -124,6 +126,8 @@ const char *config_restart_key_changed(const struct asg_config *a,
                                        const struct asg_config *b);
 
 const char *policy_kind_name(int kind);
+/* The kind named s, or -1. */
+int policy_kind_of(const char *s);
 const char *provider_kind_name(int kind);
 const char *lb_kind_name(int kind);
 const char *policy_metric_name(int metric);

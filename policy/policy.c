@@ -1,4 +1,5 @@
 #include "policy.h"
+#include "forecast.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -127,6 +128,75 @@ static void decide_target(const struct asg_config *cfg, const struct policy_inpu
     }
 }
 
+/* How much the minute-to-minute noise widens the forecast (a margin of
+ * HEADROOM_K times the typical change), and how much more than the group
+ * a saturated group asks for: a load of 1.0 says "at least this much". */
+#define HEADROOM_K 1.5
+#define SATURATED_LOAD 0.99
+#define SATURATED_STEP 1.5
+/* The scale-in window widens by this many times the relative noise. */
+#define WINDOW_K 1.0
+
+static void predictive_reason(struct decision *d, const struct asg_config *cfg, const struct fc_outlook *o,
+                              double demand, int want, const char *tail)
+{
+    const char *by = o->daily >= o->forecast && o->daily >= 0 ? "daily pattern"
+                     : o->trend > o->level                   ? "trend"
+                                                             : "level";
+    snprintf(d->reason, sizeof d->reason,
+             "demand %.2f instances, forecast %.2f in %d s (%s), noise %.0f%%, at %.2f -> %d%s", demand,
+             o->forecast, (cfg->boot_ms + cfg->evaluation_interval_ms) / 1000, by, 100 * o->noise,
+             cfg->utilization, want, tail);
+}
+
+/* Sizes the group for the demand expected once a launch would serve:
+ * out at once and in proportion, in only to the highest size asked for
+ * over a window that widens with the noise. */
+static void decide_predictive(const struct asg_config *cfg, const struct policy_input *in,
+                              struct ctl_state *st, int64_t now, int floor, struct decision *d)
+{
+    double mean = in->load_sum / in->warm;
+    /* Every running instance takes its share of the demand, warm or not. */
+    double demand = mean * in->running;
+    fc_observe(&st->fc, demand, now);
+    struct fc_outlook o = fc_outlook(&st->fc, demand, now, (int64_t)cfg->boot_ms + cfg->evaluation_interval_ms);
+    double util = cfg->utilization > 0.05 ? cfg->utilization : 0.05;
+    /* Counting noise grows as the square root of the level: a margin of
+     * HEADROOM_K typical changes at the forecast's level. */
+    double upper = o.forecast + HEADROOM_K * o.spread * sqrt(o.forecast > 0 ? o.forecast : 0);
+    int want = (int)ceil(upper / util - 1e-9);
+    const char *tail = "";
+    if (mean >= SATURATED_LOAD) {
+        int more = (int)ceil(in->running * SATURATED_STEP);
+        if (more > want) {
+            want = more;
+            tail = ", saturated";
+        }
+    }
+    want = clamp_int(want, floor, cfg->max_instances);
+    if (want > d->target) {
+        st->in_since_ms = 0;
+        if (!in_cooldown(cfg, st, now)) {
+            d->target = want;
+            predictive_reason(d, cfg, &o, demand, want, tail);
+        }
+    } else if (want < d->target && in->stale == 0) {
+        if (st->in_since_ms == 0 || want > st->in_recommend) {
+            if (st->in_since_ms == 0)
+                st->in_since_ms = now;
+            st->in_recommend = want;
+        }
+        int64_t window = (int64_t)(cfg->scale_in_stabilization_ms * (1.0 + WINDOW_K * o.noise));
+        if (now - st->in_since_ms >= window && !in_cooldown(cfg, st, now)) {
+            d->target = st->in_recommend;
+            st->in_since_ms = 0;
+            predictive_reason(d, cfg, &o, demand, d->target, ", stable");
+        }
+    } else {
+        st->in_since_ms = 0;
+    }
+}
+
 struct decision policy_decide(const struct asg_config *cfg, const struct policy_input *in,
                               struct ctl_state *st, int64_t now)
 {
@@ -147,7 +217,9 @@ struct decision policy_decide(const struct asg_config *cfg, const struct policy_
     } else {
         int t = d.target;
         /* A request rate has no threshold pair: it is tracked. */
-        if (cfg->policy_kind == POLICY_TARGET || cfg->policy_metric == METRIC_REQUESTS)
+        if (cfg->policy_kind == POLICY_PREDICTIVE)
+            decide_predictive(cfg, in, st, now, floor, &d);
+        else if (cfg->policy_kind == POLICY_TARGET || cfg->policy_metric == METRIC_REQUESTS)
             decide_target(cfg, in, st, now, floor, &d);
         else
             decide_threshold(cfg, in, st, now, floor, &d);

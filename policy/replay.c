@@ -102,9 +102,9 @@ struct sim {
     int64_t *ready_at;          /* per instance: when it starts serving */
     int count, cap;
     struct replay_result *res;
-    double minute_load_ms;      /* sum of load x duration in the current minute */
-    bool minute_unserved;       /* demand with no ready instance */
     int64_t minute;             /* the minute being summed */
+    double ready_ms, booting_ms; /* instances x ms in it */
+    int target;                 /* the policy's last target */
 };
 
 static int ready_count(const struct sim *s, int64_t t)
@@ -125,15 +125,25 @@ static int64_t next_ready(const struct sim *s, int64_t t)
     return next;
 }
 
+/* A minute's totals, from its means alone (so the timeline adds up). */
 static void close_minute(struct sim *s)
 {
-    if (s->minute >= 0 && (s->minute_unserved || s->minute_load_ms / MINUTE_MS > 0.9))
-        s->res->overload_minutes++;
-    s->minute_load_ms = 0;
-    s->minute_unserved = false;
+    if (s->minute < 0)
+        return;
+    double ready = s->ready_ms / MINUTE_MS, booting = s->booting_ms / MINUTE_MS;
+    double demand = s->demand[s->minute], capacity = ready * s->o->capacity_rpm;
+    bool over = demand > 0 && (ready == 0 || demand > 0.9 * capacity);
+    s->res->instance_minutes += ready + booting;
+    s->res->overload_minutes += over;
+    if (demand > capacity)
+        s->res->unserved_requests += demand - capacity;
+    if (s->o->timeline)
+        fprintf(s->o->timeline, "%lld,%.0f,%.4f,%.4f,%d,%d\n", (long long)s->minute, demand, ready, booting,
+                s->target, over);
+    s->ready_ms = s->booting_ms = 0;
 }
 
-/* Accounts cost, load and unserved demand over [from, to). */
+/* Accounts instances ready and booting over [from, to). */
 static void account(struct sim *s, int64_t from, int64_t to)
 {
     while (from < to) {
@@ -149,15 +159,9 @@ static void account(struct sim *s, int64_t from, int64_t to)
         if (to < end)
             end = to;
         double span = (double)(end - from);
-        double rate = (double)s->demand[m]; /* requests a minute */
-        double capacity = (double)ready_count(s, from) * s->o->capacity_rpm;
-        s->res->instance_minutes += s->count * span / MINUTE_MS;
-        if (rate > capacity)
-            s->res->unserved_requests += (rate - capacity) * span / MINUTE_MS;
-        if (rate > 0 && capacity == 0)
-            s->minute_unserved = true;
-        else if (rate > 0)
-            s->minute_load_ms += rate / capacity * span;
+        int ready = ready_count(s, from);
+        s->ready_ms += ready * span;
+        s->booting_ms += (s->count - ready) * span;
         from = end;
     }
 }
@@ -227,6 +231,8 @@ int replay_run(const struct asg_config *cfg, const uint32_t *demand, size_t n,
         return -1;
     }
     struct sim s = {.cfg = cfg, .o = o, .demand = demand, .minutes = n, .res = out, .minute = -1};
+    if (o->timeline)
+        fputs(REPLAY_TIMELINE_HEADER, o->timeline);
     struct ctl_state st;
     memset(&st, 0, sizeof st);
     int start_size = cfg->desired_instances < cfg->min_instances ? cfg->min_instances
@@ -246,6 +252,7 @@ int replay_run(const struct asg_config *cfg, const uint32_t *demand, size_t n,
             terminate_newest(&s);
         if (s.count > out->peak_instances)
             out->peak_instances = s.count;
+        s.target = d.target;
         account(&s, t, t + step < end ? t + step : end);
     }
     close_minute(&s);

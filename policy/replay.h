@@ -12,14 +12,23 @@
 #define REPLAY_MAX_MINUTES 10000000u   /* about 19 years of minutes */
 #define REPLAY_MAX_RPM 1000000000u
 
+#include <stdio.h>
+
 struct replay_opts {
     uint32_t capacity_rpm;      /* what one ready instance serves a minute at load 1.0 */
     int64_t boot_delay_ms;      /* from launch to serving */
+    FILE *timeline;             /* NULL, or one CSV row a minute (replay_timeline_header) */
 };
 
+#define REPLAY_TIMELINE_HEADER "minute,demand,ready,booting,target,overloaded\n"
+
+/* Every total follows from the minutes: instance-minutes is the sum of
+ * ready + booting (the mean instances serving and booting that minute);
+ * an overloaded minute has demand > 0 and no ready instance, or demand
+ * above 0.9 x ready x capacity. */
 struct replay_result {
     double instance_minutes;    /* cost: launched instances, booting or ready */
-    uint64_t overload_minutes;  /* minutes whose mean load was above 0.9 */
+    uint64_t overload_minutes;
     double unserved_requests;   /* demand above the ready capacity */
     uint64_t scaling_actions;   /* evaluations that changed the target */
     uint64_t minutes;

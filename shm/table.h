@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 14
+#define TABLE_VERSION 15
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -132,6 +132,30 @@ enum refusal_kind { REFUSED_REGISTER, REFUSED_DEREGISTER, REFUSED_CONTROL, REFUS
                     REFUSED_JOIN, REFUSED_COUNT };
 const char *refusal_kind_name(uint32_t kind);
 
+/* The predictive policy's memory of demand (policy/forecast.h), in
+ * instances' worth of load: the last minutes, and a day of 5-minute slots
+ * for the daily pattern. Bounded: about 1.4 KB whatever the uptime. */
+#define FC_RECENT 32                 /* minutes */
+#define FC_SLOT_MS 300000LL          /* 5 minutes */
+#define FC_SLOTS 288                 /* a day of them */
+struct forecast {
+    int64_t minute_ms;               /* start of the minute being averaged; 0 = none yet */
+    double minute_sum;
+    int32_t minute_n, minute_saturated;
+    float recent[FC_RECENT];         /* minute means, a ring */
+    uint32_t recent_head, recent_len;
+    int64_t slot_ms;                 /* start of the slot being averaged */
+    double slot_sum;
+    int32_t slot_n, slots_seen;      /* slots recorded: the day is known after FC_SLOTS */
+    float slot_pred;                 /* what the daily pattern said of this slot */
+    float day[FC_SLOTS];             /* mean demand of each slot of the day */
+    float day_err;                   /* how wrong the daily pattern has been (relative, EWMA) */
+    float noise;                     /* minute-to-minute change (relative, EWMA) */
+    float spread;                    /* the same change over the square root of the level (EWMA):
+                                      * what counting noise looks like at any level */
+    int32_t pad;
+};
+
 /* Controller state that must survive a controller restart. */
 struct ctl_state {
     int32_t target;              /* live desired size; 0 = not set yet */
@@ -140,6 +164,7 @@ struct ctl_state {
     int64_t in_since_ms;         /* target policy: below target since */
     int32_t in_recommend;        /* highest recommendation in that window */
     int32_t pad;
+    struct forecast fc;          /* predictive policy */
 };
 
 struct table_hdr {

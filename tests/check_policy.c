@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "../policy/forecast.h"
 #include "../policy/policy.h"
 #include "../policy/replay.h"
 
@@ -374,6 +375,175 @@ START_TEST(test_replay_trace_errors_name_the_line)
 }
 END_TEST
 
+/* ---- the forecast and the predictive policy ---- */
+
+START_TEST(test_forecast_of_a_constant_is_the_constant)
+{
+    struct forecast f;
+    memset(&f, 0, sizeof f);
+    int64_t t = 3600000;
+    for (int i = 0; i < 40 * 60; i++, t += 1000)
+        fc_observe(&f, 4.0, t);
+    struct fc_outlook o = fc_outlook(&f, 4.0, t, 61000);
+    ck_assert(fabs(o.level - 4.0) < 1e-6);
+    ck_assert(fabs(o.trend - 4.0) < 1e-6); /* no slope */
+    ck_assert(o.daily < 0);                /* not a day yet */
+    ck_assert(fabs(o.forecast - 4.0) < 1e-6);
+    ck_assert(o.noise < 1e-6 && o.spread < 1e-6);
+}
+END_TEST
+
+START_TEST(test_forecast_follows_a_ramp)
+{
+    struct forecast f;
+    memset(&f, 0, sizeof f);
+    int64_t t = 3600000;
+    /* +0.5 instances a minute for 20 minutes. */
+    for (int i = 0; i < 20 * 60; i++, t += 1000)
+        fc_observe(&f, 2.0 + 0.5 * (i / 60), t);
+    struct fc_outlook o = fc_outlook(&f, 11.5, t, 120000);
+    /* Two and a half minutes past the last closed minute (11.5 at 0.5 a minute). */
+    ck_assert_msg(fabs(o.trend - (11.5 + 0.5 * 2.5)) < 0.2, "trend %.2f", o.trend);
+    ck_assert(o.forecast >= o.trend);
+}
+END_TEST
+
+/* A daily wave, sampled a minute apart: after two days the daily pattern
+ * forecasts an hour ahead within 5 %. */
+START_TEST(test_forecast_learns_a_daily_wave)
+{
+    struct forecast f;
+    memset(&f, 0, sizeof f);
+    int64_t t = 3600000;
+    double v = 0;
+    for (int i = 0; i < 2 * 1440 + 300; i++, t += 60000) {
+        v = 10 + 8 * sin(2 * M_PI * i / 1440.0);
+        fc_observe(&f, v, t);
+    }
+    int i_ahead = 2 * 1440 + 300 + 60;
+    double truth = 10 + 8 * sin(2 * M_PI * i_ahead / 1440.0);
+    struct fc_outlook o = fc_outlook(&f, v, t, 3600000);
+    ck_assert_msg(o.daily > 0, "the daily pattern unused (error %.3f)", f.day_err);
+    ck_assert_msg(fabs(o.daily - truth) / truth < 0.05, "daily %.2f, truth %.2f", o.daily, truth);
+}
+END_TEST
+
+static void predictive(void)
+{
+    cfg.policy_kind = POLICY_PREDICTIVE;
+    cfg.min_instances = cfg.desired_instances = 1;
+    cfg.max_instances = 20;
+    cfg.cooldown_ms = 0;
+    cfg.utilization = 0.9;
+    cfg.scale_in_stabilization_ms = 60000;
+}
+
+START_TEST(test_predictive_holds_a_steady_group)
+{
+    predictive();
+    cfg.desired_instances = 5;
+    int64_t t = 3600000;
+    /* 5 instances at 0.6: 3 instances of demand, sized 4 at 0.9; no noise. */
+    struct decision d = run(30, fleet(5, 0.6), &t);
+    ck_assert_int_eq(d.target, 5); /* the floor */
+    cfg.desired_instances = 1;
+    int changes = 0;
+    for (int i = 0; i < 600; i++) {
+        d = run(1, fleet(d.target, 3.0 / d.target), &t);
+        changes += d.change != 0;
+    }
+    ck_assert_int_eq(d.target, 4);
+    ck_assert_int_le(changes, 1);
+}
+END_TEST
+
+START_TEST(test_predictive_steps_out_at_once_and_in_slowly)
+{
+    predictive();
+    int64_t t = 3600000;
+    struct decision d = run(120, fleet(2, 0.5), &t);
+    ck_assert_int_eq(d.target, 2);
+    /* Demand 1 -> 6 instances: out to ceil(6 / 0.9) = 7 in one step. */
+    d = run(1, fleet(2, 1.0), &t);
+    ck_assert_int_ge(d.target, 3); /* saturated: at least half again */
+    d = run(1, fleet(3, 1.0), &t);
+    d = run(1, fleet(d.target, 6.0 / d.target), &t);
+    ck_assert_int_ge(d.target, 7);
+    int high = d.target;
+    /* Back down to 1: nothing for the stabilization window. */
+    d = run(30, fleet(high, 1.0 / high), &t);
+    ck_assert_int_eq(d.target, high);
+    for (int i = 0; i < 600 && d.target == high; i++)
+        d = run(1, fleet(high, 1.0 / high), &t);
+    ck_assert_int_lt(d.target, high);
+    ck_assert_msg(strstr(d.reason, "forecast") && strstr(d.reason, "stable"), "%s", d.reason);
+}
+END_TEST
+
+START_TEST(test_predictive_stays_in_bounds_and_never_in_on_stale_data)
+{
+    predictive();
+    cfg.max_instances = 6;
+    int64_t t = 3600000;
+    struct decision d = run(5, fleet(6, 1.0), &t);
+    ck_assert_int_eq(d.target, 6); /* capped at max */
+    struct policy_input stale = fleet(6, 0.05);
+    stale.stale = 1;
+    for (int i = 0; i < 600; i++) {
+        d = run(1, stale, &t);
+        ck_assert_int_eq(d.target, 6);
+    }
+    d = run(600, fleet(6, 0.01), &t);
+    ck_assert_int_ge(d.target, cfg.min_instances);
+    ck_assert_int_lt(d.target, 6);
+}
+END_TEST
+
+/* The totals are the sums over the timeline's minutes. */
+START_TEST(test_replay_totals_follow_from_the_timeline)
+{
+    uint32_t d[600];
+    for (int i = 0; i < 600; i++)
+        d[i] = (uint32_t)(100 + 80 * sin(i / 40.0) + (i % 97 == 0 ? 300 : 0));
+    cfg.min_instances = cfg.desired_instances = 1;
+    cfg.max_instances = 30;
+    cfg.policy_kind = POLICY_TARGET;
+    char path[] = "/tmp/asg-timeline-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *tl = fdopen(fd, "w+");
+    struct replay_opts o = {20, 60000, tl};
+    struct replay_result r;
+    char err[256];
+    ck_assert_msg(replay_run(&cfg, d, 600, &o, &r, err, sizeof err) == 0, "%s", err);
+    rewind(tl);
+    char line[256];
+    ck_assert(fgets(line, sizeof line, tl) && strcmp(line, REPLAY_TIMELINE_HEADER) == 0);
+    double cost = 0, unserved = 0;
+    unsigned long over = 0, rows = 0;
+    long minute, target, flag;
+    double demand, ready, booting;
+    while (fgets(line, sizeof line, tl)) {
+        ck_assert_int_eq(sscanf(line, "%ld,%lf,%lf,%lf,%ld,%ld", &minute, &demand, &ready, &booting,
+                                &target, &flag), 6);
+        ck_assert_int_eq(minute, (long)rows);
+        bool o_here = demand > 0 && (ready == 0 || demand > 0.9 * ready * 20);
+        ck_assert_int_eq(o_here, flag);
+        cost += ready + booting;
+        over += o_here;
+        unserved += demand > ready * 20 ? demand - ready * 20 : 0;
+        rows++;
+    }
+    fclose(tl);
+    unlink(path);
+    ck_assert_uint_eq(rows, 600);
+    ck_assert_msg(fabs(cost - r.instance_minutes) < 0.01 * rows, "%.3f vs %.3f", cost, r.instance_minutes);
+    ck_assert_uint_eq(over, r.overload_minutes);
+    ck_assert(r.overload_minutes > 0); /* the spikes: a test that can see one */
+    ck_assert(fabs(unserved - r.unserved_requests) < 0.5 * rows);
+}
+END_TEST
+
 Suite *policy_suite(void)
 {
     const TTest *tests[] = {
@@ -396,6 +566,13 @@ Suite *policy_suite(void)
         test_replay_scale_out_waits_for_boot,
         test_replay_trace_errors_name_the_line,
         test_requests_metric_sees_demand_above_capacity,
+        test_forecast_of_a_constant_is_the_constant,
+        test_forecast_follows_a_ramp,
+        test_forecast_learns_a_daily_wave,
+        test_predictive_holds_a_steady_group,
+        test_predictive_steps_out_at_once_and_in_slowly,
+        test_predictive_stays_in_bounds_and_never_in_on_stale_data,
+        test_replay_totals_follow_from_the_timeline,
         NULL};
     return suite_of("policy", "policy", setup, NULL, 0, tests, NULL);
 }
