@@ -33,6 +33,29 @@ def scales_out_to_max_and_back_to_min(m):
     assert "scale out: target 2 -> 3" in log and "scale in: target" in log
 
 
+@with_manager("predictive", policy={"kind": "predictive", "scale_in_stabilization_ms": 1000},
+              group={"min_instances": 1, "desired_instances": 1, "max_instances": 6})
+def predictive_policy_runs_the_real_group(m):
+    """The predictive kind in the controller: pinned at 100 % (saturated:
+    demand is at least that) the group grows by half again each time, each
+    decision saying its forecast; released to 5 %, it comes back down to
+    its floor."""
+    m.wait_running(1)
+
+    def pinned(pct, ok):
+        m.load_all(pct)
+        s = m.status()
+        return s if ok(s) else None
+    wait_for(lambda: pinned(100, lambda s: len(m.running(s)) >= 4), 30, "the group grown to 4 or more")
+    ev = m.ctl("events", "-n", "100").stdout
+    out = re.findall(r"scale out: target (\d+) -> (\d+): demand [0-9.]+ instances, forecast [0-9.]+ in \d+ s "
+                     r"\((level|trend|daily pattern)\), noise \d+%, at 0.90 -> \d+", ev)
+    assert out and "saturated" in ev, ev
+    assert any(int(b) - int(a) > 1 for a, b, _ in out), out   # 3 -> 5: not one at a time
+    wait_for(lambda: pinned(5, lambda s: m.size(s) == 1 and len(m.running(s)) == 1), 40, "back to one")
+    assert re.search(r"scale in: target \d+ -> \d+: .*stable", m.ctl("events", "-n", "100").stdout)
+
+
 @with_manager("agentkill")
 def killed_agent_is_replaced(m):
     s = m.wait_running(2)
