@@ -52,9 +52,9 @@ PROTOS  = asg health
 GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
-LIB_SRC = common/util.c common/config.c common/pki.c common/strbuf.c common/ctlsock.c \
+LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/strbuf.c common/ctlsock.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c report/render.c \
-          agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/replay.c provider/local.c \
+          agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
@@ -69,7 +69,7 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
-           tests/check_creds.c tests/check_controller.c tests/check_lb.c
+           tests/check_creds.c tests/check_controller.c tests/check_lb.c tests/check_schedule.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 

@@ -105,6 +105,26 @@ static void print_status_text(const struct snapshot *s)
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
            pid_or_zero(h->pid_status));
+    if (c->nschedule) {
+        int a = h->sched_active, n = h->sched_next;
+        char since[32] = "-", next[32] = "-";
+        time_t t1 = (time_t)h->sched_since, t2 = (time_t)h->sched_next_at;
+        struct tm tm;
+        if (a >= 0 && gmtime_r(&t1, &tm))
+            strftime(since, sizeof since, "%Y-%m-%dT%H:%MZ", &tm);
+        if (n >= 0 && gmtime_r(&t2, &tm))
+            strftime(next, sizeof next, "%Y-%m-%dT%H:%MZ", &tm);
+        if (a >= 0 && a < c->nschedule)
+            printf("schedule (%s): entry %d \"%s\" in force since %s (min %d, max %d, desired %d; 0 = as configured)",
+                   c->schedule_timezone[0] ? c->schedule_timezone : "local time", a + 1, c->schedule[a].at, since,
+                   c->schedule[a].min, c->schedule[a].max, c->schedule[a].desired);
+        else
+            printf("schedule (%s): no entry in force", c->schedule_timezone[0] ? c->schedule_timezone : "local time");
+        if (n >= 0 && n < c->nschedule)
+            printf("; next: entry %d at %s\n", n + 1, next);
+        else
+            printf("\n");
+    }
     bool lb = c->lb_kind != LB_NONE;
     if (lb)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "util.h"
+#include "cron.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -110,6 +111,7 @@ static const struct keydef keys[] = {
     INT("lb.interval_ms", lb_interval_ms, 100, 60000, 1000, LIVE),
     INT("lb.reconcile_interval_ms", lb_reconcile_interval_ms, 500, HOUR_MS, 5000, LIVE),
     INT("lb.call_timeout_ms", lb_call_timeout_ms, 100, 60000, 2000, LIVE),
+    STR("schedule.timezone", schedule_timezone, "", LIVE),
     ENUM("tls.mode", tls_mode, tls_names, TLS_AUTO, RESTART),
     STR("tls.dir", tls_dir, "", RESTART),
     STR("status.listen", status_listen, "127.0.0.1:9180", RESTART),
@@ -338,6 +340,52 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
 }
 
 /* Walks every setting: unknown keys and misplaced groups are errors. */
+/* schedule.entries: a list of groups { at = "M H DOM MON DOW"; min = N;
+ * max = N; desired = N; } (any of the three). */
+static int schedule_entries(struct errbuf *e, const config_setting_t *list, struct asg_config *c)
+{
+    if (!config_setting_is_list(list))
+        return fail(e, list, "schedule.entries must be a list: ( { at = \"0 8 * * 1-5\"; desired = 4; }, ... )");
+    int n = config_setting_length(list);
+    if (n > SCHEDULE_MAX)
+        return fail(e, list, "schedule.entries has %d entries, at most %d", n, SCHEDULE_MAX);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+        struct schedule_entry *se = &c->schedule[i];
+        memset(se, 0, sizeof *se);
+        if (!config_setting_is_group(g))
+            return fail(e, g, "schedule entry %d must be a group { at = ...; desired = ...; }", i + 1);
+        for (int k = 0; k < config_setting_length(g); k++) {
+            const config_setting_t *f = config_setting_get_elem(g, (unsigned)k);
+            const char *name = config_setting_name(f);
+            int *slot = !strcmp(name, "min") ? &se->min : !strcmp(name, "max") ? &se->max
+                        : !strcmp(name, "desired") ? &se->desired : NULL;
+            if (!strcmp(name, "at") && config_setting_type(f) == CONFIG_TYPE_STRING) {
+                char why[160];
+                struct cron cr;
+                if (!copy_str(se->at, sizeof se->at, config_setting_get_string(f)) ||
+                    cron_parse(se->at, &cr, why, sizeof why) != 0)
+                    return fail(e, f, "schedule entry %d: at: %s", i + 1,
+                                strlen(config_setting_get_string(f)) >= sizeof se->at ? "too long" : why);
+            } else if (slot && config_setting_type(f) == CONFIG_TYPE_INT &&
+                       config_setting_get_int(f) >= 1 && config_setting_get_int(f) <= 100000) {
+                *slot = config_setting_get_int(f);
+            } else {
+                return fail(e, f, "schedule entry %d: %s is not one of at (a cron string), min, max, "
+                            "desired (1..100000)", i + 1, name);
+            }
+        }
+        if (!se->at[0] || !(se->min || se->max || se->desired))
+            return fail(e, g, "schedule entry %d needs at and one of min, max, desired", i + 1);
+        if (se->min && se->max && se->min > se->max)
+            return fail(e, g, "schedule entry %d: min %d is above max %d", i + 1, se->min, se->max);
+        if (se->desired && ((se->min && se->desired < se->min) || (se->max && se->desired > se->max)))
+            return fail(e, g, "schedule entry %d: desired %d is outside its min..max", i + 1, se->desired);
+    }
+    c->nschedule = n;
+    return 0;
+}
+
 static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefix,
                 struct asg_config *c)
 {
@@ -350,7 +398,10 @@ static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefi
             return fail(e, s, "unexpected unnamed value in %s", prefix[0] ? prefix : "the top level");
         snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", name);
         const struct keydef *k = find_key(path);
-        if (config_setting_is_group(s)) {
+        if (strcmp(path, "schedule.entries") == 0) {
+            if (schedule_entries(e, s, c) != 0)
+                return -1;
+        } else if (config_setting_is_group(s)) {
             if (!known_group(path))
                 return fail(e, s, "unknown group '%s'", path);
             if (walk(e, s, path, c) != 0)
@@ -392,6 +443,24 @@ static bool haproxy_name_ok(const char *s)
               *s == '-' || *s == '_' || *s == '.' || *s == ':'))
             return false;
     return true;
+}
+
+static int check_schedule(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    const char *tz = c->schedule_timezone;
+    char path[200];
+    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+    if (tz[0] && (!charset(tz, "/_+-") || strstr(tz, "..") || tz[0] == '/' || access(path, R_OK) != 0))
+        return fail(e, lookup(cf, "schedule.timezone"),
+                    "schedule.timezone '%s' is not a zone of /usr/share/zoneinfo (like \"Europe/Paris\" or "
+                    "\"UTC\")", tz);
+    for (int i = 0; i < c->nschedule; i++)
+        if (c->schedule[i].max > c->shm_capacity || c->schedule[i].min > c->shm_capacity ||
+            c->schedule[i].desired > c->shm_capacity)
+            return fail(e, lookup(cf, "schedule.entries"),
+                        "schedule entry %d asks for more instances than shm.capacity (%d)", i + 1,
+                        c->shm_capacity);
+    return 0;
 }
 
 static int check_lb(struct errbuf *e, const config_t *cf, const struct asg_config *c)
@@ -584,6 +653,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         return fail(e, lookup(cf, "provider.ec2.service_health"),
                     "provider.ec2.service_health must be tcp, none or http:/PATH (no spaces or quotes)");
     if (check_lb(e, cf, c) != 0)
+        return -1;
+    if (check_schedule(e, cf, c) != 0)
         return -1;
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);

@@ -22,6 +22,14 @@ enum lb_kind { LB_NONE = 0, LB_HAPROXY = 1, LB_ELBV2 = 2 };
 enum policy_metric { METRIC_LOAD = 0, METRIC_REQUESTS = 1 };
 enum tls_mode { TLS_AUTO = 0, TLS_PLAINTEXT = 1 };
 
+/* Scheduled scaling (policy/schedule.h): from `at` on, the group's bounds
+ * are these (0 = leave as configured). */
+#define SCHEDULE_MAX 16
+struct schedule_entry {
+    char at[64];                    /* cron: minute hour day-of-month month day-of-week */
+    int min, max, desired;
+};
+
 struct asg_config {
     char source[256];               /* file it came from, for messages */
 
@@ -88,6 +96,10 @@ struct asg_config {
 
     int tls_mode;                    /* enum tls_mode */
     char tls_dir[200];               /* the manager's CA and keys; "" = /var/lib/asg/GROUP */
+
+    struct schedule_entry schedule[SCHEDULE_MAX];
+    int nschedule;
+    char schedule_timezone[64];      /* "" = the manager's local time */
 
     char status_listen[64];          /* "" = no status role */
     char status_token[256];          /* "" or "env:NAME" or "file:PATH" */

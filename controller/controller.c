@@ -22,6 +22,7 @@
 #include "../common/util.h"
 #include "../lb/follow.h"
 #include "../policy/policy.h"
+#include "../policy/schedule.h"
 #include "../shm/ops.h"
 #include "../provider/provider.h"
 #include "controller.h"
@@ -63,6 +64,9 @@ struct ctl {
     bool lb_now;               /* an instance waits for the balancer: step at once */
     int64_t last_lb, last_lb_reconcile;
     int64_t lb_wait_until;     /* stopping: when draining instances count as drained; 0 otherwise */
+    struct sched_state sched;  /* the scheduled entry in force */
+    int64_t sched_minute;      /* the wall minute it was worked out for */
+    uint64_t sched_gen;        /* and the config generation */
 };
 
 static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
@@ -397,11 +401,13 @@ static void execute(struct ctl *c)
     table_unlock(c->t);
 }
 
-/* The config as the policy sees it: an operator's desired size (status
- * API) replaces the file's until the next reload. */
+/* The config as the policy sees it: the scheduled entry in force sets
+ * min / max / desired; an operator's desired size (status API) replaces
+ * that until the next reload. */
 static struct asg_config effective_config(const struct ctl *c)
 {
-    struct asg_config eff = c->cfg;
+    struct asg_config eff;
+    sched_apply(&c->cfg, c->sched.active, &eff);
     int32_t od = c->t->hdr->operator_desired;
     if (od > 0)
         eff.desired_instances = od < eff.min_instances ? eff.min_instances
@@ -450,6 +456,30 @@ static void account_joined(struct ctl *c)
         table_set_target(c->t, target);
 }
 
+/* Works out the scheduled entry in force once a minute (and after a
+ * reload); a change is logged and published. Lock held. */
+static void follow_schedule(struct ctl *c)
+{
+    int64_t wall = wall_ms() / 1000, minute = wall / 60;
+    if (minute == c->sched_minute && c->sched_gen == c->cfg_gen)
+        return;
+    c->sched_minute = minute;
+    c->sched_gen = c->cfg_gen;
+    struct sched_state s = c->cfg.nschedule ? sched_at(&c->cfg, wall) : (struct sched_state){-1, 0, -1, 0};
+    bool changed = s.active != c->sched.active || s.since != c->sched.since;
+    if (changed && s.active >= 0) {
+        const struct schedule_entry *e = &c->cfg.schedule[s.active];
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO,
+                   "schedule: entry %d (%.40s) in force: min %d, max %d, desired %d", s.active + 1, e->at,
+                   e->min, e->max, e->desired);
+    } else if (changed && c->sched.active >= 0) {
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO, "schedule: no entry in force: the config's bounds");
+    }
+    if (changed || s.next != c->sched.next || s.next_at != c->sched.next_at)
+        table_schedule(c->t, s.active, s.since, s.next, s.next_at);
+    c->sched = s;
+}
+
 static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
@@ -458,6 +488,7 @@ static void evaluate(struct ctl *c)
     struct table_hdr *h = c->t->hdr;
     int64_t now = now_ms();
     c->failed_this_round = false;
+    follow_schedule(c);
     sweep(c, now);
     account_joined(c);
     struct policy_input in;
@@ -478,6 +509,9 @@ static void evaluate(struct ctl *c)
     struct ctl_state st = h->ctl;
     struct asg_config eff = effective_config(c);
     struct decision d = policy_decide(&eff, &in, &st, now);
+    if (d.change && d.cause == CAUSE_BOUNDS && c->sched.active >= 0)
+        snprintf(d.reason, sizeof d.reason, "schedule entry %d: bounds %d..%d", c->sched.active + 1,
+                 eff.desired_instances, eff.max_instances);
     if (d.change)
         table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO, "scale %s: target %d -> %d: %.100s",
                    d.change > 0 ? "out" : "in", d.target - d.change, d.target, d.reason);
@@ -816,6 +850,8 @@ struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
     c->prov.ops = ops;
     c->prov.priv = priv;
     c->prov.nonce = t->hdr->nonce;
+    c->sched.active = c->sched.next = -1;
+    c->sched_minute = -1;
     copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, "127.0.0.1:1");
     return c;
 }
@@ -850,7 +886,8 @@ static void take_news(struct ctl *c)
         copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, h.monitor_addr);
     if (g_sig.hup) {
         g_sig.hup = 0;
-        table_config_refresh(c->t, &c->cfg, &c->cfg_gen);
+        if (table_config_refresh(c->t, &c->cfg, &c->cfg_gen))
+            sched_use_timezone(&c->cfg);
     }
     if (g_sig.chld) {
         g_sig.chld = 0;
@@ -904,6 +941,9 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
         return ASG_EXIT_FATAL;
     }
     c.prov.nonce = t->hdr->nonce;
+    c.sched.active = c.sched.next = -1;
+    c.sched_minute = -1;
+    sched_use_timezone(&c.cfg);
     if (lb_init(&c.lb, &c.cfg, err, sizeof err) != 0) {
         log_error("lb: %s", err);
         provider_free(&c.prov);

@@ -66,6 +66,34 @@ static void probes_json(struct strbuf *b, const struct probe_totals *p)
     sb_printf(b, "]},");
 }
 
+/* The scheduled entry in force and the next (Unix seconds). */
+static void schedule_json(struct strbuf *b, const struct table_hdr *h)
+{
+    const struct asg_config *c = &h->config;
+    sb_printf(b, "\"schedule\":{\"timezone\":");
+    sb_json_str(b, c->schedule_timezone);
+    sb_printf(b, ",\"entries\":%d,\"active\":", c->nschedule);
+    int a = h->sched_active, n = h->sched_next;
+    if (a >= 0 && a < c->nschedule) {
+        const struct schedule_entry *e = &c->schedule[a];
+        sb_printf(b, "{\"entry\":%d,\"at\":", a + 1);
+        sb_json_str(b, e->at);
+        sb_printf(b, ",\"since\":%lld,\"min\":%d,\"max\":%d,\"desired\":%d}", (long long)h->sched_since,
+                  e->min, e->max, e->desired);
+    } else {
+        sb_printf(b, "null");
+    }
+    sb_printf(b, ",\"next\":");
+    if (n >= 0 && n < c->nschedule) {
+        sb_printf(b, "{\"entry\":%d,\"at\":", n + 1);
+        sb_json_str(b, c->schedule[n].at);
+        sb_printf(b, ",\"when\":%lld}", (long long)h->sched_next_at);
+    } else {
+        sb_printf(b, "null");
+    }
+    sb_printf(b, "},");
+}
+
 /* The load balancer as the controller last found it. */
 static void balancer_json(struct strbuf *b, const struct table_hdr *h)
 {
@@ -109,6 +137,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
                   (unsigned long long)atomic_load(&h->refused[k]));
     sb_printf(b, "}},");
     balancer_json(b, h);
+    schedule_json(b, h);
     probes_json(b, &s->probes);
     sb_printf(b, "\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);

@@ -249,6 +249,7 @@ void table_supervisor_started(struct table *t, const struct asg_config *cfg)
     h->draining = DRAIN_NONE;
     h->config = *cfg;
     h->config_gen++;
+    h->sched_active = h->sched_next = -1; /* the controller works it out */
     hdr_write_end(t);
 }
 
@@ -364,6 +365,17 @@ void table_lb_health(struct table *t, bool up, const char *error, int members, i
     atomic_fetch_add(&h->lb_calls, 1);
     if (error)
         atomic_fetch_add(&h->lb_errors, 1);
+}
+
+void table_schedule(struct table *t, int active, int64_t since, int next, int64_t next_at)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    h->sched_active = active;
+    h->sched_since = since;
+    h->sched_next = next;
+    h->sched_next_at = next_at;
+    hdr_write_end(t);
 }
 
 void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now)

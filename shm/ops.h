@@ -110,6 +110,8 @@ void table_count_replaced(struct table *t);
 /* A balancer step: up when it could be listed; error, what failed (NULL:
  * nothing); members listed, or -1 when unknown. */
 void table_lb_health(struct table *t, bool up, const char *error, int members, int64_t now);
+/* The scheduled entry in force (-1: none) since `since`, and the next. */
+void table_schedule(struct table *t, int active, int64_t since, int next, int64_t next_at);
 /* An operator's request: the target, with the cooldown restarted so that
  * the policy does not undo it at once; desired > 0 also records it. */
 void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now);

@@ -206,6 +206,10 @@ struct table_hdr {
     _Atomic uint64_t refused[REFUSED_COUNT];
     _Atomic uint64_t illegal_transitions; /* row events the state machine refused (ops.c) */
 
+    /* controller: the scheduled entry in force (policy/schedule.h), -1 none */
+    int32_t sched_active, sched_next;
+    int64_t sched_since, sched_next_at;  /* Unix seconds */
+
     /* controller: the load balancer (lb.kind), as last called */
     uint32_t lb_up;              /* its last call succeeded */
     int32_t lb_members;          /* members in its backend, last listed */

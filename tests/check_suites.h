@@ -33,4 +33,5 @@ Suite *ec2_xml_suite(void);
 Suite *creds_suite(void);
 Suite *controller_suite(void);
 Suite *lb_suite(void);
+Suite *schedule_suite(void);
 #endif

@@ -56,6 +56,27 @@ def predictive_policy_runs_the_real_group(m):
     assert re.search(r"scale in: target \d+ -> \d+: .*stable", m.ctl("events", "-n", "100").stdout)
 
 
+@with_manager("sched", start=False)
+def schedule_entry_sets_the_bounds(m):
+    """A schedule entry in force (every minute, so always) raises desired to
+    3 at once; asgctl status and the JSON say which entry and since when;
+    a reload without it brings the config's bounds back."""
+    m.write_config(render(m.cfg) + '\nschedule = { timezone = "UTC"; entries = ( '
+                   '{ at = "0 0 1 1 *"; desired = 4; }, { at = "* * * * *"; desired = 3; } ); };\n')
+    m.start()
+    s = m.wait_running(3, what="the scheduled desired size")
+    sch = s["schedule"]
+    assert sch["active"]["entry"] == 2 and sch["active"]["desired"] == 3, sch
+    assert abs(sch["active"]["since"] - time.time()) < 120 and sch["next"]["entry"] == 2, sch
+    out = m.ctl("status").stdout
+    assert re.search(r'schedule \(UTC\): entry 2 "\* \* \* \* \*" in force since \S+Z', out), out
+    assert "schedule: entry 2 (* * * * *) in force: min 0, max 0, desired 3" in m.log()
+    m.write_config()                                   # the same config, no schedule
+    m.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: m.status()["schedule"]["active"] is None, 10, "no entry in force after the reload")
+    assert m.status()["group"]["desired"] == 2
+
+
 @with_manager("agentkill")
 def killed_agent_is_replaced(m):
     s = m.wait_running(2)
