@@ -15,6 +15,7 @@
 #include "../common/config.h"
 #include "../common/pki.h"
 #include "../policy/replay.h"
+#include "../report/plot.h"
 #include "../provider/provider.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
@@ -34,9 +35,9 @@ static void usage(FILE *f)
             "  provider list [--json]   what the provider reports for the group\n"
             "  events [-n N] [--json]   the last N events (default 20)\n"
             "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
-            "  replay --trace FILE --capacity RPM [--policy threshold|target] [-c FILE]\n"
+            "  replay --trace FILE --capacity RPM [--policy threshold|target|predictive] [-c FILE]\n"
             "         [--metric load|requests] [--target-requests PER_S]\n"
-            "         [--timeline FILE.csv] [--compare seeds|hpa|KIND|FILE ...]\n"
+            "         [--timeline FILE.csv] [--plot FILE.svg] [--compare seeds|hpa|KIND|FILE ...]\n"
             "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
             "                           the policy in simulated time over a demand trace\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -509,7 +510,7 @@ static int cmd_provider_list(const struct asg_config *cfg, bool json)
 #define REPLAY_COMPARE_MAX 16
 
 struct replay_args {
-    const char *trace, *cfgfile, *timeline;
+    const char *trace, *cfgfile, *timeline, *plot;
     const char *compare[REPLAY_COMPARE_MAX];
     int ncompare;
     long capacity, min, max, boot_s, target_requests;
@@ -548,6 +549,8 @@ static int parse_replay(int argc, char **argv, struct replay_args *a)
             a->trace = v;
         else if (strcmp(o, "--timeline") == 0)
             a->timeline = v;
+        else if (strcmp(o, "--plot") == 0)
+            a->plot = v;
         else if (strcmp(o, "--compare") == 0 && a->ncompare < REPLAY_COMPARE_MAX)
             a->compare[a->ncompare++] = v;
         else if (strcmp(o, "-c") == 0)
@@ -560,12 +563,10 @@ static int parse_replay(int argc, char **argv, struct replay_args *a)
             ok = number_arg(o, v, 1, 100000, &a->max);
         else if (strcmp(o, "--boot-delay-s") == 0)
             ok = number_arg(o, v, 0, 86400, &a->boot_s);
-        else if (strcmp(o, "--policy") == 0 && strcmp(v, "threshold") == 0)
-            a->policy = POLICY_THRESHOLD;
-        else if (strcmp(o, "--policy") == 0 && strcmp(v, "target") == 0)
-            a->policy = POLICY_TARGET;
+        else if (strcmp(o, "--policy") == 0 && policy_kind_of(v) >= 0)
+            a->policy = policy_kind_of(v);
         else if (strcmp(o, "--policy") == 0) {
-            fprintf(stderr, "asgctl: replay: --policy is threshold or target, not '%s'\n", v);
+            fprintf(stderr, "asgctl: replay: --policy is threshold, target or predictive, not '%s'\n", v);
             return -1;
         } else if (strcmp(o, "--metric") == 0 && (strcmp(v, "load") == 0 || strcmp(v, "requests") == 0)) {
             a->metric = strcmp(v, "requests") == 0 ? METRIC_REQUESTS : METRIC_LOAD;
@@ -778,8 +779,25 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
         free(demand);
         return 2;
     }
+    if (a.plot && (!(o.ready = calloc(n, sizeof *o.ready)) || !(o.booting = calloc(n, sizeof *o.booting))))
+        abort();
     struct replay_result r;
     int rc = replay_run(&cfg, demand, n, &o, &r, err, sizeof err);
+    if (rc == 0 && a.plot) {
+        char title[300];
+        snprintf(title, sizeof title, "asgctl replay: %.120s, %s policy, %ld requests/min per instance, boot %ld s",
+                 a.trace, policy_kind_name(cfg.policy_kind), a.capacity, a.boot_s);
+        FILE *svg = fopen(a.plot, "w");
+        int prc = svg ? plot_replay_svg(svg, title, demand, o.ready, o.booting, n, o.capacity_rpm) : -1;
+        if (svg && fclose(svg) != 0)
+            prc = -1;
+        if (prc != 0) {
+            snprintf(err, sizeof err, "%s: %s", a.plot, strerror(errno ? errno : EIO));
+            rc = -1;
+        }
+    }
+    free(o.ready);
+    free(o.booting);
     free(demand);
     if (o.timeline && fclose(o.timeline) != 0 && rc == 0) {
         fprintf(stderr, "asgctl: replay: %s: %s\n", a.timeline, strerror(errno));

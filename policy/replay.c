@@ -137,6 +137,10 @@ static void close_minute(struct sim *s)
     s->res->overload_minutes += over;
     if (demand > capacity)
         s->res->unserved_requests += demand - capacity;
+    if (s->o->ready && (size_t)s->minute < s->minutes)
+        s->o->ready[s->minute] = (float)ready;
+    if (s->o->booting && (size_t)s->minute < s->minutes)
+        s->o->booting[s->minute] = (float)booting;
     if (s->o->timeline)
         fprintf(s->o->timeline, "%lld,%.0f,%.4f,%.4f,%d,%d\n", (long long)s->minute, demand, ready, booting,
                 s->target, over);

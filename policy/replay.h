@@ -18,6 +18,7 @@ struct replay_opts {
     uint32_t capacity_rpm;      /* what one ready instance serves a minute at load 1.0 */
     int64_t boot_delay_ms;      /* from launch to serving */
     FILE *timeline;             /* NULL, or one CSV row a minute (replay_timeline_header) */
+    float *ready, *booting;     /* NULL, or one value a minute: the minute's means */
 };
 
 #define REPLAY_TIMELINE_HEADER "minute,demand,ready,booting,target,overloaded\n"

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 """Integration tests: asgctl: errors, watch and events."""
+import csv
 import os
 import sys
 
@@ -37,6 +38,52 @@ def asgctl_watch_and_events(m):
     assert r.returncode == 0 and json.loads(r.stdout)["events"], r.stdout
     r = m.ctl("events", "-n", "0")
     assert r.returncode == 2, r
+
+
+@test
+def replay_timeline_compare_and_plot():
+    """asgctl replay on a generated trace (bench/gen_trace.py): the
+    timeline's sums are the printed totals, --compare runs the presets side
+    by side with the same figures as one run each, --plot writes an SVG
+    that an XML parser reads, with one point per column."""
+    import xml.etree.ElementTree as ET
+    d = tempfile.mkdtemp(prefix="asg-replay-")
+    try:
+        trace = os.path.join(d, "flash.txt")
+        with open(trace, "w") as f:
+            subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "gen_trace.py"), "flash",
+                            "--seed", "3", "--days", "2"], stdout=f, check=True, timeout=60)
+        again = run(["/usr/bin/python3", os.path.join(ROOT, "bench", "gen_trace.py"), "flash",
+                     "--seed", "3", "--days", "2"]).stdout
+        assert again == open(trace).read(), "the generator is not seeded"
+        base = [BIN + "/asgctl", "replay", "--trace", trace, "--capacity", "20", "--min", "1", "--max", "40"]
+        tl, svg = os.path.join(d, "t.csv"), os.path.join(d, "p.svg")
+        r = run(base + ["--policy", "predictive", "--json", "--timeline", tl, "--plot", svg])
+        assert r.returncode == 0, r.stderr
+        tot = json.loads(r.stdout)
+        rows = list(csv.DictReader(open(tl)))
+        assert len(rows) == 2 * 1440 and list(rows[0]) == ["minute", "demand", "ready", "booting", "target",
+                                                           "overloaded"], rows[0]
+        cost = sum(float(x["ready"]) + float(x["booting"]) for x in rows)
+        over = sum(1 for x in rows if float(x["demand"]) > 0 and (float(x["ready"]) == 0 or
+                                                                  float(x["demand"]) > 0.9 * float(x["ready"]) * 20))
+        assert abs(cost - tot["instance_minutes"]) < 1 and over == tot["overload_minutes"] > 0, (cost, over, tot)
+        r = run(base + ["--compare", "seeds", "--compare", "hpa", "--compare", "predictive", "--json"])
+        assert r.returncode == 0, r.stderr
+        cmp = {x["config"]: x for x in json.loads(r.stdout)}
+        assert cmp["predictive"]["instance_minutes"] == tot["instance_minutes"], (cmp, tot)
+        assert set(cmp) == {"seeds", "hpa", "predictive"}
+        text = run(base + ["--compare", "seeds", "--compare", "hpa"]).stdout
+        assert re.search(r"^seeds\s+[0-9.]+\s+\d+", text, re.M) and re.search(r"^hpa\s", text, re.M), text
+        root = ET.parse(svg).getroot()
+        lines = [e for e in root.iter() if e.tag.endswith("polyline")]
+        assert len(lines) == 3 and all(len(e.get("points").split()) == 1200 for e in lines), len(lines)
+        r = run(base + ["--compare", os.path.join(d, "none.cfg")])
+        assert r.returncode == 2 and "none.cfg: cannot read" in r.stderr, r.stderr
+        r = run(base + ["--plot", "/nonexistent/dir/p.svg"])
+        assert r.returncode == 2 and "/nonexistent/dir/p.svg" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
