@@ -617,6 +617,9 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                     c->scale_in_below, c->scale_out_above);
     if (c->target <= 0.0)
         return fail(e, lookup(cf, "policy.target"), "policy.target must be above 0");
+    if (c->utilization < 0.1)
+        return fail(e, lookup(cf, "policy.utilization"),
+                    "policy.utilization must be at least 0.10 (the load each instance is sized for)");
     if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
     if (check_tls(e, cf, c) != 0)
