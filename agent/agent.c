@@ -57,6 +57,8 @@ static void usage(FILE *f)
             "               it fails its check; SIGTERM stops it before deregistering\n"
             "  --service-port N     its port (default: a free one on the listen host)\n"
             "  --service-health tcp|http:/PATH|none  its check, each second (default tcp)\n"
+            "  --service-requests http:/PATH  where it answers its request count (a counter), read\n"
+            "                           each second and reported with every probe\n"
             "  --service-stop-ms N  SIGKILL after this long (default 5000)\n"
             "  --service-cpus N     cores that make load 1.0 for --load-source service\n"
             "  --load-source service  the cpu and memory of the service's process group\n"
@@ -231,6 +233,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"tls-key", required_argument, NULL, 'K'}, {"join", required_argument, NULL, 'J'},
         {"service-port", required_argument, NULL, 'P'}, {"service-health", required_argument, NULL, 'H'},
         {"service-stop-ms", required_argument, NULL, 'T'}, {"service-cpus", required_argument, NULL, 'U'},
+        {"service-requests", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct agent *a = &o->tmpl;
@@ -238,7 +241,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     int c;
     long n;
     const char *tls[3] = {NULL, NULL, NULL};
-    while ((c = getopt_long(argc, argv, "+l:i:m:a:s:L:S:N:A:C:K:J:P:H:T:U:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+l:i:m:a:s:L:S:N:A:C:K:J:P:H:T:U:R:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
@@ -303,6 +306,12 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return -1;
             }
             break;
+        case 'R':
+            if (workload_parse_requests(optarg, &o->svc, why, sizeof why) != 0) {
+                fprintf(stderr, "asg-agent: --service-requests %s\n", why);
+                return -1;
+            }
+            break;
         case 'T':
             if (parse_number("--service-stop-ms", optarg, 0, 600000, &n) != 0)
                 return -1;
@@ -334,7 +343,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         o->svc.argv = &argv[optind];
-    if ((a->from_service || o->svc.port || o->svc.cpus) && !o->svc.argv) {
+    if ((a->from_service || o->svc.port || o->svc.cpus || o->svc.count_path[0]) && !o->svc.argv) {
         fprintf(stderr, "asg-agent: --load-source service and --service-* need a service: -- COMMAND\n");
         return -1;
     }

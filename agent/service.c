@@ -113,6 +113,10 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, s
     r.cpu = agent_cpu(a);
     r.mem = agent_mem(a);
     r.answered = ++a->answered;
+    if (a->svc && atomic_load(&a->svc->requests_known)) {
+        r.requests_known = true;
+        r.requests_total = atomic_load(&a->svc->requests);
+    }
     rpc_reply_msg(out, &r.base);
     asg__v1__ping_request__free_unpacked(in, NULL);
 }

@@ -41,6 +41,18 @@ int workload_parse_check(const char *s, struct workload *w, char *why, size_t n)
     return 0;
 }
 
+int workload_parse_requests(const char *s, struct workload *w, char *why, size_t n)
+{
+    if (strncmp(s, "http:/", 6) != 0 || strlen(s + 5) >= sizeof w->count_path ||
+        strcspn(s + 5, " \r\n\t") != strlen(s + 5)) {
+        snprintf(why, n, "'%.60s': use http:/PATH (no spaces), a path that answers the service's "
+                 "request count", s);
+        return -1;
+    }
+    copy_str(w->count_path, sizeof w->count_path, s + 5);
+    return 0;
+}
+
 /* A free port on host (the kernel's choice); the service binds it a moment
  * later, as a service given --port 0 could not tell us its own. */
 static int free_port(const char *host)
@@ -113,28 +125,61 @@ static int dial(const struct workload *w)
     return fd;
 }
 
-/* GET path: healthy on a 2xx or 3xx status line within the deadline. */
-static bool http_ok(const struct workload *w, int fd, char *detail, size_t n)
+/* GET path; what came back within the deadline (at most size-1 bytes,
+ * until the first `want` bytes or the end), or -1. */
+static ssize_t http_get(const struct workload *w, int fd, const char *path, char *resp, size_t size,
+                        size_t want)
 {
-    char req[256], resp[64] = "";
+    char req[256];
     int len = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: asg-agent\r\n\r\n",
-                       w->path, w->host);
-    if (send(fd, req, (size_t)len, MSG_NOSIGNAL) != len) {
-        snprintf(detail, n, "cannot send the request");
-        return false;
-    }
+                       path, w->host);
+    if (len <= 0 || (size_t)len >= sizeof req || send(fd, req, (size_t)len, MSG_NOSIGNAL) != len)
+        return -1;
     size_t got = 0;
     int64_t deadline = now_ms() + CHECK_TIMEOUT_MS;
-    while (got < 12 && now_ms() < deadline) {
+    while (got < want && got + 1 < size && now_ms() < deadline) {
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, (int)(deadline - now_ms())) != 1)
             break;
-        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        ssize_t r = recv(fd, resp + got, size - 1 - got, 0);
         if (r <= 0)
             break;
         got += (size_t)r;
     }
     resp[got] = '\0';
+    return (ssize_t)got;
+}
+
+/* The service's request counter: a 2xx answer whose body begins with a
+ * whole number (what else it holds is ignored). */
+static bool read_count(const struct workload *w, uint64_t *count)
+{
+    int fd = dial(w);
+    if (fd < 0)
+        return false;
+    char resp[1024];
+    ssize_t got = http_get(w, fd, w->count_path, resp, sizeof resp, sizeof resp - 1);
+    close(fd);
+    int code = 0;
+    const char *body = got > 0 ? strstr(resp, "\r\n\r\n") : NULL;
+    if (!body || sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1 || code < 200 || code > 299)
+        return false;
+    body += 4;
+    body += strspn(body, " \t\r\n");
+    if (*body < '0' || *body > '9' || strspn(body, "0123456789") > 19)
+        return false;
+    *count = strtoull(body, NULL, 10);
+    return true;
+}
+
+/* GET path: healthy on a 2xx or 3xx status line within the deadline. */
+static bool http_ok(const struct workload *w, int fd, char *detail, size_t n)
+{
+    char resp[64] = "";
+    if (http_get(w, fd, w->path, resp, sizeof resp, 12) < 0) {
+        snprintf(detail, n, "cannot send the request");
+        return false;
+    }
     int code = 0;
     if (sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1) {
         snprintf(detail, n, "no HTTP answer to GET %.40s", w->path);
@@ -163,6 +208,13 @@ static void *checker(void *arg)
         if (!ok)
             set_why(w, "service check failed: %s", detail);
         atomic_store(&w->healthy, ok);
+        uint64_t count;
+        if (w->count_path[0]) {
+            bool known = read_count(w, &count);
+            if (known)
+                atomic_store(&w->requests, count);
+            atomic_store(&w->requests_known, known);
+        }
         for (int slept = 0; slept < WORKLOAD_CHECK_MS && !atomic_load(&w->stopping); slept += 50)
             sleep_ms(50);
     }

@@ -23,6 +23,9 @@ struct workload {
     enum svc_check check;
     bool check_given;          /* --service-health said it (else tcp) */
     char path[128];            /* http: the path asked for */
+    char count_path[128];      /* --service-requests http:/PATH: its request counter, or "" */
+    _Atomic uint64_t requests; /* the counter, as last read */
+    _Atomic bool requests_known; /* the last read succeeded */
     int stop_timeout_ms;       /* SIGTERM, then SIGKILL after this */
     double cpus;               /* --service-cpus: what 100 % load means */
     pid_t pid;                 /* the service, leader of its process group; 0 once reaped */
@@ -41,6 +44,8 @@ struct workload {
 
 /* Parses "tcp", "none" or "http:/PATH". 0, or -1 with why. */
 int workload_parse_check(const char *s, struct workload *w, char *why, size_t n);
+/* Parses "http:/PATH" for --service-requests. 0, or -1 with why. */
+int workload_parse_requests(const char *s, struct workload *w, char *why, size_t n);
 /* Starts it; exec failures are known at once (a close-on-exec pipe).
  * ASG_SERVICE_PORT and ASG_INSTANCE_ID are in its environment. 0, or -1. */
 int workload_start(struct workload *w, const char *instance_id, char *err, size_t errsize);

@@ -351,8 +351,11 @@ static int cmd_probe(const char *addr, bool json)
         if (pr) {
             printf(",\"ping\":{\"instance_id\":");
             json_str(pr->instance_id);
-            printf(",\"load\":%.4f,\"seq\":%llu,\"answered\":%llu,\"rtt_ms\":%lld}", pr->load,
+            printf(",\"load\":%.4f,\"seq\":%llu,\"answered\":%llu,\"rtt_ms\":%lld", pr->load,
                    (unsigned long long)pr->seq, (unsigned long long)pr->answered, (long long)rtt);
+            if (pr->requests_known)
+                printf(",\"requests_total\":%llu", (unsigned long long)pr->requests_total);
+            printf("}");
         }
         if (mr)
             printf(",\"metrics\":{\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f,\"uptime_ms\":%llu,"
@@ -366,6 +369,8 @@ static int cmd_probe(const char *addr, bool json)
             printf("ping      id %s  load %.1f%%  seq %llu  answered %llu  rtt %lld ms\n",
                    pr->instance_id, pr->load * 100, (unsigned long long)pr->seq,
                    (unsigned long long)pr->answered, (long long)rtt);
+        if (pr && pr->requests_known)
+            printf("service   %llu requests served\n", (unsigned long long)pr->requests_total);
         if (mr)
             printf("metrics   load %.1f%%  cpu %.1f%%  mem %.1f%%  uptime %.1fs%s\n",
                    mr->load * 100, mr->cpu * 100, mr->mem * 100, (double)mr->uptime_ms / 1000,

@@ -85,6 +85,7 @@ static const struct keydef keys[] = {
     BOOL("provider.local.stop_on_exit", local_stop_on_exit, true, LIVE),
     ARGV("provider.local.service", local_service, LIVE),
     STR("provider.local.service_health", local_service_health, "tcp", LIVE),
+    STR("provider.local.service_requests", local_service_requests, "", LIVE),
     INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000, 3000, LIVE),
     STR("provider.ec2.region", ec2_region, "", RESTART),
     STR("provider.ec2.endpoint", ec2_endpoint, "", RESTART),
@@ -101,6 +102,7 @@ static const struct keydef keys[] = {
     STR("provider.ec2.agent_path", ec2_agent_path, "/usr/local/bin/asg-agent", LIVE),
     ARGV("provider.ec2.service", ec2_service, LIVE),
     STR("provider.ec2.service_health", ec2_service_health, "tcp", LIVE),
+    STR("provider.ec2.service_requests", ec2_service_requests, "", LIVE),
     ENUM("lb.kind", lb_kind, lb_names, LB_NONE, RESTART),
     STR("lb.haproxy.socket", lb_haproxy_socket, "", RESTART),
     STR("lb.haproxy.backend", lb_haproxy_backend, "", RESTART),
@@ -483,10 +485,12 @@ static int check_lb(struct errbuf *e, const config_t *cf, const struct asg_confi
                         "lb.kind \"elbv2\" needs lb.elbv2.target_group_arn, the target group's ARN "
                         "(arn:aws:elasticloadbalancing:...)");
     }
-    if (c->policy_metric == METRIC_REQUESTS && c->lb_kind != LB_HAPROXY)
+    const char *counted = c->provider_kind == PROVIDER_EC2 ? c->ec2_service_requests : c->local_service_requests;
+    if (c->policy_metric == METRIC_REQUESTS && c->lb_kind != LB_HAPROXY && !counted[0])
         return fail(e, lookup(cf, "policy.metric"),
-                    "policy.metric \"requests\" needs a balancer that counts requests per instance: "
-                    "lb.kind \"haproxy\"");
+                    "policy.metric \"requests\" needs requests counted per instance: lb.kind \"haproxy\", "
+                    "or the service's own count (provider.%s.service_requests)",
+                    c->provider_kind == PROVIDER_EC2 ? "ec2" : "local");
     return 0;
 }
 
@@ -652,6 +656,14 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (!service_health_ok(c->local_service_health))
         return fail(e, lookup(cf, "provider.local.service_health"),
                     "provider.local.service_health must be tcp, none or http:/PATH (no spaces)");
+    if (c->local_service_requests[0] && (strncmp(c->local_service_requests, "http:/", 6) != 0 ||
+                                         !service_health_ok(c->local_service_requests)))
+        return fail(e, lookup(cf, "provider.local.service_requests"),
+                    "provider.local.service_requests must be \"\" or http:/PATH (no spaces or quotes)");
+    if (c->ec2_service_requests[0] && (strncmp(c->ec2_service_requests, "http:/", 6) != 0 ||
+                                       !service_health_ok(c->ec2_service_requests)))
+        return fail(e, lookup(cf, "provider.ec2.service_requests"),
+                    "provider.ec2.service_requests must be \"\" or http:/PATH (no spaces or quotes)");
     if (!service_health_ok(c->ec2_service_health))
         return fail(e, lookup(cf, "provider.ec2.service_health"),
                     "provider.ec2.service_health must be tcp, none or http:/PATH (no spaces or quotes)");

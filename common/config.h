@@ -64,6 +64,7 @@ struct asg_config {
     char local_agent_path[256];
     char local_service[1024];       /* the operator's service: argv joined by CONFIG_ARGV_SEP */
     char local_service_health[136]; /* tcp, none or http:/PATH */
+    char local_service_requests[136]; /* "" or http:/PATH: where the service answers its request count */
     bool local_stop_on_exit;
     int local_kill_timeout_ms;
 
@@ -82,6 +83,7 @@ struct asg_config {
     char ec2_agent_path[128];        /* asg-agent on the instances */
     char ec2_service[1024];          /* the operator's service on each instance (argv, CONFIG_ARGV_SEP) */
     char ec2_service_health[136];
+    char ec2_service_requests[136];
 
     int lb_kind;                     /* enum lb_kind */
     char lb_haproxy_socket[108];     /* HAProxy's runtime API (stats socket, level admin) */

@@ -349,7 +349,8 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
     int64_t now = now_ms();
     if (!failure && r->misses)
         log_info("instance %s answers again after %u missed probe(s)", r->id, r->misses);
-    struct probe_sample s = {failure ? 0 : rep->load, failure ? 0 : rep->cpu, failure ? 0 : rep->mem};
+    struct probe_sample s = {failure ? 0 : rep->load, failure ? 0 : rep->cpu, failure ? 0 : rep->mem,
+                             !failure && rep->requests_known, failure ? 0 : rep->requests_total};
     switch (table_probe_result(m->t, r, failure ? NULL : &s, failure, (uint32_t)m->cfg.unhealthy_after,
                                now)) {
     case PROBE_NOW_RUNNING:

@@ -26,8 +26,12 @@ void policy_input_add(struct policy_input *in, const struct table_row *r,
     bool fresh;
     double load = r->load;
     if (cfg->policy_metric == METRIC_REQUESTS) {
-        fresh = r->req_rate_ms > 0 && now - r->req_rate_ms <= 3LL * cfg->lb_interval_ms + 1000;
-        load = r->req_rate / cfg->target_requests; /* 1.0 = at target; unbounded above */
+        /* The balancer's count, or else what the service says it served. */
+        bool lb = r->req_rate_ms > 0 && now - r->req_rate_ms <= 3LL * cfg->lb_interval_ms + 1000;
+        bool svc = r->svc_rate_ms > 0 &&
+                   now - r->svc_rate_ms <= 3LL * cfg->probe_interval_ms + cfg->probe_timeout_ms + 1000;
+        fresh = lb || svc;
+        load = (lb ? r->req_rate : r->svc_rate) / cfg->target_requests; /* 1.0 = at target; unbounded */
     } else {
         int64_t fresh_ms = 2LL * cfg->probe_interval_ms + cfg->probe_timeout_ms;
         fresh = r->has_sample && r->misses == 0 && r->last_seen_ms > 0 &&

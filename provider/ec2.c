@@ -55,6 +55,11 @@ static int append_service(const struct asg_config *cfg, char *out, size_t size, 
         if (!put(out, size, &n, flags))
             return -1;
     }
+    if (cfg->ec2_service_requests[0]) {
+        snprintf(flags, sizeof flags, " --service-requests %s", cfg->ec2_service_requests);
+        if (!put(out, size, &n, flags))
+            return -1;
+    }
     if (!put(out, size, &n, " -- '"))
         return -1;
     for (const char *p = cfg->ec2_service; *p; p++) {

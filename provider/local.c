@@ -150,6 +150,10 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             argv[n++] = (char *)p->cfg->local_service_health;
             argv[n++] = "--load-source";
             argv[n++] = "service";
+            if (p->cfg->local_service_requests[0]) {
+                argv[n++] = "--service-requests";
+                argv[n++] = (char *)p->cfg->local_service_requests;
+            }
             argv[n++] = "--";
             for (char *save = NULL, *a = strtok_r(service, (char[]){CONFIG_ARGV_SEP, 0}, &save); a;
                  a = strtok_r(NULL, (char[]){CONFIG_ARGV_SEP, 0}, &save))

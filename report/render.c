@@ -36,6 +36,10 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
         sb_printf(b, ",\"requests_per_s\":%.2f", r->req_rate);
     else
         sb_printf(b, ",\"requests_per_s\":null");
+    if (r->svc_rate_ms)
+        sb_printf(b, ",\"service_requests_per_s\":%.2f", r->svc_rate);
+    else
+        sb_printf(b, ",\"service_requests_per_s\":null");
     if (history) {
         /* Oldest first. */
         sb_printf(b, ",\"history\":[");

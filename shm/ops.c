@@ -105,6 +105,20 @@ bool table_registered(struct table *t, struct table_row *r, const char *addr, co
     return ok && was == ROW_PENDING;
 }
 
+/* The service's counter into a rate, over a second or more; a counter that
+ * went back (the service restarted) starts over. Inside the row's bracket. */
+static void count_requests(struct table_row *r, uint64_t requests, int64_t now)
+{
+    if (r->svc_counted_ms && requests >= r->svc_requests && now - r->svc_counted_ms < 1000)
+        return;
+    if (r->svc_counted_ms && requests >= r->svc_requests) {
+        r->svc_rate = (double)(requests - r->svc_requests) * 1000.0 / (double)(now - r->svc_counted_ms);
+        r->svc_rate_ms = now;
+    }
+    r->svc_requests = requests;
+    r->svc_counted_ms = now;
+}
+
 enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
                                       const struct probe_sample *sample, const char *failure,
                                       uint32_t unhealthy_after, int64_t now)
@@ -122,6 +136,8 @@ enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
         r->misses = 0;
         r->probes_ok++;
         row_push_sample(r, sample->load);
+        if (sample->has_requests)
+            count_requests(r, sample->requests, now);
         if (was != ROW_RUNNING && step(t, r, RE_ANSWER, was == ROW_PENDING ? "answered a probe"
                                                                            : "answers again", now)) {
             if (was == ROW_PENDING)

@@ -59,6 +59,8 @@ bool table_registered(struct table *t, struct table_row *r, const char *addr, co
 enum probe_outcome { PROBE_NOTED, PROBE_NOW_RUNNING, PROBE_REJOINED, PROBE_NOW_UNHEALTHY };
 struct probe_sample {
     double load, cpu, mem;
+    bool has_requests;           /* its service's request counter, when the agent reads one */
+    uint64_t requests;
 };
 enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
                                       const struct probe_sample *sample, const char *failure,

@@ -90,6 +90,11 @@ struct table_row {
     int64_t lb_counted_ms;       /* when it was read; 0 = never */
     double req_rate;             /* requests/s it served over the last interval */
     int64_t req_rate_ms;         /* when req_rate was measured; 0 = never */
+    /* monitor: the request counter its service reports (--service-requests) */
+    uint64_t svc_requests;       /* as of svc_counted_ms */
+    int64_t svc_counted_ms;      /* 0 = never */
+    double svc_rate;             /* requests/s over the last second or more */
+    int64_t svc_rate_ms;         /* when svc_rate was measured; 0 = never */
 };
 
 /* The event log: what changed, when and why, for operators (status role,

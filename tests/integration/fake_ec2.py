@@ -111,7 +111,7 @@ def start_agent(inst, user_data):
     words = shlex.split(exec_line[0]) if exec_line else []
     if "--" in words:              # the operator's service, as the shell would pass it
         cut = words.index("--")
-        for flag in ("--service-health", "--service-port"):
+        for flag in ("--service-health", "--service-port", "--service-requests"):
             if flag in words[:cut]:
                 args += [flag, words[words.index(flag) + 1]]
         args += words[cut:]

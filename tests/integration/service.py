@@ -2,7 +2,8 @@
 """A stand-in for an operator's web service, for tests: serves HTTP on
 127.0.0.1:PORT (GET / answers 200, GET /sick 503), first writing
 "PORT INSTANCE_ID PID" from its environment to INFO_FILE, and the Unix
-time it was told to stop (SIGTERM) to INFO_FILE.term.
+time it was told to stop (SIGTERM) to INFO_FILE.term. GET /count answers
+how many other requests it has served.
 
 Usage: service.py PORT INFO_FILE [--burn] [--ignore-term]
   --burn         keep one core busy (for --load-source service)
@@ -15,10 +16,21 @@ import threading
 import time
 
 
+SERVED = [0]
+SERVED_LOCK = threading.Lock()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        code = 503 if self.path == "/sick" else 200
-        body = b"ok\n" if code == 200 else b"sick\n"
+        if self.path == "/count":           # its request counter, for --service-requests
+            with SERVED_LOCK:
+                body = b"%d\n" % SERVED[0]
+            code = 200
+        else:
+            with SERVED_LOCK:
+                SERVED[0] += 1
+            code = 503 if self.path == "/sick" else 200
+            body = b"ok\n" if code == 200 else b"sick\n"
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

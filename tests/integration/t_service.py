@@ -2,6 +2,7 @@
 """Integration tests: the operator's own service run by the agent (-- COMMAND):
 its port and environment, its health, its load, its stop, and a group of them."""
 import os
+import threading
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -138,9 +139,71 @@ def service_load_is_its_process_groups_cpu():
 
 
 @test
+def agent_reports_its_services_request_count():
+    """--service-requests http:/count: every probe carries the counter the
+    service answers there."""
+    d = tempfile.mkdtemp(prefix="asg-svc-")
+    info = os.path.join(d, "svc.info")
+    p, addr = start_agent("--id", "svc-6", "--service-requests", "http:/count", *service_cmd(info))
+    try:
+        port, _, _ = read_info(info)
+        for _ in range(7):
+            assert http("GET", "http://127.0.0.1:%d/" % port)[0] == 200
+
+        def counted():
+            m = re.search(r'"requests_total":"?(\d+)', probe(addr)[1])
+            return m and int(m.group(1)) >= 7
+        wait_for(counted, 10, "the service's count in the probe")
+    finally:
+        stop_agent(p)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def group_scales_on_the_requests_its_services_count():
+    """policy.metric = "requests" with no balancer: the services' own counts
+    (provider.local.service_requests) size the group; requests sent to the
+    instances straight raise it past one step."""
+    d = tempfile.mkdtemp(prefix="asg-svcs-")
+    m = Manager("svcreq", group={"min_instances": 1, "desired_instances": 1, "max_instances": 4},
+                policy={"kind": "target", "metric": "requests", "target_requests": 5},
+                provider={"local": {"kill_timeout_ms": 1000, "service_health": "http:/",
+                                    "service_requests": "http:/count",
+                                    "service": ["/usr/bin/python3", SERVICE, "{port}",
+                                                os.path.join(d, "{port}.info")]}})
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            for i in m.running():
+                http("GET", "http://%s/" % i["service_address"])
+    t = threading.Thread(target=load, daemon=True)
+    try:
+        m.start()
+        m.wait_running(1)
+        t.start()
+        s = wait_for(lambda: (lambda s: s if s and len(m.running(s)) == 4 else None)(m.status()), 30,
+                     "the group at max on the services' counts")
+        assert any(i["service_requests_per_s"] for i in s["instances"]), s["instances"]
+        ev = m.ctl("events", "-n", "50").stdout
+        assert re.search(r"requests/s per instance against target 5", ev), ev
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        stop.set()
+        if t.is_alive():
+            t.join(20)
+        m.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
 def service_flags_are_checked():
     for args, words in ((["--load-source", "service"], "need a service"),
                         (["--service-health", "udp"], "use tcp, none or http:/PATH"),
+                        (["--service-requests", "tcp"], "use http:/PATH"),
+                        (["--service-requests", "http:/count"], "need a service"),
                         (["--swarm", "2", "--", "true"], "a swarm runs no service"),
                         (["stray"], "goes after --")):
         r = run([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + args)
