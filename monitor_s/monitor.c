@@ -387,6 +387,8 @@ static const char *check_reply(const Asg__V1__PingReply *rep, const struct probe
     return NULL;
 }
 
+static void probe_slot(struct monitor *m, uint32_t i);
+
 static void on_probe(void *user, grpc_status_code st, const char *details,
                      const uint8_t *data, size_t len)
 {
@@ -421,9 +423,14 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
     }
     if (rep)
         asg__v1__ping_reply__free_unpacked(rep, NULL);
+    uint32_t slot = p->slot;
     free(p);
     if (m->outstanding && --m->outstanding == 0 && !m->deferred)
         round_done(m);
+    /* Its interval passed while it was out (a new round began): ask it
+     * again now rather than at the next round's scan. */
+    if (!g_sig.term && m->slots[slot].round != m->round)
+        probe_slot(m, slot);
 }
 
 /* Keeps one channel per slot, remade when the slot's agent changes. */
@@ -445,66 +452,69 @@ static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct ta
     return s->ch;
 }
 
-/* Probes every slot of the current round not yet probed, within the
- * budget of first contacts. */
+/* Probes slot i for the current round if it is due: not probed in this
+ * round, no probe out, an agent to ask, and (for a first contact) a turn
+ * in the budget of handshakes. */
+static void probe_slot(struct monitor *m, uint32_t i)
+{
+    uint8_t buf[32];
+    /* An agent never has two probes out: a slow one is asked again when
+     * its answer or its timeout arrives. Checked before the row is
+     * copied, so that a short interval costs little per slot. */
+    if (m->in_flight[i] || m->slots[i].round == m->round)
+        return;
+    struct table_row r;
+    if (!table_read_row(m->t, i, &r))
+        return;
+    /* Unhealthy ones too: one whose replacement waits may yet answer. */
+    bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) && r.addr[0];
+    if (!probe) {
+        if (m->slots[i].ch) {
+            grpc_channel_destroy(m->slots[i].ch);
+            m->slots[i].ch = NULL;
+        }
+        return;
+    }
+    const struct slot *s = &m->slots[i];
+    bool first = !s->ch || !s->contacted || s->incarnation != r.incarnation || strcmp(s->addr, r.addr) != 0;
+    if (first && m->first_contacts >= FIRST_CONTACTS_MAX) {
+        m->deferred = true; /* its turn comes when handshakes finish */
+        return;
+    }
+    struct probe *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->m = m;
+    p->first = first;
+    p->slot = i;
+    p->incarnation = r.incarnation;
+    p->seq = ++m->seq;
+    p->sent_us = now_us();
+    Asg__V1__PingRequest q = ASG__V1__PING_REQUEST__INIT;
+    q.seq = p->seq;
+    size_t len = asg__v1__ping_request__pack(&q, buf);
+    grpc_channel *ch = slot_channel(m, i, &r);
+    /* A first contact carries the connection's handshakes (TLS costs both
+     * sides milliseconds of CPU each, and a restarted monitor has every
+     * agent to dial at once): it gets the connect budget on top of the
+     * probe's, so a busy machine is not taken for dead agents. */
+    int deadline = m->cfg.probe_timeout_ms + (first ? RPC_CONNECT_MS : 0);
+    if (rpc_call_start(ch, m->cq, M_AGENT_PING, buf, len, deadline, on_probe, p) != 0) {
+        free(p);
+        return;
+    }
+    m->in_flight[i] = true;
+    m->slots[i].round = m->round;
+    m->outstanding++;
+    m->first_contacts += first;
+}
+
+/* Probes every slot of the current round not yet probed. */
 static void probe_slots(struct monitor *m)
 {
-    uint32_t cap = m->t->capacity;
-    uint8_t buf[32];
     m->deferred = false;
-    for (uint32_t i = 0; i < cap && i < m->nslots; i++) {
-        /* An agent never has two probes out: a slow one is asked again
-         * when its answer or its timeout arrives. Checked before the row
-         * is copied, so that a short interval costs little per slot. */
-        if (m->in_flight[i] || m->slots[i].round == m->round)
-            continue;
-        struct table_row r;
-        if (!table_read_row(m->t, i, &r))
-            continue;
-        /* Unhealthy ones too: one whose replacement waits may yet answer. */
-        bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) &&
-                     r.addr[0];
-        if (!probe) {
-            if (m->slots[i].ch) {
-                grpc_channel_destroy(m->slots[i].ch);
-                m->slots[i].ch = NULL;
-            }
-            continue;
-        }
-        const struct slot *s = &m->slots[i];
-        bool first = !s->ch || !s->contacted || s->incarnation != r.incarnation ||
-                     strcmp(s->addr, r.addr) != 0;
-        if (first && m->first_contacts >= FIRST_CONTACTS_MAX) {
-            m->deferred = true; /* its turn comes when handshakes finish */
-            continue;
-        }
-        struct probe *p = calloc(1, sizeof *p);
-        if (!p)
-            abort();
-        p->m = m;
-        p->first = first;
-        p->slot = i;
-        p->incarnation = r.incarnation;
-        p->seq = ++m->seq;
-        p->sent_us = now_us();
-        Asg__V1__PingRequest q = ASG__V1__PING_REQUEST__INIT;
-        q.seq = p->seq;
-        size_t len = asg__v1__ping_request__pack(&q, buf);
-        grpc_channel *ch = slot_channel(m, i, &r);
-        /* A first contact carries the connection's handshakes (TLS costs
-         * both sides milliseconds of CPU each, and a restarted monitor has
-         * every agent to dial at once): it gets the connect budget on top
-         * of the probe's, so a busy machine is not taken for dead agents. */
-        int deadline = m->cfg.probe_timeout_ms + (first ? RPC_CONNECT_MS : 0);
-        if (rpc_call_start(ch, m->cq, M_AGENT_PING, buf, len, deadline, on_probe, p) != 0) {
-            free(p);
-            continue;
-        }
-        m->in_flight[i] = true;
-        m->slots[i].round = m->round;
-        m->outstanding++;
-        m->first_contacts += first;
-    }
+    for (uint32_t i = 0; i < m->t->capacity && i < m->nslots; i++)
+        probe_slot(m, i);
     if (m->outstanding == 0 && !m->deferred)
         round_done(m);
 }
