@@ -364,6 +364,23 @@ static grpc_arg no_bdp_probe(void)
     return a;
 }
 
+/* What a probe's call does not need: channelz's per-call counters and the
+ * retry machinery (a probe is never retried: the next round asks again).
+ * Without them the saturated probe rate at 1,000 agents went from 36,800
+ * and 37,100 to 42,300 and 41,000 probes/s, and the monitor's RSS there
+ * from 72 to 66 MB (two runs each, same machine). */
+static void lean_calls(grpc_arg *args, size_t *n)
+{
+    args[*n].type = GRPC_ARG_INTEGER;
+    args[*n].key = (char *)GRPC_ARG_ENABLE_CHANNELZ;
+    args[*n].value.integer = 0;
+    (*n)++;
+    args[*n].type = GRPC_ARG_INTEGER;
+    args[*n].key = (char *)GRPC_ARG_ENABLE_RETRIES;
+    args[*n].value.integer = 0;
+    (*n)++;
+}
+
 struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
                                     size_t nmethods, grpc_completion_queue *cq,
                                     const struct rpc_tls *tls, int *port,
@@ -464,7 +481,7 @@ grpc_channel *rpc_channel_create(const char *addr, const struct rpc_tls *tls, co
 grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls, const char *peer_name,
                                     int connect_ms)
 {
-    grpc_arg args[6];
+    grpc_arg args[8];
     const char *keys[] = {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                           GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH};
     /* Retry a refused connection after 100 ms, at most a second apart, but
@@ -480,6 +497,7 @@ grpc_channel *rpc_channel_create_ex(const char *addr, const struct rpc_tls *tls,
     }
     args[4] = no_bdp_probe();
     grpc_channel_args ca = {5, args};
+    lean_calls(args, &ca.num_args);
     grpc_channel_credentials *creds;
     if (rpc_tls_on(tls)) {
         grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
