@@ -508,12 +508,17 @@ def print_table(R):
 def print_replay(R, w):
     print("\nPolicy replay: 20 requests/min per instance, boot 60 s, group 1..40 "
           "(NASA 1995 trace; the others from bench/gen_trace.py, seed 7, 14 days)")
-    print(row(["trace / policy", "inst-min", "overload min", "vs seeds", "vs HPA"], w))
+    print(row(["trace / policy", "inst-min", "overload min", "vs seeds", "vs HPA", "x HPA (cost, overload)"],
+              w + [24]))
     for trace, res in R["replay"].items():
+        hpa = res["hpa"]
         for name, v in res.items():
-            cmp = ("-", "-") if name in ("seeds", "hpa") else (pareto(v, res["seeds"]), pareto(v, res["hpa"]))
+            cmp = ("-", "-") if name in ("seeds", "hpa") else (pareto(v, res["seeds"]), pareto(v, hpa))
+            over = ("%.2f" % (v["overload_minutes"] / hpa["overload_minutes"]) if hpa["overload_minutes"]
+                    else "-")
             print(row(["%s / %s" % (trace, name), "%.0f" % v["instance_minutes"], v["overload_minutes"],
-                       cmp[0], cmp[1]], w))
+                       cmp[0], cmp[1], "%.2f, %s" % (v["instance_minutes"] / hpa["instance_minutes"], over)],
+                      w + [24]))
     print()
 
 

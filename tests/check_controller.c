@@ -583,6 +583,38 @@ START_TEST(test_balancer_restart_is_rebuilt_and_strays_removed)
 }
 END_TEST
 
+/* The predictive policy's memory of demand is in the table: a controller
+ * opened again on it carries on from what the last one saw. */
+START_TEST(test_predictive_memory_survives_a_controller_restart)
+{
+    cfg.policy_kind = POLICY_PREDICTIVE;
+    cfg.warmup_ms = 0;
+    reopen();
+    controller_evaluate(C);
+    all_register();
+    struct probe_sample busy = {0.5, 0.5, 0.1, false, 0};
+    /* Two minutes and more of evaluations: the monotonic clock is real,
+     * so the minutes are faked by moving the recorded minute back. */
+    for (int k = 0; k < 3; k++) {
+        table_lock(&T, 1000);
+        for (uint32_t i = 0; i < T.capacity; i++)
+            if (T.rows[i].state == ROW_RUNNING)
+                table_probe_result(&T, &T.rows[i], &busy, NULL, 3, now_ms());
+        T.hdr->ctl.fc.minute_ms -= 60000; /* as if a minute had passed */
+        table_unlock(&T);
+        controller_evaluate(C);
+    }
+    uint32_t seen = T.hdr->ctl.fc.recent_len;
+    ck_assert_uint_ge(seen, 2);
+    float last = T.hdr->ctl.fc.recent[(T.hdr->ctl.fc.recent_head + FC_RECENT - 1) % FC_RECENT];
+    ck_assert(last > 1.0f); /* three instances at 0.5 */
+    reopen(); /* a new controller process, the same table */
+    controller_evaluate(C);
+    ck_assert_uint_ge(T.hdr->ctl.fc.recent_len, seen);
+    ck_assert(T.hdr->ctl.fc.recent[(T.hdr->ctl.fc.recent_head + FC_RECENT - 1) % FC_RECENT] > 1.0f);
+}
+END_TEST
+
 Suite *controller_suite(void)
 {
     const TTest *tests[] = {
@@ -598,6 +630,7 @@ Suite *controller_suite(void)
         test_drain_timeout_removes_a_busy_member,
         test_balancer_down_holds_scale_in_but_not_a_dead_instance,
         test_balancer_restart_is_rebuilt_and_strays_removed,
+        test_predictive_memory_survives_a_controller_restart,
         NULL};
     return suite_of("controller", "core", setup, teardown, 0, tests, NULL);
 }
