@@ -119,20 +119,39 @@ def service_does_not_outlive_a_killed_agent():
 
 @test
 def service_load_is_its_process_groups_cpu():
-    """--load-source service: a service keeping one core busy reports a load
-    near 1 (of --service-cpus 1)."""
+    """--load-source service: a service keeping a core busy reports as its
+    load the share of a core it really got (of --service-cpus 1), as the
+    test reads it from /proc over the same seconds: on an idle machine near
+    1, on a busy one whatever the scheduler gave it, never an idle 0."""
     d = tempfile.mkdtemp(prefix="asg-svc-")
     info = os.path.join(d, "svc.info")
     p, addr = start_agent("--id", "svc-4", "--load-source", "service", "--service-cpus", "1",
                           *service_cmd(info, "--burn"))
-    try:
-        read_info(info)
+    tick = os.sysconf("SC_CLK_TCK")
 
-        def busy():
+    def cpu_s(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick   # utime + stime
+    try:
+        _, _, pid = read_info(info)
+        last = [time.monotonic(), cpu_s(pid)]
+        seen = []
+
+        def agrees():
+            now, used = time.monotonic(), cpu_s(pid)
+            share = (used - last[1]) / (now - last[0])
+            last[:] = [now, used]
             rc, out = probe(addr)
             m = re.search(r'"load":([0-9.]+)', out)
-            return rc == 0 and m and float(m.group(1)) > 0.5
-        wait_for(busy, 20, "the service's cpu as the load")
+            if rc != 0 or not m:
+                return False
+            seen.append((round(float(m.group(1)), 2), round(share, 2)))
+            return share > 0.1 and abs(float(m.group(1)) - min(share, 1.0)) < 0.2
+        try:
+            wait_for(agrees, 20 * SLOW, "the service's cpu as the load", interval=1.0)
+        except AssertionError as e:
+            raise AssertionError("%s; (load, measured share) each second: %s" % (e, seen))
     finally:
         stop_agent(p)
         shutil.rmtree(d, ignore_errors=True)
