@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,51 +89,6 @@ def throughput(d):
     return out
 
 
-class Paced:
-    """GET / through HAProxy at a set rate (requests/s), from threads."""
-
-    def __init__(self, port, rate, threads=8):
-        self.port, self.rate, self.failed, self.ok = port, rate, 0, 0
-        self.stop_ev = threading.Event()
-        self.lock = threading.Lock()
-        self.ts = [threading.Thread(target=self.loop, args=(k, threads), daemon=True) for k in range(threads)]
-        for t in self.ts:
-            t.start()
-
-    def loop(self, k, nthreads):
-        import http.client as hc
-        conn, n = None, 0
-        t0 = time.monotonic()
-        while not self.stop_ev.is_set():
-            n += 1
-            due = t0 + n * nthreads / self.rate + k / self.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if due < time.monotonic() - 1:     # a second behind: restart the schedule
-                t0, n = time.monotonic(), 0
-            try:
-                conn = conn or hc.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", "/")
-                r = conn.getresponse()
-                r.read()
-                good = r.status == 200
-            except (OSError, hc.HTTPException):
-                good, conn = False, None
-            with self.lock:
-                self.ok += good
-                self.failed += not good
-
-    def set_rate(self, rate):
-        self.rate = rate
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.ts:
-            t.join(20)
-        return self.ok, self.failed
-
-
 def reaction(d):
     """policy.metric requests, 1 instance at 70 % of its target rate; the rate
     doubled: seconds until a new instance has served requests through HAProxy."""
@@ -150,7 +104,7 @@ def reaction(d):
             try:
                 m.start()
                 first = H.wait_for(lambda: in_haproxy(m, hap, 1), 60, "one instance in HAProxy")
-                load = Paced(hap.port, 0.7 * target)
+                load = TB.Load(hap.port, threads=8, rate=0.7 * target)
                 H.wait_for(lambda: all(i["requests_per_s"] for i in m.running()), 20, "a rate counted")
                 time.sleep(3)   # steady at 70 % before the step (a measurement, not a wait)
                 t0 = time.monotonic()
@@ -185,14 +139,14 @@ def drains(d):
     try:
         m.start()
         H.wait_for(lambda: in_haproxy(m, hap, 2), 60, "two instances in HAProxy")
-        load = Paced(hap.port, 200)
+        load = TB.Load(hap.port, threads=8, rate=200)
         for _ in range(DRAINS):
             H.http("POST", m.url + "/api/v1/desired", {"desired": 3})
             H.wait_for(lambda: in_haproxy(m, hap, 3), 60, "three in HAProxy")
             H.http("POST", m.url + "/api/v1/desired", {"desired": 2})
             H.wait_for(lambda: in_haproxy(m, hap, 2) and m.status()["group"]["terminating"] == 0, 60,
                        "back to two, the third stopped")
-        ok, failed = load.stop()
+        ok, failed, _ = load.stop()
         load = None
         removed = len(re.findall(r"balancer: removed ", m.log()))
         return {"drains": DRAINS, "removed": removed, "requests": ok + failed, "failed": failed}

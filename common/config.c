@@ -435,18 +435,6 @@ static bool charset(const char *s, const char *extra)
     return true;
 }
 
-/* HAProxy names: what its config parser accepts for a backend. */
-static bool haproxy_name_ok(const char *s)
-{
-    if (!s[0])
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.' || *s == ':'))
-            return false;
-    return true;
-}
-
 static int check_schedule(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
     const char *tz = c->schedule_timezone;
@@ -472,7 +460,7 @@ static int check_lb(struct errbuf *e, const config_t *cf, const struct asg_confi
             return fail(e, lookup(cf, c->lb_haproxy_socket[0] ? "lb.haproxy.socket" : "lb.kind"),
                         "lb.kind \"haproxy\" needs lb.haproxy.socket, the absolute path of HAProxy's "
                         "stats socket (at level admin)");
-        if (!haproxy_name_ok(c->lb_haproxy_backend))
+        if (!c->lb_haproxy_backend[0] || !charset(c->lb_haproxy_backend, "-_.:")) /* HAProxy's names */
             return fail(e, lookup(cf, c->lb_haproxy_backend[0] ? "lb.haproxy.backend" : "lb.kind"),
                         "lb.kind \"haproxy\" needs lb.haproxy.backend, a backend name of "
                         "A-Z a-z 0-9 - _ . :");
@@ -656,14 +644,12 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (!service_health_ok(c->local_service_health))
         return fail(e, lookup(cf, "provider.local.service_health"),
                     "provider.local.service_health must be tcp, none or http:/PATH (no spaces)");
-    if (c->local_service_requests[0] && (strncmp(c->local_service_requests, "http:/", 6) != 0 ||
-                                         !service_health_ok(c->local_service_requests)))
-        return fail(e, lookup(cf, "provider.local.service_requests"),
-                    "provider.local.service_requests must be \"\" or http:/PATH (no spaces or quotes)");
-    if (c->ec2_service_requests[0] && (strncmp(c->ec2_service_requests, "http:/", 6) != 0 ||
-                                       !service_health_ok(c->ec2_service_requests)))
-        return fail(e, lookup(cf, "provider.ec2.service_requests"),
-                    "provider.ec2.service_requests must be \"\" or http:/PATH (no spaces or quotes)");
+    const char *requests[2][2] = {{"provider.local.service_requests", c->local_service_requests},
+                                  {"provider.ec2.service_requests", c->ec2_service_requests}};
+    for (int k = 0; k < 2; k++)
+        if (requests[k][1][0] && (strncmp(requests[k][1], "http:/", 6) != 0 || !service_health_ok(requests[k][1])))
+            return fail(e, lookup(cf, requests[k][0]), "%s must be \"\" or http:/PATH (no spaces or quotes)",
+                        requests[k][0]);
     if (!service_health_ok(c->ec2_service_health))
         return fail(e, lookup(cf, "provider.ec2.service_health"),
                     "provider.ec2.service_health must be tcp, none or http:/PATH (no spaces or quotes)");

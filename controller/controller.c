@@ -150,6 +150,15 @@ static void release_holds(struct ctl *c, int64_t now)
     }
 }
 
+/* Terminating instances still waiting for the balancer to let them go. */
+static int held_for_balancer(const struct ctl *c)
+{
+    int held = 0;
+    for (uint32_t i = 0; i < c->t->capacity; i++)
+        held += c->t->rows[i].state == ROW_TERMINATING && (c->t->rows[i].flags & ROW_F_LB_HOLD);
+    return held;
+}
+
 static void launch_backoff(struct ctl *c, int64_t now)
 {
     if (c->failed_this_round)
@@ -174,10 +183,8 @@ static int replacement_budget(struct ctl *c)
 {
     /* One held for the balancer costs nothing yet, and must not hold up
      * the replacement of a dead one while the balancer is away. */
-    int held = 0;
-    for (uint32_t i = 0; i < c->t->capacity; i++)
-        held += c->t->rows[i].state == ROW_TERMINATING && (c->t->rows[i].flags & ROW_F_LB_HOLD);
-    int in_flight = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_TERMINATING) - held;
+    int in_flight = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_TERMINATING) -
+                    held_for_balancer(c);
     int group = table_count(c->t, ROW_RUNNING) + table_count(c->t, ROW_PENDING) +
                 table_count(c->t, ROW_UNHEALTHY);
     int budget = (group + 9) / 10;
@@ -456,6 +463,14 @@ static void account_joined(struct ctl *c)
         table_set_target(c->t, target);
 }
 
+/* The instance has somewhere the balancer could send traffic. */
+static bool balancer_takes(const struct ctl *c, const struct table_row *r)
+{
+    char member[TABLE_ADDR_MAX];
+    lb_member_addr(&c->cfg, r, member, sizeof member);
+    return member[0] != '\0';
+}
+
 /* Works out the scheduled entry in force once a minute (and after a
  * reload); a change is logged and published. Lock held. */
 static void follow_schedule(struct ctl *c)
@@ -498,9 +513,7 @@ static void evaluate(struct ctl *c)
         policy_input_add(&in, r, &c->cfg, now);
         /* A new instance with a service: into the balancer now, not at
          * its next step. */
-        char member[TABLE_ADDR_MAX];
-        if (c->lb.ops && r->state == ROW_RUNNING && r->lb_state == LBS_NONE &&
-            (lb_member_addr(&c->cfg, r, member, sizeof member), member[0]))
+        if (c->lb.ops && r->state == ROW_RUNNING && r->lb_state == LBS_NONE && balancer_takes(c, r))
             c->lb_now = true;
         /* An instance that came up since the last failure: launches work. */
         if (c->launch_failures && r->state == ROW_RUNNING && r->running_since_ms > c->last_failure_ms)
@@ -680,13 +693,14 @@ static void lb_step(struct ctl *c, bool reconcile_now)
     execute(c);
 }
 
-/* Instances wait for the balancer: step often until they are out. */
-static int lb_every(const struct ctl *c)
+/* When the next balancer step is due: soon while instances wait for it to
+ * let them go. */
+static int64_t next_lb_step(const struct ctl *c)
 {
-    for (uint32_t i = 0; i < c->t->capacity; i++)
-        if (c->t->rows[i].flags & ROW_F_LB_HOLD)
-            return c->cfg.lb_interval_ms < 200 ? c->cfg.lb_interval_ms : 200;
-    return c->cfg.lb_interval_ms;
+    int every = c->cfg.lb_interval_ms;
+    if (every > 200 && held_for_balancer(c))
+        every = 200;
+    return c->last_lb + every;
 }
 
 /* Agents this controller started are its children: a dead one is known
@@ -746,14 +760,12 @@ static void stop_all(struct ctl *c)
         reap_agents(c);
         if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
             return;
-        int held = 0;
         for (uint32_t i = 0; i < c->t->capacity; i++) {
             struct table_row *r = &c->t->rows[i];
-            held += r->state == ROW_TERMINATING && (r->flags & ROW_F_LB_HOLD);
             if (r->state == ROW_TERMINATING && !(r->flags & ROW_F_LB_HOLD))
                 add_op(c, OP_CHECK_GONE, r);
         }
-        int left = (int)c->nops + held;
+        int left = (int)c->nops + held_for_balancer(c);
         table_unlock(c->t);
         execute(c);
         if (left == 0 || now_ms() > end)
@@ -910,12 +922,16 @@ static void run(struct ctl *c, int sigfd)
             evaluate(c);
             next_eval = now + c->cfg.evaluation_interval_ms;
         }
-        int64_t next_lb = c->last_lb + lb_every(c);
-        if (c->lb.ops && (now_ms() >= next_lb || c->lb_now)) {
-            lb_step(c, now_ms() - c->last_lb_reconcile >= c->cfg.lb_reconcile_interval_ms);
-            next_lb = c->last_lb + lb_every(c);
+        int64_t wake = next_eval;
+        if (c->lb.ops) {
+            int64_t next_lb = next_lb_step(c);
+            if (now_ms() >= next_lb || c->lb_now) {
+                lb_step(c, now_ms() - c->last_lb_reconcile >= c->cfg.lb_reconcile_interval_ms);
+                next_lb = next_lb_step(c);
+            }
+            if (next_lb < wake)
+                wake = next_lb;
         }
-        int64_t wake = c->lb.ops && next_lb < next_eval ? next_lb : next_eval;
         int wait = (int)(wake - now_ms());
         struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c->reqfd, POLLIN, 0}};
         if (poll(p, c->reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {

@@ -46,18 +46,6 @@ static const struct lb_member *find_member(const struct lb_member *m, size_t nm,
     return NULL;
 }
 
-/* The balancer's request counter into the row, and the rate since the
- * last reading (none when the counter went back: the balancer restarted
- * or the member was added again). */
-static void count(struct table *t, struct table_row *r, const struct lb_member *m, int64_t now)
-{
-    double rate = -1;
-    int64_t dt = now - r->lb_counted_ms;
-    if (r->lb_counted_ms > 0 && dt > 0 && m->requests >= r->lb_requests)
-        rate = (double)(m->requests - r->lb_requests) * 1000.0 / (double)dt;
-    table_lb_counted(t, r, m->requests, m->sessions, rate, now);
-}
-
 /* What one row needs from the balancer. */
 static void plan_row(struct table *t, const struct asg_config *cfg, struct table_row *r,
                      const struct lb_member *m, bool drain_over, int64_t now, struct lb_plan *p)
@@ -132,7 +120,7 @@ void lb_plan_step(struct table *t, const struct asg_config *cfg, const struct lb
             continue;
         const struct lb_member *mm = find_member(m, nm, r->id);
         if (mm)
-            count(t, r, mm, now);
+            table_lb_counted(t, r, mm->requests, mm->sessions, now);
         plan_row(t, cfg, r, mm, drain_over, now, p);
     }
     if (strays)

@@ -105,14 +105,25 @@ bool table_registered(struct table *t, struct table_row *r, const char *addr, co
     return ok && was == ROW_PENDING;
 }
 
-/* The service's counter into a rate, over a second or more; a counter that
- * went back (the service restarted) starts over. Inside the row's bracket. */
+/* Per second, between a counter's reading `count` at now and the one
+ * before (prev at prev_ms, 0 = none); -1 without an earlier reading, or when
+ * the counter went back (its source restarted). */
+static double counter_rate(uint64_t prev, int64_t prev_ms, uint64_t count, int64_t now)
+{
+    if (prev_ms <= 0 || now <= prev_ms || count < prev)
+        return -1;
+    return (double)(count - prev) * 1000.0 / (double)(now - prev_ms);
+}
+
+/* The service's counter into a rate, over a second or more. Inside the
+ * row's bracket. */
 static void count_requests(struct table_row *r, uint64_t requests, int64_t now)
 {
     if (r->svc_counted_ms && requests >= r->svc_requests && now - r->svc_counted_ms < 1000)
         return;
-    if (r->svc_counted_ms && requests >= r->svc_requests) {
-        r->svc_rate = (double)(requests - r->svc_requests) * 1000.0 / (double)(now - r->svc_counted_ms);
+    double rate = counter_rate(r->svc_requests, r->svc_counted_ms, requests, now);
+    if (rate >= 0) {
+        r->svc_rate = rate;
         r->svc_rate_ms = now;
     }
     r->svc_requests = requests;
@@ -234,8 +245,9 @@ void table_lb_hold(struct table *t, struct table_row *r, bool hold)
 }
 
 void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, uint32_t sessions,
-                      double rate, int64_t now)
+                      int64_t now)
 {
+    double rate = counter_rate(r->lb_requests, r->lb_counted_ms, requests, now);
     row_write_begin(r);
     r->lb_requests = requests;
     r->lb_sessions = sessions;
@@ -378,7 +390,6 @@ void table_lb_health(struct table *t, bool up, const char *error, int members, i
         h->lb_members = members;
     copy_str(h->lb_error, sizeof h->lb_error, error ? error : "");
     hdr_write_end(t);
-    atomic_fetch_add(&h->lb_calls, 1);
     if (error)
         atomic_fetch_add(&h->lb_errors, 1);
 }

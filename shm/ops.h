@@ -80,10 +80,10 @@ int table_joined_uncounted(const struct table *t);
 void table_lb_state(struct table *t, struct table_row *r, uint32_t lb_state, int64_t now);
 /* Held for the balancer before the provider is asked to stop it, or not. */
 void table_lb_hold(struct table *t, struct table_row *r, bool hold);
-/* The balancer's counters for it: requests served (a counter), open
- * connections; rate < 0 when none could be measured this time. */
+/* The balancer's counters for it: requests served (a counter, turned into
+ * a rate since the last reading), open connections. */
 void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, uint32_t sessions,
-                      double rate, int64_t now);
+                      int64_t now);
 /* EC2 bootstrap: its join token is spent. */
 void table_join_spent(struct table *t, struct table_row *r, int64_t now);
 

@@ -220,7 +220,7 @@ struct table_hdr {
     int32_t lb_members;          /* members in its backend, last listed */
     int64_t lb_checked_ms;       /* last call, 0 = never */
     char lb_error[200];          /* why the last call failed; "" once one succeeds */
-    _Atomic uint64_t lb_calls, lb_errors;
+    _Atomic uint64_t lb_errors;
 };
 
 /* After the header, apart from it: the probe counters and histograms and
