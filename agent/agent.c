@@ -38,7 +38,9 @@ static void usage(FILE *f)
             "  --listen     where to serve (port 0 picks a free one; the bound\n"
             "               address is printed on the first line of output)\n"
             "  --id         instance id (default: agent-PORT)\n"
-            "  --manager    the manager's monitor address; register there\n"
+            "  --manager    the manager's monitor address; register there. A,B: managers of one\n"
+            "               group on etcd: the next is tried when one is unreachable, a\n"
+            "               standby names the leader\n"
             "  --advertise  address to register with (default: the bound one)\n"
             "  --seed       seed of the simulated load (default: from time and pid)\n"
             "  --start-load initial simulated load, 0..1 (default 0.3)\n"
@@ -70,6 +72,108 @@ static void usage(FILE *f)
 
 /* ---- registration with the manager ---- */
 
+/* --manager A,B: managers of one group on etcd (ha.etcd). An agent
+ * registers with one; when it cannot reach it, it tries the next, and a
+ * standby's refusal names the leader to go to. One channel per manager,
+ * shared by a swarm's agents. */
+#define MANAGERS_MAX 4
+#define CHANNELS_MAX 16
+static struct {
+    int n;
+    char addr[MANAGERS_MAX][64];
+    const struct rpc_tls *tls;
+} managers;
+/* Channels by address, kept for the process's life: agents of a swarm may
+ * still use one when the list changes. */
+static struct {
+    char addr[64];
+    grpc_channel *ch;
+} channels[CHANNELS_MAX];
+
+static int parse_managers(const char *list, char *why, size_t n)
+{
+    char buf[300], addr[MANAGERS_MAX][64];
+    int count = 0;
+    if (!copy_str(buf, sizeof buf, list)) {
+        snprintf(why, n, "the list is too long");
+        return -1;
+    }
+    for (char *save, *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        if (count == MANAGERS_MAX) {
+            snprintf(why, n, "more than %d managers", MANAGERS_MAX);
+            return -1;
+        }
+        if (!valid_address(s, strlen(s), false, why, n))
+            return -1;
+        copy_str(addr[count++], sizeof addr[0], s);
+    }
+    if (count == 0) {
+        snprintf(why, n, "no address");
+        return -1;
+    }
+    memcpy(managers.addr, addr, sizeof addr);
+    managers.n = count;
+    return 0;
+}
+
+static grpc_channel *channel_to(const char *addr)
+{
+    int i = 0;
+    for (; i < CHANNELS_MAX && channels[i].ch; i++)
+        if (strcmp(channels[i].addr, addr) == 0)
+            return channels[i].ch;
+    if (i == CHANNELS_MAX)
+        return NULL;
+    copy_str(channels[i].addr, sizeof channels[i].addr, addr);
+    channels[i].ch = rpc_channel_create(addr, managers.tls, RPC_MANAGER_NAME);
+    return channels[i].ch;
+}
+
+static void use_manager(struct agent *a, int idx)
+{
+    grpc_channel *ch = channel_to(managers.addr[idx]);
+    if (!ch)
+        return; /* more managers than a group ever has: stay */
+    a->mgr_idx = idx;
+    a->mgr = ch;
+    copy_str(a->manager, sizeof a->manager, managers.addr[idx]);
+}
+
+static void managers_update(struct agent *a, const char *list)
+{
+    char why[128];
+    if (parse_managers(list, why, sizeof why) != 0) {
+        log_warn("%s: the manager sent a bad list of managers (%s): ignored", a->id, why);
+        return;
+    }
+    /* Not in the list: the next one tried is the list's first. */
+    a->mgr_idx = managers.n - 1;
+    for (int i = 0; i < managers.n; i++)
+        if (strcmp(managers.addr[i], a->manager) == 0)
+            a->mgr_idx = i;
+    if (!a->quiet)
+        log_info("%s: the group's managers are %s", a->id, list);
+}
+
+/* After a failed or refused registration: the leader a standby named, or
+ * the next manager of the list. True when it moved. */
+static bool next_manager(struct agent *a, const char *leader)
+{
+    if (managers.n < 2)
+        return false;
+    int idx = (a->mgr_idx + 1) % managers.n;
+    for (int i = 0; leader && leader[0] && i < managers.n; i++)
+        if (strcmp(managers.addr[i], leader) == 0)
+            idx = i;
+    if (idx == a->mgr_idx)
+        return false;
+    if (!a->quiet)
+        log_info("%s: registering with %s next%s", a->id, managers.addr[idx],
+                 leader && leader[0] ? " (the leader, says the standby)" : "");
+    use_manager(a, idx);
+    return true;
+}
+
 static void schedule_retry(struct agent *a)
 {
     /* Exponential backoff with jitter: wait between half and all of it,
@@ -88,6 +192,7 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         if (!a->quiet)
             log_warn("register with %s failed: status %d %s", a->manager, (int)st, details);
         a->reg_failures++;
+        next_manager(a, NULL);
         schedule_retry(a);
         return;
     }
@@ -109,6 +214,9 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         if (!a->quiet)
             log_warn("registration refused by %s: %.200s", a->manager, r->reason);
         a->reg_failures++;
+        /* Sent on to the leader: no reason to wait long. */
+        if (next_manager(a, r->leader_address) && r->leader_address[0])
+            a->backoff_ms = BACKOFF_MIN_MS;
         schedule_retry(a);
     }
     asg__v1__register_reply__free_unpacked(r, NULL);
@@ -137,6 +245,10 @@ static void registration_tick(struct agent *a, int64_t now)
     char why[128];
     if (!a->mgr || a->draining)
         return;
+    if (a->managers_news[0]) {
+        managers_update(a, a->managers_news);
+        a->managers_news[0] = '\0';
+    }
     /* An instance is its service: it joins the group once the service
      * passes its check, not while it is still starting (its probes would
      * fail and count as misses). */
@@ -258,12 +370,18 @@ static int parse_args(int argc, char **argv, struct options *o)
             copy_str(a->id, sizeof a->id, optarg);
             break;
         case 'm':
+            if (parse_managers(optarg, why, sizeof why) != 0) {
+                fprintf(stderr, "asg-agent: --manager '%.100s': %s\n", optarg, why);
+                return -1;
+            }
+            copy_str(a->manager, sizeof a->manager, managers.addr[0]);
+            break;
         case 'a':
             if (!valid_address(optarg, strlen(optarg), false, why, sizeof why)) {
                 fprintf(stderr, "asg-agent: --%s: %s\n", c == 'm' ? "manager" : "advertise", why);
                 return -1;
             }
-            copy_str(c == 'm' ? a->manager : a->address, 64, optarg);
+            copy_str(a->address, sizeof a->address, optarg);
             break;
         case 's': {
             char *end;
@@ -571,8 +689,9 @@ static int start_agent(const struct options *o, int k, struct agent *a, grpc_com
     else if (o->swarm > 1)
         snprintf(a->id, sizeof a->id, "%.56s-%d", o->tmpl.id, k % 100000);
     if (a->manager[0]) {
-        /* One connection to the manager serves the whole swarm. */
-        a->mgr = k == 0 ? rpc_channel_create(a->manager, &a->tls, RPC_MANAGER_NAME) : a[-k].mgr;
+        /* One connection to each manager serves the whole swarm. */
+        managers.tls = &a[-k].tls;
+        use_manager(a, 0);
         if (o->swarm > 1) {
             /* Spread the first registrations (N/5 ms, at most 2 s) so that
              * thousands of agents do not arrive in the same instant. */

@@ -98,6 +98,10 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, s
         return;
     }
     a->last_ping_ms = now_ms();
+    /* Kept for registration to take up (agent.c checks it); a list
+     * longer than any real one is dropped here. */
+    if (in->managers[0] && strlen(in->managers) < sizeof a->managers_news)
+        copy_str(a->managers_news, sizeof a->managers_news, in->managers);
     char why[128];
     if (a->svc && !workload_ok(a->svc, why, sizeof why)) {
         /* The instance is its service: a probe fails while the service

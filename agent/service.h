@@ -27,7 +27,9 @@ struct proc_sampler {
 struct agent {
     char id[64];
     char address[64];       /* advertised to the manager */
-    char manager[64];
+    char manager[64];       /* the manager it registers with now */
+    int mgr_idx;            /* which of --manager's list that is */
+    char managers_news[300];   /* ha: a list a probe brought, for registration to take up */
     grpc_completion_queue *cq;
     grpc_channel *mgr;
     struct walk walk;
@@ -56,6 +58,7 @@ struct agent {
 void agent_proc_sample(struct proc_sampler *ps);
 /* One 100 ms tick of the load: walk, or sample /proc; a pin holds. */
 void agent_load_tick(struct agent *a, int64_t now);
+
 
 /* Handlers (rpc_handler): every request is checked before use. */
 void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);

@@ -22,6 +22,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness as H  # noqa: E402
 import lb_bench  # noqa: E402
+import ha_bench  # noqa: E402
 
 OUT_DIR = os.path.join(ROOT, "build", "bench")
 TRACE = os.path.join(os.path.dirname(ROOT), "shared", "traces", "nasa-1995-requests-per-minute.txt")
@@ -501,6 +502,8 @@ def print_table(R):
                    "%.2f ms" % t["snapshot"]["p99_ms"]], w))
     if "haproxy" in R:
         print_haproxy(R["haproxy"], w)
+    if "ha" in R:
+        print_ha(R["ha"], w)
     print_replay(R, w)
     print()
 
@@ -522,6 +525,18 @@ def print_replay(R, w):
     print()
 
 
+def print_ha(F, w):
+    print("\nFailover on etcd (two managers; leader kill -9 -> the new leader's first evaluation)")
+    print(row(["", "lease", "median", "p95", "trials"], w))
+    for key, name, lease in (("asg", "asg defaults (retry = evaluation 1 s)", F["asg"]["lease_ms"]),
+                             ("k8s_defaults", "Kubernetes defaults (retry 2 s)", F["k8s_defaults"]["lease_ms"])):
+        v = F[key]["trials"]
+        print(row([name, "%d s" % (lease // 1000), "%.2f s" % statistics.median(v), "%.2f s" % pct(v, 95),
+                   str(len(v))], w))
+    ratio = statistics.median(F["asg"]["trials"]) / statistics.median(F["k8s_defaults"]["trials"])
+    print("asg's median failover is %.2f of the Kubernetes defaults' (same pair, same etcd, this run)" % ratio)
+
+
 def main():
     R = {"date": time.strftime("%Y-%m-%d"), "command": "make bench", "cpus": os.cpu_count(),
          "capacity": [], "footprint": {}}
@@ -536,6 +551,13 @@ def main():
         finally:
             H.kill_everything_started()
         print_haproxy(R["haproxy"], [40, 13, 13, 14, 12])
+        return
+    if os.environ.get("BENCH_ONLY") == "ha":
+        try:
+            R["ha"] = ha_bench.run(TRIALS)
+        finally:
+            H.kill_everything_started()
+        print_ha(R["ha"], [40, 13, 13, 14, 12])
         return
     h2load = os.environ.get("H2LOAD", "/usr/bin/h2load")
     if not os.access(h2load, os.X_OK):
@@ -573,6 +595,8 @@ def main():
         R["replay"] = replay_policies()
         say("the group behind HAProxy: throughput, reaction to a load step, drains")
         R["haproxy"] = lb_bench.run()
+        say("failover of a pair of managers on etcd")
+        R["ha"] = ha_bench.run(TRIALS)
     finally:
         H.kill_everything_started()
     R["wall_s"] = round(time.monotonic() - t_start)

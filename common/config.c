@@ -113,6 +113,13 @@ static const struct keydef keys[] = {
     INT("lb.interval_ms", lb_interval_ms, 100, 60000, 1000, LIVE),
     INT("lb.reconcile_interval_ms", lb_reconcile_interval_ms, 500, HOUR_MS, 5000, LIVE),
     INT("lb.call_timeout_ms", lb_call_timeout_ms, 100, 60000, 2000, LIVE),
+    STRLIST("ha.etcd", ha_etcd, RESTART),
+    INT("ha.lease_ttl_ms", ha_lease_ttl_ms, 2000, 600000, 5000, RESTART),
+    STR("ha.prefix", ha_prefix, "/asg", RESTART),
+    STR("ha.id", ha_id, "", RESTART),
+    STR("ha.tls.ca", ha_tls_ca, "", RESTART),
+    STR("ha.tls.cert", ha_tls_cert, "", RESTART),
+    STR("ha.tls.key", ha_tls_key, "", RESTART),
     STR("schedule.timezone", schedule_timezone, "", LIVE),
     ENUM("tls.mode", tls_mode, tls_names, TLS_AUTO, RESTART),
     STR("tls.dir", tls_dir, "", RESTART),
@@ -514,6 +521,33 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
     return 0;
 }
 
+/* Whoever answers at an etcd endpoint decides who leads: plaintext only
+ * on loopback, as for the monitor. */
+static int check_ha(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    if (c->ha_prefix[0] != '/' || !charset(c->ha_prefix + 1, "/-._"))
+        return fail(e, lookup(cf, "ha.prefix"), "ha.prefix must be '/' and A-Z a-z 0-9 / - . _");
+    if (!charset(c->ha_id, "-._/:@"))
+        return fail(e, lookup(cf, "ha.id"), "ha.id must be A-Z a-z 0-9 - . _ / : @ (no spaces)");
+    if (!c->ha_tls_cert[0] != !c->ha_tls_key[0])
+        return fail(e, lookup(cf, c->ha_tls_cert[0] ? "ha.tls.cert" : "ha.tls.key"),
+                    "ha.tls.cert and ha.tls.key go together");
+    char list[sizeof c->ha_etcd];
+    copy_str(list, sizeof list, c->ha_etcd);
+    for (char *save, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        bool plain = strncmp(s, "http://", 7) == 0;
+        const char *host = plain ? s + 7 : strncmp(s, "https://", 8) == 0 ? s + 8 : NULL;
+        if (!host || !strchr(host, ':') || !charset(host, ".-:[]"))
+            return fail(e, lookup(cf, "ha.etcd"), "ha.etcd: '%.100s' is not http(s)://HOST:PORT", s);
+        if (plain && strncmp(host, "127.", 4) != 0 && strncmp(host, "localhost:", 10) != 0 &&
+            strncmp(host, "[::1]:", 6) != 0)
+            return fail(e, lookup(cf, "ha.etcd"),
+                        "ha.etcd: '%.100s' is plaintext off loopback: anyone on the path could choose the "
+                        "leader; use https:// with ha.tls.ca", s);
+    }
+    return 0;
+}
+
 static int check_tls(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
     if (c->tls_dir[0] && (c->tls_dir[0] != '/' || strstr(c->tls_dir, "/../") || strstr(c->tls_dir, "//")))
@@ -656,6 +690,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (check_lb(e, cf, c) != 0)
         return -1;
     if (check_schedule(e, cf, c) != 0)
+        return -1;
+    if (check_ha(e, cf, c) != 0)
         return -1;
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);

@@ -99,6 +99,12 @@ struct asg_config {
     int tls_mode;                    /* enum tls_mode */
     char tls_dir[200];               /* the manager's CA and keys; "" = /var/lib/asg/GROUP */
 
+    char ha_etcd[512];               /* etcd endpoints, ','-joined; "" = one manager, no HA */
+    int ha_lease_ttl_ms;
+    char ha_prefix[64];              /* where the group's keys live in etcd */
+    char ha_id[64];                  /* this manager's name; "" = HOSTNAME/monitor.listen */
+    char ha_tls_ca[200], ha_tls_cert[200], ha_tls_key[200];
+
     struct schedule_entry schedule[SCHEDULE_MAX];
     int nschedule;
     char schedule_timezone[64];      /* "" = the manager's local time */

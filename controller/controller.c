@@ -18,8 +18,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "../common/ctlsock.h"
+#include "../common/strbuf.h"
 #include "../common/util.h"
+#include "../ha/ha.h"
 #include "../lb/follow.h"
 #include "../policy/policy.h"
 #include "../policy/schedule.h"
@@ -28,6 +32,7 @@
 #include "controller.h"
 
 #define LOCAL_RECONCILE_MS 10000
+#define LOCAL_STANDBY_RECONCILE_MS 2000
 
 enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_CHECK_GONE };
 
@@ -67,6 +72,11 @@ struct ctl {
     struct sched_state sched;  /* the scheduled entry in force */
     int64_t sched_minute;      /* the wall minute it was worked out for */
     uint64_t sched_gen;        /* and the config generation */
+    struct ha ha;              /* ha.etcd: leader election; ha.on false without it */
+    enum ha_role ha_shown;     /* the role last published and logged */
+    int64_t ha_led_term;       /* the last term this manager led */
+    int64_t ha_shown_term;
+    char ha_shown_leader[64];
 };
 
 static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
@@ -310,6 +320,19 @@ static void converge(struct ctl *c, const struct policy_input *in, int target,
     }
 }
 
+/* With ha.etcd, a provider call is made only while this manager leads
+ * (checked against the renewal deadline at the last moment); refused
+ * calls are counted nowhere, made calls in provider_calls. */
+static bool may_call(struct ctl *c, struct op *o)
+{
+    if (!ha_may_act(&c->ha, now_ms())) {
+        snprintf(o->err, sizeof o->err, "not the leader any more (ha): no provider call");
+        return false;
+    }
+    atomic_fetch_add(&c->t->hdr->provider_calls, 1);
+    return true;
+}
+
 /* Step 2, without the lock. */
 static void run_ops(struct ctl *c)
 {
@@ -318,10 +341,11 @@ static void run_ops(struct ctl *c)
         struct op *o = &c->ops[i];
         switch (o->kind) {
         case OP_LAUNCH:
-            o->result = c->prov.ops->launch(&c->prov, o->row.id, &o->inst, o->err, sizeof o->err);
+            o->result = !may_call(c, o) ? LAUNCH_FAILED
+                        : c->prov.ops->launch(&c->prov, o->row.id, &o->inst, o->err, sizeof o->err);
             break;
         case OP_TERMINATE:
-            o->result = c->prov.ops->terminate(&c->prov, &o->row, false, o->err, sizeof o->err);
+            o->result = !may_call(c, o) ? -1 : c->prov.ops->terminate(&c->prov, &o->row, false, o->err, sizeof o->err);
             break;
         case OP_CHECK_GONE:
             if (!refreshed && c->prov.ops->refresh) {
@@ -329,7 +353,7 @@ static void run_ops(struct ctl *c)
                 refreshed = true;
             }
             o->result = c->prov.ops->gone(&c->prov, &o->row);
-            if (!o->result && now_ms() >= o->row.term_deadline_ms) {
+            if (!o->result && now_ms() >= o->row.term_deadline_ms && may_call(c, o)) {
                 log_warn("%s did not stop within %d ms; forcing it", o->row.id, kill_timeout(c));
                 if (c->prov.ops->terminate(&c->prov, &o->row, true, o->err, sizeof o->err) != 0)
                     log_warn("terminate %s: %s", o->row.id, o->err);
@@ -390,12 +414,72 @@ static void record_ops(struct ctl *c, int64_t now)
     c->nops = 0;
 }
 
+/* The group's state as a new leader would need it, written to etcd by the
+ * transaction that guards each batch of provider calls: the sizes, the
+ * next instance number, and every launch not yet answered (the batch's
+ * and those still unconfirmed), by id, so the new leader asks again with
+ * the same token. */
+static void ha_state(const struct ctl *c, char *out, size_t size)
+{
+    const struct table_hdr *h = c->t->hdr;
+    struct strbuf b = {0};
+    int launches = 0, terminations = 0;
+    sb_printf(&b, "{\"leader\":");
+    sb_json_str(&b, c->ha.id);
+    sb_printf(&b, ",\"term\":%lld,\"target\":%d,\"operator_desired\":%d,\"next_instance\":%llu,"
+                  "\"at_ms\":%lld,\"pending\":[",
+              (long long)c->ha.term, h->ctl.target, h->operator_desired,
+              (unsigned long long)h->next_instance, (long long)wall_ms());
+    for (size_t i = 0; i < c->nops; i++)
+        c->ops[i].kind == OP_LAUNCH ? launches++ : terminations++;
+    int listed = 0;
+    for (uint32_t i = 0; i < c->t->capacity && b.len + 2 * TABLE_ID_MAX < size - 64; i++) {
+        const struct table_row *r = &c->t->rows[i];
+        if (r->state != ROW_PENDING || !(r->flags & ROW_F_UNCONFIRMED))
+            continue;
+        sb_printf(&b, "%s", listed++ ? "," : "");
+        sb_json_str(&b, r->id);
+    }
+    sb_printf(&b, "],\"launches\":%d,\"terminations\":%d}", launches, terminations);
+    copy_str(out, size, b.s);
+    sb_free(&b);
+}
+
+static bool guard_batch(struct ctl *c)
+{
+    char state[ETCD_VALUE_MAX];
+    ha_state(c, state, sizeof state);
+    return ha_guard(&c->ha, state, now_ms());
+}
+
+/* A batch the guard refused: launches are dropped (their rows freed, no
+ * instance exists), terminations wait for whoever leads. */
+static void fence_batch(struct ctl *c)
+{
+    log_warn("ha: %zu provider call(s) not made: this manager does not lead (%s)", c->nops,
+             c->ha.err[0] ? c->ha.err : "the leader key is not ours");
+    if (table_lock(c->t, TABLE_LOCK_RECORD_MS) == 0) {
+        for (size_t i = 0; i < c->nops; i++) {
+            struct table_row *r = op_row(c, &c->ops[i]);
+            if (c->ops[i].kind == OP_LAUNCH && r && r->state == ROW_PENDING)
+                row_free(c, r, "not launched: this manager does not lead");
+        }
+        table_unlock(c->t);
+    }
+    c->nops = 0;
+}
+
 /* Carries out the ops queued under the lock: provider calls without it,
  * then the results with it. */
 static void execute(struct ctl *c)
 {
     if (c->nops == 0)
         return;
+    fault_stop_point("controller", "stop-before-calls");
+    if (c->ha.on && !guard_batch(c)) {
+        fence_batch(c);
+        return;
+    }
     run_ops(c);
     /* What the provider did must be recorded: giving up here would leave a
      * launched instance without its pid, so this wait is the longer one. */
@@ -822,7 +906,8 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
 }
 
 /* Operator requests from the status API: applied under the lock, then
- * carried out like any decision. */
+ * carried out like any decision. A standby refuses them: the leader's
+ * status API is the one to ask. */
 static void handle_requests(struct ctl *c)
 {
     struct ctl_request rq;
@@ -835,6 +920,13 @@ static void handle_requests(struct ctl *c)
         }
         if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
             return;
+        if (!ha_may_act(&c->ha, now_ms())) {
+            table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN,
+                       "operator: request refused: this manager is a standby; the leader is %.60s",
+                       c->ha.leader[0] ? c->ha.leader : "not known");
+            table_unlock(c->t);
+            continue;
+        }
         apply_request(c, &rq, now_ms());
         table_unlock(c->t);
         execute(c);
@@ -842,9 +934,13 @@ static void handle_requests(struct ctl *c)
     }
 }
 
+/* A local standby looks for the leader's agents more often: reading /proc
+ * costs little, and a warm table is what a standby is for. */
 static int reconcile_every(const struct ctl *c)
 {
-    return c->cfg.provider_kind == PROVIDER_EC2 ? c->cfg.ec2_reconcile_interval_ms : LOCAL_RECONCILE_MS;
+    if (c->cfg.provider_kind == PROVIDER_EC2)
+        return c->cfg.ec2_reconcile_interval_ms;
+    return c->ha.on && c->ha_shown != HA_LEADER ? LOCAL_STANDBY_RECONCILE_MS : LOCAL_RECONCILE_MS;
 }
 
 /* ---- driven by hand: the seam the Check units use ---- */
@@ -889,6 +985,127 @@ void controller_close(struct ctl *c)
     free(c);
 }
 
+/* The last leader's launches that had no answer (EC2 only: a local
+ * instance is found by its process at once): each becomes a pending,
+ * unconfirmed row again, with the same id and so the same token, unless
+ * a row already holds that token (adopted meanwhile); the sweep asks
+ * again, and EC2 answers with the instance made the first time. */
+static void resume_launches(struct ctl *c, json_object *pending, int64_t now)
+{
+    if (c->cfg.provider_kind != PROVIDER_EC2)
+        return;
+    size_t n = json_object_array_length(pending);
+    for (size_t k = 0; k < n; k++) {
+        const char *id = json_object_get_string(json_object_array_get_idx(pending, k));
+        char token[72];
+        if (!id || !valid_instance_id(id, strlen(id)) || table_find(c->t, id))
+            continue;
+        provider_launch_token(&c->prov, id, token, sizeof token);
+        bool held = false;
+        for (uint32_t i = 0; i < c->t->capacity && !held; i++)
+            held = c->t->rows[i].state != ROW_FREE && strcmp(c->t->rows[i].launch_token, token) == 0;
+        if (held)
+            continue;
+        if (table_row_new(c->t, id, RE_LAUNCH, "launch taken over from the last leader", ROW_F_UNCONFIRMED,
+                          token, now))
+            log_info("ha: the last leader's launch of %s had no answer: asking again with its token", id);
+    }
+}
+
+/* A new leader takes the group over: the state the last leader wrote
+ * (target, the operator's desired size), the provider's instances at once
+ * (adopted by tag or process, none launched twice), and a whole boot
+ * timeout for the adopted instances to register with us. Lock held. */
+static void take_over(struct ctl *c, int64_t now)
+{
+    char state[ETCD_VALUE_MAX];
+    ha_read_state(&c->ha, state, sizeof state);
+    json_object *o = state[0] ? json_tokener_parse(state) : NULL, *v;
+    int target = 0, desired = 0;
+    if (o && json_object_object_get_ex(o, "target", &v))
+        target = json_object_get_int(v);
+    if (o && json_object_object_get_ex(o, "operator_desired", &v))
+        desired = json_object_get_int(v);
+    if (o && json_object_object_get_ex(o, "next_instance", &v) && json_object_get_int64(v) > 0 &&
+        json_object_get_int64(v) < 1000000000000LL)
+        table_instance_number_seen(c->t, (uint64_t)json_object_get_int64(v));
+    struct asg_config eff = effective_config(c);
+    if (target >= eff.min_instances && target <= eff.max_instances && target != c->t->hdr->ctl.target) {
+        log_info("ha: the last leader's target was %d", target);
+        table_operator_target(c->t, target, desired > 0 && desired <= eff.max_instances ? desired : 0, now);
+    }
+    if (o && json_object_object_get_ex(o, "pending", &v) && json_object_is_type(v, json_type_array))
+        resume_launches(c, v, now);
+    json_object_put(o);
+    for (uint32_t i = 0; i < c->t->capacity; i++)
+        if (c->t->rows[i].state == ROW_PENDING && !(c->t->rows[i].flags & ROW_F_UNCONFIRMED))
+            table_boot_clock_restart(c->t, &c->t->rows[i], now);
+    c->last_reconcile = 0;
+    c->eval_now = true;
+}
+
+/* The role as operators see it, published and logged when it changes. */
+static void ha_publish(struct ctl *c, int64_t now)
+{
+    enum ha_role role = ha_role_now(&c->ha, now);
+    if (role == c->ha_shown && c->ha.term == c->ha_shown_term && strcmp(c->ha.leader, c->ha_shown_leader) == 0 &&
+        strcmp(c->ha.err, c->t->hdr->ha_error) == 0 && strcmp(c->ha.managers, c->t->hdr->ha_managers) == 0)
+        return;
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
+        return;
+    bool leads = role == HA_LEADER && c->ha_shown != HA_LEADER;
+    /* Acting again in the same term (etcd answered again before the lease
+     * lapsed): nobody else led meanwhile, the table is ours as it was. */
+    bool became = leads && c->ha.term != c->ha_led_term;
+    if (became)
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_INFO, "ha: became leader, term %lld, lease 0x%llx",
+                   (long long)c->ha.term, (unsigned long long)c->ha.lease);
+    else if (leads)
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_INFO, "ha: leading again, term %lld (the lease held)",
+                   (long long)c->ha.term);
+    if (leads)
+        c->ha_led_term = c->ha.term;
+    else if (role != HA_LEADER && c->ha_shown == HA_LEADER)
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_WARN, "ha: stopped leading (term %lld): %.120s",
+                   (long long)c->ha_shown_term,
+                   c->ha.err[0] ? c->ha.err : "the lease could not be renewed in time or the key is not ours");
+    else if (role == HA_STANDBY && (strcmp(c->ha.leader, c->ha_shown_leader) != 0 || c->ha_shown != HA_STANDBY))
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_INFO, "ha: standby; the leader is %.60s (term %lld)",
+                   c->ha.leader[0] ? c->ha.leader : "not known", (long long)c->ha.term);
+    table_ha(c->t, role, c->ha.term, c->ha.lease, c->ha.leader, role == HA_LEADER ? "" : c->ha.leader_addr,
+             c->ha.managers, c->ha.err, became);
+    if (became)
+        take_over(c, now);
+    else if (leads)
+        c->eval_now = true;
+    table_unlock(c->t);
+    c->ha_shown = role;
+    c->ha_shown_term = c->ha.term;
+    copy_str(c->ha_shown_leader, sizeof c->ha_shown_leader, c->ha.leader);
+}
+
+/* One HA turn: etcd when due, the role published, the agents told every
+ * manager's address. Returns when the next turn is due. */
+static int64_t ha_turn(struct ctl *c)
+{
+    int64_t now = now_ms();
+    if (now >= c->ha.next_step_ms) {
+        struct table_hdr h;
+        if (table_read_hdr(c->t, &h))
+            ha_step(&c->ha, h.monitor_addr, now);
+        if (c->ha.managers[0])
+            copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, c->ha.managers);
+        if (c->ha.nonce)
+            c->prov.nonce = c->ha.nonce;
+    }
+    ha_publish(c, now_ms());
+    int64_t next = c->ha.next_step_ms;
+    int64_t deadline = c->ha.renewed_ms + c->ha.ttl_ms - c->ha.ttl_ms / 5;
+    if (c->ha_shown == HA_LEADER && deadline < next)
+        next = deadline; /* stop acting on time, even if a step is late */
+    return next;
+}
+
 /* What arrived since the last turn: the monitor's address, a reload, dead
  * agents to reap. */
 static void take_news(struct ctl *c)
@@ -914,16 +1131,22 @@ static void run(struct ctl *c, int sigfd)
     int64_t next_eval = now_ms();
     while (!g_sig.term) {
         take_news(c);
+        int64_t next_ha = c->ha.on ? ha_turn(c) : INT64_MAX;
         int64_t now = now_ms();
+        /* A standby reconciles too: its table stays warm with the group's
+         * instances, adopted from the provider, for the day it leads. */
         if (now - c->last_reconcile >= reconcile_every(c))
             reconcile(c);
-        if (now >= next_eval || c->eval_now) {
+        bool acting = ha_may_act(&c->ha, now);
+        if (acting && (now >= next_eval || c->eval_now)) {
             c->eval_now = false;
             evaluate(c);
             next_eval = now + c->cfg.evaluation_interval_ms;
         }
-        int64_t wake = next_eval;
-        if (c->lb.ops) {
+        int64_t wake = next_eval > now || acting ? next_eval : now + c->cfg.evaluation_interval_ms;
+        if (next_ha < wake)
+            wake = next_ha;
+        if (c->lb.ops && acting) {
             int64_t next_lb = next_lb_step(c);
             if (now_ms() >= next_lb || c->lb_now) {
                 lb_step(c, now_ms() - c->last_lb_reconcile >= c->cfg.lb_reconcile_interval_ms);
@@ -968,11 +1191,20 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     c.lb.abort_flag = &g_sig.term;
     c.lb_up = true; /* until it says otherwise: no hold is skipped on a guess */
     c.reqfd = ctlsock_receiver();
+    if (ha_open(&c.ha, &c.cfg, t->hdr->ha_lease, t->hdr->nonce, err, sizeof err) != 0) {
+        log_error("ha: %s", err);
+        provider_free(&c.prov);
+        lb_free(&c.lb);
+        return ASG_EXIT_FATAL;
+    }
+    if (c.ha.on)
+        log_info("ha: on etcd %s as %s (lease TTL %d ms, keys under %s/%s)", c.cfg.ha_etcd, c.ha.id,
+                 c.cfg.ha_lease_ttl_ms, c.cfg.ha_prefix, c.cfg.group_name);
     log_info("controller up: policy %s, provider %s, group %s %d..%d (desired %d)",
              policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
              c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
     reconcile(&c);
-    if (c.lb.ops) {
+    if (c.lb.ops && ha_may_act(&c.ha, now_ms())) {
         log_info("balancer %s: following the group (lb.interval_ms %d, drain up to %d ms)",
                  c.lb.ops->name, c.cfg.lb_interval_ms, c.cfg.lb_drain_timeout_ms);
         lb_step(&c, true);
@@ -980,12 +1212,15 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     run(&c, sigfd);
     struct table_hdr h;
     bool draining = table_read_hdr(t, &h) && h.draining == DRAIN_STOP;
-    if (draining && c.cfg.provider_kind == PROVIDER_LOCAL && c.cfg.local_stop_on_exit) {
+    /* With ha.etcd the group outlives this manager: another one takes it
+     * over, so its instances stay, and the lease goes at once. */
+    if (draining && c.cfg.provider_kind == PROVIDER_LOCAL && c.cfg.local_stop_on_exit && !c.ha.on) {
         log_info("draining: stopping the local agents");
         stop_all(&c);
     } else {
-        log_info("stopping; instances are left running");
+        log_info("stopping; instances are left running%s", c.ha.on ? " for the next leader" : "");
     }
+    ha_close(&c.ha);
     provider_free(&c.prov);
     lb_free(&c.lb);
     lb_plan_free(&c.plan);

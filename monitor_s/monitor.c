@@ -84,6 +84,20 @@ static bool address_is_callers(const char *addr, char *why, size_t n)
     return false;
 }
 
+/* With ha.etcd, a standby sends agents to the leader it knows (lock
+ * held): its controller launches and terminates nothing, so instances
+ * belong with the leader. A standby that knows no leader (etcd down)
+ * keeps them rather than send them nowhere. */
+static bool standby_redirect(struct monitor *m, char *leader_addr, size_t size, char *why, size_t n)
+{
+    const struct table_hdr *h = m->t->hdr;
+    if (h->ha_role != 1 || !h->ha_leader_addr[0] || strcmp(h->ha_leader_addr, h->monitor_addr) == 0)
+        return false;
+    copy_str(leader_addr, size, h->ha_leader_addr);
+    snprintf(why, n, "this manager is a standby: the leader is %.60s at %.63s", h->ha_leader, h->ha_leader_addr);
+    return true;
+}
+
 /* With the lock held: the registration's effect on the table. Returns true
  * when accepted; otherwise why not is in reason (and *code is set for a
  * hard error rather than a refusal). */
@@ -163,17 +177,20 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
     } else {
         table_fault_point("monitor", m->t);
         grpc_status_code code = GRPC_STATUS_OK;
-        bool ok = apply_register(m, in, &code, why, sizeof why);
+        char leader[TABLE_ADDR_MAX] = "";
+        bool redirect = standby_redirect(m, leader, sizeof leader, why, sizeof why);
+        bool ok = !redirect && apply_register(m, in, &code, why, sizeof why);
         table_unlock(m->t);
         Asg__V1__RegisterReply r = ASG__V1__REGISTER_REPLY__INIT;
         r.accepted = ok;
         r.reason = ok ? (char *)"" : why;
         r.probe_interval_ms = (uint32_t)m->cfg.probe_interval_ms;
+        r.leader_address = leader;
         if (code != GRPC_STATUS_OK)
             rpc_reply_error(out, code, "%s", why);
         else
             rpc_reply_msg(out, &r.base);
-        if (!ok)
+        if (!ok && !redirect)
             refused(m, REFUSED_REGISTER, "registration of %s from %s refused: %s", in->instance_id,
                     in->address, why);
     }
@@ -418,6 +435,8 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
             failure = check_reply(rep, p, id);
         }
         record_probe(m, p, rep, failure);
+        if (!failure && p->managers_gen && m->slots[p->slot].incarnation == p->incarnation)
+            m->slots[p->slot].managers_gen = p->managers_gen;
         table_probe_observed(m->t, failure == NULL, rtt_us);
         table_unlock(m->t);
     }
@@ -446,6 +465,7 @@ static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct ta
          * queues behind thousands of answers. */
         s->ch = rpc_channel_create_ex(r->addr, &m->tls, RPC_AGENT_NAME, m->cfg.probe_timeout_ms);
         s->contacted = false;
+        s->managers_gen = 0;
         s->incarnation = r->incarnation;
         copy_str(s->addr, sizeof s->addr, r->addr);
     }
@@ -457,7 +477,7 @@ static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct ta
  * in the budget of handshakes. */
 static void probe_slot(struct monitor *m, uint32_t i)
 {
-    uint8_t buf[32];
+    uint8_t buf[320]; /* seq, and the managers list now and then */
     /* An agent never has two probes out: a slow one is asked again when
      * its answer or its timeout arrives. Checked before the row is
      * copied, so that a short interval costs little per slot. */
@@ -492,6 +512,10 @@ static void probe_slot(struct monitor *m, uint32_t i)
     p->sent_us = now_us();
     Asg__V1__PingRequest q = ASG__V1__PING_REQUEST__INIT;
     q.seq = p->seq;
+    if (m->managers[0] && s->managers_gen != m->managers_gen) {
+        q.managers = m->managers;
+        p->managers_gen = m->managers_gen;
+    }
     size_t len = asg__v1__ping_request__pack(&q, buf);
     grpc_channel *ch = slot_channel(m, i, &r);
     /* A first contact carries the connection's handshakes (TLS costs both
@@ -519,9 +543,22 @@ static void probe_slots(struct monitor *m)
         round_done(m);
 }
 
+/* ha: the managers' addresses, as the controller published them; agents
+ * are told when they change (in their next probe), so that an agent
+ * launched before a manager joined finds it when the one it knows dies. */
+static void follow_managers(struct monitor *m)
+{
+    struct table_hdr h;
+    if (!m->cfg.ha_etcd[0] || !table_read_hdr(m->t, &h) || strcmp(h.ha_managers, m->managers) == 0)
+        return;
+    copy_str(m->managers, sizeof m->managers, h.ha_managers);
+    m->managers_gen++;
+}
+
 static void probe_round(struct monitor *m)
 {
     m->round++;
+    follow_managers(m);
     probe_slots(m);
 }
 

@@ -20,6 +20,7 @@ struct slot {
     uint64_t incarnation;     /* of the row the channel belongs to */
     bool contacted;           /* a probe on this channel has completed */
     uint64_t round;           /* the last round that probed this slot */
+    uint32_t managers_gen;    /* the managers list its agent was last told (ha) */
 };
 
 /* Probes that open a new connection (TCP and HTTP/2 handshakes on both
@@ -37,6 +38,7 @@ struct probe {
     uint64_t seq;
     int64_t sent_us;
     bool first;               /* counted in monitor.first_contacts */
+    uint32_t managers_gen;    /* the managers list it carries, 0 = none */
 };
 
 struct monitor {
@@ -56,6 +58,8 @@ struct monitor {
     bool deferred;            /* this round left slots for lack of a turn */
     struct rpc_tls tls;       /* mutual TLS, or all NULL */
     struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
+    char managers[256];       /* ha: every manager's address, as the controller found them */
+    uint32_t managers_gen;    /* bumped when that list changes */
 };
 
 /* The role's entry point (the supervisor forks it): t mapped read-write,

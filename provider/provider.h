@@ -56,7 +56,8 @@ struct provider_ops {
 struct provider {
     const struct provider_ops *ops;
     const struct asg_config *cfg;
-    char manager_addr[TABLE_ADDR_MAX]; /* where agents register */
+    char manager_addr[256];            /* where agents register: "ADDR" or, with ha.etcd,
+                                        * every manager's, ","-joined, ours first */
     char agent_path[256];
     uint64_t seed;
     uint64_t nonce;                    /* the table's: makes launch tokens unique */

@@ -113,6 +113,29 @@ static void balancer_json(struct strbuf *b, const struct table_hdr *h)
     sb_printf(b, "},");
 }
 
+static const char *ha_role_text(uint32_t role)
+{
+    return role == 2 ? "leader" : role == 1 ? "standby" : "off";
+}
+
+/* High availability (ha.etcd), as the controller last stepped it. */
+static void ha_json(struct strbuf *b, const struct table_hdr *h)
+{
+    sb_printf(b, "\"ha\":{\"role\":\"%s\"", h->config.ha_etcd[0] ? ha_role_text(h->ha_role) : "off");
+    if (h->config.ha_etcd[0]) {
+        sb_printf(b, ",\"leader\":");
+        sb_json_str(b, h->ha_leader);
+        sb_printf(b, ",\"leader_address\":");
+        sb_json_str(b, h->ha_leader_addr);
+        sb_printf(b, ",\"managers\":");
+        sb_json_str(b, h->ha_managers);
+        sb_printf(b, ",\"term\":%lld,\"failovers\":%llu,\"error\":", (long long)h->ha_term,
+                  (unsigned long long)atomic_load(&h->ha_failovers));
+        sb_json_str(b, h->ha_error);
+    }
+    sb_printf(b, ",\"provider_calls\":%llu},", (unsigned long long)atomic_load(&h->provider_calls));
+}
+
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
@@ -141,6 +164,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
                   (unsigned long long)atomic_load(&h->refused[k]));
     sb_printf(b, "}},");
     balancer_json(b, h);
+    ha_json(b, h);
     schedule_json(b, h);
     probes_json(b, &s->probes);
     sb_printf(b, "\"processes\":{");
@@ -272,6 +296,16 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     per_instance(b, s, "asg_instance_mem", "Memory use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, mem));
     balancer_metrics(b, s);
+    help(b, "asg_provider_calls", "counter", "Launches and terminations asked of the provider.");
+    sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));
+    if (c->ha_etcd[0]) {
+        help(b, "asg_ha_leader", "gauge", "1 while this manager leads the group (ha.etcd).");
+        sb_printf(b, "asg_ha_leader %d\n", h->ha_role == 2);
+        help(b, "asg_ha_failovers", "counter", "Times this manager became the group's leader.");
+        sb_printf(b, "asg_ha_failovers_total %llu\n", (unsigned long long)atomic_load(&h->ha_failovers));
+        help(b, "asg_ha_term", "gauge", "The leader key's create revision in etcd: grows with every new leader.");
+        sb_printf(b, "asg_ha_term %lld\n", (long long)h->ha_term);
+    }
     help(b, "asg_probes", "counter", "Probes sent to agents.");
     sb_printf(b, "asg_probes_total %llu\n", (unsigned long long)s->probes.sent);
     help(b, "asg_probes_failed", "counter", "Probes that failed (no answer, error, wrong answer).");

@@ -19,12 +19,12 @@ procps
 TEST_PACKAGES="
 python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
-haproxy wrk
+haproxy wrk etcd-server openssl
 "
 
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # make bench: h2load is the independent load generator it compares with.
-BENCH_PACKAGES="python3 nghttp2-client haproxy wrk"
+BENCH_PACKAGES="python3 nghttp2-client haproxy wrk etcd-server"
 
 case "${1:-}" in
     --test) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;

@@ -200,6 +200,13 @@ void table_stop_deadline(struct table *t, struct table_row *r, int64_t deadline)
     row_write_end(t, r);
 }
 
+void table_boot_clock_restart(struct table *t, struct table_row *r, int64_t now)
+{
+    row_write_begin(r);
+    r->launch_ms = now;
+    row_write_end(t, r);
+}
+
 bool table_gone(struct table *t, struct table_row *r)
 {
     return event_alone(t, r, RE_GONE, NULL, now_ms());
@@ -392,6 +399,23 @@ void table_lb_health(struct table *t, bool up, const char *error, int members, i
     hdr_write_end(t);
     if (error)
         atomic_fetch_add(&h->lb_errors, 1);
+}
+
+void table_ha(struct table *t, int role, int64_t term, int64_t lease, const char *leader,
+              const char *leader_addr, const char *managers, const char *error, bool became_leader)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    h->ha_role = (uint32_t)role;
+    h->ha_term = term;
+    h->ha_lease = lease;
+    copy_str(h->ha_leader, sizeof h->ha_leader, leader);
+    copy_str(h->ha_leader_addr, sizeof h->ha_leader_addr, leader_addr);
+    copy_str(h->ha_error, sizeof h->ha_error, error);
+    copy_str(h->ha_managers, sizeof h->ha_managers, managers);
+    hdr_write_end(t);
+    if (became_leader)
+        atomic_fetch_add(&h->ha_failovers, 1);
 }
 
 void table_schedule(struct table *t, int active, int64_t since, int next, int64_t next_at)

@@ -114,6 +114,13 @@ void table_count_replaced(struct table *t);
 void table_lb_health(struct table *t, bool up, const char *error, int members, int64_t now);
 /* The scheduled entry in force (-1: none) since `since`, and the next. */
 void table_schedule(struct table *t, int active, int64_t since, int next, int64_t next_at);
+/* A pending row's boot clock starts again: a new leader gives the
+ * instances it adopted as a standby the whole boot timeout to register. */
+void table_boot_clock_restart(struct table *t, struct table_row *r, int64_t now);
+/* The controller's HA role (ha/ha.h), lock held; became_leader counts a
+ * failover. */
+void table_ha(struct table *t, int role, int64_t term, int64_t lease, const char *leader,
+              const char *leader_addr, const char *managers, const char *error, bool became_leader);
 /* An operator's request: the target, with the cooldown restarted so that
  * the policy does not undo it at once; desired > 0 also records it. */
 void table_operator_target(struct table *t, int32_t target, int32_t desired, int64_t now);

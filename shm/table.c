@@ -691,4 +691,19 @@ void table_fault_point(const char *role, struct table *t)
         kill(getpid(), SIGKILL);
     }
 }
+
+void fault_stop_point(const char *role, const char *what)
+{
+    static int armed = -1, calls;
+    if (armed < 0) {
+        const char *spec = getenv("ASG_FAULT");
+        char want[64];
+        snprintf(want, sizeof want, "%s:%s:", role, what);
+        armed = spec && strncmp(spec, want, strlen(want)) == 0 ? atoi(spec + strlen(want)) : 0;
+    }
+    if (armed > 0 && ++calls == armed) {
+        log_warn("ASG_FAULT: %s stopping itself (SIGSTOP) at %s", role, what);
+        raise(SIGSTOP);
+    }
+}
 #endif

@@ -19,7 +19,7 @@
 #include "../common/config.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 15
+#define TABLE_VERSION 16
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -221,6 +221,17 @@ struct table_hdr {
     int64_t lb_checked_ms;       /* last call, 0 = never */
     char lb_error[200];          /* why the last call failed; "" once one succeeds */
     _Atomic uint64_t lb_errors;
+
+    /* controller: high availability (ha.etcd), as last stepped */
+    uint32_t ha_role;            /* enum ha_role: 0 off, 1 standby, 2 leader */
+    int64_t ha_term;             /* the leader key's create revision */
+    int64_t ha_lease;            /* ours: a restarted controller renews it */
+    char ha_leader[64];          /* the leader's ha.id, "" unknown */
+    char ha_leader_addr[TABLE_ADDR_MAX]; /* its monitor, where agents register */
+    char ha_error[160];          /* the last etcd failure, "" after a success */
+    char ha_managers[256];       /* every manager's monitor address, ","-joined, ours first */
+    _Atomic uint64_t ha_failovers;   /* times this manager became the leader */
+    _Atomic uint64_t provider_calls; /* launches and terminations asked of the provider */
 };
 
 /* After the header, apart from it: the probe counters and histograms and
@@ -334,7 +345,15 @@ bool table_config_refresh(const struct table *t, struct asg_config *cfg, uint64_
  * restarted roles. */
 #ifdef ASG_TEST_HOOKS
 void table_fault_point(const char *role, struct table *t);
+/* With ASG_FAULT=ROLE:WHAT:N, the Nth call stops the process (SIGSTOP),
+ * as a stalled VM would: the test continues it. */
+void fault_stop_point(const char *role, const char *what);
 #else
+static inline void fault_stop_point(const char *role, const char *what)
+{
+    (void)role;
+    (void)what;
+}
 static inline void table_fault_point(const char *role, struct table *t)
 {
     (void)role;

@@ -317,8 +317,15 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
     return o;
 }
 
+/* A standby's controller acts on nothing: the request belongs with the
+ * leader, which this says. */
 static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
 {
+    struct table_hdr h;
+    if (table_read_hdr(&S.t, &h) && h.config.ha_etcd[0] && h.ha_role != 2)
+        return send_error(c, 409, "this manager is a standby: ask the leader, %.60s (monitor at %.63s)",
+                          h.ha_leader[0] ? h.ha_leader : "not known right now",
+                          h.ha_leader_addr[0] ? h.ha_leader_addr : "?");
     if (ctlsock_send(rq) != 0)
         return send_error(c, 503, "the controller is not taking requests right now; retry");
     struct strbuf b = {0};

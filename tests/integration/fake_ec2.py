@@ -12,7 +12,9 @@
   instance, never a second one.
 - Faults are injected on request: throttling, 500s, timeouts, and 500s or
   timeouts *after* the instance was created (the caller never learns);
-  "no-agent" creates an instance whose agent never starts.
+  "no-agent" creates an instance whose agent never starts; "lost-and-hidden"
+  times the answer out and keeps the new instance out of DescribeInstances
+  for --hide seconds, as EC2's eventual consistency can.
 - /latest/... serves IMDSv2 (token, role, temporary credentials).
 - /_fake/stats and /_fake/fault are the test's control (unsigned);
   /_fake/user_data/ID shows an instance's user data, as the EC2 API shows
@@ -287,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
         status, xml = handler(form)
         if fault == "500-after-create":
             return self.error(500, "InternalError", "An internal error has occurred")
-        if fault == "timeout-after-create":
+        if fault in ("timeout-after-create", "lost-and-hidden"):
             time.sleep(ARGS.stall)
         self.reply(status, xml)
 
@@ -317,6 +319,10 @@ class Handler(BaseHTTPRequestHandler):
                 if token:
                     TOKENS[token] = iid
                 STATS["created"] += 1
+                if self.fault == "lost-and-hidden":
+                    # As EC2's eventual consistency can: the instance exists
+                    # but DescribeInstances does not show it for a while.
+                    inst["hidden_until"] = time.time() + ARGS.hide
                 user_data = base64.b64decode(form.get("UserData", "")).decode()
                 if self.fault == "no-agent":     # an instance whose boot never gets far
                     inst["user_data"] = user_data
@@ -437,6 +443,8 @@ class Handler(BaseHTTPRequestHandler):
             match = []
             for iid in ORDER:
                 i = INSTANCES[iid]
+                if i.get("hidden_until", 0) > time.time():
+                    continue
                 ok = all((name == "instance-state-name" and i["state"] in vals) or
                          (name.startswith("tag:") and i["tags"].get(name[4:]) in vals)
                          for name, vals in filters.items())
@@ -473,6 +481,7 @@ def main():
     ap.add_argument("--agent", required=True)
     ap.add_argument("--page-size", type=int, default=2)
     ap.add_argument("--stall", type=float, default=2.0)
+    ap.add_argument("--hide", type=float, default=15.0)
     ap.add_argument("--deregistration-delay", type=float, default=1.0)
     ap.add_argument("--state-dir", required=True, help="the instances' own directories go here")
     ARGS = ap.parse_args()

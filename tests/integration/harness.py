@@ -326,12 +326,13 @@ def kill_everything_started():
 class FakeEC2:
     """tests/integration/fake_ec2.py on 127.0.0.1, with its agents."""
 
-    def __init__(self, page_size=2, stall=2.0):
+    def __init__(self, page_size=2, stall=2.0, hide=15.0):
         import urllib.request  # noqa: F401
         self.dir = tempfile.mkdtemp(prefix="asg-fake-ec2-")
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(ROOT, "tests/integration/fake_ec2.py"),
              "--agent", BIN + "/asg-agent", "--page-size", str(page_size), "--stall", str(stall),
+             "--hide", str(hide),
              "--state-dir", self.dir],
             stdout=subprocess.PIPE, text=True)
         STARTED.add(self.proc.pid)
@@ -499,6 +500,126 @@ frontend fe
 backend web
     balance roundrobin
 """
+
+
+class Etcd:
+    """Debian's etcd on 127.0.0.1: one member, or a cluster of three, each
+    with its own data dir and ports, started in the foreground and stopped
+    by its pid."""
+
+    def __init__(self, members=1, tls=False):
+        self.dir = tempfile.mkdtemp(prefix="asg-etcd-")
+        self.tls = tls and self.make_certs()
+        self.members = [{"name": "m%d" % i, "client": free_port(), "peer": free_port(), "proc": None}
+                        for i in range(members)]
+        self.cluster = ",".join("%s=http://127.0.0.1:%d" % (m["name"], m["peer"]) for m in self.members)
+        for i in range(members):
+            self.start(i, wait=False)
+        for i in range(members):
+            wait_for(lambda: self.answers(i), 20, "etcd member %d up" % i)
+
+    def make_certs(self):
+        """A CA, etcd's server certificate (IP 127.0.0.1) and a client
+        certificate, with the openssl command; paths by name."""
+        d = os.path.join(self.dir, "pki")
+        os.makedirs(d)
+        p = {k: os.path.join(d, k) for k in ("ca.key", "ca.crt", "server.key", "server.crt",
+                                              "client.key", "client.crt", "ext", "other-ca.key", "other-ca.crt")}
+        with open(p["ext"], "w") as f:
+            f.write("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth, clientAuth\n")
+        ssl = lambda *a: run(["openssl"] + list(a), timeout=30)  # noqa: E731
+        r = ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test etcd CA",
+                "-keyout", p["ca.key"], "-out", p["ca.crt"])
+        assert r.returncode == 0, r.stderr
+        r = ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=another CA",
+                "-keyout", p["other-ca.key"], "-out", p["other-ca.crt"])
+        assert r.returncode == 0, r.stderr
+        for who in ("server", "client"):
+            csr = os.path.join(d, who + ".csr")
+            r = ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + who, "-keyout", p[who + ".key"],
+                    "-out", csr)
+            assert r.returncode == 0, r.stderr
+            r = ssl("x509", "-req", "-in", csr, "-CA", p["ca.crt"], "-CAkey", p["ca.key"], "-CAcreateserial",
+                    "-days", "2", "-extfile", p["ext"], "-out", p[who + ".crt"])
+            assert r.returncode == 0, r.stderr
+        return p
+
+    def endpoint(self, i):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.members[i]["client"])
+
+    def urlopen(self, url, body, timeout=2):
+        import ssl
+        import urllib.request
+        ctx = None
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls["ca.crt"])
+            ctx.load_cert_chain(self.tls["client.crt"], self.tls["client.key"])
+        return urllib.request.urlopen(url, body, timeout=timeout, context=ctx)
+
+    def endpoints(self):
+        return [self.endpoint(i) for i in range(len(self.members))]
+
+    def start(self, i, wait=True):
+        m = self.members[i]
+        data = os.path.join(self.dir, m["name"])
+        log = open(os.path.join(self.dir, m["name"] + ".log"), "a")
+        m["proc"] = subprocess.Popen(
+            ["etcd", "--name", m["name"], "--data-dir", data,
+             "--listen-client-urls", self.endpoint(i), "--advertise-client-urls", self.endpoint(i),
+             "--listen-peer-urls", "http://127.0.0.1:%d" % m["peer"],
+             "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % m["peer"],
+             "--initial-cluster", self.cluster, "--initial-cluster-state", "new",
+             "--initial-cluster-token", os.path.basename(self.dir)] +
+            (["--cert-file", self.tls["server.crt"], "--key-file", self.tls["server.key"],
+              "--client-cert-auth", "--trusted-ca-file", self.tls["ca.crt"]] if self.tls else []),
+            stdout=log, stderr=subprocess.STDOUT)
+        STARTED.add(m["proc"].pid)
+        if wait:
+            wait_for(lambda: self.answers(i), 20, "etcd member %d up" % i)
+
+    def answers(self, i):
+        try:
+            with self.urlopen(self.endpoint(i) + "/health", None) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    def stop(self, i, sig=signal.SIGKILL):
+        p = self.members[i]["proc"]
+        if p and p.poll() is None:
+            kill_pid(p.pid, sig)
+            p.wait(timeout=10)
+
+    def leader(self):
+        """The index of etcd's own (raft) leader among the members."""
+        for i, ep in enumerate(self.endpoints()):
+            try:
+                with self.urlopen(ep + "/v3/maintenance/status", b"{}") as r:
+                    st = json.loads(r.read())
+                    if st.get("leader") == st["header"]["member_id"]:
+                        return i
+            except (OSError, ValueError, KeyError):
+                continue
+        return None
+
+    def get(self, key):
+        """The value at key (text), or None: through the JSON gateway, as
+        an operator's etcdctl would read it."""
+        import base64
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+        for ep in self.endpoints():
+            try:
+                with self.urlopen(ep + "/v3/kv/range", body) as r:
+                    kvs = json.loads(r.read()).get("kvs", [])
+                    return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+            except OSError:
+                continue
+        return None
+
+    def cleanup(self):
+        for i in range(len(self.members)):
+            self.stop(i)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def http(method, url, body=None, headers=None, timeout=10):

@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Longest first (measured), so that no long file starts last.
-FIRST = ["t_security", "t_supervisor", "t_status", "t_monitor", "t_ec2", "t_agent"]
+FIRST = ["t_security", "t_ha", "t_supervisor", "t_status", "t_monitor", "t_ec2", "t_agent"]
 
 
 def ordered(files):

@@ -1,0 +1,432 @@
+#!/usr/bin/python3
+"""Integration tests: two managers of one group on a real etcd (Debian's
+etcd-server, started here on 127.0.0.1): one leader, failover on a kill -9,
+a paused leader fenced, etcd's own faults."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+TTL_MS = 2000
+EVAL_MS = 500
+PREFIX = "/asg-it"
+
+
+def pair(etcd, ttl_ms=None, **group):
+    """Managers a and b of one group (one name, one CA), each with its own
+    table, ports and pidfile, both on etcd; not started."""
+    g = {"min_instances": 2, "max_instances": 4, "desired_instances": 2}
+    g.update(group)
+    a = Manager("ha", group=g, policy={"evaluation_interval_ms": EVAL_MS})
+    b = Manager("ha", group=g, policy={"evaluation_interval_ms": EVAL_MS})
+    b.group = a.group
+    b.cfg["group"]["name"] = a.group
+    b.cfg["tls"]["dir"] = a.cfg["tls"]["dir"]
+    for m, ident in ((a, "mgr-a"), (b, "mgr-b")):
+        m.cfg["ha"] = {"etcd": etcd.endpoints(), "lease_ttl_ms": ttl_ms or TTL_MS, "id": ident, "prefix": PREFIX}
+        m.cfg["status"] = {"listen": "127.0.0.1:%d" % free_port()}
+        m.url = "http://" + m.cfg["status"]["listen"]
+        m.write_config()
+    return a, b
+
+
+def ha(m):
+    s = m.status()
+    return s["ha"] if s else {}
+
+
+def role(m):
+    return ha(m).get("role")
+
+
+def calls(m):
+    return ha(m)["provider_calls"]
+
+
+def with_pair(members=1, env_a=None, ttl_ms=None, **group):
+    """Decorator: the test gets etcd and a started pair, a the leader and
+    b its standby; logs shown on failure, everything stopped after."""
+    def wrap(fn):
+        def inner():
+            etcd = Etcd(members)
+            a, b = pair(etcd, ttl_ms=ttl_ms, **group)
+            try:
+                a.start(env=env_a)
+                wait_for(lambda: role(a) == "leader", 10, "a leads")
+                b.start()
+                wait_for(lambda: role(b) == "standby" and ha(b)["leader"] == "mgr-a", 10,
+                         "b stands by for a")
+                fn(etcd, a, b)
+            except BaseException:
+                for m in (a, b):
+                    sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-5000:]))
+                raise
+            finally:
+                a.cleanup()
+                b.cleanup()
+                etcd.cleanup()
+        inner.__name__ = fn.__name__
+        TESTS.append(inner)
+        return inner
+    return wrap
+
+
+def stop_roles(m, sig):
+    """sig to m's supervisor and every role (not its agents). A kill
+    freezes them all first: a supervisor that died before its roles would
+    have them told (parent-death signal), and the controller would hand its
+    lease over cleanly; a controller that died first would be restarted.
+    Neither is a machine lost."""
+    procs = [p for p in m.status()["processes"].values() if p]
+    if sig == signal.SIGKILL:
+        for p in procs:
+            kill_pid(p, signal.SIGSTOP)
+    for p in procs:
+        kill_pid(p, sig)
+    return procs
+
+
+def wait_warm(a, b, n):
+    """The standby has adopted the leader's n instances, and they know it:
+    the leader has found b among the members and probed every agent three
+    times since (a probe tells an agent the managers' addresses)."""
+    wait_for(lambda: (lambda s: s and b.size(s) == n)(b.status()), 20, "the standby's table holds %d" % n)
+    addr = b.status()["group"]["monitor_address"]
+    wait_for(lambda: addr in ha(a)["managers"].split(","), 10, "a knows b's address")
+    rounds = a.status()["group"]["probe_rounds"]
+    wait_for(lambda: a.status()["group"]["probe_rounds"] >= rounds + 3, 10, "three probe rounds")
+
+
+@with_pair()
+def two_managers_one_leader_the_group_launched_once(etcd, a, b):
+    a.wait_running(2)
+    wait_warm(a, b, 2)
+    assert len(agents_of_group(a.group)) == 2, agent_processes()
+    assert calls(b) == 0, ha(b)
+    assert calls(a) == 2, ha(a)
+    hb = ha(b)
+    assert hb["leader"] == "mgr-a" and hb["term"] == ha(a)["term"] > 0, (hb, ha(a))
+    assert etcd.get("%s/%s/leader" % (PREFIX, a.group)).startswith("mgr-a "), "leader key"
+    state = json.loads(etcd.get("%s/%s/state" % (PREFIX, a.group)))
+    assert state["leader"] == "mgr-a" and state["launches"] >= 1, state
+    # Operators see the roles.
+    wait_for(lambda: http("GET", b.url + "/healthz")[0] == 200, 10, "b's status up")
+    ma, mb = metrics(a), metrics(b)
+    assert ma[("asg_ha_leader", ())] == 1 and mb[("asg_ha_leader", ())] == 0, (ma, mb)
+    assert ma[("asg_ha_failovers_total", ())] == 1 and mb[("asg_ha_failovers_total", ())] == 0
+    assert ma[("asg_provider_calls_total", ())] == 2 and mb[("asg_provider_calls_total", ())] == 0
+    assert "ha: LEADER" in a.ctl("status").stdout
+    assert "the leader is mgr-a" in b.ctl("status").stdout
+    a.wait_log(r"ha: became leader, term \d+, lease 0x[0-9a-f]+")
+    # A standby refuses operators' requests: the leader's API is the one.
+    code, r = http("POST", b.url + "/api/v1/desired", {"desired": 3})
+    assert code == 409 and "standby: ask the leader, mgr-a" in json.dumps(r), (code, r)
+    assert len(agents_of_group(a.group)) == 2
+
+
+@with_pair()
+def leader_killed_standby_takes_the_same_instances(etcd, a, b):
+    a.wait_running(2)
+    wait_warm(a, b, 2)
+    before = sorted(agents_of_group(a.group))
+    t0 = time.monotonic()
+    stop_roles(a, signal.SIGKILL)
+    wait_for(lambda: role(b) == "leader", 10, "b leads", interval=0.02)
+    took = time.monotonic() - t0
+    figure("ha failover: leader kill -9 -> standby leads (TTL %d ms)" % TTL_MS, took)
+    # The lease lapses within TTL of the kill; the standby campaigns every
+    # evaluation interval; etcd sweeps expired leases every 500 ms.
+    bound = (TTL_MS + 2 * EVAL_MS + 500) / 1000.0 * SLOW
+    assert took <= bound, "b led %.2fs after the kill (bound %.2fs)" % (took, bound)
+    # The agents register with b (the next manager they know) and nothing
+    # is launched or stopped.
+    b.wait_running(2, timeout=20)
+    assert sorted(agents_of_group(a.group)) == before, (before, agents_of_group(a.group))
+    assert calls(b) == 0, ha(b)
+    assert ha(b)["failovers"] == 1
+    b.wait_log(r"ha: became leader")
+    # And b runs the group: a dead agent is replaced by b.
+    kill_pid(before[0])
+    wait_for(lambda: (lambda s: s and len(b.running(s)) == 2 and before[0] not in [i["pid"] for i in s["instances"]])(b.status()),
+             20, "b replaced the killed agent")
+    assert calls(b) >= 1
+
+
+def pid_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@with_pair(env_a={"ASG_FAULT": "controller:stop-before-calls:2"})
+def leader_stalled_before_its_calls_is_fenced(etcd, a, b):
+    """The leader's controller stops itself (the test hook) between
+    deciding and calling the provider, as a stalled VM would; the test
+    continues it once the standby leads: the guard makes it call nothing."""
+    needs_hooks("stopping the controller before its provider calls")
+    a.wait_running(2)
+    wait_warm(a, b, 2)
+    ctl = a.pid("controller")
+    assert calls(a) == 2
+    victim = sorted(agents_of_group(a.group))[0]
+    kill_pid(victim)   # a replaces it: its second batch of calls
+    wait_for(lambda: pid_state(ctl) == "T", 20, "a's controller stopped before its calls")
+    wait_for(lambda: role(b) == "leader", 10, "b leads while a's controller is stopped")
+    kill_pid(ctl, signal.SIGCONT)
+    a.wait_log(r"provider call\(s\) not made: this manager does not lead")
+    wait_for(lambda: role(a) == "standby", 10, "a is the standby")
+    assert calls(a) == 2, "the stalled leader called its provider after waking: %r" % ha(a)
+    b.wait_running(2, timeout=20)
+    assert len(agents_of_group(a.group)) == 2, agent_processes()
+
+
+@with_pair()
+def paused_manager_wakes_as_standby_and_makes_no_call(etcd, a, b):
+    a.wait_running(2)
+    wait_warm(a, b, 2)
+    agents = sorted(agents_of_group(a.group))
+    calls_a = calls(a)
+    paused = stop_roles(a, signal.SIGSTOP)
+    try:
+        wait_for(lambda: role(b) == "leader", 10, "b leads while a is paused")
+        # While a sleeps one of its agents dies: a would replace it on
+        # waking if it still thought it led.
+        kill_pid(agents[0])
+        wait_for(lambda: (lambda s: s and len(b.running(s)) == 2 and agents[0] not in [i["pid"] for i in s["instances"]])(b.status()),
+                 20, "b replaced the dead agent")
+    finally:
+        for p in paused:
+            kill_pid(p, signal.SIGCONT)
+    wait_for(lambda: role(a) == "standby" and ha(a)["leader"] == "mgr-b", 10, "a wakes as the standby")
+    # a's controller has run since it woke (it published its new role) and
+    # noticed its dead child; give it several evaluations to misbehave in.
+    n = a.status()["group"]["evaluations"]
+    wait_for(lambda: role(b) == "leader" and a.status()["group"]["evaluations"] >= n, 10, "a idle")
+    t_end = time.monotonic() + 4 * EVAL_MS / 1000.0 * SLOW
+    while time.monotonic() < t_end:
+        assert calls(a) == calls_a, "the fenced old leader called its provider: %r" % ha(a)
+        time.sleep(0.1)
+    assert len(agents_of_group(a.group)) == 2, agent_processes()
+
+
+@with_pair()
+def etcd_down_leader_stops_acting_and_resumes(etcd, a, b):
+    a.wait_running(2)
+    wait_warm(a, b, 2)
+    etcd.stop(0)
+    t0 = time.monotonic()
+    wait_for(lambda: role(a) == "standby", 10, "a stops acting")
+    took = time.monotonic() - t0
+    assert took <= TTL_MS / 1000.0 * SLOW + 0.5, "a acted %.2fs after etcd went (TTL %d ms)" % (took, TTL_MS)
+    assert ha(a)["error"], ha(a)
+    # Nobody acts: a dead agent is not replaced, the others keep running.
+    agents = sorted(agents_of_group(a.group))
+    calls_a, calls_b = calls(a), calls(b)
+    kill_pid(agents[0])
+    wait_for(lambda: (lambda s: s and any(i["state"] != "running" for i in s["instances"]) or
+                      len(s["instances"]) < 2)(a.status()), 10, "a saw the agent die")
+    assert calls(a) == calls_a and calls(b) == calls_b
+    assert all(alive(p) for p in agents[1:])
+    etcd.start(0)
+    wait_for(lambda: role(a) == "leader" or role(b) == "leader", 20, "a leader again")
+    leader = a if role(a) == "leader" else b
+    leader.wait_running(2, timeout=20)
+    assert len(agents_of_group(a.group)) == 2
+
+
+@with_pair(members=3, ttl_ms=5000)
+def one_etcd_member_of_three_lost_changes_no_leader(etcd, a, b):
+    """The member lost is etcd's own leader, the worst case: etcd holds an
+    election (its election timeout is 1 s) while the managers' calls to
+    that member fail over to the others. At asg's default lease (5 s), as a
+    2 s lease renewed within 1.6 s may not outlast that."""
+    a.wait_running(2)
+    term = ha(a)["term"]
+    lost = wait_for(lambda: etcd.leader() is not None and etcd.leader() + 1, 10, "etcd's leader") - 1
+    etcd.stop(lost)
+    t_end = time.monotonic() + 3 * 5.0
+    while time.monotonic() < t_end:
+        ha_a, ha_b = ha(a), ha(b)
+        assert ha_a["role"] == "leader" and ha_a["term"] == term, ha_a
+        assert ha_b["role"] == "standby" and ha_b["leader"] == "mgr-a", ha_b
+        time.sleep(0.1)
+    assert ha(a)["failovers"] == 1 and calls(b) == 0
+
+
+def ec2_pair(etcd, fake):
+    a, b = pair(etcd)
+    for m in (a, b):
+        sec = ec2_sections(fake)
+        sec["group"]["name"] = a.group
+        for k, v in sec.items():
+            m.cfg.setdefault(k, {}).update(v)
+        m.write_config()
+    return a, b
+
+
+def ec2_failover_mid_launch(fault):
+    """On the fake EC2: the leader's RunInstances creates the instance but
+    its answer is lost (stalled past the call timeout), and the leader is
+    killed before it can ask again; the new leader takes the group over.
+    Returns the fake's stats and b's status once b runs 3."""
+    etcd, fake = Etcd(), FakeEC2(stall=3.0, hide=15.0)
+    a, b = ec2_pair(etcd, fake)
+    try:
+        a.start(env=EC2_ENV)
+        wait_for(lambda: role(a) == "leader", 10, "a leads")
+        b.start(env=EC2_ENV)
+        wait_for(lambda: role(b) == "standby", 10, "b stands by")
+        a.wait_running(2, timeout=30)
+        wait_warm(a, b, 2)
+        fake.fault("RunInstances", fault, 1)
+        code, _ = http("POST", a.url + "/api/v1/desired", {"desired": 3})
+        assert code == 202, code
+        wait_for(lambda: fake.stats()["created"] == 3, 20, "the third instance created")
+        stop_roles(a, signal.SIGKILL)      # its answer never came back
+        wait_for(lambda: role(b) == "leader", 10, "b leads")
+        b.wait_running(3, timeout=40)
+        return fake.stats(), b.status(), b.log()
+    except BaseException:
+        for m in (a, b):
+            sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-5000:]))
+        raise
+    finally:
+        a.cleanup()
+        b.cleanup()
+        fake.stop()
+        etcd.cleanup()
+
+
+@test
+def ec2_failover_mid_launch_adopts_the_instance():
+    """The instance shows in DescribeInstances: the new leader adopts it by
+    its tags and launches nothing."""
+    st, s, _ = ec2_failover_mid_launch("timeout-after-create")
+    assert st["created"] == 3, "a launch made twice: %s" % st
+    assert sorted(st["live"]) == sorted(i["id"] for i in s["instances"]), (st["live"], s["instances"])
+    assert st["bad_signatures"] == 0 and s["ha"]["provider_calls"] == 0, (st, s["ha"])
+
+
+@test
+def ec2_failover_mid_launch_asks_again_with_the_same_token():
+    """The instance is not in DescribeInstances yet (EC2's eventual
+    consistency): the new leader finds the launch in the last leader's
+    state in etcd and asks again with the same ClientToken; EC2 answers with
+    the instance made the first time. Exactly one instance for that launch
+    (fails without the state: b launches a fourth)."""
+    st, s, log = ec2_failover_mid_launch("lost-and-hidden")
+    assert st["created"] == 3, "a launch made twice: %s" % st
+    assert st["token_replays"] >= 1, st
+    assert sorted(st["live"]) == sorted(i["id"] for i in s["instances"]), (st["live"], s["instances"])
+    assert re.search(r"ha: the last leader's launch of \S+ had no answer: asking again with its token", log)
+
+
+@test
+def etcd_over_tls_with_a_client_certificate():
+    """etcd serving https and asking for client certificates: with ha.tls
+    (CA, certificate, key) the manager leads; without its certificate, or
+    trusting another CA, it names the failure and never leads."""
+    etcd = Etcd(tls=True)
+    p = etcd.tls
+    cases = [({"ca": p["ca.crt"], "cert": p["client.crt"], "key": p["client.key"]}, None),
+             ({"ca": p["ca.crt"]}, r"ha: .*etcd https://127\.0\.0\.1:\d+: "),
+             ({"ca": p["other-ca.crt"], "cert": p["client.crt"], "key": p["client.key"]},
+              r"ha: .*(SSL|certificate)")]
+    managers = []
+    try:
+        for tls, failure in cases:
+            m = Manager("hatls", ha={"etcd": etcd.endpoints(), "lease_ttl_ms": 2000, "tls": tls})
+            managers.append(m)
+            m.start()
+            if failure is None:
+                wait_for(lambda: role(m) == "leader", 10, "the manager leads over TLS")
+                m.wait_running(2)
+                m.stop()
+            else:
+                m.wait_log(failure)
+                s = m.status()
+                assert s["ha"]["role"] == "standby" and s["ha"]["error"] and s["ha"]["provider_calls"] == 0, s["ha"]
+                assert not agents_of_group(m.group)
+    except BaseException:
+        for m in managers:
+            sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-3000:])
+        raise
+    finally:
+        for m in managers:
+            m.cleanup()
+        etcd.cleanup()
+
+
+HOSTILE = [b"not json", b"[1,2,3]", b'{"ID": {"x": 1}, "TTL": [5]}', b'{"ID": "0", "TTL": "0"}',
+           b'{"result": "x"}', b'{"succeeded": true, "header": {"revision": "-9"}}',
+           b'{"responses": [{"response_range": {"kvs": [{"value": "!!notbase64!!"}]}}]}',
+           b'{"responses": [{"response_range": {"kvs": [{"value": "' + b"QUFB" * 400 + b'"}]}}]}',
+           b'{"kvs": "nope"}', b"{" * 100000]
+
+
+@test
+def hostile_etcd_answers_make_no_leader_and_no_crash():
+    """Whatever answers on the etcd port (wrong JSON, wrong types, huge
+    values, bad base64, errors; none of them a valid lease grant): the
+    manager names the failure, never leads on it, launches nothing, and no
+    process dies."""
+    import http.server
+    import threading
+    answers = {"n": 0}
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = HOSTILE[answers["n"] % len(HOSTILE)]
+            answers["n"] += 1
+            self.send_response(200 if answers["n"] % 7 else 500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    m = Manager("hostile", ha={"etcd": ["http://127.0.0.1:%d" % srv.server_address[1]], "lease_ttl_ms": 2000})
+    try:
+        m.start()
+        pids = dict(m.status()["processes"])
+        wait_for(lambda: answers["n"] > 3 * len(HOSTILE), 30, "every hostile answer given a few times")
+        s = m.status()
+        assert s["ha"]["role"] == "standby" and s["ha"]["error"], s["ha"]
+        assert s["ha"]["provider_calls"] == 0 and not agents_of_group(m.group), s["ha"]
+        assert s["processes"] == pids, (pids, s["processes"])
+        assert re.search(r"ha: (keeping the lease|campaigning|writing|reading)", m.log())
+    except BaseException:
+        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        srv.shutdown()
+
+
+@test
+def ha_config_errors_name_the_key():
+    for ha_sec, want in (({"etcd": ["http://10.1.2.3:2379"]}, "plaintext off loopback"),
+                         ({"etcd": ["127.0.0.1:2379"]}, "is not http(s)://HOST:PORT"),
+                         ({"etcd": ["http://127.0.0.1:2379"], "id": "a b"}, "ha.id must be"),
+                         ({"etcd": ["http://127.0.0.1:2379"], "prefix": "asg"}, "ha.prefix must be"),
+                         ({"etcd": ["https://127.0.0.1:2379"], "tls": {"cert": "/x.crt"}},
+                          "ha.tls.cert and ha.tls.key go together"),
+                         ({"lease_ttl_ms": 100}, "ha.lease_ttl_ms")):
+        m = Manager("hacfg", ha=ha_sec)
+        try:
+            r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+            assert r.returncode == 1 and want in r.stderr, (ha_sec, r.stderr)
+            assert re.search(r"asg\.cfg:\d+: ", r.stderr), r.stderr
+        finally:
+            m.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())
