@@ -6,8 +6,15 @@ comes back as the standby) and the next trial kills the other.
 
 Beside asg's default lease (5 s, an evaluation a second) the same pair runs
 with the Kubernetes leader-election defaults (15 s lease, 2 s retry period;
-the 10 s renew deadline only concerns a live leader), fewer trials."""
+the 10 s renew deadline only concerns a live leader), fewer trials.
+
+What a failover takes: the lease lapses TTL after the leader's last
+renewal (up to a third of the TTL before the kill); etcd holds a lapsed
+lease up to about a second before it revokes it (measured: the lease's TTL
+reads 0 that long); the standby's next campaign (every evaluation
+interval) then wins, and it evaluates at once."""
 import os
+import random
 import signal
 import sys
 import time
@@ -47,7 +54,11 @@ def failovers(trials, ttl_ms, eval_ms):
         poll(lambda: t_ha.role(b) == "standby", 20)
         a.wait_running(2, timeout=30)
         leader, standby = a, b
+        rng = random.Random(7)
         for _ in range(trials):
+            # Anywhere in the leader's renewal period, not in step with
+            # the restart before.
+            time.sleep(rng.uniform(0, ttl_ms / 3000.0))
             evals = standby.status()["group"]["evaluations"]
             t0 = time.monotonic()
             t_ha.stop_roles(leader, signal.SIGKILL)

@@ -929,6 +929,10 @@ static void handle_requests(struct ctl *c)
         }
         apply_request(c, &rq, now_ms());
         table_unlock(c->t);
+        /* The operator's choice outlives this manager: into etcd now,
+         * not only with the next provider calls. */
+        if (c->ha.on && c->nops == 0)
+            guard_batch(c);
         execute(c);
         c->eval_now = true;
     }

@@ -122,6 +122,12 @@ def two_managers_one_leader_the_group_launched_once(etcd, a, b):
     # A standby refuses operators' requests: the leader's API is the one.
     code, r = http("POST", b.url + "/api/v1/desired", {"desired": 3})
     assert code == 409 and "standby: ask the leader, mgr-a" in json.dumps(r), (code, r)
+    # The leader's operator choice goes to etcd at once, even one that
+    # calls for no launch (the size is already 2).
+    code, r = http("POST", a.url + "/api/v1/desired", {"desired": 2})
+    assert code == 202, (code, r)
+    state_key = "%s/%s/state" % (PREFIX, a.group)
+    wait_for(lambda: json.loads(etcd.get(state_key))["operator_desired"] == 2, 10, "the desired size in etcd")
     assert len(agents_of_group(a.group)) == 2
 
 
