@@ -318,9 +318,18 @@ static int ec2_terminate(struct provider *p, const struct table_row *r, bool for
     return e == EC2_OK || e == EC2_E_NOT_FOUND ? 0 : -1; /* not found: already gone */
 }
 
+/* EC2 is eventually consistent: DescribeInstances may not list an
+ * instance for a while after RunInstances returned it. Absence from the
+ * listing says nothing of a younger instance (unless it is being
+ * terminated, when absence is what we wait for): forgetting it would
+ * launch another. */
+#define EC2_LISTING_LAG_MS 60000
+
 static bool ec2_gone(struct provider *p, const struct table_row *r)
 {
     struct ec2_priv *s = priv(p);
+    if (r->state != ROW_TERMINATING && now_ms() - r->launch_ms < EC2_LISTING_LAG_MS)
+        return false;
     if (!s->cache_ok || now_ms() - s->cache_ms > 5000)
         ec2_refresh(p);
     if (!s->cache_ok)

@@ -193,7 +193,9 @@ class Handler(BaseHTTPRequestHandler):
                 reasons = {i["id"]: i["tags"]["asg:termination-reason"] for i in INSTANCES.values()
                            if "asg:termination-reason" in i["tags"]}
                 targets = sorted(iid for (iid, port), t in TARGETS.items() if t["state"] == "healthy")
+                hidden = sum(1 for i in INSTANCES.values() if i.get("hidden_until", 0) > time.time())
                 body = dict(STATS, live=live, faults_left=sum(f["count"] for f in FAULTS), targets=targets,
+                            hidden=hidden,
                             reasons=reasons,
                             pids=[i["pid"] for i in INSTANCES.values() if i["pid"]])
             return self.reply(200, json.dumps(body), "application/json")

@@ -267,6 +267,8 @@ def ec2_pair(etcd, fake):
     for m in (a, b):
         sec = ec2_sections(fake)
         sec["group"]["name"] = a.group
+        # The size is the operator's: the load policy stays out of it.
+        sec["policy"] = {"scale_out_above": 1.0, "scale_in_below": 0.0}
         for k, v in sec.items():
             m.cfg.setdefault(k, {}).update(v)
         m.write_config()
@@ -278,7 +280,7 @@ def ec2_failover_mid_launch(fault):
     its answer is lost (stalled past the call timeout), and the leader is
     killed before it can ask again; the new leader takes the group over.
     Returns the fake's stats and b's status once b runs 3."""
-    etcd, fake = Etcd(), FakeEC2(stall=3.0, hide=15.0)
+    etcd, fake = Etcd(), FakeEC2(stall=3.0, hide=30.0)
     a, b = ec2_pair(etcd, fake)
     try:
         a.start(env=EC2_ENV)
@@ -294,7 +296,13 @@ def ec2_failover_mid_launch(fault):
         stop_roles(a, signal.SIGKILL)      # its answer never came back
         wait_for(lambda: role(b) == "leader", 10, "b leads")
         b.wait_running(3, timeout=40)
-        return fake.stats(), b.status(), b.log()
+        # Two of b's reconciliations more (each lists the group), while a
+        # hidden instance is still missing from the listing.
+        n = fake.stats()["actions"]["DescribeInstances"]
+        wait_for(lambda: fake.stats()["actions"]["DescribeInstances"] >= n + 2, 20, "two reconciliations")
+        st = fake.stats()
+        assert fault != "lost-and-hidden" or st["hidden"] == 1, "too slow to see the hidden window: %s" % st
+        return st, b.status(), b.log()
     except BaseException:
         for m in (a, b):
             sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-5000:]))
