@@ -119,6 +119,17 @@ def two_managers_one_leader_the_group_launched_once(etcd, a, b):
     assert "ha: LEADER" in a.ctl("status").stdout
     assert "the leader is mgr-a" in b.ctl("status").stdout
     a.wait_log(r"ha: became leader, term \d+, lease 0x[0-9a-f]+")
+    # The dashboards say it too (headless Debian chromium).
+    from browser import Browser
+    br = Browser()
+    try:
+        meta = "document.getElementById('meta').textContent"
+        br.goto(a.url + "/")
+        wait_for(lambda: "HA leader, term %d" % ha(a)["term"] in (br.js(meta) or ""), 15, "a's page: leader")
+        br.goto(b.url + "/")
+        wait_for(lambda: "HA STANDBY: the leader is mgr-a" in (br.js(meta) or ""), 15, "b's page: standby")
+    finally:
+        br.close()
     # A standby refuses operators' requests: the leader's API is the one.
     code, r = http("POST", b.url + "/api/v1/desired", {"desired": 3})
     assert code == 409 and "standby: ask the leader, mgr-a" in json.dumps(r), (code, r)
