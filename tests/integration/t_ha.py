@@ -123,7 +123,8 @@ def two_managers_one_leader_the_group_launched_once(etcd, a, b):
     from browser import Browser
     br = Browser()
     try:
-        meta = "document.getElementById('meta').textContent"
+        # The page may still be loading (no element yet): not an error.
+        meta = "(document.getElementById('meta') || {}).textContent"
         br.goto(a.url + "/")
         wait_for(lambda: "HA leader, term %d" % ha(a)["term"] in (br.js(meta) or ""), 15, "a's page: leader")
         br.goto(b.url + "/")
