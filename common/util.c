@@ -301,13 +301,13 @@ void set_proc_title(int argc, char **argv, const char *title)
     memset(start + n, 0, room - n + 1);
 }
 
-/* One family's listening TCP sockets, through the kernel's sock_diag
- * netlink interface: asked for LISTEN sockets only, so the answer is as long
- * as the machine's list of listeners, however many connections it has
- * (/proc/net/tcp lists every socket: tens of thousands in TIME_WAIT on a
- * busy server, seconds to read). Lowers *best to the accept queue of each
- * of ours on port; -1 when the kernel cannot be asked. */
-static int scan_listeners(int family, int port, long *best)
+/* One family's listening TCP sockets on port, through the kernel's
+ * sock_diag netlink interface, each handed to visit: asked for LISTEN
+ * sockets only, so the answer is as long as the machine's list of
+ * listeners, however many connections it has (/proc/net/tcp lists every
+ * socket: tens of thousands in TIME_WAIT on a busy server, seconds to
+ * read). -1 when the kernel cannot be asked. */
+static int scan_listeners(int family, int port, void (*visit)(const struct inet_diag_msg *, void *), void *arg)
 {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
@@ -343,21 +343,42 @@ static int scan_listeners(int family, int port, long *best)
                 return h->nlmsg_type == NLMSG_DONE ? 0 : -1;
             }
             const struct inet_diag_msg *m = NLMSG_DATA(h);
-            if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || ntohs(m->id.idiag_sport) != port ||
-                m->idiag_uid != (uint32_t)geteuid())
-                continue;
-            if (*best < 0 || (long)m->idiag_rqueue < *best)
-                *best = (long)m->idiag_rqueue;
+            if (h->nlmsg_len >= NLMSG_LENGTH(sizeof *m) && ntohs(m->id.idiag_sport) == port)
+                visit(m, arg);
         }
     }
     close(fd);
     return -1;
 }
 
+/* Lowers *best to the accept queue of a listener of ours. */
+static void shortest_queue(const struct inet_diag_msg *m, void *arg)
+{
+    long *best = arg;
+    if (m->idiag_uid == (uint32_t)geteuid() && (*best < 0 || (long)m->idiag_rqueue < *best))
+        *best = (long)m->idiag_rqueue;
+}
+
+/* Notes the first listener owned by neither root nor us. */
+static void foreign_owner(const struct inet_diag_msg *m, void *arg)
+{
+    long *uid = arg;
+    if (*uid < 0 && m->idiag_uid != 0 && m->idiag_uid != (uint32_t)geteuid())
+        *uid = (long)m->idiag_uid;
+}
+
+long tcp_listener_stranger(int port)
+{
+    long uid = -1;
+    scan_listeners(AF_INET, port, foreign_owner, &uid);
+    scan_listeners(AF_INET6, port, foreign_owner, &uid);
+    return uid;
+}
+
 long tcp_accept_queue(int port)
 {
     long best = -1;
-    scan_listeners(AF_INET, port, &best);
-    scan_listeners(AF_INET6, port, &best);
+    scan_listeners(AF_INET, port, shortest_queue, &best);
+    scan_listeners(AF_INET6, port, shortest_queue, &best);
     return best;
 }

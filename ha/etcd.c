@@ -99,6 +99,18 @@ static void gateway_error(const char *ep, long status, json_object *j, char *err
     snprintf(err, errsize, "etcd %s answered HTTP %ld: %.150s", ep, status, why);
 }
 
+/* For a plaintext endpoint (loopback only, config.c sees to that): the uid
+ * of a stranger holding its port, or -1. With https, etcd's certificate
+ * is the check. */
+static long plain_port_stranger(const char *ep)
+{
+    if (strncmp(ep, "http://", 7) != 0)
+        return -1;
+    const char *colon = strrchr(ep, ':');
+    int port = colon ? atoi(colon + 1) : 0;
+    return port > 0 ? tcp_listener_stranger(port) : -1;
+}
+
 /* POSTs a JSON request to one endpoint after another until one answers;
  * *out is the parsed answer of HTTP 200. */
 static int post(struct etcd *e, const char *path, json_object *req, json_object **out, char *err,
@@ -108,6 +120,13 @@ static int post(struct etcd *e, const char *path, json_object *req, json_object 
     CURL *h = e->curl;
     for (int tries = 0; tries < e->n; tries++) {
         const char *ep = e->endpoints[e->cur];
+        long stranger = plain_port_stranger(ep);
+        if (stranger >= 0) {
+            snprintf(err, errsize, "etcd %s: the port is held by uid %ld, neither root nor ours: not trusted "
+                     "(whoever answers on a plaintext port chooses the leader)", ep, stranger);
+            e->cur = (e->cur + 1) % e->n;
+            continue;
+        }
         char url[256];
         snprintf(url, sizeof url, "%s%s", ep, path);
         struct body b = {0};

@@ -386,6 +386,64 @@ def etcd_over_tls_with_a_client_certificate():
         etcd.cleanup()
 
 
+# An "etcd" that grants every lease and wins every transaction: whoever
+# runs it decides that the manager leads.
+YES_ETCD = r"""
+import http.server, sys
+ANSWER = b'{"ID": "7", "TTL": "5", "result": {"ID": "7", "TTL": "5"}, "succeeded": true, "header": {"revision": "5"}}'
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(ANSWER)))
+        self.end_headers()
+        self.wfile.write(ANSWER)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@test
+def strangers_etcd_on_loopback_is_not_believed():
+    """etcd is down and another local user (uid 65534) squats its loopback
+    port with an "etcd" that makes every manager the leader: refused, by
+    the uid holding the port, and the manager launches nothing. The same
+    server run by our own uid is believed (the manager leads and launches):
+    the owner is what tells them apart."""
+    port = free_port()
+    for stranger in (True, False):
+        srv = subprocess.Popen((["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if stranger else [])
+                               + ["/usr/bin/python3", "-c", YES_ETCD, str(port)])
+        STARTED.add(srv.pid)
+        m = Manager("hastranger", ha={"etcd": ["http://127.0.0.1:%d" % port], "lease_ttl_ms": 2000})
+        try:
+            wait_for(lambda: srv.poll() is not None or port_listening(port), 10, "the squatter listening")
+            m.start()
+            if stranger:
+                m.wait_log(r"etcd http://127\.0\.0\.1:%d: the port is held by uid 65534, neither root nor ours" % port)
+                s = m.status()
+                assert s["ha"]["role"] == "standby" and "uid 65534" in s["ha"]["error"], s["ha"]
+                assert s["ha"]["provider_calls"] == 0 and not agents_of_group(m.group), s["ha"]
+            else:
+                wait_for(lambda: role(m) == "leader", 10, "led by our own uid's server")
+                m.wait_running(2)
+        except BaseException:
+            sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-3000:])
+            raise
+        finally:
+            m.cleanup()
+            stop_process(srv)
+
+
+def port_listening(port):
+    s = socket.socket()
+    try:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        s.close()
+
+
 HOSTILE = [b"not json", b"[1,2,3]", b'{"ID": {"x": 1}, "TTL": [5]}', b'{"ID": "0", "TTL": "0"}',
            b'{"result": "x"}', b'{"succeeded": true, "header": {"revision": "-9"}}',
            b'{"responses": [{"response_range": {"kvs": [{"value": "!!notbase64!!"}]}}]}',
