@@ -172,6 +172,27 @@ static int read_members(struct ha *h, char *err, size_t errsize)
     return 0;
 }
 
+/* One pass with etcd, in its order: the lease, the group's nonce, our
+ * member key, the leader key, the members. NULL when all went through,
+ * else what failed (err says why). */
+static const char *talk_to_etcd(struct ha *h, char *err, size_t errsize)
+{
+    if (hold_lease(h, err, errsize) != 0)
+        return "keeping the lease";
+    if (!h->nonce && group_nonce(h, err, errsize) != 0)
+        return "reading the group's nonce";
+    if (!h->member_put && h->self_addr[0]) {
+        if (etcd_put(&h->etcd, h->key_member, h->self_addr, h->lease, err, errsize) != 0)
+            return "writing our member key";
+        h->member_put = true;
+    }
+    if (campaign(h, err, errsize) != 0)
+        return "campaigning for the leader key";
+    if (read_members(h, err, errsize) != 0)
+        return "reading the members";
+    return NULL;
+}
+
 void ha_step(struct ha *h, const char *self_addr, int64_t now)
 {
     char err[256];
@@ -181,19 +202,11 @@ void ha_step(struct ha *h, const char *self_addr, int64_t now)
         copy_str(h->self_addr, sizeof h->self_addr, self_addr);
         h->member_put = false;
     }
-    if (hold_lease(h, err, sizeof err) != 0)
-        return failed(h, "keeping the lease", err, now);
-    if (!h->nonce && group_nonce(h, err, sizeof err) != 0)
-        return failed(h, "reading the group's nonce", err, now);
-    if (!h->member_put && h->self_addr[0]) {
-        if (etcd_put(&h->etcd, h->key_member, h->self_addr, h->lease, err, sizeof err) != 0)
-            return failed(h, "writing our member key", err, now);
-        h->member_put = true;
+    const char *what = talk_to_etcd(h, err, sizeof err);
+    if (what) {
+        failed(h, what, err, now);
+        return;
     }
-    if (campaign(h, err, sizeof err) != 0)
-        return failed(h, "campaigning for the leader key", err, now);
-    if (read_members(h, err, sizeof err) != 0)
-        return failed(h, "reading the members", err, now);
     if (!h->etcd_up && h->err[0])
         log_info("ha: etcd answers again");
     h->etcd_up = true;
