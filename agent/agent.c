@@ -378,7 +378,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'a':
             if (!valid_address(optarg, strlen(optarg), false, why, sizeof why)) {
-                fprintf(stderr, "asg-agent: --%s: %s\n", c == 'm' ? "manager" : "advertise", why);
+                fprintf(stderr, "asg-agent: --advertise: %s\n", why);
                 return -1;
             }
             copy_str(a->address, sizeof a->address, optarg);

@@ -59,7 +59,6 @@ void agent_proc_sample(struct proc_sampler *ps);
 /* One 100 ms tick of the load: walk, or sample /proc; a pin holds. */
 void agent_load_tick(struct agent *a, int64_t now);
 
-
 /* Handlers (rpc_handler): every request is checked before use. */
 void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);
 void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out);

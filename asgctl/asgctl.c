@@ -126,12 +126,15 @@ static void print_status_text(const struct snapshot *s)
         else
             printf("\n");
     }
-    if (c->ha_etcd[0])
-        printf("ha: %s%s%s%s, term %lld, %llu failover(s) here%s%s\n",
-               h->ha_role == 2 ? "LEADER" : "standby", h->ha_role == 2 ? "" : "; the leader is ",
-               h->ha_role == 2 ? "" : h->ha_leader[0] ? h->ha_leader : "not known",
-               h->ha_leader_addr[0] && h->ha_role != 2 ? " (register there)" : "", (long long)h->ha_term,
+    if (c->ha_etcd[0]) {
+        if (h->ha_role == HA_LEADER)
+            printf("ha: LEADER");
+        else
+            printf("ha: standby; the leader is %s%s", h->ha_leader[0] ? h->ha_leader : "not known",
+                   h->ha_leader_addr[0] ? " (register there)" : "");
+        printf(", term %lld, %llu failover(s) here%s%s\n", (long long)h->ha_term,
                (unsigned long long)atomic_load(&h->ha_failovers), h->ha_error[0] ? "; etcd: " : "", h->ha_error);
+    }
     bool lb = c->lb_kind != LB_NONE;
     if (lb)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),

@@ -44,8 +44,7 @@ def poll(cond, timeout):
 
 def failovers(trials, ttl_ms, eval_ms):
     etcd = H.Etcd()
-    t_ha.TTL_MS, t_ha.EVAL_MS = ttl_ms, eval_ms
-    a, b = t_ha.pair(etcd)
+    a, b = t_ha.pair(etcd, ttl_ms=ttl_ms, eval_ms=eval_ms)
     out = []
     try:
         a.start()

@@ -537,7 +537,7 @@ static int check_ha(struct errbuf *e, const config_t *cf, const struct asg_confi
     for (char *save, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
         bool plain = strncmp(s, "http://", 7) == 0;
         const char *host = plain ? s + 7 : strncmp(s, "https://", 8) == 0 ? s + 8 : NULL;
-        if (!host || !strchr(host, ':') || !charset(host, ".-:[]"))
+        if (!host || !strchr(host, ':') || !charset(host, ".-:[]") || strlen(s) > 127)
             return fail(e, lookup(cf, "ha.etcd"), "ha.etcd: '%.100s' is not http(s)://HOST:PORT", s);
         if (plain && strncmp(host, "127.", 4) != 0 && strncmp(host, "localhost:", 10) != 0 &&
             strncmp(host, "[::1]:", 6) != 0)

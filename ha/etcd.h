@@ -29,7 +29,7 @@ struct etcd {
 struct etcd_kv {
     bool found;
     char value[ETCD_VALUE_MAX];
-    int64_t create_rev, mod_rev, lease;
+    int64_t create_rev, lease;
 };
 
 /* endpoints: "http://127.0.0.1:2379,https://..." (the config's ha.etcd). */

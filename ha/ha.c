@@ -11,11 +11,6 @@
 
 #define RETRY_MS 250
 
-const char *ha_role_name(enum ha_role r)
-{
-    return r == HA_LEADER ? "leader" : r == HA_STANDBY ? "standby" : "off";
-}
-
 /* The call timeout: a fifth of the TTL, so a slow etcd cannot hold the
  * controller past its renewal deadline on one call. */
 static long call_timeout(const struct asg_config *cfg)

@@ -31,9 +31,9 @@
 #include <stdint.h>
 
 #include "../common/config.h"
+#include "../shm/table.h"
 #include "etcd.h"
 
-enum ha_role { HA_OFF = 0, HA_STANDBY = 1, HA_LEADER = 2 };
 
 struct ha {
     bool on;                    /* ha.etcd is set */
@@ -75,6 +75,5 @@ bool ha_guard(struct ha *h, const char *state, int64_t now);
 void ha_read_state(struct ha *h, char *out, size_t size);
 /* Leaving: a leader's lease is revoked, so a standby leads at once. */
 void ha_close(struct ha *h);
-const char *ha_role_name(enum ha_role r);
 
 #endif

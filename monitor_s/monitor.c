@@ -91,7 +91,7 @@ static bool address_is_callers(const char *addr, char *why, size_t n)
 static bool standby_redirect(struct monitor *m, char *leader_addr, size_t size, char *why, size_t n)
 {
     const struct table_hdr *h = m->t->hdr;
-    if (h->ha_role != 1 || !h->ha_leader_addr[0] || strcmp(h->ha_leader_addr, h->monitor_addr) == 0)
+    if (h->ha_role != HA_STANDBY || !h->ha_leader_addr[0] || strcmp(h->ha_leader_addr, h->monitor_addr) == 0)
         return false;
     copy_str(leader_addr, size, h->ha_leader_addr);
     snprintf(why, n, "this manager is a standby: the leader is %.60s at %.63s", h->ha_leader, h->ha_leader_addr);

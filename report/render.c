@@ -113,15 +113,10 @@ static void balancer_json(struct strbuf *b, const struct table_hdr *h)
     sb_printf(b, "},");
 }
 
-static const char *ha_role_text(uint32_t role)
-{
-    return role == 2 ? "leader" : role == 1 ? "standby" : "off";
-}
-
 /* High availability (ha.etcd), as the controller last stepped it. */
 static void ha_json(struct strbuf *b, const struct table_hdr *h)
 {
-    sb_printf(b, "\"ha\":{\"role\":\"%s\"", h->config.ha_etcd[0] ? ha_role_text(h->ha_role) : "off");
+    sb_printf(b, "\"ha\":{\"role\":\"%s\"", ha_role_name(h->config.ha_etcd[0] ? h->ha_role : HA_OFF));
     if (h->config.ha_etcd[0]) {
         sb_printf(b, ",\"leader\":");
         sb_json_str(b, h->ha_leader);
@@ -300,7 +295,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));
     if (c->ha_etcd[0]) {
         help(b, "asg_ha_leader", "gauge", "1 while this manager leads the group (ha.etcd).");
-        sb_printf(b, "asg_ha_leader %d\n", h->ha_role == 2);
+        sb_printf(b, "asg_ha_leader %d\n", h->ha_role == HA_LEADER);
         help(b, "asg_ha_failovers", "counter", "Times this manager became the group's leader.");
         sb_printf(b, "asg_ha_failovers_total %llu\n", (unsigned long long)atomic_load(&h->ha_failovers));
         help(b, "asg_ha_term", "gauge", "The leader key's create revision in etcd: grows with every new leader.");

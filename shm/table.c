@@ -39,6 +39,11 @@ const char *row_state_name(uint32_t st)
     return st < ROW_STATE_COUNT ? state_names[st] : "invalid";
 }
 
+const char *ha_role_name(uint32_t role)
+{
+    return role == HA_LEADER ? "leader" : role == HA_STANDBY ? "standby" : "off";
+}
+
 static size_t table_bytes(uint32_t capacity)
 {
     return sizeof(struct table_hdr) + sizeof(struct table_log) +

@@ -35,6 +35,11 @@ enum row_state {
 
 const char *row_state_name(uint32_t st);
 
+/* A manager's role with ha.etcd (ha/ha.h); HA_OFF without it. */
+enum ha_role { HA_OFF = 0, HA_STANDBY = 1, HA_LEADER = 2 };
+
+const char *ha_role_name(uint32_t role);
+
 /* The launch call's outcome is unknown (it timed out): the instance may
  * exist. The controller asks again with the same client token. */
 #define ROW_F_UNCONFIRMED 1u
@@ -223,7 +228,7 @@ struct table_hdr {
     _Atomic uint64_t lb_errors;
 
     /* controller: high availability (ha.etcd), as last stepped */
-    uint32_t ha_role;            /* enum ha_role: 0 off, 1 standby, 2 leader */
+    uint32_t ha_role;            /* enum ha_role */
     int64_t ha_term;             /* the leader key's create revision */
     int64_t ha_lease;            /* ours: a restarted controller renews it */
     char ha_leader[64];          /* the leader's ha.id, "" unknown */

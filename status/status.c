@@ -322,7 +322,7 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
 static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
 {
     struct table_hdr h;
-    if (table_read_hdr(&S.t, &h) && h.config.ha_etcd[0] && h.ha_role != 2)
+    if (table_read_hdr(&S.t, &h) && h.config.ha_etcd[0] && h.ha_role != HA_LEADER)
         return send_error(c, 409, "this manager is a standby: ask the leader, %.60s (monitor at %.63s)",
                           h.ha_leader[0] ? h.ha_leader : "not known right now",
                           h.ha_leader_addr[0] ? h.ha_leader_addr : "?");

@@ -528,12 +528,10 @@ class Etcd:
         with open(p["ext"], "w") as f:
             f.write("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth, clientAuth\n")
         ssl = lambda *a: run(["openssl"] + list(a), timeout=30)  # noqa: E731
-        r = ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test etcd CA",
-                "-keyout", p["ca.key"], "-out", p["ca.crt"])
-        assert r.returncode == 0, r.stderr
-        r = ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=another CA",
-                "-keyout", p["other-ca.key"], "-out", p["other-ca.crt"])
-        assert r.returncode == 0, r.stderr
+        for ca in ("ca", "other-ca"):   # etcd's, and one that signed nothing of it
+            r = ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test " + ca,
+                    "-keyout", p[ca + ".key"], "-out", p[ca + ".crt"])
+            assert r.returncode == 0, r.stderr
         for who in ("server", "client"):
             csr = os.path.join(d, who + ".csr")
             r = ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + who, "-keyout", p[who + ".key"],
@@ -573,6 +571,7 @@ class Etcd:
             (["--cert-file", self.tls["server.crt"], "--key-file", self.tls["server.key"],
               "--client-cert-auth", "--trusted-ca-file", self.tls["ca.crt"]] if self.tls else []),
             stdout=log, stderr=subprocess.STDOUT)
+        log.close()   # the child has its own
         STARTED.add(m["proc"].pid)
         if wait:
             wait_for(lambda: self.answers(i), 20, "etcd member %d up" % i)

@@ -13,22 +13,28 @@ EVAL_MS = 500
 PREFIX = "/asg-it"
 
 
-def pair(etcd, ttl_ms=None, **group):
+def pair(etcd, ttl_ms=TTL_MS, eval_ms=EVAL_MS, **group):
     """Managers a and b of one group (one name, one CA), each with its own
     table, ports and pidfile, both on etcd; not started."""
     g = {"min_instances": 2, "max_instances": 4, "desired_instances": 2}
     g.update(group)
-    a = Manager("ha", group=g, policy={"evaluation_interval_ms": EVAL_MS})
-    b = Manager("ha", group=g, policy={"evaluation_interval_ms": EVAL_MS})
+    a = Manager("ha", group=g, policy={"evaluation_interval_ms": eval_ms})
+    b = Manager("ha", group=g, policy={"evaluation_interval_ms": eval_ms})
     b.group = a.group
     b.cfg["group"]["name"] = a.group
     b.cfg["tls"]["dir"] = a.cfg["tls"]["dir"]
     for m, ident in ((a, "mgr-a"), (b, "mgr-b")):
-        m.cfg["ha"] = {"etcd": etcd.endpoints(), "lease_ttl_ms": ttl_ms or TTL_MS, "id": ident, "prefix": PREFIX}
+        m.cfg["ha"] = {"etcd": etcd.endpoints(), "lease_ttl_ms": ttl_ms, "id": ident, "prefix": PREFIX}
         m.cfg["status"] = {"listen": "127.0.0.1:%d" % free_port()}
         m.url = "http://" + m.cfg["status"]["listen"]
         m.write_config()
     return a, b
+
+
+def show_logs(*managers):
+    """The end of each manager's log, for a test that failed."""
+    for m in managers:
+        sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg.get("ha", {}).get("id", m.group), m.log()[-5000:]))
 
 
 def ha(m):
@@ -44,7 +50,7 @@ def calls(m):
     return ha(m)["provider_calls"]
 
 
-def with_pair(members=1, env_a=None, ttl_ms=None, **group):
+def with_pair(members=1, env_a=None, ttl_ms=TTL_MS, **group):
     """Decorator: the test gets etcd and a started pair, a the leader and
     b its standby; logs shown on failure, everything stopped after."""
     def wrap(fn):
@@ -59,8 +65,7 @@ def with_pair(members=1, env_a=None, ttl_ms=None, **group):
                          "b stands by for a")
                 fn(etcd, a, b)
             except BaseException:
-                for m in (a, b):
-                    sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-5000:]))
+                show_logs(a, b)
                 raise
             finally:
                 a.cleanup()
@@ -316,8 +321,7 @@ def ec2_failover_mid_launch(fault):
         assert fault != "lost-and-hidden" or st["hidden"] == 1, "too slow to see the hidden window: %s" % st
         return st, b.status(), b.log()
     except BaseException:
-        for m in (a, b):
-            sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-5000:]))
+        show_logs(a, b)
         raise
     finally:
         a.cleanup()
@@ -377,8 +381,7 @@ def etcd_over_tls_with_a_client_certificate():
                 assert s["ha"]["role"] == "standby" and s["ha"]["error"] and s["ha"]["provider_calls"] == 0, s["ha"]
                 assert not agents_of_group(m.group)
     except BaseException:
-        for m in managers:
-            sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-3000:])
+        show_logs(*managers)
         raise
     finally:
         for m in managers:
@@ -429,7 +432,7 @@ def strangers_etcd_on_loopback_is_not_believed():
                 wait_for(lambda: role(m) == "leader", 10, "led by our own uid's server")
                 m.wait_running(2)
         except BaseException:
-            sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-3000:])
+            show_logs(m)
             raise
         finally:
             m.cleanup()
@@ -487,7 +490,7 @@ def hostile_etcd_answers_make_no_leader_and_no_crash():
         assert s["processes"] == pids, (pids, s["processes"])
         assert re.search(r"ha: (keeping the lease|campaigning|writing|reading)", m.log())
     except BaseException:
-        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-5000:])
+        show_logs(m)
         raise
     finally:
         m.cleanup()
