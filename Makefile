@@ -35,7 +35,8 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd
+PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd \
+          libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -53,7 +54,7 @@ GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/strbuf.c common/ctlsock.c \
-          shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c report/render.c report/plot.c \
+          shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
@@ -126,7 +127,7 @@ unit: $(UNIT_BIN) fuzz-replay
 # seeds and every input that ever crashed it. `make test` replays them all
 # (tests/fuzz/replay.c, no libFuzzer needed); `make fuzz` runs libFuzzer on
 # each for FUZZ_SECONDS.
-FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc haproxy_stat
+FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc haproxy_stat h2_frames
 FUZZ_SECONDS ?= 60
 FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o
 EC2_SAMPLES = $(wildcard ../shared/testdata/aws/ec2-responses/*/)

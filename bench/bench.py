@@ -157,6 +157,30 @@ def time_snapshot(m):
     return json.loads(r.stdout)
 
 
+STEADY_S = float(os.environ.get("BENCH_STEADY_S", "60"))
+
+
+def steady_probing(m, n):
+    """At the shipped interval (1 s) for STEADY_S seconds: probes/s, the
+    worst second, p99, the monitor's CPU."""
+    mpid = m.pid("monitor")
+    s0, c0, w0 = m.status(), cpu_s(mpid), time.monotonic()
+    ok0, f0, h0 = probe_counts(s0)
+    worst, last_ok, last_t = None, ok0, w0
+    while time.monotonic() - w0 < STEADY_S:
+        time.sleep(5)
+        ok, _, _ = probe_counts(m.status())
+        t = time.monotonic()
+        rate = (ok - last_ok) / (t - last_t)
+        worst = rate if worst is None else min(worst, rate)
+        last_ok, last_t = ok, t
+    s1, c1, w1 = m.status(), cpu_s(mpid), time.monotonic()
+    ok1, f1, h1 = probe_counts(s1)
+    return {"seconds": round(w1 - w0), "probes_per_s": round((ok1 - ok0) / (w1 - w0)),
+            "worst_5s_per_s": round(worst), "failed": f1 - f0, "p99_ms": hist_pct(h0, h1, 99),
+            "monitor_cpu_pct": round(100 * (c1 - c0) / (w1 - w0))}
+
+
 def monitor_capacity(n):
     m = capacity_manager(n)
     sw = None
@@ -176,6 +200,9 @@ def monitor_capacity(n):
         s = m.status()
         time.sleep(2)
         out["rss_mb_at_1s_interval"] = roles_rss(m, m.status())
+        if n >= 10000:   # the shipped config (probe every 1 s), held for a while
+            out["steady"] = steady_probing(m, n)
+            s = m.status()
         # Saturate: every agent asked again as soon as it answers.
         m.cfg["monitor"]["probe_interval_ms"] = 1
         m.write_config()
@@ -459,30 +486,7 @@ def print_haproxy(L, w):
 def print_table(R):
     w = [40, 13, 13, 14, 12]
     print("\nasg bench, %s, %d cores (%s)" % (R["date"], os.cpu_count(), R["command"]))
-    print("\nProbe capacity (saturated: one call in flight per agent, all agents at once)")
-    print(row(["", "asg monitor", "h2load", "monitor/h2load", ""], w))
-    for c in R["capacity"]:
-        mon, h2 = c["monitor"], c["h2load"]
-        n = mon["agents"]
-        ratio = mon["probes_per_s"] / h2["requests_per_s"] if h2 and h2["requests_per_s"] else None
-        print(row(["N=%d  successes/s" % n, mon["probes_per_s"], h2["requests_per_s"] if h2 else "-",
-                   "%.2f" % ratio if ratio else "-"], w))
-        print(row(["      agent-counted answers/s", mon["agent_answered_per_s"],
-                   h2["agent_answered_per_s"] if h2 else "-"], w))
-        print(row(["      failed/s", mon["failed_per_s"], h2["failed"] if h2 else "-"], w))
-        print(row(["      p50 / p99 ms", "%s / %s" % (fmt_ms(mon["p50_ms"]), fmt_ms(mon["p99_ms"])),
-                   "%s / %s" % (fmt_ms(h2["p50_ms"]), fmt_ms(h2["p99_ms"])) if h2 else "-"], w))
-        print(row(["      CPU %: prober / swarm", "%d / %d" % (mon["monitor_cpu_pct"], mon["swarm_cpu_pct"]),
-                   "%d / %d" % (h2["h2load_cpu_pct"], h2["swarm_cpu_pct"]) if h2 else "-"], w))
-        print(row(["      CPU us per answer: prober / swarm",
-                   "%.0f / %.0f" % (per_answer_us(mon["monitor_cpu_pct"], mon["probes_per_s"]),
-                                    per_answer_us(mon["swarm_cpu_pct"], mon["agent_answered_per_s"])),
-                   "%.0f / %.0f" % (per_answer_us(h2["h2load_cpu_pct"], h2["requests_per_s"]),
-                                    per_answer_us(h2["swarm_cpu_pct"], h2["agent_answered_per_s"]))
-                   if h2 else "-"], w))
-        print(row(["      monitor RSS MB", mon["monitor_rss_mb"]], w))
-        print(row(["      all registered / all probed s",
-                   "%s / %s" % (mon.get("all_running_s", "-"), mon.get("all_probed_s", "-"))], w))
+    print_capacity(R, w)
     print("\nFailure handling (fast config: probe 150 ms, timeout 100 ms, 3 misses; %d trials)" %
           min(v["trials"] for v in R["failures"].values()))
     print(row(["", "median s", "p95 s"], w))
@@ -506,6 +510,40 @@ def print_table(R):
         print_ha(R["ha"], w)
     print_replay(R, w)
     print()
+
+
+def print_capacity(R, w):
+    print("\nProbe capacity (saturated: one call in flight per agent, all agents at once)")
+    print(row(["", "asg monitor", "h2load", "monitor/h2load", ""], w))
+    for c in R["capacity"]:
+        mon, h2 = c["monitor"], c["h2load"]
+        n = mon["agents"]
+        ratio = mon["probes_per_s"] / h2["requests_per_s"] if h2 and h2["requests_per_s"] else None
+        print(row(["N=%d  successes/s" % n, mon["probes_per_s"], h2["requests_per_s"] if h2 else "-",
+                   "%.2f" % ratio if ratio else "-"], w))
+        print(row(["      agent-counted answers/s", mon["agent_answered_per_s"],
+                   h2["agent_answered_per_s"] if h2 else "-"], w))
+        print(row(["      failed/s", mon["failed_per_s"], h2["failed"] if h2 else "-"], w))
+        print(row(["      p50 / p99 ms", "%s / %s" % (fmt_ms(mon["p50_ms"]), fmt_ms(mon["p99_ms"])),
+                   "%s / %s" % (fmt_ms(h2["p50_ms"]), fmt_ms(h2["p99_ms"])) if h2 else "-"], w))
+        print(row(["      CPU %: prober / swarm", "%d / %d" % (mon["monitor_cpu_pct"], mon["swarm_cpu_pct"]),
+                   "%d / %d" % (h2["h2load_cpu_pct"], h2["swarm_cpu_pct"]) if h2 else "-"], w))
+        print(row(["      CPU us per answer: prober / swarm",
+                   "%.0f / %.0f" % (per_answer_us(mon["monitor_cpu_pct"], mon["probes_per_s"]),
+                                    per_answer_us(mon["swarm_cpu_pct"], mon["agent_answered_per_s"])),
+                   "%.0f / %.0f" % (per_answer_us(h2["h2load_cpu_pct"], h2["requests_per_s"]),
+                                    per_answer_us(h2["swarm_cpu_pct"], h2["agent_answered_per_s"]))
+                   if h2 else "-"], w))
+        print(row(["      monitor RSS MB, saturated / at 1 s", "%s / %s" % (
+            mon["monitor_rss_mb"], mon.get("rss_mb_at_1s_interval", {}).get("monitor", "-"))], w))
+        st = mon.get("steady")
+        if st:
+            print(row(["      at 1 s probing, %d s: probes/s" % st["seconds"],
+                       "%d (worst 5 s: %d)" % (st["probes_per_s"], st["worst_5s_per_s"])], w))
+            print(row(["      ... failed / p99 ms / monitor CPU %",
+                       "%d / %s / %d" % (st["failed"], fmt_ms(st["p99_ms"]), st["monitor_cpu_pct"])], w))
+        print(row(["      all registered / all probed s",
+                   "%s / %s" % (mon.get("all_running_s", "-"), mon.get("all_probed_s", "-"))], w))
 
 
 def print_replay(R, w):
@@ -563,6 +601,18 @@ def main():
     if not os.access(h2load, os.X_OK):
         sys.exit("bench: %s not found: scripts/install-deps.sh --bench installs nghttp2-client" % h2load)
     os.makedirs(OUT_DIR, exist_ok=True)
+    if os.environ.get("BENCH_ONLY") == "probes":
+        try:
+            for n in SIZES:
+                say("probe capacity at %d agents: asg monitor" % n)
+                mon = monitor_capacity(n)
+                mon.pop("status_json_ms", None), mon.pop("snapshot", None)
+                say("probe capacity at %d agents: h2load" % n)
+                R["capacity"].append({"monitor": mon, "h2load": h2load_capacity(n, h2load)})
+        finally:
+            H.kill_everything_started()
+        print_capacity(R, [40, 13, 13, 14, 12])
+        return
     t_start = time.monotonic()
     try:
         say("footprint at 10 instances, idle agent")
@@ -571,7 +621,7 @@ def main():
         for n in SIZES:
             say("probe capacity at %d agents: asg monitor" % n)
             mon = monitor_capacity(n)
-            R["footprint"][str(n)] = mon.pop("rss_mb_at_1s_interval")
+            R["footprint"][str(n)] = mon["rss_mb_at_1s_interval"]
             if "snapshot" in mon:
                 R["table"] = {"rows": n + 1, "status_json_ms": mon.pop("status_json_ms"),
                               "snapshot": mon.pop("snapshot")}

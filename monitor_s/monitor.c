@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grpc/grpc.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -141,6 +142,8 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
                  r->id, row_state_name(r->state));
         return false;
     }
+    if (m->fresh && m->nfresh < m->nslots)
+        m->fresh[m->nfresh++] = (uint32_t)(r - m->t->rows);
     if (table_registered(m->t, r, in->address, in->service_address, now))
         table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
                    "instance %s registered at %s: running (%lld ms after launch)", r->id, r->addr,
@@ -348,12 +351,36 @@ void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
 
 /* ---- probes ---- */
 
+/* The longest the loop waits on probes before it serves the Monitor
+ * service's queue: a registration waits at most this long. */
+#define SERVE_EVERY_MS 10
+/* Turns are taken this much at a time: at 10,000 agents probed every
+ * second, ten probes a wake-up. */
+#define TURN_US 1000
+/* How often freed heap is given back to the system (see run). */
+#define TRIM_EVERY_US 1000000LL
+
 static void round_done(struct monitor *m)
 {
     if (table_lock(m->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     table_probe_round_done(m->t, now_ms());
     table_unlock(m->t);
+}
+
+static uint32_t slot_count(const struct monitor *m)
+{
+    return m->t->capacity < m->nslots ? m->t->capacity : m->nslots;
+}
+
+/* The round is done once every slot has had its turn and every probe
+ * is back (counted once). */
+static void round_maybe_done(struct monitor *m)
+{
+    if (!m->round_counted && m->scan >= slot_count(m) && m->outstanding == 0 && !m->deferred) {
+        m->round_counted = true;
+        round_done(m);
+    }
 }
 
 static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__PingReply *rep,
@@ -444,32 +471,28 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
         asg__v1__ping_reply__free_unpacked(rep, NULL);
     uint32_t slot = p->slot;
     free(p);
-    if (m->outstanding && --m->outstanding == 0 && !m->deferred)
-        round_done(m);
+    if (m->outstanding && --m->outstanding == 0)
+        round_maybe_done(m);
     /* Its interval passed while it was out (a new round began): ask it
      * again now rather than at the next round's scan. */
     if (!g_sig.term && m->slots[slot].round != m->round)
         probe_slot(m, slot);
 }
 
-/* Keeps one channel per slot, remade when the slot's agent changes. */
-static grpc_channel *slot_channel(struct monitor *m, uint32_t i, const struct table_row *r)
+/* Keeps one connection per slot, remade when the slot's agent changes. */
+static struct h2p_conn *slot_conn(struct monitor *m, uint32_t i, const struct table_row *r)
 {
     struct slot *s = &m->slots[i];
-    if (s->ch && (s->incarnation != r->incarnation || strcmp(s->addr, r->addr) != 0)) {
-        grpc_channel_destroy(s->ch);
-        s->ch = NULL;
-    }
-    if (!s->ch) {
-        /* A handshake may take as long as a probe may: under load it
-         * queues behind thousands of answers. */
-        s->ch = rpc_channel_create_ex(r->addr, &m->tls, RPC_AGENT_NAME, m->cfg.probe_timeout_ms);
+    if (s->conn && (s->incarnation != r->incarnation || strcmp(s->addr, r->addr) != 0))
+        s->conn = h2p_conn_free(s->conn); /* no probe is out on it: NULL */
+    if (!s->conn) {
+        s->conn = h2p_conn_new(m->probes, r->addr);
         s->contacted = false;
         s->managers_gen = 0;
         s->incarnation = r->incarnation;
         copy_str(s->addr, sizeof s->addr, r->addr);
     }
-    return s->ch;
+    return s->conn;
 }
 
 /* Probes slot i for the current round if it is due: not probed in this
@@ -489,14 +512,11 @@ static void probe_slot(struct monitor *m, uint32_t i)
     /* Unhealthy ones too: one whose replacement waits may yet answer. */
     bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) && r.addr[0];
     if (!probe) {
-        if (m->slots[i].ch) {
-            grpc_channel_destroy(m->slots[i].ch);
-            m->slots[i].ch = NULL;
-        }
+        m->slots[i].conn = h2p_conn_free(m->slots[i].conn); /* none out: NULL */
         return;
     }
     const struct slot *s = &m->slots[i];
-    bool first = !s->ch || !s->contacted || s->incarnation != r.incarnation || strcmp(s->addr, r.addr) != 0;
+    bool first = !s->conn || !s->contacted || s->incarnation != r.incarnation || strcmp(s->addr, r.addr) != 0;
     if (first && m->first_contacts >= FIRST_CONTACTS_MAX) {
         m->deferred = true; /* its turn comes when handshakes finish */
         return;
@@ -517,13 +537,13 @@ static void probe_slot(struct monitor *m, uint32_t i)
         p->managers_gen = m->managers_gen;
     }
     size_t len = asg__v1__ping_request__pack(&q, buf);
-    grpc_channel *ch = slot_channel(m, i, &r);
+    struct h2p_conn *conn = slot_conn(m, i, &r);
     /* A first contact carries the connection's handshakes (TLS costs both
      * sides milliseconds of CPU each, and a restarted monitor has every
      * agent to dial at once): it gets the connect budget on top of the
      * probe's, so a busy machine is not taken for dead agents. */
     int deadline = m->cfg.probe_timeout_ms + (first ? RPC_CONNECT_MS : 0);
-    if (rpc_call_start(ch, m->cq, M_AGENT_PING, buf, len, deadline, on_probe, p) != 0) {
+    if (h2p_call(conn, buf, len, deadline, p) != 0) {
         free(p);
         return;
     }
@@ -533,14 +553,28 @@ static void probe_slot(struct monitor *m, uint32_t i)
     m->first_contacts += first;
 }
 
-/* Probes every slot of the current round not yet probed. */
-static void probe_slots(struct monitor *m)
+/* Probes the slots whose turn in this round has come: slot i at i/N of
+ * the interval. Sending all N at the start of each interval queued them
+ * at the agents' side at once: at 10,000 agents probed every second the
+ * last answers came 185 ms late (p99) although each took 32 us of work. */
+static void probe_due(struct monitor *m, int64_t now)
 {
-    m->deferred = false;
-    for (uint32_t i = 0; i < m->t->capacity && i < m->nslots; i++)
-        probe_slot(m, i);
-    if (m->outstanding == 0 && !m->deferred)
-        round_done(m);
+    uint32_t n = slot_count(m);
+    /* the turns that come before the loop's next wake (TURN_US) too */
+    int64_t interval = (int64_t)m->cfg.probe_interval_ms * 1000, ahead = now - m->round_start + TURN_US;
+    uint32_t upto = ahead >= interval ? n : (uint32_t)((uint64_t)n * (uint64_t)ahead / (uint64_t)interval);
+    while (m->scan < upto && m->scan < n)
+        probe_slot(m, m->scan++);
+    round_maybe_done(m);
+}
+
+/* When the next slot's turn comes (microseconds, monotonic). */
+static int64_t next_turn(const struct monitor *m)
+{
+    uint32_t n = slot_count(m);
+    if (m->scan >= n)
+        return INT64_MAX;
+    return m->round_start + (int64_t)m->cfg.probe_interval_ms * 1000 * m->scan / n;
 }
 
 /* ha: the managers' addresses, as the controller published them; agents
@@ -555,19 +589,42 @@ static void follow_managers(struct monitor *m)
     m->managers_gen++;
 }
 
-static void probe_round(struct monitor *m)
+static void probe_round(struct monitor *m, int64_t now)
 {
+    /* the last round's stragglers first: every slot gets one turn a round */
+    probe_due(m, m->round_start + (int64_t)m->cfg.probe_interval_ms * 1000);
     m->round++;
+    m->round_start = now;
+    m->scan = 0;
+    m->deferred = false;
+    m->round_counted = false;
     follow_managers(m);
-    probe_slots(m);
+    probe_due(m, now);
+}
+
+/* Agents that just registered are asked at once, not at their turn: a
+ * new instance is known to answer within moments of registering. Those
+ * beyond the first-contact budget wait in the queue for free turns. */
+static void probe_fresh(struct monitor *m)
+{
+    uint32_t k = 0;
+    while (k < m->nfresh && m->first_contacts < FIRST_CONTACTS_MAX)
+        probe_slot(m, m->fresh[k++]);
+    memmove(m->fresh, m->fresh + k, (m->nfresh - k) * sizeof *m->fresh);
+    m->nfresh -= k;
 }
 
 /* Slots left out for lack of a first-contact turn are probed in the same
  * round once half the turns are free: a batch, not a scan per answer. */
 static void probe_deferred(struct monitor *m)
 {
-    if (m->deferred && m->first_contacts <= FIRST_CONTACTS_MAX / 2)
-        probe_slots(m);
+    probe_fresh(m);
+    if (!m->deferred || m->first_contacts > FIRST_CONTACTS_MAX / 2)
+        return;
+    m->deferred = false;
+    for (uint32_t i = 0; i < m->scan; i++)
+        probe_slot(m, i);
+    round_maybe_done(m);
 }
 
 /* ---- main ---- */
@@ -656,27 +713,60 @@ static int load_identity(struct monitor *m)
     return 0;
 }
 
+/* The Monitor service's queue, at most every other millisecond: asking
+ * gRPC costs a few microseconds even when nothing waits, and a saturated
+ * loop turns thousands of times a second. */
+static void serve_monitor(struct monitor *m)
+{
+    static int64_t last;
+    int64_t now = now_ms();
+    if (now - last < 2)
+        return;
+    last = now;
+    for (int k = 0; k < 64 && rpc_cq_step(m->cq, 0) == 1; k++)
+        ;
+}
+
 /* Probe rounds on schedule, completions as they come, until SIGTERM. */
 static void run(struct monitor *m)
 {
-    int64_t next_round = now_ms();
+    int64_t next_round = now_us(), next_trim = 0;
     while (!g_sig.term) {
         if (g_sig.hup) {
             g_sig.hup = 0;
             table_config_refresh(m->t, &m->cfg, &m->cfg_gen);
         }
-        int64_t now = now_ms();
+        int64_t now = now_us(), interval = (int64_t)m->cfg.probe_interval_ms * 1000;
         if (now >= next_round) {
-            probe_round(m);
-            next_round += m->cfg.probe_interval_ms;
+            probe_round(m, now);
+            next_round += interval;
             if (next_round <= now)
-                next_round = now + m->cfg.probe_interval_ms;
+                next_round = now + interval;
+        } else {
+            probe_due(m, now);
         }
         /* The wait is short so that a signal flag is seen even when no
-         * event arrives. */
-        int wait = (int)(next_round - now_ms());
-        rpc_cq_step(m->cq, wait < 0 ? 0 : wait > 50 ? 50 : wait);
+         * event arrives, and so that registrations are served: gRPC's
+         * queue has no descriptor to wait on beside the probes'. Turns
+         * are taken a millisecond's worth at a time. */
+        int64_t wake = next_turn(m);
+        if (wake < now + TURN_US)
+            wake = now + TURN_US;
+        if (wake > next_round)
+            wake = next_round;
+        int64_t wait = wake - now_us();
+        h2p_poll(m->probes, wait > SERVE_EVERY_MS * 1000 ? SERVE_EVERY_MS * 1000 : wait);
+        serve_monitor(m);
         probe_deferred(m);
+        /* Bursts (a thousand agents registering and first dialled at
+         * once) leave freed heap that glibc keeps: measured at 1,000
+         * agents, 2.5 MB of the monitor's 5.4 MB heap was free, and
+         * giving it back took its RSS from 17.8 to 15.6 MB. The walk
+         * took 23-188 us at 10,000 agents (timed in place). */
+        if (now >= next_trim) {
+            malloc_trim(0);
+            next_trim = now + TRIM_EVERY_US;
+        }
     }
 }
 
@@ -686,11 +776,12 @@ static void release(struct monitor *m, struct rpc_server *srv)
         rpc_shutdown(srv, m->cq);
     else
         grpc_completion_queue_destroy(m->cq);
-    for (uint32_t i = 0; srv && i < m->nslots; i++)
-        if (m->slots[i].ch)
-            grpc_channel_destroy(m->slots[i].ch);
+    for (uint32_t i = 0; i < m->nslots; i++)
+        free(h2p_conn_free(m->slots[i].conn)); /* a probe still out */
+    h2p_free(m->probes);
     free(m->slots);
     free(m->in_flight);
+    free(m->fresh);
     grpc_shutdown();
     rpc_tls_free(&m->tls);
     pki_ca_close(m->ca);
@@ -707,12 +798,20 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     if (load_identity(&m) != 0)
         return ASG_EXIT_FATAL;
     raise_file_limit(m.t->capacity);
+    char err[256];
+    if (!(m.probes = h2p_new(M_AGENT_PING, &m.tls, RPC_AGENT_NAME, on_probe, err, sizeof err))) {
+        log_error("probes: %s", err);
+        rpc_tls_free(&m.tls);
+        pki_ca_close(m.ca);
+        return ASG_EXIT_FATAL;
+    }
     grpc_init();
     m.cq = rpc_cq_create();
     m.nslots = t->capacity;
     m.slots = calloc(m.nslots, sizeof *m.slots);
     m.in_flight = calloc(m.nslots, sizeof *m.in_flight);
-    if (!m.slots || !m.in_flight)
+    m.fresh = calloc(m.nslots, sizeof *m.fresh);
+    if (!m.slots || !m.in_flight || !m.fresh)
         abort();
     struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m, false},
                                    {M_MONITOR_DEREGISTER, monitor_h_deregister, &m, false},
@@ -727,7 +826,7 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     log_info("monitor up on %s: probing every %d ms (timeout %d ms, unhealthy after %d misses)",
              bound, m.cfg.probe_interval_ms, m.cfg.probe_timeout_ms, m.cfg.unhealthy_after);
     run(&m);
-    log_info("stopping: %zu probe(s) in flight are cancelled", rpc_calls_in_flight());
+    log_info("stopping: %zu probe(s) in flight are cancelled", h2p_in_flight(m.probes));
     release(&m, srv);
     return 0;
 }

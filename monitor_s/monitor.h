@@ -9,16 +9,17 @@
 
 #include "../common/config.h"
 #include "../common/pki.h"
+#include "../proto/h2probe.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
 
 
-/* Per table slot: the channel to its agent and the probe in flight. */
+/* Per table slot: the connection to its agent and the probe in flight. */
 struct slot {
-    grpc_channel *ch;
+    struct h2p_conn *conn;
     char addr[TABLE_ADDR_MAX];
-    uint64_t incarnation;     /* of the row the channel belongs to */
-    bool contacted;           /* a probe on this channel has completed */
+    uint64_t incarnation;     /* of the row the connection belongs to */
+    bool contacted;           /* a probe on this connection has completed */
     uint64_t round;           /* the last round that probed this slot */
     uint32_t managers_gen;    /* the managers list its agent was last told (ha) */
 };
@@ -45,17 +46,23 @@ struct monitor {
     struct table *t;
     struct asg_config cfg;
     uint64_t cfg_gen;
-    grpc_completion_queue *cq;
+    grpc_completion_queue *cq; /* the Monitor service's */
+    struct h2p *probes;       /* the probe engine */
     struct slot *slots;
     /* Per slot, a probe is out: apart from struct slot so that a round's
      * scan over 10,000 mostly busy slots reads 10 KB, not a megabyte. */
     bool *in_flight;
     uint32_t nslots;
+    uint32_t *fresh;          /* slots registered since the last look: probed at once */
+    uint32_t nfresh;
     uint64_t seq;
     uint32_t outstanding;     /* probes of the current round */
-    uint32_t first_contacts;  /* probes in flight on new channels */
+    uint32_t first_contacts;  /* probes in flight on new connections */
     uint64_t round;           /* rounds started */
     bool deferred;            /* this round left slots for lack of a turn */
+    bool round_counted;       /* round_done was called for this round */
+    uint32_t scan;            /* slots before this one have had their turn this round */
+    int64_t round_start;      /* us, monotonic */
     struct rpc_tls tls;       /* mutual TLS, or all NULL */
     struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
     char managers[256];       /* ha: every manager's address, as the controller found them */

@@ -12,7 +12,7 @@ PACKAGES="
 build-essential pkg-config
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libglib2.0-dev
-libmicrohttpd-dev
+libmicrohttpd-dev libnghttp2-dev
 check libsubunit-dev
 procps
 "
