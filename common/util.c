@@ -336,8 +336,16 @@ static int scan_listeners(int family, int port, void (*visit)(const struct inet_
         while (got < 0 && errno == EINTR);
         if (got <= 0)
             break;
-        int n = (int)got;
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+        /* NLMSG_OK/NLMSG_NEXT spelled out: the macros compare the
+         * kernel's unsigned length with an int, which clang refuses */
+        size_t n = (size_t)got;
+        for (size_t off = 0; n - off >= sizeof(struct nlmsghdr);) {
+            struct nlmsghdr *h = (struct nlmsghdr *)((char *)buf + off);
+            if (h->nlmsg_len < sizeof *h || h->nlmsg_len > n - off)
+                break;
+            off += NLMSG_ALIGN(h->nlmsg_len);
+            if (off > n)
+                off = n;
             if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
                 close(fd);
                 return h->nlmsg_type == NLMSG_DONE ? 0 : -1;

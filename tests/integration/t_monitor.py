@@ -198,5 +198,23 @@ def full_table_answers_resource_exhausted(m):
     assert "status 8" in err, err  # RESOURCE_EXHAUSTED
 
 
+@with_manager("paced", group={"min_instances": 6, "max_instances": 6, "desired_instances": 6},
+              monitor={"probe_interval_ms": 3000}, shm={"capacity": 6})
+def new_agents_are_probed_at_once_then_in_turns_spread_over_the_interval(m):
+    """A new agent is probed as soon as it registers, not at its turn
+    (up to an interval later); after that the six turns of each 3 s
+    interval are spread over it (row i at i/6 of it), not sent at once."""
+    m.wait_running(6)
+    wait_for(lambda: all(i["probes_ok"] > 0 for i in m.status()["instances"]), 2.5,
+             "every agent probed within moments of registering (the interval is 3 s)")
+    rounds = m.status()["group"]["probe_rounds"]
+    wait_for(lambda: m.status()["group"]["probe_rounds"] >= rounds + 2, 15, "two whole rounds")
+    seen = sorted(i["last_seen_ms"] for i in m.status()["instances"])
+    # turns 500 ms apart: the last answers of one snapshot span 2.5 s
+    # (less what a busy machine delays); all at once they would span a
+    # few milliseconds
+    assert seen[-1] - seen[0] >= 1200, seen
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
