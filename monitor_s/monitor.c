@@ -1,8 +1,9 @@
-/* MonitorS: serves the Monitor service (agents register and deregister)
- * and probes every known agent each interval, all probes in flight at once
- * on the same completion queue as the server. Writes what it learns into
- * the table: liveness, load, cpu, memory, and unhealthy after too many
- * consecutive misses. */
+/* MonitorS: serves the Monitor service (agents register and deregister,
+ * over gRPC) and probes every known agent each interval through the probe
+ * engine (proto/h2probe.h), each agent's turn at its own point of the
+ * interval, one loop for both. Writes what it learns into the table:
+ * liveness, load, cpu, memory, and unhealthy after too many consecutive
+ * misses. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grpc/grpc.h>
@@ -479,12 +480,20 @@ static void on_probe(void *user, grpc_status_code st, const char *details,
         probe_slot(m, slot);
 }
 
+/* Closes a slot's connection. No probe is out on it (probe_slot returns
+ * before this while one is); were one out, its record is freed with it. */
+static void drop_conn(struct slot *s)
+{
+    free(h2p_conn_free(s->conn));
+    s->conn = NULL;
+}
+
 /* Keeps one connection per slot, remade when the slot's agent changes. */
 static struct h2p_conn *slot_conn(struct monitor *m, uint32_t i, const struct table_row *r)
 {
     struct slot *s = &m->slots[i];
     if (s->conn && (s->incarnation != r->incarnation || strcmp(s->addr, r->addr) != 0))
-        s->conn = h2p_conn_free(s->conn); /* no probe is out on it: NULL */
+        drop_conn(s);
     if (!s->conn) {
         s->conn = h2p_conn_new(m->probes, r->addr);
         s->contacted = false;
@@ -512,7 +521,7 @@ static void probe_slot(struct monitor *m, uint32_t i)
     /* Unhealthy ones too: one whose replacement waits may yet answer. */
     bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) && r.addr[0];
     if (!probe) {
-        m->slots[i].conn = h2p_conn_free(m->slots[i].conn); /* none out: NULL */
+        drop_conn(&m->slots[i]);
         return;
     }
     const struct slot *s = &m->slots[i];
