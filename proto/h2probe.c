@@ -85,6 +85,9 @@ struct h2p_conn {
     uint32_t in_len;
     uint8_t *out;           /* bytes the socket has not taken yet */
     uint32_t out_len, out_cap;
+    uint32_t request_mark;  /* out_len before the last request was queued */
+    uint32_t request_data;  /* and its DATA, counted against the window */
+    int64_t connect_deadline_ms; /* a handshake not done by then is given up */
     uint32_t next_stream;
     int64_t send_window;    /* the peer's connection window for our DATA */
     int64_t stream_window;  /* and each new stream's */
@@ -470,7 +473,7 @@ static void conn_reset_protocol(struct h2p_conn *c)
 
 /* Starts connecting; false when it failed at once (the call then has its
  * outcome). */
-static bool conn_open(struct h2p_conn *c)
+static bool conn_open(struct h2p_conn *c, int timeout_ms)
 {
     if (!c->addr_len) {
         call_finish(c, GRPC_STATUS_UNAVAILABLE, "address is not IP:PORT");
@@ -490,6 +493,7 @@ static bool conn_open(struct h2p_conn *c)
     }
     c->fd = fd;
     c->state = C_CONNECTING;
+    c->connect_deadline_ms = now_ms() + (timeout_ms > RPC_CONNECT_MS ? timeout_ms : RPC_CONNECT_MS);
     conn_reset_protocol(c);
     queue_preface(c);
     update_events(c);
@@ -952,9 +956,16 @@ static void expire(struct h2p *e, int64_t now)
             call_finish(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
             flush(c);
         } else {
+            /* The handshake goes on for the next call (on a busy machine
+             * a TLS handshake outlasts a 100 ms probe; begun again for
+             * each probe it would never finish), until its own deadline;
+             * the request that waited behind it is withdrawn. */
             call_finish(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded %s",
                         c->state == C_TLS ? "in the TLS handshake" : "connecting");
-            conn_close(c);
+            c->out_len = c->request_mark;
+            c->send_window += c->request_data;
+            if (now >= c->connect_deadline_ms)
+                conn_close(c);
         }
     }
 }
@@ -1017,6 +1028,8 @@ static void send_request(struct h2p_conn *c, const uint8_t *req, size_t len)
     memcpy(buf + n + 5, req, len);
     n += 5 + len;
     c->send_window -= (int64_t)len + 5;
+    c->request_mark = c->out_len;
+    c->request_data = (uint32_t)len + 5;
     send_bytes(c, buf, n);
 }
 
@@ -1031,9 +1044,10 @@ int h2p_call(struct h2p_conn *c, const uint8_t *req, size_t len, int timeout_ms,
     c->call.deadline_ms = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     c->e->in_flight++;
     heap_push(c->e, c);
-    if (c->fd >= 0 && (c->goaway || c->next_stream > LAST_STREAM))
+    if (c->fd >= 0 && (c->goaway || c->next_stream > LAST_STREAM ||
+                       (c->state != C_READY && now_ms() >= c->connect_deadline_ms)))
         conn_close(c);
-    if (c->fd < 0 && !conn_open(c))
+    if (c->fd < 0 && !conn_open(c, timeout_ms))
         return 0;
     send_request(c, req, len);
     return 0;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../common/pki.h"
 #include "../proto/h2probe.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -656,6 +657,53 @@ START_TEST(test_h2p_answers_the_peers_frames)
 }
 END_TEST
 
+/* A TLS handshake that outlasts a probe goes on for the next one instead
+ * of starting again (on a busy machine each new one would outlast its
+ * probe too): a peer that accepts and stays silent sees one connection
+ * for several probes, and the failures say where they stopped. */
+START_TEST(test_h2p_handshake_outlives_a_probe)
+{
+    char dir[] = "/tmp/asg-h2p-XXXXXX", err[256], ca[512], cert[512], key[512];
+    ck_assert(mkdtemp(dir) != NULL);
+    ck_assert_msg(pki_prepare(dir, err, sizeof err) == 0, "%s", err);
+    snprintf(ca, sizeof ca, "%s/%s", dir, PKI_CA_CERT);
+    snprintf(cert, sizeof cert, "%s/%s", dir, PKI_MGR_CERT);
+    snprintf(key, sizeof key, "%s/%s", dir, PKI_MGR_KEY);
+    struct rpc_tls tls;
+    ck_assert_msg(rpc_tls_load(&tls, ca, cert, key, err, sizeof err) == 0, "%s", err);
+    struct h2p *e = h2p_new(M_AGENT_PING, &tls, RPC_AGENT_NAME, note_outcome, err, sizeof err);
+    ck_assert_msg(e != NULL, "%s", err);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0);
+    ck_assert(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    struct h2p_conn *c = h2p_conn_new(e, addr);
+    for (int k = 0; k < 3; k++) {
+        struct outcome o = call_once(e, c, (uint64_t)k + 1, 100);
+        ck_assert_int_eq(o.st, GRPC_STATUS_DEADLINE_EXCEEDED);
+        ck_assert_msg(strstr(o.details, "TLS handshake") != NULL, "%s", o.details);
+    }
+    /* one connection came, and no other waits behind it */
+    int s1 = accept(l, NULL, NULL);
+    ck_assert(s1 >= 0);
+    struct timeval tv = {0, 1000};
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(l, &fds);
+    ck_assert_int_eq(select(l + 1, &fds, NULL, NULL, &tv), 0);
+    close(s1);
+    close(l);
+    h2p_conn_free(c);
+    h2p_free(e);
+    rpc_tls_free(&tls);
+    snprintf(err, sizeof err, "rm -rf '%s'", dir);
+    ck_assert(system(err) == 0);
+}
+END_TEST
+
 Suite *rpc_suite(void)
 {
     const TTest *tests[] = {
@@ -671,6 +719,7 @@ Suite *rpc_suite(void)
         test_h2p_reads_answers,
         test_h2p_refuses_malformed_answers,
         test_h2p_answers_the_peers_frames,
+        test_h2p_handshake_outlives_a_probe,
         NULL};
     return suite_of("rpc", "agent", start_agent, stop_agent, 30, tests, NULL);
 }
