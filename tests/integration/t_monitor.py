@@ -57,7 +57,11 @@ class JunkServer:
             c.close()
 
 
-@with_manager("hostile", monitor={"adopt_unknown": True}, policy={"scale_in_below": 0.0},
+# unhealthy after 6 misses: on a busy machine (two test files and
+# stress-ng on two cores) one of the group's own agents once missed three
+# 100 ms probes in a row during the flood and was rightly replaced, which
+# the last checks would take for a stranger's doing.
+@with_manager("hostile", monitor={"adopt_unknown": True, "unhealthy_after": 6}, policy={"scale_in_below": 0.0},
               group={"min_instances": 2, "desired_instances": 2, "max_instances": 6},
               tls={"mode": "plaintext"})
 def garbage_stalls_and_floods_do_not_hurt_the_manager(m):
@@ -76,7 +80,7 @@ def garbage_stalls_and_floods_do_not_hurt_the_manager(m):
             # Both go unhealthy through probe misses (junk: protocol errors;
             # silent: every probe hits its deadline) and leave the group.
             for name in ("junk-1", "silent-1"):
-                m.wait_log(r"instance %s unhealthy: missed 3 probes" % name, 10)
+                m.wait_log(r"instance %s unhealthy: missed 6 probes" % name, 10)
             # A flood of malformed registrations: each refused, nothing breaks.
             bad = 0
             for k in range(300):
