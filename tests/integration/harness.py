@@ -682,6 +682,9 @@ def with_manager(name, **sections):
     return scenario(name, **sections)
 
 
+PORTS_GIVEN = set()
+
+
 def free_port():
     """A bindable port below the kernel's ephemeral range, so that no
     agent binding port 0 can be handed it while a test relies on it. Test
@@ -694,9 +697,15 @@ def free_port():
     width = (lo - base) // 16
     for _ in range(200):
         port = random.randint(base + slot * width, base + (slot + 1) * width - 1)
+        # a port handed out before may be free again but not for long: an
+        # etcd given the same port twice (client and peer, two calls 700
+        # ports apart at random) failed with "address already in use"
+        if port in PORTS_GIVEN:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
+            PORTS_GIVEN.add(port)
             return port
         except OSError:
             continue
