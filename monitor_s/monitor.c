@@ -727,11 +727,10 @@ static int load_identity(struct monitor *m)
  * loop turns thousands of times a second. */
 static void serve_monitor(struct monitor *m)
 {
-    static int64_t last;
     int64_t now = now_ms();
-    if (now - last < 2)
+    if (now - m->served_ms < 2)
         return;
-    last = now;
+    m->served_ms = now;
     for (int k = 0; k < 64 && rpc_cq_step(m->cq, 0) == 1; k++)
         ;
 }

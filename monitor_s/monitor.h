@@ -63,6 +63,7 @@ struct monitor {
     bool round_counted;       /* round_done was called for this round */
     uint32_t scan;            /* slots before this one have had their turn this round */
     int64_t round_start;      /* us, monotonic */
+    int64_t served_ms;        /* the Monitor service's queue last looked at */
     struct rpc_tls tls;       /* mutual TLS, or all NULL */
     struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
     char managers[256];       /* ha: every manager's address, as the controller found them */

@@ -1288,23 +1288,21 @@ struct h2p *h2p_new(const char *path, const struct rpc_tls *tls, const char *pee
         abort();
     e->fn = fn;
     copy_str(e->peer_name, sizeof e->peer_name, peer_name);
-    if (rpc_tls_on(tls) && !(e->ssl = tls_context(tls, err, errsize))) {
-        free(e);
-        return NULL;
-    }
+    if (rpc_tls_on(tls) && !(e->ssl = tls_context(tls, err, errsize)))
+        goto fail;
     if (header_blocks(e, path, rpc_tls_on(tls)) != 0) {
         snprintf(err, errsize, "path '%.60s' does not fit a header block", path);
-        SSL_CTX_free(e->ssl);
-        free(e);
-        return NULL;
+        goto fail;
     }
     if ((e->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         snprintf(err, errsize, "epoll: %s", strerror(errno));
-        SSL_CTX_free(e->ssl);
-        free(e);
-        return NULL;
+        goto fail;
     }
     return e;
+fail:
+    SSL_CTX_free(e->ssl);
+    free(e);
+    return NULL;
 }
 
 void h2p_free(struct h2p *e)

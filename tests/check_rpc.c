@@ -397,6 +397,16 @@ static void w_answer(struct wire *w, uint32_t stream)
     w_headers(w, stream, 0x1, OK_TRAILERS);
 }
 
+/* A fresh wire holding a whole answer whose DATA is data as it is (no
+ * gRPC prefix added). */
+static void w_answer_data(struct wire *w, const uint8_t *data, size_t len)
+{
+    w_start(w);
+    w_headers(w, 1, 0, OK_HEADERS);
+    w_frame(w, 0, 0, 1, data, len);
+    w_headers(w, 1, 0x1, OK_TRAILERS);
+}
+
 /* The status the engine reads from w, fed in chunks of every size given;
  * each must read the same. The reply must be MSG when OK. */
 static int w_feed(struct wire *w)
@@ -486,17 +496,10 @@ START_TEST(test_h2p_refuses_malformed_answers)
     w_message(w, 1, 0, big, sizeof big);
     w_headers(w, 1, 0x1, OK_TRAILERS);
     ck_assert_int_eq(w_feed(w), GRPC_STATUS_INTERNAL);
-    w_start(w);
-    w_headers(w, 1, 0, OK_HEADERS);
-    uint8_t comp[] = {1, 0, 0, 0, 1, 0x08};
-    w_frame(w, 0, 0, 1, comp, sizeof comp);
-    w_headers(w, 1, 0x1, OK_TRAILERS);
+    const uint8_t comp[] = {1, 0, 0, 0, 1, 0x08}, lying[] = {0, 0, 0, 0, 9, 0x08};
+    w_answer_data(w, comp, sizeof comp);
     ck_assert_int_eq(w_feed(w), GRPC_STATUS_INTERNAL);
-    w_start(w);
-    w_headers(w, 1, 0, OK_HEADERS);
-    uint8_t lying[] = {0, 0, 0, 0, 9, 0x08};
-    w_frame(w, 0, 0, 1, lying, sizeof lying);
-    w_headers(w, 1, 0x1, OK_TRAILERS);
+    w_answer_data(w, lying, sizeof lying);
     ck_assert_int_eq(w_feed(w), GRPC_STATUS_INTERNAL);
     w_start(w);
     w_message(w, 1, 0, MSG, sizeof MSG); /* before any headers */

@@ -2,6 +2,7 @@
 """Integration tests: two managers of one group on a real etcd (Debian's
 etcd-server, started here on 127.0.0.1): one leader, failover on a kill -9,
 a paused leader fenced, etcd's own faults."""
+import contextlib
 import os
 import sys
 
@@ -37,6 +38,31 @@ def show_logs(*managers):
         sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg.get("ha", {}).get("id", m.group), m.log()[-5000:]))
 
 
+@contextlib.contextmanager
+def watched(managers, *after):
+    """Shows each manager's log if the block fails; cleans every manager up
+    (the list as it is by then), then calls each of after, whatever
+    happened."""
+    try:
+        yield
+    except BaseException:
+        show_logs(*managers)
+        raise
+    finally:
+        for m in managers:
+            m.cleanup()
+        for f in after:
+            f()
+
+
+def start_pair(a, b, env_a=None, env_b=None):
+    """a started and leading, then b started and standing by for it."""
+    a.start(env=env_a)
+    wait_for(lambda: role(a) == "leader", 10, "a leads")
+    b.start(env=env_b)
+    wait_for(lambda: role(b) == "standby" and ha(b)["leader"] == "mgr-a", 10, "b stands by for a")
+
+
 def ha(m):
     s = m.status()
     return s["ha"] if s else {}
@@ -57,20 +83,9 @@ def with_pair(members=1, env_a=None, ttl_ms=TTL_MS, **group):
         def inner():
             etcd = Etcd(members)
             a, b = pair(etcd, ttl_ms=ttl_ms, **group)
-            try:
-                a.start(env=env_a)
-                wait_for(lambda: role(a) == "leader", 10, "a leads")
-                b.start()
-                wait_for(lambda: role(b) == "standby" and ha(b)["leader"] == "mgr-a", 10,
-                         "b stands by for a")
+            with watched([a, b], etcd.cleanup):
+                start_pair(a, b, env_a)
                 fn(etcd, a, b)
-            except BaseException:
-                show_logs(a, b)
-                raise
-            finally:
-                a.cleanup()
-                b.cleanup()
-                etcd.cleanup()
         inner.__name__ = fn.__name__
         TESTS.append(inner)
         return inner
@@ -299,11 +314,8 @@ def ec2_failover_mid_launch(fault):
     Returns the fake's stats and b's status once b runs 3."""
     etcd, fake = Etcd(), FakeEC2(stall=3.0, hide=30.0)
     a, b = ec2_pair(etcd, fake)
-    try:
-        a.start(env=EC2_ENV)
-        wait_for(lambda: role(a) == "leader", 10, "a leads")
-        b.start(env=EC2_ENV)
-        wait_for(lambda: role(b) == "standby", 10, "b stands by")
+    with watched([a, b], fake.stop, etcd.cleanup):
+        start_pair(a, b, EC2_ENV, EC2_ENV)
         a.wait_running(2, timeout=30)
         wait_warm(a, b, 2)
         fake.fault("RunInstances", fault, 1)
@@ -320,14 +332,6 @@ def ec2_failover_mid_launch(fault):
         st = fake.stats()
         assert fault != "lost-and-hidden" or st["hidden"] == 1, "too slow to see the hidden window: %s" % st
         return st, b.status(), b.log()
-    except BaseException:
-        show_logs(a, b)
-        raise
-    finally:
-        a.cleanup()
-        b.cleanup()
-        fake.stop()
-        etcd.cleanup()
 
 
 @test
@@ -366,7 +370,7 @@ def etcd_over_tls_with_a_client_certificate():
              ({"ca": p["other-ca.crt"], "cert": p["client.crt"], "key": p["client.key"]},
               r"ha: .*(SSL|certificate)")]
     managers = []
-    try:
+    with watched(managers, etcd.cleanup):
         for tls, failure in cases:
             m = Manager("hatls", ha={"etcd": etcd.endpoints(), "lease_ttl_ms": 2000, "tls": tls})
             managers.append(m)
@@ -380,13 +384,6 @@ def etcd_over_tls_with_a_client_certificate():
                 s = m.status()
                 assert s["ha"]["role"] == "standby" and s["ha"]["error"] and s["ha"]["provider_calls"] == 0, s["ha"]
                 assert not agents_of_group(m.group)
-    except BaseException:
-        show_logs(*managers)
-        raise
-    finally:
-        for m in managers:
-            m.cleanup()
-        etcd.cleanup()
 
 
 # An "etcd" that grants every lease and wins every transaction: whoever
@@ -420,7 +417,7 @@ def strangers_etcd_on_loopback_is_not_believed():
                                + ["/usr/bin/python3", "-c", YES_ETCD, str(port)])
         STARTED.add(srv.pid)
         m = Manager("hastranger", ha={"etcd": ["http://127.0.0.1:%d" % port], "lease_ttl_ms": 2000})
-        try:
+        with watched([m], lambda: stop_process(srv)):
             wait_for(lambda: srv.poll() is not None or port_listening(port), 10, "the squatter listening")
             m.start()
             if stranger:
@@ -431,12 +428,6 @@ def strangers_etcd_on_loopback_is_not_believed():
             else:
                 wait_for(lambda: role(m) == "leader", 10, "led by our own uid's server")
                 m.wait_running(2)
-        except BaseException:
-            show_logs(m)
-            raise
-        finally:
-            m.cleanup()
-            stop_process(srv)
 
 
 def port_listening(port):
@@ -480,7 +471,7 @@ def hostile_etcd_answers_make_no_leader_and_no_crash():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     m = Manager("hostile", ha={"etcd": ["http://127.0.0.1:%d" % srv.server_address[1]], "lease_ttl_ms": 2000})
-    try:
+    with watched([m], srv.shutdown):
         m.start()
         pids = dict(m.status()["processes"])
         wait_for(lambda: answers["n"] > 3 * len(HOSTILE), 30, "every hostile answer given a few times")
@@ -489,12 +480,6 @@ def hostile_etcd_answers_make_no_leader_and_no_crash():
         assert s["ha"]["provider_calls"] == 0 and not agents_of_group(m.group), s["ha"]
         assert s["processes"] == pids, (pids, s["processes"])
         assert re.search(r"ha: (keeping the lease|campaigning|writing|reading)", m.log())
-    except BaseException:
-        show_logs(m)
-        raise
-    finally:
-        m.cleanup()
-        srv.shutdown()
 
 
 @test
