@@ -185,9 +185,9 @@ tsan-run:
 
 # The long chaos run: 100 role kills and the rest, on 50 agents.
 # ---- benchmarks: one table, and build/bench/results.json ----
-BENCH_BIN = $(BUILD)/bench/snapshot_bench
+BENCH_BIN = $(BUILD)/bench/snapshot_bench $(BUILD)/bench/probe_load
 
-$(BENCH_BIN): bench/snapshot_bench.c $(LIB)
+$(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LIBS)
 

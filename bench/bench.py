@@ -181,7 +181,7 @@ def steady_probing(m, n):
             "monitor_cpu_pct": round(100 * (c1 - c0) / (w1 - w0))}
 
 
-def monitor_capacity(n):
+def monitor_capacity(n, first=True):
     m = capacity_manager(n)
     sw = None
     out = {"agents": n}
@@ -200,7 +200,7 @@ def monitor_capacity(n):
         s = m.status()
         time.sleep(2)
         out["rss_mb_at_1s_interval"] = roles_rss(m, m.status())
-        if n >= 10000:   # the shipped config (probe every 1 s), held for a while
+        if n >= 10000 and first:   # the shipped config (probe every 1 s), held for a while
             out["steady"] = steady_probing(m, n)
             s = m.status()
         # Saturate: every agent asked again as soon as it answers.
@@ -232,7 +232,7 @@ def monitor_capacity(n):
             "swarm_cpu_pct": round(100 * (sc1 - sc0) / dt),
             "monitor_rss_mb": round(rss_mb(mpid), 1),
         })
-        if n >= 10000:
+        if n >= 10000 and first:
             out["status_json_ms"] = round(time_status_json(m), 1)
             out["snapshot"] = time_snapshot(m)
     finally:
@@ -244,12 +244,63 @@ def monitor_capacity(n):
 
 
 def h2load_capacity(n, h2load):
-    """h2load against a swarm of the same size: the same request body, the
-    same connections and one call in flight on each. h2load dials one
+    """The references, on one swarm of the same size: h2load, then the
+    monitor's probe engine alone (bench/probe_load.c) dialling what h2load
+    dials and then every agent, as the monitor does."""
+    sw = Swarm(n, tag="h2")
+    try:
+        out = h2load_window(sw, n, h2load)
+        out["engine_one"] = engine_window(sw, n, "one")
+        out["engine_all"] = engine_window(sw, n, "all")
+        return out
+    finally:
+        sw.stop()
+
+
+PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
+
+
+def capacity_pairs(n, h2load):
+    """The monitor and h2load, each on a swarm of its own, PAIRS times,
+    alternating which goes first (ABBA...): this machine's speed drifts by
+    10-30 % from minute to minute (the same run repeated), so one pair's
+    ratio says more about the minute than about the prober. The pair with
+    the median ratio is the one shown in full."""
+    pairs = []
+    for k in range(PAIRS):
+        order = ("monitor", "h2load") if k % 2 == 0 else ("h2load", "monitor")
+        pair = {}
+        for who in order:
+            say("probe capacity at %d agents, pair %d of %d: %s" % (n, k + 1, PAIRS, who))
+            pair[who] = monitor_capacity(n, first=k == 0) if who == "monitor" else h2load_capacity(n, h2load)
+        pair["ratio"] = pair["monitor"]["probes_per_s"] / max(1, pair["h2load"]["requests_per_s"])
+        pairs.append(pair)
+    ranked = sorted(range(len(pairs)), key=lambda i: pairs[i]["ratio"])
+    median = ranked[len(ranked) // 2]
+    return {"agents": n, "pairs": pairs, "ratios": [round(p["ratio"], 2) for p in pairs],
+            "median": median, "monitor": pairs[median]["monitor"], "h2load": pairs[median]["h2load"],
+            "first_monitor": pairs[0]["monitor"]}
+
+
+def engine_window(sw, n, mode):
+    """probe_load for WINDOW seconds: its answers/s and CPU, and the swarm's
+    CPU per answer over the whole run."""
+    a0, c0 = sw.answered(), sw.cpu()
+    r = H.run([os.path.join(ROOT, "build", "release", "bench", "probe_load"), str(n), str(PER_SWARM),
+               str(BASE_PORT), mode, str(WINDOW)], timeout=WINDOW + 60)
+    a1, c1 = sw.answered(), sw.cpu()
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    out["swarm_us_per_answer"] = 1e6 * (c1 - c0) / max(1, a1 - a0)
+    return out
+
+
+def h2load_window(sw, n, h2load):
+    """h2load against the swarm: the same request body, the same
+    connections and one call in flight on each. h2load dials one
     host:port, so one h2load runs per swarm process, against its first
     agent, with as many connections as that process has agents: the server
     side is spread over the same processes as under the monitor."""
-    sw = Swarm(n, tag="h2")
     body = tempfile.NamedTemporaryFile(prefix="asg-bench-", delete=False)
     body.write(b"\x00\x00\x00\x00\x02\x08\x07")   # gRPC frame: PingRequest{seq: 7}
     body.close()
@@ -297,7 +348,6 @@ def h2load_capacity(n, h2load):
                 "h2load_cpu_pct": round(100 * (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
                                         / secs)}
     finally:
-        sw.stop()
         for f in [body.name] + logs:
             if os.path.exists(f):
                 os.unlink(f)
@@ -513,7 +563,8 @@ def print_table(R):
 
 
 def print_capacity(R, w):
-    print("\nProbe capacity (saturated: one call in flight per agent, all agents at once)")
+    print("\nProbe capacity (saturated: one call in flight per agent, all agents at once;"
+          " %d pairs, the median shown)" % PAIRS)
     print(row(["", "asg monitor", "h2load", "monitor/h2load", ""], w))
     for c in R["capacity"]:
         mon, h2 = c["monitor"], c["h2load"]
@@ -521,6 +572,9 @@ def print_capacity(R, w):
         ratio = mon["probes_per_s"] / h2["requests_per_s"] if h2 and h2["requests_per_s"] else None
         print(row(["N=%d  successes/s" % n, mon["probes_per_s"], h2["requests_per_s"] if h2 else "-",
                    "%.2f" % ratio if ratio else "-"], w))
+        if len(c.get("ratios", [])) > 1:
+            print(row(["      ratio of each pair (median above)", "", "", " ".join(
+                "%.2f" % r for r in c["ratios"])], w))
         print(row(["      agent-counted answers/s", mon["agent_answered_per_s"],
                    h2["agent_answered_per_s"] if h2 else "-"], w))
         print(row(["      failed/s", mon["failed_per_s"], h2["failed"] if h2 else "-"], w))
@@ -534,9 +588,19 @@ def print_capacity(R, w):
                    "%.0f / %.0f" % (per_answer_us(h2["h2load_cpu_pct"], h2["requests_per_s"]),
                                     per_answer_us(h2["swarm_cpu_pct"], h2["agent_answered_per_s"]))
                    if h2 else "-"], w))
+        e1, ea = (h2.get("engine_one"), h2.get("engine_all")) if h2 else (None, None)
+        if e1 and ea and h2["requests_per_s"]:
+            # The engine without the monitor, on h2load's swarm: first
+            # dialling what h2load dials, then every agent, as the monitor.
+            print(row(["      engine alone /s: h2load's / all", "%d / %d" % (
+                e1["answers_per_s"], ea["answers_per_s"]), "", "%.2f / %.2f" % (
+                e1["answers_per_s"] / h2["requests_per_s"], ea["answers_per_s"] / h2["requests_per_s"])], w))
+            print(row(["      ... CPU us/answer: engine / swarm", "%.0f/%.0f, %.0f/%.0f" % (
+                per_answer_us(e1["cpu_pct"], e1["answers_per_s"]), e1["swarm_us_per_answer"],
+                per_answer_us(ea["cpu_pct"], ea["answers_per_s"]), ea["swarm_us_per_answer"])], w))
         print(row(["      monitor RSS MB, saturated / at 1 s", "%s / %s" % (
             mon["monitor_rss_mb"], mon.get("rss_mb_at_1s_interval", {}).get("monitor", "-"))], w))
-        st = mon.get("steady")
+        st = c.get("first_monitor", mon).get("steady")
         if st:
             print(row(["      at 1 s probing, %d s: probes/s" % st["seconds"],
                        "%d (worst 5 s: %d)" % (st["probes_per_s"], st["worst_5s_per_s"])], w))
@@ -604,11 +668,7 @@ def main():
     if os.environ.get("BENCH_ONLY") == "probes":
         try:
             for n in SIZES:
-                say("probe capacity at %d agents: asg monitor" % n)
-                mon = monitor_capacity(n)
-                mon.pop("status_json_ms", None), mon.pop("snapshot", None)
-                say("probe capacity at %d agents: h2load" % n)
-                R["capacity"].append({"monitor": mon, "h2load": h2load_capacity(n, h2load)})
+                R["capacity"].append(capacity_pairs(n, h2load))
         finally:
             H.kill_everything_started()
         print_capacity(R, [40, 13, 13, 14, 12])
@@ -619,14 +679,13 @@ def main():
         R["footprint"]["10"] = footprint_small()
         R["idle_agent"] = idle_agent()
         for n in SIZES:
-            say("probe capacity at %d agents: asg monitor" % n)
-            mon = monitor_capacity(n)
-            R["footprint"][str(n)] = mon["rss_mb_at_1s_interval"]
-            if "snapshot" in mon:
-                R["table"] = {"rows": n + 1, "status_json_ms": mon.pop("status_json_ms"),
-                              "snapshot": mon.pop("snapshot")}
-            say("probe capacity at %d agents: h2load" % n)
-            R["capacity"].append({"monitor": mon, "h2load": h2load_capacity(n, h2load)})
+            c = capacity_pairs(n, h2load)
+            first = c["first_monitor"]
+            R["footprint"][str(n)] = first["rss_mb_at_1s_interval"]
+            if "snapshot" in first:
+                R["table"] = {"rows": n + 1, "status_json_ms": first["status_json_ms"],
+                              "snapshot": first["snapshot"]}
+            R["capacity"].append(c)
         say("failure handling: agent kill -9")
         k = agent_failures(signal.SIGKILL)
         say("failure handling: agent SIGSTOP (hung: only probes can tell)")

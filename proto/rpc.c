@@ -394,7 +394,7 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     struct rpc_server *s = calloc(1, sizeof *s);
     if (!s)
         abort();
-    grpc_arg args[4];
+    grpc_arg args[5];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
     args[0].value.integer = 0; /* a second server must fail, not share */
@@ -408,7 +408,10 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     args[3].type = GRPC_ARG_INTEGER;
     args[3].key = (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS;
     args[3].value.integer = 5000;
-    grpc_channel_args ca = {4, args};
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = (char *)GRPC_ARG_ENABLE_CHANNELZ;
+    args[4].value.integer = 0;
+    grpc_channel_args ca = {5, args};
     s->server = grpc_server_create(&ca, NULL);
     s->cq = cq;
     s->nmethods = nmethods;

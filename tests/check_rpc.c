@@ -3,6 +3,7 @@
 #include <grpc/grpc.h>
 #include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
@@ -660,6 +661,50 @@ START_TEST(test_h2p_answers_the_peers_frames)
 }
 END_TEST
 
+static double cpu_ms(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000.0;
+}
+
+/* The engine busy-polls only while answers keep coming: with a hundred
+ * calls out to a peer that never answers, waiting costs no CPU (a spin on
+ * the number of calls out alone would burn the whole wait). */
+START_TEST(test_h2p_sleeps_when_nothing_comes)
+{
+    enum { CALLS = 100 };
+    struct h2p *e = engine(M_AGENT_PING);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, CALLS) == 0);
+    ck_assert(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    struct h2p_conn *c[CALLS];
+    int token;
+    for (int i = 0; i < CALLS; i++) {
+        c[i] = h2p_conn_new(e, addr);
+        ck_assert_int_eq(h2p_call(c[i], (const uint8_t *)"", 0, 60000, &token), 0);
+    }
+    int64_t settle = now_ms() + 200; /* the connects complete: events, then silence */
+    while (now_ms() < settle)
+        h2p_poll(e, 10000);
+    double cpu0 = cpu_ms();
+    int64_t t0 = now_ms();
+    while (now_ms() - t0 < 500)
+        h2p_poll(e, 50000);
+    double used = cpu_ms() - cpu0;
+    ck_assert_uint_eq(h2p_in_flight(e), CALLS);
+    ck_assert_msg(used < 100, "%.0f ms of CPU in 500 ms of waiting on silent peers", used);
+    for (int i = 0; i < CALLS; i++)
+        ck_assert_ptr_eq(h2p_conn_free(c[i]), &token);
+    close(l);
+    h2p_free(e);
+}
+END_TEST
+
 /* A TLS handshake that outlasts a probe goes on for the next one instead
  * of starting again (on a busy machine each new one would outlast its
  * probe too): a peer that accepts and stays silent sees one connection
@@ -723,6 +768,7 @@ Suite *rpc_suite(void)
         test_h2p_refuses_malformed_answers,
         test_h2p_answers_the_peers_frames,
         test_h2p_handshake_outlives_a_probe,
+        test_h2p_sleeps_when_nothing_comes,
         NULL};
     return suite_of("rpc", "agent", start_agent, stop_agent, 30, tests, NULL);
 }
