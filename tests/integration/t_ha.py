@@ -19,8 +19,13 @@ def pair(etcd, ttl_ms=TTL_MS, eval_ms=EVAL_MS, **group):
     table, ports and pidfile, both on etcd; not started."""
     g = {"min_instances": 2, "max_instances": 4, "desired_instances": 2}
     g.update(group)
-    a = Manager("ha", group=g, policy={"evaluation_interval_ms": eval_ms})
-    b = Manager("ha", group=g, policy={"evaluation_interval_ms": eval_ms})
+    # These tests count provider calls and agents: a busy machine's stall
+    # (both agents missed two 150 ms probes at once under stress-ng) must
+    # not have an instance replaced. A killed local agent is still seen at
+    # once by its parent; one adopted from the other manager, in 1.5 s.
+    probing = {"unhealthy_after": 10}
+    a = Manager("ha", group=g, policy={"evaluation_interval_ms": eval_ms}, monitor=dict(probing))
+    b = Manager("ha", group=g, policy={"evaluation_interval_ms": eval_ms}, monitor=dict(probing))
     b.group = a.group
     b.cfg["group"]["name"] = a.group
     b.cfg["tls"]["dir"] = a.cfg["tls"]["dir"]
