@@ -258,7 +258,9 @@ def status_refuses_foreign_hosts_and_origins(m):
     assert x[("asg_refused_total", (("what", "http"),))] >= 9, x
 
 
-@with_status("browser")
+# The page is under test, not probing: a busy machine's stall must not
+# replace an instance (and rebuild the rows) while the browser works.
+@with_status("browser", monitor={"unhealthy_after": 10})
 def dashboard_in_headless_chromium(m):
     from browser import Browser
     m.wait_running(2)
@@ -277,13 +279,22 @@ def dashboard_in_headless_chromium(m):
         wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 3, 10,
                  "third row on the page")
         # Move a load slider: that agent's load changes.
-        target = b.js("document.querySelector('.load-slider').dataset.id")
-        b.js("""(() => { const s = document.querySelector('.load-slider');
+        # The slider of an instance known to be running (the third may still
+        # be pending, and a pending agent has no address to set a load on).
+        running = [i for i in m.status()["instances"] if i["state"] == "running"]
+        target, addr = running[0]["id"], running[0]["address"]
+        moved = b.js("""(() => { const s = document.querySelector('.load-slider[data-id="' + CSS.escape(%s) + '"]');
+                 if (!s) return null;
                  s.value = 83; s.dispatchEvent(new Event('input', {bubbles: true}));
-                 s.dispatchEvent(new Event('change', {bubbles: true})); })()""")
-        addr = [i for i in m.status()["instances"] if i["id"] == target][0]["address"]
-        wait_for(lambda: '"load":0.8300' in m.ctl("probe", addr, "--json").stdout, 10,
-                 "slider pinned the agent at 83%")
+                 s.dispatchEvent(new Event('change', {bubbles: true})); return s.dataset.id; })()""" % json.dumps(target))
+        assert moved == target, (moved, target)
+        try:
+            wait_for(lambda: '"load":0.8300' in m.ctl("probe", addr, "--json").stdout, 10,
+                     "slider pinned the agent at 83%")
+        except AssertionError as e:
+            raise AssertionError("%s; the page said %r; instances %r" % (
+                e, b.js("document.getElementById('msg').textContent"),
+                [(i["id"], i["state"], i["address"]) for i in m.status()["instances"]]))
         time.sleep(1.5)
         out = os.path.join(ROOT, os.environ.get("ASG_ARTIFACTS", "build"), "dashboard.png")
         os.makedirs(os.path.dirname(out), exist_ok=True)
