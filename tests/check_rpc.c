@@ -262,6 +262,19 @@ static struct outcome call_once(struct h2p *e, struct h2p_conn *c, uint64_t seq,
     return o;
 }
 
+/* A loopback listener that accepts (in the kernel's queue) and never
+ * answers; its "127.0.0.1:PORT" in addr. */
+static int silent_listener(int backlog, char *addr, size_t size)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, backlog) == 0);
+    ck_assert(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+    snprintf(addr, size, "127.0.0.1:%d", ntohs(a.sin_port));
+    return l;
+}
+
 START_TEST(test_h2p_pings_the_agent)
 {
     struct h2p *e = engine(M_AGENT_PING);
@@ -305,13 +318,8 @@ START_TEST(test_h2p_failures_are_named)
     h2p_conn_free(c);
 
     /* a peer that accepts and never answers: the deadline, on time */
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0);
-    ck_assert(getsockname(l, (struct sockaddr *)&a, &al) == 0);
     char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    int l = silent_listener(4, addr, sizeof addr);
     c = h2p_conn_new(e, addr);
     int64_t t0 = now_ms();
     o = call_once(e, c, 1, 200);
@@ -675,13 +683,8 @@ START_TEST(test_h2p_sleeps_when_nothing_comes)
 {
     enum { CALLS = 100 };
     struct h2p *e = engine(M_AGENT_PING);
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, CALLS) == 0);
-    ck_assert(getsockname(l, (struct sockaddr *)&a, &al) == 0);
     char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    int l = silent_listener(CALLS, addr, sizeof addr);
     struct h2p_conn *c[CALLS];
     int token;
     for (int i = 0; i < CALLS; i++) {
@@ -721,13 +724,8 @@ START_TEST(test_h2p_handshake_outlives_a_probe)
     ck_assert_msg(rpc_tls_load(&tls, ca, cert, key, err, sizeof err) == 0, "%s", err);
     struct h2p *e = h2p_new(M_AGENT_PING, &tls, RPC_AGENT_NAME, note_outcome, err, sizeof err);
     ck_assert_msg(e != NULL, "%s", err);
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0);
-    ck_assert(getsockname(l, (struct sockaddr *)&a, &al) == 0);
     char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    int l = silent_listener(4, addr, sizeof addr);
     struct h2p_conn *c = h2p_conn_new(e, addr);
     for (int k = 0; k < 3; k++) {
         struct outcome o = call_once(e, c, (uint64_t)k + 1, 100);
