@@ -46,13 +46,41 @@ def figure(name, seconds):
     FIGURES.setdefault(name, []).append(seconds)
 
 
+# Errors that mean "not yet": a server not yet listening or restarting
+# (refused, reset, closed mid-answer), a file or table not yet made, an
+# answer not yet in time. A condition that raises one of these is simply
+# not true yet; any other exception is a real failure and escapes.
+NOT_YET = (ConnectionError, FileNotFoundError, TimeoutError, socket.timeout)
+
+
+def not_yet(e):
+    import http.client
+    import urllib.error
+    if isinstance(e, urllib.error.HTTPError):
+        return False
+    if isinstance(e, urllib.error.URLError):
+        return isinstance(e.reason, NOT_YET)
+    return isinstance(e, NOT_YET + (http.client.RemoteDisconnected, http.client.IncompleteRead,
+                                    http.client.BadStatusLine))
+
+
 def wait_for(cond, timeout, what, interval=0.05):
+    """Polls cond until it returns something true, for at most timeout
+    (scaled by SLOW). "Not yet" errors count as not true; on timeout the
+    last value or error is reported."""
     deadline = time.monotonic() + timeout * SLOW
     last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
+    while True:
+        try:
+            last = cond()
+        except Exception as e:   # noqa: BLE001 -- sorted by not_yet
+            if not not_yet(e):
+                raise
+            last = e
+        if last and not isinstance(last, BaseException):
             return last
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
     raise AssertionError("timed out after %.1fs waiting for %s (last: %r)"
                          % (timeout * SLOW, what, last))
