@@ -249,6 +249,8 @@ struct errbuf {
     char *buf;
     size_t size;
     const char *file;
+    bool lenient;             /* asgctl: note the problem and go on */
+    int problems;             /* how many; buf holds the first */
 };
 
 static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ...)
@@ -261,6 +263,8 @@ static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ..
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     unsigned line = s ? config_setting_source_line(s) : 0;
+    if (e->problems++ > 0)
+        return -1; /* lenient: the first problem is the one to show */
     if (line)
         snprintf(e->buf, e->size, "%s:%u: %s", e->file, line, why);
     else
@@ -407,23 +411,23 @@ static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefi
             return fail(e, s, "unexpected unnamed value in %s", prefix[0] ? prefix : "the top level");
         snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", name);
         const struct keydef *k = find_key(path);
+        int rc = 0;
         if (strcmp(path, "schedule.entries") == 0) {
-            if (schedule_entries(e, s, c) != 0)
-                return -1;
+            if ((rc = schedule_entries(e, s, c)) != 0)
+                c->nschedule = 0;
         } else if (config_setting_is_group(s)) {
-            if (!known_group(path))
-                return fail(e, s, "unknown group '%s'", path);
-            if (walk(e, s, path, c) != 0)
-                return -1;
+            rc = known_group(path) ? walk(e, s, path, c) : fail(e, s, "unknown group '%s'", path);
         } else if (!k) {
-            return fail(e, s, "unknown key '%s'%s", path,
-                        strncmp(path, "tls.", 4) == 0
-                            ? " (the manager now makes its own CA and one certificate per instance in"
-                              " tls.dir; see tls.mode)"
-                            : "");
-        } else if (apply_key(e, k, s, c) != 0) {
-            return -1;
+            rc = fail(e, s, "unknown key '%s'%s", path,
+                      strncmp(path, "tls.", 4) == 0
+                          ? " (the manager now makes its own CA and one certificate per instance in"
+                            " tls.dir; see tls.mode)"
+                          : "");
+        } else if ((rc = apply_key(e, k, s, c)) != 0) {
+            set_default(c, k); /* lenient: as if the key were not there */
         }
+        if (rc != 0 && !e->lenient)
+            return -1;
     }
     return 0;
 }
@@ -737,27 +741,27 @@ static int refuse_include(const char *text, const char *name, char *err, size_t 
     return 0;
 }
 
-int config_load(const char *path, struct asg_config *c, char *err, size_t errsize)
+/* The file's text (NUL-terminated, the caller frees it), read once and
+ * checked: the size checked is the size parsed. NULL with err written. */
+static char *read_config_text(const char *path, char *err, size_t errsize)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
         snprintf(err, errsize, "%s: cannot read: %s", path, strerror(errno));
-        return -1;
+        return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(err, errsize, "%s: not a regular file", path);
-        return -1;
+        return NULL;
     }
     if (st.st_size > 1024 * 1024) {
         snprintf(err, errsize, "%s: larger than 1 MiB, refusing", path);
-        return -1;
+        return NULL;
     }
-    /* Read once, checked, then parsed from memory: the size checked is
-     * the size parsed. */
     FILE *f = fopen(path, "r");
     char *text = f ? calloc(1, (size_t)st.st_size + 1) : NULL;
     size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
-    int rc = -1;
+    bool ok = false;
     if (!f || !text || got != (size_t)st.st_size)
         snprintf(err, errsize, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
     else if (memchr(text, '\0', got)) {
@@ -765,13 +769,79 @@ int config_load(const char *path, struct asg_config *c, char *err, size_t errsiz
         for (const char *q = text; q < (const char *)memchr(text, '\0', got); q++)
             line += *q == '\n';
         snprintf(err, errsize, "%s:%u: a NUL byte: not a text file", path, line);
-    }
-    else
-        rc = config_load_string(text, path, c, err, errsize);
+    } else
+        ok = true;
     if (f)
         fclose(f);
+    if (!ok) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+int config_load(const char *path, struct asg_config *c, char *err, size_t errsize)
+{
+    char *text = read_config_text(path, err, errsize);
+    int rc = text ? config_load_string(text, path, c, err, errsize) : -1;
     free(text);
     return rc;
+}
+
+/* Blanks line n (1-based) of text, keeping its newline, so that the lines
+ * after it keep their numbers. False when there is no such line. */
+static bool blank_line(char *text, unsigned n)
+{
+    char *p = text;
+    for (unsigned k = 1; k < n && p; k++) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p || !*p || n == 0)
+        return false;
+    for (; *p && *p != '\n'; p++)
+        *p = ' ';
+    return true;
+}
+
+/* asgctl's reading (see config.h). A line libconfig cannot parse is
+ * blanked and the text parsed again, a bounded number of times: one
+ * mistyped line must not hide shm.name and tls.dir on the others. */
+#define LENIENT_RETRIES 32
+int config_load_lenient(const char *path, struct asg_config *c, char *err, size_t errsize)
+{
+    char *text = read_config_text(path, err, errsize);
+    if (!text)
+        return -1;
+    struct errbuf e = {err, errsize, path, true, 0};
+    config_defaults(c);
+    copy_str(c->source, sizeof c->source, path);
+    config_t cf;
+    config_init(&cf);
+    char inc[512];
+    unsigned at;
+    while (refuse_include(text, path, inc, sizeof inc) != 0 && sscanf(inc + strlen(path), ":%u:", &at) == 1 &&
+           blank_line(text, at))
+        if (e.problems++ == 0)
+            copy_str(err, errsize, inc);
+    int ok = 0;
+    for (int tries = 0; !(ok = config_read_string(&cf, text)) && tries < LENIENT_RETRIES; tries++) {
+        int line = config_error_line(&cf);
+        if (e.problems++ == 0)
+            snprintf(err, errsize, "%s:%d: %s", path, line, config_error_text(&cf));
+        config_destroy(&cf);
+        config_init(&cf);
+        if (line <= 0 || !blank_line(text, (unsigned)line))
+            break;
+    }
+    if (ok) {
+        walk(&e, config_root_setting(&cf), "", c);
+        cross_check(&e, &cf, c);
+    }
+    config_destroy(&cf);
+    free(text);
+    return e.problems;
 }
 
 int config_load_string(const char *text, const char *name, struct asg_config *c,
