@@ -1,6 +1,7 @@
 #include "config.h"
 #include "util.h"
 #include "cron.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -272,6 +273,17 @@ static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ..
     return -1;
 }
 
+/* Text enters the manager as UTF-8 or not at all: it goes into logs,
+ * events and JSON, and a stray byte there would be mojibake or worse. */
+static int not_utf8(struct errbuf *e, const config_setting_t *s, const char *path, const char *v)
+{
+    size_t bad = 0;
+    if (utf8_valid(v, strlen(v), &bad))
+        return 0;
+    return fail(e, s, "%s is not valid UTF-8 (byte %zu of the string is 0x%02x)", path, bad + 1,
+                (unsigned char)v[bad]);
+}
+
 static int apply_key(struct errbuf *e, const struct keydef *k,
                      const config_setting_t *s, struct asg_config *c)
 {
@@ -305,6 +317,8 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
         if (t != CONFIG_TYPE_STRING)
             return fail(e, s, "%s must be a string", k->path);
         const char *v = config_setting_get_string(s);
+        if (not_utf8(e, s, k->path, v) != 0)
+            return -1;
         if (!copy_str(field, k->size, v))
             return fail(e, s, "%s is longer than %zu characters", k->path, k->size - 1);
         return 0;
@@ -323,6 +337,8 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
                 *(int *)field = i;
                 return 0;
             }
+        if (not_utf8(e, s, k->path, v) != 0)
+            return -1;
         char list[128] = "";
         for (int i = 0; k->names[i]; i++) {
             strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
@@ -341,6 +357,8 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
             if (!v || !v[0] || strchr(v, k->sep))
                 return fail(e, s, "%s: item %d must be a non-empty string without %s", k->path, i + 1,
                             k->sep == ',' ? "commas" : "control character 0x1f");
+            if (not_utf8(e, it, k->path, v) != 0)
+                return -1;
             size_t used = strlen(field);
             if (used + strlen(v) + 2 > k->size)
                 return fail(e, s, "%s is longer than %zu characters in all", k->path, k->size - 1);
@@ -376,6 +394,8 @@ static int schedule_entries(struct errbuf *e, const config_setting_t *list, stru
             if (!strcmp(name, "at") && config_setting_type(f) == CONFIG_TYPE_STRING) {
                 char why[160];
                 struct cron cr;
+                if (not_utf8(e, f, "schedule entry's at", config_setting_get_string(f)) != 0)
+                    return -1;
                 if (!copy_str(se->at, sizeof se->at, config_setting_get_string(f)) ||
                     cron_parse(se->at, &cr, why, sizeof why) != 0)
                     return fail(e, f, "schedule entry %d: at: %s", i + 1,

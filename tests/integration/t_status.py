@@ -104,6 +104,8 @@ def status_api_reads_and_refuses_bad_input(m):
            ("POST", "/api/v1/desired", b"{not json", 400, "one JSON object"),
            ("POST", "/api/v1/desired", b'{"desired": 3} trailing', 400, "one JSON object"),
            ("POST", "/api/v1/desired", b"[3]", 400, "one JSON object"),
+           ("POST", "/api/v1/desired", b'{"desired": 3, "note": "caf\xe9"}', 400, "not valid UTF-8"),
+           ("POST", "/api/v1/desired", b'{"desired": 3, "note": "\xed\xa0\x80"}', 400, "not valid UTF-8"),
            ("POST", "/api/v1/instances/nope-1/terminate", {}, 404, "no instance"),
            ("POST", "/api/v1/instances/bad%20id/terminate", {}, 404, "no such resource"),
            ("POST", "/api/v1/instances/%s/load" % g["instances"][0]["id"], {"load": 1.5}, 400, "outside 0..1"),
