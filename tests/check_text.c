@@ -13,9 +13,11 @@
 #include "../common/strbuf.h"
 #include "../common/utf8.h"
 #include "../common/util.h"
+#include "../monitor_s/monitor.h"
 #include "../report/render.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
+#include "asg.pb-c.h"
 #include "check_suites.h"
 
 /* s as a JSON string literal. */
@@ -194,6 +196,42 @@ START_TEST(test_status_json_carries_utf8_from_outside)
 }
 END_TEST
 
+/* An agent's Register with this version, as the monitor answers it. */
+static struct rpc_reply register_with_version(const char *version)
+{
+    struct monitor m;
+    memset(&m, 0, sizeof m);
+    m.t = &T;
+    config_defaults(&m.cfg);
+    m.cfg.adopt_unknown = true; /* a valid one joins the group */
+    Asg__V1__RegisterRequest q = ASG__V1__REGISTER_REQUEST__INIT;
+    q.instance_id = (char *)"asg-7";
+    q.address = (char *)"127.0.0.1:9";
+    q.agent_version = (char *)version;
+    uint8_t buf[256];
+    size_t len = asg__v1__register_request__pack(&q, buf);
+    struct rpc_reply r;
+    memset(&r, 0, sizeof r);
+    monitor_h_register(&m, buf, len, NULL, &r);
+    free(r.data);
+    return r;
+}
+
+START_TEST(test_register_refuses_invalid_utf8)
+{
+    /* proto3 strings are UTF-8, which protobuf-c does not check: the
+     * monitor does, before anything is recorded. */
+    struct rpc_reply r = register_with_version("0.1.0-caf\xe9");
+    ck_assert_int_eq(r.status, GRPC_STATUS_INVALID_ARGUMENT);
+    ck_assert_str_eq(r.message, "agent_version is not valid UTF-8");
+    r = register_with_version("0.1.0-\xed\xa0\x80");
+    ck_assert_int_eq(r.status, GRPC_STATUS_INVALID_ARGUMENT);
+    r = register_with_version("0.1.0-caf\xc3\xa9");
+    ck_assert_int_eq(r.status, GRPC_STATUS_OK);
+    ck_assert_ptr_nonnull(table_find(&T, "asg-7"));
+}
+END_TEST
+
 START_TEST(test_metrics_pass_promtool)
 {
     /* promtool (Debian's prometheus package): the format and its lint
@@ -231,6 +269,7 @@ Suite *text_suite(void)
         test_utf8_valid_names_the_first_bad_byte,
         test_config_refuses_invalid_utf8,
         test_status_json_carries_utf8_from_outside,
+        test_register_refuses_invalid_utf8,
         test_metrics_pass_promtool,
         NULL};
     return suite_of("text", "text", table_setup, table_teardown, 0, tests, NULL);
