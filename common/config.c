@@ -743,22 +743,29 @@ static int load_common(config_t *cf, int parsed, const char *name,
 
 /* libconfig 1.5 reads @include files with no limit of size and names the
  * top file in errors about them: asg takes its config in one file. */
-static int refuse_include(const char *text, const char *name, char *err, size_t errsize)
+/* The line of the first @include, or 0 when there is none. */
+static unsigned include_line(const char *text)
 {
     unsigned n = 1;
     for (const char *p = text; *p; n++) {
         p += strspn(p, " \t");
-        if (strncmp(p, "@include", 8) == 0) {
-            snprintf(err, errsize, "%s:%u: @include is not supported: keep the configuration in one file",
-                     name, n);
-            return -1;
-        }
+        if (strncmp(p, "@include", 8) == 0)
+            return n;
         const char *nl = strchr(p, '\n');
         if (!nl)
             break;
         p = nl + 1;
     }
     return 0;
+}
+
+static int refuse_include(const char *text, const char *name, char *err, size_t errsize)
+{
+    unsigned n = include_line(text);
+    if (n == 0)
+        return 0;
+    snprintf(err, errsize, "%s:%u: @include is not supported: keep the configuration in one file", name, n);
+    return -1;
 }
 
 /* The file's text (NUL-terminated, the caller frees it), read once and
@@ -839,12 +846,13 @@ int config_load_lenient(const char *path, struct asg_config *c, char *err, size_
     copy_str(c->source, sizeof c->source, path);
     config_t cf;
     config_init(&cf);
-    char inc[512];
+    /* @include is refused as config_load refuses it: its lines dropped. */
     unsigned at;
-    while (refuse_include(text, path, inc, sizeof inc) != 0 && sscanf(inc + strlen(path), ":%u:", &at) == 1 &&
-           blank_line(text, at))
+    while ((at = include_line(text)) != 0) {
         if (e.problems++ == 0)
-            copy_str(err, errsize, inc);
+            refuse_include(text, path, err, errsize);
+        blank_line(text, at);
+    }
     int ok = 0;
     for (int tries = 0; !(ok = config_read_string(&cf, text)) && tries < LENIENT_RETRIES; tries++) {
         int line = config_error_line(&cf);
