@@ -54,6 +54,7 @@ GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/strbuf.c common/ctlsock.c \
+          common/utf8.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
           aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c \
@@ -70,7 +71,8 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
-           tests/check_creds.c tests/check_controller.c tests/check_lb.c tests/check_schedule.c
+           tests/check_creds.c tests/check_controller.c tests/check_lb.c tests/check_schedule.c \
+           tests/check_text.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -247,7 +249,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/controller/controller.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/controller/controller.o $(BUILD)/monitor_s/monitor.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 install: all

@@ -839,6 +839,33 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
     return 0;
 }
 
+/* The manager's config file. asgctl needs little of it (shm.name,
+ * tls.dir): the group it shows is the one in the table, which the manager
+ * runs. So a broken file (a reload the manager refused, a half-made edit)
+ * is read leniently, with a warning, when the operator most needs to look;
+ * only replay, which simulates the file's policy, wants it whole. */
+static int read_config(const char *path, bool lenient, struct asg_config *cfg)
+{
+    char err[512];
+    if (!lenient) {
+        if (config_load(path, cfg, err, sizeof err) == 0)
+            return 0;
+        fprintf(stderr, "asgctl: %s\n", err);
+        return -1;
+    }
+    int problems = config_load_lenient(path, cfg, err, sizeof err);
+    if (problems < 0) {
+        fprintf(stderr, "asgctl: %s\n", err);
+        return -1;
+    }
+    if (problems > 0)
+        fprintf(stderr, "asgctl: warning: %s has %d error%s, the first: %s\n"
+                "asgctl: warning: read leniently (keys in error are left at their defaults); "
+                "what the manager runs is its last good config, as shown\n",
+                path, problems, problems == 1 ? "" : "s", err);
+    return 0;
+}
+
 /* Options, then one branch per command, in the order the usage lists
  * them: a dispatcher is long because the command list is. */
 int main(int argc, char **argv)
@@ -861,22 +888,17 @@ int main(int argc, char **argv)
         }
     }
     log_set_level(LOG_LVL_ERROR);
-    struct asg_config cfg;
-    config_defaults(&cfg);
-    if (cfgfile) {
-        char err[512];
-        if (config_load(cfgfile, &cfg, err, sizeof err) != 0) {
-            fprintf(stderr, "asgctl: %s\n", err);
-            return 2;
-        }
-    }
-    if (!shm)
-        shm = cfg.shm_name;
     if (i >= argc) {
         usage(stderr);
         return 2;
     }
     const char *cmd = argv[i++];
+    struct asg_config cfg;
+    config_defaults(&cfg);
+    if (cfgfile && read_config(cfgfile, strcmp(cmd, "replay") != 0, &cfg) != 0)
+        return 2;
+    if (!shm)
+        shm = cfg.shm_name;
     ctl_cfg = &cfg;
     ctl_cfg_from_file = cfgfile != NULL;
     ctl_shm = shm;

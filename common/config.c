@@ -1,6 +1,7 @@
 #include "config.h"
 #include "util.h"
 #include "cron.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -249,6 +250,8 @@ struct errbuf {
     char *buf;
     size_t size;
     const char *file;
+    bool lenient;             /* asgctl: note the problem and go on */
+    int problems;             /* how many; buf holds the first */
 };
 
 static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ...)
@@ -261,11 +264,24 @@ static int fail(struct errbuf *e, const config_setting_t *s, const char *fmt, ..
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     unsigned line = s ? config_setting_source_line(s) : 0;
+    if (e->problems++ > 0)
+        return -1; /* lenient: the first problem is the one to show */
     if (line)
         snprintf(e->buf, e->size, "%s:%u: %s", e->file, line, why);
     else
         snprintf(e->buf, e->size, "%s: %s", e->file, why);
     return -1;
+}
+
+/* Text enters the manager as UTF-8 or not at all: it goes into logs,
+ * events and JSON, and a stray byte there would be mojibake or worse. */
+static int not_utf8(struct errbuf *e, const config_setting_t *s, const char *path, const char *v)
+{
+    size_t bad = 0;
+    if (utf8_valid(v, strlen(v), &bad))
+        return 0;
+    return fail(e, s, "%s is not valid UTF-8 (byte %zu of the string is 0x%02x)", path, bad + 1,
+                (unsigned char)v[bad]);
 }
 
 static int apply_key(struct errbuf *e, const struct keydef *k,
@@ -301,6 +317,8 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
         if (t != CONFIG_TYPE_STRING)
             return fail(e, s, "%s must be a string", k->path);
         const char *v = config_setting_get_string(s);
+        if (not_utf8(e, s, k->path, v) != 0)
+            return -1;
         if (!copy_str(field, k->size, v))
             return fail(e, s, "%s is longer than %zu characters", k->path, k->size - 1);
         return 0;
@@ -319,6 +337,8 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
                 *(int *)field = i;
                 return 0;
             }
+        if (not_utf8(e, s, k->path, v) != 0)
+            return -1;
         char list[128] = "";
         for (int i = 0; k->names[i]; i++) {
             strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
@@ -337,6 +357,8 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
             if (!v || !v[0] || strchr(v, k->sep))
                 return fail(e, s, "%s: item %d must be a non-empty string without %s", k->path, i + 1,
                             k->sep == ',' ? "commas" : "control character 0x1f");
+            if (not_utf8(e, it, k->path, v) != 0)
+                return -1;
             size_t used = strlen(field);
             if (used + strlen(v) + 2 > k->size)
                 return fail(e, s, "%s is longer than %zu characters in all", k->path, k->size - 1);
@@ -372,6 +394,8 @@ static int schedule_entries(struct errbuf *e, const config_setting_t *list, stru
             if (!strcmp(name, "at") && config_setting_type(f) == CONFIG_TYPE_STRING) {
                 char why[160];
                 struct cron cr;
+                if (not_utf8(e, f, "schedule entry's at", config_setting_get_string(f)) != 0)
+                    return -1;
                 if (!copy_str(se->at, sizeof se->at, config_setting_get_string(f)) ||
                     cron_parse(se->at, &cr, why, sizeof why) != 0)
                     return fail(e, f, "schedule entry %d: at: %s", i + 1,
@@ -407,23 +431,23 @@ static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefi
             return fail(e, s, "unexpected unnamed value in %s", prefix[0] ? prefix : "the top level");
         snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", name);
         const struct keydef *k = find_key(path);
+        int rc = 0;
         if (strcmp(path, "schedule.entries") == 0) {
-            if (schedule_entries(e, s, c) != 0)
-                return -1;
+            if ((rc = schedule_entries(e, s, c)) != 0)
+                c->nschedule = 0;
         } else if (config_setting_is_group(s)) {
-            if (!known_group(path))
-                return fail(e, s, "unknown group '%s'", path);
-            if (walk(e, s, path, c) != 0)
-                return -1;
+            rc = known_group(path) ? walk(e, s, path, c) : fail(e, s, "unknown group '%s'", path);
         } else if (!k) {
-            return fail(e, s, "unknown key '%s'%s", path,
-                        strncmp(path, "tls.", 4) == 0
-                            ? " (the manager now makes its own CA and one certificate per instance in"
-                              " tls.dir; see tls.mode)"
-                            : "");
-        } else if (apply_key(e, k, s, c) != 0) {
-            return -1;
+            rc = fail(e, s, "unknown key '%s'%s", path,
+                      strncmp(path, "tls.", 4) == 0
+                          ? " (the manager now makes its own CA and one certificate per instance in"
+                            " tls.dir; see tls.mode)"
+                          : "");
+        } else if ((rc = apply_key(e, k, s, c)) != 0) {
+            set_default(c, k); /* lenient: as if the key were not there */
         }
+        if (rc != 0 && !e->lenient)
+            return -1;
     }
     return 0;
 }
@@ -719,16 +743,14 @@ static int load_common(config_t *cf, int parsed, const char *name,
 
 /* libconfig 1.5 reads @include files with no limit of size and names the
  * top file in errors about them: asg takes its config in one file. */
-static int refuse_include(const char *text, const char *name, char *err, size_t errsize)
+/* The line of the first @include, or 0 when there is none. */
+static unsigned include_line(const char *text)
 {
     unsigned n = 1;
     for (const char *p = text; *p; n++) {
         p += strspn(p, " \t");
-        if (strncmp(p, "@include", 8) == 0) {
-            snprintf(err, errsize, "%s:%u: @include is not supported: keep the configuration in one file",
-                     name, n);
-            return -1;
-        }
+        if (strncmp(p, "@include", 8) == 0)
+            return n;
         const char *nl = strchr(p, '\n');
         if (!nl)
             break;
@@ -737,27 +759,36 @@ static int refuse_include(const char *text, const char *name, char *err, size_t 
     return 0;
 }
 
-int config_load(const char *path, struct asg_config *c, char *err, size_t errsize)
+static int refuse_include(const char *text, const char *name, char *err, size_t errsize)
+{
+    unsigned n = include_line(text);
+    if (n == 0)
+        return 0;
+    snprintf(err, errsize, "%s:%u: @include is not supported: keep the configuration in one file", name, n);
+    return -1;
+}
+
+/* The file's text (NUL-terminated, the caller frees it), read once and
+ * checked: the size checked is the size parsed. NULL with err written. */
+static char *read_config_text(const char *path, char *err, size_t errsize)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
         snprintf(err, errsize, "%s: cannot read: %s", path, strerror(errno));
-        return -1;
+        return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(err, errsize, "%s: not a regular file", path);
-        return -1;
+        return NULL;
     }
     if (st.st_size > 1024 * 1024) {
         snprintf(err, errsize, "%s: larger than 1 MiB, refusing", path);
-        return -1;
+        return NULL;
     }
-    /* Read once, checked, then parsed from memory: the size checked is
-     * the size parsed. */
     FILE *f = fopen(path, "r");
     char *text = f ? calloc(1, (size_t)st.st_size + 1) : NULL;
     size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
-    int rc = -1;
+    bool ok = false;
     if (!f || !text || got != (size_t)st.st_size)
         snprintf(err, errsize, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
     else if (memchr(text, '\0', got)) {
@@ -765,13 +796,80 @@ int config_load(const char *path, struct asg_config *c, char *err, size_t errsiz
         for (const char *q = text; q < (const char *)memchr(text, '\0', got); q++)
             line += *q == '\n';
         snprintf(err, errsize, "%s:%u: a NUL byte: not a text file", path, line);
-    }
-    else
-        rc = config_load_string(text, path, c, err, errsize);
+    } else
+        ok = true;
     if (f)
         fclose(f);
+    if (!ok) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+int config_load(const char *path, struct asg_config *c, char *err, size_t errsize)
+{
+    char *text = read_config_text(path, err, errsize);
+    int rc = text ? config_load_string(text, path, c, err, errsize) : -1;
     free(text);
     return rc;
+}
+
+/* Blanks line n (1-based) of text, keeping its newline, so that the lines
+ * after it keep their numbers. False when there is no such line. */
+static bool blank_line(char *text, unsigned n)
+{
+    char *p = text;
+    for (unsigned k = 1; k < n && p; k++) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p || !*p || n == 0)
+        return false;
+    for (; *p && *p != '\n'; p++)
+        *p = ' ';
+    return true;
+}
+
+/* asgctl's reading (see config.h). A line libconfig cannot parse is
+ * blanked and the text parsed again, a bounded number of times: one
+ * mistyped line must not hide shm.name and tls.dir on the others. */
+#define LENIENT_RETRIES 32
+int config_load_lenient(const char *path, struct asg_config *c, char *err, size_t errsize)
+{
+    char *text = read_config_text(path, err, errsize);
+    if (!text)
+        return -1;
+    struct errbuf e = {err, errsize, path, true, 0};
+    config_defaults(c);
+    copy_str(c->source, sizeof c->source, path);
+    config_t cf;
+    config_init(&cf);
+    /* @include is refused as config_load refuses it: its lines dropped. */
+    unsigned at;
+    while ((at = include_line(text)) != 0) {
+        if (e.problems++ == 0)
+            refuse_include(text, path, err, errsize);
+        blank_line(text, at);
+    }
+    int ok = 0;
+    for (int tries = 0; !(ok = config_read_string(&cf, text)) && tries < LENIENT_RETRIES; tries++) {
+        int line = config_error_line(&cf);
+        if (e.problems++ == 0)
+            snprintf(err, errsize, "%s:%d: %s", path, line, config_error_text(&cf));
+        config_destroy(&cf);
+        config_init(&cf);
+        if (line <= 0 || !blank_line(text, (unsigned)line))
+            break;
+    }
+    if (ok) {
+        walk(&e, config_root_setting(&cf), "", c);
+        cross_check(&e, &cf, c);
+    }
+    config_destroy(&cf);
+    free(text);
+    return e.problems;
 }
 
 int config_load_string(const char *text, const char *name, struct asg_config *c,

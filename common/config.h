@@ -132,6 +132,14 @@ void config_defaults(struct asg_config *cfg);
 int config_load(const char *path, struct asg_config *cfg,
                 char *err, size_t errsize);
 
+/* asgctl's reading, for a file that may be broken (say, a reload the
+ * manager refused): every key that is valid by itself is taken, one that
+ * is not keeps its default, the rules between keys are not applied, and a
+ * line with a syntax error is skipped. Returns how many problems it found
+ * (0: the file is good; err then holds the first, "file:line: reason"),
+ * or -1 when the file cannot be read at all. */
+int config_load_lenient(const char *path, struct asg_config *cfg, char *err, size_t errsize);
+
 /* Parses from a string (tests, fuzzing); name is used in messages. */
 int config_load_string(const char *text, const char *name,
                        struct asg_config *cfg, char *err, size_t errsize);

@@ -1,4 +1,5 @@
 #include "strbuf.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,17 +43,37 @@ void sb_printf(struct strbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Valid UTF-8 is written as it is: JSON is UTF-8 (RFC 8259). Escaped:
+ * the quote, the backslash, control characters (DEL too), and U+2028 and
+ * U+2029, which JSON allows raw but JavaScript source before ES2019 does
+ * not. Each byte that does not begin a valid sequence becomes U+FFFD, so
+ * whatever the input, the output is valid UTF-8 and valid JSON. */
 void sb_json_str(struct strbuf *b, const char *s)
 {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
     sb_add(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            sb_printf(b, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            sb_printf(b, "\\u%04x", c);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = utf8_sequence(u + i, n - i, &cp);
+        if (len == 0) {
+            sb_add(b, "\\ufffd", 6);
+            i++;
+            continue;
+        }
+        if (cp == '"' || cp == '\\')
+            sb_printf(b, "\\%c", (int)cp);
+        else if (cp == '\n')
+            sb_add(b, "\\n", 2);
+        else if (cp == '\t')
+            sb_add(b, "\\t", 2);
+        else if (cp == '\r')
+            sb_add(b, "\\r", 2);
+        else if (cp < 0x20 || cp == 0x7f || cp == 0x2028 || cp == 0x2029)
+            sb_printf(b, "\\u%04x", (unsigned)cp);
         else
-            sb_add(b, (const char *)&c, 1);
+            sb_add(b, s + i, len);
+        i += len;
     }
     sb_add(b, "\"", 1);
 }

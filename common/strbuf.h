@@ -12,8 +12,9 @@ struct strbuf {
 
 void sb_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_add(struct strbuf *b, const char *s, size_t n);
-/* A JSON string literal, quotes included, control and non-ASCII bytes
- * escaped. */
+/* A JSON string literal, quotes included: valid UTF-8 as it is, control
+ * characters, quote, backslash, U+2028 and U+2029 escaped, and each byte
+ * of invalid UTF-8 replaced by U+FFFD (see strbuf.c). */
 void sb_json_str(struct strbuf *b, const char *s);
 void sb_free(struct strbuf *b);
 

@@ -867,6 +867,32 @@ static void operator_target(struct ctl *c, int from, int to, int desired, int64_
         atomic_fetch_add(&c->t->hdr->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
 }
 
+/* Terminate with decrement, as AWS's ShouldDecrementDesiredCapacity: the
+ * group shrinks with the instance instead of replacing it. The target goes
+ * down by one, and the operator's desired size with it whenever desired
+ * would otherwise hold the target up (the policy never goes below desired,
+ * so lowering the target alone would launch a replacement). Never below
+ * min: there the request is refused and nothing changes, rather than the
+ * instance being silently replaced. Lock held. */
+static void terminate_decrement(struct ctl *c, struct table_row *r, const struct asg_config *eff,
+                                int target, int64_t now)
+{
+    int to = target - 1;
+    if (to < eff->min_instances) {
+        table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_WARN,
+                   "operator: terminate %s with decrement refused: the group's target %d is at its "
+                   "minimum %d; terminate without decrement to replace it", r->id, target, eff->min_instances);
+        return;
+    }
+    int desired = eff->desired_instances;
+    int new_desired = desired > to ? to : 0; /* 0: desired stays as it is */
+    table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_INFO,
+               "operator: terminate %s and decrement: target %d -> %d, desired %d -> %d", r->id, target, to,
+               desired, new_desired ? new_desired : desired);
+    mark_terminating(c, r, "operator request (decrement)", now);
+    operator_target(c, target, to, new_desired, now);
+}
+
 static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
 {
     struct table_hdr *h = c->t->hdr;
@@ -897,12 +923,38 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        rq->id, r ? "already terminating" : "no such instance");
             return;
         }
-        table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_INFO, "operator: terminate %s%s", r->id,
-                   rq->value == 1 ? " and decrement the target" : "");
+        if (rq->value == 1) {
+            terminate_decrement(c, r, &eff, target, now);
+            return;
+        }
+        table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_INFO, "operator: terminate %s (it will be replaced)",
+                   r->id);
         mark_terminating(c, r, "operator request", now);
-        if (rq->value == 1 && target > eff.desired_instances)
-            operator_target(c, target, target - 1, 0, now);
     }
+}
+
+/* One well-formed operator request: -1 when the table's lock could not be
+ * had (the request is dropped, as a busy table's would be). */
+static int carry_out_request(struct ctl *c, const struct ctl_request *rq)
+{
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
+        return -1;
+    if (!ha_may_act(&c->ha, now_ms())) {
+        table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN,
+                   "operator: request refused: this manager is a standby; the leader is %.60s",
+                   c->ha.leader[0] ? c->ha.leader : "not known");
+        table_unlock(c->t);
+        return 0;
+    }
+    apply_request(c, rq, now_ms());
+    table_unlock(c->t);
+    /* The operator's choice outlives this manager: into etcd now, not only
+     * with the next provider calls. */
+    if (c->ha.on && c->nops == 0)
+        guard_batch(c);
+    execute(c);
+    c->eval_now = true;
+    return 0;
 }
 
 /* Operator requests from the status API: applied under the lock, then
@@ -918,23 +970,8 @@ static void handle_requests(struct ctl *c)
             log_warn("operator request ignored: %s", why);
             continue;
         }
-        if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
+        if (carry_out_request(c, &rq) != 0)
             return;
-        if (!ha_may_act(&c->ha, now_ms())) {
-            table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN,
-                       "operator: request refused: this manager is a standby; the leader is %.60s",
-                       c->ha.leader[0] ? c->ha.leader : "not known");
-            table_unlock(c->t);
-            continue;
-        }
-        apply_request(c, &rq, now_ms());
-        table_unlock(c->t);
-        /* The operator's choice outlives this manager: into etcd now,
-         * not only with the next provider calls. */
-        if (c->ha.on && c->nops == 0)
-            guard_batch(c);
-        execute(c);
-        c->eval_now = true;
     }
 }
 
@@ -971,6 +1008,8 @@ struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
 void controller_evaluate(struct ctl *c) { evaluate(c); }
 
 void controller_reconcile(struct ctl *c) { reconcile(c); }
+
+void controller_request(struct ctl *c, const struct ctl_request *rq) { carry_out_request(c, rq); }
 
 void controller_use_lb(struct ctl *c, const struct lb_ops *ops, void *priv)
 {

@@ -13,7 +13,7 @@ int controller_main(struct table *t, const struct asg_config *cfg);
 
 /* For the Check units (tests/check_controller.c): a controller on table t
  * that a test drives one step at a time, with a provider of its own (ops,
- * and priv for the provider's state). No signals, no requests, no reaping. */
+ * and priv for the provider's state). No signals, no socket, no reaping. */
 struct ctl;
 struct provider_ops;
 struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
@@ -23,6 +23,9 @@ struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
 void controller_evaluate(struct ctl *c);
 /* Table and provider made to agree (adoptions, gone instances). */
 void controller_reconcile(struct ctl *c);
+/* One operator request, as if it had come from the status API's socket. */
+struct ctl_request;
+void controller_request(struct ctl *c, const struct ctl_request *rq);
 /* A load balancer of the test's own (ops, priv), and one balancer step:
  * list, plan, act, record, release what it let go of. */
 struct lb_ops;

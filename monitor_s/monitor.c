@@ -18,6 +18,7 @@
 
 #include "../common/pki.h"
 #include "../shm/ops.h"
+#include "../common/utf8.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -168,6 +169,9 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
     } else if (strlen(in->agent_version) > 32) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "agent_version longer than 32 characters");
+    } else if (!utf8_valid(in->agent_version, strlen(in->agent_version), NULL)) {
+        /* proto3 strings are UTF-8; protobuf-c does not check it. */
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "agent_version is not valid UTF-8");
     } else if (in->service_address[0] &&
                !valid_address(in->service_address, strlen(in->service_address), false, why, sizeof why)) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "service_address: %s", why);

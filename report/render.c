@@ -203,7 +203,9 @@ void render_events_json(struct strbuf *b, const struct table *t, uint64_t after,
     free(ev);
 }
 
-/* Prometheus label values: escape backslash, quote and newline. */
+/* Prometheus label values: escape backslash, quote and newline. Instances
+ * are labelled instance_id: Prometheus adds its own `instance` (the target)
+ * to every series, and would rename ours exported_instance. */
 static void label(struct strbuf *b, const char *v)
 {
     for (; *v; v++) {
@@ -216,6 +218,9 @@ static void label(struct strbuf *b, const char *v)
     }
 }
 
+/* A family's HELP and TYPE lines. They name the metric as its samples are
+ * named (text format 0.0.4): a counter's family is asg_x_total, or
+ * Prometheus' parser takes its samples for untyped ones of another family. */
 static void help(struct strbuf *b, const char *name, const char *type, const char *text)
 {
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
@@ -229,7 +234,7 @@ static void per_instance(struct strbuf *b, const struct snapshot *s, const char 
         const struct table_row *r = &s->rows[i];
         if (!r->has_sample)
             continue;
-        sb_printf(b, "%s{instance=\"", name);
+        sb_printf(b, "%s{instance_id=\"", name);
         label(b, r->id);
         sb_printf(b, "\"} %.4f\n", *(const double *)((const char *)r + off));
     }
@@ -242,7 +247,7 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
         return;
     help(b, "asg_lb_up", "gauge", "1 when the load balancer's last call succeeded.");
     sb_printf(b, "asg_lb_up %u\n", h->lb_up ? 1u : 0u);
-    help(b, "asg_lb_errors", "counter", "Load balancer steps that failed (asgctl status says why).");
+    help(b, "asg_lb_errors_total", "counter", "Load balancer steps that failed (asgctl status says why).");
     sb_printf(b, "asg_lb_errors_total %llu\n", (unsigned long long)atomic_load(&h->lb_errors));
     help(b, "asg_lb_members", "gauge", "Members of the balancer's backend, last listed.");
     sb_printf(b, "asg_lb_members %d\n", h->lb_members);
@@ -259,7 +264,7 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
         const struct table_row *r = &s->rows[i];
         if (!r->req_rate_ms)
             continue;
-        sb_printf(b, "asg_instance_requests_per_second{instance=\"");
+        sb_printf(b, "asg_instance_requests_per_second{instance_id=\"");
         label(b, r->id);
         sb_printf(b, "\"} %.3f\n", r->req_rate);
     }
@@ -272,6 +277,8 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
     const struct asg_config *c = &h->config;
+    help(b, "asg_build_info", "gauge", "Always 1: the manager's version and its table's layout in labels.");
+    sb_printf(b, "asg_build_info{version=\"%s\",table_layout=\"%d\"} 1\n", ASG_VERSION, TABLE_VERSION);
     help(b, "asg_instances", "gauge", "Instances in the group by state.");
     for (uint32_t st = ROW_PENDING; st < ROW_STATE_COUNT; st++)
         sb_printf(b, "asg_instances{state=\"%s\"} %d\n", row_state_name(st), snapshot_count(s, st));
@@ -284,26 +291,26 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
               h->operator_desired > 0 ? h->operator_desired : c->desired_instances);
     help(b, "asg_group_target_instances", "gauge", "The size the controller converges to.");
     sb_printf(b, "asg_group_target_instances %d\n", snapshot_target(s));
-    per_instance(b, s, "asg_instance_load", "Load reported by the instance's agent, 0..1.",
+    per_instance(b, s, "asg_instance_load_ratio", "Load reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, load));
-    per_instance(b, s, "asg_instance_cpu", "CPU use reported by the instance's agent, 0..1.",
+    per_instance(b, s, "asg_instance_cpu_ratio", "CPU use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, cpu));
-    per_instance(b, s, "asg_instance_mem", "Memory use reported by the instance's agent, 0..1.",
+    per_instance(b, s, "asg_instance_mem_ratio", "Memory use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, mem));
     balancer_metrics(b, s);
-    help(b, "asg_provider_calls", "counter", "Launches and terminations asked of the provider.");
+    help(b, "asg_provider_calls_total", "counter", "Launches and terminations asked of the provider.");
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));
     if (c->ha_etcd[0]) {
         help(b, "asg_ha_leader", "gauge", "1 while this manager leads the group (ha.etcd).");
         sb_printf(b, "asg_ha_leader %d\n", h->ha_role == HA_LEADER);
-        help(b, "asg_ha_failovers", "counter", "Times this manager became the group's leader.");
+        help(b, "asg_ha_failovers_total", "counter", "Times this manager became the group's leader.");
         sb_printf(b, "asg_ha_failovers_total %llu\n", (unsigned long long)atomic_load(&h->ha_failovers));
         help(b, "asg_ha_term", "gauge", "The leader key's create revision in etcd: grows with every new leader.");
         sb_printf(b, "asg_ha_term %lld\n", (long long)h->ha_term);
     }
-    help(b, "asg_probes", "counter", "Probes sent to agents.");
+    help(b, "asg_probes_total", "counter", "Probes sent to agents.");
     sb_printf(b, "asg_probes_total %llu\n", (unsigned long long)s->probes.sent);
-    help(b, "asg_probes_failed", "counter", "Probes that failed (no answer, error, wrong answer).");
+    help(b, "asg_probes_failed_total", "counter", "Probes that failed (no answer, error, wrong answer).");
     sb_printf(b, "asg_probes_failed_total %llu\n", (unsigned long long)s->probes.failed);
     help(b, "asg_probe_duration_seconds", "histogram", "Round trip of answered probes.");
     uint64_t cum = 0;
@@ -317,38 +324,38 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     }
     sb_printf(b, "asg_probe_duration_seconds_sum %.6f\n", (double)s->probes.us_sum / 1e6);
     sb_printf(b, "asg_probe_duration_seconds_count %llu\n", (unsigned long long)cum);
-    help(b, "asg_scaling_actions", "counter", "Changes of the group's target size.");
+    help(b, "asg_scaling_actions_total", "counter", "Changes of the group's target size.");
     for (int d = 0; d < 2; d++)
         for (uint32_t k = 0; k < CAUSE_COUNT; k++)
             sb_printf(b, "asg_scaling_actions_total{direction=\"%s\",reason=\"%s\"} %llu\n",
                       d ? "in" : "out", action_cause_name(k),
                       (unsigned long long)atomic_load(&h->actions[d][k]));
-    help(b, "asg_instances_replaced", "counter", "Unhealthy instances terminated and replaced.");
+    help(b, "asg_instances_replaced_total", "counter", "Unhealthy instances terminated and replaced.");
     sb_printf(b, "asg_instances_replaced_total %llu\n", (unsigned long long)h->replaced);
-    help(b, "asg_role_restarts", "counter", "Restarts of the manager's role processes.");
+    help(b, "asg_role_restarts_total", "counter", "Restarts of the manager's role processes.");
     const char *roles[] = {"monitor", "controller", "status"};
     for (int k = 0; k < 3; k++)
         sb_printf(b, "asg_role_restarts_total{role=\"%s\"} %llu\n", roles[k],
                   (unsigned long long)h->role_restarts[k]);
-    help(b, "asg_config_reloads", "counter", "SIGHUP reloads by result.");
+    help(b, "asg_config_reloads_total", "counter", "SIGHUP reloads by result.");
     sb_printf(b, "asg_config_reloads_total{result=\"ok\"} %llu\n",
               (unsigned long long)atomic_load(&h->reloads_ok));
     sb_printf(b, "asg_config_reloads_total{result=\"failed\"} %llu\n",
               (unsigned long long)atomic_load(&h->reloads_failed));
-    help(b, "asg_table_lock_recoveries", "counter", "Table locks taken over from a dead holder.");
+    help(b, "asg_table_lock_recoveries_total", "counter", "Table locks taken over from a dead holder.");
     sb_printf(b, "asg_table_lock_recoveries_total %llu\n", (unsigned long long)h->lock_recoveries);
-    help(b, "asg_refused", "counter", "Requests refused from unauthenticated or misbehaving peers.");
+    help(b, "asg_refused_total", "counter", "Requests refused from unauthenticated or misbehaving peers.");
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)
         sb_printf(b, "asg_refused_total{what=\"%s\"} %llu\n", refusal_kind_name(k),
                   (unsigned long long)atomic_load(&h->refused[k]));
-    help(b, "asg_illegal_transitions", "counter",
+    help(b, "asg_illegal_transitions_total", "counter",
          "Row events the state machine refused (a bug if ever above 0).");
     sb_printf(b, "asg_illegal_transitions_total %llu\n",
               (unsigned long long)atomic_load(&h->illegal_transitions));
     help(b, "asg_plaintext", "gauge", "1 when tls.mode is plaintext: nothing is authenticated.");
     sb_printf(b, "asg_plaintext %d\n", h->config.tls_mode == TLS_PLAINTEXT);
-    help(b, "asg_evaluations", "counter", "Controller evaluations.");
+    help(b, "asg_evaluations_total", "counter", "Controller evaluations.");
     sb_printf(b, "asg_evaluations_total %llu\n", (unsigned long long)h->evaluations);
-    help(b, "asg_probe_rounds", "counter", "Completed probe rounds.");
+    help(b, "asg_probe_rounds_total", "counter", "Completed probe rounds.");
     sb_printf(b, "asg_probe_rounds_total %llu\n", (unsigned long long)h->probe_rounds);
 }

@@ -28,6 +28,7 @@
 #include "../common/ctlsock.h"
 #include "../common/pki.h"
 #include "../common/strbuf.h"
+#include "../common/utf8.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
@@ -302,6 +303,12 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
 {
     if (body->too_big) {
         *ret = send_error(c, 413, "body larger than %d bytes", MAX_BODY);
+        return NULL;
+    }
+    /* JSON is UTF-8; json-c's own check lets surrogates through. */
+    size_t bad = 0;
+    if (!utf8_valid(body->buf, body->len, &bad)) {
+        *ret = send_error(c, 400, "the body is not valid UTF-8 (byte %zu)", bad + 1);
         return NULL;
     }
     json_tokener *tok = json_tokener_new();

@@ -158,6 +158,52 @@ START_TEST(test_missing_and_unreadable_files)
 }
 END_TEST
 
+/* Writes text to a new temporary file; its path in path (a mkstemp pattern). */
+static void write_temp(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+}
+
+START_TEST(test_lenient_reading_keeps_what_it_can)
+{
+    /* asgctl's reading: a syntax error's line skipped, a bad value and an
+     * unknown key left out, the rules between keys not applied; the first
+     * problem named with its line, and the good keys taken. */
+    const char *text = "group = { min_instances = 9; max_instances = 4;\n"
+                       "  desired_instances = ;\n"
+                       "};\n"
+                       "@include \"/etc/passwd\"\n"
+                       "policy = { cooldown_ms = \"soon\"; nonsense = 1; };\n"
+                       "shm = { name = \"/lenient\"; capacity = 5; };\n"
+                       "tls = { dir = \"/tmp/lenient-tls\"; };\n";
+    char path[] = "/tmp/asg-lenient-XXXXXX", err[512];
+    write_temp(path, text);
+    struct asg_config c;
+    ck_assert(config_load(path, &c, err, sizeof err) != 0);
+    int n = config_load_lenient(path, &c, err, sizeof err);
+    ck_assert_int_ge(n, 4);
+    char want[64];
+    snprintf(want, sizeof want, "%s:4: @include is not supported", path); /* looked for first */
+    ck_assert_msg(strstr(err, want), "%s", err);
+    ck_assert_str_eq(c.shm_name, "/lenient");
+    ck_assert_str_eq(c.tls_dir, "/tmp/lenient-tls");
+    ck_assert_int_eq(c.shm_capacity, 5);
+    ck_assert_int_eq(c.min_instances, 9);
+    ck_assert_int_eq(c.cooldown_ms, 10000); /* its default */
+    /* A good file: no problem, and the same as the strict reading. */
+    unlink(path);
+    char good[] = "/tmp/asg-lenient-XXXXXX";
+    write_temp(good, "shm = { name = \"/fine\"; };\n");
+    ck_assert_int_eq(config_load_lenient(good, &c, err, sizeof err), 0);
+    ck_assert_str_eq(c.shm_name, "/fine");
+    unlink(good);
+    ck_assert_int_eq(config_load_lenient("/nonexistent/asg.cfg", &c, err, sizeof err), -1);
+}
+END_TEST
+
 START_TEST(test_restart_keys)
 {
     struct asg_config a, b;
@@ -191,6 +237,7 @@ Suite *config_suite(void)
         test_huge_string_rejected,
         test_missing_and_unreadable_files,
         test_restart_keys,
+        test_lenient_reading_keeps_what_it_can,
         NULL};
     TCase *tc;
     Suite *s = suite_of("config", "config", NULL, NULL, 0, tests, &tc);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/ctlsock.h"
 #include "../common/util.h"
 #include "../controller/controller.h"
 #include "../lb/lb.h"
@@ -615,6 +616,108 @@ START_TEST(test_predictive_memory_survives_a_controller_restart)
 }
 END_TEST
 
+/* The newest event whose message has all of the given words, or NULL. */
+static const char *event_with(const char *a, const char *b)
+{
+    static struct table_event ev[TABLE_EVENTS];
+    size_t n = table_read_events(&T, 0, ev, TABLE_EVENTS);
+    while (n-- > 0)
+        if (strstr(ev[n].msg, a) && (!b || strstr(ev[n].msg, b)))
+            return ev[n].msg;
+    return NULL;
+}
+
+static void terminate_request(const char *id, bool decrement)
+{
+    struct ctl_request rq = {CTL_REQ_MAGIC, REQ_TERMINATE, decrement ? 1 : 0, 0, ""};
+    copy_str(rq.id, sizeof rq.id, id);
+    controller_request(C, &rq);
+}
+
+/* The id of some running instance. */
+static const char *a_running_id(void)
+{
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state == ROW_RUNNING)
+            return T.rows[i].id;
+    ck_abort_msg("no running instance");
+    return NULL;
+}
+
+/* The group after the operator's request, once the victim is gone and the
+ * controller has had its evaluations: the size it settles at, and no
+ * launch made for it. */
+static void settle(void)
+{
+    for (int k = 0; k < 5; k++) {
+        controller_evaluate(C);
+        all_register();
+    }
+}
+
+START_TEST(test_terminate_with_decrement_shrinks_the_group_at_desired)
+{
+    /* Group of 3 at desired 3 (min 2): AWS's ShouldDecrementDesiredCapacity
+     * lowers desired with the instance; nothing replaces it. */
+    controller_evaluate(C);
+    all_register();
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_RUNNING), 3);
+    ck_assert_int_eq(T.hdr->ctl.target, 3);
+    char victim[TABLE_ID_MAX];
+    copy_str(victim, sizeof victim, a_running_id());
+    terminate_request(victim, true);
+    settle();
+    ck_assert_int_eq(F.launches, 3); /* no replacement */
+    ck_assert_int_eq(alive_instances(), 2);
+    ck_assert_int_eq(count(ROW_RUNNING), 2);
+    ck_assert_int_eq(T.hdr->ctl.target, 2);
+    ck_assert_int_eq(T.hdr->operator_desired, 2);
+    ck_assert(table_find(&T, victim) == NULL);
+    ck_assert(event_with("and decrement: target 3 -> 2, desired 3 -> 2", NULL));
+
+    /* Now at min 2: refused with the reason, and the instance stays. */
+    copy_str(victim, sizeof victim, a_running_id());
+    terminate_request(victim, true);
+    settle();
+    ck_assert_int_eq(F.launches, 3);
+    ck_assert_int_eq(F.terminations, 1);
+    ck_assert_int_eq(count(ROW_RUNNING), 2);
+    ck_assert_int_eq(T.hdr->ctl.target, 2);
+    ck_assert_int_eq(T.hdr->operator_desired, 2);
+    ck_assert(table_find(&T, victim) != NULL && table_find(&T, victim)->state == ROW_RUNNING);
+    ck_assert(event_with("with decrement refused", "at its minimum 2"));
+
+    /* Without decrement: replaced, the size kept. */
+    terminate_request(victim, false);
+    settle();
+    ck_assert_int_eq(F.terminations, 2);
+    ck_assert_int_eq(F.launches, 4);
+    ck_assert_int_eq(count(ROW_RUNNING), 2);
+    ck_assert_int_eq(T.hdr->ctl.target, 2);
+}
+END_TEST
+
+START_TEST(test_terminate_with_decrement_above_desired_keeps_desired)
+{
+    /* An operator's extra instance (target 4 over desired 3): the target
+     * comes down, desired stays as it was. */
+    controller_evaluate(C);
+    all_register();
+    struct ctl_request one = {CTL_REQ_MAGIC, REQ_LAUNCH_ONE, 0, 0, ""};
+    controller_request(C, &one);
+    settle();
+    ck_assert_int_eq(count(ROW_RUNNING), 4);
+    terminate_request(a_running_id(), true);
+    settle();
+    ck_assert_int_eq(F.launches, 4);
+    ck_assert_int_eq(count(ROW_RUNNING), 3);
+    ck_assert_int_eq(T.hdr->ctl.target, 3);
+    ck_assert_int_eq(T.hdr->operator_desired, 0);
+    ck_assert(event_with("and decrement: target 4 -> 3, desired 3 -> 3", NULL));
+}
+END_TEST
+
 Suite *controller_suite(void)
 {
     const TTest *tests[] = {
@@ -631,6 +734,8 @@ Suite *controller_suite(void)
         test_balancer_down_holds_scale_in_but_not_a_dead_instance,
         test_balancer_restart_is_rebuilt_and_strays_removed,
         test_predictive_memory_survives_a_controller_restart,
+        test_terminate_with_decrement_shrinks_the_group_at_desired,
+        test_terminate_with_decrement_above_desired_keeps_desired,
         NULL};
     return suite_of("controller", "core", setup, teardown, 0, tests, NULL);
 }

@@ -34,4 +34,5 @@ Suite *creds_suite(void);
 Suite *controller_suite(void);
 Suite *lb_suite(void);
 Suite *schedule_suite(void);
+Suite *text_suite(void);
 #endif

@@ -40,6 +40,46 @@ def asgctl_watch_and_events(m):
     assert r.returncode == 2, r
 
 
+@with_manager("broken")
+def asgctl_reads_a_broken_file_leniently(m):
+    """Right after a reload the manager refused (min above max), asgctl -c
+    FILE still shows the group the manager runs, exit 0, with a warning
+    that names the file's error; the same with a syntax error in the file,
+    and with the file's shm.name on a line after it."""
+    s = m.wait_running(2)
+    ids = sorted(i["id"] for i in s["instances"])
+    good = render(m.cfg)
+    broken = good.replace("min_instances = 2", "min_instances = 9")
+    assert broken != good
+    m.write_config(broken)
+    m.proc.send_signal(signal.SIGHUP)
+    m.wait_log(r"config file %s has errors, not reloading: .*min_instances" % re.escape(m.cfg_path))
+    ctl = [BIN + "/asgctl", "-c", m.cfg_path]
+    r = run(ctl + ["status"])
+    assert r.returncode == 0, r.stderr
+    assert "group %s " % m.group in r.stdout and "min 2  desired 2  max 4" in r.stdout, r.stdout
+    assert all(i in r.stdout for i in ids), r.stdout
+    assert re.search(r"warning: %s has 1 error, the first: %s:\d+: group.max_instances \(4\) is below "
+                     r"group.min_instances \(9\)" % (re.escape(m.cfg_path), re.escape(m.cfg_path)), r.stderr), r.stderr
+    r = run(ctl + ["status", "--json"])
+    assert r.returncode == 0 and json.loads(r.stdout)["group"]["min"] == 2, (r.stdout, r.stderr)
+    assert "warning" in r.stderr, r.stderr
+
+    # A syntax error: the line is skipped, the rest (shm.name after it) read.
+    lines = good.splitlines()
+    at = next(k for k, ln in enumerate(lines) if "min_instances" in ln)
+    lines[at] = lines[at].replace("= 2", "= ;")
+    assert lines.index(next(ln for ln in lines if "shm" in ln)) > at
+    m.write_config("\n".join(lines) + "\n")
+    r = run(ctl + ["status"])
+    assert r.returncode == 0 and "group %s " % m.group in r.stdout, (r.stdout, r.stderr)
+    assert re.search(r"warning: %s has \d+ errors?, the first: %s:%d: syntax error"
+                     % (re.escape(m.cfg_path), re.escape(m.cfg_path), at + 1), r.stderr), r.stderr
+    # The manager, for its part, still refuses the file.
+    r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+    assert r.returncode == 1 and "syntax error" in r.stderr, (r.stdout, r.stderr)
+
+
 @test
 def replay_timeline_compare_and_plot():
     """asgctl replay on a generated trace (bench/gen_trace.py): the

@@ -184,5 +184,74 @@ def failed_exec_is_known_at_once(m):
     assert not zombies, zombies
 
 
+def with_status_api(name, **sections):
+    """Decorator: a manager with the status role on a free port (m.url),
+    for the operator's requests; no scale-in on low load, so that only the
+    operator changes the group's size."""
+    def before(secs):
+        secs.setdefault("status", {})["listen"] = "127.0.0.1:%d" % free_port()
+        secs.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
+        return (), None
+
+    def status_up(m):
+        m.url = "http://" + m.cfg["status"]["listen"]
+        wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+    return scenario(name, before=before, after_start=status_up, **sections)
+
+
+def events(m):
+    return json.loads(m.ctl("events", "-n", "256", "--json").stdout)["events"]
+
+
+def evaluations_pass(m, n):
+    """Waits until the controller has evaluated n more times: what it would
+    have done by then, it has done."""
+    start = m.status()["group"]["evaluations"]
+    wait_for(lambda: m.status()["group"]["evaluations"] >= start + n, 10, "%d more evaluations" % n)
+
+
+@with_status_api("decrement", group={"min_instances": 2, "desired_instances": 3, "max_instances": 4})
+def terminate_with_decrement_shrinks_the_group(m):
+    """A group of 3 at desired 3: terminate with decrement leaves 2, and
+    desired 2 (AWS's ShouldDecrementDesiredCapacity), with no replacement
+    launched; at min 2 the same request is refused with its reason in the
+    events and the instance stays."""
+    s = m.wait_running(3)
+    ids = sorted(i["id"] for i in s["instances"])
+    victim = ids[0]
+    before = events(m)[-1]["number"]
+    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {"decrement": True})
+    assert code == 202, (code, r)
+
+    def shrunk():
+        s = m.status()
+        g = s["group"]
+        gone = victim not in [i["id"] for i in s["instances"]]
+        return s if gone and m.size(s) == 2 and g["target"] == 2 and g["operator_desired"] == 2 else None
+    wait_for(shrunk, 15, "the victim gone, target and desired 2")
+    evaluations_pass(m, 5)
+    s = m.status()
+    assert victim not in [i["id"] for i in s["instances"]] and m.size(s) == 2, s["instances"]
+    assert (s["group"]["target"], s["group"]["operator_desired"]) == (2, 2), s["group"]
+    # What the bug did: launch a replacement to bring the group back to 3.
+    # (A replacement of an instance gone unhealthy on a busy machine would
+    # say "target 2".)
+    assert not [e for e in events(m) if e["number"] > before and e["kind"] == "launch" and
+                "target 3" in e["message"]], events(m)
+    assert "desired 2" in m.ctl("status").stdout
+
+    # At min: refused, the reason in the events, nothing changes.
+    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % ids[1], {"decrement": True})
+    assert code == 202, (code, r)
+    wait_for(lambda: [e for e in events(m) if "with decrement refused" in e["message"]], 10,
+             "the refusal in the events")
+    evaluations_pass(m, 5)
+    s = m.status()
+    assert [i["state"] for i in s["instances"] if i["id"] == ids[1]] == ["running"], s["instances"]
+    assert m.size(s) == 2 and s["group"]["target"] == 2 and s["group"]["operator_desired"] == 2, s["group"]
+    msg = [e["message"] for e in events(m) if "with decrement refused" in e["message"]][0]
+    assert "at its minimum 2" in msg and ids[1] in msg, msg
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())

@@ -22,15 +22,45 @@ def with_status(name, env=None, **sections):
     return scenario(name, env=env, before=before, after_start=status_up, **sections)
 
 
+def promtool_check(text):
+    """promtool (Debian's prometheus package) checks the exposition: the
+    format, and its lint rules (counters end in _total, names, units)."""
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+
+
 @with_status("metrics")
 def metrics_parsed_by_prometheus_client(m):
+    from prometheus_client.parser import text_string_to_metric_families
     s = m.wait_running(2)
     ids = sorted(i["id"] for i in s["instances"])
 
     def loads(x):
-        return {dict(k[1])["instance"]: v for k, v in x.items() if k[0] == "asg_instance_load"}
-    # An instance appears in asg_instance_load once it has answered a probe.
+        return {dict(k[1])["instance_id"]: v for k, v in x.items() if k[0] == "asg_instance_load_ratio"}
+    # An instance appears in asg_instance_load_ratio once it has answered a probe.
     wait_for(lambda: sorted(loads(metrics(m))) == ids, 5, "a load sample of every instance")
+    code, text = http("GET", m.url + "/metrics")
+    assert code == 200, code
+    promtool_check(text)
+    # Every family typed as it is declared: no sample falls out untyped,
+    # and the counters are counters (the client names their family
+    # without _total); the balancer's and etcd's two appear with them.
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert not [f.name for f in fams.values() if f.type == "untyped"], \
+        [f.name for f in fams.values() if f.type == "untyped"]
+    counters = sorted(n for n, f in fams.items() if f.type == "counter")
+    assert counters == ["asg_config_reloads", "asg_evaluations", "asg_illegal_transitions",
+                        "asg_instances_replaced", "asg_probe_rounds", "asg_probes", "asg_probes_failed",
+                        "asg_provider_calls", "asg_refused", "asg_role_restarts", "asg_scaling_actions",
+                        "asg_table_lock_recoveries"], counters
+    assert all(smp.name == f.name + "_total" for f in fams.values() if f.type == "counter" for smp in f.samples)
+    for n in ("asg_instance_load_ratio", "asg_instance_cpu_ratio", "asg_instance_mem_ratio"):
+        assert fams[n].type == "gauge" and all(set(smp.labels) == {"instance_id"} for smp in fams[n].samples), n
+    assert not [smp for f in fams.values() for smp in f.samples if "instance" in smp.labels]
+    build = fams["asg_build_info"].samples
+    assert len(build) == 1 and build[0].value == 1 and re.match(r"\d+\.\d+\.\d+$", build[0].labels["version"]), build
+    assert m.ctl("version").stdout.startswith("asgctl %s " % build[0].labels["version"])
     x = metrics(m)
     assert x[("asg_instances", (("state", "running"),))] == 2, x
     assert x[("asg_illegal_transitions_total", ())] == 0, x
@@ -74,6 +104,8 @@ def status_api_reads_and_refuses_bad_input(m):
            ("POST", "/api/v1/desired", b"{not json", 400, "one JSON object"),
            ("POST", "/api/v1/desired", b'{"desired": 3} trailing', 400, "one JSON object"),
            ("POST", "/api/v1/desired", b"[3]", 400, "one JSON object"),
+           ("POST", "/api/v1/desired", b'{"desired": 3, "note": "caf\xe9"}', 400, "not valid UTF-8"),
+           ("POST", "/api/v1/desired", b'{"desired": 3, "note": "\xed\xa0\x80"}', 400, "not valid UTF-8"),
            ("POST", "/api/v1/instances/nope-1/terminate", {}, 404, "no instance"),
            ("POST", "/api/v1/instances/bad%20id/terminate", {}, 404, "no such resource"),
            ("POST", "/api/v1/instances/%s/load" % g["instances"][0]["id"], {"load": 1.5}, 400, "outside 0..1"),
