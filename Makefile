@@ -63,7 +63,7 @@ LIB     = $(BUILD)/libasg.a
 
 ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c controller/controller.c status/status.c
 AGENT_SRC = agent/agent.c
-CTL_SRC   = asgctl/asgctl.c
+CTL_SRC   = asgctl/asgctl.c asgctl/login.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 
