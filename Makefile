@@ -99,6 +99,7 @@ test-deps:
 run: deps
 	@$(MAKE) --no-print-directory all
 	@echo "asgd: starting in the foreground with etc/asg.cfg (Ctrl-C drains and stops)."
+	@echo "      the dashboard: open the one-time login link printed below (another: bin/asgctl -c etc/asg.cfg dashboard)"
 	@echo "      in another terminal: bin/asgctl -c etc/asg.cfg status ; bin/asgctl -c etc/asg.cfg load all 90"
 	exec $(BINDIR)/asgd -f -c etc/asg.cfg
 
