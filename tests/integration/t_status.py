@@ -470,6 +470,46 @@ def operator_gets_through_a_connection_flood(m):
     assert x[("asg_refused_total", (("what", "http"),))] > 0, x
 
 
+@test
+def asgd_on_a_terminal_prints_a_login_link():
+    """make run: asgd -f on a terminal prints a one-time login link there
+    (never in the log) that leads to a working page."""
+    import pty
+    m = Manager("tty", status={"listen": "127.0.0.1:%d" % free_port()})
+    m.url = "http://" + m.cfg["status"]["listen"]
+    master, slave = pty.openpty()
+    m.logf = open(m.log_path, "a")
+    try:
+        m.proc = subprocess.Popen([BIN + "/asgd", "-f", "-c", m.cfg_path], stdout=slave,
+                                  stderr=m.logf)
+        STARTED.add(m.proc.pid)
+        m.pids.add(m.proc.pid)
+        os.close(slave)
+        seen = []
+
+        def link():
+            import select
+            if select.select([master], [], [], 0.2)[0]:
+                seen.append(os.read(master, 4096).decode(errors="replace"))
+            found = re.search(r"http://127\.0\.0\.1:\d+/login\?code=[0-9a-f]{32}", "".join(seen))
+            return found and found.group(0)
+        url = wait_for(link, 15, "a login link on the terminal")
+        assert url.startswith(m.url + "/login?code="), url
+        code, h = raw_get(url)
+        assert code == 303 and "HttpOnly" in h["Set-Cookie"], (code, dict(h))
+        jar = {"Cookie": h["Set-Cookie"].split(";")[0]}
+        code, page = http("GET", m.url + "/", headers=jar)
+        assert code == 200 and "<title>asg</title>" in page, code
+        assert raw_get(url)[0] == 401
+        assert url.split("code=")[1] not in m.log(), "the login code was logged"
+    except BaseException:
+        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-5000:])
+        raise
+    finally:
+        os.close(master)
+        m.cleanup()
+
+
 # The page is under test, not probing: a busy machine's stall must not
 # replace an instance (and rebuild the rows) while the browser works.
 @with_status("browser", monitor={"unhealthy_after": 10})
