@@ -318,11 +318,14 @@ static int read_join_key(const char *dir, unsigned char key[32], char *err, size
 
 /* ---- the status API's token ---- */
 
-/* 32 random bytes as 64 hex digits into a file that did not exist. */
+/* 32 random bytes as 64 hex digits into path, unless a file is there
+ * already: written aside, then linked into place (link() never replaces),
+ * so two managers sharing the directory (an HA pair) starting at once end
+ * with one token, never a half-written one. */
 static int make_random_hex_file(const char *path, const char *what, char *err, size_t errsize)
 {
     unsigned char k[32];
-    char hex[65];
+    char hex[65], tmp[320];
     if (RAND_bytes(k, sizeof k) != 1) {
         ssl_reason(err, errsize, what);
         return -1;
@@ -330,8 +333,14 @@ static int make_random_hex_file(const char *path, const char *what, char *err, s
     for (size_t i = 0; i < sizeof k; i++)
         snprintf(hex + 2 * i, 3, "%02x", k[i]);
     OPENSSL_cleanse(k, sizeof k);
-    int rc = pki_write_private(path, hex, 64, err, errsize);
+    snprintf(tmp, sizeof tmp, "%s.new%d", path, (int)getpid());
+    int rc = pki_write_private(tmp, hex, 64, err, errsize);
     OPENSSL_cleanse(hex, sizeof hex);
+    if (rc == 0 && link(tmp, path) != 0 && errno != EEXIST) {
+        snprintf(err, errsize, "%s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    unlink(tmp);
     return rc;
 }
 

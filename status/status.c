@@ -399,8 +399,12 @@ static void login_url(const char *host, char *out, size_t size)
 
 static enum MHD_Result post_login(struct MHD_Connection *c)
 {
-    char url[400];
-    login_url(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"), url, sizeof url);
+    /* The name the client used (checked by our_host), with our port. */
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
+    char hp[300], url[400];
+    snprintf(hp, sizeof hp, "%.*s:%u", (int)(n < 256 ? n : 256), host, (unsigned)S.port);
+    login_url(hp, url, sizeof url);
     struct strbuf b = {0};
     sb_printf(&b, "{\"url\":");
     sb_json_str(&b, url);
@@ -678,7 +682,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return login_page(c, 401, "This dashboard needs the operator's login.");
         return send_error(c, code, "%s", why);
     }
-    if (get && strcmp(url, "/login") == 0)
+    if (strcmp(method, "GET") == 0 && strcmp(url, "/login") == 0) /* not HEAD: a peek must not spend it */
         return get_login(c);
     if (get && strcmp(url, "/") == 0)
         return respond(c, 200, "text/html; charset=utf-8", dashboard_html, strlen(dashboard_html));

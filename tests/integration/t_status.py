@@ -342,6 +342,10 @@ def stranger_cannot_use_the_api_by_default(m):
     refused = metrics(m)[("asg_refused_total", (("what", "http"),))]
     assert refused - refused0 >= len(attacks), (refused0, refused)
     assert m.api_token() not in m.log(), "the token was logged"
+    # A link names the server as the client did, with its port.
+    port = m.url.rsplit(":", 1)[1]
+    code, r = m.api("POST", "/api/v1/login", {}, headers={"Host": "localhost"})
+    assert code == 200 and r["url"].startswith("http://localhost:%s/login?code=" % port), (code, r)
     # The operator's link: once.
     link = m.login_link()
     code, h = raw_get(link)
