@@ -64,7 +64,7 @@ LIB     = $(BUILD)/libasg.a
 
 ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c controller/controller.c status/status.c
 AGENT_SRC = agent/agent.c
-CTL_SRC   = asgctl/asgctl.c
+CTL_SRC   = asgctl/asgctl.c asgctl/login.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 
@@ -101,6 +101,7 @@ test-deps:
 run: deps
 	@$(MAKE) --no-print-directory all
 	@echo "asgd: starting in the foreground with etc/asg.cfg (Ctrl-C drains and stops)."
+	@echo "      the dashboard: open the one-time login link printed below (another: bin/asgctl -c etc/asg.cfg dashboard)"
 	@echo "      in another terminal: bin/asgctl -c etc/asg.cfg status ; bin/asgctl -c etc/asg.cfg load all 90"
 	exec $(BINDIR)/asgd -f -c etc/asg.cfg
 
@@ -175,7 +176,8 @@ TSAN_TESTS = status_serves_through_reloads status_api_actions_go_through_the_con
 	status_api_reads_and_refuses_bad_input metrics_parsed_by_prometheus_client \
 	swarm_hosts_many_agents_that_register_answer_and_leave mutual_tls_by_default_binds_every_identity \
 	garbage_stalls_and_floods_do_not_hurt_the_manager agent_registers_with_backoff_and_deregisters \
-	agent_runs_the_operators_service agent_checks_its_service_over_http
+	agent_runs_the_operators_service agent_checks_its_service_over_http \
+	stranger_cannot_use_the_api_by_default operator_gets_through_a_connection_flood
 TSAN_ENV = TSAN_OPTIONS="ignore_noninstrumented_modules=1 second_deadlock_stack=1"
 
 tsan: test-deps

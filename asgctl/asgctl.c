@@ -21,6 +21,7 @@
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
+#include "login.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -40,6 +41,8 @@ static void usage(FILE *f)
             "         [--timeline FILE.csv] [--plot FILE.svg] [--compare seeds|hpa|KIND|FILE ...]\n"
             "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
             "                           the policy in simulated time over a demand trace\n"
+            "  dashboard                a one-time login link for the dashboard (needs the\n"
+            "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
             "                           (DIR/ID.crt, DIR/ID.key, DIR/ca.crt; needs the manager's tls.dir)\n"
             "  version\n"
@@ -902,8 +905,10 @@ int main(int argc, char **argv)
     ctl_cfg = &cfg;
     ctl_cfg_from_file = cfgfile != NULL;
     ctl_shm = shm;
-    if (strcmp(cmd, "cert") == 0 && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
+    if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
+        return asgctl_dashboard(&cfg);
     int rest = argc - i;
     if (strcmp(cmd, "cert") == 0 && rest == 2)
         return cmd_cert(&cfg, argv[i], argv[i + 1]);

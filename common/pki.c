@@ -316,6 +316,95 @@ static int read_join_key(const char *dir, unsigned char key[32], char *err, size
     return rc;
 }
 
+/* ---- the status API's token ---- */
+
+/* 32 random bytes as 64 hex digits into path, unless a file is there
+ * already: written aside, then linked into place (link() never replaces),
+ * so two managers sharing the directory (an HA pair) starting at once end
+ * with one token, never a half-written one. */
+static int make_random_hex_file(const char *path, const char *what, char *err, size_t errsize)
+{
+    unsigned char k[32];
+    char hex[65], tmp[320];
+    if (RAND_bytes(k, sizeof k) != 1) {
+        ssl_reason(err, errsize, what);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof k; i++)
+        snprintf(hex + 2 * i, 3, "%02x", k[i]);
+    OPENSSL_cleanse(k, sizeof k);
+    snprintf(tmp, sizeof tmp, "%s.new%d", path, (int)getpid());
+    int rc = pki_write_private(tmp, hex, 64, err, errsize);
+    OPENSSL_cleanse(hex, sizeof hex);
+    if (rc == 0 && link(tmp, path) != 0 && errno != EEXIST) {
+        snprintf(err, errsize, "%s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    unlink(tmp);
+    return rc;
+}
+
+int pki_api_token_prepare(const char *dir, char *err, size_t errsize)
+{
+    char path[300];
+    join(path, sizeof path, dir, PKI_API_TOKEN);
+    if (own_dir(dir, err, errsize) != 0)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) == 0)
+        return 0; /* checked when read */
+    if (make_random_hex_file(path, "cannot make the API token", err, errsize) != 0)
+        return -1;
+    log_info("made the status API's token %s (readable by uid %u only)", path, (unsigned)geteuid());
+    return 0;
+}
+
+/* A directory of ours that nobody else may enter: checked, never made. */
+static int private_dir(const char *dir, char *err, size_t errsize)
+{
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        snprintf(err, errsize, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+        snprintf(err, errsize, "%s: not a 0700 directory of uid %u (mode %04o, uid %u): refused",
+                 dir, (unsigned)geteuid(), (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+        return -1;
+    }
+    return 0;
+}
+
+int pki_api_token_read(const char *dir, char out[PKI_API_TOKEN_LEN + 1], char *err, size_t errsize)
+{
+    char path[300];
+    join(path, sizeof path, dir, PKI_API_TOKEN);
+    out[0] = '\0';
+    if (private_dir(dir, err, errsize) != 0)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
+        snprintf(err, errsize, "%s: mode %04o lets others read it; it must be 0600", path,
+                 (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    char *text = pki_read_private(path, 128, err, errsize);
+    if (!text)
+        return -1;
+    size_t n = strcspn(text, "\r\n");
+    int rc = n == PKI_API_TOKEN_LEN && strspn(text, "0123456789abcdef") == n ? 0 : -1;
+    if (rc == 0) {
+        memcpy(out, text, n);
+        out[n] = '\0';
+    } else {
+        snprintf(err, errsize, "%s: not %d hex digits (remove it and restart the manager for a new one)",
+                 path, PKI_API_TOKEN_LEN);
+    }
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return rc;
+}
+
 int pki_join_token(const struct pki_ca *ca, const char *launch_token, char out[PKI_JOIN_TOKEN_LEN + 1])
 {
     static const char label[] = "asg join v1\n";

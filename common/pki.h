@@ -70,6 +70,17 @@ bool pki_join_token_matches(const struct pki_ca *ca, const char *launch_token, c
 /* The CA certificate's PEM text, malloc'd. */
 char *pki_ca_pem(struct pki_ca *ca);
 
+/* The operator's credential for the status API (README, "Watching it"):
+ * DIR/api.token, 64 random hex digits, made on first start, 0600 in the
+ * 0700 directory, readable by the manager's user only. */
+#define PKI_API_TOKEN "api.token"
+#define PKI_API_TOKEN_LEN 64
+/* Makes the directory (as pki_prepare does) and the token if missing. */
+int pki_api_token_prepare(const char *dir, char *err, size_t errsize);
+/* Reads the token: the directory must be ours and 0700, the file ours,
+ * no link, mode 0600 or stricter, exactly 64 hex digits. */
+int pki_api_token_read(const char *dir, char out[PKI_API_TOKEN_LEN + 1], char *err, size_t errsize);
+
 /* Reads a file that must be a regular file of ours, no link, at most
  * max bytes; malloc'd and NUL-terminated. */
 char *pki_read_private(const char *path, size_t max, char *err, size_t errsize);

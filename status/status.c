@@ -7,6 +7,9 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <errno.h>
 #include <grpc/grpc.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +44,10 @@
 #define MAX_CONNECTIONS 512
 #define PER_ADDRESS_CONNECTIONS 48
 #define REQUEST_DEADLINE_MS 10000
+#define SESSION_S (12 * 3600)       /* a login lasts a working day */
+#define LOGIN_CODES 16              /* outstanding one-time links */
+#define LOGIN_CODE_LEN 32           /* hex digits: 128 random bits */
+#define LOGIN_CODE_MS (15 * 60 * 1000)
 
 extern const char dashboard_html[];
 
@@ -49,7 +57,7 @@ struct status {
     struct table t;              /* read-only mapping */
     struct asg_config cfg;       /* main thread only */
     uint64_t cfg_gen;
-    pthread_mutex_t mu;          /* token and hosts, between reloads and requests */
+    pthread_mutex_t mu;          /* tokens, codes and hosts, between reloads and requests */
     char token[256];
     bool token_set, token_broken;
     char hosts[256];             /* status.allowed_hosts, comma-joined */
@@ -58,6 +66,11 @@ struct status {
     struct rpc_tls tls;          /* to reach agents as the manager does */
     struct log_limit refusals;   /* main and HTTP threads: guarded by mu */
     _Atomic uint64_t http_refused; /* this role's own count, shown with the table's */
+    char api_token[PKI_API_TOKEN_LEN + 1]; /* tls.dir/api.token; "" when unreadable */
+    struct {
+        char code[LOGIN_CODE_LEN + 1];
+        int64_t expires_ms;
+    } codes[LOGIN_CODES];           /* one-time login links, under mu */
 };
 
 static struct status S;
@@ -107,20 +120,12 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const
     return send_json(c, code, &b);
 }
 
-/* ---- who may act ---- */
-
-static bool from_loopback(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return false;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return false;
-}
+/* ---- who may act ----
+ * Every request but /healthz (and /metrics while no status.token is set)
+ * needs the operator's credential: the manager's own API token (tls.dir/
+ * api.token, readable by its user only), status.token if configured, or
+ * the session cookie a one-time login link sets. Loopback alone proves
+ * nothing: every local user can connect to it. */
 
 /* Compares digests, so neither the contents nor the length of the token
  * shows in the time taken. */
@@ -142,9 +147,10 @@ static void refuse_noted(unsigned code, const char *why)
 
 /* host[:port] is one of ours: the listen address, localhost, a loopback
  * literal, or a name in status.allowed_hosts; with our port if it names
- * one. A page on evil.example that resolves to 127.0.0.1 carries Host:
- * evil.example, and is refused here (DNS rebinding). */
-static bool our_host(const char *hp)
+ * one (with need_port, it must: an Origin without a port is port 80's,
+ * another server's). A page on evil.example that resolves to 127.0.0.1
+ * carries Host: evil.example, and is refused here (DNS rebinding). */
+static bool our_host_port(const char *hp, bool need_port)
 {
     char host[256];
     if (!hp || !*hp || !copy_str(host, sizeof host, hp))
@@ -166,6 +172,8 @@ static bool our_host(const char *hp)
         long p;
         if (!parse_whole(port, 1, 65535, &p) || (unsigned)p != S.port)
             return false;
+    } else if (need_port && S.port != 80) {
+        return false;
     }
     for (char *c = host; *c; c++)
         *c = (char)tolower((unsigned char)*c);
@@ -183,30 +191,90 @@ static bool our_host(const char *hp)
     return listed;
 }
 
-/* Every request: a Host of ours; with status.token set, the token, except
- * for the page itself (it asks for the token) and /healthz. */
+static bool our_host(const char *hp) { return our_host_port(hp, false); }
+
+/* A session cookie is "EXPIRY.MAC": the wall-clock second it ends and
+ * HMAC-SHA256 of it under the API token. Nothing to store, so it outlives
+ * a restart of this role; replacing api.token ends every session. The
+ * port is in its name because browsers share cookies across ports. */
+static void cookie_name(char *out, size_t size)
+{
+    snprintf(out, size, "asg_session_%u", (unsigned)S.port);
+}
+
+static bool session_mac(int64_t expiry, char hex[2 * SHA256_DIGEST_LENGTH + 1])
+{
+    char msg[96];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int n = snprintf(msg, sizeof msg, "asg session v1 %u %lld", (unsigned)S.port, (long long)expiry);
+    pthread_mutex_lock(&S.mu);
+    bool ok = S.api_token[0] && HMAC(EVP_sha256(), S.api_token, (int)strlen(S.api_token),
+                                     (const unsigned char *)msg, (size_t)n, mac, &len) &&
+              len == SHA256_DIGEST_LENGTH;
+    pthread_mutex_unlock(&S.mu);
+    for (unsigned i = 0; ok && i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    return ok;
+}
+
+static bool session_valid(const char *v)
+{
+    char *dot;
+    errno = 0;
+    long long expiry = v ? strtoll(v, &dot, 10) : 0;
+    int64_t now = wall_ms() / 1000;
+    if (!v || errno || *dot != '.' || expiry <= now || expiry > now + SESSION_S + 60)
+        return false;
+    char want[2 * SHA256_DIGEST_LENGTH + 1];
+    return session_mac(expiry, want) && same_secret(dot + 1, want);
+}
+
+/* The connection's bookkeeping (see "connections" below). */
+static void mark_authenticated(struct MHD_Connection *c);
+
+static bool has_credential(struct MHD_Connection *c)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    bool ok = false;
+    if (auth && strncmp(auth, "Bearer ", 7) == 0) {
+        pthread_mutex_lock(&S.mu);
+        ok = (S.api_token[0] && same_secret(auth + 7, S.api_token)) ||
+             (S.token_set && !S.token_broken && S.token[0] && same_secret(auth + 7, S.token));
+        pthread_mutex_unlock(&S.mu);
+    } else {
+        char name[32];
+        cookie_name(name, sizeof name);
+        ok = session_valid(MHD_lookup_connection_value(c, MHD_COOKIE_KIND, name));
+    }
+    if (ok)
+        mark_authenticated(c);
+    return ok;
+}
+
+/* Every request: a Host of ours; then the credential, except for
+ * /healthz, the login link (it carries its own one-time code) and, while
+ * no status.token is set, /metrics (a scraper on this host needs no
+ * secret to read numbers). */
 static unsigned may_read(struct MHD_Connection *c, const char *url, const char **why)
 {
     if (!our_host(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"))) {
         *why = "Host is not this server's name (see status.allowed_hosts)";
         return 421;
     }
-    if (strcmp(url, "/") == 0 || strcmp(url, "/healthz") == 0)
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/login") == 0)
         return 0;
     pthread_mutex_lock(&S.mu);
-    unsigned code = 0;
-    if (S.token_broken) {
-        *why = "status.token is configured but cannot be read; the API is off";
-        code = 503;
-    } else if (S.token_set) {
-        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !same_secret(auth + 7, S.token)) {
-            *why = "a valid 'Authorization: Bearer TOKEN' is required";
-            code = 401;
-        }
-    }
+    bool open_metrics = !S.token_set;
     pthread_mutex_unlock(&S.mu);
-    return code;
+    if (open_metrics && strcmp(url, "/metrics") == 0)
+        return 0;
+    if (!has_credential(c)) {
+        *why = "the operator's credential is required: 'Authorization: Bearer TOKEN' "
+               "(tls.dir/api.token or status.token), or a login link from 'asgctl dashboard'";
+        return 401;
+    }
+    return 0;
 }
 
 /* Exactly application/json, with parameters at most. */
@@ -218,9 +286,11 @@ static bool json_content(const char *ct)
 }
 
 /* Returns 0 when the action may go ahead, else the HTTP status to refuse
- * with (and why). Actions must come as JSON (a cross-site form post from
- * some web page cannot) with an Origin naming this server (browsers always
- * send one on POST; a foreign page's is refused). */
+ * with (and why). The credential was checked by may_read. Actions must
+ * come as JSON (a cross-site form post from some web page cannot) with an
+ * Origin naming this server and its port (browsers always send one on
+ * POST; a page of another origin, another port of 127.0.0.1 included, is
+ * refused). */
 static unsigned may_act(struct MHD_Connection *c, const char **why)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
@@ -229,19 +299,119 @@ static unsigned may_act(struct MHD_Connection *c, const char **why)
         return 415;
     }
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (!origin || strncmp(origin, "http://", 7) != 0 || !our_host(origin + 7)) {
+    if (!origin || strncmp(origin, "http://", 7) != 0 || !our_host_port(origin + 7, true)) {
         *why = "actions need an Origin of this server (http://HOST:PORT); cross-origin refused";
         return 403;
     }
-    bool token;
-    pthread_mutex_lock(&S.mu);
-    token = S.token_set;
-    pthread_mutex_unlock(&S.mu);
-    if (!token && !from_loopback(c)) {
-        *why = "actions are accepted from loopback only (set status.token to allow others)";
-        return 403;
-    }
     return 0;
+}
+
+/* ---- one-time login links ----
+ * 'asgctl dashboard' (with the API token) asks for a code; the link
+ * /login?code=CODE sets the session cookie once and is then spent. */
+
+static void mint_code(char out[LOGIN_CODE_LEN + 1])
+{
+    unsigned char r[LOGIN_CODE_LEN / 2];
+    out[0] = '\0';
+    if (RAND_bytes(r, sizeof r) != 1)
+        return;
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+    OPENSSL_cleanse(r, sizeof r);
+    int64_t now = now_ms();
+    pthread_mutex_lock(&S.mu);
+    size_t slot = 0; /* a free or expired one, else the one closest to expiry */
+    for (size_t i = 0; i < LOGIN_CODES; i++)
+        if (S.codes[i].expires_ms < S.codes[slot].expires_ms)
+            slot = i;
+    copy_str(S.codes[slot].code, sizeof S.codes[slot].code, out);
+    S.codes[slot].expires_ms = now + LOGIN_CODE_MS;
+    pthread_mutex_unlock(&S.mu);
+}
+
+static bool spend_code(const char *code)
+{
+    if (!code || strlen(code) != LOGIN_CODE_LEN)
+        return false;
+    int64_t now = now_ms();
+    bool ok = false;
+    pthread_mutex_lock(&S.mu);
+    for (size_t i = 0; i < LOGIN_CODES; i++) {
+        bool match = S.codes[i].code[0] && CRYPTO_memcmp(S.codes[i].code, code, LOGIN_CODE_LEN) == 0;
+        if (match) {
+            ok = S.codes[i].expires_ms > now;
+            memset(&S.codes[i], 0, sizeof S.codes[i]);
+        }
+    }
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+static const char login_refused_html[] =
+    "<!doctype html><meta charset=utf-8><title>asg: log in</title>"
+    "<body style=\"font:15px system-ui,sans-serif;margin:40px\"><h1>asg dashboard</h1>"
+    "<p>%s</p><p>For a login link, run <code>asgctl -c YOUR.cfg dashboard</code> as the "
+    "manager's user (it reads the manager's API token), or use the link "
+    "<code>asgd -f</code> printed at start. A link works once.</p>";
+
+static enum MHD_Result login_page(struct MHD_Connection *c, unsigned code, const char *msg)
+{
+    char html[1024];
+    int n = snprintf(html, sizeof html, login_refused_html, msg);
+    return respond(c, code, "text/html; charset=utf-8", html, (size_t)n);
+}
+
+static enum MHD_Result get_login(struct MHD_Connection *c)
+{
+    if (!spend_code(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "code"))) {
+        refuse_noted(401, "login link unknown, used or expired");
+        return login_page(c, 401, "This login link is unknown, was used already, or has expired.");
+    }
+    int64_t expiry = wall_ms() / 1000 + SESSION_S;
+    char mac[2 * SHA256_DIGEST_LENGTH + 1], name[32], cookie[200];
+    if (!session_mac(expiry, mac))
+        return login_page(c, 503, "The manager's API token cannot be read; see its log.");
+    cookie_name(name, sizeof name);
+    snprintf(cookie, sizeof cookie, "%s=%lld.%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict", name,
+             (long long)expiry, mac, SESSION_S);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Set-Cookie", cookie);
+    MHD_add_response_header(r, "Location", "/");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    enum MHD_Result ret = MHD_queue_response(c, 303, r);
+    MHD_destroy_response(r);
+    log_info("operator: logged in to the dashboard with a one-time link");
+    return ret;
+}
+
+/* "http://HOST:PORT/login?code=..." for host (a Host header of ours, or
+ * the listen address). */
+static void login_url(const char *host, char *out, size_t size)
+{
+    char code[LOGIN_CODE_LEN + 1];
+    mint_code(code);
+    snprintf(out, size, "http://%s/login?code=%s", host, code);
+    OPENSSL_cleanse(code, sizeof code);
+}
+
+static enum MHD_Result post_login(struct MHD_Connection *c)
+{
+    /* The name the client used (checked by our_host), with our port. */
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
+    char hp[300], url[400];
+    snprintf(hp, sizeof hp, "%.*s:%u", (int)(n < 256 ? n : 256), host, (unsigned)S.port);
+    login_url(hp, url, sizeof url);
+    struct strbuf b = {0};
+    sb_printf(&b, "{\"url\":");
+    sb_json_str(&b, url);
+    sb_printf(&b, ",\"expires_in_s\":%d,\"uses\":1}\n", LOGIN_CODE_MS / 1000);
+    OPENSSL_cleanse(url, sizeof url);
+    return send_json(c, 200, &b);
 }
 
 /* ---- reads ---- */
@@ -463,7 +633,9 @@ static enum MHD_Result act(struct MHD_Connection *c, const char *url, const char
         return ret;
     char id[TABLE_ID_MAX];
     const char *action = "";
-    if (strcmp(url, "/api/v1/desired") == 0 && strcmp(method, "POST") == 0)
+    if (strcmp(url, "/api/v1/login") == 0 && strcmp(method, "POST") == 0)
+        ret = post_login(c);
+    else if (strcmp(url, "/api/v1/desired") == 0 && strcmp(method, "POST") == 0)
         ret = post_desired(c, o);
     else if (strcmp(url, "/api/v1/instances") == 0 && strcmp(method, "POST") == 0) {
         struct ctl_request rq = {CTL_REQ_MAGIC, REQ_LAUNCH_ONE, 0, 0, ""};
@@ -510,11 +682,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     const char *why;
     unsigned code = may_read(c, url, &why);
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (code) {
         refuse_noted(code, why);
+        if (code == 401 && get && strcmp(url, "/") == 0)
+            return login_page(c, 401, "This dashboard needs the operator's login.");
         return send_error(c, code, "%s", why);
     }
-    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (strcmp(method, "GET") == 0 && strcmp(url, "/login") == 0) /* not HEAD: a peek must not spend it */
+        return get_login(c);
     if (get && strcmp(url, "/") == 0)
         return respond(c, 200, "text/html; charset=utf-8", dashboard_html, strlen(dashboard_html));
     if (get && strcmp(url, "/healthz") == 0)
@@ -527,62 +703,176 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return get_events(c);
     if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
         return act(c, url, method, body);
-    if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0)
+    if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0 ||
+        strcmp(url, "/login") == 0)
         return send_error(c, 405, "method %s not allowed on %s", method, url);
     return send_error(c, 404, "no such resource %s", url);
 }
 
-/* ---- a deadline for every request ----
+/* ---- connections: a deadline for each, a budget for strangers ----
  * MHD's timeout counts silence only: a client sending a byte every few
  * seconds would hold its connection for ever, and enough of them every
  * slot. Each connection's clock starts when it opens and again when one of
  * its requests completes; the main loop shuts down the socket of any that
- * runs past REQUEST_DEADLINE_MS, and MHD then closes it. */
+ * runs past REQUEST_DEADLINE_MS, and MHD then closes it.
+ *
+ * MHD's own limits refuse the newest connection, so a flood of idle ones
+ * (from as many 127.x.y.z sources as it likes, past a per-address limit)
+ * would keep the operator out. Here a new connection is always taken; if
+ * its source then holds more than PER_SOURCE_BUDGET, or all sources more
+ * than the global budget, one connection that has not shown the
+ * credential is shut down instead: the oldest of that source, or the
+ * oldest of the source holding the most. A connection whose request
+ * carried the credential is never chosen, and the operator's fresh one,
+ * from a source of its own, is the last candidate. */
 
-struct conn_clock {
-    bool used, cut;
+#define PER_SOURCE_BUDGET 48
+#define MAX_SLOTS 1024
+#define SOURCES 2048                /* the per-source counts' hash table */
+
+struct conn {
+    bool used, cut, authed;
     int fd;
-    int64_t since;
+    uint32_t source;                /* hash of the client's address (see source_of) */
+    int64_t since, opened;
 };
 
-static struct conn_clock clocks[MAX_CONNECTIONS];
-/* Also held across the sweep's shutdown(): MHD reports a connection
- * closed before it closes the descriptor, so a swept fd is never one
- * that was closed and reused meanwhile. */
-static pthread_mutex_t clocks_mu = PTHREAD_MUTEX_INITIALIZER;
+struct conns {
+    pthread_mutex_t mu;             /* also held across shutdown(): MHD reports a
+                                     * connection closed before it closes the
+                                     * descriptor, so a cut fd is never reused */
+    struct conn slot[MAX_SLOTS];
+    size_t nslots;                  /* in use: MAX_SLOTS or fewer if descriptors are short */
+    size_t budget;                  /* live connections before one is cut */
+    size_t live;                    /* used and not cut */
+    uint16_t count[SOURCES];        /* live connections per source hash */
+};
+
+static struct conns C = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* One source per IPv4 address (each of 127/8's sixteen million too: the
+ * operator's 127.0.0.1 is then a source of its own, whoever floods from
+ * the others) and per IPv6 /64 (what one host is usually given). */
+static uint32_t source_of(const struct sockaddr *sa)
+{
+    uint32_t h = 2166136261u;
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (sa && sa->sa_family == AF_INET) {
+        p = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        n = 4;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        p = (const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        n = 8;
+    }
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h % SOURCES;
+}
+
+static void cut_locked(struct conn *k)
+{
+    shutdown(k->fd, SHUT_RDWR);
+    k->cut = true;
+    C.live--;
+    C.count[k->source]--;
+}
+
+/* The connection to give up for newcomer: not authenticated, not itself;
+ * from newcomer's source when same_source, else from the source holding
+ * the most; the oldest there. */
+static struct conn *victim(const struct conn *newcomer, bool same_source)
+{
+    struct conn *best = NULL;
+    for (size_t i = 0; i < C.nslots; i++) {
+        struct conn *k = &C.slot[i];
+        if (!k->used || k->cut || k->authed || k == newcomer ||
+            (same_source && k->source != newcomer->source))
+            continue;
+        if (!best || C.count[k->source] > C.count[best->source] ||
+            (C.count[k->source] == C.count[best->source] && k->opened < best->opened))
+            best = k;
+    }
+    return best;
+}
+
+static void connection_started(struct MHD_Connection *c, void **socket_context)
+{
+    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!fi)
+        return;
+    unsigned cut = 0;
+    pthread_mutex_lock(&C.mu);
+    struct conn *k = NULL;
+    for (size_t i = 0; i < C.nslots && !k; i++)
+        if (!C.slot[i].used)
+            k = &C.slot[i];
+    if (!k) {
+        shutdown(fi->connect_fd, SHUT_RDWR); /* every slot is closing: this one waits its turn */
+        cut++;
+    } else {
+        int64_t now = now_ms();
+        *k = (struct conn){true, false, false, fi->connect_fd, source_of(ai ? ai->client_addr : NULL), now, now};
+        *socket_context = k;
+        C.live++;
+        C.count[k->source]++;
+        struct conn *v;
+        if (C.count[k->source] > PER_SOURCE_BUDGET && (v = victim(k, true)) != NULL) {
+            cut_locked(v);
+            cut++;
+        }
+        if (C.live > C.budget && (v = victim(k, false)) != NULL) {
+            cut_locked(v);
+            cut++;
+        }
+    }
+    pthread_mutex_unlock(&C.mu);
+    for (unsigned i = 0; i < cut; i++)
+        refuse_noted(503, "connection budget: an unauthenticated connection dropped for a newer one");
+}
 
 static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
                              enum MHD_ConnectionNotificationCode what)
 {
     (void)cls;
-    pthread_mutex_lock(&clocks_mu);
     if (what == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        for (size_t i = 0; ci && i < MAX_CONNECTIONS; i++)
-            if (!clocks[i].used) {
-                clocks[i] = (struct conn_clock){true, false, ci->connect_fd, now_ms()};
-                *socket_context = &clocks[i];
-                break;
-            }
-    } else if (*socket_context) {
-        ((struct conn_clock *)*socket_context)->used = false;
+        connection_started(c, socket_context);
+        return;
+    }
+    pthread_mutex_lock(&C.mu);
+    struct conn *k = *socket_context;
+    if (k) {
+        if (!k->cut) {
+            C.live--;
+            C.count[k->source]--;
+        }
+        k->used = false;
         *socket_context = NULL;
     }
-    pthread_mutex_unlock(&clocks_mu);
+    pthread_mutex_unlock(&C.mu);
+}
+
+static void mark_authenticated(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    pthread_mutex_lock(&C.mu);
+    if (ci && ci->socket_context)
+        ((struct conn *)ci->socket_context)->authed = true;
+    pthread_mutex_unlock(&C.mu);
 }
 
 static void cut_late_connections(void)
 {
     int64_t now = now_ms();
     unsigned cut = 0;
-    pthread_mutex_lock(&clocks_mu);
-    for (size_t i = 0; i < MAX_CONNECTIONS; i++)
-        if (clocks[i].used && !clocks[i].cut && now - clocks[i].since > REQUEST_DEADLINE_MS) {
-            shutdown(clocks[i].fd, SHUT_RDWR);
-            clocks[i].cut = true;
+    pthread_mutex_lock(&C.mu);
+    for (size_t i = 0; i < C.nslots; i++)
+        if (C.slot[i].used && !C.slot[i].cut && now - C.slot[i].since > REQUEST_DEADLINE_MS) {
+            cut_locked(&C.slot[i]);
             cut++;
         }
-    pthread_mutex_unlock(&clocks_mu);
+    pthread_mutex_unlock(&C.mu);
     for (unsigned i = 0; i < cut; i++)
         refuse_noted(408, "no whole request within the deadline: connection closed");
 }
@@ -595,10 +885,42 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(*con_cls);
     *con_cls = NULL;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    pthread_mutex_lock(&clocks_mu);
+    pthread_mutex_lock(&C.mu);
     if (ci && ci->socket_context)
-        ((struct conn_clock *)ci->socket_context)->since = now_ms();
-    pthread_mutex_unlock(&clocks_mu);
+        ((struct conn *)ci->socket_context)->since = now_ms();
+    pthread_mutex_unlock(&C.mu);
+}
+
+/* MHD's own complaints ("Server reached connection limit", a failed
+ * accept, ...) can be provoked by any stranger: through the one limiter. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[300];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    pthread_mutex_lock(&S.mu);
+    log_limited(&S.refusals, LOG_LVL_WARN, "http server: %s", msg);
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* Descriptors for MAX_SLOTS connections and the rest of the process;
+ * fewer slots (and a smaller budget) when the hard limit is lower. */
+static void size_connections(void)
+{
+    struct rlimit rl;
+    rlim_t want = MAX_SLOTS + 384; /* MHD may hold 128 past our slots */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t have = rl.rlim_cur;
+    C.nslots = have >= want ? MAX_SLOTS : have > 384 + 64 ? (size_t)(have - 384) : 64;
+    C.budget = C.nslots / 2; /* the other half: cut connections MHD has not closed yet */
+    if (C.nslots < MAX_SLOTS)
+        log_warn("descriptor limit %llu: %zu connection slots, not %d",
+                 (unsigned long long)have, C.nslots, MAX_SLOTS);
 }
 
 /* ---- the token, from the environment or a file, never the config ---- */
@@ -630,6 +952,43 @@ static void load_token(void)
     memset(tok, 0, sizeof tok);
 }
 
+/* The manager's API token, read at start and on every reload (replacing
+ * the file and reloading ends every session and login link). */
+static void load_api_token(void)
+{
+    char dir[256], tok[PKI_API_TOKEN_LEN + 1], err[512];
+    pki_dir(&S.cfg, dir, sizeof dir);
+    if (pki_api_token_read(dir, tok, err, sizeof err) != 0)
+        log_error("status API token: %s; only status.token is accepted", err);
+    pthread_mutex_lock(&S.mu);
+    bool changed = strcmp(tok, S.api_token) != 0;
+    copy_str(S.api_token, sizeof S.api_token, tok);
+    if (changed)
+        memset(S.codes, 0, sizeof S.codes);
+    pthread_mutex_unlock(&S.mu);
+    OPENSSL_cleanse(tok, sizeof tok);
+}
+
+/* At start, a login link for whoever started the manager on a terminal
+ * (make run): printed there, never logged (the log may be read by more
+ * people than the terminal). */
+static void offer_login(void)
+{
+    char host[64], hp[96], url[400];
+    copy_str(host, sizeof host, strcmp(S.listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : S.listen_host);
+    snprintf(hp, sizeof hp, "%s:%u", host, (unsigned)S.port);
+    if (!isatty(STDOUT_FILENO)) {
+        log_info("dashboard: 'asgctl dashboard' (as uid %u) prints a one-time login link for http://%s/",
+                 (unsigned)geteuid(), hp);
+        return;
+    }
+    login_url(hp, url, sizeof url);
+    printf("\n  asg dashboard: open %s\n  (works once, for %d minutes; later: asgctl dashboard)\n\n", url,
+           LOGIN_CODE_MS / 60000);
+    fflush(stdout);
+    OPENSSL_cleanse(url, sizeof url);
+}
+
 static struct MHD_Daemon *start_http(void)
 {
     char host[64];
@@ -648,17 +1007,20 @@ static struct MHD_Daemon *start_http(void)
     }
     copy_str(S.listen_host, sizeof S.listen_host, host);
     /* Four threads, so that a request waiting on an agent does not hold up
-     * the others; a per-address limit, so that one client's idle
-     * connections cannot take every slot; 5 s of silence closes one, and
-     * so does a request not done within REQUEST_DEADLINE_MS. */
-    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                            handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+     * the others; epoll, for descriptors past 1024; the connection budget
+     * above instead of MHD's limits (which refuse the newest, the
+     * operator's too); 5 s of silence closes one, and so does a request not
+     * done within REQUEST_DEADLINE_MS. MHD's own log goes through ours. */
+    size_connections();
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0,
+                            NULL, NULL, handle, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                             MHD_OPTION_NOTIFY_CONNECTION, connection_event, NULL,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)4,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)5,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_ADDRESS_CONNECTIONS,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)(C.nslots + 128),
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
 }
 
@@ -683,6 +1045,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     table_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
     load_token();
+    load_api_token();
     if (pki_manager_tls(&S.cfg, &S.tls, err, sizeof err) != 0)
         log_error("tls: %s; setting agents' load will fail", err);
     grpc_init();
@@ -697,7 +1060,8 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         S.port = di->port;
     log_info("status up on http://%.*s:%u/ (dashboard, /metrics, /api/v1)%s",
              (int)strcspn(S.cfg.status_listen, ":"), S.cfg.status_listen,
-             di ? (unsigned)di->port : 0, S.token_set ? "; actions need the token" : "");
+             di ? (unsigned)di->port : 0, "; all but /healthz and /metrics need the operator's credential");
+    offer_login();
     while (!g_sig.term) {
         struct pollfd p = {sigfd, POLLIN, 0};
         if (poll(&p, 1, 1000) > 0)
@@ -707,6 +1071,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
             g_sig.hup = 0;
             if (table_config_refresh(&S.t, &S.cfg, &S.cfg_gen))
                 load_token();
+            load_api_token();
         }
     }
     MHD_stop_daemon(d);

@@ -737,13 +737,17 @@ static int prepare(int argc, char **argv, bool *foreground)
     S.pidfd = open_pidfile();
     if (S.pidfd < 0)
         return 1;
-    if (S.cfg.tls_mode == TLS_AUTO) {
-        char dir[256];
-        pki_dir(&S.cfg, dir, sizeof dir);
-        if (pki_prepare(dir, err, sizeof err) != 0) {
-            fprintf(stderr, "asgd: tls: %s\n", err);
-            return 1;
-        }
+    char dir[256];
+    pki_dir(&S.cfg, dir, sizeof dir);
+    if (S.cfg.tls_mode == TLS_AUTO && pki_prepare(dir, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: tls: %s\n", err);
+        return 1;
+    }
+    /* The status API serves nobody without this credential (README,
+     * "Watching it"), so it exists before the status role starts. */
+    if (S.cfg.status_listen[0] && pki_api_token_prepare(dir, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: status API token: %s\n", err);
+        return 1;
     }
     return 0;
 }

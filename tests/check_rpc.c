@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/util.h"
@@ -750,6 +751,53 @@ START_TEST(test_h2p_handshake_outlives_a_probe)
 }
 END_TEST
 
+/* The status API's token: made once (a second prepare keeps it), 64 hex
+ * digits, 0600; read back only from a 0700 directory of ours, as a
+ * regular file of ours with no wider mode, never through a link. */
+START_TEST(test_api_token_is_private)
+{
+    char dir[] = "/tmp/asg-tok-XXXXXX", err[512], tok[PKI_API_TOKEN_LEN + 1], again[PKI_API_TOKEN_LEN + 1];
+    char path[300], other[300];
+    ck_assert(mkdtemp(dir) != NULL);
+    ck_assert_msg(pki_api_token_prepare(dir, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(pki_api_token_read(dir, tok, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(strlen(tok), PKI_API_TOKEN_LEN);
+    ck_assert_uint_eq(strspn(tok, "0123456789abcdef"), PKI_API_TOKEN_LEN);
+    ck_assert_msg(pki_api_token_prepare(dir, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(pki_api_token_read(dir, again, err, sizeof err), 0);
+    ck_assert_str_eq(tok, again);
+    snprintf(path, sizeof path, "%s/%s", dir, PKI_API_TOKEN);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(pki_api_token_read(dir, again, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "0600") != NULL, "%s", err);
+    ck_assert_str_eq(again, "");
+    /* a link to a file of the right shape is still refused */
+    snprintf(other, sizeof other, "%s/elsewhere", dir);
+    ck_assert_int_eq(rename(path, other), 0);
+    ck_assert_int_eq(chmod(other, 0600), 0);
+    ck_assert_int_eq(symlink(other, path), 0);
+    ck_assert_int_eq(pki_api_token_read(dir, again, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "link") != NULL, "%s", err);
+    unlink(path);
+    ck_assert_int_eq(rename(other, path), 0);
+    ck_assert_int_eq(pki_api_token_read(dir, again, err, sizeof err), 0);
+    ck_assert_int_eq(chmod(dir, 0755), 0); /* others may enter: refused */
+    ck_assert_int_eq(pki_api_token_read(dir, again, err, sizeof err), -1);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    fputs("short\n", f);
+    fclose(f);
+    ck_assert_int_eq(pki_api_token_read(dir, again, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "hex digits") != NULL, "%s", err);
+    snprintf(err, sizeof err, "rm -rf '%s'", dir);
+    ck_assert(system(err) == 0);
+}
+END_TEST
+
 Suite *rpc_suite(void)
 {
     const TTest *tests[] = {
@@ -767,6 +815,7 @@ Suite *rpc_suite(void)
         test_h2p_answers_the_peers_frames,
         test_h2p_handshake_outlives_a_probe,
         test_h2p_sleeps_when_nothing_comes,
+        test_api_token_is_private,
         NULL};
     return suite_of("rpc", "agent", start_agent, stop_agent, 30, tests, NULL);
 }

@@ -252,6 +252,22 @@ class Manager:
         return ["--tls-ca", out + "/ca.crt", "--tls-cert", "%s/%s.crt" % (out, ident),
                 "--tls-key", "%s/%s.key" % (out, ident)]
 
+    def api_token(self):
+        """The status API's credential, tls.dir/api.token (the manager's
+        user reads it; so do the tests, running as that user)."""
+        with open(os.path.join(self.cfg["tls"]["dir"], "api.token")) as f:
+            return f.read().strip()
+
+    def api(self, method, path, body=None, headers=None, timeout=10):
+        """http() on this manager's status server (m.url), as the operator."""
+        return http(method, self.url + path, body, headers, timeout, token=self.api_token())
+
+    def login_link(self):
+        """A one-time dashboard login link, as an operator gets it."""
+        r = self.ctl("dashboard")
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        return r.stdout.strip().splitlines()[-1]
+
     def status(self):
         r = self.ctl("status", "--json")
         if r.returncode != 0:
@@ -649,8 +665,9 @@ class Etcd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def http(method, url, body=None, headers=None, timeout=10):
-    """(status, parsed JSON or text) of one request to a local URL."""
+def http(method, url, body=None, headers=None, timeout=10, token=None):
+    """(status, parsed JSON or text) of one request to a local URL; with
+    token, as the operator (Authorization: Bearer)."""
     import urllib.error
     import urllib.request
     assert url.startswith("http://127.0.0.1:"), url
@@ -658,6 +675,8 @@ def http(method, url, body=None, headers=None, timeout=10):
     h = {"Content-Type": "application/json"} if data is not None else {}
     if method == "POST":   # what a browser on the dashboard's own page sends
         h["Origin"] = "/".join(url.split("/")[:3])
+    if token:
+        h["Authorization"] = "Bearer " + token
     h.update(headers or {})
     h = {k: v for k, v in h.items() if v is not None}   # None: leave the header out
     req = urllib.request.Request(url, data=data, method=method, headers=h)

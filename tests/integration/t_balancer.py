@@ -181,10 +181,10 @@ def drains_lose_no_request(m, hap, d):
     try:
         wait_for(lambda: load.ok > 50, 20, "requests flowing")
         victim = sorted(first)[0]
-        code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {})
+        code, r = m.api("POST", "/api/v1/instances/%s/terminate" % victim, {})
         assert code == 202, (code, r)
         wait_for(lambda: matching(3, victim), 30, "the terminated instance replaced, HAProxy updated")
-        code, r = http("POST", m.url + "/api/v1/desired", {"desired": 1})
+        code, r = m.api("POST", "/api/v1/desired", {"desired": 1})
         assert code == 202, (code, r)
         wait_for(lambda: matching(1), 30, "scaled in to one, HAProxy updated")
         s = wait_for(lambda: (lambda s: s if s["group"]["terminating"] == 0 else None)(m.status()), 20,
@@ -237,7 +237,7 @@ def haproxy_unreachable_holds_scale_in(m, hap, d):
     hap.stop()
     m.wait_log(r"balancer haproxy unreachable: HAProxy socket", 10)
     wait_for(lambda: metrics(m).get(("asg_lb_up", ())) == 0, 10, "asg_lb_up 0")
-    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 1})
+    code, r = m.api("POST", "/api/v1/desired", {"desired": 1})
     assert code == 202, (code, r)
     s = wait_for(lambda: (lambda s: s if s["group"]["terminating"] == 1 else None)(m.status()), 10,
                  "one instance terminating")

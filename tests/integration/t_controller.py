@@ -220,7 +220,7 @@ def terminate_with_decrement_shrinks_the_group(m):
     ids = sorted(i["id"] for i in s["instances"])
     victim = ids[0]
     before = events(m)[-1]["number"]
-    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {"decrement": True})
+    code, r = m.api("POST", "/api/v1/instances/%s/terminate" % victim, {"decrement": True})
     assert code == 202, (code, r)
 
     def shrunk():
@@ -241,7 +241,7 @@ def terminate_with_decrement_shrinks_the_group(m):
     assert "desired 2" in m.ctl("status").stdout
 
     # At min: refused, the reason in the events, nothing changes.
-    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % ids[1], {"decrement": True})
+    code, r = m.api("POST", "/api/v1/instances/%s/terminate" % ids[1], {"decrement": True})
     assert code == 202, (code, r)
     wait_for(lambda: [e for e in events(m) if "with decrement refused" in e["message"]], 10,
              "the refusal in the events")

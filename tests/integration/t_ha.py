@@ -150,18 +150,18 @@ def two_managers_one_leader_the_group_launched_once(etcd, a, b):
     try:
         # The page may still be loading (no element yet): not an error.
         meta = "(document.getElementById('meta') || {}).textContent"
-        br.goto(a.url + "/")
+        br.goto(a.login_link())
         wait_for(lambda: "HA leader, term %d" % ha(a)["term"] in (br.js(meta) or ""), 15, "a's page: leader")
-        br.goto(b.url + "/")
+        br.goto(b.login_link())
         wait_for(lambda: "HA STANDBY: the leader is mgr-a" in (br.js(meta) or ""), 15, "b's page: standby")
     finally:
         br.close()
     # A standby refuses operators' requests: the leader's API is the one.
-    code, r = http("POST", b.url + "/api/v1/desired", {"desired": 3})
+    code, r = b.api("POST", "/api/v1/desired", {"desired": 3})
     assert code == 409 and "standby: ask the leader, mgr-a" in json.dumps(r), (code, r)
     # The leader's operator choice goes to etcd at once, even one that
     # calls for no launch (the size is already 2).
-    code, r = http("POST", a.url + "/api/v1/desired", {"desired": 2})
+    code, r = a.api("POST", "/api/v1/desired", {"desired": 2})
     assert code == 202, (code, r)
     state_key = "%s/%s/state" % (PREFIX, a.group)
     wait_for(lambda: json.loads(etcd.get(state_key))["operator_desired"] == 2, 10, "the desired size in etcd")
@@ -324,7 +324,7 @@ def ec2_failover_mid_launch(fault):
         a.wait_running(2, timeout=30)
         wait_warm(a, b, 2)
         fake.fault("RunInstances", fault, 1)
-        code, _ = http("POST", a.url + "/api/v1/desired", {"desired": 3})
+        code, _ = a.api("POST", "/api/v1/desired", {"desired": 3})
         assert code == 202, code
         wait_for(lambda: fake.stats()["created"] == 3, 20, "the third instance created")
         stop_roles(a, signal.SIGKILL)      # its answer never came back

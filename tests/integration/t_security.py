@@ -159,9 +159,9 @@ def operator_requests_cannot_be_squatted_by_another_user():
         assert squatter.stdout.readline().strip() == "bound"
         m.start()
         m.wait_running(2)
-        url = "http://" + m.cfg["status"]["listen"]
-        wait_for(lambda: http("GET", url + "/healthz")[0] == 200, 10, "status up")
-        code, r = http("POST", url + "/api/v1/desired", {"desired": 3})
+        m.url = "http://" + m.cfg["status"]["listen"]
+        wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+        code, r = m.api("POST", "/api/v1/desired", {"desired": 3})
         assert code == 202, r
         wait_for(lambda: len(m.running()) == 3, 15, "desired 3 carried out by the controller")
         assert m.status()["group"]["operator_desired"] == 3

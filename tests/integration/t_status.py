@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Integration tests: the status role: /metrics, the API, the dashboard in Chromium."""
+import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,14 +91,14 @@ def metrics_parsed_by_prometheus_client(m):
 @with_status("api")
 def status_api_reads_and_refuses_bad_input(m):
     m.wait_running(2)
-    code, g = http("GET", m.url + "/api/v1/group")
+    code, g = m.api("GET", "/api/v1/group")
     assert code == 200 and g["group"]["size"] == 2 and len(g["instances"]) == 2, g
-    wait_for(lambda: all(len(i["history"]) >= 3 for i in http("GET", m.url + "/api/v1/group")[1]["instances"]),
+    wait_for(lambda: all(len(i["history"]) >= 3 for i in m.api("GET", "/api/v1/group")[1]["instances"]),
              5, "load history")
-    code, e = http("GET", m.url + "/api/v1/events")
+    code, e = m.api("GET", "/api/v1/events")
     assert code == 200 and e["events"] and e["next"] == e["events"][-1]["number"], e
     assert any(ev["kind"] == "launch" for ev in e["events"]), e
-    code, e2 = http("GET", m.url + "/api/v1/events?after=%d" % e["next"])
+    code, e2 = m.api("GET", "/api/v1/events?after=%d" % e["next"])
     assert code == 200 and all(ev["number"] > e["next"] for ev in e2["events"])
     before = m.status()["group"]
     bad = [("POST", "/api/v1/desired", {"desired": 99}, 400, "outside min..max"),
@@ -114,12 +116,18 @@ def status_api_reads_and_refuses_bad_input(m):
            ("DELETE", "/api/v1/desired", None, 405, "not allowed"),
            ("POST", "/api/v1/desired", b"x" * 5000, 413, "larger than")]
     for method, path, body, want, why in bad:
-        code, r = http(method, m.url + path, body)
+        code, r = m.api(method, path, body)
         assert code == want and why in r["error"], (path, body, code, r)
-    code, r = http("POST", m.url + "/api/v1/instances", b"{}", headers={"Content-Type": "text/plain"})
+    code, r = m.api("POST", "/api/v1/instances", b"{}", headers={"Content-Type": "text/plain"})
     assert code == 415, (code, r)
-    code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Origin": "http://evil.example"})
+    code, r = m.api("POST", "/api/v1/instances", {}, headers={"Origin": "http://evil.example"})
     assert code == 403 and "cross-origin" in r["error"], (code, r)
+    # An Origin of another port of this host is another server's page
+    # (port 80's when it names none).
+    host = m.url[len("http://"):].rsplit(":", 1)[0]
+    for origin in ("http://" + host, "http://%s:1" % host):
+        code, r = m.api("POST", "/api/v1/instances", {}, headers={"Origin": origin})
+        assert code == 403 and "cross-origin" in r["error"], (origin, code, r)
     after = m.status()["group"]
     assert (after["size"], after["target"], after["desired"]) == \
         (before["size"], before["target"], before["desired"]), (before, after)
@@ -128,25 +136,25 @@ def status_api_reads_and_refuses_bad_input(m):
 @with_status("actions")
 def status_api_actions_go_through_the_controller(m):
     s = m.wait_running(2)
-    code, r = http("POST", m.url + "/api/v1/instances", {})
+    code, r = m.api("POST", "/api/v1/instances", {})
     assert code == 202 and r["accepted"], r
     wait_for(lambda: m.status()["group"]["size"] == 3, 10, "launched one")
-    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 4})
+    code, r = m.api("POST", "/api/v1/desired", {"desired": 4})
     assert code == 202, r
     wait_for(lambda: len(m.running()) == 4, 15, "desired 4")
     assert m.status()["group"]["operator_desired"] == 4
     victim = m.running()[0]["id"]
-    code, r = http("POST", m.url + "/api/v1/instances/%s/terminate" % victim, {})
+    code, r = m.api("POST", "/api/v1/instances/%s/terminate" % victim, {})
     assert code == 202, r
     wait_replaced(m, victim, 4)
     agent = m.running()[0]
-    code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"load": 0.77})
+    code, r = m.api("POST", "/api/v1/instances/%s/load" % agent["id"], {"load": 0.77})
     assert code == 200 and abs(r["load"] - 0.77) < 1e-9 and r["pinned"], r
     p = m.ctl("probe", agent["address"], "--json")
     assert '"load":0.7700' in p.stdout, p.stdout
-    code, r = http("POST", m.url + "/api/v1/instances/%s/load" % agent["id"], {"auto": True})
+    code, r = m.api("POST", "/api/v1/instances/%s/load" % agent["id"], {"auto": True})
     assert code == 200 and not r["pinned"], r
-    kinds = [e["kind"] for e in http("GET", m.url + "/api/v1/events?limit=256")[1]["events"]]
+    kinds = [e["kind"] for e in m.api("GET", "/api/v1/events?limit=256")[1]["events"]]
     assert kinds.count("operator") >= 3, kinds
     del s
 
@@ -163,11 +171,13 @@ def status_token_required_for_actions(m):
                    headers={"Authorization": "Bearer s3cret-token"})
     assert code == 202, (code, r)
     assert "s3cret-token" not in m.log(), "the token was logged"
-    # With a token, reads need it too; the page itself and /healthz do not.
-    for path in ("/api/v1/group", "/api/v1/events", "/metrics"):
+    # With a token, reads need it too (/metrics included); /healthz does
+    # not; the manager's own API token still works beside it.
+    for path in ("/api/v1/group", "/api/v1/events", "/metrics", "/"):
         assert http("GET", m.url + path)[0] == 401, path
         assert http("GET", m.url + path, headers={"Authorization": "Bearer s3cret-token"})[0] == 200
-    assert http("GET", m.url + "/")[0] == 200 and http("GET", m.url + "/healthz")[0] == 200
+        assert m.api("GET", path)[0] == 200, path
+    assert http("GET", m.url + "/healthz")[0] == 200
 
 
 @with_status("reloads", status={"allowed_hosts": ["a.example"]})
@@ -271,23 +281,269 @@ def status_refuses_foreign_hosts_and_origins(m):
         assert code == 421, (path, code, r)
     code, r = http("POST", m.url + "/api/v1/instances", {}, headers=evil)
     assert code == 421, (code, r)
-    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 4}, headers={"Origin": None})
+    code, r = m.api("POST", "/api/v1/desired", {"desired": 4}, headers={"Origin": None})
     assert code == 403 and "Origin" in r["error"], (code, r)
-    code, r = http("POST", m.url + "/api/v1/instances", {},
-                   headers={"Origin": "http://127.0.0.1:%d" % (int(port) + 1)})
+    code, r = m.api("POST", "/api/v1/instances", {},
+                    headers={"Origin": "http://127.0.0.1:%d" % (int(port) + 1)})
     assert code == 403, (code, r)
     for ctype in ("application/jsonx", "text/plain", "application/x-www-form-urlencoded"):
-        code, r = http("POST", m.url + "/api/v1/instances", {}, headers={"Content-Type": ctype})
+        code, r = m.api("POST", "/api/v1/instances", {}, headers={"Content-Type": ctype})
         assert code == 415, (ctype, code, r)
     for host in ("localhost:" + port, "127.0.0.1:" + port, "asg.internal:" + port, "ASG.internal"):
-        assert http("GET", m.url + "/api/v1/group", headers={"Host": host})[0] == 200, host
-    assert http("GET", m.url + "/api/v1/group", headers={"Host": "127.0.0.1:1"})[0] == 421
+        assert m.api("GET", "/api/v1/group", headers={"Host": host})[0] == 200, host
+    assert m.api("GET", "/api/v1/group", headers={"Host": "127.0.0.1:1"})[0] == 421
     s = m.status()
     assert (s["group"]["size"], s["group"]["target"]) == before, s["group"]
-    code, g = http("GET", m.url + "/api/v1/group")
+    code, g = m.api("GET", "/api/v1/group")
     assert g["group"]["refused"]["http"] >= 9, g["group"]["refused"]
     x = metrics(m)
     assert x[("asg_refused_total", (("what", "http"),))] >= 9, x
+
+
+def as_stranger(args, timeout=20):
+    """Runs a command as uid 65534 (another local user)."""
+    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args,
+               timeout=timeout)
+
+
+def stranger_curl(m, method, path, body=None):
+    """The HTTP status another local user gets, with every header a
+    browser on the dashboard's own page would send."""
+    args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", method,
+            "-H", "Origin: " + m.url]
+    if body is not None:
+        args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    r = as_stranger(args + [m.url + path])
+    return int(r.stdout or 0)
+
+
+def raw_get(url, headers=None):
+    """(status, headers) without following a redirect."""
+    import http.client
+    host, port = url[len("http://"):].split("/", 1)[0].rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        c.request("GET", "/" + url[len("http://"):].split("/", 1)[1], headers=headers or {})
+        r = c.getresponse()
+        r.read()
+        return r.status, r.headers
+    finally:
+        c.close()
+
+
+@with_status("stranger")
+def stranger_cannot_use_the_api_by_default(m):
+    """The default config (no status.token): another local user, sending
+    what a browser on the dashboard would (Origin, JSON), can neither act
+    nor read the group; it cannot read the token nor get a login link.
+    The operator's one-time link works once, and its cookie then
+    authorizes the page and its actions."""
+    s = m.wait_running(2)
+    ids = sorted(i["id"] for i in s["instances"])
+    before = (s["group"]["size"], s["group"]["target"], s["group"]["desired"])
+    refused0 = metrics(m)[("asg_refused_total", (("what", "http"),))]
+    attacks = [("POST", "/api/v1/instances/%s/load" % ids[0], {"load": 1.0}),
+               ("POST", "/api/v1/desired", {"desired": 4}),
+               ("POST", "/api/v1/instances/%s/terminate" % ids[1], {}),
+               ("POST", "/api/v1/instances", {}),
+               ("POST", "/api/v1/login", {}),
+               ("GET", "/api/v1/group", None),
+               ("GET", "/api/v1/instances", None),
+               ("GET", "/api/v1/events", None),
+               ("GET", "/", None),
+               ("GET", "/login?code=" + "0" * 32, None)]
+    for method, path, body in attacks:
+        code = stranger_curl(m, method, path, body)
+        assert code in (401, 403), (method, path, code)
+    assert stranger_curl(m, "GET", "/healthz") == 200 and stranger_curl(m, "GET", "/metrics") == 200
+    tokfile = os.path.join(m.cfg["tls"]["dir"], "api.token")
+    assert os.stat(tokfile).st_mode & 0o777 == 0o600
+    r = as_stranger(["cat", tokfile])
+    assert r.returncode != 0 and not r.stdout, r
+    r = as_stranger([BIN + "/asgctl", "--shm", m.shm, "dashboard"])
+    assert r.returncode != 0 and "login?code=" not in r.stdout, r
+    time.sleep(1.5 * SLOW)   # what a launch or a SetLoad would have needed to show
+    s = m.status()
+    assert (s["group"]["size"], s["group"]["target"], s["group"]["desired"]) == before, s["group"]
+    assert sorted(i["id"] for i in s["instances"]) == ids, s["instances"]
+    assert s["group"]["operator_desired"] == 0, s["group"]
+    p = m.ctl("probe", s["instances"][0]["address"], "--json")
+    assert '"load":1.0000' not in p.stdout, p.stdout
+    kinds = [e["kind"] for e in m.api("GET", "/api/v1/events?limit=256")[1]["events"]]
+    assert "operator" not in kinds, kinds
+    refused = metrics(m)[("asg_refused_total", (("what", "http"),))]
+    assert refused - refused0 >= len(attacks), (refused0, refused)
+    assert m.api_token() not in m.log(), "the token was logged"
+    # A link names the server as the client did, with its port.
+    port = m.url.rsplit(":", 1)[1]
+    code, r = m.api("POST", "/api/v1/login", {}, headers={"Host": "localhost"})
+    assert code == 200 and r["url"].startswith("http://localhost:%s/login?code=" % port), (code, r)
+    # The operator's link: once.
+    link = m.login_link()
+    code, h = raw_get(link)
+    assert code == 303 and h["Location"] == "/", (code, dict(h))
+    cookie = h["Set-Cookie"]
+    for attr in ("HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attr in cookie, cookie
+    assert raw_get(link)[0] == 401, "a login link worked twice"
+    assert link.split("code=")[1] not in m.log(), "the login code was logged"
+    jar = {"Cookie": cookie.split(";")[0]}
+    assert http("GET", m.url + "/api/v1/group", headers=jar)[0] == 200
+    assert http("GET", m.url + "/", headers=jar)[0] == 200
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 2}, headers=jar)
+    assert code == 202, (code, r)
+    name, value = jar["Cookie"].split("=", 1)
+    forged = "%s=%s" % (name, value[:-1] + ("0" if value[-1] != "0" else "1"))
+    assert http("GET", m.url + "/api/v1/group", headers={"Cookie": forged})[0] == 401
+    expiry, mac = value.split(".")
+    longer = "%s=%d.%s" % (name, int(expiry) + 3600, mac)
+    assert http("GET", m.url + "/api/v1/group", headers={"Cookie": longer})[0] == 401
+
+
+FLOOD = r"""
+import socket, sys, time
+sources, per, seconds, port = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+addrs = ["127.77.%d.%d" % (k // 200, 1 + k % 200) for k in range(sources)]
+socks = [None] * (sources * per)
+opened = 0
+def dead(s):
+    try:
+        return s.recv(1, socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+end = time.monotonic() + seconds
+first = True
+while time.monotonic() < end:
+    for i in range(len(socks)):
+        s = socks[i]
+        if s is not None and not dead(s):
+            continue
+        if s is not None:
+            s.close()
+        s = socket.socket()
+        s.settimeout(1)
+        try:
+            s.bind((addrs[i % sources], 0))
+            s.connect(("127.0.0.1", port))
+            opened += 1
+        except OSError:
+            s.close()
+            s = None
+        socks[i] = s
+    if first:
+        print("up", flush=True)
+        first = False
+    time.sleep(0.01)
+print("opened", opened, flush=True)
+"""
+
+
+def status_log_lines(m, t0, t1):
+    """Wall-clock times of the status role's log lines between t0 and t1."""
+    import datetime
+    out = []
+    for line in m.log().splitlines():
+        mm = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) status\[\d+\] ", line)
+        if mm:
+            t = datetime.datetime.strptime(mm.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            if t0 <= t <= t1:
+                out.append(t)
+    return out
+
+
+@with_status("flood")
+def operator_gets_through_a_connection_flood(m):
+    """Another local user holds 12 x 48 idle connections from 127.77.0.x,
+    reopening every one the server drops, for several seconds: the
+    operator's authenticated GET /api/v1/group and a /healthz are each
+    answered within two seconds, and the status role's log stays within
+    its limiter (MHD's complaints included)."""
+    m.wait_running(2)
+    port = int(m.url.rsplit(":", 1)[1])
+    seconds = 10
+    t0 = time.time()
+    flood = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "/usr/bin/python3", "-c", FLOOD, "12", "48", str(seconds), str(port)],
+                             stdout=subprocess.PIPE, text=True)
+    STARTED.add(flood.pid)
+    took = []
+    try:
+        assert flood.stdout.readline().strip() == "up"
+        deadline = time.monotonic() + seconds - 3
+        while time.monotonic() < deadline:
+            for what in ("group", "healthz"):
+                start = time.monotonic()
+                try:
+                    if what == "group":
+                        code, g = m.api("GET", "/api/v1/group", timeout=5)
+                        ok = code == 200 and g["group"]["size"] == 2
+                    else:
+                        ok = http("GET", m.url + "/healthz", timeout=5)[0] == 200
+                except OSError as e:
+                    ok = repr(e)
+                took.append((what, round(time.monotonic() - start, 3), ok))
+            time.sleep(0.3)
+        out = flood.communicate(timeout=30 * SLOW)[0]
+    finally:
+        kill_pid(flood.pid)
+        flood.wait()
+    t1 = time.time()
+    opened = int(out.split()[-1])
+    assert opened > 12 * 48, "the flood opened only %d connections" % opened
+    slow = [t for t in took if t[2] is not True or t[1] > 2.0 * SLOW]
+    assert not slow and len(took) >= 8, (slow, took)
+    for t in took:
+        figure("status: an operator's request during a flood from 12 x 48", t[1])
+    lines = status_log_lines(m, t0, t1)
+    # At most LOG_LIMIT_PER_S lines and one "more like it" line per second
+    # of the limiter's: any second of the clock overlaps two of its windows.
+    worst = max((sum(1 for u in lines if t <= u < t + 1) for t in lines), default=0)
+    assert worst <= 2 * (5 + 1), "%d status log lines within one second" % worst
+    assert len(lines) <= (t1 - t0 + 2) * (5 + 1), "%d status log lines in %.0f s" % (len(lines), t1 - t0)
+    x = metrics(m)
+    assert x[("asg_refused_total", (("what", "http"),))] > 0, x
+
+
+@test
+def asgd_on_a_terminal_prints_a_login_link():
+    """make run: asgd -f on a terminal prints a one-time login link there
+    (never in the log) that leads to a working page."""
+    import pty
+    m = Manager("tty", status={"listen": "127.0.0.1:%d" % free_port()})
+    m.url = "http://" + m.cfg["status"]["listen"]
+    master, slave = pty.openpty()
+    m.logf = open(m.log_path, "a")
+    try:
+        m.proc = subprocess.Popen([BIN + "/asgd", "-f", "-c", m.cfg_path], stdout=slave,
+                                  stderr=m.logf)
+        STARTED.add(m.proc.pid)
+        m.pids.add(m.proc.pid)
+        os.close(slave)
+        seen = []
+
+        def link():
+            import select
+            if select.select([master], [], [], 0.2)[0]:
+                seen.append(os.read(master, 4096).decode(errors="replace"))
+            found = re.search(r"http://127\.0\.0\.1:\d+/login\?code=[0-9a-f]{32}", "".join(seen))
+            return found and found.group(0)
+        url = wait_for(link, 15, "a login link on the terminal")
+        assert url.startswith(m.url + "/login?code="), url
+        code, h = raw_get(url)
+        assert code == 303 and "HttpOnly" in h["Set-Cookie"], (code, dict(h))
+        jar = {"Cookie": h["Set-Cookie"].split(";")[0]}
+        code, page = http("GET", m.url + "/", headers=jar)
+        assert code == 200 and "<title>asg</title>" in page, code
+        assert raw_get(url)[0] == 401
+        assert url.split("code=")[1] not in m.log(), "the login code was logged"
+    except BaseException:
+        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-5000:])
+        raise
+    finally:
+        os.close(master)
+        m.cleanup()
 
 
 # The page is under test, not probing: a busy machine's stall must not
@@ -298,7 +554,9 @@ def dashboard_in_headless_chromium(m):
     m.wait_running(2)
     b = Browser()
     try:
-        b.goto(m.url + "/")
+        # The operator's one-time link logs the browser in (a session
+        # cookie) and leads to the page.
+        b.goto(m.login_link())
         wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 2, 15,
                  "two instance rows")
         wait_for(lambda: b.js("document.querySelectorAll('#load-chart .load-line').length") >= 2, 10,
