@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -462,6 +463,17 @@ void pki_agent_paths(const char *dir, const char *id, char *cert, char *key, siz
     snprintf(key, size, "%s/agents/%s.key", dir, id);
 }
 
+/* An instance id that could pass for a role: the manager's name above
+ * all (rpc.c believes it only with the manager's SAN, and this keeps the
+ * CA from ever writing it into an agent's CN). */
+static bool role_name(const char *id, char *err, size_t errsize)
+{
+    if (strcasecmp(id, RPC_MANAGER_NAME) != 0 && strcasecmp(id, RPC_AGENT_NAME) != 0)
+        return false;
+    snprintf(err, errsize, "'%s' is a role's name, not an instance id: refused", id);
+    return true;
+}
+
 int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const char *key_path,
               char *err, size_t errsize)
 {
@@ -469,6 +481,8 @@ int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const ch
         snprintf(err, errsize, "'%.64s' is not an instance id", id);
         return -1;
     }
+    if (role_name(id, err, errsize))
+        return -1;
     EVP_PKEY *k = EVP_EC_gen("P-256");
     X509 *x = k ? make_cert(k, id, RPC_AGENT_NAME, ca->cert, ca->key) : NULL;
     int rc = x ? save_pair(cert_path, key_path, x, k, err, errsize) : -1;
@@ -493,6 +507,8 @@ int pki_sign_request(struct pki_ca *ca, const char *csr_pem, size_t csr_len, con
                      char **out, char *err, size_t errsize)
 {
     *out = NULL;
+    if (role_name(id, err, errsize))
+        return -1;
     if (csr_len == 0 || csr_len > 8192) {
         snprintf(err, errsize, "certificate request of %zu bytes (1..8192)", csr_len);
         return -1;
