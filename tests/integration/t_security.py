@@ -173,6 +173,51 @@ def only_the_manager_may_call_an_agent():
 
 
 @test
+def status_token_file_is_read_as_a_secret():
+    """status.token = "file:..." names a secret: a link the stranger made to
+    its own file, a file the stranger owns, and a file of ours that others
+    may read are each refused by asgd -t, at the start and at a reload,
+    with the file named and why; a 0600 file of ours is taken."""
+    drop = tempfile.mkdtemp(prefix="asg-it-drop-")
+    os.chmod(drop, 0o1777)              # like /tmp: anyone may create here
+    theirs, link, loose, good = (os.path.join(drop, n) for n in ("theirs", "link", "loose", "good"))
+    r = as_stranger(["/bin/sh", "-c", "umask 077; echo stranger-token > %s && ln -s %s %s"
+                     % (theirs, theirs, link)])
+    assert r.returncode == 0 and os.lstat(theirs).st_uid == 65534, r
+    for path, mode in ((loose, 0o644), (good, 0o600)):
+        with open(path, "w") as f:
+            f.write("operator-token\n")
+        os.chmod(path, mode)
+    bad = ((link, "symbolic link"), (theirs, "owned by uid 65534"), (loose, "mode 0644"))
+    m = Manager("tokfile")
+    try:
+        for path, why in bad:
+            m.cfg["status"]["token"] = "file:" + path
+            m.write_config()
+            r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+            assert r.returncode != 0 and path in r.stderr and why in r.stderr, (path, r)
+            m.start(wait=False)
+            assert m.proc.wait(timeout=10) != 0, path
+            assert re.search(re.escape(path) + ".*" + why, m.log()), (path, m.log()[-2000:])
+        m.cfg["status"]["token"] = "file:" + good
+        m.write_config()
+        r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+        assert r.returncode == 0, r
+        m.start()
+        m.wait_running(2)
+        m.cfg["status"]["token"] = "file:" + link
+        m.write_config()
+        m.proc.send_signal(signal.SIGHUP)
+        m.wait_log(r"status\.token: %s: is a symbolic link, refused; not reloading" % re.escape(link))
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        shutil.rmtree(drop, ignore_errors=True)
+
+
+@test
 def another_local_user_cannot_steer_the_group():
     """uid 65534 on the same machine: cannot read the keys, cannot set a
     load, cannot deregister, cannot read the table's secrets."""
