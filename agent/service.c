@@ -87,10 +87,31 @@ void agent_load_tick(struct agent *a, int64_t now)
 
 /* ---- handlers ---- */
 
+/* Ping, GetMetrics and SetLoad answer the manager only. With mutual TLS
+ * every agent holds a certificate from the same CA, and it carries
+ * clientAuth (an agent calls the monitor with it), so a verified caller is
+ * not enough: it must be the manager's certificate (rpc.c names a caller
+ * the manager only when its SAN says so too). An agent's certificate could
+ * otherwise hand its neighbours a list of managers to register with, or
+ * steer their load. peer is NULL on a plaintext agent, which has no
+ * identities to tell apart (config.c keeps plaintext on loopback).
+ * Health/Check stays open to any verified caller: it tells only
+ * SERVING or not. */
+static bool manager_only(struct agent *a, const char *peer, const char *method, struct rpc_reply *out)
+{
+    if (!peer || strcmp(peer, RPC_MANAGER_NAME) == 0)
+        return true;
+    a->bad_requests++;
+    rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED, "only the manager may call %s (caller: %.60s)",
+                    method, peer[0] ? peer : "a certificate that is not the manager's");
+    return false;
+}
+
 void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
-    (void)peer; /* the CA signs only the manager's client certificate */
+    if (!manager_only(a, peer, "Ping", out))
+        return;
     Asg__V1__PingRequest *in = asg__v1__ping_request__unpack(NULL, len, req);
     if (!in) {
         a->bad_requests++;
@@ -128,7 +149,8 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, s
 void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
-    (void)peer;
+    if (!manager_only(a, peer, "GetMetrics", out))
+        return;
     Asg__V1__MetricsRequest *in = asg__v1__metrics_request__unpack(NULL, len, req);
     if (!in) {
         a->bad_requests++;
@@ -150,15 +172,8 @@ void agent_h_metrics(void *ctx, const uint8_t *req, size_t len, const char *peer
 void agent_h_set_load(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
-    /* Only the manager may steer an agent's load: with mutual TLS every
-     * agent holds a certificate from the same CA, so a verified peer is
-     * not enough, it must be the manager's. */
-    if (peer && strcmp(peer, RPC_MANAGER_NAME) != 0) {
-        a->bad_requests++;
-        rpc_reply_error(out, GRPC_STATUS_PERMISSION_DENIED,
-                        "only the manager may set the load (caller: %.60s)", peer);
+    if (!manager_only(a, peer, "SetLoad", out))
         return;
-    }
     Asg__V1__SetLoadRequest *in = asg__v1__set_load_request__unpack(NULL, len, req);
     if (!in) {
         a->bad_requests++;

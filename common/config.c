@@ -2,6 +2,7 @@
 #include "util.h"
 #include "cron.h"
 #include "utf8.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -546,7 +547,8 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
 }
 
 /* Whoever answers at an etcd endpoint decides who leads: plaintext only
- * on loopback, as for the monitor. */
+ * on loopback, as for the monitor. Loopback is decided on the host curl
+ * will connect to (url.c), never on how its name begins. */
 static int check_ha(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
     if (c->ha_prefix[0] != '/' || !charset(c->ha_prefix + 1, "/-._"))
@@ -556,18 +558,21 @@ static int check_ha(struct errbuf *e, const config_t *cf, const struct asg_confi
     if (!c->ha_tls_cert[0] != !c->ha_tls_key[0])
         return fail(e, lookup(cf, c->ha_tls_cert[0] ? "ha.tls.cert" : "ha.tls.key"),
                     "ha.tls.cert and ha.tls.key go together");
-    char list[sizeof c->ha_etcd];
+    char list[sizeof c->ha_etcd], why[300];
     copy_str(list, sizeof list, c->ha_etcd);
     for (char *save, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
-        bool plain = strncmp(s, "http://", 7) == 0;
-        const char *host = plain ? s + 7 : strncmp(s, "https://", 8) == 0 ? s + 8 : NULL;
-        if (!host || !strchr(host, ':') || !charset(host, ".-:[]") || strlen(s) > 127)
-            return fail(e, lookup(cf, "ha.etcd"), "ha.etcd: '%.100s' is not http(s)://HOST:PORT", s);
-        if (plain && strncmp(host, "127.", 4) != 0 && strncmp(host, "localhost:", 10) != 0 &&
-            strncmp(host, "[::1]:", 6) != 0)
+        struct endpoint_url u;
+        if (strlen(s) > 127)
+            return fail(e, lookup(cf, "ha.etcd"), "ha.etcd: '%.100s...' is longer than 127 characters", s);
+        if (endpoint_url_parse(s, &u, why, sizeof why) != 0)
+            return fail(e, lookup(cf, "ha.etcd"), "ha.etcd: '%s' is not http(s)://HOST:PORT: %s", s, why);
+        if (!charset(u.host, ".-:[]"))
+            return fail(e, lookup(cf, "ha.etcd"), "ha.etcd: '%s': a host of A-Z a-z 0-9 . - : [ ] only", s);
+        if (!u.tls && !host_is_loopback(u.host))
             return fail(e, lookup(cf, "ha.etcd"),
-                        "ha.etcd: '%.100s' is plaintext off loopback: anyone on the path could choose the "
-                        "leader; use https:// with ha.tls.ca", s);
+                        "ha.etcd: '%.100s' is plaintext off loopback (%.100s is not a loopback address: "
+                        "127.x.y.z, [::1] or localhost): anyone on the path could choose the leader; "
+                        "use https:// with ha.tls.ca", s, u.host);
     }
     return 0;
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,8 +109,12 @@ char *pki_read_private(const char *path, size_t max, char *err, size_t errsize)
     char *buf = NULL;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, errsize, "%s: not a regular file", path);
-    } else if (st.st_uid != geteuid()) {
-        snprintf(err, errsize, "%s: owned by uid %u, not by us: refused", path, (unsigned)st.st_uid);
+    } else if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(err, errsize, "%s: owned by uid %u, neither root nor us (uid %u): refused", path,
+                 (unsigned)st.st_uid, (unsigned)geteuid());
+    } else if (st.st_mode & 077) {
+        snprintf(err, errsize, "%s: mode %04o lets other users read or change it: refused (chmod 600)",
+                 path, (unsigned)(st.st_mode & 07777));
     } else if ((size_t)st.st_size > max || st.st_size == 0) {
         snprintf(err, errsize, "%s: size %lld is not 1..%zu bytes", path, (long long)st.st_size, max);
     } else if ((buf = malloc((size_t)st.st_size + 1)) != NULL) {
@@ -126,6 +131,45 @@ char *pki_read_private(const char *path, size_t max, char *err, size_t errsize)
     }
     close(fd);
     return buf;
+}
+
+int pki_read_token(const char *spec, char *out, size_t size, char *err, size_t errsize)
+{
+    out[0] = '\0';
+    if (strncmp(spec, "env:", 4) == 0) {
+        const char *v = getenv(spec + 4);
+        if (!v || !*v) {
+            snprintf(err, errsize, "%s: the variable is not set", spec + 4);
+            return -1;
+        }
+        if (!copy_str(out, size, v)) {
+            snprintf(err, errsize, "%s: longer than %zu characters", spec + 4, size - 1);
+            return -1;
+        }
+        return 0;
+    }
+    if (strncmp(spec, "file:", 5) != 0) {
+        snprintf(err, errsize, "'%.60s' is neither env:VARIABLE nor file:/path", spec);
+        return -1;
+    }
+    char *text = pki_read_private(spec + 5, 4096, err, errsize);
+    if (!text)
+        return -1;
+    size_t n = strcspn(text, "\r\n");
+    int rc = 0;
+    if (n == 0) {
+        snprintf(err, errsize, "%s: the first line is empty", spec + 5);
+        rc = -1;
+    } else if (n >= size) {
+        snprintf(err, errsize, "%s: the token is longer than %zu characters", spec + 5, size - 1);
+        rc = -1;
+    } else {
+        memcpy(out, text, n);
+        out[n] = '\0';
+    }
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return rc;
 }
 
 int pki_write_private(const char *path, const char *data, size_t len, char *err, size_t errsize)
@@ -551,6 +595,17 @@ void pki_agent_paths(const char *dir, const char *id, char *cert, char *key, siz
     snprintf(key, size, "%s/agents/%s.key", dir, id);
 }
 
+/* An instance id that could pass for a role: the manager's name above
+ * all (rpc.c believes it only with the manager's SAN, and this keeps the
+ * CA from ever writing it into an agent's CN). */
+static bool role_name(const char *id, char *err, size_t errsize)
+{
+    if (strcasecmp(id, RPC_MANAGER_NAME) != 0 && strcasecmp(id, RPC_AGENT_NAME) != 0)
+        return false;
+    snprintf(err, errsize, "'%s' is a role's name, not an instance id: refused", id);
+    return true;
+}
+
 int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const char *key_path,
               char *err, size_t errsize)
 {
@@ -558,6 +613,8 @@ int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const ch
         snprintf(err, errsize, "'%.64s' is not an instance id", id);
         return -1;
     }
+    if (role_name(id, err, errsize))
+        return -1;
     EVP_PKEY *k = EVP_EC_gen("P-256");
     X509 *x = k ? make_cert(k, id, RPC_AGENT_NAME, ca->cert, ca->key) : NULL;
     int rc = x ? save_pair(cert_path, key_path, x, k, err, errsize) : -1;
@@ -582,6 +639,8 @@ int pki_sign_request(struct pki_ca *ca, const char *csr_pem, size_t csr_len, con
                      char **out, char *err, size_t errsize)
 {
     *out = NULL;
+    if (role_name(id, err, errsize))
+        return -1;
     if (csr_len == 0 || csr_len > 8192) {
         snprintf(err, errsize, "certificate request of %zu bytes (1..8192)", csr_len);
         return -1;

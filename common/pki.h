@@ -81,9 +81,14 @@ int pki_api_token_prepare(const char *dir, char *err, size_t errsize);
  * no link, mode 0600 or stricter, exactly 64 hex digits. */
 int pki_api_token_read(const char *dir, char out[PKI_API_TOKEN_LEN + 1], char *err, size_t errsize);
 
-/* Reads a file that must be a regular file of ours, no link, at most
- * max bytes; malloc'd and NUL-terminated. */
+/* Reads a file that must be a regular file of root's or ours, no link,
+ * with no group or other permission bits, at most max bytes; malloc'd and
+ * NUL-terminated. Every secret is read this way. */
 char *pki_read_private(const char *path, size_t max, char *err, size_t errsize);
+/* A token given as "env:VARIABLE" or "file:/path" (status.token): the
+ * variable's value, or the file's first line, the file read as a secret
+ * (above). 0 with the token in out, or -1 with the reason in err. */
+int pki_read_token(const char *spec, char *out, size_t size, char *err, size_t errsize);
 /* Writes a file atomically (temp + rename), mode 0600, refusing links. */
 int pki_write_private(const char *path, const char *data, size_t len, char *err, size_t errsize);
 

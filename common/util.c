@@ -346,9 +346,17 @@ static int scan_listeners(int family, int port, void (*visit)(const struct inet_
             off += NLMSG_ALIGN(h->nlmsg_len);
             if (off > n)
                 off = n;
-            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+            if (h->nlmsg_type == NLMSG_DONE) {
                 close(fd);
-                return h->nlmsg_type == NLMSG_DONE ? 0 : -1;
+                return 0;
+            }
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                int e = EIO; /* the kernel's own reason, when it sent one */
+                if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+                    e = -((const struct nlmsgerr *)NLMSG_DATA(h))->error;
+                close(fd);
+                errno = e;
+                return -1;
             }
             const struct inet_diag_msg *m = NLMSG_DATA(h);
             if (h->nlmsg_len >= NLMSG_LENGTH(sizeof *m) && ntohs(m->id.idiag_sport) == port)
@@ -367,20 +375,38 @@ static void shortest_queue(const struct inet_diag_msg *m, void *arg)
         *best = (long)m->idiag_rqueue;
 }
 
-/* Notes the first listener owned by neither root nor us. */
-static void foreign_owner(const struct inet_diag_msg *m, void *arg)
+struct port_owners {
+    int listeners;
+    long stranger; /* the first uid neither root nor ours, or -1 */
+};
+
+static void note_owner(const struct inet_diag_msg *m, void *arg)
 {
-    long *uid = arg;
-    if (*uid < 0 && m->idiag_uid != 0 && m->idiag_uid != (uint32_t)geteuid())
-        *uid = (long)m->idiag_uid;
+    struct port_owners *o = arg;
+    o->listeners++;
+    if (o->stranger < 0 && m->idiag_uid != 0 && m->idiag_uid != (uint32_t)geteuid())
+        o->stranger = (long)m->idiag_uid;
 }
 
-long tcp_listener_stranger(int port)
+int tcp_port_trusted(int port, char *why, size_t n)
 {
-    long uid = -1;
-    scan_listeners(AF_INET, port, foreign_owner, &uid);
-    scan_listeners(AF_INET6, port, foreign_owner, &uid);
-    return uid;
+    struct port_owners o = {0, -1};
+    errno = 0;
+    /* Both families: a dual-stack [::] listener takes IPv4 connections. */
+    if (scan_listeners(AF_INET, port, note_owner, &o) != 0 || scan_listeners(AF_INET6, port, note_owner, &o) != 0) {
+        snprintf(why, n, "the kernel could not be asked who holds port %d (sock_diag%s%s)", port,
+                 errno ? ": " : "", errno ? strerror(errno) : "");
+        return -1;
+    }
+    if (o.stranger >= 0) {
+        snprintf(why, n, "the port is held by uid %ld, neither root nor ours", o.stranger);
+        return -1;
+    }
+    if (o.listeners == 0) {
+        snprintf(why, n, "nothing listens on port %d, so nobody vouches for whoever will", port);
+        return -1;
+    }
+    return 0;
 }
 
 long tcp_accept_queue(int port)

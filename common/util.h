@@ -86,10 +86,13 @@ void signals_reset_defaults(void);
  * connections it completed that nobody has accepted yet. With several such
  * sockets, the shortest queue. -1 when there is none. */
 long tcp_accept_queue(int port);
-/* The uid of a process other than root and us listening on TCP port (any
- * local address, IPv4 or IPv6), or -1 if there is none: a plaintext
- * service on loopback is only as trustworthy as whoever holds its port. */
-long tcp_listener_stranger(int port);
+/* A plaintext service on loopback is only as trustworthy as whoever holds
+ * its port: 0 when TCP port has a listener (any local address, IPv4 or
+ * IPv6) and every listener on it is root's or ours. -1 with the reason in
+ * why otherwise, failing closed: a listener of another uid (named), no
+ * listener at all (whoever binds it next would be believed), or a kernel
+ * that could not be asked. */
+int tcp_port_trusted(int port, char *why, size_t n);
 
 /* Renames the process as seen by ps (argv area and comm). */
 void set_proc_title(int argc, char **argv, const char *title);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/url.h"
 #include "../common/util.h"
 
 #define BODY_MAX (256 * 1024)
@@ -91,16 +92,15 @@ static void gateway_error(const char *ep, long status, json_object *j, char *err
     snprintf(err, errsize, "etcd %s answered HTTP %ld: %.150s", ep, status, why);
 }
 
-/* For a plaintext endpoint (loopback only, config.c sees to that): the uid
- * of a stranger holding its port, or -1. With https, etcd's certificate
- * is the check. */
-static long plain_port_stranger(const char *ep)
+/* For a plaintext endpoint (loopback only, config.c sees to that): 0 when
+ * its port is held by root or us, else -1 with the reason. With https,
+ * etcd's certificate is the check. */
+static int plain_port_trusted(const char *ep, char *why, size_t n)
 {
-    if (strncmp(ep, "http://", 7) != 0)
+    struct endpoint_url u;
+    if (endpoint_url_parse(ep, &u, why, n) != 0)
         return -1;
-    const char *colon = strrchr(ep, ':');
-    int port = colon ? atoi(colon + 1) : 0;
-    return port > 0 ? tcp_listener_stranger(port) : -1;
+    return u.tls ? 0 : tcp_port_trusted(u.port, why, n);
 }
 
 /* POSTs a JSON request to one endpoint after another until one answers;
@@ -112,10 +112,10 @@ static int post(struct etcd *e, const char *path, json_object *req, json_object 
     CURL *h = e->curl;
     for (int tries = 0; tries < e->n; tries++) {
         const char *ep = e->endpoints[e->cur];
-        long stranger = plain_port_stranger(ep);
-        if (stranger >= 0) {
-            snprintf(err, errsize, "etcd %s: the port is held by uid %ld, neither root nor ours: not trusted "
-                     "(whoever answers on a plaintext port chooses the leader)", ep, stranger);
+        char why[200];
+        if (plain_port_trusted(ep, why, sizeof why) != 0) {
+            snprintf(err, errsize, "etcd %s: %s: not trusted (whoever answers on a plaintext port "
+                     "chooses the leader)", ep, why);
             e->cur = (e->cur + 1) % e->n;
             continue;
         }

@@ -46,6 +46,28 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
+/* The process at the other end of a connected socket must be root's or
+ * ours: the file's owner (checked before connecting) says who made the
+ * path, not who answers on it now (the path may have been swapped since,
+ * or the listener handed to another user). */
+static int check_peer(int fd, const char *path, char *err, size_t errsize)
+{
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || len != sizeof cr) {
+        snprintf(err, errsize, "refused HAProxy socket %.100s: cannot learn who listens on it: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    if (cr.uid != 0 && cr.uid != geteuid()) {
+        snprintf(err, errsize,
+                 "refused HAProxy socket %.100s: the process listening on it runs as uid %u, not root or "
+                 "asgd's uid %u", path, (unsigned)cr.uid, (unsigned)geteuid());
+        return -1;
+    }
+    return 0;
+}
+
 static int connect_socket(const char *path, char *err, size_t errsize)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -79,6 +101,10 @@ static int connect_socket(const char *path, char *err, size_t errsize)
         ;
     if (rc != 0) {
         snprintf(err, errsize, "HAProxy socket %.100s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (check_peer(fd, path, err, errsize) != 0) {
         close(fd);
         return -1;
     }

@@ -224,7 +224,22 @@ static void answer(struct rpc_server *s, grpc_call *call, struct rpc_reply *r)
         srv_call_done(&c->tag, false);
 }
 
-/* The common name of the peer's verified certificate. */
+/* Whether the verified certificate carries name among its SAN entries. */
+static bool has_san(grpc_auth_context *ctx, const char *name)
+{
+    size_t n = strlen(name);
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_SAN_PROPERTY_NAME);
+    for (const grpc_auth_property *p; (p = grpc_auth_property_iterator_next(&it)) != NULL;)
+        if (p->value_length == n && memcmp(p->value, name, n) == 0)
+            return true;
+    return false;
+}
+
+/* The common name of the peer's verified certificate. The CN of an
+ * agent's certificate is its instance id, and an id may be any name: the
+ * manager's name counts only on a certificate that also carries it as its
+ * SAN, which the CA puts on the manager's certificate alone. A certificate
+ * that claims the name without it is given no name (""). */
 static bool peer_name(grpc_call *call, char *out, size_t size)
 {
     grpc_auth_context *ctx = grpc_call_auth_context(call);
@@ -238,6 +253,8 @@ static bool peer_name(grpc_call *call, char *out, size_t size)
         out[p->value_length] = '\0';
         ok = strlen(out) == p->value_length;
     }
+    if (ok && strcmp(out, RPC_MANAGER_NAME) == 0 && !has_san(ctx, RPC_MANAGER_NAME))
+        out[0] = '\0';
     grpc_auth_context_release(ctx);
     return ok;
 }

@@ -40,8 +40,9 @@ struct rpc_reply {
 };
 
 /* Handles one request synchronously. req may be empty (len 0). peer is
- * the common name of the caller's verified certificate with mutual TLS,
- * NULL on a plaintext server. */
+ * the common name of the caller's verified certificate with mutual TLS
+ * ("" for a certificate whose CN is RPC_MANAGER_NAME but whose SAN is not:
+ * only the manager's certificate has both), NULL on a plaintext server. */
 typedef void (*rpc_handler)(void *ctx, const uint8_t *req, size_t len, const char *peer,
                             struct rpc_reply *out);
 

@@ -927,22 +927,14 @@ static void size_connections(void)
 
 static void load_token(void)
 {
-    char tok[256] = "";
+    char tok[256] = "", why[400];
     bool set = S.cfg.status_token[0] != '\0', broken = false;
-    if (strncmp(S.cfg.status_token, "env:", 4) == 0) {
-        const char *v = getenv(S.cfg.status_token + 4);
-        broken = !v || !*v || !copy_str(tok, sizeof tok, v);
-    } else if (strncmp(S.cfg.status_token, "file:", 5) == 0) {
-        FILE *f = fopen(S.cfg.status_token + 5, "r");
-        broken = !f || !fgets(tok, sizeof tok, f);
-        if (f)
-            fclose(f);
-        tok[strcspn(tok, "\r\n")] = '\0';
-        broken = broken || !tok[0];
+    /* A file of another user, or a link, is refused: whoever can write
+     * the token decides who may act. */
+    if (set && pki_read_token(S.cfg.status_token, tok, sizeof tok, why, sizeof why) != 0) {
+        broken = true;
+        log_error("status.token %s: %s; operator actions are refused", S.cfg.status_token, why);
     }
-    if (broken)
-        log_error("status.token %s: cannot read a token; operator actions are refused",
-                  S.cfg.status_token);
     pthread_mutex_lock(&S.mu);
     copy_str(S.hosts, sizeof S.hosts, S.cfg.status_allowed_hosts);
     copy_str(S.token, sizeof S.token, tok);

@@ -280,6 +280,19 @@ static void reload_failed(const char *fmt, ...)
     }
 }
 
+/* status.token as a file is read as a secret (no link, root's or ours,
+ * mode 0600 or less): one that is not is refused at -t, at the start and
+ * at a reload, not found out later by the status role. */
+static int check_token_file(const struct asg_config *c, char *err, size_t errsize)
+{
+    if (strncmp(c->status_token, "file:", 5) != 0)
+        return 0;
+    char tok[256];
+    int rc = pki_read_token(c->status_token, tok, sizeof tok, err, errsize);
+    explicit_bzero(tok, sizeof tok);
+    return rc;
+}
+
 static void reload(void)
 {
     if (!S.cfg_path) {
@@ -290,6 +303,10 @@ static void reload(void)
     char err[512];
     if (config_load(S.cfg_path, &next, err, sizeof err) != 0) {
         reload_failed("config file %s has errors, not reloading: %s", S.cfg_path, err);
+        return;
+    }
+    if (check_token_file(&next, err, sizeof err) != 0) {
+        reload_failed("config file %s: status.token: %s; not reloading", S.cfg_path, err);
         return;
     }
     const char *key = config_restart_key_changed(&S.cfg, &next);
@@ -720,6 +737,10 @@ static int prepare(int argc, char **argv, bool *foreground)
     config_defaults(&S.cfg);
     if (S.cfg_path && config_load(S.cfg_path, &S.cfg, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: %s\n", err);
+        return 1;
+    }
+    if (check_token_file(&S.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: status.token: %s\n", err);
         return 1;
     }
     if (check) {

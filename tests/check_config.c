@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/url.h"
 #include "check_suites.h"
 
 START_TEST(test_shipped_file_is_the_defaults)
@@ -229,6 +230,74 @@ START_TEST(test_restart_keys)
 }
 END_TEST
 
+/* ha.etcd: plaintext only to a loopback literal or localhost, decided on
+ * the host libcurl reads, not on how the text begins. */
+static const char *const good_etcd[] = {
+    "http://127.0.0.1:2379", "http://127.9.8.7:2379", "http://[::1]:2379", "http://localhost:2379",
+    "https://etcd.example.com:2379", "https://127.0.0.1.nip.io:2379", "https://[2001:db8::1]:2379",
+};
+
+static const struct {
+    const char *url, *why;
+} bad_etcd[] = {
+    {"http://127.0.0.1.nip.io:2379", "plaintext off loopback (127.0.0.1.nip.io is not"},
+    {"http://127.evil.com:2379", "plaintext off loopback"},
+    {"http://localhost.evil.com:2379", "plaintext off loopback"},
+    {"http://10.1.2.3:2379", "plaintext off loopback"},
+    {"http://[::2]:2379", "plaintext off loopback"},
+    {"http://127.0.0.1@evil.com:2379", "a user or password"},
+    {"http://u:p@127.0.0.1:2379", "a user or password"},
+    {"http://0x7f.1:2379", "as curl reads it (it reads http://127.0.0.1:2379)"},
+    {"http://127.1:2379", "as curl reads it"},
+    {"http://2130706433:2379", "as curl reads it"},
+    {"http://evil.com#@127.0.0.1:2379", "is not http(s)://HOST:PORT"},
+    {"http://127.0.0.1:2379/v3", "as curl reads it"},
+    {"http://127.0.0.1:2379?x=1", "as curl reads it"},
+    {"http://[::1%25lo]:2379", "as curl reads it"},
+    {"http://127.0.0.1", "the port must be given"},
+    {"ftp://127.0.0.1:21", "the scheme must be http or https"},
+    {"127.0.0.1:2379", "is not http(s)://HOST:PORT"},
+};
+
+START_TEST(test_etcd_urls)
+{
+    struct asg_config c;
+    char text[300], err[512];
+    for (size_t i = 0; i < sizeof good_etcd / sizeof good_etcd[0]; i++) {
+        snprintf(text, sizeof text, "ha = { etcd = [\"%s\"]; };\n", good_etcd[i]);
+        ck_assert_msg(config_load_string(text, "ha.cfg", &c, err, sizeof err) == 0, "%s refused: %s",
+                      good_etcd[i], err);
+    }
+    for (size_t i = 0; i < sizeof bad_etcd / sizeof bad_etcd[0]; i++) {
+        snprintf(text, sizeof text, "ha = { etcd = [\"http://127.0.0.1:2379\", \"%s\"]; };\n", bad_etcd[i].url);
+        ck_assert_msg(config_load_string(text, "ha.cfg", &c, err, sizeof err) != 0, "%s accepted", bad_etcd[i].url);
+        ck_assert_msg(strstr(err, bad_etcd[i].why) != NULL, "%s: '%s' does not say '%s'", bad_etcd[i].url, err,
+                      bad_etcd[i].why);
+    }
+}
+END_TEST
+
+START_TEST(test_loopback_hosts)
+{
+    const char *yes[] = {"127.0.0.1", "127.255.0.9", "[::1]", "::1", "localhost", "LocalHost",
+                         "[0:0:0:0:0:0:0:1]"};
+    const char *no[] = {"127.0.0.1.nip.io", "127.evil.com", "128.0.0.1", "0x7f.1", "127.1", "[::2]", "[::]",
+                        "0.0.0.0", "localhost.", "localhost.evil.com", "[127.0.0.1]", "", "[]", "::ffff:10.0.0.1"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        ck_assert_msg(host_is_loopback(yes[i]), "%s is loopback", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        ck_assert_msg(!host_is_loopback(no[i]), "%s is not loopback", no[i]);
+    struct endpoint_url u;
+    char why[300];
+    ck_assert_msg(endpoint_url_parse("https://[::1]:2379", &u, why, sizeof why) == 0, "%s", why);
+    ck_assert(u.tls && u.port == 2379 && strcmp(u.host, "[::1]") == 0);
+    ck_assert_msg(endpoint_url_parse("http://localhost:1", &u, why, sizeof why) == 0, "%s", why);
+    ck_assert(!u.tls && u.port == 1 && strcmp(u.host, "localhost") == 0);
+    ck_assert(endpoint_url_parse("http://localhost:0", &u, why, sizeof why) != 0);
+    ck_assert(endpoint_url_parse("http://localhost:65536", &u, why, sizeof why) != 0);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     const TTest *tests[] = {
@@ -238,6 +307,8 @@ Suite *config_suite(void)
         test_missing_and_unreadable_files,
         test_restart_keys,
         test_lenient_reading_keeps_what_it_can,
+        test_etcd_urls,
+        test_loopback_hosts,
         NULL};
     TCase *tc;
     Suite *s = suite_of("config", "config", NULL, NULL, 0, tests, &tc);

@@ -325,15 +325,22 @@ import os, socket, sys
 path, group = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_UNIX)
 s.bind(path)
+if sys.argv[3:] == ["drop"]:   # the file is root's; who listens (and answers) is not
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
 s.listen(16)
 n = 0
 while True:
     c, _ = s.accept()
-    c.recv(4096)
-    n += 1
-    rows = "".join("web,%s-%d,0,0,%d,no check,%d,2,127.0.0.1:1\n" % (group, k, n * 100000, n * 100000)
-                   for k in range(1, 9))
-    c.sendall(("# pxname,svname,qcur,scur,stot,status,req_tot,type,addr\n" + rows).encode())
+    try:   # a client that hangs up unanswered (it refused us) is no reason to stop
+        c.recv(4096)
+        n += 1
+        rows = "".join("web,%s-%d,0,0,%d,no check,%d,2,127.0.0.1:1\n" % (group, k, n * 100000, n * 100000)
+                       for k in range(1, 9))
+        c.sendall(("# pxname,svname,qcur,scur,stot,status,req_tot,type,addr\n" + rows).encode())
+    except OSError:
+        pass
     c.close()
 """
 
@@ -357,6 +364,48 @@ def strangers_socket_is_not_believed():
         wait_for(lambda: os.path.exists(sock), 10, "the stranger's socket")
         m.start()
         m.wait_log(r"refused HAProxy socket \S+: owned by uid 65534, not root or asgd's uid 0", 10)
+        wait_for(lambda: m.status()["group"]["running"] == 1, 20, "the instance running")
+        seen = m.status()["group"]["evaluations"]
+        wait_for(lambda: m.status()["group"]["evaluations"] >= seen + 10, 20, "ten more evaluations")
+        s = m.status()
+        assert s["group"]["target"] == 1 and m.size(s) == 1, s["group"]
+        assert not s["balancer"]["up"] and "uid 65534" in s["balancer"]["error"], s["balancer"]
+        assert all(i["requests_per_s"] is None for i in s["instances"]), s["instances"]
+    except BaseException:
+        sys.stderr.write(m.log()[-4000:])
+        raise
+    finally:
+        m.cleanup()
+        kill_pid(fake.pid)
+        fake.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
+def socket_of_ours_with_a_strangers_listener_is_not_believed():
+    """What a path swapped between asgd's lstat and its connect would leave:
+    the socket file passes the owner check (root's, in a root 0755
+    directory) but the process answering on it runs as uid 65534 (it bound
+    as root, then dropped to 65534 before listening). The peer's
+    credentials (SO_PEERCRED) are checked after connecting: refused, by the
+    listener's uid, and the group is not scaled on its huge rates."""
+    d = tempfile.mkdtemp(prefix="asg-lb-")
+    os.chmod(d, 0o755)
+    sock = os.path.join(d, "haproxy.sock")
+    sec = {"group": {"min_instances": 1, "max_instances": 4, "desired_instances": 1},
+           "lb": {"kind": "haproxy", "haproxy": {"socket": sock, "backend": "web"}, "interval_ms": 200},
+           "policy": {"kind": "target", "metric": "requests", "target_requests": 10}}
+    m = Manager("lbpeer", **sec)
+    fake = subprocess.Popen(["/usr/bin/python3", "-c", FAKE_HAPROXY, sock, m.group, "drop"])
+    STARTED.add(fake.pid)
+    try:
+        wait_for(lambda: os.path.exists(sock), 10, "the socket")
+        wait_for(lambda: "65534" in open("/proc/%d/status" % fake.pid).read().split("Uid:")[1].split("\n")[0],
+                 10, "the listener dropped to uid 65534")
+        assert os.lstat(sock).st_uid == 0
+        m.start()
+        m.wait_log(r"refused HAProxy socket \S+: the process listening on it runs as uid 65534, "
+                   r"not root or asgd's uid 0", 10)
         wait_for(lambda: m.status()["group"]["running"] == 1, 20, "the instance running")
         seen = m.status()["group"]["evaluations"]
         wait_for(lambda: m.status()["group"]["evaluations"] >= seen + 10, 20, "ten more evaluations")

@@ -435,6 +435,28 @@ def strangers_etcd_on_loopback_is_not_believed():
                 m.wait_running(2)
 
 
+@test
+def etcd_port_nobody_holds_is_not_trusted():
+    """The port-owner check fails closed: with nothing on the plaintext
+    etcd port, "no stranger holds it" is not taken for "ours holds it"
+    (whoever binds it first would be believed): the manager says so, stays
+    standby and launches nothing. Real etcd (ours) on that port is then
+    believed: the manager leads and launches."""
+    etcd = Etcd()
+    etcd.stop(0)
+    port = etcd.members[0]["client"]
+    m = Manager("hanobody", ha={"etcd": etcd.endpoints(), "lease_ttl_ms": 2000})
+    with watched([m], etcd.cleanup):
+        m.start()
+        m.wait_log(r"etcd http://127\.0\.0\.1:%d: nothing listens on port %d.*not trusted" % (port, port))
+        s = m.status()
+        assert s["ha"]["role"] == "standby" and "nothing listens" in s["ha"]["error"], s["ha"]
+        assert s["ha"]["provider_calls"] == 0 and not agents_of_group(m.group), s["ha"]
+        etcd.start(0)
+        wait_for(lambda: role(m) == "leader", 15, "led once our etcd holds the port")
+        m.wait_running(2)
+
+
 def port_listening(port):
     s = socket.socket()
     try:

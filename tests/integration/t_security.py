@@ -107,6 +107,116 @@ def mutual_tls_by_default_binds_every_identity():
         m.cleanup()
 
 
+def forge_cert(ca_dir, out, name, cn, san):
+    """A certificate signed with the manager's CA key by openssl itself:
+    CN cn, SAN DNS:san, clientAuth; as OUT/NAME.crt and NAME.key."""
+    key, crt, csr, ext = ["%s/%s.%s" % (out, name, x) for x in ("key", "crt", "csr", "ext")]
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:%s\n" % san)
+    for args in (["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                 ["req", "-new", "-key", key, "-subj", "/CN=" + cn, "-out", csr],
+                 ["x509", "-req", "-in", csr, "-CA", ca_dir + "/ca.crt", "-CAkey", ca_dir + "/ca.key",
+                  "-set_serial", "7", "-days", "1", "-extfile", ext, "-out", crt]):
+        r = run(["openssl"] + args)
+        assert r.returncode == 0, r
+
+
+@test
+def only_the_manager_may_call_an_agent():
+    """Agents' certificates carry clientAuth (they call the monitor), so a
+    certificate from the manager's CA is not enough to call an agent: an
+    agent's certificate may not Ping (with a list of managers the target
+    would take up), GetMetrics or SetLoad another agent, not even one whose
+    CN is the manager's name (only the manager's has its SAN), and asgctl
+    cert will not issue that name; the manager still may, and the health
+    service stays open to any verified caller."""
+    grpc, asg_pb2, stubs, health_pb2, health_stubs = python_stubs()
+    m = Manager("agentrpc")
+    try:
+        m.start()
+        s = m.wait_running(2)
+        victim = s["instances"][0]
+        certs = os.path.join(m.dir, "certs")
+        m.agent_tls("rogue-1")
+        forge_cert(os.path.join(m.dir, "tls"), certs, "forged", "asg-manager", "asg-agent")
+        for who in ("rogue-1", "forged"):
+            with tls_channel(grpc, victim["address"], certs, who, "asg-agent") as ch:
+                agent = stubs.AgentStub(ch)
+                for call, req in ((agent.Ping, asg_pb2.PingRequest(seq=1, managers="127.0.0.1:1,127.0.0.1:2")),
+                                  (agent.GetMetrics, asg_pb2.MetricsRequest()),
+                                  (agent.SetLoad, asg_pb2.SetLoadRequest(load=1.0))):
+                    try:
+                        call(req, timeout=5)
+                        raise AssertionError("%s's certificate was answered by %s" % (who, call))
+                    except grpc.RpcError as e:
+                        assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (who, e)
+                        assert "only the manager" in e.details(), (who, e.details())
+                h = health_stubs.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                assert h.status == health_pb2.HealthCheckResponse.SERVING, h
+        r = run([BIN + "/asgctl", "-c", m.cfg_path, "cert", "asg-manager", certs])
+        assert r.returncode != 0 and "asg-manager" in r.stderr, r
+        # The manager's own calls after them: the agent's loop would have
+        # taken up a list it was given (every 10 ms) long before.
+        assert m.ctl("load", victim["id"], "70").returncode == 0
+        m.wait_log(r"load pinned to 0\.700")
+        r = m.ctl("probe", victim["address"], "--json")
+        assert r.returncode == 0 and '"health":"SERVING"' in r.stdout, r
+        assert "managers are 127.0.0.1:1" not in m.log(), "the agent took up a list from an agent"
+        v = [i for i in m.status()["instances"] if i["id"] == victim["id"]][0]
+        assert v["state"] == "running" and v["pid"] == victim["pid"] and v["load"] < 0.99, v
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+
+
+@test
+def status_token_file_is_read_as_a_secret():
+    """status.token = "file:..." names a secret: a link the stranger made to
+    its own file, a file the stranger owns, and a file of ours that others
+    may read are each refused by asgd -t, at the start and at a reload,
+    with the file named and why; a 0600 file of ours is taken."""
+    drop = tempfile.mkdtemp(prefix="asg-it-drop-")
+    os.chmod(drop, 0o1777)              # like /tmp: anyone may create here
+    theirs, link, loose, good = (os.path.join(drop, n) for n in ("theirs", "link", "loose", "good"))
+    r = as_stranger(["/bin/sh", "-c", "umask 077; echo stranger-token > %s && ln -s %s %s"
+                     % (theirs, theirs, link)])
+    assert r.returncode == 0 and os.lstat(theirs).st_uid == 65534, r
+    for path, mode in ((loose, 0o644), (good, 0o600)):
+        with open(path, "w") as f:
+            f.write("operator-token\n")
+        os.chmod(path, mode)
+    bad = ((link, "symbolic link"), (theirs, "owned by uid 65534"), (loose, "mode 0644"))
+    m = Manager("tokfile")
+    try:
+        for path, why in bad:
+            m.cfg["status"]["token"] = "file:" + path
+            m.write_config()
+            r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+            assert r.returncode != 0 and path in r.stderr and why in r.stderr, (path, r)
+            m.start(wait=False)
+            assert m.proc.wait(timeout=10) != 0, path
+            assert re.search(re.escape(path) + ".*" + why, m.log()), (path, m.log()[-2000:])
+        m.cfg["status"]["token"] = "file:" + good
+        m.write_config()
+        r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+        assert r.returncode == 0, r
+        m.start()
+        m.wait_running(2)
+        m.cfg["status"]["token"] = "file:" + link
+        m.write_config()
+        m.proc.send_signal(signal.SIGHUP)
+        m.wait_log(r"status\.token: %s: is a symbolic link, refused; not reloading" % re.escape(link))
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        shutil.rmtree(drop, ignore_errors=True)
+
+
 @test
 def another_local_user_cannot_steer_the_group():
     """uid 65534 on the same machine: cannot read the keys, cannot set a
