@@ -150,6 +150,55 @@ def a_group_does_not_claim_agents_of_a_longer_name(m):
         stop_agent(other)
 
 
+@test
+def ha_partner_without_the_groups_nonce_never_leads():
+    """An HA pair shares tls.dir: the CA and the group's nonce. b has a
+    copy of a's CA and keys but a nonce of its own (a copy of the keys
+    alone): it could neither adopt nor stop a's agents, so with a gone it
+    must not lead, and says why; a's agents run on untouched."""
+    etcd = Etcd()
+    name = "hanonce%d" % os.getpid()
+    g = {"name": name, "min_instances": 2, "max_instances": 4, "desired_instances": 2}
+    a = Manager("hanonce", group=dict(g))
+    b = Manager("hanonce", group=dict(g))
+    for m, ident in ((a, "mgr-a"), (b, "mgr-b")):
+        m.group = name
+        m.cfg["ha"] = {"etcd": etcd.endpoints(), "lease_ttl_ms": 2000, "id": ident,
+                       "prefix": "/asg-it-%d" % os.getpid()}
+        m.write_config()
+    try:
+        a.start()
+        wait_for(lambda: (a.status() or {}).get("ha", {}).get("role") == "leader", 10, "a leads")
+        a.wait_running(2)
+        theirs = pids_by_id(a)
+        shutil.copytree(a.state_dir(), b.state_dir(),
+                        ignore=lambda d, names: [n for n in names if n == "group.nonce" or n.startswith("table-")])
+        # a's whole manager gone (-9, frozen first so its lease is not handed over).
+        procs = [p for p in a.status()["processes"].values() if p]
+        for p in procs:
+            kill_pid(p, signal.SIGSTOP)
+        for p in procs:
+            kill_pid(p)
+        a.proc.wait()
+        b.start()
+        wait_for(lambda: "not the group's" in ((b.status() or {}).get("ha", {}).get("error") or ""), 15,
+                 "b saying its nonce is not the group's")
+        key = "/asg-it-%d/%s/leader" % (os.getpid(), name)
+        wait_for(lambda: etcd.get(key) is None, 15, "a's lease gone with its leader key")
+        # b campaigns every 200 ms: give it some forty probe rounds (150 ms each) to try.
+        rounds = b.status()["group"]["probe_rounds"]
+        wait_for(lambda: b.status()["group"]["probe_rounds"] >= rounds + int(40 / SLOW), 30, "40 probe rounds")
+        s = b.status()
+        assert s["ha"]["role"] != "leader" and s["ha"]["provider_calls"] == 0, s["ha"]
+        assert all(alive(p) for p in theirs.values()), theirs
+    except BaseException:
+        sys.stderr.write("---- a ----\n%s\n---- b ----\n%s\n" % (a.log()[-3000:], b.log()[-3000:]))
+        raise
+    finally:
+        cleaned(b, a)
+        etcd.cleanup()
+
+
 def plant(path):
     """uid 65534 creates path in /dev/shm (0644, a page of zeros): what any
     local user can do with a name it can guess."""
