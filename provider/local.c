@@ -224,9 +224,10 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     return LAUNCH_OK;
 }
 
-/* Any local agent with this exact id, in the group's naming or not (an
- * agent adopted on registration may have an id of its own). */
-static pid_t find_by_id(struct provider *p, const char *id)
+/* The local agent of row r found by its exact id, in the group's naming
+ * or not (an agent adopted on registration may have an id of its own),
+ * if it passes every check of local_row_agent. */
+static pid_t find_by_id(struct provider *p, const struct table_row *r)
 {
     int64_t now = now_ms();
     if (!find_cache_ms || now - find_cache_ms > FIND_CACHE_MS) {
@@ -240,7 +241,7 @@ static pid_t find_by_id(struct provider *p, const char *id)
     }
     pid_t pid = 0;
     for (size_t i = 0; i < find_cache_n; i++)
-        if (strcmp(find_cache[i].id, id) == 0 && pid_alive(find_cache[i].pid))
+        if (strcmp(find_cache[i].id, r->id) == 0 && local_row_agent(p->group_nonce, r, find_cache[i].pid))
             pid = find_cache[i].pid;
     return pid;
 }
@@ -250,7 +251,7 @@ static int local_terminate(struct provider *p, const struct table_row *r, bool f
 {
     pid_t pid = local_row_agent(p->group_nonce, r, r->pid);
     if (!pid && r->pid <= 0)
-        pid = find_by_id(p, r->id);
+        pid = find_by_id(p, r);
     if (p->ca)
         pki_forget_agent(p->tls_dir, r->id); /* read at its start; not needed again */
     if (!pid)
@@ -273,7 +274,7 @@ static bool local_gone(struct provider *p, const struct table_row *r)
      * thousand, and launched as many replacements). */
     if ((r->state == ROW_RUNNING || r->state == ROW_PENDING) && r->last_seen_ms > 0)
         return false;
-    return find_by_id(p, r->id) == 0;
+    return find_by_id(p, r) == 0;
 }
 
 static int local_list(struct provider *p, struct provider_instance **out, size_t *n,
