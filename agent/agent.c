@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/identity.h"
 #include "../common/pki.h"
 #include "../common/util.h"
 #include "../proto/methods.h"
@@ -787,6 +788,10 @@ int main(int argc, char **argv)
 {
     static struct options o;
     rpc_process_init();
+    /* The group's mark stays where the manager reads it (/proc/PID/environ
+     * keeps the environment we were started with); the operator's service,
+     * which we start, needs no part of the group's identity. */
+    unsetenv(GROUP_NONCE_ENV);
     o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     o.start = 0.3;
     o.swarm = 1;

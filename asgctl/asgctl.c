@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/identity.h"
 #include "../common/pki.h"
 #include "../policy/replay.h"
 #include "../report/plot.h"
@@ -46,13 +47,39 @@ static void usage(FILE *f)
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
             "                           (DIR/ID.crt, DIR/ID.key, DIR/ca.crt; needs the manager's tls.dir)\n"
             "  version\n"
-            "  -c FILE     config of the manager (for shm.name); default: built-in\n"
-            "  --shm NAME  shared table name, overriding the config\n");
+            "  -c FILE     config of the manager (shm.name and tls.dir, where the manager\n"
+            "              records its table's name); default: built-in\n"
+            "  --shm NAME  the table's segment name itself (as asgd logs it), overriding the config\n");
+}
+
+/* Why the table could not be found (find_table), said by the commands
+ * that need it. */
+static char table_missing[600];
+
+/* The table's segment: --shm NAME as given; else the name the manager
+ * recorded in its state directory (tls.dir, readable by its user only)
+ * for the config's shm.name: the name has a random part, so that other
+ * users cannot create it first (common/identity.h). NULL when none. */
+static const char *find_table(const char *given, const struct asg_config *cfg)
+{
+    static char name[TABLE_NAME_MAX];
+    char dir[256];
+    if (given)
+        return given;
+    pki_dir(cfg, dir, sizeof dir);
+    if (table_name_recorded(dir, cfg->shm_name, name, sizeof name, table_missing,
+                            sizeof table_missing) != 0)
+        return NULL;
+    return name;
 }
 
 static int attach(const char *shm, struct table *t)
 {
     char err[512];
+    if (!shm) {
+        fprintf(stderr, "asgctl: %s\n", table_missing);
+        return -1;
+    }
     if (table_attach(shm, true, t, err, sizeof err) != 0) {
         fprintf(stderr, "asgctl: %s\n", err);
         return -1;
@@ -643,7 +670,7 @@ static void config_from_table(const char *shm, struct asg_config *cfg)
 {
     struct table t;
     char err[512];
-    if (table_attach(shm, true, &t, err, sizeof err) != 0)
+    if (!shm || table_attach(shm, true, &t, err, sizeof err) != 0)
         return;
     struct table_hdr *h = malloc(sizeof *h);
     if (h && table_read_hdr(&t, h))
@@ -900,8 +927,7 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     if (cfgfile && read_config(cfgfile, strcmp(cmd, "replay") != 0, &cfg) != 0)
         return 2;
-    if (!shm)
-        shm = cfg.shm_name;
+    shm = find_table(shm, &cfg);
     ctl_cfg = &cfg;
     ctl_cfg_from_file = cfgfile != NULL;
     ctl_shm = shm;

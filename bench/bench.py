@@ -151,7 +151,7 @@ def time_status_json(m, runs=5):
 
 
 def time_snapshot(m):
-    r = H.run([os.path.join(ROOT, "build", "release", "bench", "snapshot_bench"), m.shm, "50"],
+    r = H.run([os.path.join(ROOT, "build", "release", "bench", "snapshot_bench"), m.table_name(), "50"],
               timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

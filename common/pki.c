@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "pki.h"
+#include "identity.h"
 #include "util.h"
 #include "../proto/rpc.h"
 
@@ -54,7 +55,7 @@ static void ssl_reason(char *err, size_t errsize, const char *what)
 /* ---- files that only we may read or plant ---- */
 
 /* A directory of ours, mode 0700 (made so if missing; parents 0755). */
-static int own_dir(const char *dir, char *err, size_t errsize)
+int pki_own_dir(const char *dir, char *err, size_t errsize)
 {
     char path[256];
     if (!copy_str(path, sizeof path, dir) || path[0] != '/') {
@@ -392,7 +393,7 @@ int pki_api_token_prepare(const char *dir, char *err, size_t errsize)
 {
     char path[300];
     join(path, sizeof path, dir, PKI_API_TOKEN);
-    if (own_dir(dir, err, errsize) != 0)
+    if (pki_own_dir(dir, err, errsize) != 0)
         return -1;
     struct stat st;
     if (lstat(path, &st) == 0)
@@ -485,7 +486,7 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
     join(kp, sizeof kp, dir, PKI_CA_KEY);
     join(mc, sizeof mc, dir, PKI_MGR_CERT);
     join(mk, sizeof mk, dir, PKI_MGR_KEY);
-    if (own_dir(dir, err, errsize) != 0 || own_dir(agents, err, errsize) != 0)
+    if (pki_own_dir(dir, err, errsize) != 0 || pki_own_dir(agents, err, errsize) != 0)
         return -1;
     if (access(cap, F_OK) != 0 && access(kp, F_OK) != 0) {
         EVP_PKEY *k = EVP_EC_gen("P-256");
@@ -502,6 +503,9 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
     char jk[300];
     join(jk, sizeof jk, dir, PKI_JOIN_KEY);
     if (make_join_key(jk, err, errsize) != 0)
+        return -1;
+    char nonce[GROUP_NONCE_HEX + 1]; /* beside the CA: agents issued here may join the group */
+    if (group_nonce_load(dir, true, nonce, err, errsize) != 0)
         return -1;
     struct pki_ca *ca = pki_ca_open(dir, err, errsize);
     if (!ca)

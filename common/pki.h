@@ -25,8 +25,13 @@ struct rpc_tls;
 /* The directory cfg uses: tls.dir, or /var/lib/asg/GROUP. */
 void pki_dir(const struct asg_config *cfg, char *out, size_t size);
 
+/* The state directory (or any directory for secrets): made if missing
+ * (parents 0755), then it must be a directory of ours, mode 0700, not a
+ * link. 0, or -1 with "path: reason". */
+int pki_own_dir(const char *dir, char *err, size_t errsize);
+
 /* Creates (or checks) the directory and the CA and manager certificate in
- * it. The directory must be ours and 0700; a file there that is a link or
+ * it, and the group's nonce (common/identity.h). The directory must be ours and 0700; a file there that is a link or
  * belongs to another uid is refused. 0, or -1 with "path: reason". */
 int pki_prepare(const char *dir, char *err, size_t errsize);
 

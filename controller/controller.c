@@ -1234,7 +1234,9 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     c.lb.abort_flag = &g_sig.term;
     c.lb_up = true; /* until it says otherwise: no hold is skipped on a guess */
     c.reqfd = ctlsock_receiver();
-    if (ha_open(&c.ha, &c.cfg, t->hdr->ha_lease, t->hdr->nonce, err, sizeof err) != 0) {
+    /* The local provider's agents carry the group nonce: a leader must hold the group's. */
+    const char *group_nonce = c.cfg.provider_kind == PROVIDER_LOCAL ? t->hdr->group_nonce : NULL;
+    if (ha_open(&c.ha, &c.cfg, t->hdr->ha_lease, t->hdr->nonce, group_nonce, err, sizeof err) != 0) {
         log_error("ha: %s", err);
         provider_free(&c.prov);
         lb_free(&c.lb);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "ha.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,25 @@ static long call_timeout(const struct asg_config *cfg)
     return t < 200 ? 200 : t;
 }
 
-int ha_open(struct ha *h, const struct asg_config *cfg, int64_t saved_lease, uint64_t table_nonce, char *err,
-            size_t errsize)
+/* What the group publishes of its nonce: a digest (etcd's readers learn
+ * nothing they could put in an agent's environment), 32 hex digits. */
+static void identity_of(const char *group_nonce, char out[GROUP_NONCE_HEX + 1])
+{
+    static const char label[] = "asg group identity v1\n";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(ctx, label, sizeof label - 1) &&
+              EVP_DigestUpdate(ctx, group_nonce, strlen(group_nonce)) && EVP_DigestFinal_ex(ctx, md, &n);
+    EVP_MD_CTX_free(ctx);
+    out[0] = '\0';
+    for (unsigned i = 0; ok && i < GROUP_NONCE_HEX / 2 && i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int ha_open(struct ha *h, const struct asg_config *cfg, int64_t saved_lease, uint64_t table_nonce,
+            const char *group_nonce, char *err, size_t errsize)
 {
     memset(h, 0, sizeof *h);
     if (!cfg->ha_etcd[0])
@@ -47,6 +65,10 @@ int ha_open(struct ha *h, const struct asg_config *cfg, int64_t saved_lease, uin
     snprintf(h->members_prefix, sizeof h->members_prefix, "%.63s/%.63s/members/", p, g);
     snprintf(h->key_member, sizeof h->key_member, "%.140s%.50s", h->members_prefix, h->id);
     snprintf(h->key_nonce, sizeof h->key_nonce, "%.63s/%.63s/nonce", p, g);
+    snprintf(h->key_identity, sizeof h->key_identity, "%.63s/%.63s/identity", p, g);
+    if (group_nonce && group_nonce[0])
+        identity_of(group_nonce, h->identity);
+    h->identity_ok = !h->identity[0];
     h->table_nonce = table_nonce;
     h->lease = saved_lease;
     h->ttl_ms = cfg->ha_lease_ttl_ms;
@@ -149,6 +171,25 @@ static int group_nonce(struct ha *h, char *err, size_t errsize)
     return 0;
 }
 
+/* Ours must be the group's (the first manager's): else we could neither
+ * adopt nor stop the agents we would lead, and must not campaign. */
+static int group_identity(struct ha *h, char *err, size_t errsize)
+{
+    bool created = false;
+    struct etcd_kv held;
+    int64_t rev;
+    if (etcd_create_or_get(&h->etcd, h->key_identity, h->identity, 0, &created, &held, &rev, err,
+                           errsize) != 0)
+        return -1;
+    if (!created && strcmp(held.value, h->identity) != 0) {
+        snprintf(err, errsize, "our tls.dir/%s is not the group's (%.100s says another): copy tls.dir "
+                 "from the first manager; not campaigning", GROUP_NONCE_FILE, h->key_identity);
+        return -1;
+    }
+    h->identity_ok = true;
+    return 0;
+}
+
 /* Every manager's monitor address, ours first: what agents are told. */
 static int read_members(struct ha *h, char *err, size_t errsize)
 {
@@ -176,6 +217,8 @@ static const char *talk_to_etcd(struct ha *h, char *err, size_t errsize)
         return "keeping the lease";
     if (!h->nonce && group_nonce(h, err, errsize) != 0)
         return "reading the group's nonce";
+    if (!h->identity_ok && group_identity(h, err, errsize) != 0)
+        return "checking the group's identity";
     if (!h->member_put && h->self_addr[0]) {
         if (etcd_put(&h->etcd, h->key_member, h->self_addr, h->lease, err, errsize) != 0)
             return "writing our member key";

@@ -41,6 +41,13 @@ struct ha {
     char id[64];                /* this manager (ha.id) */
     char self_addr[64];         /* its monitor's address */
     char key_leader[160], key_state[160], key_member[200], members_prefix[160], key_nonce[160];
+    char key_identity[160];
+    /* local provider: a digest of our group nonce (common/identity.h),
+     * which must be the group's (PREFIX/GROUP/identity, set by the first
+     * manager): a manager whose tls.dir lacks the group's nonce could not
+     * adopt or stop the agents it would lead. "" = not checked (ec2). */
+    char identity[GROUP_NONCE_HEX + 1];
+    bool identity_ok;
     uint64_t nonce;             /* the group's: launch tokens are the same whoever leads */
     uint64_t table_nonce;       /* ours, offered if the group has none yet */
     int64_t lease;              /* 0 = none */
@@ -59,9 +66,11 @@ struct ha {
 
 /* Nothing to do (h->on false) when ha.etcd is empty. saved_lease: the
  * lease a previous run of this controller held (kept in the table), tried
- * first so that a restarted controller keeps its leadership. */
-int ha_open(struct ha *h, const struct asg_config *cfg, int64_t saved_lease, uint64_t table_nonce, char *err,
-            size_t errsize);
+ * first so that a restarted controller keeps its leadership. group_nonce:
+ * ours (local provider), checked against the group's before we campaign;
+ * NULL for none. */
+int ha_open(struct ha *h, const struct asg_config *cfg, int64_t saved_lease, uint64_t table_nonce,
+            const char *group_nonce, char *err, size_t errsize);
 /* Renews, campaigns, reads the members; at h->next_step_ms. */
 void ha_step(struct ha *h, const char *self_addr, int64_t now);
 /* This manager may make provider calls now. */

@@ -1,6 +1,7 @@
 /* Provider `local`: instances are asg-agent processes on 127.0.0.1. */
 #define _GNU_SOURCE
 #include "provider.h"
+#include "../common/identity.h"
 #include "../common/pki.h"
 #include "../common/util.h"
 
@@ -53,11 +54,12 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
     if (cfg->provider_kind == PROVIDER_EC2)
         return provider_ec2_init(p, err, errsize);
     p->ops = &provider_local_ops;
-    if (cfg->tls_mode == TLS_AUTO) {
-        pki_dir(cfg, p->tls_dir, sizeof p->tls_dir);
-        if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)))
-            return -1;
-    }
+    pki_dir(cfg, p->tls_dir, sizeof p->tls_dir);
+    /* Made by the supervisor on its first start (supervisor/asgd.c). */
+    if (group_nonce_load(p->tls_dir, false, p->group_nonce, err, errsize) != 0)
+        return -1;
+    if (cfg->tls_mode == TLS_AUTO && !(p->ca = pki_ca_open(p->tls_dir, err, errsize)))
+        return -1;
     return find_agent(p, err, errsize);
 }
 
@@ -84,6 +86,27 @@ void provider_free(struct provider *p)
     p->ca = NULL;
 }
 
+/* The agent's environment: ours with the group's nonce first (and no other
+ * value of it). Made before fork: the child only execs. */
+static char **agent_environ(const char *nonce, char *entry, size_t size)
+{
+    static const char key[] = GROUP_NONCE_ENV "=";
+    size_t n = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env)
+        return NULL;
+    snprintf(entry, size, "%s%s", key, nonce);
+    size_t k = 0;
+    env[k++] = entry;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, key, sizeof key - 1) != 0)
+            env[k++] = *e;
+    env[k] = NULL;
+    return env;
+}
+
 static int local_launch(struct provider *p, const char *id, struct provider_instance *out,
                         char *err, size_t errsize)
 {
@@ -102,11 +125,20 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     if (p->ca && pki_issue(p->ca, id, cert, key, err, errsize) != 0)
         return LAUNCH_FAILED;
     snprintf(ca, sizeof ca, "%s/%s", p->tls_dir, PKI_CA_CERT);
+    /* The group's mark: readable in /proc/PID/environ by our uid only
+     * (argv is world-readable), and checked before we adopt or signal. */
+    char nonce_entry[sizeof GROUP_NONCE_ENV + GROUP_NONCE_HEX + 1];
+    char **env = agent_environ(p->group_nonce, nonce_entry, sizeof nonce_entry);
+    if (!env) {
+        snprintf(err, errsize, "out of memory");
+        return LAUNCH_FAILED;
+    }
     /* exec's outcome, known at once: the pipe closes by itself on a
      * successful exec (close-on-exec), or carries the child's errno. */
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         snprintf(err, errsize, "pipe: %s", strerror(errno));
+        free(env);
         return LAUNCH_FAILED;
     }
     pid_t pid = fork();
@@ -114,6 +146,7 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
         snprintf(err, errsize, "fork: %s", strerror(errno));
         close(report[0]);
         close(report[1]);
+        free(env);
         return LAUNCH_FAILED;
     }
     if (pid == 0) {
@@ -160,12 +193,13 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
                 argv[n++] = a;
         }
         argv[n] = NULL;
-        execv(p->agent_path, argv);
+        execve(p->agent_path, argv, env);
         int e = errno;
         if (write(report[1], &e, sizeof e) != (ssize_t)sizeof e)
             _exit(126);
         _exit(127);
     }
+    free(env);
     close(report[1]);
     int child_errno = 0;
     ssize_t n;
@@ -190,35 +224,24 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     return LAUNCH_OK;
 }
 
-/* The row's process, if it is still the one we started. */
-static pid_t row_pid(const struct table_row *r)
+/* The local agent of row r found by its exact id, in the group's naming
+ * or not (an agent adopted on registration may have an id of its own),
+ * if it passes every check of local_row_agent. */
+static pid_t find_by_id(struct provider *p, const struct table_row *r)
 {
-    if (r->pid <= 0)
-        return 0;
-    uint64_t start = pid_start_time(r->pid);
-    if (start == 0 || (r->pid_start && start != r->pid_start))
-        return 0;
-    return r->pid;
-}
-
-/* Any local agent with this exact id, in the group's naming or not (an
- * agent adopted on registration may have an id of its own). */
-static pid_t find_by_id(struct provider *p, const char *id)
-{
-    (void)p;
     int64_t now = now_ms();
     if (!find_cache_ms || now - find_cache_ms > FIND_CACHE_MS) {
         free(find_cache);
         find_cache = NULL;
         find_cache_n = 0;
         find_cache_ms = 0;
-        if (local_scan_proc(NULL, &find_cache, &find_cache_n) != 0)
+        if (local_scan_proc(NULL, p->group_nonce, &find_cache, &find_cache_n) != 0)
             return 0;
         find_cache_ms = now;
     }
     pid_t pid = 0;
     for (size_t i = 0; i < find_cache_n; i++)
-        if (strcmp(find_cache[i].id, id) == 0 && pid_alive(find_cache[i].pid))
+        if (strcmp(find_cache[i].id, r->id) == 0 && local_row_agent(p->group_nonce, r, find_cache[i].pid))
             pid = find_cache[i].pid;
     return pid;
 }
@@ -226,14 +249,14 @@ static pid_t find_by_id(struct provider *p, const char *id)
 static int local_terminate(struct provider *p, const struct table_row *r, bool force,
                            char *err, size_t errsize)
 {
-    pid_t pid = row_pid(r);
+    pid_t pid = local_row_agent(p->group_nonce, r, r->pid);
     if (!pid && r->pid <= 0)
-        pid = find_by_id(p, r->id);
+        pid = find_by_id(p, r);
     if (p->ca)
         pki_forget_agent(p->tls_dir, r->id); /* read at its start; not needed again */
     if (!pid)
-        return 0; /* already gone */
-    if (kill(pid, force ? SIGKILL : SIGTERM) != 0 && errno != ESRCH) {
+        return 0; /* already gone, or not ours to signal */
+    if (local_signal_row(p->group_nonce, r, pid, force ? SIGKILL : SIGTERM) < 0) {
         snprintf(err, errsize, "kill %d: %s", (int)pid, strerror(errno));
         return -1;
     }
@@ -243,7 +266,7 @@ static int local_terminate(struct provider *p, const struct table_row *r, bool f
 static bool local_gone(struct provider *p, const struct table_row *r)
 {
     if (r->pid > 0)
-        return row_pid(r) == 0;
+        return local_row_agent(p->group_nonce, r, r->pid) == 0;
     /* Adopted on registration: it may run where /proc cannot see it (in
      * a swarm, on another machine). Once seen, it is there until probes
      * mark it unhealthy, and then this is asked again: a missed probe or
@@ -251,13 +274,13 @@ static bool local_gone(struct provider *p, const struct table_row *r)
      * thousand, and launched as many replacements). */
     if ((r->state == ROW_RUNNING || r->state == ROW_PENDING) && r->last_seen_ms > 0)
         return false;
-    return find_by_id(p, r->id) == 0;
+    return find_by_id(p, r) == 0;
 }
 
 static int local_list(struct provider *p, struct provider_instance **out, size_t *n,
                       char *err, size_t errsize)
 {
-    if (local_scan_proc(p->cfg->group_name, out, n) != 0) {
+    if (local_scan_proc(p->cfg->group_name, p->group_nonce, out, n) != 0) {
         snprintf(err, errsize, "cannot scan /proc: %s", strerror(errno));
         return -1;
     }
@@ -321,53 +344,149 @@ static bool our_agent_process(pid_t pid)
     return strcmp(base, "asg-agent") == 0;
 }
 
-int local_scan_proc(const char *group, struct provider_instance **out, size_t *n)
+enum nonce_seen { NONCE_UNREADABLE, NONCE_NONE, NONCE_OTHER, NONCE_OURS };
+
+/* What GROUP_NONCE_ENV says in pid's environment as the kernel keeps it
+ * (/proc/PID/environ: only our uid may read it), the first value as getenv
+ * would see it. An empty nonce of ours matches nothing. */
+static enum nonce_seen environ_nonce(pid_t pid, const char *nonce)
+{
+    static const char key[] = GROUP_NONCE_ENV "=";
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NONCE_UNREADABLE;
+    size_t cap = 16384, len = 0;
+    char *buf = malloc(cap + 1);
+    ssize_t got = 0;
+    while (buf && (got = read(fd, buf + len, cap - len)) > 0) {
+        len += (size_t)got;
+        if (len == cap && cap < (1u << 20)) {
+            char *grown = realloc(buf, 2 * cap + 1);
+            if (!grown)
+                break;
+            buf = grown;
+            cap *= 2;
+        } else if (len == cap) {
+            break; /* a megabyte of environment: what we launch puts ours first */
+        }
+    }
+    close(fd);
+    if (!buf || got < 0) {
+        free(buf);
+        return NONCE_UNREADABLE;
+    }
+    buf[len] = '\0';
+    enum nonce_seen seen = NONCE_NONE;
+    for (char *e = buf; e < buf + len; e += strlen(e) + 1)
+        if (strncmp(e, key, sizeof key - 1) == 0) {
+            seen = nonce[0] && strcmp(e + sizeof key - 1, nonce) == 0 ? NONCE_OURS : NONCE_OTHER;
+            break;
+        }
+    explicit_bzero(buf, len);
+    free(buf);
+    return seen;
+}
+
+/* "GROUP-N", N one or more digits: the ids this group gives (so that group
+ * "asg" does not claim "asg-web-1"). */
+static bool id_of_group(const char *id, const char *group)
+{
+    size_t glen = strlen(group);
+    if (strncmp(id, group, glen) != 0 || id[glen] != '-' || !id[glen + 1])
+        return false;
+    return strspn(id + glen + 1, "0123456789") == strlen(id + glen + 1);
+}
+
+/* pid's agent id (its --id) if it is an asg-agent of our uid; what its
+ * environment says of the nonce goes to *seen. */
+static bool agent_identity(pid_t pid, const char *nonce, char *id, size_t size, enum nonce_seen *seen)
+{
+    char buf[1024], *args[16];
+    int argc = read_cmdline(pid, buf, sizeof buf, args, 16);
+    if (argc < 3 || !our_agent_process(pid))
+        return false;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(args[i], "--id") == 0) {
+            if (!copy_str(id, size, args[i + 1]))
+                return false;
+            *seen = environ_nonce(pid, nonce);
+            return true;
+        }
+    return false;
+}
+
+pid_t local_row_agent(const char *nonce, const struct table_row *r, pid_t pid)
+{
+    if (pid <= 0 || !pid_alive(pid))
+        return 0;
+    /* A row's own pid must still be the process it recorded; a start time
+     * of 0 (a row adopted without one, a planted or damaged row) proves
+     * nothing, and the checks below still apply. */
+    uint64_t start = pid_start_time(pid);
+    if (!start || (pid == r->pid && r->pid_start && start != r->pid_start))
+        return 0;
+    char id[TABLE_ID_MAX];
+    enum nonce_seen seen = NONCE_UNREADABLE;
+    if (!agent_identity(pid, nonce, id, sizeof id, &seen) || strcmp(id, r->id) != 0)
+        return 0;
+    if (seen == NONCE_OURS || (seen == NONCE_NONE && (r->flags & ROW_F_JOINED)))
+        return pid;
+    return 0;
+}
+
+int local_signal_row(const char *nonce, const struct table_row *r, pid_t pid, int sig)
+{
+    if (!local_row_agent(nonce, r, pid))
+        return 0;
+    if (kill(pid, sig) != 0)
+        return errno == ESRCH ? 0 : -1;
+    return 1;
+}
+
+int local_scan_proc(const char *group, const char *nonce, struct provider_instance **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     DIR *d = opendir("/proc");
     if (!d)
         return -1;
-    size_t cap = 0, glen = group ? strlen(group) : 0;
+    size_t cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
         if (*end || pid <= 0)
             continue;
-        char buf[1024], *args[16];
-        int argc = read_cmdline((pid_t)pid, buf, sizeof buf, args, 16);
-        if (argc < 3)
+        char id[TABLE_ID_MAX];
+        enum nonce_seen seen = NONCE_UNREADABLE;
+        if (!agent_identity((pid_t)pid, nonce, id, sizeof id, &seen))
             continue;
-        if (!our_agent_process((pid_t)pid))
+        /* Another group's (another nonce) never; one started by hand (no
+         * nonce) only when asked for any id, for a row that joined. */
+        if (seen == NONCE_OTHER || seen == NONCE_UNREADABLE || (group && seen != NONCE_OURS))
             continue;
-        for (int i = 1; i + 1 < argc; i++) {
-            if (strcmp(args[i], "--id") != 0)
-                continue;
-            const char *id = args[i + 1];
-            if (group && (strncmp(id, group, glen) != 0 || id[glen] != '-'))
-                break;
-            if (!pid_alive((pid_t)pid))
-                break;
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 16;
-                struct provider_instance *grown = realloc(*out, cap * sizeof **out);
-                if (!grown) {
-                    closedir(d);
-                    return -1;
-                }
-                *out = grown;
+        if ((group && !id_of_group(id, group)) || !pid_alive((pid_t)pid))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct provider_instance *grown = realloc(*out, cap * sizeof **out);
+            if (!grown) {
+                closedir(d);
+                return -1;
             }
-            struct provider_instance *pi = &(*out)[(*n)++];
-            memset(pi, 0, sizeof *pi);
-            copy_str(pi->id, sizeof pi->id, id);
-            pi->alive = true;
-            copy_str(pi->state, sizeof pi->state, "running");
-            pi->pid = (int32_t)pid;
-            pi->pid_start = pid_start_time((pid_t)pid);
-            start_time_iso(pi->pid_start, pi->launch_time, sizeof pi->launch_time);
-            break;
+            *out = grown;
         }
+        struct provider_instance *pi = &(*out)[(*n)++];
+        memset(pi, 0, sizeof *pi);
+        copy_str(pi->id, sizeof pi->id, id);
+        pi->alive = true;
+        pi->no_nonce = seen == NONCE_NONE;
+        copy_str(pi->state, sizeof pi->state, "running");
+        pi->pid = (int32_t)pid;
+        pi->pid_start = pid_start_time((pid_t)pid);
+        start_time_iso(pi->pid_start, pi->launch_time, sizeof pi->launch_time);
     }
     closedir(d);
     return 0;

@@ -23,6 +23,7 @@ struct provider_instance {
     char launch_time[40];       /* ISO 8601 UTC, "" if unknown */
     int32_t pid;
     uint64_t pid_start;
+    bool no_nonce;              /* local: an agent started by hand (no group nonce) */
 };
 
 /* launch() results */
@@ -65,6 +66,7 @@ struct provider {
     void *priv;                        /* the provider's own state */
     struct pki_ca *ca;                 /* tls.mode auto: signs each instance's certificate */
     char tls_dir[256];
+    char group_nonce[GROUP_NONCE_HEX + 1]; /* local: every agent launched carries it */
 };
 
 /* Fills p for cfg->provider_kind. Returns -1 with a reason. */
@@ -91,8 +93,21 @@ void provider_launch_token(const struct provider *p, const char *id, char *out, 
  * one-time join token; the agent then joins for its certificate. */
 int ec2_user_data(const struct asg_config *cfg, const char *manager, const char *ca_pem,
                   const char *join_token, char *out, size_t size);
-/* Finds asg-agent processes whose --id starts with "<group>-" (every
- * asg-agent process when group is NULL). */
-int local_scan_proc(const char *group, struct provider_instance **out, size_t *n);
+/* Finds this group's agent processes: our uid, /proc/PID/exe asg-agent,
+ * the group's nonce in the environment and, with group, an id GROUP-N (N
+ * digits). Without group, agents of any id, and also agents carrying no
+ * nonce at all (started by hand: no_nonce tells them apart). */
+int local_scan_proc(const char *group, const char *nonce, struct provider_instance **out, size_t *n);
+
+/* The one way an agent process is signalled, by the controller and by the
+ * supervisor alike: sig goes to pid only if it is the row's agent, checked
+ * now: alive, the row's start time when it has one, our uid, /proc/PID/exe
+ * is asg-agent, `--id` is the row's id, and its environment carries the
+ * group's nonce (or, for a row that joined by registering with our
+ * certificate, no nonce at all: an agent started by hand). 1 signalled,
+ * 0 not ours (nothing sent), -1 kill failed. */
+int local_signal_row(const char *nonce, const struct table_row *r, pid_t pid, int sig);
+/* The same checks without the signal: the pid if it is the row's agent, else 0. */
+pid_t local_row_agent(const char *nonce, const struct table_row *r, pid_t pid);
 
 #endif

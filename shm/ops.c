@@ -275,11 +275,15 @@ void table_join_spent(struct table *t, struct table_row *r, int64_t now)
 
 /* ---- the header ---- */
 
-void table_supervisor_started(struct table *t, const struct asg_config *cfg)
+void table_supervisor_started(struct table *t, const struct asg_config *cfg, const char *nonce,
+                              const char *config_path)
 {
     struct table_hdr *h = t->hdr;
     hdr_write_begin(t);
     h->pid_supervisor = getpid();
+    h->supervisor_start = pid_start_time(getpid());
+    copy_str(h->group_nonce, sizeof h->group_nonce, nonce ? nonce : "");
+    copy_str(h->config_path, sizeof h->config_path, config_path ? config_path : "");
     h->pid_monitor = h->pid_controller = h->pid_status = 0;
     h->draining = DRAIN_NONE;
     h->config = *cfg;

@@ -89,8 +89,9 @@ void table_join_spent(struct table *t, struct table_row *r, int64_t now);
 
 /* ---- the header ---- */
 
-/* Supervisor. */
-void table_supervisor_started(struct table *t, const struct asg_config *cfg);
+/* Supervisor. nonce: the group's; config_path: its file (NULL: defaults). */
+void table_supervisor_started(struct table *t, const struct asg_config *cfg, const char *nonce,
+                              const char *config_path);
 void table_set_role_pid(struct table *t, int role, pid_t pid); /* role: 0 monitor, 1 controller, 2 status */
 void table_role_restarted(struct table *t, int role);
 void table_set_draining(struct table *t, uint32_t kind);

@@ -140,10 +140,12 @@ int table_attach(const char *name, bool readonly, struct table *t,
     memset(t, 0, sizeof *t);
     int fd = shm_open(name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0) {
-        if (errno == ENOENT)
+        int e = errno;
+        if (e == ENOENT)
             snprintf(err, errsize, "no shared table %s (is asgd running with this config?)", name);
         else
-            snprintf(err, errsize, "shared table %s: cannot open: %s", name, strerror(errno));
+            snprintf(err, errsize, "shared table %s: cannot open: %s", name, strerror(e));
+        errno = e;
         return -1;
     }
     struct stat st;
@@ -154,19 +156,23 @@ int table_attach(const char *name, bool readonly, struct table *t,
                  "0600): refusing a table we did not make; remove /dev/shm%s if it is stale",
                  name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid(), name);
         close(fd);
+        errno = EPERM;
         return -1;
     }
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(struct table_hdr)) {
         snprintf(err, errsize, "shared table %s: %jd bytes is smaller than a header (%zu)",
                  name, (intmax_t)st.st_size, sizeof(struct table_hdr));
         close(fd);
+        errno = EINVAL;
         return -1;
     }
     size_t size = (size_t)st.st_size;
     void *p = mmap(NULL, size, readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
-        snprintf(err, errsize, "shared table %s: mmap: %s", name, strerror(errno));
+        int e = errno;
+        snprintf(err, errsize, "shared table %s: mmap: %s", name, strerror(e));
+        errno = e;
         return -1;
     }
     const struct table_hdr *h = p;
@@ -185,6 +191,7 @@ int table_attach(const char *name, bool readonly, struct table *t,
                  "stop every asg process, or remove /dev/shm%s if none runs",
                  name, why, h->magic == TABLE_MAGIC ? h->version : 0, size, name);
         munmap(p, size);
+        errno = EINVAL;
         return -1;
     }
     t->hdr = p;

@@ -17,9 +17,10 @@
 #include <sys/types.h>
 
 #include "../common/config.h"
+#include "../common/identity.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 16
+#define TABLE_VERSION 17
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -237,6 +238,12 @@ struct table_hdr {
     char ha_managers[256];       /* every manager's monitor address, ","-joined, ours first */
     _Atomic uint64_t ha_failovers;   /* times this manager became the leader */
     _Atomic uint64_t provider_calls; /* launches and terminations asked of the provider */
+
+    /* supervisor: who runs this table, for the other managers of this uid
+     * (a second group of the same name refuses to start, naming this one) */
+    char group_nonce[GROUP_NONCE_HEX + 8]; /* the group's (common/identity.h) */
+    char config_path[256];       /* the config file, "" for the built-in defaults */
+    uint64_t supervisor_start;   /* pid_supervisor's start time (against pid reuse) */
 };
 
 /* After the header, apart from it: the probe counters and histograms and
@@ -265,7 +272,7 @@ struct table {
      * one scribbled word would send every loop past the mapping. */
     uint32_t capacity;
     bool readonly;
-    char name[64];
+    char name[TABLE_NAME_MAX];
 };
 
 /* The lock waits, for every role: a round gives up after TABLE_LOCK_WAIT_MS
@@ -279,7 +286,9 @@ struct table {
 /* Creates a fresh segment (mode 0600); fails if one exists. */
 int table_create(const char *name, uint32_t capacity, struct table *t,
                  char *err, size_t errsize);
-/* Maps an existing segment, checking magic, version and sizes. */
+/* Maps an existing segment, checking magic, version and sizes. On failure
+ * errno says why: ENOENT none, EPERM not ours (another owner, or group or
+ * world bits), EINVAL not a table of this layout. */
 int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize);
 void table_detach(struct table *t);

@@ -1021,7 +1021,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     /* Trade the inherited writable mapping for a read-only one: a bug
      * here faults instead of scribbling on the table. */
     char err[512];
-    if (table_attach(cfg->shm_name, true, &S.t, err, sizeof err) != 0) {
+    if (table_attach(rw->name, true, &S.t, err, sizeof err) != 0) { /* shm.name + its suffix */
         log_error("%s", err);
         return ASG_EXIT_FATAL;
     }

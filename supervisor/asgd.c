@@ -3,6 +3,7 @@
  * restarts them when they die, and acts on signals. It does no network I/O
  * itself, so nothing an agent sends can stall it. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -21,9 +22,11 @@
 
 #include "../common/config.h"
 #include "../common/ctlsock.h"
+#include "../common/identity.h"
 #include "../common/pki.h"
 #include "../common/util.h"
 #include "../proto/rpc.h"
+#include "../provider/provider.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
 #include "../controller/controller.h"
@@ -77,6 +80,9 @@ struct sup {
     const char *cfg_path;    /* NULL: built-in defaults */
     struct asg_config cfg;
     struct table table;
+    bool table_fresh;        /* made by this start (not re-attached) */
+    char state_dir[256];     /* tls.dir: the CA, the group nonce, the table's name */
+    char nonce[GROUP_NONCE_HEX + 1];
     int pidfd;
     int sigfd;
     enum phase phase;
@@ -420,11 +426,10 @@ static void stop_leftover_agents(void)
         struct table_row r;
         if (!table_read_row(&S.table, i, &r) || r.state == ROW_FREE || r.pid <= 0)
             continue;
-        uint64_t start = pid_start_time(r.pid);
-        if (start && (!r.pid_start || start == r.pid_start)) {
+        /* Every check the controller makes (provider/local.c): a row is
+         * only a claim, never a licence to signal its pid. */
+        if (local_signal_row(S.nonce, &r, r.pid, SIGKILL) > 0)
             log_warn("agent %s (pid %d) still running after drain: SIGKILL", r.id, r.pid);
-            kill(r.pid, SIGKILL);
-        }
     }
 }
 
@@ -582,32 +587,53 @@ static int wait_previous_roles(const struct table_hdr *h)
     return 0;
 }
 
-/* A table left by a manager that died is re-attached, rows and all: its
- * instances are still out there. */
-static int open_table(void)
+/* A new table under a fresh random name (common/identity.h), recorded
+ * first: a crash in between leaves a record of nothing, never a table
+ * nobody can find. */
+static int create_table(void)
 {
-    char err[512];
-    if (table_create(S.cfg.shm_name, (uint32_t)S.cfg.shm_capacity, &S.table, err, sizeof err) == 0)
-        return 0;
-    if (errno != EEXIST && !strstr(err, "File exists")) {
-        log_error("%s", err);
-        return -1;
+    char err[512], name[TABLE_NAME_MAX];
+    for (int tries = 0; tries < 3; tries++) {
+        if (table_name_fresh(S.cfg.shm_name, name, sizeof name) != 0) {
+            log_error("shm.name %s: cannot make a table name: %s", S.cfg.shm_name, strerror(errno));
+            return -1;
+        }
+        if (table_name_record(S.state_dir, S.cfg.shm_name, name, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return -1;
+        }
+        if (table_create(name, (uint32_t)S.cfg.shm_capacity, &S.table, err, sizeof err) == 0) {
+            S.table_fresh = true;
+            return 0;
+        }
+        if (errno != EEXIST && !strstr(err, "File exists")) {
+            log_error("%s", err);
+            table_name_record(S.state_dir, S.cfg.shm_name, NULL, err, sizeof err);
+            return -1;
+        }
+        log_warn("%s; choosing another name", err);
     }
-    if (table_attach(S.cfg.shm_name, false, &S.table, err, sizeof err) != 0) {
-        log_error("%s", err);
-        return -1;
-    }
+    log_error("shm.name %s: three random names were all taken; not starting", S.cfg.shm_name);
+    return -1;
+}
+
+/* The checks on a table left by an earlier manager of this group. */
+static int reattach_checks(void)
+{
     struct table_hdr *h = S.table.hdr;
     if (h->pid_supervisor > 0 && h->pid_supervisor != getpid() && pid_alive(h->pid_supervisor)) {
-        log_error("shared table %s is in use by asgd pid %d; not starting", S.cfg.shm_name,
+        log_error("shared table %s is in use by asgd pid %d; not starting", S.table.name,
                   h->pid_supervisor);
-        table_detach(&S.table);
         return -1;
     }
-    if (wait_previous_roles(h) != 0) {
-        table_detach(&S.table);
+    h->group_nonce[sizeof h->group_nonce - 1] = '\0';
+    if (h->group_nonce[0] && strcmp(h->group_nonce, S.nonce) != 0) {
+        log_error("shared table %s was made by another group (its nonce is not the one in %s); "
+                  "not starting", S.table.name, S.state_dir);
         return -1;
     }
+    if (wait_previous_roles(h) != 0)
+        return -1;
     int rows = 0;
     for (uint32_t i = 0; i < S.table.capacity; i++)
         rows += S.table.rows[i].state != ROW_FREE;
@@ -617,13 +643,45 @@ static int open_table(void)
         int fixed = table_repair(&S.table);
         table_unlock(&S.table);
         if (fixed)
-            log_warn("shared table %s: %d thing(s) corrected on re-attach", S.cfg.shm_name, fixed);
+            log_warn("shared table %s: %d thing(s) corrected on re-attach", S.table.name, fixed);
     }
     log_warn("re-attaching shared table %s left by asgd pid %d: %d instance(s) kept",
-             S.cfg.shm_name, h->pid_supervisor, rows);
+             S.table.name, h->pid_supervisor, rows);
     if (S.table.capacity != (uint32_t)S.cfg.shm_capacity)
         log_warn("shm.capacity %d differs from the existing table's %u; using %u",
                  S.cfg.shm_capacity, S.table.capacity, S.table.capacity);
+    return 0;
+}
+
+/* The table recorded in the state directory is re-attached, rows and all,
+ * when it is still there (a manager that died left it: its instances are
+ * still out there); else a new one is made. A segment of another owner
+ * under the recorded name is left alone: nobody can make us use it, and
+ * nobody can keep us from starting with it. */
+static int open_table(void)
+{
+    char err[512], name[TABLE_NAME_MAX];
+    if (table_name_recorded(S.state_dir, S.cfg.shm_name, name, sizeof name, err, sizeof err) != 0) {
+        if (errno != ENOENT) {
+            log_error("%s", err);
+            return -1;
+        }
+        return create_table();
+    }
+    if (table_attach(name, false, &S.table, err, sizeof err) != 0) {
+        if (errno == ENOENT)
+            return create_table();
+        if (errno == EPERM) {
+            log_warn("%s; leaving it there and making a new table", err);
+            return create_table();
+        }
+        log_error("%s", err);
+        return -1;
+    }
+    if (reattach_checks() != 0) {
+        table_detach(&S.table);
+        return -1;
+    }
     return 0;
 }
 
@@ -631,8 +689,69 @@ static void init_table_header(void)
 {
     if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0)
         log_warn("table lock still busy at start; carrying on");
-    table_supervisor_started(&S.table, &S.cfg);
+    table_supervisor_started(&S.table, &S.cfg, S.nonce, S.cfg_path);
     table_unlock(&S.table);
+}
+
+/* A table's header, read (not mapped) from /dev/shm: only a regular file
+ * of ours, 0600, of this layout. */
+static bool read_header_at(int dirfd, const char *file, struct table_hdr *h)
+{
+    int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+              !(st.st_mode & 077) && (size_t)st.st_size >= sizeof *h &&
+              pread(fd, h, sizeof *h, 0) == (ssize_t)sizeof *h;
+    close(fd);
+    if (!ok || h->magic != TABLE_MAGIC || h->version != TABLE_VERSION || h->hdr_size != sizeof *h)
+        return false;
+    h->config.group_name[sizeof h->config.group_name - 1] = '\0';
+    h->group_nonce[sizeof h->group_nonce - 1] = '\0';
+    h->config_path[sizeof h->config_path - 1] = '\0';
+    h->monitor_addr[sizeof h->monitor_addr - 1] = '\0';
+    return true;
+}
+
+/* Two groups of one name on one machine would take each other's agents
+ * for their own by name alone, and an operator would confuse them: the
+ * one whose supervisor started last refuses, naming the other. The
+ * managers of this uid are found through their tables (every running
+ * manager has one, and each says who runs it): a segment of another uid
+ * is never read, so no stranger can block a start, and a table whose
+ * supervisor is dead (or whose pid now runs something else) is stale and
+ * ignored. Both headers are published before either looks, so two
+ * managers started at once see each other and exactly one gives way. */
+static int refuse_same_name(void)
+{
+    DIR *d = opendir("/dev/shm");
+    struct table_hdr *h = malloc(sizeof *h);
+    uint64_t mine = pid_start_time(getpid());
+    int rc = 0;
+    struct dirent *e;
+    while (d && h && rc == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, S.table.name + 1) == 0 ||
+            !read_header_at(dirfd(d), e->d_name, h))
+            continue;
+        pid_t pid = h->pid_supervisor;
+        if (strcmp(h->config.group_name, S.cfg.group_name) != 0 || strcmp(h->group_nonce, S.nonce) == 0 ||
+            pid <= 0 || pid == getpid() || !pid_alive(pid))
+            continue; /* another name, our own group (an HA pair), or stale */
+        uint64_t start = pid_start_time(pid);
+        if (!start || start != h->supervisor_start || start > mine || (start == mine && pid > getpid()))
+            continue; /* a reused pid, or a manager that came after us: it gives way */
+        log_error("group %s already has a manager on this machine, of another group (another "
+                  "nonce, another tls.dir): asgd pid %d, config %s, monitor %s, table /%s. Give this "
+                  "one another group.name (or, for an HA pair, the same tls.dir); not starting",
+                  S.cfg.group_name, (int)pid, h->config_path[0] ? h->config_path : "(built-in defaults)",
+                  h->monitor_addr[0] ? h->monitor_addr : "(not listening yet)", e->d_name);
+        rc = -1;
+    }
+    free(h);
+    if (d)
+        closedir(d);
+    return rc;
 }
 
 static int daemonize(void)
@@ -758,15 +877,21 @@ static int prepare(int argc, char **argv, bool *foreground)
     S.pidfd = open_pidfile();
     if (S.pidfd < 0)
         return 1;
-    char dir[256];
-    pki_dir(&S.cfg, dir, sizeof dir);
-    if (S.cfg.tls_mode == TLS_AUTO && pki_prepare(dir, err, sizeof err) != 0) {
+    /* The state directory, whatever the TLS mode: the group's nonce and
+     * its table's name live there (common/identity.h). */
+    pki_dir(&S.cfg, S.state_dir, sizeof S.state_dir);
+    if (pki_own_dir(S.state_dir, err, sizeof err) != 0 ||
+        group_nonce_load(S.state_dir, true, S.nonce, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: state directory (tls.dir): %s\n", err);
+        return 1;
+    }
+    if (S.cfg.tls_mode == TLS_AUTO && pki_prepare(S.state_dir, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: tls: %s\n", err);
         return 1;
     }
     /* The status API serves nobody without this credential (README,
      * "Watching it"), so it exists before the status role starts. */
-    if (S.cfg.status_listen[0] && pki_api_token_prepare(dir, err, sizeof err) != 0) {
+    if (S.cfg.status_listen[0] && pki_api_token_prepare(S.state_dir, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: status API token: %s\n", err);
         return 1;
     }
@@ -782,6 +907,16 @@ static int take_place(void)
         return -1;
     }
     init_table_header();
+    if (refuse_same_name() != 0) {
+        char err[256];
+        table_detach(&S.table);
+        if (S.table_fresh) { /* ours alone, and empty: nothing to keep */
+            table_unlink(S.table.name);
+            table_name_record(S.state_dir, S.cfg.shm_name, NULL, err, sizeof err);
+        }
+        unlink(S.cfg.pidfile);
+        return -1;
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     S.sigfd = signals_install(true);
     if (ctlsock_pair_open() != 0) {
@@ -815,7 +950,7 @@ int main(int argc, char **argv)
     if (take_place() != 0)
         return 1;
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
-             S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.shm_name,
+             S.cfg_path ? S.cfg_path : "(built-in defaults)", S.table.name,
              S.table.capacity, (int)getpid());
     for (size_t i = 0; i < NCHILDREN; i++)
         if (&children[i] != STATUS || S.cfg.status_listen[0])
@@ -824,9 +959,12 @@ int main(int argc, char **argv)
     stop_leftover_agents();
     reap();
     table_detach(&S.table);
-    table_unlink(S.cfg.shm_name);
+    table_unlink(S.table.name);
+    char err[256];
+    if (table_name_record(S.state_dir, S.cfg.shm_name, NULL, err, sizeof err) != 0)
+        log_warn("%s", err);
     unlink(S.cfg.pidfile);
     log_info("stopped%s; table %s and pidfile removed", S.phase_before == PH_KILLED ? " (after SIGKILL)" : "",
-             S.cfg.shm_name);
+             S.table.name);
     return S.exit_code;
 }

@@ -2,9 +2,12 @@
  * instances that joined on their own), driven one evaluation at a time on
  * a real table with a fake provider that keeps its instances in memory. */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/ctlsock.h"
@@ -210,7 +213,7 @@ static void setup(void)
     cfg.scale_out_above = 1.0; /* no load-driven scaling: these tests are about the group */
     cfg.scale_in_below = 0.0;
     table_lock(&T, 1000);
-    table_supervisor_started(&T, &cfg);
+    table_supervisor_started(&T, &cfg, NULL, NULL);
     table_unlock(&T);
     C = controller_open(&T, &cfg, &fake_ops, &F);
 }
@@ -718,6 +721,141 @@ START_TEST(test_terminate_with_decrement_above_desired_keeps_desired)
 }
 END_TEST
 
+/* ---- the local provider: which processes are the group's ---- */
+
+#define OUR_NONCE "0123456789abcdef0123456789abcdef"
+#define OTHER_NONCE "fedcba9876543210fedcba9876543210"
+
+/* A process of ours: the real asg-agent (agent true) as id with nonce in its
+ * environment (NULL: none), or a sleep; returned once it runs its program. */
+static pid_t spawn(bool agent, const char *id, const char *nonce)
+{
+    const char *bin = getenv("ASG_BIN");
+    char path[512], env_nonce[80];
+    snprintf(path, sizeof path, "%s/asg-agent", bin ? bin : "bin");
+    snprintf(env_nonce, sizeof env_nonce, "ASG_GROUP_NONCE=%s", nonce ? nonce : "");
+    char *env[] = {nonce ? env_nonce : NULL, NULL};
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        if (agent)
+            execve(path, (char *[]){"asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id, NULL}, env);
+        else
+            execve("/bin/sleep", (char *[]){"sleep", "30", NULL}, env);
+        _exit(127);
+    }
+    char exe[512];
+    const char *want = agent ? "/asg-agent" : "/sleep";
+    for (int i = 0; i < 200; i++) {
+        if (pid_exe_if_ours(pid, exe, sizeof exe) && strlen(exe) >= strlen(want) &&
+            strcmp(exe + strlen(exe) - strlen(want), want) == 0)
+            return pid;
+        sleep_ms(10);
+    }
+    ck_abort_msg("%s did not start", agent ? path : "sleep");
+    return -1;
+}
+
+/* True when pid is still running 100 ms on (not signalled). */
+static bool survives(pid_t pid)
+{
+    sleep_ms(100);
+    int st;
+    return waitpid(pid, &st, WNOHANG) == 0;
+}
+
+/* True once pid has died (signalled), within 5 s. */
+static bool dies(pid_t pid)
+{
+    int st;
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+static void reap_now(pid_t pid)
+{
+    int st;
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+}
+
+static int terminate_row(const char *id, pid_t pid, uint32_t flags)
+{
+    struct asg_config c;
+    config_defaults(&c);
+    struct provider p;
+    memset(&p, 0, sizeof p);
+    p.ops = &provider_local_ops;
+    p.cfg = &c;
+    copy_str(p.group_nonce, sizeof p.group_nonce, OUR_NONCE);
+    struct table_row r;
+    memset(&r, 0, sizeof r);
+    copy_str(r.id, sizeof r.id, id);
+    r.state = ROW_TERMINATING;
+    r.flags = flags;
+    r.pid = pid;
+    r.pid_start = 0; /* a row that never had one, or a planted one */
+    char err[256];
+    return p.ops->terminate(&p, &r, true, err, sizeof err);
+}
+
+/* A row is a claim, never a licence: with no start time to compare, the
+ * pid it names was signalled on liveness alone (a planted or damaged row
+ * could name any process of our uid). */
+START_TEST(test_a_row_without_start_time_signals_only_the_groups_agent)
+{
+    pid_t sleeper = spawn(false, NULL, OUR_NONCE);
+    ck_assert_int_eq(terminate_row("g-1", sleeper, 0), 0);
+    ck_assert_msg(survives(sleeper), "a sleep named by a row was killed");
+    pid_t stranger = spawn(true, "g-1", OTHER_NONCE);
+    ck_assert_int_eq(terminate_row("g-1", stranger, 0), 0);
+    ck_assert_msg(survives(stranger), "another group's agent was killed");
+    ck_assert_int_eq(terminate_row("g-1", stranger, ROW_F_JOINED), 0);
+    ck_assert_msg(survives(stranger), "another group's agent was killed for a joined row");
+    pid_t ours = spawn(true, "g-1", OUR_NONCE);
+    ck_assert_int_eq(terminate_row("g-2", ours, 0), 0);
+    ck_assert_msg(survives(ours), "our agent was killed for another id's row");
+    ck_assert_int_eq(terminate_row("g-1", ours, 0), 0);
+    ck_assert_msg(dies(ours), "the group's own agent was not signalled");
+    pid_t by_hand = spawn(true, "g-3", NULL);
+    ck_assert_int_eq(terminate_row("g-3", by_hand, 0), 0);
+    ck_assert_msg(survives(by_hand), "an agent without the nonce was killed for a launched row");
+    ck_assert_int_eq(terminate_row("g-3", by_hand, ROW_F_JOINED), 0);
+    ck_assert_msg(dies(by_hand), "a joined agent started by hand was not signalled");
+    reap_now(sleeper);
+    reap_now(stranger);
+}
+END_TEST
+
+/* Adoption lists only the group's: its nonce, and ids GROUP-N. */
+START_TEST(test_the_scan_lists_only_the_groups_agents)
+{
+    pid_t pids[] = {spawn(true, "g-7", OUR_NONCE), spawn(true, "g-web-1", OUR_NONCE),
+                    spawn(true, "g-8", OTHER_NONCE), spawn(true, "g-9", NULL),
+                    spawn(true, "g-", OUR_NONCE)};
+    struct provider_instance *list = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(local_scan_proc("g", OUR_NONCE, &list, &n), 0);
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 1; k < sizeof pids / sizeof pids[0]; k++)
+            ck_assert_msg(list[i].pid != pids[k], "listed %s (pid %d)", list[i].id, list[i].pid);
+        found += list[i].pid == pids[0] && strcmp(list[i].id, "g-7") == 0;
+    }
+    ck_assert_int_eq(found, 1);
+    free(list);
+    for (size_t k = 0; k < sizeof pids / sizeof pids[0]; k++)
+        reap_now(pids[k]);
+}
+END_TEST
+
 Suite *controller_suite(void)
 {
     const TTest *tests[] = {
@@ -737,5 +875,14 @@ Suite *controller_suite(void)
         test_terminate_with_decrement_shrinks_the_group_at_desired,
         test_terminate_with_decrement_above_desired_keeps_desired,
         NULL};
-    return suite_of("controller", "core", setup, teardown, 0, tests, NULL);
+    const TTest *local[] = {
+        test_a_row_without_start_time_signals_only_the_groups_agent,
+        test_the_scan_lists_only_the_groups_agents,
+        NULL};
+    Suite *s = suite_of("controller", "core", setup, teardown, 0, tests, NULL);
+    TCase *tc = tcase_create("local provider");
+    for (size_t i = 0; local[i]; i++)
+        tcase_add_test(tc, local[i]);
+    suite_add_tcase(s, tc);
+    return s;
 }

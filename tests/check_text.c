@@ -166,7 +166,7 @@ static void fill(const char *text)
     copy_str(cfg.ha_etcd, sizeof cfg.ha_etcd, "http://127.0.0.1:2379");
     int64_t now = now_ms();
     table_lock(&T, 1000);
-    table_supervisor_started(&T, &cfg);
+    table_supervisor_started(&T, &cfg, NULL, NULL);
     struct table_row *r = table_row_new(&T, "asg-1", RE_LAUNCH, "launched", 0, "", now);
     ck_assert_ptr_nonnull(r);
     table_registered(&T, r, "127.0.0.1:9", "", now);

@@ -238,8 +238,40 @@ class Manager:
         return s and s["processes"]["monitor"] and s["processes"]["controller"] and \
             s["group"]["monitor_address"]
 
+    def state_dir(self):
+        return self.cfg["tls"]["dir"]
+
+    def table_name(self):
+        """The table's segment name: shm.name with the random suffix asgd
+        recorded in its state directory (tls.dir) when it made the table;
+        the last one seen once the record is gone (a stopped manager)."""
+        try:
+            with open(os.path.join(self.state_dir(), "table-" + self.shm.lstrip("/"))) as f:
+                self._table = f.read().strip()
+        except FileNotFoundError:
+            pass
+        return getattr(self, "_table", None)
+
+    def table_path(self):
+        name = self.table_name()
+        return "/dev/shm" + name if name else None
+
+    def tables_left(self):
+        """Segments in /dev/shm under this manager's shm.name (any suffix)."""
+        base = self.shm.lstrip("/")
+        return [f for f in os.listdir("/dev/shm") if f == base or f.startswith(base + ".")]
+
+    def group_nonce(self):
+        """The group's nonce (tls.dir/group.nonce), made on the first start."""
+        with open(os.path.join(self.state_dir(), "group.nonce")) as f:
+            return f.read().strip()
+
     def ctl(self, *args, timeout=20):
-        return run([BIN + "/asgctl", "--shm", self.shm] + list(args), timeout=timeout,
+        # The table's name as recorded, or the config to find it by (asgctl
+        # then says there is none yet).
+        name = self.table_name()
+        where = ["--shm", name] if name else ["-c", self.cfg_path]
+        return run([BIN + "/asgctl"] + where + list(args), timeout=timeout,
                    env=dict(os.environ, **self.env))
 
     def agent_tls(self, ident):
@@ -353,7 +385,8 @@ class Manager:
             time.sleep(0.1)
         report = self.sanitizer_report()
         try:
-            os.unlink("/dev/shm" + self.shm)
+            if self.table_path():
+                os.unlink(self.table_path())
         except FileNotFoundError:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -774,9 +807,12 @@ def plain_cfg():
     return path
 
 
-def start_agent(*args):
+def start_agent(*args, env=None):
+    """An agent started by hand; env adds to its environment (a group's
+    nonce, say: see Manager.group_nonce)."""
     p = subprocess.Popen([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + list(args),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **(env or {})))
     STARTED.add(p.pid)
     line = p.stdout.readline().strip()
     return p, line

@@ -157,8 +157,11 @@ def agent_registers_with_backoff_and_deregisters():
                 monitor={"listen": "127.0.0.1:%d" % port, "adopt_unknown": True})
     agent = None
     try:
+        # Its certificate, and the group's nonce (made with it): the manager
+        # takes the running process for the group's at its first look.
+        tls = m.agent_tls(m.group + "-77")
         agent, addr = start_agent("--id", m.group + "-77", "--manager", "127.0.0.1:%d" % port,
-                                  *m.agent_tls(m.group + "-77"))
+                                  *tls, env={"ASG_GROUP_NONCE": m.group_nonce()})
         time.sleep(1.5)           # nobody there: the agent retries with backoff
         m.start()
         wait_for(lambda: [i for i in m.running() if i["id"] == m.group + "-77"], 20,
@@ -191,14 +194,16 @@ def agent_registers_again_when_the_manager_forgets_it():
     agent = None
     lone = m.group + "-500"
     try:
-        agent, _ = start_agent("--id", lone, "--manager", "127.0.0.1:%d" % port, *m.agent_tls(lone))
+        tls = m.agent_tls(lone)   # also makes the group's nonce, which marks it as the group's
+        agent, _ = start_agent("--id", lone, "--manager", "127.0.0.1:%d" % port, *tls,
+                               env={"ASG_GROUP_NONCE": m.group_nonce()})
         m.start()   # reconciliation adopts it; its registration makes it running
         wait_for(lambda: lone in [i["id"] for i in m.running()], 15, "adopted and running")
         assert m.size(m.status()) == 1
         kill_pid(m.proc.pid)
         m.proc.wait()
         wait_for(lambda: not m.roles_up(), 5, "roles gone")
-        os.unlink("/dev/shm" + m.shm)
+        os.unlink(m.table_path())
         t0 = time.monotonic()
         m.start()
         wait_for(lambda: lone in [i["id"] for i in m.running()], 15, "registered again")

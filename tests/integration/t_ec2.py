@@ -105,7 +105,7 @@ def ec2_whole_manager_killed_adopts_every_instance(m, fake, env):
     kill_pid(m.proc.pid)
     m.proc.wait()
     wait_for(lambda: not m.roles_up(), 5, "roles gone")
-    os.unlink("/dev/shm" + m.shm)      # the worst case: the table is lost too
+    os.unlink(m.table_path())      # the worst case: the table is lost too
     t0 = time.monotonic()
     m.start(env=env)
     wait_for(lambda: sorted(i["id"] for i in m.running()) == ids, 20, "both adopted and running")

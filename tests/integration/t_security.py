@@ -233,7 +233,7 @@ def another_local_user_cannot_steer_the_group():
         assert r.returncode != 0 and "Permission denied" in r.stderr, r
         r = as_stranger([BIN + "/asgctl", "-c", m.cfg_path, "cert", "evil-1", "/tmp"])
         assert r.returncode != 0, r
-        r = as_stranger([BIN + "/asgctl", "--shm", m.shm, "status"])
+        r = as_stranger([BIN + "/asgctl", "--shm", m.table_name(), "status"])
         assert r.returncode != 0, r
         script = ("import grpc,sys; sys.path.insert(0, %r); import asg_pb2, asg_service_pb2_grpc as s\n"
                   "ch = grpc.insecure_channel(%r)\n"
@@ -293,7 +293,11 @@ def plaintext_is_said_in_the_log_and_in_status():
         m.wait_log(r'tls.mode = "plaintext": agents and manager are NOT authenticated')
         r = m.ctl("status")
         assert "WARNING: tls.mode = \"plaintext\"" in r.stdout, r.stdout
-        assert not os.path.exists(os.path.join(m.dir, "tls")), "plaintext made keys"
+        # The state directory holds the group's nonce and the table's name;
+        # no key, no certificate.
+        made = os.listdir(os.path.join(m.dir, "tls"))
+        assert not [f for f in made if f.endswith((".key", ".crt")) or f == "agents"], \
+            "plaintext made keys: %s" % made
     finally:
         m.cleanup()
 
@@ -301,21 +305,14 @@ def plaintext_is_said_in_the_log_and_in_status():
 @test
 def planted_table_and_pidfile_are_refused():
     """A segment another uid made (planted, or left by an unprivileged
-    manager) is never attached; a pidfile that is a link or another's file
-    is refused; the stranger's process is never signalled."""
+    manager) is never attached, nor can it keep the manager from starting;
+    a pidfile that is a link or another's file is refused; the stranger's
+    process is never signalled."""
     m = Manager("plant")
     victim = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                "sleep", "60"])
     STARTED.add(victim.pid)
     try:
-        # A table made by uid 65534, listing the stranger's own process.
-        with open("/dev/shm" + m.shm, "wb") as f:
-            f.write(b"\0" * 4096)
-        os.chown("/dev/shm" + m.shm, 65534, 65534)
-        r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
-        assert r.returncode == 1 and "belongs to uid 65534" in r.stderr + r.stdout, r
-        assert alive(victim.pid)
-        os.unlink("/dev/shm" + m.shm)
         # The pidfile: a symbolic link (root would write through it)...
         target = os.path.join(m.dir, "precious")
         open(target, "w").write("keep me\n")
@@ -330,11 +327,29 @@ def planted_table_and_pidfile_are_refused():
         r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
         assert r.returncode == 1 and "not a regular file of ours" in r.stderr, r
         os.unlink(m.pidfile)
-        # A started manager's files are ours alone.
+        # A table made by uid 65534 under the very name asgd recorded for
+        # its table (as if the stranger had learned it): asgd leaves it
+        # alone and makes its own under a new name; asgctl refuses it too.
+        plant = m.shm + ".0123456789abcdef"
+        os.makedirs(m.state_dir(), mode=0o700)
+        record = os.path.join(m.state_dir(), "table-" + m.shm.lstrip("/"))
+        with open(os.open(record, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(plant + "\n")
+        with open("/dev/shm" + plant, "wb") as f:
+            f.write(b"\0" * 4096)
+        os.chown("/dev/shm" + plant, 65534, 65534)
         m.start()
         m.wait_running(2)
+        assert m.table_name() not in (None, plant), m.table_name()
+        assert re.search(r"%s belongs to uid 65534 .*making a new table" % re.escape(plant), m.log()), m.log()
+        r = run([BIN + "/asgctl", "--shm", plant, "status"])
+        assert r.returncode != 0 and "belongs to uid 65534" in r.stderr, r
+        assert os.stat("/dev/shm" + plant).st_uid == 65534
+        os.unlink("/dev/shm" + plant)
+        assert alive(victim.pid)
+        # A started manager's files are ours alone.
         assert os.stat(m.pidfile).st_mode & 0o777 == 0o600
-        assert os.stat("/dev/shm" + m.shm).st_mode & 0o777 == 0o600
+        assert os.stat(m.table_path()).st_mode & 0o777 == 0o600
         r = as_stranger(["flock", "-n", m.pidfile, "true"])
         assert r.returncode != 0, r
     finally:
