@@ -61,7 +61,7 @@ LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/strbuf
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
-ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c controller/controller.c status/status.c
+ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c monitor_s/relay.c controller/controller.c status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c
 
@@ -129,7 +129,7 @@ unit: $(UNIT_BIN) fuzz-replay
 # each for FUZZ_SECONDS.
 FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc haproxy_stat h2_frames
 FUZZ_SECONDS ?= 60
-FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o
+FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o
 EC2_SAMPLES = $(wildcard ../shared/testdata/aws/ec2-responses/*/)
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_OBJS) $(LIB)

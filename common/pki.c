@@ -96,6 +96,11 @@ static int own_dir(const char *dir, char *err, size_t errsize)
     return 0;
 }
 
+int pki_private_dir(const char *dir, char *err, size_t errsize)
+{
+    return own_dir(dir, err, errsize);
+}
+
 char *pki_read_private(const char *path, size_t max, char *err, size_t errsize)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);

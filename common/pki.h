@@ -29,6 +29,9 @@ void pki_dir(const struct asg_config *cfg, char *out, size_t size);
  * it. The directory must be ours and 0700; a file there that is a link or
  * belongs to another uid is refused. 0, or -1 with "path: reason". */
 int pki_prepare(const char *dir, char *err, size_t errsize);
+/* Makes dir (and its parents) if missing; 0 when it is a directory of
+ * ours, mode 0700, or -1 with the reason in err. */
+int pki_private_dir(const char *dir, char *err, size_t errsize);
 
 /* Loads the manager's identity for a role. In plaintext mode t stays empty
  * (rpc_tls_on(t) is false) and 0 is returned. */

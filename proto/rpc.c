@@ -179,7 +179,15 @@ struct rpc_server {
     size_t live;           /* armed requests and answered calls */
     struct rpc_tag shutdown_tag;
     bool shutdown_done;
+    rpc_peer_map_fn peer_map;  /* behind a relay: its peers' real addresses */
+    void *peer_map_ctx;
 };
+
+void rpc_server_set_peer_map(struct rpc_server *s, rpc_peer_map_fn fn, void *ctx)
+{
+    s->peer_map = fn;
+    s->peer_map_ctx = ctx;
+}
 
 static void arm(struct rpc_server *s, const struct rpc_method *m, void *handle);
 
@@ -242,8 +250,21 @@ static bool peer_name(grpc_call *call, char *out, size_t size)
     return ok;
 }
 
-/* The call whose handler runs now (handlers run one at a time). */
+/* The call whose handler runs now (handlers run one at a time), and its
+ * server. */
 static grpc_call *current_call;
+static struct rpc_server *current_server;
+
+bool rpc_peer_uri(char *out, size_t size)
+{
+    out[0] = '\0';
+    char *p = current_call ? grpc_call_get_peer(current_call) : NULL;
+    if (!p)
+        return false;
+    bool ok = copy_str(out, size, p);
+    gpr_free(p);
+    return ok;
+}
 
 bool rpc_peer_host(char *out, size_t size)
 {
@@ -253,6 +274,13 @@ bool rpc_peer_host(char *out, size_t size)
     char *p = grpc_call_get_peer(current_call); /* "ipv4:1.2.3.4:5", "ipv6:[::1]:5" */
     if (!p)
         return false;
+    if (strncmp(p, "ipv4:", 5) != 0 && strncmp(p, "ipv6:", 5) != 0) {
+        /* not an IP connection: a relayed one, or none we can name */
+        bool ok = current_server && current_server->peer_map &&
+                  current_server->peer_map(current_server->peer_map_ctx, p, out, size);
+        gpr_free(p);
+        return ok;
+    }
     const char *h = p;
     if (strncmp(h, "ipv4:", 5) == 0 || strncmp(h, "ipv6:", 5) == 0)
         h += 5;
@@ -304,8 +332,10 @@ static void srv_req_done(struct rpc_tag *tag, bool ok)
                 rpc_reply_error(&r, GRPC_STATUS_UNAUTHENTICATED, "no verified client certificate");
             } else {
                 current_call = q->call;
+                current_server = s;
                 q->method->fn(q->method->ctx, req, len, s->tls ? peer : NULL, &r);
                 current_call = NULL;
+                current_server = NULL;
             }
             free(req);
         }

@@ -28,7 +28,7 @@ const char *event_kind_name(uint32_t k) { return k < EV_KIND_COUNT ? event_names
 const char *action_cause_name(uint32_t c) { return c < CAUSE_COUNT ? cause_names[c] : "?"; }
 
 static const char *const refusal_names[REFUSED_COUNT] = {"register", "deregister", "control", "http",
-                                                           "join"};
+                                                           "join", "connection"};
 const char *refusal_kind_name(uint32_t k) { return k < REFUSED_COUNT ? refusal_names[k] : "?"; }
 
 static const char *const lb_state_names[LBS_COUNT] = {"none", "added", "draining", "removed"};
@@ -710,5 +710,21 @@ void fault_stop_point(const char *role, const char *what)
         log_warn("ASG_FAULT: %s stopping itself (SIGSTOP) at %s", role, what);
         raise(SIGSTOP);
     }
+}
+
+bool fault_reached(const char *role, const char *what)
+{
+    static int armed = -1, calls;
+    if (armed < 0) {
+        const char *spec = getenv("ASG_FAULT");
+        char want[64];
+        snprintf(want, sizeof want, "%s:%s:", role, what);
+        armed = spec && strncmp(spec, want, strlen(want)) == 0 ? atoi(spec + strlen(want)) : 0;
+    }
+    if (armed <= 0)
+        return false;
+    if (calls < armed && ++calls == armed)
+        log_warn("ASG_FAULT: %s: %s from now on", role, what);
+    return calls >= armed;
 }
 #endif

@@ -5,6 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import contextlib  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
 
 
@@ -174,6 +176,156 @@ def deaf_monitor_listener_is_noticed_and_restarted(m):
         victim = m.wait_running(2)["instances"][0]
         kill_pid(victim["pid"])
         wait_replaced(m, victim["id"], 2)
+
+
+# A stranger's flood of the monitor port, run as uid 65534. argv: host
+# port n seconds mode. "idle": n connections that never say a word, from
+# 127.0.x.y addresses (about ten each, 127.0.0.1 among them), each one
+# reopened as soon as it is closed and a twentieth of them reopened every
+# 100 ms anyway; "garbage": connect, send junk, close, as fast as it can,
+# at most n at once. Prints "ready" once the first n are open (idle) or at
+# once (garbage), and the number of connects at the end.
+FLOOD = r"""
+import os, select, socket, sys, time
+host, port, n, seconds, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+addrs = ["127.0.%d.%d" % (k // 250, 1 + k % 250) for k in range(max(1, n // 10))]
+made = [0]
+def dial():
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.bind((addrs[made[0] % len(addrs)], 0))
+        made[0] += 1
+        s.connect_ex((host, port))
+    except OSError:
+        s.close()
+        return None
+    return s
+held = {}
+order = []
+def opened(s):
+    if s is not None:
+        held[s.fileno()] = s
+        order.append(s)
+def close(s):
+    held.pop(s.fileno(), None)
+    s.close()
+end = time.monotonic() + seconds
+if mode == "idle":
+    for _ in range(n):
+        opened(dial())
+    print("ready", flush=True)
+    last = time.monotonic()
+    while time.monotonic() < end:
+        p = select.poll()
+        for fd in held:
+            p.register(fd, select.POLLIN | select.POLLRDHUP)
+        for fd, ev in p.poll(50):
+            s = held.get(fd)
+            if s is not None:
+                close(s)
+                opened(dial())
+        if time.monotonic() - last >= 0.1:
+            last = time.monotonic()
+            order = [s for s in order if s.fileno() in held]
+            for s in order[:n // 20]:
+                close(s)
+                opened(dial())
+            order = [s for s in order if s.fileno() >= 0 and s.fileno() in held]
+else:
+    print("ready", flush=True)
+    junk = os.urandom(512)
+    while time.monotonic() < end:
+        while len(held) < n:
+            opened(dial())
+        p = select.poll()
+        for fd in held:
+            p.register(fd, select.POLLOUT)
+        for fd, ev in p.poll(20):
+            s = held.get(fd)
+            if s is None:
+                continue
+            try:
+                s.send(junk)
+            except OSError:
+                pass
+            close(s)
+    order = []
+for s in list(held.values()):
+    s.close()
+print(made[0], flush=True)
+"""
+
+
+def stranger_flood(host, port, n, seconds, mode):
+    """Starts FLOOD as uid 65534; returns it once it says it is ready."""
+    p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "/usr/bin/python3", "-c", FLOOD, host, str(port), str(n), str(seconds), mode],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.add(p.pid)
+    line = p.stdout.readline().strip()
+    assert line == "ready", (line, p.stderr.read())
+    return p
+
+
+def registers_under_flood(m, mode, n, seconds):
+    """A legitimate agent (a certificate from the manager) registers while
+    a stranger floods the monitor port; returns the seconds it took. The
+    monitor is never taken for deaf and killed."""
+    s = m.wait_running(1)
+    monitor = s["processes"]["monitor"]
+    host, port = s["group"]["monitor_address"].rsplit(":", 1)
+    tls = m.agent_tls("late-1")
+    flood = stranger_flood(host, port, n, seconds * SLOW, mode)
+    agent = None
+    try:
+        if mode == "idle":
+            time.sleep(1.0)    # the flood holds its connections and keeps reopening them
+        t0 = time.monotonic()
+        agent, _ = start_agent("--id", "late-1", "--manager", s["group"]["monitor_address"], *tls)
+        wait_for(lambda: "late-1" in [i["id"] for i in m.status()["instances"]], 30,
+                 "late-1 registered under a %s flood" % mode, interval=0.02)
+        took = time.monotonic() - t0
+        figure("register under a %s flood" % mode, took)
+        out, err = flood.communicate(timeout=(seconds + 30) * SLOW)
+        assert flood.returncode == 0, err
+        connects = int(out.split()[-1])
+        print("    %s flood: %d connects; late-1 registered in %.2f s" % (mode, connects, took))
+        # the supervisor looks for 5 s at a queue that never shrinks: the
+        # flood lasted longer than that, and a second more is given to it
+        time.sleep(1.0)
+        assert "is deaf" not in m.log(), m.log()[-3000:]
+        assert m.pid("monitor") == monitor, "the monitor was restarted"
+        assert took <= 2.5 * SLOW, "registration took %.2f s under a %s flood" % (took, mode)
+        # ... and the monitor still serves: the agent is probed and running
+        wait_for(lambda: "late-1" in [i["id"] for i in m.running()], 10, "late-1 running")
+    finally:
+        if flood.poll() is None:
+            kill_pid(flood.pid)
+            flood.wait()
+        if agent:
+            stop_agent(agent)
+
+
+FLOOD_GROUP = dict(monitor={"adopt_unknown": True, "unhealthy_after": 6},
+                   group={"min_instances": 1, "desired_instances": 1, "max_instances": 3},
+                   policy={"scale_in_below": 0.0})
+
+
+@with_manager("idleflood", **FLOOD_GROUP)
+def stranger_idle_connection_flood_neither_starves_registration_nor_deafens(m):
+    """uid 65534 holds 3,000 idle connections to the monitor from 300
+    addresses of 127/8, reopened for 9 s: an agent with a certificate
+    registers within a couple of seconds, and the supervisor never takes
+    the busy monitor for a deaf one."""
+    registers_under_flood(m, "idle", 3000, 9)
+
+
+@with_manager("junkflood", **FLOOD_GROUP)
+def stranger_garbage_connect_burst_neither_starves_registration_nor_deafens(m):
+    """uid 65534 connects, sends junk and closes, as fast as it can (500
+    at a time) for 7 s: the same."""
+    registers_under_flood(m, "garbage", 500, 7)
 
 
 @with_manager("stranger")
