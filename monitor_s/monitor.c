@@ -775,6 +775,7 @@ static struct rpc_server *start_serving(struct monitor *m, struct rpc_method *me
     struct table_hdr *h = m->t->hdr;
     struct relay_counters cnt = {&h->relay_accepted, &h->relay_grpc_took, &h->relay_grpc_waiting,
                                  &h->refused[REFUSED_CONNECTION]};
+    m->poller = rpc_poller_start();
     if (!(m->relay = relay_start(fd, m->inner, &lim, &cnt, err, sizeof err)))
         log_error("monitor: %s", err);
     else
@@ -894,6 +895,8 @@ static void release(struct monitor *m, struct rpc_server *srv)
 {
     relay_stop(m->relay); /* gRPC sees its relayed connections close */
     m->relay = NULL;
+    rpc_poller_stop(m->poller);
+    m->poller = NULL;
     if (srv)
         rpc_shutdown(srv, m->cq);
     else

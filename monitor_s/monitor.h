@@ -70,6 +70,7 @@ struct monitor {
     char managers[256];       /* ha: every manager's address, as the controller found them */
     uint32_t managers_gen;    /* bumped when that list changes */
     struct relay *relay;      /* the public listener (relay.h); NULL in unit tests */
+    struct rpc_poller *poller; /* gRPC's I/O, apart from the probe loop */
     char inner[108];          /* the gRPC server's Unix socket behind it */
 };
 

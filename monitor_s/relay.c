@@ -48,6 +48,18 @@ struct end {
 
 enum { SIDE_CLIENT, SIDE_GRPC };
 
+/* How far an unauthenticated connection has got; over a budget, the
+ * oldest of the lowest stage goes first. A stranger reopening idle or
+ * one-byte connections as fast as they are dropped churned the budget in
+ * tens of milliseconds, shorter than a legitimate handshake on a busy
+ * machine; getting past STAGE_SPOKE takes a real exchange with gRPC. */
+enum stage {
+    STAGE_IDLE,       /* has sent nothing */
+    STAGE_SPOKE,      /* has sent a plausible first flight to gRPC */
+    STAGE_EXCHANGED,  /* has answered gRPC's reply (a handshake under way) */
+    STAGES
+};
+
 struct conn {
     int fd[2];                 /* [SIDE_CLIENT]: TCP; [SIDE_GRPC]: Unix, -1 until the client speaks */
     struct end end[2];
@@ -59,7 +71,9 @@ struct conn {
     char host[INET6_ADDRSTRLEN];
     int64_t since_ms;
     bool used, authed, taken;
-    struct conn *prev, *next;   /* unauth or authed list, oldest first */
+    bool replied;               /* gRPC has sent it something */
+    enum stage stage;
+    struct conn *prev, *next;   /* its stage's list or the authed list, oldest first */
     struct conn *hprev, *hnext; /* its address's bucket (unauthenticated only), oldest first */
 };
 
@@ -81,7 +95,8 @@ struct relay {
     int pid;
     struct conn *conns;
     uint32_t *free_slots, nfree;
-    struct list unauth, authed;
+    struct list unauth[STAGES], authed;
+    uint32_t nunauth;
     struct conn *bhead[HOST_BUCKETS], *btail[HOST_BUCKETS];
     struct log_limit limit;
     int64_t next_tick;
@@ -149,18 +164,37 @@ static void bucket_del(struct relay *r, struct conn *c)
     c->hprev = c->hnext = NULL;
 }
 
-/* The unauthenticated connections from src: how many, and the oldest. */
-static uint32_t from_host(struct relay *r, const struct in6_addr *src, struct conn **oldest)
+/* The unauthenticated connections from src: how many, and the one to
+ * drop first (the oldest of the lowest stage). */
+static uint32_t from_host(struct relay *r, const struct in6_addr *src, struct conn **victim)
 {
     uint32_t n = 0;
-    *oldest = NULL;
+    *victim = NULL;
     for (struct conn *c = r->bhead[bucket_of(src)]; c; c = c->hnext)
         if (memcmp(&c->src, src, sizeof *src) == 0) {
-            if (!n)
-                *oldest = c;
+            if (!*victim || c->stage < (*victim)->stage)
+                *victim = c;
             n++;
         }
     return n;
+}
+
+/* The unauthenticated connection to drop first, of all. */
+static struct conn *first_victim(struct relay *r)
+{
+    for (int st = 0; st < STAGES; st++)
+        if (r->unauth[st].head)
+            return r->unauth[st].head;
+    return NULL;
+}
+
+static void promote(struct relay *r, struct conn *c, enum stage st)
+{
+    if (c->authed || c->stage >= st)
+        return;
+    list_del(&r->unauth[c->stage], c);
+    c->stage = st;
+    list_push(&r->unauth[st], c);
 }
 
 /* ---- connections ---- */
@@ -175,7 +209,8 @@ static void conn_close(struct relay *r, struct conn *c)
     if (c->authed) {
         list_del(&r->authed, c);
     } else {
-        list_del(&r->unauth, c);
+        list_del(&r->unauth[c->stage], c);
+        r->nunauth--;
         bucket_del(r, c);
     }
     uint32_t slot = c->slot, gen = c->gen + 1;
@@ -262,6 +297,10 @@ static bool read_side(struct relay *r, struct conn *c, int s)
     if (n < 0)
         return true;
     c->len[s] += (size_t)n;
+    if (s == SIDE_GRPC)
+        c->replied = true;
+    else if (c->replied)
+        promote(r, c, STAGE_EXCHANGED);
     if (s == SIDE_CLIENT && c->fd[SIDE_GRPC] < 0) {
         if (!plausible_start(r, c->buf[s][0])) {
             drop(r, c, r->lim.tls ? "not a TLS handshake" : "not HTTP/2");
@@ -272,6 +311,7 @@ static bool read_side(struct relay *r, struct conn *c, int s)
             drop(r, c, errno == EAGAIN ? "the gRPC server's queue is full" : "cannot reach the gRPC server");
             return true;
         }
+        promote(r, c, STAGE_SPOKE);
     }
     return true;
 }
@@ -320,24 +360,27 @@ static struct conn *conn_new(struct relay *r, int fd, const struct sockaddr_stor
         inet_ntop(AF_INET, &c->src.s6_addr[12], c->host, sizeof c->host);
     else
         inet_ntop(AF_INET6, &c->src, c->host, sizeof c->host);
-    list_push(&r->unauth, c);
+    c->stage = STAGE_IDLE;
+    list_push(&r->unauth[STAGE_IDLE], c);
+    r->nunauth++;
     bucket_push(r, c);
     rearm(r, c);
     return c;
 }
 
-/* Makes room for one more connection from src: the oldest unauthenticated
- * one goes first, from the same address when that address is over its
- * budget; an authenticated one only when the table is full of them. */
+/* Makes room for one more connection from src: an unauthenticated one
+ * goes first (the oldest of the lowest stage), from the same address when
+ * that address is over its budget; an authenticated one only when the
+ * table is full of them. */
 static void make_room(struct relay *r, const struct in6_addr *src)
 {
-    struct conn *oldest;
-    if (from_host(r, src, &oldest) >= r->lim.per_host && oldest)
-        drop(r, oldest, "over the budget of unauthenticated connections from one address");
-    if (r->unauth.n >= r->lim.unauth && r->unauth.head)
-        drop(r, r->unauth.head, "over the budget of unauthenticated connections");
-    if (r->nfree == 0 && r->unauth.head)
-        drop(r, r->unauth.head, "every relayed connection in use");
+    struct conn *victim;
+    if (from_host(r, src, &victim) >= r->lim.per_host && victim)
+        drop(r, victim, "over the budget of unauthenticated connections from one address");
+    if (r->nunauth >= r->lim.unauth && (victim = first_victim(r)))
+        drop(r, victim, "over the budget of unauthenticated connections");
+    if (r->nfree == 0 && (victim = first_victim(r)))
+        drop(r, victim, "every relayed connection in use");
     if (r->nfree == 0 && r->authed.head)
         conn_close(r, r->authed.head); /* an agent reconnects when it next calls */
 }
@@ -353,11 +396,7 @@ static void pause_listener(struct relay *r, int64_t until)
 /* Takes up to ACCEPTS_PER_WAKE connections from the listener. */
 static void accept_some(struct relay *r)
 {
-    for (int k = 0; k < ACCEPTS_PER_WAKE; k++) {
-        if (fault_reached("monitor", "relay-deaf")) {
-            pause_listener(r, INT64_MAX); /* a test's deaf listener */
-            return;
-        }
+    for (int k = 0; k < ACCEPTS_PER_WAKE && r->listening; k++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(r->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -365,8 +404,9 @@ static void accept_some(struct relay *r)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Descriptors ran out: free the oldest unauthenticated
                  * one's; with none to free, rest rather than spin. */
-                if (r->unauth.head)
-                    drop(r, r->unauth.head, "out of descriptors");
+                struct conn *victim = first_victim(r);
+                if (victim)
+                    drop(r, victim, "out of descriptors");
                 else
                     pause_listener(r, now_ms() + PAUSE_MS);
                 continue;
@@ -386,30 +426,38 @@ static void accept_some(struct relay *r)
         }
         make_room(r, &probe.src);
         conn_new(r, fd, &ss);
+        if (fault_reached("monitor", "relay-deaf"))
+            pause_listener(r, INT64_MAX); /* a test's deaf listener: no more accepts */
     }
+}
+
+/* 1 while gRPC has not read the first bytes relayed to it. */
+static uint32_t grpc_waits(struct relay *r, struct conn *c)
+{
+    int queued = 0;
+    if (ioctl(c->fd[SIDE_GRPC], SIOCOUTQ, &queued) != 0 || queued > 0)
+        return 1;
+    c->taken = true;
+    atomic_fetch_add(r->cnt.grpc_took, 1);
+    return 0;
 }
 
 /* Every TICK_MS: deadlines, gRPC's progress, a rested listener. */
 static void tick(struct relay *r, int64_t now)
 {
-    while (r->unauth.head && now - r->unauth.head->since_ms >= r->lim.handshake_ms)
-        drop(r, r->unauth.head, "not authenticated in time");
     /* gRPC has read a relayed connection's first bytes when none of them
      * is left in the socket's send queue: it accepted it and is serving
      * it. Bytes left there for long mean a gRPC that takes no
      * connections: the supervisor watches for that (grpc_waiting). */
     uint32_t waiting = 0;
-    for (struct conn *c = r->unauth.head; c; c = c->next) {
-        if (c->taken || c->fd[SIDE_GRPC] < 0)
-            continue;
-        int queued = 0;
-        if (ioctl(c->fd[SIDE_GRPC], SIOCOUTQ, &queued) == 0 && queued == 0) {
-            c->taken = true;
-            atomic_fetch_add(r->cnt.grpc_took, 1);
-        } else {
-            waiting++;
+    for (int st = 0; st < STAGES; st++)
+        for (struct conn *c = r->unauth[st].head, *next; c; c = next) {
+            next = c->next;
+            if (now - c->since_ms >= r->lim.handshake_ms)
+                drop(r, c, "not authenticated in time");
+            else if (st != STAGE_IDLE && !c->taken)
+                waiting += grpc_waits(r, c);
         }
-    }
     atomic_store(r->cnt.grpc_waiting, waiting);
     if (!r->listening && now >= r->paused_until) {
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
@@ -517,7 +565,9 @@ struct relay *relay_start(int listen_fd, const char *inner_path, const struct re
     }
     pthread_mutex_init(&r->mu, NULL);
     r->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (r->ep < 0 || pthread_create(&r->thread, NULL, relay_main, r) != 0) {
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL}; /* NULL: the listener */
+    r->listening = r->ep >= 0 && epoll_ctl(r->ep, EPOLL_CTL_ADD, listen_fd, &e) == 0;
+    if (!r->listening || pthread_create(&r->thread, NULL, relay_main, r) != 0) {
         snprintf(err, errsize, "cannot start the relay: %s", strerror(errno));
         if (r->ep >= 0)
             close(r->ep);
@@ -581,7 +631,8 @@ void relay_vouch(struct relay *r, const char *grpc_peer)
     pthread_mutex_lock(&r->mu);
     struct conn *c = by_peer(r, grpc_peer);
     if (c && !c->authed) {
-        list_del(&r->unauth, c);
+        list_del(&r->unauth[c->stage], c);
+        r->nunauth--;
         bucket_del(r, c);
         c->authed = true;
         c->taken = true;

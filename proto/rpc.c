@@ -9,6 +9,8 @@
 #include <grpc/support/time.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,6 +490,51 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     if (port)
         *port = bound;
     return s;
+}
+
+/* ---- a thread for gRPC's I/O ---- */
+
+struct rpc_poller {
+    grpc_completion_queue *cq; /* never given work: waiting on it polls */
+    pthread_t thread;
+};
+
+static void *poller_main(void *arg)
+{
+    struct rpc_poller *p = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the owner's */
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(p->cq, deadline_in(1000), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return NULL;
+    }
+}
+
+struct rpc_poller *rpc_poller_start(void)
+{
+    struct rpc_poller *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&p->thread, NULL, poller_main, p) != 0) {
+        grpc_completion_queue_shutdown(p->cq);
+        grpc_completion_queue_destroy(p->cq);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void rpc_poller_stop(struct rpc_poller *p)
+{
+    if (!p)
+        return;
+    grpc_completion_queue_shutdown(p->cq); /* wakes its thread with GRPC_QUEUE_SHUTDOWN */
+    pthread_join(p->thread, NULL);
+    grpc_completion_queue_destroy(p->cq);
+    free(p);
 }
 
 /* ---- client ---- */

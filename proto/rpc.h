@@ -100,6 +100,18 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
 typedef bool (*rpc_peer_map_fn)(void *ctx, const char *grpc_peer, char *host, size_t size);
 void rpc_server_set_peer_map(struct rpc_server *s, rpc_peer_map_fn fn, void *ctx);
 
+/* A thread that keeps gRPC's I/O going (accepts, handshakes, reads)
+ * whatever the owner's loop is doing: gRPC 1.51 does its I/O only inside
+ * calls to grpc_completion_queue_next, one descriptor event per call when
+ * no completion is ready, so a loop that looks at its queue every few
+ * milliseconds served a few hundred events a second and a flood of
+ * handshakes queued for seconds. Completions still arrive on the owner's
+ * queue, and handlers run on the owner's thread. */
+struct rpc_poller;
+struct rpc_poller *rpc_poller_start(void);
+/* Stops and frees it (NULL is fine). */
+void rpc_poller_stop(struct rpc_poller *p);
+
 /* Stops the server, cancels every call still in flight (client calls
  * included), shuts the queue down and drains it, then frees everything.
  * server may be NULL for a process that only makes calls. */

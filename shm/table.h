@@ -360,8 +360,8 @@ void table_fault_point(const char *role, struct table *t);
  * as a stalled VM would: the test continues it. */
 void fault_stop_point(const char *role, const char *what);
 /* With ASG_FAULT=ROLE:WHAT:N, true from the Nth call on: the role then
- * behaves as the named fault says (monitor:relay-deaf: its listener
- * takes no more connections, as gRPC's did after EMFILE). */
+ * behaves as the named fault says (monitor:relay-deaf: after its Nth
+ * connection, its listener takes no more, as gRPC's did after EMFILE). */
 bool fault_reached(const char *role, const char *what);
 #else
 static inline bool fault_reached(const char *role, const char *what)

@@ -160,26 +160,67 @@ def idle_connection_flood_leaves_the_monitor_listening(m):
         wait_replaced(m, victim["id"], 2)
 
 
-@with_manager("deaf", start=False)
-def deaf_monitor_listener_is_noticed_and_restarted(m):
+@with_manager("lowfd", start=False)
+def low_descriptor_limit_and_idle_flood_leave_the_monitor_serving(m):
     """A hard limit of 256 descriptors the monitor cannot raise, and 600
-    idle connections: its gRPC listener hits EMFILE and stops accepting for
-    good. The supervisor sees the kernel's accept queue never drain, kills
-    the deaf monitor and starts a new one; replacements register again."""
+    idle connections: gRPC's own listener used to hit EMFILE there and
+    never accept again (the supervisor then killed the deaf monitor). The
+    monitor's relay sizes its budgets from the limit and drops the oldest
+    idle connections instead: it stays, is never taken for deaf, and a
+    replacement for a killed agent registers."""
     with flooded(m, 256, 256, 600) as (s, host, port, socks):
         monitor = m.pid("monitor")
-        m.wait_log(r"monitor \(pid %d\) is deaf: its listener on port %s has left \d+ connections "
-                   r"unaccepted" % (monitor, port), 30)
-        wait_for(lambda: m.pid("monitor") not in (0, monitor), 15, "a new monitor")
-        for c in socks:
-            c.close()
-        victim = m.wait_running(2)["instances"][0]
+        victim = s["instances"][0]
         kill_pid(victim["pid"])
         wait_replaced(m, victim["id"], 2)
+        # longer than the supervisor's 5 s look at a listener without progress
+        time.sleep(6.0)
+        assert m.pid("monitor") == monitor, "the monitor was restarted"
+        assert "is deaf" not in m.log(), m.log()[-3000:]
+
+
+@test
+def deaf_monitor_listener_is_noticed_and_restarted():
+    """A monitor whose listener stops taking connections (the test hook
+    monitor:relay-deaf stops its relay after the group's two agents have
+    connected, as gRPC 1.51's own listener stopped for good after EMFILE):
+    connections wait in the kernel's queue and the monitor's accept
+    counter stands still while its probe rounds go on. The supervisor
+    kills the deaf monitor and starts a new one; replacements register
+    again."""
+    needs_hooks("a listener made deaf")
+    m = Manager("deaf")
+    try:
+        m.start(env={"ASG_FAULT": "monitor:relay-deaf:2"})
+        deaf_listener_restarted(m)
+    except BaseException:
+        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-6000:])
+        raise
+    finally:
+        m.cleanup()
+
+
+def deaf_listener_restarted(m):
+    s = m.wait_running(2)
+    monitor = s["processes"]["monitor"]
+    host, port = s["group"]["monitor_address"].rsplit(":", 1)
+    m.wait_log(r"ASG_FAULT: monitor: relay-deaf from now on")
+    socks = [socket.create_connection((host, int(port)), timeout=5) for _ in range(20)]
+    try:
+        m.wait_log(r"monitor \(pid %d\) is deaf: its listener on port %s has left \d+ connections "
+                   r"unaccepted" % (monitor, port), 30)
+        wait_for(lambda: m.pid("monitor") not in (0, None, monitor), 15, "a new monitor")
+    finally:
+        for c in socks:
+            c.close()
+    victim = m.wait_running(2)["instances"][0]
+    kill_pid(victim["pid"])
+    wait_replaced(m, victim["id"], 2)
 
 
 # A stranger's flood of the monitor port, run as uid 65534. argv: host
-# port n seconds mode. "idle": n connections that never say a word, from
+# port n seconds mode. "idle": n connections that never say a word (or
+# every other one, the first three bytes of a TLS record), from
 # 127.0.x.y addresses (about ten each, 127.0.0.1 among them), each one
 # reopened as soon as it is closed and a twentieth of them reopened every
 # 100 ms anyway; "garbage": connect, send junk, close, as fast as it can,
@@ -197,6 +238,11 @@ def dial():
         s.bind((addrs[made[0] % len(addrs)], 0))
         made[0] += 1
         s.connect_ex((host, port))
+        if mode == "idle" and made[0] % 2:
+            w = select.poll()
+            w.register(s.fileno(), select.POLLOUT)
+            w.poll(50)
+            s.send(b"\x16\x03\x01")   # the start of a TLS record, then nothing
     except OSError:
         s.close()
         return None
