@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -706,17 +708,62 @@ static struct relay_limits relay_budget(const struct monitor *m)
     return lim;
 }
 
-/* The gRPC server, on a Unix socket in the manager's private directory
- * (tls.dir, 0700): only the relay reaches it. */
+/* A directory only we can enter, for the gRPC server's socket: the
+ * manager's own (tls.dir, 0700) with TLS; in plaintext, where the manager
+ * makes no keys and may have no such directory, a fresh one of
+ * mkdtemp's (0700), removed at exit. */
+/* Plaintext: the directories of monitors that were killed (their socket's
+ * pid is gone) are removed, so that /tmp does not fill with them. Only
+ * directories of ours, never through a link. */
+static void clean_tmp_dirs(void)
+{
+    DIR *d = opendir("/tmp");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300];
+        struct stat st;
+        if (strncmp(e->d_name, "asg-monitor-", 12) != 0)
+            continue;
+        snprintf(path, sizeof path, "/tmp/%s", e->d_name);
+        if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+            continue;
+        relay_clean_dir(path);
+        rmdir(path); /* fails while a live monitor's socket is in it */
+    }
+    closedir(d);
+}
+
+static int private_dir(struct monitor *m, char *dir, size_t size)
+{
+    char err[256];
+    if (!rpc_tls_on(&m->tls)) {
+        clean_tmp_dirs();
+        char tmpl[] = "/tmp/asg-monitor-XXXXXX";
+        if (!mkdtemp(tmpl)) {
+            log_error("monitor: cannot make a private directory in /tmp: %s", strerror(errno));
+            return -1;
+        }
+        copy_str(m->tmpdir, sizeof m->tmpdir, tmpl);
+        return copy_str(dir, size, tmpl) ? 0 : -1;
+    }
+    pki_dir(&m->cfg, dir, size);
+    if (pki_private_dir(dir, err, sizeof err) != 0) {
+        log_error("monitor: %s", err);
+        return -1;
+    }
+    relay_clean_dir(dir);
+    return 0;
+}
+
+/* The gRPC server, on a Unix socket in a private directory: only the
+ * relay reaches it. */
 static struct rpc_server *serve_inside(struct monitor *m, struct rpc_method *methods)
 {
     char dir[256], err[256], addr[140];
-    pki_dir(&m->cfg, dir, sizeof dir);
-    if (pki_private_dir(dir, err, sizeof err) != 0) {
-        log_error("monitor: %s", err);
+    if (private_dir(m, dir, sizeof dir) != 0)
         return NULL;
-    }
-    relay_clean_dir(dir);
     if (!relay_inner_path(dir, (int)getpid(), m->inner, sizeof m->inner)) {
         log_error("monitor: tls.dir %s is too long for a Unix socket path (at most %zu characters)", dir,
                   sizeof m->inner - 24);
@@ -903,6 +950,8 @@ static void release(struct monitor *m, struct rpc_server *srv)
         grpc_completion_queue_destroy(m->cq);
     if (m->inner[0])
         unlink(m->inner);
+    if (m->tmpdir[0])
+        rmdir(m->tmpdir);
     for (uint32_t i = 0; i < m->nslots; i++)
         free(h2p_conn_free(m->slots[i].conn)); /* a probe still out */
     h2p_free(m->probes);
