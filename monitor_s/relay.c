@@ -38,31 +38,30 @@
 #define HOST_BUCKETS 1024
 #define NAME_PREFIX "asg-relay-"
 
-struct conn;
-
-/* One side of a connection, as epoll sees it. */
-struct end {
-    struct conn *c;
-    int side;          /* SIDE_CLIENT or SIDE_GRPC */
-};
-
 enum { SIDE_CLIENT, SIDE_GRPC };
 
+/* What epoll carries for a connection's side: its slot, its generation
+ * (an event left over from a connection closed in the same batch never
+ * reaches the one that took its slot) and the side. */
+#define EV_LISTENER UINT64_MAX
+#define EV_KEY(c, side) ((uint64_t)(c)->gen << 32 | (uint64_t)(c)->slot << 1 | (uint64_t)(side))
+
 /* How far an unauthenticated connection has got; over a budget, the
- * oldest of the lowest stage goes first. A stranger reopening idle or
- * one-byte connections as fast as they are dropped churned the budget in
- * tens of milliseconds, shorter than a legitimate handshake on a busy
- * machine; getting past STAGE_SPOKE takes a real exchange with gRPC. */
+ * oldest of the lowest stage goes first. A stranger reopening idle
+ * connections, or ones that send the first bytes of a TLS record, as fast
+ * as they are dropped churned the budget in tens of milliseconds, shorter
+ * than a legitimate handshake on a busy machine: each later stage takes
+ * more than bytes sent blind. */
 enum stage {
     STAGE_IDLE,       /* has sent nothing */
-    STAGE_SPOKE,      /* has sent a plausible first flight to gRPC */
-    STAGE_EXCHANGED,  /* has answered gRPC's reply (a handshake under way) */
+    STAGE_SPOKE,      /* has sent a whole ClientHello: relayed to gRPC */
+    STAGE_ANSWERED,   /* gRPC answered it (a whole ClientHello, then) */
+    STAGE_EXCHANGED,  /* it answered gRPC in turn (a handshake under way) */
     STAGES
 };
 
 struct conn {
     int fd[2];                 /* [SIDE_CLIENT]: TCP; [SIDE_GRPC]: Unix, -1 until the client speaks */
-    struct end end[2];
     uint32_t ev[2];            /* events armed on each side */
     uint8_t *buf[2];           /* bytes read from side s, not yet written to the other */
     size_t len[2];
@@ -72,6 +71,7 @@ struct conn {
     int64_t since_ms;
     bool used, authed, taken;
     bool replied;               /* gRPC has sent it something */
+    bool closing;               /* the client's side is closed; gRPC's not yet */
     enum stage stage;
     struct conn *prev, *next;   /* its stage's list or the authed list, oldest first */
     struct conn *hprev, *hnext; /* its address's bucket (unauthenticated only), oldest first */
@@ -96,6 +96,10 @@ struct relay {
     struct conn *conns;
     uint32_t *free_slots, nfree;
     struct list unauth[STAGES], authed;
+    /* Closed on the client's side, waiting for gRPC to close its end:
+     * until then gRPC holds a descriptor for it, so the slot stays taken,
+     * and gRPC closing it is progress the supervisor can see. */
+    struct list closing;
     uint32_t nunauth;
     struct conn *bhead[HOST_BUCKETS], *btail[HOST_BUCKETS];
     struct log_limit limit;
@@ -199,25 +203,73 @@ static void promote(struct relay *r, struct conn *c, enum stage st)
 
 /* ---- connections ---- */
 
-static void conn_close(struct relay *r, struct conn *c)
+/* Takes c off the list it is on. */
+static void unlist(struct relay *r, struct conn *c)
 {
-    for (int s = 0; s < 2; s++) {
-        if (c->fd[s] >= 0)
-            close(c->fd[s]); /* leaves the epoll set with it */
-        free(c->buf[s]);
-    }
-    if (c->authed) {
+    if (c->closing) {
+        list_del(&r->closing, c);
+    } else if (c->authed) {
         list_del(&r->authed, c);
     } else {
         list_del(&r->unauth[c->stage], c);
         r->nunauth--;
         bucket_del(r, c);
     }
+}
+
+static void conn_free(struct relay *r, struct conn *c)
+{
+    for (int s = 0; s < 2; s++) {
+        if (c->fd[s] >= 0)
+            close(c->fd[s]); /* leaves the epoll set with it */
+        free(c->buf[s]);
+    }
+    unlist(r, c);
     uint32_t slot = c->slot, gen = c->gen + 1;
     memset(c, 0, sizeof *c);
     c->slot = slot;
     c->gen = gen;
     r->free_slots[r->nfree++] = slot;
+}
+
+static void arm(struct relay *r, struct conn *c, int s, uint32_t ev);
+
+/* Closes a connection. Its gRPC end, if gRPC has not closed it already
+ * (grpc_gone), is only shut for writing: gRPC reads the end of it and
+ * closes its side, and the slot is freed then (closing_done). */
+static void conn_close(struct relay *r, struct conn *c, bool grpc_gone)
+{
+    if (c->fd[SIDE_GRPC] < 0 || grpc_gone || c->closing) {
+        conn_free(r, c);
+        return;
+    }
+    unlist(r, c);
+    close(c->fd[SIDE_CLIENT]);
+    c->fd[SIDE_CLIENT] = -1;
+    c->ev[SIDE_CLIENT] = 0;
+    c->len[SIDE_CLIENT] = c->len[SIDE_GRPC] = 0;
+    shutdown(c->fd[SIDE_GRPC], SHUT_WR);
+    c->closing = true;
+    c->since_ms = now_ms();
+    list_push(&r->closing, c);
+    arm(r, c, SIDE_GRPC, EPOLLIN | EPOLLRDHUP);
+}
+
+/* A closing connection's gRPC end has something: the rest of what gRPC
+ * sent is discarded; at its end gRPC has let go of it. */
+static void closing_event(struct relay *r, struct conn *c)
+{
+    uint8_t junk[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd[SIDE_GRPC], junk, sizeof junk, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        atomic_fetch_add(r->cnt.grpc_took, 1);
+        conn_free(r, c);
+        return;
+    }
 }
 
 /* Closes an unauthenticated connection for the relay's own reason
@@ -227,14 +279,14 @@ static void drop(struct relay *r, struct conn *c, const char *why)
     atomic_fetch_add(r->cnt.dropped, 1);
     log_limited(&r->limit, LOG_LVL_WARN, "monitor: connection from %s dropped unauthenticated after %lld ms: %s",
                 c->host, (long long)(now_ms() - c->since_ms), why);
-    conn_close(r, c);
+    conn_close(r, c, false);
 }
 
 static void arm(struct relay *r, struct conn *c, int s, uint32_t ev)
 {
     if (c->fd[s] < 0 || c->ev[s] == ev)
         return;
-    struct epoll_event e = {.events = ev, .data.ptr = &c->end[s]};
+    struct epoll_event e = {.events = ev, .data.u64 = EV_KEY(c, s)};
     epoll_ctl(r->ep, c->ev[s] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd[s], &e);
     c->ev[s] = ev;
 }
@@ -260,11 +312,33 @@ static int flush(struct conn *c, int s)
     return 0;
 }
 
-/* A client's first byte must be able to begin what gRPC expects: a TLS
- * handshake record, or the HTTP/2 client preface. */
-static bool plausible_start(const struct relay *r, uint8_t b)
+#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+/* Is what the client sent so far a whole first flight of what gRPC
+ * expects: with TLS, one handshake record holding a ClientHello (a real
+ * client sends it in one piece); in plaintext, the HTTP/2 preface? 1 yes,
+ * 0 not yet, -1 never. Only then is gRPC given the connection: a
+ * stranger sending the first bytes of a record and nothing more stays
+ * with the idle ones (dropped first) and costs gRPC nothing. */
+static int first_flight(const struct relay *r, const uint8_t *b, size_t n)
 {
-    return r->lim.tls ? b == 0x16 : b == 'P';
+    if (!r->lim.tls) {
+        size_t k = n < sizeof H2_PREFACE - 1 ? n : sizeof H2_PREFACE - 1;
+        if (memcmp(b, H2_PREFACE, k) != 0)
+            return -1;
+        return k == sizeof H2_PREFACE - 1;
+    }
+    /* content type 22 (handshake), version 3.x, length 4..16384 */
+    if (b[0] != 0x16 || (n > 1 && b[1] != 0x03))
+        return -1;
+    if (n < 5)
+        return 0;
+    size_t len = (size_t)b[3] << 8 | b[4];
+    if (len < 4 || len > 16384)
+        return -1;
+    if (n > 5 && b[5] != 0x01) /* handshake type: ClientHello */
+        return -1;
+    return n >= 5 + len || n >= RELAY_BUF;
 }
 
 /* Opens the connection's Unix end to gRPC, bound to its abstract name. */
@@ -297,15 +371,20 @@ static bool read_side(struct relay *r, struct conn *c, int s)
     if (n < 0)
         return true;
     c->len[s] += (size_t)n;
-    if (s == SIDE_GRPC)
+    if (s == SIDE_GRPC) {
         c->replied = true;
-    else if (c->replied)
+        promote(r, c, STAGE_ANSWERED);
+    } else if (c->replied) {
         promote(r, c, STAGE_EXCHANGED);
+    }
     if (s == SIDE_CLIENT && c->fd[SIDE_GRPC] < 0) {
-        if (!plausible_start(r, c->buf[s][0])) {
-            drop(r, c, r->lim.tls ? "not a TLS handshake" : "not HTTP/2");
+        int whole = first_flight(r, c->buf[s], c->len[s]);
+        if (whole < 0) {
+            drop(r, c, r->lim.tls ? "not a TLS ClientHello" : "not HTTP/2");
             return true; /* closed here */
         }
+        if (whole == 0)
+            return true; /* the rest of it, or its deadline */
         if (connect_grpc(r, c) != 0) {
             /* EAGAIN: gRPC's queue is full, it is not taking connections */
             drop(r, c, errno == EAGAIN ? "the gRPC server's queue is full" : "cannot reach the gRPC server");
@@ -316,15 +395,23 @@ static bool read_side(struct relay *r, struct conn *c, int s)
     return true;
 }
 
-static void on_event(struct relay *r, struct end *e, uint32_t ev)
+static void on_event(struct relay *r, uint64_t key, uint32_t ev)
 {
-    struct conn *c = e->c;
-    int s = e->side;
-    uint32_t gen = c->gen;
+    uint32_t slot = (uint32_t)(key >> 1) & 0x7fffffffu, gen = (uint32_t)(key >> 32);
+    int s = (int)(key & 1);
+    if (slot >= r->lim.total)
+        return;
+    struct conn *c = &r->conns[slot];
+    if (!c->used || c->gen != gen || c->fd[s] < 0)
+        return; /* closed since, perhaps reused */
+    if (c->closing) {
+        closing_event(r, c);
+        return;
+    }
     bool open = true;
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         open = read_side(r, c, s);
-    if (!c->used || c->gen != gen)
+    if (!c->used || c->gen != gen || c->closing)
         return; /* dropped while reading */
     if (open && flush(c, s) != 0)
         open = false;
@@ -332,7 +419,7 @@ static void on_event(struct relay *r, struct end *e, uint32_t ev)
         open = false;
     if (!open) {
         flush(c, s); /* its last words (a TLS alert, a GOAWAY), if they fit */
-        conn_close(r, c);
+        conn_close(r, c, s == SIDE_GRPC);
         return;
     }
     rearm(r, c);
@@ -346,8 +433,6 @@ static struct conn *conn_new(struct relay *r, int fd, const struct sockaddr_stor
     c->used = true;
     c->fd[SIDE_CLIENT] = fd;
     c->fd[SIDE_GRPC] = -1;
-    c->end[0] = (struct end){c, SIDE_CLIENT};
-    c->end[1] = (struct end){c, SIDE_GRPC};
     c->since_ms = now_ms();
     if (ss->ss_family == AF_INET6) {
         c->src = ((const struct sockaddr_in6 *)ss)->sin6_addr;
@@ -382,7 +467,7 @@ static void make_room(struct relay *r, const struct in6_addr *src)
     if (r->nfree == 0 && (victim = first_victim(r)))
         drop(r, victim, "every relayed connection in use");
     if (r->nfree == 0 && r->authed.head)
-        conn_close(r, r->authed.head); /* an agent reconnects when it next calls */
+        conn_close(r, r->authed.head, false); /* an agent reconnects when it next calls */
 }
 
 static void pause_listener(struct relay *r, int64_t until)
@@ -425,6 +510,12 @@ static void accept_some(struct relay *r)
             memcpy(&probe.src.s6_addr[12], &((struct sockaddr_in *)&ss)->sin_addr, 4);
         }
         make_room(r, &probe.src);
+        if (r->nfree == 0) {
+            /* every slot waits for gRPC to let go of it */
+            atomic_fetch_add(r->cnt.dropped, 1);
+            close(fd);
+            continue;
+        }
         conn_new(r, fd, &ss);
         if (fault_reached("monitor", "relay-deaf"))
             pause_listener(r, INT64_MAX); /* a test's deaf listener: no more accepts */
@@ -450,6 +541,13 @@ static void tick(struct relay *r, int64_t now)
      * it. Bytes left there for long mean a gRPC that takes no
      * connections: the supervisor watches for that (grpc_waiting). */
     uint32_t waiting = 0;
+    for (struct conn *c = r->closing.head, *next; c; c = next) {
+        next = c->next;
+        if (now - c->since_ms >= r->lim.handshake_ms)
+            conn_free(r, c); /* gRPC never let go: the supervisor sees waiting */
+        else
+            waiting++;
+    }
     for (int st = 0; st < STAGES; st++)
         for (struct conn *c = r->unauth[st].head, *next; c; c = next) {
             next = c->next;
@@ -460,7 +558,7 @@ static void tick(struct relay *r, int64_t now)
         }
     atomic_store(r->cnt.grpc_waiting, waiting);
     if (!r->listening && now >= r->paused_until) {
-        struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
+        struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV_LISTENER};
         if (epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &e) == 0)
             r->listening = true;
     }
@@ -477,10 +575,10 @@ static void *relay_main(void *arg)
         int n = epoll_wait(r->ep, evs, 256, TICK_MS);
         pthread_mutex_lock(&r->mu);
         for (int i = 0; i < n; i++) {
-            if (!evs[i].data.ptr)
+            if (evs[i].data.u64 == EV_LISTENER)
                 accept_some(r);
-            else if (((struct end *)evs[i].data.ptr)->c->used)
-                on_event(r, evs[i].data.ptr, evs[i].events);
+            else
+                on_event(r, evs[i].data.u64, evs[i].events);
         }
         int64_t now = now_ms();
         if (now >= r->next_tick) {
@@ -565,7 +663,7 @@ struct relay *relay_start(int listen_fd, const char *inner_path, const struct re
     }
     pthread_mutex_init(&r->mu, NULL);
     r->ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL}; /* NULL: the listener */
+    struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV_LISTENER};
     r->listening = r->ep >= 0 && epoll_ctl(r->ep, EPOLL_CTL_ADD, listen_fd, &e) == 0;
     if (!r->listening || pthread_create(&r->thread, NULL, relay_main, r) != 0) {
         snprintf(err, errsize, "cannot start the relay: %s", strerror(errno));
@@ -588,7 +686,7 @@ void relay_stop(struct relay *r)
     pthread_join(r->thread, NULL);
     for (uint32_t i = 0; i < r->lim.total; i++)
         if (r->conns[i].used)
-            conn_close(r, &r->conns[i]);
+            conn_free(r, &r->conns[i]);
     close(r->lfd);
     close(r->ep);
     pthread_mutex_destroy(&r->mu);

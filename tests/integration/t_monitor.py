@@ -231,6 +231,19 @@ import os, select, socket, sys, time
 host, port, n, seconds, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 addrs = ["127.0.%d.%d" % (k // 250, 1 + k % 250) for k in range(max(1, n // 10))]
 made = [0]
+first = b"\x16\x03\x01"   # the start of a TLS record, then nothing
+if mode == "hello":            # a whole ClientHello, made once, sent again and again
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    first = out.read()
 def dial():
     s = socket.socket()
     s.setblocking(False)
@@ -238,11 +251,11 @@ def dial():
         s.bind((addrs[made[0] % len(addrs)], 0))
         made[0] += 1
         s.connect_ex((host, port))
-        if mode == "idle" and made[0] % 2:
+        if mode in ("idle", "hello") and made[0] % 2:
             w = select.poll()
             w.register(s.fileno(), select.POLLOUT)
             w.poll(50)
-            s.send(b"\x16\x03\x01")   # the start of a TLS record, then nothing
+            s.send(first)
     except OSError:
         s.close()
         return None
@@ -257,7 +270,7 @@ def close(s):
     held.pop(s.fileno(), None)
     s.close()
 end = time.monotonic() + seconds
-if mode == "idle":
+if mode in ("idle", "hello"):
     for _ in range(n):
         opened(dial())
     print("ready", flush=True)
@@ -314,10 +327,11 @@ def stranger_flood(host, port, n, seconds, mode):
     return p
 
 
-def registers_under_flood(m, mode, n, seconds):
+def registers_under_flood(m, mode, n, seconds, within=2.5):
     """A legitimate agent (a certificate from the manager) registers while
-    a stranger floods the monitor port; returns the seconds it took. The
-    monitor is never taken for deaf and killed."""
+    a stranger floods the monitor port, within `within` seconds (None: at
+    some point); returns the seconds it took. The monitor is never taken
+    for deaf and killed."""
     s = m.wait_running(1)
     monitor = s["processes"]["monitor"]
     host, port = s["group"]["monitor_address"].rsplit(":", 1)
@@ -325,11 +339,11 @@ def registers_under_flood(m, mode, n, seconds):
     flood = stranger_flood(host, port, n, seconds * SLOW, mode)
     agent = None
     try:
-        if mode == "idle":
+        if mode != "garbage":
             time.sleep(1.0)    # the flood holds its connections and keeps reopening them
         t0 = time.monotonic()
         agent, _ = start_agent("--id", "late-1", "--manager", s["group"]["monitor_address"], *tls)
-        wait_for(lambda: "late-1" in [i["id"] for i in m.status()["instances"]], 30,
+        wait_for(lambda: "late-1" in [i["id"] for i in m.status()["instances"]], seconds + 30,
                  "late-1 registered under a %s flood" % mode, interval=0.02)
         took = time.monotonic() - t0
         figure("register under a %s flood" % mode, took)
@@ -340,9 +354,13 @@ def registers_under_flood(m, mode, n, seconds):
         # the supervisor looks for 5 s at a queue that never shrinks: the
         # flood lasted longer than that, and a second more is given to it
         time.sleep(1.0)
-        assert "is deaf" not in m.log(), m.log()[-3000:]
+        deaf = [line for line in m.log().splitlines() if "is deaf" in line]
+        assert not deaf, deaf
         assert m.pid("monitor") == monitor, "the monitor was restarted"
-        assert took <= 2.5 * SLOW, "registration took %.2f s under a %s flood" % (took, mode)
+        if within is not None and took > within * SLOW:
+            stop_agent(agent)
+            raise AssertionError("registration took %.2f s under a %s flood; the agent said:\n%s"
+                                 % (took, mode, agent.stderr.read()[-3000:]))
         # ... and the monitor still serves: the agent is probed and running
         wait_for(lambda: "late-1" in [i["id"] for i in m.running()], 10, "late-1 running")
     finally:
@@ -365,6 +383,18 @@ def stranger_idle_connection_flood_neither_starves_registration_nor_deafens(m):
     registers within a couple of seconds, and the supervisor never takes
     the busy monitor for a deaf one."""
     registers_under_flood(m, "idle", 3000, 9)
+
+
+@with_manager("helloflood", **FLOOD_GROUP)
+def stranger_clienthello_flood_never_makes_the_monitor_deaf(m):
+    """uid 65534 holds 3,000 connections from 300 addresses, every other
+    one sending a whole TLS ClientHello (made once, sent again and again)
+    and nothing more, reopened for 9 s: each costs gRPC a handshake, and
+    beyond what the machine can do the agent's registration waits its
+    turn (its time is reported, not bounded: 0.3-1.6 s in the release
+    build, up to 25 s under ASan on a busy machine), but the supervisor
+    never takes the busy monitor for a deaf one."""
+    registers_under_flood(m, "hello", 3000, 9, within=None)
 
 
 @with_manager("junkflood", **FLOOD_GROUP)
