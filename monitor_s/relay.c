@@ -104,6 +104,8 @@ struct relay {
     struct conn *bhead[HOST_BUCKETS], *btail[HOST_BUCKETS];
     struct log_limit limit;
     int64_t next_tick;
+    int deaf_fd;               /* the test hook's listener (grpc_path), -1 */
+    char deaf_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
 /* ---- lists ---- */
@@ -341,6 +343,27 @@ static int first_flight(const struct relay *r, const uint8_t *b, size_t n)
     return n >= 5 + len || n >= RELAY_BUF;
 }
 
+/* The test hook monitor:grpc-deaf: from its Nth relayed connection on,
+ * the relay dials a listener of its own that never accepts, as gRPC
+ * 1.51's did after EMFILE. Its path, made on first use. */
+static const char *grpc_path(struct relay *r)
+{
+    if (!fault_reached("monitor", "grpc-deaf"))
+        return r->inner;
+    if (r->deaf_fd < 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(r->deaf_path, sizeof r->deaf_path, "%.100s.deaf", r->inner);
+        copy_str(a.sun_path, sizeof a.sun_path, r->deaf_path);
+        unlink(r->deaf_path);
+        r->deaf_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (r->deaf_fd >= 0 && (bind(r->deaf_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(r->deaf_fd, 64) != 0)) {
+            close(r->deaf_fd);
+            r->deaf_fd = -1;
+        }
+    }
+    return r->deaf_path;
+}
+
 /* Opens the connection's Unix end to gRPC, bound to its abstract name. */
 static int connect_grpc(struct relay *r, struct conn *c)
 {
@@ -350,7 +373,7 @@ static int connect_grpc(struct relay *r, struct conn *c)
     struct sockaddr_un me = {.sun_family = AF_UNIX};
     int n = snprintf(me.sun_path + 1, sizeof me.sun_path - 1, NAME_PREFIX "%d-%u-%u", r->pid, c->slot, c->gen);
     struct sockaddr_un to = {.sun_family = AF_UNIX};
-    copy_str(to.sun_path, sizeof to.sun_path, r->inner);
+    copy_str(to.sun_path, sizeof to.sun_path, grpc_path(r));
     if (bind(fd, (struct sockaddr *)&me, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0 ||
         connect(fd, (struct sockaddr *)&to, sizeof to) != 0) {
         close(fd);
@@ -651,6 +674,7 @@ struct relay *relay_start(int listen_fd, const char *inner_path, const struct re
     r->lim = *lim;
     r->cnt = *cnt;
     r->pid = (int)getpid();
+    r->deaf_fd = -1;
     r->paused_until = 0;
     copy_str(r->inner, sizeof r->inner, inner_path);
     r->conns = calloc(lim->total, sizeof *r->conns);
@@ -689,6 +713,10 @@ void relay_stop(struct relay *r)
             conn_free(r, &r->conns[i]);
     close(r->lfd);
     close(r->ep);
+    if (r->deaf_fd >= 0) {
+        unlink(r->deaf_path);
+        close(r->deaf_fd);
+    }
     pthread_mutex_destroy(&r->mu);
     free(r->conns);
     free(r->free_slots);

@@ -714,13 +714,15 @@ void fault_stop_point(const char *role, const char *what)
 
 bool fault_reached(const char *role, const char *what)
 {
-    static int armed = -1, calls;
-    if (armed < 0) {
-        const char *spec = getenv("ASG_FAULT");
-        char want[64];
-        snprintf(want, sizeof want, "%s:%s:", role, what);
-        armed = spec && strncmp(spec, want, strlen(want)) == 0 ? atoi(spec + strlen(want)) : 0;
-    }
+    /* Only calls for the armed fault count (one fault per process), so
+     * that the calls of other fault points do not move its count. */
+    static int calls;
+    const char *spec = getenv("ASG_FAULT");
+    char want[64];
+    snprintf(want, sizeof want, "%s:%s:", role, what);
+    if (!spec || strncmp(spec, want, strlen(want)) != 0)
+        return false;
+    int armed = atoi(spec + strlen(want));
     if (armed <= 0)
         return false;
     if (calls < armed && ++calls == armed)

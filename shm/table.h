@@ -361,7 +361,9 @@ void table_fault_point(const char *role, struct table *t);
 void fault_stop_point(const char *role, const char *what);
 /* With ASG_FAULT=ROLE:WHAT:N, true from the Nth call on: the role then
  * behaves as the named fault says (monitor:relay-deaf: after its Nth
- * connection, its listener takes no more, as gRPC's did after EMFILE). */
+ * connection, its listener takes no more, as gRPC's did after EMFILE;
+ * monitor:grpc-deaf: from its Nth relayed connection on, the relay dials
+ * a listener that never accepts instead of its gRPC server). */
 bool fault_reached(const char *role, const char *what);
 #else
 static inline bool fault_reached(const char *role, const char *what)

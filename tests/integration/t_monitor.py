@@ -218,6 +218,37 @@ def deaf_listener_restarted(m):
     wait_replaced(m, victim["id"], 2)
 
 
+@test
+def deaf_grpc_server_behind_the_relay_is_noticed_and_restarted():
+    """The relay takes connections but its gRPC server reads none of them
+    (the test hook monitor:grpc-deaf sends them, from the third on, to a
+    listener that never accepts): relayed connections wait unread and the
+    monitor's count of those gRPC took stands still while its probe rounds
+    go on. The supervisor kills the monitor; the new one registers the
+    agent that was waiting."""
+    needs_hooks("a gRPC server made deaf")
+    m = Manager("grpcdeaf", monitor={"adopt_unknown": True},
+                group={"min_instances": 2, "desired_instances": 2, "max_instances": 4})
+    agent = None
+    try:
+        m.start(env={"ASG_FAULT": "monitor:grpc-deaf:3"})
+        s = m.wait_running(2)
+        monitor = s["processes"]["monitor"]
+        agent, _ = start_agent("--id", "late-1", "--manager", s["group"]["monitor_address"],
+                               *m.agent_tls("late-1"))
+        m.wait_log(r"monitor \(pid %d\) is deaf: its gRPC server has left \d+ relayed connections "
+                   r"unread" % monitor, 30)
+        wait_for(lambda: m.pid("monitor") not in (0, None, monitor), 15, "a new monitor")
+        wait_for(lambda: "late-1" in [i["id"] for i in m.running()], 20, "late-1 registered with it")
+    except BaseException:
+        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-6000:])
+        raise
+    finally:
+        if agent:
+            stop_agent(agent)
+        m.cleanup()
+
+
 # A stranger's flood of the monitor port, run as uid 65534. argv: host
 # port n seconds mode. "idle": n connections that never say a word (or
 # every other one, the first three bytes of a TLS record), from
