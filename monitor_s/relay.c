@@ -723,9 +723,10 @@ void relay_stop(struct relay *r)
     free(r);
 }
 
-/* The connection gRPC names peer ("unix-abstract:asg-relay-PID-SLOT-GEN"
- * or the like): ours only when pid, slot and generation all match. With
- * r->mu held. */
+/* The connection gRPC names peer: gRPC 1.51 reports a client bound to an
+ * abstract name as "unix-abstract:asg-relay-PID-SLOT-GEN" (seen from
+ * grpc_call_get_peer in a handler). Ours only when pid, slot and
+ * generation all match. With r->mu held. */
 static struct conn *by_peer(struct relay *r, const char *peer)
 {
     const char *p = peer ? strstr(peer, NAME_PREFIX) : NULL;

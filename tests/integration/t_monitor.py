@@ -385,6 +385,8 @@ def registers_under_flood(m, mode, n, seconds, within=2.5):
         # the supervisor looks for 5 s at a queue that never shrinks: the
         # flood lasted longer than that, and a second more is given to it
         time.sleep(1.0)
+        # what the relay dropped is counted where the operator looks
+        assert m.status()["group"]["refused"]["connection"] > 0, m.status()["group"]["refused"]
         deaf = [line for line in m.log().splitlines() if "is deaf" in line]
         assert not deaf, deaf
         assert m.pid("monitor") == monitor, "the monitor was restarted"
