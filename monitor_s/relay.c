@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -105,6 +106,10 @@ struct relay {
     struct log_limit limit;
     int64_t next_tick;
     int deaf_fd;               /* the test hook's listener (grpc_path), -1 */
+    /* In every abstract name: the names are visible to every local user,
+     * and one who could guess the next ones could bind them first and
+     * keep our connections from being relayed. */
+    uint64_t nonce;
     char deaf_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -371,7 +376,8 @@ static int connect_grpc(struct relay *r, struct conn *c)
     if (fd < 0)
         return -1;
     struct sockaddr_un me = {.sun_family = AF_UNIX};
-    int n = snprintf(me.sun_path + 1, sizeof me.sun_path - 1, NAME_PREFIX "%d-%u-%u", r->pid, c->slot, c->gen);
+    int n = snprintf(me.sun_path + 1, sizeof me.sun_path - 1, NAME_PREFIX "%d-%016llx-%u-%u", r->pid,
+                     (unsigned long long)r->nonce, c->slot, c->gen);
     struct sockaddr_un to = {.sun_family = AF_UNIX};
     copy_str(to.sun_path, sizeof to.sun_path, grpc_path(r));
     if (bind(fd, (struct sockaddr *)&me, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0 ||
@@ -388,6 +394,8 @@ static bool read_side(struct relay *r, struct conn *c, int s)
 {
     if (!c->buf[s] && !(c->buf[s] = malloc(RELAY_BUF)))
         return false;
+    if (c->len[s] == RELAY_BUF)
+        return true; /* full: read again once the other side took some */
     ssize_t n = recv(c->fd[s], c->buf[s] + c->len[s], RELAY_BUF - c->len[s], MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
         return false;
@@ -675,6 +683,8 @@ struct relay *relay_start(int listen_fd, const char *inner_path, const struct re
     r->cnt = *cnt;
     r->pid = (int)getpid();
     r->deaf_fd = -1;
+    if (getrandom(&r->nonce, sizeof r->nonce, 0) != (ssize_t)sizeof r->nonce)
+        r->nonce = (uint64_t)now_ms() ^ ((uint64_t)r->pid << 32);
     r->paused_until = 0;
     copy_str(r->inner, sizeof r->inner, inner_path);
     r->conns = calloc(lim->total, sizeof *r->conns);
@@ -724,17 +734,19 @@ void relay_stop(struct relay *r)
 }
 
 /* The connection gRPC names peer: gRPC 1.51 reports a client bound to an
- * abstract name as "unix-abstract:asg-relay-PID-SLOT-GEN" (seen from
- * grpc_call_get_peer in a handler). Ours only when pid, slot and
+ * abstract name as "unix-abstract:" and the name, here
+ * asg-relay-PID-NONCE-SLOT-GEN (seen from grpc_call_get_peer in a
+ * handler). Ours only when pid, slot and
  * generation all match. With r->mu held. */
 static struct conn *by_peer(struct relay *r, const char *peer)
 {
     const char *p = peer ? strstr(peer, NAME_PREFIX) : NULL;
     int pid;
+    unsigned long long nonce;
     unsigned slot, gen;
     char tail;
-    if (!p || sscanf(p + strlen(NAME_PREFIX), "%d-%u-%u%c", &pid, &slot, &gen, &tail) != 3 || pid != r->pid ||
-        slot >= r->lim.total)
+    if (!p || sscanf(p + strlen(NAME_PREFIX), "%d-%16llx-%u-%u%c", &pid, &nonce, &slot, &gen, &tail) != 4 ||
+        pid != r->pid || nonce != r->nonce || slot >= r->lim.total)
         return NULL;
     struct conn *c = &r->conns[slot];
     return c->used && c->gen == gen ? c : NULL;
@@ -757,7 +769,7 @@ void relay_vouch(struct relay *r, const char *grpc_peer)
         return;
     pthread_mutex_lock(&r->mu);
     struct conn *c = by_peer(r, grpc_peer);
-    if (c && !c->authed) {
+    if (c && !c->authed && !c->closing) {
         list_del(&r->unauth[c->stage], c);
         r->nunauth--;
         bucket_del(r, c);
