@@ -424,7 +424,7 @@ def stranger_clienthello_flood_never_makes_the_monitor_deaf(m):
     one sending a whole TLS ClientHello (made once, sent again and again)
     and nothing more, reopened for 9 s: each costs gRPC a handshake, and
     beyond what the machine can do the agent's registration waits its
-    turn (its time is reported, not bounded: 0.3-1.6 s in the release
+    turn (its time is reported, not bounded: 0.2-1.6 s in the release
     build, up to 25 s under ASan on a busy machine), but the supervisor
     never takes the busy monitor for a deaf one."""
     registers_under_flood(m, "hello", 3000, 9, within=None)
