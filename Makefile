@@ -63,7 +63,7 @@ LIB_SRC += common/url.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
-ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c controller/controller.c status/status.c
+ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c monitor_s/relay.c controller/controller.c status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c
 
@@ -133,7 +133,7 @@ unit: $(UNIT_BIN) fuzz-replay
 # each for FUZZ_SECONDS.
 FUZZ_TARGETS = config ec2_xml sigv4 agent_rpc monitor_rpc haproxy_stat h2_frames
 FUZZ_SECONDS ?= 60
-FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o
+FUZZ_OBJS = $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o
 EC2_SAMPLES = $(wildcard ../shared/testdata/aws/ec2-responses/*/)
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_OBJS) $(LIB)
@@ -252,7 +252,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/controller/controller.o $(BUILD)/monitor_s/monitor.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/controller/controller.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 install: all

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "../common/pki.h"
@@ -65,6 +68,39 @@ static bool identity_matches(const char *peer, const char *id, char *why, size_t
     return false;
 }
 
+/* The caller's IP address, from its connection (through the relay): 1;
+ * 0 outside a call (a unit test or fuzzer calls the handler itself); -1
+ * when the connection cannot be traced to an address, which is refused. */
+static int caller_host(char *out, size_t size)
+{
+    char uri[160];
+    out[0] = '\0';
+    if (!rpc_peer_uri(uri, sizeof uri))
+        return 0;
+    return rpc_peer_host(out, size) ? 1 : -1;
+}
+
+/* The relay gives gRPC's peer name of a relayed connection its address. */
+static bool relayed_peer(void *ctx, const char *grpc_peer, char *host, size_t size)
+{
+    struct monitor *m = ctx;
+    return relay_peer_host(m->relay, grpc_peer, host, size);
+}
+
+/* A call on this connection reached a handler as a known identity: a
+ * verified certificate, or, in plaintext where nobody is known, any
+ * complete call; a caller without a certificate (Join) only once it
+ * succeeded. The relay then stops counting it against the budgets of
+ * unauthenticated connections. */
+static void vouch(struct monitor *m, const char *peer, bool succeeded)
+{
+    char uri[160];
+    if (peer && !peer[0] && !succeeded)
+        return;
+    if (rpc_peer_uri(uri, sizeof uri))
+        relay_vouch(m->relay, uri);
+}
+
 /* The address an agent registers must be on the connection it registers
  * from: nobody can point the prober at a third host. */
 static bool address_is_callers(const char *addr, char *why, size_t n)
@@ -72,8 +108,13 @@ static bool address_is_callers(const char *addr, char *why, size_t n)
     char host[64], caller[48];
     const char *colon = strrchr(addr, ':');
     size_t hl = colon ? (size_t)(colon - addr) : 0;
-    if (!rpc_peer_host(caller, sizeof caller))
+    int known = caller_host(caller, sizeof caller);
+    if (known == 0)
         return true; /* called from a test or fuzzer, not over a connection */
+    if (known < 0) {
+        snprintf(why, n, "cannot tell the caller's address");
+        return false;
+    }
     if (hl == 0 || hl >= sizeof host) {
         snprintf(why, n, "address '%.63s' has no host", addr);
         return false;
@@ -159,6 +200,7 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
                         struct rpc_reply *out)
 {
     struct monitor *m = ctx;
+    vouch(m, peer, false);
     Asg__V1__RegisterRequest *in = asg__v1__register_request__unpack(NULL, len, req);
     if (!in) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed RegisterRequest");
@@ -209,6 +251,7 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
                           struct rpc_reply *out)
 {
     struct monitor *m = ctx;
+    vouch(m, peer, false);
     Asg__V1__DeregisterRequest *in = asg__v1__deregister_request__unpack(NULL, len, req);
     if (!in) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed DeregisterRequest");
@@ -283,7 +326,7 @@ static grpc_status_code may_join(struct monitor *m, const Asg__V1__JoinRequest *
     }
     copy_str(host, sizeof host, r->addr);
     host[strcspn(host, ":")] = '\0';
-    if (host[0] && rpc_peer_host(caller, sizeof caller) && strcmp(host, caller) != 0) {
+    if (host[0] && caller_host(caller, sizeof caller) != 0 && strcmp(host, caller) != 0) {
         snprintf(why, n, "instance %.64s is at %.47s, the join came from %.47s", r->id, host, caller);
         return GRPC_STATUS_PERMISSION_DENIED;
     }
@@ -313,8 +356,7 @@ static bool join_request_valid(const Asg__V1__JoinRequest *in, char *why, size_t
 void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
                     struct rpc_reply *out)
 {
-    (void)peer; /* a joining instance has no certificate yet */
-    struct monitor *m = ctx;
+    struct monitor *m = ctx; /* a joining instance has no certificate yet (peer "") */
     Asg__V1__JoinRequest *in = asg__v1__join_request__unpack(NULL, len, req);
     char why[200];
     if (!in) {
@@ -345,6 +387,7 @@ void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
             Asg__V1__JoinReply rep = ASG__V1__JOIN_REPLY__INIT;
             rep.certificate_pem = cert;
             rpc_reply_msg(out, &rep.base);
+            vouch(m, peer, true);
         } else {
             refused(m, REFUSED_JOIN, "join of %.64s refused: %s", in->instance_id, why);
             rpc_reply_error(out, st, "%s", why);
@@ -642,36 +685,153 @@ static void probe_deferred(struct monitor *m)
 
 /* ---- main ---- */
 
-/* Binds monitor.listen; with port 0, first tries the port this manager
- * published before, so agents of a restarted monitor find it again. */
-static struct rpc_server *listen_monitor(struct monitor *m, struct rpc_method *methods,
-                                         char *bound, size_t bsize)
+/* How many connections the relay may hold, from the descriptors the
+ * process has: each relayed connection costs three (the client's TCP, the
+ * relay's Unix end and gRPC's), and the probes, gRPC's own and the table
+ * keep theirs. Within that, unauthenticated ones have a budget in all and
+ * per address: enough for a fleet of agents on one host to register at
+ * once, too few for one stranger to take the lot. */
+#define RELAY_UNAUTH_MAX 1024
+#define RELAY_PER_HOST_MAX 256
+#define RELAY_HANDSHAKE_MS 5000
+
+static struct relay_limits relay_budget(const struct monitor *m)
+{
+    struct rlimit rl;
+    uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 65536;
+    uint64_t reserve = (uint64_t)m->t->capacity + 128;
+    uint64_t total = fds > reserve + 48 ? (fds - reserve) / 3 : 16;
+    uint64_t most = (uint64_t)m->t->capacity * 2 + 2048; /* an agent keeps one; room for strangers */
+    struct relay_limits lim;
+    lim.total = (uint32_t)(total < most ? total : most);
+    lim.unauth = lim.total < RELAY_UNAUTH_MAX ? lim.total : RELAY_UNAUTH_MAX;
+    lim.per_host = lim.unauth / 4 < 4 ? 4 : lim.unauth / 4 > RELAY_PER_HOST_MAX ? RELAY_PER_HOST_MAX
+                                                                                : lim.unauth / 4;
+    lim.handshake_ms = RELAY_HANDSHAKE_MS;
+    lim.tls = rpc_tls_on(&m->tls);
+    return lim;
+}
+
+/* A directory only we can enter, for the gRPC server's socket: the
+ * manager's own (tls.dir, 0700) with TLS; in plaintext, where the manager
+ * makes no keys and may have no such directory, a fresh one of
+ * mkdtemp's (0700), removed at exit. */
+/* Plaintext: the directories of monitors that were killed (their socket's
+ * pid is gone) are removed, so that /tmp does not fill with them. Only
+ * directories of ours, never through a link. */
+static void clean_tmp_dirs(void)
+{
+    DIR *d = opendir("/tmp");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300];
+        struct stat st;
+        if (strncmp(e->d_name, "asg-monitor-", 12) != 0)
+            continue;
+        snprintf(path, sizeof path, "/tmp/%s", e->d_name);
+        if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+            continue;
+        relay_clean_dir(path);
+        rmdir(path); /* fails while a live monitor's socket is in it */
+    }
+    closedir(d);
+}
+
+static int private_dir(struct monitor *m, char *dir, size_t size)
+{
+    char err[256];
+    if (!rpc_tls_on(&m->tls)) {
+        clean_tmp_dirs();
+        char tmpl[] = "/tmp/asg-monitor-XXXXXX";
+        if (!mkdtemp(tmpl)) {
+            log_error("monitor: cannot make a private directory in /tmp: %s", strerror(errno));
+            return -1;
+        }
+        copy_str(m->tmpdir, sizeof m->tmpdir, tmpl);
+        return copy_str(dir, size, tmpl) ? 0 : -1;
+    }
+    pki_dir(&m->cfg, dir, size);
+    if (pki_own_dir(dir, err, sizeof err) != 0) {
+        log_error("monitor: %s", err);
+        return -1;
+    }
+    relay_clean_dir(dir);
+    return 0;
+}
+
+/* The gRPC server, on a Unix socket in a private directory: only the
+ * relay reaches it. */
+static struct rpc_server *serve_inside(struct monitor *m, struct rpc_method *methods)
+{
+    char dir[256], err[256], addr[140];
+    if (private_dir(m, dir, sizeof dir) != 0)
+        return NULL;
+    if (!relay_inner_path(dir, (int)getpid(), m->inner, sizeof m->inner)) {
+        log_error("monitor: tls.dir %s is too long for a Unix socket path (at most %zu characters)", dir,
+                  sizeof m->inner - 24);
+        return NULL;
+    }
+    unlink(m->inner);
+    snprintf(addr, sizeof addr, "unix:%s", m->inner);
+    struct rpc_server *srv = rpc_server_start(addr, methods, m->ca ? 3 : 2, m->cq, &m->tls, NULL, err, sizeof err);
+    if (!srv) {
+        log_error("monitor: %s", err);
+        m->inner[0] = '\0';
+        return NULL;
+    }
+    rpc_server_set_peer_map(srv, relayed_peer, m);
+    return srv;
+}
+
+/* Binds monitor.listen for the relay; with port 0, first tries the port
+ * this manager published before, so agents of a restarted monitor find
+ * it again. */
+static int listen_monitor(struct monitor *m, char *bound, size_t bsize)
 {
     char err[256], addr[TABLE_ADDR_MAX];
     struct table_hdr h;
     copy_str(addr, sizeof addr, m->cfg.monitor_listen);
     const char *colon = strrchr(addr, ':');
     bool port0 = colon && strcmp(colon, ":0") == 0;
-    struct rpc_server *srv = NULL;
-    int port = 0;
+    int fd = -1;
     /* The address the agents know (a port 0 config keeps the one it got).
      * The monitor of a manager killed a moment ago may still hold it while
      * it drains: keep trying for as long as a drain may take. */
     const char *want = port0 && table_read_hdr(m->t, &h) && h.monitor_addr[0] ? h.monitor_addr : addr;
     int64_t deadline = now_ms() + m->cfg.drain_timeout_ms;
-    while (!srv && !g_sig.term) {
-        srv = rpc_server_start(want, methods, m->ca ? 3 : 2, m->cq, &m->tls, &port, err, sizeof err);
-        if (srv || now_ms() >= deadline)
+    while (fd < 0 && !g_sig.term) {
+        fd = relay_listen(want, bound, bsize, err, sizeof err);
+        if (fd >= 0 || now_ms() >= deadline)
             break;
         sleep_ms(50);
     }
-    if (!srv && want != addr)
-        srv = rpc_server_start(addr, methods, m->ca ? 3 : 2, m->cq, &m->tls, &port, err, sizeof err);
-    if (!srv) {
+    if (fd < 0 && want != addr)
+        fd = relay_listen(addr, bound, bsize, err, sizeof err);
+    if (fd < 0)
         log_error("monitor.listen: %s", err);
-        return NULL;
-    }
-    snprintf(bound, bsize, "%.*s:%d", (int)(colon - addr), addr, port);
+    return fd;
+}
+
+/* The gRPC server inside, the relay in front of it. */
+static struct rpc_server *start_serving(struct monitor *m, struct rpc_method *methods, char *bound, size_t bsize)
+{
+    struct rpc_server *srv = serve_inside(m, methods);
+    int fd = srv ? listen_monitor(m, bound, bsize) : -1;
+    if (fd < 0)
+        return srv;
+    char err[256];
+    struct relay_limits lim = relay_budget(m);
+    struct table_hdr *h = m->t->hdr;
+    struct relay_counters cnt = {&h->relay_accepted, &h->relay_grpc_took, &h->relay_grpc_waiting,
+                                 &h->refused[REFUSED_CONNECTION]};
+    m->poller = rpc_poller_start();
+    if (!(m->relay = relay_start(fd, m->inner, &lim, &cnt, err, sizeof err)))
+        log_error("monitor: %s", err);
+    else
+        log_info("monitor: relaying %s to %s: at most %u connections, %u unauthenticated (%u per address) "
+                 "for at most %d ms", bound, m->inner, lim.total, lim.unauth, lim.per_host, lim.handshake_ms);
     return srv;
 }
 
@@ -683,16 +843,16 @@ static void publish_address(struct monitor *m, const char *bound)
     table_unlock(m->t);
 }
 
-/* Each agent costs the monitor a connection, and strangers can open more:
- * the soft limit of 1,024 descriptors ran out at 1,100 idle connections and
- * gRPC 1.51 never re-arms a listener after EMFILE. Take what the group
- * needs with room to spare, up to the hard limit. */
+/* Each agent costs the monitor descriptors, and strangers can open more:
+ * the soft limit of 1,024 descriptors ran out at 1,100 idle connections.
+ * Take what the group needs with room to spare, up to the hard limit; the
+ * relay's budgets are sized from what this leaves (relay_budget). */
 static void raise_file_limit(uint32_t rows)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t want = (rlim_t)rows * 2 + 4096;
+    rlim_t want = (rlim_t)rows * 4 + 4096; /* its probe, and three for its relayed connection */
     if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
         want = rl.rlim_max;
     if (want <= rl.rlim_cur)
@@ -784,10 +944,18 @@ static void run(struct monitor *m)
 
 static void release(struct monitor *m, struct rpc_server *srv)
 {
+    relay_stop(m->relay); /* gRPC sees its relayed connections close */
+    m->relay = NULL;
+    rpc_poller_stop(m->poller);
+    m->poller = NULL;
     if (srv)
         rpc_shutdown(srv, m->cq);
     else
         grpc_completion_queue_destroy(m->cq);
+    if (m->inner[0])
+        unlink(m->inner);
+    if (m->tmpdir[0])
+        rmdir(m->tmpdir);
     for (uint32_t i = 0; i < m->nslots; i++)
         free(h2p_conn_free(m->slots[i].conn)); /* a probe still out */
     h2p_free(m->probes);
@@ -829,9 +997,9 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
                                    {M_MONITOR_DEREGISTER, monitor_h_deregister, &m, false},
                                    {M_MONITOR_JOIN, monitor_h_join, &m, true}};
     char bound[TABLE_ADDR_MAX];
-    struct rpc_server *srv = listen_monitor(&m, methods, bound, sizeof bound);
-    if (!srv) {
-        release(&m, NULL);
+    struct rpc_server *srv = start_serving(&m, methods, bound, sizeof bound);
+    if (!m.relay) {
+        release(&m, srv);
         return ASG_EXIT_FATAL;
     }
     publish_address(&m, bound);

@@ -12,6 +12,7 @@
 #include "../proto/h2probe.h"
 #include "../proto/rpc.h"
 #include "../shm/table.h"
+#include "relay.h"
 
 
 /* Per table slot: the connection to its agent and the probe in flight. */
@@ -68,6 +69,10 @@ struct monitor {
     struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
     char managers[256];       /* ha: every manager's address, as the controller found them */
     uint32_t managers_gen;    /* bumped when that list changes */
+    struct relay *relay;      /* the public listener (relay.h); NULL in unit tests */
+    struct rpc_poller *poller; /* gRPC's I/O, apart from the probe loop */
+    char inner[108];          /* the gRPC server's Unix socket behind it */
+    char tmpdir[32];          /* plaintext: the private directory made for it */
 };
 
 /* The role's entry point (the supervisor forks it): t mapped read-write,

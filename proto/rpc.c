@@ -9,6 +9,8 @@
 #include <grpc/support/time.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,7 +181,15 @@ struct rpc_server {
     size_t live;           /* armed requests and answered calls */
     struct rpc_tag shutdown_tag;
     bool shutdown_done;
+    rpc_peer_map_fn peer_map;  /* behind a relay: its peers' real addresses */
+    void *peer_map_ctx;
 };
+
+void rpc_server_set_peer_map(struct rpc_server *s, rpc_peer_map_fn fn, void *ctx)
+{
+    s->peer_map = fn;
+    s->peer_map_ctx = ctx;
+}
 
 static void arm(struct rpc_server *s, const struct rpc_method *m, void *handle);
 
@@ -259,8 +269,21 @@ static bool peer_name(grpc_call *call, char *out, size_t size)
     return ok;
 }
 
-/* The call whose handler runs now (handlers run one at a time). */
+/* The call whose handler runs now (handlers run one at a time), and its
+ * server. */
 static grpc_call *current_call;
+static struct rpc_server *current_server;
+
+bool rpc_peer_uri(char *out, size_t size)
+{
+    out[0] = '\0';
+    char *p = current_call ? grpc_call_get_peer(current_call) : NULL;
+    if (!p)
+        return false;
+    bool ok = copy_str(out, size, p);
+    gpr_free(p);
+    return ok;
+}
 
 bool rpc_peer_host(char *out, size_t size)
 {
@@ -270,6 +293,13 @@ bool rpc_peer_host(char *out, size_t size)
     char *p = grpc_call_get_peer(current_call); /* "ipv4:1.2.3.4:5", "ipv6:[::1]:5" */
     if (!p)
         return false;
+    if (strncmp(p, "ipv4:", 5) != 0 && strncmp(p, "ipv6:", 5) != 0) {
+        /* not an IP connection: a relayed one, or none we can name */
+        bool ok = current_server && current_server->peer_map &&
+                  current_server->peer_map(current_server->peer_map_ctx, p, out, size);
+        gpr_free(p);
+        return ok;
+    }
     const char *h = p;
     if (strncmp(h, "ipv4:", 5) == 0 || strncmp(h, "ipv6:", 5) == 0)
         h += 5;
@@ -321,8 +351,10 @@ static void srv_req_done(struct rpc_tag *tag, bool ok)
                 rpc_reply_error(&r, GRPC_STATUS_UNAUTHENTICATED, "no verified client certificate");
             } else {
                 current_call = q->call;
+                current_server = s;
                 q->method->fn(q->method->ctx, req, len, s->tls ? peer : NULL, &r);
                 current_call = NULL;
+                current_server = NULL;
             }
             free(req);
         }
@@ -475,6 +507,51 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     if (port)
         *port = bound;
     return s;
+}
+
+/* ---- a thread for gRPC's I/O ---- */
+
+struct rpc_poller {
+    grpc_completion_queue *cq; /* never given work: waiting on it polls */
+    pthread_t thread;
+};
+
+static void *poller_main(void *arg)
+{
+    struct rpc_poller *p = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the owner's */
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(p->cq, deadline_in(1000), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return NULL;
+    }
+}
+
+struct rpc_poller *rpc_poller_start(void)
+{
+    struct rpc_poller *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&p->thread, NULL, poller_main, p) != 0) {
+        grpc_completion_queue_shutdown(p->cq);
+        grpc_completion_queue_destroy(p->cq);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void rpc_poller_stop(struct rpc_poller *p)
+{
+    if (!p)
+        return;
+    grpc_completion_queue_shutdown(p->cq); /* wakes its thread with GRPC_QUEUE_SHUTDOWN */
+    pthread_join(p->thread, NULL);
+    grpc_completion_queue_destroy(p->cq);
+    free(p);
 }
 
 /* ---- client ---- */

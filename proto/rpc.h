@@ -67,8 +67,13 @@ static inline int rpc_tls_on(const struct rpc_tls *t) { return t && t->ca; }
 #define RPC_MANAGER_NAME "asg-manager"
 
 /* Inside a handler: the caller's IP address as text ("127.0.0.1", "::1"),
- * from the connection itself. false outside a handler. */
+ * from the connection itself (through the server's peer map, when it
+ * has one). false outside a handler. */
 bool rpc_peer_host(char *out, size_t size);
+
+/* Inside a handler: gRPC's own name for the caller's end of the
+ * connection ("ipv4:127.0.0.1:5", "unix-abstract:NAME"). */
+bool rpc_peer_uri(char *out, size_t size);
 
 struct rpc_method {
     const char *name;          /* "/asg.v1.Agent/Ping" */
@@ -89,6 +94,24 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
                                     size_t nmethods, grpc_completion_queue *cq,
                                     const struct rpc_tls *tls, int *port,
                                     char *err, size_t errsize);
+
+/* A server that clients reach through a relay (the monitor's): gRPC's
+ * peer is the relay's end of a Unix socket, and fn turns that name into
+ * the client's IP address as text (false: not one it knows). */
+typedef bool (*rpc_peer_map_fn)(void *ctx, const char *grpc_peer, char *host, size_t size);
+void rpc_server_set_peer_map(struct rpc_server *s, rpc_peer_map_fn fn, void *ctx);
+
+/* A thread that keeps gRPC's I/O going (accepts, handshakes, reads)
+ * whatever the owner's loop is doing: gRPC 1.51 does its I/O only inside
+ * calls to grpc_completion_queue_next, one descriptor event per call when
+ * no completion is ready, so a loop that looks at its queue every few
+ * milliseconds served a few hundred events a second and a flood of
+ * handshakes queued for seconds. Completions still arrive on the owner's
+ * queue, and handlers run on the owner's thread. */
+struct rpc_poller;
+struct rpc_poller *rpc_poller_start(void);
+/* Stops and frees it (NULL is fine). */
+void rpc_poller_stop(struct rpc_poller *p);
 
 /* Stops the server, cancels every call still in flight (client calls
  * included), shuts the queue down and drains it, then frees everything.

@@ -28,7 +28,7 @@ const char *event_kind_name(uint32_t k) { return k < EV_KIND_COUNT ? event_names
 const char *action_cause_name(uint32_t c) { return c < CAUSE_COUNT ? cause_names[c] : "?"; }
 
 static const char *const refusal_names[REFUSED_COUNT] = {"register", "deregister", "control", "http",
-                                                           "join"};
+                                                           "join", "connection"};
 const char *refusal_kind_name(uint32_t k) { return k < REFUSED_COUNT ? refusal_names[k] : "?"; }
 
 static const char *const lb_state_names[LBS_COUNT] = {"none", "added", "draining", "removed"};
@@ -717,5 +717,23 @@ void fault_stop_point(const char *role, const char *what)
         log_warn("ASG_FAULT: %s stopping itself (SIGSTOP) at %s", role, what);
         raise(SIGSTOP);
     }
+}
+
+bool fault_reached(const char *role, const char *what)
+{
+    /* Only calls for the armed fault count (one fault per process), so
+     * that the calls of other fault points do not move its count. */
+    static int calls;
+    const char *spec = getenv("ASG_FAULT");
+    char want[64];
+    snprintf(want, sizeof want, "%s:%s:", role, what);
+    if (!spec || strncmp(spec, want, strlen(want)) != 0)
+        return false;
+    int armed = atoi(spec + strlen(want));
+    if (armed <= 0)
+        return false;
+    if (calls < armed && ++calls == armed)
+        log_warn("ASG_FAULT: %s: %s from now on", role, what);
+    return calls >= armed;
 }
 #endif

@@ -20,7 +20,7 @@
 #include "../common/identity.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 17
+#define TABLE_VERSION 18
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -140,7 +140,7 @@ enum drain_kind { DRAIN_NONE = 0, DRAIN_STOP = 1, DRAIN_KEEP_INSTANCES = 2 };
 /* Requests refused from strangers or bad peers, counted for /metrics (their
  * log lines are rate-limited, these are not). */
 enum refusal_kind { REFUSED_REGISTER, REFUSED_DEREGISTER, REFUSED_CONTROL, REFUSED_HTTP,
-                    REFUSED_JOIN, REFUSED_COUNT };
+                    REFUSED_JOIN, REFUSED_CONNECTION, REFUSED_COUNT };
 const char *refusal_kind_name(uint32_t kind);
 
 /* The predictive policy's memory of demand (policy/forecast.h), in
@@ -244,6 +244,11 @@ struct table_hdr {
     char group_nonce[GROUP_NONCE_HEX + 8]; /* the group's (common/identity.h) */
     char config_path[256];       /* the config file, "" for the built-in defaults */
     uint64_t supervisor_start;   /* pid_supervisor's start time (against pid reuse) */
+    /* monitor: its listener's progress (monitor_s/relay.h), written by
+     * the monitor alone, read by the supervisor's deaf-listener check */
+    _Atomic uint64_t relay_accepted;     /* TCP connections it took */
+    _Atomic uint64_t relay_grpc_took;    /* relayed connections gRPC began to read */
+    _Atomic uint32_t relay_grpc_waiting; /* relayed connections gRPC has not read yet */
 };
 
 /* After the header, apart from it: the probe counters and histograms and
@@ -362,7 +367,19 @@ void table_fault_point(const char *role, struct table *t);
 /* With ASG_FAULT=ROLE:WHAT:N, the Nth call stops the process (SIGSTOP),
  * as a stalled VM would: the test continues it. */
 void fault_stop_point(const char *role, const char *what);
+/* With ASG_FAULT=ROLE:WHAT:N, true from the Nth call on: the role then
+ * behaves as the named fault says (monitor:relay-deaf: after its Nth
+ * connection, its listener takes no more, as gRPC's did after EMFILE;
+ * monitor:grpc-deaf: from its Nth relayed connection on, the relay dials
+ * a listener that never accepts instead of its gRPC server). */
+bool fault_reached(const char *role, const char *what);
 #else
+static inline bool fault_reached(const char *role, const char *what)
+{
+    (void)role;
+    (void)what;
+    return false;
+}
 static inline void fault_stop_point(const char *role, const char *what)
 {
     (void)role;

@@ -433,39 +433,41 @@ static void stop_leftover_agents(void)
     }
 }
 
-/* ---- a deaf monitor (the kernel's accept queue of its port) ---- */
+/* ---- a deaf monitor (its listener's progress) ---- */
 
-/* After EMFILE, gRPC's listener stops accepting for good (the 1.51 C core
- * does not re-arm it): the socket stays open, the kernel keeps completing
- * connections into its queue, and nobody takes them, so no instance can
- * register again. A live listener empties its queue within milliseconds
- * (agents connect to it only to register and leave); a queue that is never
- * empty and never shrinks for DEAF_AFTER_MS, while the monitor keeps
- * completing probe rounds (its loop runs, so gRPC would have accepted), is
- * deaf, and only a new monitor process gets a new listener. A monitor
- * starved of CPU on a busy machine completes no rounds either: it is left
- * alone, as killing it would only add a restart to the load. */
+/* The monitor accepts its port's connections itself and relays them to
+ * its gRPC server on a private Unix socket (monitor_s/relay.h); it
+ * publishes how many it took from the kernel (relay_accepted), how many
+ * of those gRPC began to read (relay_grpc_took), and how many gRPC has
+ * left unread (relay_grpc_waiting). A busy monitor, however flooded,
+ * keeps those counters moving; a deaf one does not: its listener has
+ * connections waiting in the kernel's accept queue and takes none, or
+ * its gRPC server (which, in 1.51, never accepts again after EMFILE)
+ * leaves relayed connections unread and reads no new one. Either for
+ * DEAF_AFTER_MS, while the monitor keeps completing probe rounds (its
+ * loop runs), and only a new monitor process gets a new listener. A
+ * monitor starved of CPU on a busy machine completes no rounds either: it
+ * is left alone, as killing it would only add a restart to the load. */
 #define DEAF_SAMPLE_MS 1000
 #define DEAF_AFTER_MS 5000
 
 static struct {
     pid_t pid;          /* the monitor the samples are about */
-    long last;          /* its queue at the last sample */
-    int64_t since;      /* first of the non-empty, non-shrinking samples; 0: none */
+    uint64_t accepted;  /* its relay_accepted at the last sample */
+    uint64_t took;      /* its relay_grpc_took at the last sample */
+    int64_t since;      /* first of the samples without progress; 0: none */
     uint64_t rounds;    /* its probe rounds at that first sample */
     int64_t next;       /* next sample */
 } deaf;
 
 #define DEAF_MIN_ROUNDS 3
 
-static int monitor_port(uint64_t *rounds)
+static int monitor_port(struct table_hdr *h)
 {
-    struct table_hdr h;
-    if (!table_read_hdr(&S.table, &h) || h.pid_monitor != MONITOR->pid)
+    if (!table_read_hdr(&S.table, h) || h->pid_monitor != MONITOR->pid)
         return -1;
-    *rounds = h.probe_rounds;
-    h.monitor_addr[sizeof h.monitor_addr - 1] = '\0';
-    const char *colon = strrchr(h.monitor_addr, ':');
+    h->monitor_addr[sizeof h->monitor_addr - 1] = '\0';
+    const char *colon = strrchr(h->monitor_addr, ':');
     long port;
     if (!colon || !parse_whole(colon + 1, 1, 65535, &port))
         return -1;
@@ -479,24 +481,40 @@ static void check_monitor_listener(int64_t now)
     deaf.next = now + DEAF_SAMPLE_MS;
     if (MONITOR->state != CH_RUNNING)
         return;
-    uint64_t rounds = 0;
-    int port = monitor_port(&rounds);
-    long queued = port > 0 ? tcp_accept_queue(port) : -1;
-    if (deaf.pid != MONITOR->pid || queued <= 0 || queued < deaf.last || !deaf.since) {
+    struct table_hdr h;
+    int port = monitor_port(&h);
+    if (port <= 0)
+        return;
+    long queued = tcp_accept_queue(port);
+    uint64_t accepted = atomic_load(&h.relay_accepted), took = atomic_load(&h.relay_grpc_took);
+    uint32_t waiting = atomic_load(&h.relay_grpc_waiting);
+    bool listener_stuck = deaf.pid == MONITOR->pid && queued > 0 && accepted == deaf.accepted;
+    bool grpc_stuck = deaf.pid == MONITOR->pid && waiting > 0 && took == deaf.took;
+    deaf.accepted = accepted;
+    deaf.took = took;
+    if (!listener_stuck && !grpc_stuck) {
         deaf.pid = MONITOR->pid;
-        deaf.since = queued > 0 ? now : 0;
-        deaf.rounds = rounds;
-        deaf.last = queued;
+        deaf.since = 0;
         return;
     }
-    deaf.last = queued;
-    if (now - deaf.since < DEAF_AFTER_MS || rounds < deaf.rounds + DEAF_MIN_ROUNDS)
+    if (!deaf.since) {
+        deaf.since = now;
+        deaf.rounds = h.probe_rounds;
+        return;
+    }
+    if (now - deaf.since < DEAF_AFTER_MS || h.probe_rounds < deaf.rounds + DEAF_MIN_ROUNDS)
         return;
     if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
-                   "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
-                   "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
-                   queued, (long long)(now - deaf.since));
+        if (listener_stuck)
+            table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+                       "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
+                       "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
+                       queued, (long long)(now - deaf.since));
+        else
+            table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+                       "monitor (pid %d) is deaf: its gRPC server has left %u relayed connections "
+                       "unread for %lld ms; killing it to restart it", (int)MONITOR->pid, waiting,
+                       (long long)(now - deaf.since));
         table_unlock(&S.table);
     }
     kill(MONITOR->pid, SIGKILL);
