@@ -712,11 +712,7 @@ static struct relay_limits relay_budget(const struct monitor *m)
     return lim;
 }
 
-/* A directory only we can enter, for the gRPC server's socket: the
- * manager's own (tls.dir, 0700) with TLS; in plaintext, where the manager
- * makes no keys and may have no such directory, a fresh one of
- * mkdtemp's (0700), removed at exit. */
-/* Plaintext: the directories of monitors that were killed (their socket's
+/* The directories of monitors that were killed (their socket's
  * pid is gone) are removed, so that /tmp does not fill with them. Only
  * directories of ours, never through a link. */
 static void clean_tmp_dirs(void)
@@ -739,26 +735,21 @@ static void clean_tmp_dirs(void)
     closedir(d);
 }
 
+/* A fresh 0700 directory of ours in /tmp, in every TLS mode: not the
+ * state directory, which operators copy to an HA partner (a socket there
+ * breaks the copy) and which may not exist for a non-root user in
+ * plaintext. mkdtemp makes it ours and 0700, so no other user reaches the
+ * socket inside. */
 static int private_dir(struct monitor *m, char *dir, size_t size)
 {
-    char err[256];
-    if (!rpc_tls_on(&m->tls)) {
-        clean_tmp_dirs();
-        char tmpl[] = "/tmp/asg-monitor-XXXXXX";
-        if (!mkdtemp(tmpl)) {
-            log_error("monitor: cannot make a private directory in /tmp: %s", strerror(errno));
-            return -1;
-        }
-        copy_str(m->tmpdir, sizeof m->tmpdir, tmpl);
-        return copy_str(dir, size, tmpl) ? 0 : -1;
-    }
-    pki_dir(&m->cfg, dir, size);
-    if (pki_own_dir(dir, err, sizeof err) != 0) {
-        log_error("monitor: %s", err);
+    clean_tmp_dirs();
+    char tmpl[] = "/tmp/asg-monitor-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+        log_error("monitor: cannot make a private directory in /tmp: %s", strerror(errno));
         return -1;
     }
-    relay_clean_dir(dir);
-    return 0;
+    copy_str(m->tmpdir, sizeof m->tmpdir, tmpl);
+    return copy_str(dir, size, tmpl) ? 0 : -1;
 }
 
 /* The gRPC server, on a Unix socket in a private directory: only the
@@ -769,7 +760,7 @@ static struct rpc_server *serve_inside(struct monitor *m, struct rpc_method *met
     if (private_dir(m, dir, sizeof dir) != 0)
         return NULL;
     if (!relay_inner_path(dir, (int)getpid(), m->inner, sizeof m->inner)) {
-        log_error("monitor: tls.dir %s is too long for a Unix socket path (at most %zu characters)", dir,
+        log_error("monitor: %s is too long for a Unix socket path (at most %zu characters)", dir,
                   sizeof m->inner - 24);
         return NULL;
     }
