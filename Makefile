@@ -35,7 +35,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd \
+PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c inih libmicrohttpd \
           libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -56,7 +56,7 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/strbuf.c common/ctlsock.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
-          aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c \
+          aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
