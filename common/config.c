@@ -616,9 +616,9 @@ static int check_listeners(struct errbuf *e, const config_t *cf, const struct as
  * (EC2 user data), so nothing a shell would read specially. */
 static bool service_health_ok(const char *h)
 {
+    bool web = strncmp(h, "http:/", 6) == 0 || strncmp(h, "https:/", 7) == 0;
     return strcmp(h, "tcp") == 0 || strcmp(h, "none") == 0 ||
-           (strncmp(h, "http:/", 6) == 0 && strcspn(h, " \t\r\n'\"\\$`;&|<>(){}") == strlen(h) &&
-            strlen(h) <= 128);
+           (web && strcspn(h, " \t\r\n'\"\\$`;&|<>(){}") == strlen(h) && strlen(h) <= 128);
 }
 
 /* Rules between keys; each error points at the line of the key at fault. */
@@ -677,7 +677,7 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                     "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
     if (!service_health_ok(c->local_service_health))
         return fail(e, lookup(cf, "provider.local.service_health"),
-                    "provider.local.service_health must be tcp, none or http:/PATH (no spaces)");
+                    "provider.local.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces)");
     const char *requests[2][2] = {{"provider.local.service_requests", c->local_service_requests},
                                   {"provider.ec2.service_requests", c->ec2_service_requests}};
     for (int k = 0; k < 2; k++)
@@ -686,7 +686,7 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                         requests[k][0]);
     if (!service_health_ok(c->ec2_service_health))
         return fail(e, lookup(cf, "provider.ec2.service_health"),
-                    "provider.ec2.service_health must be tcp, none or http:/PATH (no spaces or quotes)");
+                    "provider.ec2.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces or quotes)");
     if (check_lb(e, cf, c) != 0)
         return -1;
     if (check_schedule(e, cf, c) != 0)

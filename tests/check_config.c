@@ -32,6 +32,11 @@ START_TEST(test_good_file_applies_values)
     char err[512];
     ck_assert_msg(config_load_string(text, "t.cfg", &c, err, sizeof err) == 0, "%s", err);
     ck_assert_str_eq(c.group_name, "web");
+    /* The agent's https and named checks pass through the config. */
+    const char *https = "provider = { local = { service_health = \"https://svc.asg.test/ready\"; }; };\n";
+    ck_assert_msg(config_load_string(https, "h.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.local_service_health, "https://svc.asg.test/ready");
+    ck_assert_msg(config_load_string(text, "t.cfg", &c, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(c.max_instances, 9);
     ck_assert_int_eq(c.desired_instances, 3);
     ck_assert_int_eq(c.policy_kind, POLICY_TARGET);
