@@ -86,6 +86,7 @@ static const struct keydef keys[] = {
     ARGV("provider.local.service", local_service, LIVE),
     STR("provider.local.service_health", local_service_health, "tcp", LIVE),
     STR("provider.local.service_requests", local_service_requests, "", LIVE),
+    STR("provider.local.service_ca", local_service_ca, "", LIVE),
     INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000, 3000, LIVE),
     STR("provider.ec2.region", ec2_region, "", RESTART),
     STR("provider.ec2.endpoint", ec2_endpoint, "", RESTART),
@@ -678,6 +679,10 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (!service_health_ok(c->local_service_health))
         return fail(e, lookup(cf, "provider.local.service_health"),
                     "provider.local.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces)");
+    if (c->local_service_ca[0] && (c->local_service_ca[0] != '/' ||
+                                   strncmp(c->local_service_health, "https:", 6) != 0))
+        return fail(e, lookup(cf, "provider.local.service_ca"),
+                    "provider.local.service_ca is an absolute path, for an https service_health");
     const char *requests[2][2] = {{"provider.local.service_requests", c->local_service_requests},
                                   {"provider.ec2.service_requests", c->ec2_service_requests}};
     for (int k = 0; k < 2; k++)

@@ -123,6 +123,14 @@ def agent_sends_the_services_own_host():
                                        "the wrong Host reported"))
 
 
+def make_cert(cert, key):
+    """A self-signed certificate (its own CA) for svc.asg.test and 127.0.0.1."""
+    r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=svc.asg.test",
+             "-addext", "subjectAltName=DNS:svc.asg.test,IP:127.0.0.1"])
+    assert r.returncode == 0, r.stderr
+
+
 @test
 def agent_checks_an_https_service_with_its_ca():
     """https:/PATH with --service-ca: healthy; the same service checked
@@ -132,10 +140,7 @@ def agent_checks_an_https_service_with_its_ca():
     d = tempfile.mkdtemp(prefix="asg-tls-")
     cert, key = os.path.join(d, "svc.crt"), os.path.join(d, "svc.key")
     try:
-        r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                 "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=svc.asg.test",
-                 "-addext", "subjectAltName=DNS:svc.asg.test,IP:127.0.0.1"])
-        assert r.returncode == 0, r.stderr
+        make_cert(cert, key)
         tls = ["--tls", cert, key]
 
         def healthy(addr):
@@ -310,6 +315,28 @@ def service_flags_are_checked():
                         (["stray"], "goes after --")):
         r = run([BIN + "/asg-agent", "--listen", "127.0.0.1:0"] + args)
         assert r.returncode != 0 and words in r.stderr, (args, r)
+
+
+@test
+def group_of_https_services_checked_with_the_configured_ca():
+    """provider.local.service_health = "https:/" with service_ca: the
+    agents check their HTTPS services against that CA, and the group runs."""
+    d = tempfile.mkdtemp(prefix="asg-svcs-")
+    cert, key = os.path.join(d, "svc.crt"), os.path.join(d, "svc.key")
+    make_cert(cert, key)
+    m = Manager("tlsservices", provider={"local": {
+        "kill_timeout_ms": 1000, "service_health": "https:/", "service_ca": cert,
+        "service": ["/usr/bin/python3", SERVICE, "{port}", os.path.join(d, "{port}.info"),
+                    "--tls", cert, key]}})
+    try:
+        m.start()
+        m.wait_running(2)
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        m.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @test
