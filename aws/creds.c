@@ -25,7 +25,13 @@ static int from_env(struct aws_creds *c, char *err, size_t errsize)
 {
     const char *ak = getenv("AWS_ACCESS_KEY_ID"), *sk = getenv("AWS_SECRET_ACCESS_KEY");
     const char *tok = getenv("AWS_SESSION_TOKEN");
-    if (!ak || !*ak || !sk || !*sk)
+    bool have_ak = ak && *ak, have_sk = sk && *sk;
+    if (have_ak != have_sk) {
+        snprintf(err, errsize, "the environment has %s without %s", have_ak ? "AWS_ACCESS_KEY_ID" :
+                 "AWS_SECRET_ACCESS_KEY", have_ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
+        return -1;
+    }
+    if (!have_ak)
         return 1; /* not there: try the next source */
     if (!fits(ak, sizeof c->access_key) || !fits(sk, sizeof c->secret_key) ||
         (tok && !fits(tok, sizeof c->token))) {

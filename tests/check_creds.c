@@ -48,6 +48,13 @@ START_TEST(test_environment_first)
     ck_assert_str_eq(c.token, "envtoken");
     ck_assert_str_eq(c.source, "environment");
     ck_assert(!aws_creds_stale(&c, 0));
+    /* Half of a pair is passed over, said, for the next source. */
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.source, "shared file");
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+    ck_assert(aws_creds_load(&c, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "AWS_ACCESS_KEY_ID without AWS_SECRET_ACCESS_KEY"), "%s", err);
 }
 END_TEST
 

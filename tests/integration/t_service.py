@@ -92,8 +92,9 @@ def with_service(agent_args, service_flags, check):
         read_info(info)
         check(addr)
     finally:
-        stop_agent(p)
+        rc = stop_agent(p)
         shutil.rmtree(d, ignore_errors=True)
+    assert rc == 0, "the agent exited with %s: %s" % (rc, p.stderr.read()[-3000:])
 
 
 @test
