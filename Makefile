@@ -35,7 +35,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c glib-2.0 libmicrohttpd \
+PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c inih libmicrohttpd \
           libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -57,7 +57,7 @@ LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/identi
           common/utf8.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
-          aws/sigv4.c aws/ec2_xml.c aws/creds.c aws/ec2.c provider/ec2.c \
+          aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_SRC += common/url.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
@@ -177,7 +177,7 @@ TSAN_TESTS = status_serves_through_reloads status_api_actions_go_through_the_con
 	status_api_reads_and_refuses_bad_input metrics_parsed_by_prometheus_client \
 	swarm_hosts_many_agents_that_register_answer_and_leave mutual_tls_by_default_binds_every_identity \
 	garbage_stalls_and_floods_do_not_hurt_the_manager agent_registers_with_backoff_and_deregisters \
-	agent_runs_the_operators_service agent_checks_its_service_over_http \
+	agent_runs_the_operators_service agent_checks_its_service_over_http agent_checks_an_https_service_with_its_ca \
 	stranger_cannot_use_the_api_by_default operator_gets_through_a_connection_flood
 TSAN_ENV = TSAN_OPTIONS="ignore_noninstrumented_modules=1 second_deadlock_stack=1"
 

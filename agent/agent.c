@@ -59,7 +59,13 @@ static void usage(FILE *f)
             "               ASG_SERVICE_PORT and ASG_INSTANCE_ID set; probes fail while\n"
             "               it fails its check; SIGTERM stops it before deregistering\n"
             "  --service-port N     its port (default: a free one on the listen host)\n"
-            "  --service-health tcp|http:/PATH|none  its check, each second (default tcp)\n"
+            "  --service-health tcp|http:/PATH|https:/PATH|http(s)://NAME/PATH|none  its check,\n"
+            "               each second (default tcp): a connect, or GET PATH answered 2xx or 3xx\n"
+            "               (redirects not followed); a wildcard listen host is checked on\n"
+            "               127.0.0.1 and [::1]; NAME is sent as Host (and checked in the\n"
+            "               certificate) while the check still goes to the service's port\n"
+            "  --service-ca FILE    https: trust this CA alone (default: the system's)\n"
+            "  --service-insecure   https: verify no certificate (only when asked)\n"
             "  --service-requests http:/PATH  where it answers its request count (a counter), read\n"
             "                           each second and reported with every probe\n"
             "  --service-stop-ms N  SIGKILL after this long (default 5000)\n"
@@ -332,6 +338,8 @@ static int parse_number(const char *opt, const char *arg, long lo, long hi, long
     return -1;
 }
 
+enum { OPT_SERVICE_CA = 1000, OPT_SERVICE_INSECURE }; /* long options only */
+
 /* One case per option, each value checked as it is read, then the rules
  * between options. Long, but it reads top to bottom like the usage text;
  * split, the checks would sit away from the options they guard. */
@@ -347,6 +355,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"service-port", required_argument, NULL, 'P'}, {"service-health", required_argument, NULL, 'H'},
         {"service-stop-ms", required_argument, NULL, 'T'}, {"service-cpus", required_argument, NULL, 'U'},
         {"service-requests", required_argument, NULL, 'R'},
+        {"service-ca", required_argument, NULL, OPT_SERVICE_CA},
+        {"service-insecure", no_argument, NULL, OPT_SERVICE_INSECURE},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct agent *a = &o->tmpl;
@@ -431,6 +441,15 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return -1;
             }
             break;
+        case OPT_SERVICE_CA:
+            if (strlen(optarg) >= sizeof o->svc.ca_file || access(optarg, R_OK) != 0) {
+                fprintf(stderr, "asg-agent: --service-ca %.200s: %s\n", optarg,
+                        strlen(optarg) >= sizeof o->svc.ca_file ? "path too long" : strerror(errno));
+                return -1;
+            }
+            copy_str(o->svc.ca_file, sizeof o->svc.ca_file, optarg);
+            break;
+        case OPT_SERVICE_INSECURE: o->svc.insecure = true; break;
         case 'T':
             if (parse_number("--service-stop-ms", optarg, 0, 600000, &n) != 0)
                 return -1;
@@ -462,6 +481,15 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         o->svc.argv = &argv[optind];
+    if ((o->svc.ca_file[0] || o->svc.insecure) && !o->svc.tls) {
+        fprintf(stderr, "asg-agent: --service-ca and --service-insecure are for an https check "
+                "(--service-health https:/PATH)\n");
+        return -1;
+    }
+    if (o->svc.ca_file[0] && o->svc.insecure) {
+        fprintf(stderr, "asg-agent: --service-ca or --service-insecure, not both\n");
+        return -1;
+    }
     if ((a->from_service || o->svc.port || o->svc.cpus || o->svc.count_path[0]) && !o->svc.argv) {
         fprintf(stderr, "asg-agent: --load-source service and --service-* need a service: -- COMMAND\n");
         return -1;

@@ -3,11 +3,12 @@
 #include "workload.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,24 +24,92 @@
 
 #define CHECK_TIMEOUT_MS 2000
 
+static bool no_spaces(const char *s)
+{
+    return strcspn(s, " \r\n\t") == strlen(s);
+}
+
+/* "http(s)://NAME[:PORT]/PATH[?QUERY]", read with libcurl's URL parser:
+ * the authority kept for Host and the TLS name, the path for the request. */
+static int parse_check_url(const char *s, struct workload *w, char *why, size_t n)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL, *frag = NULL;
+    int rc = -1;
+    if (!u || curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+        snprintf(why, n, "'%.60s': not a URL", s);
+    } else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+               curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
+        snprintf(why, n, "'%.60s': no user name or #fragment in a check URL", s);
+    } else {
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        int a = snprintf(w->authority, sizeof w->authority, "%s%s%s", host, port ? ":" : "",
+                         port ? port : "");
+        int b = snprintf(w->path, sizeof w->path, "%s%s%s", path, query ? "?" : "",
+                         query ? query : "");
+        if (a < 0 || (size_t)a >= sizeof w->authority || b < 0 || (size_t)b >= sizeof w->path)
+            snprintf(why, n, "'%.60s': too long", s);
+        else
+            rc = 0;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_free(frag);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 int workload_parse_check(const char *s, struct workload *w, char *why, size_t n)
 {
+    bool tls = strncmp(s, "https:", 6) == 0;
+    const char *rest = s + (tls ? 6 : 5);
+    w->authority[0] = '\0';
     if (strcmp(s, "none") == 0) {
         w->check = SVC_CHECK_NONE;
     } else if (strcmp(s, "tcp") == 0) {
         w->check = SVC_CHECK_TCP;
-    } else if (strncmp(s, "http:/", 6) == 0 && strlen(s + 5) < sizeof w->path &&
-               strcspn(s + 5, " \r\n\t") == strlen(s + 5)) {
+    } else if ((tls || strncmp(s, "http:", 5) == 0) && rest[0] == '/' && rest[1] != '/' &&
+               strlen(rest) < sizeof w->path && no_spaces(rest)) {
         w->check = SVC_CHECK_HTTP;
-        copy_str(w->path, sizeof w->path, s + 5);
+        copy_str(w->path, sizeof w->path, rest);
+    } else if ((tls || strncmp(s, "http:", 5) == 0) && strncmp(rest, "//", 2) == 0 && no_spaces(s)) {
+        if (parse_check_url(s, w, why, n) != 0)
+            return -1;
+        w->check = SVC_CHECK_HTTP;
     } else {
-        snprintf(why, n, "'%.60s': use tcp, none or http:/PATH (no spaces)", s);
+        snprintf(why, n, "'%.60s': use tcp, none, http:/PATH, https:/PATH or "
+                 "http(s)://NAME/PATH (no spaces)", s);
         return -1;
     }
+    w->tls = tls;
     w->check_given = true;
     return 0;
 }
 
+int workload_check_hosts(const char *host, char out[][48], int max)
+{
+    const char *v4 = "127.0.0.1", *v6 = "[::1]";
+    struct in6_addr a6;
+    int k = 0;
+    if (max < 2)
+        return 0;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0) {
+        bool six_first = host[0] != '0';
+        copy_str(out[k++], 48, six_first ? v6 : v4);
+        copy_str(out[k++], 48, six_first ? v4 : v6);
+    } else if (inet_pton(AF_INET6, host, &a6) == 1) {
+        snprintf(out[k++], 48, "[%.40s]", host);
+    } else {
+        copy_str(out[k++], 48, host); /* a name: libcurl tries each of its addresses */
+    }
+    return k;
+}
 int workload_parse_requests(const char *s, struct workload *w, char *why, size_t n)
 {
     if (strncmp(s, "http:/", 6) != 0 || strlen(s + 5) >= sizeof w->count_path ||
@@ -57,17 +126,20 @@ int workload_parse_requests(const char *s, struct workload *w, char *why, size_t
  * later, as a service given --port 0 could not tell us its own. */
 static int free_port(const char *host)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
+    if (getaddrinfo(host, "0", &hints, &res) != 0)
         return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage sa;
     socklen_t len = sizeof sa;
     int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && bind(fd, res->ai_addr, res->ai_addrlen) == 0 &&
         getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
+        port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                             : ((struct sockaddr_in *)&sa)->sin_port);
     if (fd >= 0)
         close(fd);
+    freeaddrinfo(res);
     return port;
 }
 
@@ -100,92 +172,132 @@ static void set_why(struct workload *w, const char *fmt, const char *detail)
     pthread_mutex_unlock(&w->why_mu);
 }
 
-/* connect() to the service with a deadline; the socket, or -1. */
-static int dial(const struct workload *w)
+/* What a request keeps of the answer's body: up to `want` bytes, then
+ * the transfer is cut (a health check wants none of it). */
+struct reply {
+    char buf[1024];
+    size_t len, want;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w->port)};
-    const char *host = strcmp(w->host, "0.0.0.0") == 0 ? "127.0.0.1" : w->host;
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    struct pollfd p = {fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (poll(&p, 1, CHECK_TIMEOUT_MS) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ||
-        err != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    struct reply *r = user;
+    size_t len = size * nmemb, room = r->want - r->len;
+    size_t take = len < room ? len : room;
+    memcpy(r->buf + r->len, data, take);
+    r->len += take;
+    r->buf[r->len] = '\0';
+    return r->len >= r->want ? 0 : len; /* 0: enough, stop here */
 }
 
-/* GET path; what came back within the deadline (at most size-1 bytes,
- * until the first `want` bytes or the end), or -1. */
-static ssize_t http_get(const struct workload *w, int fd, const char *path, char *resp, size_t size,
-                        size_t want)
+/* One attempt at the service through `via` (a URL host): a TCP connect
+ * (path NULL) or GET path. The HTTP status (1 for a connect), or 0 with
+ * why in detail. No proxy, no redirect followed, one deadline. */
+static long attempt(const struct workload *w, const char *via, const char *path, struct reply *r,
+                    char *detail, size_t n)
 {
-    char req[256];
-    int len = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: asg-agent\r\n\r\n",
-                       path, w->host);
-    if (len <= 0 || (size_t)len >= sizeof req || send(fd, req, (size_t)len, MSG_NOSIGNAL) != len)
-        return -1;
-    size_t got = 0;
-    int64_t deadline = now_ms() + CHECK_TIMEOUT_MS;
-    while (got < want && got + 1 < size && now_ms() < deadline) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, (int)(deadline - now_ms())) != 1)
-            break;
-        ssize_t r = recv(fd, resp + got, size - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
+    CURL *h = curl_easy_init();
+    if (!h) {
+        snprintf(detail, n, "out of memory");
+        return 0;
     }
-    resp[got] = '\0';
-    return (ssize_t)got;
+    char url[512], connect_to[128], errbuf[CURL_ERROR_SIZE] = "";
+    bool named = path && w->authority[0];
+    const char *scheme = path && w->tls ? "https" : "http";
+    if (named)
+        snprintf(url, sizeof url, "%s://%s%s", scheme, w->authority, path);
+    else
+        snprintf(url, sizeof url, "%s://%s:%d%s", scheme, via, w->port, path ? path : "/");
+    /* A named check still goes to the service's own address and port. */
+    snprintf(connect_to, sizeof connect_to, "::%s:%d", via, w->port);
+    struct curl_slist *to = named ? curl_slist_append(NULL, connect_to) : NULL;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, to);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*"); /* the service is here, not behind a proxy */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)CHECK_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CHECK_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "asg-agent");
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    if (!path)
+        curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    if (w->tls && w->ca_file[0]) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, w->ca_file);
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL); /* that CA alone, not the system's too */
+    }
+    if (w->tls && w->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    r->len = 0;
+    r->buf[0] = '\0';
+    CURLcode rc = curl_easy_perform(h);
+    long code = 0;
+    if (path)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    else if (rc == CURLE_OK)
+        code = 1;
+    if (code <= 0) {
+        code = 0;
+        snprintf(detail, n, "%s: %s", via, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    }
+    curl_slist_free_all(to);
+    curl_easy_cleanup(h);
+    return code;
+}
+
+/* attempt() through each place the service may be reached, until one
+ * answers. */
+static long request(const struct workload *w, const char *path, struct reply *r, char *detail,
+                    size_t n)
+{
+    char hosts[2][48];
+    int count = workload_check_hosts(w->host, hosts, 2);
+    long code = 0;
+    for (int i = 0; i < count && code == 0; i++)
+        code = attempt(w, hosts[i], path, r, detail, n);
+    return code;
 }
 
 /* The service's request counter: a 2xx answer whose body begins with a
  * whole number (what else it holds is ignored). */
 static bool read_count(const struct workload *w, uint64_t *count)
 {
-    int fd = dial(w);
-    if (fd < 0)
+    struct reply r = {.want = sizeof r.buf - 1};
+    char detail[160];
+    long code = request(w, w->count_path, &r, detail, sizeof detail);
+    if (code < 200 || code > 299)
         return false;
-    char resp[1024];
-    ssize_t got = http_get(w, fd, w->count_path, resp, sizeof resp, sizeof resp - 1);
-    close(fd);
-    int code = 0;
-    const char *body = got > 0 ? strstr(resp, "\r\n\r\n") : NULL;
-    if (!body || sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1 || code < 200 || code > 299)
-        return false;
-    body += 4;
-    body += strspn(body, " \t\r\n");
+    const char *body = r.buf + strspn(r.buf, " \t\r\n");
     if (*body < '0' || *body > '9' || strspn(body, "0123456789") > 19)
         return false;
     *count = strtoull(body, NULL, 10);
     return true;
 }
 
-/* GET path: healthy on a 2xx or 3xx status line within the deadline. */
-static bool http_ok(const struct workload *w, int fd, char *detail, size_t n)
+/* The configured check; true when it passes, else why in detail. */
+static bool check_once(const struct workload *w, char *detail, size_t n)
 {
-    char resp[64] = "";
-    if (http_get(w, fd, w->path, resp, sizeof resp, 12) < 0) {
-        snprintf(detail, n, "cannot send the request");
+    struct reply r = {.want = 0};
+    if (w->check == SVC_CHECK_NONE)
+        return true;
+    if (w->check == SVC_CHECK_TCP) {
+        if (request(w, NULL, &r, detail, n) > 0)
+            return true;
+        char why[120];
+        copy_str(why, sizeof why, detail);
+        snprintf(detail, n, "nothing accepts on port %d (%s)", w->port, why);
         return false;
     }
-    int code = 0;
-    if (sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1) {
-        snprintf(detail, n, "no HTTP answer to GET %.40s", w->path);
+    long code = request(w, w->path, &r, detail, n);
+    if (code == 0)
         return false;
-    }
-    snprintf(detail, n, "GET %.40s answered %d", w->path, code);
+    snprintf(detail, n, "GET %.40s answered %ld", w->path, code);
     return code >= 200 && code < 400;
 }
 
@@ -193,18 +305,8 @@ static void *checker(void *arg)
 {
     struct workload *w = arg;
     while (!atomic_load(&w->stopping)) {
-        bool ok = true;
-        char detail[80] = "";
-        if (w->check != SVC_CHECK_NONE) {
-            int fd = dial(w);
-            if (fd < 0) {
-                ok = false;
-                snprintf(detail, sizeof detail, "nothing accepts on port %d", w->port);
-            } else {
-                ok = w->check == SVC_CHECK_TCP || http_ok(w, fd, detail, sizeof detail);
-                close(fd);
-            }
-        }
+        char detail[160] = "";
+        bool ok = check_once(w, detail, sizeof detail);
         if (!ok)
             set_why(w, "service check failed: %s", detail);
         atomic_store(&w->healthy, ok);
@@ -277,6 +379,7 @@ int workload_start(struct workload *w, const char *instance_id, char *err, size_
         atomic_store(&w->healthy, w->check == SVC_CHECK_NONE);
         pthread_mutex_init(&w->why_mu, NULL);
         set_why(w, "service check failed: %s", "not checked yet");
+        curl_global_init(CURL_GLOBAL_DEFAULT); /* before the checker's thread uses libcurl */
         w->checker_up = pthread_create(&w->checker, NULL, checker, w) == 0;
         log_info("service started (pid %d, port %d): %s", (int)pid, w->port, argv[0]);
     }

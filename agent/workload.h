@@ -22,6 +22,10 @@ struct workload {
     char host[48];             /* the address it serves on (the agent's listen host) */
     enum svc_check check;
     bool check_given;          /* --service-health said it (else tcp) */
+    bool tls;                  /* https: the check speaks TLS */
+    char authority[200];       /* http(s)://NAME[:PORT]/: what Host and the TLS name say, or "" */
+    char ca_file[256];         /* --service-ca: the only CA an https check trusts, or "" */
+    bool insecure;             /* --service-insecure: an https check verifies nothing */
     char path[128];            /* http: the path asked for */
     char count_path[128];      /* --service-requests http:/PATH: its request counter, or "" */
     _Atomic uint64_t requests; /* the counter, as last read */
@@ -32,7 +36,7 @@ struct workload {
     int exit_status;           /* as from waitpid, once it has exited */
     _Atomic bool healthy;      /* the checker's last verdict */
     _Atomic bool stopping;
-    char why[128];             /* the last failed check, for the probe's error */
+    char why[200];             /* the last failed check, for the probe's error */
     pthread_mutex_t why_mu;
     pthread_t checker;
     bool checker_up;
@@ -42,8 +46,16 @@ struct workload {
     double cpu, mem;
 };
 
-/* Parses "tcp", "none" or "http:/PATH". 0, or -1 with why. */
+/* Parses "tcp", "none", "http:/PATH", "https:/PATH", or a URL
+ * "http(s)://NAME[:PORT]/PATH" whose NAME (and PORT) the check sends as
+ * its Host (and verifies the certificate for) while it still connects to
+ * the service's own address and port. 0, or -1 with why. */
 int workload_parse_check(const char *s, struct workload *w, char *why, size_t n);
+/* Where the checks connect for a service on listen host `host`, as URL
+ * hosts, in order: the host itself (an IPv6 literal in brackets), or for a
+ * wildcard bind (0.0.0.0, ::) the loopback of each family, as a service
+ * bound to either answers there. Returns how many (at most max). */
+int workload_check_hosts(const char *host, char out[][48], int max);
 /* Parses "http:/PATH" for --service-requests. 0, or -1 with why. */
 int workload_parse_requests(const char *s, struct workload *w, char *why, size_t n);
 /* Starts it; exec failures are known at once (a close-on-exec pipe).

@@ -1,9 +1,10 @@
 #define _GNU_SOURCE
 #include "creds.h"
+#include "profile_file.h"
+#include "../common/strbuf.h"
 #include "../common/util.h"
 
 #include <curl/curl.h>
-#include <glib.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,15 +16,28 @@
 
 static bool fits(const char *s, size_t size) { return s && strlen(s) < size; }
 
-static int from_env(struct aws_creds *c)
+static bool ascii_alnum(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+static int from_env(struct aws_creds *c, char *err, size_t errsize)
 {
     const char *ak = getenv("AWS_ACCESS_KEY_ID"), *sk = getenv("AWS_SECRET_ACCESS_KEY");
     const char *tok = getenv("AWS_SESSION_TOKEN");
-    if (!ak || !*ak || !sk || !*sk)
+    bool have_ak = ak && *ak, have_sk = sk && *sk;
+    if (have_ak != have_sk) {
+        snprintf(err, errsize, "the environment has %s without %s", have_ak ? "AWS_ACCESS_KEY_ID" :
+                 "AWS_SECRET_ACCESS_KEY", have_ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
+        return -1;
+    }
+    if (!have_ak)
         return 1; /* not there: try the next source */
     if (!fits(ak, sizeof c->access_key) || !fits(sk, sizeof c->secret_key) ||
-        (tok && !fits(tok, sizeof c->token)))
+        (tok && !fits(tok, sizeof c->token))) {
+        snprintf(err, errsize, "the AWS_* environment variables: a value is too long");
         return -1;
+    }
     copy_str(c->access_key, sizeof c->access_key, ak);
     copy_str(c->secret_key, sizeof c->secret_key, sk);
     copy_str(c->token, sizeof c->token, tok ? tok : "");
@@ -31,62 +45,51 @@ static int from_env(struct aws_creds *c)
     return 0;
 }
 
-static int from_file(struct aws_creds *c, char *err, size_t errsize)
+/* The shared file named by env_var, else ~/.aws/name; a leading "~/" is
+ * the home directory, as botocore expands it. False when there is none. */
+static bool shared_path(const char *env_var, const char *name, char *out, size_t size)
+{
+    const char *f = getenv(env_var), *home = getenv("HOME");
+    int n;
+    if (f && *f && strncmp(f, "~/", 2) != 0)
+        n = snprintf(out, size, "%s", f);
+    else if (home && *home)
+        n = f && *f ? snprintf(out, size, "%s/%s", home, f + 2)
+                    : snprintf(out, size, "%s/.aws/%s", home, name);
+    else
+        return false;
+    return n > 0 && (size_t)n < size;
+}
+
+/* One shared file as a source: 0, 1 (not there) or -1 (broken: err). */
+static int from_file(struct aws_creds *c, enum aws_file_kind kind, char *err, size_t errsize)
 {
     char path[1024];
-    const char *f = getenv("AWS_SHARED_CREDENTIALS_FILE");
-    const char *home = getenv("HOME");
-    if (f && *f)
-        copy_str(path, sizeof path, f);
-    else if (home)
-        snprintf(path, sizeof path, "%s/.aws/credentials", home);
-    else
+    bool creds_file = kind == AWS_CREDENTIALS_FILE;
+    if (!shared_path(creds_file ? "AWS_SHARED_CREDENTIALS_FILE" : "AWS_CONFIG_FILE",
+                     creds_file ? "credentials" : "config", path, sizeof path))
         return 1;
     const char *profile = getenv("AWS_PROFILE");
     if (!profile || !*profile)
         profile = "default";
-    GKeyFile *kf = g_key_file_new();
-    GError *ge = NULL;
-    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &ge)) {
-        bool missing = ge && ge->domain == G_FILE_ERROR && ge->code == G_FILE_ERROR_NOENT;
-        if (!missing)
-            snprintf(err, errsize, "%s: %s", path, ge ? ge->message : "unreadable");
-        g_clear_error(&ge);
-        g_key_file_free(kf);
-        return missing ? 1 : -1;
+    if (strlen(profile) > 255) {
+        snprintf(err, errsize, "AWS_PROFILE is longer than 255 characters");
+        return -1;
     }
-    gchar *ak = g_key_file_get_string(kf, profile, "aws_access_key_id", NULL);
-    gchar *sk = g_key_file_get_string(kf, profile, "aws_secret_access_key", NULL);
-    gchar *tok = g_key_file_get_string(kf, profile, "aws_session_token", NULL);
-    int rc = 1;
-    if (ak && sk) {
-        g_strstrip(ak);
-        g_strstrip(sk);
-        if (tok)
-            g_strstrip(tok);
-        if (!fits(ak, sizeof c->access_key) || !fits(sk, sizeof c->secret_key) ||
-            (tok && !fits(tok, sizeof c->token))) {
-            snprintf(err, errsize, "%s [%s]: a value is too long", path, profile);
-            rc = -1;
-        } else {
-            copy_str(c->access_key, sizeof c->access_key, ak);
-            copy_str(c->secret_key, sizeof c->secret_key, sk);
-            copy_str(c->token, sizeof c->token, tok ? tok : "");
-            copy_str(c->source, sizeof c->source, "shared file");
-            rc = 0;
-        }
-    } else if (g_key_file_has_group(kf, profile)) {
-        snprintf(err, errsize, "%s [%s]: aws_access_key_id or aws_secret_access_key missing",
-                 path, profile);
-        rc = -1;
-    }
-    if (sk)
-        memset(sk, 0, strlen(sk));
-    g_free(ak);
-    g_free(sk);
-    g_free(tok);
-    g_key_file_free(kf);
+    int rc = aws_profile_read(path, kind, profile, c, err, errsize);
+    if (rc == 0)
+        copy_str(c->source, sizeof c->source, creds_file ? "shared file" : "config file");
     return rc;
+}
+
+static int from_credentials_file(struct aws_creds *c, char *err, size_t errsize)
+{
+    return from_file(c, AWS_CREDENTIALS_FILE, err, errsize);
+}
+
+static int from_config_file(struct aws_creds *c, char *err, size_t errsize)
+{
+    return from_file(c, AWS_CONFIG_FILE, err, errsize);
 }
 
 /* ---- IMDSv2 ---- */
@@ -168,8 +171,10 @@ int64_t aws_parse_iso8601(const char *s)
 static int from_imds(struct aws_creds *c, char *err, size_t errsize)
 {
     const char *off = getenv("AWS_EC2_METADATA_DISABLED");
-    if (off && strcasecmp(off, "true") == 0)
+    if (off && strcasecmp(off, "true") == 0) {
+        snprintf(err, errsize, "instance metadata is disabled (AWS_EC2_METADATA_DISABLED)");
         return 1;
+    }
     const char *base = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
     if (!base || !*base)
         base = IMDS_DEFAULT;
@@ -197,7 +202,7 @@ static int from_imds(struct aws_creds *c, char *err, size_t errsize)
      * put into a URL. */
     bool ok_name = role[0] != '\0';
     for (const char *p = role; *p; p++)
-        ok_name = ok_name && (g_ascii_isalnum(*p) || strchr("+=,.@_-", *p));
+        ok_name = ok_name && (ascii_alnum(*p) || strchr("+=,.@_-", *p));
     if (!ok_name) {
         snprintf(err, errsize, "instance metadata: role name is not valid");
         return -1;
@@ -240,27 +245,46 @@ static int from_imds(struct aws_creds *c, char *err, size_t errsize)
     return rc;
 }
 
+/* The chain, in botocore's order. A source that is broken (an unparsable
+ * file, a half-written profile) is passed over like an absent one: one bad
+ * file must not keep the instance role, or the next file, from working.
+ * What was wrong is logged when a later source succeeds, and returned in
+ * err when none does. */
 int aws_creds_load(struct aws_creds *c, char *err, size_t errsize)
 {
+    static const struct {
+        const char *name;
+        int (*load)(struct aws_creds *, char *, size_t);
+    } chain[] = {
+        {"the environment", from_env},
+        {"the shared credentials file", from_credentials_file},
+        {"the config file", from_config_file},
+        {"instance metadata", from_imds},
+    };
+    struct strbuf tried = {0};
     memset(c, 0, sizeof *c);
     err[0] = '\0';
-    int rc = from_env(c);
-    if (rc < 0) {
-        snprintf(err, errsize, "AWS_* environment variables: a value is too long");
-        return -1;
+    int rc = 1;
+    for (size_t i = 0; i < sizeof chain / sizeof chain[0] && rc != 0; i++) {
+        char why[600] = "";
+        aws_creds_wipe(c);
+        rc = chain[i].load(c, why, sizeof why);
+        if (rc == 0)
+            break;
+        if (why[0])
+            sb_printf(&tried, "; %s%s", why, rc < 0 ? " (skipped)" : "");
+        else
+            sb_printf(&tried, "; none in %s", chain[i].name);
     }
-    if (rc == 0)
-        return 0;
-    rc = from_file(c, err, errsize);
-    if (rc <= 0)
-        return rc;
-    char why[300] = "";
-    rc = from_imds(c, why, sizeof why);
-    if (rc == 0)
-        return 0;
-    snprintf(err, errsize, "no AWS credentials: none in the environment, none in the shared "
-             "credentials file, and %s", why[0] ? why : "instance metadata is disabled");
-    return -1;
+    if (rc == 0 && tried.s && strstr(tried.s, "(skipped)"))
+        log_warn("AWS credentials: passed over a broken source (%s); using the %s", tried.s + 2,
+                 c->source);
+    else if (rc != 0)
+        snprintf(err, errsize, "no AWS credentials%s%s", tried.s ? ":" : "", tried.s ? tried.s + 1 : "");
+    sb_free(&tried);
+    if (rc != 0)
+        aws_creds_wipe(c);
+    return rc == 0 ? 0 : -1;
 }
 
 bool aws_creds_stale(const struct aws_creds *c, int64_t now_wall)

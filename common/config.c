@@ -88,6 +88,7 @@ static const struct keydef keys[] = {
     ARGV("provider.local.service", local_service, LIVE),
     STR("provider.local.service_health", local_service_health, "tcp", LIVE),
     STR("provider.local.service_requests", local_service_requests, "", LIVE),
+    STR("provider.local.service_ca", local_service_ca, "", LIVE),
     INT("provider.local.kill_timeout_ms", local_kill_timeout_ms, 10, 600000, 3000, LIVE),
     STR("provider.ec2.region", ec2_region, "", RESTART),
     STR("provider.ec2.endpoint", ec2_endpoint, "", RESTART),
@@ -645,9 +646,9 @@ static int check_listeners(struct errbuf *e, const config_t *cf, const struct as
  * (EC2 user data), so nothing a shell would read specially. */
 static bool service_health_ok(const char *h)
 {
+    bool web = strncmp(h, "http:/", 6) == 0 || strncmp(h, "https:/", 7) == 0;
     return strcmp(h, "tcp") == 0 || strcmp(h, "none") == 0 ||
-           (strncmp(h, "http:/", 6) == 0 && strcspn(h, " \t\r\n'\"\\$`;&|<>(){}") == strlen(h) &&
-            strlen(h) <= 128);
+           (web && strcspn(h, " \t\r\n'\"\\$`;&|<>(){}") == strlen(h) && strlen(h) <= 128);
 }
 
 /* Rules between keys; each error points at the line of the key at fault. */
@@ -706,7 +707,11 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                     "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
     if (!service_health_ok(c->local_service_health))
         return fail(e, lookup(cf, "provider.local.service_health"),
-                    "provider.local.service_health must be tcp, none or http:/PATH (no spaces)");
+                    "provider.local.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces)");
+    if (c->local_service_ca[0] && (c->local_service_ca[0] != '/' ||
+                                   strncmp(c->local_service_health, "https:", 6) != 0))
+        return fail(e, lookup(cf, "provider.local.service_ca"),
+                    "provider.local.service_ca is an absolute path, for an https service_health");
     const char *requests[2][2] = {{"provider.local.service_requests", c->local_service_requests},
                                   {"provider.ec2.service_requests", c->ec2_service_requests}};
     for (int k = 0; k < 2; k++)
@@ -715,7 +720,7 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
                         requests[k][0]);
     if (!service_health_ok(c->ec2_service_health))
         return fail(e, lookup(cf, "provider.ec2.service_health"),
-                    "provider.ec2.service_health must be tcp, none or http:/PATH (no spaces or quotes)");
+                    "provider.ec2.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces or quotes)");
     if (check_lb(e, cf, c) != 0)
         return -1;
     if (check_schedule(e, cf, c) != 0)

@@ -63,8 +63,9 @@ struct asg_config {
     int boot_timeout_ms;
     char local_agent_path[256];
     char local_service[1024];       /* the operator's service: argv joined by CONFIG_ARGV_SEP */
-    char local_service_health[136]; /* tcp, none or http:/PATH */
+    char local_service_health[136]; /* tcp, none, http(s):/PATH or http(s)://NAME/PATH */
     char local_service_requests[136]; /* "" or http:/PATH: where the service answers its request count */
+    char local_service_ca[256];     /* "" or the CA file an https service_health trusts alone */
     bool local_stop_on_exit;
     int local_kill_timeout_ms;
 

@@ -162,7 +162,7 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             if (devnull > STDERR_FILENO)
                 close(devnull);
         }
-        char *argv[16 + sizeof p->cfg->local_service / 2] = {
+        char *argv[32 + sizeof p->cfg->local_service / 2] = {
             "asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
             "--manager", p->manager_addr, "--seed", seed};
         int n = 9;
@@ -186,6 +186,10 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
             if (p->cfg->local_service_requests[0]) {
                 argv[n++] = "--service-requests";
                 argv[n++] = (char *)p->cfg->local_service_requests;
+            }
+            if (p->cfg->local_service_ca[0]) {
+                argv[n++] = "--service-ca";
+                argv[n++] = (char *)p->cfg->local_service_ca;
             }
             argv[n++] = "--";
             for (char *save = NULL, *a = strtok_r(service, (char[]){CONFIG_ARGV_SEP, 0}, &save); a;

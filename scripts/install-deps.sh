@@ -11,7 +11,7 @@ set -eu
 PACKAGES="
 build-essential pkg-config
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libglib2.0-dev
+libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libinih-dev
 libmicrohttpd-dev libnghttp2-dev
 check libsubunit-dev
 procps

@@ -33,6 +33,14 @@ START_TEST(test_good_file_applies_values)
     char err[512];
     ck_assert_msg(config_load_string(text, "t.cfg", &c, err, sizeof err) == 0, "%s", err);
     ck_assert_str_eq(c.group_name, "web");
+    /* The agent's https and named checks pass through the config. */
+    const char *https = "provider = { local = { service_health = \"https://svc.asg.test/ready\"; }; };\n";
+    ck_assert_msg(config_load_string(https, "h.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.local_service_health, "https://svc.asg.test/ready");
+    const char *ca = "provider = { local = { service_health = \"https:/\"; service_ca = \"/etc/ca.pem\"; }; };\n";
+    ck_assert_msg(config_load_string(ca, "h.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.local_service_ca, "/etc/ca.pem");
+    ck_assert_msg(config_load_string(text, "t.cfg", &c, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(c.max_instances, 9);
     ck_assert_int_eq(c.desired_instances, 3);
     ck_assert_int_eq(c.policy_kind, POLICY_TARGET);
@@ -66,6 +74,8 @@ static const struct bad bad_files[] = {
     {"group = {\n  name = \"g\";\n  colour = 3;\n};\n", 3, "unknown key 'group.colour'"},
     {"\n\ngroupp = { };\n", 3, "unknown group 'groupp'"},
     {"bogus = 1;\n", 1, "unknown key 'bogus'"},
+    {"provider = { local = {\n service_health = \"http:/\";\n service_ca = \"/ca.pem\";\n}; };\n", 3,
+     "for an https service_health"},
     {"group = { min_instances = 0; };\n", 1, "out of range 1..100000"},
     {"group = {\n min_instances = 3;\n max_instances = 2;\n desired_instances = 2;\n};\n", 3,
      "below group.min_instances"},

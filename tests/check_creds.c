@@ -1,7 +1,9 @@
-/* The credentials chain: environment, shared file with profiles. (The
- * instance metadata service is exercised against the fake EC2 endpoint in
- * the integration tests; here it is disabled.) */
+/* The credentials chain: environment, shared credentials file, config
+ * file, each file read as botocore reads it (and compared with botocore
+ * itself). (The instance metadata service is exercised against the fake
+ * EC2 endpoint in the integration tests; here it is disabled.) */
 #define _GNU_SOURCE
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@ static void setup(void)
     unsetenv("AWS_SECRET_ACCESS_KEY");
     unsetenv("AWS_SESSION_TOKEN");
     unsetenv("AWS_PROFILE");
+    setenv("AWS_CONFIG_FILE", "/nonexistent/config", 1);
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
     snprintf(path, sizeof path, "/tmp/asg-creds-XXXXXX");
     int fd = mkstemp(path);
@@ -45,6 +48,13 @@ START_TEST(test_environment_first)
     ck_assert_str_eq(c.token, "envtoken");
     ck_assert_str_eq(c.source, "environment");
     ck_assert(!aws_creds_stale(&c, 0));
+    /* Half of a pair is passed over, said, for the next source. */
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.source, "shared file");
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+    ck_assert(aws_creds_load(&c, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, "AWS_ACCESS_KEY_ID without AWS_SECRET_ACCESS_KEY"), "%s", err);
 }
 END_TEST
 
@@ -94,6 +104,239 @@ START_TEST(test_expiry)
 }
 END_TEST
 
+/* ---- files as botocore reads them ---- */
+
+static char dir[64], creds_path[96], config_path[96];
+
+static void write_text(const char *file, const char *text)
+{
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert(fputs(text, f) >= 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Writes the two files (NULL: none) and points the chain at them. */
+static void files(const char *creds, const char *config)
+{
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/asg-awsfiles-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(creds_path, sizeof creds_path, "%s/credentials", dir);
+        snprintf(config_path, sizeof config_path, "%s/config", dir);
+    }
+    unlink(creds_path);
+    unlink(config_path);
+    if (creds)
+        write_text(creds_path, creds);
+    if (config)
+        write_text(config_path, config);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", creds_path, 1);
+    setenv("AWS_CONFIG_FILE", config_path, 1);
+}
+
+static void files_teardown(void)
+{
+    teardown();
+    if (dir[0]) {
+        unlink(creds_path);
+        unlink(config_path);
+        rmdir(dir);
+        dir[0] = '\0';
+    }
+}
+
+START_TEST(test_comments_and_spelling_as_configparser)
+{
+    files("; written by hand\n"
+          "# both comment signs, at the start of a line\n"
+          "[default]\n"
+          "  ; indented comments too\n"
+          "AWS_Access_Key_ID: AKIDCOMMENTS ; not a comment after a value\n"
+          "\n"
+          "   # between keys\n"
+          "Aws_Secret_Access_Key   =   s3cr/t+=;#  \n", NULL);
+    struct aws_creds c;
+    char err[512];
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.access_key, "AKIDCOMMENTS ; not a comment after a value");
+    ck_assert_str_eq(c.secret_key, "s3cr/t+=;#");
+    ck_assert_str_eq(c.source, "shared file");
+}
+END_TEST
+
+START_TEST(test_profile_sections_per_file)
+{
+    /* `[profile prod]` names the profile prod only in the config file. */
+    files("[profile prod]\naws_access_key_id = AKIDWRONGFILE\naws_secret_access_key = x\n",
+          "[profile prod]\naws_access_key_id = AKIDCONFIG\naws_secret_access_key = y\n"
+          "aws_session_token = tok\n"
+          "[prod]\naws_access_key_id = AKIDNOTAPROFILE\naws_secret_access_key = z\n");
+    setenv("AWS_PROFILE", "prod", 1);
+    struct aws_creds c;
+    char err[512];
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.access_key, "AKIDCONFIG");
+    ck_assert_str_eq(c.token, "tok");
+    ck_assert_str_eq(c.source, "config file");
+    /* A session token of a few KiB, as STS hands out. */
+    char text[8192], tok[4000];
+    memset(tok, 'T', sizeof tok - 1);
+    tok[sizeof tok - 1] = '\0';
+    snprintf(text, sizeof text, "[prod]\naws_access_key_id = AKIDLONG\naws_secret_access_key = w\n"
+             "aws_session_token = %s\n", tok);
+    files(text, NULL);
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.token, tok);
+    ck_assert_str_eq(c.source, "shared file");
+}
+END_TEST
+
+START_TEST(test_broken_file_does_not_stop_the_chain)
+{
+    const char *broken = "[default]\naws_access_key_id = AKIDBROKEN\n"
+                         "aws_secret_access_key = never-shown\n"
+                         "a line without an equals sign\n";
+    files(broken, "[default]\naws_access_key_id = AKIDNEXT\naws_secret_access_key = v\n");
+    struct aws_creds c;
+    char err[512];
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.access_key, "AKIDNEXT");
+    ck_assert_str_eq(c.source, "config file");
+    /* Alone, the broken file is named with its line, and no value is shown. */
+    files(broken, NULL);
+    ck_assert(aws_creds_load(&c, err, sizeof err) != 0);
+    char where[128];
+    snprintf(where, sizeof where, "%s:4:", creds_path);
+    ck_assert_msg(strstr(err, where) && strstr(err, "instance metadata"), "%s", err);
+    ck_assert_msg(!strstr(err, "never-shown") && !strstr(err, "AKIDBROKEN"), "%s", err);
+    /* A key given twice, in another profile: the file is broken (as for
+     * botocore) and the next source is used. */
+    files("[default]\naws_access_key_id = A\naws_secret_access_key = B\n[other]\nx = 1\nX = 2\n",
+          "[default]\naws_access_key_id = AKIDNEXT\naws_secret_access_key = v\n");
+    ck_assert_msg(aws_creds_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.source, "config file");
+}
+END_TEST
+
+/* botocore's own answer for the files and profile in the environment:
+ * a JSON object on one line, read through a pipe (never printed). */
+static json_object *botocore_answer(void)
+{
+    static const char script[] =
+        "import json, os, sys\n"
+        "try:\n"
+        "    import botocore.session\n"
+        "except ImportError:\n"
+        "    print(json.dumps({'result': 'no botocore'})); sys.exit(0)\n"
+        "try:\n"
+        "    c = botocore.session.Session().get_credentials()\n"
+        "    out = {'result': 'none'} if c is None else {'result': 'ok', 'method': c.method,\n"
+        "           'ak': c.access_key, 'sk': c.secret_key, 'token': c.token or ''}\n"
+        "except Exception as e:\n"
+        "    out = {'result': 'error', 'type': type(e).__name__}\n"
+        "print(json.dumps(out))\n";
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c \"$ASG_BOTOCORE_SCRIPT\"");
+    setenv("ASG_BOTOCORE_SCRIPT", script, 1);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    static char out[16384];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    json_object *o = json_tokener_parse(out);
+    ck_assert_msg(o != NULL, "python3 printed no JSON");
+    return o;
+}
+
+static const char *field(json_object *o, const char *name)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, name, &v) ? json_object_get_string(v) : "";
+}
+
+START_TEST(test_same_answers_as_botocore)
+{
+    static char long_token[3001];
+    memset(long_token, 'Q', sizeof long_token - 1);
+    static char long_file[4000];
+    snprintf(long_file, sizeof long_file, "[default]\naws_access_key_id=AKIDL\n"
+             "aws_secret_access_key=sL\naws_session_token=%s\n", long_token);
+    static const struct {
+        const char *creds, *config, *profile;
+        int broken_line; /* botocore refuses the file; we name this line */
+    } cases[] = {
+        {"; c\n[default]\n# c\naws_access_key_id = AKIDA\n  ; c\naws_secret_access_key = sA/+=\n",
+         NULL, "default", 0},
+        {"[default]\nAWS_Access_Key_ID: AKIDB ; kept\nAws_Secret_Access_Key   =   sB  \n", NULL,
+         "default", 0},
+        {"[default]\r\naws_access_key_id = AKIDCRLF\r\naws_secret_access_key = sC\r\n", NULL,
+         "default", 0},
+        {"[profile prod]\naws_access_key_id=AKIDP\naws_secret_access_key=sP\n", NULL, "prod", 0},
+        {"[profile prod]\naws_access_key_id=AKIDP\naws_secret_access_key=sP\n", NULL,
+         "profile prod", 0},
+        {NULL, "[default]\naws_access_key_id=AKIDD\naws_secret_access_key=sD\n[profile prod]\n"
+         "aws_access_key_id=AKIDCP\naws_secret_access_key=sCP\naws_session_token=tCP\n", "prod", 0},
+        {NULL, "[default]\naws_access_key_id=AKIDD\naws_secret_access_key=sD\n", "default", 0},
+        {NULL, "[profile \"my prod\"]\naws_access_key_id=AKIDQ\naws_secret_access_key=sQ\n",
+         "my prod", 0},
+        {NULL, "[prod]\naws_access_key_id=AKIDNP\naws_secret_access_key=sNP\n", "prod", 0},
+        {"[prod]\nregion = eu-west-1\n", "[profile prod]\naws_access_key_id=AKIDF\n"
+         "aws_secret_access_key=sF\n", "prod", 0},
+        {"[default]\naws_access_key_id=AKIDG\naws_secret_access_key=sG\n",
+         "[default]\naws_access_key_id=AKIDH\naws_secret_access_key=sH\n", "default", 0},
+        {"[default]\naws_access_key_id=AKIDT\naws_secret_access_key=sT\n"
+         "aws_session_token=new\naws_security_token=old\n", NULL, "default", 0},
+        {NULL, "[default]\naws_access_key_id=AKID1\naws_secret_access_key=s1\n"
+         "[profile default]\naws_access_key_id=AKID2\naws_secret_access_key=s2\n", "default", 0},
+        {long_file, NULL, "default", 0},
+        {"[default]\naws_access_key_id=A\naws_access_key_id=B\naws_secret_access_key=s\n", NULL,
+         "default", 3},
+        {"[default]\naws_access_key_id=A\naws_secret_access_key=s\njunk\n", NULL, "default", 4},
+        {"aws_access_key_id=A\n[default]\naws_secret_access_key=s\n", NULL, "default", 1},
+        {"[default]\naws_access_key_id=A\n[default]\naws_secret_access_key=s\n", NULL, "default", 3},
+        {"[default]\naws_access_key_id=A\n", NULL, "default", 0},
+        {"[default]\nregion=x\n", NULL, "default", 0},
+        {"", NULL, "default", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        files(cases[i].creds, cases[i].config);
+        setenv("AWS_PROFILE", cases[i].profile, 1);
+        json_object *want = botocore_answer();
+        const char *result = field(want, "result");
+        ck_assert_msg(strcmp(result, "no botocore") != 0, "python3-botocore is not installed");
+        struct aws_creds c;
+        char err[1024];
+        int rc = aws_creds_load(&c, err, sizeof err);
+        if (strcmp(result, "ok") == 0) {
+            ck_assert_msg(rc == 0, "case %zu: botocore found credentials, we did not: %s", i, err);
+            const char *method = field(want, "method");
+            ck_assert_msg(strcmp(c.source, strcmp(method, "config-file") == 0 ? "config file"
+                                                                               : "shared file") == 0,
+                          "case %zu: botocore took them from %s, we from the %s", i, method, c.source);
+            /* Compared, never printed. */
+            ck_assert_msg(strcmp(c.access_key, field(want, "ak")) == 0 &&
+                          strcmp(c.secret_key, field(want, "sk")) == 0 &&
+                          strcmp(c.token, field(want, "token")) == 0,
+                          "case %zu: not the keys botocore found", i);
+        } else {
+            ck_assert_msg(rc != 0, "case %zu: botocore said %s (%s), we found credentials in the %s",
+                          i, result, field(want, "type"), c.source);
+        }
+        if (cases[i].broken_line) {
+            ck_assert_msg(strcmp(result, "error") == 0 && strcmp(field(want, "type"),
+                                                                 "ConfigParseError") == 0,
+                          "case %zu: botocore read it: %s %s", i, result, field(want, "type"));
+            char where[128];
+            snprintf(where, sizeof where, "%s:%d:", creds_path, cases[i].broken_line);
+            ck_assert_msg(strstr(err, where), "case %zu: %s", i, err);
+        }
+        json_object_put(want);
+    }
+}
+END_TEST
+
 Suite *creds_suite(void)
 {
     const TTest *tests[] = {
@@ -102,5 +345,18 @@ Suite *creds_suite(void)
         test_nothing_found_says_what_was_tried,
         test_expiry,
         NULL};
-    return suite_of("creds", "chain", setup, teardown, 0, tests, NULL);
+    const TTest *file_tests[] = {
+        test_comments_and_spelling_as_configparser,
+        test_profile_sections_per_file,
+        test_broken_file_does_not_stop_the_chain,
+        test_same_answers_as_botocore,
+        NULL};
+    Suite *s = suite_of("creds", "chain", setup, teardown, 0, tests, NULL);
+    TCase *tc = tcase_create("files");
+    tcase_add_checked_fixture(tc, setup, files_teardown);
+    tcase_set_timeout(tc, 60); /* botocore is asked once per case */
+    for (size_t i = 0; file_tests[i]; i++)
+        tcase_add_test(tc, file_tests[i]);
+    suite_add_tcase(s, tc);
+    return s;
 }

@@ -1,6 +1,9 @@
 #include <math.h>
 
+#include <string.h>
+
 #include "../agent/walk.h"
+#include "../agent/workload.h"
 #include "check_suites.h"
 
 #define STEPS 5000
@@ -82,6 +85,49 @@ START_TEST(test_same_seed_same_sequence)
 }
 END_TEST
 
+/* Where the service check connects, and so what its Host says: a
+ * wildcard bind is checked on both loopbacks, never as "0.0.0.0". */
+START_TEST(test_service_check_hosts)
+{
+    char h[2][48];
+    ck_assert_int_eq(workload_check_hosts("0.0.0.0", h, 2), 2);
+    ck_assert_str_eq(h[0], "127.0.0.1");
+    ck_assert_str_eq(h[1], "[::1]");
+    ck_assert_int_eq(workload_check_hosts("::", h, 2), 2);
+    ck_assert_str_eq(h[0], "[::1]");
+    ck_assert_str_eq(h[1], "127.0.0.1");
+    ck_assert_int_eq(workload_check_hosts("::1", h, 2), 1);
+    ck_assert_str_eq(h[0], "[::1]");
+    ck_assert_int_eq(workload_check_hosts("127.0.0.5", h, 2), 1);
+    ck_assert_str_eq(h[0], "127.0.0.5");
+    ck_assert_int_eq(workload_check_hosts("localhost", h, 2), 1);
+    ck_assert_str_eq(h[0], "localhost");
+}
+END_TEST
+
+START_TEST(test_service_check_forms)
+{
+    struct workload w;
+    char why[160];
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(workload_parse_check("https://svc.asg.test:8443/h?full=1", &w, why, sizeof why), 0);
+    ck_assert(w.check == SVC_CHECK_HTTP && w.tls);
+    ck_assert_str_eq(w.authority, "svc.asg.test:8443");
+    ck_assert_str_eq(w.path, "/h?full=1");
+    ck_assert_int_eq(workload_parse_check("http:/ready", &w, why, sizeof why), 0);
+    ck_assert(!w.tls && w.authority[0] == '\0');
+    ck_assert_str_eq(w.path, "/ready");
+    ck_assert_int_eq(workload_parse_check("https:/", &w, why, sizeof why), 0);
+    ck_assert(w.tls);
+    ck_assert_int_eq(workload_parse_check("http://[::1]:8080/", &w, why, sizeof why), 0);
+    ck_assert_str_eq(w.authority, "[::1]:8080");
+    const char *bad[] = {"http://user:pw@name/", "http://name/#frag", "ftp://name/", "http:",
+                         "http://name /", "https//name/", NULL};
+    for (int i = 0; bad[i]; i++)
+        ck_assert_msg(workload_parse_check(bad[i], &w, why, sizeof why) != 0, "%s accepted", bad[i]);
+}
+END_TEST
+
 Suite *walk_suite(void)
 {
     const TTest *tests[] = {
@@ -89,6 +135,8 @@ Suite *walk_suite(void)
         test_mean_reverting,
         test_not_constant,
         test_same_seed_same_sequence,
+        test_service_check_hosts,
+        test_service_check_forms,
         NULL};
     return suite_of("walk", "walk", NULL, NULL, 0, tests, NULL);
 }

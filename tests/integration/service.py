@@ -5,23 +5,35 @@
 time it was told to stop (SIGTERM) to INFO_FILE.term. GET /count answers
 how many other requests it has served.
 
-Usage: service.py PORT INFO_FILE [--burn] [--ignore-term]
+Usage: service.py PORT INFO_FILE [--burn] [--ignore-term] [--bind ADDR]
+                  [--tls CERT KEY] [--require-host HOST]
   --burn         keep one core busy (for --load-source service)
-  --ignore-term  ignore SIGTERM (the agent must SIGKILL it)"""
+  --ignore-term  ignore SIGTERM (the agent must SIGKILL it)
+  --bind ADDR    listen there instead (::1: IPv6 only)
+  --tls CERT KEY serve HTTPS with this certificate
+  --require-host answer 421 to a request whose Host header is not HOST"""
 import http.server
 import os
 import signal
+import socket
+import ssl
 import sys
 import threading
 import time
 
 
 SERVED = [0]
+REQUIRE_HOST = [None]
 SERVED_LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if REQUIRE_HOST[0] is not None and self.headers.get("Host") != REQUIRE_HOST[0]:
+            self.send_response(421)         # Misdirected Request: not the name it serves
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/count":           # its request counter, for --service-requests
             with SERVED_LOCK:
                 body = b"%d\n" % SERVED[0]
@@ -63,7 +75,19 @@ def main():
         signal.signal(signal.SIGTERM, lambda sig, frame: stopped(info))
     if "--burn" in sys.argv:
         threading.Thread(target=burn, daemon=True).start()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    args = sys.argv
+    bind = args[args.index("--bind") + 1] if "--bind" in args else "127.0.0.1"
+    if "--require-host" in args:
+        REQUIRE_HOST[0] = args[args.index("--require-host") + 1]
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    srv = Server((bind, port), Handler)
+    if "--tls" in args:
+        i = args.index("--tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args[i + 1], args[i + 2])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     with open(info + ".tmp", "w") as f:
         f.write("%s %s %d\n" % (os.environ.get("ASG_SERVICE_PORT", ""),
                                 os.environ.get("ASG_INSTANCE_ID", ""), os.getpid()))

@@ -285,5 +285,57 @@ def ec2_user_data_runs_the_operators_service(m, fake, env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+@with_ec2("ec2credchain", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                               "AWS_EC2_METADATA_DISABLED": "false"})
+def ec2_broken_credentials_file_falls_through_to_instance_metadata(m, fake, env):
+    """A credentials file that botocore too refuses (a line that is no
+    key = value) is named with its line and passed over: the instance's
+    role (IMDSv2 on the fake) is used, and the file's values are never
+    logged."""
+    creds = os.path.join(m.dir, "credentials")
+    with open(creds, "w") as f:
+        f.write("[default]\naws_access_key_id = AKIDNEVERLOGGED\n"
+                "aws_secret_access_key = secret-never-logged\nnot a key = value line\n"
+                "this line has no equals sign\n")
+    env.update(AWS_SHARED_CREDENTIALS_FILE=creds, AWS_CONFIG_FILE=os.path.join(m.dir, "no-config"),
+               AWS_EC2_METADATA_SERVICE_ENDPOINT=fake.endpoint)
+    m.start(env=env)
+    m.wait_running(2, timeout=30)
+    m.wait_log(r"AWS credentials from the instance metadata")
+    m.wait_log(re.escape(creds) + r":5: ")
+    log = m.log()
+    assert "never-logged" not in log and "AKIDNEVERLOGGED" not in log
+    st = fake.stats()
+    assert st["bad_signatures"] == 0 and st["created"] == 2, st
+
+
+@test
+def ec2_credentials_file_with_semicolon_comments():
+    """`;` comments, as botocore reads them, and `[profile NAME]` in the
+    config file: asgctl signs with what the files say."""
+    fake = FakeEC2()
+    m = Manager("ec2semi", **ec2_sections(fake))
+    try:
+        creds, config = os.path.join(m.dir, "credentials"), os.path.join(m.dir, "config")
+        with open(creds, "w") as f:
+            f.write("; the keys of the test account\n[asg]\n; the id\n"
+                    "aws_access_key_id = AKIDASGTEST\n# and the secret\n"
+                    "aws_secret_access_key = asg-test-secret/with+slash\n")
+        with open(config, "w") as f:
+            f.write("; the same, as a config profile\n[profile cfg]\nregion = us-east-1\n"
+                    "aws_access_key_id = AKIDASGTEST\n"
+                    "aws_secret_access_key = asg-test-secret/with+slash\n")
+        for profile in ("asg", "cfg"):
+            env = dict(os.environ, **EC2_ENV)
+            env.update(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="", AWS_PROFILE=profile,
+                       AWS_SHARED_CREDENTIALS_FILE=creds, AWS_CONFIG_FILE=config)
+            r = run([BIN + "/asgctl", "-c", m.cfg_path, "provider", "list"], env=env)
+            assert r.returncode == 0 and "0 instance(s)" in r.stdout, (profile, r)
+        assert fake.stats()["bad_signatures"] == 0
+    finally:
+        m.cleanup()
+        fake.stop()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
