@@ -66,7 +66,8 @@ struct conn {
     uint32_t ev[2];            /* events armed on each side */
     uint8_t *buf[2];           /* bytes read from side s, not yet written to the other */
     size_t len[2];
-    uint32_t slot, gen;        /* its abstract name: NAME_PREFIX pid-slot-gen */
+    uint32_t slot, gen;        /* its abstract name: NAME_PREFIX pid-name-slot-gen */
+    uint64_t name;             /* random, new for each connection (see connect_grpc) */
     struct in6_addr src;       /* IPv4 as v4-mapped */
     char host[INET6_ADDRSTRLEN];
     int64_t since_ms;
@@ -106,10 +107,6 @@ struct relay {
     struct log_limit limit;
     int64_t next_tick;
     int deaf_fd;               /* the test hook's listener (grpc_path), -1 */
-    /* In every abstract name: the names are visible to every local user,
-     * and one who could guess the next ones could bind them first and
-     * keep our connections from being relayed. */
-    uint64_t nonce;
     char deaf_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -369,15 +366,22 @@ static const char *grpc_path(struct relay *r)
     return r->deaf_path;
 }
 
-/* Opens the connection's Unix end to gRPC, bound to its abstract name. */
+/* Opens the connection's Unix end to gRPC, bound to its abstract name.
+ * Abstract names are listed in /proc/net/unix for every local user to
+ * read, and whoever binds a name first owns it: a name anyone could
+ * predict (a per-process nonce, slot and generation) let a stranger bind
+ * the next thousands and keep every registration out. So each
+ * connection's name has 64 random bits of its own, drawn here. */
 static int connect_grpc(struct relay *r, struct conn *c)
 {
+    if (getrandom(&c->name, sizeof c->name, 0) != (ssize_t)sizeof c->name)
+        return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     struct sockaddr_un me = {.sun_family = AF_UNIX};
     int n = snprintf(me.sun_path + 1, sizeof me.sun_path - 1, NAME_PREFIX "%d-%016llx-%u-%u", r->pid,
-                     (unsigned long long)r->nonce, c->slot, c->gen);
+                     (unsigned long long)c->name, c->slot, c->gen);
     struct sockaddr_un to = {.sun_family = AF_UNIX};
     copy_str(to.sun_path, sizeof to.sun_path, grpc_path(r));
     if (bind(fd, (struct sockaddr *)&me, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0 ||
@@ -683,8 +687,6 @@ struct relay *relay_start(int listen_fd, const char *inner_path, const struct re
     r->cnt = *cnt;
     r->pid = (int)getpid();
     r->deaf_fd = -1;
-    if (getrandom(&r->nonce, sizeof r->nonce, 0) != (ssize_t)sizeof r->nonce)
-        r->nonce = (uint64_t)now_ms() ^ ((uint64_t)r->pid << 32);
     r->paused_until = 0;
     copy_str(r->inner, sizeof r->inner, inner_path);
     r->conns = calloc(lim->total, sizeof *r->conns);
@@ -735,21 +737,21 @@ void relay_stop(struct relay *r)
 
 /* The connection gRPC names peer: gRPC 1.51 reports a client bound to an
  * abstract name as "unix-abstract:" and the name, here
- * asg-relay-PID-NONCE-SLOT-GEN (seen from grpc_call_get_peer in a
- * handler). Ours only when pid, slot and
+ * asg-relay-PID-NAME-SLOT-GEN (seen from grpc_call_get_peer in a
+ * handler). Ours only when pid, the connection's random name, slot and
  * generation all match. With r->mu held. */
 static struct conn *by_peer(struct relay *r, const char *peer)
 {
     const char *p = peer ? strstr(peer, NAME_PREFIX) : NULL;
     int pid;
-    unsigned long long nonce;
+    unsigned long long name;
     unsigned slot, gen;
     char tail;
-    if (!p || sscanf(p + strlen(NAME_PREFIX), "%d-%16llx-%u-%u%c", &pid, &nonce, &slot, &gen, &tail) != 4 ||
-        pid != r->pid || nonce != r->nonce || slot >= r->lim.total)
+    if (!p || sscanf(p + strlen(NAME_PREFIX), "%d-%16llx-%u-%u%c", &pid, &name, &slot, &gen, &tail) != 4 ||
+        pid != r->pid || slot >= r->lim.total)
         return NULL;
     struct conn *c = &r->conns[slot];
-    return c->used && c->gen == gen ? c : NULL;
+    return c->used && c->gen == gen && c->name == name ? c : NULL;
 }
 
 bool relay_peer_host(struct relay *r, const char *grpc_peer, char *host, size_t size)

@@ -437,6 +437,64 @@ def stranger_garbage_connect_burst_neither_starves_registration_nor_deafens(m):
     registers_under_flood(m, "garbage", 500, 7)
 
 
+# uid 65534 reads the relay's abstract names in /proc/net/unix (every user
+# can) and binds the names it predicts the relay will use next: the same
+# pid and middle part, slots 0..23, generations 0..399. It prints "ready"
+# once it holds them, and keeps them until killed.
+SQUATTER = r"""
+import re, socket, sys, time
+pid = sys.argv[1]
+names = set()
+deadline = time.monotonic() + 20
+while not names and time.monotonic() < deadline:
+    for line in open("/proc/net/unix"):
+        m = re.search(r"@asg-relay-%s-([0-9a-f]+)-\d+-\d+" % pid, line)
+        if m:
+            names.add(m.group(1))
+    time.sleep(0.05)
+held = []
+for mid in names:
+    for slot in range(24):
+        for gen in range(400):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.bind("\0asg-relay-%s-%s-%d-%d" % (pid, mid, slot, gen))
+                held.append(s)
+            except OSError:
+                s.close()
+print("ready %d %d" % (len(names), len(held)), flush=True)
+time.sleep(120)
+"""
+
+
+@with_manager("squat", monitor={"unhealthy_after": 6})
+def stranger_binding_the_relays_next_names_keeps_no_agent_out(m):
+    """Every local user can read the relay's abstract socket names in
+    /proc/net/unix and bind a name before we do. uid 65534 binds every
+    name it can predict from the ones it sees; an agent killed then is
+    replaced, and the replacement registers (before, each replacement's
+    Register failed: "cannot reach the gRPC server")."""
+    s = m.wait_running(2)
+    monitor = s["processes"]["monitor"]
+    squat = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "/usr/bin/python3", "-c", SQUATTER, str(monitor)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.add(squat.pid)
+    try:
+        ready = squat.stdout.readline().split()
+        assert ready[:1] == ["ready"] and int(ready[1]) >= 1 and int(ready[2]) > 0, \
+            (ready, squat.stderr.read() if squat.poll() is not None else "")
+        victim = m.running()[0]["id"]
+        kill_pid([i for i in m.running() if i["id"] == victim][0]["pid"])
+        wait_replaced(m, victim, 2)
+        assert "cannot reach the gRPC server" not in m.log(), \
+            [line for line in m.log().splitlines() if "cannot reach" in line][:5]
+        assert m.pid("monitor") == monitor
+    finally:
+        kill_pid(squat.pid)
+        squat.wait()
+
+
 @with_manager("stranger")
 def unknown_agent_refused(m):
     addr = m.status()["group"]["monitor_address"]
