@@ -728,13 +728,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 #define PER_SOURCE_BUDGET 48
 #define MAX_SLOTS 1024
-#define SOURCES 2048                /* the per-source counts' hash table */
+#define SOURCES 2048                /* the per-source table: twice MAX_SLOTS */
 
 struct conn {
     bool used, cut, authed;
     int fd;
-    uint32_t source;                /* hash of the client's address (see source_of) */
+    uint32_t source;                /* its entry in conns.src (see source_index) */
     int64_t since, opened;
+};
+
+/* A source's exact key, never a hash of it alone: with buckets shared by
+ * hash, a stranger picked 127/8 addresses that fell in 127.0.0.1's and
+ * spent the operator's per-source budget. */
+struct source {
+    uint8_t key[16];                /* IPv4 v4-mapped, or an IPv6 /64 */
+    bool used;
+    uint16_t count;                 /* live connections from it */
 };
 
 struct conns {
@@ -745,7 +754,7 @@ struct conns {
     size_t nslots;                  /* in use: MAX_SLOTS or fewer if descriptors are short */
     size_t budget;                  /* live connections before one is cut */
     size_t live;                    /* used and not cut */
-    uint16_t count[SOURCES];        /* live connections per source hash */
+    struct source src[SOURCES];     /* open addressing, by exact key */
 };
 
 static struct conns C = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -753,21 +762,64 @@ static struct conns C = {.mu = PTHREAD_MUTEX_INITIALIZER};
 /* One source per IPv4 address (each of 127/8's sixteen million too: the
  * operator's 127.0.0.1 is then a source of its own, whoever floods from
  * the others) and per IPv6 /64 (what one host is usually given). */
-static uint32_t source_of(const struct sockaddr *sa)
+static void source_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (sa && sa->sa_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 8);
+    }
+}
+
+static uint32_t key_hash(const uint8_t key[16])
 {
     uint32_t h = 2166136261u;
-    const unsigned char *p = NULL;
-    size_t n = 0;
-    if (sa && sa->sa_family == AF_INET) {
-        p = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
-        n = 4;
-    } else if (sa && sa->sa_family == AF_INET6) {
-        p = (const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        n = 8;
-    }
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
+    for (size_t i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
     return h % SOURCES;
+}
+
+/* The entry of key, claimed if new; UINT32_MAX when the table is full. */
+static uint32_t source_probe(const uint8_t key[16])
+{
+    uint32_t h = key_hash(key);
+    for (uint32_t i = 0; i < SOURCES; i++) {
+        struct source *e = &C.src[(h + i) % SOURCES];
+        if (!e->used) {
+            *e = (struct source){.used = true};
+            memcpy(e->key, key, 16);
+            return (h + i) % SOURCES;
+        }
+        if (memcmp(e->key, key, 16) == 0)
+            return (h + i) % SOURCES;
+    }
+    return UINT32_MAX;
+}
+
+/* Entries stay claimed when their count falls to 0 (removing one from an
+ * open-addressed table would cut its neighbours' probe chains); when the
+ * table fills, it is made again from the live connections, at most
+ * MAX_SLOTS sources in SOURCES entries. With C.mu held. */
+static uint32_t source_index(const uint8_t key[16])
+{
+    uint32_t i = source_probe(key);
+    if (i != UINT32_MAX)
+        return i;
+    uint8_t keys[MAX_SLOTS][16];
+    for (size_t k = 0; k < C.nslots; k++)
+        memcpy(keys[k], C.src[C.slot[k].source].key, 16);
+    memset(C.src, 0, sizeof C.src);
+    for (size_t k = 0; k < C.nslots; k++) {
+        struct conn *c = &C.slot[k];
+        if (!c->used)
+            continue;
+        c->source = source_probe(keys[k]);
+        if (!c->cut)
+            C.src[c->source].count++;
+    }
+    return source_probe(key);
 }
 
 static void cut_locked(struct conn *k)
@@ -775,7 +827,7 @@ static void cut_locked(struct conn *k)
     shutdown(k->fd, SHUT_RDWR);
     k->cut = true;
     C.live--;
-    C.count[k->source]--;
+    C.src[k->source].count--;
 }
 
 /* The connection to give up for newcomer: not authenticated, not itself;
@@ -789,8 +841,8 @@ static struct conn *victim(const struct conn *newcomer, bool same_source)
         if (!k->used || k->cut || k->authed || k == newcomer ||
             (same_source && k->source != newcomer->source))
             continue;
-        if (!best || C.count[k->source] > C.count[best->source] ||
-            (C.count[k->source] == C.count[best->source] && k->opened < best->opened))
+        if (!best || C.src[k->source].count > C.src[best->source].count ||
+            (C.src[k->source].count == C.src[best->source].count && k->opened < best->opened))
             best = k;
     }
     return best;
@@ -813,12 +865,17 @@ static void connection_started(struct MHD_Connection *c, void **socket_context)
         cut++;
     } else {
         int64_t now = now_ms();
-        *k = (struct conn){true, false, false, fi->connect_fd, source_of(ai ? ai->client_addr : NULL), now, now};
+        uint8_t key[16];
+        source_key(ai ? ai->client_addr : NULL, key);
+        uint32_t src = source_index(key); /* before k is in use: a remake skips it */
+        if (src == UINT32_MAX)                /* cannot be: at most MAX_SLOTS sources */
+            src = 0;
+        *k = (struct conn){true, false, false, fi->connect_fd, src, now, now};
         *socket_context = k;
         C.live++;
-        C.count[k->source]++;
+        C.src[k->source].count++;
         struct conn *v;
-        if (C.count[k->source] > PER_SOURCE_BUDGET && (v = victim(k, true)) != NULL) {
+        if (C.src[k->source].count > PER_SOURCE_BUDGET && (v = victim(k, true)) != NULL) {
             cut_locked(v);
             cut++;
         }
@@ -845,7 +902,7 @@ static void connection_event(void *cls, struct MHD_Connection *c, void **socket_
     if (k) {
         if (!k->cut) {
             C.live--;
-            C.count[k->source]--;
+            C.src[k->source].count--;
         }
         k->used = false;
         *socket_context = NULL;

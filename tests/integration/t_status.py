@@ -404,6 +404,8 @@ FLOOD = r"""
 import socket, sys, time
 sources, per, seconds, port = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 addrs = ["127.77.%d.%d" % (k // 200, 1 + k % 200) for k in range(sources)]
+if len(sys.argv) > 5:   # the addresses to flood from, given
+    addrs = sys.argv[5].split(",")[:sources]
 socks = [None] * (sources * per)
 opened = 0
 def dead(s):
@@ -504,6 +506,65 @@ def operator_gets_through_a_connection_flood(m):
     assert len(lines) <= (t1 - t0 + 2) * (5 + 1), "%d status log lines in %.0f s" % (len(lines), t1 - t0)
     x = metrics(m)
     assert x[("asg_refused_total", (("what", "http"),))] > 0, x
+
+
+def fnv_bucket(addr, buckets=2048):
+    """The per-source bucket the status server once used: FNV-1a of the
+    address's four bytes, modulo 2048."""
+    h = 2166136261
+    for b in socket.inet_aton(addr):
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return h % buckets
+
+
+def idle_then_healthz(port, idle):
+    """A client from 127.0.0.1 that connects, stays silent for idle
+    seconds (as a browser's preconnected socket does), then asks for
+    /healthz: True when answered 200."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        time.sleep(idle)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
+        return c.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+    finally:
+        c.close()
+
+
+@with_status("collide", monitor={"unhealthy_after": 10})
+def addresses_chosen_to_share_the_operators_bucket_do_not_spend_its_budget(m):
+    """Each source address has its own budget, by its exact address: uid
+    65534 floods from 32 addresses of 127/8 chosen to fall in 127.0.0.1's
+    bucket of a 2048-entry hash, and the operator's connections from
+    127.0.0.1, silent for a moment before their request, are still
+    answered (with the hash buckets, every one was cut)."""
+    m.wait_running(2)
+    port = int(m.url.rsplit(":", 1)[1])
+    want = fnv_bucket("127.0.0.1")
+    twins = []
+    for a in range(1, 256):
+        for b in range(256):
+            addr = "127.%d.%d.9" % (a, b)
+            if fnv_bucket(addr) == want:
+                twins.append(addr)
+        if len(twins) >= 32:
+            break
+    seconds = 8
+    flood = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "/usr/bin/python3", "-c", FLOOD, "32", "4", str(seconds), str(port),
+                              ",".join(twins[:32])],
+                             stdout=subprocess.PIPE, text=True)
+    STARTED.add(flood.pid)
+    try:
+        assert flood.stdout.readline().strip() == "up"
+        answered = [idle_then_healthz(port, 0.6) for _ in range(6)]
+        out = flood.communicate(timeout=30 * SLOW)[0]
+    finally:
+        kill_pid(flood.pid)
+        flood.wait()
+    assert int(out.split()[-1]) > 32 * 4, out
+    assert all(answered), answered
 
 
 @test
