@@ -193,21 +193,27 @@ static bool our_host_port(const char *hp, bool need_port)
 
 static bool our_host(const char *hp) { return our_host_port(hp, false); }
 
-/* A session cookie is "EXPIRY.MAC": the wall-clock second it ends and
- * HMAC-SHA256 of it under the API token. Nothing to store, so it outlives
- * a restart of this role; replacing api.token ends every session. The
- * port is in its name because browsers share cookies across ports. */
+/* A session is two halves, both needed for the API: the cookie
+ * "EXPIRY.MAC" (HMAC-SHA256 of the port and expiry under the API token)
+ * and a key, a second HMAC of the same, that the login page puts in the
+ * page's localStorage and the page sends as X-ASG-Session. Browsers send
+ * a host's cookies to every port of it (SameSite compares sites, not
+ * ports), so a stranger's page on another port of 127.0.0.1 gets the
+ * cookie; localStorage is kept per origin, port included, so it never
+ * gets the key. Nothing to store: a session outlives a restart of this
+ * role, and replacing api.token ends every one. The cookie alone opens
+ * only the page itself, which holds no data. */
 static void cookie_name(char *out, size_t size)
 {
     snprintf(out, size, "asg_session_%u", (unsigned)S.port);
 }
 
-static bool session_mac(int64_t expiry, char hex[2 * SHA256_DIGEST_LENGTH + 1])
+static bool session_mac(const char *half, int64_t expiry, char hex[2 * SHA256_DIGEST_LENGTH + 1])
 {
     char msg[96];
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    int n = snprintf(msg, sizeof msg, "asg session v1 %u %lld", (unsigned)S.port, (long long)expiry);
+    int n = snprintf(msg, sizeof msg, "asg session v1 %s %u %lld", half, (unsigned)S.port, (long long)expiry);
     pthread_mutex_lock(&S.mu);
     bool ok = S.api_token[0] && HMAC(EVP_sha256(), S.api_token, (int)strlen(S.api_token),
                                      (const unsigned char *)msg, (size_t)n, mac, &len) &&
@@ -218,7 +224,9 @@ static bool session_mac(int64_t expiry, char hex[2 * SHA256_DIGEST_LENGTH + 1])
     return ok;
 }
 
-static bool session_valid(const char *v)
+/* The cookie's value v valid; with key, the key must be its other half
+ * (key NULL: the page, which the cookie alone opens). */
+static bool session_valid(const char *v, bool page, const char *key)
 {
     char *dot;
     errno = 0;
@@ -227,13 +235,17 @@ static bool session_valid(const char *v)
     if (!v || errno || *dot != '.' || expiry <= now || expiry > now + SESSION_S + 60)
         return false;
     char want[2 * SHA256_DIGEST_LENGTH + 1];
-    return session_mac(expiry, want) && same_secret(dot + 1, want);
+    if (!session_mac("cookie", expiry, want) || !same_secret(dot + 1, want))
+        return false;
+    if (page)
+        return true;
+    return key && session_mac("key", expiry, want) && same_secret(key, want);
 }
 
 /* The connection's bookkeeping (see "connections" below). */
 static void mark_authenticated(struct MHD_Connection *c);
 
-static bool has_credential(struct MHD_Connection *c)
+static bool has_credential(struct MHD_Connection *c, bool page)
 {
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     bool ok = false;
@@ -245,7 +257,8 @@ static bool has_credential(struct MHD_Connection *c)
     } else {
         char name[32];
         cookie_name(name, sizeof name);
-        ok = session_valid(MHD_lookup_connection_value(c, MHD_COOKIE_KIND, name));
+        ok = session_valid(MHD_lookup_connection_value(c, MHD_COOKIE_KIND, name), page,
+                           MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-ASG-Session"));
     }
     if (ok)
         mark_authenticated(c);
@@ -269,7 +282,7 @@ static unsigned may_read(struct MHD_Connection *c, const char *url, const char *
     pthread_mutex_unlock(&S.mu);
     if (open_metrics && strcmp(url, "/metrics") == 0)
         return 0;
-    if (!has_credential(c)) {
+    if (!has_credential(c, strcmp(url, "/") == 0)) {
         *why = "the operator's credential is required: 'Authorization: Bearer TOKEN' "
                "(tls.dir/api.token or status.token), or a login link from 'asgctl dashboard'";
         return 401;
@@ -362,6 +375,13 @@ static enum MHD_Result login_page(struct MHD_Connection *c, unsigned code, const
     return respond(c, code, "text/html; charset=utf-8", html, (size_t)n);
 }
 
+/* The login page: sets the cookie, puts the key where only pages of this
+ * origin can read it, and goes on to the dashboard. */
+static const char login_ok_html[] =
+    "<!doctype html><meta charset=utf-8><title>asg: logged in</title>"
+    "<script>localStorage.setItem(\"asg_session_key_%u\",\"%s\");location.replace(\"/\");</script>"
+    "<p>Logged in; <a href=\"/\">the dashboard</a>.</p>";
+
 static enum MHD_Result get_login(struct MHD_Connection *c)
 {
     if (!spend_code(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "code"))) {
@@ -369,20 +389,25 @@ static enum MHD_Result get_login(struct MHD_Connection *c)
         return login_page(c, 401, "This login link is unknown, was used already, or has expired.");
     }
     int64_t expiry = wall_ms() / 1000 + SESSION_S;
-    char mac[2 * SHA256_DIGEST_LENGTH + 1], name[32], cookie[200];
-    if (!session_mac(expiry, mac))
+    char mac[2 * SHA256_DIGEST_LENGTH + 1], key[2 * SHA256_DIGEST_LENGTH + 1], name[32], cookie[200];
+    if (!session_mac("cookie", expiry, mac) || !session_mac("key", expiry, key))
         return login_page(c, 503, "The manager's API token cannot be read; see its log.");
     cookie_name(name, sizeof name);
     snprintf(cookie, sizeof cookie, "%s=%lld.%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict", name,
              (long long)expiry, mac, SESSION_S);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!r)
+    char *html = NULL;
+    int n = asprintf(&html, login_ok_html, (unsigned)S.port, key);
+    OPENSSL_cleanse(key, sizeof key);
+    struct MHD_Response *r = n < 0 ? NULL : MHD_create_response_from_buffer((size_t)n, html, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(n < 0 ? NULL : html);
         return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
     MHD_add_response_header(r, "Set-Cookie", cookie);
-    MHD_add_response_header(r, "Location", "/");
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-    enum MHD_Result ret = MHD_queue_response(c, 303, r);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     log_info("operator: logged in to the dashboard with a one-time link");
     return ret;

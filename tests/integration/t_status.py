@@ -331,6 +331,22 @@ def raw_get(url, headers=None):
         c.close()
 
 
+def login(link):
+    """Opens a login link as a browser would: (status, headers, the
+    cookie "NAME=VALUE", the key the page stores in localStorage)."""
+    import http.client
+    host, port = link[len("http://"):].split("/", 1)[0].rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        c.request("GET", "/" + link[len("http://"):].split("/", 1)[1])
+        r = c.getresponse()
+        body = r.read().decode()
+    finally:
+        c.close()
+    found = re.search(r'localStorage\.setItem\("asg_session_key_%s","([0-9a-f]{64})"\)' % port, body)
+    return r.status, r.headers, (r.headers.get("Set-Cookie") or "").split(";")[0], found and found.group(1)
+
+
 @with_status("stranger")
 def stranger_cannot_use_the_api_by_default(m):
     """The default config (no status.token): another local user, sending
@@ -380,24 +396,34 @@ def stranger_cannot_use_the_api_by_default(m):
     assert code == 200 and r["url"].startswith("http://localhost:%s/login?code=" % port), (code, r)
     # The operator's link: once.
     link = m.login_link()
-    code, h = raw_get(link)
-    assert code == 303 and h["Location"] == "/", (code, dict(h))
-    cookie = h["Set-Cookie"]
+    code, h, cookie, key = login(link)
+    assert code == 200 and "no-store" in h["Cache-Control"], (code, dict(h))
     for attr in ("HttpOnly", "SameSite=Strict", "Path=/"):
-        assert attr in cookie, cookie
+        assert attr in h["Set-Cookie"], h["Set-Cookie"]
     assert raw_get(link)[0] == 401, "a login link worked twice"
     assert link.split("code=")[1] not in m.log(), "the login code was logged"
-    jar = {"Cookie": cookie.split(";")[0]}
-    assert http("GET", m.url + "/api/v1/group", headers=jar)[0] == 200
+    jar = {"Cookie": cookie}
+    both = {"Cookie": cookie, "X-ASG-Session": key}
+    # The cookie alone (what a page on another port of this host is sent
+    # by the browser) opens the page, which holds no data, and nothing
+    # else: not as the operator, not as the stranger who got it.
     assert http("GET", m.url + "/", headers=jar)[0] == 200
-    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 2}, headers=jar)
+    assert http("GET", m.url + "/api/v1/group", headers=jar)[0] == 401
+    r = as_stranger(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Cookie: " + cookie,
+                     "-H", "Origin: " + m.url, "-H", "Content-Type: application/json",
+                     "-d", '{"desired": 3}', m.url + "/api/v1/desired"])
+    assert r.stdout == "401", (r.stdout, r.stderr)
+    assert http("GET", m.url + "/api/v1/group", headers={"X-ASG-Session": key})[0] == 401
+    assert http("GET", m.url + "/api/v1/group", headers=dict(jar, **{"X-ASG-Session": "0" * 64}))[0] == 401
+    assert http("GET", m.url + "/api/v1/group", headers=both)[0] == 200
+    code, r = http("POST", m.url + "/api/v1/desired", {"desired": 2}, headers=both)
     assert code == 202, (code, r)
-    name, value = jar["Cookie"].split("=", 1)
+    name, value = cookie.split("=", 1)
     forged = "%s=%s" % (name, value[:-1] + ("0" if value[-1] != "0" else "1"))
-    assert http("GET", m.url + "/api/v1/group", headers={"Cookie": forged})[0] == 401
+    assert http("GET", m.url + "/api/v1/group", headers={"Cookie": forged, "X-ASG-Session": key})[0] == 401
     expiry, mac = value.split(".")
     longer = "%s=%d.%s" % (name, int(expiry) + 3600, mac)
-    assert http("GET", m.url + "/api/v1/group", headers={"Cookie": longer})[0] == 401
+    assert http("GET", m.url + "/api/v1/group", headers={"Cookie": longer, "X-ASG-Session": key})[0] == 401
 
 
 FLOOD = r"""
@@ -592,10 +618,9 @@ def asgd_on_a_terminal_prints_a_login_link():
             return found and found.group(0)
         url = wait_for(link, 15, "a login link on the terminal")
         assert url.startswith(m.url + "/login?code="), url
-        code, h = raw_get(url)
-        assert code == 303 and "HttpOnly" in h["Set-Cookie"], (code, dict(h))
-        jar = {"Cookie": h["Set-Cookie"].split(";")[0]}
-        code, page = http("GET", m.url + "/", headers=jar)
+        code, h, cookie, key = login(url)
+        assert code == 200 and "HttpOnly" in h["Set-Cookie"], (code, dict(h))
+        code, page = http("GET", m.url + "/", headers={"Cookie": cookie})
         assert code == 200 and "<title>asg</title>" in page, code
         assert raw_get(url)[0] == 401
         assert url.split("code=")[1] not in m.log(), "the login code was logged"
