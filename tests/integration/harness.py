@@ -758,6 +758,22 @@ def scenario(name, env=None, before=None, after_start=None, start=True, **sectio
     return wrap
 
 
+def with_status(name, env=None, **sections):
+    """Decorator: a manager with the status role on a free port (m.url),
+    up before the test begins."""
+    def before(secs):
+        secs.setdefault("status", {})["listen"] = "127.0.0.1:%d" % free_port()
+        # An operator's extra instance must not be scaled in under the
+        # test's feet: no scale-in on low load here.
+        secs.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
+        return (), None
+
+    def status_up(m):
+        m.url = "http://" + m.cfg["status"]["listen"]
+        wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
+    return scenario(name, env=env, before=before, after_start=status_up, **sections)
+
+
 def with_manager(name, **sections):
     return scenario(name, **sections)
 

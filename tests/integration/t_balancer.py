@@ -345,6 +345,19 @@ while True:
 """
 
 
+def strangers_rates_not_believed(m):
+    """After a refused balancer socket: ten evaluations on, the group is
+    not scaled on the stranger's rates and the balancer shows down,
+    naming uid 65534."""
+    wait_for(lambda: m.status()["group"]["running"] == 1, 20, "the instance running")
+    seen = m.status()["group"]["evaluations"]
+    wait_for(lambda: m.status()["group"]["evaluations"] >= seen + 10, 20, "ten more evaluations")
+    s = m.status()
+    assert s["group"]["target"] == 1 and m.size(s) == 1, s["group"]
+    assert not s["balancer"]["up"] and "uid 65534" in s["balancer"]["error"], s["balancer"]
+    assert all(i["requests_per_s"] is None for i in s["instances"]), s["instances"]
+
+
 @test
 def strangers_socket_is_not_believed():
     """Another uid's socket at lb.haproxy.socket (a world-writable directory,
@@ -364,13 +377,7 @@ def strangers_socket_is_not_believed():
         wait_for(lambda: os.path.exists(sock), 10, "the stranger's socket")
         m.start()
         m.wait_log(r"refused HAProxy socket \S+: owned by uid 65534, not root or asgd's uid 0", 10)
-        wait_for(lambda: m.status()["group"]["running"] == 1, 20, "the instance running")
-        seen = m.status()["group"]["evaluations"]
-        wait_for(lambda: m.status()["group"]["evaluations"] >= seen + 10, 20, "ten more evaluations")
-        s = m.status()
-        assert s["group"]["target"] == 1 and m.size(s) == 1, s["group"]
-        assert not s["balancer"]["up"] and "uid 65534" in s["balancer"]["error"], s["balancer"]
-        assert all(i["requests_per_s"] is None for i in s["instances"]), s["instances"]
+        strangers_rates_not_believed(m)
     except BaseException:
         sys.stderr.write(m.log()[-4000:])
         raise
@@ -406,13 +413,7 @@ def socket_of_ours_with_a_strangers_listener_is_not_believed():
         m.start()
         m.wait_log(r"refused HAProxy socket \S+: the process listening on it runs as uid 65534, "
                    r"not root or asgd's uid 0", 10)
-        wait_for(lambda: m.status()["group"]["running"] == 1, 20, "the instance running")
-        seen = m.status()["group"]["evaluations"]
-        wait_for(lambda: m.status()["group"]["evaluations"] >= seen + 10, 20, "ten more evaluations")
-        s = m.status()
-        assert s["group"]["target"] == 1 and m.size(s) == 1, s["group"]
-        assert not s["balancer"]["up"] and "uid 65534" in s["balancer"]["error"], s["balancer"]
-        assert all(i["requests_per_s"] is None for i in s["instances"]), s["instances"]
+        strangers_rates_not_believed(m)
     except BaseException:
         sys.stderr.write(m.log()[-4000:])
         raise

@@ -184,21 +184,6 @@ def failed_exec_is_known_at_once(m):
     assert not zombies, zombies
 
 
-def with_status_api(name, **sections):
-    """Decorator: a manager with the status role on a free port (m.url),
-    for the operator's requests; no scale-in on low load, so that only the
-    operator changes the group's size."""
-    def before(secs):
-        secs.setdefault("status", {})["listen"] = "127.0.0.1:%d" % free_port()
-        secs.setdefault("policy", {}).setdefault("scale_in_below", 0.0)
-        return (), None
-
-    def status_up(m):
-        m.url = "http://" + m.cfg["status"]["listen"]
-        wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
-    return scenario(name, before=before, after_start=status_up, **sections)
-
-
 def events(m):
     return json.loads(m.ctl("events", "-n", "256", "--json").stdout)["events"]
 
@@ -210,7 +195,7 @@ def evaluations_pass(m, n):
     wait_for(lambda: m.status()["group"]["evaluations"] >= start + n, 10, "%d more evaluations" % n)
 
 
-@with_status_api("decrement", group={"min_instances": 2, "desired_instances": 3, "max_instances": 4})
+@with_status("decrement", group={"min_instances": 2, "desired_instances": 3, "max_instances": 4})
 def terminate_with_decrement_shrinks_the_group(m):
     """A group of 3 at desired 3: terminate with decrement leaves 2, and
     desired 2 (AWS's ShouldDecrementDesiredCapacity), with no replacement
