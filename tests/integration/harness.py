@@ -857,6 +857,8 @@ def python_stubs():
     assert r.returncode == 0, r.stderr
     os.chmod(out, 0o755)          # readable by the stranger uid of some tests
     STUBS_DIR[:] = [out]
+    import atexit
+    atexit.register(shutil.rmtree, out, True)   # made for this process alone
     sys.path.insert(0, out)
     import grpc
     import asg_pb2
