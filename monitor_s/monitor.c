@@ -712,8 +712,10 @@ static struct relay_limits relay_budget(const struct monitor *m)
     return lim;
 }
 
-/* The directories of monitors that were killed (their socket's
- * pid is gone) are removed, so that /tmp does not fill with them. Only
+/* The directories of monitors that were killed are removed, so that /tmp
+ * does not fill with them: /tmp/asg-monitor-PID-XXXXXX, taken as dead
+ * only when PID is (a live monitor's directory stays empty for a moment
+ * between mkdtemp and its socket's bind: emptiness says nothing). Only
  * directories of ours, never through a link. */
 static void clean_tmp_dirs(void)
 {
@@ -722,15 +724,17 @@ static void clean_tmp_dirs(void)
         return;
     struct dirent *e;
     while ((e = readdir(d))) {
-        char path[300];
+        char path[300], tail[16];
         struct stat st;
-        if (strncmp(e->d_name, "asg-monitor-", 12) != 0)
+        int pid;
+        if (sscanf(e->d_name, "asg-monitor-%d-%15s", &pid, tail) != 2 || pid <= 0 || pid == (int)getpid() ||
+            kill(pid, 0) == 0 || errno != ESRCH)
             continue;
         snprintf(path, sizeof path, "/tmp/%s", e->d_name);
         if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
             continue;
         relay_clean_dir(path);
-        rmdir(path); /* fails while a live monitor's socket is in it */
+        rmdir(path);
     }
     closedir(d);
 }
@@ -739,11 +743,13 @@ static void clean_tmp_dirs(void)
  * state directory, which operators copy to an HA partner (a socket there
  * breaks the copy) and which may not exist for a non-root user in
  * plaintext. mkdtemp makes it ours and 0700, so no other user reaches the
- * socket inside. */
+ * socket inside; the pid in its name tells a later monitor whether it
+ * may be removed. */
 static int private_dir(struct monitor *m, char *dir, size_t size)
 {
     clean_tmp_dirs();
-    char tmpl[] = "/tmp/asg-monitor-XXXXXX";
+    char tmpl[64];
+    snprintf(tmpl, sizeof tmpl, "/tmp/asg-monitor-%d-XXXXXX", (int)getpid());
     if (!mkdtemp(tmpl)) {
         log_error("monitor: cannot make a private directory in /tmp: %s", strerror(errno));
         return -1;

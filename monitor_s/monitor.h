@@ -72,7 +72,7 @@ struct monitor {
     struct relay *relay;      /* the public listener (relay.h); NULL in unit tests */
     struct rpc_poller *poller; /* gRPC's I/O, apart from the probe loop */
     char inner[108];          /* the gRPC server's Unix socket behind it */
-    char tmpdir[32];          /* plaintext: the private directory made for it */
+    char tmpdir[64];          /* the private directory made for the gRPC socket */
 };
 
 /* The role's entry point (the supervisor forks it): t mapped read-write,

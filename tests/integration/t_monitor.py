@@ -495,6 +495,30 @@ def stranger_binding_the_relays_next_names_keeps_no_agent_out(m):
         squat.wait()
 
 
+@test
+def monitor_removes_only_dead_monitors_private_dirs():
+    """Each monitor makes /tmp/asg-monitor-PID-XXXXXX for its gRPC socket
+    and removes those of monitors that were killed: by the pid in the
+    name, never by emptiness (a monitor starting beside it has an empty
+    one for a moment; removing it made that monitor's bind fail, seen
+    with test files side by side)."""
+    import tempfile
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live_dir = tempfile.mkdtemp(prefix="asg-monitor-%d-" % os.getpid(), dir="/tmp")
+    dead_dir = tempfile.mkdtemp(prefix="asg-monitor-%d-" % dead.pid, dir="/tmp")
+    m = Manager("tmpdirs")
+    try:
+        m.start()
+        m.wait_running(2)
+        assert os.path.isdir(live_dir), "a live monitor's empty directory was removed"
+        assert not os.path.exists(dead_dir), "a dead monitor's directory was left"
+    finally:
+        m.cleanup()
+        shutil.rmtree(live_dir, ignore_errors=True)
+        shutil.rmtree(dead_dir, ignore_errors=True)
+
+
 @with_manager("stranger")
 def unknown_agent_refused(m):
     addr = m.status()["group"]["monitor_address"]
