@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import websocket
@@ -45,10 +46,29 @@ class Browser:
                     raise RuntimeError("%s: %s" % (method, msg["error"]))
                 return msg["result"]
 
-    def goto(self, url):
+    def goto(self, url, lands_on=None):
+        """Loads url and returns once the page it ends on (path lands_on,
+        by default url's own) has loaded: a login link's page stores the
+        session's key and then moves itself to "/", and a script run in
+        between would find the page gone."""
         assert url.startswith("http://127.0.0.1:"), url
         self.call("Page.enable")
         self.call("Page.navigate", url=url)
+        path = lands_on or urllib.parse.urlsplit(url).path
+        wait_for(lambda: self.loaded(path), 15, "the page at %s to load" % path)
+
+    def login(self, link):
+        """Follows the operator's one-time link to the dashboard."""
+        self.goto(link, lands_on="/")
+
+    def loaded(self, path):
+        try:
+            return self.js("location.pathname + ' ' + document.readyState") == path + " complete"
+        except RuntimeError as e:
+            # Asked while the page navigates: not loaded yet.
+            if "navigated or closed" in str(e) or "Cannot find context" in str(e):
+                return False
+            raise
 
     def js(self, expr):
         r = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)

@@ -150,9 +150,9 @@ def two_managers_one_leader_the_group_launched_once(etcd, a, b):
     try:
         # The page may still be loading (no element yet): not an error.
         meta = "(document.getElementById('meta') || {}).textContent"
-        br.goto(a.login_link())
+        br.login(a.login_link())
         wait_for(lambda: "HA leader, term %d" % ha(a)["term"] in (br.js(meta) or ""), 15, "a's page: leader")
-        br.goto(b.login_link())
+        br.login(b.login_link())
         wait_for(lambda: "HA STANDBY: the leader is mgr-a" in (br.js(meta) or ""), 15, "b's page: standby")
     finally:
         br.close()

@@ -627,7 +627,7 @@ def dashboard_in_headless_chromium(m):
     try:
         # The operator's one-time link logs the browser in (a session
         # cookie) and leads to the page.
-        b.goto(m.login_link())
+        b.login(m.login_link())
         wait_for(lambda: b.js("document.querySelectorAll('#instances tbody tr').length") == 2, 15,
                  "two instance rows")
         wait_for(lambda: b.js("document.querySelectorAll('#load-chart .load-line').length") >= 2, 10,
