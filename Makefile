@@ -54,7 +54,7 @@ GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/identity.c common/strbuf.c common/ctlsock.c \
-          common/utf8.c \
+          common/utf8.c common/secret.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c \
@@ -77,7 +77,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-.PHONY: tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
+.PHONY: layout tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(PROGRAMS)
@@ -111,7 +111,7 @@ test: test-deps
 
 test-all:
 	@$(MAKE) --no-print-directory all unit-bin
-	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory layout unit integration
 	@echo "== the same suite under AddressSanitizer + UBSan =="
 	@$(MAKE) --no-print-directory SAN=1 all unit-bin
 	@$(MAKE) --no-print-directory SAN=1 unit integration
@@ -120,6 +120,11 @@ test-all:
 	@$(MAKE) --no-print-directory SAN=thread tsan-run TSAN_ONLY="$(TSAN_TESTS)"
 
 unit-bin: $(UNIT_BIN)
+
+# README's house rules (layers, provider kinds, calls, function lengths),
+# on the sources and the build's objects.
+layout: all
+	$(PYTHON) tests/layout.py $(BUILD)
 
 # Each Check test is bounded: 60 s (its default of 4 s is too tight for a
 # sanitized build on a busy 2-core machine).

@@ -340,147 +340,146 @@ static int parse_number(const char *opt, const char *arg, long lo, long hi, long
 
 enum { OPT_SERVICE_CA = 1000, OPT_SERVICE_INSECURE }; /* long options only */
 
-/* One case per option, each value checked as it is read, then the rules
- * between options. Long, but it reads top to bottom like the usage text;
- * split, the checks would sit away from the options they guard. */
-static int parse_args(int argc, char **argv, struct options *o)
+/* The operator's service options (-- COMMAND's), each value checked as it
+ * is read. 1 when c is not one of them. */
+static int parse_service_option(int c, const char *arg, struct options *o)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"id", required_argument, NULL, 'i'},
-        {"manager", required_argument, NULL, 'm'}, {"advertise", required_argument, NULL, 'a'},
-        {"seed", required_argument, NULL, 's'}, {"start-load", required_argument, NULL, 'L'},
-        {"load-source", required_argument, NULL, 'S'}, {"swarm", required_argument, NULL, 'N'},
-        {"tls-ca", required_argument, NULL, 'A'}, {"tls-cert", required_argument, NULL, 'C'},
-        {"tls-key", required_argument, NULL, 'K'}, {"join", required_argument, NULL, 'J'},
-        {"service-port", required_argument, NULL, 'P'}, {"service-health", required_argument, NULL, 'H'},
-        {"service-stop-ms", required_argument, NULL, 'T'}, {"service-cpus", required_argument, NULL, 'U'},
-        {"service-requests", required_argument, NULL, 'R'},
-        {"service-ca", required_argument, NULL, OPT_SERVICE_CA},
-        {"service-insecure", no_argument, NULL, OPT_SERVICE_INSECURE},
-        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
+    char why[128];
+    long n;
+    switch (c) {
+    case 'P':
+        if (parse_number("--service-port", arg, 1, 65535, &n) != 0)
+            return -1;
+        o->svc.port = (int)n;
+        break;
+    case 'H':
+        if (workload_parse_check(arg, &o->svc, why, sizeof why) != 0) {
+            fprintf(stderr, "asg-agent: --service-health %s\n", why);
+            return -1;
+        }
+        break;
+    case 'R':
+        if (workload_parse_requests(arg, &o->svc, why, sizeof why) != 0) {
+            fprintf(stderr, "asg-agent: --service-requests %s\n", why);
+            return -1;
+        }
+        break;
+    case OPT_SERVICE_CA:
+        if (strlen(arg) >= sizeof o->svc.ca_file || access(arg, R_OK) != 0) {
+            fprintf(stderr, "asg-agent: --service-ca %.200s: %s\n", arg,
+                    strlen(arg) >= sizeof o->svc.ca_file ? "path too long" : strerror(errno));
+            return -1;
+        }
+        copy_str(o->svc.ca_file, sizeof o->svc.ca_file, arg);
+        break;
+    case OPT_SERVICE_INSECURE: o->svc.insecure = true; break;
+    case 'T':
+        if (parse_number("--service-stop-ms", arg, 0, 600000, &n) != 0)
+            return -1;
+        o->svc.stop_timeout_ms = (int)n;
+        break;
+    case 'U':
+        if (parse_number("--service-cpus", arg, 1, 4096, &n) != 0)
+            return -1;
+        o->svc.cpus = (double)n;
+        break;
+    default: return 1;
+    }
+    return 0;
+}
+
+/* One option of the agent's own, each value checked as it is read;
+ * tls collects --tls-ca, --tls-cert and --tls-key. Long because each
+ * option is one case, in the usage text's order. */
+static int parse_option(int c, const char *arg, struct options *o, const char *tls[3])
+{
     struct agent *a = &o->tmpl;
     char why[128];
-    int c;
     long n;
-    const char *tls[3] = {NULL, NULL, NULL};
-    while ((c = getopt_long(argc, argv, "+l:i:m:a:s:L:S:N:A:C:K:J:P:H:T:U:R:hV", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-            if (!valid_address(optarg, strlen(optarg), true, why, sizeof why)) {
-                fprintf(stderr, "asg-agent: --listen: %s\n", why);
-                return -1;
-            }
-            copy_str(o->listen, sizeof o->listen, optarg);
-            break;
-        case 'i':
-            if (!valid_instance_id(optarg, strlen(optarg))) {
-                fprintf(stderr, "asg-agent: --id '%s': use 1..63 of A-Z a-z 0-9 . _ -\n", optarg);
-                return -1;
-            }
-            copy_str(a->id, sizeof a->id, optarg);
-            break;
-        case 'm':
-            if (parse_managers(optarg, why, sizeof why) != 0) {
-                fprintf(stderr, "asg-agent: --manager '%.100s': %s\n", optarg, why);
-                return -1;
-            }
-            copy_str(a->manager, sizeof a->manager, managers.addr[0]);
-            break;
-        case 'a':
-            if (!valid_address(optarg, strlen(optarg), false, why, sizeof why)) {
-                fprintf(stderr, "asg-agent: --advertise: %s\n", why);
-                return -1;
-            }
-            copy_str(a->address, sizeof a->address, optarg);
-            break;
-        case 's': {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (errno || *end || optarg[0] == '-' || !optarg[0]) {
-                fprintf(stderr, "asg-agent: --seed '%s' is not a whole number\n", optarg);
-                return -1;
-            }
-            o->seed = v;
-            break;
+    switch (c) {
+    case 'l':
+        if (!valid_address(arg, strlen(arg), true, why, sizeof why)) {
+            fprintf(stderr, "asg-agent: --listen: %s\n", why);
+            return -1;
         }
-        case 'L': {
-            char *end;
-            double v = strtod(optarg, &end);
-            if (*end || !optarg[0] || !isfinite(v) || v < 0 || v > 1) {
-                fprintf(stderr, "asg-agent: --start-load '%s' is not a number in 0..1\n", optarg);
-                return -1;
-            }
-            o->start = v;
-            break;
+        copy_str(o->listen, sizeof o->listen, arg);
+        break;
+    case 'i':
+        if (!valid_instance_id(arg, strlen(arg))) {
+            fprintf(stderr, "asg-agent: --id '%s': use 1..63 of A-Z a-z 0-9 . _ -\n", arg);
+            return -1;
         }
-        case 'S':
-            if (strcmp(optarg, "sim") != 0 && strcmp(optarg, "proc") != 0 &&
-                strcmp(optarg, "service") != 0) {
-                fprintf(stderr, "asg-agent: --load-source '%s': use sim, proc or service\n", optarg);
-                return -1;
-            }
-            a->from_proc = strcmp(optarg, "proc") == 0;
-            a->from_service = strcmp(optarg, "service") == 0;
-            break;
-        case 'P':
-            if (parse_number("--service-port", optarg, 1, 65535, &n) != 0)
-                return -1;
-            o->svc.port = (int)n;
-            break;
-        case 'H':
-            if (workload_parse_check(optarg, &o->svc, why, sizeof why) != 0) {
-                fprintf(stderr, "asg-agent: --service-health %s\n", why);
-                return -1;
-            }
-            break;
-        case 'R':
-            if (workload_parse_requests(optarg, &o->svc, why, sizeof why) != 0) {
-                fprintf(stderr, "asg-agent: --service-requests %s\n", why);
-                return -1;
-            }
-            break;
-        case OPT_SERVICE_CA:
-            if (strlen(optarg) >= sizeof o->svc.ca_file || access(optarg, R_OK) != 0) {
-                fprintf(stderr, "asg-agent: --service-ca %.200s: %s\n", optarg,
-                        strlen(optarg) >= sizeof o->svc.ca_file ? "path too long" : strerror(errno));
-                return -1;
-            }
-            copy_str(o->svc.ca_file, sizeof o->svc.ca_file, optarg);
-            break;
-        case OPT_SERVICE_INSECURE: o->svc.insecure = true; break;
-        case 'T':
-            if (parse_number("--service-stop-ms", optarg, 0, 600000, &n) != 0)
-                return -1;
-            o->svc.stop_timeout_ms = (int)n;
-            break;
-        case 'U':
-            if (parse_number("--service-cpus", optarg, 1, 4096, &n) != 0)
-                return -1;
-            o->svc.cpus = (double)n;
-            break;
-        case 'N':
-            if (parse_number("--swarm", optarg, 1, SWARM_MAX, &n) != 0)
-                return -1;
-            o->swarm = (int)n;
-            break;
-        case 'A': tls[0] = optarg; break;
-        case 'C': tls[1] = optarg; break;
-        case 'K': tls[2] = optarg; break;
-        case 'J': o->join_dir = optarg; break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("asg-agent %s\n", ASG_VERSION); exit(0);
-        default: usage(stderr); return -1;
+        copy_str(a->id, sizeof a->id, arg);
+        break;
+    case 'm':
+        if (parse_managers(arg, why, sizeof why) != 0) {
+            fprintf(stderr, "asg-agent: --manager '%.100s': %s\n", arg, why);
+            return -1;
         }
+        copy_str(a->manager, sizeof a->manager, managers.addr[0]);
+        break;
+    case 'a':
+        if (!valid_address(arg, strlen(arg), false, why, sizeof why)) {
+            fprintf(stderr, "asg-agent: --advertise: %s\n", why);
+            return -1;
+        }
+        copy_str(a->address, sizeof a->address, arg);
+        break;
+    case 's': {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(arg, &end, 10);
+        if (errno || *end || arg[0] == '-' || !arg[0]) {
+            fprintf(stderr, "asg-agent: --seed '%s' is not a whole number\n", arg);
+            return -1;
+        }
+        o->seed = v;
+        break;
     }
-    if (optind < argc && strcmp(argv[optind - 1], "--") != 0) {
-        fprintf(stderr, "asg-agent: unexpected argument '%s' (a service's command goes after --)\n",
-                argv[optind]);
-        return -1;
+    case 'L': {
+        char *end;
+        double v = strtod(arg, &end);
+        if (*end || !arg[0] || !isfinite(v) || v < 0 || v > 1) {
+            fprintf(stderr, "asg-agent: --start-load '%s' is not a number in 0..1\n", arg);
+            return -1;
+        }
+        o->start = v;
+        break;
     }
-    if (optind < argc)
-        o->svc.argv = &argv[optind];
+    case 'S':
+        if (strcmp(arg, "sim") != 0 && strcmp(arg, "proc") != 0 &&
+            strcmp(arg, "service") != 0) {
+            fprintf(stderr, "asg-agent: --load-source '%s': use sim, proc or service\n", arg);
+            return -1;
+        }
+        a->from_proc = strcmp(arg, "proc") == 0;
+        a->from_service = strcmp(arg, "service") == 0;
+        break;
+    case 'N':
+        if (parse_number("--swarm", arg, 1, SWARM_MAX, &n) != 0)
+            return -1;
+        o->swarm = (int)n;
+        break;
+    case 'A': tls[0] = arg; break;
+    case 'C': tls[1] = arg; break;
+    case 'K': tls[2] = arg; break;
+    case 'J': o->join_dir = arg; break;
+    case 'h': usage(stdout); exit(0);
+    case 'V': printf("asg-agent %s\n", ASG_VERSION); exit(0);
+    default: {
+    int rc = parse_service_option(c, arg, o);
+    if (rc > 0)
+        usage(stderr);
+    return rc == 0 ? 0 : -1;
+    }
+    }
+    return 0;
+}
+
+/* The rules between options, once all are read. */
+static int check_option_rules(const struct options *o, const char *tls[3])
+{
+    const struct agent *a = &o->tmpl;
     if ((o->svc.ca_file[0] || o->svc.insecure) && !o->svc.tls) {
         fprintf(stderr, "asg-agent: --service-ca and --service-insecure are for an https check "
                 "(--service-health https:/PATH)\n");
@@ -523,8 +522,41 @@ static int parse_args(int argc, char **argv, struct options *o)
                         "at most 63 characters)\n", a->id, o->swarm - 1);
         return -1;
     }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'}, {"id", required_argument, NULL, 'i'},
+        {"manager", required_argument, NULL, 'm'}, {"advertise", required_argument, NULL, 'a'},
+        {"seed", required_argument, NULL, 's'}, {"start-load", required_argument, NULL, 'L'},
+        {"load-source", required_argument, NULL, 'S'}, {"swarm", required_argument, NULL, 'N'},
+        {"tls-ca", required_argument, NULL, 'A'}, {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'}, {"join", required_argument, NULL, 'J'},
+        {"service-port", required_argument, NULL, 'P'}, {"service-health", required_argument, NULL, 'H'},
+        {"service-stop-ms", required_argument, NULL, 'T'}, {"service-cpus", required_argument, NULL, 'U'},
+        {"service-requests", required_argument, NULL, 'R'},
+        {"service-ca", required_argument, NULL, OPT_SERVICE_CA},
+        {"service-insecure", no_argument, NULL, OPT_SERVICE_INSECURE},
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    const char *tls[3] = {NULL, NULL, NULL};
+    int c;
+    while ((c = getopt_long(argc, argv, "+l:i:m:a:s:L:S:N:A:C:K:J:P:H:T:U:R:hV", opts, NULL)) != -1)
+        if (parse_option(c, optarg, o, tls) != 0)
+            return -1;
+    if (optind < argc && strcmp(argv[optind - 1], "--") != 0) {
+        fprintf(stderr, "asg-agent: unexpected argument '%s' (a service's command goes after --)\n",
+                argv[optind]);
+        return -1;
+    }
+    if (optind < argc)
+        o->svc.argv = &argv[optind];
+    if (check_option_rules(o, tls) != 0)
+        return -1;
     char err[256];
-    if (tls[0] && rpc_tls_load(&a->tls, tls[0], tls[1], tls[2], err, sizeof err) != 0) {
+    if (tls[0] && rpc_tls_load(&o->tmpl.tls, tls[0], tls[1], tls[2], err, sizeof err) != 0) {
         fprintf(stderr, "asg-agent: %s\n", err);
         return -1;
     }
@@ -584,8 +616,8 @@ static int join_manager(struct options *o, char *err, size_t errsize)
     if (access(crt, F_OK) == 0 && access(key, F_OK) == 0)
         return rpc_tls_load(&o->tmpl.tls, ca, crt, key, err, errsize);
     struct rpc_tls server_only = {0};
-    char *token = pki_read_private(tokp, 256, err, errsize);
-    if (!token || !(server_only.ca = pki_read_private(ca, 65536, err, errsize))) {
+    char *token = secret_read(tokp, 256, err, errsize);
+    if (!token || !(server_only.ca = secret_read(ca, 65536, err, errsize))) {
         free(token);
         return -1;
     }
@@ -605,8 +637,8 @@ static int join_manager(struct options *o, char *err, size_t errsize)
         rc = -1;
         if (ch)
             snprintf(err, errsize, "stopped before the manager signed a certificate");
-    } else if (pki_write_private(key, key_pem, strlen(key_pem), err, errsize) != 0 ||
-               pki_write_private(crt, cert, strlen(cert), err, errsize) != 0) {
+    } else if (secret_write(key, key_pem, strlen(key_pem), err, errsize) != 0 ||
+               secret_write(crt, cert, strlen(cert), err, errsize) != 0) {
         rc = -1;
     } else {
         unlink(tokp); /* spent: useless to anyone who reads it later */
@@ -810,8 +842,8 @@ static void run(struct agent *ag, int n, grpc_completion_queue *cq)
 
 /* The agent's life in order: options, its service, its certificate (an
  * EC2 join), its servers, the loop, and the way out (service stopped, then
- * deregistered). Kept as one sequence because each step needs the ones
- * before it and the way out must undo exactly what was done. */
+ * deregistered). Long because each step needs the ones before it and the
+ * way out must undo exactly what was done: one sequence shows both. */
 int main(int argc, char **argv)
 {
     static struct options o;

@@ -326,7 +326,7 @@ static const struct rpc_tls *manager_tls(void)
     if (!ctl_cfg_from_file)
         config_from_table(ctl_shm, ctl_cfg);
     char err[512];
-    if (pki_manager_tls(ctl_cfg, &ctl_tls, err, sizeof err) != 0) {
+    if (rpc_manager_tls(ctl_cfg, &ctl_tls, err, sizeof err) != 0) {
         fprintf(stderr, "asgctl: tls: %s (tls.mode = \"auto\": run as the manager's user, with its -c FILE "
                 "or --shm NAME)\n", err);
         exit(2);
@@ -704,7 +704,7 @@ static int cmd_cert(const struct asg_config *cfg, const char *id, const char *ou
     int rc = pki_issue(ca, id, cert, key, err, sizeof err);
     pki_ca_close(ca);
     if (rc == 0)
-        rc = pem ? pki_write_private(ca_path, pem, strlen(pem), err, sizeof err) : -1;
+        rc = pem ? secret_write(ca_path, pem, strlen(pem), err, sizeof err) : -1;
     free(pem);
     if (rc != 0) {
         fprintf(stderr, "asgctl: cert: %s\n", err);

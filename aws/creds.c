@@ -167,7 +167,7 @@ int64_t aws_parse_iso8601(const char *s)
 
 /* The IMDSv2 exchange, in its order: a session token (PUT), the role's
  * name, then that role's credentials as JSON; each step fails with its own
- * reason. One function so the protocol reads as one sequence. */
+ * reason. Long because the protocol reads best as one sequence. */
 static int from_imds(struct aws_creds *c, char *err, size_t errsize)
 {
     const char *off = getenv("AWS_EC2_METADATA_DISABLED");

@@ -166,9 +166,10 @@ static int ensure_creds(struct ec2_client *c, char *err, size_t errsize)
     return 0;
 }
 
-/* One signed POST; fills status and body, or returns a network error. */
-static enum ec2_error attempt(struct ec2_client *c, const char *body, long *status,
-                              struct reply *rep, char *err, size_t errsize)
+/* The request's headers, its SigV4 signature among them; NULL if it
+ * cannot be signed. *token_header is the session token's line (wiped and
+ * freed by the caller), or NULL. */
+static struct curl_slist *signed_headers(struct ec2_client *c, const char *body, char **token_header)
 {
     char date[17];
     sigv4_amz_date(wall_ms() / 1000, date);
@@ -179,11 +180,10 @@ static enum ec2_error attempt(struct ec2_client *c, const char *body, long *stat
                                    c->creds.token[0] ? c->creds.token : NULL};
     struct sigv4_scope sc = {c->region, c->service, date};
     struct sigv4_result sig;
-    if (sigv4_sign(&rq, &cr, &sc, &sig) != 0) {
-        snprintf(err, errsize, "cannot sign the request");
-        return EC2_E_CLIENT;
-    }
-    char h_auth[1100], h_date[64], h_host[300], h_ct[100], *h_tok = NULL;
+    *token_header = NULL;
+    if (sigv4_sign(&rq, &cr, &sc, &sig) != 0)
+        return NULL;
+    char h_auth[1100], h_date[64], h_host[300], h_ct[100];
     snprintf(h_auth, sizeof h_auth, "Authorization: %s", sig.authorization);
     snprintf(h_date, sizeof h_date, "X-Amz-Date: %s", date);
     snprintf(h_host, sizeof h_host, "Host: %s", c->host);
@@ -195,35 +195,55 @@ static enum ec2_error attempt(struct ec2_client *c, const char *body, long *stat
     hl = curl_slist_append(hl, h_host);
     hl = curl_slist_append(hl, h_ct);
     hl = curl_slist_append(hl, "Expect:");
-    if (c->creds.token[0] && asprintf(&h_tok, "X-Amz-Security-Token: %s", c->creds.token) > 0)
-        hl = curl_slist_append(hl, h_tok);
+    if (c->creds.token[0] && asprintf(token_header, "X-Amz-Security-Token: %s", c->creds.token) > 0)
+        hl = curl_slist_append(hl, *token_header);
+    return hl;
+}
+
+/* The POST itself, over libcurl; fills status and the reply's body. */
+static enum ec2_error post(struct ec2_client *c, const char *body, struct curl_slist *hl, long *status,
+                           struct reply *rep, char *err, size_t errsize)
+{
     CURL *h = curl_easy_init();
-    enum ec2_error e = EC2_OK;
     if (!h) {
         snprintf(err, errsize, "curl_easy_init failed");
+        return EC2_E_NETWORK;
+    }
+    enum ec2_error e = EC2_OK;
+    char cerr[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_URL, c->endpoint);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, rep);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        snprintf(err, errsize, "%s: %s", c->endpoint, cerr[0] ? cerr : curl_easy_strerror(rc));
         e = EC2_E_NETWORK;
     } else {
-        char cerr[CURL_ERROR_SIZE] = "";
-        curl_easy_setopt(h, CURLOPT_URL, c->endpoint);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, rep);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->timeout_ms);
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        CURLcode rc = curl_easy_perform(h);
-        if (rc != CURLE_OK) {
-            snprintf(err, errsize, "%s: %s", c->endpoint, cerr[0] ? cerr : curl_easy_strerror(rc));
-            e = EC2_E_NETWORK;
-        } else {
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-        }
-        curl_easy_cleanup(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     }
+    curl_easy_cleanup(h);
+    return e;
+}
+
+/* One signed POST; fills status and body, or returns a network error. */
+static enum ec2_error attempt(struct ec2_client *c, const char *body, long *status,
+                              struct reply *rep, char *err, size_t errsize)
+{
+    char *h_tok;
+    struct curl_slist *hl = signed_headers(c, body, &h_tok);
+    if (!hl) {
+        snprintf(err, errsize, "cannot sign the request");
+        return EC2_E_CLIENT;
+    }
+    enum ec2_error e = post(c, body, hl, status, rep, err, errsize);
     curl_slist_free_all(hl);
     if (h_tok) {
         memset(h_tok, 0, strlen(h_tok));
@@ -243,6 +263,43 @@ static bool backoff_sleep(struct ec2_client *c, int ms)
         poll(NULL, 0, left > 50 ? 50 : left);
     }
     return true;
+}
+
+/* What an answer says: EC2_OK with out filled, or why not in err. An
+ * expired session token is retried once, with credentials loaded again. */
+static enum ec2_error read_reply(struct ec2_client *c, const char *action, long status,
+                                 const struct reply *rep, struct ec2_response *out, bool *refreshed,
+                                 char *err, size_t errsize)
+{
+    char perr[256];
+    if (ec2_parse(rep->buf ? rep->buf : "", rep->len, out, perr, sizeof perr) != 0) {
+        snprintf(err, errsize, "%s: HTTP %ld, %s", action, status, perr);
+        return status >= 500 ? EC2_E_SERVER : EC2_E_MALFORMED;
+    }
+    if (out->kind != EC2_RESP_ERROR && status < 300)
+        return EC2_OK;
+    enum ec2_error e = ec2_classify(status, out->error_code);
+    snprintf(err, errsize, "%s: HTTP %ld %s: %.150s (request %s)", action, status,
+             out->error_code[0] ? out->error_code : "(no code)", out->error_message,
+             out->request_id[0] ? out->request_id : "-");
+    ec2_response_free(out);
+    if (!strcmp(out->error_code, "ExpiredToken") && !*refreshed) {
+        c->have_creds = false; /* load fresh ones and try again */
+        *refreshed = true;
+        e = EC2_E_SERVER;
+    }
+    return e;
+}
+
+/* The wait before attempt n + 1: capped exponential backoff, "full
+ * jitter" in its upper half. */
+static int backoff_ms(struct ec2_client *c, int n)
+{
+    int cap = c->backoff_base_ms << (n - 1);
+    if (cap > c->backoff_cap_ms)
+        cap = c->backoff_cap_ms;
+    c->rng = c->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return cap / 2 + (int)((c->rng >> 33) % (uint64_t)(cap / 2 + 1));
 }
 
 enum ec2_error ec2_call(struct ec2_client *c, const char *action, const struct ec2_form *params,
@@ -270,33 +327,12 @@ enum ec2_error ec2_call(struct ec2_client *c, const char *action, const struct e
         struct reply rep = {NULL, 0};
         c->attempts++;
         e = attempt(c, body, &status, &rep, err, errsize);
-        if (e == EC2_OK) {
-            char perr[256];
-            if (ec2_parse(rep.buf ? rep.buf : "", rep.len, out, perr, sizeof perr) != 0) {
-                snprintf(err, errsize, "%s: HTTP %ld, %s", action, status, perr);
-                e = status >= 500 ? EC2_E_SERVER : EC2_E_MALFORMED;
-            } else if (out->kind == EC2_RESP_ERROR || status >= 300) {
-                e = ec2_classify(status, out->error_code);
-                snprintf(err, errsize, "%s: HTTP %ld %s: %.150s (request %s)", action, status,
-                         out->error_code[0] ? out->error_code : "(no code)", out->error_message,
-                         out->request_id[0] ? out->request_id : "-");
-                ec2_response_free(out);
-                if (!strcmp(out->error_code, "ExpiredToken") && !refreshed) {
-                    c->have_creds = false; /* load fresh ones and try again */
-                    refreshed = true;
-                    e = EC2_E_SERVER;
-                }
-            }
-        }
+        if (e == EC2_OK)
+            e = read_reply(c, action, status, &rep, out, &refreshed, err, errsize);
         free(rep.buf);
         if (e == EC2_OK || !retryable(e) || n == c->max_attempts)
             break;
-        /* Capped exponential backoff, "full jitter" in its upper half. */
-        int cap = c->backoff_base_ms << (n - 1);
-        if (cap > c->backoff_cap_ms)
-            cap = c->backoff_cap_ms;
-        c->rng = c->rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        int wait = cap / 2 + (int)((c->rng >> 33) % (uint64_t)(cap / 2 + 1));
+        int wait = backoff_ms(c, n);
         log_warn("%s failed (%s: %s); retry %d of %d in %d ms", action, ec2_error_name(e), err,
                  n, c->max_attempts - 1, wait);
         c->retries++;

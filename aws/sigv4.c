@@ -308,6 +308,52 @@ static int canonical_headers(struct buf *b, const struct sigv4_request *rq,
     return rc;
 }
 
+/* Task 1: the canonical request (method, path, query, headers, signed
+ * headers, body hash), into c; the signed header list into out. */
+static int canonical_request(struct buf *c, const struct sigv4_request *rq,
+                             const struct sigv4_credentials *cr, struct sigv4_result *out)
+{
+    buf_str(c, rq->method);
+    buf_str(c, "\n");
+    canonical_uri(c, rq->path && *rq->path ? rq->path : "/");
+    buf_str(c, "\n");
+    canonical_query(c, rq->query);
+    buf_str(c, "\n");
+    if (canonical_headers(c, rq, cr->session_token, out->signed_headers,
+                          sizeof out->signed_headers) != 0)
+        return -1;
+    buf_str(c, "\n");
+    buf_str(c, out->signed_headers);
+    buf_str(c, "\n");
+    char body_hash[65];
+    sigv4_sha256_hex(rq->body ? (const void *)rq->body : "", rq->body_len, body_hash);
+    buf_str(c, body_hash);
+    return c->oom ? -1 : 0;
+}
+
+/* Tasks 3 and 4: the signing key, kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" +
+ * secret, date), region), service), "aws4_request"), and the signature of
+ * string_to_sign, as hex. */
+static int signature(const struct sigv4_credentials *cr, const struct sigv4_scope *sc, const char *date,
+                     const char *string_to_sign, char hex_out[65])
+{
+    size_t klen = strlen(cr->secret_key) + 4;
+    char *k0 = malloc(klen + 1);
+    if (!k0)
+        return -1;
+    snprintf(k0, klen + 1, "AWS4%s", cr->secret_key);
+    unsigned char k1[32], k2[32], k3[32], k4[32], sig[32];
+    hmac(k0, klen, date, k1);
+    hmac(k1, 32, sc->region, k2);
+    hmac(k2, 32, sc->service, k3);
+    hmac(k3, 32, "aws4_request", k4);
+    hmac(k4, 32, string_to_sign, sig);
+    memset(k0, 0, klen); /* the secret does not linger in freed memory */
+    free(k0);
+    hex(sig, 32, hex_out);
+    return 0;
+}
+
 int sigv4_sign(const struct sigv4_request *rq, const struct sigv4_credentials *cr,
                const struct sigv4_scope *sc, struct sigv4_result *out)
 {
@@ -315,27 +361,11 @@ int sigv4_sign(const struct sigv4_request *rq, const struct sigv4_credentials *c
     if (strlen(sc->amz_date) != 16)
         return -1;
     struct buf c = {0};
-    buf_str(&c, rq->method);
-    buf_str(&c, "\n");
-    canonical_uri(&c, rq->path && *rq->path ? rq->path : "/");
-    buf_str(&c, "\n");
-    canonical_query(&c, rq->query);
-    buf_str(&c, "\n");
-    if (canonical_headers(&c, rq, cr->session_token, out->signed_headers,
-                          sizeof out->signed_headers) != 0) {
+    if (canonical_request(&c, rq, cr, out) != 0) {
         free(c.s);
         return -1;
     }
-    buf_str(&c, "\n");
-    buf_str(&c, out->signed_headers);
-    buf_str(&c, "\n");
-    char body_hash[65];
-    sigv4_sha256_hex(rq->body ? (const void *)rq->body : "", rq->body_len, body_hash);
-    buf_str(&c, body_hash);
-    if (c.oom) {
-        free(c.s);
-        return -1;
-    }
+    /* Task 2: the string to sign. */
     char date[9], scope[256], creq_hash[65];
     memcpy(date, sc->amz_date, 8);
     date[8] = '\0';
@@ -348,29 +378,11 @@ int sigv4_sign(const struct sigv4_request *rq, const struct sigv4_credentials *c
     buf_str(&s, scope);
     buf_str(&s, "\n");
     buf_str(&s, creq_hash);
-    if (s.oom) {
+    if (s.oom || signature(cr, sc, date, s.s, out->signature) != 0) {
         free(c.s);
         free(s.s);
         return -1;
     }
-    /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
-    size_t klen = strlen(cr->secret_key) + 4;
-    char *k0 = malloc(klen + 1);
-    if (!k0) {
-        free(c.s);
-        free(s.s);
-        return -1;
-    }
-    snprintf(k0, klen + 1, "AWS4%s", cr->secret_key);
-    unsigned char k1[32], k2[32], k3[32], k4[32], sig[32];
-    hmac(k0, klen, date, k1);
-    hmac(k1, 32, sc->region, k2);
-    hmac(k2, 32, sc->service, k3);
-    hmac(k3, 32, "aws4_request", k4);
-    hmac(k4, 32, s.s, sig);
-    memset(k0, 0, klen); /* the secret does not linger in freed memory */
-    free(k0);
-    hex(sig, 32, out->signature);
     snprintf(out->authorization, sizeof out->authorization,
              "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
              cr->access_key, scope, out->signed_headers, out->signature);

@@ -1,7 +1,7 @@
 /* The group's nonce and its table's name, in the state directory. */
 #define _GNU_SOURCE
 #include "identity.h"
-#include "pki.h"
+#include "secret.h"
 #include "util.h"
 
 #include <errno.h>
@@ -84,7 +84,7 @@ int group_nonce_load(const char *dir, bool create, char out[GROUP_NONCE_HEX + 1]
         if (made == 0)
             log_info("made the group's nonce in %s", path);
     }
-    char *text = pki_read_private(path, 256, err, errsize);
+    char *text = secret_read(path, 256, err, errsize);
     if (!text) {
         if (access(path, F_OK) != 0)
             errno = ENOENT;
@@ -130,7 +130,7 @@ int table_name_recorded(const char *dir, const char *shm_name, char *out, size_t
         errno = e;
         return -1;
     }
-    char *text = pki_read_private(path, TABLE_NAME_MAX + 2, err, errsize);
+    char *text = secret_read(path, TABLE_NAME_MAX + 2, err, errsize);
     if (!text) {
         errno = EINVAL;
         return -1;
@@ -160,7 +160,7 @@ int table_name_record(const char *dir, const char *shm_name, const char *name,
         return 0;
     }
     int n = snprintf(line, sizeof line, "%s\n", name);
-    return pki_write_private(path, line, (size_t)n, err, errsize);
+    return secret_write(path, line, (size_t)n, err, errsize);
 }
 
 int table_name_fresh(const char *shm_name, char *out, size_t size)

@@ -2,7 +2,6 @@
 #include "pki.h"
 #include "identity.h"
 #include "util.h"
-#include "../proto/rpc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +24,6 @@
 
 #define CA_DAYS 3650
 #define LEAF_DAYS 825
-#define PEM_MAX (64 * 1024)
 
 struct pki_ca {
     char dir[256];
@@ -50,158 +48,6 @@ static void ssl_reason(char *err, size_t errsize, const char *what)
         ERR_error_string_n(e, buf, sizeof buf);
     ERR_clear_error();
     snprintf(err, errsize, "%s: %s", what, buf);
-}
-
-/* ---- files that only we may read or plant ---- */
-
-/* A directory of ours, mode 0700 (made so if missing; parents 0755). */
-int pki_own_dir(const char *dir, char *err, size_t errsize)
-{
-    char path[256];
-    if (!copy_str(path, sizeof path, dir) || path[0] != '/') {
-        snprintf(err, errsize, "%s: the TLS directory must be an absolute path", dir);
-        return -1;
-    }
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            snprintf(err, errsize, "%s: cannot create: %s", path, strerror(errno));
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, errsize, "%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        snprintf(err, errsize, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errsize, "%s: not a directory (a link or a file is refused)", path);
-        return -1;
-    }
-    if (st.st_uid != geteuid()) {
-        snprintf(err, errsize, "%s: owned by uid %u, not by us (uid %u): refusing keys there",
-                 path, (unsigned)st.st_uid, (unsigned)geteuid());
-        return -1;
-    }
-    if (st.st_mode & 077) {
-        snprintf(err, errsize, "%s: mode %04o lets others in; it must be 0700", path,
-                 (unsigned)(st.st_mode & 07777));
-        return -1;
-    }
-    return 0;
-}
-
-char *pki_read_private(const char *path, size_t max, char *err, size_t errsize)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        snprintf(err, errsize, "%s: %s", path,
-                 errno == ELOOP ? "is a symbolic link, refused" : strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    char *buf = NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errsize, "%s: not a regular file", path);
-    } else if (st.st_uid != geteuid() && st.st_uid != 0) {
-        snprintf(err, errsize, "%s: owned by uid %u, neither root nor us (uid %u): refused", path,
-                 (unsigned)st.st_uid, (unsigned)geteuid());
-    } else if (st.st_mode & 077) {
-        snprintf(err, errsize, "%s: mode %04o lets other users read or change it: refused (chmod 600)",
-                 path, (unsigned)(st.st_mode & 07777));
-    } else if ((size_t)st.st_size > max || st.st_size == 0) {
-        snprintf(err, errsize, "%s: size %lld is not 1..%zu bytes", path, (long long)st.st_size, max);
-    } else if ((buf = malloc((size_t)st.st_size + 1)) != NULL) {
-        ssize_t got = 0, n;
-        while (got < st.st_size && ((n = read(fd, buf + got, (size_t)(st.st_size - got))) > 0 ||
-                                    (n < 0 && errno == EINTR)))
-            got += n > 0 ? n : 0;
-        buf[got] = '\0';
-        if (got != st.st_size) {
-            snprintf(err, errsize, "%s: short read", path);
-            free(buf);
-            buf = NULL;
-        }
-    }
-    close(fd);
-    return buf;
-}
-
-int pki_read_token(const char *spec, char *out, size_t size, char *err, size_t errsize)
-{
-    out[0] = '\0';
-    if (strncmp(spec, "env:", 4) == 0) {
-        const char *v = getenv(spec + 4);
-        if (!v || !*v) {
-            snprintf(err, errsize, "%s: the variable is not set", spec + 4);
-            return -1;
-        }
-        if (!copy_str(out, size, v)) {
-            snprintf(err, errsize, "%s: longer than %zu characters", spec + 4, size - 1);
-            return -1;
-        }
-        return 0;
-    }
-    if (strncmp(spec, "file:", 5) != 0) {
-        snprintf(err, errsize, "'%.60s' is neither env:VARIABLE nor file:/path", spec);
-        return -1;
-    }
-    char *text = pki_read_private(spec + 5, 4096, err, errsize);
-    if (!text)
-        return -1;
-    size_t n = strcspn(text, "\r\n");
-    int rc = 0;
-    if (n == 0) {
-        snprintf(err, errsize, "%s: the first line is empty", spec + 5);
-        rc = -1;
-    } else if (n >= size) {
-        snprintf(err, errsize, "%s: the token is longer than %zu characters", spec + 5, size - 1);
-        rc = -1;
-    } else {
-        memcpy(out, text, n);
-        out[n] = '\0';
-    }
-    OPENSSL_cleanse(text, strlen(text));
-    free(text);
-    return rc;
-}
-
-int pki_write_private(const char *path, const char *data, size_t len, char *err, size_t errsize)
-{
-    char tmp[300];
-    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, data + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        done += (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        snprintf(err, errsize, "%s: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- certificates ---- */
@@ -286,8 +132,8 @@ static int save_pair(const char *cert_path, const char *key_path, X509 *x, EVP_P
     int rc = -1;
     if (!cp || !kp)
         ssl_reason(err, errsize, "cannot encode a certificate");
-    else if (pki_write_private(key_path, kp, kl, err, errsize) == 0 &&
-             pki_write_private(cert_path, cp, cl, err, errsize) == 0)
+    else if (secret_write(key_path, kp, kl, err, errsize) == 0 &&
+             secret_write(cert_path, cp, cl, err, errsize) == 0)
         rc = 0;
     if (kp)
         OPENSSL_cleanse(kp, kl);
@@ -303,7 +149,7 @@ static void *parse_key(BIO *b) { return PEM_read_bio_PrivateKey(b, NULL, NULL, N
  * hold a key. */
 static void *read_pem_file(const char *path, void *(*parse)(BIO *), char *err, size_t errsize)
 {
-    char *pem = pki_read_private(path, PEM_MAX, err, errsize);
+    char *pem = secret_read(path, PKI_PEM_MAX, err, errsize);
     if (!pem)
         return NULL;
     BIO *b = BIO_new_mem_buf(pem, -1);
@@ -335,7 +181,7 @@ static int make_join_key(const char *path, char *err, size_t errsize)
     for (size_t i = 0; i < sizeof k; i++)
         snprintf(hex + 2 * i, 3, "%02x", k[i]);
     OPENSSL_cleanse(k, sizeof k);
-    int rc = pki_write_private(path, hex, 64, err, errsize);
+    int rc = secret_write(path, hex, 64, err, errsize);
     OPENSSL_cleanse(hex, sizeof hex);
     return rc;
 }
@@ -344,7 +190,7 @@ static int read_join_key(const char *dir, unsigned char key[32], char *err, size
 {
     char path[300];
     join(path, sizeof path, dir, PKI_JOIN_KEY);
-    char *hex = pki_read_private(path, 128, err, errsize);
+    char *hex = secret_read(path, 128, err, errsize);
     if (!hex)
         return -1;
     int rc = strspn(hex, "0123456789abcdef") >= 64 ? 0 : -1;
@@ -379,7 +225,7 @@ static int make_random_hex_file(const char *path, const char *what, char *err, s
         snprintf(hex + 2 * i, 3, "%02x", k[i]);
     OPENSSL_cleanse(k, sizeof k);
     snprintf(tmp, sizeof tmp, "%s.new%d", path, (int)getpid());
-    int rc = pki_write_private(tmp, hex, 64, err, errsize);
+    int rc = secret_write(tmp, hex, 64, err, errsize);
     OPENSSL_cleanse(hex, sizeof hex);
     if (rc == 0 && link(tmp, path) != 0 && errno != EEXIST) {
         snprintf(err, errsize, "%s: %s", path, strerror(errno));
@@ -393,7 +239,7 @@ int pki_api_token_prepare(const char *dir, char *err, size_t errsize)
 {
     char path[300];
     join(path, sizeof path, dir, PKI_API_TOKEN);
-    if (pki_own_dir(dir, err, errsize) != 0)
+    if (secret_own_dir(dir, err, errsize) != 0)
         return -1;
     struct stat st;
     if (lstat(path, &st) == 0)
@@ -433,7 +279,7 @@ int pki_api_token_read(const char *dir, char out[PKI_API_TOKEN_LEN + 1], char *e
                  (unsigned)(st.st_mode & 07777));
         return -1;
     }
-    char *text = pki_read_private(path, 128, err, errsize);
+    char *text = secret_read(path, 128, err, errsize);
     if (!text)
         return -1;
     size_t n = strcspn(text, "\r\n");
@@ -486,7 +332,7 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
     join(kp, sizeof kp, dir, PKI_CA_KEY);
     join(mc, sizeof mc, dir, PKI_MGR_CERT);
     join(mk, sizeof mk, dir, PKI_MGR_KEY);
-    if (pki_own_dir(dir, err, errsize) != 0 || pki_own_dir(agents, err, errsize) != 0)
+    if (secret_own_dir(dir, err, errsize) != 0 || secret_own_dir(agents, err, errsize) != 0)
         return -1;
     if (access(cap, F_OK) != 0 && access(kp, F_OK) != 0) {
         EVP_PKEY *k = EVP_EC_gen("P-256");
@@ -519,7 +365,7 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
         rc = -1;
     } else if (!have) {
         EVP_PKEY *k = EVP_EC_gen("P-256");
-        X509 *x = k ? make_cert(k, RPC_MANAGER_NAME, RPC_MANAGER_NAME, ca->cert, ca->key) : NULL;
+        X509 *x = k ? make_cert(k, PKI_MANAGER_NAME, PKI_MANAGER_NAME, ca->cert, ca->key) : NULL;
         rc = x ? save_pair(mc, mk, x, k, err, errsize) : -1;
         if (!x)
             ssl_reason(err, errsize, "cannot make the manager's certificate");
@@ -529,25 +375,6 @@ int pki_prepare(const char *dir, char *err, size_t errsize)
     X509_free(have);
     pki_ca_close(ca);
     return rc;
-}
-
-int pki_manager_tls(const struct asg_config *cfg, struct rpc_tls *t, char *err, size_t errsize)
-{
-    memset(t, 0, sizeof *t);
-    if (cfg->tls_mode == TLS_PLAINTEXT)
-        return 0;
-    char dir[256], ca[300], cert[300], key[300];
-    pki_dir(cfg, dir, sizeof dir);
-    join(ca, sizeof ca, dir, PKI_CA_CERT);
-    join(cert, sizeof cert, dir, PKI_MGR_CERT);
-    join(key, sizeof key, dir, PKI_MGR_KEY);
-    if (!(t->ca = pki_read_private(ca, PEM_MAX, err, errsize)) ||
-        !(t->cert = pki_read_private(cert, PEM_MAX, err, errsize)) ||
-        !(t->key = pki_read_private(key, PEM_MAX, err, errsize))) {
-        rpc_tls_free(t);
-        return -1;
-    }
-    return 0;
 }
 
 struct pki_ca *pki_ca_open(const char *dir, char *err, size_t errsize)
@@ -604,7 +431,7 @@ void pki_agent_paths(const char *dir, const char *id, char *cert, char *key, siz
  * CA from ever writing it into an agent's CN). */
 static bool role_name(const char *id, char *err, size_t errsize)
 {
-    if (strcasecmp(id, RPC_MANAGER_NAME) != 0 && strcasecmp(id, RPC_AGENT_NAME) != 0)
+    if (strcasecmp(id, PKI_MANAGER_NAME) != 0 && strcasecmp(id, PKI_AGENT_NAME) != 0)
         return false;
     snprintf(err, errsize, "'%s' is a role's name, not an instance id: refused", id);
     return true;
@@ -620,7 +447,7 @@ int pki_issue(struct pki_ca *ca, const char *id, const char *cert_path, const ch
     if (role_name(id, err, errsize))
         return -1;
     EVP_PKEY *k = EVP_EC_gen("P-256");
-    X509 *x = k ? make_cert(k, id, RPC_AGENT_NAME, ca->cert, ca->key) : NULL;
+    X509 *x = k ? make_cert(k, id, PKI_AGENT_NAME, ca->cert, ca->key) : NULL;
     int rc = x ? save_pair(cert_path, key_path, x, k, err, errsize) : -1;
     if (!x)
         ssl_reason(err, errsize, "cannot make an agent certificate");
@@ -661,7 +488,7 @@ int pki_sign_request(struct pki_ca *ca, const char *csr_pem, size_t csr_len, con
     } else if (EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC || EVP_PKEY_get_bits(pub) < 256) {
         snprintf(err, errsize, "the certificate request must carry an EC key of 256 bits or more");
     } else {
-        X509 *x = make_cert(pub, id, RPC_AGENT_NAME, ca->cert, ca->key);
+        X509 *x = make_cert(pub, id, PKI_AGENT_NAME, ca->cert, ca->key);
         if (x && (*out = pem_of(write_x509, x, NULL)) != NULL)
             rc = 0;
         else

@@ -11,8 +11,7 @@
 #include <stddef.h>
 
 #include "config.h"
-
-struct rpc_tls;
+#include "secret.h"
 
 /* File names inside the directory. Agents' material lives in agents/. */
 #define PKI_CA_CERT "ca.crt"
@@ -21,23 +20,23 @@ struct rpc_tls;
 #define PKI_MGR_KEY "manager.key"
 #define PKI_JOIN_KEY "join.key"   /* HMAC key of the EC2 join tokens */
 #define PKI_JOIN_TOKEN_LEN 64
+#define PKI_PEM_MAX (64 * 1024)   /* the largest certificate or key file read */
+
+/* Names the certificates carry (CN, SAN DNS), checked by the other side
+ * whatever address it dialled: agents present "asg-agent", the manager
+ * "asg-manager". */
+#define PKI_AGENT_NAME "asg-agent"
+#define PKI_MANAGER_NAME "asg-manager"
 
 /* The directory cfg uses: tls.dir, or /var/lib/asg/GROUP. */
 void pki_dir(const struct asg_config *cfg, char *out, size_t size);
 
-/* The state directory (or any directory for secrets): made if missing
- * (parents 0755), then it must be a directory of ours, mode 0700, not a
- * link. 0, or -1 with "path: reason". */
-int pki_own_dir(const char *dir, char *err, size_t errsize);
 
 /* Creates (or checks) the directory and the CA and manager certificate in
  * it, and the group's nonce (common/identity.h). The directory must be ours and 0700; a file there that is a link or
  * belongs to another uid is refused. 0, or -1 with "path: reason". */
 int pki_prepare(const char *dir, char *err, size_t errsize);
 
-/* Loads the manager's identity for a role. In plaintext mode t stays empty
- * (rpc_tls_on(t) is false) and 0 is returned. */
-int pki_manager_tls(const struct asg_config *cfg, struct rpc_tls *t, char *err, size_t errsize);
 
 /* Signing with the CA: load it once, issue many. */
 struct pki_ca;
@@ -86,15 +85,5 @@ int pki_api_token_prepare(const char *dir, char *err, size_t errsize);
  * no link, mode 0600 or stricter, exactly 64 hex digits. */
 int pki_api_token_read(const char *dir, char out[PKI_API_TOKEN_LEN + 1], char *err, size_t errsize);
 
-/* Reads a file that must be a regular file of root's or ours, no link,
- * with no group or other permission bits, at most max bytes; malloc'd and
- * NUL-terminated. Every secret is read this way. */
-char *pki_read_private(const char *path, size_t max, char *err, size_t errsize);
-/* A token given as "env:VARIABLE" or "file:/path" (status.token): the
- * variable's value, or the file's first line, the file read as a secret
- * (above). 0 with the token in out, or -1 with the reason in err. */
-int pki_read_token(const char *spec, char *out, size_t size, char *err, size_t errsize);
-/* Writes a file atomically (temp + rename), mode 0600, refusing links. */
-int pki_write_private(const char *path, const char *data, size_t len, char *err, size_t errsize);
 
 #endif

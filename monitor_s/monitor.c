@@ -864,7 +864,7 @@ static void raise_file_limit(uint32_t rows)
 static int load_identity(struct monitor *m)
 {
     char err[512];
-    if (pki_manager_tls(&m->cfg, &m->tls, err, sizeof err) != 0) {
+    if (rpc_manager_tls(&m->cfg, &m->tls, err, sizeof err) != 0) {
         log_error("tls: %s", err);
         return -1;
     }

@@ -1199,56 +1199,71 @@ size_t h2p_in_flight(const struct h2p *e) { return e->in_flight; }
 
 static X509 *read_x509(BIO *b) { return PEM_read_bio_X509(b, NULL, NULL, NULL); }
 
+/* The CA certificates in pem into ctx's store: how many, or -1. */
+static int add_cas(SSL_CTX *ctx, const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    if (!b)
+        return -1;
+    int cas = 0;
+    for (X509 *x; (x = read_x509(b)); cas++) {
+        int ok = X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x);
+        X509_free(x);
+        if (!ok) {
+            BIO_free(b);
+            return -1;
+        }
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    return cas;
+}
+
+/* Our certificate (and any chain after it) and its key; *what names the
+ * part that failed. */
+static int use_identity(SSL_CTX *ctx, const struct rpc_tls *t, const char **what)
+{
+    *what = "tls.cert";
+    X509 *x = NULL;
+    BIO *b = BIO_new_mem_buf(t->cert, -1);
+    if (!b || !(x = read_x509(b)) || SSL_CTX_use_certificate(ctx, x) != 1) {
+        X509_free(x);
+        BIO_free(b);
+        return -1;
+    }
+    X509_free(x);
+    while ((x = read_x509(b)))
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            BIO_free(b);
+            return -1;
+        }
+    ERR_clear_error();
+    BIO_free(b);
+    *what = "tls.key";
+    EVP_PKEY *k = NULL;
+    b = BIO_new_mem_buf(t->key ? t->key : "", -1);
+    int rc = b && (k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) && SSL_CTX_use_PrivateKey(ctx, k) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1 ? 0 : -1;
+    EVP_PKEY_free(k);
+    BIO_free(b);
+    return rc;
+}
+
 /* The client side of mutual TLS from PEM text: peers verified against
  * t->ca, our certificate and key shown, HTTP/2 by ALPN. */
 static SSL_CTX *tls_context(const struct rpc_tls *t, char *err, size_t errsize)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    BIO *b = NULL;
     const char *what = "context";
     int cas = 0;
     if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
         goto fail;
     what = "tls.ca";
-    if (!(b = BIO_new_mem_buf(t->ca, -1)))
+    if ((cas = add_cas(ctx, t->ca)) <= 0)
         goto fail;
-    for (X509 *x; (x = read_x509(b)); cas++) {
-        int ok = X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x);
-        X509_free(x);
-        if (!ok)
-            goto fail;
-    }
-    BIO_free(b);
-    b = NULL;
-    if (cas == 0)
+    if (t->cert && use_identity(ctx, t, &what) != 0)
         goto fail;
-    ERR_clear_error();
-    if (t->cert) {
-        what = "tls.cert";
-        X509 *x = NULL;
-        if (!(b = BIO_new_mem_buf(t->cert, -1)) || !(x = read_x509(b)) || SSL_CTX_use_certificate(ctx, x) != 1) {
-            X509_free(x);
-            goto fail;
-        }
-        X509_free(x);
-        while ((x = read_x509(b)))
-            if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
-                X509_free(x);
-                goto fail;
-            }
-        ERR_clear_error();
-        BIO_free(b);
-        what = "tls.key";
-        EVP_PKEY *k = NULL;
-        if (!(b = BIO_new_mem_buf(t->key ? t->key : "", -1)) || !(k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) ||
-            SSL_CTX_use_PrivateKey(ctx, k) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-            EVP_PKEY_free(k);
-            goto fail;
-        }
-        EVP_PKEY_free(k);
-        BIO_free(b);
-        b = NULL;
-    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     /* idle connections give their 16 KB record buffers back */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -1260,7 +1275,6 @@ static SSL_CTX *tls_context(const struct rpc_tls *t, char *err, size_t errsize)
 fail:;
     const char *r = ERR_reason_error_string(ERR_peek_last_error());
     snprintf(err, errsize, "%s: %s", what, r ? r : cas == 0 ? "no certificate" : "unusable");
-    BIO_free(b);
     SSL_CTX_free(ctx);
     return NULL;
 }

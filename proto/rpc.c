@@ -435,15 +435,9 @@ static void lean_calls(grpc_arg *args, size_t *n)
     (*n)++;
 }
 
-struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
-                                    size_t nmethods, grpc_completion_queue *cq,
-                                    const struct rpc_tls *tls, int *port,
-                                    char *err, size_t errsize)
+/* The server's channel arguments (five). */
+static void server_args(grpc_arg args[5])
 {
-    struct rpc_server *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
-    grpc_arg args[5];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
     args[0].value.integer = 0; /* a second server must fail, not share */
@@ -460,6 +454,40 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
     args[4].type = GRPC_ARG_INTEGER;
     args[4].key = (char *)GRPC_ARG_ENABLE_CHANNELZ;
     args[4].value.integer = 0;
+}
+
+/* Mutual TLS with tls, or plaintext without it. A server with an
+ * anonymous method (the monitor's Join) asks for a client certificate
+ * without requiring one; the method then checks what it got. */
+static grpc_server_credentials *server_credentials(const struct rpc_tls *tls,
+                                                   const struct rpc_method *methods, size_t nmethods)
+{
+    grpc_server_credentials *creds;
+    if (rpc_tls_on(tls)) {
+        grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
+        bool anonymous = false;
+        for (size_t i = 0; i < nmethods; i++)
+            anonymous |= methods[i].anonymous;
+        creds = grpc_ssl_server_credentials_create_ex(
+            tls->ca, &pair, 1,
+            anonymous ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    return creds;
+}
+
+struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *methods,
+                                    size_t nmethods, grpc_completion_queue *cq,
+                                    const struct rpc_tls *tls, int *port,
+                                    char *err, size_t errsize)
+{
+    struct rpc_server *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    grpc_arg args[5];
+    server_args(args);
     grpc_channel_args ca = {5, args};
     s->server = grpc_server_create(&ca, NULL);
     s->cq = cq;
@@ -474,20 +502,8 @@ struct rpc_server *rpc_server_start(const char *addr, const struct rpc_method *m
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
     grpc_server_register_completion_queue(s->server, cq, NULL);
-    grpc_server_credentials *creds;
-    if (rpc_tls_on(tls)) {
-        grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
-        bool anonymous = false;
-        for (size_t i = 0; i < nmethods; i++)
-            anonymous |= methods[i].anonymous;
-        creds = grpc_ssl_server_credentials_create_ex(
-            tls->ca, &pair, 1,
-            anonymous ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
-                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
-        s->tls = true;
-    } else {
-        creds = grpc_insecure_server_credentials_create();
-    }
+    grpc_server_credentials *creds = server_credentials(tls, methods, nmethods);
+    s->tls = rpc_tls_on(tls);
     int bound = grpc_server_add_http2_port(s->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (bound <= 0) {
@@ -792,6 +808,25 @@ int rpc_tls_load(struct rpc_tls *t, const char *ca, const char *cert, const char
     memset(t, 0, sizeof *t);
     if (!(t->ca = read_pem(ca, err, errsize)) || !(t->cert = read_pem(cert, err, errsize)) ||
         !(t->key = read_pem(key, err, errsize))) {
+        rpc_tls_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+int rpc_manager_tls(const struct asg_config *cfg, struct rpc_tls *t, char *err, size_t errsize)
+{
+    memset(t, 0, sizeof *t);
+    if (cfg->tls_mode == TLS_PLAINTEXT)
+        return 0;
+    char dir[256], ca[300], cert[300], key[300];
+    pki_dir(cfg, dir, sizeof dir);
+    snprintf(ca, sizeof ca, "%s/%s", dir, PKI_CA_CERT);
+    snprintf(cert, sizeof cert, "%s/%s", dir, PKI_MGR_CERT);
+    snprintf(key, sizeof key, "%s/%s", dir, PKI_MGR_KEY);
+    if (!(t->ca = secret_read(ca, PKI_PEM_MAX, err, errsize)) ||
+        !(t->cert = secret_read(cert, PKI_PEM_MAX, err, errsize)) ||
+        !(t->key = secret_read(key, PKI_PEM_MAX, err, errsize))) {
         rpc_tls_free(t);
         return -1;
     }

@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/config.h"
+#include "../common/pki.h"
+
 /* Largest message any asg service accepts; ours are a few hundred bytes. */
 #define RPC_MAX_MESSAGE (64 * 1024)
 
@@ -58,13 +61,15 @@ struct rpc_tls {
 int rpc_tls_load(struct rpc_tls *t, const char *ca, const char *cert, const char *key,
                  char *err, size_t errsize);
 void rpc_tls_free(struct rpc_tls *t);
+/* The manager's identity for a role, from cfg's state directory, each file
+ * read as a secret (secret_read). In plaintext mode t stays empty
+ * (rpc_tls_on(t) is false) and 0 is returned. */
+int rpc_manager_tls(const struct asg_config *cfg, struct rpc_tls *t, char *err, size_t errsize);
 static inline int rpc_tls_on(const struct rpc_tls *t) { return t && t->ca; }
 
-/* Names the certificates carry (SAN DNS), checked by the other side
- * whatever address it dialled: agents present "asg-agent", the manager
- * "asg-manager". */
-#define RPC_AGENT_NAME "asg-agent"
-#define RPC_MANAGER_NAME "asg-manager"
+/* Names the certificates carry (common/pki.h makes them). */
+#define RPC_AGENT_NAME PKI_AGENT_NAME
+#define RPC_MANAGER_NAME PKI_MANAGER_NAME
 
 /* Inside a handler: the caller's IP address as text ("127.0.0.1", "::1"),
  * from the connection itself (through the server's peer map, when it

@@ -1013,7 +1013,7 @@ static void load_token(void)
     bool set = S.cfg.status_token[0] != '\0', broken = false;
     /* A file of another user, or a link, is refused: whoever can write
      * the token decides who may act. */
-    if (set && pki_read_token(S.cfg.status_token, tok, sizeof tok, why, sizeof why) != 0) {
+    if (set && secret_read_token(S.cfg.status_token, tok, sizeof tok, why, sizeof why) != 0) {
         broken = true;
         log_error("status.token %s: %s; operator actions are refused", S.cfg.status_token, why);
     }
@@ -1120,7 +1120,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     int sigfd = signals_install(false);
     load_token();
     load_api_token();
-    if (pki_manager_tls(&S.cfg, &S.tls, err, sizeof err) != 0)
+    if (rpc_manager_tls(&S.cfg, &S.tls, err, sizeof err) != 0)
         log_error("tls: %s; setting agents' load will fail", err);
     grpc_init();
     struct MHD_Daemon *d = start_http();

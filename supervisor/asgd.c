@@ -294,7 +294,7 @@ static int check_token_file(const struct asg_config *c, char *err, size_t errsiz
     if (strncmp(c->status_token, "file:", 5) != 0)
         return 0;
     char tok[256];
-    int rc = pki_read_token(c->status_token, tok, sizeof tok, err, errsize);
+    int rc = secret_read_token(c->status_token, tok, sizeof tok, err, errsize);
     explicit_bzero(tok, sizeof tok);
     return rc;
 }
@@ -898,7 +898,7 @@ static int prepare(int argc, char **argv, bool *foreground)
     /* The state directory, whatever the TLS mode: the group's nonce and
      * its table's name live there (common/identity.h). */
     pki_dir(&S.cfg, S.state_dir, sizeof S.state_dir);
-    if (pki_own_dir(S.state_dir, err, sizeof err) != 0 ||
+    if (secret_own_dir(S.state_dir, err, sizeof err) != 0 ||
         group_nonce_load(S.state_dir, true, S.nonce, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: state directory (tls.dir): %s\n", err);
         return 1;
