@@ -91,6 +91,22 @@ def a_changed_service_is_a_new_generation_and_nothing_else_is(m):
         [line for line in m.log().splitlines() if "launch spec generation" in line]
 
 
+@with_status("specpage")
+def the_dashboard_shows_the_generations(m):
+    """The dashboard's Spec column: each instance's generation, and the
+    group's in its heading."""
+    from browser import Browser
+    m.wait_running(2)
+    b = Browser()
+    try:
+        b.login(m.login_link())
+        wait_for(lambda: b.js("[...document.querySelectorAll('#instances tbody .sg')].map((e) => e.textContent)"
+                              ".join(',')") == "1,1", 15, "the Spec column")
+        assert b.js("document.getElementById('spec-head').textContent") == "Spec (now 1)"
+    finally:
+        b.close()
+
+
 if __name__ == "__main__":
     try:
         sys.exit(run_tests())
