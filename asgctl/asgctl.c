@@ -118,6 +118,45 @@ static int take(const char *shm, struct table *t, struct snapshot *s)
     return 0;
 }
 
+/* A launch spec generation; 0: not known (an adopted instance). */
+static void spec_gen_text(uint64_t gen, char *buf, size_t n)
+{
+    if (gen)
+        snprintf(buf, n, "%llu", (unsigned long long)gen);
+    else
+        snprintf(buf, n, "unknown");
+}
+
+/* One line per instance, with the balancer's columns when there is one. */
+static void print_instance_rows(const struct snapshot *s, bool lb)
+{
+    char gen[24];
+    printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s %7s", "ID", "ADDRESS", "STATE", "LOAD", "CPU",
+           "MEM", "LAST SEEN", "MISSES", "SPEC");
+    printf(lb ? " %-9s %7s\n" : "\n", "BALANCER", "REQ/S");
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        const struct table_row *r = &s->rows[i];
+        char l[16], cp[16], m[16], seen[24];
+        fmt_pct(l, sizeof l, r->has_sample, r->load);
+        fmt_pct(cp, sizeof cp, r->has_sample, r->cpu);
+        fmt_pct(m, sizeof m, r->has_sample, r->mem);
+        if (r->last_seen_ms)
+            snprintf(seen, sizeof seen, "%.1fs ago", (double)(s->now - r->last_seen_ms) / 1000.0);
+        else
+            snprintf(seen, sizeof seen, "never");
+        spec_gen_text(r->spec_gen, gen, sizeof gen);
+        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u %7s", r->id, r->addr[0] ? r->addr : "-",
+               row_state_name(r->state), l, cp, m, seen, r->misses, gen);
+        if (lb) {
+            char rate[24] = "-";
+            if (r->req_rate_ms)
+                snprintf(rate, sizeof rate, "%.1f", r->req_rate);
+            printf(" %-9s %7s", lb_state_name(r->lb_state), rate);
+        }
+        printf("%s%s\n", r->reason[0] ? "  " : "", r->reason);
+    }
+}
+
 static void print_status_text(const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
@@ -129,6 +168,8 @@ static void print_status_text(const struct snapshot *s)
            c->max_instances, snapshot_target(s));
     printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n", running + pending,
            running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+    if (h->spec.gen)
+        printf("launch spec generation %llu\n", (unsigned long long)h->spec.gen);
     if (c->tls_mode == TLS_PLAINTEXT)
         printf("WARNING: tls.mode = \"plaintext\": agents and manager are not authenticated; anyone "
                "who reaches %s or an agent's port can steer this group\n", c->monitor_listen);
@@ -170,29 +211,7 @@ static void print_status_text(const struct snapshot *s)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),
                !h->lb_checked_ms ? "not called yet" : h->lb_up ? "answering" : "UNREACHABLE",
                h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
-    printf("%-20s %-21s %-11s %7s %7s %7s %9s %6s", "ID", "ADDRESS", "STATE", "LOAD", "CPU",
-           "MEM", "LAST SEEN", "MISSES");
-    printf(lb ? " %-9s %7s\n" : "\n", "BALANCER", "REQ/S");
-    for (uint32_t i = 0; i < s->nrows; i++) {
-        const struct table_row *r = &s->rows[i];
-        char l[16], cp[16], m[16], seen[24];
-        fmt_pct(l, sizeof l, r->has_sample, r->load);
-        fmt_pct(cp, sizeof cp, r->has_sample, r->cpu);
-        fmt_pct(m, sizeof m, r->has_sample, r->mem);
-        if (r->last_seen_ms)
-            snprintf(seen, sizeof seen, "%.1fs ago", (double)(s->now - r->last_seen_ms) / 1000.0);
-        else
-            snprintf(seen, sizeof seen, "never");
-        printf("%-20s %-21s %-11s %7s %7s %7s %9s %6u", r->id, r->addr[0] ? r->addr : "-",
-               row_state_name(r->state), l, cp, m, seen, r->misses);
-        if (lb) {
-            char rate[24] = "-";
-            if (r->req_rate_ms)
-                snprintf(rate, sizeof rate, "%.1f", r->req_rate);
-            printf(" %-9s %7s", lb_state_name(r->lb_state), rate);
-        }
-        printf("%s%s\n", r->reason[0] ? "  " : "", r->reason);
-    }
+    print_instance_rows(s, lb);
 }
 
 static int cmd_status(const char *shm, bool json)

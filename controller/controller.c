@@ -29,10 +29,13 @@
 #include "../policy/schedule.h"
 #include "../shm/ops.h"
 #include "../provider/provider.h"
+#include "../provider/spec.h"
 #include "controller.h"
 
 #define LOCAL_RECONCILE_MS 10000
 #define LOCAL_STANDBY_RECONCILE_MS 2000
+
+_Static_assert(SPEC_DIGEST_SIZE == LAUNCH_SPEC_DIGEST, "the table keeps the launch spec's digest");
 
 enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_CHECK_GONE };
 
@@ -77,6 +80,7 @@ struct ctl {
     int64_t ha_led_term;       /* the last term this manager led */
     int64_t ha_shown_term;
     char ha_shown_leader[64];
+    struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
 };
 
 static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
@@ -261,7 +265,7 @@ static void plan_launch(struct ctl *c, const char *why, int64_t now)
     provider_launch_token(&c->prov, id, token, sizeof token);
     /* The row exists before the instance does: if we die in between, the
      * reconciliation ties the instance to it (by id or launch token). */
-    struct table_row *r = table_row_new(c->t, id, RE_LAUNCH, why, ROW_F_UNCONFIRMED, token, now);
+    struct table_row *r = table_row_launch(c->t, id, why, ROW_F_UNCONFIRMED, token, c->t->hdr->spec.gen, now);
     if (!r) { /* converge counts free slots first; this is a bug if seen */
         log_error("cannot launch: the shared table is full (%u rows)", c->t->capacity);
         launch_backoff(c, now);
@@ -579,6 +583,32 @@ static void follow_schedule(struct ctl *c)
     c->sched = s;
 }
 
+/* The launch spec in force, worked out at each evaluation (before any
+ * launch): when the config's differs from the one the table records (a
+ * reload changed it, or this controller restarted on another config), its
+ * generation moves on, logged with the first key that changed. Lock held. */
+static void follow_launch_spec(struct ctl *c)
+{
+    struct launch_spec cur;
+    launch_spec_of(&c->cfg, &cur);
+    const struct spec_state *in = &c->t->hdr->spec;
+    uint64_t gen = launch_spec_generation(in->gen, in->digest, &cur);
+    if (gen != in->gen) {
+        const char *key = c->spec.n ? launch_spec_changed(&c->spec, &cur) : NULL;
+        if (gen == 1)
+            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO, "launch spec generation 1");
+        else if (key)
+            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO, "launch spec generation %llu: %.60s changed",
+                       (unsigned long long)gen, key);
+        else
+            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO,
+                       "launch spec generation %llu: the config's spec differs from generation %llu's",
+                       (unsigned long long)gen, (unsigned long long)in->gen);
+        table_launch_spec(c->t, gen, cur.digest);
+    }
+    c->spec = cur;
+}
+
 static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
@@ -588,6 +618,7 @@ static void evaluate(struct ctl *c)
     int64_t now = now_ms();
     c->failed_this_round = false;
     follow_schedule(c);
+    follow_launch_spec(c);
     sweep(c, now);
     account_joined(c);
     struct policy_input in;

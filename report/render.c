@@ -12,6 +12,15 @@ static void pid_field(struct strbuf *b, const char *name, int32_t pid, bool last
         sb_printf(b, "\"%s\":null%s", name, last ? "" : ",");
 }
 
+/* A launch spec generation; 0 is not known (an adopted instance). */
+static void launch_spec_json(struct strbuf *b, uint64_t gen)
+{
+    if (gen)
+        sb_printf(b, ",\"launch_spec_generation\":%llu", (unsigned long long)gen);
+    else
+        sb_printf(b, ",\"launch_spec_generation\":null");
+}
+
 static void instance_json(struct strbuf *b, const struct table_row *r, int64_t now, bool history)
 {
     sb_printf(b, "{\"id\":");
@@ -40,6 +49,7 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
         sb_printf(b, ",\"service_requests_per_s\":%.2f", r->svc_rate);
     else
         sb_printf(b, ",\"service_requests_per_s\":null");
+    launch_spec_json(b, r->spec_gen);
     if (history) {
         /* Oldest first. */
         sb_printf(b, ",\"history\":[");
@@ -153,6 +163,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
               (unsigned long long)h->lock_recoveries, (unsigned long long)s->probes.events_written);
+    launch_spec_json(b, h->spec.gen);
     sb_printf(b, ",\"tls\":\"%s\",\"refused\":{", c->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)
         sb_printf(b, "%s\"%s\":%llu", k ? "," : "", refusal_kind_name(k),
@@ -240,6 +251,37 @@ static void per_instance(struct strbuf *b, const struct snapshot *s, const char 
     }
 }
 
+static int by_gen(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The launch spec in force, and the group's instances by the generation
+ * each was launched from ("unknown": adopted). Sorted, so that a table of
+ * many rows and generations costs n log n. */
+static void launch_spec_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    help(b, "asg_launch_spec_generation", "gauge", "The launch spec generation new instances are launched from.");
+    sb_printf(b, "asg_launch_spec_generation %llu\n", (unsigned long long)s->hdr->spec.gen);
+    help(b, "asg_instances_launch_spec", "gauge", "Instances by the launch spec generation they were launched from.");
+    uint64_t *gen = malloc((s->nrows + 1) * sizeof *gen);
+    if (!gen)
+        abort();
+    for (uint32_t i = 0; i < s->nrows; i++)
+        gen[i] = s->rows[i].spec_gen;
+    qsort(gen, s->nrows, sizeof *gen, by_gen);
+    for (uint32_t i = 0, j; i < s->nrows; i = j) {
+        for (j = i; j < s->nrows && gen[j] == gen[i]; j++)
+            ;
+        if (gen[i])
+            sb_printf(b, "asg_instances_launch_spec{generation=\"%llu\"} %u\n", (unsigned long long)gen[i], j - i);
+        else
+            sb_printf(b, "asg_instances_launch_spec{generation=\"unknown\"} %u\n", j - i);
+    }
+    free(gen);
+}
+
 static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
@@ -297,6 +339,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
                  offsetof(struct table_row, cpu));
     per_instance(b, s, "asg_instance_mem_ratio", "Memory use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, mem));
+    launch_spec_metrics(b, s);
     balancer_metrics(b, s);
     help(b, "asg_provider_calls_total", "counter", "Launches and terminations asked of the provider.");
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));

@@ -55,8 +55,8 @@ static bool step(struct table *t, struct table_row *r, uint32_t ev, const char *
 
 /* ---- rows ---- */
 
-struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, const char *reason,
-                                uint32_t flags, const char *launch_token, int64_t now)
+static struct table_row *row_new(struct table *t, const char *id, uint32_t ev, const char *reason,
+                                 uint32_t flags, const char *launch_token, uint64_t spec_gen, int64_t now)
 {
     if (ev != RE_LAUNCH && ev != RE_ADOPT)
         return NULL;
@@ -65,10 +65,23 @@ struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, co
         return NULL;
     r->launch_ms = now;
     r->flags = flags;
+    r->spec_gen = spec_gen;
     copy_str(r->launch_token, sizeof r->launch_token, launch_token ? launch_token : "");
     step(t, r, ev, reason, now);
     row_write_end(t, r);
     return r;
+}
+
+struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, const char *reason,
+                                uint32_t flags, const char *launch_token, int64_t now)
+{
+    return row_new(t, id, ev, reason, flags, launch_token, 0, now);
+}
+
+struct table_row *table_row_launch(struct table *t, const char *id, const char *reason, uint32_t flags,
+                                   const char *launch_token, uint64_t spec_gen, int64_t now)
+{
+    return row_new(t, id, RE_LAUNCH, reason, flags, launch_token, spec_gen, now);
 }
 
 void table_instance_known(struct table *t, struct table_row *r, const char *id, int32_t pid,
@@ -381,6 +394,14 @@ void table_evaluated(struct table *t, const struct ctl_state *st, int change, in
         h->scale_in++;
     h->last_eval_ms = now;
     h->evaluations++;
+    hdr_write_end(t);
+}
+
+void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_DIGEST_SIZE])
+{
+    hdr_write_begin(t);
+    t->hdr->spec.gen = gen;
+    memcpy(t->hdr->spec.digest, digest, SPEC_DIGEST_SIZE);
     hdr_write_end(t);
 }
 

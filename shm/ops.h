@@ -11,7 +11,8 @@
  * Who writes what:
  *   supervisor  role pids, config and its generation, draining, restarts
  *   monitor     probe results, registrations, joins, the address it bound
- *   controller  launches, terminations, pids, the target and its state
+ *   controller  launches (with their launch spec generation), terminations,
+ *               pids, the target and its state, the launch spec in force
  * The monitor flags the rows of instances that joined on their own
  * registration (ROW_F_JOINED); the controller alone counts them into the
  * target and out again. */
@@ -44,6 +45,10 @@ int row_next_state(uint32_t state, uint32_t ev);
  * when the table is full. */
 struct table_row *table_row_new(struct table *t, const char *id, uint32_t ev, const char *reason,
                                 uint32_t flags, const char *launch_token, int64_t now);
+/* A launch (RE_LAUNCH) made from launch spec generation spec_gen; a row
+ * from table_row_new has generation 0, unknown. */
+struct table_row *table_row_launch(struct table *t, const char *id, const char *reason, uint32_t flags,
+                                   const char *launch_token, uint64_t spec_gen, int64_t now);
 /* What a provider said about a row's instance: its id (a rename when it
  * differs: EC2 names an instance on launch), process, address and launch
  * token (the last two only fill what the row lacks); the launch is
@@ -109,6 +114,8 @@ void table_instance_number_seen(struct table *t, uint64_t n);
 void table_set_target(struct table *t, int32_t target);
 /* An evaluation's outcome: the policy's state, and which way it moved. */
 void table_evaluated(struct table *t, const struct ctl_state *st, int change, int64_t now);
+/* The launch spec in force: its generation and digest (provider/spec.h). */
+void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_DIGEST_SIZE]);
 void table_count_replaced(struct table *t);
 /* A balancer step: up when it could be listed; error, what failed (NULL:
  * nothing); members listed, or -1 when unknown. */

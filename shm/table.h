@@ -20,7 +20,7 @@
 #include "../common/identity.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 18
+#define TABLE_VERSION 19
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -101,6 +101,9 @@ struct table_row {
     int64_t svc_counted_ms;      /* 0 = never */
     double svc_rate;             /* requests/s over the last second or more */
     int64_t svc_rate_ms;         /* when svc_rate was measured; 0 = never */
+    /* controller: the launch spec generation it was launched from
+     * (hdr->spec); 0 = unknown (adopted, or a launch another leader made) */
+    uint64_t spec_gen;
 };
 
 /* The event log: what changed, when and why, for operators (status role,
@@ -178,6 +181,14 @@ struct ctl_state {
     struct forecast fc;          /* predictive policy */
 };
 
+/* The launch spec in force (provider/spec.h), kept by the controller in
+ * the table so that a restarted one goes on counting from it. */
+#define SPEC_DIGEST_SIZE 32
+struct spec_state {
+    uint64_t gen;                /* 1, 2, ...: moves on when the spec changes; 0 = none yet */
+    uint8_t digest[SPEC_DIGEST_SIZE]; /* its SHA-256 */
+};
+
 struct table_hdr {
     uint64_t magic;
     uint32_t version;
@@ -202,6 +213,7 @@ struct table_hdr {
     uint64_t config_gen;         /* bumped when a new config is published */
     struct asg_config config;
     struct ctl_state ctl;
+    struct spec_state spec;      /* controller: the launch spec in force */
     int64_t created_ms;
     int64_t last_probe_round_ms, last_eval_ms;
     uint64_t probe_rounds, evaluations;

@@ -15,6 +15,7 @@
 #include "../controller/controller.h"
 #include "../lb/lb.h"
 #include "../provider/provider.h"
+#include "../provider/spec.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
 #include "check_suites.h"
@@ -856,6 +857,180 @@ START_TEST(test_the_scan_lists_only_the_groups_agents)
 }
 END_TEST
 
+/* ---- launch specs: pure functions ---- */
+
+/* The generation after a.spec's for b (a's being generation 7), and the
+ * key launch_spec_changed names. */
+static uint64_t next_generation(const struct asg_config *a, const struct asg_config *b, const char **key)
+{
+    struct launch_spec *sa = malloc(sizeof *sa), *sb = malloc(sizeof *sb);
+    ck_assert(sa && sb);
+    launch_spec_of(a, sa);
+    launch_spec_of(b, sb);
+    uint64_t gen = launch_spec_generation(7, sa->digest, sb);
+    *key = launch_spec_changed(sa, sb);
+    free(sa);
+    free(sb);
+    return gen;
+}
+
+START_TEST(test_the_same_config_is_the_same_launch_spec)
+{
+    struct asg_config a, b;
+    config_defaults(&a);
+    config_defaults(&b);
+    const char *key;
+    ck_assert_uint_eq(next_generation(&a, &b, &key), 7);
+    ck_assert_ptr_null(key);
+    struct launch_spec *s = malloc(sizeof *s);
+    launch_spec_of(&a, s);
+    ck_assert_uint_eq(launch_spec_generation(0, s->digest, s), 1); /* the first */
+    free(s);
+}
+END_TEST
+
+START_TEST(test_keys_outside_the_launch_spec_keep_the_generation)
+{
+    struct asg_config a, b;
+    config_defaults(&a);
+    b = a;
+    b.min_instances = 1, b.desired_instances = 5, b.max_instances = 9;
+    b.scale_out_above = 0.95, b.scale_in_below = 0.05, b.policy_kind = POLICY_TARGET;
+    b.probe_interval_ms = 77, b.unhealthy_after = 9, b.boot_timeout_ms = 1234;
+    b.local_kill_timeout_ms = 99, b.local_stop_on_exit = !a.local_stop_on_exit;
+    b.lb_kind = LB_HAPROXY, b.log_level = 0;
+    copy_str(b.status_listen, sizeof b.status_listen, "127.0.0.1:9");
+    copy_str(b.ec2_image_id, sizeof b.ec2_image_id, "ami-1"); /* the other provider's */
+    copy_str(b.local_service_health, sizeof b.local_service_health, "http:/"); /* no service: unused */
+    const char *key;
+    ck_assert_uint_eq(next_generation(&a, &b, &key), 7);
+    ck_assert_ptr_null(key);
+    /* ec2: the instance type is not sent with a launch template */
+    a.provider_kind = b.provider_kind = PROVIDER_EC2;
+    copy_str(a.ec2_launch_template, sizeof a.ec2_launch_template, "lt-1");
+    copy_str(b.ec2_launch_template, sizeof b.ec2_launch_template, "lt-1");
+    copy_str(b.ec2_image_id, sizeof b.ec2_image_id, "");
+    copy_str(a.ec2_instance_type, sizeof a.ec2_instance_type, "t3.small");
+    copy_str(b.ec2_instance_type, sizeof b.ec2_instance_type, "t3.large");
+    ck_assert_uint_eq(next_generation(&a, &b, &key), 7);
+}
+END_TEST
+
+#define SET(field, v) (copy_str(c->field, sizeof c->field, v))
+static void local_service(struct asg_config *c) { SET(local_service, "/bin/web\x1f--port\x1f{port}"); }
+static void local_agent(struct asg_config *c) { SET(local_agent_path, "/opt/asg-agent"); }
+static void local_health(struct asg_config *c) { local_service(c), SET(local_service_health, "http:/up"); }
+static void local_requests(struct asg_config *c) { local_service(c), SET(local_service_requests, "http:/n"); }
+static void local_ca(struct asg_config *c) { local_service(c), SET(local_service_ca, "/etc/ca.pem"); }
+static void plaintext(struct asg_config *c) { c->tls_mode = TLS_PLAINTEXT; }
+static void ec2(struct asg_config *c) { c->provider_kind = PROVIDER_EC2; }
+static void ec2_template(struct asg_config *c) { SET(ec2_launch_template, "lt-2"); }
+static void ec2_image(struct asg_config *c) { SET(ec2_image_id, "ami-2"); }
+static void ec2_type(struct asg_config *c) { SET(ec2_instance_type, "m5.large"); }
+static void ec2_subnet(struct asg_config *c) { SET(ec2_subnet_id, "subnet-2"); }
+static void ec2_groups(struct asg_config *c) { SET(ec2_security_group_ids, "sg-1,sg-2"); }
+static void ec2_key(struct asg_config *c) { SET(ec2_key_name, "ops"); }
+static void ec2_agent(struct asg_config *c) { SET(ec2_agent_path, "/opt/asg-agent"); }
+static void ec2_port(struct asg_config *c) { c->ec2_agent_port = 7400; }
+static void ec2_manager(struct asg_config *c) { SET(ec2_manager_address, "10.0.0.1:7301"); }
+static void ec2_service(struct asg_config *c) { SET(ec2_service, "/bin/web"); }
+static void ec2_health(struct asg_config *c) { ec2_service(c), SET(ec2_service_health, "http:/up"); }
+static void ec2_requests(struct asg_config *c) { ec2_service(c), SET(ec2_service_requests, "http:/n"); }
+static void ec2_lb_port(struct asg_config *c) { ec2_service(c), c->lb_kind = LB_ELBV2, c->lb_elbv2_port = 8080; }
+#undef SET
+
+START_TEST(test_each_launch_spec_field_is_a_new_generation)
+{
+    /* base: the config before the change (ec2 with a service for the
+     * fields that count only with one); change: the operator's edit. */
+    static const struct {
+        void (*base)(struct asg_config *), (*change)(struct asg_config *);
+        const char *key;
+    } cases[] = {
+        {NULL, local_service, "provider.local.service"},
+        {NULL, local_agent, "provider.local.agent_path"},
+        {local_service, local_health, "provider.local.service_health"},
+        {local_service, local_requests, "provider.local.service_requests"},
+        {local_service, local_ca, "provider.local.service_ca"},
+        {NULL, plaintext, "tls.mode"},
+        {NULL, ec2, "provider.kind"},
+        {ec2, ec2_template, "provider.ec2.launch_template"},
+        {ec2, ec2_image, "provider.ec2.image_id"},
+        {ec2, ec2_type, "provider.ec2.instance_type"},
+        {ec2, ec2_subnet, "provider.ec2.subnet_id"},
+        {ec2, ec2_groups, "provider.ec2.security_group_ids"},
+        {ec2, ec2_key, "provider.ec2.key_name"},
+        {ec2, ec2_agent, "provider.ec2.agent_path"},
+        {ec2, ec2_port, "provider.ec2.agent_port"},
+        {ec2, ec2_manager, "provider.ec2.manager_address"},
+        {ec2, ec2_service, "provider.ec2.service"},
+        {ec2_service, ec2_health, "provider.ec2.service_health"},
+        {ec2_service, ec2_requests, "provider.ec2.service_requests"},
+        {ec2_service, ec2_lb_port, "lb.elbv2.port"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct asg_config a, b;
+        config_defaults(&a);
+        if (cases[i].base == ec2_service || (cases[i].base && cases[i].base != local_service))
+            ec2(&a);
+        if (cases[i].base)
+            cases[i].base(&a);
+        b = a;
+        cases[i].change(&b);
+        const char *key;
+        ck_assert_msg(next_generation(&a, &b, &key) == 8, "%s: the same generation", cases[i].key);
+        ck_assert_msg(key && strcmp(key, cases[i].key) == 0, "%s: changed key said %s", cases[i].key,
+                      key ? key : "none");
+    }
+}
+END_TEST
+
+/* ---- launch specs: the controller ---- */
+
+static uint64_t row_gen(const char *id)
+{
+    struct table_row *r = table_find(&T, id);
+    ck_assert_msg(r != NULL, "no row %s", id);
+    return r->spec_gen;
+}
+
+START_TEST(test_launches_carry_the_launch_spec_generation)
+{
+    controller_evaluate(C);
+    all_register();
+    ck_assert_uint_eq(T.hdr->spec.gen, 1);
+    ck_assert_int_eq(count(ROW_RUNNING), 3);
+    for (uint32_t i = 0; i < T.capacity; i++)
+        ck_assert(T.rows[i].state == ROW_FREE || T.rows[i].spec_gen == 1);
+    /* The same config again (a controller restart): the same generation. */
+    reopen();
+    controller_evaluate(C);
+    ck_assert_uint_eq(T.hdr->spec.gen, 1);
+    /* A new service and one more instance: generation 2 for it alone. */
+    copy_str(cfg.local_service, sizeof cfg.local_service, "/bin/web");
+    cfg.desired_instances = 4;
+    reopen();
+    controller_evaluate(C);
+    all_register();
+    ck_assert_uint_eq(T.hdr->spec.gen, 2);
+    ck_assert_int_eq(count(ROW_RUNNING), 4);
+    int per_gen[3] = {0};
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state != ROW_FREE && T.rows[i].spec_gen < 3)
+            per_gen[T.rows[i].spec_gen]++;
+    ck_assert_int_eq(per_gen[1], 3);
+    ck_assert_int_eq(per_gen[2], 1);
+    /* An instance found at the provider: its generation is not known. */
+    struct provider_instance *in = &F.inst[F.n++];
+    memset(in, 0, sizeof *in);
+    copy_str(in->id, sizeof in->id, "i-stray");
+    copy_str(in->addr, sizeof in->addr, "127.0.0.1:29999");
+    in->alive = true;
+    controller_reconcile(C);
+    ck_assert_uint_eq(row_gen("i-stray"), 0);
+}
+END_TEST
+
 Suite *controller_suite(void)
 {
     const TTest *tests[] = {
@@ -874,6 +1049,10 @@ Suite *controller_suite(void)
         test_predictive_memory_survives_a_controller_restart,
         test_terminate_with_decrement_shrinks_the_group_at_desired,
         test_terminate_with_decrement_above_desired_keeps_desired,
+        test_the_same_config_is_the_same_launch_spec,
+        test_keys_outside_the_launch_spec_keep_the_generation,
+        test_each_launch_spec_field_is_a_new_generation,
+        test_launches_carry_the_launch_spec_generation,
         NULL};
     const TTest *local[] = {
         test_a_row_without_start_time_signals_only_the_groups_agent,

@@ -1,0 +1,108 @@
+/* The launch spec (spec.h): the settings each provider's launch reads,
+ * taken from the config in a fixed order, and their SHA-256. */
+#include "spec.h"
+#include "../common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+static void add(struct launch_spec *s, const char *key, const char *value)
+{
+    if (s->n >= LAUNCH_SPEC_FIELDS)
+        abort(); /* the lists below are fixed: a bug if seen */
+    struct launch_spec_field *f = &s->field[s->n++];
+    f->key = key;
+    copy_str(f->value, sizeof f->value, value);
+}
+
+static void add_int(struct launch_spec *s, const char *key, int value)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", value);
+    add(s, key, v);
+}
+
+/* What local_launch passes an agent. The service's settings count only
+ * with a service: without one the agent is given none of them. */
+static void local_fields(const struct asg_config *c, struct launch_spec *s)
+{
+    bool svc = c->local_service[0] != '\0';
+    add(s, "provider.local.agent_path", c->local_agent_path);
+    add(s, "provider.local.service", c->local_service);
+    add(s, "provider.local.service_health", svc ? c->local_service_health : "");
+    add(s, "provider.local.service_requests", svc ? c->local_service_requests : "");
+    add(s, "provider.local.service_ca", svc ? c->local_service_ca : "");
+}
+
+/* What ec2_launch asks RunInstances for, and what ec2_user_data hands the
+ * agent. The instance type is not sent with a launch template (the
+ * template's own is used); the service's settings only with a service. */
+static void ec2_fields(const struct asg_config *c, struct launch_spec *s)
+{
+    bool svc = c->ec2_service[0] != '\0';
+    add(s, "provider.ec2.launch_template", c->ec2_launch_template);
+    add(s, "provider.ec2.image_id", c->ec2_image_id);
+    add(s, "provider.ec2.instance_type", c->ec2_launch_template[0] ? "" : c->ec2_instance_type);
+    add(s, "provider.ec2.subnet_id", c->ec2_subnet_id);
+    add(s, "provider.ec2.security_group_ids", c->ec2_security_group_ids);
+    add(s, "provider.ec2.key_name", c->ec2_key_name);
+    add(s, "provider.ec2.agent_path", c->ec2_agent_path);
+    add_int(s, "provider.ec2.agent_port", c->ec2_agent_port);
+    add(s, "provider.ec2.manager_address", c->ec2_manager_address);
+    add(s, "provider.ec2.service", c->ec2_service);
+    add(s, "provider.ec2.service_health", svc ? c->ec2_service_health : "");
+    add(s, "provider.ec2.service_requests", svc ? c->ec2_service_requests : "");
+    add_int(s, "lb.elbv2.port", svc && c->lb_kind == LB_ELBV2 ? c->lb_elbv2_port : 0);
+}
+
+static void digest(struct launch_spec *s)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        abort();
+    /* Each key and value with its terminating NUL: no two different
+     * lists hash the same bytes. */
+    for (size_t i = 0; i < s->n; i++) {
+        EVP_DigestUpdate(ctx, s->field[i].key, strlen(s->field[i].key) + 1);
+        EVP_DigestUpdate(ctx, s->field[i].value, strlen(s->field[i].value) + 1);
+    }
+    if (EVP_DigestFinal_ex(ctx, s->digest, &len) != 1 || len != LAUNCH_SPEC_DIGEST)
+        abort();
+    EVP_MD_CTX_free(ctx);
+}
+
+void launch_spec_of(const struct asg_config *cfg, struct launch_spec *out)
+{
+    memset(out, 0, sizeof *out);
+    add(out, "provider.kind", provider_kind_name(cfg->provider_kind));
+    /* The agent's TLS arguments (local) or its join (ec2) follow it. */
+    add(out, "tls.mode", cfg->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
+    if (cfg->provider_kind == PROVIDER_LOCAL)
+        local_fields(cfg, out);
+    else if (cfg->provider_kind == PROVIDER_EC2)
+        ec2_fields(cfg, out);
+    digest(out);
+}
+
+const char *launch_spec_changed(const struct launch_spec *a, const struct launch_spec *b)
+{
+    for (size_t i = 0; i < a->n || i < b->n; i++) {
+        if (i >= a->n || i >= b->n)
+            return (i < a->n ? a : b)->field[i].key;
+        if (strcmp(a->field[i].key, b->field[i].key) != 0 || strcmp(a->field[i].value, b->field[i].value) != 0)
+            return b->field[i].key;
+    }
+    return NULL;
+}
+
+uint64_t launch_spec_generation(uint64_t gen, const uint8_t digest_[LAUNCH_SPEC_DIGEST],
+                                const struct launch_spec *s)
+{
+    if (gen == 0)
+        return 1;
+    return memcmp(digest_, s->digest, LAUNCH_SPEC_DIGEST) == 0 ? gen : gen + 1;
+}
