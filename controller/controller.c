@@ -981,6 +981,8 @@ static int reconcile_every(const struct ctl *c)
 {
     if (c->cfg.provider_kind == PROVIDER_EC2)
         return c->cfg.ec2_reconcile_interval_ms;
+    if (c->cfg.provider_kind == PROVIDER_EXEC)
+        return c->cfg.exec_reconcile_interval_ms;
     return c->ha.on && c->ha_shown != HA_LEADER ? LOCAL_STANDBY_RECONCILE_MS : LOCAL_RECONCILE_MS;
 }
 
