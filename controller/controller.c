@@ -401,6 +401,10 @@ static void record_ops(struct ctl *c, int64_t now)
          * the controller could neither reap nor stop it. */
         if (o->kind == OP_LAUNCH && (r->state == ROW_PENDING || o->result == LAUNCH_OK)) {
             record_launch(c, o, r, now);
+        } else if (o->kind == OP_LAUNCH) {
+            /* It registered before the answer came: it runs, but what the
+             * provider said is still the operator's to see. */
+            log_warn("launch %s: %s (it registered meanwhile)", r->id, o->err);
         } else if (o->kind == OP_TERMINATE && o->result != 0) {
             log_warn("terminate %s: %s (will retry)", r->id, o->err);
         } else if (o->kind == OP_CHECK_GONE && r->state == ROW_TERMINATING) {

@@ -440,6 +440,13 @@ static int exec_run(struct provider *p, struct exec_call *call, char *err, size_
 
 static void call_free(struct exec_call *call) { sb_free(&call->out); }
 
+/* The command's program, for a message. */
+static const char *program(const char *argv_cfg, char *out, size_t size)
+{
+    snprintf(out, size, "%.*s", (int)strcspn(argv_cfg, (char[]){CONFIG_ARGV_SEP, '\0'}), argv_cfg);
+    return out;
+}
+
 /* ---- the provider's operations ---- */
 
 static int exec_launch(struct provider *p, const char *id, struct provider_instance *out,
@@ -460,9 +467,10 @@ static int exec_launch(struct provider *p, const char *id, struct provider_insta
                              .join_token = p->ca ? join_token : NULL, .out_max = EXEC_LAUNCH_OUT_MAX};
     int rc = exec_run(p, &call, err, errsize);
     OPENSSL_cleanse(join_token, sizeof join_token);
-    char why[200];
+    char why[200], prog[128];
     if (rc == 0 && exec_parse_launch(call.out.s ? call.out.s : "", call.out.len, id, out, why, sizeof why) != 0) {
-        snprintf(err, errsize, "provider.exec.launch (%.100s) answered badly: %s", p->cfg->exec_launch, why);
+        snprintf(err, errsize, "provider.exec.launch (%s) answered badly: %s",
+                 program(p->cfg->exec_launch, prog, sizeof prog), why);
         rc = -1;
     }
     bool failed = !call.started ||
@@ -487,9 +495,10 @@ static int exec_list(struct provider *p, struct provider_instance **out, size_t 
     struct exec_call call = {.key = "provider.exec.list", .argv_cfg = p->cfg->exec_list,
                              .out_max = EXEC_LIST_OUT_MAX};
     int rc = exec_run(p, &call, err, errsize);
-    char why[200];
+    char why[200], prog[128];
     if (rc == 0 && exec_parse_list(call.out.s ? call.out.s : "", call.out.len, out, n, why, sizeof why) != 0) {
-        snprintf(err, errsize, "provider.exec.list answered badly: %s", why);
+        snprintf(err, errsize, "provider.exec.list (%s) answered badly: %s",
+                 program(p->cfg->exec_list, prog, sizeof prog), why);
         rc = -1;
     }
     call_free(&call);
