@@ -73,7 +73,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
            tests/check_creds.c tests/check_controller.c tests/check_lb.c tests/check_schedule.c \
-           tests/check_text.c
+           tests/check_text.c tests/check_exec.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
