@@ -383,9 +383,12 @@ static void record_launch(struct ctl *c, struct op *o, struct table_row *r, int6
     if (renamed)
         table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s as %s: %.90s", o->row.id,
                    r->id, r->reason);
-    else
+    else if (r->pid > 0)
         table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s (pid %d): %.100s", r->id,
                    r->pid, r->reason);
+    else /* no process of ours (exec): where it is, if the provider said */
+        table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s at %s: %.100s", r->id,
+                   r->addr[0] ? r->addr : "(address at registration)", r->reason);
 }
 
 /* Step 3, with the lock again. */

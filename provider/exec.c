@@ -224,15 +224,21 @@ static int make_argv(const struct provider *p, const struct exec_call *call, cha
     return n ? 0 : -1;
 }
 
-/* Names asgd sets for the commands: an inherited value never passes. */
-static bool ours_to_set(const char *entry)
+/* Names asgd sets for the commands (an inherited value never passes),
+ * and the variable holding the API token (status.token = "env:NAME"):
+ * the commands have no use for it. */
+static bool kept_back(const struct provider *p, const char *entry)
 {
     static const char *const names[] = {"ASG_INSTANCE_ID=", "ASG_GROUP=", "ASG_MANAGER=", "ASG_CA_PEM=",
                                         "ASG_JOIN_TOKEN=", "ASG_TERMINATE_FORCE=", GROUP_NONCE_ENV "="};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strncmp(entry, names[i], strlen(names[i])) == 0)
             return true;
-    return false;
+    const char *tok = p->cfg->status_token;
+    if (strncmp(tok, "env:", 4) != 0 || !tok[4])
+        return false;
+    size_t n = strlen(tok + 4);
+    return strncmp(entry, tok + 4, n) == 0 && entry[n] == '=';
 }
 
 static char *env_entry(const char *name, const char *value)
@@ -268,7 +274,7 @@ static char **make_env(const struct provider *p, const struct exec_call *call, c
     for (size_t i = 0; i < m; i++)
         env[k++] = mine[i];
     for (char **e = environ; *e; e++)
-        if (!ours_to_set(*e))
+        if (!kept_back(p, *e))
             env[k++] = *e;
     env[k] = NULL;
     return env;
@@ -284,7 +290,9 @@ static void child_exec(char **argv, char **env, int devnull, int out, int err, i
     dup2(devnull, STDIN_FILENO);
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
-    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) /* before Linux 5.11 */
+        for (int fd = 3; fd < 4096; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
     execve(argv[0], argv, env);
     int e = errno;
     if (write(report, &e, sizeof e) != (ssize_t)sizeof e)

@@ -92,7 +92,8 @@ def start_agent():
 def launch():
     token = os.environ.get("ASG_JOIN_TOKEN", "")
     note("launch", ident, "token" if token else "no-token", os.environ.get("ASG_INSTANCE_ID", "?"),
-         "token-in-argv" if token and any(token in a for a in sys.argv) else "argv-clean")
+         "token-in-argv" if token and any(token in a for a in sys.argv) else "argv-clean",
+         "api-token-seen" if "EXEC_API_TOKEN" in os.environ else "no-api-token")
     f = fault()
     if f == "fail":
         sys.stderr.write("quota exceeded for " + ident + "\n")
@@ -208,7 +209,9 @@ class Ops:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-AGENT_ENV = {"EXEC_AGENT": BIN + "/asg-agent"}
+# The API token in asgd's environment (status.token = "env:..."): the
+# commands must not get it.
+AGENT_ENV = {"EXEC_AGENT": BIN + "/asg-agent", "EXEC_API_TOKEN": "t" * 40}
 
 
 def with_ops(timeout_ms=10000, start=True, **sections):
@@ -218,6 +221,7 @@ def with_ops(timeout_ms=10000, start=True, **sections):
         ops = Ops()
         secs["provider"] = ops.section(timeout_ms)
         return (ops,), ops.cleanup
+    sections.setdefault("status", {"listen": "", "token": "env:EXEC_API_TOKEN"})
     return scenario("exec", env=AGENT_ENV, before=before, start=start, **sections)
 
 
@@ -234,14 +238,15 @@ def matches_live(m, ops, n):
 @with_ops()
 def exec_group_launches_joins_replaces_and_scales_in(m, ops):
     """A group of 2 through the operator's commands: each agent joins for
-    its certificate (the token in its environment, never in argv) and
+    its certificate (the token in its environment, never in argv; the
+    API token of status.token = "env:NAME" kept back) and
     registers; a killed agent is replaced through launch after terminate
     or once list no longer has it; a scale-in calls terminate; the
     manager's stop signals none of them (they are the commands')."""
     wait_for(lambda: matches_live(m, ops, 2), 30, "2 exec instances running")
     launches = [c for c in ops.calls() if c[0] == "launch"]
     assert len(launches) == 2 and all(c[2] == "token" and c[1] == c[3] and c[4] == "argv-clean"
-                                      for c in launches), launches
+                                      and c[5] == "no-api-token" for c in launches), launches
     for iid in ops.live():
         assert os.path.exists(os.path.join(ops.dir, iid, "agent.crt")), iid   # joined
         assert not os.path.exists(os.path.join(ops.dir, iid, "join.token")), iid  # spent
