@@ -54,11 +54,12 @@ static struct exec_priv *priv(struct provider *p) { return p->priv; }
 
 /* ---- the output grammar ---- */
 
-/* At most 40 characters of s for a message, anything unprintable as '?'. */
+/* What fits of s in out (size - 1 characters), for a message: anything
+ * unprintable as '?'. */
 static void shown(const char *s, size_t len, char *out, size_t size)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len && i < 40 && n + 1 < size; i++)
+    for (size_t i = 0; i < len && n + 1 < size; i++)
         out[n++] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
     out[n] = '\0';
 }
@@ -251,7 +252,7 @@ static char *env_entry(const char *name, const char *value)
 /* The command's environment: ours (minus what we set) and what the
  * instance needs to find and trust the manager. *mine gets the entries
  * made here, to free (and wipe) after. */
-static char **make_env(const struct provider *p, const struct exec_call *call, char **mine)
+static char **make_env(struct provider *p, const struct exec_call *call, char **mine)
 {
     size_t n = 0, k = 0, m = 0;
     for (char **e = environ; *e; e++)
@@ -266,8 +267,8 @@ static char **make_env(const struct provider *p, const struct exec_call *call, c
         mine[m++] = env_entry("ASG_INSTANCE_ID", call->id);
     if (call->force)
         mine[m++] = env_entry("ASG_TERMINATE_FORCE", "1");
-    if (call->join_token && priv((struct provider *)p)->ca_pem) {
-        mine[m++] = env_entry("ASG_CA_PEM", priv((struct provider *)p)->ca_pem);
+    if (call->join_token && priv(p)->ca_pem) {
+        mine[m++] = env_entry("ASG_CA_PEM", priv(p)->ca_pem);
         mine[m++] = env_entry("ASG_JOIN_TOKEN", call->join_token);
     }
     mine[m] = NULL;
@@ -340,6 +341,8 @@ static void collect(struct exec_call *call, pid_t pid, int fds[2], int timeout_m
                 open_[i] = got > 0 || (got < 0 && errno == EINTR);
             }
         pid_t w = waitpid(pid, &call->status, WNOHANG);
+        if (w < 0 && errno != EINTR)
+            call->status = 127 << 8; /* cannot be: it is ours to reap; a failure, not a success */
         exited = w == pid || (w < 0 && errno != EINTR);
         if (!exited && now_ms() >= deadline) {
             call->timed_out = true;
@@ -422,7 +425,7 @@ static int exec_run(struct provider *p, struct exec_call *call, char *err, size_
         collect(call, pid, fds, p->cfg->exec_timeout_ms);
         close(fds[0]);
         close(fds[1]);
-        char said[48];
+        char said[120];
         stderr_line(call, said, sizeof said);
         if (call->timed_out)
             snprintf(err, errsize, "%s (%s) did not finish within %d ms (provider.exec.timeout_ms): killed",

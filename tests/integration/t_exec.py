@@ -251,6 +251,11 @@ def exec_group_launches_joins_replaces_and_scales_in(m, ops):
         assert os.path.exists(os.path.join(ops.dir, iid, "agent.crt")), iid   # joined
         assert not os.path.exists(os.path.join(ops.dir, iid, "join.token")), iid  # spent
     m.wait_log(r"instance %s-\d+ joined: join token spent" % m.group)
+    r = run([BIN + "/asgctl", "-c", m.cfg_path, "provider", "list", "--json"])   # asgctl runs list too
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert listed["provider"] == "exec" and sorted(i["id"] for i in listed["instances"]) == \
+        sorted(ops.live()), (listed, ops.live())
     assert "answered badly" not in m.log() and "no clear answer" not in m.log(), m.log()
 
     victim = running_ids(m)[0]
