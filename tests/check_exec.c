@@ -1,9 +1,13 @@
 /* The exec provider's answers (provider/exec.c) and its config checks:
  * what an operator's command may print, and what is refused, by name. */
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/util.h"
 #include "../provider/provider.h"
 #include "check_suites.h"
 
@@ -103,6 +107,90 @@ START_TEST(test_launch_answers_for_its_id)
 }
 END_TEST
 
+/* A provider running commands of argv (CONFIG_ARGV_SEP-joined) for all three. */
+static void exec_provider(struct provider *p, struct asg_config *cfg, const char *argv, int timeout_ms)
+{
+    config_defaults(cfg);
+    cfg->tls_mode = TLS_PLAINTEXT; /* no CA to open here */
+    cfg->exec_timeout_ms = timeout_ms;
+    snprintf(cfg->exec_launch, sizeof cfg->exec_launch, "%s", argv);
+    snprintf(cfg->exec_list, sizeof cfg->exec_list, "%s", argv);
+    snprintf(cfg->exec_terminate, sizeof cfg->exec_terminate, "%s", argv);
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    snprintf(p->manager_addr, sizeof p->manager_addr, "127.0.0.1:1");
+    char err[256];
+    ck_assert_msg(provider_exec_init(p, err, sizeof err) == 0, "%s", err);
+}
+
+#define SH "/bin/sh\x1f-c\x1f"
+
+START_TEST(test_commands_run_bounded)
+{
+    struct provider p;
+    struct asg_config cfg;
+    struct provider_instance pi, *l;
+    size_t n;
+    char err[512] = "";
+    /* The id and the manager come in the environment and in {placeholders}. */
+    exec_provider(&p, &cfg, SH "echo \"$ASG_INSTANCE_ID ${ASG_MANAGER%:1}:9\"; test \"$1\" = g-4\x1fsh\x1f{id}", 5000);
+    ck_assert_msg(provider_exec_ops.launch(&p, "g-4", &pi, err, sizeof err) == LAUNCH_OK, "%s", err);
+    ck_assert_str_eq(pi.addr, "127.0.0.1:9");
+    provider_exec_free(&p);
+    /* A program that cannot run started nothing. */
+    exec_provider(&p, &cfg, "/nonexistent/asg-launch", 5000);
+    ck_assert_int_eq(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_FAILED);
+    ck_assert_msg(strstr(err, "cannot run /nonexistent/asg-launch"), "%s", err);
+    provider_exec_free(&p);
+    /* Exit status and the first line of stderr, for a failed launch. */
+    exec_provider(&p, &cfg, SH "echo 'no capacity' >&2; exit 4", 5000);
+    ck_assert_int_eq(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_FAILED);
+    ck_assert_msg(strstr(err, "exited with status 4: no capacity"), "%s", err);
+    provider_exec_free(&p);
+    /* Killed at the time limit: it may have started something. */
+    int64_t t0 = now_ms();
+    exec_provider(&p, &cfg, SH "exec sleep 30", 300);
+    ck_assert_int_eq(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_UNKNOWN);
+    ck_assert_msg(strstr(err, "did not finish within 300 ms"), "%s", err);
+    ck_assert_int_lt(now_ms() - t0, 5000);
+    provider_exec_free(&p);
+    /* More output than list may print. */
+    exec_provider(&p, &cfg, SH "yes g-1 | head -c 1100000", 20000);
+    ck_assert_int_eq(provider_exec_ops.list(&p, &l, &n, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "printed more than 1048576 bytes"), "%s", err);
+    provider_exec_free(&p);
+}
+END_TEST
+
+/* A process the command leaves behind holding its stdout: asgd neither
+ * waits for it nor signals it. */
+START_TEST(test_left_behind_child_is_not_waited_for)
+{
+    char dir[] = "/tmp/asg-check-exec-XXXXXX", pidfile[64], argv[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
+    snprintf(argv, sizeof argv, SH "sleep 30 & echo $! > %s; echo g-1", pidfile);
+    struct provider p;
+    struct asg_config cfg;
+    struct provider_instance pi;
+    char err[512] = "";
+    exec_provider(&p, &cfg, argv, 10000);
+    int64_t t0 = now_ms();
+    ck_assert_msg(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err) == LAUNCH_OK, "%s", err);
+    ck_assert_int_lt(now_ms() - t0, 5000);
+    provider_exec_free(&p);
+    FILE *f = fopen(pidfile, "r");
+    ck_assert_ptr_nonnull(f);
+    int pid = 0;
+    ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    ck_assert_msg(pid > 0 && kill(pid, 0) == 0, "the command's child was signalled or reaped");
+    kill(pid, SIGKILL); /* ours, by its pid */
+    unlink(pidfile);
+    rmdir(dir);
+}
+END_TEST
+
 static int load(const char *exec_section, char *err)
 {
     char text[1024];
@@ -135,6 +223,7 @@ Suite *exec_suite(void)
 {
     const TTest *tests[] = {test_line_id_and_address, test_line_refused_with_reason,
                                          test_list_lines, test_launch_answers_for_its_id,
-                                         test_config_checks_the_commands, NULL};
+                                         test_config_checks_the_commands, test_commands_run_bounded,
+                                         test_left_behind_child_is_not_waited_for, NULL};
     return suite_of("exec", "exec", NULL, NULL, 0, tests, NULL);
 }
