@@ -58,6 +58,18 @@ def fault():
         return ""
 
 
+def wait_addr():
+    """The agent's bound address: the first line it prints."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with open(os.path.join(state, ident, "out")) as f:
+            first = f.readline()
+        if first.endswith("\n"):
+            return first.strip()
+        time.sleep(0.02)
+    return ""
+
+
 def start_agent():
     d = os.path.join(state, ident)
     os.makedirs(d, mode=0o700, exist_ok=True)
@@ -76,15 +88,13 @@ def start_agent():
     log = open(os.path.join(d, "log"), "w")
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
                          start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + 20
-    addr = ""
-    while not addr and time.monotonic() < deadline:
-        with open(os.path.join(d, "out")) as f:
-            first = f.readline()
-        addr = first.strip() if first.endswith("\n") else ""
-        time.sleep(0.02)
+    # Recorded at once: if this command is killed now, the next launch of
+    # the same id finds this agent rather than start a second one.
     insts = load()
-    insts[ident] = {"pid": p.pid, "addr": addr}
+    insts[ident] = {"pid": p.pid, "addr": ""}
+    save(insts)
+    addr = wait_addr()
+    insts[ident]["addr"] = addr
     save(insts)
     return addr
 
@@ -106,7 +116,7 @@ def launch():
             h.write("%d %d\n" % (os.getpid(), left.pid))
         time.sleep(3600)
     known = load().get(ident)
-    addr = known["addr"] if known and alive(known["pid"]) else start_agent()
+    addr = (known["addr"] or wait_addr()) if known and alive(known["pid"]) else start_agent()
     if f == "garbage":
         # The first instance answers only once it has registered: the
         # answer comes for a row already running.
@@ -310,7 +320,7 @@ def exec_launch_failure_is_clear_and_retried(m, ops):
     wait_for(lambda: matches_live(m, ops, 2), 40, "2 instances once launch works")
 
 
-@with_ops(timeout_ms=1500, start=False)
+@with_ops(timeout_ms=3000, start=False)
 def exec_hanging_launch_is_killed_by_pid_and_loses_nothing(m, ops):
     """A launch that hangs: killed (that command's pid only: the child it
     left holding the pipe is neither waited for nor signalled) when
@@ -318,7 +328,7 @@ def exec_hanging_launch_is_killed_by_pid_and_loses_nothing(m, ops):
     the same id; once it answers, the group comes up."""
     ops.fault("launch", "hang")
     m.start(env=AGENT_ENV)
-    m.wait_log(r"provider\.exec\.launch \(/usr/bin/python3\) did not finish within 1500 ms "
+    m.wait_log(r"provider\.exec\.launch \(/usr/bin/python3\) did not finish within 3000 ms "
                r"\(provider\.exec\.timeout_ms\): killed", timeout=20)
     command, its_child = wait_for(lambda: ops.hung(), 10, "the hung command's pid")[:2]
     wait_for(lambda: not alive(command), 10, "the hung command killed")
