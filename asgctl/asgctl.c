@@ -527,7 +527,7 @@ static int cmd_provider_list(const struct asg_config *cfg, bool json)
 {
     struct provider p;
     char err[512];
-    if (provider_init(&p, cfg, err, sizeof err) != 0 && cfg->provider_kind == PROVIDER_EC2) {
+    if (provider_init(&p, cfg, err, sizeof err) != 0 && cfg->provider_kind != PROVIDER_LOCAL) {
         fprintf(stderr, "asgctl: provider %s: %s\n", provider_kind_name(cfg->provider_kind), err);
         return 1;
     }

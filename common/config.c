@@ -37,7 +37,7 @@ struct keydef {
 };
 
 static const char *const policy_names[] = {"threshold", "target", "predictive", NULL};
-static const char *const provider_names[] = {"local", "ec2", NULL};
+static const char *const provider_names[] = {"local", "ec2", "exec", NULL};
 static const char *const lb_names[] = {"none", "haproxy", "elbv2", NULL};
 static const char *const metric_names[] = {"load", "requests", NULL};
 static const char *const tls_names[] = {"auto", "plaintext", NULL};
@@ -106,6 +106,12 @@ static const struct keydef keys[] = {
     ARGV("provider.ec2.service", ec2_service, LIVE),
     STR("provider.ec2.service_health", ec2_service_health, "tcp", LIVE),
     STR("provider.ec2.service_requests", ec2_service_requests, "", LIVE),
+    ARGV("provider.exec.launch", exec_launch, LIVE),
+    ARGV("provider.exec.terminate", exec_terminate, LIVE),
+    ARGV("provider.exec.list", exec_list, LIVE),
+    INT("provider.exec.timeout_ms", exec_timeout_ms, 100, 600000, 30000, LIVE),
+    INT("provider.exec.reconcile_interval_ms", exec_reconcile_interval_ms, 500, HOUR_MS, 10000, LIVE),
+    STR("provider.exec.manager_address", exec_manager_address, "", LIVE),
     ENUM("lb.kind", lb_kind, lb_names, LB_NONE, RESTART),
     STR("lb.haproxy.socket", lb_haproxy_socket, "", RESTART),
     STR("lb.haproxy.backend", lb_haproxy_backend, "", RESTART),
@@ -226,7 +232,7 @@ int policy_kind_of(const char *s)
             return k;
     return -1;
 }
-const char *provider_kind_name(int k) { return k == PROVIDER_EC2 ? "ec2" : "local"; }
+const char *provider_kind_name(int k) { return k >= 0 && k <= PROVIDER_EXEC ? provider_names[k] : "?"; }
 const char *lb_kind_name(int k) { return k >= 0 && k <= LB_ELBV2 ? lb_names[k] : "?"; }
 const char *policy_metric_name(int m) { return m == METRIC_REQUESTS ? "requests" : "load"; }
 
@@ -506,7 +512,11 @@ static int check_lb(struct errbuf *e, const config_t *cf, const struct asg_confi
                         "lb.kind \"elbv2\" needs lb.elbv2.target_group_arn, the target group's ARN "
                         "(arn:aws:elasticloadbalancing:...)");
     }
-    const char *counted = c->provider_kind == PROVIDER_EC2 ? c->ec2_service_requests : c->local_service_requests;
+    /* exec: the operator's launch command gives the agent its flags, so
+     * its --service-requests is the command's to set. */
+    const char *counted = c->provider_kind == PROVIDER_EC2    ? c->ec2_service_requests
+                          : c->provider_kind == PROVIDER_EXEC ? "(the launch command's)"
+                                                              : c->local_service_requests;
     if (c->policy_metric == METRIC_REQUESTS && c->lb_kind != LB_HAPROXY && !counted[0])
         return fail(e, lookup(cf, "policy.metric"),
                     "policy.metric \"requests\" needs requests counted per instance: lb.kind \"haproxy\", "
@@ -544,6 +554,40 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
     if (c->ec2_agent_path[0] != '/' || !charset(c->ec2_agent_path, "/-._"))
         return fail(e, lookup(cf, "provider.ec2.agent_path"),
                     "provider.ec2.agent_path must be an absolute path of A-Z a-z 0-9 / - . _");
+    return 0;
+}
+
+/* One exec command: set, an absolute program (run without a shell or a
+ * PATH search), and only the placeholders provider/exec.c fills in; the
+ * list command names no instance. */
+static int check_exec_argv(struct errbuf *e, const config_t *cf, const char *key, const char *argv,
+                           bool per_instance)
+{
+    if (!argv[0])
+        return fail(e, lookup(cf, "provider.kind"), "provider \"exec\" needs %s, a command as a list of "
+                    "strings, its program an absolute path", key);
+    if (argv[0] != '/')
+        return fail(e, lookup(cf, key), "%s: the program must be an absolute path (it runs without a "
+                    "shell or PATH)", key);
+    for (const char *p = strchr(argv, '{'); p; p = strchr(p + 1, '{')) {
+        bool id = strncmp(p, "{id}", 4) == 0;
+        if (!(id && per_instance) && strncmp(p, "{group}", 7) != 0 && strncmp(p, "{manager}", 9) != 0)
+            return fail(e, lookup(cf, key), "%s: unknown placeholder at \"%.12s\" (known: %s{group}, "
+                        "{manager})", key, p, per_instance ? "{id}, " : "");
+    }
+    return 0;
+}
+
+static int check_exec(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    char why[128];
+    if (check_exec_argv(e, cf, "provider.exec.launch", c->exec_launch, true) != 0 ||
+        check_exec_argv(e, cf, "provider.exec.terminate", c->exec_terminate, true) != 0 ||
+        check_exec_argv(e, cf, "provider.exec.list", c->exec_list, false) != 0)
+        return -1;
+    if (c->exec_manager_address[0] &&
+        !valid_address(c->exec_manager_address, strlen(c->exec_manager_address), false, why, sizeof why))
+        return fail(e, lookup(cf, "provider.exec.manager_address"), "provider.exec.manager_address: %s", why);
     return 0;
 }
 
@@ -729,6 +773,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         return -1;
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);
+    if (c->provider_kind == PROVIDER_EXEC)
+        return check_exec(e, cf, c);
     return 0;
 }
 

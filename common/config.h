@@ -13,7 +13,7 @@
 #define CONFIG_ARGV_SEP '\x1f'
 
 enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1, POLICY_PREDICTIVE = 2 };
-enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1 };
+enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1, PROVIDER_EXEC = 2 };
 /* auto: mutual TLS with the manager's own CA (common/pki.h); plaintext only
  * when the config says so. */
 enum lb_kind { LB_NONE = 0, LB_HAPROXY = 1, LB_ELBV2 = 2 };
@@ -85,6 +85,14 @@ struct asg_config {
     char ec2_service[1024];          /* the operator's service on each instance (argv, CONFIG_ARGV_SEP) */
     char ec2_service_health[136];
     char ec2_service_requests[136];
+
+    /* exec: the operator's commands (argv joined by CONFIG_ARGV_SEP) */
+    char exec_launch[1024];
+    char exec_terminate[1024];
+    char exec_list[1024];
+    int exec_timeout_ms;             /* each command's run, then SIGKILL to it */
+    int exec_reconcile_interval_ms;
+    char exec_manager_address[64];   /* "" = the monitor's own address */
 
     int lb_kind;                     /* enum lb_kind */
     char lb_haproxy_socket[108];     /* HAProxy's runtime API (stats socket, level admin) */

@@ -387,9 +387,12 @@ static void record_launch(struct ctl *c, struct op *o, struct table_row *r, int6
     if (renamed)
         table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s as %s: %.90s", o->row.id,
                    r->id, r->reason);
-    else
+    else if (r->pid > 0)
         table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s (pid %d): %.100s", r->id,
                    r->pid, r->reason);
+    else /* no process of ours (exec): where it is, if the provider said */
+        table_note(c->t, EV_LAUNCH, r->id, LOG_LVL_INFO, "launched %s at %s: %.100s", r->id,
+                   r->addr[0] ? r->addr : "(address at registration)", r->reason);
 }
 
 /* Step 3, with the lock again. */
@@ -405,6 +408,10 @@ static void record_ops(struct ctl *c, int64_t now)
          * the controller could neither reap nor stop it. */
         if (o->kind == OP_LAUNCH && (r->state == ROW_PENDING || o->result == LAUNCH_OK)) {
             record_launch(c, o, r, now);
+        } else if (o->kind == OP_LAUNCH) {
+            /* It registered before the answer came: it runs, but what the
+             * provider said is still the operator's to see. */
+            log_warn("launch %s: %s (it registered meanwhile)", r->id, o->err);
         } else if (o->kind == OP_TERMINATE && o->result != 0) {
             log_warn("terminate %s: %s (will retry)", r->id, o->err);
         } else if (o->kind == OP_CHECK_GONE && r->state == ROW_TERMINATING) {
@@ -1012,6 +1019,8 @@ static int reconcile_every(const struct ctl *c)
 {
     if (c->cfg.provider_kind == PROVIDER_EC2)
         return c->cfg.ec2_reconcile_interval_ms;
+    if (c->cfg.provider_kind == PROVIDER_EXEC)
+        return c->cfg.exec_reconcile_interval_ms;
     return c->ha.on && c->ha_shown != HA_LEADER ? LOCAL_STANDBY_RECONCILE_MS : LOCAL_RECONCILE_MS;
 }
 

@@ -871,8 +871,9 @@ static int load_identity(struct monitor *m)
     if (!rpc_tls_on(&m->tls))
         log_warn("tls.mode = \"plaintext\": agents and manager are NOT authenticated; anyone who "
                  "reaches %s can register, deregister and re-address instances", m->cfg.monitor_listen);
-    /* EC2 instances boot with no certificate: they join for one. */
-    if (m->cfg.provider_kind == PROVIDER_EC2 && rpc_tls_on(&m->tls)) {
+    /* EC2 and exec instances boot with no certificate: they join for one. */
+    bool joining = m->cfg.provider_kind == PROVIDER_EC2 || m->cfg.provider_kind == PROVIDER_EXEC;
+    if (joining && rpc_tls_on(&m->tls)) {
         char dir[256];
         pki_dir(&m->cfg, dir, sizeof dir);
         if (!(m->ca = pki_ca_open(dir, err, sizeof err))) {

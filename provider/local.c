@@ -53,6 +53,8 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
     p->seed = (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_ms();
     if (cfg->provider_kind == PROVIDER_EC2)
         return provider_ec2_init(p, err, errsize);
+    if (cfg->provider_kind == PROVIDER_EXEC)
+        return provider_exec_init(p, err, errsize);
     p->ops = &provider_local_ops;
     pki_dir(cfg, p->tls_dir, sizeof p->tls_dir);
     /* Made by the supervisor on its first start (supervisor/asgd.c). */
@@ -79,6 +81,8 @@ void provider_free(struct provider *p)
 {
     if (p->ops == &provider_ec2_ops)
         provider_ec2_free(p);
+    if (p->ops == &provider_exec_ops)
+        provider_exec_free(p);
     free(find_cache);
     find_cache = NULL;
     find_cache_ms = 0;

@@ -80,6 +80,21 @@ extern const struct provider_ops provider_local_ops;
 extern const struct provider_ops provider_ec2_ops;
 int provider_ec2_init(struct provider *p, char *err, size_t errsize);
 void provider_ec2_free(struct provider *p);
+/* The exec provider (provider/exec.c): the operator's commands. */
+extern const struct provider_ops provider_exec_ops;
+int provider_exec_init(struct provider *p, char *err, size_t errsize);
+void provider_exec_free(struct provider *p);
+/* The commands' answers, visible for tests. A line is `ID` or
+ * `ID HOST:PORT` (one space), at most EXEC_LINE_MAX bytes without its
+ * newline; every line ends with '\n'. 0, or -1 with why. */
+#define EXEC_LINE_MAX 200
+int exec_parse_line(const char *line, size_t len, struct provider_instance *out, char *why, size_t n);
+/* list: zero or more lines, no id twice; *out is malloc'd (also when empty). */
+int exec_parse_list(const char *text, size_t len, struct provider_instance **out, size_t *n,
+                    char *why, size_t wn);
+/* launch: exactly one line, for instance id. */
+int exec_parse_launch(const char *text, size_t len, const char *id, struct provider_instance *out,
+                      char *why, size_t wn);
 /* A launch's idempotency token (ec2: the ClientToken and asg:token tag):
  * the row's first id and the table's nonce. */
 void provider_launch_token(const struct provider *p, const char *id, char *out, size_t size);

@@ -58,6 +58,14 @@ static void ec2_fields(const struct asg_config *c, struct launch_spec *s)
     add_int(s, "lb.elbv2.port", svc && c->lb_kind == LB_ELBV2 ? c->lb_elbv2_port : 0);
 }
 
+/* What the exec provider's launch command is run with: the command line
+ * itself and the manager's address it is handed ({manager}). */
+static void exec_fields(const struct asg_config *c, struct launch_spec *s)
+{
+    add(s, "provider.exec.launch", c->exec_launch);
+    add(s, "provider.exec.manager_address", c->exec_manager_address);
+}
+
 static void digest(struct launch_spec *s)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -85,6 +93,8 @@ void launch_spec_of(const struct asg_config *cfg, struct launch_spec *out)
         local_fields(cfg, out);
     else if (cfg->provider_kind == PROVIDER_EC2)
         ec2_fields(cfg, out);
+    else if (cfg->provider_kind == PROVIDER_EXEC)
+        exec_fields(cfg, out);
     digest(out);
 }
 

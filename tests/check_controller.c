@@ -937,6 +937,9 @@ static void ec2_service(struct asg_config *c) { SET(ec2_service, "/bin/web"); }
 static void ec2_health(struct asg_config *c) { ec2_service(c), SET(ec2_service_health, "http:/up"); }
 static void ec2_requests(struct asg_config *c) { ec2_service(c), SET(ec2_service_requests, "http:/n"); }
 static void ec2_lb_port(struct asg_config *c) { ec2_service(c), c->lb_kind = LB_ELBV2, c->lb_elbv2_port = 8080; }
+static void exec_kind(struct asg_config *c) { c->provider_kind = PROVIDER_EXEC; }
+static void exec_command(struct asg_config *c) { SET(exec_launch, "/usr/local/bin/launch-v2"); }
+static void exec_manager(struct asg_config *c) { SET(exec_manager_address, "10.0.0.1:7301"); }
 #undef SET
 
 START_TEST(test_each_launch_spec_field_is_a_new_generation)
@@ -967,6 +970,8 @@ START_TEST(test_each_launch_spec_field_is_a_new_generation)
         {ec2_service, ec2_health, "provider.ec2.service_health"},
         {ec2_service, ec2_requests, "provider.ec2.service_requests"},
         {ec2_service, ec2_lb_port, "lb.elbv2.port"},
+        {exec_kind, exec_command, "provider.exec.launch"},
+        {exec_kind, exec_manager, "provider.exec.manager_address"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct asg_config a, b;
