@@ -53,7 +53,7 @@ PROTOS  = asg health
 GEN_C   = $(PROTOS:%=$(GEN)/%.pb-c.c)
 GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
-LIB_SRC = common/util.c common/config.c common/cron.c common/pki.c common/identity.c common/strbuf.c common/ctlsock.c \
+LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c common/identity.c common/strbuf.c common/ctlsock.c \
           common/utf8.c \
           shm/table.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/local.c \
