@@ -237,15 +237,19 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     return LAUNCH_OK;
 }
 
-/* The local agent of h found by its exact id, in the group's naming or
- * not (an agent adopted on registration may have an id of its own), if
- * it passes every check of local_row_agent. Without the provider's state
- * (a bare provider in a test), /proc is read each time. */
+/* The agents of the group, of any id, as a scan at most FIND_CACHE_MS
+ * old found them. Without the provider's state (a bare provider in a
+ * test) /proc is read each time, and the caller frees the list. */
 static bool scan_cached(struct provider *p, struct provider_instance **list, size_t *n)
 {
     struct local_priv *s = p->priv;
-    if (!s)
-        return local_scan_proc(NULL, p->group_nonce, list, n) == 0;
+    if (!s) {
+        if (local_scan_proc(NULL, p->group_nonce, list, n) == 0)
+            return true;
+        free(*list);
+        *list = NULL;
+        return false;
+    }
     int64_t now = now_ms();
     if (!s->find_cache_ms || now - s->find_cache_ms > FIND_CACHE_MS) {
         free(s->find_cache);
@@ -261,6 +265,9 @@ static bool scan_cached(struct provider *p, struct provider_instance **list, siz
     return true;
 }
 
+/* The local agent of h found by its exact id, in the group's naming or
+ * not (an agent adopted on registration may have an id of its own), if
+ * it passes every check of local_row_agent. */
 static pid_t find_by_id(struct provider *p, const struct provider_handle *h)
 {
     struct provider_instance *list = NULL;

@@ -88,8 +88,3 @@ void provider_free(struct provider *p)
     pki_ca_close(p->ca);
     p->ca = NULL;
 }
-
-void provider_launch_token(const struct provider *p, const char *id, char *out, size_t size)
-{
-    snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
-}

@@ -13,20 +13,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "../common/config.h"
 #include "../common/identity.h"
 
-/* The sizes of an instance's id and address, as the caller keeps them
- * (the controller checks they match its table's). */
+/* The sizes of an instance's id, address and launch token, as the caller
+ * keeps them (the controller checks at compile time that they are its
+ * table's). */
 #define PROVIDER_ID_MAX 64
 #define PROVIDER_ADDR_MAX 64
 #define PROVIDER_TOKEN_MAX 72
 
 /* What a provider is told of an instance it is asked about: the caller
  * fills it from its own record of it (the controller and the supervisor
- * from a table row, provider_handle_of_row in controller/controller.h). */
+ * from a table row: controller_handle_of_row in controller/controller.h). */
 struct provider_handle {
     char id[PROVIDER_ID_MAX];
     char addr[PROVIDER_ADDR_MAX];   /* "" if not known */
@@ -156,8 +158,13 @@ int provider_init(struct provider *p, const struct asg_config *cfg, char *err, s
 void provider_free(struct provider *p);
 
 /* A launch's idempotency token (ec2: the ClientToken and asg:token tag):
- * the row's first id and the table's nonce. */
-void provider_launch_token(const struct provider *p, const char *id, char *out, size_t size);
+ * the row's first id and the table's nonce. Inline: the providers use it
+ * and the registry (provider.c) uses the providers, not the other way. */
+static inline void provider_launch_token(const struct provider *p, const char *id, char *out,
+                                         size_t size)
+{
+    snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
+}
 
 /* ---- the providers (one file each) ---- */
 
