@@ -527,12 +527,14 @@ static int cmd_provider_list(const struct asg_config *cfg, bool json)
 {
     struct provider p;
     char err[512];
-    if (provider_init(&p, cfg, err, sizeof err) != 0 && cfg->provider_kind != PROVIDER_LOCAL) {
+    /* A process provider lists from /proc: what its init could not set
+     * up (the agent binary, the CA) is not needed for that. */
+    if (provider_init(&p, cfg, err, sizeof err) != 0 &&
+        (!p.ops || !provider_has(cfg, PROVIDER_CAP_PROCESSES))) {
         fprintf(stderr, "asgctl: provider %s: %s\n", provider_kind_name(cfg->provider_kind), err);
+        provider_free(&p);
         return 1;
     }
-    if (!p.ops)
-        p.ops = &provider_local_ops; /* listing local agents needs no agent binary */
     struct provider_instance *list = NULL;
     size_t n = 0;
     if (p.ops->list(&p, &list, &n, err, sizeof err) != 0) {

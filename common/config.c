@@ -100,6 +100,7 @@ static const struct keydef keys[] = {
     STR("provider.ec2.key_name", ec2_key_name, "", LIVE),
     INT("provider.ec2.agent_port", ec2_agent_port, 1, 65535, 7302, LIVE),
     INT("provider.ec2.reconcile_interval_ms", ec2_reconcile_interval_ms, 1000, HOUR_MS, 30000, LIVE),
+    INT("provider.ec2.terminate_timeout_ms", ec2_terminate_timeout_ms, 10, 600000, 3000, LIVE),
     INT("provider.ec2.call_timeout_ms", ec2_call_timeout_ms, 100, 120000, 10000, RESTART),
     STR("provider.ec2.manager_address", ec2_manager_address, "", LIVE),
     STR("provider.ec2.agent_path", ec2_agent_path, "/usr/local/bin/asg-agent", LIVE),
@@ -110,6 +111,7 @@ static const struct keydef keys[] = {
     ARGV("provider.exec.terminate", exec_terminate, LIVE),
     ARGV("provider.exec.list", exec_list, LIVE),
     INT("provider.exec.timeout_ms", exec_timeout_ms, 100, 600000, 30000, LIVE),
+    INT("provider.exec.terminate_timeout_ms", exec_terminate_timeout_ms, 10, 600000, 3000, LIVE),
     INT("provider.exec.reconcile_interval_ms", exec_reconcile_interval_ms, 500, HOUR_MS, 10000, LIVE),
     STR("provider.exec.manager_address", exec_manager_address, "", LIVE),
     ENUM("lb.kind", lb_kind, lb_names, LB_NONE, RESTART),
@@ -232,7 +234,7 @@ int policy_kind_of(const char *s)
             return k;
     return -1;
 }
-const char *provider_kind_name(int k) { return k >= 0 && k <= PROVIDER_EXEC ? provider_names[k] : "?"; }
+const char *provider_kind_name(int k) { return k >= 0 && k < PROVIDER_KIND_COUNT ? provider_names[k] : "?"; }
 const char *lb_kind_name(int k) { return k >= 0 && k <= LB_ELBV2 ? lb_names[k] : "?"; }
 const char *policy_metric_name(int m) { return m == METRIC_REQUESTS ? "requests" : "load"; }
 

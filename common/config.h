@@ -13,7 +13,7 @@
 #define CONFIG_ARGV_SEP '\x1f'
 
 enum policy_kind { POLICY_THRESHOLD = 0, POLICY_TARGET = 1, POLICY_PREDICTIVE = 2 };
-enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1, PROVIDER_EXEC = 2 };
+enum provider_kind { PROVIDER_LOCAL = 0, PROVIDER_EC2 = 1, PROVIDER_EXEC = 2, PROVIDER_KIND_COUNT };
 /* auto: mutual TLS with the manager's own CA (common/pki.h); plaintext only
  * when the config says so. */
 enum lb_kind { LB_NONE = 0, LB_HAPROXY = 1, LB_ELBV2 = 2 };
@@ -79,6 +79,7 @@ struct asg_config {
     char ec2_key_name[128];
     int ec2_agent_port;
     int ec2_reconcile_interval_ms;
+    int ec2_terminate_timeout_ms;    /* terminating, not gone after this: TerminateInstances again */
     int ec2_call_timeout_ms;
     char ec2_manager_address[64];    /* "" = the monitor's own address */
     char ec2_agent_path[128];        /* asg-agent on the instances */
@@ -90,6 +91,7 @@ struct asg_config {
     char exec_launch[1024];
     char exec_terminate[1024];
     char exec_list[1024];
+    int exec_terminate_timeout_ms;   /* terminating, still listed after this: terminate again, forced */
     int exec_timeout_ms;             /* each command's run, then SIGKILL to it */
     int exec_reconcile_interval_ms;
     char exec_manager_address[64];   /* "" = the monitor's own address */

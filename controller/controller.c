@@ -32,8 +32,10 @@
 #include "../provider/spec.h"
 #include "controller.h"
 
-#define LOCAL_RECONCILE_MS 10000
-#define LOCAL_STANDBY_RECONCILE_MS 2000
+_Static_assert(TABLE_ID_MAX == PROVIDER_ID_MAX && TABLE_ADDR_MAX == PROVIDER_ADDR_MAX &&
+                   sizeof(((struct table_row *)0)->launch_token) == PROVIDER_TOKEN_MAX &&
+                   sizeof(((struct table_row *)0)->reason) == sizeof(((struct provider_handle *)0)->reason),
+               "a row's id, address, token and reason fit a provider handle exactly");
 
 _Static_assert(SPEC_DIGEST_SIZE == LAUNCH_SPEC_DIGEST, "the table keeps the launch spec's digest");
 
@@ -83,7 +85,25 @@ struct ctl {
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
 };
 
-static int kill_timeout(const struct ctl *c) { return c->cfg.local_kill_timeout_ms; }
+static int kill_timeout(const struct ctl *c) { return provider_kill_timeout_ms(&c->cfg); }
+
+void controller_handle_of_row(const struct table_row *r, struct provider_handle *h)
+{
+    memset(h, 0, sizeof *h);
+    copy_str(h->id, sizeof h->id, r->id);
+    copy_str(h->addr, sizeof h->addr, r->addr);
+    copy_str(h->token, sizeof h->token, r->launch_token);
+    copy_str(h->reason, sizeof h->reason, r->reason);
+    h->launch_ms = r->launch_ms;
+    h->pid = r->pid;
+    h->pid_start = r->pid_start;
+    if (r->flags & ROW_F_JOINED)
+        h->flags |= PROVIDER_H_JOINED;
+    if (r->state == ROW_TERMINATING)
+        h->flags |= PROVIDER_H_STOPPING;
+    if ((r->state == ROW_RUNNING || r->state == ROW_PENDING) && r->last_seen_ms > 0)
+        h->flags |= PROVIDER_H_ANSWERING;
+}
 
 static void add_op(struct ctl *c, enum op_kind kind, const struct table_row *r)
 {
@@ -343,23 +363,25 @@ static void run_ops(struct ctl *c)
     bool refreshed = false;
     for (size_t i = 0; i < c->nops; i++) {
         struct op *o = &c->ops[i];
+        struct provider_handle h;
+        controller_handle_of_row(&o->row, &h);
         switch (o->kind) {
         case OP_LAUNCH:
             o->result = !may_call(c, o) ? LAUNCH_FAILED
                         : c->prov.ops->launch(&c->prov, o->row.id, &o->inst, o->err, sizeof o->err);
             break;
         case OP_TERMINATE:
-            o->result = !may_call(c, o) ? -1 : c->prov.ops->terminate(&c->prov, &o->row, false, o->err, sizeof o->err);
+            o->result = !may_call(c, o) ? -1 : c->prov.ops->terminate(&c->prov, &h, false, o->err, sizeof o->err);
             break;
         case OP_CHECK_GONE:
             if (!refreshed && c->prov.ops->refresh) {
                 c->prov.ops->refresh(&c->prov);
                 refreshed = true;
             }
-            o->result = c->prov.ops->gone(&c->prov, &o->row);
+            o->result = c->prov.ops->gone(&c->prov, &h);
             if (!o->result && now_ms() >= o->row.term_deadline_ms && may_call(c, o)) {
                 log_warn("%s did not stop within %d ms; forcing it", o->row.id, kill_timeout(c));
-                if (c->prov.ops->terminate(&c->prov, &o->row, true, o->err, sizeof o->err) != 0)
+                if (c->prov.ops->terminate(&c->prov, &h, true, o->err, sizeof o->err) != 0)
                     log_warn("terminate %s: %s", o->row.id, o->err);
                 o->killed = true;
             }
@@ -667,6 +689,14 @@ static uint64_t id_number(const char *group, const char *id)
     return strtoull(id + g + 1, NULL, 10);
 }
 
+/* Asks the provider whether row r's instance is gone. */
+static bool row_gone(struct ctl *c, const struct table_row *r)
+{
+    struct provider_handle h;
+    controller_handle_of_row(r, &h);
+    return c->prov.ops->gone(&c->prov, &h);
+}
+
 static const struct provider_instance *match(const struct ctl *c, const struct table_row *r,
                                              const struct provider_instance *list, size_t n)
 {
@@ -750,8 +780,7 @@ static void reconcile(struct ctl *c)
             seen[pi - list] = true;
             if (r->state != ROW_TERMINATING)
                 update_from_provider(c, r, pi);
-        } else if (r->state != ROW_TERMINATING && !(r->flags & ROW_F_UNCONFIRMED) &&
-                   c->prov.ops->gone(&c->prov, r)) {
+        } else if (r->state != ROW_TERMINATING && !(r->flags & ROW_F_UNCONFIRMED) && row_gone(c, r)) {
             row_free(c, r, "the provider no longer has it");
         }
     }
@@ -1013,15 +1042,11 @@ static void handle_requests(struct ctl *c)
     }
 }
 
-/* A local standby looks for the leader's agents more often: reading /proc
- * costs little, and a warm table is what a standby is for. */
+/* The provider's interval; a standby's may be shorter (a warm table is
+ * what a standby is for). */
 static int reconcile_every(const struct ctl *c)
 {
-    if (c->cfg.provider_kind == PROVIDER_EC2)
-        return c->cfg.ec2_reconcile_interval_ms;
-    if (c->cfg.provider_kind == PROVIDER_EXEC)
-        return c->cfg.exec_reconcile_interval_ms;
-    return c->ha.on && c->ha_shown != HA_LEADER ? LOCAL_STANDBY_RECONCILE_MS : LOCAL_RECONCILE_MS;
+    return provider_reconcile_ms(&c->cfg, c->ha.on && c->ha_shown != HA_LEADER);
 }
 
 /* ---- driven by hand: the seam the Check units use ---- */
@@ -1068,14 +1093,15 @@ void controller_close(struct ctl *c)
     free(c);
 }
 
-/* The last leader's launches that had no answer (EC2 only: a local
- * instance is found by its process at once): each becomes a pending,
- * unconfirmed row again, with the same id and so the same token, unless
- * a row already holds that token (adopted meanwhile); the sweep asks
- * again, and EC2 answers with the instance made the first time. */
+/* The last leader's launches that had no answer (a provider with launch
+ * tokens only: a local instance is found by its process at once): each
+ * becomes a pending, unconfirmed row again, with the same id and so the
+ * same token, unless a row already holds that token (adopted meanwhile);
+ * the sweep asks again, and EC2 answers with the instance made the first
+ * time. */
 static void resume_launches(struct ctl *c, json_object *pending, int64_t now)
 {
-    if (c->cfg.provider_kind != PROVIDER_EC2)
+    if (!provider_has(&c->cfg, PROVIDER_CAP_LAUNCH_TOKENS))
         return;
     size_t n = json_object_array_length(pending);
     for (size_t k = 0; k < n; k++) {
@@ -1274,8 +1300,8 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     c.lb.abort_flag = &g_sig.term;
     c.lb_up = true; /* until it says otherwise: no hold is skipped on a guess */
     c.reqfd = ctlsock_receiver();
-    /* The local provider's agents carry the group nonce: a leader must hold the group's. */
-    const char *group_nonce = c.cfg.provider_kind == PROVIDER_LOCAL ? t->hdr->group_nonce : NULL;
+    /* A process provider's agents carry the group nonce: a leader must hold the group's. */
+    const char *group_nonce = provider_has(&c.cfg, PROVIDER_CAP_PROCESSES) ? t->hdr->group_nonce : NULL;
     if (ha_open(&c.ha, &c.cfg, t->hdr->ha_lease, t->hdr->nonce, group_nonce, err, sizeof err) != 0) {
         log_error("ha: %s", err);
         provider_free(&c.prov);
@@ -1299,7 +1325,7 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     bool draining = table_read_hdr(t, &h) && h.draining == DRAIN_STOP;
     /* With ha.etcd the group outlives this manager: another one takes it
      * over, so its instances stay, and the lease goes at once. */
-    if (draining && c.cfg.provider_kind == PROVIDER_LOCAL && c.cfg.local_stop_on_exit && !c.ha.on) {
+    if (draining && provider_has(&c.cfg, PROVIDER_CAP_PROCESSES) && c.cfg.local_stop_on_exit && !c.ha.on) {
         log_info("draining: stopping the local agents");
         stop_all(&c);
     } else {

@@ -33,4 +33,9 @@ void controller_use_lb(struct ctl *c, const struct lb_ops *ops, void *priv);
 void controller_lb_step(struct ctl *c);
 void controller_close(struct ctl *c);
 
+/* What a provider is told of row r's instance (provider/provider.h): the
+ * controller's calls and the supervisor's last sweep fill it alike. */
+struct provider_handle;
+void controller_handle_of_row(const struct table_row *r, struct provider_handle *h);
+
 #endif

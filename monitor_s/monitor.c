@@ -25,6 +25,7 @@
 #include "../common/util.h"
 #include "../proto/methods.h"
 #include "../proto/rpc.h"
+#include "../provider/provider.h"
 #include "asg.pb-c.h"
 #include "monitor.h"
 
@@ -283,7 +284,7 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
         /* A joined instance leaves like one detached from an AWS group
          * with the desired capacity decremented: the controller lowers
          * the target for it, so a swarm that leaves is not replaced. */
-        table_stopping(m->t, row, "deregistered", now + m->cfg.local_kill_timeout_ms);
+        table_stopping(m->t, row, "deregistered", now + provider_kill_timeout_ms(&m->cfg));
         r.removed = true;
     }
     table_unlock(m->t);
@@ -871,9 +872,9 @@ static int load_identity(struct monitor *m)
     if (!rpc_tls_on(&m->tls))
         log_warn("tls.mode = \"plaintext\": agents and manager are NOT authenticated; anyone who "
                  "reaches %s can register, deregister and re-address instances", m->cfg.monitor_listen);
-    /* EC2 and exec instances boot with no certificate: they join for one. */
-    bool joining = m->cfg.provider_kind == PROVIDER_EC2 || m->cfg.provider_kind == PROVIDER_EXEC;
-    if (joining && rpc_tls_on(&m->tls)) {
+    /* A joining provider's instances (EC2's, exec's) boot with no
+     * certificate: they join for one. */
+    if (provider_has(&m->cfg, PROVIDER_CAP_JOIN) && rpc_tls_on(&m->tls)) {
         char dir[256];
         pki_dir(&m->cfg, dir, sizeof dir);
         if (!(m->ca = pki_ca_open(dir, err, sizeof err))) {

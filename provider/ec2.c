@@ -198,13 +198,13 @@ static void ec2_refresh(struct provider *p)
     s->cache_ms = now_ms();
 }
 
-static const struct provider_instance *cached(struct provider *p, const struct table_row *r)
+static const struct provider_instance *cached(struct provider *p, const struct provider_handle *h)
 {
     struct ec2_priv *s = priv(p);
-    char tok[72];
-    provider_launch_token(p, r->id, tok, sizeof tok);
+    char tok[PROVIDER_TOKEN_MAX];
+    provider_launch_token(p, h->id, tok, sizeof tok);
     for (size_t i = 0; i < s->ncache; i++)
-        if (strcmp(s->cache[i].id, r->id) == 0 || strcmp(s->cache[i].token, tok) == 0)
+        if (strcmp(s->cache[i].id, h->id) == 0 || strcmp(s->cache[i].token, tok) == 0)
             return &s->cache[i];
     return NULL;
 }
@@ -218,7 +218,7 @@ static int ec2_launch(struct provider *p, const char *id, struct provider_instan
         snprintf(err, errsize, "no manager address for the agents yet");
         return LAUNCH_FAILED;
     }
-    char script[4096], b64[5500], tok[72], join_token[PKI_JOIN_TOKEN_LEN + 1] = "";
+    char script[4096], b64[5500], tok[PROVIDER_TOKEN_MAX], join_token[PKI_JOIN_TOKEN_LEN + 1] = "";
     provider_launch_token(p, id, tok, sizeof tok);
     if (p->ca && pki_join_token(p->ca, tok, join_token) != 0) {
         snprintf(err, errsize, "cannot make the join token");
@@ -284,17 +284,17 @@ static int ec2_launch(struct provider *p, const char *id, struct provider_instan
     return LAUNCH_OK;
 }
 
-static int ec2_terminate(struct provider *p, const struct table_row *r, bool force,
+static int ec2_terminate(struct provider *p, const struct provider_handle *h, bool force,
                          char *err, size_t errsize)
 {
     (void)force; /* EC2 has one way to terminate */
-    char id[TABLE_ID_MAX];
-    if (strncmp(r->id, "i-", 2) == 0) {
-        copy_str(id, sizeof id, r->id);
+    char id[PROVIDER_ID_MAX];
+    if (strncmp(h->id, "i-", 2) == 0) {
+        copy_str(id, sizeof id, h->id);
     } else {
         /* A row whose launch was never confirmed: find it by its token. */
         ec2_refresh(p);
-        const struct provider_instance *pi = priv(p)->cache_ok ? cached(p, r) : NULL;
+        const struct provider_instance *pi = priv(p)->cache_ok ? cached(p, h) : NULL;
         if (!pi)
             return priv(p)->cache_ok ? 0 : -1;
         copy_str(id, sizeof id, pi->id);
@@ -304,7 +304,7 @@ static int ec2_terminate(struct provider *p, const struct table_row *r, bool for
     struct ec2_form t = {.len = 0};
     ec2_form_add(&t, "ResourceId.1", id);
     ec2_form_add(&t, "Tag.1.Key", "asg:termination-reason");
-    ec2_form_add(&t, "Tag.1.Value", r->reason[0] ? r->reason : "terminated by asg");
+    ec2_form_add(&t, "Tag.1.Value", h->reason[0] ? h->reason : "terminated by asg");
     struct ec2_response resp;
     if (ec2_call(&priv(p)->client, "CreateTags", &t, &resp, err, errsize) == EC2_OK)
         ec2_response_free(&resp);
@@ -325,16 +325,16 @@ static int ec2_terminate(struct provider *p, const struct table_row *r, bool for
  * launch another. */
 #define EC2_LISTING_LAG_MS 60000
 
-static bool ec2_gone(struct provider *p, const struct table_row *r)
+static bool ec2_gone(struct provider *p, const struct provider_handle *h)
 {
     struct ec2_priv *s = priv(p);
-    if (r->state != ROW_TERMINATING && now_ms() - r->launch_ms < EC2_LISTING_LAG_MS)
+    if (!(h->flags & PROVIDER_H_STOPPING) && now_ms() - h->launch_ms < EC2_LISTING_LAG_MS)
         return false;
     if (!s->cache_ok || now_ms() - s->cache_ms > 5000)
         ec2_refresh(p);
     if (!s->cache_ok)
         return false; /* do not forget what we cannot see */
-    return cached(p, r) == NULL;
+    return cached(p, h) == NULL;
 }
 
 static int ec2_list(struct provider *p, struct provider_instance **out, size_t *n,
@@ -353,7 +353,9 @@ static int ec2_list(struct provider *p, struct provider_instance **out, size_t *
     return 0;
 }
 
-int provider_ec2_init(struct provider *p, char *err, size_t errsize)
+static void ec2_free(struct provider *p);
+
+static int ec2_init(struct provider *p, char *err, size_t errsize)
 {
     struct ec2_priv *s = calloc(1, sizeof *s);
     if (!s)
@@ -365,7 +367,6 @@ int provider_ec2_init(struct provider *p, char *err, size_t errsize)
     }
     s->client.abort_flag = p->abort_flag;
     p->priv = s;
-    p->ops = &provider_ec2_ops;
     if (p->cfg->tls_mode == TLS_AUTO) {
         /* The CA signs nothing here: it makes the join tokens and its
          * certificate goes to every instance. */
@@ -373,14 +374,14 @@ int provider_ec2_init(struct provider *p, char *err, size_t errsize)
         if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)) || !(s->ca_pem = pki_ca_pem(p->ca))) {
             if (p->ca)
                 snprintf(err, errsize, "cannot write the CA certificate as PEM");
-            provider_ec2_free(p);
+            ec2_free(p);
             return -1;
         }
     }
     return 0;
 }
 
-void provider_ec2_free(struct provider *p)
+static void ec2_free(struct provider *p)
 {
     struct ec2_priv *s = priv(p);
     if (!s)
@@ -392,11 +393,33 @@ void provider_ec2_free(struct provider *p)
     p->priv = NULL;
 }
 
-const struct provider_ops provider_ec2_ops = {
+/* A terminating instance not gone after this is sent TerminateInstances
+ * again: EC2 has no harder way to stop one. */
+static int ec2_kill_timeout_ms(const struct asg_config *cfg) { return cfg->ec2_terminate_timeout_ms; }
+
+/* EC2 is asked on the operator's interval, leader or standby alike: its
+ * calls cost, and are throttled by the account. */
+static int ec2_reconcile_ms(const struct asg_config *cfg, bool standby)
+{
+    (void)standby;
+    return cfg->ec2_reconcile_interval_ms;
+}
+
+static const struct provider_ops ec2_ops = {
     .name = "ec2",
     .launch = ec2_launch,
     .terminate = ec2_terminate,
     .gone = ec2_gone,
     .list = ec2_list,
     .refresh = ec2_refresh,
+};
+
+const struct provider_def provider_ec2 = {
+    .kind = PROVIDER_EC2,
+    .ops = &ec2_ops,
+    .caps = PROVIDER_CAP_LAUNCH_TOKENS | PROVIDER_CAP_JOIN,
+    .init = ec2_init,
+    .free = ec2_free,
+    .kill_timeout_ms = ec2_kill_timeout_ms,
+    .reconcile_ms = ec2_reconcile_ms,
 };

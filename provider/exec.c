@@ -541,11 +541,11 @@ static void exec_refresh(struct provider *p)
 
 /* terminate must succeed for an instance already gone: the command's
  * contract, so that asking again is always safe. */
-static int exec_terminate(struct provider *p, const struct table_row *r, bool force,
+static int exec_terminate(struct provider *p, const struct provider_handle *h, bool force,
                           char *err, size_t errsize)
 {
     struct exec_call call = {.key = "provider.exec.terminate", .argv_cfg = p->cfg->exec_terminate,
-                             .id = r->id, .force = force, .out_max = EXEC_LAUNCH_OUT_MAX};
+                             .id = h->id, .force = force, .out_max = EXEC_LAUNCH_OUT_MAX};
     int rc = exec_run(p, &call, err, errsize);
     call_free(&call);
     priv(p)->cache_ok = false; /* what is listed changes now */
@@ -553,7 +553,7 @@ static int exec_terminate(struct provider *p, const struct table_row *r, bool fo
 }
 
 /* Gone once a good listing lacks it; with no good listing, never. */
-static bool exec_gone(struct provider *p, const struct table_row *r)
+static bool exec_gone(struct provider *p, const struct provider_handle *h)
 {
     struct exec_priv *s = priv(p);
     if (!s->cache_ok || now_ms() - s->cache_ms > EXEC_CACHE_MS)
@@ -561,18 +561,19 @@ static bool exec_gone(struct provider *p, const struct table_row *r)
     if (!s->cache_ok)
         return false;
     for (size_t i = 0; i < s->ncache; i++)
-        if (strcmp(s->cache[i].id, r->id) == 0)
+        if (strcmp(s->cache[i].id, h->id) == 0)
             return false;
     return true;
 }
 
-int provider_exec_init(struct provider *p, char *err, size_t errsize)
+static void exec_free(struct provider *p);
+
+static int exec_init(struct provider *p, char *err, size_t errsize)
 {
     struct exec_priv *s = calloc(1, sizeof *s);
     if (!s)
         abort();
     p->priv = s;
-    p->ops = &provider_exec_ops;
     if (p->cfg->tls_mode == TLS_AUTO) {
         /* The CA signs nothing here: it makes the join tokens, and its
          * certificate goes to every launch command. */
@@ -580,14 +581,14 @@ int provider_exec_init(struct provider *p, char *err, size_t errsize)
         if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)) || !(s->ca_pem = pki_ca_pem(p->ca))) {
             if (p->ca)
                 snprintf(err, errsize, "cannot write the CA certificate as PEM");
-            provider_exec_free(p);
+            exec_free(p);
             return -1;
         }
     }
     return 0;
 }
 
-void provider_exec_free(struct provider *p)
+static void exec_free(struct provider *p)
 {
     struct exec_priv *s = priv(p);
     if (!s)
@@ -598,11 +599,33 @@ void provider_exec_free(struct provider *p)
     p->priv = NULL;
 }
 
-const struct provider_ops provider_exec_ops = {
+static const struct provider_ops exec_ops = {
     .name = "exec",
     .launch = exec_launch,
     .terminate = exec_terminate,
     .gone = exec_gone,
     .list = exec_list,
     .refresh = exec_refresh,
+};
+
+/* terminate is run again (force set) for an instance still listed after
+ * provider.exec.terminate_timeout_ms. */
+static int exec_kill_timeout_ms(const struct asg_config *cfg) { return cfg->exec_terminate_timeout_ms; }
+
+static int exec_reconcile_ms(const struct asg_config *cfg, bool standby)
+{
+    (void)standby;
+    return cfg->exec_reconcile_interval_ms;
+}
+
+/* The commands own their instances (no processes of ours to signal);
+ * instances join for their certificate, as EC2's do. */
+const struct provider_def provider_exec = {
+    .kind = PROVIDER_EXEC,
+    .ops = &exec_ops,
+    .caps = PROVIDER_CAP_JOIN,
+    .init = exec_init,
+    .free = exec_free,
+    .kill_timeout_ms = exec_kill_timeout_ms,
+    .reconcile_ms = exec_reconcile_ms,
 };

@@ -3,6 +3,7 @@
 #include "provider.h"
 #include "../common/identity.h"
 #include "../common/pki.h"
+#include "../common/proc.h"
 #include "../common/util.h"
 
 #include <dirent.h>
@@ -45,49 +46,53 @@ static int find_agent(struct provider *p, char *err, size_t errsize)
     return 0;
 }
 
-int provider_init(struct provider *p, const struct asg_config *cfg, char *err, size_t errsize)
+/* One scan of /proc serves every lookup for FIND_CACHE_MS: reconciling a
+ * thousand adopted rows must not read /proc a thousand times. */
+#define FIND_CACHE_MS 200
+
+/* How often /proc is read for the group's agents; a standby looks more
+ * often: reading /proc costs little, and a warm table is what a standby
+ * is for. */
+#define LOCAL_RECONCILE_MS 10000
+#define LOCAL_STANDBY_RECONCILE_MS 2000
+
+struct local_priv {
+    struct provider_instance *find_cache;
+    size_t find_cache_n;
+    int64_t find_cache_ms;
+};
+
+static int local_init(struct provider *p, char *err, size_t errsize)
 {
-    memset(p, 0, sizeof *p);
-    p->cfg = cfg;
-    p->abort_flag = &g_sig.term;
-    p->seed = (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_ms();
-    if (cfg->provider_kind == PROVIDER_EC2)
-        return provider_ec2_init(p, err, errsize);
-    if (cfg->provider_kind == PROVIDER_EXEC)
-        return provider_exec_init(p, err, errsize);
-    p->ops = &provider_local_ops;
-    pki_dir(cfg, p->tls_dir, sizeof p->tls_dir);
+    if (!(p->priv = calloc(1, sizeof(struct local_priv)))) {
+        snprintf(err, errsize, "out of memory");
+        return -1;
+    }
+    pki_dir(p->cfg, p->tls_dir, sizeof p->tls_dir);
     /* Made by the supervisor on its first start (supervisor/asgd.c). */
     if (group_nonce_load(p->tls_dir, false, p->group_nonce, err, errsize) != 0)
         return -1;
-    if (cfg->tls_mode == TLS_AUTO && !(p->ca = pki_ca_open(p->tls_dir, err, errsize)))
+    if (p->cfg->tls_mode == TLS_AUTO && !(p->ca = pki_ca_open(p->tls_dir, err, errsize)))
         return -1;
     return find_agent(p, err, errsize);
 }
 
-/* One scan of /proc serves every lookup for FIND_CACHE_MS: reconciling a
- * thousand adopted rows must not read /proc a thousand times. */
-#define FIND_CACHE_MS 200
-static struct provider_instance *find_cache;
-static size_t find_cache_n;
-static int64_t find_cache_ms;
-
-void provider_launch_token(const struct provider *p, const char *id, char *out, size_t size)
+static void local_free(struct provider *p)
 {
-    snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
+    struct local_priv *s = p->priv;
+    if (!s)
+        return;
+    free(s->find_cache);
+    free(s);
+    p->priv = NULL;
 }
 
-void provider_free(struct provider *p)
+static int local_kill_timeout_ms(const struct asg_config *cfg) { return cfg->local_kill_timeout_ms; }
+
+static int local_reconcile_ms(const struct asg_config *cfg, bool standby)
 {
-    if (p->ops == &provider_ec2_ops)
-        provider_ec2_free(p);
-    if (p->ops == &provider_exec_ops)
-        provider_exec_free(p);
-    free(find_cache);
-    find_cache = NULL;
-    find_cache_ms = 0;
-    pki_ca_close(p->ca);
-    p->ca = NULL;
+    (void)cfg;
+    return standby ? LOCAL_STANDBY_RECONCILE_MS : LOCAL_RECONCILE_MS;
 }
 
 /* The agent's environment: ours with the group's nonce first (and no other
@@ -232,57 +237,81 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
     return LAUNCH_OK;
 }
 
-/* The local agent of row r found by its exact id, in the group's naming
- * or not (an agent adopted on registration may have an id of its own),
- * if it passes every check of local_row_agent. */
-static pid_t find_by_id(struct provider *p, const struct table_row *r)
+/* The agents of the group, of any id, as a scan at most FIND_CACHE_MS
+ * old found them. Without the provider's state (a bare provider in a
+ * test) /proc is read each time, and the caller frees the list. */
+static bool scan_cached(struct provider *p, struct provider_instance **list, size_t *n)
 {
-    int64_t now = now_ms();
-    if (!find_cache_ms || now - find_cache_ms > FIND_CACHE_MS) {
-        free(find_cache);
-        find_cache = NULL;
-        find_cache_n = 0;
-        find_cache_ms = 0;
-        if (local_scan_proc(NULL, p->group_nonce, &find_cache, &find_cache_n) != 0)
-            return 0;
-        find_cache_ms = now;
+    struct local_priv *s = p->priv;
+    if (!s) {
+        if (local_scan_proc(NULL, p->group_nonce, list, n) == 0)
+            return true;
+        free(*list);
+        *list = NULL;
+        return false;
     }
+    int64_t now = now_ms();
+    if (!s->find_cache_ms || now - s->find_cache_ms > FIND_CACHE_MS) {
+        free(s->find_cache);
+        s->find_cache = NULL;
+        s->find_cache_n = 0;
+        s->find_cache_ms = 0;
+        if (local_scan_proc(NULL, p->group_nonce, &s->find_cache, &s->find_cache_n) != 0)
+            return false;
+        s->find_cache_ms = now;
+    }
+    *list = s->find_cache;
+    *n = s->find_cache_n;
+    return true;
+}
+
+/* The local agent of h found by its exact id, in the group's naming or
+ * not (an agent adopted on registration may have an id of its own), if
+ * it passes every check of local_row_agent. */
+static pid_t find_by_id(struct provider *p, const struct provider_handle *h)
+{
+    struct provider_instance *list = NULL;
+    size_t n = 0;
+    if (!scan_cached(p, &list, &n))
+        return 0;
     pid_t pid = 0;
-    for (size_t i = 0; i < find_cache_n; i++)
-        if (strcmp(find_cache[i].id, r->id) == 0 && local_row_agent(p->group_nonce, r, find_cache[i].pid))
-            pid = find_cache[i].pid;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].id, h->id) == 0 && local_row_agent(p->group_nonce, h, list[i].pid))
+            pid = list[i].pid;
+    if (!p->priv)
+        free(list);
     return pid;
 }
 
-static int local_terminate(struct provider *p, const struct table_row *r, bool force,
+static int local_terminate(struct provider *p, const struct provider_handle *h, bool force,
                            char *err, size_t errsize)
 {
-    pid_t pid = local_row_agent(p->group_nonce, r, r->pid);
-    if (!pid && r->pid <= 0)
-        pid = find_by_id(p, r);
+    pid_t pid = local_row_agent(p->group_nonce, h, h->pid);
+    if (!pid && h->pid <= 0)
+        pid = find_by_id(p, h);
     if (p->ca)
-        pki_forget_agent(p->tls_dir, r->id); /* read at its start; not needed again */
+        pki_forget_agent(p->tls_dir, h->id); /* read at its start; not needed again */
     if (!pid)
         return 0; /* already gone, or not ours to signal */
-    if (local_signal_row(p->group_nonce, r, pid, force ? SIGKILL : SIGTERM) < 0) {
+    if (local_signal_row(p->group_nonce, h, pid, force ? SIGKILL : SIGTERM) < 0) {
         snprintf(err, errsize, "kill %d: %s", (int)pid, strerror(errno));
         return -1;
     }
     return 0;
 }
 
-static bool local_gone(struct provider *p, const struct table_row *r)
+static bool local_gone(struct provider *p, const struct provider_handle *h)
 {
-    if (r->pid > 0)
-        return local_row_agent(p->group_nonce, r, r->pid) == 0;
+    if (h->pid > 0)
+        return local_row_agent(p->group_nonce, h, h->pid) == 0;
     /* Adopted on registration: it may run where /proc cannot see it (in
      * a swarm, on another machine). Once seen, it is there until probes
      * mark it unhealthy, and then this is asked again: a missed probe or
      * two is not a death (at 10,000 agents that freed rows by the
      * thousand, and launched as many replacements). */
-    if ((r->state == ROW_RUNNING || r->state == ROW_PENDING) && r->last_seen_ms > 0)
+    if (h->flags & PROVIDER_H_ANSWERING)
         return false;
-    return find_by_id(p, r) == 0;
+    return find_by_id(p, h) == 0;
 }
 
 static int local_list(struct provider *p, struct provider_instance **out, size_t *n,
@@ -425,7 +454,7 @@ static bool agent_identity(pid_t pid, const char *nonce, char *id, size_t size, 
     return false;
 }
 
-pid_t local_row_agent(const char *nonce, const struct table_row *r, pid_t pid)
+pid_t local_row_agent(const char *nonce, const struct provider_handle *h, pid_t pid)
 {
     if (pid <= 0 || !pid_alive(pid))
         return 0;
@@ -433,20 +462,20 @@ pid_t local_row_agent(const char *nonce, const struct table_row *r, pid_t pid)
      * of 0 (a row adopted without one, a planted or damaged row) proves
      * nothing, and the checks below still apply. */
     uint64_t start = pid_start_time(pid);
-    if (!start || (pid == r->pid && r->pid_start && start != r->pid_start))
+    if (!start || (pid == h->pid && h->pid_start && start != h->pid_start))
         return 0;
-    char id[TABLE_ID_MAX];
+    char id[PROVIDER_ID_MAX];
     enum nonce_seen seen = NONCE_UNREADABLE;
-    if (!agent_identity(pid, nonce, id, sizeof id, &seen) || strcmp(id, r->id) != 0)
+    if (!agent_identity(pid, nonce, id, sizeof id, &seen) || strcmp(id, h->id) != 0)
         return 0;
-    if (seen == NONCE_OURS || (seen == NONCE_NONE && (r->flags & ROW_F_JOINED)))
+    if (seen == NONCE_OURS || (seen == NONCE_NONE && (h->flags & PROVIDER_H_JOINED)))
         return pid;
     return 0;
 }
 
-int local_signal_row(const char *nonce, const struct table_row *r, pid_t pid, int sig)
+int local_signal_row(const char *nonce, const struct provider_handle *h, pid_t pid, int sig)
 {
-    if (!local_row_agent(nonce, r, pid))
+    if (!local_row_agent(nonce, h, pid))
         return 0;
     if (kill(pid, sig) != 0)
         return errno == ESRCH ? 0 : -1;
@@ -467,7 +496,7 @@ int local_scan_proc(const char *group, const char *nonce, struct provider_instan
         long pid = strtol(e->d_name, &end, 10);
         if (*end || pid <= 0)
             continue;
-        char id[TABLE_ID_MAX];
+        char id[PROVIDER_ID_MAX];
         enum nonce_seen seen = NONCE_UNREADABLE;
         if (!agent_identity((pid_t)pid, nonce, id, sizeof id, &seen))
             continue;
@@ -500,10 +529,20 @@ int local_scan_proc(const char *group, const char *nonce, struct provider_instan
     return 0;
 }
 
-const struct provider_ops provider_local_ops = {
+static const struct provider_ops local_ops = {
     .name = "local",
     .launch = local_launch,
     .terminate = local_terminate,
     .gone = local_gone,
     .list = local_list,
+};
+
+const struct provider_def provider_local = {
+    .kind = PROVIDER_LOCAL,
+    .ops = &local_ops,
+    .caps = PROVIDER_CAP_PROCESSES,
+    .init = local_init,
+    .free = local_free,
+    .kill_timeout_ms = local_kill_timeout_ms,
+    .reconcile_ms = local_reconcile_ms,
 };

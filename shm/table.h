@@ -18,6 +18,7 @@
 
 #include "../common/config.h"
 #include "../common/identity.h"
+#include "../common/proc.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
 #define TABLE_VERSION 19
@@ -355,15 +356,6 @@ size_t table_read_events(const struct table *t, uint64_t after, struct table_eve
                          size_t max);
 /* Adds one probe round trip to the histogram. */
 void table_probe_observed(struct table *t, bool ok, int64_t rtt_us);
-
-/* /proc based liveness: false for a missing or zombie process. */
-bool pid_alive(pid_t pid);
-/* True when pid belongs to our uid; its program (/proc/PID/exe, what the
- * kernel runs, not the argv it shows) goes to exe. */
-bool pid_exe_if_ours(pid_t pid, char *exe, size_t size);
-/* Start time of pid in clock ticks since boot (field 22 of stat), 0 if
- * gone. */
-uint64_t pid_start_time(pid_t pid);
 
 /* A role's view of the config: copies the published one when its
  * generation moved past *gen; true when it did. */

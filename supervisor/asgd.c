@@ -420,7 +420,7 @@ static int64_t advance(int64_t now)
  * this manager started outlives it when it was asked to stop them. */
 static void stop_leftover_agents(void)
 {
-    if (S.cfg.provider_kind != PROVIDER_LOCAL || !S.cfg.local_stop_on_exit || S.exit_code != 0)
+    if (!provider_has(&S.cfg, PROVIDER_CAP_PROCESSES) || !S.cfg.local_stop_on_exit || S.exit_code != 0)
         return; /* a manager that failed leaves its instances to the next one */
     for (uint32_t i = 0; i < S.table.capacity; i++) {
         struct table_row r;
@@ -428,7 +428,9 @@ static void stop_leftover_agents(void)
             continue;
         /* Every check the controller makes (provider/local.c): a row is
          * only a claim, never a licence to signal its pid. */
-        if (local_signal_row(S.nonce, &r, r.pid, SIGKILL) > 0)
+        struct provider_handle h;
+        controller_handle_of_row(&r, &h);
+        if (local_signal_row(S.nonce, &h, r.pid, SIGKILL) > 0)
             log_warn("agent %s (pid %d) still running after drain: SIGKILL", r.id, r.pid);
     }
 }

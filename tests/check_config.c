@@ -53,7 +53,7 @@ START_TEST(test_good_file_applies_values)
                       "provider = { kind = \"ec2\"; ec2 = { region = \"eu-west-1\";\n"
                       " image_id = \"ami-0abc\"; security_group_ids = [\"sg-1\", \"sg-2\"]; }; };\n";
     ck_assert_msg(config_load_string(ec2, "e.cfg", &c, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(c.provider_kind, PROVIDER_EC2);
+    ck_assert_str_eq(provider_kind_name(c.provider_kind), "ec2");
     ck_assert_str_eq(c.ec2_security_group_ids, "sg-1,sg-2");
     ck_assert_str_eq(c.ec2_instance_type, "t2.micro");
     ck_assert_int_eq(c.tls_mode, TLS_PLAINTEXT);

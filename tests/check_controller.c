@@ -155,23 +155,23 @@ static int fake_launch(struct provider *p, const char *id, struct provider_insta
     return LAUNCH_OK;
 }
 
-static int fake_terminate(struct provider *p, const struct table_row *r, bool force, char *err,
+static int fake_terminate(struct provider *p, const struct provider_handle *h, bool force, char *err,
                           size_t errsize)
 {
     (void)p, (void)force, (void)err, (void)errsize;
-    struct provider_instance *in = fake_find(r->id);
+    struct provider_instance *in = fake_find(h->id);
     if (in && in->alive) {
         in->alive = false;
         F.terminations++;
-        L.terminated_in_lb += lb_find(r->id) != NULL;
+        L.terminated_in_lb += lb_find(h->id) != NULL;
     }
     return 0;
 }
 
-static bool fake_gone(struct provider *p, const struct table_row *r)
+static bool fake_gone(struct provider *p, const struct provider_handle *h)
 {
     (void)p;
-    struct provider_instance *in = fake_find(r->id);
+    struct provider_instance *in = fake_find(h->id);
     return !in || !in->alive;
 }
 
@@ -722,6 +722,132 @@ START_TEST(test_terminate_with_decrement_above_desired_keeps_desired)
 }
 END_TEST
 
+/* ---- the provider registry ---- */
+
+/* The config's kind called name (tests never name a kind's constant). */
+static int kind_named(const char *name)
+{
+    for (int k = 0; k < PROVIDER_KIND_COUNT; k++)
+        if (strcmp(provider_kind_name(k), name) == 0)
+            return k;
+    ck_abort_msg("the config has no provider kind %s", name);
+    return -1;
+}
+
+/* Every kind provider.kind accepts has exactly one entry, named as the
+ * config names it, and every entry is one of those kinds, complete. */
+START_TEST(test_every_provider_kind_has_one_registry_entry)
+{
+    for (int k = 0; k < PROVIDER_KIND_COUNT; k++) {
+        int entries = 0;
+        for (size_t i = 0; provider_def_at(i); i++)
+            entries += provider_def_at(i)->kind == k;
+        ck_assert_msg(entries == 1, "kind %s has %d registry entries", provider_kind_name(k), entries);
+        const struct provider_def *d = provider_def_of(k);
+        ck_assert_str_eq(d->ops->name, provider_kind_name(k));
+    }
+    size_t n = 0;
+    for (; provider_def_at(n); n++) {
+        const struct provider_def *d = provider_def_at(n);
+        ck_assert_msg(d->kind >= 0 && d->kind < PROVIDER_KIND_COUNT, "entry %zu: kind %d", n, d->kind);
+        ck_assert(d->ops && d->ops->launch && d->ops->terminate && d->ops->gone && d->ops->list);
+        ck_assert(d->init && d->free && d->kill_timeout_ms && d->reconcile_ms);
+    }
+    ck_assert_int_eq(n, PROVIDER_KIND_COUNT);
+    ck_assert_ptr_null(provider_def_of(PROVIDER_KIND_COUNT));
+    ck_assert_ptr_null(provider_def_of(-1));
+}
+END_TEST
+
+/* What the rest of the manager branches on, as each provider declares it. */
+START_TEST(test_provider_capabilities_are_as_declared)
+{
+    struct asg_config c;
+    config_defaults(&c);
+    c.provider_kind = kind_named("local");
+    ck_assert(provider_has(&c, PROVIDER_CAP_PROCESSES));
+    ck_assert(!provider_has(&c, PROVIDER_CAP_LAUNCH_TOKENS));
+    ck_assert(!provider_has(&c, PROVIDER_CAP_JOIN));
+    c.provider_kind = kind_named("ec2");
+    ck_assert(!provider_has(&c, PROVIDER_CAP_PROCESSES));
+    ck_assert(provider_has(&c, PROVIDER_CAP_LAUNCH_TOKENS));
+    ck_assert(provider_has(&c, PROVIDER_CAP_JOIN));
+    ck_assert(provider_has(&c, PROVIDER_CAP_LAUNCH_TOKENS | PROVIDER_CAP_JOIN));
+    ck_assert(!provider_has(&c, PROVIDER_CAP_JOIN | PROVIDER_CAP_PROCESSES));
+    c.provider_kind = kind_named("exec");  /* the commands own their instances */
+    ck_assert(!provider_has(&c, PROVIDER_CAP_PROCESSES));
+    ck_assert(!provider_has(&c, PROVIDER_CAP_LAUNCH_TOKENS));
+    ck_assert(provider_has(&c, PROVIDER_CAP_JOIN));
+    c.provider_kind = PROVIDER_KIND_COUNT; /* none has anything */
+    ck_assert(!provider_has(&c, PROVIDER_CAP_PROCESSES));
+    ck_assert(!provider_has(&c, PROVIDER_CAP_LAUNCH_TOKENS));
+    /* Each its own grace before force and reconciliation interval. */
+    c.local_kill_timeout_ms = 1234;
+    c.ec2_terminate_timeout_ms = 5678;
+    c.ec2_reconcile_interval_ms = 4321;
+    c.provider_kind = kind_named("local");
+    ck_assert_int_eq(provider_kill_timeout_ms(&c), 1234);
+    ck_assert_int_eq(provider_reconcile_ms(&c, false), 10000);
+    ck_assert_int_eq(provider_reconcile_ms(&c, true), 2000);
+    c.provider_kind = kind_named("ec2");
+    ck_assert_int_eq(provider_kill_timeout_ms(&c), 5678);
+    ck_assert_int_eq(provider_reconcile_ms(&c, false), 4321);
+    ck_assert_int_eq(provider_reconcile_ms(&c, true), 4321);
+    c.exec_terminate_timeout_ms = 2468;
+    c.exec_reconcile_interval_ms = 1357;
+    c.provider_kind = kind_named("exec");
+    ck_assert_int_eq(provider_kill_timeout_ms(&c), 2468);
+    ck_assert_int_eq(provider_reconcile_ms(&c, false), 1357);
+    ck_assert_int_eq(provider_reconcile_ms(&c, true), 1357);
+}
+END_TEST
+
+START_TEST(test_an_unknown_provider_kind_fails_init_by_name)
+{
+    struct asg_config c;
+    config_defaults(&c);
+    c.provider_kind = 77;
+    struct provider p;
+    char err[256] = "";
+    ck_assert_int_eq(provider_init(&p, &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "provider.kind 77: no such provider") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "local, ec2") != NULL, "%s", err);
+    ck_assert_ptr_null(p.ops);
+    provider_free(&p); /* harmless after a failed init */
+}
+END_TEST
+
+/* How long the controller gives an instance the operator terminates
+ * before it asks again harder, with provider kind's config. */
+static int64_t grace_given(const char *kind)
+{
+    cfg.provider_kind = kind_named(kind);
+    cfg.local_kill_timeout_ms = 200;
+    cfg.ec2_terminate_timeout_ms = 400000;
+    reopen();
+    controller_evaluate(C);
+    all_register();
+    controller_evaluate(C);
+    char victim[TABLE_ID_MAX];
+    copy_str(victim, sizeof victim, a_running_id());
+    int64_t before = now_ms();
+    terminate_request(victim, false);
+    const struct table_row *r = table_find(&T, victim);
+    ck_assert_msg(r && r->state == ROW_TERMINATING, "%s not terminating", victim);
+    return r->term_deadline_ms - before;
+}
+
+/* The grace before force is each provider's own: an EC2 group's
+ * terminating instances do not go by provider.local.kill_timeout_ms. */
+START_TEST(test_the_grace_before_force_is_the_providers_own)
+{
+    int64_t local = grace_given("local");
+    ck_assert_msg(local >= 200 && local < 5000, "local: %lld ms", (long long)local);
+    int64_t ec2 = grace_given("ec2");
+    ck_assert_msg(ec2 >= 400000 && ec2 < 405000, "ec2: %lld ms", (long long)ec2);
+}
+END_TEST
+
 /* ---- the local provider: which processes are the group's ---- */
 
 #define OUR_NONCE "0123456789abcdef0123456789abcdef"
@@ -793,7 +919,7 @@ static int terminate_row(const char *id, pid_t pid, uint32_t flags)
     config_defaults(&c);
     struct provider p;
     memset(&p, 0, sizeof p);
-    p.ops = &provider_local_ops;
+    p.ops = provider_local.ops;
     p.cfg = &c;
     copy_str(p.group_nonce, sizeof p.group_nonce, OUR_NONCE);
     struct table_row r;
@@ -803,8 +929,10 @@ static int terminate_row(const char *id, pid_t pid, uint32_t flags)
     r.flags = flags;
     r.pid = pid;
     r.pid_start = 0; /* a row that never had one, or a planted one */
+    struct provider_handle h;
+    controller_handle_of_row(&r, &h);
     char err[256];
-    return p.ops->terminate(&p, &r, true, err, sizeof err);
+    return p.ops->terminate(&p, &h, true, err, sizeof err);
 }
 
 /* A row is a claim, never a licence: with no start time to compare, the
@@ -1058,6 +1186,12 @@ Suite *controller_suite(void)
         test_keys_outside_the_launch_spec_keep_the_generation,
         test_each_launch_spec_field_is_a_new_generation,
         test_launches_carry_the_launch_spec_generation,
+        test_the_grace_before_force_is_the_providers_own,
+        NULL};
+    const TTest *registry[] = {
+        test_every_provider_kind_has_one_registry_entry,
+        test_provider_capabilities_are_as_declared,
+        test_an_unknown_provider_kind_fails_init_by_name,
         NULL};
     const TTest *local[] = {
         test_a_row_without_start_time_signals_only_the_groups_agent,
@@ -1068,5 +1202,9 @@ Suite *controller_suite(void)
     for (size_t i = 0; local[i]; i++)
         tcase_add_test(tc, local[i]);
     suite_add_tcase(s, tc);
+    TCase *reg = tcase_create("provider registry");
+    for (size_t i = 0; registry[i]; i++)
+        tcase_add_test(reg, registry[i]);
+    suite_add_tcase(s, reg);
     return s;
 }

@@ -116,11 +116,10 @@ static void exec_provider(struct provider *p, struct asg_config *cfg, const char
     snprintf(cfg->exec_launch, sizeof cfg->exec_launch, "%s", argv);
     snprintf(cfg->exec_list, sizeof cfg->exec_list, "%s", argv);
     snprintf(cfg->exec_terminate, sizeof cfg->exec_terminate, "%s", argv);
-    memset(p, 0, sizeof *p);
-    p->cfg = cfg;
-    snprintf(p->manager_addr, sizeof p->manager_addr, "127.0.0.1:1");
+    cfg->provider_kind = PROVIDER_EXEC;
     char err[256];
-    ck_assert_msg(provider_exec_init(p, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(provider_init(p, cfg, err, sizeof err) == 0, "%s", err);
+    snprintf(p->manager_addr, sizeof p->manager_addr, "127.0.0.1:1");
 }
 
 #define SH "/bin/sh\x1f-c\x1f"
@@ -134,31 +133,31 @@ START_TEST(test_commands_run_bounded)
     char err[512] = "";
     /* The id and the manager come in the environment and in {placeholders}. */
     exec_provider(&p, &cfg, SH "echo \"$ASG_INSTANCE_ID ${ASG_MANAGER%:1}:9\"; test \"$1\" = g-4\x1fsh\x1f{id}", 5000);
-    ck_assert_msg(provider_exec_ops.launch(&p, "g-4", &pi, err, sizeof err) == LAUNCH_OK, "%s", err);
+    ck_assert_msg(p.ops->launch(&p, "g-4", &pi, err, sizeof err) == LAUNCH_OK, "%s", err);
     ck_assert_str_eq(pi.addr, "127.0.0.1:9");
-    provider_exec_free(&p);
+    provider_free(&p);
     /* A program that cannot run started nothing. */
     exec_provider(&p, &cfg, "/nonexistent/asg-launch", 5000);
-    ck_assert_int_eq(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_FAILED);
+    ck_assert_int_eq(p.ops->launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_FAILED);
     ck_assert_msg(strstr(err, "cannot run /nonexistent/asg-launch"), "%s", err);
-    provider_exec_free(&p);
+    provider_free(&p);
     /* Exit status and the first line of stderr, for a failed launch. */
     exec_provider(&p, &cfg, SH "echo 'no capacity' >&2; exit 4", 5000);
-    ck_assert_int_eq(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_FAILED);
+    ck_assert_int_eq(p.ops->launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_FAILED);
     ck_assert_msg(strstr(err, "exited with status 4: no capacity"), "%s", err);
-    provider_exec_free(&p);
+    provider_free(&p);
     /* Killed at the time limit: it may have started something. */
     int64_t t0 = now_ms();
     exec_provider(&p, &cfg, SH "exec sleep 30", 300);
-    ck_assert_int_eq(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_UNKNOWN);
+    ck_assert_int_eq(p.ops->launch(&p, "g-1", &pi, err, sizeof err), LAUNCH_UNKNOWN);
     ck_assert_msg(strstr(err, "did not finish within 300 ms"), "%s", err);
     ck_assert_int_lt(now_ms() - t0, 5000);
-    provider_exec_free(&p);
+    provider_free(&p);
     /* More output than list may print. */
     exec_provider(&p, &cfg, SH "yes g-1 | head -c 1100000", 20000);
-    ck_assert_int_eq(provider_exec_ops.list(&p, &l, &n, err, sizeof err), -1);
+    ck_assert_int_eq(p.ops->list(&p, &l, &n, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "printed more than 1048576 bytes"), "%s", err);
-    provider_exec_free(&p);
+    provider_free(&p);
 }
 END_TEST
 
@@ -176,9 +175,9 @@ START_TEST(test_left_behind_child_is_not_waited_for)
     char err[512] = "";
     exec_provider(&p, &cfg, argv, 10000);
     int64_t t0 = now_ms();
-    ck_assert_msg(provider_exec_ops.launch(&p, "g-1", &pi, err, sizeof err) == LAUNCH_OK, "%s", err);
+    ck_assert_msg(p.ops->launch(&p, "g-1", &pi, err, sizeof err) == LAUNCH_OK, "%s", err);
     ck_assert_int_lt(now_ms() - t0, 5000);
-    provider_exec_free(&p);
+    provider_free(&p);
     FILE *f = fopen(pidfile, "r");
     ck_assert_ptr_nonnull(f);
     int pid = 0;
