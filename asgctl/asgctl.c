@@ -354,9 +354,47 @@ static const struct rpc_tls *manager_tls(void)
     return &ctl_tls;
 }
 
+/* What cmd_probe's calls answered, as text or one JSON object; a NULL
+ * answer is left out. */
+static void print_probe(const char *addr, const char *health, const Asg__V1__PingReply *pr,
+                        const Asg__V1__MetricsReply *mr, int64_t rtt, bool json)
+{
+    if (json) {
+        printf("{\"address\":");
+        json_str(addr);
+        printf(",\"health\":\"%s\"", health);
+        if (pr) {
+            printf(",\"ping\":{\"instance_id\":");
+            json_str(pr->instance_id);
+            printf(",\"load\":%.4f,\"seq\":%llu,\"answered\":%llu,\"rtt_ms\":%lld", pr->load,
+                   (unsigned long long)pr->seq, (unsigned long long)pr->answered, (long long)rtt);
+            if (pr->requests_known)
+                printf(",\"requests_total\":%llu", (unsigned long long)pr->requests_total);
+            printf("}");
+        }
+        if (mr)
+            printf(",\"metrics\":{\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f,\"uptime_ms\":%llu,"
+                   "\"sample_time_ms\":%lld,\"load_pinned\":%s}",
+                   mr->load, mr->cpu, mr->mem, (unsigned long long)mr->uptime_ms,
+                   (long long)mr->sample_time_ms, mr->load_pinned ? "true" : "false");
+        printf("}\n");
+    } else {
+        printf("address   %s\nhealth    %s\n", addr, health);
+        if (pr)
+            printf("ping      id %s  load %.1f%%  seq %llu  answered %llu  rtt %lld ms\n",
+                   pr->instance_id, pr->load * 100, (unsigned long long)pr->seq,
+                   (unsigned long long)pr->answered, (long long)rtt);
+        if (pr && pr->requests_known)
+            printf("service   %llu requests served\n", (unsigned long long)pr->requests_total);
+        if (mr)
+            printf("metrics   load %.1f%%  cpu %.1f%%  mem %.1f%%  uptime %.1fs%s\n",
+                   mr->load * 100, mr->cpu * 100, mr->mem * 100, (double)mr->uptime_ms / 1000,
+                   mr->load_pinned ? "  (load pinned)" : "");
+    }
+}
+
 /* Ping, GetMetrics and Health/Check on one agent, each answer checked
- * before it is believed, printed as text or one JSON object. One function
- * because the three calls share the channel, the deadline and the output. */
+ * before it is believed, printed as text or one JSON object. */
 static int cmd_probe(const char *addr, bool json)
 {
     char why[128];
@@ -402,38 +440,7 @@ static int cmd_probe(const char *addr, bool json)
         fprintf(stderr, "asgctl: probe %s: %s (status %d)\n", addr,
                 st != GRPC_STATUS_OK && ping_det[0] ? ping_det : det[0] ? det : "no valid answer", (int)(st != GRPC_STATUS_OK ? st : mst != GRPC_STATUS_OK ? mst : hst));
     }
-    if (json) {
-        printf("{\"address\":");
-        json_str(addr);
-        printf(",\"health\":\"%s\"", health);
-        if (pr) {
-            printf(",\"ping\":{\"instance_id\":");
-            json_str(pr->instance_id);
-            printf(",\"load\":%.4f,\"seq\":%llu,\"answered\":%llu,\"rtt_ms\":%lld", pr->load,
-                   (unsigned long long)pr->seq, (unsigned long long)pr->answered, (long long)rtt);
-            if (pr->requests_known)
-                printf(",\"requests_total\":%llu", (unsigned long long)pr->requests_total);
-            printf("}");
-        }
-        if (mr)
-            printf(",\"metrics\":{\"load\":%.4f,\"cpu\":%.4f,\"mem\":%.4f,\"uptime_ms\":%llu,"
-                   "\"sample_time_ms\":%lld,\"load_pinned\":%s}",
-                   mr->load, mr->cpu, mr->mem, (unsigned long long)mr->uptime_ms,
-                   (long long)mr->sample_time_ms, mr->load_pinned ? "true" : "false");
-        printf("}\n");
-    } else {
-        printf("address   %s\nhealth    %s\n", addr, health);
-        if (pr)
-            printf("ping      id %s  load %.1f%%  seq %llu  answered %llu  rtt %lld ms\n",
-                   pr->instance_id, pr->load * 100, (unsigned long long)pr->seq,
-                   (unsigned long long)pr->answered, (long long)rtt);
-        if (pr && pr->requests_known)
-            printf("service   %llu requests served\n", (unsigned long long)pr->requests_total);
-        if (mr)
-            printf("metrics   load %.1f%%  cpu %.1f%%  mem %.1f%%  uptime %.1fs%s\n",
-                   mr->load * 100, mr->cpu * 100, mr->mem * 100, (double)mr->uptime_ms / 1000,
-                   mr->load_pinned ? "  (load pinned)" : "");
-    }
+    print_probe(addr, health, pr, mr, rtt, json);
     if (pr)
         asg__v1__ping_reply__free_unpacked(pr, NULL);
     if (mr)
@@ -592,6 +599,8 @@ static bool number_arg(const char *opt, const char *v, long lo, long hi, long *o
     return false;
 }
 
+/* asgctl replay's options, each value checked as it is read. Long because
+ * each option is one branch, in the usage text's order. */
 static int parse_replay(int argc, char **argv, struct replay_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -820,6 +829,39 @@ static int replay_compare(const struct replay_args *a, const struct asg_config *
     return 0;
 }
 
+/* The replay's plot as SVG in a->plot; 0, or -1 with why in err. */
+static int write_plot(const struct replay_args *a, const struct asg_config *cfg, const uint32_t *demand,
+                      size_t n, const struct replay_opts *o, char *err, size_t errsize)
+{
+    char title[300];
+    snprintf(title, sizeof title, "asgctl replay: %.120s, %s policy, %ld requests/min per instance, boot %ld s",
+             a->trace, policy_kind_name(cfg->policy_kind), a->capacity, a->boot_s);
+    FILE *svg = fopen(a->plot, "w");
+    int prc = svg ? plot_replay_svg(svg, title, demand, o->ready, o->booting, n, o->capacity_rpm) : -1;
+    if (svg && fclose(svg) != 0)
+        prc = -1;
+    if (prc != 0) {
+        snprintf(err, errsize, "%s: %s", a->plot, strerror(errno ? errno : EIO));
+        return -1;
+    }
+    return 0;
+}
+
+static void print_replay(const struct replay_args *a, const struct asg_config *cfg,
+                         const struct replay_result *r)
+{
+    printf("replay of %s: %llu minutes, %s policy, group %d..%d, %ld requests/min per instance, "
+           "boot %ld s, evaluation every %d ms\n",
+           a->trace, (unsigned long long)r->minutes, policy_kind_name(cfg->policy_kind),
+           cfg->min_instances, cfg->max_instances, a->capacity, a->boot_s, cfg->evaluation_interval_ms);
+    printf("instance-minutes   %.1f (mean %.2f instances, peak %d)\n", r->instance_minutes,
+           r->instance_minutes / (double)r->minutes, r->peak_instances);
+    printf("overload minutes   %llu (demand above 0.9 x ready capacity, or none ready)\n",
+           (unsigned long long)r->overload_minutes);
+    printf("unserved requests  %.0f\n", r->unserved_requests);
+    printf("scaling actions    %llu\n", (unsigned long long)r->scaling_actions);
+}
+
 static int cmd_replay(int argc, char **argv, const struct asg_config *base)
 {
     struct replay_args a;
@@ -848,19 +890,8 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
         abort();
     struct replay_result r;
     int rc = replay_run(&cfg, demand, n, &o, &r, err, sizeof err);
-    if (rc == 0 && a.plot) {
-        char title[300];
-        snprintf(title, sizeof title, "asgctl replay: %.120s, %s policy, %ld requests/min per instance, boot %ld s",
-                 a.trace, policy_kind_name(cfg.policy_kind), a.capacity, a.boot_s);
-        FILE *svg = fopen(a.plot, "w");
-        int prc = svg ? plot_replay_svg(svg, title, demand, o.ready, o.booting, n, o.capacity_rpm) : -1;
-        if (svg && fclose(svg) != 0)
-            prc = -1;
-        if (prc != 0) {
-            snprintf(err, sizeof err, "%s: %s", a.plot, strerror(errno ? errno : EIO));
-            rc = -1;
-        }
-    }
+    if (rc == 0 && a.plot)
+        rc = write_plot(&a, &cfg, demand, n, &o, err, sizeof err);
     free(o.ready);
     free(o.booting);
     free(demand);
@@ -877,16 +908,7 @@ static int cmd_replay(int argc, char **argv, const struct asg_config *base)
         printf("\n");
         return 0;
     }
-    printf("replay of %s: %llu minutes, %s policy, group %d..%d, %ld requests/min per instance, "
-           "boot %ld s, evaluation every %d ms\n",
-           a.trace, (unsigned long long)r.minutes, policy_kind_name(cfg.policy_kind),
-           cfg.min_instances, cfg.max_instances, a.capacity, a.boot_s, cfg.evaluation_interval_ms);
-    printf("instance-minutes   %.1f (mean %.2f instances, peak %d)\n", r.instance_minutes,
-           r.instance_minutes / (double)r.minutes, r.peak_instances);
-    printf("overload minutes   %llu (demand above 0.9 x ready capacity, or none ready)\n",
-           (unsigned long long)r.overload_minutes);
-    printf("unserved requests  %.0f\n", r.unserved_requests);
-    printf("scaling actions    %llu\n", (unsigned long long)r.scaling_actions);
+    print_replay(&a, &cfg, &r);
     return 0;
 }
 

@@ -294,6 +294,52 @@ static int not_utf8(struct errbuf *e, const config_setting_t *s, const char *pat
                 (unsigned char)v[bad]);
 }
 
+/* An enum key: one of k->names, stored as its index. */
+static int set_enum(struct errbuf *e, const struct keydef *k, const config_setting_t *s, int *field)
+{
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_STRING)
+        return fail(e, s, "%s must be a string", k->path);
+    const char *v = config_setting_get_string(s);
+    for (int i = 0; k->names[i]; i++)
+        if (strcmp(v, k->names[i]) == 0) {
+            *field = i;
+            return 0;
+        }
+    if (not_utf8(e, s, k->path, v) != 0)
+        return -1;
+    char list[128] = "";
+    for (int i = 0; k->names[i]; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, k->names[i], sizeof list - strlen(list) - 1);
+    }
+    return fail(e, s, "%s = \"%.40s\" is not one of: %s", k->path, v, list);
+}
+
+/* A list of strings, joined by k->sep into field (k->size bytes). */
+static int set_strlist(struct errbuf *e, const struct keydef *k, const config_setting_t *s, char *field)
+{
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+        return fail(e, s, "%s must be a list of strings, like [\"a\", \"b\"]", k->path);
+    field[0] = '\0';
+    int n = config_setting_length(s);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *it = config_setting_get_elem(s, (unsigned)i);
+        const char *v = config_setting_get_string(it);
+        if (!v || !v[0] || strchr(v, k->sep))
+            return fail(e, s, "%s: item %d must be a non-empty string without %s", k->path, i + 1,
+                        k->sep == ',' ? "commas" : "control character 0x1f");
+        if (not_utf8(e, it, k->path, v) != 0)
+            return -1;
+        size_t used = strlen(field);
+        if (used + strlen(v) + 2 > k->size)
+            return fail(e, s, "%s is longer than %zu characters in all", k->path, k->size - 1);
+        snprintf(field + used, k->size - used, "%s%s", used ? (char[]){k->sep, 0} : "", v);
+    }
+    return 0;
+}
+
 static int apply_key(struct errbuf *e, const struct keydef *k,
                      const config_setting_t *s, struct asg_config *c)
 {
@@ -338,44 +384,10 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
             return fail(e, s, "%s must be true or false", k->path);
         *(bool *)field = config_setting_get_bool(s) != 0;
         return 0;
-    case K_ENUM: {
-        if (t != CONFIG_TYPE_STRING)
-            return fail(e, s, "%s must be a string", k->path);
-        const char *v = config_setting_get_string(s);
-        for (int i = 0; k->names[i]; i++)
-            if (strcmp(v, k->names[i]) == 0) {
-                *(int *)field = i;
-                return 0;
-            }
-        if (not_utf8(e, s, k->path, v) != 0)
-            return -1;
-        char list[128] = "";
-        for (int i = 0; k->names[i]; i++) {
-            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-            strncat(list, k->names[i], sizeof list - strlen(list) - 1);
-        }
-        return fail(e, s, "%s = \"%.40s\" is not one of: %s", k->path, v, list);
-    }
-    case K_STRLIST: {
-        if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
-            return fail(e, s, "%s must be a list of strings, like [\"a\", \"b\"]", k->path);
-        field[0] = '\0';
-        int n = config_setting_length(s);
-        for (int i = 0; i < n; i++) {
-            const config_setting_t *it = config_setting_get_elem(s, (unsigned)i);
-            const char *v = config_setting_get_string(it);
-            if (!v || !v[0] || strchr(v, k->sep))
-                return fail(e, s, "%s: item %d must be a non-empty string without %s", k->path, i + 1,
-                            k->sep == ',' ? "commas" : "control character 0x1f");
-            if (not_utf8(e, it, k->path, v) != 0)
-                return -1;
-            size_t used = strlen(field);
-            if (used + strlen(v) + 2 > k->size)
-                return fail(e, s, "%s is longer than %zu characters in all", k->path, k->size - 1);
-            snprintf(field + used, k->size - used, "%s%s", used ? (char[]){k->sep, 0} : "", v);
-        }
-        return 0;
-    }
+    case K_ENUM:
+        return set_enum(e, k, s, (int *)field);
+    case K_STRLIST:
+        return set_strlist(e, k, s, field);
     }
     return fail(e, s, "internal: bad key type");
 }
@@ -697,10 +709,9 @@ static bool service_health_ok(const char *h)
            (web && strcspn(h, " \t\r\n'\"\\$`;&|<>(){}") == strlen(h) && strlen(h) <= 128);
 }
 
-/* Rules between keys; each error points at the line of the key at fault. */
-static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+/* The group's name and bounds, and the policy's thresholds. */
+static int check_sizes(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
-    char why[128];
     if (c->group_name[0] == '\0' || !valid_instance_id(c->group_name, strlen(c->group_name)) ||
         strlen(c->group_name) > 40)
         return fail(e, lookup(cf, "group.name"),
@@ -722,6 +733,38 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (c->utilization < 0.1)
         return fail(e, lookup(cf, "policy.utilization"),
                     "policy.utilization must be at least 0.10 (the load each instance is sized for)");
+    return 0;
+}
+
+/* The operator's service on each provider: how it is checked and where
+ * its request count is read. */
+static int check_services(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    if (!service_health_ok(c->local_service_health))
+        return fail(e, lookup(cf, "provider.local.service_health"),
+                    "provider.local.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces)");
+    if (c->local_service_ca[0] && (c->local_service_ca[0] != '/' ||
+                                   strncmp(c->local_service_health, "https:", 6) != 0))
+        return fail(e, lookup(cf, "provider.local.service_ca"),
+                    "provider.local.service_ca is an absolute path, for an https service_health");
+    const char *requests[2][2] = {{"provider.local.service_requests", c->local_service_requests},
+                                  {"provider.ec2.service_requests", c->ec2_service_requests}};
+    for (int k = 0; k < 2; k++)
+        if (requests[k][1][0] && (strncmp(requests[k][1], "http:/", 6) != 0 || !service_health_ok(requests[k][1])))
+            return fail(e, lookup(cf, requests[k][0]), "%s must be \"\" or http:/PATH (no spaces or quotes)",
+                        requests[k][0]);
+    if (!service_health_ok(c->ec2_service_health))
+        return fail(e, lookup(cf, "provider.ec2.service_health"),
+                    "provider.ec2.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces or quotes)");
+    return 0;
+}
+
+/* Rules between keys; each error points at the line of the key at fault. */
+static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    char why[128];
+    if (check_sizes(e, cf, c) != 0)
+        return -1;
     if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
     if (check_tls(e, cf, c) != 0)
@@ -751,22 +794,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         c->pidfile[pl - 5] == '/')
         return fail(e, lookup(cf, "supervisor.pidfile"),
                     "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
-    if (!service_health_ok(c->local_service_health))
-        return fail(e, lookup(cf, "provider.local.service_health"),
-                    "provider.local.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces)");
-    if (c->local_service_ca[0] && (c->local_service_ca[0] != '/' ||
-                                   strncmp(c->local_service_health, "https:", 6) != 0))
-        return fail(e, lookup(cf, "provider.local.service_ca"),
-                    "provider.local.service_ca is an absolute path, for an https service_health");
-    const char *requests[2][2] = {{"provider.local.service_requests", c->local_service_requests},
-                                  {"provider.ec2.service_requests", c->ec2_service_requests}};
-    for (int k = 0; k < 2; k++)
-        if (requests[k][1][0] && (strncmp(requests[k][1], "http:/", 6) != 0 || !service_health_ok(requests[k][1])))
-            return fail(e, lookup(cf, requests[k][0]), "%s must be \"\" or http:/PATH (no spaces or quotes)",
-                        requests[k][0]);
-    if (!service_health_ok(c->ec2_service_health))
-        return fail(e, lookup(cf, "provider.ec2.service_health"),
-                    "provider.ec2.service_health must be tcp, none, http:/PATH, https:/PATH or http(s)://NAME/PATH (no spaces or quotes)");
+    if (check_services(e, cf, c) != 0)
+        return -1;
     if (check_lb(e, cf, c) != 0)
         return -1;
     if (check_schedule(e, cf, c) != 0)

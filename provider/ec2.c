@@ -209,6 +209,36 @@ static const struct provider_instance *cached(struct provider *p, const struct p
     return NULL;
 }
 
+/* RunInstances' parameters from the config: one instance, the launch's
+ * client token, the template or image, type, subnet, key and security
+ * groups (the user data and tags are added by the caller). */
+static void run_instances_form(const struct asg_config *c, const char *tok, struct ec2_form *form)
+{
+    ec2_form_add(form, "MinCount", "1");
+    ec2_form_add(form, "MaxCount", "1");
+    ec2_form_add(form, "ClientToken", tok);
+    if (c->ec2_launch_template[0])
+        ec2_form_add(form, strncmp(c->ec2_launch_template, "lt-", 3) == 0
+                             ? "LaunchTemplate.LaunchTemplateId" : "LaunchTemplate.LaunchTemplateName",
+                     c->ec2_launch_template);
+    if (c->ec2_image_id[0])
+        ec2_form_add(form, "ImageId", c->ec2_image_id);
+    if (c->ec2_instance_type[0] && !c->ec2_launch_template[0])
+        ec2_form_add(form, "InstanceType", c->ec2_instance_type);
+    if (c->ec2_subnet_id[0])
+        ec2_form_add(form, "SubnetId", c->ec2_subnet_id);
+    if (c->ec2_key_name[0])
+        ec2_form_add(form, "KeyName", c->ec2_key_name);
+    char sgs[256];
+    copy_str(sgs, sizeof sgs, c->ec2_security_group_ids);
+    int k = 0;
+    for (char *save = NULL, *sg = strtok_r(sgs, ",", &save); sg; sg = strtok_r(NULL, ",", &save)) {
+        char key[48];
+        snprintf(key, sizeof key, "SecurityGroupId.%d", ++k);
+        ec2_form_add(form, key, sg);
+    }
+}
+
 static int ec2_launch(struct provider *p, const char *id, struct provider_instance *out,
                       char *err, size_t errsize)
 {
@@ -233,29 +263,7 @@ static int ec2_launch(struct provider *p, const char *id, struct provider_instan
     EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)script, (int)strlen(script));
     OPENSSL_cleanse(script, sizeof script);
     struct ec2_form f = {.len = 0};
-    ec2_form_add(&f, "MinCount", "1");
-    ec2_form_add(&f, "MaxCount", "1");
-    ec2_form_add(&f, "ClientToken", tok);
-    if (c->ec2_launch_template[0])
-        ec2_form_add(&f, strncmp(c->ec2_launch_template, "lt-", 3) == 0
-                             ? "LaunchTemplate.LaunchTemplateId" : "LaunchTemplate.LaunchTemplateName",
-                     c->ec2_launch_template);
-    if (c->ec2_image_id[0])
-        ec2_form_add(&f, "ImageId", c->ec2_image_id);
-    if (c->ec2_instance_type[0] && !c->ec2_launch_template[0])
-        ec2_form_add(&f, "InstanceType", c->ec2_instance_type);
-    if (c->ec2_subnet_id[0])
-        ec2_form_add(&f, "SubnetId", c->ec2_subnet_id);
-    if (c->ec2_key_name[0])
-        ec2_form_add(&f, "KeyName", c->ec2_key_name);
-    char sgs[256];
-    copy_str(sgs, sizeof sgs, c->ec2_security_group_ids);
-    int k = 0;
-    for (char *save = NULL, *sg = strtok_r(sgs, ",", &save); sg; sg = strtok_r(NULL, ",", &save)) {
-        char key[48];
-        snprintf(key, sizeof key, "SecurityGroupId.%d", ++k);
-        ec2_form_add(&f, key, sg);
-    }
+    run_instances_form(c, tok, &f);
     ec2_form_add(&f, "UserData", b64);
     OPENSSL_cleanse(b64, sizeof b64);
     ec2_form_add(&f, "TagSpecification.1.ResourceType", "instance");

@@ -116,6 +116,95 @@ static char **agent_environ(const char *nonce, char *entry, size_t size)
     return env;
 }
 
+/* The agent's command line: its id, the manager, its certificate (with
+ * tls.mode auto) and the operator's service after "--". argv points into
+ * seed, creds (CA, certificate, key paths) and service, which is split
+ * in place. Returns the count. */
+static int agent_argv(const struct provider *p, const char *id, char *seed, char *const creds[3],
+                      char *service, char **argv)
+{
+    int n = 0;
+    const char *fixed[] = {"asg-agent", "--listen", "127.0.0.1:0", "--id", id,
+                           "--manager", p->manager_addr, "--seed", seed};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        argv[n++] = (char *)fixed[i];
+    if (p->ca) {
+        argv[n++] = "--tls-ca";
+        argv[n++] = creds[0];
+        argv[n++] = "--tls-cert";
+        argv[n++] = creds[1];
+        argv[n++] = "--tls-key";
+        argv[n++] = creds[2];
+    }
+    /* The operator's service: the agent runs it and reports its load. */
+    if (service[0]) {
+        argv[n++] = "--service-health";
+        argv[n++] = (char *)p->cfg->local_service_health;
+        argv[n++] = "--load-source";
+        argv[n++] = "service";
+        if (p->cfg->local_service_requests[0]) {
+            argv[n++] = "--service-requests";
+            argv[n++] = (char *)p->cfg->local_service_requests;
+        }
+        if (p->cfg->local_service_ca[0]) {
+            argv[n++] = "--service-ca";
+            argv[n++] = (char *)p->cfg->local_service_ca;
+        }
+        argv[n++] = "--";
+        for (char *save = NULL, *a = strtok_r(service, (char[]){CONFIG_ARGV_SEP, 0}, &save); a;
+             a = strtok_r(NULL, (char[]){CONFIG_ARGV_SEP, 0}, &save))
+            argv[n++] = a;
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+/* In the forked child: becomes the agent, or reports exec's errno on
+ * report and exits. */
+static _Noreturn void run_agent(const struct provider *p, const char *id, char *seed, char *const creds[3],
+                      char **env, int report)
+{
+    /* Own session: a Ctrl-C at the manager's terminal must not reach
+     * the fleet; the manager stops its agents itself when it drains. */
+    setsid();
+    signals_reset_defaults();
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        if (devnull > STDERR_FILENO)
+            close(devnull);
+    }
+    char service[sizeof p->cfg->local_service]; /* the child's own copy, split in place */
+    copy_str(service, sizeof service, p->cfg->local_service);
+    char *argv[32 + sizeof p->cfg->local_service / 2];
+    agent_argv(p, id, seed, creds, service, argv);
+    execve(p->agent_path, argv, env);
+    int e = errno;
+    if (write(report, &e, sizeof e) != (ssize_t)sizeof e)
+        _exit(126);
+    _exit(127);
+}
+
+/* exec's outcome, known at once: the pipe closes by itself on a
+ * successful exec (close-on-exec), or carries the child's errno (then the
+ * child is reaped). 0 when the agent runs. */
+static int exec_outcome(int report, pid_t pid)
+{
+    int child_errno = 0;
+    ssize_t n;
+    do
+        n = read(report, &child_errno, sizeof child_errno);
+    while (n < 0 && errno == EINTR);
+    close(report);
+    if (n != (ssize_t)sizeof child_errno)
+        return 0;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return child_errno ? child_errno : EIO;
+}
+
 static int local_launch(struct provider *p, const char *id, struct provider_instance *out,
                         char *err, size_t errsize)
 {
@@ -128,6 +217,7 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
         return LAUNCH_FAILED;
     }
     char seed[32], ca[300], cert[300], key[300];
+    char *const creds[3] = {ca, cert, key};
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)(p->seed++));
     /* Its own certificate, CN = its id: it can speak for itself only. */
     pki_agent_paths(p->tls_dir, id, cert, key, sizeof cert);
@@ -142,8 +232,6 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
         snprintf(err, errsize, "out of memory");
         return LAUNCH_FAILED;
     }
-    /* exec's outcome, known at once: the pipe closes by itself on a
-     * successful exec (close-on-exec), or carries the child's errno. */
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         snprintf(err, errsize, "pipe: %s", strerror(errno));
@@ -151,79 +239,20 @@ static int local_launch(struct provider *p, const char *id, struct provider_inst
         return LAUNCH_FAILED;
     }
     pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(err, errsize, "fork: %s", strerror(errno));
-        close(report[0]);
-        close(report[1]);
-        free(env);
-        return LAUNCH_FAILED;
-    }
     if (pid == 0) {
         close(report[0]);
-        /* Own session: a Ctrl-C at the manager's terminal must not reach
-         * the fleet; the manager stops its agents itself when it drains. */
-        setsid();
-        signals_reset_defaults();
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, STDIN_FILENO);
-            dup2(devnull, STDOUT_FILENO);
-            if (devnull > STDERR_FILENO)
-                close(devnull);
-        }
-        char *argv[32 + sizeof p->cfg->local_service / 2] = {
-            "asg-agent", "--listen", "127.0.0.1:0", "--id", (char *)id,
-            "--manager", p->manager_addr, "--seed", seed};
-        int n = 9;
-        if (p->ca) {
-            argv[n++] = "--tls-ca";
-            argv[n++] = ca;
-            argv[n++] = "--tls-cert";
-            argv[n++] = cert;
-            argv[n++] = "--tls-key";
-            argv[n++] = key;
-        }
-        /* The operator's service: the agent runs it and reports its load.
-         * This is the child's own copy of the config, split in place. */
-        char service[sizeof p->cfg->local_service];
-        copy_str(service, sizeof service, p->cfg->local_service);
-        if (service[0]) {
-            argv[n++] = "--service-health";
-            argv[n++] = (char *)p->cfg->local_service_health;
-            argv[n++] = "--load-source";
-            argv[n++] = "service";
-            if (p->cfg->local_service_requests[0]) {
-                argv[n++] = "--service-requests";
-                argv[n++] = (char *)p->cfg->local_service_requests;
-            }
-            if (p->cfg->local_service_ca[0]) {
-                argv[n++] = "--service-ca";
-                argv[n++] = (char *)p->cfg->local_service_ca;
-            }
-            argv[n++] = "--";
-            for (char *save = NULL, *a = strtok_r(service, (char[]){CONFIG_ARGV_SEP, 0}, &save); a;
-                 a = strtok_r(NULL, (char[]){CONFIG_ARGV_SEP, 0}, &save))
-                argv[n++] = a;
-        }
-        argv[n] = NULL;
-        execve(p->agent_path, argv, env);
-        int e = errno;
-        if (write(report[1], &e, sizeof e) != (ssize_t)sizeof e)
-            _exit(126);
-        _exit(127);
+        run_agent(p, id, seed, creds, env, report[1]);
     }
+    int fork_errno = errno;
     free(env);
     close(report[1]);
-    int child_errno = 0;
-    ssize_t n;
-    do
-        n = read(report[0], &child_errno, sizeof child_errno);
-    while (n < 0 && errno == EINTR);
-    close(report[0]);
-    if (n == (ssize_t)sizeof child_errno) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
+    if (pid < 0) {
+        snprintf(err, errsize, "fork: %s", strerror(fork_errno));
+        close(report[0]);
+        return LAUNCH_FAILED;
+    }
+    int child_errno = exec_outcome(report[0], pid);
+    if (child_errno) {
         snprintf(err, errsize, "exec %s: %s", p->agent_path, strerror(child_errno));
         if (p->ca)
             pki_forget_agent(p->tls_dir, id);
