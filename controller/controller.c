@@ -27,6 +27,7 @@
 #include "../lb/follow.h"
 #include "../policy/policy.h"
 #include "../policy/schedule.h"
+#include "../shm/confseg.h"
 #include "../shm/ops.h"
 #include "../provider/provider.h"
 #include "controller.h"
@@ -52,6 +53,7 @@ struct ctl {
     struct table *t;
     struct asg_config cfg;
     uint64_t cfg_gen;
+    struct confseg conf;       /* the published config, read-only */
     struct provider prov;
     int launch_failures;
     bool failed_this_round;    /* one backoff step per evaluation, however many fail */
@@ -1158,7 +1160,7 @@ static void take_news(struct ctl *c)
         copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, h.monitor_addr);
     if (g_sig.hup) {
         g_sig.hup = 0;
-        if (table_config_refresh(c->t, &c->cfg, &c->cfg_gen))
+        if (confseg_refresh(&c->conf, &c->cfg, &c->cfg_gen))
             sched_use_timezone(&c->cfg);
     }
     if (g_sig.chld) {
@@ -1215,9 +1217,13 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     memset(&c, 0, sizeof c);
     c.t = t;
     c.cfg = *cfg0;
-    table_config_refresh(t, &c.cfg, &c.cfg_gen);
-    int sigfd = signals_install(true);
     char err[256];
+    if (confseg_attach_table(t, &c.conf, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1; /* restarted: the supervisor publishes it before any role starts */
+    }
+    confseg_refresh(&c.conf, &c.cfg, &c.cfg_gen);
+    int sigfd = signals_install(true);
     if (provider_init(&c.prov, &c.cfg, err, sizeof err) != 0) {
         log_error("%s", err);
         return ASG_EXIT_FATAL;
@@ -1270,5 +1276,6 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     lb_free(&c.lb);
     lb_plan_free(&c.plan);
     free(c.ops);
+    confseg_detach(&c.conf);
     return 0;
 }

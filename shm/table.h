@@ -16,11 +16,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/config.h"
 #include "../common/identity.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
-#define TABLE_VERSION 18
+/* The layout's version: bumped by every change of the header's or a row's
+ * layout (tests/check_table.c pins sizes and offsets against it). 19: the
+ * config left the header for its own segment (shm/confseg.h). */
+#define TABLE_VERSION 19
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX 64
 #define TABLE_ADDR_MAX 64
@@ -199,8 +201,6 @@ struct table_hdr {
     uint64_t next_instance;      /* counter for instance ids */
     uint64_t nonce;              /* random per table: launch tokens never repeat */
     char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
-    uint64_t config_gen;         /* bumped when a new config is published */
-    struct asg_config config;
     struct ctl_state ctl;
     int64_t created_ms;
     int64_t last_probe_round_ms, last_eval_ms;
@@ -243,6 +243,8 @@ struct table_hdr {
      * (a second group of the same name refuses to start, naming this one) */
     char group_nonce[GROUP_NONCE_HEX + 8]; /* the group's (common/identity.h) */
     char config_path[256];       /* the config file, "" for the built-in defaults */
+    char group_name[48];         /* its group.name */
+    char config_name[TABLE_NAME_MAX + 32]; /* its published config (shm/confseg.h) */
     uint64_t supervisor_start;   /* pid_supervisor's start time (against pid reuse) */
     /* monitor: its listener's progress (monitor_s/relay.h), written by
      * the monitor alone, read by the supervisor's deaf-listener check */
@@ -293,7 +295,8 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
                  char *err, size_t errsize);
 /* Maps an existing segment, checking magic, version and sizes. On failure
  * errno says why: ENOENT none, EPERM not ours (another owner, or group or
- * world bits), EINVAL not a table of this layout. */
+ * world bits), EPROTO a table of another layout version (err names its
+ * version and ours), EINVAL not a table, or a damaged one. */
 int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize);
 void table_detach(struct table *t);
@@ -353,9 +356,9 @@ bool pid_exe_if_ours(pid_t pid, char *exe, size_t size);
  * gone. */
 uint64_t pid_start_time(pid_t pid);
 
-/* A role's view of the config: copies the published one when its
- * generation moved past *gen; true when it did. */
-bool table_config_refresh(const struct table *t, struct asg_config *cfg, uint64_t *gen);
+/* Copies n bytes of src while *seq is stable and even (a sequence
+ * counter's bracket); false when a writer kept it odd (a dead writer). */
+bool table_seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t *seq);
 
 /* Test-only fault point, compiled into test builds only (ASG_TEST_HOOKS):
  * with ASG_FAULT=ROLE:lock-kill:N in the environment, that role kills

@@ -35,4 +35,5 @@ Suite *controller_suite(void);
 Suite *lb_suite(void);
 Suite *schedule_suite(void);
 Suite *text_suite(void);
+Suite *layout_suite(void);
 #endif
