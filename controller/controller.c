@@ -24,7 +24,7 @@
 #include "../common/strbuf.h"
 #include "../common/util.h"
 #include "../ha/ha.h"
-#include "../lb/follow.h"
+#include "lb_table.h"
 #include "../policy/policy.h"
 #include "../policy/schedule.h"
 #include "../shm/confseg.h"
@@ -553,7 +553,7 @@ static void account_joined(struct ctl *c)
 static bool balancer_takes(const struct ctl *c, const struct table_row *r)
 {
     char member[TABLE_ADDR_MAX];
-    lb_member_addr(&c->cfg, r, member, sizeof member);
+    lb_member_addr(&c->cfg, r->id, r->addr, r->service_addr, member, sizeof member);
     return member[0] != '\0';
 }
 
@@ -581,6 +581,14 @@ static void follow_schedule(struct ctl *c)
     c->sched = s;
 }
 
+/* A row as the policy sees it. */
+static struct policy_instance policy_view(const struct table_row *r)
+{
+    return (struct policy_instance){r->state, r->misses, r->has_sample, r->load, r->last_seen_ms,
+                                    r->running_since_ms, r->req_rate, r->req_rate_ms, r->svc_rate,
+                                    r->svc_rate_ms};
+}
+
 static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
@@ -596,7 +604,8 @@ static void evaluate(struct ctl *c)
     memset(&in, 0, sizeof in);
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         const struct table_row *r = &c->t->rows[i];
-        policy_input_add(&in, r, &c->cfg, now);
+        struct policy_instance pi = policy_view(r);
+        policy_input_add(&in, &pi, &c->cfg, now);
         /* A new instance with a service: into the balancer now, not at
          * its next step. */
         if (c->lb.ops && r->state == ROW_RUNNING && r->lb_state == LBS_NONE && balancer_takes(c, r))
@@ -753,7 +762,7 @@ static void lb_step(struct ctl *c, bool reconcile_now)
     int64_t now = now_ms();
     bool drain_over = c->lb_wait_until && now >= c->lb_wait_until;
     if (rc == 0)
-        lb_plan_step(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
+        lb_table_plan(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
     if (rc != 0 && (c->lb_up || c->t->hdr->lb_checked_ms == 0))
         table_note(c->t, EV_BALANCER, NULL, LOG_LVL_WARN,
                    "balancer %s unreachable: %.150s; instances stay until it can drain them",
@@ -773,7 +782,7 @@ static void lb_step(struct ctl *c, bool reconcile_now)
     now = now_ms();
     if (task_failed)
         table_lb_health(c->t, c->lb_up, err, -1, now);
-    lb_record(c->t, &c->plan, now);
+    lb_table_record(c->t, &c->plan, now);
     release_holds(c, now);
     table_unlock(c->t);
     execute(c);
