@@ -707,16 +707,28 @@ static int open_table(void)
     return 0;
 }
 
+/* The config segment a re-attached table names (its last supervisor's). */
+static bool previous_config_name(char *out, size_t size)
+{
+    const char *n = S.table.hdr->config_name;
+    size_t len = strnlen(n, sizeof S.table.hdr->config_name), base = strlen(S.table.name);
+    /* Only a name of the form we make: nothing else is ever unlinked. */
+    if (S.table_fresh || len >= size || strncmp(n, S.table.name, base) != 0 ||
+        strncmp(n + base, ".config-", 8) != 0)
+        return false;
+    memcpy(out, n, len);
+    out[len] = '\0';
+    return true;
+}
+
 /* The config goes to the roles in a segment of its own (shm/confseg.h),
  * made fresh at every start. Its generations go on from those of the
- * previous manager's segment, which the re-attached table names and which
- * is then removed. */
+ * previous manager's segment, which is then removed. */
 static int publish_first_config(void)
 {
     char err[512], old[sizeof S.table.hdr->config_name];
     uint64_t gen = 0;
-    copy_str(old, sizeof old, S.table_fresh ? "" : S.table.hdr->config_name);
-    if (old[0]) {
+    if (previous_config_name(old, sizeof old)) {
         struct confseg prev;
         struct asg_config *cfg = malloc(sizeof *cfg);
         if (cfg && confseg_attach(old, &prev, err, sizeof err) == 0) {
