@@ -1226,13 +1226,10 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     memset(&c, 0, sizeof c);
     c.t = t;
     c.cfg = *cfg0;
-    char err[256];
-    if (confseg_attach_table(t, &c.conf, err, sizeof err) != 0) {
-        log_error("%s", err);
+    if (confseg_open_role(t, &c.conf, &c.cfg, &c.cfg_gen) != 0)
         return 1; /* restarted: the supervisor publishes it before any role starts */
-    }
-    confseg_refresh(&c.conf, &c.cfg, &c.cfg_gen);
     int sigfd = signals_install(true);
+    char err[256];
     if (provider_init(&c.prov, &c.cfg, err, sizeof err) != 0) {
         log_error("%s", err);
         return ASG_EXIT_FATAL;
@@ -1285,6 +1282,5 @@ int controller_main(struct table *t, const struct asg_config *cfg0)
     lb_free(&c.lb);
     lb_plan_free(&c.plan);
     free(c.ops);
-    confseg_detach(&c.conf);
     return 0;
 }

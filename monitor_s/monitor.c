@@ -970,12 +970,8 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     memset(&m, 0, sizeof m);
     m.t = t;
     m.cfg = *cfg0;
-    char why[256];
-    if (confseg_attach_table(t, &m.conf, why, sizeof why) != 0) {
-        log_error("%s", why);
+    if (confseg_open_role(t, &m.conf, &m.cfg, &m.cfg_gen) != 0)
         return 1; /* restarted: the supervisor publishes it before any role starts */
-    }
-    confseg_refresh(&m.conf, &m.cfg, &m.cfg_gen);
     signals_install(false);
     if (load_identity(&m) != 0)
         return ASG_EXIT_FATAL;

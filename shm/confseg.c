@@ -170,6 +170,17 @@ bool confseg_read(const struct confseg *c, struct asg_config *out, uint64_t *gen
     return ok;
 }
 
+int confseg_open_role(const struct table *t, struct confseg *c, struct asg_config *cfg, uint64_t *gen)
+{
+    char err[CONFSEG_NAME_MAX + 200];
+    if (confseg_attach_table(t, c, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    confseg_refresh(c, cfg, gen);
+    return 0;
+}
+
 bool confseg_refresh(const struct confseg *c, struct asg_config *cfg, uint64_t *gen)
 {
     uint64_t g = 0;

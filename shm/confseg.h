@@ -66,6 +66,10 @@ uint64_t confseg_publish(struct confseg *c, const struct asg_config *cfg);
 /* A consistent copy and its generation; false when a writer kept it busy
  * (a dead supervisor). */
 bool confseg_read(const struct confseg *c, struct asg_config *out, uint64_t *gen);
+/* A role's start: maps its supervisor's segment (the one t names) into c
+ * and takes the config from it (as confseg_refresh). -1, logged, when
+ * there is none: the role exits and is restarted. */
+int confseg_open_role(const struct table *t, struct confseg *c, struct asg_config *cfg, uint64_t *gen);
 /* A role's view of the config: copies the published one when its
  * generation moved past *gen, applies its log level and logs "config
  * generation N applied"; true when it did. */

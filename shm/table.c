@@ -142,6 +142,7 @@ _Static_assert(offsetof(struct table_hdr, magic) == 0 && offsetof(struct table_h
                "magic and version lead the header in every layout version");
 static bool version_refused(int fd, const char *name, char *err, size_t errsize)
 {
+    /* On true: fd closed, errno EPROTO. */
     struct {
         uint64_t magic;
         uint32_t version;
@@ -152,9 +153,12 @@ static bool version_refused(int fd, const char *name, char *err, size_t errsize)
     snprintf(err, errsize, "shared table %s has layout version %u; this program reads version %u "
              "only: refusing it. Stop every asg process of the other version, or remove /dev/shm%s "
              "if none runs (its instances are then forgotten)", name, lead.version, TABLE_VERSION, name);
+    close(fd);
+    errno = EPROTO;
     return true;
 }
 
+/* Long because each refusal says which check failed and what to do. */
 int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize)
 {
@@ -180,11 +184,8 @@ int table_attach(const char *name, bool readonly, struct table *t,
         errno = EPERM;
         return -1;
     }
-    if (version_refused(fd, name, err, errsize)) {
-        close(fd);
-        errno = EPROTO;
+    if (version_refused(fd, name, err, errsize))
         return -1;
-    }
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(struct table_hdr)) {
         snprintf(err, errsize, "shared table %s: %jd bytes is smaller than a header (%zu)",
                  name, (intmax_t)st.st_size, sizeof(struct table_hdr));

@@ -1126,12 +1126,9 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         return ASG_EXIT_FATAL;
     }
     table_detach(rw);
-    if (confseg_attach_table(&S.t, &S.conf, err, sizeof err) != 0) {
-        log_error("%s", err);
-        table_detach(&S.t);
-        return 1; /* restarted: the supervisor publishes it before any role starts */
-    }
     S.cfg = *cfg;
+    if (confseg_open_role(&S.t, &S.conf, &S.cfg, &S.cfg_gen) != 0)
+        return 1; /* restarted: the supervisor publishes it before any role starts */
     /* The configured port until the bound one is known (port 0). */
     const char *colon = strrchr(cfg->status_listen, ':');
     long port = 0;
@@ -1139,7 +1136,6 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         parse_whole(colon + 1, 0, 65535, &port);
     S.port = (unsigned)port;
     pthread_mutex_init(&S.mu, NULL);
-    confseg_refresh(&S.conf, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
     load_token();
     load_api_token();
