@@ -3,6 +3,7 @@
 #include "confseg.h"
 #include "../common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -150,6 +151,45 @@ void confseg_detach(struct confseg *c)
 }
 
 int confseg_unlink(const char *name) { return shm_unlink(name); }
+
+/* NAME.config-HEX16, where NAME is shm_name "." HEX16: its table's name
+ * length, or 0 for any other file. */
+static size_t table_part(const char *file, const char *base)
+{
+    size_t n = strlen(base);
+    const char *mark = strncmp(file, base, n) == 0 && file[n] == '.' ? strstr(file + n, ".config-") : NULL;
+    if (!mark || mark != file + n + 17 || strlen(mark) != 8 + 16)
+        return 0;
+    return (size_t)(mark - file);
+}
+
+int confseg_sweep(const char *shm_name)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return 0;
+    const char *base = shm_name[0] == '/' ? shm_name + 1 : shm_name;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = table_part(e->d_name, base);
+        struct stat st;
+        char table[256];
+        if (!n || n >= sizeof table || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            st.st_uid != geteuid() || !S_ISREG(st.st_mode))
+            continue;
+        memcpy(table, e->d_name, n);
+        table[n] = '\0';
+        if (fstatat(dirfd(d), table, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+            continue; /* its table is there: its manager may run, or come back */
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            log_info("removed config segment /%s: its table is gone", e->d_name);
+            removed++;
+        }
+    }
+    closedir(d);
+    return removed;
+}
 
 uint64_t confseg_publish(struct confseg *c, const struct asg_config *cfg)
 {

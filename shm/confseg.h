@@ -60,6 +60,10 @@ int confseg_attach(const char *name, struct confseg *c, char *err, size_t errsiz
 int confseg_attach_table(const struct table *t, struct confseg *c, char *err, size_t errsize);
 void confseg_detach(struct confseg *c);
 int confseg_unlink(const char *name);
+/* Supervisor, at start: removes the config segments of shm_name's tables
+ * that are gone (a killed manager's, whose table was then removed), ours
+ * only. Returns how many. */
+int confseg_sweep(const char *shm_name);
 
 /* Supervisor: publishes cfg as the next generation; returns it. */
 uint64_t confseg_publish(struct confseg *c, const struct asg_config *cfg);

@@ -728,6 +728,7 @@ static int publish_first_config(void)
 {
     char err[512], old[sizeof S.table.hdr->config_name];
     uint64_t gen = 0;
+    confseg_sweep(S.cfg.shm_name);
     if (previous_config_name(old, sizeof old)) {
         struct confseg prev;
         struct asg_config *cfg = malloc(sizeof *cfg);

@@ -399,6 +399,35 @@ START_TEST(test_config_segment_generations)
 }
 END_TEST
 
+/* A killed supervisor's config segment whose table was then removed is
+ * swept at the next start; one whose table is there is kept. name plays
+ * shm.name here: tables are named after it with a suffix. */
+START_TEST(test_orphan_config_segments_swept)
+{
+    struct asg_config cfg;
+    config_defaults(&cfg);
+    char err[512], live[96], gone[96], path[200];
+    snprintf(live, sizeof live, "%s.fedcba9876543210", name);
+    snprintf(gone, sizeof gone, "%s.0123456789abcdef", name);
+    struct table t2;
+    table_unlink(live);
+    ck_assert_msg(table_create(live, 4, &t2, err, sizeof err) == 0, "%s", err);
+    struct confseg kept, orphan;
+    ck_assert_msg(confseg_create(live, &cfg, 1, &kept, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(confseg_create(gone, &cfg, 1, &orphan, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(confseg_sweep(name), 1);
+    snprintf(path, sizeof path, "/dev/shm%s", orphan.name);
+    ck_assert(access(path, F_OK) != 0);
+    snprintf(path, sizeof path, "/dev/shm%s", kept.name);
+    ck_assert(access(path, F_OK) == 0);
+    confseg_detach(&orphan);
+    confseg_detach(&kept);
+    confseg_unlink(kept.name);
+    table_detach(&t2);
+    table_unlink(live);
+}
+END_TEST
+
 START_TEST(test_repair_fixes_impossible_values)
 {
     fill_rows(3);
@@ -509,6 +538,7 @@ Suite *table_suite(void)
         test_wrong_layout_refused,
         test_other_version_refused_by_name,
         test_config_segment_generations,
+        test_orphan_config_segments_swept,
         test_repair_fixes_impossible_values,
         test_segment_mode_0600,
         test_find_follows_index,
