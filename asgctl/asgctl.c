@@ -105,12 +105,22 @@ static void fmt_pct(char *buf, size_t n, bool has, double v)
         snprintf(buf, n, "-");
 }
 
+/* The table and the config its supervisor published (shm/confseg.h). */
 static int take(const char *shm, struct table *t, struct snapshot *s)
 {
     if (attach(shm, t) != 0)
         return -1;
-    if (snapshot_take(t, s) != 0) {
-        fprintf(stderr, "asgctl: shared table %s: header is being rewritten by a dead "
+    struct confseg cs;
+    char err[512];
+    if (confseg_attach_table(t, &cs, err, sizeof err) != 0) {
+        fprintf(stderr, "asgctl: %s\n", err);
+        table_detach(t);
+        return -1;
+    }
+    int rc = snapshot_take(t, &cs, s);
+    confseg_detach(&cs);
+    if (rc != 0) {
+        fprintf(stderr, "asgctl: shared table %s: header or config is being rewritten by a dead "
                 "writer; the supervisor will repair it\n", shm);
         table_detach(t);
         return -1;
@@ -160,7 +170,7 @@ static void print_instance_rows(const struct snapshot *s, bool lb)
 static void print_status_text(const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
-    const struct asg_config *c = &h->config;
+    const struct asg_config *c = s->cfg;
     int running = snapshot_count(s, ROW_RUNNING), pending = snapshot_count(s, ROW_PENDING);
     printf("group %s  policy %s  provider %s  min %d  desired %d  max %d  target %d\n",
            c->group_name, policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
@@ -699,13 +709,18 @@ static int replay_config(const struct replay_args *a, struct asg_config *cfg)
 static void config_from_table(const char *shm, struct asg_config *cfg)
 {
     struct table t;
+    struct confseg cs;
     char err[512];
+    uint64_t gen;
     if (!shm || table_attach(shm, true, &t, err, sizeof err) != 0)
         return;
-    struct table_hdr *h = malloc(sizeof *h);
-    if (h && table_read_hdr(&t, h))
-        *cfg = h->config;
-    free(h);
+    if (confseg_attach_table(&t, &cs, err, sizeof err) == 0) {
+        struct asg_config *copy = malloc(sizeof *copy);
+        if (copy && confseg_read(&cs, copy, &gen))
+            *cfg = *copy;
+        free(copy);
+        confseg_detach(&cs);
+    }
     table_detach(&t);
 }
 

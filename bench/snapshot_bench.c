@@ -34,7 +34,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < count; i++) {
         struct snapshot s;
         int64_t t0 = now_us();
-        if (snapshot_take(&t, &s) != 0) {
+        if (snapshot_take(&t, NULL, &s) != 0) {
             fprintf(stderr, "snapshot_bench: header unreadable\n");
             return 1;
         }

@@ -1,7 +1,7 @@
 /* The manager's configuration: every key of etc/asg.cfg, its default, its
  * range, and the checks between keys. The struct is plain data (fixed-size
- * strings, no pointers) so that the supervisor can publish it through the
- * shared table on reload. */
+ * strings, no pointers) so that the supervisor can publish it in its own
+ * shared memory segment on reload (shm/confseg.h). */
 #ifndef ASG_CONFIG_H
 #define ASG_CONFIG_H
 

@@ -24,9 +24,10 @@
 #include "../common/strbuf.h"
 #include "../common/util.h"
 #include "../ha/ha.h"
-#include "../lb/follow.h"
+#include "lb_table.h"
 #include "../policy/policy.h"
 #include "../policy/schedule.h"
+#include "../shm/confseg.h"
 #include "../shm/ops.h"
 #include "../provider/provider.h"
 #include "../provider/spec.h"
@@ -57,6 +58,7 @@ struct ctl {
     struct table *t;
     struct asg_config cfg;
     uint64_t cfg_gen;
+    struct confseg conf;       /* the published config, read-only */
     struct provider prov;
     int launch_failures;
     bool failed_this_round;    /* one backoff step per evaluation, however many fail */
@@ -584,7 +586,7 @@ static void account_joined(struct ctl *c)
 static bool balancer_takes(const struct ctl *c, const struct table_row *r)
 {
     char member[TABLE_ADDR_MAX];
-    lb_member_addr(&c->cfg, r, member, sizeof member);
+    lb_member_addr(&c->cfg, r->id, r->addr, r->service_addr, member, sizeof member);
     return member[0] != '\0';
 }
 
@@ -638,6 +640,14 @@ static void follow_launch_spec(struct ctl *c)
     c->spec = cur;
 }
 
+/* A row as the policy sees it. */
+static struct policy_instance policy_view(const struct table_row *r)
+{
+    return (struct policy_instance){r->state, r->misses, r->has_sample, r->load, r->last_seen_ms,
+                                    r->running_since_ms, r->req_rate, r->req_rate_ms, r->svc_rate,
+                                    r->svc_rate_ms};
+}
+
 static void evaluate(struct ctl *c)
 {
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
@@ -654,7 +664,8 @@ static void evaluate(struct ctl *c)
     memset(&in, 0, sizeof in);
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         const struct table_row *r = &c->t->rows[i];
-        policy_input_add(&in, r, &c->cfg, now);
+        struct policy_instance pi = policy_view(r);
+        policy_input_add(&in, &pi, &c->cfg, now);
         /* A new instance with a service: into the balancer now, not at
          * its next step. */
         if (c->lb.ops && r->state == ROW_RUNNING && r->lb_state == LBS_NONE && balancer_takes(c, r))
@@ -818,7 +829,7 @@ static void lb_step(struct ctl *c, bool reconcile_now)
     int64_t now = now_ms();
     bool drain_over = c->lb_wait_until && now >= c->lb_wait_until;
     if (rc == 0)
-        lb_plan_step(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
+        lb_table_plan(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
     if (rc != 0 && (c->lb_up || c->t->hdr->lb_checked_ms == 0))
         table_note(c->t, EV_BALANCER, NULL, LOG_LVL_WARN,
                    "balancer %s unreachable: %.150s; instances stay until it can drain them",
@@ -838,7 +849,7 @@ static void lb_step(struct ctl *c, bool reconcile_now)
     now = now_ms();
     if (task_failed)
         table_lb_health(c->t, c->lb_up, err, -1, now);
-    lb_record(c->t, &c->plan, now);
+    lb_table_record(c->t, &c->plan, now);
     release_holds(c, now);
     table_unlock(c->t);
     execute(c);
@@ -1224,7 +1235,7 @@ static void take_news(struct ctl *c)
         copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, h.monitor_addr);
     if (g_sig.hup) {
         g_sig.hup = 0;
-        if (table_config_refresh(c->t, &c->cfg, &c->cfg_gen))
+        if (confseg_refresh(&c->conf, &c->cfg, &c->cfg_gen))
             sched_use_timezone(&c->cfg);
     }
     if (g_sig.chld) {
@@ -1275,66 +1286,84 @@ static void run(struct ctl *c, int sigfd)
     }
 }
 
-int controller_main(struct table *t, const struct asg_config *cfg0)
+/* What the controller works with: the published config, the provider,
+ * the balancer, operators' requests and HA. 0, or the role's exit code. */
+static int open_role(struct ctl *c, struct table *t, const struct asg_config *cfg0)
 {
-    static struct ctl c;
-    memset(&c, 0, sizeof c);
-    c.t = t;
-    c.cfg = *cfg0;
-    table_config_refresh(t, &c.cfg, &c.cfg_gen);
-    int sigfd = signals_install(true);
+    c->t = t;
+    c->cfg = *cfg0;
+    if (confseg_open_role(t, &c->conf, &c->cfg, &c->cfg_gen) != 0)
+        return 1; /* restarted: the supervisor publishes it before any role starts */
     char err[256];
-    if (provider_init(&c.prov, &c.cfg, err, sizeof err) != 0) {
+    if (provider_init(&c->prov, &c->cfg, err, sizeof err) != 0) {
         log_error("%s", err);
         return ASG_EXIT_FATAL;
     }
-    c.prov.nonce = t->hdr->nonce;
-    c.sched.active = c.sched.next = -1;
-    c.sched_minute = -1;
-    sched_use_timezone(&c.cfg);
-    if (lb_init(&c.lb, &c.cfg, err, sizeof err) != 0) {
+    c->prov.nonce = t->hdr->nonce;
+    c->sched.active = c->sched.next = -1;
+    c->sched_minute = -1;
+    sched_use_timezone(&c->cfg);
+    if (lb_init(&c->lb, &c->cfg, err, sizeof err) != 0) {
         log_error("lb: %s", err);
-        provider_free(&c.prov);
+        provider_free(&c->prov);
         return ASG_EXIT_FATAL;
     }
-    c.lb.abort_flag = &g_sig.term;
-    c.lb_up = true; /* until it says otherwise: no hold is skipped on a guess */
-    c.reqfd = ctlsock_receiver();
+    c->lb.abort_flag = &g_sig.term;
+    c->lb_up = true; /* until it says otherwise: no hold is skipped on a guess */
+    c->reqfd = ctlsock_receiver();
     /* A process provider's agents carry the group nonce: a leader must hold the group's. */
-    const char *group_nonce = provider_has(&c.cfg, PROVIDER_CAP_PROCESSES) ? t->hdr->group_nonce : NULL;
-    if (ha_open(&c.ha, &c.cfg, t->hdr->ha_lease, t->hdr->nonce, group_nonce, err, sizeof err) != 0) {
+    const char *group_nonce = provider_has(&c->cfg, PROVIDER_CAP_PROCESSES) ? t->hdr->group_nonce : NULL;
+    if (ha_open(&c->ha, &c->cfg, t->hdr->ha_lease, t->hdr->nonce, group_nonce, err, sizeof err) != 0) {
         log_error("ha: %s", err);
-        provider_free(&c.prov);
-        lb_free(&c.lb);
+        provider_free(&c->prov);
+        lb_free(&c->lb);
         return ASG_EXIT_FATAL;
     }
-    if (c.ha.on)
-        log_info("ha: on etcd %s as %s (lease TTL %d ms, keys under %s/%s)", c.cfg.ha_etcd, c.ha.id,
-                 c.cfg.ha_lease_ttl_ms, c.cfg.ha_prefix, c.cfg.group_name);
+    if (c->ha.on)
+        log_info("ha: on etcd %s as %s (lease TTL %d ms, keys under %s/%s)", c->cfg.ha_etcd, c->ha.id,
+                 c->cfg.ha_lease_ttl_ms, c->cfg.ha_prefix, c->cfg.group_name);
     log_info("controller up: policy %s, provider %s, group %s %d..%d (desired %d)",
-             policy_kind_name(c.cfg.policy_kind), c.prov.ops->name, c.cfg.group_name,
-             c.cfg.min_instances, c.cfg.max_instances, c.cfg.desired_instances);
-    reconcile(&c);
-    if (c.lb.ops && ha_may_act(&c.ha, now_ms())) {
-        log_info("balancer %s: following the group (lb.interval_ms %d, drain up to %d ms)",
-                 c.lb.ops->name, c.cfg.lb_interval_ms, c.cfg.lb_drain_timeout_ms);
-        lb_step(&c, true);
-    }
-    run(&c, sigfd);
-    struct table_hdr h;
-    bool draining = table_read_hdr(t, &h) && h.draining == DRAIN_STOP;
-    /* With ha.etcd the group outlives this manager: another one takes it
-     * over, so its instances stay, and the lease goes at once. */
-    if (draining && provider_has(&c.cfg, PROVIDER_CAP_PROCESSES) && c.cfg.local_stop_on_exit && !c.ha.on) {
-        log_info("draining: stopping the local agents");
-        stop_all(&c);
-    } else {
-        log_info("stopping; instances are left running%s", c.ha.on ? " for the next leader" : "");
-    }
-    ha_close(&c.ha);
-    provider_free(&c.prov);
-    lb_free(&c.lb);
-    lb_plan_free(&c.plan);
-    free(c.ops);
+             policy_kind_name(c->cfg.policy_kind), c->prov.ops->name, c->cfg.group_name,
+             c->cfg.min_instances, c->cfg.max_instances, c->cfg.desired_instances);
     return 0;
+}
+
+/* The way out. An operator's stop ends a process provider's agents
+ * (provider.local.stop_on_exit); with ha.etcd the group outlives this
+ * manager: another one takes it over, so its instances stay, and the
+ * lease goes at once. */
+static void controller_finish(struct ctl *c)
+{
+    struct table_hdr h;
+    bool draining = table_read_hdr(c->t, &h) && h.draining == DRAIN_STOP;
+    if (draining && provider_has(&c->cfg, PROVIDER_CAP_PROCESSES) && c->cfg.local_stop_on_exit && !c->ha.on) {
+        log_info("draining: stopping the local agents");
+        stop_all(c);
+    } else {
+        log_info("stopping; instances are left running%s", c->ha.on ? " for the next leader" : "");
+    }
+    ha_close(&c->ha);
+    provider_free(&c->prov);
+    lb_free(&c->lb);
+}
+
+int controller_main(struct table *t, const struct asg_config *cfg0)
+{
+    struct ctl *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    int sigfd = signals_install(true);
+    int rc = open_role(c, t, cfg0);
+    if (rc == 0) {
+        reconcile(c);
+        if (c->lb.ops && ha_may_act(&c->ha, now_ms())) {
+            log_info("balancer %s: following the group (lb.interval_ms %d, drain up to %d ms)",
+                     c->lb.ops->name, c->cfg.lb_interval_ms, c->cfg.lb_drain_timeout_ms);
+            lb_step(c, true);
+        }
+        run(c, sigfd);
+        controller_finish(c);
+    }
+    controller_close(c);
+    return rc;
 }

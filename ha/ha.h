@@ -31,7 +31,8 @@
 #include <stdint.h>
 
 #include "../common/config.h"
-#include "../shm/table.h"
+#include "../common/group.h"
+#include "../common/identity.h"
 #include "etcd.h"
 
 

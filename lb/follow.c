@@ -1,23 +1,36 @@
-/* The balancer follows the table (see follow.h). */
+/* The balancer follows the group (see follow.h). */
 #include "follow.h"
 #include "../common/util.h"
-#include "../shm/ops.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void lb_member_addr(const struct asg_config *cfg, const struct table_row *r, char *out, size_t size)
+void lb_member_addr(const struct asg_config *cfg, const char *id, const char *addr,
+                    const char *service_addr, char *out, size_t size)
 {
     out[0] = '\0';
     if (cfg->lb_kind == LB_HAPROXY) {
-        copy_str(out, size, r->service_addr);
-    } else if (cfg->lb_kind == LB_ELBV2 && strncmp(r->id, "i-", 2) == 0 && r->addr[0]) {
+        copy_str(out, size, service_addr);
+    } else if (cfg->lb_kind == LB_ELBV2 && strncmp(id, "i-", 2) == 0 && addr[0]) {
         /* A target is an instance id and a port; the address is said for
          * people only. */
-        size_t host = strcspn(r->addr, ":");
-        snprintf(out, size, "%.*s:%d", (int)(host < 40 ? host : 40), r->addr, cfg->lb_elbv2_port);
+        size_t host = strcspn(addr, ":");
+        snprintf(out, size, "%.*s:%d", (int)(host < 40 ? host : 40), addr, cfg->lb_elbv2_port);
     }
+}
+
+static void note(const struct lb_recorder *rec, const char *instance, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void note(const struct lb_recorder *rec, const char *instance, int level, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rec->note(rec->ctx, instance, level, msg);
 }
 
 static void plan_add(struct lb_plan *p, int action, uint32_t slot, uint64_t incarnation,
@@ -46,13 +59,13 @@ static const struct lb_member *find_member(const struct lb_member *m, size_t nm,
     return NULL;
 }
 
-/* What one row needs from the balancer. */
-static void plan_row(struct table *t, const struct asg_config *cfg, struct table_row *r,
-                     const struct lb_member *m, bool drain_over, int64_t now, struct lb_plan *p)
+/* What one instance needs from the balancer. */
+static void plan_row(const struct asg_config *cfg, const struct lb_instance *r, const struct lb_member *m,
+                     bool drain_over, int64_t now, const struct lb_recorder *rec, struct lb_plan *p)
 {
-    uint32_t slot = (uint32_t)(r - t->rows);
-    char addr[TABLE_ADDR_MAX];
-    lb_member_addr(cfg, r, addr, sizeof addr);
+    uint32_t slot = r->slot;
+    char addr[INSTANCE_ADDR_MAX];
+    lb_member_addr(cfg, r->id, r->addr, r->service_addr, addr, sizeof addr);
     switch (r->state) {
     case ROW_RUNNING:
         /* Added once; an operator may then take it out by hand in the
@@ -60,8 +73,7 @@ static void plan_row(struct table *t, const struct asg_config *cfg, struct table
          * drained by us while it was unhealthy: in again. */
         if (addr[0] && (!m || r->lb_state != LBS_ADDED)) {
             if (!m && r->lb_state == LBS_ADDED)
-                table_note(t, EV_BALANCER, r->id, LOG_LVL_WARN,
-                           "balancer lost %s (restarted?): adding it again", r->id);
+                note(rec, r->id, LOG_LVL_WARN, "balancer lost %s (restarted?): adding it again", r->id);
             plan_add(p, LBA_ADD, slot, r->incarnation, r->id, addr);
         }
         break;
@@ -73,15 +85,15 @@ static void plan_row(struct table *t, const struct asg_config *cfg, struct table
     case ROW_TERMINATING:
         if (!m) {
             if (r->lb_state == LBS_ADDED || r->lb_state == LBS_DRAINING)
-                table_lb_state(t, r, LBS_REMOVED, now);
+                rec->state(rec->ctx, r->slot, r->incarnation, LBS_REMOVED, now);
         } else if (r->lb_state == LBS_ADDED) {
             plan_add(p, LBA_DRAIN, slot, r->incarnation, r->id, addr);
         } else if (r->lb_state != LBS_DRAINING || m->sessions == 0 || drain_over ||
                    now - r->lb_since_ms >= cfg->lb_drain_timeout_ms) {
             if (r->lb_state == LBS_DRAINING && m->sessions > 0)
-                table_note(t, EV_BALANCER, r->id, LOG_LVL_WARN,
-                           "%s still has %u connection(s) after draining %lld ms: removing it", r->id,
-                           m->sessions, (long long)(now - r->lb_since_ms));
+                note(rec, r->id, LOG_LVL_WARN,
+                     "%s still has %u connection(s) after draining %lld ms: removing it", r->id,
+                     m->sessions, (long long)(now - r->lb_since_ms));
             plan_add(p, LBA_REMOVE, slot, r->incarnation, r->id, addr);
         }
         break;
@@ -93,16 +105,24 @@ static void plan_row(struct table *t, const struct asg_config *cfg, struct table
 /* Members named like our instances that no row has: left by an instance
  * whose row is gone (a manager restarted on a new table). Drained first,
  * removed once idle. */
-static void plan_strays(struct table *t, const struct asg_config *cfg, const struct lb_member *m,
-                        size_t nm, struct lb_plan *p)
+static bool has_instance(const struct lb_instance *in, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(in[i].id, name) == 0)
+            return true;
+    return false;
+}
+
+static void plan_strays(const struct asg_config *cfg, const struct lb_instance *in, size_t n,
+                        const struct lb_member *m, size_t nm, const struct lb_recorder *rec,
+                        struct lb_plan *p)
 {
     for (size_t i = 0; i < nm; i++) {
-        if (!lb_name_is_ours(cfg->group_name, m[i].name) || table_find(t, m[i].name))
+        if (!lb_name_is_ours(cfg->group_name, m[i].name) || has_instance(in, n, m[i].name))
             continue;
         if (m[i].admin == LBM_READY) {
-            table_note(t, EV_BALANCER, m[i].name, LOG_LVL_INFO,
-                       "balancer has %s, an instance of this group the table does not: draining it",
-                       m[i].name);
+            note(rec, m[i].name, LOG_LVL_INFO,
+                 "balancer has %s, an instance of this group the table does not: draining it", m[i].name);
             plan_add(p, LBA_DRAIN, LB_NO_ROW, 0, m[i].name, m[i].addr);
         } else if (m[i].sessions == 0) {
             plan_add(p, LBA_REMOVE, LB_NO_ROW, 0, m[i].name, m[i].addr);
@@ -110,21 +130,22 @@ static void plan_strays(struct table *t, const struct asg_config *cfg, const str
     }
 }
 
-void lb_plan_step(struct table *t, const struct asg_config *cfg, const struct lb_member *m, size_t nm,
-                  bool strays, bool drain_over, int64_t now, struct lb_plan *p)
+void lb_plan_step(const struct asg_config *cfg, const struct lb_instance *in, size_t n,
+                  const struct lb_member *m, size_t nm, bool strays, bool drain_over, int64_t now,
+                  const struct lb_recorder *rec, struct lb_plan *p)
 {
     p->n = 0;
-    for (uint32_t i = 0; i < t->capacity; i++) {
-        struct table_row *r = &t->rows[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct lb_instance *r = &in[i];
         if (r->state == ROW_FREE)
             continue;
         const struct lb_member *mm = find_member(m, nm, r->id);
         if (mm)
-            table_lb_counted(t, r, mm->requests, mm->sessions, now);
-        plan_row(t, cfg, r, mm, drain_over, now, p);
+            rec->counted(rec->ctx, r, mm->requests, mm->sessions, now);
+        plan_row(cfg, r, mm, drain_over, now, rec, p);
     }
     if (strays)
-        plan_strays(t, cfg, m, nm, p);
+        plan_strays(cfg, in, n, m, nm, rec, p);
 }
 
 int lb_run(struct lb *lb, struct lb_plan *p, char *err, size_t errsize)
@@ -149,7 +170,7 @@ int lb_run(struct lb *lb, struct lb_plan *p, char *err, size_t errsize)
 static const char *const verbs[] = {"add", "drain", "remove"};
 static const uint32_t outcome[] = {LBS_ADDED, LBS_DRAINING, LBS_REMOVED};
 
-void lb_record(struct table *t, struct lb_plan *p, int64_t now)
+void lb_record(struct lb_plan *p, const struct lb_recorder *rec, int64_t now)
 {
     static struct log_limit limit;
     for (size_t i = 0; i < p->n; i++) {
@@ -160,19 +181,18 @@ void lb_record(struct table *t, struct lb_plan *p, int64_t now)
             continue;
         }
         if (k->slot == LB_NO_ROW) {
-            table_note(t, EV_BALANCER, k->name, LOG_LVL_INFO, "balancer: %s %s (no instance of ours)",
-                       k->action == LBA_DRAIN ? "drained" : "removed", k->name);
+            note(rec, k->name, LOG_LVL_INFO, "balancer: %s %s (no instance of ours)",
+                 k->action == LBA_DRAIN ? "drained" : "removed", k->name);
             continue;
         }
-        struct table_row *r = k->slot < t->capacity ? &t->rows[k->slot] : NULL;
-        if (!r || r->incarnation != k->incarnation || r->state == ROW_FREE)
+        /* Recorded whatever the instance did meanwhile (if it is still
+         * the one planned for): it is what the balancer now has, and the
+         * next step acts on it. */
+        if (!rec->state(rec->ctx, k->slot, k->incarnation, outcome[k->action], now))
             continue;
-        /* Recorded whatever the row did meanwhile: it is what the balancer
-         * now has, and the next step acts on it. */
-        table_lb_state(t, r, outcome[k->action], now);
-        table_note(t, EV_BALANCER, r->id, LOG_LVL_INFO, "balancer: %s %s%s%s",
-                   k->action == LBA_ADD ? "added" : k->action == LBA_DRAIN ? "draining" : "removed",
-                   r->id, k->action == LBA_ADD ? " at " : "", k->action == LBA_ADD ? k->addr : "");
+        note(rec, k->name, LOG_LVL_INFO, "balancer: %s %s%s%s",
+             k->action == LBA_ADD ? "added" : k->action == LBA_DRAIN ? "draining" : "removed", k->name,
+             k->action == LBA_ADD ? " at " : "", k->action == LBA_ADD ? k->addr : "");
     }
     p->n = 0;
 }

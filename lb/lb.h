@@ -21,14 +21,14 @@
 #include <stdint.h>
 
 #include "../common/config.h"
-#include "../shm/table.h"
+#include "../common/group.h"
 
 /* What a balancer says about one member. */
 enum lb_admin { LBM_READY, LBM_DRAIN, LBM_MAINT, LBM_OTHER };
 
 struct lb_member {
-    char name[TABLE_ID_MAX];
-    char addr[TABLE_ADDR_MAX];  /* host:port the balancer sends to */
+    char name[INSTANCE_ID_MAX];
+    char addr[INSTANCE_ADDR_MAX]; /* host:port the balancer sends to */
     int admin;                  /* enum lb_admin */
     uint32_t sessions;          /* connections open to it now */
     uint64_t requests;          /* served since it was added (a counter) */

@@ -905,7 +905,7 @@ static void run(struct monitor *m)
     while (!g_sig.term) {
         if (g_sig.hup) {
             g_sig.hup = 0;
-            table_config_refresh(m->t, &m->cfg, &m->cfg_gen);
+            confseg_refresh(&m->conf, &m->cfg, &m->cfg_gen);
         }
         int64_t now = now_us(), interval = (int64_t)m->cfg.probe_interval_ms * 1000;
         if (now >= next_round) {
@@ -972,7 +972,8 @@ int monitor_main(struct table *t, const struct asg_config *cfg0)
     memset(&m, 0, sizeof m);
     m.t = t;
     m.cfg = *cfg0;
-    table_config_refresh(t, &m.cfg, &m.cfg_gen);
+    if (confseg_open_role(t, &m.conf, &m.cfg, &m.cfg_gen) != 0)
+        return 1; /* restarted: the supervisor publishes it before any role starts */
     signals_install(false);
     if (load_identity(&m) != 0)
         return ASG_EXIT_FATAL;

@@ -11,6 +11,7 @@
 #include "../common/pki.h"
 #include "../proto/h2probe.h"
 #include "../proto/rpc.h"
+#include "../shm/confseg.h"
 #include "../shm/table.h"
 #include "relay.h"
 
@@ -47,6 +48,7 @@ struct monitor {
     struct table *t;
     struct asg_config cfg;
     uint64_t cfg_gen;
+    struct confseg conf;      /* the published config, read-only */
     grpc_completion_queue *cq; /* the Monitor service's */
     struct h2p *probes;       /* the probe engine */
     struct slot *slots;

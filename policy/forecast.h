@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../shm/table.h"
+#include "../common/group.h"
 
 #define FC_DAILY_TRUST 0.25   /* relative error above which the daily pattern is ignored */
 

@@ -7,7 +7,7 @@
 
 static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-void policy_input_add(struct policy_input *in, const struct table_row *r,
+void policy_input_add(struct policy_input *in, const struct policy_instance *r,
                       const struct asg_config *cfg, int64_t now)
 {
     if (r->state == ROW_PENDING) {

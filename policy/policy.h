@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "../common/config.h"
-#include "../shm/table.h"
+#include "../common/group.h"
 
 struct policy_input {
     int running;        /* registered and healthy */
@@ -27,8 +27,23 @@ struct decision {
     char reason[160];
 };
 
-/* Reduces table rows to the policy's input (only what it may look at). */
-void policy_input_add(struct policy_input *in, const struct table_row *r,
+/* An instance as the policy sees it (the controller copies it from the
+ * instance's row): its state, its last load sample and request rates. */
+struct policy_instance {
+    uint32_t state;             /* enum row_state */
+    uint32_t misses;            /* consecutive failed probes */
+    bool has_sample;
+    double load;                /* last sample, a fraction */
+    int64_t last_seen_ms;       /* last successful probe, 0 if never */
+    int64_t running_since_ms;
+    double req_rate;            /* requests/s at the balancer */
+    int64_t req_rate_ms;        /* when measured; 0 = never */
+    double svc_rate;            /* requests/s its service reports */
+    int64_t svc_rate_ms;        /* when measured; 0 = never */
+};
+
+/* Adds one instance to the policy's input (only what it may look at). */
+void policy_input_add(struct policy_input *in, const struct policy_instance *r,
                       const struct asg_config *cfg, int64_t now);
 
 /* st is the state carried between evaluations (kept in the table so that a

@@ -81,9 +81,8 @@ static void probes_json(struct strbuf *b, const struct probe_totals *p)
 }
 
 /* The scheduled entry in force and the next (Unix seconds). */
-static void schedule_json(struct strbuf *b, const struct table_hdr *h)
+static void schedule_json(struct strbuf *b, const struct table_hdr *h, const struct asg_config *c)
 {
-    const struct asg_config *c = &h->config;
     sb_printf(b, "\"schedule\":{\"timezone\":");
     sb_json_str(b, c->schedule_timezone);
     sb_printf(b, ",\"entries\":%d,\"active\":", c->nschedule);
@@ -109,9 +108,8 @@ static void schedule_json(struct strbuf *b, const struct table_hdr *h)
 }
 
 /* The load balancer as the controller last found it. */
-static void balancer_json(struct strbuf *b, const struct table_hdr *h)
+static void balancer_json(struct strbuf *b, const struct table_hdr *h, const struct asg_config *c)
 {
-    const struct asg_config *c = &h->config;
     sb_printf(b, "\"balancer\":{\"kind\":\"%s\"", lb_kind_name(c->lb_kind));
     if (c->lb_kind != LB_NONE) {
         sb_printf(b, ",\"up\":%s,\"members\":%d,\"checked_ms_ago\":%lld,\"error\":",
@@ -124,10 +122,10 @@ static void balancer_json(struct strbuf *b, const struct table_hdr *h)
 }
 
 /* High availability (ha.etcd), as the controller last stepped it. */
-static void ha_json(struct strbuf *b, const struct table_hdr *h)
+static void ha_json(struct strbuf *b, const struct table_hdr *h, const struct asg_config *c)
 {
-    sb_printf(b, "\"ha\":{\"role\":\"%s\"", ha_role_name(h->config.ha_etcd[0] ? h->ha_role : HA_OFF));
-    if (h->config.ha_etcd[0]) {
+    sb_printf(b, "\"ha\":{\"role\":\"%s\"", ha_role_name(c->ha_etcd[0] ? h->ha_role : HA_OFF));
+    if (c->ha_etcd[0]) {
         sb_printf(b, ",\"leader\":");
         sb_json_str(b, h->ha_leader);
         sb_printf(b, ",\"leader_address\":");
@@ -144,7 +142,7 @@ static void ha_json(struct strbuf *b, const struct table_hdr *h)
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
-    const struct asg_config *c = &h->config;
+    const struct asg_config *c = s->cfg;
     int running = snapshot_count(s, ROW_RUNNING), pending = snapshot_count(s, ROW_PENDING);
     sb_printf(b, "{\"group\":{\"name\":");
     sb_json_str(b, c->group_name);
@@ -159,7 +157,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     sb_printf(b, ",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
                  "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu,"
                  "\"events\":%llu",
-              (unsigned long long)h->config_gen, (unsigned long long)h->evaluations,
+              (unsigned long long)s->cfg_gen, (unsigned long long)h->evaluations,
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
               (unsigned long long)h->lock_recoveries, (unsigned long long)s->probes.events_written);
@@ -169,9 +167,9 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
         sb_printf(b, "%s\"%s\":%llu", k ? "," : "", refusal_kind_name(k),
                   (unsigned long long)atomic_load(&h->refused[k]));
     sb_printf(b, "}},");
-    balancer_json(b, h);
-    ha_json(b, h);
-    schedule_json(b, h);
+    balancer_json(b, h, c);
+    ha_json(b, h, c);
+    schedule_json(b, h, c);
     probes_json(b, &s->probes);
     sb_printf(b, "\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
@@ -285,7 +283,7 @@ static void launch_spec_metrics(struct strbuf *b, const struct snapshot *s)
 static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
-    if (h->config.lb_kind == LB_NONE)
+    if (s->cfg->lb_kind == LB_NONE)
         return;
     help(b, "asg_lb_up", "gauge", "1 when the load balancer's last call succeeded.");
     sb_printf(b, "asg_lb_up %u\n", h->lb_up ? 1u : 0u);
@@ -318,7 +316,7 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
 void render_metrics(struct strbuf *b, const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
-    const struct asg_config *c = &h->config;
+    const struct asg_config *c = s->cfg;
     help(b, "asg_build_info", "gauge", "Always 1: the manager's version and its table's layout in labels.");
     sb_printf(b, "asg_build_info{version=\"%s\",table_layout=\"%d\"} 1\n", ASG_VERSION, TABLE_VERSION);
     help(b, "asg_instances", "gauge", "Instances in the group by state.");
@@ -396,7 +394,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     sb_printf(b, "asg_illegal_transitions_total %llu\n",
               (unsigned long long)atomic_load(&h->illegal_transitions));
     help(b, "asg_plaintext", "gauge", "1 when tls.mode is plaintext: nothing is authenticated.");
-    sb_printf(b, "asg_plaintext %d\n", h->config.tls_mode == TLS_PLAINTEXT);
+    sb_printf(b, "asg_plaintext %d\n", c->tls_mode == TLS_PLAINTEXT);
     help(b, "asg_evaluations_total", "counter", "Controller evaluations.");
     sb_printf(b, "asg_evaluations_total %llu\n", (unsigned long long)h->evaluations);
     help(b, "asg_probe_rounds_total", "counter", "Completed probe rounds.");

@@ -288,8 +288,8 @@ void table_join_spent(struct table *t, struct table_row *r, int64_t now)
 
 /* ---- the header ---- */
 
-void table_supervisor_started(struct table *t, const struct asg_config *cfg, const char *nonce,
-                              const char *config_path)
+void table_supervisor_started(struct table *t, const char *group_name, const char *nonce,
+                              const char *config_path, const char *config_name)
 {
     struct table_hdr *h = t->hdr;
     hdr_write_begin(t);
@@ -297,10 +297,10 @@ void table_supervisor_started(struct table *t, const struct asg_config *cfg, con
     h->supervisor_start = pid_start_time(getpid());
     copy_str(h->group_nonce, sizeof h->group_nonce, nonce ? nonce : "");
     copy_str(h->config_path, sizeof h->config_path, config_path ? config_path : "");
+    copy_str(h->group_name, sizeof h->group_name, group_name);
+    copy_str(h->config_name, sizeof h->config_name, config_name ? config_name : "");
     h->pid_monitor = h->pid_controller = h->pid_status = 0;
     h->draining = DRAIN_NONE;
-    h->config = *cfg;
-    h->config_gen++;
     h->sched_active = h->sched_next = -1; /* the controller works it out */
     hdr_write_end(t);
 }
@@ -334,11 +334,9 @@ void table_set_draining(struct table *t, uint32_t kind)
     hdr_write_end(t);
 }
 
-void table_publish_config(struct table *t, const struct asg_config *cfg)
+void table_config_reloaded(struct table *t)
 {
     hdr_write_begin(t);
-    t->hdr->config = *cfg;
-    t->hdr->config_gen++;
     t->hdr->operator_desired = 0;
     hdr_write_end(t);
     atomic_fetch_add(&t->hdr->reloads_ok, 1);

@@ -9,7 +9,7 @@
  * nothing. Adding a state is adding a row to that table.
  *
  * Who writes what:
- *   supervisor  role pids, config and its generation, draining, restarts
+ *   supervisor  role pids, where its config is published, draining, restarts
  *   monitor     probe results, registrations, joins, the address it bound
  *   controller  launches (with their launch spec generation), terminations,
  *               pids, the target and its state, the launch spec in force
@@ -94,15 +94,16 @@ void table_join_spent(struct table *t, struct table_row *r, int64_t now);
 
 /* ---- the header ---- */
 
-/* Supervisor. nonce: the group's; config_path: its file (NULL: defaults). */
-void table_supervisor_started(struct table *t, const struct asg_config *cfg, const char *nonce,
-                              const char *config_path);
+/* Supervisor. nonce: the group's; config_path: its file (NULL: defaults);
+ * config_name: the segment its config is published in (shm/confseg.h). */
+void table_supervisor_started(struct table *t, const char *group_name, const char *nonce,
+                              const char *config_path, const char *config_name);
 void table_set_role_pid(struct table *t, int role, pid_t pid); /* role: 0 monitor, 1 controller, 2 status */
 void table_role_restarted(struct table *t, int role);
 void table_set_draining(struct table *t, uint32_t kind);
-/* A reload: the new config, a new generation; an operator's desired size
- * ends (the file wins again). */
-void table_publish_config(struct table *t, const struct asg_config *cfg);
+/* A reload (its config published in shm/confseg.h): an operator's desired
+ * size ends (the file wins again). */
+void table_config_reloaded(struct table *t);
 
 /* Monitor. */
 void table_set_monitor_addr(struct table *t, const char *addr);

@@ -5,13 +5,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-int snapshot_take(const struct table *t, struct snapshot *s)
+static int take_config(const struct confseg *cs, struct snapshot *s)
+{
+    s->cfg = malloc(sizeof *s->cfg);
+    if (!s->cfg)
+        return -1;
+    if (cs)
+        return confseg_read(cs, s->cfg, &s->cfg_gen) ? 0 : -1;
+    config_defaults(s->cfg);
+    return 0;
+}
+
+int snapshot_take(const struct table *t, const struct confseg *cs, struct snapshot *s)
 {
     memset(s, 0, sizeof *s);
+    if (take_config(cs, s) != 0) {
+        free(s->cfg);
+        s->cfg = NULL;
+        return -1;
+    }
     s->hdr = malloc(sizeof *s->hdr);
     if (!s->hdr || !table_read_hdr(t, s->hdr)) {
         free(s->hdr);
+        free(s->cfg);
         s->hdr = NULL;
+        s->cfg = NULL;
         return -1;
     }
     s->hdr->lb_error[sizeof s->hdr->lb_error - 1] = '\0';
@@ -19,6 +37,7 @@ int snapshot_take(const struct table *t, struct snapshot *s)
     s->rows = calloc(t->capacity ? t->capacity : 1, sizeof *s->rows);
     if (!s->rows) {
         free(s->hdr);
+        free(s->cfg);
         return -1;
     }
     for (uint32_t i = 0; i < t->capacity; i++) {
@@ -53,6 +72,7 @@ void snapshot_free(struct snapshot *s)
 {
     free(s->hdr);
     free(s->rows);
+    free(s->cfg);
     memset(s, 0, sizeof *s);
 }
 
@@ -66,5 +86,5 @@ int snapshot_count(const struct snapshot *s, uint32_t state)
 
 int snapshot_target(const struct snapshot *s)
 {
-    return s->hdr->ctl.target ? s->hdr->ctl.target : s->hdr->config.desired_instances;
+    return s->hdr->ctl.target ? s->hdr->ctl.target : s->cfg->desired_instances;
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,6 +135,30 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
     return 0;
 }
 
+/* A table of another layout version is refused by name, before any size
+ * is checked (a layout of another version has other sizes): magic and
+ * version lead the header in every version. */
+_Static_assert(offsetof(struct table_hdr, magic) == 0 && offsetof(struct table_hdr, version) == 8,
+               "magic and version lead the header in every layout version");
+static bool version_refused(int fd, const char *name, char *err, size_t errsize)
+{
+    /* On true: fd closed, errno EPROTO. */
+    struct {
+        uint64_t magic;
+        uint32_t version;
+    } lead;
+    if (pread(fd, &lead, sizeof lead, 0) != (ssize_t)sizeof lead || lead.magic != TABLE_MAGIC ||
+        lead.version == TABLE_VERSION)
+        return false; /* too short, or not a table: the checks below say so */
+    snprintf(err, errsize, "shared table %s has layout version %u; this program reads version %u "
+             "only: refusing it. Stop every asg process of the other version, or remove /dev/shm%s "
+             "if none runs (its instances are then forgotten)", name, lead.version, TABLE_VERSION, name);
+    close(fd);
+    errno = EPROTO;
+    return true;
+}
+
+/* Long because each refusal says which check failed and what to do. */
 int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize)
 {
@@ -159,6 +184,8 @@ int table_attach(const char *name, bool readonly, struct table *t,
         errno = EPERM;
         return -1;
     }
+    if (version_refused(fd, name, err, errsize))
+        return -1;
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(struct table_hdr)) {
         snprintf(err, errsize, "shared table %s: %jd bytes is smaller than a header (%zu)",
                  name, (intmax_t)st.st_size, sizeof(struct table_hdr));
@@ -179,8 +206,6 @@ int table_attach(const char *name, bool readonly, struct table *t,
     const char *why = NULL;
     if (h->magic != TABLE_MAGIC)
         why = "wrong magic (not an asg table, or not finished being created)";
-    else if (h->version != TABLE_VERSION)
-        why = "layout version differs from this program's";
     else if (h->hdr_size != sizeof(struct table_hdr) || h->row_size != sizeof(struct table_row))
         why = "header or row size differs from this program's";
     else if (h->capacity == 0 || h->capacity > 1000000 || h->total_size != size ||
@@ -441,7 +466,7 @@ void hdr_write_end(struct table *t)
 
 /* Copy src while *seq is stable and even. Spins briefly, then yields; gives
  * up after about 200 ms, which only a dead writer causes. */
-static bool seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t *seq)
+bool table_seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t *seq)
 {
     int64_t deadline = 0;
     for (unsigned tries = 0;; tries++) {
@@ -467,12 +492,12 @@ bool table_read_row(const struct table *t, uint32_t i, struct table_row *out)
     if (i >= t->capacity)
         return false;
     const struct table_row *r = &t->rows[i];
-    return seq_copy(out, r, sizeof *out, &r->seq);
+    return table_seq_copy(out, r, sizeof *out, &r->seq);
 }
 
 bool table_read_hdr(const struct table *t, struct table_hdr *out)
 {
-    return seq_copy(out, t->hdr, sizeof *out, &t->hdr->hseq);
+    return table_seq_copy(out, t->hdr, sizeof *out, &t->hdr->hseq);
 }
 
 /* ---- row helpers (lock held) ---- */
@@ -570,7 +595,7 @@ size_t table_read_events(const struct table *t, uint64_t after, struct table_eve
     size_t n = 0;
     for (uint64_t k = first; k < written && n < max; k++) {
         const struct table_event *e = &t->log->events[k % TABLE_EVENTS];
-        if (seq_copy(&out[n], e, sizeof *e, &e->seq) && out[n].number == k + 1 &&
+        if (table_seq_copy(&out[n], e, sizeof *e, &e->seq) && out[n].number == k + 1 &&
             out[n].kind < EV_KIND_COUNT && memchr(out[n].msg, 0, sizeof out[n].msg) &&
             memchr(out[n].instance, 0, sizeof out[n].instance))
             n++; /* else overwritten meanwhile, or torn by a dead writer */
@@ -594,18 +619,6 @@ void table_probe_observed(struct table *t, bool ok, int64_t rtt_us)
     f = f < 0 ? 0 : f >= PROBE_FINE ? PROBE_FINE - 1 : f;
     atomic_fetch_add_explicit(&h->probe_fine[f], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->probe_us_sum, (uint64_t)(rtt_us > 0 ? rtt_us : 0), memory_order_relaxed);
-}
-
-bool table_config_refresh(const struct table *t, struct asg_config *cfg, uint64_t *gen)
-{
-    struct table_hdr h;
-    if (!table_read_hdr(t, &h) || h.config_gen == *gen || h.config_gen == 0)
-        return false;
-    *cfg = h.config;
-    *gen = h.config_gen;
-    log_set_level((enum log_level)cfg->log_level);
-    log_info("config generation %llu applied", (unsigned long long)h.config_gen);
-    return true;
 }
 
 #ifdef ASG_TEST_HOOKS

@@ -16,29 +16,22 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/config.h"
+#include "../common/group.h"
 #include "../common/identity.h"
 #include "../common/proc.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
+/* The layout's version: bumped by every change of the header's or a row's
+ * layout (tests/check_layout.c pins sizes and offsets against it). 19: the
+ * config left the header for its own segment (shm/confseg.h), and the
+ * launch spec's generation came in (the header's and each row's). */
 #define TABLE_VERSION 19
 #define TABLE_HIST 256 /* load samples kept per row */
-#define TABLE_ID_MAX 64
-#define TABLE_ADDR_MAX 64
+#define TABLE_ID_MAX INSTANCE_ID_MAX
+#define TABLE_ADDR_MAX INSTANCE_ADDR_MAX
 
-enum row_state {
-    ROW_FREE = 0,
-    ROW_PENDING,     /* launched, not registered yet */
-    ROW_RUNNING,
-    ROW_UNHEALTHY,   /* missed too many probes; will be replaced */
-    ROW_TERMINATING, /* being stopped by the provider */
-    ROW_STATE_COUNT
-};
-
+/* enum row_state, ha_role, lb_state, action_cause: common/group.h */
 const char *row_state_name(uint32_t st);
-
-/* A manager's role with ha.etcd (ha/ha.h); HA_OFF without it. */
-enum ha_role { HA_OFF = 0, HA_STANDBY = 1, HA_LEADER = 2 };
 
 const char *ha_role_name(uint32_t role);
 
@@ -50,15 +43,6 @@ const char *ha_role_name(uint32_t role);
  * drains the instance and removes it (controller/, lb/). */
 #define ROW_F_LB_HOLD 4u
 
-/* Where an instance stands in the load balancer (lb.kind); written by the
- * controller alone. */
-enum lb_state {
-    LBS_NONE = 0,    /* not in the balancer (no service, or not running yet) */
-    LBS_ADDED,       /* in rotation */
-    LBS_DRAINING,    /* no new connections; open ones finish */
-    LBS_REMOVED,     /* out of the balancer: it may be terminated */
-    LBS_COUNT
-};
 const char *lb_state_name(uint32_t st);
 
 struct table_row {
@@ -132,8 +116,6 @@ extern const double probe_bucket_ms[PROBE_BUCKETS - 1];
 #define PROBE_FINE 192
 static inline double probe_fine_upper_us(int i) { return __builtin_exp2((i + 1) / 8.0); }
 
-/* Why the group's target size changed. */
-enum action_cause { CAUSE_LOAD, CAUSE_BOUNDS, CAUSE_OPERATOR, CAUSE_COUNT };
 const char *action_cause_name(uint32_t cause);
 
 /* Why the roles are stopping: an operator's stop ends the local agents
@@ -147,40 +129,7 @@ enum refusal_kind { REFUSED_REGISTER, REFUSED_DEREGISTER, REFUSED_CONTROL, REFUS
                     REFUSED_JOIN, REFUSED_CONNECTION, REFUSED_COUNT };
 const char *refusal_kind_name(uint32_t kind);
 
-/* The predictive policy's memory of demand (policy/forecast.h), in
- * instances' worth of load: the last minutes, and a day of 5-minute slots
- * for the daily pattern. Bounded: about 1.4 KB whatever the uptime. */
-#define FC_RECENT 32                 /* minutes */
-#define FC_SLOT_MS 300000LL          /* 5 minutes */
-#define FC_SLOTS 288                 /* a day of them */
-struct forecast {
-    int64_t minute_ms;               /* start of the minute being averaged; 0 = none yet */
-    double minute_sum;
-    int32_t minute_n, minute_saturated;
-    float recent[FC_RECENT];         /* minute means, a ring */
-    uint32_t recent_head, recent_len;
-    int64_t slot_ms;                 /* start of the slot being averaged */
-    double slot_sum;
-    int32_t slot_n, slots_seen;      /* slots recorded: the day is known after FC_SLOTS */
-    float slot_pred;                 /* what the daily pattern said of this slot */
-    float day[FC_SLOTS];             /* mean demand of each slot of the day */
-    float day_err;                   /* how wrong the daily pattern has been (relative, EWMA) */
-    float noise;                     /* minute-to-minute change (relative, EWMA) */
-    float spread;                    /* the same change over the square root of the level (EWMA):
-                                      * what counting noise looks like at any level */
-    int32_t pad;
-};
-
-/* Controller state that must survive a controller restart. */
-struct ctl_state {
-    int32_t target;              /* live desired size; 0 = not set yet */
-    int32_t breach_out, breach_in;
-    int64_t last_action_ms;
-    int64_t in_since_ms;         /* target policy: below target since */
-    int32_t in_recommend;        /* highest recommendation in that window */
-    int32_t pad;
-    struct forecast fc;          /* predictive policy */
-};
+/* struct forecast, struct ctl_state (the scaling state): common/group.h */
 
 /* The launch spec in force (provider/spec.h), kept by the controller in
  * the table so that a restarted one goes on counting from it. */
@@ -211,8 +160,6 @@ struct table_hdr {
     uint64_t next_instance;      /* counter for instance ids */
     uint64_t nonce;              /* random per table: launch tokens never repeat */
     char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
-    uint64_t config_gen;         /* bumped when a new config is published */
-    struct asg_config config;
     struct ctl_state ctl;
     struct spec_state spec;      /* controller: the launch spec in force */
     int64_t created_ms;
@@ -256,6 +203,8 @@ struct table_hdr {
      * (a second group of the same name refuses to start, naming this one) */
     char group_nonce[GROUP_NONCE_HEX + 8]; /* the group's (common/identity.h) */
     char config_path[256];       /* the config file, "" for the built-in defaults */
+    char group_name[48];         /* its group.name */
+    char config_name[TABLE_NAME_MAX + 32]; /* its published config (shm/confseg.h) */
     uint64_t supervisor_start;   /* pid_supervisor's start time (against pid reuse) */
     /* monitor: its listener's progress (monitor_s/relay.h), written by
      * the monitor alone, read by the supervisor's deaf-listener check */
@@ -306,7 +255,8 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
                  char *err, size_t errsize);
 /* Maps an existing segment, checking magic, version and sizes. On failure
  * errno says why: ENOENT none, EPERM not ours (another owner, or group or
- * world bits), EINVAL not a table of this layout. */
+ * world bits), EPROTO a table of another layout version (err names its
+ * version and ours), EINVAL not a table, or a damaged one. */
 int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize);
 void table_detach(struct table *t);
@@ -357,9 +307,9 @@ size_t table_read_events(const struct table *t, uint64_t after, struct table_eve
 /* Adds one probe round trip to the histogram. */
 void table_probe_observed(struct table *t, bool ok, int64_t rtt_us);
 
-/* A role's view of the config: copies the published one when its
- * generation moved past *gen; true when it did. */
-bool table_config_refresh(const struct table *t, struct asg_config *cfg, uint64_t *gen);
+/* Copies n bytes of src while *seq is stable and even (a sequence
+ * counter's bracket); false when a writer kept it odd (a dead writer). */
+bool table_seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t *seq);
 
 /* Test-only fault point, compiled into test builds only (ASG_TEST_HOOKS):
  * with ASG_FAULT=ROLE:lock-kill:N in the environment, that role kills

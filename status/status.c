@@ -55,6 +55,7 @@ extern const char dashboard_html[];
  * what they need is copied here, under mu, or fixed for the role's life. */
 struct status {
     struct table t;              /* read-only mapping */
+    struct confseg conf;         /* the published config, read-only; any thread */
     struct asg_config cfg;       /* main thread only */
     uint64_t cfg_gen;
     pthread_mutex_t mu;          /* tokens, codes and hosts, between reloads and requests */
@@ -444,7 +445,7 @@ static enum MHD_Result post_login(struct MHD_Connection *c)
 static enum MHD_Result get_group(struct MHD_Connection *c)
 {
     struct snapshot s;
-    if (snapshot_take(&S.t, &s) != 0)
+    if (snapshot_take(&S.t, &S.conf, &s) != 0)
         return send_error(c, 503, "table header unreadable (a writer died mid-write)");
     s.hdr->refused[REFUSED_HTTP] = atomic_load(&S.http_refused);
     struct strbuf b = {0};
@@ -456,7 +457,7 @@ static enum MHD_Result get_group(struct MHD_Connection *c)
 static enum MHD_Result get_metrics(struct MHD_Connection *c)
 {
     struct snapshot s;
-    if (snapshot_take(&S.t, &s) != 0)
+    if (snapshot_take(&S.t, &S.conf, &s) != 0)
         return send_error(c, 503, "table header unreadable");
     s.hdr->refused[REFUSED_HTTP] = atomic_load(&S.http_refused);
     struct strbuf b = {0};
@@ -519,12 +520,28 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
     return o;
 }
 
+/* The published config as of now (HTTP threads do not read S.cfg);
+ * malloc'd, NULL when unreadable. */
+static struct asg_config *published_config(void)
+{
+    struct asg_config *cfg = malloc(sizeof *cfg);
+    uint64_t gen;
+    if (cfg && !confseg_read(&S.conf, cfg, &gen)) {
+        free(cfg);
+        cfg = NULL;
+    }
+    return cfg;
+}
+
 /* A standby's controller acts on nothing: the request belongs with the
  * leader, which this says. */
 static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
 {
     struct table_hdr h;
-    if (table_read_hdr(&S.t, &h) && h.config.ha_etcd[0] && h.ha_role != HA_LEADER)
+    struct asg_config *cfg = published_config();
+    bool ha = cfg && cfg->ha_etcd[0];
+    free(cfg);
+    if (table_read_hdr(&S.t, &h) && ha && h.ha_role != HA_LEADER)
         return send_error(c, 409, "this manager is a standby: ask the leader, %.60s (monitor at %.63s)",
                           h.ha_leader[0] ? h.ha_leader : "not known right now",
                           h.ha_leader_addr[0] ? h.ha_leader_addr : "?");
@@ -543,12 +560,13 @@ static enum MHD_Result post_desired(struct MHD_Connection *c, json_object *o)
     if (!json_object_object_get_ex(o, "desired", &v) || !json_object_is_type(v, json_type_int))
         return send_error(c, 400, "expected {\"desired\": N} with a whole number N");
     int64_t n = json_object_get_int64(v);
-    struct table_hdr h;
-    if (!table_read_hdr(&S.t, &h))
-        return send_error(c, 503, "table header unreadable");
-    if (n < h.config.min_instances || n > h.config.max_instances)
-        return send_error(c, 400, "desired %lld is outside min..max (%d..%d)", (long long)n,
-                          h.config.min_instances, h.config.max_instances);
+    struct asg_config *cfg = published_config();
+    if (!cfg)
+        return send_error(c, 503, "published config unreadable");
+    int lo = cfg->min_instances, hi = cfg->max_instances;
+    free(cfg);
+    if (n < lo || n > hi)
+        return send_error(c, 400, "desired %lld is outside min..max (%d..%d)", (long long)n, lo, hi);
     struct ctl_request rq = {CTL_REQ_MAGIC, REQ_SET_DESIRED, (int32_t)n, 0, ""};
     return forward(c, &rq, "set desired");
 }
@@ -557,7 +575,7 @@ static enum MHD_Result post_desired(struct MHD_Connection *c, json_object *o)
 static bool find_instance(const char *id, struct table_row *out)
 {
     struct snapshot s;
-    if (snapshot_take(&S.t, &s) != 0)
+    if (snapshot_take(&S.t, &S.conf, &s) != 0)
         return false;
     bool found = false;
     for (uint32_t i = 0; i < s.nrows && !found; i++)
@@ -1109,6 +1127,8 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     }
     table_detach(rw);
     S.cfg = *cfg;
+    if (confseg_open_role(&S.t, &S.conf, &S.cfg, &S.cfg_gen) != 0)
+        return 1; /* restarted: the supervisor publishes it before any role starts */
     /* The configured port until the bound one is known (port 0). */
     const char *colon = strrchr(cfg->status_listen, ':');
     long port = 0;
@@ -1116,7 +1136,6 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         parse_whole(colon + 1, 0, 65535, &port);
     S.port = (unsigned)port;
     pthread_mutex_init(&S.mu, NULL);
-    table_config_refresh(&S.t, &S.cfg, &S.cfg_gen);
     int sigfd = signals_install(false);
     load_token();
     load_api_token();
@@ -1143,7 +1162,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
         cut_late_connections();
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (table_config_refresh(&S.t, &S.cfg, &S.cfg_gen))
+            if (confseg_refresh(&S.conf, &S.cfg, &S.cfg_gen))
                 load_token();
             load_api_token();
         }
@@ -1151,6 +1170,7 @@ int status_main(struct table *rw, const struct asg_config *cfg)
     MHD_stop_daemon(d);
     grpc_shutdown();
     rpc_tls_free(&S.tls);
+    confseg_detach(&S.conf);
     table_detach(&S.t);
     return 0;
 }

@@ -27,6 +27,7 @@
 #include "../common/util.h"
 #include "../proto/rpc.h"
 #include "../provider/provider.h"
+#include "../shm/confseg.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
 #include "../controller/controller.h"
@@ -80,6 +81,7 @@ struct sup {
     const char *cfg_path;    /* NULL: built-in defaults */
     struct asg_config cfg;
     struct table table;
+    struct confseg conf;     /* the config published to the roles */
     bool table_fresh;        /* made by this start (not re-attached) */
     char state_dir[256];     /* tls.dir: the CA, the group nonce, the table's name */
     char nonce[GROUP_NONCE_HEX + 1];
@@ -164,6 +166,7 @@ static void start_child(struct child *c)
 #endif
         set_proc_title(S.argc, S.argv, c->title);
         log_set_role(c->role);
+        confseg_detach(&S.conf); /* roles map it read-only themselves */
         fflush(NULL);
         /* exit, not _exit: stdio is flushed and, in sanitized builds,
          * LeakSanitizer checks the role. */
@@ -261,10 +264,11 @@ static void publish_config(const struct asg_config *cfg)
         log_error("cannot publish the config: table lock unavailable");
         return;
     }
-    table_publish_config(&S.table, cfg);
+    uint64_t gen = confseg_publish(&S.conf, cfg);
+    table_config_reloaded(&S.table);
     table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_INFO,
                "config reloaded from %.80s (generation %llu): group %d..%d desired %d, policy %s",
-               S.cfg_path, (unsigned long long)S.table.hdr->config_gen, cfg->min_instances,
+               S.cfg_path, (unsigned long long)gen, cfg->min_instances,
                cfg->max_instances, cfg->desired_instances, policy_kind_name(cfg->policy_kind));
     table_unlock(&S.table);
 }
@@ -705,12 +709,61 @@ static int open_table(void)
     return 0;
 }
 
-static void init_table_header(void)
+/* The config segment a re-attached table names (its last supervisor's). */
+static bool previous_config_name(char *out, size_t size)
 {
+    const char *n = S.table.hdr->config_name;
+    size_t len = strnlen(n, sizeof S.table.hdr->config_name), base = strlen(S.table.name);
+    /* Only a name of the form we make: nothing else is ever unlinked. */
+    if (S.table_fresh || len >= size || strncmp(n, S.table.name, base) != 0 ||
+        strncmp(n + base, ".config-", 8) != 0)
+        return false;
+    memcpy(out, n, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* The config goes to the roles in a segment of its own (shm/confseg.h),
+ * made fresh at every start. Its generations go on from those of the
+ * previous manager's segment, which is then removed. */
+static int publish_first_config(void)
+{
+    char err[512], old[sizeof S.table.hdr->config_name];
+    uint64_t gen = 0;
+    confseg_sweep(S.cfg.shm_name);
+    if (previous_config_name(old, sizeof old)) {
+        struct confseg prev;
+        struct asg_config *cfg = malloc(sizeof *cfg);
+        if (cfg && confseg_attach(old, &prev, err, sizeof err) == 0) {
+            if (!confseg_read(&prev, cfg, &gen))
+                gen = 0;
+            confseg_detach(&prev);
+        }
+        free(cfg);
+        confseg_unlink(old); /* ours: the name is in our table */
+    }
+    if (confseg_create(S.table.name, &S.cfg, gen + 1, &S.conf, err, sizeof err) != 0) {
+        log_error("cannot publish the config: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void drop_config_segment(void)
+{
+    confseg_detach(&S.conf);
+    confseg_unlink(S.conf.name);
+}
+
+static int init_table_header(void)
+{
+    if (publish_first_config() != 0)
+        return -1;
     if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0)
         log_warn("table lock still busy at start; carrying on");
-    table_supervisor_started(&S.table, &S.cfg, S.nonce, S.cfg_path);
+    table_supervisor_started(&S.table, S.cfg.group_name, S.nonce, S.cfg_path, S.conf.name);
     table_unlock(&S.table);
+    return 0;
 }
 
 /* A table's header, read (not mapped) from /dev/shm: only a regular file
@@ -727,7 +780,7 @@ static bool read_header_at(int dirfd, const char *file, struct table_hdr *h)
     close(fd);
     if (!ok || h->magic != TABLE_MAGIC || h->version != TABLE_VERSION || h->hdr_size != sizeof *h)
         return false;
-    h->config.group_name[sizeof h->config.group_name - 1] = '\0';
+    h->group_name[sizeof h->group_name - 1] = '\0';
     h->group_nonce[sizeof h->group_nonce - 1] = '\0';
     h->config_path[sizeof h->config_path - 1] = '\0';
     h->monitor_addr[sizeof h->monitor_addr - 1] = '\0';
@@ -755,7 +808,7 @@ static int refuse_same_name(void)
             !read_header_at(dirfd(d), e->d_name, h))
             continue;
         pid_t pid = h->pid_supervisor;
-        if (strcmp(h->config.group_name, S.cfg.group_name) != 0 || strcmp(h->group_nonce, S.nonce) == 0 ||
+        if (strcmp(h->group_name, S.cfg.group_name) != 0 || strcmp(h->group_nonce, S.nonce) == 0 ||
             pid <= 0 || pid == getpid() || !pid_alive(pid))
             continue; /* another name, our own group (an HA pair), or stale */
         uint64_t start = pid_start_time(pid);
@@ -926,9 +979,14 @@ static int take_place(void)
         unlink(S.cfg.pidfile);
         return -1;
     }
-    init_table_header();
+    if (init_table_header() != 0) {
+        table_detach(&S.table); /* kept: it may hold instances */
+        unlink(S.cfg.pidfile);
+        return -1;
+    }
     if (refuse_same_name() != 0) {
         char err[256];
+        drop_config_segment();
         table_detach(&S.table);
         if (S.table_fresh) { /* ours alone, and empty: nothing to keep */
             table_unlink(S.table.name);
@@ -941,6 +999,7 @@ static int take_place(void)
     S.sigfd = signals_install(true);
     if (ctlsock_pair_open() != 0) {
         log_error("cannot make the socket pair for operator requests: %s", strerror(errno));
+        drop_config_segment();
         table_detach(&S.table);
         unlink(S.cfg.pidfile);
         return -1;
@@ -978,6 +1037,7 @@ int main(int argc, char **argv)
     main_loop();
     stop_leftover_agents();
     reap();
+    drop_config_segment();
     table_detach(&S.table);
     table_unlink(S.table.name);
     char err[256];

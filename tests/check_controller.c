@@ -214,7 +214,7 @@ static void setup(void)
     cfg.scale_out_above = 1.0; /* no load-driven scaling: these tests are about the group */
     cfg.scale_in_below = 0.0;
     table_lock(&T, 1000);
-    table_supervisor_started(&T, &cfg, NULL, NULL);
+    table_supervisor_started(&T, cfg.group_name, NULL, NULL, NULL);
     table_unlock(&T);
     C = controller_open(&T, &cfg, &fake_ops, &F);
 }

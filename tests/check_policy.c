@@ -166,7 +166,7 @@ END_TEST
 
 START_TEST(test_input_counts_warm_fresh_only)
 {
-    struct table_row r;
+    struct policy_instance r;
     memset(&r, 0, sizeof r);
     struct policy_input in;
     memset(&in, 0, sizeof in);

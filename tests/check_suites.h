@@ -36,4 +36,5 @@ Suite *lb_suite(void);
 Suite *schedule_suite(void);
 Suite *text_suite(void);
 Suite *exec_suite(void);
+Suite *layout_suite(void);
 #endif

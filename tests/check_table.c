@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../shm/confseg.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
 #include "check_suites.h"
@@ -332,6 +334,100 @@ START_TEST(test_wrong_layout_refused)
 }
 END_TEST
 
+/* A table of another layout version (an older binary's, left running or
+ * left behind) is refused by name: the segment, its version and ours. */
+START_TEST(test_other_version_refused_by_name)
+{
+    uint32_t mine = T.hdr->version;
+    ck_assert_uint_eq(mine, TABLE_VERSION);
+    T.hdr->version = TABLE_VERSION - 1;
+    T.hdr->hdr_size = 1000; /* its sizes differ too: the version is what is named */
+    char err[512], want[64];
+    struct table t2;
+    errno = 0;
+    ck_assert(table_attach(name, false, &t2, err, sizeof err) != 0);
+    ck_assert_int_eq(errno, EPROTO);
+    ck_assert_msg(strstr(err, name) != NULL, "'%s' does not name the segment", err);
+    snprintf(want, sizeof want, "layout version %d", TABLE_VERSION - 1);
+    ck_assert_msg(strstr(err, want) != NULL, "'%s' does not say '%s'", err, want);
+    snprintf(want, sizeof want, "reads version %d", TABLE_VERSION);
+    ck_assert_msg(strstr(err, want) != NULL, "'%s' does not say '%s'", err, want);
+    T.hdr->version = mine;
+    T.hdr->hdr_size = sizeof(struct table_hdr);
+    ck_assert_msg(table_attach(name, true, &t2, err, sizeof err) == 0, "%s", err);
+    table_detach(&t2);
+}
+END_TEST
+
+/* The published config: a reader copies whole generations, and refuses a
+ * segment written with another config layout (a manager of another
+ * version), naming both sizes. */
+START_TEST(test_config_segment_generations)
+{
+    struct asg_config cfg, got;
+    config_defaults(&cfg);
+    cfg.max_instances = 7;
+    char err[512];
+    struct confseg w, r;
+    ck_assert_msg(confseg_create(name, &cfg, 5, &w, err, sizeof err) == 0, "%s", err);
+    ck_assert(strncmp(w.name, name, strlen(name)) == 0);
+    struct stat st;
+    char path[200];
+    snprintf(path, sizeof path, "/dev/shm%s", w.name);
+    ck_assert(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    table_lock(&T, 1000);
+    table_supervisor_started(&T, "web", NULL, NULL, w.name);
+    table_unlock(&T);
+    ck_assert_msg(confseg_attach_table(&T, &r, err, sizeof err) == 0, "%s", err);
+    uint64_t gen = 0;
+    ck_assert(confseg_refresh(&r, &got, &gen));
+    ck_assert_uint_eq(gen, 5);
+    ck_assert_int_eq(got.max_instances, 7);
+    ck_assert(!confseg_refresh(&r, &got, &gen)); /* nothing new */
+    cfg.max_instances = 9;
+    ck_assert_uint_eq(confseg_publish(&w, &cfg), 6);
+    ck_assert(confseg_refresh(&r, &got, &gen));
+    ck_assert(gen == 6 && got.max_instances == 9);
+    /* The reader's mapping is read-only, and cannot be made writable. */
+    ck_assert(mprotect(r.seg, r.size, PROT_READ | PROT_WRITE) != 0 && errno == EACCES);
+    confseg_detach(&r);
+    w.seg->cfg_size += 8;
+    ck_assert(confseg_attach(w.name, &r, err, sizeof err) != 0);
+    ck_assert_msg(strstr(err, w.name) && strstr(err, "config"), "%s", err);
+    confseg_detach(&w);
+    confseg_unlink(w.name);
+}
+END_TEST
+
+/* A killed supervisor's config segment whose table was then removed is
+ * swept at the next start; one whose table is there is kept. name plays
+ * shm.name here: tables are named after it with a suffix. */
+START_TEST(test_orphan_config_segments_swept)
+{
+    struct asg_config cfg;
+    config_defaults(&cfg);
+    char err[512], live[96], gone[96], path[200];
+    snprintf(live, sizeof live, "%s.fedcba9876543210", name);
+    snprintf(gone, sizeof gone, "%s.0123456789abcdef", name);
+    struct table t2;
+    table_unlink(live);
+    ck_assert_msg(table_create(live, 4, &t2, err, sizeof err) == 0, "%s", err);
+    struct confseg kept, orphan;
+    ck_assert_msg(confseg_create(live, &cfg, 1, &kept, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(confseg_create(gone, &cfg, 1, &orphan, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(confseg_sweep(name), 1);
+    snprintf(path, sizeof path, "/dev/shm%s", orphan.name);
+    ck_assert(access(path, F_OK) != 0);
+    snprintf(path, sizeof path, "/dev/shm%s", kept.name);
+    ck_assert(access(path, F_OK) == 0);
+    confseg_detach(&orphan);
+    confseg_detach(&kept);
+    confseg_unlink(kept.name);
+    table_detach(&t2);
+    table_unlink(live);
+}
+END_TEST
+
 START_TEST(test_repair_fixes_impossible_values)
 {
     fill_rows(3);
@@ -440,6 +536,9 @@ Suite *table_suite(void)
         test_reader_gives_up_on_dead_writer,
         test_live_holder_times_out,
         test_wrong_layout_refused,
+        test_other_version_refused_by_name,
+        test_config_segment_generations,
+        test_orphan_config_segments_swept,
         test_repair_fixes_impossible_values,
         test_segment_mode_0600,
         test_find_follows_index,

@@ -141,6 +141,7 @@ END_TEST
 
 static char name[64];
 static struct table T;
+static struct confseg CS; /* the config fill() publishes */
 
 static void table_setup(void)
 {
@@ -152,6 +153,10 @@ static void table_setup(void)
 
 static void table_teardown(void)
 {
+    if (CS.seg) {
+        confseg_detach(&CS);
+        confseg_unlink(CS.name);
+    }
     table_detach(&T);
     table_unlink(name);
 }
@@ -166,7 +171,9 @@ static void fill(const char *text)
     copy_str(cfg.ha_etcd, sizeof cfg.ha_etcd, "http://127.0.0.1:2379");
     int64_t now = now_ms();
     table_lock(&T, 1000);
-    table_supervisor_started(&T, &cfg, NULL, NULL);
+    char err[512];
+    ck_assert_msg(confseg_create(name, &cfg, 1, &CS, err, sizeof err) == 0, "%s", err);
+    table_supervisor_started(&T, cfg.group_name, NULL, NULL, CS.name);
     struct table_row *r = table_row_new(&T, "asg-1", RE_LAUNCH, "launched", 0, "", now);
     ck_assert_ptr_nonnull(r);
     table_registered(&T, r, "127.0.0.1:9", "", now);
@@ -181,7 +188,7 @@ START_TEST(test_status_json_carries_utf8_from_outside)
 {
     fill("caf\xc3\xa9 \xe9t\xe9");
     struct snapshot s;
-    ck_assert_int_eq(snapshot_take(&T, &s), 0);
+    ck_assert_int_eq(snapshot_take(&T, &CS, &s), 0);
     struct strbuf b = {0};
     render_status_json(&b, &s, true);
     ck_assert(utf8_valid(b.s, b.len, NULL));
@@ -240,7 +247,7 @@ START_TEST(test_metrics_pass_promtool)
                   "promtool is missing: scripts/install-deps.sh --test installs it (package prometheus)");
     fill("");
     struct snapshot s;
-    ck_assert_int_eq(snapshot_take(&T, &s), 0);
+    ck_assert_int_eq(snapshot_take(&T, &CS, &s), 0);
     struct strbuf b = {0};
     render_metrics(&b, &s);
     snapshot_free(&s);

@@ -384,11 +384,13 @@ class Manager:
                 kill_pid(pid)
             time.sleep(0.1)
         report = self.sanitizer_report()
-        try:
-            if self.table_path():
-                os.unlink(self.table_path())
-        except FileNotFoundError:
-            pass
+        # The table and its config segment (shm/confseg.h), which a killed
+        # supervisor leaves.
+        for f in self.tables_left():
+            try:
+                os.unlink("/dev/shm/" + f)
+            except FileNotFoundError:
+                pass
         shutil.rmtree(self.dir, ignore_errors=True)
         if report:
             raise AssertionError("sanitizer report in the log of %s:\n%s" % (self.group, report))

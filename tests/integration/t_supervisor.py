@@ -201,5 +201,37 @@ def whole_manager_killed_and_restarted_adopts_everything(m):
     assert sorted(i["id"] for i in s["instances"]) == ids, (ids, s["instances"])
 
 
+@test
+def table_of_another_layout_version_refused_by_name():
+    """A table left by a binary of another layout version (its version one
+    below ours) is refused by name, with its version and ours, by asgd and
+    by asgctl, and left as it was: its instances are not ours to forget."""
+    import struct
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "shm", "table.h")) as f:
+        ours = int(re.search(r"#define TABLE_VERSION (\d+)", f.read()).group(1))
+    m = Manager("oldlayout")
+    plant = m.shm + ".00112233445566ff"
+    os.makedirs(m.state_dir(), mode=0o700)
+    record = os.path.join(m.state_dir(), "table-" + m.shm.lstrip("/"))
+    with open(os.open(record, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(plant + "\n")
+    old = struct.pack("<QI", 0x31304C4254475341, ours - 1)  # "ASGTBL01", the version
+    with open(os.open("/dev/shm" + plant, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(old + b"\0" * (8192 - len(old)))
+    try:
+        want = "shared table %s has layout version %d; this program reads version %d only" % (
+            plant, ours - 1, ours)
+        r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
+        assert r.returncode == 1 and want in r.stderr, r
+        r = run([BIN + "/asgctl", "--shm", plant, "status"])
+        assert r.returncode != 0 and want in r.stderr, r
+        with open("/dev/shm" + plant, "rb") as f:
+            assert f.read(len(old)) == old
+        assert not os.path.exists(m.pidfile)
+    finally:
+        os.unlink("/dev/shm" + plant)
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())

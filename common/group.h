@@ -1,0 +1,76 @@
+/* The group's domain, as the libraries see it (policy/, lb/, ha/): what
+ * state an instance is in, where it stands in the load balancer, the
+ * manager's HA role, why the target changed, and the scaling state a
+ * restarted controller resumes with. Plain values, no storage: the shared
+ * table (shm/table.h) keeps them, the libraries reason about them without
+ * knowing the table. */
+#ifndef ASG_GROUP_H
+#define ASG_GROUP_H
+
+#include <stdint.h>
+
+#define INSTANCE_ID_MAX 64
+#define INSTANCE_ADDR_MAX 64
+
+/* An instance's life (a table row's state; ROW_FREE: no instance). */
+enum row_state {
+    ROW_FREE = 0,
+    ROW_PENDING,     /* launched, not registered yet */
+    ROW_RUNNING,
+    ROW_UNHEALTHY,   /* missed too many probes; will be replaced */
+    ROW_TERMINATING, /* being stopped by the provider */
+    ROW_STATE_COUNT
+};
+
+/* A manager's role with ha.etcd (ha/ha.h); HA_OFF without it. */
+enum ha_role { HA_OFF = 0, HA_STANDBY = 1, HA_LEADER = 2 };
+
+/* Where an instance stands in the load balancer (lb.kind); written by the
+ * controller alone. */
+enum lb_state {
+    LBS_NONE = 0,    /* not in the balancer (no service, or not running yet) */
+    LBS_ADDED,       /* in rotation */
+    LBS_DRAINING,    /* no new connections; open ones finish */
+    LBS_REMOVED,     /* out of the balancer: it may be terminated */
+    LBS_COUNT
+};
+
+/* Why the group's target size changed. */
+enum action_cause { CAUSE_LOAD, CAUSE_BOUNDS, CAUSE_OPERATOR, CAUSE_COUNT };
+
+/* The predictive policy's memory of demand (policy/forecast.h), in
+ * instances' worth of load: the last minutes, and a day of 5-minute slots
+ * for the daily pattern. Bounded: about 1.4 KB whatever the uptime. */
+#define FC_RECENT 32                 /* minutes */
+#define FC_SLOT_MS 300000LL          /* 5 minutes */
+#define FC_SLOTS 288                 /* a day of them */
+struct forecast {
+    int64_t minute_ms;               /* start of the minute being averaged; 0 = none yet */
+    double minute_sum;
+    int32_t minute_n, minute_saturated;
+    float recent[FC_RECENT];         /* minute means, a ring */
+    uint32_t recent_head, recent_len;
+    int64_t slot_ms;                 /* start of the slot being averaged */
+    double slot_sum;
+    int32_t slot_n, slots_seen;      /* slots recorded: the day is known after FC_SLOTS */
+    float slot_pred;                 /* what the daily pattern said of this slot */
+    float day[FC_SLOTS];             /* mean demand of each slot of the day */
+    float day_err;                   /* how wrong the daily pattern has been (relative, EWMA) */
+    float noise;                     /* minute-to-minute change (relative, EWMA) */
+    float spread;                    /* the same change over the square root of the level (EWMA):
+                                      * what counting noise looks like at any level */
+    int32_t pad;
+};
+
+/* Controller state that must survive a controller restart. */
+struct ctl_state {
+    int32_t target;              /* live desired size; 0 = not set yet */
+    int32_t breach_out, breach_in;
+    int64_t last_action_ms;
+    int64_t in_since_ms;         /* target policy: below target since */
+    int32_t in_recommend;        /* highest recommendation in that window */
+    int32_t pad;
+    struct forecast fc;          /* predictive policy */
+};
+
+#endif

@@ -1,0 +1,139 @@
+/* The shared table's layout, pinned to its version. A table outlives the
+ * binary that made it (its instances are still out there after an
+ * upgrade), and a binary reads only tables of its own TABLE_VERSION: so
+ * every change of the header's or a row's layout must bump TABLE_VERSION.
+ * These units fail when a size or an offset moves while TABLE_VERSION
+ * stays, and show that the layout does not depend on the config (whose
+ * keys come and go: it is published apart, shm/confseg.h). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/config.h"
+#include "../shm/confseg.h"
+#include "../shm/table.h"
+#include "check_layout.h"
+#include "check_suites.h"
+
+/* The layout of this version, as written down when it was made. Changing
+ * the layout: bump TABLE_VERSION, then write the new numbers here (the
+ * failures print them). */
+#define PINNED_VERSION 19
+#define PINNED_HDR_SIZE 3208
+#define PINNED_ROW_SIZE 1600
+#define PINNED_LOG_SIZE 65152
+
+/* Every field of the header and of a row, with its offset. */
+#define HDR_FIELDS(X) \
+    X(magic, 0) X(version, 8) X(capacity, 12) X(total_size, 16) \
+    X(hdr_size, 24) X(row_size, 28) X(lock_holder, 32) X(lock_waiters, 36) \
+    X(lock, 40) X(suspect, 72) X(lock_since_ms, 80) X(lock_count, 88) \
+    X(hseq, 96) X(gen, 104) X(pid_supervisor, 112) X(pid_monitor, 116) \
+    X(pid_controller, 120) X(draining, 124) X(next_instance, 128) X(nonce, 136) \
+    X(monitor_addr, 144) X(ctl, 208) X(spec, 1608) X(created_ms, 1648) \
+    X(last_probe_round_ms, 1656) X(last_eval_ms, 1664) X(probe_rounds, 1672) X(evaluations, 1680) \
+    X(lock_recoveries, 1688) X(role_restarts, 1696) X(scale_out, 1720) X(scale_in, 1728) \
+    X(replaced, 1736) X(pid_status, 1744) X(operator_desired, 1748) X(reloads_ok, 1752) \
+    X(reloads_failed, 1760) X(actions, 1768) X(refused, 1816) X(illegal_transitions, 1864) \
+    X(sched_active, 1872) X(sched_next, 1876) X(sched_since, 1880) X(sched_next_at, 1888) \
+    X(lb_up, 1896) X(lb_members, 1900) X(lb_checked_ms, 1904) X(lb_error, 1912) \
+    X(lb_errors, 2112) X(ha_role, 2120) X(ha_term, 2128) X(ha_lease, 2136) \
+    X(ha_leader, 2144) X(ha_leader_addr, 2208) X(ha_error, 2272) X(ha_managers, 2432) \
+    X(ha_failovers, 2688) X(provider_calls, 2696) X(group_nonce, 2704) X(config_path, 2744) \
+    X(group_name, 3000) X(config_name, 3048) X(supervisor_start, 3176) X(relay_accepted, 3184) \
+    X(relay_grpc_took, 3192) X(relay_grpc_waiting, 3200)
+
+#define ROW_FIELDS(X) \
+    X(seq, 0) X(state, 4) X(incarnation, 8) X(id, 16) \
+    X(addr, 80) X(service_addr, 144) X(reason, 208) X(pid, 272) \
+    X(misses, 276) X(flags, 280) X(pad, 284) X(pid_start, 288) \
+    X(launch_token, 296) X(cert_issued_ms, 368) X(joined_counted, 376) X(load, 384) \
+    X(cpu, 392) X(mem, 400) X(has_sample, 408) X(load_pinned, 409) \
+    X(launch_ms, 416) X(running_since_ms, 424) X(last_probe_ms, 432) X(last_seen_ms, 440) \
+    X(state_since_ms, 448) X(term_deadline_ms, 456) X(probes_ok, 464) X(probes_failed, 472) \
+    X(hist_head, 480) X(hist_len, 484) X(hist, 488) X(lb_state, 1512) \
+    X(lb_sessions, 1516) X(lb_since_ms, 1520) X(lb_requests, 1528) X(lb_counted_ms, 1536) \
+    X(req_rate, 1544) X(req_rate_ms, 1552) X(svc_requests, 1560) X(svc_counted_ms, 1568) \
+    X(svc_rate, 1576) X(svc_rate_ms, 1584) X(spec_gen, 1592)
+
+struct pin {
+    const char *field;
+    size_t at, want;
+};
+
+#define HDR_PIN(f, off) {#f, offsetof(struct table_hdr, f), off},
+#define ROW_PIN(f, off) {#f, offsetof(struct table_row, f), off},
+static const struct pin hdr_pins[] = {HDR_FIELDS(HDR_PIN)};
+static const struct pin row_pins[] = {ROW_FIELDS(ROW_PIN)};
+
+/* The layout as it is, in the form of the lists above, for writing a new
+ * version's pins down. */
+static void print_layout(void)
+{
+    fprintf(stderr, "layout of this build (TABLE_VERSION %d):\n#define PINNED_HDR_SIZE %zu\n"
+            "#define PINNED_ROW_SIZE %zu\n#define PINNED_LOG_SIZE %zu\n", TABLE_VERSION,
+            sizeof(struct table_hdr), sizeof(struct table_row), sizeof(struct table_log));
+    for (size_t i = 0; i < sizeof hdr_pins / sizeof hdr_pins[0]; i++)
+        fprintf(stderr, "    hdr X(%s, %zu)\n", hdr_pins[i].field, hdr_pins[i].at);
+    for (size_t i = 0; i < sizeof row_pins / sizeof row_pins[0]; i++)
+        fprintf(stderr, "    row X(%s, %zu)\n", row_pins[i].field, row_pins[i].at);
+}
+
+/* The first pin that moved, or NULL. */
+static const struct pin *moved(const struct pin *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i].at != p[i].want)
+            return &p[i];
+    return NULL;
+}
+
+START_TEST(test_layout_pinned_to_version)
+{
+    const struct pin *h = moved(hdr_pins, sizeof hdr_pins / sizeof hdr_pins[0]);
+    const struct pin *r = moved(row_pins, sizeof row_pins / sizeof row_pins[0]);
+    bool sizes = sizeof(struct table_hdr) == PINNED_HDR_SIZE && sizeof(struct table_row) == PINNED_ROW_SIZE &&
+                 sizeof(struct table_log) == PINNED_LOG_SIZE;
+    if (TABLE_VERSION != PINNED_VERSION || !sizes || h || r)
+        print_layout();
+    ck_assert_msg(TABLE_VERSION == PINNED_VERSION,
+                  "TABLE_VERSION is %d but the pins are version %d's: write down the layout of "
+                  "version %d (printed above)", TABLE_VERSION, PINNED_VERSION, TABLE_VERSION);
+    ck_assert_msg(sizes, "sizes are header %zu, row %zu, log %zu; version %d's were %d, %d, %d: a layout "
+                  "change needs a new TABLE_VERSION", sizeof(struct table_hdr), sizeof(struct table_row),
+                  sizeof(struct table_log), PINNED_VERSION, PINNED_HDR_SIZE, PINNED_ROW_SIZE,
+                  PINNED_LOG_SIZE);
+    ck_assert_msg(!h, "table_hdr.%s is at offset %zu, version %d had it at %zu: a layout change needs a "
+                  "new TABLE_VERSION", h ? h->field : "", h ? h->at : 0, PINNED_VERSION, h ? h->want : 0);
+    ck_assert_msg(!r, "table_row.%s is at offset %zu, version %d had it at %zu: a layout change needs a "
+                  "new TABLE_VERSION", r ? r->field : "", r ? r->at : 0, PINNED_VERSION, r ? r->want : 0);
+    /* Every version, past and future, leads with these two: a binary
+     * names the version of a table it cannot read (shm/table.c). */
+    ck_assert(offsetof(struct table_hdr, magic) == 0 && offsetof(struct table_hdr, version) == 8);
+}
+END_TEST
+
+START_TEST(test_config_key_leaves_layout_alone)
+{
+    /* check_layout_cfg.c compiles shm/table.h against a struct asg_config
+     * with a key more, and a big one: the table's sizes and offsets there
+     * are the same as here. */
+    struct layout_seen more = layout_with_bigger_config();
+    ck_assert_msg(more.config_size > sizeof(struct asg_config), "the other unit's config is not bigger");
+    ck_assert_msg(more.hdr_size == sizeof(struct table_hdr) && more.row_size == sizeof(struct table_row) &&
+                      more.log_size == sizeof(struct table_log),
+                  "with a %zu-byte config the header is %zu bytes (here %zu with %zu), row %zu (%zu), "
+                  "log %zu (%zu): the table's layout depends on the config", more.config_size,
+                  more.hdr_size, sizeof(struct table_hdr), sizeof(struct asg_config), more.row_size,
+                  sizeof(struct table_row), more.log_size, sizeof(struct table_log));
+    ck_assert_msg(more.last_hdr_field == offsetof(struct table_hdr, relay_grpc_waiting),
+                  "the header's last field moved with the config's size");
+}
+END_TEST
+
+Suite *layout_suite(void)
+{
+    const TTest *tests[] = {test_layout_pinned_to_version, test_config_key_leaves_layout_alone, NULL};
+    return suite_of("layout", "layout", NULL, NULL, 30, tests, NULL);
+}
