@@ -62,6 +62,15 @@ struct forecast {
     int32_t pad;
 };
 
+/* The group's bounds in force: the config's, a scheduled entry's, and an
+ * operator's desired size, combined in one place (sched_effective in
+ * policy/schedule.h) by the controller, which publishes them for the
+ * monitor's admission of joining instances. */
+struct group_bounds {
+    int32_t min, max, desired;   /* max 0: not worked out yet */
+    int32_t pad;
+};
+
 /* Controller state that must survive a controller restart. */
 struct ctl_state {
     int32_t target;              /* live desired size; 0 = not set yet */

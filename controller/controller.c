@@ -527,17 +527,12 @@ static void execute(struct ctl *c)
     table_unlock(c->t);
 }
 
-/* The config as the policy sees it: the scheduled entry in force sets
- * min / max / desired; an operator's desired size (status API) replaces
- * that until the next reload. */
+/* The config as the policy sees it (sched_effective): the scheduled
+ * entry's bounds and the operator's desired size applied. */
 static struct asg_config effective_config(const struct ctl *c)
 {
     struct asg_config eff;
-    sched_apply(&c->cfg, c->sched.active, &eff);
-    int32_t od = c->t->hdr->operator_desired;
-    if (od > 0)
-        eff.desired_instances = od < eff.min_instances ? eff.min_instances
-                                : od > eff.max_instances ? eff.max_instances : od;
+    sched_effective(&c->cfg, c->sched.active, c->t->hdr->operator_desired, &eff);
     return eff;
 }
 
@@ -676,6 +671,7 @@ static void evaluate(struct ctl *c)
     }
     struct ctl_state st = h->ctl;
     struct asg_config eff = effective_config(c);
+    table_bounds(c->t, &(struct group_bounds){eff.min_instances, eff.max_instances, eff.desired_instances, 0});
     struct decision d = policy_decide(&eff, &in, &st, now);
     if (d.change && d.cause == CAUSE_BOUNDS && c->sched.active >= 0)
         snprintf(d.reason, sizeof d.reason, "schedule entry %d: bounds %d..%d", c->sched.active + 1,

@@ -160,15 +160,19 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
         /* Like attaching an instance to an AWS group: it joins the group
          * and the controller raises its target for it, within the maximum;
          * those it has not counted yet count here. */
-        int target = (m->t->hdr->ctl.target ? m->t->hdr->ctl.target : m->cfg.desired_instances) +
-                     table_joined_uncounted(m->t);
+        /* The bounds in force are the controller's (a schedule may have
+         * moved them); the config's until it has evaluated once. */
+        const struct group_bounds *b = &m->t->hdr->bounds;
+        int max = b->max > 0 ? b->max : m->cfg.max_instances;
+        int desired = b->max > 0 ? b->desired : m->cfg.desired_instances;
+        int target = (m->t->hdr->ctl.target ? m->t->hdr->ctl.target : desired) + table_joined_uncounted(m->t);
         if (table_count(m->t, ROW_FREE) == 0) {
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
             snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
             return false;
         }
-        if (target >= m->cfg.max_instances) {
-            snprintf(reason, rsize, "the group is at its maximum size (%d)", m->cfg.max_instances);
+        if (target >= max) {
+            snprintf(reason, rsize, "the group is at its maximum size (%d)", max);
             return false;
         }
         r = table_row_new(m->t, in->instance_id, RE_ADOPT, "adopted on registration", ROW_F_JOINED,

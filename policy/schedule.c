@@ -61,6 +61,16 @@ struct sched_state sched_at(const struct asg_config *cfg, int64_t t)
     return s;
 }
 
+void sched_effective(const struct asg_config *cfg, int entry, int32_t operator_desired,
+                     struct asg_config *out)
+{
+    sched_apply(cfg, entry, out);
+    if (operator_desired > 0)
+        out->desired_instances = operator_desired < out->min_instances ? out->min_instances
+                                 : operator_desired > out->max_instances ? out->max_instances
+                                 : operator_desired;
+}
+
 void sched_apply(const struct asg_config *cfg, int entry, struct asg_config *out)
 {
     *out = *cfg;

@@ -33,6 +33,14 @@ struct sched_state sched_at(const struct asg_config *cfg, int64_t t);
  * set). */
 void sched_apply(const struct asg_config *cfg, int entry, struct asg_config *out);
 
+/* The group's bounds in force, the one place they are combined: cfg, the
+ * scheduled entry in force (-1: none), and an operator's desired size
+ * (status API or, with ha.etcd, the leader's record; 0: none), which
+ * replaces desired until the next reload, within min..max. The
+ * controller's policy and the monitor's admission both use it. */
+void sched_effective(const struct asg_config *cfg, int entry, int32_t operator_desired,
+                     struct asg_config *out);
+
 /* TZ for this process: cfg->schedule_timezone, or the system's when "". */
 void sched_use_timezone(const struct asg_config *cfg);
 

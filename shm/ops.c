@@ -403,6 +403,15 @@ void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_
     hdr_write_end(t);
 }
 
+void table_bounds(struct table *t, const struct group_bounds *b)
+{
+    if (memcmp(&t->hdr->bounds, b, sizeof *b) == 0)
+        return;
+    hdr_write_begin(t);
+    t->hdr->bounds = *b;
+    hdr_write_end(t);
+}
+
 void table_count_replaced(struct table *t)
 {
     hdr_write_begin(t);

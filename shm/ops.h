@@ -117,6 +117,8 @@ void table_set_target(struct table *t, int32_t target);
 void table_evaluated(struct table *t, const struct ctl_state *st, int change, int64_t now);
 /* The launch spec in force: its generation and digest (provider/spec.h). */
 void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_DIGEST_SIZE]);
+/* The group's bounds in force (controller, at each evaluation). */
+void table_bounds(struct table *t, const struct group_bounds *b);
 void table_count_replaced(struct table *t);
 /* A balancer step: up when it could be listed; error, what failed (NULL:
  * nothing); members listed, or -1 when unknown. */

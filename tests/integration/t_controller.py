@@ -238,5 +238,37 @@ def terminate_with_decrement_shrinks_the_group(m):
     assert "at its minimum 2" in msg and ids[1] in msg, msg
 
 
+@test
+def a_joining_agent_is_admitted_within_the_scheduled_maximum():
+    """An agent started by hand (no group nonce) joins by registering; the
+    monitor admits it against the bounds in force, which the controller
+    works out (config, schedule, operator) in one place: a schedule entry
+    raising the maximum from 2 to 4 lets it join a group of 2 (the
+    config's maximum alone refused it: "at its maximum size (2)")."""
+    port = free_port()
+    m = Manager("schedjoin", group={"min_instances": 1, "max_instances": 2, "desired_instances": 2},
+                monitor={"listen": "127.0.0.1:%d" % port, "adopt_unknown": True})
+    m.write_config(render(m.cfg) + '\nschedule = { timezone = "UTC"; entries = ( '
+                   '{ at = "* * * * *"; max = 4; } ); };\n')
+    lone = m.group + "-900"
+    agent = None
+    try:
+        m.start()
+        m.wait_running(2)
+        wait_for(lambda: (m.status()["schedule"]["active"] or {}).get("max") == 4, 10, "the entry in force")
+        tls = m.agent_tls(lone)
+        agent, _ = start_agent("--id", lone, "--manager", "127.0.0.1:%d" % port, *tls)
+        wait_for(lambda: [i for i in m.running() if i["id"] == lone], 20, "the joining agent running")
+        assert "at its maximum size" not in m.log()
+        wait_for(lambda: m.size(m.status()) == 3, 10, "a group of three")
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        if agent and agent.poll() is None:
+            kill_pid(agent.pid)
+        m.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
