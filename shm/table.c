@@ -487,17 +487,34 @@ bool table_seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t
     }
 }
 
+/* A copy under a sequence counter of the table's. A writer holds the
+ * lock while it writes: one that is alive but starved of CPU (a busy
+ * machine) is waited for up to TABLE_LOCK_WAIT_MS; only a dead one's odd
+ * counter is given up on after one try. */
+static bool patient_copy(const struct table *t, void *dst, const void *src, size_t n,
+                         const _Atomic uint32_t *seq)
+{
+    int64_t until = now_ms() + TABLE_LOCK_WAIT_MS;
+    for (;;) {
+        if (table_seq_copy(dst, src, n, seq))
+            return true;
+        pid_t holder = atomic_load(&t->hdr->lock_holder);
+        if (holder <= 0 || holder == getpid() || !pid_alive(holder) || now_ms() >= until)
+            return false;
+    }
+}
+
 bool table_read_row(const struct table *t, uint32_t i, struct table_row *out)
 {
     if (i >= t->capacity)
         return false;
     const struct table_row *r = &t->rows[i];
-    return table_seq_copy(out, r, sizeof *out, &r->seq);
+    return patient_copy(t, out, r, sizeof *out, &r->seq);
 }
 
 bool table_read_hdr(const struct table *t, struct table_hdr *out)
 {
-    return table_seq_copy(out, t->hdr, sizeof *out, &t->hdr->hseq);
+    return patient_copy(t, out, t->hdr, sizeof *out, &t->hdr->hseq);
 }
 
 /* ---- row helpers (lock held) ---- */
