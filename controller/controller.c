@@ -1231,8 +1231,15 @@ static void take_news(struct ctl *c)
         copy_str(c->prov.manager_addr, sizeof c->prov.manager_addr, h.monitor_addr);
     if (g_sig.hup) {
         g_sig.hup = 0;
-        if (confseg_refresh(&c->conf, &c->cfg, &c->cfg_gen))
+        if (confseg_refresh(&c->conf, &c->cfg, &c->cfg_gen)) {
             sched_use_timezone(&c->cfg);
+            /* A reload: the file's desired size wins again over an
+             * operator's. */
+            if (table_lock(c->t, TABLE_LOCK_RECORD_MS) == 0) {
+                table_operator_forget(c->t);
+                table_unlock(c->t);
+            }
+        }
     }
     if (g_sig.chld) {
         g_sig.chld = 0;

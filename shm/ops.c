@@ -305,41 +305,36 @@ void table_supervisor_started(struct table *t, const char *group_name, const cha
     hdr_write_end(t);
 }
 
+/* The supervisor's facts: each an atomic of its own, written without the
+ * lock (the supervisor takes the lock only to recover it). */
 void table_set_role_pid(struct table *t, int role, pid_t pid)
 {
     struct table_hdr *h = t->hdr;
-    hdr_write_begin(t);
     if (role == 0)
-        h->pid_monitor = pid;
+        atomic_store(&h->pid_monitor, pid);
     else if (role == 1)
-        h->pid_controller = pid;
+        atomic_store(&h->pid_controller, pid);
     else
-        h->pid_status = pid;
-    hdr_write_end(t);
+        atomic_store(&h->pid_status, pid);
 }
 
 void table_role_restarted(struct table *t, int role)
 {
-    if (role < 0 || role >= 3)
+    if (role >= 0 && role < 3)
+        atomic_fetch_add(&t->hdr->role_restarts[role], 1);
+}
+
+void table_set_draining(struct table *t, uint32_t kind) { atomic_store(&t->hdr->draining, kind); }
+
+void table_config_reloaded(struct table *t) { atomic_fetch_add(&t->hdr->reloads_ok, 1); }
+
+void table_operator_forget(struct table *t)
+{
+    if (t->hdr->operator_desired == 0)
         return;
-    hdr_write_begin(t);
-    t->hdr->role_restarts[role]++;
-    hdr_write_end(t);
-}
-
-void table_set_draining(struct table *t, uint32_t kind)
-{
-    hdr_write_begin(t);
-    t->hdr->draining = kind;
-    hdr_write_end(t);
-}
-
-void table_config_reloaded(struct table *t)
-{
     hdr_write_begin(t);
     t->hdr->operator_desired = 0;
     hdr_write_end(t);
-    atomic_fetch_add(&t->hdr->reloads_ok, 1);
 }
 
 void table_set_monitor_addr(struct table *t, const char *addr)

@@ -98,12 +98,16 @@ void table_join_spent(struct table *t, struct table_row *r, int64_t now);
  * config_name: the segment its config is published in (shm/confseg.h). */
 void table_supervisor_started(struct table *t, const char *group_name, const char *nonce,
                               const char *config_path, const char *config_name);
+/* These four without the lock (table_supervisor_started runs at attach,
+ * before any role: with it). */
 void table_set_role_pid(struct table *t, int role, pid_t pid); /* role: 0 monitor, 1 controller, 2 status */
 void table_role_restarted(struct table *t, int role);
 void table_set_draining(struct table *t, uint32_t kind);
-/* A reload (its config published in shm/confseg.h): an operator's desired
- * size ends (the file wins again). */
+/* A reload (its config published in shm/confseg.h), counted. */
 void table_config_reloaded(struct table *t);
+/* Controller, at a new config generation: an operator's desired size
+ * ends (the file wins again). Lock held. */
+void table_operator_forget(struct table *t);
 
 /* Monitor. */
 void table_set_monitor_addr(struct table *t, const char *addr);

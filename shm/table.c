@@ -589,7 +589,9 @@ void table_note(struct table *t, uint32_t kind, const char *instance, int level,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     log_msg((enum log_level)level, "%s", msg);
-    uint64_t n = atomic_load(&t->log->events_written);
+    /* The slot is claimed first: the supervisor notes without the lock,
+     * beside a role that holds it, and each gets its own. */
+    uint64_t n = atomic_fetch_add(&t->log->events_written, 1);
     struct table_event *e = &t->log->events[n % TABLE_EVENTS];
     atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
     atomic_thread_fence(memory_order_release);
@@ -600,8 +602,12 @@ void table_note(struct table *t, uint32_t kind, const char *instance, int level,
     copy_str(e->msg, sizeof e->msg, msg);
     atomic_thread_fence(memory_order_release);
     atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
-    atomic_store(&t->log->events_written, n + 1);
 }
+
+/* Events claimed this close to the newest may still be being written: a
+ * reader stops before one instead of passing it by. Further back, an
+ * unfinished one was left by a dead writer, and is passed. */
+#define EVENTS_IN_FLIGHT 16
 
 size_t table_read_events(const struct table *t, uint64_t after, struct table_event *out, size_t max)
 {
@@ -612,8 +618,10 @@ size_t table_read_events(const struct table *t, uint64_t after, struct table_eve
     size_t n = 0;
     for (uint64_t k = first; k < written && n < max; k++) {
         const struct table_event *e = &t->log->events[k % TABLE_EVENTS];
-        if (table_seq_copy(&out[n], e, sizeof *e, &e->seq) && out[n].number == k + 1 &&
-            out[n].kind < EV_KIND_COUNT && memchr(out[n].msg, 0, sizeof out[n].msg) &&
+        bool whole = table_seq_copy(&out[n], e, sizeof *e, &e->seq) && out[n].number == k + 1;
+        if (!whole && k + EVENTS_IN_FLIGHT >= written)
+            break; /* claimed, not written yet: the next read has it */
+        if (whole && out[n].kind < EV_KIND_COUNT && memchr(out[n].msg, 0, sizeof out[n].msg) &&
             memchr(out[n].instance, 0, sizeof out[n].instance))
             n++; /* else overwritten meanwhile, or torn by a dead writer */
     }

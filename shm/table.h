@@ -156,8 +156,9 @@ struct table_hdr {
 
     _Atomic uint32_t hseq;       /* sequence counter of the fields below */
     _Atomic uint64_t gen;        /* bumped by every committed write */
-    int32_t pid_supervisor, pid_monitor, pid_controller;
-    uint32_t draining;           /* enum drain_kind: supervisor asked roles to stop */
+    /* supervisor: written without the lock (atomics, each on its own) */
+    _Atomic int32_t pid_supervisor, pid_monitor, pid_controller;
+    _Atomic uint32_t draining;   /* enum drain_kind: supervisor asked roles to stop */
     uint64_t next_instance;      /* counter for instance ids */
     uint64_t nonce;              /* random per table: launch tokens never repeat */
     char monitor_addr[TABLE_ADDR_MAX]; /* address the monitor bound */
@@ -168,9 +169,9 @@ struct table_hdr {
     int64_t last_probe_round_ms, last_eval_ms;
     uint64_t probe_rounds, evaluations;
     uint64_t lock_recoveries;
-    uint64_t role_restarts[3];   /* monitor, controller, status */
+    _Atomic uint64_t role_restarts[3]; /* supervisor: monitor, controller, status */
     uint64_t scale_out, scale_in, replaced;
-    int32_t pid_status;
+    _Atomic int32_t pid_status;  /* supervisor */
     int32_t operator_desired;    /* set through the status API; 0 = config's */
 
     /* Counters only ever grow; atomics, so no sequence counter needed. */
@@ -299,7 +300,8 @@ int table_count(const struct table *t, uint32_t state);
 
 
 /* Logs a state change and records it in the event log, in one place.
- * The lock must be held. instance may be NULL. */
+ * Roles call it with the lock held; the supervisor without (each call
+ * claims its own slot). instance may be NULL. */
 void table_note(struct table *t, uint32_t kind, const char *instance, int level,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Copies events numbered above `after` (oldest first) into out; returns

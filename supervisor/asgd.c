@@ -121,22 +121,13 @@ static void log_child_exit(const struct child *c, pid_t pid, int status)
         snprintf(how, sizeof how, "exited with status 0");
     else
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        table_note(&S.table, EV_ROLE, NULL, level, "%s (pid %d) %s after %lld ms", c->role, (int)pid,
-                   how, (long long)up);
-        table_unlock(&S.table);
-    } else {
-        log_msg((enum log_level)level, "%s (pid %d) %s after %lld ms", c->role, (int)pid, how,
-                (long long)up);
-    }
+    table_note(&S.table, EV_ROLE, NULL, level, "%s (pid %d) %s after %lld ms", c->role, (int)pid, how,
+               (long long)up);
 }
 
 static void set_role_pid(const struct child *c, pid_t pid)
 {
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0)
-        return;
     table_set_role_pid(&S.table, (int)(c - children), pid);
-    table_unlock(&S.table);
 }
 
 /* ---- forking roles ---- */
@@ -207,10 +198,7 @@ static void schedule_restart(struct child *c, int64_t now)
     c->state = CH_WAITING;
     c->restart_at_ms = now + delay;
     c->restarts++;
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        table_role_restarted(&S.table, (int)(c - children));
-        table_unlock(&S.table);
-    }
+    table_role_restarted(&S.table, (int)(c - children));
     log_info("%s will restart in %lld ms (death %d in a row)", c->role, (long long)delay,
              c->failures);
 }
@@ -257,20 +245,16 @@ static void reap(void)
 
 /* ---- reload ---- */
 
-/* A reload also ends an operator's desired size: the file wins again. */
+/* The roles take it at the SIGHUP that follows (the controller then
+ * ends an operator's desired size: the file wins again). */
 static void publish_config(const struct asg_config *cfg)
 {
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0) {
-        log_error("cannot publish the config: table lock unavailable");
-        return;
-    }
     uint64_t gen = confseg_publish(&S.conf, cfg);
     table_config_reloaded(&S.table);
     table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_INFO,
                "config reloaded from %.80s (generation %llu): group %d..%d desired %d, policy %s",
                S.cfg_path, (unsigned long long)gen, cfg->min_instances,
                cfg->max_instances, cfg->desired_instances, policy_kind_name(cfg->policy_kind));
-    table_unlock(&S.table);
 }
 
 static void reload_failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -282,12 +266,7 @@ static void reload_failed(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     atomic_fetch_add(&S.table.hdr->reloads_failed, 1);
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
-        table_unlock(&S.table);
-    } else {
-        log_error("%s", msg);
-    }
+    table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
 }
 
 /* status.token as a file is read as a secret (no link, root's or ours,
@@ -352,10 +331,7 @@ static void begin_drain(int code)
     snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", S.cfg.drain_timeout_ms,
              code ? ", instances kept" : "");
     set_phase(PH_STOP_CONTROLLER, why);
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        table_set_draining(&S.table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
-        table_unlock(&S.table);
-    }
+    table_set_draining(&S.table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
     /* The controller first: it stops the local agents, which deregister
      * with the monitor on their way out. The monitor follows (drain_step). */
     for (size_t i = 0; i < NCHILDREN; i++) {
@@ -510,19 +486,16 @@ static void check_monitor_listener(int64_t now)
     }
     if (now - deaf.since < DEAF_AFTER_MS || h.probe_rounds < deaf.rounds + DEAF_MIN_ROUNDS)
         return;
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        if (listener_stuck)
-            table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
-                       "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
-                       "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
-                       queued, (long long)(now - deaf.since));
-        else
-            table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
-                       "monitor (pid %d) is deaf: its gRPC server has left %u relayed connections "
-                       "unread for %lld ms; killing it to restart it", (int)MONITOR->pid, waiting,
-                       (long long)(now - deaf.since));
-        table_unlock(&S.table);
-    }
+    if (listener_stuck)
+        table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+                   "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
+                   "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
+                   queued, (long long)(now - deaf.since));
+    else
+        table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+                   "monitor (pid %d) is deaf: its gRPC server has left %u relayed connections "
+                   "unread for %lld ms; killing it to restart it", (int)MONITOR->pid, waiting,
+                   (long long)(now - deaf.since));
     kill(MONITOR->pid, SIGKILL);
     deaf.since = 0;
 }

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -283,6 +284,70 @@ START_TEST(test_reader_gives_up_on_dead_writer)
 }
 END_TEST
 
+/* A writer that is alive but slow (starved of CPU on a busy machine)
+ * holds a row odd for longer than one try of a reader: the reader waits
+ * for it, and gets the row it wrote. */
+START_TEST(test_reader_waits_for_a_live_writer)
+{
+    pid_t child = fork();
+    ck_assert(child >= 0);
+    if (child == 0) {
+        if (table_lock(&T, TABLE_LOCK_WAIT_MS) != 0)
+            _exit(2);
+        row_write_begin(&T.rows[3]);
+        usleep(600 * 1000); /* the writer's own slowness, not a wait of the test */
+        T.rows[3].misses = 7;
+        row_write_end(&T, &T.rows[3]);
+        table_unlock(&T);
+        _exit(0);
+    }
+    while (!(atomic_load(&T.rows[3].seq) & 1u))
+        sched_yield(); /* until the writer is in the row */
+    struct table_row r;
+    ck_assert(table_read_row(&T, 3, &r));
+    ck_assert_uint_eq(r.misses, 7);
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
+#define NOTES 3000
+static pthread_barrier_t notes_start;
+
+static void *note_unlocked(void *arg)
+{
+    pthread_barrier_wait(&notes_start);
+    for (int i = 0; i < NOTES; i++)
+        table_note(arg, EV_ROLE, NULL, LOG_LVL_DEBUG, "supervisor %d", i);
+    return NULL;
+}
+
+/* The supervisor notes without the lock, beside a role that holds it:
+ * every event gets its own number and slot, none lost or doubled. */
+START_TEST(test_notes_without_the_lock_beside_a_holder)
+{
+    log_set_level(LOG_LVL_INFO); /* the notes are the test, not the log */
+    pthread_t th;
+    ck_assert_int_eq(pthread_barrier_init(&notes_start, NULL, 2), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, note_unlocked, &T), 0);
+    ck_assert_int_eq(table_lock(&T, TABLE_LOCK_WAIT_MS), 0);
+    pthread_barrier_wait(&notes_start);
+    for (int i = 0; i < NOTES; i++)
+        table_note(&T, EV_SCALE, NULL, LOG_LVL_DEBUG, "role %d", i);
+    table_unlock(&T);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&notes_start);
+    uint64_t written = atomic_load(&T.log->events_written);
+    ck_assert_uint_eq(written, 2 * NOTES);
+    static struct table_event ev[TABLE_EVENTS];
+    size_t n = table_read_events(&T, 0, ev, TABLE_EVENTS);
+    ck_assert_uint_eq(n, TABLE_EVENTS); /* the newest, whole */
+    for (size_t i = 0; i < n; i++)
+        ck_assert_uint_eq(ev[i].number, 2 * NOTES - TABLE_EVENTS + i + 1);
+}
+END_TEST
+
 START_TEST(test_live_holder_times_out)
 {
     ck_assert(table_lock(&T, 1000) == 0); /* we hold it and are alive */
@@ -528,6 +593,8 @@ END_TEST
 Suite *table_suite(void)
 {
     const TTest *tests[] = {
+        test_reader_waits_for_a_live_writer,
+        test_notes_without_the_lock_beside_a_holder,
         test_create_attach_roundtrip,
         test_hammer_writers_reader_consistent,
         test_lock_taken_over_from_dead_holder,

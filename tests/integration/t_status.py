@@ -144,6 +144,22 @@ def status_api_actions_go_through_the_controller(m):
     del s
 
 
+@with_status("reloadwins")
+def a_reload_ends_the_operators_desired_size(m):
+    """An operator's desired size holds until the next reload: then the
+    file's wins again (the controller forgets it when it takes the new
+    config generation)."""
+    m.wait_running(2)
+    code, r = m.api("POST", "/api/v1/desired", {"desired": 3})
+    assert code == 202, r
+    wait_for(lambda: m.status()["group"]["operator_desired"] == 3, 10, "the operator's 3")
+    gen = m.status()["group"]["config_generation"]
+    m.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: m.status()["group"]["config_generation"] > gen, 10, "the reload published")
+    wait_for(lambda: m.status()["group"]["operator_desired"] == 0, 10, "the operator's size forgotten")
+    assert m.status()["group"]["desired"] == 2
+
+
 @with_status("token", env={"ASG_TEST_TOKEN": "s3cret-token"},
              status={"token": "env:ASG_TEST_TOKEN"})
 def status_token_required_for_actions(m):
