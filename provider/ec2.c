@@ -375,16 +375,9 @@ static int ec2_init(struct provider *p, char *err, size_t errsize)
     }
     s->client.abort_flag = p->abort_flag;
     p->priv = s;
-    if (p->cfg->tls_mode == TLS_AUTO) {
-        /* The CA signs nothing here: it makes the join tokens and its
-         * certificate goes to every instance. */
-        pki_dir(p->cfg, p->tls_dir, sizeof p->tls_dir);
-        if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)) || !(s->ca_pem = pki_ca_pem(p->ca))) {
-            if (p->ca)
-                snprintf(err, errsize, "cannot write the CA certificate as PEM");
-            ec2_free(p);
-            return -1;
-        }
+    if (provider_join_ca(p, &s->ca_pem, err, errsize) != 0) {
+        ec2_free(p);
+        return -1;
     }
     return 0;
 }

@@ -574,16 +574,9 @@ static int exec_init(struct provider *p, char *err, size_t errsize)
     if (!s)
         abort();
     p->priv = s;
-    if (p->cfg->tls_mode == TLS_AUTO) {
-        /* The CA signs nothing here: it makes the join tokens, and its
-         * certificate goes to every launch command. */
-        pki_dir(p->cfg, p->tls_dir, sizeof p->tls_dir);
-        if (!(p->ca = pki_ca_open(p->tls_dir, err, errsize)) || !(s->ca_pem = pki_ca_pem(p->ca))) {
-            if (p->ca)
-                snprintf(err, errsize, "cannot write the CA certificate as PEM");
-            exec_free(p);
-            return -1;
-        }
+    if (provider_join_ca(p, &s->ca_pem, err, errsize) != 0) {
+        exec_free(p);
+        return -1;
     }
     return 0;
 }

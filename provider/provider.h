@@ -177,6 +177,13 @@ static inline void provider_launch_token(const struct provider *p, const char *i
     snprintf(out, size, "%.40s-%016llx", id, (unsigned long long)p->nonce);
 }
 
+/* With tls.mode auto, opens the manager's CA for a provider whose
+ * instances join (PROVIDER_CAP_JOIN): it makes their one-time join tokens,
+ * and its certificate (*ca_pem, malloc'd) goes to every instance. Nothing
+ * in plaintext mode. 0, or -1 with why (p->ca may be open: provider_free
+ * closes it). */
+int provider_join_ca(struct provider *p, char **ca_pem, char *err, size_t errsize);
+
 /* ---- the providers (one file each) ---- */
 
 /* Each provider's registry entry, in its own file (local.c, ec2.c). */
