@@ -85,6 +85,7 @@ struct ctl {
     int64_t ha_shown_term;
     char ha_shown_leader[64];
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
+    struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
 };
 
 static int kill_timeout(const struct ctl *c) { return provider_kill_timeout_ms(&c->cfg); }
@@ -732,12 +733,15 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
     struct table_row *r = table_row_new(c->t, pi->id, RE_ADOPT, "adopted from the provider", 0,
                                         pi->token, now);
     if (!r) {
-        log_error("reconcile: table full, cannot adopt %s", pi->id);
+        log_limited(&c->adopt_limit, LOG_LVL_ERROR, "reconcile: table full, cannot adopt %s", pi->id);
         return;
     }
     table_instance_known(c->t, r, pi->id, pi->pid, pi->pid_start, pi->addr, NULL);
-    table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",
-               pi->id, pi->pid);
+    if (pi->pid > 0)
+        table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",
+                   pi->id, pi->pid);
+    else
+        table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s found running without a row", pi->id);
     table_instance_number_seen(c->t, id_number(c->cfg.group_name, pi->id));
 }
 

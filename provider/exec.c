@@ -47,7 +47,7 @@ struct exec_priv {
     struct provider_instance *cache; /* the last listing */
     size_t ncache;
     bool cache_ok;
-    int64_t cache_ms;
+    int64_t cache_ms;                /* when it was taken, or last failed */
 };
 
 static struct exec_priv *priv(struct provider *p) { return p->priv; }
@@ -101,6 +101,29 @@ int exec_parse_line(const char *line, size_t len, struct provider_instance *out,
     return 0;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* An id that n instances share with another, or NULL: sorted, so a
+ * listing of a hundred thousand lines costs n log n, not n^2. */
+static const char *listed_twice(const struct provider_instance *list, size_t n)
+{
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        ids[i] = list[i].id;
+    qsort(ids, n, sizeof *ids, by_id);
+    const char *twice = NULL;
+    for (size_t i = 1; i < n && !twice; i++)
+        if (strcmp(ids[i - 1], ids[i]) == 0)
+            twice = ids[i];
+    free(ids);
+    return twice;
+}
+
 int exec_parse_list(const char *text, size_t len, struct provider_instance **out, size_t *n,
                     char *why, size_t wn)
 {
@@ -126,13 +149,13 @@ int exec_parse_list(const char *text, size_t len, struct provider_instance **out
             free(list);
             return -1;
         }
-        for (size_t j = 0; j < k; j++)
-            if (strcmp(list[j].id, list[k].id) == 0) {
-                snprintf(why, wn, "line %zu: instance %s listed twice", k + 1, list[k].id);
-                free(list);
-                return -1;
-            }
         at = (size_t)(nl - text) + 1;
+    }
+    const char *twice = listed_twice(list, lines);
+    if (twice) {
+        snprintf(why, wn, "instance %s listed twice", twice);
+        free(list);
+        return -1;
     }
     *out = list;
     *n = lines;
@@ -332,7 +355,9 @@ static void collect(struct exec_call *call, pid_t pid, int fds[2], int timeout_m
     int64_t deadline = now_ms() + timeout_ms;
     bool open_[2] = {true, true}, exited = false;
     while (!exited) {
-        struct pollfd pf[2] = {{fds[0], open_[0] ? POLLIN : 0, 0}, {fds[1], open_[1] ? POLLIN : 0, 0}};
+        /* A closed pipe leaves the poll (its POLLHUP would wake it at once,
+         * a spin until the command exits). */
+        struct pollfd pf[2] = {{open_[0] ? fds[0] : -1, POLLIN, 0}, {open_[1] ? fds[1] : -1, POLLIN, 0}};
         int64_t left = deadline - now_ms();
         poll(pf, 2, left <= 0 ? 0 : left < 50 ? (int)left : 50);
         for (int i = 0; i < 2; i++)
@@ -497,6 +522,37 @@ static int exec_launch(struct provider *p, const char *id, struct provider_insta
     return failed ? LAUNCH_FAILED : LAUNCH_UNKNOWN;
 }
 
+/* A listing longer than a few tables' worth is refused before it is
+ * parsed: a command cannot make the controller hold or sort millions. */
+static bool list_too_long(const struct provider *p, const struct exec_call *call, char *why, size_t wn)
+{
+    size_t lines = 0, max = 4 * (size_t)p->cfg->shm_capacity + 16;
+    for (const char *c = call->out.s, *end = c ? c + call->out.len : NULL; c && c < end; c++)
+        lines += *c == '\n';
+    if (lines <= max)
+        return false;
+    snprintf(why, wn, "%zu lines, more than %zu (4 x shm.capacity + 16)", lines, max);
+    return true;
+}
+
+/* Only ids this manager hands out (GROUP-N) are the group's: an instance
+ * listed under any other id is not adopted, nor ever terminated. */
+static void keep_the_groups(const struct provider *p, struct provider_instance **out, size_t *n)
+{
+    size_t glen = strlen(p->cfg->group_name), kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        const char *id = (*out)[i].id, *num = id + glen + 1;
+        bool ours = strncmp(id, p->cfg->group_name, glen) == 0 && id[glen] == '-' && *num &&
+                    strspn(num, "0123456789") == strlen(num);
+        if (ours)
+            (*out)[kept++] = (*out)[i];
+    }
+    if (kept < *n)
+        log_warn("provider.exec.list: %zu instance(s) not of group %s (ids %s-N) ignored, the first %s",
+                 *n - kept, p->cfg->group_name, p->cfg->group_name, (*out)[kept].id);
+    *n = kept;
+}
+
 static int exec_list(struct provider *p, struct provider_instance **out, size_t *n,
                      char *err, size_t errsize)
 {
@@ -507,23 +563,25 @@ static int exec_list(struct provider *p, struct provider_instance **out, size_t 
                              .out_max = EXEC_LIST_OUT_MAX};
     int rc = exec_run(p, &call, err, errsize);
     char why[200], prog[128];
-    if (rc == 0 && exec_parse_list(call.out.s ? call.out.s : "", call.out.len, out, n, why, sizeof why) != 0) {
+    if (rc == 0 && (list_too_long(p, &call, why, sizeof why) ||
+                    exec_parse_list(call.out.s ? call.out.s : "", call.out.len, out, n, why, sizeof why) != 0)) {
         snprintf(err, errsize, "provider.exec.list (%s) answered badly: %s",
                  program(p->cfg->exec_list, prog, sizeof prog), why);
         rc = -1;
     }
     call_free(&call);
+    s->cache_ms = now_ms();
     if (rc != 0) {
         s->cache_ok = false; /* unknown: nothing is declared gone */
         return -1;
     }
+    keep_the_groups(p, out, n);
     free(s->cache);
     s->cache = malloc((*n ? *n : 1) * sizeof *s->cache);
     if (s->cache)
         memcpy(s->cache, *out, *n * sizeof **out);
     s->ncache = s->cache ? *n : 0;
     s->cache_ok = s->cache != NULL;
-    s->cache_ms = now_ms();
     return 0;
 }
 
@@ -552,11 +610,13 @@ static int exec_terminate(struct provider *p, const struct provider_handle *h, b
     return rc;
 }
 
-/* Gone once a good listing lacks it; with no good listing, never. */
+/* Gone once a good listing lacks it; with no good listing, never. A
+ * listing, taken or failed, serves for EXEC_CACHE_MS: a failing command
+ * is not run again for every row. */
 static bool exec_gone(struct provider *p, const struct provider_handle *h)
 {
     struct exec_priv *s = priv(p);
-    if (!s->cache_ok || now_ms() - s->cache_ms > EXEC_CACHE_MS)
+    if (now_ms() - s->cache_ms > EXEC_CACHE_MS)
         exec_refresh(p);
     if (!s->cache_ok)
         return false;

@@ -95,8 +95,15 @@ int confseg_attach(const char *name, struct confseg *c, char *err, size_t errsiz
     }
     struct stat st;
     size_t size = sizeof(struct confseg_layout);
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        snprintf(err, errsize, "config segment %s: cannot stat: %s", name, strerror(e));
+        close(fd);
+        errno = e;
+        return -1;
+    }
     /* Only a segment of ours, as for the table (shm/table.c). */
-    if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) || !S_ISREG(st.st_mode) ||
+    if (st.st_uid != geteuid() || (st.st_mode & 077) || !S_ISREG(st.st_mode) ||
         (size_t)st.st_size != size) {
         snprintf(err, errsize, "config segment %s: not ours (uid %u, mode %04o, %jd bytes; want uid %u, "
                  "0600, %zu bytes): refusing it", name, (unsigned)st.st_uid,

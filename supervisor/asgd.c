@@ -711,9 +711,11 @@ static int publish_first_config(void)
             if (!confseg_read(&prev, cfg, &gen))
                 gen = 0;
             confseg_detach(&prev);
+            confseg_unlink(old); /* ours: attached, as our own */
+        } else if (cfg && errno != ENOENT) {
+            log_warn("%s; left where it is", err); /* not ours: never removed */
         }
         free(cfg);
-        confseg_unlink(old); /* ours: the name is in our table */
     }
     if (confseg_create(S.table.name, &S.cfg, gen + 1, &S.conf, err, sizeof err) != 0) {
         log_error("cannot publish the config: %s", err);

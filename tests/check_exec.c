@@ -2,6 +2,7 @@
  * what an operator's command may print, and what is refused, by name. */
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -117,6 +118,7 @@ static void exec_provider(struct provider *p, struct asg_config *cfg, const char
     snprintf(cfg->exec_list, sizeof cfg->exec_list, "%s", argv);
     snprintf(cfg->exec_terminate, sizeof cfg->exec_terminate, "%s", argv);
     cfg->provider_kind = PROVIDER_EXEC;
+    snprintf(cfg->group_name, sizeof cfg->group_name, "g");
     char err[256];
     ck_assert_msg(provider_init(p, cfg, err, sizeof err) == 0, "%s", err);
     snprintf(p->manager_addr, sizeof p->manager_addr, "127.0.0.1:1");
@@ -190,6 +192,63 @@ START_TEST(test_left_behind_child_is_not_waited_for)
 }
 END_TEST
 
+/* What a listing may hold: the group's ids only (others are never
+ * adopted nor terminated), a few tables' worth of lines; a closed pipe
+ * is not polled (no spin while the command lives on), and a failing list
+ * is not run again for every row asked about. */
+START_TEST(test_list_is_held_to_the_group)
+{
+    char dir[] = "/tmp/asg-check-exec-XXXXXX", argv[300];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct provider p;
+    struct asg_config cfg;
+    struct provider_instance *l;
+    size_t n;
+    char err[512] = "";
+    exec_provider(&p, &cfg, SH "printf 'g-1\\nother-5\\ng-x\\ng2-3\\ng-22 127.0.0.1:9\\n'", 5000);
+    ck_assert_msg(p.ops->list(&p, &l, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(l[0].id, "g-1");
+    ck_assert_str_eq(l[1].id, "g-22");
+    free(l);
+    provider_free(&p);
+    exec_provider(&p, &cfg, SH "seq -f g-%g 1 21", 5000);
+    cfg.shm_capacity = 1; /* at most 4 x 1 + 16 = 20 lines */
+    ck_assert_int_eq(p.ops->list(&p, &l, &n, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "21 lines, more than 20"), "%s", err);
+    provider_free(&p);
+    /* Output closed, the command still running for a second: no spin. */
+    exec_provider(&p, &cfg, SH "exec >&- 2>&-; sleep 1", 10000);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    ck_assert_msg(p.ops->list(&p, &l, &n, err, sizeof err) == 0, "%s", err);
+    getrusage(RUSAGE_SELF, &r1);
+    free(l);
+    double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+                 (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+    ck_assert_msg(cpu < 0.3, "%.2f s of CPU while the command slept 1 s", cpu);
+    provider_free(&p);
+    /* A failing list, asked about ten rows at once, runs once. */
+    snprintf(argv, sizeof argv, SH "echo run >> %s/runs; exit 1", dir);
+    exec_provider(&p, &cfg, argv, 5000);
+    struct provider_handle h = {.id = "g-1"};
+    for (int i = 0; i < 10; i++)
+        ck_assert(!p.ops->gone(&p, &h));
+    provider_free(&p);
+    char runs[300];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    FILE *f = fopen(runs, "r");
+    ck_assert_ptr_nonnull(f);
+    int lines = 0;
+    for (int c; (c = fgetc(f)) != EOF;)
+        lines += c == '\n';
+    fclose(f);
+    ck_assert_int_eq(lines, 1);
+    unlink(runs);
+    rmdir(dir);
+}
+END_TEST
+
 static int load(const char *exec_section, char *err)
 {
     char text[1024];
@@ -223,6 +282,7 @@ Suite *exec_suite(void)
     const TTest *tests[] = {test_line_id_and_address, test_line_refused_with_reason,
                                          test_list_lines, test_launch_answers_for_its_id,
                                          test_config_checks_the_commands, test_commands_run_bounded,
-                                         test_left_behind_child_is_not_waited_for, NULL};
+                                         test_left_behind_child_is_not_waited_for,
+                                         test_list_is_held_to_the_group, NULL};
     return suite_of("exec", "exec", NULL, NULL, 0, tests, NULL);
 }
