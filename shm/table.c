@@ -151,8 +151,10 @@ static bool version_refused(int fd, const char *name, char *err, size_t errsize)
         lead.version == TABLE_VERSION)
         return false; /* too short, or not a table: the checks below say so */
     snprintf(err, errsize, "shared table %s has layout version %u; this program reads version %u "
-             "only: refusing it. Stop every asg process of the other version, or remove /dev/shm%s "
-             "if none runs (its instances are then forgotten)", name, lead.version, TABLE_VERSION, name);
+             "only: refusing it%s", name, lead.version, TABLE_VERSION,
+             lead.version < TABLE_VERSION ? " (asgd of this version sets an older table aside once the "
+                                            "older asgd has stopped, and adopts the instances)"
+                                          : " (a newer asgd's table: run that version)");
     close(fd);
     errno = EPROTO;
     return true;
@@ -237,6 +239,32 @@ void table_detach(struct table *t)
 }
 
 int table_unlink(const char *name) { return shm_unlink(name); }
+
+/* Every layout since 18 keeps the supervisor's pid here. */
+_Static_assert(offsetof(struct table_hdr, pid_supervisor) == 112, "pid_supervisor stays at 112");
+
+int table_peek_other(const char *name, uint32_t *version, int32_t *pid_supervisor, char *err, size_t errsize)
+{
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+    struct stat st;
+    struct {
+        uint64_t magic;
+        uint32_t version;
+    } lead;
+    int32_t pid = 0;
+    bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+              !(st.st_mode & 077) && pread(fd, &lead, sizeof lead, 0) == (ssize_t)sizeof lead &&
+              lead.magic == TABLE_MAGIC && pread(fd, &pid, sizeof pid, 112) == (ssize_t)sizeof pid;
+    if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        snprintf(err, errsize, "shared table %s: not a table of ours to look into", name);
+        return -1;
+    }
+    *version = lead.version;
+    *pid_supervisor = pid;
+    return 0;
+}
 
 /* ---- the writer lock ----
  * The lock word is its holder's pid, 0 when free (as nginx's ngx_shmtx):

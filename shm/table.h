@@ -264,6 +264,9 @@ int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize);
 void table_detach(struct table *t);
 int table_unlink(const char *name);
+/* The layout version and supervisor pid of a table of ours of any layout
+ * (one table_attach refused with EPROTO). 0, or -1 with why. */
+int table_peek_other(const char *name, uint32_t *version, int32_t *pid_supervisor, char *err, size_t errsize);
 
 /* Takes the writer lock, waiting at most timeout_ms (roles use
  * TABLE_LOCK_WAIT_MS). Takes it over from a holder that has died. Returns

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
@@ -650,6 +651,33 @@ static int reattach_checks(void)
     return 0;
 }
 
+/* A table of an older layout version (an older asgd's): while that asgd
+ * runs, we do not start; once it is gone, the table is set aside (removed:
+ * ours, and no binary of this version can read it) and a new one made, and
+ * the group's instances are adopted from the provider, as after a lost
+ * table. A newer layout's table is a newer asgd's: never touched. */
+static int set_aside_older(const char *name, const char *refusal)
+{
+    uint32_t version;
+    int32_t pid;
+    char err[256], exe[PATH_MAX];
+    if (table_peek_other(name, &version, &pid, err, sizeof err) != 0 || version > TABLE_VERSION) {
+        log_error("%s", refusal);
+        return -1;
+    }
+    const char *base = pid > 0 && pid_exe_if_ours(pid, exe, sizeof exe) ? strrchr(exe, '/') : NULL;
+    if (base && strcmp(base, "/asgd") == 0) {
+        log_error("shared table %s of layout version %u is in use by asgd pid %d (an older asgd): stop "
+                  "it first; its instances are then adopted by this one", name, version, pid);
+        return -1;
+    }
+    log_warn("shared table %s has layout version %u (an older asgd's, not running); this one reads "
+             "version %u: setting it aside for a new table; the group's instances are adopted from the "
+             "provider", name, version, TABLE_VERSION);
+    table_unlink(name);
+    return create_table();
+}
+
 /* The table recorded in the state directory is re-attached, rows and all,
  * when it is still there (a manager that died left it: its instances are
  * still out there); else a new one is made. A segment of another owner
@@ -672,6 +700,8 @@ static int open_table(void)
             log_warn("%s; leaving it there and making a new table", err);
             return create_table();
         }
+        if (errno == EPROTO)
+            return set_aside_older(name, err);
         log_error("%s", err);
         return -1;
     }

@@ -201,36 +201,90 @@ def whole_manager_killed_and_restarted_adopts_everything(m):
     assert sorted(i["id"] for i in s["instances"]) == ids, (ids, s["instances"])
 
 
-@test
-def table_of_another_layout_version_refused_by_name():
-    """A table left by a binary of another layout version (its version one
-    below ours) is refused by name, with its version and ours, by asgd and
-    by asgctl, and left as it was: its instances are not ours to forget."""
+def plant_table(m, version, pid_supervisor=0):
+    """A table of layout version `version` recorded as m's, as an asgd of
+    that version would leave it (magic, version, the supervisor's pid at
+    the offset every layout since 18 keeps it)."""
     import struct
+    plant = m.shm + ".00112233445566ff"
+    os.makedirs(m.state_dir(), mode=0o700, exist_ok=True)
+    record = os.path.join(m.state_dir(), "table-" + m.shm.lstrip("/"))
+    with open(os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(plant + "\n")
+    lead = struct.pack("<QI", 0x31304C4254475341, version)  # "ASGTBL01", the version
+    body = bytearray(8192)
+    body[:len(lead)] = lead
+    body[112:116] = struct.pack("<i", pid_supervisor)
+    with open(os.open("/dev/shm" + plant, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(bytes(body))
+    return plant, bytes(body)
+
+
+def layout_version():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with open(os.path.join(root, "shm", "table.h")) as f:
-        ours = int(re.search(r"#define TABLE_VERSION (\d+)", f.read()).group(1))
-    m = Manager("oldlayout")
-    plant = m.shm + ".00112233445566ff"
-    os.makedirs(m.state_dir(), mode=0o700)
-    record = os.path.join(m.state_dir(), "table-" + m.shm.lstrip("/"))
-    with open(os.open(record, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-        f.write(plant + "\n")
-    old = struct.pack("<QI", 0x31304C4254475341, ours - 1)  # "ASGTBL01", the version
-    with open(os.open("/dev/shm" + plant, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(old + b"\0" * (8192 - len(old)))
+        return int(re.search(r"#define TABLE_VERSION (\d+)", f.read()).group(1))
+
+
+@test
+def table_of_a_newer_layout_version_refused_by_name():
+    """A table of a newer layout (a newer asgd's, after a downgrade) is
+    refused by name, with its version and ours, by asgd and by asgctl,
+    and left as it was."""
+    ours = layout_version()
+    m = Manager("newlayout")
+    plant, body = plant_table(m, ours + 1)
     try:
         want = "shared table %s has layout version %d; this program reads version %d only" % (
-            plant, ours - 1, ours)
+            plant, ours + 1, ours)
         r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
-        assert r.returncode == 1 and want in r.stderr, r
+        assert r.returncode == 1 and want in r.stderr and "a newer asgd's" in r.stderr, r
         r = run([BIN + "/asgctl", "--shm", plant, "status"])
         assert r.returncode != 0 and want in r.stderr, r
         with open("/dev/shm" + plant, "rb") as f:
-            assert f.read(len(old)) == old
+            assert f.read() == body
         assert not os.path.exists(m.pidfile)
     finally:
         os.unlink("/dev/shm" + plant)
+
+
+@test
+def table_of_an_older_layout_is_set_aside_once_its_asgd_has_stopped():
+    """An upgrade: the recorded table is an older asgd's (layout version one
+    below ours). While that asgd runs (here: a real asgd's pid in the
+    table), asgd refuses to start and says so; once it is gone, the table
+    is set aside and a new one made, and the group runs."""
+    ours = layout_version()
+    running = Manager("oldrunning")
+    m = Manager("oldlayout")
+    plant = None
+    try:
+        running.start()
+        wait_for(lambda: running.pid("monitor"), 20, "the other manager up")
+        plant, body = plant_table(m, ours - 1, running.proc.pid)
+        r = run([BIN + "/asgd", "-f", "-c", m.cfg_path], timeout=10)
+        want = "shared table %s of layout version %d is in use by asgd pid %d" % (plant, ours - 1,
+                                                                                  running.proc.pid)
+        assert r.returncode == 1 and want in r.stderr, r
+        with open("/dev/shm" + plant, "rb") as f:
+            assert f.read() == body
+        running.cleanup()
+        os.unlink("/dev/shm" + plant)
+        plant, body = plant_table(m, ours - 1, 0)       # its asgd gone
+        m.start()
+        m.wait_running(2)
+        m.wait_log(r"shared table %s has layout version %d \(an older asgd's, not running\)" % (
+            re.escape(plant), ours - 1))
+        assert not os.path.exists("/dev/shm" + plant)
+        assert m.table_name() != plant
+    except BaseException:
+        sys.stderr.write(m.log()[-3000:])
+        raise
+    finally:
+        running.cleanup()
+        m.cleanup()
+        if plant and os.path.exists("/dev/shm" + plant):
+            os.unlink("/dev/shm" + plant)
 
 
 if __name__ == "__main__":
