@@ -540,16 +540,19 @@ static bool list_too_long(const struct provider *p, const struct exec_call *call
 static void keep_the_groups(const struct provider *p, struct provider_instance **out, size_t *n)
 {
     size_t glen = strlen(p->cfg->group_name), kept = 0;
+    char first[PROVIDER_ID_MAX] = "";
     for (size_t i = 0; i < *n; i++) {
         const char *id = (*out)[i].id, *num = id + glen + 1;
         bool ours = strncmp(id, p->cfg->group_name, glen) == 0 && id[glen] == '-' && *num &&
                     strspn(num, "0123456789") == strlen(num);
         if (ours)
             (*out)[kept++] = (*out)[i];
+        else if (!first[0])
+            copy_str(first, sizeof first, id);
     }
     if (kept < *n)
         log_warn("provider.exec.list: %zu instance(s) not of group %s (ids %s-N) ignored, the first %s",
-                 *n - kept, p->cfg->group_name, p->cfg->group_name, (*out)[kept].id);
+                 *n - kept, p->cfg->group_name, p->cfg->group_name, first);
     *n = kept;
 }
 

@@ -665,7 +665,7 @@ static int set_aside_older(const char *name, const char *refusal)
         log_error("%s", refusal);
         return -1;
     }
-    const char *base = pid > 0 && pid_exe_if_ours(pid, exe, sizeof exe) ? strrchr(exe, '/') : NULL;
+    const char *base = pid > 0 && pid != getpid() && pid_exe_if_ours(pid, exe, sizeof exe) ? strrchr(exe, '/') : NULL;
     if (base && strcmp(base, "/asgd") == 0) {
         log_error("shared table %s of layout version %u is in use by asgd pid %d (an older asgd): stop "
                   "it first; its instances are then adopted by this one", name, version, pid);
