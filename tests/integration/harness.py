@@ -305,7 +305,7 @@ class Manager:
         if r.returncode != 0:
             # None: not yet, to the callers. Said when a table is there
             # all the same, for a test that then fails.
-            if self.table_name() and "No such file" not in r.stderr:
+            if self.table_name() and not any(w in r.stderr for w in ("No such file", "no shared table")):
                 sys.stderr.write("asgctl status: %s" % r.stderr[-300:])
             return None
         s = json.loads(r.stdout)

@@ -287,5 +287,31 @@ def table_of_an_older_layout_is_set_aside_once_its_asgd_has_stopped():
             os.unlink("/dev/shm" + plant)
 
 
+@with_manager("upgrade", start=False, provider={"local": {"stop_on_exit": False}})
+def an_upgrade_over_an_older_layouts_table_keeps_every_instance(m):
+    """The whole manager killed (as an upgrade stops it) and its table made
+    an older layout's (its version one below ours, as an older asgd leaves
+    it), then a start: the table is set aside and every instance still
+    running is adopted, the same processes, none stopped or replaced."""
+    import struct
+    m.cfg.setdefault("monitor", {})["listen"] = "127.0.0.1:%d" % free_port()  # where they register again
+    m.write_config()
+    m.start()
+    s = m.wait_running(2)
+    before = sorted((i["id"], i["pid"]) for i in s["instances"])
+    kill_pid(m.proc.pid)
+    m.proc.wait()
+    wait_for(lambda: not any(alive(p) for p in s["processes"].values() if p), 5, "roles gone with the supervisor")
+    older = layout_version() - 1
+    with open(m.table_path(), "r+b") as f:
+        f.seek(8)
+        f.write(struct.pack("<I", older))
+    m.start()
+    m.wait_log(r"has layout version %d \(an older asgd's, not running\)" % older)
+    wait_for(lambda: sorted((i["id"], i["pid"]) for i in m.running()) == before, 20,
+             "the same instances running")
+    assert all(alive(pid) for _, pid in before)
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
