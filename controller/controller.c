@@ -85,6 +85,7 @@ struct ctl {
     int64_t ha_shown_term;
     char ha_shown_leader[64];
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
+    uint64_t spec_cfg_gen;     /* the config generation it was worked out from */
     struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
 };
 
@@ -127,8 +128,7 @@ static void add_op(struct ctl *c, enum op_kind kind, const struct table_row *r)
 /* The row of an op, if it is still the same instance. */
 static struct table_row *op_row(struct ctl *c, const struct op *o)
 {
-    struct table_row *r = &c->t->rows[o->slot];
-    return r->incarnation == o->incarnation && r->state != ROW_FREE ? r : NULL;
+    return table_row_at(c->t, o->slot, o->incarnation);
 }
 
 static void row_free(struct ctl *c, struct table_row *r, const char *why)
@@ -616,6 +616,8 @@ static void follow_schedule(struct ctl *c)
  * generation moves on, logged with the first key that changed. Lock held. */
 static void follow_launch_spec(struct ctl *c)
 {
+    if (c->spec.n && c->spec_cfg_gen == c->cfg_gen)
+        return; /* only a new config can change it */
     struct launch_spec cur;
     launch_spec_of(&c->cfg, &cur);
     const struct spec_state *in = &c->t->hdr->spec;
@@ -634,6 +636,7 @@ static void follow_launch_spec(struct ctl *c)
         table_launch_spec(c->t, gen, cur.digest);
     }
     c->spec = cur;
+    c->spec_cfg_gen = c->cfg_gen;
 }
 
 /* A row as the policy sees it. */

@@ -6,18 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The row of slot while it holds the same instance, else NULL. */
-static struct table_row *row_of(struct table *t, uint32_t slot, uint64_t incarnation)
-{
-    struct table_row *r = slot < t->capacity ? &t->rows[slot] : NULL;
-    return r && r->incarnation == incarnation && r->state != ROW_FREE ? r : NULL;
-}
-
 static void counted(void *ctx, const struct lb_instance *in, uint64_t requests, uint32_t sessions,
                     int64_t now)
 {
     struct table *t = ctx;
-    struct table_row *r = row_of(t, in->slot, in->incarnation);
+    struct table_row *r = table_row_at(t, in->slot, in->incarnation);
     if (r)
         table_lb_counted(t, r, requests, sessions, now);
 }
@@ -25,7 +18,7 @@ static void counted(void *ctx, const struct lb_instance *in, uint64_t requests, 
 static bool state(void *ctx, uint32_t slot, uint64_t incarnation, uint32_t lb_state, int64_t now)
 {
     struct table *t = ctx;
-    struct table_row *r = row_of(t, slot, incarnation);
+    struct table_row *r = table_row_at(t, slot, incarnation);
     if (r)
         table_lb_state(t, r, lb_state, now);
     return r != NULL;

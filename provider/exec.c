@@ -201,11 +201,18 @@ struct exec_call {
     bool timed_out;
 };
 
+/* Where the commands' instances register: provider.exec.manager_address,
+ * else the monitor's own address(es). */
+static const char *commands_manager(const struct provider *p)
+{
+    return p->cfg->exec_manager_address[0] ? p->cfg->exec_manager_address : p->manager_addr;
+}
+
 /* word with {id}, {group} and {manager} filled in (malloc'd). */
 static char *fill_word(const struct provider *p, const char *word, const char *id)
 {
     struct strbuf b = {0};
-    const char *manager = p->cfg->exec_manager_address[0] ? p->cfg->exec_manager_address : p->manager_addr;
+    const char *manager = commands_manager(p);
     for (const char *s = word; *s;) {
         if (id && strncmp(s, "{id}", 4) == 0) {
             sb_add(&b, id, strlen(id));
@@ -283,7 +290,7 @@ static char **make_env(struct provider *p, const struct exec_call *call, char **
     char **env = calloc(n + 8, sizeof *env);
     if (!env)
         return NULL;
-    const char *manager = p->cfg->exec_manager_address[0] ? p->cfg->exec_manager_address : p->manager_addr;
+    const char *manager = commands_manager(p);
     mine[m++] = env_entry("ASG_GROUP", p->cfg->group_name);
     mine[m++] = env_entry("ASG_MANAGER", manager);
     if (call->id)
@@ -488,7 +495,7 @@ static const char *program(const char *argv_cfg, char *out, size_t size)
 static int exec_launch(struct provider *p, const char *id, struct provider_instance *out,
                        char *err, size_t errsize)
 {
-    const char *manager = p->cfg->exec_manager_address[0] ? p->cfg->exec_manager_address : p->manager_addr;
+    const char *manager = commands_manager(p);
     if (!manager[0]) {
         snprintf(err, errsize, "no manager address for the instances yet");
         return LAUNCH_FAILED;
@@ -539,16 +546,13 @@ static bool list_too_long(const struct provider *p, const struct exec_call *call
  * listed under any other id is not adopted, nor ever terminated. */
 static void keep_the_groups(const struct provider *p, struct provider_instance **out, size_t *n)
 {
-    size_t glen = strlen(p->cfg->group_name), kept = 0;
+    size_t kept = 0;
     char first[PROVIDER_ID_MAX] = "";
     for (size_t i = 0; i < *n; i++) {
-        const char *id = (*out)[i].id, *num = id + glen + 1;
-        bool ours = strncmp(id, p->cfg->group_name, glen) == 0 && id[glen] == '-' && *num &&
-                    strspn(num, "0123456789") == strlen(num);
-        if (ours)
+        if (provider_id_of_group((*out)[i].id, p->cfg->group_name))
             (*out)[kept++] = (*out)[i];
         else if (!first[0])
-            copy_str(first, sizeof first, id);
+            copy_str(first, sizeof first, (*out)[i].id);
     }
     if (kept < *n)
         log_warn("provider.exec.list: %zu instance(s) not of group %s (ids %s-N) ignored, the first %s",

@@ -455,16 +455,6 @@ static enum nonce_seen environ_nonce(pid_t pid, const char *nonce)
     return seen;
 }
 
-/* "GROUP-N", N one or more digits: the ids this group gives (so that group
- * "asg" does not claim "asg-web-1"). */
-static bool id_of_group(const char *id, const char *group)
-{
-    size_t glen = strlen(group);
-    if (strncmp(id, group, glen) != 0 || id[glen] != '-' || !id[glen + 1])
-        return false;
-    return strspn(id + glen + 1, "0123456789") == strlen(id + glen + 1);
-}
-
 /* pid's agent id (its --id) if it is an asg-agent of our uid; what its
  * environment says of the nonce goes to *seen. */
 static bool agent_identity(pid_t pid, const char *nonce, char *id, size_t size, enum nonce_seen *seen)
@@ -533,7 +523,7 @@ int local_scan_proc(const char *group, const char *nonce, struct provider_instan
          * nonce) only when asked for any id, for a row that joined. */
         if (seen == NONCE_OTHER || seen == NONCE_UNREADABLE || (group && seen != NONCE_OURS))
             continue;
-        if ((group && !id_of_group(id, group)) || !pid_alive((pid_t)pid))
+        if ((group && !provider_id_of_group(id, group)) || !pid_alive((pid_t)pid))
             continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -183,6 +184,16 @@ static inline void provider_launch_token(const struct provider *p, const char *i
  * in plaintext mode. 0, or -1 with why (p->ca may be open: provider_free
  * closes it). */
 int provider_join_ca(struct provider *p, char **ca_pem, char *err, size_t errsize);
+
+/* "GROUP-N", N one or more digits: the ids this group gives (so that group
+ * "asg" does not claim "asg-web-1"). Inline, as provider_launch_token. */
+static inline bool provider_id_of_group(const char *id, const char *group)
+{
+    size_t glen = strlen(group);
+    if (strncmp(id, group, glen) != 0 || id[glen] != '-' || !id[glen + 1])
+        return false;
+    return strspn(id + glen + 1, "0123456789") == strlen(id + glen + 1);
+}
 
 /* ---- the providers (one file each) ---- */
 

@@ -547,6 +547,12 @@ bool table_read_hdr(const struct table *t, struct table_hdr *out)
 
 /* ---- row helpers (lock held) ---- */
 
+struct table_row *table_row_at(struct table *t, uint32_t slot, uint64_t incarnation)
+{
+    struct table_row *r = slot < t->capacity ? &t->rows[slot] : NULL;
+    return r && r->incarnation == incarnation && r->state != ROW_FREE ? r : NULL;
+}
+
 struct table_row *table_find(struct table *t, const char *id)
 {
     uint32_t h = id_hash(id);

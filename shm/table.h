@@ -296,6 +296,9 @@ bool table_read_hdr(const struct table *t, struct table_hdr *out);
 
 /* With the lock held. */
 struct table_row *table_find(struct table *t, const char *id);
+/* The row in slot while it still holds the instance of that incarnation
+ * (a plan made earlier must not touch a reused row), else NULL. */
+struct table_row *table_row_at(struct table *t, uint32_t slot, uint64_t incarnation);
 /* A zeroed slot for id, state free, its write bracket open: for ops.c. */
 struct table_row *table_alloc_row(struct table *t, const char *id);
 void row_push_sample(struct table_row *r, double load);
