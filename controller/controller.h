@@ -31,6 +31,10 @@ void controller_request(struct ctl *c, const struct ctl_request *rq);
 struct lb_ops;
 void controller_use_lb(struct ctl *c, const struct lb_ops *ops, void *priv);
 void controller_lb_step(struct ctl *c);
+/* fn(arg) is called in each evaluation after the plan is decided from the
+ * view and before it is applied: where a test changes the table as the
+ * monitor would meanwhile. */
+void controller_between_decide_and_apply(struct ctl *c, void (*fn)(void *), void *arg);
 void controller_close(struct ctl *c);
 
 /* What a provider is told of row r's instance (provider/provider.h): the

@@ -545,6 +545,11 @@ bool table_read_hdr(const struct table *t, struct table_hdr *out)
     return patient_copy(t, out, t->hdr, sizeof *out, &t->hdr->hseq);
 }
 
+bool table_slot_used(const struct table *t, uint32_t i)
+{
+    return i < t->capacity && atomic_load_explicit(&t->idhash[i], memory_order_acquire) != 0;
+}
+
 /* ---- row helpers (lock held) ---- */
 
 struct table_row *table_row_at(struct table *t, uint32_t slot, uint64_t incarnation)

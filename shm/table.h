@@ -293,6 +293,10 @@ void hdr_write_end(struct table *t);
  * busy for longer than the reader is willing to spin (a dead writer). */
 bool table_read_row(const struct table *t, uint32_t i, struct table_row *out);
 bool table_read_hdr(const struct table *t, struct table_hdr *out);
+/* Without the lock, a hint: is slot i used? (Its id hash is set once a row
+ * is written, cleared once it is freed.) Lets a reader copy only the used
+ * rows of a large table. */
+bool table_slot_used(const struct table *t, uint32_t i);
 
 /* With the lock held. */
 struct table_row *table_find(struct table *t, const char *id);

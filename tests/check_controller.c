@@ -354,6 +354,46 @@ START_TEST(test_boot_timeout_replaces_a_silent_instance)
 }
 END_TEST
 
+/* Meanwhile, as the monitor would: every launched agent registers, and the
+ * first row's instance is gone and its slot reused by a newcomer. */
+static void registered_meanwhile(void *arg)
+{
+    (void)arg;
+    all_register();
+    table_lock(&T, 1000);
+    table_gone(&T, &T.rows[0]);
+    ck_assert_ptr_nonnull(table_row_new(&T, "web-newcomer", RE_ADOPT, "test", 0, NULL, now_ms()));
+    table_unlock(&T);
+}
+
+/* A plan decided on a view the table has overtaken: its steps reach only
+ * rows still as the view saw them (slot, incarnation, state). The launches
+ * timed out in the view; by the time the plan is applied they registered,
+ * and one slot holds another instance: nothing is stopped. */
+START_TEST(test_a_plan_on_a_stale_view_touches_no_row_that_moved_on)
+{
+    cfg.boot_timeout_ms = 1000;
+    reopen();
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_PENDING), 3);
+    table_lock(&T, 1000);
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state == ROW_PENDING)
+            table_boot_clock_restart(&T, &T.rows[i], now_ms() - 5000); /* past the boot timeout */
+    table_unlock(&T);
+    uint64_t inc = T.rows[0].incarnation;
+    controller_between_decide_and_apply(C, registered_meanwhile, NULL);
+    controller_evaluate(C);
+    controller_between_decide_and_apply(C, NULL, NULL);
+    ck_assert_int_eq(F.terminations, 0);
+    ck_assert_int_eq(count(ROW_TERMINATING), 0);
+    ck_assert_str_eq(T.rows[0].id, "web-newcomer");
+    ck_assert_uint_ne(T.rows[0].incarnation, inc);
+    ck_assert_int_eq(T.rows[0].state, ROW_PENDING);
+    ck_assert_int_eq(count(ROW_RUNNING), 2);
+}
+END_TEST
+
 START_TEST(test_joined_instances_move_the_target_both_ways)
 {
     controller_evaluate(C);
@@ -1172,6 +1212,7 @@ Suite *controller_suite(void)
         test_failed_launch_frees_its_row_and_backs_off,
         test_unhealthy_replacements_are_paced,
         test_boot_timeout_replaces_a_silent_instance,
+        test_a_plan_on_a_stale_view_touches_no_row_that_moved_on,
         test_joined_instances_move_the_target_both_ways,
         test_reconcile_adopts_and_forgets,
         test_a_joined_instance_is_not_scaled_straight_back_in,

@@ -1,0 +1,74 @@
+/* The controller's state, one struct per group's controller, passed to
+ * every step (controller.c owns it: controller_open / controller_main):
+ * shared by the files of controller/, each one concern of the role
+ * (evaluate, reconcile, balancer, takeover, requests, calls, rows). */
+#ifndef ASG_CTL_H
+#define ASG_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/config.h"
+#include "../common/util.h"
+#include "../ha/ha.h"
+#include "../lb/follow.h"
+#include "../lb/lb.h"
+#include "../policy/schedule.h"
+#include "../provider/provider.h"
+#include "../provider/spec.h"
+#include "../shm/confseg.h"
+#include "../shm/table.h"
+
+enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_CHECK_GONE };
+
+/* A provider call decided under the lock, made without it. */
+struct op {
+    enum op_kind kind;
+    uint32_t slot;
+    uint64_t incarnation;
+    struct table_row row;          /* copy at decision time */
+    int result;                    /* LAUNCH_* / 0 / gone */
+    bool killed;                   /* OP_CHECK_GONE escalated */
+    struct provider_instance inst; /* OP_LAUNCH */
+    char err[256];
+};
+
+struct ctl {
+    struct table *t;
+    struct asg_config cfg;
+    uint64_t cfg_gen;
+    struct confseg conf;       /* the published config, read-only */
+    struct provider prov;
+    int launch_failures;
+    bool failed_this_round;    /* one backoff step per evaluation, however many fail */
+    bool replacements_paced;   /* said once per spell of waiting replacements */
+    int64_t last_failure_ms;
+    int64_t launch_not_before;
+    int64_t last_reconcile;
+    bool eval_now;
+    struct op *ops;
+    size_t nops, capops;
+    int reqfd;                 /* operator requests (status API), or -1 */
+    struct lb lb;              /* lb.kind; lb.ops NULL when none */
+    struct lb_plan plan;
+    bool lb_up;                /* the balancer's last listing succeeded */
+    bool lb_now;               /* an instance waits for the balancer: step at once */
+    int64_t last_lb, last_lb_reconcile;
+    int64_t lb_wait_until;     /* stopping: when draining instances count as drained; 0 otherwise */
+    struct sched_state sched;  /* the scheduled entry in force */
+    int64_t sched_minute;      /* the wall minute it was worked out for */
+    uint64_t sched_gen;        /* and the config generation */
+    struct ha ha;              /* ha.etcd: leader election; ha.on false without it */
+    enum ha_role ha_shown;     /* the role last published and logged */
+    int64_t ha_led_term;       /* the last term this manager led */
+    int64_t ha_shown_term;
+    char ha_shown_leader[64];
+    struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
+    uint64_t spec_cfg_gen;     /* the config generation it was worked out from */
+    struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
+    void (*between)(void *);   /* tests only: called between an evaluation's decision and its applying */
+    void *between_arg;
+};
+
+#endif

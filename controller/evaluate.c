@@ -1,0 +1,252 @@
+/* Every policy.evaluation_interval_ms: snapshot -> decide -> apply.
+ *
+ * The view is a copy of the header and the used rows read without the
+ * lock (each under its sequence counter), so the decision, however long
+ * the policy takes, holds nobody up. The plan is then applied under the
+ * lock: the schedule and launch spec in force recorded first (a launch
+ * records the spec's generation), each step on its row only while the row
+ * is as the step was decided on (slot, incarnation and state), the
+ * launches into rows made now, and the policy's state written back. The
+ * provider calls the plan queued are made after the lock is released. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../shm/ops.h"
+#include "calls.h"
+#include "evaluate.h"
+#include "plan.h"
+#include "rows.h"
+
+_Static_assert(SPEC_DIGEST_SIZE == LAUNCH_SPEC_DIGEST, "the table keeps the launch spec's digest");
+
+/* The view the plan is decided on. */
+struct view {
+    struct table_hdr hdr;
+    struct plan_row *rows;
+    size_t n;
+    int free_rows;
+};
+
+/* The scheduled entry in force, worked out once a minute (and after a
+ * reload); *fresh tells whether it was worked out now (to be recorded). */
+static struct sched_state schedule_in_force(const struct ctl *c, int64_t *minute, bool *fresh)
+{
+    int64_t wall = wall_ms() / 1000;
+    *minute = wall / 60;
+    *fresh = *minute != c->sched_minute || c->sched_gen != c->cfg_gen;
+    if (!*fresh)
+        return c->sched;
+    return c->cfg.nschedule ? sched_at(&c->cfg, wall) : (struct sched_state){-1, 0, -1, 0};
+}
+
+/* A change of the scheduled entry is logged and published. Lock held. */
+static void record_schedule(struct ctl *c, struct sched_state s, int64_t minute)
+{
+    c->sched_minute = minute;
+    c->sched_gen = c->cfg_gen;
+    bool changed = s.active != c->sched.active || s.since != c->sched.since;
+    if (changed && s.active >= 0) {
+        const struct schedule_entry *e = &c->cfg.schedule[s.active];
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO,
+                   "schedule: entry %d (%.40s) in force: min %d, max %d, desired %d", s.active + 1, e->at,
+                   e->min, e->max, e->desired);
+    } else if (changed && c->sched.active >= 0) {
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO, "schedule: no entry in force: the config's bounds");
+    }
+    if (changed || s.next != c->sched.next || s.next_at != c->sched.next_at)
+        table_schedule(c->t, s.active, s.since, s.next, s.next_at);
+    c->sched = s;
+}
+
+/* The launch spec in force, worked out once per config generation (before
+ * any launch): when the config's differs from the one the table records (a
+ * reload changed it, or this controller restarted on another config), its
+ * generation moves on, logged with the first key that changed. Lock held. */
+static void follow_launch_spec(struct ctl *c)
+{
+    if (c->spec.n && c->spec_cfg_gen == c->cfg_gen)
+        return;
+    struct launch_spec cur;
+    launch_spec_of(&c->cfg, &cur);
+    const struct spec_state *in = &c->t->hdr->spec;
+    uint64_t gen = launch_spec_generation(in->gen, in->digest, &cur);
+    if (gen != in->gen) {
+        const char *key = c->spec.n ? launch_spec_changed(&c->spec, &cur) : NULL;
+        if (gen == 1)
+            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO, "launch spec generation 1");
+        else if (key)
+            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO, "launch spec generation %llu: %.60s changed",
+                       (unsigned long long)gen, key);
+        else
+            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO,
+                       "launch spec generation %llu: the config's spec differs from generation %llu's",
+                       (unsigned long long)gen, (unsigned long long)in->gen);
+        table_launch_spec(c->t, gen, cur.digest);
+    }
+    c->spec = cur;
+    c->spec_cfg_gen = c->cfg_gen;
+}
+
+/* The header and every used row, copied without the lock. A row a dead
+ * writer left torn is left out (the lock's recovery repairs it). */
+static int take_view(const struct ctl *c, struct view *v)
+{
+    memset(v, 0, sizeof *v);
+    if (!table_read_hdr(c->t, &v->hdr))
+        return -1;
+    v->rows = calloc(c->t->capacity ? c->t->capacity : 1, sizeof *v->rows);
+    if (!v->rows)
+        abort();
+    struct table_row *r = malloc(sizeof *r);
+    if (!r)
+        abort();
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
+        if (!table_slot_used(c->t, i))
+            v->free_rows++; /* only the controller makes rows: none appears while it decides */
+        else if (table_read_row(c->t, i, r) && r->state != ROW_FREE)
+            ctl_plan_row(c, r, i, &v->rows[v->n++]);
+    }
+    free(r);
+    return 0;
+}
+
+static void group_facts(const struct ctl *c, const struct view *v, int sched_active, int64_t now,
+                        struct plan_group *g)
+{
+    memset(g, 0, sizeof *g);
+    g->now = now;
+    g->lb_on = c->lb.ops != NULL;
+    g->lb_up = c->lb_up;
+    g->lb_wait_until = c->lb_wait_until;
+    g->backoff_over = now >= c->launch_not_before;
+    g->manager_known = c->prov.manager_addr[0] != '\0';
+    g->draining = v->hdr.draining != 0;
+    g->free_rows = v->free_rows;
+    g->launch_failures = c->launch_failures;
+    g->last_failure_ms = c->last_failure_ms;
+    g->sched_active = sched_active;
+    g->st = v->hdr.ctl;
+}
+
+/* Is row r still as step s was decided on? */
+static bool step_holds(const struct plan_step *s, const struct table_row *r)
+{
+    switch (s->kind) {
+    case PLAN_STOP:
+        return r->state == s->state;
+    case PLAN_ASK_AGAIN:
+        return r->state == ROW_PENDING && (r->flags & ROW_F_UNCONFIRMED);
+    case PLAN_CHECK_GONE:
+        return r->state == ROW_TERMINATING && !(r->flags & ROW_F_LB_HOLD);
+    case PLAN_RELEASE:
+        return r->state == ROW_TERMINATING && (r->flags & ROW_F_LB_HOLD);
+    case PLAN_JOINED:
+        return (r->state != ROW_TERMINATING) == s->counted && r->joined_counted != s->counted;
+    }
+    return false;
+}
+
+/* One step, lock held. False when its row moved on since the view. */
+static bool apply_step(struct ctl *c, const struct plan_step *s, int64_t now)
+{
+    struct table_row *r = table_row_at(c->t, s->slot, s->incarnation);
+    if (!r || !step_holds(s, r)) {
+        log_debug("plan step on %s not applied: the row changed since the view", s->id);
+        return false;
+    }
+    switch (s->kind) {
+    case PLAN_STOP:
+        ctl_stop_row(c, r, s->why, s->hold, now);
+        if (s->replaced)
+            table_count_replaced(c->t);
+        break;
+    case PLAN_ASK_AGAIN: /* same id, same token: no second instance */
+        ctl_add_op(c, OP_LAUNCH, r);
+        break;
+    case PLAN_CHECK_GONE:
+        ctl_add_op(c, OP_CHECK_GONE, r);
+        break;
+    case PLAN_RELEASE:
+        ctl_release_row(c, r, s->blind, s->why, now);
+        break;
+    case PLAN_JOINED:
+        table_joined_counted(c->t, r, s->counted);
+        log_info("instance %s %s on its own: target %d -> %d", r->id,
+                 s->counted ? "joined the group" : "left the group", s->from, s->to);
+        break;
+    }
+    return true;
+}
+
+/* The plan's row steps, then its launches; the policy's state after them.
+ * A joined instance's step not applied takes its share of the target back,
+ * so that the next evaluation counts it once. Lock held. */
+static void apply_plan(struct ctl *c, const struct plan *p, struct ctl_state *st, int64_t now)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (!apply_step(c, &p->steps[i], now) && p->steps[i].kind == PLAN_JOINED)
+            st->target -= p->steps[i].to - p->steps[i].from;
+    if (p->boot_timeout)
+        ctl_launch_backoff(c, now);
+    if (p->slots_short)
+        log_debug("waiting for %d table slot(s) to free up", p->slots_short);
+    for (int k = 0; k < p->launches; k++)
+        ctl_launch_row(c, p->launch_why, now);
+    if (p->lb_now)
+        c->lb_now = true;
+    if (p->launches_work)
+        c->launch_failures = 0;
+    if (p->waiting && !c->replacements_paced)
+        log_warn("replacements paced: %d unhealthy instance(s) wait their turn (a tenth of the group is "
+                 "replaced at a time); they are still probed and rejoin if they answer", p->waiting);
+    c->replacements_paced = p->waiting > 0;
+}
+
+/* The policy's decision recorded: logged, counted, its state written. */
+static void record_decision(struct ctl *c, const struct plan *p, const struct ctl_state *st,
+                            const struct asg_config *eff, int64_t now)
+{
+    const struct decision *d = &p->d;
+    table_bounds(c->t, &(struct group_bounds){eff->min_instances, eff->max_instances, eff->desired_instances, 0});
+    if (d->change) {
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_INFO, "scale %s: target %d -> %d: %.100s",
+                   d->change > 0 ? "out" : "in", d->target - d->change, d->target, d->reason);
+        atomic_fetch_add(&c->t->hdr->actions[d->change > 0 ? 0 : 1][d->cause], 1);
+    }
+    table_evaluated(c->t, st, d->change, now);
+}
+
+void ctl_evaluate(struct ctl *c)
+{
+    int64_t minute, now = now_ms();
+    bool sched_fresh;
+    struct sched_state sched = schedule_in_force(c, &minute, &sched_fresh);
+    struct view v;
+    if (take_view(c, &v) != 0)
+        return;
+    struct asg_config eff;
+    sched_effective(&c->cfg, sched.active, v.hdr.operator_desired, &eff);
+    struct plan_group g;
+    group_facts(c, &v, sched.active, now, &g);
+    struct plan p = {0};
+    plan_evaluation(v.rows, v.n, &c->cfg, &eff, &g, &p);
+    free(v.rows);
+    if (c->between)
+        c->between(c->between_arg);
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) == 0) {
+        table_fault_point("controller", c->t);
+        c->failed_this_round = false;
+        if (sched_fresh)
+            record_schedule(c, sched, minute);
+        follow_launch_spec(c);
+        struct ctl_state st = p.st;
+        apply_plan(c, &p, &st, now);
+        record_decision(c, &p, &st, &eff, now);
+        table_unlock(c->t);
+        ctl_execute(c);
+    }
+    plan_free(&p);
+}
