@@ -37,4 +37,5 @@ Suite *schedule_suite(void);
 Suite *text_suite(void);
 Suite *exec_suite(void);
 Suite *layout_suite(void);
+Suite *migrate_suite(void);
 #endif
