@@ -82,7 +82,11 @@ UNIT_BIN = $(BUILD)/tests/check_unit
 .PHONY: layout tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
-all: $(PROGRAMS)
+# Test tools: built beside the unit tests, for the integration tests;
+# never installed.
+TEST_TOOLS = $(BUILD)/tests/tablefmt
+
+all: $(PROGRAMS) $(TEST_TOOLS)
 
 help:
 	@echo "make run      install what is missing, build, start a manager with local agents"
@@ -261,6 +265,9 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h)
 
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/controller/controller.o $(BUILD)/controller/lb_table.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+$(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/asg
