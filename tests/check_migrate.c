@@ -256,7 +256,15 @@ static void bad_kind(char *s, size_t n, struct dir_field *d) { (void)s, (void)n;
 static void bad_ring(char *s, size_t n, struct dir_field *d) { (void)s, (void)n; named(d, DIR_LOG, "events")->size -= 3; }
 static void no_capacity(char *s, size_t n, struct dir_field *d) { (void)s, (void)n; strcpy(named(d, DIR_HDR, "capacity")->name, "room"); }
 static void bad_trailer(char *s, size_t n, struct dir_field *d) { (void)d; memset(s + n - 8, 0xff, 8); }
-static void bad_head(char *s, size_t n, struct dir_field *d) { (void)s, (void)n; ((struct dir_head *)(void *)d - 1)->nfields += 1; }
+static void bad_head(char *s, size_t n, struct dir_field *d)
+{
+    (void)s, (void)n;
+    char *head = (char *)d - sizeof(struct dir_head); /* 4-aligned only: copied, not cast */
+    uint32_t fields;
+    memcpy(&fields, head + offsetof(struct dir_head, nfields), sizeof fields);
+    fields++;
+    memcpy(head + offsetof(struct dir_head, nfields), &fields, sizeof fields);
+}
 static void big_capacity(char *s, size_t n, struct dir_field *d) { (void)n, (void)d; memset(s + offsetof(struct table_hdr, capacity), 0x7f, 4); }
 /* A table of version 18, made before directories. */
 static void old_version(char *s, size_t n, struct dir_field *d)
