@@ -217,9 +217,28 @@ START_TEST(test_v19_directory_matches_its_pins)
 }
 END_TEST
 
+/* Every pinned field of this version is in the directory a table carries
+ * (shm/tabledir.c), where it is pinned: a field added to the structs and
+ * pinned here, but not listed there, would not be migrated. */
+START_TEST(test_directory_names_every_pinned_field)
+{
+    for (size_t i = 0; i < sizeof hdr_pins / sizeof hdr_pins[0]; i++) {
+        const struct dir_field *f = tabledir_find(&table_layout_current, DIR_HDR, hdr_pins[i].field);
+        ck_assert_msg(f && f->offset == hdr_pins[i].at, "table_hdr.%s is not in shm/tabledir.c's HDR_DIR "
+                      "at %zu", hdr_pins[i].field, hdr_pins[i].at);
+    }
+    for (size_t i = 0; i < sizeof row_pins / sizeof row_pins[0]; i++) {
+        const struct dir_field *f = tabledir_find(&table_layout_current, DIR_ROW, row_pins[i].field);
+        ck_assert_msg(f && f->offset == row_pins[i].at, "table_row.%s is not in shm/tabledir.c's ROW_DIR "
+                      "at %zu", row_pins[i].field, row_pins[i].at);
+    }
+}
+END_TEST
+
 Suite *layout_suite(void)
 {
     const TTest *tests[] = {test_layout_pinned_to_version, test_config_key_leaves_layout_alone,
-                            test_v19_directory_matches_its_pins, NULL};
+                            test_v19_directory_matches_its_pins, test_directory_names_every_pinned_field,
+                            NULL};
     return suite_of("layout", "layout", NULL, NULL, 30, tests, NULL);
 }
