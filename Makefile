@@ -55,7 +55,7 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c common/identity.c common/strbuf.c common/ctlsock.c \
           common/utf8.c common/secret.c \
-          shm/table.c shm/confseg.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
+          shm/table.c shm/tabledir.c shm/migrate.c shm/confseg.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/provider.c provider/join.c provider/local.c provider/spec.c \
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c provider/exec.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
@@ -76,14 +76,19 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
            tests/check_creds.c tests/check_controller.c tests/check_lb.c tests/check_schedule.c \
-           tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c tests/check_plan.c
+           tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
+           tests/check_migrate.c tests/check_plan.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
 .PHONY: layout tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
-all: $(PROGRAMS)
+# Test tools: built beside the unit tests, for the integration tests;
+# never installed.
+TEST_TOOLS = $(BUILD)/tests/tablefmt
+
+all: $(PROGRAMS) $(TEST_TOOLS)
 
 help:
 	@echo "make run      install what is missing, build, start a manager with local agents"
@@ -262,6 +267,9 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h)
 
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+$(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/asg

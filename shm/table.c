@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "table.h"
+#include "tabledir.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -45,10 +46,12 @@ const char *ha_role_name(uint32_t role)
     return role == HA_LEADER ? "leader" : role == HA_STANDBY ? "standby" : "off";
 }
 
+/* The rows and id hashes, then the layout's directory (shm/tabledir.h). */
 static size_t table_bytes(uint32_t capacity)
 {
     return sizeof(struct table_hdr) + sizeof(struct table_log) +
-           (size_t)capacity * (sizeof(struct table_row) + sizeof(uint32_t));
+           (size_t)capacity * (sizeof(struct table_row) + sizeof(uint32_t)) +
+           tabledir_bytes(&table_layout_current);
 }
 
 static void map_rows(struct table *t)
@@ -118,6 +121,7 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
     h->row_size = sizeof(struct table_row);
     h->created_ms = now_ms();
     h->nonce = random_nonce();
+    tabledir_write(&table_layout_current, p, size - tabledir_bytes(&table_layout_current), size);
     if (sem_init(&h->lock, 1, 0) != 0) { /* no waiter yet */
         snprintf(err, errsize, "shared table %s: sem_init: %s", name, strerror(errno));
         munmap(p, size);
@@ -152,8 +156,8 @@ static bool version_refused(int fd, const char *name, char *err, size_t errsize)
         return false; /* too short, or not a table: the checks below say so */
     snprintf(err, errsize, "shared table %s has layout version %u; this program reads version %u "
              "only: refusing it%s", name, lead.version, TABLE_VERSION,
-             lead.version < TABLE_VERSION ? " (asgd of this version sets an older table aside once the "
-                                            "older asgd has stopped, and adopts the instances)"
+             lead.version < TABLE_VERSION ? " (asgd of this version migrates an older table once the "
+                                            "older asgd has stopped)"
                                           : " (a newer asgd's table: run that version)");
     close(fd);
     errno = EPROTO;

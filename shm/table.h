@@ -25,8 +25,9 @@
  * layout (tests/check_layout.c pins sizes and offsets against it). 19: the
  * config left the header for its own segment (shm/confseg.h); the launch
  * spec's generation came in (the header's and each row's), and the bounds
- * in force (the header's). */
-#define TABLE_VERSION 19
+ * in force (the header's). 20: the segment ends with its layout's
+ * directory (shm/tabledir.h), from which a later asgd migrates it. */
+#define TABLE_VERSION 20
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
 #define TABLE_ADDR_MAX INSTANCE_ADDR_MAX
@@ -259,7 +260,8 @@ int table_create(const char *name, uint32_t capacity, struct table *t,
 /* Maps an existing segment, checking magic, version and sizes. On failure
  * errno says why: ENOENT none, EPERM not ours (another owner, or group or
  * world bits), EPROTO a table of another layout version (err names its
- * version and ours), EINVAL not a table, or a damaged one. */
+ * version and ours; shm/migrate.h rewrites an older one), EINVAL not a
+ * table, or a damaged one. */
 int table_attach(const char *name, bool readonly, struct table *t,
                  char *err, size_t errsize);
 void table_detach(struct table *t);

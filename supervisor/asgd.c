@@ -29,6 +29,7 @@
 #include "../proto/rpc.h"
 #include "../provider/provider.h"
 #include "../shm/confseg.h"
+#include "../shm/migrate.h"
 #include "../shm/ops.h"
 #include "../shm/table.h"
 #include "../controller/controller.h"
@@ -651,16 +652,34 @@ static int reattach_checks(void)
     return 0;
 }
 
+/* The table an older asgd left, migrated to our layout: re-attached as
+ * any table left by an earlier manager. */
+static int reattach_migrated(const char *name)
+{
+    char err[512];
+    if (table_attach(name, false, &S.table, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (reattach_checks() != 0) {
+        table_detach(&S.table);
+        return -1;
+    }
+    return 0;
+}
+
 /* A table of an older layout version (an older asgd's): while that asgd
- * runs, we do not start; once it is gone, the table is set aside (removed:
- * ours, and no binary of this version can read it) and a new one made, and
- * the group's instances are adopted from the provider, as after a lost
- * table. A newer layout's table is a newer asgd's: never touched. */
+ * runs, we do not start; once it is gone, the table is migrated to our
+ * layout, field by field (shm/migrate.h), and re-attached with its rows
+ * and their history. One we cannot read (no directory, not version 19, or
+ * a damaged one) is set aside (removed: ours) and a new one made, and the
+ * group's instances are adopted from the provider, as after a lost table.
+ * A newer layout's table is a newer asgd's: never touched. */
 static int set_aside_older(const char *name, const char *refusal)
 {
     uint32_t version;
     int32_t pid;
-    char err[256], exe[PATH_MAX];
+    char err[512], exe[PATH_MAX];
     if (table_peek_other(name, &version, &pid, err, sizeof err) != 0 || version > TABLE_VERSION) {
         log_error("%s", refusal);
         return -1;
@@ -671,9 +690,12 @@ static int set_aside_older(const char *name, const char *refusal)
                   "it first; its instances are then adopted by this one", name, version, pid);
         return -1;
     }
+    struct migrate_report rep;
+    if (table_migrate(name, &table_layout_current, &rep, err, sizeof err) == 0)
+        return reattach_migrated(name);
     log_warn("shared table %s has layout version %u (an older asgd's, not running); this one reads "
-             "version %u: setting it aside for a new table; the group's instances are adopted from the "
-             "provider", name, version, TABLE_VERSION);
+             "version %u and cannot migrate it (%s): setting it aside for a new table; the group's "
+             "instances are adopted from the provider", name, version, TABLE_VERSION, err);
     table_unlink(name);
     return create_table();
 }

@@ -38,4 +38,5 @@ Suite *text_suite(void);
 Suite *exec_suite(void);
 Suite *layout_suite(void);
 Suite *plan_suite(void);
+Suite *migrate_suite(void);
 #endif

@@ -275,6 +275,10 @@ def table_of_an_older_layout_is_set_aside_once_its_asgd_has_stopped():
         m.wait_running(2)
         m.wait_log(r"shared table %s has layout version %d \(an older asgd's, not running\)" % (
             re.escape(plant), ours - 1))
+        # An older version's lead, but not a whole table of it: not
+        # migrated, and said why.
+        assert re.search(r"cannot migrate it \(shared table %s: layout version %d: " % (
+            re.escape(plant), ours - 1), m.log()), m.log()[-2000:]
         assert not os.path.exists("/dev/shm" + plant)
         assert m.table_name() != plant
     except BaseException:
@@ -287,30 +291,63 @@ def table_of_an_older_layout_is_set_aside_once_its_asgd_has_stopped():
             os.unlink("/dev/shm" + plant)
 
 
+def tablefmt():
+    """tests/tablefmt.c, built beside the unit tests of the build BIN is."""
+    build = os.path.join(ROOT, "build", "release") if BIN == os.path.join(ROOT, "bin") else os.path.dirname(BIN)
+    return os.path.join(build, "tests", "tablefmt")
+
+
+def history(m):
+    """What a re-attached table keeps and an adopted group starts again
+    without: per instance its launch spec generation and probe count, the
+    group's evaluations, the events."""
+    s = m.status()
+    r = m.ctl("events", "-n", "256", "--json")
+    assert r.returncode == 0, r
+    events = [(e["number"], e["message"]) for e in json.loads(r.stdout)["events"]]
+    return ({i["id"]: (i["launch_spec_generation"], i["probes_ok"]) for i in s["instances"]},
+            s["group"]["evaluations"], events)
+
+
 @with_manager("upgrade", start=False, provider={"local": {"stop_on_exit": False}})
 def an_upgrade_over_an_older_layouts_table_keeps_every_instance(m):
-    """The whole manager killed (as an upgrade stops it) and its table made
-    an older layout's (its version one below ours, as an older asgd leaves
-    it), then a start: the table is set aside and every instance still
-    running is adopted, the same processes, none stopped or replaced."""
+    """The whole manager killed (as an upgrade stops it) and its table
+    rewritten in the previous layout (version 19's, as an asgd of that
+    version leaves it: tests/tablefmt.c), then a start: the table is
+    migrated field by field and re-attached, every instance kept, the same
+    processes, none stopped or replaced, with its history (its launch spec
+    generation and probe counts, the group's evaluations and events): not
+    adopted afresh."""
     import struct
     m.cfg.setdefault("monitor", {})["listen"] = "127.0.0.1:%d" % free_port()  # where they register again
     m.write_config()
     m.start()
     s = m.wait_running(2)
-    before = sorted((i["id"], i["pid"]) for i in s["instances"])
+    wait_for(lambda: all(i["probes_ok"] >= 3 for i in m.running()), 20, "probes counted")
+    before = sorted((i["id"], i["pid"]) for i in m.status()["instances"])
+    rows, evaluations, events = history(m)
+    assert all(gen for gen, _ in rows.values()) and evaluations > 0 and events, (rows, evaluations, events)
     kill_pid(m.proc.pid)
     m.proc.wait()
     wait_for(lambda: not any(alive(p) for p in s["processes"].values() if p), 5, "roles gone with the supervisor")
-    older = layout_version() - 1
-    with open(m.table_path(), "r+b") as f:
-        f.seek(8)
-        f.write(struct.pack("<I", older))
+    name = m.table_name()
+    r = run([tablefmt(), "--to", "19", name])
+    assert r.returncode == 0, r
+    with open(m.table_path(), "rb") as f:
+        assert struct.unpack("<QI", f.read(12))[1] == 19
     m.start()
-    m.wait_log(r"has layout version %d \(an older asgd's, not running\)" % older)
+    line = m.wait_log(r"migrated shared table %s from layout version 19 to %d: 2 instance\(s\), (\d+) event\(s\) kept"
+                      % (re.escape(name), layout_version()))
+    assert int(line.group(1)) >= len(events), (line.group(0), events)
     wait_for(lambda: sorted((i["id"], i["pid"]) for i in m.running()) == before, 20,
              "the same instances running")
     assert all(alive(pid) for _, pid in before)
+    assert m.table_name() == name and "setting it aside" not in m.log()
+    after, evaluations_after, events_after = history(m)
+    for i, (gen, probes) in rows.items():
+        assert after[i][0] == gen and after[i][1] >= probes, (i, rows, after)
+    assert evaluations_after >= evaluations, (evaluations, evaluations_after)
+    assert events_after[:len(events)] == events, (events, events_after)
 
 
 if __name__ == "__main__":
