@@ -85,19 +85,21 @@ static void usage(FILE *f)
  * shared by a swarm's agents. */
 #define MANAGERS_MAX 4
 #define CHANNELS_MAX 16
-static struct {
+/* The list and the channels, one for the process (struct options owns
+ * it), shared by every agent of a swarm (struct agent's managers). */
+struct managers {
     int n;
     char addr[MANAGERS_MAX][64];
     const struct rpc_tls *tls;
-} managers;
-/* Channels by address, kept for the process's life: agents of a swarm may
- * still use one when the list changes. */
-static struct {
-    char addr[64];
-    grpc_channel *ch;
-} channels[CHANNELS_MAX];
+    /* Channels by address, kept for the process's life: agents of a
+     * swarm may still use one when the list changes. */
+    struct {
+        char addr[64];
+        grpc_channel *ch;
+    } channels[CHANNELS_MAX];
+};
 
-static int parse_managers(const char *list, char *why, size_t n)
+static int parse_managers(struct managers *managers, const char *list, char *why, size_t n)
 {
     char buf[300], addr[MANAGERS_MAX][64];
     int count = 0;
@@ -118,45 +120,45 @@ static int parse_managers(const char *list, char *why, size_t n)
         snprintf(why, n, "no address");
         return -1;
     }
-    memcpy(managers.addr, addr, sizeof addr);
-    managers.n = count;
+    memcpy(managers->addr, addr, sizeof addr);
+    managers->n = count;
     return 0;
 }
 
-static grpc_channel *channel_to(const char *addr)
+static grpc_channel *channel_to(struct managers *managers, const char *addr)
 {
     int i = 0;
-    for (; i < CHANNELS_MAX && channels[i].ch; i++)
-        if (strcmp(channels[i].addr, addr) == 0)
-            return channels[i].ch;
+    for (; i < CHANNELS_MAX && managers->channels[i].ch; i++)
+        if (strcmp(managers->channels[i].addr, addr) == 0)
+            return managers->channels[i].ch;
     if (i == CHANNELS_MAX)
         return NULL;
-    copy_str(channels[i].addr, sizeof channels[i].addr, addr);
-    channels[i].ch = rpc_channel_create(addr, managers.tls, RPC_MANAGER_NAME);
-    return channels[i].ch;
+    copy_str(managers->channels[i].addr, sizeof managers->channels[i].addr, addr);
+    managers->channels[i].ch = rpc_channel_create(addr, managers->tls, RPC_MANAGER_NAME);
+    return managers->channels[i].ch;
 }
 
 static void use_manager(struct agent *a, int idx)
 {
-    grpc_channel *ch = channel_to(managers.addr[idx]);
+    grpc_channel *ch = channel_to(a->managers, a->managers->addr[idx]);
     if (!ch)
         return; /* more managers than a group ever has: stay */
     a->mgr_idx = idx;
     a->mgr = ch;
-    copy_str(a->manager, sizeof a->manager, managers.addr[idx]);
+    copy_str(a->manager, sizeof a->manager, a->managers->addr[idx]);
 }
 
 static void managers_update(struct agent *a, const char *list)
 {
     char why[128];
-    if (parse_managers(list, why, sizeof why) != 0) {
+    if (parse_managers(a->managers, list, why, sizeof why) != 0) {
         log_warn("%s: the manager sent a bad list of managers (%s): ignored", a->id, why);
         return;
     }
     /* Not in the list: the next one tried is the list's first. */
-    a->mgr_idx = managers.n - 1;
-    for (int i = 0; i < managers.n; i++)
-        if (strcmp(managers.addr[i], a->manager) == 0)
+    a->mgr_idx = a->managers->n - 1;
+    for (int i = 0; i < a->managers->n; i++)
+        if (strcmp(a->managers->addr[i], a->manager) == 0)
             a->mgr_idx = i;
     if (!a->quiet)
         log_info("%s: the group's managers are %s", a->id, list);
@@ -166,16 +168,16 @@ static void managers_update(struct agent *a, const char *list)
  * the next manager of the list. True when it moved. */
 static bool next_manager(struct agent *a, const char *leader)
 {
-    if (managers.n < 2)
+    if (a->managers->n < 2)
         return false;
-    int idx = (a->mgr_idx + 1) % managers.n;
-    for (int i = 0; leader && leader[0] && i < managers.n; i++)
-        if (strcmp(managers.addr[i], leader) == 0)
+    int idx = (a->mgr_idx + 1) % a->managers->n;
+    for (int i = 0; leader && leader[0] && i < a->managers->n; i++)
+        if (strcmp(a->managers->addr[i], leader) == 0)
             idx = i;
     if (idx == a->mgr_idx)
         return false;
     if (!a->quiet)
-        log_info("%s: registering with %s next%s", a->id, managers.addr[idx],
+        log_info("%s: registering with %s next%s", a->id, a->managers->addr[idx],
                  leader && leader[0] ? " (the leader, says the standby)" : "");
     use_manager(a, idx);
     return true;
@@ -328,6 +330,7 @@ struct options {
     int swarm;              /* agents in this process */
     uint64_t seed;
     double start;
+    struct managers managers; /* --manager's list, and the channels to them */
 };
 
 static int parse_number(const char *opt, const char *arg, long lo, long hi, long *out)
@@ -412,11 +415,11 @@ static int parse_option(int c, const char *arg, struct options *o, const char *t
         copy_str(a->id, sizeof a->id, arg);
         break;
     case 'm':
-        if (parse_managers(arg, why, sizeof why) != 0) {
+        if (parse_managers(&o->managers, arg, why, sizeof why) != 0) {
             fprintf(stderr, "asg-agent: --manager '%.100s': %s\n", arg, why);
             return -1;
         }
-        copy_str(a->manager, sizeof a->manager, managers.addr[0]);
+        copy_str(a->manager, sizeof a->manager, o->managers.addr[0]);
         break;
     case 'a':
         if (!valid_address(arg, strlen(arg), false, why, sizeof why)) {
@@ -712,10 +715,11 @@ static int ensure_fd_limit(int agents)
 
 /* Agent k of the swarm serves on BASEPORT+k (or a free port when the base
  * is 0), with its own id, seed and walk. */
-static int start_agent(const struct options *o, int k, struct agent *a, grpc_completion_queue *cq,
+static int start_agent(struct options *o, int k, struct agent *a, grpc_completion_queue *cq,
                        struct rpc_server **srv)
 {
     *a = o->tmpl;
+    a->managers = &o->managers;
     a->cq = cq;
     a->quiet = o->swarm > 1;
     a->started_ms = now_ms();
@@ -751,7 +755,7 @@ static int start_agent(const struct options *o, int k, struct agent *a, grpc_com
         snprintf(a->id, sizeof a->id, "%.56s-%d", o->tmpl.id, k % 100000);
     if (a->manager[0]) {
         /* One connection to each manager serves the whole swarm. */
-        managers.tls = &a[-k].tls;
+        o->managers.tls = &a[-k].tls;
         use_manager(a, 0);
         if (o->swarm > 1) {
             /* Spread the first registrations (N/5 ms, at most 2 s) so that
@@ -846,7 +850,7 @@ static void run(struct agent *ag, int n, grpc_completion_queue *cq)
  * way out must undo exactly what was done: one sequence shows both. */
 int main(int argc, char **argv)
 {
-    static struct options o;
+    struct options o = {0};
     rpc_process_init();
     /* The group's mark stays where the manager reads it (/proc/PID/environ
      * keeps the environment we were started with); the operator's service,

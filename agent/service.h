@@ -29,6 +29,7 @@ struct agent {
     char address[64];       /* advertised to the manager */
     char manager[64];       /* the manager it registers with now */
     int mgr_idx;            /* which of --manager's list that is */
+    struct managers *managers; /* that list, shared by a swarm's agents (agent.c) */
     char managers_news[300];   /* ha: a list a probe brought, for registration to take up */
     grpc_completion_queue *cq;
     grpc_channel *mgr;

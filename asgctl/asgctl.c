@@ -52,35 +52,45 @@ static void usage(FILE *f)
             "  --shm NAME  the table's segment name itself (as asgd logs it), overriding the config\n");
 }
 
-/* Why the table could not be found (find_table), said by the commands
- * that need it. */
-static char table_missing[600];
+/* The manager the commands talk to, made by main: its table's segment,
+ * and its config and TLS identity (probe and load talk to agents as the
+ * manager does, with the manager's certificate from its tls.dir: from the
+ * running manager's config, read from its table, when no -c is given;
+ * loaded when first needed, after the arguments were checked). */
+struct manager {
+    const char *shm;              /* the table's segment; NULL when none was found */
+    char recorded[TABLE_NAME_MAX]; /* the name its state directory records */
+    char table_missing[600];      /* why none was found, said by the commands that need it */
+    struct asg_config *cfg;
+    bool cfg_from_file;           /* -c FILE; else the table's published config */
+    struct rpc_tls tls;
+    bool tls_loaded;
+};
 
 /* The table's segment: --shm NAME as given; else the name the manager
  * recorded in its state directory (tls.dir, readable by its user only)
  * for the config's shm.name: the name has a random part, so that other
  * users cannot create it first (common/identity.h). NULL when none. */
-static const char *find_table(const char *given, const struct asg_config *cfg)
+static const char *find_table(struct manager *m, const char *given, const struct asg_config *cfg)
 {
-    static char name[TABLE_NAME_MAX];
     char dir[256];
     if (given)
         return given;
     pki_dir(cfg, dir, sizeof dir);
-    if (table_name_recorded(dir, cfg->shm_name, name, sizeof name, table_missing,
-                            sizeof table_missing) != 0)
+    if (table_name_recorded(dir, cfg->shm_name, m->recorded, sizeof m->recorded, m->table_missing,
+                            sizeof m->table_missing) != 0)
         return NULL;
-    return name;
+    return m->recorded;
 }
 
-static int attach(const char *shm, struct table *t)
+static int attach(const struct manager *m, struct table *t)
 {
     char err[512];
-    if (!shm) {
-        fprintf(stderr, "asgctl: %s\n", table_missing);
+    if (!m->shm) {
+        fprintf(stderr, "asgctl: %s\n", m->table_missing);
         return -1;
     }
-    if (table_attach(shm, true, t, err, sizeof err) != 0) {
+    if (table_attach(m->shm, true, t, err, sizeof err) != 0) {
         fprintf(stderr, "asgctl: %s\n", err);
         return -1;
     }
@@ -106,9 +116,9 @@ static void fmt_pct(char *buf, size_t n, bool has, double v)
 }
 
 /* The table and the config its supervisor published (shm/confseg.h). */
-static int take(const char *shm, struct table *t, struct snapshot *s)
+static int take(const struct manager *m, struct table *t, struct snapshot *s)
 {
-    if (attach(shm, t) != 0)
+    if (attach(m, t) != 0)
         return -1;
     struct confseg cs;
     char err[512];
@@ -121,7 +131,7 @@ static int take(const char *shm, struct table *t, struct snapshot *s)
     confseg_detach(&cs);
     if (rc != 0) {
         fprintf(stderr, "asgctl: shared table %s: header or config is being rewritten by a dead "
-                "writer; the supervisor will repair it\n", shm);
+                "writer; the supervisor will repair it\n", m->shm);
         table_detach(t);
         return -1;
     }
@@ -224,11 +234,11 @@ static void print_status_text(const struct snapshot *s)
     print_instance_rows(s, lb);
 }
 
-static int cmd_status(const char *shm, bool json)
+static int cmd_status(const struct manager *m, bool json)
 {
     struct table t;
     struct snapshot s;
-    if (take(shm, &t, &s) != 0)
+    if (take(m, &t, &s) != 0)
         return 1;
     if (json) {
         struct strbuf b = {0};
@@ -247,10 +257,10 @@ static int cmd_status(const char *shm, bool json)
 
 /* ---- events and watch ---- */
 
-static int cmd_events(const char *shm, bool json, uint64_t last)
+static int cmd_events(const struct manager *m, bool json, uint64_t last)
 {
     struct table t;
-    if (attach(shm, &t) != 0)
+    if (attach(m, &t) != 0)
         return 1;
     if (json) {
         struct strbuf b = {0};
@@ -297,12 +307,12 @@ static void sparkline(const struct table_row *r, int width, char *out, size_t si
     }
 }
 
-static int cmd_watch(const char *shm, int interval_ms, int count)
+static int cmd_watch(const struct manager *m, int interval_ms, int count)
 {
     for (int i = 0; count <= 0 || i < count; i++) {
         struct table t;
         struct snapshot s;
-        if (take(shm, &t, &s) != 0)
+        if (take(m, &t, &s) != 0)
             return 1;
         if (isatty(STDOUT_FILENO))
             printf("\033[H\033[2J");
@@ -317,7 +327,7 @@ static int cmd_watch(const char *shm, int interval_ms, int count)
         fflush(stdout);
         snapshot_free(&s);
         table_detach(&t);
-        cmd_events(shm, false, 5);
+        cmd_events(m, false, 5);
         if (count <= 0 || i + 1 < count)
             poll(NULL, 0, interval_ms);
     }
@@ -336,32 +346,23 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
     return st;
 }
 
-/* probe and load talk to agents as the manager, with the manager's
- * certificate from its tls.dir (from the running manager's config, read
- * from its table, when no -c is given). Loaded when first needed, after
- * the arguments were checked. */
-static struct asg_config *ctl_cfg;
-static bool ctl_cfg_from_file;
-static const char *ctl_shm;
-static struct rpc_tls ctl_tls;
-
 static void config_from_table(const char *shm, struct asg_config *cfg);
 
-static const struct rpc_tls *manager_tls(void)
+/* The manager's TLS identity, loaded at the first call. */
+static const struct rpc_tls *manager_tls(struct manager *m)
 {
-    static bool loaded;
-    if (loaded)
-        return &ctl_tls;
-    if (!ctl_cfg_from_file)
-        config_from_table(ctl_shm, ctl_cfg);
+    if (m->tls_loaded)
+        return &m->tls;
+    if (!m->cfg_from_file)
+        config_from_table(m->shm, m->cfg);
     char err[512];
-    if (rpc_manager_tls(ctl_cfg, &ctl_tls, err, sizeof err) != 0) {
+    if (rpc_manager_tls(m->cfg, &m->tls, err, sizeof err) != 0) {
         fprintf(stderr, "asgctl: tls: %s (tls.mode = \"auto\": run as the manager's user, with its -c FILE "
                 "or --shm NAME)\n", err);
         exit(2);
     }
-    loaded = true;
-    return &ctl_tls;
+    m->tls_loaded = true;
+    return &m->tls;
 }
 
 /* What cmd_probe's calls answered, as text or one JSON object; a NULL
@@ -405,7 +406,7 @@ static void print_probe(const char *addr, const char *health, const Asg__V1__Pin
 
 /* Ping, GetMetrics and Health/Check on one agent, each answer checked
  * before it is believed, printed as text or one JSON object. */
-static int cmd_probe(const char *addr, bool json)
+static int cmd_probe(struct manager *m, const char *addr, bool json)
 {
     char why[128];
     if (!valid_address(addr, strlen(addr), false, why, sizeof why)) {
@@ -413,7 +414,7 @@ static int cmd_probe(const char *addr, bool json)
         return 2;
     }
     grpc_init();
-    grpc_channel *ch = rpc_channel_create(addr, manager_tls(), RPC_AGENT_NAME);
+    grpc_channel *ch = rpc_channel_create(addr, manager_tls(m), RPC_AGENT_NAME);
     char det[256], ping_det[256] = "";
     uint8_t *data;
     size_t len;
@@ -482,7 +483,7 @@ static int parse_percent(const char *s, double *out, bool *release)
     return 0;
 }
 
-static int cmd_load(const char *shm, const char *who, const char *pct)
+static int cmd_load(struct manager *m, const char *who, const char *pct)
 {
     double load = 0;
     bool release = false;
@@ -496,7 +497,7 @@ static int cmd_load(const char *shm, const char *who, const char *pct)
         return 2;
     }
     struct table t;
-    if (attach(shm, &t) != 0)
+    if (attach(m, &t) != 0)
         return 1;
     grpc_init();
     int done = 0, failed = 0;
@@ -508,7 +509,7 @@ static int cmd_load(const char *shm, const char *who, const char *pct)
             continue;
         if (all && r.state != ROW_RUNNING && r.state != ROW_PENDING)
             continue;
-        grpc_channel *ch = rpc_channel_create(r.addr, manager_tls(), RPC_AGENT_NAME);
+        grpc_channel *ch = rpc_channel_create(r.addr, manager_tls(m), RPC_AGENT_NAME);
         Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
         q.release = release;
         q.load = load;
@@ -533,7 +534,7 @@ static int cmd_load(const char *shm, const char *who, const char *pct)
     table_detach(&t);
     if (done == 0 && failed == 0) {
         fprintf(stderr, "asgctl: load: no %s with an address in %s\n",
-                all ? "running instance" : "such instance", shm);
+                all ? "running instance" : "such instance", m->shm);
         return 1;
     }
     return failed ? 1 : 0;
@@ -985,10 +986,8 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     if (cfgfile && read_config(cfgfile, strcmp(cmd, "replay") != 0, &cfg) != 0)
         return 2;
-    shm = find_table(shm, &cfg);
-    ctl_cfg = &cfg;
-    ctl_cfg_from_file = cfgfile != NULL;
-    ctl_shm = shm;
+    struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
+    shm = mgr.shm = find_table(&mgr, shm, &cfg);
     if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
@@ -998,17 +997,17 @@ int main(int argc, char **argv)
         return cmd_cert(&cfg, argv[i], argv[i + 1]);
     bool json = rest >= 1 && strcmp(argv[argc - 1], "--json") == 0;
     if (strcmp(cmd, "status") == 0 && rest == (json ? 1 : 0))
-        return cmd_status(shm, json);
+        return cmd_status(&mgr, json);
     if (strcmp(cmd, "probe") == 0 && rest == (json ? 2 : 1))
     {
-        int rc = cmd_probe(argv[i], json);
-        rpc_tls_free(&ctl_tls);
+        int rc = cmd_probe(&mgr, argv[i], json);
+        rpc_tls_free(&mgr.tls);
         return rc;
     }
     if (strcmp(cmd, "load") == 0 && rest == 2)
     {
-        int rc = cmd_load(shm, argv[i], argv[i + 1]);
-        rpc_tls_free(&ctl_tls);
+        int rc = cmd_load(&mgr, argv[i], argv[i + 1]);
+        rpc_tls_free(&mgr.tls);
         return rc;
     }
     if (strcmp(cmd, "events") == 0) {
@@ -1025,7 +1024,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "asgctl: usage: events [-n N] [--json]\n");
             return 2;
         }
-        return cmd_events(shm, json, n);
+        return cmd_events(&mgr, json, n);
     }
     if (strcmp(cmd, "watch") == 0) {
         long interval = 1000, count = 0;
@@ -1042,7 +1041,7 @@ int main(int argc, char **argv)
                 return 2;
             }
         }
-        return cmd_watch(shm, (int)interval, (int)count);
+        return cmd_watch(&mgr, (int)interval, (int)count);
     }
     if (strcmp(cmd, "provider") == 0 && rest == (json ? 2 : 1) && strcmp(argv[i], "list") == 0)
         return cmd_provider_list(&cfg, json);

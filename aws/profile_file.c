@@ -48,8 +48,8 @@ struct parse {
     char why[200];
 };
 
-/* libinih's settings are process-wide; asg has no other INI reader, so
- * they are set once, before the first parse. */
+/* Process-wide because libinih's settings are; asg has no other INI
+ * reader, so they are set once, before the first parse. */
 static pthread_once_t inih_once = PTHREAD_ONCE_INIT;
 static void configure_inih(void)
 {

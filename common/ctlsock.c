@@ -8,7 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* [0] the controller reads, [1] the status role writes. */
+/* [0] the controller reads, [1] the status role writes. Process-wide
+ * because the pair is made once by the supervisor before it forks and is
+ * inherited: each process holds the two descriptors its manager made.
+ * (Several groups in one process would each need their own pair: then it
+ * moves into the roles' structs.) */
 static int pair[2] = {-1, -1};
 
 int ctlsock_pair_open(void)

@@ -124,6 +124,9 @@ bool valid_address(const char *addr, size_t len, bool allow_port0,
 
 /* ---- logging ---- */
 
+/* Process-wide because a process has one log (stderr or syslog's
+ * connection) and one role name in it: the sink every role and library
+ * writes through, set at the process's start. */
 static char log_role[32] = "asg";
 static bool log_syslog;
 static enum log_level log_level = LOG_LVL_INFO;
@@ -148,7 +151,7 @@ void log_set_level(enum log_level lvl) { log_level = lvl; }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
+    static const char *const names[] = {"error", "warn", "info", "debug"};
     static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
     if (lvl > log_level)
         return;
@@ -215,6 +218,9 @@ void sleep_ms(int ms)
 
 /* ---- signals ---- */
 
+/* Process-wide because signals are delivered to the process: the flags
+ * (volatile sig_atomic_t, all the handler sets) and the self-pipe the
+ * handler writes to so that a poll wakes up. */
 struct sigflags g_sig;
 static int self_pipe[2] = {-1, -1};
 

@@ -172,6 +172,8 @@ static const uint32_t outcome[] = {LBS_ADDED, LBS_DRAINING, LBS_REMOVED};
 
 void lb_record(struct lb_plan *p, const struct lb_recorder *rec, int64_t now)
 {
+    /* Process-wide because it guards the process's one log (a balancer
+     * failing every step must not fill the disk). */
     static struct log_limit limit;
     for (size_t i = 0; i < p->n; i++) {
         struct lb_task *k = &p->tasks[i];

@@ -37,14 +37,13 @@ static void refused(struct monitor *m, uint32_t kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void refused(struct monitor *m, uint32_t kind, const char *fmt, ...)
 {
-    static struct log_limit limit;
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     atomic_fetch_add(&m->t->hdr->refused[kind], 1);
-    log_limited(&limit, LOG_LVL_WARN, "%s", msg);
+    log_limited(&m->refused_limit, LOG_LVL_WARN, "%s", msg);
 }
 
 static bool valid_strings(const char *id, const char *addr, char *why, size_t n)
@@ -970,47 +969,57 @@ static void release(struct monitor *m, struct rpc_server *srv)
     pki_ca_close(m->ca);
 }
 
-int monitor_main(struct table *t, const struct asg_config *cfg0)
+/* The role on its state m: opens what it works with, serves and probes
+ * until asked to stop. */
+static int monitor_run(struct monitor *m, struct table *t, const struct asg_config *cfg0)
 {
-    static struct monitor m;
-    memset(&m, 0, sizeof m);
-    m.t = t;
-    m.cfg = *cfg0;
-    if (confseg_open_role(t, &m.conf, &m.cfg, &m.cfg_gen) != 0)
+    m->t = t;
+    m->cfg = *cfg0;
+    if (confseg_open_role(t, &m->conf, &m->cfg, &m->cfg_gen) != 0)
         return 1; /* restarted: the supervisor publishes it before any role starts */
     signals_install(false);
-    if (load_identity(&m) != 0)
+    if (load_identity(m) != 0)
         return ASG_EXIT_FATAL;
-    raise_file_limit(m.t->capacity);
+    raise_file_limit(m->t->capacity);
     char err[256];
-    if (!(m.probes = h2p_new(M_AGENT_PING, &m.tls, RPC_AGENT_NAME, on_probe, err, sizeof err))) {
+    if (!(m->probes = h2p_new(M_AGENT_PING, &m->tls, RPC_AGENT_NAME, on_probe, err, sizeof err))) {
         log_error("probes: %s", err);
-        rpc_tls_free(&m.tls);
-        pki_ca_close(m.ca);
+        rpc_tls_free(&m->tls);
+        pki_ca_close(m->ca);
         return ASG_EXIT_FATAL;
     }
     grpc_init();
-    m.cq = rpc_cq_create();
-    m.nslots = t->capacity;
-    m.slots = calloc(m.nslots, sizeof *m.slots);
-    m.in_flight = calloc(m.nslots, sizeof *m.in_flight);
-    m.fresh = calloc(m.nslots, sizeof *m.fresh);
-    if (!m.slots || !m.in_flight || !m.fresh)
+    m->cq = rpc_cq_create();
+    m->nslots = t->capacity;
+    m->slots = calloc(m->nslots, sizeof *m->slots);
+    m->in_flight = calloc(m->nslots, sizeof *m->in_flight);
+    m->fresh = calloc(m->nslots, sizeof *m->fresh);
+    if (!m->slots || !m->in_flight || !m->fresh)
         abort();
-    struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, &m, false},
-                                   {M_MONITOR_DEREGISTER, monitor_h_deregister, &m, false},
-                                   {M_MONITOR_JOIN, monitor_h_join, &m, true}};
+    struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, m, false},
+                                   {M_MONITOR_DEREGISTER, monitor_h_deregister, m, false},
+                                   {M_MONITOR_JOIN, monitor_h_join, m, true}};
     char bound[TABLE_ADDR_MAX];
-    struct rpc_server *srv = start_serving(&m, methods, bound, sizeof bound);
-    if (!m.relay) {
-        release(&m, srv);
+    struct rpc_server *srv = start_serving(m, methods, bound, sizeof bound);
+    if (!m->relay) {
+        release(m, srv);
         return ASG_EXIT_FATAL;
     }
-    publish_address(&m, bound);
+    publish_address(m, bound);
     log_info("monitor up on %s: probing every %d ms (timeout %d ms, unhealthy after %d misses)",
-             bound, m.cfg.probe_interval_ms, m.cfg.probe_timeout_ms, m.cfg.unhealthy_after);
-    run(&m);
-    log_info("stopping: %zu probe(s) in flight are cancelled", h2p_in_flight(m.probes));
-    release(&m, srv);
+             bound, m->cfg.probe_interval_ms, m->cfg.probe_timeout_ms, m->cfg.unhealthy_after);
+    run(m);
+    log_info("stopping: %zu probe(s) in flight are cancelled", h2p_in_flight(m->probes));
+    release(m, srv);
     return 0;
+}
+
+int monitor_main(struct table *t, const struct asg_config *cfg0)
+{
+    struct monitor *m = calloc(1, sizeof *m); /* the role's state, passed to each of its steps */
+    if (!m)
+        abort();
+    int rc = monitor_run(m, t, cfg0);
+    free(m);
+    return rc;
 }

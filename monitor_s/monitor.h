@@ -46,6 +46,7 @@ struct probe {
 
 struct monitor {
     struct table *t;
+    struct log_limit refused_limit; /* refusals' log lines: a few a second */
     struct asg_config cfg;
     uint64_t cfg_gen;
     struct confseg conf;      /* the published config, read-only */

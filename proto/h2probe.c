@@ -1134,6 +1134,7 @@ void *h2p_conn_free(struct h2p_conn *c)
  * rounded to 1-2 ms); epoll_wait's milliseconds where the kernel lacks it. */
 static int wait_events(int epfd, struct epoll_event *ev, int max, int64_t timeout_us)
 {
+    /* Process-wide because it is the kernel's: learnt once. */
     static bool no_pwait2;
     if (!no_pwait2) {
         struct timespec ts = {timeout_us / 1000000, (timeout_us % 1000000) * 1000};

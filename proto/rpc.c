@@ -19,7 +19,9 @@
 
 /* Requests kept armed per method on each server: a few, so that a burst
  * waits in gRPC's queue less; a swarm of thousands of servers in one
- * process sets it to 1 (rpc_set_armed_per_method). */
+ * process sets it to 1 (rpc_set_armed_per_method). Process-wide because
+ * it is how this process uses gRPC (itself process-wide), set once at
+ * start. */
 static int armed_per_method = 4;
 
 void rpc_set_armed_per_method(int n) { armed_per_method = n < 1 ? 1 : n > 64 ? 64 : n; }
@@ -33,6 +35,7 @@ void rpc_set_armed_per_method(int n) { armed_per_method = n < 1 ? 1 : n > 64 ? 6
  * it is missing nothing changes. */
 static void no_lock_graph(void)
 {
+    /* Process-wide because the switch is: Abseil's, set once. */
     static bool done;
     if (done || getenv("ASG_ABSL_DEADLOCK_DETECTION"))
         return;
@@ -48,6 +51,7 @@ static void no_lock_graph(void)
  * disk. */
 static void grpc_log_limited(gpr_log_func_args *a)
 {
+    /* Process-wide because gRPC's log hook is. */
     static struct log_limit limit;
     enum log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR ? LOG_LVL_WARN : LOG_LVL_DEBUG;
     log_limited(&limit, lvl, "grpc: %s", a->message ? a->message : "");
@@ -269,8 +273,10 @@ static bool peer_name(grpc_call *call, char *out, size_t size)
     return ok;
 }
 
-/* The call whose handler runs now (handlers run one at a time), and its
- * server. */
+/* The call whose handler runs now, and its server. Process-wide because
+ * handlers run one at a time in a process (one thread steps the
+ * completion queues) and rpc_peer_uri/rpc_peer_host are asked from
+ * inside one, with no server at hand. */
 static grpc_call *current_call;
 static struct rpc_server *current_server;
 
@@ -586,6 +592,9 @@ struct cli_call {
     void *user;
 };
 
+/* Every client call in flight, whatever its channel: counted, and
+ * cancelled at shutdown. Process-wide because gRPC's calls are, and the
+ * shutdown that cancels them (rpc_shutdown_servers) is the process's. */
 static struct cli_call *live_calls;
 static size_t live_count;
 

@@ -356,6 +356,7 @@ static int local_list(struct provider *p, struct provider_instance **out, size_t
 /* When a process started, as ISO 8601 UTC: boot time + start ticks. */
 static void start_time_iso(uint64_t ticks, char *out, size_t size)
 {
+    /* Process-wide because it is the machine's boot time: read once. */
     static long long btime = -1;
     out[0] = '\0';
     if (btime < 0) {

@@ -37,6 +37,7 @@ int row_next_state(uint32_t state, uint32_t ev)
  * An illegal edge changes nothing: it is counted and said. */
 static bool step(struct table *t, struct table_row *r, uint32_t ev, const char *reason, int64_t now)
 {
+    /* Process-wide because it guards the process's one log. */
     static struct log_limit limit;
     int to = row_next_state(r->state, ev);
     if (to < 0) {

@@ -692,7 +692,9 @@ void table_probe_observed(struct table *t, bool ok, int64_t rtt_us)
 #ifdef ASG_TEST_HOOKS
 void table_fault_point(const char *role, struct table *t)
 {
-    static int armed = -1; /* -1 unknown, 0 off, N: die at the Nth call */
+    /* Process-wide because a test arms one fault per process (ASG_FAULT).
+     * armed: -1 unknown, 0 off, N: die at the Nth call. */
+    static int armed = -1;
     static int calls;
     if (armed == 0)
         return;
@@ -724,6 +726,7 @@ void table_fault_point(const char *role, struct table *t)
 
 void fault_stop_point(const char *role, const char *what)
 {
+    /* Process-wide because a test arms one fault per process (ASG_FAULT). */
     static int armed = -1, calls;
     if (armed < 0) {
         const char *spec = getenv("ASG_FAULT");
@@ -740,7 +743,8 @@ void fault_stop_point(const char *role, const char *what)
 bool fault_reached(const char *role, const char *what)
 {
     /* Only calls for the armed fault count (one fault per process), so
-     * that the calls of other fault points do not move its count. */
+     * that the calls of other fault points do not move its count.
+     * Process-wide because a test arms one fault per process. */
     static int calls;
     const char *spec = getenv("ASG_FAULT");
     char want[64];

@@ -51,6 +51,38 @@
 
 extern const char dashboard_html[];
 
+/* The connections' budget (see "connections" below). */
+#define PER_SOURCE_BUDGET 48
+#define MAX_SLOTS 1024
+#define SOURCES 2048                /* the per-source table: twice MAX_SLOTS */
+
+struct conn {
+    bool used, cut, authed;
+    int fd;
+    uint32_t source;                /* its entry in conns.src (see source_index) */
+    int64_t since, opened;
+};
+
+/* A source's exact key, never a hash of it alone: with buckets shared by
+ * hash, a stranger picked 127/8 addresses that fell in 127.0.0.1's and
+ * spent the operator's per-source budget. */
+struct source {
+    uint8_t key[16];                /* IPv4 v4-mapped, or an IPv6 /64 */
+    bool used;
+    uint16_t count;                 /* live connections from it */
+};
+
+struct conns {
+    pthread_mutex_t mu;             /* also held across shutdown(): MHD reports a
+                                     * connection closed before it closes the
+                                     * descriptor, so a cut fd is never reused */
+    struct conn slot[MAX_SLOTS];
+    size_t nslots;                  /* in use: MAX_SLOTS or fewer if descriptors are short */
+    size_t budget;                  /* live connections before one is cut */
+    size_t live;                    /* used and not cut */
+    struct source src[SOURCES];     /* open addressing, by exact key */
+};
+
 /* The HTTP threads never read cfg (the main loop replaces it on reload):
  * what they need is copied here, under mu, or fixed for the role's life. */
 struct status {
@@ -72,9 +104,8 @@ struct status {
         char code[LOGIN_CODE_LEN + 1];
         int64_t expires_ms;
     } codes[LOGIN_CODES];           /* one-time login links, under mu */
+    struct conns conns;          /* the HTTP connections, under conns.mu */
 };
-
-static struct status S;
 
 struct body {
     char buf[MAX_BODY];
@@ -138,12 +169,12 @@ static bool same_secret(const char *a, const char *b)
     return CRYPTO_memcmp(da, db, sizeof da) == 0;
 }
 
-static void refuse_noted(unsigned code, const char *why)
+static void refuse_noted(struct status *st, unsigned code, const char *why)
 {
-    atomic_fetch_add(&S.http_refused, 1); /* the table is read-only here */
-    pthread_mutex_lock(&S.mu);
-    log_limited(&S.refusals, LOG_LVL_WARN, "http request refused (%u): %s", code, why);
-    pthread_mutex_unlock(&S.mu);
+    atomic_fetch_add(&st->http_refused, 1); /* the table is read-only here */
+    pthread_mutex_lock(&st->mu);
+    log_limited(&st->refusals, LOG_LVL_WARN, "http request refused (%u): %s", code, why);
+    pthread_mutex_unlock(&st->mu);
 }
 
 /* host[:port] is one of ours: the listen address, localhost, a loopback
@@ -151,7 +182,7 @@ static void refuse_noted(unsigned code, const char *why)
  * one (with need_port, it must: an Origin without a port is port 80's,
  * another server's). A page on evil.example that resolves to 127.0.0.1
  * carries Host: evil.example, and is refused here (DNS rebinding). */
-static bool our_host_port(const char *hp, bool need_port)
+static bool our_host_port(struct status *st, const char *hp, bool need_port)
 {
     char host[256];
     if (!hp || !*hp || !copy_str(host, sizeof host, hp))
@@ -171,28 +202,28 @@ static bool our_host_port(const char *hp, bool need_port)
     }
     if (port) {
         long p;
-        if (!parse_whole(port, 1, 65535, &p) || (unsigned)p != S.port)
+        if (!parse_whole(port, 1, 65535, &p) || (unsigned)p != st->port)
             return false;
-    } else if (need_port && S.port != 80) {
+    } else if (need_port && st->port != 80) {
         return false;
     }
     for (char *c = host; *c; c++)
         *c = (char)tolower((unsigned char)*c);
     if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
-        strcmp(host, S.listen_host) == 0 || strncmp(host, "127.", 4) == 0) {
+        strcmp(host, st->listen_host) == 0 || strncmp(host, "127.", 4) == 0) {
         struct in_addr a;
         return strncmp(host, "127.", 4) != 0 || inet_pton(AF_INET, host, &a) == 1;
     }
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&st->mu);
     bool listed = false;
     size_t n = strlen(host);
-    for (const char *h = S.hosts; *h && !listed; h += strcspn(h, ",") + (h[strcspn(h, ",")] ? 1 : 0))
+    for (const char *h = st->hosts; *h && !listed; h += strcspn(h, ",") + (h[strcspn(h, ",")] ? 1 : 0))
         listed = strcspn(h, ",") == n && strncasecmp(h, host, n) == 0;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&st->mu);
     return listed;
 }
 
-static bool our_host(const char *hp) { return our_host_port(hp, false); }
+static bool our_host(struct status *st, const char *hp) { return our_host_port(st, hp, false); }
 
 /* A session is two halves, both needed for the API: the cookie
  * "EXPIRY.MAC" (HMAC-SHA256 of the port and expiry under the API token)
@@ -204,22 +235,24 @@ static bool our_host(const char *hp) { return our_host_port(hp, false); }
  * gets the key. Nothing to store: a session outlives a restart of this
  * role, and replacing api.token ends every one. The cookie alone opens
  * only the page itself, which holds no data. */
-static void cookie_name(char *out, size_t size)
+static void cookie_name(struct status *st, char *out, size_t size)
 {
-    snprintf(out, size, "asg_session_%u", (unsigned)S.port);
+    snprintf(out, size, "asg_session_%u", (unsigned)st->port);
 }
 
-static bool session_mac(const char *half, int64_t expiry, char hex[2 * SHA256_DIGEST_LENGTH + 1])
+static bool session_mac(struct status *st, const char *half, int64_t expiry,
+                        char hex[2 * SHA256_DIGEST_LENGTH + 1])
 {
     char msg[96];
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    int n = snprintf(msg, sizeof msg, "asg session v1 %s %u %lld", half, (unsigned)S.port, (long long)expiry);
-    pthread_mutex_lock(&S.mu);
-    bool ok = S.api_token[0] && HMAC(EVP_sha256(), S.api_token, (int)strlen(S.api_token),
+    int n = snprintf(msg, sizeof msg, "asg session v1 %s %u %lld", half, (unsigned)st->port,
+                     (long long)expiry);
+    pthread_mutex_lock(&st->mu);
+    bool ok = st->api_token[0] && HMAC(EVP_sha256(), st->api_token, (int)strlen(st->api_token),
                                      (const unsigned char *)msg, (size_t)n, mac, &len) &&
               len == SHA256_DIGEST_LENGTH;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&st->mu);
     for (unsigned i = 0; ok && i < len; i++)
         snprintf(hex + 2 * i, 3, "%02x", mac[i]);
     return ok;
@@ -227,7 +260,7 @@ static bool session_mac(const char *half, int64_t expiry, char hex[2 * SHA256_DI
 
 /* The cookie's value v valid; with key, the key must be its other half
  * (key NULL: the page, which the cookie alone opens). */
-static bool session_valid(const char *v, bool page, const char *key)
+static bool session_valid(struct status *st, const char *v, bool page, const char *key)
 {
     char *dot;
     errno = 0;
@@ -236,33 +269,33 @@ static bool session_valid(const char *v, bool page, const char *key)
     if (!v || errno || *dot != '.' || expiry <= now || expiry > now + SESSION_S + 60)
         return false;
     char want[2 * SHA256_DIGEST_LENGTH + 1];
-    if (!session_mac("cookie", expiry, want) || !same_secret(dot + 1, want))
+    if (!session_mac(st, "cookie", expiry, want) || !same_secret(dot + 1, want))
         return false;
     if (page)
         return true;
-    return key && session_mac("key", expiry, want) && same_secret(key, want);
+    return key && session_mac(st, "key", expiry, want) && same_secret(key, want);
 }
 
 /* The connection's bookkeeping (see "connections" below). */
-static void mark_authenticated(struct MHD_Connection *c);
+static void mark_authenticated(struct status *st, struct MHD_Connection *c);
 
-static bool has_credential(struct MHD_Connection *c, bool page)
+static bool has_credential(struct status *st, struct MHD_Connection *c, bool page)
 {
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     bool ok = false;
     if (auth && strncmp(auth, "Bearer ", 7) == 0) {
-        pthread_mutex_lock(&S.mu);
-        ok = (S.api_token[0] && same_secret(auth + 7, S.api_token)) ||
-             (S.token_set && !S.token_broken && S.token[0] && same_secret(auth + 7, S.token));
-        pthread_mutex_unlock(&S.mu);
+        pthread_mutex_lock(&st->mu);
+        ok = (st->api_token[0] && same_secret(auth + 7, st->api_token)) ||
+             (st->token_set && !st->token_broken && st->token[0] && same_secret(auth + 7, st->token));
+        pthread_mutex_unlock(&st->mu);
     } else {
         char name[32];
-        cookie_name(name, sizeof name);
-        ok = session_valid(MHD_lookup_connection_value(c, MHD_COOKIE_KIND, name), page,
+        cookie_name(st, name, sizeof name);
+        ok = session_valid(st, MHD_lookup_connection_value(c, MHD_COOKIE_KIND, name), page,
                            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-ASG-Session"));
     }
     if (ok)
-        mark_authenticated(c);
+        mark_authenticated(st, c);
     return ok;
 }
 
@@ -270,20 +303,20 @@ static bool has_credential(struct MHD_Connection *c, bool page)
  * /healthz, the login link (it carries its own one-time code) and, while
  * no status.token is set, /metrics (a scraper on this host needs no
  * secret to read numbers). */
-static unsigned may_read(struct MHD_Connection *c, const char *url, const char **why)
+static unsigned may_read(struct status *st, struct MHD_Connection *c, const char *url, const char **why)
 {
-    if (!our_host(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"))) {
+    if (!our_host(st, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"))) {
         *why = "Host is not this server's name (see status.allowed_hosts)";
         return 421;
     }
     if (strcmp(url, "/healthz") == 0 || strcmp(url, "/login") == 0)
         return 0;
-    pthread_mutex_lock(&S.mu);
-    bool open_metrics = !S.token_set;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_lock(&st->mu);
+    bool open_metrics = !st->token_set;
+    pthread_mutex_unlock(&st->mu);
     if (open_metrics && strcmp(url, "/metrics") == 0)
         return 0;
-    if (!has_credential(c, strcmp(url, "/") == 0)) {
+    if (!has_credential(st, c, strcmp(url, "/") == 0)) {
         *why = "the operator's credential is required: 'Authorization: Bearer TOKEN' "
                "(tls.dir/api.token or status.token), or a login link from 'asgctl dashboard'";
         return 401;
@@ -305,7 +338,7 @@ static bool json_content(const char *ct)
  * Origin naming this server and its port (browsers always send one on
  * POST; a page of another origin, another port of 127.0.0.1 included, is
  * refused). */
-static unsigned may_act(struct MHD_Connection *c, const char **why)
+static unsigned may_act(struct status *st, struct MHD_Connection *c, const char **why)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     if (!json_content(ct)) {
@@ -313,7 +346,7 @@ static unsigned may_act(struct MHD_Connection *c, const char **why)
         return 415;
     }
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (!origin || strncmp(origin, "http://", 7) != 0 || !our_host_port(origin + 7, true)) {
+    if (!origin || strncmp(origin, "http://", 7) != 0 || !our_host_port(st, origin + 7, true)) {
         *why = "actions need an Origin of this server (http://HOST:PORT); cross-origin refused";
         return 403;
     }
@@ -324,7 +357,7 @@ static unsigned may_act(struct MHD_Connection *c, const char **why)
  * 'asgctl dashboard' (with the API token) asks for a code; the link
  * /login?code=CODE sets the session cookie once and is then spent. */
 
-static void mint_code(char out[LOGIN_CODE_LEN + 1])
+static void mint_code(struct status *st, char out[LOGIN_CODE_LEN + 1])
 {
     unsigned char r[LOGIN_CODE_LEN / 2];
     out[0] = '\0';
@@ -334,31 +367,31 @@ static void mint_code(char out[LOGIN_CODE_LEN + 1])
         snprintf(out + 2 * i, 3, "%02x", r[i]);
     OPENSSL_cleanse(r, sizeof r);
     int64_t now = now_ms();
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&st->mu);
     size_t slot = 0; /* a free or expired one, else the one closest to expiry */
     for (size_t i = 0; i < LOGIN_CODES; i++)
-        if (S.codes[i].expires_ms < S.codes[slot].expires_ms)
+        if (st->codes[i].expires_ms < st->codes[slot].expires_ms)
             slot = i;
-    copy_str(S.codes[slot].code, sizeof S.codes[slot].code, out);
-    S.codes[slot].expires_ms = now + LOGIN_CODE_MS;
-    pthread_mutex_unlock(&S.mu);
+    copy_str(st->codes[slot].code, sizeof st->codes[slot].code, out);
+    st->codes[slot].expires_ms = now + LOGIN_CODE_MS;
+    pthread_mutex_unlock(&st->mu);
 }
 
-static bool spend_code(const char *code)
+static bool spend_code(struct status *st, const char *code)
 {
     if (!code || strlen(code) != LOGIN_CODE_LEN)
         return false;
     int64_t now = now_ms();
     bool ok = false;
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&st->mu);
     for (size_t i = 0; i < LOGIN_CODES; i++) {
-        bool match = S.codes[i].code[0] && CRYPTO_memcmp(S.codes[i].code, code, LOGIN_CODE_LEN) == 0;
+        bool match = st->codes[i].code[0] && CRYPTO_memcmp(st->codes[i].code, code, LOGIN_CODE_LEN) == 0;
         if (match) {
-            ok = S.codes[i].expires_ms > now;
-            memset(&S.codes[i], 0, sizeof S.codes[i]);
+            ok = st->codes[i].expires_ms > now;
+            memset(&st->codes[i], 0, sizeof st->codes[i]);
         }
     }
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&st->mu);
     return ok;
 }
 
@@ -383,21 +416,21 @@ static const char login_ok_html[] =
     "<script>localStorage.setItem(\"asg_session_key_%u\",\"%s\");location.replace(\"/\");</script>"
     "<p>Logged in; <a href=\"/\">the dashboard</a>.</p>";
 
-static enum MHD_Result get_login(struct MHD_Connection *c)
+static enum MHD_Result get_login(struct status *st, struct MHD_Connection *c)
 {
-    if (!spend_code(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "code"))) {
-        refuse_noted(401, "login link unknown, used or expired");
+    if (!spend_code(st, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "code"))) {
+        refuse_noted(st, 401, "login link unknown, used or expired");
         return login_page(c, 401, "This login link is unknown, was used already, or has expired.");
     }
     int64_t expiry = wall_ms() / 1000 + SESSION_S;
     char mac[2 * SHA256_DIGEST_LENGTH + 1], key[2 * SHA256_DIGEST_LENGTH + 1], name[32], cookie[200];
-    if (!session_mac("cookie", expiry, mac) || !session_mac("key", expiry, key))
+    if (!session_mac(st, "cookie", expiry, mac) || !session_mac(st, "key", expiry, key))
         return login_page(c, 503, "The manager's API token cannot be read; see its log.");
-    cookie_name(name, sizeof name);
+    cookie_name(st, name, sizeof name);
     snprintf(cookie, sizeof cookie, "%s=%lld.%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict", name,
              (long long)expiry, mac, SESSION_S);
     char *html = NULL;
-    int n = asprintf(&html, login_ok_html, (unsigned)S.port, key);
+    int n = asprintf(&html, login_ok_html, (unsigned)st->port, key);
     OPENSSL_cleanse(key, sizeof key);
     struct MHD_Response *r = n < 0 ? NULL : MHD_create_response_from_buffer((size_t)n, html, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -416,22 +449,22 @@ static enum MHD_Result get_login(struct MHD_Connection *c)
 
 /* "http://HOST:PORT/login?code=..." for host (a Host header of ours, or
  * the listen address). */
-static void login_url(const char *host, char *out, size_t size)
+static void login_url(struct status *st, const char *host, char *out, size_t size)
 {
     char code[LOGIN_CODE_LEN + 1];
-    mint_code(code);
+    mint_code(st, code);
     snprintf(out, size, "http://%s/login?code=%s", host, code);
     OPENSSL_cleanse(code, sizeof code);
 }
 
-static enum MHD_Result post_login(struct MHD_Connection *c)
+static enum MHD_Result post_login(struct status *st, struct MHD_Connection *c)
 {
     /* The name the client used (checked by our_host), with our port. */
     const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
     size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
     char hp[300], url[400];
-    snprintf(hp, sizeof hp, "%.*s:%u", (int)(n < 256 ? n : 256), host, (unsigned)S.port);
-    login_url(hp, url, sizeof url);
+    snprintf(hp, sizeof hp, "%.*s:%u", (int)(n < 256 ? n : 256), host, (unsigned)st->port);
+    login_url(st, hp, url, sizeof url);
     struct strbuf b = {0};
     sb_printf(&b, "{\"url\":");
     sb_json_str(&b, url);
@@ -442,24 +475,24 @@ static enum MHD_Result post_login(struct MHD_Connection *c)
 
 /* ---- reads ---- */
 
-static enum MHD_Result get_group(struct MHD_Connection *c)
+static enum MHD_Result get_group(struct status *st, struct MHD_Connection *c)
 {
     struct snapshot s;
-    if (snapshot_take(&S.t, &S.conf, &s) != 0)
+    if (snapshot_take(&st->t, &st->conf, &s) != 0)
         return send_error(c, 503, "table header unreadable (a writer died mid-write)");
-    s.hdr->refused[REFUSED_HTTP] = atomic_load(&S.http_refused);
+    s.hdr->refused[REFUSED_HTTP] = atomic_load(&st->http_refused);
     struct strbuf b = {0};
     render_status_json(&b, &s, true);
     snapshot_free(&s);
     return send_json(c, 200, &b);
 }
 
-static enum MHD_Result get_metrics(struct MHD_Connection *c)
+static enum MHD_Result get_metrics(struct status *st, struct MHD_Connection *c)
 {
     struct snapshot s;
-    if (snapshot_take(&S.t, &S.conf, &s) != 0)
+    if (snapshot_take(&st->t, &st->conf, &s) != 0)
         return send_error(c, 503, "table header unreadable");
-    s.hdr->refused[REFUSED_HTTP] = atomic_load(&S.http_refused);
+    s.hdr->refused[REFUSED_HTTP] = atomic_load(&st->http_refused);
     struct strbuf b = {0};
     render_metrics(&b, &s);
     snapshot_free(&s);
@@ -481,7 +514,7 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
-static enum MHD_Result get_events(struct MHD_Connection *c)
+static enum MHD_Result get_events(struct status *st, struct MHD_Connection *c)
 {
     uint64_t after = 0, limit = 100;
     const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
@@ -489,7 +522,7 @@ static enum MHD_Result get_events(struct MHD_Connection *c)
     if ((a && !parse_u64(a, &after)) || (l && (!parse_u64(l, &limit) || limit == 0 || limit > TABLE_EVENTS)))
         return send_error(c, 400, "after must be a whole number; limit 1..%d", TABLE_EVENTS);
     struct strbuf b = {0};
-    render_events_json(&b, &S.t, after, (size_t)limit);
+    render_events_json(&b, &st->t, after, (size_t)limit);
     return send_json(c, 200, &b);
 }
 
@@ -520,13 +553,13 @@ static json_object *parse_body(struct MHD_Connection *c, const struct body *body
     return o;
 }
 
-/* The published config as of now (HTTP threads do not read S.cfg);
+/* The published config as of now (HTTP threads do not read st->cfg);
  * malloc'd, NULL when unreadable. */
-static struct asg_config *published_config(void)
+static struct asg_config *published_config(struct status *st)
 {
     struct asg_config *cfg = malloc(sizeof *cfg);
     uint64_t gen;
-    if (cfg && !confseg_read(&S.conf, cfg, &gen)) {
+    if (cfg && !confseg_read(&st->conf, cfg, &gen)) {
         free(cfg);
         cfg = NULL;
     }
@@ -535,13 +568,14 @@ static struct asg_config *published_config(void)
 
 /* A standby's controller acts on nothing: the request belongs with the
  * leader, which this says. */
-static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_request *rq, const char *what)
+static enum MHD_Result forward(struct status *st, struct MHD_Connection *c, const struct ctl_request *rq,
+                               const char *what)
 {
     struct table_hdr h;
-    struct asg_config *cfg = published_config();
+    struct asg_config *cfg = published_config(st);
     bool ha = cfg && cfg->ha_etcd[0];
     free(cfg);
-    if (table_read_hdr(&S.t, &h) && ha && h.ha_role != HA_LEADER)
+    if (table_read_hdr(&st->t, &h) && ha && h.ha_role != HA_LEADER)
         return send_error(c, 409, "this manager is a standby: ask the leader, %.60s (monitor at %.63s)",
                           h.ha_leader[0] ? h.ha_leader : "not known right now",
                           h.ha_leader_addr[0] ? h.ha_leader_addr : "?");
@@ -554,13 +588,13 @@ static enum MHD_Result forward(struct MHD_Connection *c, const struct ctl_reques
     return send_json(c, 202, &b);
 }
 
-static enum MHD_Result post_desired(struct MHD_Connection *c, json_object *o)
+static enum MHD_Result post_desired(struct status *st, struct MHD_Connection *c, json_object *o)
 {
     json_object *v;
     if (!json_object_object_get_ex(o, "desired", &v) || !json_object_is_type(v, json_type_int))
         return send_error(c, 400, "expected {\"desired\": N} with a whole number N");
     int64_t n = json_object_get_int64(v);
-    struct asg_config *cfg = published_config();
+    struct asg_config *cfg = published_config(st);
     if (!cfg)
         return send_error(c, 503, "published config unreadable");
     int lo = cfg->min_instances, hi = cfg->max_instances;
@@ -568,14 +602,14 @@ static enum MHD_Result post_desired(struct MHD_Connection *c, json_object *o)
     if (n < lo || n > hi)
         return send_error(c, 400, "desired %lld is outside min..max (%d..%d)", (long long)n, lo, hi);
     struct ctl_request rq = {CTL_REQ_MAGIC, REQ_SET_DESIRED, (int32_t)n, 0, ""};
-    return forward(c, &rq, "set desired");
+    return forward(st, c, &rq, "set desired");
 }
 
 /* Finds a live instance in a fresh snapshot; copies it out. */
-static bool find_instance(const char *id, struct table_row *out)
+static bool find_instance(struct status *st, const char *id, struct table_row *out)
 {
     struct snapshot s;
-    if (snapshot_take(&S.t, &S.conf, &s) != 0)
+    if (snapshot_take(&st->t, &st->conf, &s) != 0)
         return false;
     bool found = false;
     for (uint32_t i = 0; i < s.nrows && !found; i++)
@@ -587,10 +621,11 @@ static bool find_instance(const char *id, struct table_row *out)
     return found;
 }
 
-static enum MHD_Result post_terminate(struct MHD_Connection *c, const char *id, json_object *o)
+static enum MHD_Result post_terminate(struct status *st, struct MHD_Connection *c, const char *id,
+                                      json_object *o)
 {
     struct table_row r;
-    if (!find_instance(id, &r))
+    if (!find_instance(st, id, &r))
         return send_error(c, 404, "no instance %s", id);
     json_object *v;
     bool decrement = false;
@@ -601,10 +636,10 @@ static enum MHD_Result post_terminate(struct MHD_Connection *c, const char *id, 
     }
     struct ctl_request rq = {CTL_REQ_MAGIC, REQ_TERMINATE, decrement ? 1 : 0, 0, ""};
     copy_str(rq.id, sizeof rq.id, id);
-    return forward(c, &rq, "terminate");
+    return forward(st, c, &rq, "terminate");
 }
 
-static enum MHD_Result post_load(struct MHD_Connection *c, const char *id, json_object *o)
+static enum MHD_Result post_load(struct status *st, struct MHD_Connection *c, const char *id, json_object *o)
 {
     json_object *v;
     bool release = json_object_object_get_ex(o, "auto", &v) && json_object_get_boolean(v);
@@ -618,22 +653,22 @@ static enum MHD_Result post_load(struct MHD_Connection *c, const char *id, json_
             return send_error(c, 400, "load %g is outside 0..1", load);
     }
     struct table_row r;
-    if (!find_instance(id, &r))
+    if (!find_instance(st, id, &r))
         return send_error(c, 404, "no instance %s", id);
     if (!r.addr[0])
         return send_error(c, 409, "instance %s has no address yet", id);
-    grpc_channel *ch = rpc_channel_create(r.addr, &S.tls, RPC_AGENT_NAME);
+    grpc_channel *ch = rpc_channel_create(r.addr, &st->tls, RPC_AGENT_NAME);
     Asg__V1__SetLoadRequest q = ASG__V1__SET_LOAD_REQUEST__INIT;
     q.release = release;
     q.load = load;
     size_t len, rlen;
     uint8_t *buf = rpc_pack(&q.base, &len), *reply = NULL;
     char det[256];
-    grpc_status_code st = rpc_call_sync(ch, M_AGENT_SET_LOAD, buf, len, 2000, &reply, &rlen, det, sizeof det);
+    grpc_status_code rc = rpc_call_sync(ch, M_AGENT_SET_LOAD, buf, len, 2000, &reply, &rlen, det, sizeof det);
     free(buf);
     grpc_channel_destroy(ch);
-    if (st != GRPC_STATUS_OK)
-        return send_error(c, 502, "agent %s at %s: status %d %s", id, r.addr, (int)st, det);
+    if (rc != GRPC_STATUS_OK)
+        return send_error(c, 502, "agent %s at %s: status %d %s", id, r.addr, (int)rc, det);
     Asg__V1__SetLoadReply *rep = asg__v1__set_load_reply__unpack(NULL, rlen, reply);
     free(reply);
     if (!rep)
@@ -661,13 +696,13 @@ static bool split_instance_url(const char *url, char *id, size_t idsize, const c
     return valid_instance_id(id, n);
 }
 
-static enum MHD_Result act(struct MHD_Connection *c, const char *url, const char *method,
+static enum MHD_Result act(struct status *st, struct MHD_Connection *c, const char *url, const char *method,
                            const struct body *body)
 {
     const char *why;
-    unsigned code = may_act(c, &why);
+    unsigned code = may_act(st, c, &why);
     if (code) {
-        refuse_noted(code, why);
+        refuse_noted(st, code, why);
         return send_error(c, code, "%s", why);
     }
     enum MHD_Result ret = MHD_NO;
@@ -677,18 +712,18 @@ static enum MHD_Result act(struct MHD_Connection *c, const char *url, const char
     char id[TABLE_ID_MAX];
     const char *action = "";
     if (strcmp(url, "/api/v1/login") == 0 && strcmp(method, "POST") == 0)
-        ret = post_login(c);
+        ret = post_login(st, c);
     else if (strcmp(url, "/api/v1/desired") == 0 && strcmp(method, "POST") == 0)
-        ret = post_desired(c, o);
+        ret = post_desired(st, c, o);
     else if (strcmp(url, "/api/v1/instances") == 0 && strcmp(method, "POST") == 0) {
         struct ctl_request rq = {CTL_REQ_MAGIC, REQ_LAUNCH_ONE, 0, 0, ""};
-        ret = forward(c, &rq, "launch one");
+        ret = forward(st, c, &rq, "launch one");
     } else if (strncmp(url, "/api/v1/instances/", 18) == 0 &&
                split_instance_url(url, id, sizeof id, &action)) {
         if (strcmp(action, "terminate") == 0 && strcmp(method, "POST") == 0)
-            ret = post_terminate(c, id, o);
+            ret = post_terminate(st, c, id, o);
         else if (strcmp(action, "load") == 0 && strcmp(method, "POST") == 0)
-            ret = post_load(c, id, o);
+            ret = post_load(st, c, id, o);
         else
             ret = send_error(c, 404, "no such action '%s' on an instance", action);
     } else
@@ -703,7 +738,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
-    (void)cls;
+    struct status *st = cls;
     (void)version;
     struct body *body = *con_cls;
     if (!body) {
@@ -724,28 +759,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     const char *why;
-    unsigned code = may_read(c, url, &why);
+    unsigned code = may_read(st, c, url, &why);
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (code) {
-        refuse_noted(code, why);
+        refuse_noted(st, code, why);
         if (code == 401 && get && strcmp(url, "/") == 0)
             return login_page(c, 401, "This dashboard needs the operator's login.");
         return send_error(c, code, "%s", why);
     }
     if (strcmp(method, "GET") == 0 && strcmp(url, "/login") == 0) /* not HEAD: a peek must not spend it */
-        return get_login(c);
+        return get_login(st, c);
     if (get && strcmp(url, "/") == 0)
         return respond(c, 200, "text/html; charset=utf-8", dashboard_html, strlen(dashboard_html));
     if (get && strcmp(url, "/healthz") == 0)
         return respond(c, 200, "text/plain", "ok\n", 3);
     if (get && strcmp(url, "/metrics") == 0)
-        return get_metrics(c);
+        return get_metrics(st, c);
     if (get && (strcmp(url, "/api/v1/group") == 0 || strcmp(url, "/api/v1/instances") == 0))
-        return get_group(c);
+        return get_group(st, c);
     if (get && strcmp(url, "/api/v1/events") == 0)
-        return get_events(c);
+        return get_events(st, c);
     if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
-        return act(c, url, method, body);
+        return act(st, c, url, method, body);
     if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0 ||
         strcmp(url, "/login") == 0)
         return send_error(c, 405, "method %s not allowed on %s", method, url);
@@ -768,39 +803,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
  * oldest of the source holding the most. A connection whose request
  * carried the credential is never chosen, and the operator's fresh one,
  * from a source of its own, is the last candidate. */
-
-#define PER_SOURCE_BUDGET 48
-#define MAX_SLOTS 1024
-#define SOURCES 2048                /* the per-source table: twice MAX_SLOTS */
-
-struct conn {
-    bool used, cut, authed;
-    int fd;
-    uint32_t source;                /* its entry in conns.src (see source_index) */
-    int64_t since, opened;
-};
-
-/* A source's exact key, never a hash of it alone: with buckets shared by
- * hash, a stranger picked 127/8 addresses that fell in 127.0.0.1's and
- * spent the operator's per-source budget. */
-struct source {
-    uint8_t key[16];                /* IPv4 v4-mapped, or an IPv6 /64 */
-    bool used;
-    uint16_t count;                 /* live connections from it */
-};
-
-struct conns {
-    pthread_mutex_t mu;             /* also held across shutdown(): MHD reports a
-                                     * connection closed before it closes the
-                                     * descriptor, so a cut fd is never reused */
-    struct conn slot[MAX_SLOTS];
-    size_t nslots;                  /* in use: MAX_SLOTS or fewer if descriptors are short */
-    size_t budget;                  /* live connections before one is cut */
-    size_t live;                    /* used and not cut */
-    struct source src[SOURCES];     /* open addressing, by exact key */
-};
-
-static struct conns C = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* One source per IPv4 address (each of 127/8's sixteen million too: the
  * operator's 127.0.0.1 is then a source of its own, whoever floods from
@@ -825,11 +827,11 @@ static uint32_t key_hash(const uint8_t key[16])
 }
 
 /* The entry of key, claimed if new; UINT32_MAX when the table is full. */
-static uint32_t source_probe(const uint8_t key[16])
+static uint32_t source_probe(struct status *st, const uint8_t key[16])
 {
     uint32_t h = key_hash(key);
     for (uint32_t i = 0; i < SOURCES; i++) {
-        struct source *e = &C.src[(h + i) % SOURCES];
+        struct source *e = &st->conns.src[(h + i) % SOURCES];
         if (!e->used) {
             *e = (struct source){.used = true};
             memcpy(e->key, key, 16);
@@ -844,65 +846,65 @@ static uint32_t source_probe(const uint8_t key[16])
 /* Entries stay claimed when their count falls to 0 (removing one from an
  * open-addressed table would cut its neighbours' probe chains); when the
  * table fills, it is made again from the live connections, at most
- * MAX_SLOTS sources in SOURCES entries. With C.mu held. */
-static uint32_t source_index(const uint8_t key[16])
+ * MAX_SLOTS sources in SOURCES entries. With conns.mu held. */
+static uint32_t source_index(struct status *st, const uint8_t key[16])
 {
-    uint32_t i = source_probe(key);
+    uint32_t i = source_probe(st, key);
     if (i != UINT32_MAX)
         return i;
     uint8_t keys[MAX_SLOTS][16];
-    for (size_t k = 0; k < C.nslots; k++)
-        memcpy(keys[k], C.src[C.slot[k].source].key, 16);
-    memset(C.src, 0, sizeof C.src);
-    for (size_t k = 0; k < C.nslots; k++) {
-        struct conn *c = &C.slot[k];
+    for (size_t k = 0; k < st->conns.nslots; k++)
+        memcpy(keys[k], st->conns.src[st->conns.slot[k].source].key, 16);
+    memset(st->conns.src, 0, sizeof st->conns.src);
+    for (size_t k = 0; k < st->conns.nslots; k++) {
+        struct conn *c = &st->conns.slot[k];
         if (!c->used)
             continue;
-        c->source = source_probe(keys[k]);
+        c->source = source_probe(st, keys[k]);
         if (!c->cut)
-            C.src[c->source].count++;
+            st->conns.src[c->source].count++;
     }
-    return source_probe(key);
+    return source_probe(st, key);
 }
 
-static void cut_locked(struct conn *k)
+static void cut_locked(struct status *st, struct conn *k)
 {
     shutdown(k->fd, SHUT_RDWR);
     k->cut = true;
-    C.live--;
-    C.src[k->source].count--;
+    st->conns.live--;
+    st->conns.src[k->source].count--;
 }
 
 /* The connection to give up for newcomer: not authenticated, not itself;
  * from newcomer's source when same_source, else from the source holding
  * the most; the oldest there. */
-static struct conn *victim(const struct conn *newcomer, bool same_source)
+static struct conn *victim(struct status *st, const struct conn *newcomer, bool same_source)
 {
     struct conn *best = NULL;
-    for (size_t i = 0; i < C.nslots; i++) {
-        struct conn *k = &C.slot[i];
+    for (size_t i = 0; i < st->conns.nslots; i++) {
+        struct conn *k = &st->conns.slot[i];
         if (!k->used || k->cut || k->authed || k == newcomer ||
             (same_source && k->source != newcomer->source))
             continue;
-        if (!best || C.src[k->source].count > C.src[best->source].count ||
-            (C.src[k->source].count == C.src[best->source].count && k->opened < best->opened))
+        if (!best || st->conns.src[k->source].count > st->conns.src[best->source].count ||
+            (st->conns.src[k->source].count == st->conns.src[best->source].count && k->opened < best->opened))
             best = k;
     }
     return best;
 }
 
-static void connection_started(struct MHD_Connection *c, void **socket_context)
+static void connection_started(struct status *st, struct MHD_Connection *c, void **socket_context)
 {
     const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!fi)
         return;
     unsigned cut = 0;
-    pthread_mutex_lock(&C.mu);
+    pthread_mutex_lock(&st->conns.mu);
     struct conn *k = NULL;
-    for (size_t i = 0; i < C.nslots && !k; i++)
-        if (!C.slot[i].used)
-            k = &C.slot[i];
+    for (size_t i = 0; i < st->conns.nslots && !k; i++)
+        if (!st->conns.slot[i].used)
+            k = &st->conns.slot[i];
     if (!k) {
         shutdown(fi->connect_fd, SHUT_RDWR); /* every slot is closing: this one waits its turn */
         cut++;
@@ -910,103 +912,105 @@ static void connection_started(struct MHD_Connection *c, void **socket_context)
         int64_t now = now_ms();
         uint8_t key[16];
         source_key(ai ? ai->client_addr : NULL, key);
-        uint32_t src = source_index(key); /* before k is in use: a remake skips it */
+        uint32_t src = source_index(st, key); /* before k is in use: a remake skips it */
         if (src == UINT32_MAX)                /* cannot be: at most MAX_SLOTS sources */
             src = 0;
         *k = (struct conn){true, false, false, fi->connect_fd, src, now, now};
         *socket_context = k;
-        C.live++;
-        C.src[k->source].count++;
+        st->conns.live++;
+        st->conns.src[k->source].count++;
         struct conn *v;
-        if (C.src[k->source].count > PER_SOURCE_BUDGET && (v = victim(k, true)) != NULL) {
-            cut_locked(v);
+        if (st->conns.src[k->source].count > PER_SOURCE_BUDGET && (v = victim(st, k, true)) != NULL) {
+            cut_locked(st, v);
             cut++;
         }
-        if (C.live > C.budget && (v = victim(k, false)) != NULL) {
-            cut_locked(v);
+        if (st->conns.live > st->conns.budget && (v = victim(st, k, false)) != NULL) {
+            cut_locked(st, v);
             cut++;
         }
     }
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&st->conns.mu);
     for (unsigned i = 0; i < cut; i++)
-        refuse_noted(503, "connection budget: an unauthenticated connection dropped for a newer one");
+        refuse_noted(st, 503, "connection budget: an unauthenticated connection dropped for a newer one");
 }
 
 static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
                              enum MHD_ConnectionNotificationCode what)
 {
-    (void)cls;
+    struct status *st = cls;
     if (what == MHD_CONNECTION_NOTIFY_STARTED) {
-        connection_started(c, socket_context);
+        connection_started(st, c, socket_context);
         return;
     }
-    pthread_mutex_lock(&C.mu);
+    pthread_mutex_lock(&st->conns.mu);
     struct conn *k = *socket_context;
     if (k) {
         if (!k->cut) {
-            C.live--;
-            C.src[k->source].count--;
+            st->conns.live--;
+            st->conns.src[k->source].count--;
         }
         k->used = false;
         *socket_context = NULL;
     }
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&st->conns.mu);
 }
 
-static void mark_authenticated(struct MHD_Connection *c)
+static void mark_authenticated(struct status *st, struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    pthread_mutex_lock(&C.mu);
+    pthread_mutex_lock(&st->conns.mu);
     if (ci && ci->socket_context)
         ((struct conn *)ci->socket_context)->authed = true;
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&st->conns.mu);
 }
 
-static void cut_late_connections(void)
+static void cut_late_connections(struct status *st)
 {
     int64_t now = now_ms();
     unsigned cut = 0;
-    pthread_mutex_lock(&C.mu);
-    for (size_t i = 0; i < C.nslots; i++)
-        if (C.slot[i].used && !C.slot[i].cut && now - C.slot[i].since > REQUEST_DEADLINE_MS) {
-            cut_locked(&C.slot[i]);
+    pthread_mutex_lock(&st->conns.mu);
+    for (size_t i = 0; i < st->conns.nslots; i++) {
+        struct conn *k = &st->conns.slot[i];
+        if (k->used && !k->cut && now - k->since > REQUEST_DEADLINE_MS) {
+            cut_locked(st, k);
             cut++;
         }
-    pthread_mutex_unlock(&C.mu);
+    }
+    pthread_mutex_unlock(&st->conns.mu);
     for (unsigned i = 0; i < cut; i++)
-        refuse_noted(408, "no whole request within the deadline: connection closed");
+        refuse_noted(st, 408, "no whole request within the deadline: connection closed");
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    struct status *st = cls;
     (void)toe;
     free(*con_cls);
     *con_cls = NULL;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    pthread_mutex_lock(&C.mu);
+    pthread_mutex_lock(&st->conns.mu);
     if (ci && ci->socket_context)
         ((struct conn *)ci->socket_context)->since = now_ms();
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&st->conns.mu);
 }
 
 /* MHD's own complaints ("Server reached connection limit", a failed
  * accept, ...) can be provoked by any stranger: through the one limiter. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    struct status *st = cls;
     char msg[300];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\r\n")] = '\0';
-    pthread_mutex_lock(&S.mu);
-    log_limited(&S.refusals, LOG_LVL_WARN, "http server: %s", msg);
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_lock(&st->mu);
+    log_limited(&st->refusals, LOG_LVL_WARN, "http server: %s", msg);
+    pthread_mutex_unlock(&st->mu);
 }
 
 /* Descriptors for MAX_SLOTS connections and the rest of the process;
  * fewer slots (and a smaller budget) when the hard limit is lower. */
-static void size_connections(void)
+static void size_connections(struct status *st)
 {
     struct rlimit rl;
     rlim_t want = MAX_SLOTS + 384; /* MHD may hold 128 past our slots */
@@ -1016,75 +1020,75 @@ static void size_connections(void)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
     rlim_t have = rl.rlim_cur;
-    C.nslots = have >= want ? MAX_SLOTS : have > 384 + 64 ? (size_t)(have - 384) : 64;
-    C.budget = C.nslots / 2; /* the other half: cut connections MHD has not closed yet */
-    if (C.nslots < MAX_SLOTS)
+    st->conns.nslots = have >= want ? MAX_SLOTS : have > 384 + 64 ? (size_t)(have - 384) : 64;
+    st->conns.budget = st->conns.nslots / 2; /* the other half: cut connections MHD has not closed yet */
+    if (st->conns.nslots < MAX_SLOTS)
         log_warn("descriptor limit %llu: %zu connection slots, not %d",
-                 (unsigned long long)have, C.nslots, MAX_SLOTS);
+                 (unsigned long long)have, st->conns.nslots, MAX_SLOTS);
 }
 
 /* ---- the token, from the environment or a file, never the config ---- */
 
-static void load_token(void)
+static void load_token(struct status *st)
 {
     char tok[256] = "", why[400];
-    bool set = S.cfg.status_token[0] != '\0', broken = false;
+    bool set = st->cfg.status_token[0] != '\0', broken = false;
     /* A file of another user, or a link, is refused: whoever can write
      * the token decides who may act. */
-    if (set && secret_read_token(S.cfg.status_token, tok, sizeof tok, why, sizeof why) != 0) {
+    if (set && secret_read_token(st->cfg.status_token, tok, sizeof tok, why, sizeof why) != 0) {
         broken = true;
-        log_error("status.token %s: %s; operator actions are refused", S.cfg.status_token, why);
+        log_error("status.token %s: %s; operator actions are refused", st->cfg.status_token, why);
     }
-    pthread_mutex_lock(&S.mu);
-    copy_str(S.hosts, sizeof S.hosts, S.cfg.status_allowed_hosts);
-    copy_str(S.token, sizeof S.token, tok);
-    S.token_set = set;
-    S.token_broken = broken;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_lock(&st->mu);
+    copy_str(st->hosts, sizeof st->hosts, st->cfg.status_allowed_hosts);
+    copy_str(st->token, sizeof st->token, tok);
+    st->token_set = set;
+    st->token_broken = broken;
+    pthread_mutex_unlock(&st->mu);
     memset(tok, 0, sizeof tok);
 }
 
 /* The manager's API token, read at start and on every reload (replacing
  * the file and reloading ends every session and login link). */
-static void load_api_token(void)
+static void load_api_token(struct status *st)
 {
     char dir[256], tok[PKI_API_TOKEN_LEN + 1], err[512];
-    pki_dir(&S.cfg, dir, sizeof dir);
+    pki_dir(&st->cfg, dir, sizeof dir);
     if (pki_api_token_read(dir, tok, err, sizeof err) != 0)
         log_error("status API token: %s; only status.token is accepted", err);
-    pthread_mutex_lock(&S.mu);
-    bool changed = strcmp(tok, S.api_token) != 0;
-    copy_str(S.api_token, sizeof S.api_token, tok);
+    pthread_mutex_lock(&st->mu);
+    bool changed = strcmp(tok, st->api_token) != 0;
+    copy_str(st->api_token, sizeof st->api_token, tok);
     if (changed)
-        memset(S.codes, 0, sizeof S.codes);
-    pthread_mutex_unlock(&S.mu);
+        memset(st->codes, 0, sizeof st->codes);
+    pthread_mutex_unlock(&st->mu);
     OPENSSL_cleanse(tok, sizeof tok);
 }
 
 /* At start, a login link for whoever started the manager on a terminal
  * (make run): printed there, never logged (the log may be read by more
  * people than the terminal). */
-static void offer_login(void)
+static void offer_login(struct status *st)
 {
     char host[64], hp[96], url[400];
-    copy_str(host, sizeof host, strcmp(S.listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : S.listen_host);
-    snprintf(hp, sizeof hp, "%s:%u", host, (unsigned)S.port);
+    copy_str(host, sizeof host, strcmp(st->listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : st->listen_host);
+    snprintf(hp, sizeof hp, "%s:%u", host, (unsigned)st->port);
     if (!isatty(STDOUT_FILENO)) {
         log_info("dashboard: 'asgctl dashboard' (as uid %u) prints a one-time login link for http://%s/",
                  (unsigned)geteuid(), hp);
         return;
     }
-    login_url(hp, url, sizeof url);
+    login_url(st, hp, url, sizeof url);
     printf("\n  asg dashboard: open %s\n  (works once, for %d minutes; later: asgctl dashboard)\n\n", url,
            LOGIN_CODE_MS / 60000);
     fflush(stdout);
     OPENSSL_cleanse(url, sizeof url);
 }
 
-static struct MHD_Daemon *start_http(void)
+static struct MHD_Daemon *start_http(struct status *st)
 {
     char host[64];
-    copy_str(host, sizeof host, S.cfg.status_listen);
+    copy_str(host, sizeof host, st->cfg.status_listen);
     char *colon = strrchr(host, ':');
     if (!colon)
         return NULL;
@@ -1097,80 +1101,97 @@ static struct MHD_Daemon *start_http(void)
         log_error("status.listen: '%s' is not an IPv4 address", host);
         return NULL;
     }
-    copy_str(S.listen_host, sizeof S.listen_host, host);
+    copy_str(st->listen_host, sizeof st->listen_host, host);
     /* Four threads, so that a request waiting on an agent does not hold up
      * the others; epoll, for descriptors past 1024; the connection budget
      * above instead of MHD's limits (which refuse the newest, the
      * operator's too); 5 s of silence closes one, and so does a request not
      * done within REQUEST_DEADLINE_MS. MHD's own log goes through ours. */
-    size_connections();
+    size_connections(st);
     return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0,
-                            NULL, NULL, handle, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            NULL, NULL, handle, st, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, st,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_NOTIFY_CONNECTION, connection_event, NULL,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, st,
+                            MHD_OPTION_NOTIFY_CONNECTION, connection_event, st,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)4,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)5,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)(C.nslots + 128),
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)(st->conns.nslots + 128),
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
 }
 
-int status_main(struct table *rw, const struct asg_config *cfg)
+static int serve(struct status *st, struct table *rw, const struct asg_config *cfg)
 {
     /* Trade the inherited writable mapping for a read-only one: a bug
      * here faults instead of scribbling on the table. */
     char err[512];
-    if (table_attach(rw->name, true, &S.t, err, sizeof err) != 0) { /* shm.name + its suffix */
+    if (table_attach(rw->name, true, &st->t, err, sizeof err) != 0) { /* shm.name + its suffix */
         log_error("%s", err);
         return ASG_EXIT_FATAL;
     }
     table_detach(rw);
-    S.cfg = *cfg;
-    if (confseg_open_role(&S.t, &S.conf, &S.cfg, &S.cfg_gen) != 0)
+    st->cfg = *cfg;
+    if (confseg_open_role(&st->t, &st->conf, &st->cfg, &st->cfg_gen) != 0)
         return 1; /* restarted: the supervisor publishes it before any role starts */
     /* The configured port until the bound one is known (port 0). */
     const char *colon = strrchr(cfg->status_listen, ':');
     long port = 0;
     if (colon)
         parse_whole(colon + 1, 0, 65535, &port);
-    S.port = (unsigned)port;
-    pthread_mutex_init(&S.mu, NULL);
+    st->port = (unsigned)port;
+    pthread_mutex_init(&st->mu, NULL);
     int sigfd = signals_install(false);
-    load_token();
-    load_api_token();
-    if (rpc_manager_tls(&S.cfg, &S.tls, err, sizeof err) != 0)
+    load_token(st);
+    load_api_token(st);
+    if (rpc_manager_tls(&st->cfg, &st->tls, err, sizeof err) != 0)
         log_error("tls: %s; setting agents' load will fail", err);
     grpc_init();
-    struct MHD_Daemon *d = start_http();
+    struct MHD_Daemon *d = start_http(st);
     if (!d) {
-        log_error("status.listen %s: cannot serve HTTP (address in use?)", S.cfg.status_listen);
+        log_error("status.listen %s: cannot serve HTTP (address in use?)", st->cfg.status_listen);
         grpc_shutdown();
         return ASG_EXIT_FATAL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     if (di)
-        S.port = di->port;
+        st->port = di->port;
     log_info("status up on http://%.*s:%u/ (dashboard, /metrics, /api/v1)%s",
-             (int)strcspn(S.cfg.status_listen, ":"), S.cfg.status_listen,
+             (int)strcspn(st->cfg.status_listen, ":"), st->cfg.status_listen,
              di ? (unsigned)di->port : 0, "; all but /healthz and /metrics need the operator's credential");
-    offer_login();
+    offer_login(st);
     while (!g_sig.term) {
         struct pollfd p = {sigfd, POLLIN, 0};
         if (poll(&p, 1, 1000) > 0)
             signals_drain_pipe();
-        cut_late_connections();
+        cut_late_connections(st);
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (confseg_refresh(&S.conf, &S.cfg, &S.cfg_gen))
-                load_token();
-            load_api_token();
+            if (confseg_refresh(&st->conf, &st->cfg, &st->cfg_gen))
+                load_token(st);
+            load_api_token(st);
         }
     }
     MHD_stop_daemon(d);
     grpc_shutdown();
-    rpc_tls_free(&S.tls);
-    confseg_detach(&S.conf);
-    table_detach(&S.t);
+    rpc_tls_free(&st->tls);
+    confseg_detach(&st->conf);
+    table_detach(&st->t);
     return 0;
+}
+
+int status_main(struct table *rw, const struct asg_config *cfg)
+{
+    /* The role's whole state, on the heap (the connection table is large)
+     * and handed to every libmicrohttpd callback as its closure. */
+    struct status *st = calloc(1, sizeof *st);
+    if (!st) {
+        log_error("status: out of memory");
+        return 1;
+    }
+    pthread_mutex_init(&st->conns.mu, NULL);
+    int rc = serve(st, rw, cfg);
+    pthread_mutex_destroy(&st->conns.mu);
+    OPENSSL_cleanse(st, sizeof *st); /* tokens and login codes */
+    free(st);
+    return rc;
 }

@@ -53,15 +53,17 @@ struct child {
     bool essential;          /* its fatal exit stops the manager */
 };
 
-static struct child children[] = {
+/* Each role as it is before it first runs: copied into the supervisor's
+ * own children (struct sup), which alone change. */
+static const struct child role_table[] = {
     {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"status", "asgd: status", status_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
 };
-#define NCHILDREN (sizeof children / sizeof children[0])
-#define MONITOR (&children[0])
-#define CONTROLLER (&children[1])
-#define STATUS (&children[2])
+#define NCHILDREN (sizeof role_table / sizeof role_table[0])
+#define MONITOR (&sup->children[0])
+#define CONTROLLER (&sup->children[1])
+#define STATUS (&sup->children[2])
 
 /* The supervisor's phases, in order. One function (advance) moves them
  * forward and one (set_phase) logs every move, as PostgreSQL's postmaster
@@ -79,6 +81,18 @@ enum phase {
 
 static const char *const phase_names[] = {"run", "stop-controller", "stop-monitor", "killed", "done"};
 
+/* What the supervisor knows of a monitor's listener (check_monitor_listener). */
+struct deaf {
+    pid_t pid;          /* the monitor the samples are about */
+    uint64_t accepted;  /* its relay_accepted at the last sample */
+    uint64_t took;      /* its relay_grpc_took at the last sample */
+    int64_t since;      /* first of the samples without progress; 0: none */
+    uint64_t rounds;    /* its probe rounds at that first sample */
+    int64_t next;       /* next sample */
+};
+
+/* The supervisor's whole state: made by main, passed to every function
+ * that needs it (nothing of it lives in a file-level variable). */
 struct sup {
     const char *cfg_path;    /* NULL: built-in defaults */
     struct asg_config cfg;
@@ -95,9 +109,9 @@ struct sup {
     int exit_code;
     int argc;
     char **argv;
+    struct child children[NCHILDREN]; /* role_table's, as they run */
+    struct deaf deaf;        /* the monitor's listener, sampled */
 };
-
-static struct sup S;
 
 static void usage(FILE *f)
 {
@@ -112,7 +126,7 @@ static void usage(FILE *f)
 
 /* ---- logging of child state (one place, as every death must be) ---- */
 
-static void log_child_exit(const struct child *c, pid_t pid, int status)
+static void log_child_exit(struct sup *sup, const struct child *c, pid_t pid, int status)
 {
     int64_t up = now_ms() - c->started_ms;
     char how[96];
@@ -123,18 +137,18 @@ static void log_child_exit(const struct child *c, pid_t pid, int status)
         snprintf(how, sizeof how, "exited with status 0");
     else
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
-    table_note(&S.table, EV_ROLE, NULL, level, "%s (pid %d) %s after %lld ms", c->role, (int)pid, how,
+    table_note(&sup->table, EV_ROLE, NULL, level, "%s (pid %d) %s after %lld ms", c->role, (int)pid, how,
                (long long)up);
 }
 
-static void set_role_pid(const struct child *c, pid_t pid)
+static void set_role_pid(struct sup *sup, const struct child *c, pid_t pid)
 {
-    table_set_role_pid(&S.table, (int)(c - children), pid);
+    table_set_role_pid(&sup->table, (int)(c - sup->children), pid);
 }
 
 /* ---- forking roles ---- */
 
-static void start_child(struct child *c)
+static void start_child(struct sup *sup, struct child *c)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -147,7 +161,7 @@ static void start_child(struct child *c)
         /* The child must not keep the supervisor's pidfile lock alive,
          * and dies with the supervisor (roles are never orphans: a new
          * supervisor starts its own). */
-        close(S.pidfd);
+        close(sup->pidfd);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() == 1)
             _exit(0);
@@ -157,55 +171,55 @@ static void start_child(struct child *c)
         if (c->restarts > 0)
             unsetenv("ASG_FAULT"); /* a test fault fires once, not in every restart */
 #endif
-        set_proc_title(S.argc, S.argv, c->title);
+        set_proc_title(sup->argc, sup->argv, c->title);
         log_set_role(c->role);
-        confseg_detach(&S.conf); /* roles map it read-only themselves */
+        confseg_detach(&sup->conf); /* roles map it read-only themselves */
         fflush(NULL);
         /* exit, not _exit: stdio is flushed and, in sanitized builds,
          * LeakSanitizer checks the role. */
-        exit(c->main(&S.table, &S.cfg));
+        exit(c->main(&sup->table, &sup->cfg));
     }
     c->pid = pid;
     c->state = CH_RUNNING;
     c->started_ms = now_ms();
-    set_role_pid(c, pid);
+    set_role_pid(sup, c, pid);
     log_info("%s started (pid %d)%s", c->role, (int)pid,
              c->restarts ? " after a restart" : "");
 }
 
-static struct child *child_by_pid(pid_t pid)
+static struct child *child_by_pid(struct sup *sup, pid_t pid)
 {
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (children[i].pid == pid && children[i].state == CH_RUNNING)
-            return &children[i];
+        if (sup->children[i].pid == pid && sup->children[i].state == CH_RUNNING)
+            return &sup->children[i];
     return NULL;
 }
 
-static void begin_drain(int code);
+static void begin_drain(struct sup *sup, int code);
 
 /* Restart at once after a long life (supervisor.restart_stable_ms); after
  * short lives, back off: 250 ms, 500 ms, 1 s, ... up to 30 s (defaults). */
-static void schedule_restart(struct child *c, int64_t now)
+static void schedule_restart(struct sup *sup, struct child *c, int64_t now)
 {
-    if (now - c->started_ms >= S.cfg.restart_stable_ms)
+    if (now - c->started_ms >= sup->cfg.restart_stable_ms)
         c->failures = 0;
     c->failures++;
     int64_t delay = 0;
     if (c->failures > 1) {
         int shift = c->failures - 2 > 16 ? 16 : c->failures - 2;
-        delay = (int64_t)S.cfg.restart_backoff_ms << shift;
-        if (delay > S.cfg.restart_backoff_max_ms)
-            delay = S.cfg.restart_backoff_max_ms;
+        delay = (int64_t)sup->cfg.restart_backoff_ms << shift;
+        if (delay > sup->cfg.restart_backoff_max_ms)
+            delay = sup->cfg.restart_backoff_max_ms;
     }
     c->state = CH_WAITING;
     c->restart_at_ms = now + delay;
     c->restarts++;
-    table_role_restarted(&S.table, (int)(c - children));
+    table_role_restarted(&sup->table, (int)(c - sup->children));
     log_info("%s will restart in %lld ms (death %d in a row)", c->role, (long long)delay,
              c->failures);
 }
 
-static void reap(void)
+static void reap(struct sup *sup)
 {
     pid_t pid;
     int status;
@@ -215,8 +229,8 @@ static void reap(void)
                 continue;
             break; /* ECHILD */
         }
-        struct child *c = child_by_pid(pid);
-        if (table_recover_dead_holder(&S.table, pid))
+        struct child *c = child_by_pid(sup, pid);
+        if (table_recover_dead_holder(&sup->table, pid))
             log_warn("pid %d died holding the table lock; lock recovered, table checked", (int)pid);
         if (!c) {
             /* An agent orphaned by a controller restart: we are its
@@ -224,11 +238,11 @@ static void reap(void)
             log_debug("reaped pid %d (not a role)", (int)pid);
             continue;
         }
-        log_child_exit(c, pid, status);
+        log_child_exit(sup, c, pid, status);
         c->pid = 0;
         c->state = CH_STOPPED;
-        set_role_pid(c, 0);
-        if (S.phase != PH_RUN)
+        set_role_pid(sup, c, 0);
+        if (sup->phase != PH_RUN)
             continue;
         if (WIFEXITED(status) && WEXITSTATUS(status) == ASG_EXIT_FATAL) {
             if (!c->essential) {
@@ -238,10 +252,10 @@ static void reap(void)
             }
             log_error("%s exited with its fatal code %d: it cannot run with this "
                       "configuration; stopping the manager", c->role, ASG_EXIT_FATAL);
-            begin_drain(1);
+            begin_drain(sup, 1);
             continue;
         }
-        schedule_restart(c, now_ms());
+        schedule_restart(sup, c, now_ms());
     }
 }
 
@@ -249,26 +263,26 @@ static void reap(void)
 
 /* The roles take it at the SIGHUP that follows (the controller then
  * ends an operator's desired size: the file wins again). */
-static void publish_config(const struct asg_config *cfg)
+static void publish_config(struct sup *sup, const struct asg_config *cfg)
 {
-    uint64_t gen = confseg_publish(&S.conf, cfg);
-    table_config_reloaded(&S.table);
-    table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_INFO,
+    uint64_t gen = confseg_publish(&sup->conf, cfg);
+    table_config_reloaded(&sup->table);
+    table_note(&sup->table, EV_CONFIG, NULL, LOG_LVL_INFO,
                "config reloaded from %.80s (generation %llu): group %d..%d desired %d, policy %s",
-               S.cfg_path, (unsigned long long)gen, cfg->min_instances,
+               sup->cfg_path, (unsigned long long)gen, cfg->min_instances,
                cfg->max_instances, cfg->desired_instances, policy_kind_name(cfg->policy_kind));
 }
 
-static void reload_failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void reload_failed(const char *fmt, ...)
+static void reload_failed(struct sup *sup, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reload_failed(struct sup *sup, const char *fmt, ...)
 {
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    atomic_fetch_add(&S.table.hdr->reloads_failed, 1);
-    table_note(&S.table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
+    atomic_fetch_add(&sup->table.hdr->reloads_failed, 1);
+    table_note(&sup->table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
 }
 
 /* status.token as a file is read as a secret (no link, root's or ours,
@@ -284,111 +298,111 @@ static int check_token_file(const struct asg_config *c, char *err, size_t errsiz
     return rc;
 }
 
-static void reload(void)
+static void reload(struct sup *sup)
 {
-    if (!S.cfg_path) {
+    if (!sup->cfg_path) {
         log_warn("SIGHUP: running on built-in defaults, no file to re-read");
         return;
     }
     struct asg_config next;
     char err[512];
-    if (config_load(S.cfg_path, &next, err, sizeof err) != 0) {
-        reload_failed("config file %s has errors, not reloading: %s", S.cfg_path, err);
+    if (config_load(sup->cfg_path, &next, err, sizeof err) != 0) {
+        reload_failed(sup, "config file %s has errors, not reloading: %s", sup->cfg_path, err);
         return;
     }
     if (check_token_file(&next, err, sizeof err) != 0) {
-        reload_failed("config file %s: status.token: %s; not reloading", S.cfg_path, err);
+        reload_failed(sup, "config file %s: status.token: %s; not reloading", sup->cfg_path, err);
         return;
     }
-    const char *key = config_restart_key_changed(&S.cfg, &next);
+    const char *key = config_restart_key_changed(&sup->cfg, &next);
     if (key) {
-        reload_failed("config file %s: %s cannot change while running (restart asgd); not reloading",
-                      S.cfg_path, key);
+        reload_failed(sup, "config file %s: %s cannot change while running (restart asgd); not reloading",
+                      sup->cfg_path, key);
         return;
     }
-    S.cfg = next;
-    log_set_level((enum log_level)S.cfg.log_level);
-    publish_config(&S.cfg);
+    sup->cfg = next;
+    log_set_level((enum log_level)sup->cfg.log_level);
+    publish_config(sup, &sup->cfg);
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (children[i].state == CH_RUNNING)
-            kill(children[i].pid, SIGHUP);
+        if (sup->children[i].state == CH_RUNNING)
+            kill(sup->children[i].pid, SIGHUP);
 }
 
 /* ---- drain ---- */
 
-static void set_phase(enum phase p, const char *why)
+static void set_phase(struct sup *sup, enum phase p, const char *why)
 {
-    log_info("phase %s -> %s: %s", phase_names[S.phase], phase_names[p], why);
-    S.phase_before = S.phase;
-    S.phase = p;
+    log_info("phase %s -> %s: %s", phase_names[sup->phase], phase_names[p], why);
+    sup->phase_before = sup->phase;
+    sup->phase = p;
 }
 
-static void begin_drain(int code)
+static void begin_drain(struct sup *sup, int code)
 {
-    if (S.phase != PH_RUN)
+    if (sup->phase != PH_RUN)
         return;
-    S.exit_code = code;
-    S.drain_deadline = now_ms() + S.cfg.drain_timeout_ms;
+    sup->exit_code = code;
+    sup->drain_deadline = now_ms() + sup->cfg.drain_timeout_ms;
     char why[96];
-    snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", S.cfg.drain_timeout_ms,
+    snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", sup->cfg.drain_timeout_ms,
              code ? ", instances kept" : "");
-    set_phase(PH_STOP_CONTROLLER, why);
-    table_set_draining(&S.table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
+    set_phase(sup, PH_STOP_CONTROLLER, why);
+    table_set_draining(&sup->table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
     /* The controller first: it stops the local agents, which deregister
      * with the monitor on their way out. The monitor follows (drain_step). */
     for (size_t i = 0; i < NCHILDREN; i++) {
-        if (children[i].state != CH_RUNNING)
-            children[i].state = CH_STOPPED;
-        else if (&children[i] != MONITOR)
-            kill(children[i].pid, SIGTERM);
+        if (sup->children[i].state != CH_RUNNING)
+            sup->children[i].state = CH_STOPPED;
+        else if (&sup->children[i] != MONITOR)
+            kill(sup->children[i].pid, SIGTERM);
     }
 }
 
-static bool all_stopped(void)
+static bool all_stopped(struct sup *sup)
 {
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (children[i].state == CH_RUNNING)
+        if (sup->children[i].state == CH_RUNNING)
             return false;
     return true;
 }
 
-static void escalate(void)
+static void escalate(struct sup *sup)
 {
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (children[i].state == CH_RUNNING) {
-            log_warn("%s (pid %d) did not stop within %d ms: SIGKILL", children[i].role,
-                     (int)children[i].pid, S.cfg.drain_timeout_ms);
-            kill(children[i].pid, SIGKILL);
+        if (sup->children[i].state == CH_RUNNING) {
+            log_warn("%s (pid %d) did not stop within %d ms: SIGKILL", sup->children[i].role,
+                     (int)sup->children[i].pid, sup->cfg.drain_timeout_ms);
+            kill(sup->children[i].pid, SIGKILL);
         }
 }
 
 /* The one place the drain moves forward; returns when it must be looked
  * at again. In PH_RUN it has nothing to do (begin_drain leaves it). */
-static int64_t advance(int64_t now)
+static int64_t advance(struct sup *sup, int64_t now)
 {
-    int64_t half = S.drain_deadline - S.cfg.drain_timeout_ms / 2;
-    if (S.phase != PH_RUN && S.phase != PH_DONE && all_stopped()) {
-        set_phase(PH_DONE, "every role has stopped");
+    int64_t half = sup->drain_deadline - sup->cfg.drain_timeout_ms / 2;
+    if (sup->phase != PH_RUN && sup->phase != PH_DONE && all_stopped(sup)) {
+        set_phase(sup, PH_DONE, "every role has stopped");
         return now;
     }
-    switch (S.phase) {
+    switch (sup->phase) {
     case PH_STOP_CONTROLLER:
-        if (now >= S.drain_deadline) {
-            escalate();
-            set_phase(PH_KILLED, "drain timed out");
+        if (now >= sup->drain_deadline) {
+            escalate(sup);
+            set_phase(sup, PH_KILLED, "drain timed out");
         } else if (CONTROLLER->state != CH_RUNNING || now >= half) {
             if (MONITOR->state == CH_RUNNING)
                 kill(MONITOR->pid, SIGTERM);
-            set_phase(PH_STOP_MONITOR, CONTROLLER->state != CH_RUNNING ? "the controller has stopped"
+            set_phase(sup, PH_STOP_MONITOR, CONTROLLER->state != CH_RUNNING ? "the controller has stopped"
                                                                         : "half the drain time passed");
         }
-        return now >= half ? S.drain_deadline : half;
+        return now >= half ? sup->drain_deadline : half;
     case PH_STOP_MONITOR:
-        if (now >= S.drain_deadline) {
-            escalate();
-            set_phase(PH_KILLED, "drain timed out");
+        if (now >= sup->drain_deadline) {
+            escalate(sup);
+            set_phase(sup, PH_KILLED, "drain timed out");
         }
-        return S.drain_deadline;
+        return sup->drain_deadline;
     case PH_RUN:
     case PH_KILLED:
     case PH_DONE:
@@ -400,19 +414,20 @@ static int64_t advance(int64_t now)
 /* Last sweep after the roles are gone: local agents still listed in the
  * table (a controller killed mid-drain) are stopped too, so that nothing
  * this manager started outlives it when it was asked to stop them. */
-static void stop_leftover_agents(void)
+static void stop_leftover_agents(struct sup *sup)
 {
-    if (!provider_has(&S.cfg, PROVIDER_CAP_PROCESSES) || !S.cfg.local_stop_on_exit || S.exit_code != 0)
+    if (!provider_has(&sup->cfg, PROVIDER_CAP_PROCESSES) || !sup->cfg.local_stop_on_exit ||
+        sup->exit_code != 0)
         return; /* a manager that failed leaves its instances to the next one */
-    for (uint32_t i = 0; i < S.table.capacity; i++) {
+    for (uint32_t i = 0; i < sup->table.capacity; i++) {
         struct table_row r;
-        if (!table_read_row(&S.table, i, &r) || r.state == ROW_FREE || r.pid <= 0)
+        if (!table_read_row(&sup->table, i, &r) || r.state == ROW_FREE || r.pid <= 0)
             continue;
         /* Every check the controller makes (provider/local.c): a row is
          * only a claim, never a licence to signal its pid. */
         struct provider_handle h;
         controller_handle_of_row(&r, &h);
-        if (local_signal_row(S.nonce, &h, r.pid, SIGKILL) > 0)
+        if (local_signal_row(sup->nonce, &h, r.pid, SIGKILL) > 0)
             log_warn("agent %s (pid %d) still running after drain: SIGKILL", r.id, r.pid);
     }
 }
@@ -434,21 +449,11 @@ static void stop_leftover_agents(void)
  * is left alone, as killing it would only add a restart to the load. */
 #define DEAF_SAMPLE_MS 1000
 #define DEAF_AFTER_MS 5000
-
-static struct {
-    pid_t pid;          /* the monitor the samples are about */
-    uint64_t accepted;  /* its relay_accepted at the last sample */
-    uint64_t took;      /* its relay_grpc_took at the last sample */
-    int64_t since;      /* first of the samples without progress; 0: none */
-    uint64_t rounds;    /* its probe rounds at that first sample */
-    int64_t next;       /* next sample */
-} deaf;
-
 #define DEAF_MIN_ROUNDS 3
 
-static int monitor_port(struct table_hdr *h)
+static int monitor_port(struct sup *sup, struct table_hdr *h)
 {
-    if (!table_read_hdr(&S.table, h) || h->pid_monitor != MONITOR->pid)
+    if (!table_read_hdr(&sup->table, h) || h->pid_monitor != MONITOR->pid)
         return -1;
     h->monitor_addr[sizeof h->monitor_addr - 1] = '\0';
     const char *colon = strrchr(h->monitor_addr, ':');
@@ -458,60 +463,60 @@ static int monitor_port(struct table_hdr *h)
     return (int)port;
 }
 
-static void check_monitor_listener(int64_t now)
+static void check_monitor_listener(struct sup *sup, int64_t now)
 {
-    if (now < deaf.next)
+    if (now < sup->deaf.next)
         return;
-    deaf.next = now + DEAF_SAMPLE_MS;
+    sup->deaf.next = now + DEAF_SAMPLE_MS;
     if (MONITOR->state != CH_RUNNING)
         return;
     struct table_hdr h;
-    int port = monitor_port(&h);
+    int port = monitor_port(sup, &h);
     if (port <= 0)
         return;
     long queued = tcp_accept_queue(port);
     uint64_t accepted = atomic_load(&h.relay_accepted), took = atomic_load(&h.relay_grpc_took);
     uint32_t waiting = atomic_load(&h.relay_grpc_waiting);
-    bool listener_stuck = deaf.pid == MONITOR->pid && queued > 0 && accepted == deaf.accepted;
-    bool grpc_stuck = deaf.pid == MONITOR->pid && waiting > 0 && took == deaf.took;
-    deaf.accepted = accepted;
-    deaf.took = took;
+    bool listener_stuck = sup->deaf.pid == MONITOR->pid && queued > 0 && accepted == sup->deaf.accepted;
+    bool grpc_stuck = sup->deaf.pid == MONITOR->pid && waiting > 0 && took == sup->deaf.took;
+    sup->deaf.accepted = accepted;
+    sup->deaf.took = took;
     if (!listener_stuck && !grpc_stuck) {
-        deaf.pid = MONITOR->pid;
-        deaf.since = 0;
+        sup->deaf.pid = MONITOR->pid;
+        sup->deaf.since = 0;
         return;
     }
-    if (!deaf.since) {
-        deaf.since = now;
-        deaf.rounds = h.probe_rounds;
+    if (!sup->deaf.since) {
+        sup->deaf.since = now;
+        sup->deaf.rounds = h.probe_rounds;
         return;
     }
-    if (now - deaf.since < DEAF_AFTER_MS || h.probe_rounds < deaf.rounds + DEAF_MIN_ROUNDS)
+    if (now - sup->deaf.since < DEAF_AFTER_MS || h.probe_rounds < sup->deaf.rounds + DEAF_MIN_ROUNDS)
         return;
     if (listener_stuck)
-        table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+        table_note(&sup->table, EV_ROLE, NULL, LOG_LVL_ERROR,
                    "monitor (pid %d) is deaf: its listener on port %d has left %ld connections "
                    "unaccepted for %lld ms; killing it to restart it", (int)MONITOR->pid, port,
-                   queued, (long long)(now - deaf.since));
+                   queued, (long long)(now - sup->deaf.since));
     else
-        table_note(&S.table, EV_ROLE, NULL, LOG_LVL_ERROR,
+        table_note(&sup->table, EV_ROLE, NULL, LOG_LVL_ERROR,
                    "monitor (pid %d) is deaf: its gRPC server has left %u relayed connections "
                    "unread for %lld ms; killing it to restart it", (int)MONITOR->pid, waiting,
-                   (long long)(now - deaf.since));
+                   (long long)(now - sup->deaf.since));
     kill(MONITOR->pid, SIGKILL);
-    deaf.since = 0;
+    sup->deaf.since = 0;
 }
 
 /* ---- start-up ---- */
 
-static int open_pidfile(void)
+static int open_pidfile(struct sup *sup)
 {
     /* Never through a link (root would write to its target), never a file
      * of another uid, and 0600: nobody else can open it, so nobody else
      * can flock it to keep asgd from starting. */
-    int fd = open(S.cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    int fd = open(sup->cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     if (fd < 0) {
-        fprintf(stderr, "asgd: pidfile %s: %s\n", S.cfg.pidfile,
+        fprintf(stderr, "asgd: pidfile %s: %s\n", sup->cfg.pidfile,
                 errno == ELOOP ? "is a symbolic link; refusing it" : strerror(errno));
         return -1;
     }
@@ -519,7 +524,7 @@ static int open_pidfile(void)
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
         (st.st_nlink != 1) || fchmod(fd, 0600) != 0) {
         fprintf(stderr, "asgd: pidfile %s: not a regular file of ours (uid %u) with one link; "
-                "refusing it\n", S.cfg.pidfile, (unsigned)geteuid());
+                "refusing it\n", sup->cfg.pidfile, (unsigned)geteuid());
         close(fd);
         return -1;
     }
@@ -529,19 +534,19 @@ static int open_pidfile(void)
         buf[n > 0 ? n : 0] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
         fprintf(stderr, "asgd: another asgd (pid %s) holds %s; not starting\n",
-                buf[0] ? buf : "?", S.cfg.pidfile);
+                buf[0] ? buf : "?", sup->cfg.pidfile);
         close(fd);
         return -1;
     }
     return fd;
 }
 
-static int write_pidfile(void)
+static int write_pidfile(struct sup *sup)
 {
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
-    if (ftruncate(S.pidfd, 0) != 0 || pwrite(S.pidfd, buf, (size_t)n, 0) != n) {
-        log_error("pidfile %s: %s", S.cfg.pidfile, strerror(errno));
+    if (ftruncate(sup->pidfd, 0) != 0 || pwrite(sup->pidfd, buf, (size_t)n, 0) != n) {
+        log_error("pidfile %s: %s", sup->cfg.pidfile, strerror(errno));
         return -1;
     }
     return 0;
@@ -561,10 +566,10 @@ static bool our_role(pid_t pid)
  * for them, up to the drain timeout, then kills them, so that the new
  * monitor can bind its port. Pids that are not our program are left
  * alone. */
-static int wait_previous_roles(const struct table_hdr *h)
+static int wait_previous_roles(struct sup *sup, const struct table_hdr *h)
 {
     const int32_t pids[] = {h->pid_monitor, h->pid_controller, h->pid_status};
-    int64_t deadline = now_ms() + S.cfg.drain_timeout_ms;
+    int64_t deadline = now_ms() + sup->cfg.drain_timeout_ms;
     for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
         pid_t pid = pids[i];
         if (pid <= 0 || pid == getpid() || !pid_alive(pid) || !our_role(pid))
@@ -589,80 +594,80 @@ static int wait_previous_roles(const struct table_hdr *h)
 /* A new table under a fresh random name (common/identity.h), recorded
  * first: a crash in between leaves a record of nothing, never a table
  * nobody can find. */
-static int create_table(void)
+static int create_table(struct sup *sup)
 {
     char err[512], name[TABLE_NAME_MAX];
     for (int tries = 0; tries < 3; tries++) {
-        if (table_name_fresh(S.cfg.shm_name, name, sizeof name) != 0) {
-            log_error("shm.name %s: cannot make a table name: %s", S.cfg.shm_name, strerror(errno));
+        if (table_name_fresh(sup->cfg.shm_name, name, sizeof name) != 0) {
+            log_error("shm.name %s: cannot make a table name: %s", sup->cfg.shm_name, strerror(errno));
             return -1;
         }
-        if (table_name_record(S.state_dir, S.cfg.shm_name, name, err, sizeof err) != 0) {
+        if (table_name_record(sup->state_dir, sup->cfg.shm_name, name, err, sizeof err) != 0) {
             log_error("%s", err);
             return -1;
         }
-        if (table_create(name, (uint32_t)S.cfg.shm_capacity, &S.table, err, sizeof err) == 0) {
-            S.table_fresh = true;
+        if (table_create(name, (uint32_t)sup->cfg.shm_capacity, &sup->table, err, sizeof err) == 0) {
+            sup->table_fresh = true;
             return 0;
         }
         if (errno != EEXIST && !strstr(err, "File exists")) {
             log_error("%s", err);
-            table_name_record(S.state_dir, S.cfg.shm_name, NULL, err, sizeof err);
+            table_name_record(sup->state_dir, sup->cfg.shm_name, NULL, err, sizeof err);
             return -1;
         }
         log_warn("%s; choosing another name", err);
     }
-    log_error("shm.name %s: three random names were all taken; not starting", S.cfg.shm_name);
+    log_error("shm.name %s: three random names were all taken; not starting", sup->cfg.shm_name);
     return -1;
 }
 
 /* The checks on a table left by an earlier manager of this group. */
-static int reattach_checks(void)
+static int reattach_checks(struct sup *sup)
 {
-    struct table_hdr *h = S.table.hdr;
+    struct table_hdr *h = sup->table.hdr;
     if (h->pid_supervisor > 0 && h->pid_supervisor != getpid() && pid_alive(h->pid_supervisor)) {
-        log_error("shared table %s is in use by asgd pid %d; not starting", S.table.name,
+        log_error("shared table %s is in use by asgd pid %d; not starting", sup->table.name,
                   h->pid_supervisor);
         return -1;
     }
     h->group_nonce[sizeof h->group_nonce - 1] = '\0';
-    if (h->group_nonce[0] && strcmp(h->group_nonce, S.nonce) != 0) {
+    if (h->group_nonce[0] && strcmp(h->group_nonce, sup->nonce) != 0) {
         log_error("shared table %s was made by another group (its nonce is not the one in %s); "
-                  "not starting", S.table.name, S.state_dir);
+                  "not starting", sup->table.name, sup->state_dir);
         return -1;
     }
-    if (wait_previous_roles(h) != 0)
+    if (wait_previous_roles(sup, h) != 0)
         return -1;
     int rows = 0;
-    for (uint32_t i = 0; i < S.table.capacity; i++)
-        rows += S.table.rows[i].state != ROW_FREE;
+    for (uint32_t i = 0; i < sup->table.capacity; i++)
+        rows += sup->table.rows[i].state != ROW_FREE;
     /* Whatever the last writer left: half-written rows, an impossible
      * state, an event count that lost its log. */
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) == 0) {
-        int fixed = table_repair(&S.table);
-        table_unlock(&S.table);
+    if (table_lock(&sup->table, TABLE_LOCK_WAIT_MS) == 0) {
+        int fixed = table_repair(&sup->table);
+        table_unlock(&sup->table);
         if (fixed)
-            log_warn("shared table %s: %d thing(s) corrected on re-attach", S.table.name, fixed);
+            log_warn("shared table %s: %d thing(s) corrected on re-attach", sup->table.name, fixed);
     }
     log_warn("re-attaching shared table %s left by asgd pid %d: %d instance(s) kept",
-             S.table.name, h->pid_supervisor, rows);
-    if (S.table.capacity != (uint32_t)S.cfg.shm_capacity)
+             sup->table.name, h->pid_supervisor, rows);
+    if (sup->table.capacity != (uint32_t)sup->cfg.shm_capacity)
         log_warn("shm.capacity %d differs from the existing table's %u; using %u",
-                 S.cfg.shm_capacity, S.table.capacity, S.table.capacity);
+                 sup->cfg.shm_capacity, sup->table.capacity, sup->table.capacity);
     return 0;
 }
 
 /* The table an older asgd left, migrated to our layout: re-attached as
  * any table left by an earlier manager. */
-static int reattach_migrated(const char *name)
+static int reattach_migrated(struct sup *sup, const char *name)
 {
     char err[512];
-    if (table_attach(name, false, &S.table, err, sizeof err) != 0) {
+    if (table_attach(name, false, &sup->table, err, sizeof err) != 0) {
         log_error("%s", err);
         return -1;
     }
-    if (reattach_checks() != 0) {
-        table_detach(&S.table);
+    if (reattach_checks(sup) != 0) {
+        table_detach(&sup->table);
         return -1;
     }
     return 0;
@@ -675,7 +680,7 @@ static int reattach_migrated(const char *name)
  * a damaged one) is set aside (removed: ours) and a new one made, and the
  * group's instances are adopted from the provider, as after a lost table.
  * A newer layout's table is a newer asgd's: never touched. */
-static int set_aside_older(const char *name, const char *refusal)
+static int set_aside_older(struct sup *sup, const char *name, const char *refusal)
 {
     uint32_t version;
     int32_t pid;
@@ -692,12 +697,12 @@ static int set_aside_older(const char *name, const char *refusal)
     }
     struct migrate_report rep;
     if (table_migrate(name, &table_layout_current, &rep, err, sizeof err) == 0)
-        return reattach_migrated(name);
+        return reattach_migrated(sup, name);
     log_warn("shared table %s has layout version %u (an older asgd's, not running); this one reads "
              "version %u and cannot migrate it (%s): setting it aside for a new table; the group's "
              "instances are adopted from the provider", name, version, TABLE_VERSION, err);
     table_unlink(name);
-    return create_table();
+    return create_table(sup);
 }
 
 /* The table recorded in the state directory is re-attached, rows and all,
@@ -705,42 +710,42 @@ static int set_aside_older(const char *name, const char *refusal)
  * still out there); else a new one is made. A segment of another owner
  * under the recorded name is left alone: nobody can make us use it, and
  * nobody can keep us from starting with it. */
-static int open_table(void)
+static int open_table(struct sup *sup)
 {
     char err[512], name[TABLE_NAME_MAX];
-    if (table_name_recorded(S.state_dir, S.cfg.shm_name, name, sizeof name, err, sizeof err) != 0) {
+    if (table_name_recorded(sup->state_dir, sup->cfg.shm_name, name, sizeof name, err, sizeof err) != 0) {
         if (errno != ENOENT) {
             log_error("%s", err);
             return -1;
         }
-        return create_table();
+        return create_table(sup);
     }
-    if (table_attach(name, false, &S.table, err, sizeof err) != 0) {
+    if (table_attach(name, false, &sup->table, err, sizeof err) != 0) {
         if (errno == ENOENT)
-            return create_table();
+            return create_table(sup);
         if (errno == EPERM) {
             log_warn("%s; leaving it there and making a new table", err);
-            return create_table();
+            return create_table(sup);
         }
         if (errno == EPROTO)
-            return set_aside_older(name, err);
+            return set_aside_older(sup, name, err);
         log_error("%s", err);
         return -1;
     }
-    if (reattach_checks() != 0) {
-        table_detach(&S.table);
+    if (reattach_checks(sup) != 0) {
+        table_detach(&sup->table);
         return -1;
     }
     return 0;
 }
 
 /* The config segment a re-attached table names (its last supervisor's). */
-static bool previous_config_name(char *out, size_t size)
+static bool previous_config_name(struct sup *sup, char *out, size_t size)
 {
-    const char *n = S.table.hdr->config_name;
-    size_t len = strnlen(n, sizeof S.table.hdr->config_name), base = strlen(S.table.name);
+    const char *n = sup->table.hdr->config_name;
+    size_t len = strnlen(n, sizeof sup->table.hdr->config_name), base = strlen(sup->table.name);
     /* Only a name of the form we make: nothing else is ever unlinked. */
-    if (S.table_fresh || len >= size || strncmp(n, S.table.name, base) != 0 ||
+    if (sup->table_fresh || len >= size || strncmp(n, sup->table.name, base) != 0 ||
         strncmp(n + base, ".config-", 8) != 0)
         return false;
     memcpy(out, n, len);
@@ -751,12 +756,12 @@ static bool previous_config_name(char *out, size_t size)
 /* The config goes to the roles in a segment of its own (shm/confseg.h),
  * made fresh at every start. Its generations go on from those of the
  * previous manager's segment, which is then removed. */
-static int publish_first_config(void)
+static int publish_first_config(struct sup *sup)
 {
-    char err[512], old[sizeof S.table.hdr->config_name];
+    char err[512], old[sizeof sup->table.hdr->config_name];
     uint64_t gen = 0;
-    confseg_sweep(S.cfg.shm_name);
-    if (previous_config_name(old, sizeof old)) {
+    confseg_sweep(sup->cfg.shm_name);
+    if (previous_config_name(sup, old, sizeof old)) {
         struct confseg prev;
         struct asg_config *cfg = malloc(sizeof *cfg);
         if (cfg && confseg_attach(old, &prev, err, sizeof err) == 0) {
@@ -769,27 +774,27 @@ static int publish_first_config(void)
         }
         free(cfg);
     }
-    if (confseg_create(S.table.name, &S.cfg, gen + 1, &S.conf, err, sizeof err) != 0) {
+    if (confseg_create(sup->table.name, &sup->cfg, gen + 1, &sup->conf, err, sizeof err) != 0) {
         log_error("cannot publish the config: %s", err);
         return -1;
     }
     return 0;
 }
 
-static void drop_config_segment(void)
+static void drop_config_segment(struct sup *sup)
 {
-    confseg_detach(&S.conf);
-    confseg_unlink(S.conf.name);
+    confseg_detach(&sup->conf);
+    confseg_unlink(sup->conf.name);
 }
 
-static int init_table_header(void)
+static int init_table_header(struct sup *sup)
 {
-    if (publish_first_config() != 0)
+    if (publish_first_config(sup) != 0)
         return -1;
-    if (table_lock(&S.table, TABLE_LOCK_WAIT_MS) != 0)
+    if (table_lock(&sup->table, TABLE_LOCK_WAIT_MS) != 0)
         log_warn("table lock still busy at start; carrying on");
-    table_supervisor_started(&S.table, S.cfg.group_name, S.nonce, S.cfg_path, S.conf.name);
-    table_unlock(&S.table);
+    table_supervisor_started(&sup->table, sup->cfg.group_name, sup->nonce, sup->cfg_path, sup->conf.name);
+    table_unlock(&sup->table);
     return 0;
 }
 
@@ -823,7 +828,7 @@ static bool read_header_at(int dirfd, const char *file, struct table_hdr *h)
  * supervisor is dead (or whose pid now runs something else) is stale and
  * ignored. Both headers are published before either looks, so two
  * managers started at once see each other and exactly one gives way. */
-static int refuse_same_name(void)
+static int refuse_same_name(struct sup *sup)
 {
     DIR *d = opendir("/dev/shm");
     struct table_hdr *h = malloc(sizeof *h);
@@ -831,11 +836,11 @@ static int refuse_same_name(void)
     int rc = 0;
     struct dirent *e;
     while (d && h && rc == 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, S.table.name + 1) == 0 ||
+        if (e->d_name[0] == '.' || strcmp(e->d_name, sup->table.name + 1) == 0 ||
             !read_header_at(dirfd(d), e->d_name, h))
             continue;
         pid_t pid = h->pid_supervisor;
-        if (strcmp(h->group_name, S.cfg.group_name) != 0 || strcmp(h->group_nonce, S.nonce) == 0 ||
+        if (strcmp(h->group_name, sup->cfg.group_name) != 0 || strcmp(h->group_nonce, sup->nonce) == 0 ||
             pid <= 0 || pid == getpid() || !pid_alive(pid))
             continue; /* another name, our own group (an HA pair), or stale */
         uint64_t start = pid_start_time(pid);
@@ -844,7 +849,7 @@ static int refuse_same_name(void)
         log_error("group %s already has a manager on this machine, of another group (another "
                   "nonce, another tls.dir): asgd pid %d, config %s, monitor %s, table /%s. Give this "
                   "one another group.name (or, for an HA pair, the same tls.dir); not starting",
-                  S.cfg.group_name, (int)pid, h->config_path[0] ? h->config_path : "(built-in defaults)",
+                  sup->cfg.group_name, (int)pid, h->config_path[0] ? h->config_path : "(built-in defaults)",
                   h->monitor_addr[0] ? h->monitor_addr : "(not listening yet)", e->d_name);
         rc = -1;
     }
@@ -881,12 +886,12 @@ static int daemonize(void)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, bool *foreground, bool *check)
+static int parse_args(struct sup *sup, int argc, char **argv, bool *foreground, bool *check)
 {
     int c;
     while ((c = getopt(argc, argv, "c:fthkV")) != -1) {
         switch (c) {
-        case 'c': S.cfg_path = optarg; break;
+        case 'c': sup->cfg_path = optarg; break;
         case 'k': config_describe(stdout); exit(0);
         case 'f': *foreground = true; break;
         case 't': *check = true; break;
@@ -902,41 +907,41 @@ static int parse_args(int argc, char **argv, bool *foreground, bool *check)
     return 0;
 }
 
-static void main_loop(void)
+static void main_loop(struct sup *sup)
 {
-    while (S.phase != PH_DONE) {
-        if (g_sig.term && S.phase == PH_RUN) {
+    while (sup->phase != PH_DONE) {
+        if (g_sig.term && sup->phase == PH_RUN) {
             log_info("SIGTERM/SIGINT received");
-            begin_drain(0);
+            begin_drain(sup, 0);
         }
         if (g_sig.hup) {
             g_sig.hup = 0;
-            if (S.phase == PH_RUN)
-                reload();
+            if (sup->phase == PH_RUN)
+                reload(sup);
         }
         g_sig.chld = 0;
-        reap();
+        reap(sup);
         int64_t now = now_ms();
         int64_t next = now + 1000;
-        if (S.phase == PH_RUN) {
+        if (sup->phase == PH_RUN) {
             for (size_t i = 0; i < NCHILDREN; i++) {
-                struct child *c = &children[i];
+                struct child *c = &sup->children[i];
                 if (c->state == CH_WAITING && now >= c->restart_at_ms)
-                    start_child(c);
+                    start_child(sup, c);
                 if (c->state == CH_WAITING && c->restart_at_ms < next)
                     next = c->restart_at_ms;
             }
-            check_monitor_listener(now);
-            if (deaf.next < next)
-                next = deaf.next;
+            check_monitor_listener(sup, now);
+            if (sup->deaf.next < next)
+                next = sup->deaf.next;
         } else {
-            int64_t again = advance(now);
+            int64_t again = advance(sup, now);
             if (again < next)
                 next = again;
-            if (S.phase == PH_DONE)
+            if (sup->phase == PH_DONE)
                 break;
         }
-        struct pollfd p = {S.sigfd, POLLIN, 0};
+        struct pollfd p = {sup->sigfd, POLLIN, 0};
         int wait = (int)(next - now_ms());
         if (g_sig.chld || g_sig.term || g_sig.hup)
             wait = 0;
@@ -947,51 +952,51 @@ static void main_loop(void)
 
 /* Before anything is started: the config, the check mode, the pidfile
  * and the keys. 0 to go on, else the exit code. */
-static int prepare(int argc, char **argv, bool *foreground)
+static int prepare(struct sup *sup, int argc, char **argv, bool *foreground)
 {
     bool check = false;
-    if (parse_args(argc, argv, foreground, &check) != 0)
+    if (parse_args(sup, argc, argv, foreground, &check) != 0)
         return 2;
     char err[512];
-    config_defaults(&S.cfg);
-    if (S.cfg_path && config_load(S.cfg_path, &S.cfg, err, sizeof err) != 0) {
+    config_defaults(&sup->cfg);
+    if (sup->cfg_path && config_load(sup->cfg_path, &sup->cfg, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: %s\n", err);
         return 1;
     }
-    if (check_token_file(&S.cfg, err, sizeof err) != 0) {
+    if (check_token_file(&sup->cfg, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: status.token: %s\n", err);
         return 1;
     }
     if (check) {
         /* The extra lines let scripts (the init script) learn the paths. */
         printf("%s: configuration OK\npidfile=%s\nshm=%s\n",
-               S.cfg_path ? S.cfg_path : "(built-in defaults)", S.cfg.pidfile, S.cfg.shm_name);
+               sup->cfg_path ? sup->cfg_path : "(built-in defaults)", sup->cfg.pidfile, sup->cfg.shm_name);
         exit(0);
     }
-    if (S.cfg_path && S.cfg_path[0] != '/') {
+    if (sup->cfg_path && sup->cfg_path[0] != '/') {
         /* Reloads happen after chdir("/") when daemonized. */
-        char *abs = realpath(S.cfg_path, NULL);
+        char *abs = realpath(sup->cfg_path, NULL);
         if (abs)
-            S.cfg_path = abs;
+            sup->cfg_path = abs;
     }
-    S.pidfd = open_pidfile();
-    if (S.pidfd < 0)
+    sup->pidfd = open_pidfile(sup);
+    if (sup->pidfd < 0)
         return 1;
     /* The state directory, whatever the TLS mode: the group's nonce and
      * its table's name live there (common/identity.h). */
-    pki_dir(&S.cfg, S.state_dir, sizeof S.state_dir);
-    if (secret_own_dir(S.state_dir, err, sizeof err) != 0 ||
-        group_nonce_load(S.state_dir, true, S.nonce, err, sizeof err) != 0) {
+    pki_dir(&sup->cfg, sup->state_dir, sizeof sup->state_dir);
+    if (secret_own_dir(sup->state_dir, err, sizeof err) != 0 ||
+        group_nonce_load(sup->state_dir, true, sup->nonce, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: state directory (tls.dir): %s\n", err);
         return 1;
     }
-    if (S.cfg.tls_mode == TLS_AUTO && pki_prepare(S.state_dir, err, sizeof err) != 0) {
+    if (sup->cfg.tls_mode == TLS_AUTO && pki_prepare(sup->state_dir, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: tls: %s\n", err);
         return 1;
     }
     /* The status API serves nobody without this credential (README,
      * "Watching it"), so it exists before the status role starts. */
-    if (S.cfg.status_listen[0] && pki_api_token_prepare(S.state_dir, err, sizeof err) != 0) {
+    if (sup->cfg.status_listen[0] && pki_api_token_prepare(sup->state_dir, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: status API token: %s\n", err);
         return 1;
     }
@@ -1000,35 +1005,35 @@ static int prepare(int argc, char **argv, bool *foreground)
 
 /* The pidfile written, the table made or re-attached, the request pair
  * made. 0, or -1 (logged; the table stays, it may hold instances). */
-static int take_place(void)
+static int take_place(struct sup *sup)
 {
-    if (write_pidfile() != 0 || open_table() != 0) {
-        unlink(S.cfg.pidfile);
+    if (write_pidfile(sup) != 0 || open_table(sup) != 0) {
+        unlink(sup->cfg.pidfile);
         return -1;
     }
-    if (init_table_header() != 0) {
-        table_detach(&S.table); /* kept: it may hold instances */
-        unlink(S.cfg.pidfile);
+    if (init_table_header(sup) != 0) {
+        table_detach(&sup->table); /* kept: it may hold instances */
+        unlink(sup->cfg.pidfile);
         return -1;
     }
-    if (refuse_same_name() != 0) {
+    if (refuse_same_name(sup) != 0) {
         char err[256];
-        drop_config_segment();
-        table_detach(&S.table);
-        if (S.table_fresh) { /* ours alone, and empty: nothing to keep */
-            table_unlink(S.table.name);
-            table_name_record(S.state_dir, S.cfg.shm_name, NULL, err, sizeof err);
+        drop_config_segment(sup);
+        table_detach(&sup->table);
+        if (sup->table_fresh) { /* ours alone, and empty: nothing to keep */
+            table_unlink(sup->table.name);
+            table_name_record(sup->state_dir, sup->cfg.shm_name, NULL, err, sizeof err);
         }
-        unlink(S.cfg.pidfile);
+        unlink(sup->cfg.pidfile);
         return -1;
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    S.sigfd = signals_install(true);
+    sup->sigfd = signals_install(true);
     if (ctlsock_pair_open() != 0) {
         log_error("cannot make the socket pair for operator requests: %s", strerror(errno));
-        drop_config_segment();
-        table_detach(&S.table);
-        unlink(S.cfg.pidfile);
+        drop_config_segment(sup);
+        table_detach(&sup->table);
+        unlink(sup->cfg.pidfile);
         return -1;
     }
     return 0;
@@ -1037,11 +1042,16 @@ static int take_place(void)
 int main(int argc, char **argv)
 {
     bool foreground = false;
+    /* On main's stack: it lives as long as the supervisor, and in every
+     * role forked from it (they get its table and config). */
+    struct sup state = {0};
+    struct sup *sup = &state;
+    memcpy(sup->children, role_table, sizeof role_table);
     rpc_process_init();
-    S.argc = argc;
-    S.argv = argv;
-    S.pidfd = -1;
-    int rc = prepare(argc, argv, &foreground);
+    sup->argc = argc;
+    sup->argv = argv;
+    sup->pidfd = -1;
+    int rc = prepare(sup, argc, argv, &foreground);
     if (rc != 0)
         return rc;
     if (!foreground) {
@@ -1052,26 +1062,26 @@ int main(int argc, char **argv)
         }
     }
     log_set_role("asgd");
-    log_set_level((enum log_level)S.cfg.log_level);
-    if (take_place() != 0)
+    log_set_level((enum log_level)sup->cfg.log_level);
+    if (take_place(sup) != 0)
         return 1;
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
-             S.cfg_path ? S.cfg_path : "(built-in defaults)", S.table.name,
-             S.table.capacity, (int)getpid());
+             sup->cfg_path ? sup->cfg_path : "(built-in defaults)", sup->table.name,
+             sup->table.capacity, (int)getpid());
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (&children[i] != STATUS || S.cfg.status_listen[0])
-            start_child(&children[i]);
-    main_loop();
-    stop_leftover_agents();
-    reap();
-    drop_config_segment();
-    table_detach(&S.table);
-    table_unlink(S.table.name);
+        if (&sup->children[i] != STATUS || sup->cfg.status_listen[0])
+            start_child(sup, &sup->children[i]);
+    main_loop(sup);
+    stop_leftover_agents(sup);
+    reap(sup);
+    drop_config_segment(sup);
+    table_detach(&sup->table);
+    table_unlink(sup->table.name);
     char err[256];
-    if (table_name_record(S.state_dir, S.cfg.shm_name, NULL, err, sizeof err) != 0)
+    if (table_name_record(sup->state_dir, sup->cfg.shm_name, NULL, err, sizeof err) != 0)
         log_warn("%s", err);
-    unlink(S.cfg.pidfile);
-    log_info("stopped%s; table %s and pidfile removed", S.phase_before == PH_KILLED ? " (after SIGKILL)" : "",
-             S.table.name);
-    return S.exit_code;
+    unlink(sup->cfg.pidfile);
+    log_info("stopped%s; table %s and pidfile removed",
+             sup->phase_before == PH_KILLED ? " (after SIGKILL)" : "", sup->table.name);
+    return sup->exit_code;
 }

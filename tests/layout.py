@@ -14,6 +14,14 @@ release build.
   that defines what another uses and uses what that one defines).
 - No function is over 100 lines; one over 60 says why in the comment
   above it ("Long because ...").
+- No role keeps its state in a variable of static storage (file-scope,
+  global, or `static` inside a function): it lives in a struct the role
+  makes and passes in, so that two could exist in one process. Exempt:
+  `extern` declarations, `const` objects, `volatile sig_atomic_t` flags
+  (all a signal handler may set), and what the comment block right above
+  it (or above the group of declarations it is in, with no blank line
+  between) explains with "Process-wide because ..." (the log sink, a
+  library initialised once, ...).
 
 Usage: layout.py [BUILD_DIR]   (default build/release)"""
 import collections
@@ -30,6 +38,7 @@ NO_SHM = ("policy", "provider", "lb", "ha")
 KIND_NAMES = re.compile(r"\bPROVIDER_(EC2|LOCAL|EXEC)\b")
 KIND_ALLOWED = ("provider/", "common/config.c", "common/config.h")
 MAX_LINES, EXPLAIN_LINES = 100, 60
+PROCESS_WIDE = "Process-wide because"
 
 
 def readme_layers():
@@ -177,6 +186,168 @@ def check_lengths(problems):
                                 % (where, EXPLAIN_LINES))
 
 
+def blank_comments_and_strings(text):
+    """text with comments, string and character literals and preprocessor
+    lines blanked (newlines kept, so offsets and line numbers still hold)."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        if text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+        elif text[i] in "\"'":
+            j = i + 1
+            while j < n and text[j] != text[i] and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i] + re.sub(r"[^\n]", " ", text[i + 1:j]) + text[i:j + 1][-1:])
+            i = j + 1
+            continue
+        else:
+            out.append(text[i])
+            i += 1
+            continue
+        out.append(re.sub(r"[^\n]", " ", text[i:j]))
+        i = j
+    lines, cont = "".join(out).split("\n"), False
+    for k, line in enumerate(lines):
+        if cont or line.lstrip().startswith("#"):
+            cont = line.rstrip().endswith("\\")
+            lines[k] = " " * len(line)
+    return "\n".join(lines)
+
+
+def top_level(code):
+    """(declaration, offset) of each top-level declaration of blanked code,
+    braces' contents left out, and the (start, end) of each function body.
+    A top-level item ends at a ";" or, for a function, at its closing
+    brace."""
+    depth, start, flat, decls, bodies = 0, None, [], [], []
+    for i, c in enumerate(code):
+        if depth == 0 and start is None and not c.isspace():
+            start, flat = i, []
+        if c == "{":
+            if depth == 0:
+                flat.append(c)
+                opened = i
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                flat.append(c)
+                head = "".join(flat).split("{", 1)[0]
+                if "(" in head and "=" not in head:
+                    bodies.append((opened, i))
+                    start = None
+        elif depth == 0 and start is not None:
+            flat.append(c)
+            if c == ";":
+                decls.append(("".join(flat), start))
+                start = None
+    return decls, bodies
+
+
+def declares_object(decl):
+    """True when a top-level declaration makes a variable: not a type, a
+    prototype, an extern or a static assertion."""
+    d = re.sub(r"__attribute__\s*\(\(.*?\)\)", "", re.sub(r"\s+", " ", decl)).strip()
+    if re.match(r"(typedef|_Static_assert|static_assert)\b", d) or re.search(r"\bextern\b", d):
+        return False
+    d = d.split("=", 1)[0]
+    if "}" in d:
+        return bool(re.search(r"\w", d.rsplit("}", 1)[1]))   # struct {...} name;
+    if re.match(r"(struct|union|enum) \w+ ?;$", d):
+        return False
+    if "(" in d and not re.match(r"\s*\*", d.split("(", 1)[1]):
+        return False                    # a prototype, not a pointer to a function: (*name)(...)
+    return bool(re.search(r"\w", d.rstrip(";")))
+
+
+def exempt_object(decl):
+    """A const object (const after the last "*", or no pointer and const)
+    or a volatile sig_atomic_t flag."""
+    d = re.sub(r"\s+", " ", decl).split("=", 1)[0]
+    if "}" in d:
+        d = d.split("{", 1)[0] + d.rsplit("}", 1)[1]
+    if re.search(r"\bvolatile sig_atomic_t\b", d):
+        return True
+    if "*" in d:
+        return bool(re.search(r"\*\s*const\b[^*]*$", d))
+    return bool(re.search(r"\bconst\b", d))
+
+
+def comment_above(lines, n):
+    """The comment block that ends right above line index n, or above the
+    declarations (lines ending with ";", no blank one) line n is the
+    last of."""
+    j = n - 1
+    while j >= 0 and lines[j].rstrip().endswith(";") and not lines[j].lstrip().startswith(("/*", "*", "//")):
+        j -= 1
+    if j < 0 or not (lines[j].rstrip().endswith("*/") or lines[j].lstrip().startswith("//")):
+        return ""
+    block = []
+    while j >= 0:
+        block.insert(0, lines[j])
+        if lines[j].lstrip().startswith("/*") or \
+                (lines[j].lstrip().startswith("//") and not (j > 0 and lines[j - 1].lstrip().startswith("//"))):
+            break
+        j -= 1
+    text = " ".join(re.sub(r"^\s*(/\*+|\*+/?|//)|\*+/\s*$", "", line) for line in block)
+    return re.sub(r"\s+", " ", text)
+
+
+def static_storage(path):
+    """(line index, declaration, where) of every variable of static storage
+    in a file: top-level ones, and those declared static in a function."""
+    code = blank_comments_and_strings(open(path).read())
+    decls, bodies = top_level(code)
+    found = [(code.count("\n", 0, off), d, "file-scope") for d, off in decls if declares_object(d)]
+    for first, last in bodies:
+        for m in re.finditer(r"(?m)^[ \t]+static\b", code[first:last]):
+            at = first + m.start()
+            found.append((code.count("\n", 0, at), statement_at(code, at), "static in a function"))
+    return found
+
+
+def statement_at(code, i):
+    """The declaration that starts at offset i, up to its ";", the contents
+    of braces (a struct's members, an initializer) left out."""
+    depth, out = 0, []
+    for c in code[i:]:
+        if c == "{":
+            depth += 1
+            if depth == 1:
+                out.append(c)
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(c)
+        elif depth == 0:
+            out.append(c)
+            if c == ";":
+                break
+    return "".join(out)
+
+
+def declared_name(decl):
+    """What a declaration declares, for a message: its text before any
+    initializer ("static int calls")."""
+    d = re.sub(r"\s+", " ", decl.split("=", 1)[0]).strip().rstrip(";").strip()
+    return d if len(d) <= 70 else d[:67] + "..."
+
+
+def check_static_state(problems):
+    for path in files(("c", "h")):
+        lines = open(path).read().split("\n")
+        for n, decl, where in static_storage(path):
+            if exempt_object(decl) or PROCESS_WIDE in comment_above(lines, n):
+                continue
+            problems.append("%s:%d: %s: state in static storage (%s); keep it in a struct the role "
+                            "passes in, or say \"%s ...\" in the comment right above it"
+                            % (rel(path), n + 1, declared_name(decl), where, PROCESS_WIDE))
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build/release"
     problems = []
@@ -184,10 +355,11 @@ def main():
     check_kind_names(problems)
     check_calls(build, problems)
     check_lengths(problems)
+    check_static_state(problems)
     for p in problems:
         print("layout: " + p)
     print("layout: %s" % ("%d problems" % len(problems) if problems else
-                          "layers, provider kinds, calls and function lengths as README says"))
+                          "layers, provider kinds, calls, function lengths and state as README says"))
     return 1 if problems else 0
 
 
