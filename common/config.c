@@ -93,6 +93,7 @@ static const struct keydef keys[] = {
     STR("provider.ec2.region", ec2_region, "", RESTART),
     STR("provider.ec2.endpoint", ec2_endpoint, "", RESTART),
     STR("provider.ec2.launch_template", ec2_launch_template, "", LIVE),
+    STR("provider.ec2.launch_template_version", ec2_launch_template_version, "", LIVE),
     STR("provider.ec2.image_id", ec2_image_id, "", LIVE),
     STR("provider.ec2.instance_type", ec2_instance_type, "t2.micro", LIVE),
     STR("provider.ec2.subnet_id", ec2_subnet_id, "", LIVE),
@@ -539,6 +540,23 @@ static int check_lb(struct errbuf *e, const config_t *cf, const struct asg_confi
     return 0;
 }
 
+/* A launch template's version, as RunInstances takes it: a version number,
+ * $Latest or $Default; only with a template. */
+static int check_template_version(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    const char *v = c->ec2_launch_template_version;
+    const config_setting_t *at = lookup(cf, "provider.ec2.launch_template_version");
+    if (!v[0])
+        return 0;
+    if (!c->ec2_launch_template[0])
+        return fail(e, at, "provider.ec2.launch_template_version needs provider.ec2.launch_template");
+    bool number = strspn(v, "0123456789") == strlen(v) && v[0] != '0' && strlen(v) <= 18;
+    if (!number && strcmp(v, "$Latest") != 0 && strcmp(v, "$Default") != 0)
+        return fail(e, at, "provider.ec2.launch_template_version must be a version number (1, 2, ...), "
+                           "\"$Latest\" or \"$Default\"");
+    return 0;
+}
+
 static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
     char why[128];
@@ -548,6 +566,8 @@ static int check_ec2(struct errbuf *e, const config_t *cf, const struct asg_conf
                     "provider.ec2.region must be set (like \"us-east-1\") for provider \"ec2\"");
     if (!c->ec2_launch_template[0] && !c->ec2_image_id[0])
         return fail(e, kind, "provider \"ec2\" needs provider.ec2.launch_template or provider.ec2.image_id");
+    if (check_template_version(e, cf, c) != 0)
+        return -1;
     if (c->ec2_endpoint[0] && strncmp(c->ec2_endpoint, "https://", 8) != 0 &&
         strncmp(c->ec2_endpoint, "http://", 7) != 0)
         return fail(e, lookup(cf, "provider.ec2.endpoint"),

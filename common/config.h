@@ -72,6 +72,7 @@ struct asg_config {
     char ec2_region[32];
     char ec2_endpoint[256];          /* "" = https://ec2.REGION.amazonaws.com */
     char ec2_launch_template[128];   /* name, or id (lt-...) */
+    char ec2_launch_template_version[24]; /* N, $Latest or $Default; "": the template's default */
     char ec2_image_id[64];
     char ec2_instance_type[32];
     char ec2_subnet_id[64];

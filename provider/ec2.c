@@ -221,6 +221,8 @@ static void run_instances_form(const struct asg_config *c, const char *tok, stru
         ec2_form_add(form, strncmp(c->ec2_launch_template, "lt-", 3) == 0
                              ? "LaunchTemplate.LaunchTemplateId" : "LaunchTemplate.LaunchTemplateName",
                      c->ec2_launch_template);
+    if (c->ec2_launch_template[0] && c->ec2_launch_template_version[0])
+        ec2_form_add(form, "LaunchTemplate.Version", c->ec2_launch_template_version);
     if (c->ec2_image_id[0])
         ec2_form_add(form, "ImageId", c->ec2_image_id);
     if (c->ec2_instance_type[0] && !c->ec2_launch_template[0])

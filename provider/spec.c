@@ -44,6 +44,7 @@ static void ec2_fields(const struct asg_config *c, struct launch_spec *s)
 {
     bool svc = c->ec2_service[0] != '\0';
     add(s, "provider.ec2.launch_template", c->ec2_launch_template);
+    add(s, "provider.ec2.launch_template_version", c->ec2_launch_template_version);
     add(s, "provider.ec2.image_id", c->ec2_image_id);
     add(s, "provider.ec2.instance_type", c->ec2_launch_template[0] ? "" : c->ec2_instance_type);
     add(s, "provider.ec2.subnet_id", c->ec2_subnet_id);

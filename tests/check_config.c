@@ -95,6 +95,12 @@ static const struct bad bad_files[] = {
     {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; };\n};\n", 2,
      "needs provider.ec2.launch_template or provider.ec2.image_id"},
     {"provider = {\n ec2 = {\n  security_group_ids = \"sg-1\";\n };\n};\n", 3, "must be a list of strings"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; image_id = \"ami-1\";\n"
+     "  launch_template_version = \"3\"; };\n};\n", 4, "launch_template_version needs provider.ec2.launch_template"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; launch_template = \"lt-1\";\n"
+     "  launch_template_version = \"latest\"; };\n};\n", 4, "must be a version number"},
+    {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; launch_template = \"lt-1\";\n"
+     "  launch_template_version = \"007\"; };\n};\n", 4, "must be a version number"},
     {"provider = {\n ec2 = {\n  security_group_ids = [\"sg-1\", \"\"];\n };\n};\n", 3, "item 2"},
     {"provider = {\n kind = \"ec2\";\n ec2 = { region = \"us-east-1\"; image_id = \"ami-1\";\n"
      "  endpoint = \"ftp://x\"; };\n};\n", 4, "must start with https://"},

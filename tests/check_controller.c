@@ -1093,6 +1093,7 @@ static void local_ca(struct asg_config *c) { local_service(c), SET(local_service
 static void plaintext(struct asg_config *c) { c->tls_mode = TLS_PLAINTEXT; }
 static void ec2(struct asg_config *c) { c->provider_kind = PROVIDER_EC2; }
 static void ec2_template(struct asg_config *c) { SET(ec2_launch_template, "lt-2"); }
+static void ec2_template_version(struct asg_config *c) { ec2_template(c), SET(ec2_launch_template_version, "4"); }
 static void ec2_image(struct asg_config *c) { SET(ec2_image_id, "ami-2"); }
 static void ec2_type(struct asg_config *c) { SET(ec2_instance_type, "m5.large"); }
 static void ec2_subnet(struct asg_config *c) { SET(ec2_subnet_id, "subnet-2"); }
@@ -1126,6 +1127,7 @@ START_TEST(test_each_launch_spec_field_is_a_new_generation)
         {NULL, plaintext, "tls.mode"},
         {NULL, ec2, "provider.kind"},
         {ec2, ec2_template, "provider.ec2.launch_template"},
+        {ec2_template, ec2_template_version, "provider.ec2.launch_template_version"},
         {ec2, ec2_image, "provider.ec2.image_id"},
         {ec2, ec2_type, "provider.ec2.instance_type"},
         {ec2, ec2_subnet, "provider.ec2.subnet_id"},

@@ -197,6 +197,7 @@ class Handler(BaseHTTPRequestHandler):
                 body = dict(STATS, live=live, faults_left=sum(f["count"] for f in FAULTS), targets=targets,
                             hidden=hidden,
                             reasons=reasons,
+                            templates={i["id"]: i["template"] for i in INSTANCES.values() if i.get("template")},
                             pids=[i["pid"] for i in INSTANCES.values() if i["pid"]])
             return self.reply(200, json.dumps(body), "application/json")
         if self.path.startswith("/_fake/user_data/"):
@@ -298,7 +299,8 @@ class Handler(BaseHTTPRequestHandler):
     def act_RunInstances(self, form):
         if form.get("MinCount") != "1" or form.get("MaxCount") != "1":
             return 400, self.err_xml("InvalidParameterValue", "asg launches one at a time")
-        if not form.get("ImageId") and not form.get("LaunchTemplate.LaunchTemplateName"):
+        template = form.get("LaunchTemplate.LaunchTemplateId") or form.get("LaunchTemplate.LaunchTemplateName")
+        if not form.get("ImageId") and not template:
             return 400, self.err_xml("MissingParameter", "ImageId")
         token = form.get("ClientToken", "")
         with LOCK:
@@ -315,6 +317,8 @@ class Handler(BaseHTTPRequestHandler):
                     n += 1
                 inst = {"id": iid, "state": "pending", "token": token, "tags": tags,
                         "image": form.get("ImageId", ""), "pid": 0,
+                        "template": "%s@%s" % (template, form.get("LaunchTemplate.Version", "$Default"))
+                        if template else "",
                         "launch_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
                 INSTANCES[iid] = inst
                 ORDER.append(iid)

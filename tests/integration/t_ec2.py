@@ -285,6 +285,36 @@ def ec2_user_data_runs_the_operators_service(m, fake, env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+@with_ec2("ec2tmpl")
+def ec2_launch_template_version_is_part_of_the_launch_spec(m, fake, env):
+    """provider.ec2.launch_template_version goes to RunInstances as
+    LaunchTemplate.Version (the fake records it per instance); changing it
+    and reloading is a new launch spec generation: the instance launched
+    after it is of generation 2 with the new version, the first two stay at
+    1 with the old."""
+    ec2 = m.cfg["provider"]["ec2"]
+    del ec2["image_id"]
+    ec2.update({"launch_template": "lt-0123456789abcdef0", "launch_template_version": "3"})
+    m.write_config()
+    m.start(env=env)
+    s = m.wait_running(2, timeout=20)
+    first = sorted(i["id"] for i in s["instances"])
+    templates = fake.stats()["templates"]
+    assert all(templates.get(i) == "lt-0123456789abcdef0@3" for i in first), templates
+    assert [i["launch_spec_generation"] for i in s["instances"]] == [1, 1], s["instances"]
+    ec2["launch_template_version"] = "$Latest"
+    m.cfg["group"]["desired_instances"] = 3
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+    m.wait_log(r"launch spec generation 2: provider\.ec2\.launch_template_version changed")
+    s = m.wait_running(3, timeout=20)
+    gens = {i["id"]: i["launch_spec_generation"] for i in s["instances"]}
+    new = [i for i in gens if i not in first]
+    assert len(new) == 1 and gens[new[0]] == 2 and all(gens[i] == 1 for i in first), gens
+    assert fake.stats()["templates"][new[0]] == "lt-0123456789abcdef0@$Latest", fake.stats()["templates"]
+    assert fake.stats()["bad_signatures"] == 0
+
+
 @with_ec2("ec2credchain", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
                                "AWS_EC2_METADATA_DISABLED": "false"})
 def ec2_broken_credentials_file_falls_through_to_instance_metadata(m, fake, env):
