@@ -168,6 +168,7 @@ START_TEST(test_a_joined_instance_enters_and_leaves_the_target)
     ck_assert_int_eq((int)p.st.last_action_ms, (int)NOW); /* a cooldown, as an operator's choice */
     ck_assert_int_eq(steps(PLAN_STOP), 0);                /* not scaled straight back in */
 
+    teardown(); /* a second group */
     setup();
     g.st.target = 3;
     row(ROW_RUNNING, 60000);
@@ -264,6 +265,7 @@ START_TEST(test_a_draining_manager_decides_no_launch_and_no_scale_in)
     g.draining = true;
     decide();
     ck_assert_int_eq(p.launches, 0);
+    teardown(); /* a second group */
     setup();
     g.draining = true;
     for (int i = 0; i < 4; i++)
