@@ -24,6 +24,7 @@
 #include "../common/strbuf.h"
 #include "../common/util.h"
 #include "../ha/ha.h"
+#include "admit.h"
 #include "lb_table.h"
 #include "../policy/policy.h"
 #include "../policy/schedule.h"
@@ -87,6 +88,7 @@ struct ctl {
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
     uint64_t spec_cfg_gen;     /* the config generation it was worked out from */
     struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
+    uint64_t facts_seen;       /* the monitor's facts decided so far (admit.h) */
 };
 
 static int kill_timeout(const struct ctl *c) { return provider_kill_timeout_ms(&c->cfg); }
@@ -639,6 +641,15 @@ static void follow_launch_spec(struct ctl *c)
     c->spec_cfg_gen = c->cfg_gen;
 }
 
+/* The monitor's facts (registrations waiting, deregistrations), decided
+ * here alone (admit.c) within the bounds in force. Lock held. */
+static void decide_facts(struct ctl *c, int64_t now)
+{
+    follow_schedule(c);
+    struct asg_config eff = effective_config(c);
+    admit_facts(c->t, &eff, now + kill_timeout(c), now);
+}
+
 /* A row as the policy sees it. */
 static struct policy_instance policy_view(const struct table_row *r)
 {
@@ -657,6 +668,7 @@ static void evaluate(struct ctl *c)
     c->failed_this_round = false;
     follow_schedule(c);
     follow_launch_spec(c);
+    decide_facts(c, now);
     sweep(c, now);
     account_joined(c);
     struct policy_input in;
@@ -1261,6 +1273,11 @@ static void run(struct ctl *c, int sigfd)
     int64_t next_eval = now_ms();
     while (!g_sig.term) {
         take_news(c);
+        /* An agent waits for its admission: decided now, not at the next evaluation. */
+        if (admit_news(c->t, &c->facts_seen) && table_lock(c->t, TABLE_LOCK_WAIT_MS) == 0) {
+            decide_facts(c, now_ms());
+            table_unlock(c->t);
+        }
         int64_t next_ha = c->ha.on ? ha_turn(c) : INT64_MAX;
         int64_t now = now_ms();
         /* A standby reconciles too: its table stays warm with the group's
@@ -1286,6 +1303,7 @@ static void run(struct ctl *c, int sigfd)
                 wake = next_lb;
         }
         int wait = (int)(wake - now_ms());
+        wait = wait > ADMIT_LOOK_MS ? ADMIT_LOOK_MS : wait;
         struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c->reqfd, POLLIN, 0}};
         if (poll(p, c->reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
             if (p[0].revents)
