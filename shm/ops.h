@@ -10,7 +10,8 @@
  *
  * Who writes what:
  *   supervisor  role pids, where its config is published, draining, restarts
- *   monitor     probe results, registrations, joins, the address it bound
+ *   monitor     probe results, registrations, joins, the address it bound,
+ *               requests to join (the inbox), deregistrations
  *   controller  launches (with their launch spec generation), terminations,
  *               pids, the target and its state, the launch spec in force
  * The monitor records facts for the controller to decide on: an unknown
