@@ -170,10 +170,13 @@ static bool ask_admission(struct monitor *m, const Asg__V1__RegisterRequest *in,
         return false;
     }
     *retry = true;
-    if (!table_inbox_ask(m->t, in->instance_id, in->address, in->service_address, now_ms()))
-        snprintf(reason, rsize, "%d agents already wait for admission: retry shortly", TABLE_INBOX);
-    else
+    if (table_inbox_ask(m->t, in->instance_id, in->address, in->service_address, now_ms())) {
         snprintf(reason, rsize, "not admitted yet: the controller decides within moments; retry shortly");
+    } else { /* a refusal for now, counted and said like one */
+        snprintf(reason, rsize, "%d agents already wait for admission: retry shortly", TABLE_INBOX);
+        refused(m, REFUSED_REGISTER, "registration of %s from %s refused: %s", in->instance_id, in->address,
+                reason);
+    }
     return false;
 }
 

@@ -446,6 +446,31 @@ START_TEST(test_admission_refuses_at_the_maximum_in_force)
 }
 END_TEST
 
+/* The inbox is small and fixed: when every entry waits, a newcomer is
+ * turned away (it asks again) rather than pushing out one that asked
+ * first; an answered refusal not yet told is the first to make room. */
+START_TEST(test_the_inbox_is_bounded_and_keeps_who_asked_first)
+{
+    char id[32];
+    table_lock(&T, 1000);
+    for (int k = 0; k < TABLE_INBOX; k++) {
+        snprintf(id, sizeof id, "early-%d", k);
+        ck_assert(table_inbox_ask(&T, id, "127.0.0.1:9", "", now_ms()));
+    }
+    ck_assert(!table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms()));
+    ck_assert(table_inbox_ask(&T, "early-3", "127.0.0.1:10", "", now_ms())); /* asking again: refreshed */
+    ck_assert_str_eq(table_inbox_find(&T, "early-3")->addr, "127.0.0.1:10");
+    table_inbox_refuse(&T, table_inbox_find(&T, "early-5"), "the group is at its maximum size (3)", false);
+    ck_assert(table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms()));
+    ck_assert_ptr_null(table_inbox_find(&T, "early-5"));
+    for (int k = 0; k < TABLE_INBOX; k++) {
+        snprintf(id, sizeof id, "early-%d", k);
+        ck_assert(k == 5 || table_inbox_find(&T, id) != NULL);
+    }
+    table_unlock(&T);
+}
+END_TEST
+
 /* Low load has been counted for a while (the group sits at desired):
  * an instance that joins now is not scaled straight back in. */
 START_TEST(test_a_joined_instance_is_not_scaled_straight_back_in)
@@ -1227,6 +1252,7 @@ Suite *controller_suite(void)
         test_boot_timeout_replaces_a_silent_instance,
         test_joined_instances_move_the_target_both_ways,
         test_admission_refuses_at_the_maximum_in_force,
+        test_the_inbox_is_bounded_and_keeps_who_asked_first,
         test_reconcile_adopts_and_forgets,
         test_a_joined_instance_is_not_scaled_straight_back_in,
         test_scale_in_drains_and_removes_before_terminating,
