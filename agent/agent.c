@@ -211,6 +211,17 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         schedule_retry(a);
         return;
     }
+    if (!r->accepted && r->retry_after_ms) {
+        /* Waiting for the controller's admission: not a refusal. */
+        if (!a->quiet && !a->admit_said)
+            log_info("%s: waiting for admission by %s: %.200s", a->id, a->manager, r->reason);
+        a->admit_said = true;
+        a->reg = REG_WAIT;
+        a->reg_next_ms = now_ms() + (r->retry_after_ms < ADMIT_WAIT_MAX_MS ? r->retry_after_ms : ADMIT_WAIT_MAX_MS);
+        asg__v1__register_reply__free_unpacked(r, NULL);
+        return;
+    }
+    a->admit_said = false;
     if (r->accepted) {
         uint32_t pi = r->probe_interval_ms;
         a->probe_interval_ms = pi >= 10 && pi <= 3600000 ? pi : 1000;

@@ -13,6 +13,8 @@
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
+/* The longest wait for admission honoured from a manager's retry_after_ms. */
+#define ADMIT_WAIT_MAX_MS 2000
 
 enum reg_state { REG_NONE, REG_IN_FLIGHT, REG_DONE, REG_WAIT };
 
@@ -53,6 +55,7 @@ struct agent {
     uint32_t probe_interval_ms;
     bool dereg_done;
     uint64_t reg_failures;     /* registrations failed or refused */
+    bool admit_said;           /* "waiting for admission" logged since the last answer of another kind */
     struct rpc_tls tls;        /* --tls-*: all or nothing */
 };
 

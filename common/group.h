@@ -64,8 +64,9 @@ struct forecast {
 
 /* The group's bounds in force: the config's, a scheduled entry's, and an
  * operator's desired size, combined in one place (sched_effective in
- * policy/schedule.h) by the controller, which publishes them for the
- * monitor's admission of joining instances. */
+ * policy/schedule.h) by the controller, which both its policy and its
+ * admission of joining instances (controller/admit.c) use, and which it
+ * publishes for operators. */
 struct group_bounds {
     int32_t min, max, desired;   /* max 0: not worked out yet */
     int32_t pad;

@@ -20,6 +20,7 @@
 #include "../common/util.h"
 #include "../policy/policy.h"
 #include "../shm/ops.h"
+#include "admit.h"
 #include "balancer.h"
 #include "calls.h"
 #include "controller.h"
@@ -189,6 +190,11 @@ static void run(struct ctl *c, int sigfd)
     int64_t next_eval = now_ms();
     while (!g_sig.term) {
         take_news(c);
+        /* An agent waits for its admission: decided now, not at the next evaluation. */
+        if (admit_news(c->t, &c->facts_seen) && table_lock(c->t, TABLE_LOCK_WAIT_MS) == 0) {
+            ctl_decide_facts(c, now_ms());
+            table_unlock(c->t);
+        }
         int64_t next_ha = c->ha.on ? ctl_ha_turn(c) : INT64_MAX;
         int64_t now = now_ms();
         /* A standby reconciles too: its table stays warm with the group's
@@ -214,6 +220,7 @@ static void run(struct ctl *c, int sigfd)
                 wake = next_lb;
         }
         int wait = (int)(wake - now_ms());
+        wait = wait > ADMIT_LOOK_MS ? ADMIT_LOOK_MS : wait;
         struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c->reqfd, POLLIN, 0}};
         if (poll(p, c->reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
             if (p[0].revents)

@@ -67,6 +67,7 @@ struct ctl {
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
     uint64_t spec_cfg_gen;     /* the config generation it was worked out from */
     struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
+    uint64_t facts_seen;       /* the monitor's facts decided so far (admit.h) */
     void (*between)(void *);   /* tests only: called between an evaluation's decision and its applying */
     void *between_arg;
 };

@@ -15,6 +15,7 @@
 
 #include "../common/util.h"
 #include "../shm/ops.h"
+#include "admit.h"
 #include "calls.h"
 #include "evaluate.h"
 #include "plan.h"
@@ -219,10 +220,27 @@ static void record_decision(struct ctl *c, const struct plan *p, const struct ct
     table_evaluated(c->t, st, d->change, now);
 }
 
+void ctl_decide_facts(struct ctl *c, int64_t now)
+{
+    int64_t minute;
+    bool fresh;
+    struct sched_state s = schedule_in_force(c, &minute, &fresh);
+    if (fresh)
+        record_schedule(c, s, minute);
+    struct asg_config eff = ctl_effective_config(c);
+    admit_facts(c->t, &eff, now + ctl_kill_timeout(c), now);
+}
+
 void ctl_evaluate(struct ctl *c)
 {
     int64_t minute, now = now_ms();
     bool sched_fresh;
+    /* The monitor's facts first: the view then holds the instances just
+     * admitted and the deregistered ones stopping. */
+    if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
+        return;
+    ctl_decide_facts(c, now);
+    table_unlock(c->t);
     struct sched_state sched = schedule_in_force(c, &minute, &sched_fresh);
     struct view v;
     if (take_view(c, &v) != 0)

@@ -8,5 +8,8 @@
 #include "ctl.h"
 
 void ctl_evaluate(struct ctl *c);
+/* The monitor's facts (registrations waiting, deregistrations), decided
+ * by the controller alone (admit.h) within the bounds in force. Lock held. */
+void ctl_decide_facts(struct ctl *c, int64_t now);
 
 #endif

@@ -31,6 +31,10 @@
 
 /* ---- Register / Deregister ---- */
 
+/* An agent waiting for its admission asks again after this long (the
+ * controller looks for new requests every ADMIT_LOOK_MS). */
+#define ADMIT_RETRY_MS 100
+
 /* A refusal is counted (for /metrics) and logged, at most a few lines a
  * second: a stranger's flood must not fill the disk. */
 static void refused(struct monitor *m, uint32_t kind, const char *fmt, ...)
@@ -142,51 +146,53 @@ static bool standby_redirect(struct monitor *m, char *leader_addr, size_t size, 
     return true;
 }
 
+/* With the lock held: an agent the table does not know asks to join. The
+ * monitor records the request (a fact) and answers what the controller
+ * decided (controller/admit.c): at the first try "not admitted yet"
+ * (*retry: the agent asks again shortly), at a later one its refusal;
+ * once admitted, the agent's row exists and its next try is an ordinary
+ * registration. */
+static bool ask_admission(struct monitor *m, const Asg__V1__RegisterRequest *in, grpc_status_code *code,
+                          bool *retry, char *reason, size_t rsize)
+{
+    if (!m->cfg.adopt_unknown) {
+        snprintf(reason, rsize, "unknown instance %s: the manager did not launch it "
+                 "(monitor.adopt_unknown = true accepts such agents)", in->instance_id);
+        return false;
+    }
+    struct inbox_entry *e = table_inbox_find(m->t, in->instance_id);
+    if (e && e->state == INBOX_REFUSED) {
+        copy_str(reason, rsize, e->reason);
+        if (e->table_full)
+            *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        table_inbox_told(m->t, e);
+        return false;
+    }
+    *retry = true;
+    if (table_inbox_ask(m->t, in->instance_id, in->address, in->service_address, now_ms())) {
+        snprintf(reason, rsize, "not admitted yet: the controller decides within moments; retry shortly");
+    } else { /* a refusal for now, counted and said like one */
+        snprintf(reason, rsize, "%d agents already wait for admission: retry shortly", TABLE_INBOX);
+        refused(m, REFUSED_REGISTER, "registration of %s from %s refused: %s", in->instance_id, in->address,
+                reason);
+    }
+    return false;
+}
+
 /* With the lock held: the registration's effect on the table. Returns true
  * when accepted; otherwise why not is in reason (and *code is set for a
- * hard error rather than a refusal). */
+ * hard error rather than a refusal; *retry when the agent should ask
+ * again shortly). */
 static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in,
-                           grpc_status_code *code, char *reason, size_t rsize)
+                           grpc_status_code *code, bool *retry, char *reason, size_t rsize)
 {
     int64_t now = now_ms();
     struct table_row *r = table_find(m->t, in->instance_id);
-    if (!r) {
-        if (!m->cfg.adopt_unknown) {
-            snprintf(reason, rsize, "unknown instance %s: the manager did not launch it "
-                     "(monitor.adopt_unknown = true accepts such agents)", in->instance_id);
-            return false;
-        }
-        /* Like attaching an instance to an AWS group: it joins the group
-         * and the controller raises its target for it, within the maximum;
-         * those it has not counted yet count here. */
-        /* The bounds in force are the controller's (a schedule may have
-         * moved them); the config's until it has evaluated once. */
-        const struct group_bounds *b = &m->t->hdr->bounds;
-        int max = b->max > 0 ? b->max : m->cfg.max_instances;
-        int desired = b->max > 0 ? b->desired : m->cfg.desired_instances;
-        int target = (m->t->hdr->ctl.target ? m->t->hdr->ctl.target : desired) + table_joined_uncounted(m->t);
-        if (table_count(m->t, ROW_FREE) == 0) {
-            *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
-            return false;
-        }
-        if (target >= max) {
-            snprintf(reason, rsize, "the group is at its maximum size (%d)", max);
-            return false;
-        }
-        r = table_row_new(m->t, in->instance_id, RE_ADOPT, "adopted on registration", ROW_F_JOINED,
-                          NULL, now);
-        if (!r) {
-            *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            snprintf(reason, rsize, "the instance table is full (%u rows)", m->t->capacity);
-            return false;
-        }
-        table_note(m->t, EV_LAUNCH, in->instance_id, LOG_LVL_INFO, "adopting unknown instance %s at %s",
-                   in->instance_id, in->address);
-    }
-    if (r->state == ROW_UNHEALTHY || r->state == ROW_TERMINATING) {
-        snprintf(reason, rsize, "instance %s is %s: it is being replaced or stopped",
-                 r->id, row_state_name(r->state));
+    if (!r)
+        return ask_admission(m, in, code, retry, reason, rsize);
+    if (r->state == ROW_UNHEALTHY || r->state == ROW_TERMINATING || (r->flags & ROW_F_DEREGISTERED)) {
+        snprintf(reason, rsize, "instance %s is %s: it is being replaced or stopped", r->id,
+                 r->flags & ROW_F_DEREGISTERED ? "deregistered" : row_state_name(r->state));
         return false;
     }
     if (m->fresh && m->nfresh < m->nslots)
@@ -232,19 +238,21 @@ void monitor_h_register(void *ctx, const uint8_t *req, size_t len, const char *p
         table_fault_point("monitor", m->t);
         grpc_status_code code = GRPC_STATUS_OK;
         char leader[TABLE_ADDR_MAX] = "";
+        bool retry = false;
         bool redirect = standby_redirect(m, leader, sizeof leader, why, sizeof why);
-        bool ok = !redirect && apply_register(m, in, &code, why, sizeof why);
+        bool ok = !redirect && apply_register(m, in, &code, &retry, why, sizeof why);
         table_unlock(m->t);
         Asg__V1__RegisterReply r = ASG__V1__REGISTER_REPLY__INIT;
         r.accepted = ok;
         r.reason = ok ? (char *)"" : why;
         r.probe_interval_ms = (uint32_t)m->cfg.probe_interval_ms;
         r.leader_address = leader;
+        r.retry_after_ms = retry ? ADMIT_RETRY_MS : 0;
         if (code != GRPC_STATUS_OK)
             rpc_reply_error(out, code, "%s", why);
         else
             rpc_reply_msg(out, &r.base);
-        if (!ok && !redirect)
+        if (!ok && !redirect && !retry)
             refused(m, REFUSED_REGISTER, "registration of %s from %s refused: %s", in->instance_id,
                     in->address, why);
     }
@@ -280,16 +288,9 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
     }
     Asg__V1__DeregisterReply r = ASG__V1__DEREGISTER_REPLY__INIT;
     struct table_row *row = table_find(m->t, in->instance_id);
-    if (row && row->state != ROW_TERMINATING) {
-        int64_t now = now_ms();
-        table_note(m->t, EV_HEALTH, row->id, LOG_LVL_INFO, "instance %s deregistered (was %s)", row->id,
-                   row_state_name(row->state));
-        /* A joined instance leaves like one detached from an AWS group
-         * with the desired capacity decremented: the controller lowers
-         * the target for it, so a swarm that leaves is not replaced. */
-        table_stopping(m->t, row, "deregistered", now + provider_kill_timeout_ms(&m->cfg));
+    /* A fact: the controller stops the row (controller/admit.c). */
+    if (row && row->state != ROW_TERMINATING && table_deregistered(m->t, row))
         r.removed = true;
-    }
     table_unlock(m->t);
     rpc_reply_msg(out, &r.base);
     asg__v1__deregister_request__free_unpacked(in, NULL);
@@ -570,7 +571,8 @@ static void probe_slot(struct monitor *m, uint32_t i)
     if (!table_read_row(m->t, i, &r))
         return;
     /* Unhealthy ones too: one whose replacement waits may yet answer. */
-    bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) && r.addr[0];
+    bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) && r.addr[0] &&
+                 !(r.flags & ROW_F_DEREGISTERED); /* leaving: the controller stops it */
     if (!probe) {
         drop_conn(&m->slots[i]);
         return;

@@ -287,6 +287,106 @@ void table_join_spent(struct table *t, struct table_row *r, int64_t now)
     row_write_end(t, r);
 }
 
+/* ---- facts the monitor records, decisions the controller records ---- */
+
+bool table_deregistered(struct table *t, struct table_row *r)
+{
+    if (r->flags & ROW_F_DEREGISTERED)
+        return false;
+    row_write_begin(r);
+    r->flags |= ROW_F_DEREGISTERED;
+    row_write_end(t, r);
+    atomic_fetch_add(&t->hdr->facts, 1);
+    table_note(t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s deregistered (was %s)", r->id,
+               row_state_name(r->state));
+    return true;
+}
+
+struct inbox_entry *table_inbox_find(struct table *t, const char *id)
+{
+    for (int i = 0; i < TABLE_INBOX; i++) {
+        struct inbox_entry *e = &t->hdr->inbox[i];
+        if (e->state != INBOX_FREE && strncmp(e->id, id, sizeof e->id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* A free entry; else the oldest refusal not told yet (its agent, if it
+ * comes back, asks again and is decided again: a refusal costs the
+ * controller nothing to repeat, while an agent gone for good must not
+ * hold its entry forever); never a request still waiting. */
+static struct inbox_entry *inbox_free_entry(struct table *t)
+{
+    struct inbox_entry *oldest = NULL;
+    for (int i = 0; i < TABLE_INBOX; i++) {
+        struct inbox_entry *e = &t->hdr->inbox[i];
+        if (e->state == INBOX_FREE)
+            return e;
+        if (e->state == INBOX_REFUSED && (!oldest || e->seq < oldest->seq))
+            oldest = e;
+    }
+    return oldest;
+}
+
+bool table_inbox_ask(struct table *t, const char *id, const char *addr, const char *service, int64_t now)
+{
+    struct inbox_entry *e = table_inbox_find(t, id);
+    bool fresh = e == NULL;
+    if (fresh && !(e = inbox_free_entry(t)))
+        return false;
+    hdr_write_begin(t);
+    if (fresh) {
+        memset(e, 0, sizeof *e);
+        e->seq = ++t->hdr->inbox_next;
+        e->state = INBOX_WAITING;
+        copy_str(e->id, sizeof e->id, id);
+    }
+    copy_str(e->addr, sizeof e->addr, addr);
+    copy_str(e->service_addr, sizeof e->service_addr, service ? service : "");
+    e->asked_ms = now;
+    hdr_write_end(t);
+    atomic_fetch_add(&t->hdr->facts, 1);
+    if (fresh)
+        table_note(t, EV_LAUNCH, id, LOG_LVL_INFO,
+                   "unknown instance %s registered at %s: asks the controller to admit it", id, addr);
+    return true;
+}
+
+static void inbox_clear(struct table *t, struct inbox_entry *e)
+{
+    hdr_write_begin(t);
+    memset(e, 0, sizeof *e);
+    hdr_write_end(t);
+}
+
+void table_inbox_told(struct table *t, struct inbox_entry *e) { inbox_clear(t, e); }
+
+void table_inbox_drop(struct table *t, struct inbox_entry *e) { inbox_clear(t, e); }
+
+void table_inbox_refuse(struct table *t, struct inbox_entry *e, const char *why, bool table_full)
+{
+    hdr_write_begin(t);
+    e->state = INBOX_REFUSED;
+    e->table_full = table_full;
+    copy_str(e->reason, sizeof e->reason, why);
+    hdr_write_end(t);
+    table_note(t, EV_LAUNCH, e->id, LOG_LVL_WARN, "controller: admission of unknown instance %s refused: %s",
+               e->id, why);
+}
+
+struct table_row *table_inbox_admit(struct table *t, struct inbox_entry *e, int64_t now)
+{
+    struct table_row *r = row_new(t, e->id, RE_ADOPT, "admitted on registration", ROW_F_JOINED, NULL, 0, now);
+    if (!r)
+        return NULL;
+    table_registered(t, r, e->addr, e->service_addr, now);
+    table_note(t, EV_LAUNCH, r->id, LOG_LVL_INFO,
+               "controller: admitted unknown instance %s at %s: it joins the group, running", r->id, r->addr);
+    inbox_clear(t, e);
+    return r;
+}
+
 /* ---- the header ---- */
 
 void table_supervisor_started(struct table *t, const char *group_name, const char *nonce,

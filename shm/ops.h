@@ -10,12 +10,15 @@
  *
  * Who writes what:
  *   supervisor  role pids, where its config is published, draining, restarts
- *   monitor     probe results, registrations, joins, the address it bound
+ *   monitor     probe results, registrations, joins, the address it bound,
+ *               requests to join (the inbox), deregistrations
  *   controller  launches (with their launch spec generation), terminations,
  *               pids, the target and its state, the launch spec in force
- * The monitor flags the rows of instances that joined on their own
- * registration (ROW_F_JOINED); the controller alone counts them into the
- * target and out again. */
+ * The monitor records facts for the controller to decide on: an unknown
+ * agent's registration (the inbox, monitor.adopt_unknown), a
+ * deregistration (ROW_F_DEREGISTERED); the controller alone admits (a
+ * joined row, ROW_F_JOINED), refuses and stops (controller/admit.c), and
+ * counts joined rows into the target and out again. */
 #ifndef ASG_OPS_H
 #define ASG_OPS_H
 
@@ -91,6 +94,31 @@ void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, u
                       int64_t now);
 /* EC2 bootstrap: its join token is spent. */
 void table_join_spent(struct table *t, struct table_row *r, int64_t now);
+
+/* ---- facts the monitor records, decisions the controller records ---- */
+
+/* Monitor: its agent deregistered; the controller stops the row. False
+ * when that was already known. */
+bool table_deregistered(struct table *t, struct table_row *r);
+/* The inbox entry (waiting or answered) of id, or NULL. */
+struct inbox_entry *table_inbox_find(struct table *t, const char *id);
+/* Monitor: an unknown agent asks to join from addr (service: its
+ * service's address, or ""): a new request, or its waiting one refreshed.
+ * False when every entry is taken. */
+bool table_inbox_ask(struct table *t, const char *id, const char *addr, const char *service, int64_t now);
+/* Monitor: the controller's refusal is told to its agent: the entry is
+ * free again. */
+void table_inbox_told(struct table *t, struct inbox_entry *e);
+/* Controller: the request is refused, why (table_full: for want of a
+ * free row), for the monitor to tell at the agent's next try. */
+void table_inbox_refuse(struct table *t, struct inbox_entry *e, const char *why, bool table_full);
+/* Controller: the request is admitted: a joined row for it, registered at
+ * its address and running; the entry is free again. NULL (and the entry
+ * kept) when the table is full. */
+struct table_row *table_inbox_admit(struct table *t, struct inbox_entry *e, int64_t now);
+/* Controller: a waiting entry that cannot be read (a writer died in it)
+ * is dropped; its agent asks again. */
+void table_inbox_drop(struct table *t, struct inbox_entry *e);
 
 /* ---- the header ---- */
 

@@ -25,8 +25,9 @@
  * layout (tests/check_layout.c pins sizes and offsets against it). 19: the
  * config left the header for its own segment (shm/confseg.h); the launch
  * spec's generation came in (the header's and each row's), and the bounds
- * in force (the header's). 20: the segment ends with its layout's
- * directory (shm/tabledir.h), from which a later asgd migrates it. */
+ * in force (the header's). 20: the admission inbox (the header's); the
+ * segment ends with its layout's directory (shm/tabledir.h), from which a
+ * later asgd migrates it. */
 #define TABLE_VERSION 20
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
@@ -44,6 +45,8 @@ const char *ha_role_name(uint32_t role);
 /* Terminating, but the provider is not asked yet: the load balancer first
  * drains the instance and removes it (controller/, lb/). */
 #define ROW_F_LB_HOLD 4u
+/* Monitor: its agent deregistered. A fact: the controller stops the row. */
+#define ROW_F_DEREGISTERED 8u
 
 const char *lb_state_name(uint32_t st);
 
@@ -141,6 +144,27 @@ struct spec_state {
     uint8_t digest[SPEC_DIGEST_SIZE]; /* its SHA-256 */
 };
 
+/* The admission inbox: registrations of agents the manager did not launch
+ * (monitor.adopt_unknown), recorded by the monitor as facts, decided by
+ * the controller alone (controller/admit.c): it creates the row, or
+ * records why not for the monitor to tell the agent at its next try.
+ * Small and fixed: when every entry waits, the monitor refuses the next
+ * stranger ("retry shortly") rather than overwrite an older request, so a
+ * flood of new ids cannot push out the agents that asked first; the
+ * controller empties it within moments of each registration. */
+#define TABLE_INBOX 16
+enum inbox_state { INBOX_FREE, INBOX_WAITING, INBOX_REFUSED };
+struct inbox_entry {
+    uint64_t seq;                /* which request (hdr->inbox_next), 0 when free */
+    uint32_t state;              /* enum inbox_state */
+    uint32_t table_full;         /* refused for want of a free row (RESOURCE_EXHAUSTED) */
+    int64_t asked_ms;            /* monitor: when the agent last asked */
+    char id[TABLE_ID_MAX];
+    char addr[TABLE_ADDR_MAX];
+    char service_addr[TABLE_ADDR_MAX];
+    char reason[120];            /* controller: why it was refused */
+};
+
 struct table_hdr {
     uint64_t magic;
     uint32_t version;
@@ -215,6 +239,11 @@ struct table_hdr {
     _Atomic uint64_t relay_accepted;     /* TCP connections it took */
     _Atomic uint64_t relay_grpc_took;    /* relayed connections gRPC began to read */
     _Atomic uint32_t relay_grpc_waiting; /* relayed connections gRPC has not read yet */
+    /* monitor: facts for the controller to decide on (a registration
+     * waiting, a deregistration), counted so that it notices at once */
+    _Atomic uint64_t facts;
+    uint64_t inbox_next;         /* the last request's seq */
+    struct inbox_entry inbox[TABLE_INBOX];
 };
 
 /* After the header, apart from it: the probe counters and histograms and

@@ -31,7 +31,7 @@
     X(ha_leader, S, 0) X(ha_leader_addr, S, 0) X(ha_error, S, 0) X(ha_managers, S, 0) \
     X(ha_failovers, N, 0) X(provider_calls, N, 0) X(group_nonce, S, 0) X(config_path, S, 0) \
     X(group_name, S, 0) X(config_name, S, 0) X(supervisor_start, N, L) X(relay_accepted, N, 0) \
-    X(relay_grpc_took, N, 0) X(relay_grpc_waiting, N, 0)
+    X(relay_grpc_took, N, 0) X(relay_grpc_waiting, N, 0) X(facts, N, 0) X(inbox_next, N, 0) X(inbox, B, 0)
 
 #define LOG_DIR(X) \
     X(probes_sent, N, 0) X(probes_failed, N, 0) X(probe_us_sum, N, 0) X(probe_hist, B, 0) \

@@ -354,8 +354,9 @@ START_TEST(test_boot_timeout_replaces_a_silent_instance)
 }
 END_TEST
 
-/* Meanwhile, as the monitor would: every launched agent registers, and the
- * first row's instance is gone and its slot reused by a newcomer. */
+/* Meanwhile, as the monitor would: every launched agent registers; and the
+ * first row's instance is gone and its slot reused by a newcomer (today only
+ * the controller itself makes rows, but a plan does not count on it). */
 static void registered_meanwhile(void *arg)
 {
     (void)arg;
@@ -394,30 +395,58 @@ START_TEST(test_a_plan_on_a_stale_view_touches_no_row_that_moved_on)
 }
 END_TEST
 
+/* What the monitor does when an unknown agent registers: it records the
+ * request only; the controller admits it at its next look. */
+static struct table_row *ask_to_join(const char *id)
+{
+    table_lock(&T, 1000);
+    ck_assert(table_inbox_ask(&T, id, "127.0.0.1:9", "", now_ms()));
+    ck_assert_ptr_null(table_find(&T, id));
+    table_unlock(&T);
+    controller_evaluate(C);
+    table_lock(&T, 1000);
+    struct table_row *r = table_find(&T, id);
+    table_unlock(&T);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_null(table_inbox_find(&T, id)); /* answered */
+    return r;
+}
+
 START_TEST(test_joined_instances_move_the_target_both_ways)
 {
+    cfg.adopt_unknown = true;
+    reopen();
     controller_evaluate(C);
     all_register();
     controller_evaluate(C);
     ck_assert_int_eq(T.hdr->ctl.target, 3);
-    /* The monitor adopts two strangers: only flags their rows. */
+    /* Two strangers ask to join; the controller admits them: joined rows,
+     * running, counted into the target. */
     table_lock(&T, 1000);
-    struct table_row *a = table_row_new(&T, "swarm-0", RE_ADOPT, "adopted on registration",
-                                        ROW_F_JOINED, NULL, now_ms());
-    struct table_row *b = table_row_new(&T, "swarm-1", RE_ADOPT, "adopted on registration",
-                                        ROW_F_JOINED, NULL, now_ms());
-    ck_assert_int_eq(table_joined_uncounted(&T), 2);
+    ck_assert(table_inbox_ask(&T, "swarm-0", "127.0.0.1:9", "", now_ms()));
+    ck_assert(table_inbox_ask(&T, "swarm-1", "127.0.0.1:9", "", now_ms()));
     table_unlock(&T);
     controller_evaluate(C);
+    table_lock(&T, 1000);
+    struct table_row *a = table_find(&T, "swarm-0"), *b = table_find(&T, "swarm-1");
+    table_unlock(&T);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert(a->flags & ROW_F_JOINED);
+    ck_assert_int_eq(a->state, ROW_RUNNING);
+    ck_assert_str_eq(a->reason, "registered");
     ck_assert_int_eq(T.hdr->ctl.target, 5);
     ck_assert_int_eq(table_joined_uncounted(&T), 0);
     ck_assert_int_eq(F.launches, 3); /* nothing launched, nothing scaled in for them */
     ck_assert_int_eq(F.terminations, 0);
-    /* One deregisters: the target falls and it is not replaced. */
+    /* One deregisters (the monitor records it): the controller stops it,
+     * the target falls and it is not replaced. */
     table_lock(&T, 1000);
-    ck_assert(table_stopping(&T, a, "deregistered", now_ms() + 1000));
+    ck_assert(table_deregistered(&T, a));
+    ck_assert_int_eq(a->state, ROW_RUNNING); /* a fact, not a stop */
     table_unlock(&T);
     controller_evaluate(C);
+    ck_assert(a->state == ROW_TERMINATING || a->state == ROW_FREE); /* stopped (the fake has no such instance: gone) */
     controller_evaluate(C);
     ck_assert_int_eq(T.hdr->ctl.target, 4);
     ck_assert_int_eq(F.launches, 3);
@@ -432,6 +461,57 @@ START_TEST(test_joined_instances_move_the_target_both_ways)
 }
 END_TEST
 
+/* The bounds the controller admits against are the ones in force: at the
+ * maximum, a request is refused with its reason, kept for the monitor to
+ * tell the agent; without adoption on, none is admitted. */
+START_TEST(test_admission_refuses_at_the_maximum_in_force)
+{
+    cfg.adopt_unknown = true;
+    cfg.max_instances = 4;
+    reopen();
+    controller_evaluate(C);
+    all_register();
+    controller_evaluate(C);
+    ask_to_join("swarm-0"); /* 3 + 1: at the maximum now */
+    table_lock(&T, 1000);
+    ck_assert(table_inbox_ask(&T, "swarm-1", "127.0.0.1:9", "", now_ms()));
+    table_unlock(&T);
+    controller_evaluate(C);
+    ck_assert_ptr_null(table_find(&T, "swarm-1"));
+    const struct inbox_entry *e = table_inbox_find(&T, "swarm-1");
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(e->state, INBOX_REFUSED);
+    ck_assert_str_eq(e->reason, "the group is at its maximum size (4)");
+    ck_assert_int_eq(T.hdr->ctl.target, 4);
+    ck_assert_int_eq(F.launches, 3);
+}
+END_TEST
+
+/* The inbox is small and fixed: when every entry waits, a newcomer is
+ * turned away (it asks again) rather than pushing out one that asked
+ * first; an answered refusal not yet told is the first to make room. */
+START_TEST(test_the_inbox_is_bounded_and_keeps_who_asked_first)
+{
+    char id[32];
+    table_lock(&T, 1000);
+    for (int k = 0; k < TABLE_INBOX; k++) {
+        snprintf(id, sizeof id, "early-%d", k);
+        ck_assert(table_inbox_ask(&T, id, "127.0.0.1:9", "", now_ms()));
+    }
+    ck_assert(!table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms()));
+    ck_assert(table_inbox_ask(&T, "early-3", "127.0.0.1:10", "", now_ms())); /* asking again: refreshed */
+    ck_assert_str_eq(table_inbox_find(&T, "early-3")->addr, "127.0.0.1:10");
+    table_inbox_refuse(&T, table_inbox_find(&T, "early-5"), "the group is at its maximum size (3)", false);
+    ck_assert(table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms()));
+    ck_assert_ptr_null(table_inbox_find(&T, "early-5"));
+    for (int k = 0; k < TABLE_INBOX; k++) {
+        snprintf(id, sizeof id, "early-%d", k);
+        ck_assert(k == 5 || table_inbox_find(&T, id) != NULL);
+    }
+    table_unlock(&T);
+}
+END_TEST
+
 /* Low load has been counted for a while (the group sits at desired):
  * an instance that joins now is not scaled straight back in. */
 START_TEST(test_a_joined_instance_is_not_scaled_straight_back_in)
@@ -440,6 +520,7 @@ START_TEST(test_a_joined_instance_is_not_scaled_straight_back_in)
     cfg.breach_periods = 1;
     cfg.warmup_ms = 0;
     cfg.desired_instances = 2;
+    cfg.adopt_unknown = true;
     reopen();
     controller_evaluate(C);
     all_register();
@@ -453,10 +534,8 @@ START_TEST(test_a_joined_instance_is_not_scaled_straight_back_in)
         controller_evaluate(C);
     }
     ck_assert_int_eq(count(ROW_RUNNING), 2);
+    struct table_row *j = ask_to_join("swarm-0");
     table_lock(&T, 1000);
-    struct table_row *j = table_row_new(&T, "swarm-0", RE_ADOPT, "adopted on registration",
-                                        ROW_F_JOINED, NULL, now_ms());
-    table_registered(&T, j, "127.0.0.1:9", "", now_ms());
     table_probe_result(&T, j, &low, NULL, 3, now_ms());
     table_unlock(&T);
     for (int k = 0; k < 3; k++)
@@ -1216,6 +1295,8 @@ Suite *controller_suite(void)
         test_boot_timeout_replaces_a_silent_instance,
         test_a_plan_on_a_stale_view_touches_no_row_that_moved_on,
         test_joined_instances_move_the_target_both_ways,
+        test_admission_refuses_at_the_maximum_in_force,
+        test_the_inbox_is_bounded_and_keeps_who_asked_first,
         test_reconcile_adopts_and_forgets,
         test_a_joined_instance_is_not_scaled_straight_back_in,
         test_scale_in_drains_and_removes_before_terminating,

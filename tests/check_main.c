@@ -26,6 +26,7 @@ int main(void)
     srunner_add_suite(sr, ec2_xml_suite());
     srunner_add_suite(sr, creds_suite());
     srunner_add_suite(sr, controller_suite());
+    srunner_add_suite(sr, admit_suite());
     srunner_add_suite(sr, lb_suite());
     srunner_add_suite(sr, schedule_suite());
     srunner_add_suite(sr, text_suite());

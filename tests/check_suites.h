@@ -32,6 +32,7 @@ Suite *sigv4_suite(void);
 Suite *ec2_xml_suite(void);
 Suite *creds_suite(void);
 Suite *controller_suite(void);
+Suite *admit_suite(void);
 Suite *lb_suite(void);
 Suite *schedule_suite(void);
 Suite *text_suite(void);

@@ -50,9 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size == 0)
         return 0;
-    if (++runs % 64 == 0) /* empty the table now and then: keep both paths */
+    if (++runs % 64 == 0) { /* empty the table and the inbox now and then: keep every path */
         for (uint32_t i = 0; i < T.capacity; i++)
             T.rows[i].state = ROW_FREE;
+        memset(T.hdr->inbox, 0, sizeof T.hdr->inbox);
+    }
     m.cfg.adopt_unknown = (data[0] & 2) != 0;
     struct rpc_reply r;
     memset(&r, 0, sizeof r);
@@ -69,6 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint32_t i = 0; i < T.capacity; i++)
         if (T.rows[i].state != ROW_FREE && !valid_instance_id(T.rows[i].id, strlen(T.rows[i].id)))
             abort(); /* nothing unchecked reaches the table */
+    for (int i = 0; i < TABLE_INBOX; i++)
+        if (T.hdr->inbox[i].state != INBOX_FREE &&
+            (!valid_instance_id(T.hdr->inbox[i].id, strlen(T.hdr->inbox[i].id)) || !T.hdr->inbox[i].addr[0]))
+            abort(); /* nor its inbox */
     free(r.data);
     return 0;
 }

@@ -61,8 +61,10 @@ def swarm_hosts_many_agents_that_register_answer_and_leave(m):
             return dict(x.split("=") for x in line[1:])
         # Every agent answers probes: counted by the agents themselves, so
         # sampled until the count is there (a busy machine probes slower).
-        kv = wait_for(lambda: (lambda k: k if int(k["answered"]) >= 20 else None)(stats()), 20,
-                      "20 answers counted by the swarm")
+        # An agent hears it was admitted at its next try after the
+        # controller made its row (probed from then on): waited for too.
+        kv = wait_for(lambda: (lambda k: k if int(k["answered"]) >= 20 and k["registered"] == "20" else None)(
+            stats()), 20, "20 answers counted by the swarm, every agent registered")
         assert kv["agents"] == "20" and kv["registered"] == "20", kv
         assert kv["bad_requests"] == "0", kv
     finally:

@@ -10,6 +10,18 @@ import time  # noqa: E402
 from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
 
 
+def register_decided(mon, request):
+    """Register as an agent does until the answer is a decision: an unknown
+    agent's first tries are answered "not admitted yet" (retry_after_ms)
+    while the controller decides. Bounded: the last reply after 15 s."""
+    end = time.monotonic() + 15
+    while True:
+        r = mon.Register(request, timeout=5)
+        if r.accepted or not r.retry_after_ms or time.monotonic() > end:
+            return r
+        time.sleep(r.retry_after_ms / 1000.0)
+
+
 def mon_register_at_max(grpc, asg_pb2, stubs, s, maximum):
     """Fills the group to its maximum with adopted ids; the next one must be
     refused. Returns the last reply."""
@@ -17,8 +29,8 @@ def mon_register_at_max(grpc, asg_pb2, stubs, s, maximum):
     with grpc.insecure_channel(s["group"]["monitor_address"]) as ch:
         mon = stubs.MonitorStub(ch)
         for k in range(maximum + 1):
-            r = mon.Register(asg_pb2.RegisterRequest(instance_id="extra-%d" % k,
-                                                      address="127.0.0.1:9"), timeout=5)
+            r = register_decided(mon, asg_pb2.RegisterRequest(instance_id="extra-%d" % k,
+                                                              address="127.0.0.1:9"))
             if not r.accepted:
                 assert "maximum size" in r.reason, r
                 return r
@@ -76,8 +88,8 @@ def garbage_stalls_and_floods_do_not_hurt_the_manager(m):
         with grpc.insecure_channel(s["group"]["monitor_address"]) as ch:
             mon = asg_service_pb2_grpc.MonitorStub(ch)
             for name, srv in (("junk-1", junk), ("silent-1", silent)):
-                r = mon.Register(asg_pb2.RegisterRequest(instance_id=name,
-                                                          address="127.0.0.1:%d" % srv.port), timeout=5)
+                r = register_decided(mon, asg_pb2.RegisterRequest(instance_id=name,
+                                                                  address="127.0.0.1:%d" % srv.port))
                 assert r.accepted, r
             # Both go unhealthy through probe misses (junk: protocol errors;
             # silent: every probe hits its deadline) and leave the group.
@@ -543,6 +555,51 @@ def full_table_answers_resource_exhausted(m):
         stop_agent(agent)
     err = agent.stderr.read()
     assert "status 8" in err, err  # RESOURCE_EXHAUSTED
+
+
+@test
+def the_controller_alone_admits_a_joining_agent_within_the_scheduled_maximum():
+    """An agent the manager did not launch registers on its own: the
+    monitor only records the request; the controller decides, against the
+    bounds in force from one place (file, schedule, operator): it creates
+    the row of the first (its log line and event say so), and refuses the
+    next once a schedule entry's maximum of 2 is reached (the file's
+    maximum is 4), telling the monitor why for the agent's next try."""
+    m = Manager("admit", group={"min_instances": 1, "max_instances": 4, "desired_instances": 1},
+                monitor={"adopt_unknown": True})
+    m.write_config(render(m.cfg) + '\nschedule = { timezone = "UTC"; entries = ( '
+                   '{ at = "* * * * *"; max = 2; } ); };\n')
+    agents = []
+    try:
+        m.start()
+        s = m.wait_running(1)
+        wait_for(lambda: (m.status()["schedule"]["active"] or {}).get("max") == 2, 10, "the entry in force")
+        addr = s["group"]["monitor_address"]
+        first, second = m.group + "-801", m.group + "-802"
+        agents.append(start_agent("--id", first, "--manager", addr, *m.agent_tls(first))[0])
+        wait_for(lambda: [i for i in m.running() if i["id"] == first], 20, "the first joining agent running")
+        log = m.log()
+        asked = log.index("unknown instance %s registered at" % first)
+        admitted = log.index("controller: admitted unknown instance %s at" % first)
+        assert asked < admitted, log[-3000:]
+        ev = m.ctl("events", "-n", "100", "--json")
+        assert ev.returncode == 0 and "controller: admitted unknown instance %s" % first in ev.stdout, \
+            ev.stdout[-2000:] + ev.stderr
+        wait_for(lambda: m.status()["group"]["target"] == 2, 10, "the target raised for it")
+        agents.append(start_agent("--id", second, "--manager", addr, *m.agent_tls(second))[0])
+        m.wait_log(r"controller: admission of unknown instance %s refused: the group is at its maximum "
+                   r"size \(2\)" % second, 20)
+        m.wait_log(r"registration of %s from .* refused: the group is at its maximum size \(2\)" % second, 20)
+        s = m.status()
+        assert second not in [i["id"] for i in s["instances"]], s["instances"]
+        assert s["group"]["target"] == 2, s["group"]
+    except BaseException:
+        sys.stderr.write(m.log()[-5000:])
+        raise
+    finally:
+        for a in agents:
+            stop_agent(a)
+        m.cleanup()
 
 
 @with_manager("paced", group={"min_instances": 6, "max_instances": 6, "desired_instances": 6},
