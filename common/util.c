@@ -40,6 +40,17 @@ int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void *array_room(void *items, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return items;
+    *cap = *cap ? *cap * 2 : 16;
+    items = realloc(items, *cap * size);
+    if (!items)
+        abort();
+    return items;
+}
+
 bool copy_str(char *dst, size_t size, const char *src)
 {
     size_t n = strnlen(src, size);

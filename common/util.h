@@ -26,6 +26,10 @@ int64_t wall_ms(void);
 /* Copies at most size-1 bytes and always terminates; returns false when
  * src did not fit. */
 bool copy_str(char *dst, size_t size, const char *src);
+/* An array of items of size bytes, n of them used, with room for *cap: made
+ * room for one more (doubling, from 16). Returns the array, perhaps moved;
+ * aborts when memory is out, as every allocation of ours does. */
+void *array_room(void *items, size_t n, size_t *cap, size_t size);
 
 /* A whole number lo..hi, the whole string and nothing else. */
 bool parse_whole(const char *s, long lo, long hi, long *out);

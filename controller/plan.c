@@ -12,12 +12,7 @@
 
 static struct plan_step *add_step(struct plan *p, enum plan_kind kind, const struct plan_row *r)
 {
-    if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 16;
-        p->steps = realloc(p->steps, p->cap * sizeof *p->steps);
-        if (!p->steps)
-            abort();
-    }
+    p->steps = array_room(p->steps, p->n, &p->cap, sizeof *p->steps);
     struct plan_step *s = &p->steps[p->n++];
     memset(s, 0, sizeof *s);
     s->kind = kind;

@@ -40,12 +40,7 @@ void controller_handle_of_row(const struct table_row *r, struct provider_handle 
 
 void ctl_add_op(struct ctl *c, enum op_kind kind, const struct table_row *r)
 {
-    if (c->nops == c->capops) {
-        c->capops = c->capops ? c->capops * 2 : 16;
-        c->ops = realloc(c->ops, c->capops * sizeof *c->ops);
-        if (!c->ops)
-            abort();
-    }
+    c->ops = array_room(c->ops, c->nops, &c->capops, sizeof *c->ops);
     struct op *o = &c->ops[c->nops++];
     memset(o, 0, sizeof *o);
     o->kind = kind;

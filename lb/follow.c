@@ -36,12 +36,7 @@ static void note(const struct lb_recorder *rec, const char *instance, int level,
 static void plan_add(struct lb_plan *p, int action, uint32_t slot, uint64_t incarnation,
                      const char *name, const char *addr)
 {
-    if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 16;
-        p->tasks = realloc(p->tasks, p->cap * sizeof *p->tasks);
-        if (!p->tasks)
-            abort();
-    }
+    p->tasks = array_room(p->tasks, p->n, &p->cap, sizeof *p->tasks);
     struct lb_task *k = &p->tasks[p->n++];
     memset(k, 0, sizeof *k);
     k->action = action;

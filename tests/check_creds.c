@@ -219,9 +219,11 @@ START_TEST(test_broken_file_does_not_stop_the_chain)
 }
 END_TEST
 
-/* botocore's own answer for the files and profile in the environment:
- * a JSON object on one line, read through a pipe (never printed). */
-static json_object *botocore_answer(void)
+/* botocore's own answers for n cases at once, one JSON object a line, read
+ * through a pipe (never printed): case k's files are DIR/kc and DIR/kg
+ * (absent: none) and its profile profiles[k]. One python3 for them all:
+ * importing botocore costs most of a second on a busy machine. */
+static void botocore_answers(size_t n, const char *const *profiles, json_object **out)
 {
     static const char script[] =
         "import json, os, sys\n"
@@ -229,25 +231,36 @@ static json_object *botocore_answer(void)
         "    import botocore.session\n"
         "except ImportError:\n"
         "    print(json.dumps({'result': 'no botocore'})); sys.exit(0)\n"
-        "try:\n"
-        "    c = botocore.session.Session().get_credentials()\n"
-        "    out = {'result': 'none'} if c is None else {'result': 'ok', 'method': c.method,\n"
-        "           'ak': c.access_key, 'sk': c.secret_key, 'token': c.token or ''}\n"
-        "except Exception as e:\n"
-        "    out = {'result': 'error', 'type': type(e).__name__}\n"
-        "print(json.dumps(out))\n";
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c \"$ASG_BOTOCORE_SCRIPT\"");
+        "for line in os.environ['ASG_BOTOCORE_CASES'].splitlines():\n"
+        "    creds, config, profile = line.split('\\t')\n"
+        "    os.environ.update(AWS_SHARED_CREDENTIALS_FILE=creds, AWS_CONFIG_FILE=config, AWS_PROFILE=profile)\n"
+        "    try:\n"
+        "        c = botocore.session.Session().get_credentials()\n"
+        "        out = {'result': 'none'} if c is None else {'result': 'ok', 'method': c.method,\n"
+        "               'ak': c.access_key, 'sk': c.secret_key, 'token': c.token or ''}\n"
+        "    except Exception as e:\n"
+        "        out = {'result': 'error', 'type': type(e).__name__}\n"
+        "    print(json.dumps(out))\n";
+    static char cases[8192], text[131072];
+    size_t len = 0;
+    for (size_t k = 0; k < n; k++)
+        len += (size_t)snprintf(cases + len, sizeof cases - len, "%s/%zuc\t%s/%zug\t%s\n", dir, k, dir, k,
+                                profiles[k]);
+    ck_assert_uint_lt(len, sizeof cases);
+    setenv("ASG_BOTOCORE_CASES", cases, 1);
     setenv("ASG_BOTOCORE_SCRIPT", script, 1);
-    FILE *p = popen(cmd, "r");
+    FILE *p = popen("/usr/bin/python3 -c \"$ASG_BOTOCORE_SCRIPT\"", "r");
     ck_assert_ptr_nonnull(p);
-    static char out[16384];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
+    size_t got = fread(text, 1, sizeof text - 1, p);
+    text[got] = '\0';
     ck_assert_int_eq(pclose(p), 0);
-    json_object *o = json_tokener_parse(out);
-    ck_assert_msg(o != NULL, "python3 printed no JSON");
-    return o;
+    ck_assert_msg(!strstr(text, "no botocore"), "python3-botocore is not installed");
+    char *save = NULL, *line = strtok_r(text, "\n", &save);
+    for (size_t k = 0; k < n; k++, line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(line != NULL, "botocore answered %zu case(s) of %zu", k, n);
+        out[k] = json_tokener_parse(line);
+        ck_assert_msg(out[k] != NULL, "case %zu: python3 printed no JSON", k);
+    }
 }
 
 static const char *field(json_object *o, const char *name)
@@ -300,12 +313,33 @@ START_TEST(test_same_answers_as_botocore)
         {"[default]\nregion=x\n", NULL, "default", 0},
         {"", NULL, "default", 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    enum { NCASES = sizeof cases / sizeof cases[0] };
+    const char *profiles[NCASES];
+    json_object *answers[NCASES];
+    files(NULL, NULL); /* the directory */
+    for (size_t i = 0; i < NCASES; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s/%zuc", dir, i);
+        if (cases[i].creds)
+            write_text(name, cases[i].creds);
+        snprintf(name, sizeof name, "%s/%zug", dir, i);
+        if (cases[i].config)
+            write_text(name, cases[i].config);
+        profiles[i] = cases[i].profile;
+    }
+    botocore_answers(NCASES, profiles, answers);
+    for (size_t i = 0; i < NCASES; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s/%zuc", dir, i);
+        unlink(name);
+        snprintf(name, sizeof name, "%s/%zug", dir, i);
+        unlink(name);
+    }
+    for (size_t i = 0; i < NCASES; i++) {
         files(cases[i].creds, cases[i].config);
         setenv("AWS_PROFILE", cases[i].profile, 1);
-        json_object *want = botocore_answer();
+        json_object *want = answers[i];
         const char *result = field(want, "result");
-        ck_assert_msg(strcmp(result, "no botocore") != 0, "python3-botocore is not installed");
         struct aws_creds c;
         char err[1024];
         int rc = aws_creds_load(&c, err, sizeof err);
@@ -354,7 +388,7 @@ Suite *creds_suite(void)
     Suite *s = suite_of("creds", "chain", setup, teardown, 0, tests, NULL);
     TCase *tc = tcase_create("files");
     tcase_add_checked_fixture(tc, setup, files_teardown);
-    tcase_set_timeout(tc, 60); /* botocore is asked once per case */
+    tcase_set_timeout(tc, 60); /* botocore is asked once, for every case */
     for (size_t i = 0; file_tests[i]; i++)
         tcase_add_test(tc, file_tests[i]);
     suite_add_tcase(s, tc);
