@@ -241,8 +241,8 @@ def terminate_with_decrement_shrinks_the_group(m):
 @test
 def a_joining_agent_is_admitted_within_the_scheduled_maximum():
     """An agent started by hand (no group nonce) joins by registering; the
-    monitor admits it against the bounds in force, which the controller
-    works out (config, schedule, operator) in one place: a schedule entry
+    controller admits it against the bounds in force, which it works out
+    (config, schedule, operator) in one place: a schedule entry
     raising the maximum from 2 to 4 lets it join a group of 2 (the
     config's maximum alone refused it: "at its maximum size (2)")."""
     port = free_port()

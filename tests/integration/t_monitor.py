@@ -565,8 +565,10 @@ def the_controller_alone_admits_a_joining_agent_within_the_scheduled_maximum():
     the row of the first (its log line and event say so), and refuses the
     next once a schedule entry's maximum of 2 is reached (the file's
     maximum is 4), telling the monitor why for the agent's next try."""
+    # No scale-in on low load: the joined instance must stay while the
+    # second one asks (the policy may otherwise take it back out at once).
     m = Manager("admit", group={"min_instances": 1, "max_instances": 4, "desired_instances": 1},
-                monitor={"adopt_unknown": True})
+                monitor={"adopt_unknown": True}, policy={"scale_in_below": 0.0})
     m.write_config(render(m.cfg) + '\nschedule = { timezone = "UTC"; entries = ( '
                    '{ at = "* * * * *"; max = 2; } ); };\n')
     agents = []
