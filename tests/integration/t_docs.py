@@ -122,6 +122,43 @@ def user_facing_docs_name_no_issue_numbers():
 
 
 @test
+def readme_is_short_and_names_the_licence():
+    """README is what asg is, the two commands, a tour and a map of docs/:
+    the reference lives in docs/ and the man pages."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    assert text.count("\n") <= 250, "README.md has %d lines; keep it to 250" % text.count("\n")
+    assert "BSD 2-Clause" in text and "(LICENSE)" in text
+    assert "BSD 2-Clause License" in open(os.path.join(ROOT, "LICENSE")).read()
+    for link in re.findall(r"\]\(((?:docs|bench)/[^)#]+)", text):
+        assert os.path.isfile(os.path.join(ROOT, link)), "README links to %s, which is not there" % link
+
+
+def anchors(path):
+    """The anchors GitHub makes of a page's headings."""
+    out = set()
+    for h in re.findall(r"^#+ (.*)$", open(path).read(), re.M):
+        out.add(re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-"))
+    return out
+
+
+@test
+def links_between_the_docs_lead_somewhere():
+    bad = []
+    for path in DOCS + ["bench/RESULTS.md"]:
+        here = os.path.dirname(os.path.join(ROOT, path))
+        for target in re.findall(r"\]\(([^)\s]+)\)", open(os.path.join(ROOT, path)).read()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(here, file)) if file else os.path.join(ROOT, path)
+            if not os.path.exists(dest):
+                bad.append("%s: %s: no such file" % (path, target))
+            elif anchor and anchor not in anchors(dest):
+                bad.append("%s: %s: no such heading" % (path, target))
+    assert not bad, "\n".join(bad)
+
+
+@test
 def runnable_blocks_run():
     ran = 0
     for path in DOCS:
