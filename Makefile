@@ -129,7 +129,7 @@ test-all:
 
 unit-bin: $(UNIT_BIN)
 
-# README's house rules (layers, provider kinds, calls, function lengths),
+# The house rules of docs/architecture.md (layers, provider kinds, calls, function lengths),
 # on the sources and the build's objects.
 layout: all
 	$(PYTHON) tests/layout.py $(BUILD)

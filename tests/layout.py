@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""The house rules README's Layout section states, checked on the sources
+"""The house rules docs/architecture.md states (Layers), checked on the sources
 (and, for calls, on the objects of a build): run by `make test` after the
 release build.
 
-- The folders are layers, read from README's diagram (top line highest):
+- The folders are layers, read from its diagram (top line highest):
   a file includes headers of its own folder and of lower layers only,
   never of a folder beside it or above it.
 - The libraries that decide or act (policy/, provider/, lb/, ha/) see
@@ -39,14 +39,15 @@ KIND_NAMES = re.compile(r"\bPROVIDER_(EC2|LOCAL|EXEC)\b")
 KIND_ALLOWED = ("provider/", "common/config.c", "common/config.h")
 MAX_LINES, EXPLAIN_LINES = 100, 60
 PROCESS_WIDE = "Process-wide because"
+LAYERS_DOC = "docs/architecture.md"
 
 
-def readme_layers():
-    """{folder: rank} from the diagram in README's Layout section: each
-    line that starts with a layer's name lists its folders; the first line
-    is the highest layer."""
-    text = open(os.path.join(ROOT, "README.md")).read()
-    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+def doc_layers():
+    """{folder: rank} from the diagram in the Layers section of
+    docs/architecture.md: each line that starts with a layer's name lists
+    its folders; the first line is the highest layer."""
+    text = open(os.path.join(ROOT, LAYERS_DOC)).read()
+    section = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
     diagram = section.split("```", 2)[1]
     rows = [re.findall(r"\b([a-z_]+)/", line) for line in diagram.splitlines()
             if re.match(r"\s*[a-z]+\s{2,}\S", line)]
@@ -82,7 +83,7 @@ def included_folder(own, name):
 def check_includes(ranks, problems):
     for d in SOURCES:
         if d not in ranks:
-            problems.append("README's layout diagram does not place %s/" % d)
+            problems.append("the layers diagram of docs/architecture.md does not place %s/" % d)
     for path in files(("c", "h")):
         own = rel(path).split("/", 1)[0]
         for n, line in enumerate(open(path), 1):
@@ -94,9 +95,9 @@ def check_includes(ranks, problems):
             if other == own:
                 continue
             if other not in ranks:
-                problems.append("%s, a folder README's diagram does not place" % where)
+                problems.append("%s, a folder the layers diagram (docs/architecture.md) does not place" % where)
             elif ranks[other] >= ranks.get(own, 0):
-                problems.append("%s: %s/ is %s %s/ in README's layers" % (
+                problems.append("%s: %s/ is %s %s/ in the layers of docs/architecture.md" % (
                     where, other, "beside" if ranks[other] == ranks.get(own) else "above", own))
             elif own in NO_SHM and other == "shm":
                 problems.append("%s: %s/ sees instances through its own header, not shm/" % (where, own))
@@ -351,7 +352,7 @@ def check_static_state(problems):
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build/release"
     problems = []
-    check_includes(readme_layers(), problems)
+    check_includes(doc_layers(), problems)
     check_kind_names(problems)
     check_calls(build, problems)
     check_lengths(problems)
@@ -359,7 +360,7 @@ def main():
     for p in problems:
         print("layout: " + p)
     print("layout: %s" % ("%d problems" % len(problems) if problems else
-                          "layers, provider kinds, calls, function lengths and state as README says"))
+                          "layers, provider kinds, calls, function lengths and state as docs/architecture.md says"))
     return 1 if problems else 0
 
 

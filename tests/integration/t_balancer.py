@@ -283,7 +283,7 @@ def haproxy_answering_errors_is_reported():
 
 @test
 def shipped_examples_put_http_server_behind_haproxy():
-    """etc/examples/haproxy.cfg and web.cfg as README walks through them,
+    """etc/examples/haproxy.cfg and web.cfg as docs/web-service.md walks through them,
     with only their paths, ports and names moved into the test's own: two
     http.server instances behind HAProxy, a page served through it."""
     m = Manager("lbex")
