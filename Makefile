@@ -81,7 +81,6 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-
 .PHONY: install-man man-keys
 .PHONY: layout tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)

@@ -49,9 +49,12 @@ static void usage(FILE *f)
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
             "                           (DIR/ID.crt, DIR/ID.key, DIR/ca.crt; needs the manager's tls.dir)\n"
             "  version\n"
-            "  -c FILE     config of the manager (shm.name and tls.dir, where the manager\n"
-            "              records its table's name); default: built-in\n"
-            "  --shm NAME  the table's segment name itself (as asgd logs it), overriding the config\n"
+            "  -c, --config FILE  config of the manager (shm.name and tls.dir, where the\n"
+            "                     manager records its table's name); default: built-in\n"
+            "  --shm NAME         the table's segment name itself (as asgd logs it),\n"
+            "                     overriding the config\n"
+            "  -h, --help         print this and exit\n"
+            "  -V, --version      print the version and exit\n"
             "exit: 0 done, 1 it failed (no table, an agent did not answer...), 2 bad arguments\n"
             "      or config; see asgctl(8)\n");
 }
