@@ -169,11 +169,26 @@ def complete(*words):
     return [w for w in r.stdout.splitlines() if w]
 
 
+def complete_as_bash_does(line):
+    """The same with the bash-completion package loaded (which is what
+    loads the installed file), for a command line as bash splits it: at
+    each ':' too, so that HOST:PORT is three words."""
+    words = re.findall(r"[^\s:]+|:", line) + ([""] if line[-1] in " :" else [])
+    script = ('source /usr/share/bash-completion/bash_completion; source "$1"; COMP_LINE="$2"; '
+              'COMP_POINT=${#COMP_LINE}; shift 2; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+              '_asgctl; printf "%s\\n" "${COMPREPLY[@]}"')
+    r = run(["bash", "--norc", "-c", script, "bash", ROOT + "/scripts/asgctl.bash-completion",
+             line] + words)
+    assert r.returncode == 0 and not r.stderr, r
+    return [w for w in r.stdout.splitlines() if w]
+
+
 @with_manager("complete")
 def bash_completion_offers_commands_options_and_the_groups_ids(m):
     """Commands, global options and a command's options; for load and
-    cert, the ids of the running group's instances, asked of the manager
-    named by the -c or --shm already typed."""
+    cert, the ids of the running group's instances, for probe their
+    agents' addresses, asked of the manager named by the -c or --shm
+    already typed."""
     m.wait_running(2)
     assert "status" in complete("") and "replay" in complete("re")
     assert complete("--v") == ["--version"]
@@ -186,6 +201,17 @@ def bash_completion_offers_commands_options_and_the_groups_ids(m):
     assert complete("-c", m.cfg_path, "cert", ids[0][:-1] + "") == \
         [i for i in ids if i.startswith(ids[0][:-1])]
     assert complete("-c", m.cfg_path, "load", ids[0], "au") == ["auto"]
+    addresses = sorted(i["address"] for i in m.status()["instances"])
+    assert sorted(complete("-c", m.cfg_path, "probe", "")) == addresses
+    assert complete("-c", m.cfg_path, "probe", addresses[0], "--") == ["--json"]
+    # With bash-completion: an address typed up to its port's first digit
+    # gets the rest of the port (bash replaces only the word after ':').
+    host, port = addresses[0].rsplit(":", 1)
+    line = "%s/asgctl -c %s probe %s:%s" % (BIN, m.cfg_path, host, port[0])
+    ports = [a.rsplit(":", 1)[1] for a in addresses if a.startswith("%s:%s" % (host, port[0]))]
+    assert complete_as_bash_does(line) == ports
+    line = "%s/asgctl -c %s load " % (BIN, m.cfg_path)
+    assert sorted(complete_as_bash_does(line)) == sorted(ids + ["all"])
 
 
 if __name__ == "__main__":
