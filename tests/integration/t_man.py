@@ -83,6 +83,25 @@ def asg_cfg_key_reference_is_the_config_table():
 
 
 @test
+def asg_cfg_examples_are_valid_configs():
+    """Each example in asg.cfg(5) (its literal displays) passes asgd -t,
+    and a broken one would not."""
+    text = open(page("asg.cfg")).read()
+    blocks = re.findall(r"^\.Bd -literal[^\n]*\n(.*?)^\.Ed$", text, re.M | re.S)
+    assert len(blocks) >= 3, blocks
+    tmp = tempfile.mkdtemp(prefix="asg-man-cfg-")
+    try:
+        cfg = os.path.join(tmp, "example.cfg")
+        for block in blocks + ["group = { min_instances = 0; };\n"]:
+            with open(cfg, "w") as f:
+                f.write(block.replace("\\e", "\\"))
+            r = run([BIN + "/asgd", "-t", "-c", cfg])
+            assert (r.returncode == 0) == (block in blocks), (block, r.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
 def make_install_installs_the_pages_and_the_completion():
     """make install (through install-man) puts the pages under
     PREFIX/share/man and the completion where bash-completion looks."""
