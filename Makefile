@@ -81,6 +81,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
+.PHONY: install-man man-keys
 .PHONY: layout tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
@@ -280,6 +281,25 @@ install: all
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' scripts/asgd.init > $(DESTDIR)/etc/init.d/asgd
 	chmod 0755 $(DESTDIR)/etc/init.d/asgd
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' scripts/asgd.service > $(DESTDIR)/lib/systemd/system/asgd.service
+
+# The man pages and asgctl's bash completion, with make install. The key
+# reference in asg.cfg(5) is made from asgd -k: make man-keys after a key
+# changes (tests/integration/t_man.py fails until then).
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+MAN8 = man/asgd.8 man/asg-agent.8 man/asgctl.8
+MAN5 = man/asg.cfg.5
+
+install: install-man
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 scripts/asgctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/asgctl
+
+man-keys: $(BINDIR)/asgd
+	$(PYTHON) scripts/man-keys.py $(BINDIR)/asgd
 
 clean:
 	rm -rf build bin

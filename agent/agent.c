@@ -74,7 +74,11 @@ static void usage(FILE *f)
             "  --join DIR   mutual TLS for an EC2 instance: DIR (0700) holds ca.crt and\n"
             "               the one-time join.token from the user data; the agent makes\n"
             "               a key, the manager signs it for --id (agent.key, agent.crt\n"
-            "               in DIR), and the token is removed. Later starts reuse them.\n");
+            "               in DIR), and the token is removed. Later starts reuse them.\n"
+            "  -h, --help    print this and exit\n"
+            "  -V, --version print the version and exit\n"
+            "exit: 0 stopped on SIGTERM or SIGINT (deregistered), 2 bad arguments or it\n"
+            "      could not start (bind, service, join); see asg-agent(8)\n");
 }
 
 /* ---- registration with the manager ---- */

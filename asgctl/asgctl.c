@@ -3,6 +3,7 @@
  * pins or releases their simulated load. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <getopt.h>
 #include <grpc/grpc.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: asgctl [-c FILE | --shm NAME] COMMAND\n"
+            "       asgctl -h | --help | -V | --version\n"
             "  status [--json]          the group and one row per instance\n"
             "  probe ADDRESS [--json]   call an agent's Ping, GetMetrics and Health\n"
             "  load ID|all PERCENT|auto pin agents' simulated load, or release it\n"
@@ -47,9 +49,14 @@ static void usage(FILE *f)
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
             "                           (DIR/ID.crt, DIR/ID.key, DIR/ca.crt; needs the manager's tls.dir)\n"
             "  version\n"
-            "  -c FILE     config of the manager (shm.name and tls.dir, where the manager\n"
-            "              records its table's name); default: built-in\n"
-            "  --shm NAME  the table's segment name itself (as asgd logs it), overriding the config\n");
+            "  -c, --config FILE  config of the manager (shm.name and tls.dir, where the\n"
+            "                     manager records its table's name); default: built-in\n"
+            "  --shm NAME         the table's segment name itself (as asgd logs it),\n"
+            "                     overriding the config\n"
+            "  -h, --help         print this and exit\n"
+            "  -V, --version      print the version and exit\n"
+            "exit: 0 done, 1 it failed (no table, an agent did not answer...), 2 bad arguments\n"
+            "      or config; see asgctl(8)\n");
 }
 
 /* The manager the commands talk to, made by main: its table's segment,
@@ -955,27 +962,43 @@ static int read_config(const char *path, bool lenient, struct asg_config *cfg)
     return 0;
 }
 
+static void print_version(void)
+{
+    printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
+}
+
+/* The options before the command: the index of the command, or -(exit
+ * code + 1) when the run ends here (help, version: 0; a bad option: 2).
+ * "+" stops at the command, whose own options (-n, --json) are its own. */
+static int parse_options(int argc, char **argv, const char **cfgfile, const char **shm)
+{
+    enum { OPT_SHM = 256 };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"shm", required_argument, NULL, OPT_SHM},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': *cfgfile = optarg; break;
+        case OPT_SHM: *shm = optarg; break;
+        case 'h': usage(stdout); return -1;
+        case 'V': print_version(); return -1;
+        default: usage(stderr); return -3;
+        }
+    }
+    return optind;
+}
+
 /* Options, then one branch per command, in the order the usage lists
  * them: a dispatcher is long because the command list is. */
 int main(int argc, char **argv)
 {
     const char *cfgfile = NULL, *shm = NULL;
     rpc_process_init();
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-            cfgfile = argv[++i];
-        else if (strcmp(argv[i], "--shm") == 0 && i + 1 < argc)
-            shm = argv[++i];
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "asgctl: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
+    int i = parse_options(argc, argv, &cfgfile, &shm);
+    if (i < 0)
+        return -i - 1;
     log_set_level(LOG_LVL_ERROR);
     if (i >= argc) {
         usage(stderr);
@@ -1048,7 +1071,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "replay") == 0)
         return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
-        printf("asgctl %s (table layout %d)\n", ASG_VERSION, TABLE_VERSION);
+        print_version();
         return 0;
     }
     fprintf(stderr, "asgctl: bad command or arguments: '%s'\n", cmd);

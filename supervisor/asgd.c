@@ -116,12 +116,16 @@ struct sup {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: asgd [-c FILE] [-f] [-t] [-k]\n"
-            "  -c FILE  configuration (default: the built-in defaults)\n"
-            "  -f       stay in the foreground and log to stderr\n"
-            "  -t       check the configuration and exit (0 when valid)\n"
-            "  -k       print every configuration key (type, default, reload) and exit\n"
-            "signals: HUP reloads the config, TERM/INT drain and stop\n");
+            "usage: asgd [-c FILE] [-f] [-t] [-k] [-h] [-V]\n"
+            "  -c, --config FILE  configuration (default: the built-in defaults)\n"
+            "  -f, --foreground   stay in the foreground and log to stderr\n"
+            "  -t, --check        check the configuration and exit (0 when valid, else 1)\n"
+            "  -k, --keys         print every configuration key (type, default, reload) and exit\n"
+            "  -h, --help         print this and exit\n"
+            "  -V, --version      print the version and exit\n"
+            "signals: HUP reloads the config, TERM/INT drain and stop\n"
+            "exit: 0 stopped on a signal (or -t: valid), 1 cannot start or a role failed,\n"
+            "      2 bad arguments; see asgd(8)\n");
 }
 
 /* ---- logging of child state (one place, as every death must be) ---- */
@@ -888,8 +892,13 @@ static int daemonize(void)
 
 static int parse_args(struct sup *sup, int argc, char **argv, bool *foreground, bool *check)
 {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+        {"check", no_argument, NULL, 't'},         {"keys", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt(argc, argv, "c:fthkV")) != -1) {
+    while ((c = getopt_long(argc, argv, "c:fthkV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': sup->cfg_path = optarg; break;
         case 'k': config_describe(stdout); exit(0);
