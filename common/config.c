@@ -20,7 +20,7 @@ enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM, K_STRLIST };
 
 /* One row per key: where it lives, its type and range, its default, and
  * whether a reload (SIGHUP) may change it. Defaults, validation, the
- * restart check and `asgd --keys` (which README's key table must match)
+ * restart check and `asgd --keys` (which asg.cfg(5)'s key reference must match)
  * all come from here. */
 struct keydef {
     const char *path;
@@ -194,7 +194,7 @@ const char *config_restart_key_changed(const struct asg_config *a, const struct 
     return NULL;
 }
 
-/* Type and range, as README's key table says them. */
+/* Type and range, as asg.cfg(5) and asgd --keys say them. */
 static void describe_type(const struct keydef *k, char *out, size_t size)
 {
     static const char *const type_names[] = {"integer", "fraction 0..1", "string", "boolean",

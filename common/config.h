@@ -159,7 +159,7 @@ int config_load_string(const char *text, const char *name,
 /* Keys that cannot change without a restart; returns the first that
  * differs, or NULL. */
 /* Every key as a Markdown table: type and range, default, whether a reload
- * applies it (asgd --keys; README's table is this output). */
+ * applies it (asgd --keys; asg.cfg(5)'s reference is this output). */
 void config_describe(FILE *f);
 
 const char *config_restart_key_changed(const struct asg_config *a,

@@ -74,7 +74,7 @@ bool pki_join_token_matches(const struct pki_ca *ca, const char *launch_token, c
 /* The CA certificate's PEM text, malloc'd. */
 char *pki_ca_pem(struct pki_ca *ca);
 
-/* The operator's credential for the status API (README, "Watching it"):
+/* The operator's credential for the status API (docs/monitoring.md):
  * DIR/api.token, 64 random hex digits, made on first start, 0600 in the
  * 0700 directory, readable by the manager's user only. */
 #define PKI_API_TOKEN "api.token"

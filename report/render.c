@@ -312,7 +312,7 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
 
 /* Every metric family in the order /metrics shows them, each with its
  * HELP and TYPE: long because the list is, and kept in one place so that
- * README's list of metrics can be checked against it by eye. */
+ * docs/monitoring.md's list of metrics can be checked against it by eye. */
 void render_metrics(struct strbuf *b, const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;

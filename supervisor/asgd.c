@@ -1003,7 +1003,7 @@ static int prepare(struct sup *sup, int argc, char **argv, bool *foreground)
         fprintf(stderr, "asgd: tls: %s\n", err);
         return 1;
     }
-    /* The status API serves nobody without this credential (README,
+    /* The status API serves nobody without this credential (docs/monitoring.md,
      * "Watching it"), so it exists before the status role starts. */
     if (sup->cfg.status_listen[0] && pki_api_token_prepare(sup->state_dir, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: status API token: %s\n", err);

@@ -129,19 +129,16 @@ def bad_configs_refused_by_check_and_by_reload(m):
 
 
 @test
-def documented_key_table_is_the_config_table():
-    """The key table of docs/configuration.md is what asgd -k prints from
-    the one table of keys that also gives the defaults, the checks and the
-    restart rule."""
+def shipped_config_names_every_key():
+    """etc/asg.cfg names every key asgd -k prints (the one table of keys
+    that also gives the defaults, the checks and the restart rule; the
+    reference in asg.cfg(5) is kept equal to it by t_man)."""
     r = run([BIN + "/asgd", "-k"])
     assert r.returncode == 0 and r.stdout.count("\n") > 40, r
-    doc = open(os.path.join(ROOT, "docs/configuration.md")).read()
-    block = re.search(r"<!-- asgd -k -->\n(.*?)<!-- end asgd -k -->", doc, re.S)
-    assert block, "docs/configuration.md has no key table"
-    assert block.group(1) == r.stdout, "docs/configuration.md's key table differs from asgd -k: regenerate it"
-    # And the shipped config names every key.
     shipped = open(os.path.join(ROOT, "etc/asg.cfg")).read()
-    for key in re.findall(r"^\| `([a-z0-9_.]+)` \|", r.stdout, re.M):
+    keys = re.findall(r"^\| `([a-z0-9_.]+)` \|", r.stdout, re.M)
+    assert len(keys) > 40, r.stdout
+    for key in keys:
         assert re.search(r"\b%s\s*=" % re.escape(key.rsplit(".", 1)[1]), shipped), key
 
 
