@@ -143,8 +143,9 @@ static char log_role[32] = "asg";
 static bool log_syslog;
 static int log_facility = LOG_DAEMON;
 static enum log_level log_level = LOG_LVL_INFO;
-/* Whether stderr is systemd's journal: -1 not yet asked (the first line
- * asks), 0 no, 1 yes. A forked role inherits the answer with stderr. */
+/* Process-wide because stderr is the process's: whether it is systemd's
+ * journal, -1 not yet asked (the first line asks), 0 no, 1 yes. A forked
+ * role inherits the answer with stderr. */
 static int log_journal = -1;
 
 void log_set_role(const char *role)
