@@ -107,6 +107,27 @@ static bool manager_only(struct agent *a, const char *peer, const char *method, 
     return false;
 }
 
+/* A probe's list of managers (ha), kept ","-joined for registration to
+ * take up (agent.c checks each address, and that there are at most four);
+ * a list longer than any real one is dropped here. An item with commas
+ * (an older manager sent the list as one string) splits there too. */
+static void take_managers(struct agent *a, const Asg__V1__PingRequest *in)
+{
+    char list[sizeof a->managers_news] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < in->n_managers; i++) {
+        size_t len = strlen(in->managers[i]);
+        if (len == 0 || used + len + 2 > sizeof list)
+            return;
+        if (used)
+            list[used++] = ',';
+        memcpy(list + used, in->managers[i], len + 1);
+        used += len;
+    }
+    if (used)
+        copy_str(a->managers_news, sizeof a->managers_news, list);
+}
+
 void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, struct rpc_reply *out)
 {
     struct agent *a = ctx;
@@ -119,10 +140,7 @@ void agent_h_ping(void *ctx, const uint8_t *req, size_t len, const char *peer, s
         return;
     }
     a->last_ping_ms = now_ms();
-    /* Kept for registration to take up (agent.c checks it); a list
-     * longer than any real one is dropped here. */
-    if (in->managers[0] && strlen(in->managers) < sizeof a->managers_news)
-        copy_str(a->managers_news, sizeof a->managers_news, in->managers);
+    take_managers(a, in);
     char why[128];
     if (a->svc && !workload_ok(a->svc, why, sizeof why)) {
         /* The instance is its service: a probe fails while the service

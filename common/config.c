@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 enum ktype { K_INT, K_FRAC, K_STR, K_BOOL, K_ENUM, K_STRLIST };
@@ -42,6 +43,12 @@ static const char *const lb_names[] = {"none", "haproxy", "elbv2", NULL};
 static const char *const metric_names[] = {"load", "requests", NULL};
 static const char *const tls_names[] = {"auto", "plaintext", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+/* The facilities a daemon of the operator's may use: its own (daemon), the
+ * generic one (user) and the eight left to the site (local0..local7). */
+const char *const config_facility_names[] = {"daemon", "user", "local0", "local1", "local2",
+                                             "local3", "local4", "local5", "local6", "local7", NULL};
+static const int facility_values[] = {LOG_DAEMON, LOG_USER, LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2,
+                                      LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 
 enum { LIVE = 0, RESTART = 1 };
 
@@ -146,8 +153,16 @@ static const struct keydef keys[] = {
     INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000, 250, LIVE),
     INT("supervisor.restart_backoff_max_ms", restart_backoff_max_ms, 10, HOUR_MS, 30000, LIVE),
     ENUM("supervisor.log_level", log_level, level_names, LOG_LVL_INFO, LIVE),
+    ENUM("supervisor.log_facility", log_facility, config_facility_names, 0, LIVE),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
+
+int config_log_facility(const struct asg_config *cfg)
+{
+    size_t n = sizeof facility_values / sizeof facility_values[0];
+    return cfg->log_facility >= 0 && (size_t)cfg->log_facility < n ? facility_values[cfg->log_facility]
+                                                                   : LOG_DAEMON;
+}
 
 static void set_default(struct asg_config *c, const struct keydef *k)
 {

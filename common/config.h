@@ -133,7 +133,13 @@ struct asg_config {
     int restart_backoff_ms;          /* first delay after a quick death */
     int restart_backoff_max_ms;
     int log_level;                  /* enum log_level */
+    int log_facility;               /* an index in config_facility_names */
 };
+
+/* The syslog facilities supervisor.log_facility may name, NULL-terminated,
+ * and the syslog(3) value of the one a config chose. */
+extern const char *const config_facility_names[];
+int config_log_facility(const struct asg_config *cfg);
 
 /* Fills in every default (the same values etc/asg.cfg documents). */
 void config_defaults(struct asg_config *cfg);

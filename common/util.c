@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,14 +141,19 @@ bool valid_address(const char *addr, size_t len, bool allow_port0,
  * writes through, set at the process's start. */
 static char log_role[32] = "asg";
 static bool log_syslog;
+static int log_facility = LOG_DAEMON;
 static enum log_level log_level = LOG_LVL_INFO;
+/* Process-wide because stderr is the process's: whether it is systemd's
+ * journal, -1 not yet asked (the first line asks), 0 no, 1 yes. A forked
+ * role inherits the answer with stderr. */
+static int log_journal = -1;
 
 void log_set_role(const char *role)
 {
     copy_str(log_role, sizeof log_role, role);
     if (log_syslog) {
         closelog();
-        openlog("asgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        openlog("asgd", LOG_PID | LOG_NDELAY, log_facility);
     }
 }
 
@@ -155,14 +161,68 @@ void log_use_syslog(bool on)
 {
     log_syslog = on;
     if (on)
-        openlog("asgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        openlog("asgd", LOG_PID | LOG_NDELAY, log_facility);
+}
+
+void log_set_facility(int facility)
+{
+    if (facility == log_facility)
+        return;
+    log_facility = facility;
+    if (log_syslog) {
+        closelog();
+        openlog("asgd", LOG_PID | LOG_NDELAY, log_facility);
+    }
 }
 
 void log_set_level(enum log_level lvl) { log_level = lvl; }
 
-void log_msg(enum log_level lvl, const char *fmt, ...)
+/* systemd sets JOURNAL_STREAM to "DEVICE:INODE" of the stream it connected
+ * to the service's stdout/stderr. The variable alone proves nothing (a
+ * shell started from a unit passes it on to programs whose stderr is a
+ * terminal or a file): stderr is the journal only when it is that very
+ * file. */
+bool log_stderr_is_journal(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    char end;
+    struct stat st;
+    if (!v || sscanf(v, "%llu:%llu%c", &dev, &ino, &end) != 2)
+        return false;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* A line for stderr. For the journal: "<N>" (the syslog priority, which
+ * journald takes off and files the line under) and no time (journald
+ * stamps each line itself); a newline inside the message would start a
+ * line without its priority, so it becomes a space. For a person (asgd
+ * -f on a terminal or into a file): the local time first. */
+static int format_line(char *line, size_t size, enum log_level lvl, char *msg)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
+    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    if (log_journal < 0)
+        log_journal = log_stderr_is_journal();
+    if (log_journal) {
+        for (char *p = msg; (p = strchr(p, '\n')) != NULL;)
+            *p = ' ';
+        return snprintf(line, size, "<%d>%s[%d] %s: %s\n", prio[lvl], log_role, (int)getpid(),
+                        names[lvl], msg);
+    }
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    return snprintf(line, size, "%04d-%02d-%02d %02d:%02d:%02d.%03ld %s[%d] %s: %s\n",
+                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    ts.tv_nsec / 1000000, log_role, (int)getpid(), names[lvl], msg);
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
     static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
     if (lvl > log_level)
         return;
@@ -176,18 +236,11 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         syslog(prio[lvl], "%s: %s", log_role, msg);
     } else {
         char line[1200];
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        localtime_r(&ts.tv_sec, &tm);
-        int n = snprintf(line, sizeof line,
-                         "%04d-%02d-%02d %02d:%02d:%02d.%03ld %s[%d] %s: %s\n",
-                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                         tm.tm_hour, tm.tm_min, tm.tm_sec,
-                         ts.tv_nsec / 1000000, log_role, (int)getpid(),
-                         names[lvl], msg);
-        if (n > (int)sizeof line - 1)
+        int n = format_line(line, sizeof line, lvl, msg);
+        if (n > (int)sizeof line - 1) {
             n = (int)sizeof line - 1;
+            line[n - 1] = '\n'; /* cut, but still one whole line */
+        }
         /* One write per line so that lines of several processes sharing
          * stderr never interleave. */
         ssize_t w = write(STDERR_FILENO, line, (size_t)n);

@@ -47,6 +47,12 @@ enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 void log_set_role(const char *role);
 void log_use_syslog(bool on);
 void log_set_level(enum log_level lvl);
+/* The syslog facility (LOG_DAEMON, LOG_LOCAL0, ...) of lines sent to
+ * syslog; asgd takes it from supervisor.log_facility. */
+void log_set_facility(int facility);
+/* Whether stderr is systemd's journal (JOURNAL_STREAM names it): then each
+ * line carries its syslog priority as a "<N>" prefix. */
+bool log_stderr_is_journal(void);
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -27,6 +27,7 @@
 #include "../proto/rpc.h"
 #include "../provider/provider.h"
 #include "asg.pb-c.h"
+#include "health.pb-c.h"
 #include "monitor.h"
 
 /* ---- Register / Deregister ---- */
@@ -34,6 +35,8 @@
 /* An agent waiting for its admission asks again after this long (the
  * controller looks for new requests every ADMIT_LOOK_MS). */
 #define ADMIT_RETRY_MS 100
+/* Addresses a probe carries at most (ha: the group's managers). */
+#define MANAGERS_SENT_MAX 16
 
 /* A refusal is counted (for /metrics) and logged, at most a few lines a
  * second: a stranger's flood must not fill the disk. */
@@ -358,6 +361,30 @@ static bool join_request_valid(const Asg__V1__JoinRequest *in, char *why, size_t
     return true;
 }
 
+void monitor_h_health(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                      struct rpc_reply *out)
+{
+    struct monitor *m = ctx;
+    (void)peer; /* anyone who reaches the port: it tells only whether we serve */
+    Grpc__Health__V1__HealthCheckRequest *in = grpc__health__v1__health_check_request__unpack(NULL, len, req);
+    if (!in) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest");
+        return;
+    }
+    if (in->service[0] && strcmp(in->service, "asg.v1.Monitor") != 0) {
+        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.64s'", in->service);
+    } else {
+        /* Draining (the supervisor's SIGTERM): a balancer in front of the
+         * managers sends agents elsewhere before the port closes. */
+        bool down = g_sig.term || atomic_load(&m->t->hdr->draining) != DRAIN_NONE;
+        Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+        r.status = down ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+                        : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        rpc_reply_msg(out, &r.base);
+    }
+    grpc__health__v1__health_check_request__free_unpacked(in, NULL);
+}
+
 void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
                     struct rpc_reply *out)
 {
@@ -556,12 +583,30 @@ static struct h2p_conn *slot_conn(struct monitor *m, uint32_t i, const struct ta
     return s->conn;
 }
 
+/* The table keeps the managers' addresses ","-joined (ha.c makes the
+ * list); on the wire each is an item of PingRequest.managers. Copies
+ * joined into list (as big as struct monitor's managers) and splits it
+ * there into at most MANAGERS_SENT_MAX items (an agent takes no more than
+ * four; it would drop the rest anyway). */
+static size_t split_managers(const char *joined, char *list, char **items)
+{
+    size_t n = 0;
+    copy_str(list, sizeof ((struct monitor *)0)->managers, joined);
+    for (char *save, *a = strtok_r(list, ",", &save); a && n < MANAGERS_SENT_MAX; a = strtok_r(NULL, ",", &save))
+        items[n++] = a;
+    return n;
+}
+
 /* Probes slot i for the current round if it is due: not probed in this
  * round, no probe out, an agent to ask, and (for a first contact) a turn
  * in the budget of handshakes. */
 static void probe_slot(struct monitor *m, uint32_t i)
 {
-    uint8_t buf[320]; /* seq, and the managers list now and then */
+    /* seq, and the managers list now and then: its 255 bytes of
+     * addresses and two bytes of framing for each (MANAGERS_SENT_MAX) */
+    uint8_t buf[320 + 2 * MANAGERS_SENT_MAX];
+    char list[sizeof m->managers];
+    char *items[MANAGERS_SENT_MAX];
     /* An agent never has two probes out: a slow one is asked again when
      * its answer or its timeout arrives. Checked before the row is
      * copied, so that a short interval costs little per slot. */
@@ -595,7 +640,8 @@ static void probe_slot(struct monitor *m, uint32_t i)
     Asg__V1__PingRequest q = ASG__V1__PING_REQUEST__INIT;
     q.seq = p->seq;
     if (m->managers[0] && s->managers_gen != m->managers_gen) {
-        q.managers = m->managers;
+        q.n_managers = split_managers(m->managers, list, items);
+        q.managers = items;
         p->managers_gen = m->managers_gen;
     }
     size_t len = asg__v1__ping_request__pack(&q, buf);
@@ -778,7 +824,7 @@ static struct rpc_server *serve_inside(struct monitor *m, struct rpc_method *met
     }
     unlink(m->inner);
     snprintf(addr, sizeof addr, "unix:%s", m->inner);
-    struct rpc_server *srv = rpc_server_start(addr, methods, m->ca ? 3 : 2, m->cq, &m->tls, NULL, err, sizeof err);
+    struct rpc_server *srv = rpc_server_start(addr, methods, m->ca ? 4 : 3, m->cq, &m->tls, NULL, err, sizeof err);
     if (!srv) {
         log_error("monitor: %s", err);
         m->inner[0] = '\0';
@@ -998,8 +1044,10 @@ static int monitor_run(struct monitor *m, struct table *t, const struct asg_conf
     m->fresh = calloc(m->nslots, sizeof *m->fresh);
     if (!m->slots || !m->in_flight || !m->fresh)
         abort();
+    /* Join last: served only with the certificate authority (serve_inside). */
     struct rpc_method methods[] = {{M_MONITOR_REGISTER, monitor_h_register, m, false},
                                    {M_MONITOR_DEREGISTER, monitor_h_deregister, m, false},
+                                   {M_HEALTH_CHECK, monitor_h_health, m, true},
                                    {M_MONITOR_JOIN, monitor_h_join, m, true}};
     char bound[TABLE_ADDR_MAX];
     struct rpc_server *srv = start_serving(m, methods, bound, sizeof bound);

@@ -70,7 +70,7 @@ struct monitor {
     int64_t served_ms;        /* the Monitor service's queue last looked at */
     struct rpc_tls tls;       /* mutual TLS, or all NULL */
     struct pki_ca *ca;        /* EC2 bootstrap: signs joining instances, or NULL */
-    char managers[256];       /* ha: every manager's address, as the controller found them */
+    char managers[256];       /* ha: every manager's address, as the controller found them, ","-joined */
     uint32_t managers_gen;    /* bumped when that list changes */
     struct relay *relay;      /* the public listener (relay.h); NULL in unit tests */
     struct rpc_poller *poller; /* gRPC's I/O, apart from the probe loop */
@@ -95,5 +95,11 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
  * id). */
 void monitor_h_join(void *ctx, const uint8_t *req, size_t len, const char *peer,
                     struct rpc_reply *out);
+/* grpc.health.v1.Health/Check on the monitor's port, for a balancer or
+ * grpc_health_probe in front of the managers: "" or "asg.v1.Monitor" is
+ * SERVING until the manager drains, then NOT_SERVING; any other name is
+ * NOT_FOUND. Like Join, callable without a client certificate. */
+void monitor_h_health(void *ctx, const uint8_t *req, size_t len, const char *peer,
+                      struct rpc_reply *out);
 
 #endif

@@ -463,8 +463,8 @@ static void server_args(grpc_arg args[5])
 }
 
 /* Mutual TLS with tls, or plaintext without it. A server with an
- * anonymous method (the monitor's Join) asks for a client certificate
- * without requiring one; the method then checks what it got. */
+ * anonymous method (the monitor's Join and Health) asks for a client
+ * certificate without requiring one; the method then checks what it got. */
 static grpc_server_credentials *server_credentials(const struct rpc_tls *tls,
                                                    const struct rpc_method *methods, size_t nmethods)
 {

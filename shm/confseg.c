@@ -237,6 +237,7 @@ bool confseg_refresh(const struct confseg *c, struct asg_config *cfg, uint64_t *
     *cfg = next;
     *gen = g;
     log_set_level((enum log_level)cfg->log_level);
+    log_set_facility(config_log_facility(cfg));
     log_info("config generation %llu applied", (unsigned long long)g);
     return true;
 }

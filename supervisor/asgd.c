@@ -326,6 +326,7 @@ static void reload(struct sup *sup)
     }
     sup->cfg = next;
     log_set_level((enum log_level)sup->cfg.log_level);
+    log_set_facility(config_log_facility(&sup->cfg));
     publish_config(sup, &sup->cfg);
     for (size_t i = 0; i < NCHILDREN; i++)
         if (sup->children[i].state == CH_RUNNING)
@@ -1063,6 +1064,7 @@ int main(int argc, char **argv)
     int rc = prepare(sup, argc, argv, &foreground);
     if (rc != 0)
         return rc;
+    log_set_facility(config_log_facility(&sup->cfg));
     if (!foreground) {
         log_use_syslog(true);
         if (daemonize() != 0) {

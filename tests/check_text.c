@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -269,6 +270,40 @@ START_TEST(test_metrics_pass_promtool)
 }
 END_TEST
 
+/* A line for the journal only when stderr is the very stream
+ * JOURNAL_STREAM names ("DEVICE:INODE"): not when the variable is missing,
+ * malformed or names another file (a shell started from a unit passes it
+ * on to programs whose stderr is a terminal or a file). */
+START_TEST(test_journal_stream_must_name_stderr)
+{
+    char path[] = "/tmp/asg-journal-XXXXXX", other[] = "/tmp/asg-journal-XXXXXX", v[64];
+    int fd = mkstemp(path), fd2 = mkstemp(other), saved = dup(STDERR_FILENO);
+    ck_assert(fd >= 0 && fd2 >= 0 && saved >= 0);
+    ck_assert(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+    struct stat st, st2;
+    ck_assert(fstat(fd, &st) == 0 && fstat(fd2, &st2) == 0);
+    unsetenv("JOURNAL_STREAM");
+    bool missing = log_stderr_is_journal();
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    bool same = log_stderr_is_journal();
+    snprintf(v, sizeof v, "%llu:%llux", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    bool trailing = log_stderr_is_journal();
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st2.st_dev, (unsigned long long)st2.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    bool another = log_stderr_is_journal();
+    setenv("JOURNAL_STREAM", "", 1);
+    bool empty = log_stderr_is_journal();
+    dup2(saved, STDERR_FILENO);
+    close(saved), close(fd), close(fd2);
+    unlink(path), unlink(other);
+    unsetenv("JOURNAL_STREAM");
+    ck_assert(same);
+    ck_assert(!missing && !trailing && !another && !empty);
+}
+END_TEST
+
 Suite *text_suite(void)
 {
     const TTest *tests[] = {
@@ -279,6 +314,7 @@ Suite *text_suite(void)
         test_status_json_carries_utf8_from_outside,
         test_register_refuses_invalid_utf8,
         test_metrics_pass_promtool,
+        test_journal_stream_must_name_stderr,
         NULL};
     return suite_of("text", "text", table_setup, table_teardown, 0, tests, NULL);
 }

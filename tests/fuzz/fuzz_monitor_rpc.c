@@ -1,6 +1,6 @@
-/* Fuzz target: the Monitor service's Register, Deregister and Join, against
- * a real shared table and a real CA. The first byte picks the method (and
- * adoption). */
+/* Fuzz target: the Monitor service's Register, Deregister and Join, and
+ * the monitor's Health/Check, against a real shared table and a real CA.
+ * The first byte picks the method (and adoption). */
 #include <grpc/status.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,7 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m.cfg.adopt_unknown = (data[0] & 2) != 0;
     struct rpc_reply r;
     memset(&r, 0, sizeof r);
-    if (data[0] & 8)
+    if ((data[0] & 24) == 24)
+        monitor_h_health(&m, data + 1, size - 1, "", &r);
+    else if (data[0] & 8)
         monitor_h_join(&m, data + 1, size - 1, "", &r);
     else if (data[0] & 1)
         monitor_h_deregister(&m, data + 1, size - 1, (data[0] & 4) ? "a-*" : NULL, &r);

@@ -143,7 +143,7 @@ def only_the_manager_may_call_an_agent():
         for who in ("rogue-1", "forged"):
             with tls_channel(grpc, victim["address"], certs, who, "asg-agent") as ch:
                 agent = stubs.AgentStub(ch)
-                for call, req in ((agent.Ping, asg_pb2.PingRequest(seq=1, managers="127.0.0.1:1,127.0.0.1:2")),
+                for call, req in ((agent.Ping, asg_pb2.PingRequest(seq=1, managers=["127.0.0.1:1", "127.0.0.1:2"])),
                                   (agent.GetMetrics, asg_pb2.MetricsRequest()),
                                   (agent.SetLoad, asg_pb2.SetLoadRequest(load=1.0))):
                     try:
