@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = '.\\" BEGIN KEYS: made by scripts/man-keys.py from asgd -k; edit descriptions only'
@@ -49,8 +50,10 @@ def summary(typ, default, reload):
             default = '"%s"' % default
     when = "applied on reload" if reload == "applied" else "needs a restart"
     line = "%s; default %s; %s." % (typ, default, when)
-    # mandoc -Tlint wants input lines of at most 80 bytes.
-    return line if len(line) <= 80 else line.replace("; default", ";\ndefault", 1)
+    # mandoc -Tlint wants input lines of at most 80 bytes: a break at a
+    # space is a space to roff (no line starts with a dot: none of the
+    # words does).
+    return "\n".join(textwrap.wrap(line, 80, break_long_words=False, break_on_hyphens=False))
 
 
 def parse_page(lines):
