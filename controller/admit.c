@@ -61,15 +61,20 @@ static bool entry_whole(const struct inbox_entry *e)
            e->addr[0];
 }
 
-/* The waiting requests, oldest first (at most TABLE_INBOX). */
+/* The waiting requests, oldest first (at most TABLE_INBOX). An entry in
+ * no state we know, or a request not whole, is dropped: nothing would ever
+ * answer it or make room of it, and the inbox is only 16 entries. */
 static size_t waiting_requests(struct table *t, struct inbox_entry **out)
 {
     size_t n = 0;
     for (int i = 0; i < TABLE_INBOX; i++) {
         struct inbox_entry *e = &t->hdr->inbox[i];
-        if (e->state != INBOX_WAITING)
+        bool known = e->state == INBOX_FREE || e->state == INBOX_WAITING || e->state == INBOX_REFUSED;
+        if (known && e->state != INBOX_WAITING)
             continue;
-        if (!entry_whole(e)) {
+        if (!known || !entry_whole(e)) {
+            log_warn("admission inbox entry %d dropped: %s", i,
+                     known ? "its request is not whole (an id and an address, ended)" : "its state is unknown");
             table_inbox_drop(t, e);
             continue;
         }

@@ -512,6 +512,30 @@ START_TEST(test_the_inbox_is_bounded_and_keeps_who_asked_first)
 }
 END_TEST
 
+/* The inbox is another process's writing: entries a buggy or dying
+ * monitor left with a state out of range, or with an id not ended, are
+ * dropped by the controller, not kept for ever (they would never be
+ * answered, nor ever make room for an agent asking). */
+START_TEST(test_garbage_in_the_inbox_is_dropped_not_kept)
+{
+    table_lock(&T, 1000);
+    for (int k = 0; k < TABLE_INBOX; k++) {
+        struct inbox_entry *e = &T.hdr->inbox[k];
+        memset(e, 'x', sizeof *e); /* no string ended */
+        e->seq = (uint64_t)k + 1;
+        e->state = k % 2 ? INBOX_WAITING : 7 + (uint32_t)k;
+    }
+    ck_assert(!table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms())); /* full of garbage */
+    table_unlock(&T);
+    controller_evaluate(C);
+    table_lock(&T, 1000);
+    for (int k = 0; k < TABLE_INBOX; k++)
+        ck_assert_msg(T.hdr->inbox[k].state == INBOX_FREE, "entry %d kept in state %u", k, T.hdr->inbox[k].state);
+    ck_assert(table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms()));
+    table_unlock(&T);
+}
+END_TEST
+
 /* Low load has been counted for a while (the group sits at desired):
  * an instance that joins now is not scaled straight back in. */
 START_TEST(test_a_joined_instance_is_not_scaled_straight_back_in)
@@ -1297,6 +1321,7 @@ Suite *controller_suite(void)
         test_joined_instances_move_the_target_both_ways,
         test_admission_refuses_at_the_maximum_in_force,
         test_the_inbox_is_bounded_and_keeps_who_asked_first,
+        test_garbage_in_the_inbox_is_dropped_not_kept,
         test_reconcile_adopts_and_forgets,
         test_a_joined_instance_is_not_scaled_straight_back_in,
         test_scale_in_drains_and_removes_before_terminating,
