@@ -228,7 +228,7 @@ void ctl_decide_facts(struct ctl *c, int64_t now)
     if (fresh)
         record_schedule(c, s, minute);
     struct asg_config eff = ctl_effective_config(c);
-    admit_facts(c->t, &eff, now + ctl_kill_timeout(c), now);
+    admit_facts(c->t, &eff, &c->admit_limit, now + ctl_kill_timeout(c), now);
 }
 
 void ctl_evaluate(struct ctl *c)
