@@ -162,7 +162,8 @@ static bool ask_admission(struct monitor *m, const Asg__V1__RegisterRequest *in,
     }
     struct inbox_entry *e = table_inbox_find(m->t, in->instance_id);
     if (e && e->state == INBOX_REFUSED) {
-        copy_str(reason, rsize, e->reason);
+        /* within its field, ended or not: the inbox is another process's writing */
+        snprintf(reason, rsize, "%.*s", (int)strnlen(e->reason, sizeof e->reason), e->reason);
         if (e->table_full)
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
         table_inbox_told(m->t, e);
