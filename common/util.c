@@ -249,7 +249,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     errno = saved;
 }
 
-void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
+bool log_limit_take(struct log_limit *l, enum log_level lvl)
 {
     int64_t now = now_ms();
     if (now - l->window_ms >= 1000) {
@@ -262,9 +262,16 @@ void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
     }
     if (l->lines >= LOG_LIMIT_PER_S) {
         l->suppressed++;
-        return;
+        return false;
     }
     l->lines++;
+    return true;
+}
+
+void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
+{
+    if (!log_limit_take(l, lvl))
+        return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

@@ -72,6 +72,9 @@ struct log_limit {
 };
 void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same limit for a line logged another way (with an event, say):
+ * true when it may be logged now, counted as one of the second's. */
+bool log_limit_take(struct log_limit *l, enum log_level lvl);
 
 /* Sleeps ms milliseconds, whatever signals arrive meanwhile. */
 void sleep_ms(int ms);

@@ -61,15 +61,20 @@ static bool entry_whole(const struct inbox_entry *e)
            e->addr[0];
 }
 
-/* The waiting requests, oldest first (at most TABLE_INBOX). */
+/* The waiting requests, oldest first (at most TABLE_INBOX). An entry in
+ * no state we know, or a request not whole, is dropped: nothing would ever
+ * answer it or make room of it, and the inbox is only 16 entries. */
 static size_t waiting_requests(struct table *t, struct inbox_entry **out)
 {
     size_t n = 0;
     for (int i = 0; i < TABLE_INBOX; i++) {
         struct inbox_entry *e = &t->hdr->inbox[i];
-        if (e->state != INBOX_WAITING)
+        bool known = e->state == INBOX_FREE || e->state == INBOX_WAITING || e->state == INBOX_REFUSED;
+        if (known && e->state != INBOX_WAITING)
             continue;
-        if (!entry_whole(e)) {
+        if (!known || !entry_whole(e)) {
+            log_warn("admission inbox entry %d dropped: %s", i,
+                     known ? "its request is not whole (an id and an address, ended)" : "its state is unknown");
             table_inbox_drop(t, e);
             continue;
         }
@@ -81,24 +86,37 @@ static size_t waiting_requests(struct table *t, struct inbox_entry **out)
     return n;
 }
 
-static void apply_answer(struct table *t, struct inbox_entry *e, const struct admit_answer *a, int64_t now)
+/* A refusal, logged (with its event) a few a second: each is a stranger's
+ * request, and the event ring is the group's history. */
+static void refuse(struct table *t, struct inbox_entry *e, const char *why, bool table_full,
+                   struct log_limit *limit)
+{
+    table_inbox_refuse(t, e, why, table_full);
+    if (log_limit_take(limit, LOG_LVL_WARN))
+        table_note(t, EV_LAUNCH, e->id, LOG_LVL_WARN, "controller: admission of unknown instance %s refused: %s",
+                   e->id, why);
+}
+
+static void apply_answer(struct table *t, struct inbox_entry *e, const struct admit_answer *a,
+                         struct log_limit *limit, int64_t now)
 {
     switch (a->verdict) {
     case ADMIT_YES:
         if (!table_inbox_admit(t, e, now)) /* admit_decide counted free rows: a bug if seen */
-            table_inbox_refuse(t, e, "the instance table is full", true);
+            refuse(t, e, "the instance table is full", true, limit);
         break;
     case ADMIT_KNOWN:
         table_inbox_drop(t, e); /* its next registration finds its row */
         break;
     case ADMIT_NO:
     case ADMIT_NO_FULL:
-        table_inbox_refuse(t, e, a->reason, a->verdict == ADMIT_NO_FULL);
+        refuse(t, e, a->reason, a->verdict == ADMIT_NO_FULL, limit);
         break;
     }
 }
 
-void admit_facts(struct table *t, const struct asg_config *eff, int64_t stop_deadline, int64_t now)
+void admit_facts(struct table *t, const struct asg_config *eff, struct log_limit *limit, int64_t stop_deadline,
+                 int64_t now)
 {
     stop_deregistered(t, stop_deadline);
     struct inbox_entry *es[TABLE_INBOX];
@@ -116,7 +134,7 @@ void admit_facts(struct table *t, const struct asg_config *eff, int64_t stop_dea
     struct admit_answer ans[TABLE_INBOX];
     admit_decide(asks, n, &room, ans);
     for (size_t k = 0; k < n; k++)
-        apply_answer(t, es[k], &ans[k], now);
+        apply_answer(t, es[k], &ans[k], limit, now);
 }
 
 bool admit_news(const struct table *t, uint64_t *seen)

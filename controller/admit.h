@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "../common/config.h"
+#include "../common/util.h"
 #include "../shm/table.h"
 
 /* A request as the decision sees it. */
@@ -52,8 +53,10 @@ void admit_decide(const struct admit_ask *asks, size_t n, const struct admit_roo
 
 /* With the lock held: stops the rows whose agents deregistered (stop
  * deadline: when to ask harder), then decides and applies the waiting
- * requests against eff (the config with the bounds in force applied). */
-void admit_facts(struct table *t, const struct asg_config *eff, int64_t stop_deadline, int64_t now);
+ * requests against eff (the config with the bounds in force applied);
+ * refusals logged within limit. */
+void admit_facts(struct table *t, const struct asg_config *eff, struct log_limit *limit, int64_t stop_deadline,
+                 int64_t now);
 
 /* How often the controller looks for new facts between its evaluations:
  * an agent waiting for admission is answered at its next try after. */

@@ -68,6 +68,7 @@ struct ctl {
     uint64_t spec_cfg_gen;     /* the config generation it was worked out from */
     struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
     uint64_t facts_seen;       /* the monitor's facts decided so far (admit.h) */
+    struct log_limit admit_limit; /* refused admissions: a few a second (anybody can ask) */
     void (*between)(void *);   /* tests only: called between an evaluation's decision and its applying */
     void *between_arg;
 };

@@ -29,6 +29,7 @@ struct view {
     struct plan_row *rows;
     size_t n;
     int free_rows;
+    int unread;                  /* rows in use the view could not read */
 };
 
 /* The scheduled entry in force, worked out once a minute (and after a
@@ -92,7 +93,9 @@ static void follow_launch_spec(struct ctl *c)
 }
 
 /* The header and every used row, copied without the lock. A row a dead
- * writer left torn is left out (the lock's recovery repairs it). */
+ * writer left torn (or a writer starved past the lock's wait is still in)
+ * is left out of the view (the lock's recovery repairs it), but counted:
+ * it is an instance all the same. */
 static int take_view(const struct ctl *c, struct view *v)
 {
     memset(v, 0, sizeof *v);
@@ -107,7 +110,9 @@ static int take_view(const struct ctl *c, struct view *v)
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         if (!table_slot_used(c->t, i))
             v->free_rows++; /* only the controller makes rows: none appears while it decides */
-        else if (table_read_row(c->t, i, r) && r->state != ROW_FREE)
+        else if (!table_read_row(c->t, i, r))
+            v->unread++;
+        else if (r->state != ROW_FREE)
             ctl_plan_row(c, r, i, &v->rows[v->n++]);
     }
     free(r);
@@ -125,7 +130,12 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
     g->backoff_over = now >= c->launch_not_before;
     g->manager_known = c->prov.manager_addr[0] != '\0';
     g->draining = v->hdr.draining != 0;
-    g->free_rows = v->free_rows;
+    /* An instance the view could not read is not counted in the group's
+     * size: no launch this round, or one might be launched in its place
+     * (past the maximum). The next evaluation sees it. */
+    g->free_rows = v->unread ? 0 : v->free_rows;
+    if (v->unread)
+        log_debug("%d row(s) could not be read for this evaluation: no launch until they can", v->unread);
     g->launch_failures = c->launch_failures;
     g->last_failure_ms = c->last_failure_ms;
     g->sched_active = sched_active;
@@ -228,7 +238,7 @@ void ctl_decide_facts(struct ctl *c, int64_t now)
     if (fresh)
         record_schedule(c, s, minute);
     struct asg_config eff = ctl_effective_config(c);
-    admit_facts(c->t, &eff, now + ctl_kill_timeout(c), now);
+    admit_facts(c->t, &eff, &c->admit_limit, now + ctl_kill_timeout(c), now);
 }
 
 void ctl_evaluate(struct ctl *c)

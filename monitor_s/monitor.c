@@ -165,14 +165,20 @@ static bool ask_admission(struct monitor *m, const Asg__V1__RegisterRequest *in,
     }
     struct inbox_entry *e = table_inbox_find(m->t, in->instance_id);
     if (e && e->state == INBOX_REFUSED) {
-        copy_str(reason, rsize, e->reason);
+        /* within its field, ended or not: the inbox is another process's writing */
+        snprintf(reason, rsize, "%.*s", (int)strnlen(e->reason, sizeof e->reason), e->reason);
         if (e->table_full)
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
         table_inbox_told(m->t, e);
         return false;
     }
     *retry = true;
-    if (table_inbox_ask(m->t, in->instance_id, in->address, in->service_address, now_ms())) {
+    int asked = table_inbox_ask(m->t, in->instance_id, in->address, in->service_address, now_ms());
+    if (asked == INBOX_ASK_NEW && log_limit_take(&m->asks_limit, LOG_LVL_INFO))
+        table_note(m->t, EV_LAUNCH, in->instance_id, LOG_LVL_INFO,
+                   "unknown instance %s registered at %s: asks the controller to admit it", in->instance_id,
+                   in->address);
+    if (asked != INBOX_ASK_FULL) {
         snprintf(reason, rsize, "not admitted yet: the controller decides within moments; retry shortly");
     } else { /* a refusal for now, counted and said like one */
         snprintf(reason, rsize, "%d agents already wait for admission: retry shortly", TABLE_INBOX);

@@ -47,6 +47,7 @@ struct probe {
 struct monitor {
     struct table *t;
     struct log_limit refused_limit; /* refusals' log lines: a few a second */
+    struct log_limit asks_limit;    /* requests to join: a few a second (anybody can ask) */
     struct asg_config cfg;
     uint64_t cfg_gen;
     struct confseg conf;      /* the published config, read-only */

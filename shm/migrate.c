@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -254,40 +255,72 @@ static int map_old(const char *name, void **seg, size_t *size, char *err, size_t
     return 0;
 }
 
-/* A fresh segment of size bytes under tmp, mode 0600; one left by a
- * migration that died half-way (ours) is replaced. */
-static void *make_new(const char *tmp, size_t size, char *err, size_t errsize)
+/* A fresh segment under tmp, mode 0600, created exclusively. */
+static int create_excl(const char *tmp, size_t size, void **seg)
 {
     int fd = shm_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 && errno == EEXIST && shm_unlink(tmp) == 0)
-        fd = shm_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        snprintf(err, errsize, "cannot create %s: %s", tmp, strerror(errno));
-        return NULL;
-    }
-    void *p = ftruncate(fd, (off_t)size) == 0 ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-                                              : MAP_FAILED;
-    if (p == MAP_FAILED) {
-        snprintf(err, errsize, "cannot size %s to %zu bytes: %s", tmp, size, strerror(errno));
-        shm_unlink(tmp);
-    }
+    if (fd < 0)
+        return -1;
+    *seg = ftruncate(fd, (off_t)size) == 0 ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                                           : MAP_FAILED;
+    int e = errno;
     close(fd);
-    return p == MAP_FAILED ? NULL : p;
+    if (*seg == MAP_FAILED) {
+        shm_unlink(tmp);
+        errno = e;
+        return -2;
+    }
+    return 0;
 }
 
-/* Copies into a new segment under tmp; 0, or -1 (tmp removed). */
-static int write_new(const char *tmp, const struct table_layout *from, const void *old, size_t old_size,
-                     const struct table_layout *to, uint32_t capacity, struct migrate_report *rep,
-                     char *err, size_t errsize)
+/* A fresh segment of size bytes, mode 0600, under name.migrating (its
+ * name written to tmp); one left there by a migration that died half-way
+ * is replaced. /dev/shm is anybody's: when that name is taken by a
+ * segment we cannot remove (another uid's, planted there), a name of the
+ * same form with a random suffix is used instead, so that nobody can keep
+ * the table from being migrated. */
+static void *make_new(const char *name, char *tmp, size_t tmpsize, size_t size, char *err, size_t errsize)
+{
+    void *seg = NULL;
+    snprintf(tmp, tmpsize, "%s.migrating", name);
+    int rc = create_excl(tmp, size, &seg);
+    if (rc == -1 && errno == EEXIST) {
+        if (shm_unlink(tmp) == 0)
+            rc = create_excl(tmp, size, &seg);
+        else
+            errno = EEXIST; /* not ours to remove: another name */
+    }
+    for (int tries = 0; rc == -1 && errno == EEXIST && tries < 3; tries++) {
+        uint32_t r;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            break;
+        snprintf(tmp, tmpsize, "%s.migrating-%08x", name, r);
+        rc = create_excl(tmp, size, &seg);
+    }
+    if (rc == 0)
+        return seg;
+    if (rc == -1)
+        snprintf(err, errsize, "cannot create %s: %s", tmp, strerror(errno));
+    else
+        snprintf(err, errsize, "cannot size %s to %zu bytes: %s", tmp, size, strerror(errno));
+    return NULL;
+}
+
+/* Copies into a new segment (its name in tmp): 0; -1 when the copy
+ * refuses the old table (tmp removed); -2 when no new segment could be
+ * made. */
+static int write_new(const char *name, char *tmp, size_t tmpsize, const struct table_layout *from,
+                     const void *old, size_t old_size, const struct table_layout *to, uint32_t capacity,
+                     struct migrate_report *rep, char *err, size_t errsize)
 {
     struct seg_geometry g;
     if (!tabledir_geometry(to, capacity, &g)) {
         snprintf(err, errsize, "capacity %u is too big for layout %u", capacity, to->version);
         return -1;
     }
-    void *seg = make_new(tmp, g.total, err, errsize);
+    void *seg = make_new(name, tmp, tmpsize, g.total, err, errsize);
     if (!seg)
-        return -1;
+        return -2;
     int rc = migrate_copy(from, old, old_size, to, seg, g.total, rep, err, errsize);
     munmap(seg, g.total);
     if (rc != 0)
@@ -295,16 +328,16 @@ static int write_new(const char *tmp, const struct table_layout *from, const voi
     return rc;
 }
 
+/* Long because each way it can fail says where. */
 int table_migrate(const char *name, const struct table_layout *to, struct migrate_report *rep,
                   char *err, size_t errsize)
 {
-    char tmp[TABLE_NAME_MAX + 16], why[400], from_path[TABLE_NAME_MAX + 32], to_path[TABLE_NAME_MAX + 16];
+    char tmp[TABLE_NAME_MAX + 32] = "", why[400], from_path[TABLE_NAME_MAX + 48], to_path[TABLE_NAME_MAX + 16];
     memset(rep, 0, sizeof *rep);
     if (name[0] != '/' || strchr(name + 1, '/') || strlen(name) >= TABLE_NAME_MAX) {
         snprintf(err, errsize, "shared table %s: not a table name", name);
         return -1;
     }
-    snprintf(tmp, sizeof tmp, "%s.migrating", name);
     void *old;
     size_t old_size;
     struct table_layout from;
@@ -319,7 +352,7 @@ int table_migrate(const char *name, const struct table_layout *to, struct migrat
         rc = -1;
     }
     if (rc == 0)
-        rc = write_new(tmp, &from, old, old_size, to, capacity, rep, why, sizeof why);
+        rc = write_new(name, tmp, sizeof tmp, &from, old, old_size, to, capacity, rep, why, sizeof why);
     tabledir_free(&from);
     munmap(old, old_size);
     snprintf(from_path, sizeof from_path, "/dev/shm%s", tmp);
@@ -327,11 +360,11 @@ int table_migrate(const char *name, const struct table_layout *to, struct migrat
     if (rc == 0 && rename(from_path, to_path) != 0) {
         snprintf(why, sizeof why, "cannot rename %s over it: %s", from_path, strerror(errno));
         shm_unlink(tmp);
-        rc = -1;
+        rc = -2;
     }
     if (rc != 0) {
         snprintf(err, errsize, "shared table %s: %s", name, why);
-        return -1;
+        return rc;
     }
     if (rep->defaulted)
         log_warn("shared table %s: left at their defaults (changed in size or kind): %s", name,

@@ -42,8 +42,12 @@ int migrate_copy(const struct table_layout *from, const void *src, size_t src_si
 
 /* The table called name (ours, mode 0600), rewritten in layout to: made
  * under a temporary name beside it, then renamed over it, so that the name
- * holds the old table or the new one, never half of either. Logs one line
- * saying what was kept. 0, or -1 with err (the table left as it was). */
+ * holds the old table or the new one, never half of either (a temporary
+ * name another uid holds is passed over for one of the same form with a
+ * random suffix). Logs one line saying what was kept. 0; or, with err and
+ * the table left as it was, -1 when the table cannot be read as a table
+ * of ours of another layout, -2 when it can but no new one could be made
+ * (no room in /dev/shm, say): a table not to be given up for that. */
 int table_migrate(const char *name, const struct table_layout *to, struct migrate_report *rep,
                   char *err, size_t errsize);
 

@@ -329,12 +329,12 @@ static struct inbox_entry *inbox_free_entry(struct table *t)
     return oldest;
 }
 
-bool table_inbox_ask(struct table *t, const char *id, const char *addr, const char *service, int64_t now)
+int table_inbox_ask(struct table *t, const char *id, const char *addr, const char *service, int64_t now)
 {
     struct inbox_entry *e = table_inbox_find(t, id);
     bool fresh = e == NULL;
     if (fresh && !(e = inbox_free_entry(t)))
-        return false;
+        return INBOX_ASK_FULL;
     hdr_write_begin(t);
     if (fresh) {
         memset(e, 0, sizeof *e);
@@ -347,10 +347,7 @@ bool table_inbox_ask(struct table *t, const char *id, const char *addr, const ch
     e->asked_ms = now;
     hdr_write_end(t);
     atomic_fetch_add(&t->hdr->facts, 1);
-    if (fresh)
-        table_note(t, EV_LAUNCH, id, LOG_LVL_INFO,
-                   "unknown instance %s registered at %s: asks the controller to admit it", id, addr);
-    return true;
+    return fresh ? INBOX_ASK_NEW : INBOX_ASK_AGAIN;
 }
 
 static void inbox_clear(struct table *t, struct inbox_entry *e)
@@ -371,8 +368,6 @@ void table_inbox_refuse(struct table *t, struct inbox_entry *e, const char *why,
     e->table_full = table_full;
     copy_str(e->reason, sizeof e->reason, why);
     hdr_write_end(t);
-    table_note(t, EV_LAUNCH, e->id, LOG_LVL_WARN, "controller: admission of unknown instance %s refused: %s",
-               e->id, why);
 }
 
 struct table_row *table_inbox_admit(struct table *t, struct inbox_entry *e, int64_t now)

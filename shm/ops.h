@@ -103,14 +103,18 @@ bool table_deregistered(struct table *t, struct table_row *r);
 /* The inbox entry (waiting or answered) of id, or NULL. */
 struct inbox_entry *table_inbox_find(struct table *t, const char *id);
 /* Monitor: an unknown agent asks to join from addr (service: its
- * service's address, or ""): a new request, or its waiting one refreshed.
- * False when every entry is taken. */
-bool table_inbox_ask(struct table *t, const char *id, const char *addr, const char *service, int64_t now);
+ * service's address, or ""): INBOX_ASK_NEW, a new request, or
+ * INBOX_ASK_AGAIN, its waiting one refreshed; 0 (INBOX_ASK_FULL) when
+ * every entry is taken. Not logged here: anybody who reaches the monitor
+ * can ask, so the monitor logs requests within a rate limit. */
+enum { INBOX_ASK_FULL = 0, INBOX_ASK_AGAIN = 1, INBOX_ASK_NEW = 2 };
+int table_inbox_ask(struct table *t, const char *id, const char *addr, const char *service, int64_t now);
 /* Monitor: the controller's refusal is told to its agent: the entry is
  * free again. */
 void table_inbox_told(struct table *t, struct inbox_entry *e);
 /* Controller: the request is refused, why (table_full: for want of a
- * free row), for the monitor to tell at the agent's next try. */
+ * free row), for the monitor to tell at the agent's next try. Not logged
+ * here: the controller logs refusals within a rate limit. */
 void table_inbox_refuse(struct table *t, struct inbox_entry *e, const char *why, bool table_full);
 /* Controller: the request is admitted: a joined row for it, registered at
  * its address and running; the entry is free again. NULL (and the entry

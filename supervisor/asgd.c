@@ -684,7 +684,10 @@ static int reattach_migrated(struct sup *sup, const char *name)
  * and their history. One we cannot read (no directory, not version 19, or
  * a damaged one) is set aside (removed: ours) and a new one made, and the
  * group's instances are adopted from the provider, as after a lost table.
- * A newer layout's table is a newer asgd's: never touched. */
+ * One we can read but cannot write anew (no room in /dev/shm, say) is kept
+ * as it is and we do not start: its instances' history is not given up
+ * for a passing fault. A newer layout's table is a newer asgd's: never
+ * touched. */
 static int set_aside_older(struct sup *sup, const char *name, const char *refusal)
 {
     uint32_t version;
@@ -701,8 +704,13 @@ static int set_aside_older(struct sup *sup, const char *name, const char *refusa
         return -1;
     }
     struct migrate_report rep;
-    if (table_migrate(name, &table_layout_current, &rep, err, sizeof err) == 0)
+    int rc = table_migrate(name, &table_layout_current, &rep, err, sizeof err);
+    if (rc == 0)
         return reattach_migrated(sup, name);
+    if (rc == -2) { /* readable, with its instances and history: not given up */
+        log_error("%s; the table is left as it was: not starting", err);
+        return -1;
+    }
     log_warn("shared table %s has layout version %u (an older asgd's, not running); this one reads "
              "version %u and cannot migrate it (%s): setting it aside for a new table; the group's "
              "instances are adopted from the provider", name, version, TABLE_VERSION, err);

@@ -395,6 +395,30 @@ START_TEST(test_a_plan_on_a_stale_view_touches_no_row_that_moved_on)
 }
 END_TEST
 
+/* A row the view cannot read (a writer died half-way through it, or was
+ * starved of the CPU past the lock's wait) is still an instance: at the
+ * group's maximum the plan must not launch one more in its place. */
+START_TEST(test_a_row_the_view_cannot_read_is_not_launched_for)
+{
+    cfg.max_instances = 3;
+    reopen();
+    controller_evaluate(C);
+    all_register();
+    controller_evaluate(C);
+    ck_assert_int_eq(count(ROW_RUNNING), 3);
+    ck_assert_int_eq(F.launches, 3);
+    struct table_row *r = NULL;
+    for (uint32_t i = 0; i < T.capacity && !r; i++)
+        if (T.rows[i].state == ROW_RUNNING)
+            r = &T.rows[i];
+    atomic_fetch_add(&r->seq, 1); /* odd: a write begun, never ended */
+    controller_evaluate(C);
+    atomic_fetch_add(&r->seq, 1);
+    ck_assert_int_eq(F.launches, 3);
+    ck_assert_int_eq(T.capacity - (uint32_t)count(ROW_FREE), 3);
+}
+END_TEST
+
 /* What the monitor does when an unknown agent registers: it records the
  * request only; the controller admits it at its next look. */
 static struct table_row *ask_to_join(const char *id)
@@ -508,6 +532,30 @@ START_TEST(test_the_inbox_is_bounded_and_keeps_who_asked_first)
         snprintf(id, sizeof id, "early-%d", k);
         ck_assert(k == 5 || table_inbox_find(&T, id) != NULL);
     }
+    table_unlock(&T);
+}
+END_TEST
+
+/* The inbox is another process's writing: entries a buggy or dying
+ * monitor left with a state out of range, or with an id not ended, are
+ * dropped by the controller, not kept for ever (they would never be
+ * answered, nor ever make room for an agent asking). */
+START_TEST(test_garbage_in_the_inbox_is_dropped_not_kept)
+{
+    table_lock(&T, 1000);
+    for (int k = 0; k < TABLE_INBOX; k++) {
+        struct inbox_entry *e = &T.hdr->inbox[k];
+        memset(e, 'x', sizeof *e); /* no string ended */
+        e->seq = (uint64_t)k + 1;
+        e->state = k % 2 ? INBOX_WAITING : 7 + (uint32_t)k;
+    }
+    ck_assert(!table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms())); /* full of garbage */
+    table_unlock(&T);
+    controller_evaluate(C);
+    table_lock(&T, 1000);
+    for (int k = 0; k < TABLE_INBOX; k++)
+        ck_assert_msg(T.hdr->inbox[k].state == INBOX_FREE, "entry %d kept in state %u", k, T.hdr->inbox[k].state);
+    ck_assert(table_inbox_ask(&T, "late-1", "127.0.0.1:9", "", now_ms()));
     table_unlock(&T);
 }
 END_TEST
@@ -1294,9 +1342,11 @@ Suite *controller_suite(void)
         test_unhealthy_replacements_are_paced,
         test_boot_timeout_replaces_a_silent_instance,
         test_a_plan_on_a_stale_view_touches_no_row_that_moved_on,
+        test_a_row_the_view_cannot_read_is_not_launched_for,
         test_joined_instances_move_the_target_both_ways,
         test_admission_refuses_at_the_maximum_in_force,
         test_the_inbox_is_bounded_and_keeps_who_asked_first,
+        test_garbage_in_the_inbox_is_dropped_not_kept,
         test_reconcile_adopts_and_forgets,
         test_a_joined_instance_is_not_scaled_straight_back_in,
         test_scale_in_drains_and_removes_before_terminating,

@@ -8,7 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/util.h"
@@ -336,10 +343,129 @@ START_TEST(test_named_table_migrated_in_place)
 }
 END_TEST
 
+/* A version 19 table of one instance under name, owned by uid (the unit
+ * runs as root: the table's owner is made another uid, as an unprivileged
+ * manager's would be). */
+static void older_table_of(const char *name, uid_t uid)
+{
+    char err[512];
+    struct table t;
+    table_unlink(name);
+    ck_assert_msg(table_create(name, 8, &t, err, sizeof err) == 0, "%s", err);
+    ck_assert(table_lock(&t, 1000) == 0);
+    struct table_row *r = table_alloc_row(&t, "grp-7");
+    r->state = ROW_RUNNING;
+    row_write_end(&t, r);
+    table_unlock(&t);
+    table_detach(&t);
+    struct migrate_report rep;
+    ck_assert_msg(table_migrate(name, &table_layout_v19, &rep, err, sizeof err) == 0, "%s", err);
+    int fd = shm_open(name, O_RDWR, 0);
+    ck_assert(fd >= 0 && fchown(fd, uid, uid) == 0);
+    close(fd);
+}
+
+static void unlink_migrating(const char *name)
+{
+    char pattern[128];
+    glob_t g;
+    snprintf(pattern, sizeof pattern, "/dev/shm%s.migrating*", name);
+    if (glob(pattern, 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++)
+            unlink(g.gl_pathv[i]);
+    globfree(&g);
+}
+
+/* In a child as uid (when not 0), with its files limited to fsize bytes
+ * (when not 0): table_migrate's result, or 100 + what went wrong around it. */
+static int migrate_as(const char *name, uid_t uid, rlim_t fsize)
+{
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        if (uid && (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0))
+            _exit(101);
+        if (fsize) {
+            signal(SIGXFSZ, SIG_IGN);
+            struct rlimit rl = {fsize, fsize};
+            if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+                _exit(102);
+        }
+        char err[512];
+        struct migrate_report rep;
+        int rc = table_migrate(name, &table_layout_current, &rep, err, sizeof err);
+        if (rc != 0)
+            fprintf(stderr, "table_migrate: %s\n", err);
+        struct table t;
+        if (rc == 0 && table_attach(name, true, &t, err, sizeof err) != 0) {
+            fprintf(stderr, "table_attach: %s\n", err);
+            _exit(103);
+        }
+        bool kept = false; /* by its row: the id hashes are rebuilt on re-attach (table_repair) */
+        for (uint32_t i = 0; rc == 0 && i < t.capacity; i++)
+            kept |= t.rows[i].state == ROW_RUNNING && strcmp(t.rows[i].id, "grp-7") == 0;
+        if (rc == 0 && !kept)
+            _exit(104);
+        _exit(rc < 0 ? -rc : rc);
+    }
+    int status;
+    ck_assert(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* /dev/shm is anybody's: a stranger who makes NAME.migrating first (a
+ * segment or a symlink of theirs, which an unprivileged manager cannot
+ * remove there) must not keep the table from being migrated, which asgd
+ * would answer by setting the table aside, its instances' history lost. */
+START_TEST(test_a_strangers_migrating_name_does_not_stop_a_migration)
+{
+    char name[64], squat[96];
+    snprintf(name, sizeof name, "/asg-test-squat-%d", (int)getpid());
+    snprintf(squat, sizeof squat, "%s.migrating", name);
+    unlink_migrating(name);
+    older_table_of(name, 65533);
+    int fd = shm_open(squat, O_RDWR | O_CREAT | O_EXCL, 0644);
+    ck_assert(fd >= 0 && fchown(fd, 65534, 65534) == 0);
+    close(fd);
+    int rc = migrate_as(name, 65533, 0);
+    ck_assert_msg(rc == 0, "migration past a stranger's %s: %d", squat, rc);
+    struct stat st;
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", squat);
+    ck_assert(stat(path, &st) == 0 && st.st_uid == 65534); /* theirs, left alone */
+    unlink_migrating(name);
+    table_unlink(name);
+}
+END_TEST
+
+/* A table that cannot be written anew (here: files limited to 4 KiB) is
+ * readable still: the answer says so (-2), for asgd to keep it rather
+ * than set it aside as unreadable (-1). */
+START_TEST(test_a_table_that_cannot_be_written_anew_is_not_unreadable)
+{
+    char name[64];
+    snprintf(name, sizeof name, "/asg-test-nospace-%d", (int)getpid());
+    unlink_migrating(name);
+    older_table_of(name, 0);
+    ck_assert_int_eq(migrate_as(name, 0, 4096), 2);
+    uint32_t version;
+    int32_t pid;
+    char err[512];
+    ck_assert_msg(table_peek_other(name, &version, &pid, err, sizeof err) == 0 && version == 19, "%s", err);
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s.migrating", name);
+    ck_assert(access(path, F_OK) != 0);
+    unlink_migrating(name);
+    table_unlink(name);
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     const TTest *tests[] = {test_directory_covers_the_structs, test_round_trip_through_version_19,
                             test_older_layout_copied_by_name, test_bad_directories_refused_by_name,
-                            test_named_table_migrated_in_place, NULL};
+                            test_named_table_migrated_in_place,
+                            test_a_strangers_migrating_name_does_not_stop_a_migration,
+                            test_a_table_that_cannot_be_written_anew_is_not_unreadable, NULL};
     return suite_of("migrate", "migrate", NULL, NULL, 30, tests, NULL);
 }

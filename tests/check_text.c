@@ -204,8 +204,8 @@ START_TEST(test_status_json_carries_utf8_from_outside)
 }
 END_TEST
 
-/* An agent's Register with this version, as the monitor answers it. */
-static struct rpc_reply register_with_version(const char *version)
+/* An agent's Register under id with this version, as the monitor answers it. */
+static struct rpc_reply register_as(const char *id, const char *version)
 {
     struct monitor m;
     memset(&m, 0, sizeof m);
@@ -213,7 +213,7 @@ static struct rpc_reply register_with_version(const char *version)
     config_defaults(&m.cfg);
     m.cfg.adopt_unknown = true; /* a valid one joins the group */
     Asg__V1__RegisterRequest q = ASG__V1__REGISTER_REQUEST__INIT;
-    q.instance_id = (char *)"asg-7";
+    q.instance_id = (char *)id;
     q.address = (char *)"127.0.0.1:9";
     q.agent_version = (char *)version;
     uint8_t buf[256];
@@ -224,6 +224,8 @@ static struct rpc_reply register_with_version(const char *version)
     free(r.data);
     return r;
 }
+
+static struct rpc_reply register_with_version(const char *version) { return register_as("asg-7", version); }
 
 START_TEST(test_register_refuses_invalid_utf8)
 {
@@ -238,6 +240,27 @@ START_TEST(test_register_refuses_invalid_utf8)
     ck_assert_int_eq(r.status, GRPC_STATUS_OK);
     /* recorded for the controller's admission (controller/admit.c) */
     ck_assert_ptr_nonnull(table_inbox_find(&T, "asg-7"));
+}
+END_TEST
+
+/* The controller's refusal, told to the agent, is read within its field
+ * however the inbox entry was left: nothing of the entry after it (another
+ * agent's request) goes out in the answer. */
+START_TEST(test_a_refusal_is_told_within_its_field)
+{
+    struct rpc_reply r = register_as("asg-8", "0.1.0");
+    ck_assert_int_eq(r.status, GRPC_STATUS_OK); /* asked: not admitted yet */
+    struct inbox_entry *e = table_inbox_find(&T, "asg-8");
+    ck_assert_ptr_nonnull(e);
+    ck_assert(e + 1 < T.hdr->inbox + TABLE_INBOX);
+    e->state = INBOX_REFUSED;
+    e->table_full = 1; /* answered as an error: its text in the reply's message */
+    memset(e->reason, 'r', sizeof e->reason); /* not ended */
+    memset(&e[1].seq, 'A', sizeof e[1].seq);
+    r = register_as("asg-8", "0.1.0");
+    ck_assert_int_eq(r.status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    ck_assert_msg(!strchr(r.message, 'A') && strlen(r.message) <= sizeof e->reason, "%s", r.message);
+    memset(&e[1].seq, 0, sizeof e[1].seq);
 }
 END_TEST
 
@@ -313,6 +336,7 @@ Suite *text_suite(void)
         test_config_refuses_invalid_utf8,
         test_status_json_carries_utf8_from_outside,
         test_register_refuses_invalid_utf8,
+        test_a_refusal_is_told_within_its_field,
         test_metrics_pass_promtool,
         test_journal_stream_must_name_stderr,
         NULL};

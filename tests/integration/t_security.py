@@ -391,5 +391,61 @@ def adoption_never_signals_a_strangers_process(m):
         fake.wait()
 
 
+@test
+def a_flood_of_unknown_registrations_is_logged_within_its_limit():
+    """With tls.mode = plaintext anybody who reaches the monitor can ask to
+    join under any id (with mutual TLS, any holder of a certificate under
+    its own, again and again). At the group's maximum every request is
+    refused; the request and its refusal are logged a few a second, like
+    every refusal a stranger can provoke, and do not flood the log or push
+    the group's history out of its event ring."""
+    grpc, asg_pb2, stubs, _, _ = python_stubs()
+    m = Manager("flood", tls={"mode": "plaintext"}, monitor={"adopt_unknown": True},
+                group={"min_instances": 1, "desired_instances": 1, "max_instances": 1})
+    try:
+        m.start()
+        s = m.wait_running(1)
+        ev = m.ctl("events", "-n", "256", "--json")
+        assert ev.returncode == 0 and "launch spec generation 1" in ev.stdout, ev
+        n = 400
+        ids = ["flood-%d" % k for k in range(n)]
+        with grpc.insecure_channel(s["group"]["monitor_address"]) as ch:
+            mon = stubs.MonitorStub(ch)
+            ask = lambda i: mon.Register(asg_pb2.RegisterRequest(instance_id=i, address="127.0.0.1:9"),  # noqa: E731
+                                         timeout=10)
+            t0 = time.monotonic()
+            for i in ids:
+                try:
+                    ask(i)
+                except grpc.RpcError:
+                    pass  # busy table or a full inbox: refused, counted
+            took = time.monotonic() - t0
+
+            def refused_now():
+                try:
+                    r = ask(ids[-1])
+                    return not r.accepted and "maximum size" in r.reason
+                except grpc.RpcError:
+                    return False
+            wait_for(refused_now, 20, "the last request decided and refused")
+            took = time.monotonic() - t0
+        log = m.log()
+        asks = log.count("asks the controller to admit it")
+        refusals = log.count("controller: admission of unknown instance")
+        # 5 lines a second each (LOG_LIMIT_PER_S), over the flood and the wait
+        allowed = 5 * (took + 2) + 10
+        assert asks <= allowed and refusals <= allowed, \
+            "%d requests in %.1f s: %d request and %d refusal lines logged" % (n, took, asks, refusals)
+        ev = m.ctl("events", "-n", "256", "--json")
+        assert ev.returncode == 0 and "launch spec generation 1" in ev.stdout, \
+            "the flood pushed the group's history out of the event ring: " + ev.stdout[:600]
+        assert [i["id"] for i in m.status()["instances"]] == [s["instances"][0]["id"]]
+    except BaseException:
+        sys.stderr.write(m.log()[-3000:])
+        raise
+    finally:
+        m.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
