@@ -35,6 +35,7 @@
 #include "../controller/controller.h"
 #include "../monitor_s/monitor.h"
 #include "../status/status.h"
+#include "notify.h"
 
 #define BACKOFF_FORK_MS 250 /* a failed fork() */
 
@@ -111,6 +112,7 @@ struct sup {
     char **argv;
     struct child children[NCHILDREN]; /* role_table's, as they run */
     struct deaf deaf;        /* the monitor's listener, sampled */
+    struct notify notify;    /* what systemd is told (Type=notify) */
 };
 
 static void usage(FILE *f)
@@ -162,6 +164,7 @@ static void start_child(struct sup *sup, struct child *c)
          * and dies with the supervisor (roles are never orphans: a new
          * supervisor starts its own). */
         close(sup->pidfd);
+        notify_forget_in_child();
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() == 1)
             _exit(0);
@@ -347,6 +350,7 @@ static void begin_drain(struct sup *sup, int code)
     snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", sup->cfg.drain_timeout_ms,
              code ? ", instances kept" : "");
     set_phase(sup, PH_STOP_CONTROLLER, why);
+    notify_stopping(&sup->notify, why);
     table_set_draining(&sup->table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
     /* The controller first: it stops the local agents, which deregister
      * with the monitor on their way out. The monitor follows (drain_step). */
@@ -907,6 +911,24 @@ static int parse_args(struct sup *sup, int argc, char **argv, bool *foreground, 
     return 0;
 }
 
+/* READY=1 once the roles are up (notify.h says when), looked at every
+ * READY_LOOK_MS until then; returns when to look again. */
+#define READY_LOOK_MS 100
+
+static int64_t tell_ready(struct sup *sup, int64_t now)
+{
+    struct table_hdr h;
+    if (sup->notify.ready || !sup->notify.on)
+        return INT64_MAX;
+    if (!table_read_hdr(&sup->table, &h) ||
+        !notify_roles_up(&h, MONITOR->pid, CONTROLLER->pid, sup->cfg.ha_etcd[0] != '\0', sup->notify.since_ms))
+        return now + READY_LOOK_MS;
+    char status[TABLE_ADDR_MAX + 64];
+    snprintf(status, sizeof status, "running: monitor on %s, table %s", h.monitor_addr, sup->table.name);
+    notify_ready(&sup->notify, status);
+    return INT64_MAX;
+}
+
 static void main_loop(struct sup *sup)
 {
     while (sup->phase != PH_DONE) {
@@ -934,6 +956,9 @@ static void main_loop(struct sup *sup)
             check_monitor_listener(sup, now);
             if (sup->deaf.next < next)
                 next = sup->deaf.next;
+            int64_t ready = tell_ready(sup, now);
+            if (ready < next)
+                next = ready;
         } else {
             int64_t again = advance(sup, now);
             if (again < next)
@@ -941,6 +966,9 @@ static void main_loop(struct sup *sup)
             if (sup->phase == PH_DONE)
                 break;
         }
+        int64_t watchdog = notify_watchdog(&sup->notify, now);
+        if (watchdog < next)
+            next = watchdog;
         struct pollfd p = {sup->sigfd, POLLIN, 0};
         int wait = (int)(next - now_ms());
         if (g_sig.chld || g_sig.term || g_sig.hup)
@@ -1068,6 +1096,7 @@ int main(int argc, char **argv)
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
              sup->cfg_path ? sup->cfg_path : "(built-in defaults)", sup->table.name,
              sup->table.capacity, (int)getpid());
+    notify_init(&sup->notify, now_ms());
     for (size_t i = 0; i < NCHILDREN; i++)
         if (&sup->children[i] != STATUS || sup->cfg.status_listen[0])
             start_child(sup, &sup->children[i]);

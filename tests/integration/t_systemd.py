@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""Integration tests: asgd under systemd. The units as `make install`
+installs them, rated by systemd-analyze itself; asgd's side of the
+sd_notify protocol (READY, STATUS, WATCHDOG, STOPPING) heard on a socket of
+the test's own, as systemd would hear it; and what the unit's KillMode
+leaves running when it stops asgd."""
+import os
+import socket
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
+
+# The most systemd-analyze may find exposed in the installed asgd.service
+# ("OK" goes up to 3.9; the issue asks for 3.0 or less).
+MAX_EXPOSURE = 3.0
+
+
+def installed_units():
+    """`make install-units` into a throw-away root, as a package would
+    install them (PREFIX=/usr): {unit name: its path there}."""
+    root = tempfile.mkdtemp(prefix="asg-units-")
+    r = run(["make", "-s", "-C", ROOT, "install-units", "DESTDIR=" + root, "PREFIX=/usr"], timeout=60)
+    assert r.returncode == 0, r
+    d = os.path.join(root, "lib/systemd/system")
+    return root, {u: os.path.join(d, u) for u in os.listdir(d)}
+
+
+def unit_settings(path):
+    """[(key, value)] of a unit file's settings, in order."""
+    out = []
+    for line in open(path):
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            k, v = line.split("=", 1)
+            out.append((k.strip(), v.strip()))
+    return out
+
+
+@test
+def installed_unit_is_rated_ok_by_systemd_analyze_security():
+    """systemd-analyze security --offline=yes on the installed asgd.service:
+    exposure at most 3.0, and every directive the hardening relies on there
+    (a unit that loses one scores worse, but say which)."""
+    root, units = installed_units()
+    try:
+        unit = units["asgd.service"]
+        r = run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit], timeout=60)
+        m = re.search(r"Overall exposure level for asgd\.service: ([0-9.]+) (\w+)", r.stdout + r.stderr)
+        assert m, r
+        assert float(m.group(1)) <= MAX_EXPOSURE, "exposure %s %s:\n%s" % (m.group(1), m.group(2), r.stdout)
+        s = dict(unit_settings(unit))
+        for k, v in (("Type", "notify"), ("User", "asg"), ("StateDirectory", "asg"),
+                     ("RuntimeDirectory", "asg"), ("NoNewPrivileges", "yes"),
+                     ("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
+                     ("CapabilityBoundingSet", ""), ("KillMode", "process")):
+            assert s.get(k) == v, (k, s.get(k))
+        assert "AF_NETLINK" in s["RestrictAddressFamilies"].split(), s["RestrictAddressFamilies"]
+        assert "RemoveIPC" not in s and "DynamicUser" not in s, "either would delete the table on a stop"
+        assert s["ExecStart"].startswith("/usr/sbin/asgd -f "), s["ExecStart"]
+        # Every unit installed parses: systemd-analyze verify on its own.
+        for name, path in units.items():
+            r = run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", path], timeout=60)
+            bad = [ln for ln in (r.stdout + r.stderr).splitlines()
+                   if ln.strip() and "is not executable" not in ln and "No such file" not in ln]
+            assert not bad, (name, bad)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class NotifySocket:
+    """A datagram socket where systemd would listen ($NOTIFY_SOCKET):
+    each message with the sender's pid (SCM_CREDENTIALS, as systemd's
+    NotifyAccess=main checks it)."""
+
+    def __init__(self, d):
+        self.path = os.path.join(d, "notify")
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(self.path)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.s.settimeout(0.1)
+        self.got = []   # (monotonic time, sender pid, {key: value})
+
+    def take(self):
+        """Reads what has arrived; returns the messages so far."""
+        while True:
+            try:
+                data, anc, _, _ = self.s.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                return self.got
+            pid = None
+            for level, kind, body in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", body[:12])[0]
+            fields = dict(ln.split("=", 1) for ln in data.decode().splitlines() if "=" in ln)
+            self.got.append((time.monotonic(), pid, fields))
+
+    def first(self, key):
+        return next((g for g in self.take() if key in g[2]), None)
+
+    def close(self):
+        self.s.close()
+
+
+def environ_of(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        return [e.split(b"=", 1)[0].decode() for e in f.read().split(b"\0") if e]
+
+
+@with_manager("notify", start=False)
+def asgd_tells_systemd_ready_then_watchdog_then_stopping(m):
+    """Type=notify: READY=1 (with a STATUS= line) only once the monitor
+    serves and the controller has evaluated, from asgd's own pid; WATCHDOG=1
+    at half of $WATCHDOG_USEC; STOPPING=1 as soon as SIGTERM starts the
+    drain. The roles and agents do not inherit $NOTIFY_SOCKET (systemd
+    hears the supervisor alone)."""
+    ns = NotifySocket(m.dir)
+    try:
+        m.start(env={"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "400000"}, wait=False)
+        wait_for(lambda: ns.first("READY"), 15 * SLOW, "READY=1")
+        when, pid, fields = ns.first("READY")
+        assert pid == m.proc.pid, (pid, m.proc.pid)
+        assert fields["READY"] == "1" and fields["STATUS"].startswith("running: monitor on 127.0.0.1:"), fields
+        s = m.status()
+        assert s["processes"]["monitor"] and s["processes"]["controller"], s["processes"]
+        assert s["group"]["evaluations"] >= 1 and s["group"]["probe_rounds"] >= 1, s["group"]
+        # Before READY: nothing but watchdog pings (no second READY after it either).
+        assert [g for g in ns.take() if "READY" in g[2]] == [ns.first("READY")]
+        t0 = time.monotonic()
+        wait_for(lambda: len([g for g in ns.take() if g[0] > t0 and "WATCHDOG" in g[2]]) >= 4,
+                 5 * SLOW, "four WATCHDOG=1 at 200 ms")
+        assert all(g[1] == m.proc.pid for g in ns.take()), ns.got
+        wait_for(lambda: m.running(), 20 * SLOW, "agents running")
+        # A role forgets it after its fork (its /proc environ still shows
+        # what asgd was exec'd with); the agents the controller execs show
+        # what the role had left.
+        for i in m.running():
+            assert "NOTIFY_SOCKET" not in environ_of(i["pid"]), i
+        t1 = time.monotonic()
+        m.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: ns.first("STOPPING"), 5 * SLOW, "STOPPING=1")
+        when, pid, fields = ns.first("STOPPING")
+        assert pid == m.proc.pid and when >= t1 and fields["STATUS"].startswith("draining"), fields
+        assert m.proc.wait(timeout=15 * SLOW) == 0
+    finally:
+        ns.close()
+
+
+@with_manager("nonotify", start=False)
+def without_notify_socket_asgd_says_nothing_and_runs(m):
+    """Not under systemd: no $NOTIFY_SOCKET, no message, no error."""
+    e = {k: "" for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    m.start(env=e)
+    assert "sd_notify" not in m.log() and "told the service manager" not in m.log(), m.log()[-2000:]
+
+
+def fixed_monitor_port(secs):
+    """The monitor on one port across the restart, as in production
+    (monitor.listen = "0.0.0.0:7301"): the agents find the next asgd there."""
+    secs.setdefault("monitor", {})["listen"] = "127.0.0.1:%d" % free_port()
+    return (), None
+
+
+@scenario("killmode", before=fixed_monitor_port,
+          provider={"local": {"stop_on_exit": False, "kill_timeout_ms": 1000}})
+def agents_outlive_asgd_stopped_as_its_unit_stops_it(m):
+    """What the installed unit's KillMode=process does on `systemctl
+    restart asgd`: SIGTERM to asgd alone, nothing to the rest of the
+    cgroup; with provider.local.stop_on_exit = false the local agents keep
+    running (KillMode=mixed would SIGKILL them once asgd exited), and the
+    asgd started next takes them back, same pids."""
+    root, units = installed_units()
+    try:
+        assert dict(unit_settings(units["asgd.service"]))["KillMode"] == "process"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    before = {i["id"]: i["pid"] for i in m.running(m.wait_running(2, timeout=20 * SLOW))}
+    rc, _ = m.stop(timeout=15)
+    assert rc == 0
+    assert all(alive(p) for p in before.values()), before
+    m.start()
+    s = m.wait_running(2, timeout=20 * SLOW)
+    assert {i["id"]: i["pid"] for i in m.running(s)} == before, (s["instances"], before)
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests())
