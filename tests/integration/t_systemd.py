@@ -184,5 +184,117 @@ def agents_outlive_asgd_stopped_as_its_unit_stops_it(m):
     assert {i["id"]: i["pid"] for i in m.running(s)} == before, (s["instances"], before)
 
 
+FAKE_CURL = """#!/bin/sh
+# IMDSv2 as the user data asks it: a token, then the id and the address.
+for a do
+    case "$a" in
+    */api/token) echo tok; exit 0 ;;
+    */instance-id) echo i-0abc; exit 0 ;;
+    */local-ipv4) echo 10.0.0.7; exit 0 ;;
+    esac
+done
+exit 22
+"""
+FAKE_SYSTEMCTL = """#!/bin/sh
+# Records what it was asked; `cat UNIT` succeeds when $HAVE_UNIT says so.
+echo "$*" >> "$SYSTEMCTL_LOG"
+[ "$1" != cat ] || [ -n "$HAVE_UNIT" ]
+"""
+PRINT_ARGS = """#!/bin/sh
+printf '%s\\n' "$@"
+"""
+
+
+def ec2_user_data_of(fake, root, extra):
+    """A manager on the fake EC2 with tls (a join) and an operator's
+    service with an awkward word; the user data of its first instance."""
+    ec2 = ec2_sections(fake, tls=True, min_instances=1, max_instances=1, desired_instances=1)
+    ec2["provider"]["ec2"].update(extra)
+    m = Manager("agentunit", **ec2)
+    try:
+        m.start(env=EC2_ENV)
+        # Launched is enough (its agent need not come up): the user data
+        # is what RunInstances was given.
+        s = wait_for(lambda: (lambda st: st if st and st["instances"] else None)(m.status()),
+                     30 * SLOW, "an instance launched")
+        return m.group, fake.user_data(s["instances"][0]["id"])
+    except BaseException:
+        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-4000:])
+        raise
+    finally:
+        m.cleanup()
+
+
+def run_user_data(ud, root, have_unit):
+    """Runs the user data as an instance would, with curl and systemctl
+    stood in for and /etc/asg, /var/lib/asg-agent under root: (what
+    systemctl was asked, stdout)."""
+    bindir = os.path.join(root, "fakebin")
+    os.makedirs(bindir, exist_ok=True)
+    for name, text in (("curl", FAKE_CURL), ("systemctl", FAKE_SYSTEMCTL)):
+        with open(os.path.join(bindir, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(bindir, name), 0o755)
+    log = os.path.join(root, "systemctl.log")
+    if os.path.exists(log):
+        os.unlink(log)
+    ud = ud.replace("/etc/asg", root + "/etc/asg").replace("/var/lib/asg-agent", root + "/state")
+    env = dict(os.environ, PATH=bindir + ":" + os.environ["PATH"], SYSTEMCTL_LOG=log,
+               HAVE_UNIT="1" if have_unit else "")
+    r = run(["/bin/sh", "-c", ud], env=env, timeout=30)
+    assert r.returncode == 0, r
+    asked = open(log).read().splitlines() if os.path.exists(log) else []
+    return asked, r.stdout
+
+
+@test
+def ec2_user_data_hands_the_agent_to_its_unit():
+    """Where the image has asg-agent@.service, the user data writes the
+    agent's words to /etc/asg/agent-GROUP.args (root's, 0600) and starts
+    asg-agent@GROUP.service instead of exec'ing the agent; the installed
+    unit's ExecStart, run by /bin/sh as systemd would, hands the agent
+    exactly the words the bare exec gives it where there is no unit (an
+    awkward word of the operator's service included)."""
+    root = tempfile.mkdtemp(prefix="asg-agentunit-")
+    fake = FakeEC2()
+    units_root = None
+    try:
+        agent = os.path.join(root, "print-args")
+        with open(agent, "w") as f:
+            f.write(PRINT_ARGS)
+        os.chmod(agent, 0o755)
+        odd = "it's a \"word\" $HOME `x` %i"
+        group, ud = ec2_user_data_of(fake, root, {"agent_path": agent,
+                                                  "service": ["/usr/bin/python3", "-c", odd]})
+        unit = "asg-agent@%s.service" % group
+        # No unit on the image: the script becomes the agent.
+        asked, bare = run_user_data(ud, root, have_unit=False)
+        assert asked == ["cat " + unit], asked
+        words = bare.splitlines()
+        assert words[:2] == ["--listen", "0.0.0.0:7302"] and words[-3:] == ["/usr/bin/python3", "-c", odd], words
+        assert ["--id", "i-0abc"] == words[words.index("--id"):words.index("--id") + 2], words
+        assert root + "/state" in words, words   # --join DIR
+        # The unit there: started, not exec'd; its words in the args file.
+        asked, out = run_user_data(ud, root, have_unit=True)
+        assert asked == ["cat " + unit, "--no-block start " + unit], asked
+        assert out == "", out
+        args = os.path.join(root, "etc/asg/agent-%s.args" % group)
+        assert os.stat(args).st_mode & 0o777 == 0o600, oct(os.stat(args).st_mode)
+        units_root, units = installed_units()
+        start = dict(unit_settings(units["asg-agent@.service"]))["ExecStart"]
+        assert start.startswith("/bin/sh -c '") and start.endswith("'"), start
+        # systemd's part: %i is the instance, $$ a dollar; the rest is sh's.
+        script = start[len("/bin/sh -c '"):-1].replace("%i", group).replace("$$", "$")
+        script = script.replace("/etc/asg", root + "/etc/asg")
+        r = run(["/bin/sh", "-c", script], timeout=30)
+        assert r.returncode == 0, r
+        assert r.stdout == bare, (r.stdout, bare)
+    finally:
+        fake.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        if units_root:
+            shutil.rmtree(units_root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
