@@ -513,12 +513,32 @@ static void check_monitor_listener(struct sup *sup, int64_t now)
 
 /* ---- start-up ---- */
 
+/* The pidfile's directory (/run/asg by default), made when missing: under
+ * systemd, RuntimeDirectory= makes it for the asg user; started otherwise
+ * (the init script, by hand), asgd makes it for itself, one level only. */
+static void make_pidfile_dir(const char *pidfile)
+{
+    char dir[sizeof ((struct asg_config *)0)->pidfile];
+    copy_str(dir, sizeof dir, pidfile);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return;
+    *slash = '\0';
+    if (mkdir(dir, 0755) == 0)
+        fprintf(stderr, "asgd: made %s for the pidfile\n", dir);
+}
+
 static int open_pidfile(struct sup *sup)
 {
     /* Never through a link (root would write to its target), never a file
      * of another uid, and 0600: nobody else can open it, so nobody else
      * can flock it to keep asgd from starting. */
-    int fd = open(sup->cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    int fd = open(sup->cfg.pidfile, flags, 0600);
+    if (fd < 0 && errno == ENOENT) {
+        make_pidfile_dir(sup->cfg.pidfile);
+        fd = open(sup->cfg.pidfile, flags, 0600);
+    }
     if (fd < 0) {
         fprintf(stderr, "asgd: pidfile %s: %s\n", sup->cfg.pidfile,
                 errno == ELOOP ? "is a symbolic link; refusing it" : strerror(errno));

@@ -184,6 +184,22 @@ def agents_outlive_asgd_stopped_as_its_unit_stops_it(m):
     assert {i["id"]: i["pid"] for i in m.running(s)} == before, (s["instances"], before)
 
 
+@with_manager("piddir", start=False)
+def asgd_makes_its_pidfiles_directory(m):
+    """The default pidfile is /run/asg/asgd.pid: under systemd
+    RuntimeDirectory= makes /run/asg for the asg user; started any other
+    way (the init script, by hand) asgd makes the directory itself."""
+    d = os.path.join(m.dir, "run-asg")
+    m.cfg["supervisor"]["pidfile"] = os.path.join(d, "asgd.pid")
+    m.pidfile = m.cfg["supervisor"]["pidfile"]
+    m.write_config()
+    m.start()
+    assert os.stat(d).st_mode & 0o777 == 0o755, oct(os.stat(d).st_mode)
+    assert int(open(m.pidfile).read()) == m.proc.pid
+    r = run([BIN + "/asgd", "-k"])
+    assert re.search(r"^\| `supervisor\.pidfile` \| string \| `/run/asg/asgd\.pid` \|", r.stdout, re.M), r.stdout
+
+
 FAKE_CURL = """#!/bin/sh
 # IMDSv2 as the user data asks it: a token, then the id and the address.
 for a do
