@@ -140,7 +140,7 @@ static const struct keydef keys[] = {
     STRLIST("status.allowed_hosts", status_allowed_hosts, LIVE),
     STR("shm.name", shm_name, "/asg", RESTART),
     INT("shm.capacity", shm_capacity, 1, 100000, 1024, RESTART),
-    STR("supervisor.pidfile", pidfile, "/run/asgd.pid", RESTART),
+    STR("supervisor.pidfile", pidfile, "/run/asg/asgd.pid", RESTART),
     INT("supervisor.drain_timeout_ms", drain_timeout_ms, 100, 600000, 10000, LIVE),
     INT("supervisor.restart_stable_ms", restart_stable_ms, 100, HOUR_MS, 10000, LIVE),
     INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000, 250, LIVE),
