@@ -943,7 +943,7 @@ static int64_t tell_ready(struct sup *sup, int64_t now)
     if (!table_read_hdr(&sup->table, &h) ||
         !notify_roles_up(&h, MONITOR->pid, CONTROLLER->pid, sup->cfg.ha_etcd[0] != '\0', sup->notify.since_ms))
         return now + READY_LOOK_MS;
-    char status[TABLE_ADDR_MAX + 64];
+    char status[TABLE_ADDR_MAX + sizeof sup->table.name + 48];
     snprintf(status, sizeof status, "running: monitor on %s, table %s", h.monitor_addr, sup->table.name);
     notify_ready(&sup->notify, status);
     return INT64_MAX;
