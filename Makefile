@@ -36,7 +36,7 @@ OPT      = -O2
 endif
 
 PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c inih libmicrohttpd \
-          libnghttp2
+          libnghttp2 libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -66,7 +66,7 @@ LIB     = $(BUILD)/libasg.a
 CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c controller/rows.c \
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c
-ASGD_SRC  = supervisor/asgd.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c
+ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c
 
@@ -77,11 +77,11 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
            tests/check_creds.c tests/check_controller.c tests/check_admit.c tests/check_lb.c tests/check_schedule.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
-           tests/check_migrate.c tests/check_plan.c
+           tests/check_migrate.c tests/check_plan.c tests/check_notify.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
-.PHONY: install-man man-keys
+.PHONY: install-man man-keys install-units
 .PHONY: layout tsan tsan-run all run test test-all deps test-deps bench bench-deps bench-bin fuzz fuzz-run fuzz-replay chaos clean install unit integration asan-test help
 .SECONDARY: $(GEN_C) $(GEN_H)
 
@@ -266,7 +266,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)
@@ -277,10 +277,22 @@ install: all
 	install -m 0755 $(BINDIR)/asg-agent $(BINDIR)/asgctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/asgd $(DESTDIR)$(PREFIX)/sbin/
 	test -e $(DESTDIR)/etc/asg/asg.cfg || install -m 0644 etc/asg.cfg $(DESTDIR)/etc/asg/asg.cfg
-	install -d $(DESTDIR)/etc/init.d $(DESTDIR)/lib/systemd/system
+	install -d $(DESTDIR)/etc/init.d
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' scripts/asgd.init > $(DESTDIR)/etc/init.d/asgd
 	chmod 0755 $(DESTDIR)/etc/init.d/asgd
-	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' scripts/asgd.service > $(DESTDIR)/lib/systemd/system/asgd.service
+	@$(MAKE) --no-print-directory install-units
+
+# The systemd units alone (no build: tests/integration/t_systemd.py rates
+# the installed asgd.service with systemd-analyze security) and the page
+# that explains them, which their Documentation= names.
+UNITS = asgd.service asg-agent@.service
+install-units:
+	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/asg
+	for u in $(UNITS); do \
+	  sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@BINDIR@|$(PREFIX)/bin|g' \
+	      -e 's|@DOCDIR@|$(PREFIX)/share/doc/asg|g' scripts/$$u > $(DESTDIR)/lib/systemd/system/$$u || exit 1; \
+	done
+	install -m 0644 docs/systemd.md $(DESTDIR)$(PREFIX)/share/doc/asg/systemd.md
 
 # The man pages and asgctl's bash completion, with make install. The key
 # reference in asg.cfg(5) is made from asgd -k: make man-keys after a key

@@ -147,7 +147,7 @@ static const struct keydef keys[] = {
     STRLIST("status.allowed_hosts", status_allowed_hosts, LIVE),
     STR("shm.name", shm_name, "/asg", RESTART),
     INT("shm.capacity", shm_capacity, 1, 100000, 1024, RESTART),
-    STR("supervisor.pidfile", pidfile, "/run/asgd.pid", RESTART),
+    STR("supervisor.pidfile", pidfile, "/run/asg/asgd.pid", RESTART),
     INT("supervisor.drain_timeout_ms", drain_timeout_ms, 100, 600000, 10000, LIVE),
     INT("supervisor.restart_stable_ms", restart_stable_ms, 100, HOUR_MS, 10000, LIVE),
     INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000, 250, LIVE),
@@ -828,7 +828,7 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (c->pidfile[0] != '/' || strstr(c->pidfile, "/../") || pl < 6 || strcmp(c->pidfile + pl - 4, ".pid") != 0 ||
         c->pidfile[pl - 5] == '/')
         return fail(e, lookup(cf, "supervisor.pidfile"),
-                    "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asgd.pid)");
+                    "supervisor.pidfile must be an absolute path to a NAME.pid file (like /run/asg/asgd.pid)");
     if (check_services(e, cf, c) != 0)
         return -1;
     if (check_lb(e, cf, c) != 0)

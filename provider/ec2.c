@@ -71,6 +71,35 @@ static int append_service(const struct asg_config *cfg, char *out, size_t size, 
     return put(out, size, &n, "'") ? (int)n : -1;
 }
 
+/* The end of the user data: the agent's words are in "$@". Where the
+ * image has the asg-agent@.service unit (the asg package), they go to
+ * /etc/asg/agent-GROUP.args, each quoted for the shell that the unit
+ * sources it with, and systemd runs the agent (restarts, the journal, a
+ * sandbox); elsewhere the script becomes the agent, as it always did.
+ * agent_path is checked to be of [A-Za-z0-9/._-] (config.c): it needs no
+ * quoting. */
+static int append_start(const struct asg_config *cfg, char *out, size_t size, size_t n)
+{
+    int m = snprintf(out + n, size - n,
+        "\n"
+        "agent=%s\n"
+        "unit=asg-agent@%s.service\n"
+        "if command -v systemctl >/dev/null 2>&1 && systemctl cat \"$unit\" >/dev/null 2>&1; then\n"
+        "    q() { printf \"'%%s'\" \"$(printf '%%s' \"$1\" | sed \"s/'/'\\\\\\\\''/g\")\"; }\n"
+        "    umask 077\n"
+        "    mkdir -p /etc/asg\n"
+        "    {\n"
+        "        printf 'ASG_AGENT=%%s\\nset --' \"$agent\"\n"
+        "        for a do printf ' %%s' \"$(q \"$a\")\"; done\n"
+        "        printf '\\n'\n"
+        "    } > /etc/asg/agent-%s.args\n"
+        "    exec systemctl --no-block start \"$unit\"\n"
+        "fi\n"
+        "exec \"$agent\" \"$@\"\n",
+        cfg->ec2_agent_path, cfg->group_name, cfg->group_name);
+    return m > 0 && (size_t)m < size - n ? (int)n + m : -1;
+}
+
 int ec2_user_data(const struct asg_config *cfg, const char *manager, const char *ca_pem,
                   const char *join_token, char *out, size_t size)
 {
@@ -97,17 +126,14 @@ int ec2_user_data(const struct asg_config *cfg, const char *manager, const char 
             EC2_AGENT_STATE_DIR, EC2_AGENT_STATE_DIR, ca_pem, join_token, EC2_AGENT_STATE_DIR);
     if (n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n,
-            "exec %s --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s%s%s",
-            cfg->ec2_agent_path, cfg->ec2_agent_port, cfg->ec2_agent_port, manager,
+            "set -- --listen 0.0.0.0:%d --advertise \"$ip:%d\" --id \"$id\" --manager %s%s%s",
+            cfg->ec2_agent_port, cfg->ec2_agent_port, manager,
             tls ? " --join " : "", tls ? EC2_AGENT_STATE_DIR : "");
     if (n > 0 && (size_t)n < size && cfg->ec2_service[0])
         n = append_service(cfg, out, size, (size_t)n);
-    if (n > 0 && (size_t)n + 1 < size) {
-        out[n++] = '\n';
-        out[n] = '\0';
-        return 0;
-    }
-    return -1;
+    if (n > 0 && (size_t)n < size)
+        n = append_start(cfg, out, size, (size_t)n);
+    return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
 static void fill_instance(struct provider *p, const struct ec2_instance *in,

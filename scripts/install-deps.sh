@@ -12,14 +12,14 @@ PACKAGES="
 build-essential pkg-config
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libinih-dev
-libmicrohttpd-dev libnghttp2-dev
+libmicrohttpd-dev libnghttp2-dev libsystemd-dev
 check libsubunit-dev
 procps
 "
 TEST_PACKAGES="
 python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
-haproxy wrk etcd-server openssl prometheus curl
+haproxy wrk etcd-server openssl prometheus curl systemd
 mandoc man-db bash-completion
 "
 

@@ -35,6 +35,7 @@
 #include "../controller/controller.h"
 #include "../monitor_s/monitor.h"
 #include "../status/status.h"
+#include "notify.h"
 
 #define BACKOFF_FORK_MS 250 /* a failed fork() */
 
@@ -111,6 +112,7 @@ struct sup {
     char **argv;
     struct child children[NCHILDREN]; /* role_table's, as they run */
     struct deaf deaf;        /* the monitor's listener, sampled */
+    struct notify notify;    /* what systemd is told (Type=notify) */
 };
 
 static void usage(FILE *f)
@@ -166,6 +168,7 @@ static void start_child(struct sup *sup, struct child *c)
          * and dies with the supervisor (roles are never orphans: a new
          * supervisor starts its own). */
         close(sup->pidfd);
+        notify_forget_in_child();
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() == 1)
             _exit(0);
@@ -352,6 +355,7 @@ static void begin_drain(struct sup *sup, int code)
     snprintf(why, sizeof why, "draining (SIGKILL after %d ms)%s", sup->cfg.drain_timeout_ms,
              code ? ", instances kept" : "");
     set_phase(sup, PH_STOP_CONTROLLER, why);
+    notify_stopping(&sup->notify, why);
     table_set_draining(&sup->table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
     /* The controller first: it stops the local agents, which deregister
      * with the monitor on their way out. The monitor follows (drain_step). */
@@ -514,12 +518,32 @@ static void check_monitor_listener(struct sup *sup, int64_t now)
 
 /* ---- start-up ---- */
 
+/* The pidfile's directory (/run/asg by default), made when missing: under
+ * systemd, RuntimeDirectory= makes it for the asg user; started otherwise
+ * (the init script, by hand), asgd makes it for itself, one level only. */
+static void make_pidfile_dir(const char *pidfile)
+{
+    char dir[sizeof ((struct asg_config *)0)->pidfile];
+    copy_str(dir, sizeof dir, pidfile);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return;
+    *slash = '\0';
+    if (mkdir(dir, 0755) == 0)
+        fprintf(stderr, "asgd: made %s for the pidfile\n", dir);
+}
+
 static int open_pidfile(struct sup *sup)
 {
     /* Never through a link (root would write to its target), never a file
      * of another uid, and 0600: nobody else can open it, so nobody else
      * can flock it to keep asgd from starting. */
-    int fd = open(sup->cfg.pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    int fd = open(sup->cfg.pidfile, flags, 0600);
+    if (fd < 0 && errno == ENOENT) {
+        make_pidfile_dir(sup->cfg.pidfile);
+        fd = open(sup->cfg.pidfile, flags, 0600);
+    }
     if (fd < 0) {
         fprintf(stderr, "asgd: pidfile %s: %s\n", sup->cfg.pidfile,
                 errno == ELOOP ? "is a symbolic link; refusing it" : strerror(errno));
@@ -925,6 +949,24 @@ static int parse_args(struct sup *sup, int argc, char **argv, bool *foreground, 
     return 0;
 }
 
+/* READY=1 once the roles are up (notify.h says when), looked at every
+ * READY_LOOK_MS until then; returns when to look again. */
+#define READY_LOOK_MS 100
+
+static int64_t tell_ready(struct sup *sup, int64_t now)
+{
+    struct table_hdr h;
+    if (sup->notify.ready || !sup->notify.on)
+        return INT64_MAX;
+    if (!table_read_hdr(&sup->table, &h) ||
+        !notify_roles_up(&h, MONITOR->pid, CONTROLLER->pid, sup->cfg.ha_etcd[0] != '\0', sup->notify.since_ms))
+        return now + READY_LOOK_MS;
+    char status[TABLE_ADDR_MAX + sizeof sup->table.name + 48];
+    snprintf(status, sizeof status, "running: monitor on %s, table %s", h.monitor_addr, sup->table.name);
+    notify_ready(&sup->notify, status);
+    return INT64_MAX;
+}
+
 static void main_loop(struct sup *sup)
 {
     while (sup->phase != PH_DONE) {
@@ -952,6 +994,9 @@ static void main_loop(struct sup *sup)
             check_monitor_listener(sup, now);
             if (sup->deaf.next < next)
                 next = sup->deaf.next;
+            int64_t ready = tell_ready(sup, now);
+            if (ready < next)
+                next = ready;
         } else {
             int64_t again = advance(sup, now);
             if (again < next)
@@ -959,6 +1004,9 @@ static void main_loop(struct sup *sup)
             if (sup->phase == PH_DONE)
                 break;
         }
+        int64_t watchdog = notify_watchdog(&sup->notify, now);
+        if (watchdog < next)
+            next = watchdog;
         struct pollfd p = {sup->sigfd, POLLIN, 0};
         int wait = (int)(next - now_ms());
         if (g_sig.chld || g_sig.term || g_sig.hup)
@@ -1087,6 +1135,7 @@ int main(int argc, char **argv)
     log_info("asgd %s starting: config %s, table %s (%u rows), pid %d", ASG_VERSION,
              sup->cfg_path ? sup->cfg_path : "(built-in defaults)", sup->table.name,
              sup->table.capacity, (int)getpid());
+    notify_init(&sup->notify, now_ms());
     for (size_t i = 0; i < NCHILDREN; i++)
         if (&sup->children[i] != STATUS || sup->cfg.status_listen[0])
             start_child(sup, &sup->children[i]);

@@ -40,4 +40,5 @@ Suite *exec_suite(void);
 Suite *layout_suite(void);
 Suite *plan_suite(void);
 Suite *migrate_suite(void);
+Suite *notify_suite(void);
 #endif

@@ -109,8 +109,10 @@ def start_agent(inst, user_data):
         write_private(os.path.join(d, "ca.crt"), ca.group(1))
         write_private(os.path.join(d, "join.token"), tok.group(1) + "\n")
         args += ["--join", d]
-    exec_line = [ln for ln in user_data.splitlines() if ln.startswith("exec ")]
-    words = shlex.split(exec_line[0]) if exec_line else []
+    # The agent's words: the `set -- ...` line the script hands the agent
+    # (directly, or through asg-agent@.service).
+    set_line = [ln for ln in user_data.splitlines() if ln.startswith("set -- ")]
+    words = shlex.split(set_line[0])[2:] if set_line else []
     if "--" in words:              # the operator's service, as the shell would pass it
         cut = words.index("--")
         for flag in ("--service-health", "--service-port", "--service-requests"):

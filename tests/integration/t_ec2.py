@@ -271,11 +271,10 @@ def ec2_user_data_runs_the_operators_service(m, fake, env):
             assert i["service_address"].startswith("127.0.0.1:"), i
             assert http("GET", "http://%s/" % i["service_address"])[0] == 200, i
         ud = fake.user_data(s["instances"][0]["id"])
-        line = [ln for ln in ud.splitlines() if ln.startswith("exec ")][0]
-        # What /bin/sh makes of the line: printf instead of the agent.
-        shown = run(["/bin/sh", "-c", "ip=10.0.0.1; id=i-1; " + line.replace(
-            "exec " + m.cfg["provider"]["ec2"].get("agent_path", "/usr/local/bin/asg-agent"),
-            "printf '%s\\n'", 1)])
+        line = [ln for ln in ud.splitlines() if ln.startswith("set -- ")][0]
+        # What /bin/sh makes of the agent's words (the line the script
+        # execs the agent with, or writes for asg-agent@.service).
+        shown = run(["/bin/sh", "-c", "ip=10.0.0.1; id=i-1; " + line + "; printf '%s\\n' \"$@\""])
         words = shown.stdout.split("\n")
         cut = words.index("--")
         assert words[cut + 1:cut + 6] == ["/usr/bin/python3", SERVICE, "{port}",
