@@ -174,8 +174,10 @@ def agent_registers_with_backoff_and_deregisters():
         # second manager without adoption is checked below.
         assert stop_agent(agent) == 0
         m.wait_log(r"instance %s-77 deregistered" % m.group)
-        wait_for(lambda: len(m.running()) == 1 and
-                 m.running()[0]["id"] != m.group + "-77", 20, "a replacement")
+        def replaced():
+            ids = [i["id"] for i in m.running()]    # one look: the group moves between two
+            return len(ids) == 1 and ids[0] != m.group + "-77"
+        wait_for(replaced, 20, "a replacement")
     except BaseException:
         sys.stderr.write(m.log()[-5000:])
         raise
