@@ -330,6 +330,8 @@ install: all
 # (nocheck: skip make check).
 DEB_DIR  ?= build/deb
 DEB_JOBS ?= auto
+# make check's AWS samples live beside the tree, not in it (nor in the copy).
+ASG_TESTDATA ?= $(abspath ../shared/testdata)
 ASG_VERSION := $(shell sed -n 's/^\#define ASG_VERSION "\(.*\)"/\1/p' common/util.h)
 
 deb:
@@ -337,7 +339,7 @@ deb:
 	mkdir -p $(DEB_DIR)/asg-$(ASG_VERSION)
 	tar -c --exclude=./build --exclude=./bin --exclude=./.git --exclude=./$(DEB_DIR) -f - . | \
 	  tar -x -C $(DEB_DIR)/asg-$(ASG_VERSION)
-	cd $(DEB_DIR)/asg-$(ASG_VERSION) && dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
+	cd $(DEB_DIR)/asg-$(ASG_VERSION) && ASG_TESTDATA=$(ASG_TESTDATA) dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
 	@ls $(DEB_DIR)/*.deb
 
 # The package built, linted, checked for the hardening, installed and

@@ -15,6 +15,7 @@ libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libinih-
 libmicrohttpd-dev libnghttp2-dev
 check libsubunit-dev
 procps
+libsystemd-dev
 "
 TEST_PACKAGES="
 python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
