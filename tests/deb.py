@@ -171,6 +171,7 @@ for p in /var/lib/asg /etc/asg /usr/sbin/asgd /lib/systemd/system/asgd.service \
          /usr/lib/sysusers.d/asg.conf /usr/lib/tmpfiles.d/asg.conf; do
     test -e "$p" && echo "left=$p"
 done
+getent passwd asg >/dev/null && echo "user_after=present"
 echo "done=1"
 """
 
@@ -214,8 +215,11 @@ def check_install_purge(deb, tmp):
         fail("asgd -t after install: %r" % out.get("asgd_t"))
     if lefts:
         fail("purge left %s" % lefts)
+    if out.get("user_after") != "present":
+        fail("purge removed the asg user: Debian keeps system users (their uid may own files "
+             "elsewhere); docs/packaging.md says so")
     print("deb: installed in a throw-away root: user %s, /var/lib/asg asg:asg 750, "
-          "asgd -t OK; purged: nothing left" % ":".join(user[:3]))
+          "asgd -t OK; purged: nothing left but the user" % ":".join(user[:3]))
 
 
 def check_install_paths(tmp):
