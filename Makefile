@@ -110,6 +110,8 @@ help:
 	@echo "make chaos    the long chaos run (50 agents, 100 role kills)"
 	@echo "make tsan     every integration test under ThreadSanitizer"
 	@echo "make fuzz     libFuzzer on every target for FUZZ_SECONDS (default 60)"
+	@echo "make check    build and run the unit tests and house rules, installing nothing (a package build's test)"
+	@echo "make deb      the Debian package, in build/deb (needs the Build-Depends: apt-get build-dep ./)"
 	@echo "make all | install PREFIX=... DESTDIR=... | clean"
 
 deps:

@@ -113,13 +113,39 @@ def check_contents(deb):
         fail("the package holds %s" % stray)
 
 
-def check_hardening(deb, tmp):
+def check_unit_documentation(root):
+    """Every file a packaged unit's Documentation= names is in the
+    package (it once named a README that nothing installed)."""
+    units = glob.glob(os.path.join(root, "lib/systemd/system/*.service"))
+    if not units:
+        fail("no unit in the package")
+    for unit in units:
+        for line in open(unit):
+            if not line.startswith("Documentation="):
+                continue
+            for url in line.split("=", 1)[1].split():
+                if url.startswith("file://") and not os.path.exists(root + url[len("file://"):]):
+                    fail("%s: Documentation= names %s, which the package lacks"
+                         % (os.path.basename(unit), url))
+
+
+def extract(deb, tmp):
+    root = os.path.join(tmp, "x")
+    run(["dpkg-deb", "-x", deb, root])
+    return root
+
+
+def check_packaged_asgd(root):
+    r = run([os.path.join(root, "usr/sbin/asgd"), "-t", "-c", os.path.join(root, "etc/asg/asg.cfg")])
+    if r.returncode != 0:
+        fail("the packaged asgd -t on the packaged config: %s%s" % (r.stdout, r.stderr))
+
+
+def check_hardening(root):
     """dpkg-buildflags' flags reached the compiler and the linker:
     BIND_NOW (LDFLAGS -z now), the stack protector and FORTIFY's checked
     functions (CFLAGS, CPPFLAGS). The Makefile once set CFLAGS and LDFLAGS
     itself, and none of these were there."""
-    root = os.path.join(tmp, "x")
-    run(["dpkg-deb", "-x", deb, root])
     for prog in ("usr/sbin/asgd", "usr/bin/asg-agent", "usr/bin/asgctl"):
         path = os.path.join(root, prog)
         dyn = run(["readelf", "-d", path]).stdout
@@ -130,9 +156,6 @@ def check_hardening(deb, tmp):
             fail("%s: no stack protector (CFLAGS from dpkg-buildflags ignored)" % prog)
         if not re.search(r"__\w+_chk\b", syms.replace("__stack_chk_fail", "")):
             fail("%s: no FORTIFY_SOURCE checked call (CPPFLAGS from dpkg-buildflags ignored)" % prog)
-    r = run([os.path.join(root, "usr/sbin/asgd"), "-t", "-c", os.path.join(root, "etc/asg/asg.cfg")])
-    if r.returncode != 0:
-        fail("the packaged asgd -t on the packaged config: %s%s" % (r.stdout, r.stderr))
 
 
 # Mounts a throw-away root: a tmpfs holding an overlay of / (its upper
@@ -296,7 +319,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="asg-deb-")
     try:
         check_install_paths(tmp)
-        check_hardening(deb, tmp)
+        root = extract(deb, tmp)
+        check_hardening(root)
+        check_unit_documentation(root)
+        check_packaged_asgd(root)
         check_install_purge(deb, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
