@@ -20,7 +20,7 @@ TEST_PACKAGES="
 python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
 haproxy wrk etcd-server openssl prometheus curl systemd
-mandoc man-db bash-completion
+mandoc man-db bash-completion debhelper lintian
 "
 
 FUZZ_PACKAGES="clang libclang-rt-14-dev"

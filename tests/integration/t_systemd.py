@@ -19,12 +19,14 @@ MAX_EXPOSURE = 3.0
 
 def installed_units():
     """`make install-units` into a throw-away root, as a package would
-    install them (PREFIX=/usr): {unit name: its path there}."""
+    install them (PREFIX=/usr, the units where Debian 12 keeps them): {unit
+    name: its path there}."""
     root = tempfile.mkdtemp(prefix="asg-units-")
     # Not the variables of a make that runs this test (make test's SAN=1
     # or its jobserver): a make of its own.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    r = run(["make", "-s", "-C", ROOT, "install-units", "DESTDIR=" + root, "PREFIX=/usr"], timeout=60, env=env)
+    r = run(["make", "-s", "-C", ROOT, "install-units", "DESTDIR=" + root, "PREFIX=/usr",
+             "UNITDIR=/lib/systemd/system"], timeout=60, env=env)
     assert r.returncode == 0, r
     d = os.path.join(root, "lib/systemd/system")
     return root, {u: os.path.join(d, u) for u in os.listdir(d)}
