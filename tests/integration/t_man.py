@@ -202,7 +202,9 @@ def complete_as_bash_does(line):
     return [w for w in r.stdout.splitlines() if w]
 
 
-@with_manager("complete")
+# The group held at 2 (no scaling on load): completion asks the manager
+# itself, and must find the instances the test found.
+@with_manager("complete", policy={"scale_out_above": 1.0, "scale_in_below": 0.0})
 def bash_completion_offers_commands_options_and_the_groups_ids(m):
     """Commands, global options and a command's options; for load and
     cert, the ids of the running group's instances, for probe their
