@@ -235,10 +235,14 @@ def ec2_user_data_of(fake, root, extra):
     try:
         m.start(env=EC2_ENV)
         # Launched is enough (its agent need not come up): the user data
-        # is what RunInstances was given.
-        s = wait_for(lambda: (lambda st: st if st and st["instances"] else None)(m.status()),
-                     30 * SLOW, "an instance launched")
-        return m.group, fake.user_data(s["instances"][0]["id"])
+        # is what RunInstances was given. The row has EC2's id once the
+        # launch is answered (before, the group's own name for it).
+        def launched():
+            st = m.status()                        # None: not yet
+            ids = [i["id"] for i in (st or {}).get("instances", []) if i["id"].startswith("i-")]
+            return ids[0] if ids else None
+        iid = wait_for(launched, 30 * SLOW, "an instance launched, with EC2's id")
+        return m.group, fake.user_data(iid)
     except BaseException:
         sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-4000:])
         raise
