@@ -130,8 +130,10 @@ def syslog_gets_the_configured_facility():
     try:
         r = run(log.wrap(m.dir, [BIN + "/asgd", "-c", m.cfg_path]))
         assert r.returncode == 0, r
-        wait_for(lambda: os.path.exists(m.pidfile), 10, "the daemon's pidfile")
-        daemon = int(open(m.pidfile).read())
+        def pid_written():                   # made first, written after: empty is not yet
+            text = open(m.pidfile).read().strip() if os.path.exists(m.pidfile) else ""
+            return int(text) if text.isdigit() else None
+        daemon = wait_for(pid_written, 10, "the daemon's pidfile")
         m.pids.add(daemon)
         STARTED.add(daemon)
         wait_for(lambda: m.roles_up(), 10, "monitor and controller up")

@@ -200,7 +200,7 @@ def asgd_makes_its_pidfiles_directory(m):
     m.write_config()
     m.start()
     assert os.stat(d).st_mode & 0o777 == 0o755, oct(os.stat(d).st_mode)
-    assert int(open(m.pidfile).read()) == m.proc.pid
+    wait_for(lambda: open(m.pidfile).read().strip() == str(m.proc.pid), 10, "the pid in the pidfile")
     r = run([BIN + "/asgd", "-k"])
     assert re.search(r"^\| `supervisor\.pidfile` \| string \| `/run/asg/asgd\.pid` \|", r.stdout, re.M), r.stdout
 
