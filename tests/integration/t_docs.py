@@ -179,13 +179,13 @@ def manager_blocks_run(m):
     """The tour and the other blocks that need a manager, run against a
     manager of the test's, its own names put for the shipped defaults."""
     shipped = shipped_defaults()
+    s = m.wait_running(2)
     mine = {
         shipped["supervisor.pidfile"]: m.pidfile,
         "/var/lib/asg/" + shipped["group.name"]: m.state_dir(),
         shipped["status.listen"]: m.cfg["status"]["listen"],
-        shipped["monitor.listen"]: m.status()["group"]["monitor_address"],
+        shipped["monitor.listen"]: s["group"]["monitor_address"],
     }
-    m.wait_running(2)
     d = sandbox(etc=m.cfg_path)
     ran = 0
     try:
@@ -202,7 +202,8 @@ def manager_blocks_run(m):
         shutil.rmtree(d, ignore_errors=True)
     assert ran >= 2, ran
     # The tour's reload was applied, and nothing it did was illegal.
-    assert m.status()["group"]["config_generation"] >= 2, m.status()["group"]
+    wait_for(lambda: (m.status() or {}).get("group", {}).get("config_generation", 0) >= 2, 10,
+             "the tour's reload applied")
 
 
 if __name__ == "__main__":
