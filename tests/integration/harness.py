@@ -376,14 +376,21 @@ class Manager:
         if self.proc and self.proc.poll() is None:
             kill_pid(self.proc.pid)
             self.proc.wait(timeout=10)
-        # Sweep until nothing of ours is left: a controller that was forking
-        # an agent as the supervisor died may start it after one scan.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        # A daemon the test started some other way (asgd without -f) is
+        # known by its pidfile alone, even when the test failed before
+        # reading it.
+        try:
+            self.pids.add(int(open(self.pidfile).read().strip()))
+        except (OSError, ValueError):
+            pass
+        # Sweep until nothing of ours is left three scans running: a
+        # controller that was forking an agent as the supervisor died may
+        # exec it (and so name it as the group's) after a scan found none.
+        deadline, quiet = time.monotonic() + 10, 0
+        while time.monotonic() < deadline and quiet < 3:
             left = [p for p in list(self.pids) + agents_of_group(self.group)
                     if alive(p) and ours(p)]
-            if not left:
-                break
+            quiet = 0 if left else quiet + 1
             for pid in left:
                 kill_pid(pid)
             time.sleep(0.1)
