@@ -243,15 +243,15 @@ void ctl_decide_facts(struct ctl *c, int64_t now)
 
 void ctl_evaluate(struct ctl *c)
 {
-    int64_t minute, now = now_ms();
-    bool sched_fresh;
+    int64_t now = now_ms();
     /* The monitor's facts first: the view then holds the instances just
-     * admitted and the deregistered ones stopping. */
+     * admitted and the deregistered ones stopping. Deciding them also
+     * records the schedule entry in force (c->sched), which the plan uses. */
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     ctl_decide_facts(c, now);
     table_unlock(c->t);
-    struct sched_state sched = schedule_in_force(c, &minute, &sched_fresh);
+    struct sched_state sched = c->sched;
     struct view v;
     if (take_view(c, &v) != 0)
         return;
@@ -267,8 +267,6 @@ void ctl_evaluate(struct ctl *c)
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) == 0) {
         table_fault_point("controller", c->t);
         c->failed_this_round = false;
-        if (sched_fresh)
-            record_schedule(c, sched, minute);
         follow_launch_spec(c);
         struct ctl_state st = p.st;
         apply_plan(c, &p, &st, now);
