@@ -78,7 +78,8 @@ LIB     = $(BUILD)/libasg.a
 
 CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c controller/rows.c \
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
-                 controller/takeover.c controller/admit.c controller/lb_table.c
+                 controller/takeover.c controller/admit.c controller/lb_table.c \
+                 controller/rollout.c controller/rollout_plan.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c
@@ -90,7 +91,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
            tests/check_creds.c tests/check_controller.c tests/check_admit.c tests/check_lb.c tests/check_schedule.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
-           tests/check_migrate.c tests/check_plan.c tests/check_notify.c
+           tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 

@@ -69,6 +69,14 @@ static const struct keydef keys[] = {
     INT("group.min_instances", min_instances, 1, 100000, 2, LIVE),
     INT("group.max_instances", max_instances, 1, 100000, 5, LIVE),
     INT("group.desired_instances", desired_instances, 1, 100000, 2, LIVE),
+    INT("group.max_instance_lifetime_s", max_instance_lifetime_s, 0, 3650 * 86400L, 0, LIVE),
+    BOOL("rollout.auto", rollout_auto, false, LIVE),
+    STR("rollout.max_surge", rollout_max_surge, "1", LIVE),
+    STR("rollout.max_unavailable", rollout_max_unavailable, "0", LIVE),
+    INT("rollout.bake_s", rollout_bake_s, 0, 86400, 30, LIVE),
+    BOOL("rollout.rollback", rollout_rollback, true, LIVE),
+    FRAC("rollout.error_margin", rollout_error_margin, 0.05, LIVE),
+    INT("rollout.min_requests", rollout_min_requests, 1, 1000000000L, 20, LIVE),
     ENUM("policy.kind", policy_kind, policy_names, POLICY_THRESHOLD, LIVE),
     ENUM("policy.metric", policy_metric, metric_names, METRIC_LOAD, LIVE),
     INT("policy.target_requests", target_requests, 1, 10000000, 100, LIVE),
@@ -128,6 +136,7 @@ static const struct keydef keys[] = {
     STR("lb.elbv2.target_group_arn", lb_elbv2_target_group_arn, "", RESTART),
     STR("lb.elbv2.endpoint", lb_elbv2_endpoint, "", RESTART),
     INT("lb.elbv2.port", lb_elbv2_port, 1, 65535, 80, RESTART),
+    BOOL("lb.weight_by_load", lb_weight_by_load, false, LIVE),
     INT("lb.drain_timeout_ms", lb_drain_timeout_ms, 0, HOUR_MS, 30000, LIVE),
     INT("lb.interval_ms", lb_interval_ms, 100, 60000, 1000, LIVE),
     INT("lb.reconcile_interval_ms", lb_reconcile_interval_ms, 500, HOUR_MS, 5000, LIVE),
@@ -406,6 +415,64 @@ static int apply_key(struct errbuf *e, const struct keydef *k,
         return set_strlist(e, k, s, field);
     }
     return fail(e, s, "internal: bad key type");
+}
+
+int config_set_text(struct asg_config *cfg, const char *key, const char *text, char *err, size_t errsize)
+{
+    const struct keydef *k = find_key(key);
+    if (!k) {
+        snprintf(err, errsize, "no key %.60s", key);
+        return -1;
+    }
+    char *field = (char *)cfg + k->off;
+    long v;
+    switch (k->type) {
+    case K_STR:
+    case K_STRLIST:
+        if (copy_str(field, k->size, text))
+            return 0;
+        snprintf(err, errsize, "%.60s: longer than %zu characters", key, k->size - 1);
+        return -1;
+    case K_INT:
+        if (parse_whole(text, k->lo, k->hi, &v)) {
+            *(int *)field = (int)v;
+            return 0;
+        }
+        break;
+    case K_BOOL:
+        if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {
+            *(bool *)field = text[0] == 't';
+            return 0;
+        }
+        break;
+    case K_ENUM:
+        for (int i = 0; k->names[i]; i++)
+            if (strcmp(k->names[i], text) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        break;
+    case K_FRAC:
+        break;
+    }
+    snprintf(err, errsize, "%.60s: bad value '%.60s'", key, text);
+    return -1;
+}
+
+int rollout_amount_parse(const char *s, int *value, bool *pct)
+{
+    size_t n = strlen(s);
+    *pct = n > 0 && s[n - 1] == '%';
+    char num[16];
+    if (n == 0 || n - *pct >= sizeof num)
+        return -1;
+    memcpy(num, s, n - *pct);
+    num[n - *pct] = '\0';
+    long v;
+    if (!parse_whole(num, 0, *pct ? 100 : 100000, &v))
+        return -1;
+    *value = (int)v;
+    return 0;
 }
 
 /* Walks every setting: unknown keys and misplaced groups are errors. */
@@ -794,6 +861,27 @@ static int check_services(struct errbuf *e, const config_t *cf, const struct asg
     return 0;
 }
 
+/* Rollouts: surge and unavailable are "N" or "P%", and not both none (a
+ * rollout could then never replace anything); a lifetime long enough to
+ * boot and bake in. */
+static int check_rollout(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    int surge, unavail;
+    bool pct;
+    if (rollout_amount_parse(c->rollout_max_surge, &surge, &pct) != 0)
+        return fail(e, lookup(cf, "rollout.max_surge"), "rollout.max_surge must be \"N\" (0..100000) or \"P%%\" (0..100)");
+    if (rollout_amount_parse(c->rollout_max_unavailable, &unavail, &pct) != 0)
+        return fail(e, lookup(cf, "rollout.max_unavailable"),
+                    "rollout.max_unavailable must be \"N\" (0..100000) or \"P%%\" (0..100)");
+    if (surge == 0 && unavail == 0)
+        return fail(e, lookup(cf, "rollout.max_surge"),
+                    "rollout.max_surge and rollout.max_unavailable cannot both be 0: nothing could be replaced");
+    if (c->max_instance_lifetime_s && c->max_instance_lifetime_s < 10)
+        return fail(e, lookup(cf, "group.max_instance_lifetime_s"),
+                    "group.max_instance_lifetime_s must be 0 (none) or at least 10");
+    return 0;
+}
+
 /* Rules between keys; each error points at the line of the key at fault. */
 static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
@@ -836,6 +924,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     if (check_schedule(e, cf, c) != 0)
         return -1;
     if (check_ha(e, cf, c) != 0)
+        return -1;
+    if (check_rollout(e, cf, c) != 0)
         return -1;
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);

@@ -132,6 +132,17 @@ struct asg_config {
     int restart_stable_ms;           /* up this long: next death restarts at once */
     int restart_backoff_ms;          /* first delay after a quick death */
     int restart_backoff_max_ms;
+    /* rollouts (controller/rollout.h): the defaults asgctl rollout start
+     * overrides; "N" or "P%" (of the target) for surge and unavailable */
+    bool rollout_auto;               /* start one on every launch spec change */
+    char rollout_max_surge[8];
+    char rollout_max_unavailable[8];
+    int rollout_bake_s;
+    bool rollout_rollback;           /* roll back on a failure */
+    double rollout_error_margin;     /* a new instance's 5xx share above the old ones' by this fails */
+    int rollout_min_requests;        /* requests a new instance serves before its 5xx share counts */
+    int max_instance_lifetime_s;     /* 0 = none; older instances are replaced */
+    bool lb_weight_by_load;          /* balancer weights follow each instance's load */
     int log_level;                  /* enum log_level */
     int log_facility;               /* an index in config_facility_names */
 };
@@ -177,5 +188,12 @@ int policy_kind_of(const char *s);
 const char *provider_kind_name(int kind);
 const char *lb_kind_name(int kind);
 const char *policy_metric_name(int metric);
+/* Sets key (a scalar or string key, as the config keeps it: a list's
+ * items joined, an enum by name) from text: for a launch spec kept in the
+ * table (provider/spec.h). 0, or -1 with why. */
+int config_set_text(struct asg_config *cfg, const char *key, const char *text, char *err, size_t errsize);
+/* "N" or "P%" (rollout.max_surge, --max-surge): 0, or -1 when malformed
+ * or out of range (0..100000, 0..100%). */
+int rollout_amount_parse(const char *s, int *value, bool *pct);
 
 #endif

@@ -65,7 +65,7 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
         return -1;
     }
     memcpy(req, buf, sizeof *req);
-    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_TERMINATE) {
+    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_ROLLOUT) {
         snprintf(why, whysize, "request with a bad magic or kind %u", req->kind);
         return -1;
     }
@@ -76,6 +76,15 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
     }
     if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000)) {
         snprintf(why, whysize, "desired size %d out of range", req->value);
+        return -1;
+    }
+    const char *bad;
+    if (req->kind == REQ_ROLLOUT && (req->value < RA_START || req->value >= RA_COUNT)) {
+        snprintf(why, whysize, "rollout request with a bad action %d", req->value);
+        return -1;
+    }
+    if (req->kind == REQ_ROLLOUT && (bad = rollout_settings_invalid(&req->set)) != NULL) {
+        snprintf(why, whysize, "rollout request: %s", bad);
         return -1;
     }
     return 1;
@@ -90,4 +99,26 @@ int ctlsock_send(const struct ctl_request *req)
         n = send(pair[1], req, sizeof *req, MSG_DONTWAIT | MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof *req ? 0 : -1;
+}
+
+const char *rollout_settings_invalid(const struct rollout_settings *s)
+{
+    if (s->surge < 0 || s->surge > (s->surge_pct ? 100 : 100000))
+        return "max surge out of range (0..100000, or 0..100%)";
+    if (s->unavailable < 0 || s->unavailable > (s->unavailable_pct ? 100 : 100000))
+        return "max unavailable out of range (0..100000, or 0..100%)";
+    if (s->surge_pct > 1 || s->unavailable_pct > 1 || s->rollback > 1)
+        return "a flag other than 0 or 1";
+    if (s->canary < 0 || s->canary > 100000)
+        return "canary out of range (0..100000)";
+    if (s->canary_weight < 0 || s->canary_weight > 100)
+        return "canary weight out of range (0..100%)";
+    if (s->bake_ms < 0 || s->bake_ms > 86400000)
+        return "bake time out of range (0..86400 s)";
+    if (s->npause > ROLLOUT_PAUSES)
+        return "more than 4 pause points";
+    for (int i = 0; i < s->npause; i++)
+        if (s->pause_at[i] < 1 || s->pause_at[i] > 99 || (i && s->pause_at[i] <= s->pause_at[i - 1]))
+            return "pause points must be ascending percentages within 1..99";
+    return NULL;
 }

@@ -12,15 +12,34 @@
 
 #define CTL_REQ_MAGIC 0x41534752u /* "ASGR" */
 
-enum ctl_req_kind { REQ_SET_DESIRED = 1, REQ_LAUNCH_ONE = 2, REQ_TERMINATE = 3 };
+#include "group.h"
+
+enum ctl_req_kind { REQ_SET_DESIRED = 1, REQ_LAUNCH_ONE = 2, REQ_TERMINATE = 3, REQ_ROLLOUT = 4 };
+
+/* REQ_ROLLOUT: what to do with the group's rollout (value). */
+enum rollout_action { RA_START = 1, RA_PAUSE, RA_RESUME, RA_ROLLBACK, RA_CANCEL, RA_COUNT };
+
+/* RA_START: which settings the operator gave (the rest are the config's). */
+#define RS_SURGE 1u
+#define RS_UNAVAILABLE 2u
+#define RS_CANARY 4u
+#define RS_BAKE 8u
+#define RS_PAUSES 16u
+#define RS_CANARY_WEIGHT 32u
 
 struct ctl_request {
     uint32_t magic;
     uint32_t kind;
-    int32_t value;          /* REQ_SET_DESIRED: the size; REQ_TERMINATE: 1 = decrement */
-    uint32_t pad;
+    int32_t value;          /* REQ_SET_DESIRED: the size; REQ_TERMINATE: 1 = decrement;
+                             * REQ_ROLLOUT: enum rollout_action */
+    uint32_t given;         /* RA_START: RS_* */
     char id[64];            /* REQ_TERMINATE: the instance */
+    struct rollout_settings set; /* RA_START */
 };
+
+/* Settings in range (ctlsock_recv's check, and the status API's): NULL, or
+ * what is wrong. */
+const char *rollout_settings_invalid(const struct rollout_settings *s);
 
 /* In the supervisor, once, before forking roles: 0, or -1 with errno. Both
  * ends stay open in the supervisor, so requests queued while the controller

@@ -72,6 +72,54 @@ struct group_bounds {
     int32_t pad;
 };
 
+/* A rollout: the group's instances of older launch spec generations
+ * replaced by the current one's (controller/rollout_plan.h decides, the
+ * controller records). Its phases as operators see them. */
+enum rollout_phase {
+    RO_NONE = 0,     /* never started */
+    RO_RUNNING,
+    RO_PAUSED,       /* a canary or a checkpoint reached, or an operator's pause: resume goes on */
+    RO_SUCCEEDED,
+    RO_FAILED,       /* stopped on a bad new instance, not rolled back */
+    RO_ROLLED_BACK,  /* stopped on a bad new instance; the previous spec is in force again */
+    RO_CANCELLED,
+    RO_PHASE_COUNT
+};
+
+#define ROLLOUT_PAUSES 4
+
+/* How a rollout goes: the operator's (asgctl rollout start) or the
+ * config's (rollout.*). A count, or a percentage of the target when its
+ * _pct flag is set (rounded up for surge, down for unavailable). */
+struct rollout_settings {
+    int32_t surge, unavailable;
+    uint8_t surge_pct, unavailable_pct;
+    uint8_t rollback;            /* roll back on failure */
+    uint8_t npause;
+    int32_t canary;              /* replace this many first, then pause; 0 none */
+    int32_t canary_weight;       /* percent of new requests the canaries take; 0 = as any other */
+    int32_t bake_ms;             /* a new instance is healthy this long before an old one goes */
+    int32_t pause_at[ROLLOUT_PAUSES]; /* percent replaced: checkpoints, ascending */
+};
+
+struct rollout_state {
+    uint32_t phase;              /* enum rollout_phase */
+    uint32_t rolling_back;       /* this one restores from_gen's spec after a failure */
+    uint64_t number;             /* 1, 2, ...: which rollout */
+    uint64_t from_gen, to_gen;   /* the spec generation replaced, and the one replacing it */
+    struct rollout_settings set;
+    int32_t total;               /* instances to replace: due at the start, and found due since */
+    int32_t replaced;            /* old instances it stopped */
+    int32_t remaining;           /* instances still due, as last evaluated */
+    int32_t next_pause;          /* index in set.pause_at of the next checkpoint */
+    int32_t canary_done;         /* the canary pause was reached */
+    int32_t pad;
+    int64_t started_ms;          /* monotonic: launches from then on are its own */
+    int64_t started_wall_ms, ended_wall_ms; /* Unix ms; 0 while running */
+    int64_t window_ms;           /* the bake window's counters were marked then; 0 none */
+    char reason[160];            /* why it paused, failed, rolled back or ended */
+};
+
 /* Controller state that must survive a controller restart. */
 struct ctl_state {
     int32_t target;              /* live desired size; 0 = not set yet */

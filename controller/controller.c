@@ -27,6 +27,7 @@
 #include "evaluate.h"
 #include "reconcile.h"
 #include "requests.h"
+#include "rollout.h"
 #include "rows.h"
 #include "takeover.h"
 
@@ -118,8 +119,9 @@ struct ctl *controller_open(struct table *t, const struct asg_config *cfg,
         abort();
     c->t = t;
     c->cfg = *cfg;
+    c->launch_cfg = *cfg;
     c->reqfd = -1;
-    c->prov.cfg = &c->cfg;
+    c->prov.cfg = &c->launch_cfg;
     c->prov.ops = ops;
     c->prov.priv = priv;
     c->prov.nonce = t->hdr->nonce;
@@ -169,6 +171,7 @@ static void take_news(struct ctl *c)
         g_sig.hup = 0;
         if (confseg_refresh(&c->conf, &c->cfg, &c->cfg_gen)) {
             sched_use_timezone(&c->cfg);
+            ctl_launch_config(c);
             /* A reload: the file's desired size wins again over an
              * operator's. */
             if (table_lock(c->t, TABLE_LOCK_RECORD_MS) == 0) {
@@ -240,7 +243,8 @@ static int open_role(struct ctl *c, struct table *t, const struct asg_config *cf
     if (confseg_open_role(t, &c->conf, &c->cfg, &c->cfg_gen) != 0)
         return 1; /* restarted: the supervisor publishes it before any role starts */
     char err[256];
-    if (provider_init(&c->prov, &c->cfg, err, sizeof err) != 0) {
+    ctl_launch_config(c);
+    if (provider_init(&c->prov, &c->launch_cfg, err, sizeof err) != 0) {
         log_error("%s", err);
         return ASG_EXIT_FATAL;
     }

@@ -38,6 +38,7 @@ struct ctl {
     struct table *t;
     struct asg_config cfg;
     uint64_t cfg_gen;
+    struct asg_config launch_cfg; /* what launches are made with (rollout.h): the provider's cfg */
     struct confseg conf;       /* the published config, read-only */
     struct provider prov;
     int launch_failures;
@@ -53,6 +54,7 @@ struct ctl {
     struct lb lb;              /* lb.kind; lb.ops NULL when none */
     struct lb_plan plan;
     bool lb_up;                /* the balancer's last listing succeeded */
+    bool lb_counts_5xx;        /* and it counted each member's 5xx answers */
     bool lb_now;               /* an instance waits for the balancer: step at once */
     int64_t last_lb, last_lb_reconcile;
     int64_t lb_wait_until;     /* stopping: when draining instances count as drained; 0 otherwise */

@@ -3,8 +3,8 @@
  * The view is a copy of the header and the used rows read without the
  * lock (each under its sequence counter), so the decision, however long
  * the policy takes, holds nobody up. The plan is then applied under the
- * lock: the schedule and launch spec in force recorded first (a launch
- * records the spec's generation), each step on its row only while the row
+ * lock: the rollout's decisions recorded first (a rollback puts an
+ * earlier launch spec in force for the launches), each step on its row only while the row
  * is as the step was decided on (slot, incarnation and state), the
  * launches into rows made now, and the policy's state written back. The
  * provider calls the plan queued are made after the lock is released. */
@@ -19,6 +19,7 @@
 #include "calls.h"
 #include "evaluate.h"
 #include "plan.h"
+#include "rollout.h"
 #include "rows.h"
 
 _Static_assert(SPEC_DIGEST_SIZE == LAUNCH_SPEC_DIGEST, "the table keeps the launch spec's digest");
@@ -61,35 +62,6 @@ static void record_schedule(struct ctl *c, struct sched_state s, int64_t minute)
     if (changed || s.next != c->sched.next || s.next_at != c->sched.next_at)
         table_schedule(c->t, s.active, s.since, s.next, s.next_at);
     c->sched = s;
-}
-
-/* The launch spec in force, worked out once per config generation (before
- * any launch): when the config's differs from the one the table records (a
- * reload changed it, or this controller restarted on another config), its
- * generation moves on, logged with the first key that changed. Lock held. */
-static void follow_launch_spec(struct ctl *c)
-{
-    if (c->spec.n && c->spec_cfg_gen == c->cfg_gen)
-        return;
-    struct launch_spec cur;
-    launch_spec_of(&c->cfg, &cur);
-    const struct spec_state *in = &c->t->hdr->spec;
-    uint64_t gen = launch_spec_generation(in->gen, in->digest, &cur);
-    if (gen != in->gen) {
-        const char *key = c->spec.n ? launch_spec_changed(&c->spec, &cur) : NULL;
-        if (gen == 1)
-            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO, "launch spec generation 1");
-        else if (key)
-            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO, "launch spec generation %llu: %.60s changed",
-                       (unsigned long long)gen, key);
-        else
-            table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO,
-                       "launch spec generation %llu: the config's spec differs from generation %llu's",
-                       (unsigned long long)gen, (unsigned long long)in->gen);
-        table_launch_spec(c->t, gen, cur.digest);
-    }
-    c->spec = cur;
-    c->spec_cfg_gen = c->cfg_gen;
 }
 
 /* The header and every used row, copied without the lock. A row a dead
@@ -140,6 +112,11 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
     g->last_failure_ms = c->last_failure_ms;
     g->sched_active = sched_active;
     g->st = v->hdr.ctl;
+    g->spec_gen = v->hdr.spec.gen;
+    /* A rollback launches the spec before: only one kept whole. */
+    g->prev_gen = v->hdr.spec_prev.len && !v->hdr.spec_pinned ? v->hdr.spec_prev.gen : 0;
+    g->lb_counts_5xx = g->lb_on && c->lb_counts_5xx;
+    g->ro = v->hdr.rollout;
 }
 
 /* Is row r still as step s was decided on? */
@@ -195,8 +172,11 @@ static bool apply_step(struct ctl *c, const struct plan_step *s, int64_t now)
 /* The plan's row steps, then its launches; the policy's state after them.
  * A joined instance's step not applied takes its share of the target back,
  * so that the next evaluation counts it once. Lock held. */
-static void apply_plan(struct ctl *c, const struct plan *p, struct ctl_state *st, int64_t now)
+static void apply_plan(struct ctl *c, const struct plan *p, const struct rollout_state *seen,
+                       struct ctl_state *st, int64_t now)
 {
+    /* First: a rollback puts the earlier spec in force for the launches below. */
+    ctl_rollout_record(c, p, seen, now);
     for (size_t i = 0; i < p->n; i++)
         if (!apply_step(c, &p->steps[i], now) && p->steps[i].kind == PLAN_JOINED)
             st->target -= p->steps[i].to - p->steps[i].from;
@@ -250,6 +230,7 @@ void ctl_evaluate(struct ctl *c)
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     ctl_decide_facts(c, now);
+    ctl_follow_spec(c, now);
     table_unlock(c->t);
     struct sched_state sched = c->sched;
     struct view v;
@@ -267,9 +248,8 @@ void ctl_evaluate(struct ctl *c)
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) == 0) {
         table_fault_point("controller", c->t);
         c->failed_this_round = false;
-        follow_launch_spec(c);
         struct ctl_state st = p.st;
-        apply_plan(c, &p, &st, now);
+        apply_plan(c, &p, &g.ro, &st, now);
         record_decision(c, &p, &st, &eff, now);
         table_unlock(c->t);
         ctl_execute(c);

@@ -9,6 +9,7 @@
 
 #include "../common/util.h"
 #include "plan.h"
+#include "rollout_plan.h"
 
 static struct plan_step *add_step(struct plan *p, enum plan_kind kind, const struct plan_row *r)
 {
@@ -29,7 +30,7 @@ bool plan_holds_for_balancer(bool lb_on, bool lb_up, uint32_t state, uint32_t lb
     return in_lb && !(state == ROW_UNHEALTHY && !lb_up);
 }
 
-static struct plan_step *stop(struct plan *p, struct plan_row *r, const struct plan_group *g, const char *why)
+struct plan_step *plan_stop(struct plan *p, struct plan_row *r, const struct plan_group *g, const char *why)
 {
     struct plan_step *s = add_step(p, PLAN_STOP, r);
     s->hold = plan_holds_for_balancer(g->lb_on, g->lb_up, r->state, r->lb_state);
@@ -76,13 +77,13 @@ static void sweep_unhealthy(struct plan_row *r, const struct plan_group *g, int 
     char why[128];
     if (r->joined) {
         snprintf(why, sizeof why, "adopted, unhealthy (%.40s): leaves the group", r->reason);
-        stop(p, r, g, why);
+        plan_stop(p, r, g, why);
     } else if (*budget <= 0) {
         p->waiting++;
     } else {
         (*budget)--;
         snprintf(why, sizeof why, "replacing unhealthy instance (%.60s)", r->reason);
-        stop(p, r, g, why)->replaced = true;
+        plan_stop(p, r, g, why)->replaced = true;
     }
 }
 
@@ -97,7 +98,7 @@ static void sweep(struct plan_row *rows, size_t n, const struct asg_config *cfg,
         struct plan_row *r = &rows[i];
         if (r->state == ROW_PENDING && g->now - r->launch_ms > cfg->boot_timeout_ms) {
             snprintf(why, sizeof why, "did not register within %d ms", cfg->boot_timeout_ms);
-            stop(p, r, g, why);
+            plan_stop(p, r, g, why);
             p->boot_timeout = true;
         } else if (r->state == ROW_PENDING && r->unconfirmed && g->backoff_over && !p->boot_timeout) {
             add_step(p, PLAN_ASK_AGAIN, r);
@@ -172,6 +173,8 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
     memset(&in, 0, sizeof in);
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
+        if (r->surge && r->state != ROW_TERMINATING)
+            continue; /* a rollout's: neither capacity nor demand yet */
         struct policy_instance pi = r->pol;
         pi.state = r->state; /* as this plan leaves it */
         policy_input_add(&in, &pi, cfg, g->now);
@@ -186,17 +189,28 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
                  eff->desired_instances, eff->max_instances);
 }
 
+/* Of an older launch spec than the one in force, or due to a rollout. */
+static bool old_spec(const struct plan_row *r, const struct plan_group *g)
+{
+    return r->due || (!r->joined && r->spec_gen != g->spec_gen);
+}
+
 /* Picks the victim of a scale-in: an unhealthy instance waiting for
- * replacement first; else the newest pending-or-running one, which has
+ * replacement first; else one of an older launch spec (a rollout would
+ * replace it anyway); else the newest pending-or-running one, which has
  * done the least work and is the last to have warmed up. */
-static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n)
+static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const struct plan_group *g)
 {
     struct plan_row *best = NULL;
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
         if (r->state == ROW_UNHEALTHY)
             return r;
-        if ((r->state == ROW_PENDING || r->state == ROW_RUNNING) && (!best || r->launch_ms > best->launch_ms))
+        if (r->state != ROW_PENDING && r->state != ROW_RUNNING)
+            continue;
+        bool older = best && old_spec(r, g) && !old_spec(best, g);
+        bool same = !best || old_spec(r, g) == old_spec(best, g);
+        if (!best || older || (same && r->launch_ms > best->launch_ms))
             best = r;
     }
     return best;
@@ -212,20 +226,26 @@ static void converge(struct plan_row *rows, size_t n, const struct plan_group *g
     /* After a boot timeout this evaluation backs off; agents need the
      * monitor's address: without it, wait rather than count a failure. */
     bool may_launch = g->backoff_over && !p->boot_timeout && g->manager_known;
-    if (size < target && may_launch) {
-        snprintf(p->launch_why, sizeof p->launch_why, "group at %d, target %d%s%.150s", size, target,
-                 reason[0] ? ": " : "", reason);
-        p->launches = target - size < g->free_rows ? target - size : g->free_rows;
-        p->slots_short = target - size - p->launches;
-    } else if (size > target) {
+    if (size < target + p->surge && may_launch) {
+        int want = target + p->surge - size;
+        if (size >= target)
+            snprintf(p->launch_why, sizeof p->launch_why, "rollout %llu: %d beyond target %d to replace older "
+                     "instances", (unsigned long long)p->ro.number, want, target);
+        else
+            snprintf(p->launch_why, sizeof p->launch_why, "group at %d, target %d%s%.150s", size, target,
+                     reason[0] ? ": " : "", reason);
+        p->launches = want < g->free_rows ? want : g->free_rows;
+        p->slots_short = want - p->launches;
+    } else if (size > target + p->allowance) {
+        target += p->allowance;
         char why[128];
         snprintf(why, sizeof why, "scale in: group at %d, target %d%s%.60s", size, target, reason[0] ? ": " : "",
                  reason);
         for (int k = target; k < size; k++) {
-            struct plan_row *r = scale_in_victim(rows, n);
+            struct plan_row *r = scale_in_victim(rows, n, g);
             if (!r)
                 break;
-            stop(p, r, g, why);
+            plan_stop(p, r, g, why);
         }
     }
 }
@@ -239,12 +259,15 @@ void plan_evaluation(struct plan_row *rows, size_t n, const struct asg_config *c
     p->steps = keep;
     p->cap = cap;
     p->st = g->st;
+    rollout_judge(rows, n, cfg, g, p);
     sweep(rows, n, cfg, g, p);
     plan_releases(rows, n, g, cfg->lb_drain_timeout_ms, p);
     joined(rows, n, eff, g->now, p);
     policy_step(rows, n, cfg, eff, g, p);
-    if (!g->draining)
+    if (!g->draining) {
+        rollout_step(rows, n, cfg, g, p->d.target, p);
         converge(rows, n, g, p);
+    }
 }
 
 void plan_free(struct plan *p)

@@ -22,6 +22,8 @@
 #include "../common/group.h"
 #include "../policy/policy.h"
 
+struct plan;
+
 /* An instance as the evaluation sees it. */
 struct plan_row {
     uint32_t slot;
@@ -37,6 +39,14 @@ struct plan_row {
     char id[INSTANCE_ID_MAX];
     char reason[64];            /* why its state last changed */
     struct policy_instance pol;
+    /* rollouts (rollout_plan.h) */
+    uint64_t spec_gen;          /* the launch spec generation it was launched from; 0 unknown */
+    int64_t ready_since_ms;     /* running (and in the balancer, if it serves there) since; 0 not */
+    int64_t state_since_ms;
+    uint64_t lb_requests, lb_5xx, lb_req_mark, lb_5xx_mark;
+    bool due;                   /* to be replaced (an older spec, or past its lifetime) */
+    bool unproven;              /* of the spec replacing them, not healthy for the bake time yet */
+    bool surge;                 /* an unproven one beyond the target: not the policy's capacity */
 };
 
 /* The group's facts at the view, besides its rows. */
@@ -52,6 +62,10 @@ struct plan_group {
     int64_t last_failure_ms;
     int sched_active;           /* the schedule entry in force, -1 none */
     struct ctl_state st;        /* the policy's state as the table holds it */
+    uint64_t spec_gen;          /* the launch spec generation in force */
+    uint64_t prev_gen;          /* the one before it, kept whole (a rollback can launch it); 0 none */
+    bool lb_counts_5xx;         /* the balancer counts each member's 5xx answers */
+    struct rollout_state ro;    /* the rollout as the table holds it */
 };
 
 enum plan_kind {
@@ -69,6 +83,7 @@ struct plan_step {
     uint32_t state;             /* the row's state when decided: applied only while it is so */
     bool hold;                  /* PLAN_STOP: the balancer drains it before the provider stops it */
     bool replaced;              /* PLAN_STOP: an unhealthy instance replaced */
+    bool rolled;                /* PLAN_STOP: replaced by the rollout */
     bool blind;                 /* PLAN_RELEASE: without the balancer's word (why says why) */
     bool counted;               /* PLAN_JOINED: the target now holds it, or no longer */
     int from, to;               /* PLAN_JOINED: the target before and after */
@@ -88,6 +103,15 @@ struct plan {
     bool boot_timeout;          /* a launch never registered: back off */
     bool lb_now;                /* an instance waits for the balancer: step at once */
     bool launches_work;         /* an instance came up since the last launch failure */
+    /* rollouts (rollout_plan.h) */
+    struct rollout_state ro;    /* the rollout after this evaluation */
+    bool ro_changed;            /* ro differs from the table's: record it */
+    bool ro_rollback;           /* a rollback begins: the previous spec is in force again */
+    bool ro_mark;               /* a bake window opens: every row's balancer counters marked */
+    int ro_level;               /* the note's log level */
+    char ro_note[224];          /* a phase change, for the log and the events */
+    int surge;                  /* launches beyond the target, to replace old instances */
+    int allowance;              /* instances beyond the target the rollout keeps (not scaled in) */
 };
 
 /* Would a stop of an instance in this state wait for the balancer to drain
@@ -112,5 +136,8 @@ void plan_releases(struct plan_row *rows, size_t n, const struct plan_group *g, 
                    struct plan *p);
 
 void plan_free(struct plan *p);
+
+/* A stop of r (its view changed as the table will be): for the planners. */
+struct plan_step *plan_stop(struct plan *p, struct plan_row *r, const struct plan_group *g, const char *why);
 
 #endif

@@ -11,6 +11,7 @@
 #include "../shm/ops.h"
 #include "calls.h"
 #include "requests.h"
+#include "rollout.h"
 #include "rows.h"
 
 /* Sets the live target for an operator's request (lock held); desired > 0
@@ -71,6 +72,8 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
         operator_target(c, target, target + 1, 0, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: launch one (target %d -> %d)",
                    target, target + 1);
+    } else if (rq->kind == REQ_ROLLOUT) {
+        ctl_rollout_request(c, rq, now);
     } else if (rq->kind == REQ_TERMINATE) {
         struct table_row *r = table_find(c->t, rq->id);
         if (!r || r->state == ROW_TERMINATING) {

@@ -158,11 +158,24 @@ void ctl_plan_row(const struct ctl *c, const struct table_row *r, uint32_t slot,
     out->pol = (struct policy_instance){r->state, r->misses, r->has_sample, r->load, r->last_seen_ms,
                                         r->running_since_ms, r->req_rate, r->req_rate_ms, r->svc_rate,
                                         r->svc_rate_ms};
-    if (c->lb.ops && r->state == ROW_RUNNING && r->lb_state == LBS_NONE) {
+    out->spec_gen = r->spec_gen;
+    out->state_since_ms = r->state_since_ms;
+    out->lb_requests = r->lb_requests;
+    out->lb_5xx = r->lb_5xx;
+    out->lb_req_mark = r->lb_req_mark;
+    out->lb_5xx_mark = r->lb_5xx_mark;
+    bool serves_there = false;
+    if (c->lb.ops && r->state == ROW_RUNNING) {
         char member[TABLE_ADDR_MAX];
         lb_member_addr(&c->cfg, r->id, r->addr, r->service_addr, member, sizeof member);
-        out->balancer_takes = member[0] != '\0';
+        serves_there = member[0] != '\0';
+        out->balancer_takes = serves_there && r->lb_state == LBS_NONE;
     }
+    /* Proven healthy (a rollout's bake) counts from when it last became
+     * running and, if the balancer should have it, took it in. */
+    if (r->state == ROW_RUNNING && (!serves_there || r->lb_state == LBS_ADDED))
+        out->ready_since_ms = serves_there && r->lb_since_ms > r->state_since_ms ? r->lb_since_ms
+                                                                                  : r->state_since_ms;
 }
 
 void ctl_release_holds(struct ctl *c, int64_t now)

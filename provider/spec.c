@@ -117,3 +117,38 @@ uint64_t launch_spec_generation(uint64_t gen, const uint8_t digest_[LAUNCH_SPEC_
         return 1;
     return memcmp(digest_, s->digest, LAUNCH_SPEC_DIGEST) == 0 ? gen : gen + 1;
 }
+
+size_t launch_spec_save(const struct launch_spec *s, char *kv, size_t size)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t k = strlen(s->field[i].key) + 1, v = strlen(s->field[i].value) + 1;
+        if (at + k + v > size)
+            return 0;
+        memcpy(kv + at, s->field[i].key, k);
+        memcpy(kv + at + k, s->field[i].value, v);
+        at += k + v;
+    }
+    return at;
+}
+
+int launch_spec_apply(const char *kv, size_t len, struct asg_config *cfg, char *err, size_t errsize)
+{
+    size_t at = 0;
+    while (at < len) {
+        const char *key = kv + at;
+        const char *kend = memchr(key, '\0', len - at);
+        const char *val = kend ? kend + 1 : NULL;
+        const char *vend = val && val < kv + len ? memchr(val, '\0', (size_t)(kv + len - val)) : NULL;
+        if (!vend) {
+            snprintf(err, errsize, "saved launch spec: a pair is cut short at byte %zu", at);
+            return -1;
+        }
+        /* Listed as 0 when the spec had no service to register: nothing to set. */
+        bool unset_port = strcmp(key, "lb.elbv2.port") == 0 && strcmp(val, "0") == 0;
+        if (!unset_port && config_set_text(cfg, key, val, err, errsize) != 0)
+            return -1;
+        at = (size_t)(vend - kv) + 1;
+    }
+    return 0;
+}

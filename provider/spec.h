@@ -44,4 +44,12 @@ const char *launch_spec_changed(const struct launch_spec *a, const struct launch
 uint64_t launch_spec_generation(uint64_t gen, const uint8_t digest[LAUNCH_SPEC_DIGEST],
                                 const struct launch_spec *s);
 
+/* Spec s as "key\0value\0" pairs in kv (size bytes); the bytes used, or
+ * 0 when it does not fit. */
+size_t launch_spec_save(const struct launch_spec *s, char *kv, size_t size);
+/* Sets cfg's launch settings to those of a saved spec (len bytes of kv,
+ * read from the table: checked pair by pair), so that a launch made with
+ * cfg is one of that spec. 0, or -1 with why (cfg then unspecified). */
+int launch_spec_apply(const char *kv, size_t len, struct asg_config *cfg, char *err, size_t errsize);
+
 #endif

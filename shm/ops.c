@@ -494,6 +494,59 @@ void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_
     hdr_write_end(t);
 }
 
+void table_rollout(struct table *t, const struct rollout_state *ro)
+{
+    if (memcmp(&t->hdr->rollout, ro, sizeof *ro) == 0)
+        return;
+    hdr_write_begin(t);
+    t->hdr->rollout = *ro;
+    hdr_write_end(t);
+}
+
+void table_spec_in_force(struct table *t, const struct spec_saved *cur, const struct spec_saved *prev,
+                         bool pinned, const uint8_t rejected[SPEC_DIGEST_SIZE])
+{
+    hdr_write_begin(t);
+    struct table_hdr *h = t->hdr;
+    h->spec.gen = cur->gen;
+    memcpy(h->spec.digest, cur->digest, SPEC_DIGEST_SIZE);
+    h->spec_cur = *cur;
+    if (prev)
+        h->spec_prev = *prev;
+    if (cur->gen > h->spec_gen_last)
+        h->spec_gen_last = cur->gen;
+    h->spec_pinned = pinned;
+    if (rejected)
+        memcpy(h->spec_rejected, rejected, SPEC_DIGEST_SIZE);
+    else
+        memset(h->spec_rejected, 0, SPEC_DIGEST_SIZE);
+    hdr_write_end(t);
+}
+
+void table_lb_5xx(struct table *t, struct table_row *r, uint64_t errors)
+{
+    if (r->lb_5xx == errors)
+        return;
+    row_write_begin(r);
+    r->lb_5xx = errors;
+    row_write_end(t, r);
+}
+
+void table_lb_mark(struct table *t, struct table_row *r)
+{
+    row_write_begin(r);
+    r->lb_req_mark = r->lb_requests;
+    r->lb_5xx_mark = r->lb_5xx;
+    row_write_end(t, r);
+}
+
+void table_lb_weight(struct table *t, struct table_row *r, uint32_t weight)
+{
+    row_write_begin(r);
+    r->lb_weight = weight;
+    row_write_end(t, r);
+}
+
 void table_bounds(struct table *t, const struct group_bounds *b)
 {
     if (memcmp(&t->hdr->bounds, b, sizeof *b) == 0)

@@ -153,6 +153,20 @@ void table_set_target(struct table *t, int32_t target);
 void table_evaluated(struct table *t, const struct ctl_state *st, int change, int64_t now);
 /* The launch spec in force: its generation and digest (provider/spec.h). */
 void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_DIGEST_SIZE]);
+/* The rollout as last decided (controller/rollout.h). */
+void table_rollout(struct table *t, const struct rollout_state *ro);
+/* The launch spec in force, kept whole (cur; it is hdr->spec too), the
+ * one before it (prev; NULL leaves it), whether it is pinned against the
+ * config's after a rollback, and the config's digest then refused (NULL:
+ * none). */
+void table_spec_in_force(struct table *t, const struct spec_saved *cur, const struct spec_saved *prev,
+                         bool pinned, const uint8_t rejected[SPEC_DIGEST_SIZE]);
+/* The balancer's count of a row's 5xx answers (HAProxy hrsp_5xx). */
+void table_lb_5xx(struct table *t, struct table_row *r, uint64_t errors);
+/* The rollout's bake window opens: the row's counters as they stand. */
+void table_lb_mark(struct table *t, struct table_row *r);
+/* The weight last set for it at the balancer. */
+void table_lb_weight(struct table *t, struct table_row *r, uint32_t weight);
 /* The group's bounds in force (controller, at each evaluation). */
 void table_bounds(struct table *t, const struct group_bounds *b);
 void table_count_replaced(struct table *t);

@@ -27,8 +27,9 @@
  * spec's generation came in (the header's and each row's), and the bounds
  * in force (the header's). 20: the admission inbox (the header's); the
  * segment ends with its layout's directory (shm/tabledir.h), from which a
- * later asgd migrates it. */
-#define TABLE_VERSION 20
+ * later asgd migrates it. 21: rollouts (the header's rollout and saved
+ * launch specs; each row's 5xx counter, bake window marks and weight). */
+#define TABLE_VERSION 21
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
 #define TABLE_ADDR_MAX INSTANCE_ADDR_MAX
@@ -94,13 +95,20 @@ struct table_row {
     /* controller: the launch spec generation it was launched from
      * (hdr->spec); 0 = unknown (adopted, or a launch another leader made) */
     uint64_t spec_gen;
+    /* controller: the balancer's count of 5xx answers it gave (HAProxy
+     * hrsp_5xx), and both counters as they stood when the rollout's bake
+     * window opened (controller/rollout_plan.h) */
+    uint64_t lb_5xx;
+    uint64_t lb_req_mark, lb_5xx_mark;
+    uint32_t lb_weight;          /* controller: the weight last set at the balancer; 0 = never set */
+    uint32_t pad2;
 };
 
 /* The event log: what changed, when and why, for operators (status role,
  * asgctl events). A ring; each entry has its own sequence counter. */
 #define TABLE_EVENTS 256
 enum event_kind { EV_SCALE, EV_LAUNCH, EV_TERMINATE, EV_HEALTH, EV_ROLE, EV_CONFIG,
-                  EV_OPERATOR, EV_BALANCER, EV_KIND_COUNT };
+                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_KIND_COUNT };
 const char *event_kind_name(uint32_t kind);
 
 struct table_event {
@@ -142,6 +150,18 @@ const char *refusal_kind_name(uint32_t kind);
 struct spec_state {
     uint64_t gen;                /* 1, 2, ...: moves on when the spec changes; 0 = none yet */
     uint8_t digest[SPEC_DIGEST_SIZE]; /* its SHA-256 */
+};
+
+/* A launch spec kept whole (provider/spec.h), so that a restarted
+ * controller, or a rollback, can launch from it when the config no longer
+ * says it: its keys and values as "key\0value\0" pairs. */
+#define SPEC_KV_MAX 4096
+struct spec_saved {
+    uint64_t gen;                /* 0 = none kept */
+    uint8_t digest[SPEC_DIGEST_SIZE];
+    uint32_t len;                /* bytes of kv used */
+    uint32_t pad;
+    char kv[SPEC_KV_MAX];
 };
 
 /* The admission inbox: registrations of agents the manager did not launch
@@ -244,6 +264,17 @@ struct table_hdr {
     _Atomic uint64_t facts;
     uint64_t inbox_next;         /* the last request's seq */
     struct inbox_entry inbox[TABLE_INBOX];
+    /* controller: rollouts (controller/rollout.h). The spec in force
+     * (spec above) is kept whole in spec_cur, the one before it in
+     * spec_prev; after a rollback the in force one is the previous spec
+     * (spec_pinned), not the config's, whose digest spec_rejected holds
+     * until the operator's config says something else. */
+    struct rollout_state rollout;
+    struct spec_saved spec_cur, spec_prev;
+    uint64_t spec_gen_last;      /* the highest generation ever given: numbers never repeat */
+    uint32_t spec_pinned;
+    uint32_t pad_spec;
+    uint8_t spec_rejected[SPEC_DIGEST_SIZE];
 };
 
 /* After the header, apart from it: the probe counters and histograms and

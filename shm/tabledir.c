@@ -31,7 +31,9 @@
     X(ha_leader, S, 0) X(ha_leader_addr, S, 0) X(ha_error, S, 0) X(ha_managers, S, 0) \
     X(ha_failovers, N, 0) X(provider_calls, N, 0) X(group_nonce, S, 0) X(config_path, S, 0) \
     X(group_name, S, 0) X(config_name, S, 0) X(supervisor_start, N, L) X(relay_accepted, N, 0) \
-    X(relay_grpc_took, N, 0) X(relay_grpc_waiting, N, 0) X(facts, N, 0) X(inbox_next, N, 0) X(inbox, B, 0)
+    X(relay_grpc_took, N, 0) X(relay_grpc_waiting, N, 0) X(facts, N, 0) X(inbox_next, N, 0) X(inbox, B, 0) \
+    X(rollout, B, 0) X(spec_cur, B, 0) X(spec_prev, B, 0) X(spec_gen_last, N, 0) X(spec_pinned, N, 0) \
+    X(pad_spec, N, 0) X(spec_rejected, B, 0)
 
 #define LOG_DIR(X) \
     X(probes_sent, N, 0) X(probes_failed, N, 0) X(probe_us_sum, N, 0) X(probe_hist, B, 0) \
@@ -47,7 +49,8 @@
     X(probes_failed, N, 0) X(hist_head, N, 0) X(hist_len, N, 0) X(hist, B, 0) X(lb_state, N, 0) \
     X(lb_sessions, N, 0) X(lb_since_ms, N, 0) X(lb_requests, N, 0) X(lb_counted_ms, N, 0) \
     X(req_rate, N, 0) X(req_rate_ms, N, 0) X(svc_requests, N, 0) X(svc_counted_ms, N, 0) \
-    X(svc_rate, N, 0) X(svc_rate_ms, N, 0) X(spec_gen, N, 0)
+    X(svc_rate, N, 0) X(svc_rate_ms, N, 0) X(spec_gen, N, 0) X(lb_5xx, N, 0) \
+    X(lb_req_mark, N, 0) X(lb_5xx_mark, N, 0) X(lb_weight, N, 0) X(pad2, N, 0)
 
 #define EVENT_DIR(X) \
     X(seq, N, L) X(kind, N, 0) X(number, N, 0) X(wall_ms, N, 0) X(instance, S, 0) X(msg, S, 0)

@@ -20,9 +20,9 @@
 /* The layout of this version, as written down when it was made. Changing
  * the layout: bump TABLE_VERSION, then write the new numbers here (the
  * failures print them). */
-#define PINNED_VERSION 20
-#define PINNED_HDR_SIZE 8616
-#define PINNED_ROW_SIZE 1600
+#define PINNED_VERSION 21
+#define PINNED_HDR_SIZE 17240
+#define PINNED_ROW_SIZE 1632
 #define PINNED_LOG_SIZE 65152
 
 /* Every field of the header and of a row, with its offset. */
@@ -44,7 +44,8 @@
     X(ha_managers, 2448) X(ha_failovers, 2704) X(provider_calls, 2712) X(group_nonce, 2720) \
     X(config_path, 2760) X(group_name, 3016) X(config_name, 3064) X(supervisor_start, 3192) \
     X(relay_accepted, 3200) X(relay_grpc_took, 3208) X(relay_grpc_waiting, 3216) X(facts, 3224) \
-    X(inbox_next, 3232) X(inbox, 3240)
+    X(inbox_next, 3232) X(inbox, 3240) X(rollout, 8616) X(spec_cur, 8904) X(spec_prev, 13048) \
+    X(spec_gen_last, 17192) X(spec_pinned, 17200) X(pad_spec, 17204) X(spec_rejected, 17208)
 
 #define ROW_FIELDS(X) \
     X(seq, 0) X(state, 4) X(incarnation, 8) X(id, 16) \
@@ -57,7 +58,8 @@
     X(hist_head, 480) X(hist_len, 484) X(hist, 488) X(lb_state, 1512) \
     X(lb_sessions, 1516) X(lb_since_ms, 1520) X(lb_requests, 1528) X(lb_counted_ms, 1536) \
     X(req_rate, 1544) X(req_rate_ms, 1552) X(svc_requests, 1560) X(svc_counted_ms, 1568) \
-    X(svc_rate, 1576) X(svc_rate_ms, 1584) X(spec_gen, 1592)
+    X(svc_rate, 1576) X(svc_rate_ms, 1584) X(spec_gen, 1592) X(lb_5xx, 1600) X(lb_req_mark, 1608) \
+    X(lb_5xx_mark, 1616) X(lb_weight, 1624) X(pad2, 1628)
 
 /* Version 19's layout, frozen (the last without a directory in its
  * segment): shm/tabledir.c carries its directory built in, checked against

@@ -1,0 +1,347 @@
+/* A rollout's decisions (rollout_plan.h): pure functions over the view. */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "rollout_plan.h"
+
+static const char *const phase_names[RO_PHASE_COUNT] = {"none",   "running",     "paused",   "succeeded",
+                                                        "failed", "rolled_back", "cancelled"};
+
+const char *rollout_phase_name(uint32_t phase)
+{
+    return phase < RO_PHASE_COUNT ? phase_names[phase] : "?";
+}
+
+void rollout_amounts(const struct rollout_settings *s, int target, int *surge, int *unavailable)
+{
+    int t = target > 0 ? target : 0;
+    *surge = s->surge_pct ? (t * s->surge + 99) / 100 : s->surge;
+    *unavailable = s->unavailable_pct ? t * s->unavailable / 100 : s->unavailable;
+    if (*unavailable > t)
+        *unavailable = t;
+    if (*surge <= 0 && *unavailable <= 0)
+        *surge = 1;
+}
+
+static bool running(const struct plan_group *g) { return g->ro.phase == RO_RUNNING; }
+
+/* Instances past their lifetime are replaced between rollouts too, but
+ * not while an operator holds one paused. */
+static bool lifetime_only(const struct asg_config *cfg, uint32_t phase)
+{
+    return phase != RO_RUNNING && phase != RO_PAUSED && cfg->max_instance_lifetime_s > 0;
+}
+
+static bool live(const struct plan_row *r) { return r->state != ROW_TERMINATING && r->state != ROW_FREE; }
+
+/* Of this rollout: launched from the spec rolled out to since it began. */
+static bool its_own(const struct plan_row *r, const struct rollout_state *ro)
+{
+    return !r->joined && r->spec_gen == ro->to_gen && r->launch_ms >= ro->started_ms;
+}
+
+static int bake_ms(const struct asg_config *cfg, const struct plan_group *g)
+{
+    return running(g) ? g->ro.set.bake_ms : cfg->rollout_bake_s * 1000;
+}
+
+static void classify(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g)
+{
+    uint64_t to = running(g) ? g->ro.to_gen : g->spec_gen;
+    int64_t lifetime = (int64_t)cfg->max_instance_lifetime_s * 1000;
+    int bake = bake_ms(cfg, g);
+    for (size_t i = 0; i < n; i++) {
+        struct plan_row *r = &rows[i];
+        r->due = r->unproven = r->surge = false;
+        if (!live(r) || r->joined)
+            continue;
+        bool aged = lifetime > 0 && g->now - r->launch_ms >= lifetime;
+        r->due = (running(g) && r->spec_gen != to) || aged;
+        bool proven = r->state == ROW_RUNNING && r->ready_since_ms && g->now - r->ready_since_ms >= bake;
+        r->unproven = !r->due && r->spec_gen == to && !proven;
+    }
+}
+
+/* The newest unproven instances beyond the last target are the surge:
+ * the policy sizes the group without them, so that a rollout is neither
+ * extra capacity nor (their boot's load) extra demand. */
+static void mark_surge(struct plan_row *rows, size_t n, const struct plan_group *g)
+{
+    int lv = 0;
+    for (size_t i = 0; i < n; i++)
+        lv += live(&rows[i]);
+    int target = g->st.target;
+    for (int extra = lv - target; target > 0 && extra > 0; extra--) {
+        struct plan_row *newest = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].unproven && !rows[i].surge && live(&rows[i]) &&
+                (!newest || rows[i].launch_ms > newest->launch_ms))
+                newest = &rows[i];
+        if (!newest)
+            break;
+        newest->surge = true;
+    }
+}
+
+/* The rollout failed (why): it rolls back when it may, else it stops. */
+static void fail(const struct plan_group *g, struct plan *p, const char *why)
+{
+    struct rollout_state *ro = &p->ro;
+    bool may_roll_back = ro->set.rollback && !ro->rolling_back && g->prev_gen && g->prev_gen != ro->to_gen;
+    p->ro_changed = true;
+    p->ro_level = LOG_LVL_WARN;
+    if (may_roll_back) {
+        snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu failed: %.120s; rolling back to generation %llu",
+                 (unsigned long long)ro->number, why, (unsigned long long)g->prev_gen);
+        snprintf(ro->reason, sizeof ro->reason, "rolling back: %.140s", why);
+        ro->rolling_back = 1;
+        ro->from_gen = ro->to_gen;
+        ro->to_gen = g->prev_gen;
+        ro->started_ms = g->now;
+        ro->total = ro->replaced = ro->remaining = 0;
+        ro->canary_done = 1;
+        ro->next_pause = ro->set.npause;
+        ro->window_ms = 0;
+        p->ro_rollback = true;
+        return;
+    }
+    const char *no_prev = ro->set.rollback && !ro->rolling_back ? " (no previous spec kept to roll back to)" : "";
+    snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu failed: %.120s%s", (unsigned long long)ro->number,
+             why, no_prev);
+    snprintf(ro->reason, sizeof ro->reason, "%s%.100s%s", ro->rolling_back ? "rollback failed: " : "", why,
+             no_prev);
+    ro->phase = RO_FAILED;
+    p->ro_level = LOG_LVL_ERROR;
+}
+
+/* The new instances' share of 5xx answers over the bake window, against
+ * the old ones': why it is worse by more than the margin, or NULL. */
+static bool errors_worse(const struct plan_row *rows, size_t n, const struct asg_config *cfg,
+                         const struct rollout_state *ro, char *why, size_t size)
+{
+    uint64_t nreq = 0, nerr = 0, oreq = 0, oerr = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct plan_row *r = &rows[i];
+        if (r->state != ROW_RUNNING)
+            continue;
+        /* A counter below its mark was reset (the member added again). */
+        uint64_t req = r->lb_requests >= r->lb_req_mark ? r->lb_requests - r->lb_req_mark : r->lb_requests;
+        uint64_t err = r->lb_5xx >= r->lb_5xx_mark ? r->lb_5xx - r->lb_5xx_mark : r->lb_5xx;
+        if (err > req)
+            err = req;
+        if (r->unproven && its_own(r, ro)) {
+            nreq += req;
+            nerr += err;
+        } else if (r->due) {
+            oreq += req;
+            oerr += err;
+        }
+    }
+    if (nreq < (uint64_t)cfg->rollout_min_requests)
+        return false;
+    double nshare = (double)nerr / (double)nreq, oshare = oreq ? (double)oerr / (double)oreq : 0.0;
+    if (nshare <= oshare + cfg->rollout_error_margin)
+        return false;
+    snprintf(why, size, "new instances answered %.1f%% of %llu requests with 5xx, the old ones %.1f%% of %llu",
+             100 * nshare, (unsigned long long)nreq, 100 * oshare, (unsigned long long)oreq);
+    return true;
+}
+
+/* A new instance of this rollout that never came up, or fell before it
+ * was proven: why, or false. */
+static bool instance_failed(const struct plan_row *rows, size_t n, const struct asg_config *cfg,
+                            const struct plan_group *g, char *why, size_t size)
+{
+    const struct rollout_state *ro = &g->ro;
+    for (size_t i = 0; i < n; i++) {
+        const struct plan_row *r = &rows[i];
+        if (!its_own(r, ro))
+            continue;
+        if (r->state == ROW_PENDING && g->now - r->launch_ms > cfg->boot_timeout_ms) {
+            snprintf(why, size, "%.40s (generation %llu) did not register within %d ms", r->id,
+                     (unsigned long long)r->spec_gen, cfg->boot_timeout_ms);
+            return true;
+        }
+        bool fell_early = !r->pol.running_since_ms || r->state_since_ms - r->pol.running_since_ms < ro->set.bake_ms;
+        if (r->state == ROW_UNHEALTHY && fell_early) {
+            snprintf(why, size, "%.40s (generation %llu) unhealthy before it was proven: %.60s", r->id,
+                     (unsigned long long)r->spec_gen, r->reason);
+            return true;
+        }
+    }
+    return false;
+}
+
+void rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
+                   struct plan *p)
+{
+    p->ro = g->ro;
+    if (!running(g) && !lifetime_only(cfg, g->ro.phase)) {
+        for (size_t i = 0; i < n; i++)
+            rows[i].due = rows[i].unproven = rows[i].surge = false;
+        return;
+    }
+    classify(rows, n, cfg, g);
+    if (running(g))
+        mark_surge(rows, n, g);
+    char why[160];
+    if (running(g) && (instance_failed(rows, n, cfg, g, why, sizeof why) ||
+                       (g->lb_counts_5xx && g->ro.window_ms && errors_worse(rows, n, cfg, &g->ro, why, sizeof why))))
+        fail(g, p, why);
+}
+
+struct counts {
+    int live, avail, unproven, due;
+};
+
+static struct counts count_rows(const struct plan_row *rows, size_t n)
+{
+    struct counts c = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        const struct plan_row *r = &rows[i];
+        if (!live(r))
+            continue;
+        c.live++;
+        c.unproven += r->unproven;
+        c.due += r->due;
+        c.avail += r->state == ROW_RUNNING && !r->unproven;
+    }
+    return c;
+}
+
+/* The next old instance to replace: one not serving first (pending, or
+ * waiting to be replaced), then the oldest. */
+static struct plan_row *next_due(struct plan_row *rows, size_t n)
+{
+    struct plan_row *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct plan_row *r = &rows[i];
+        if (!r->due || !live(r))
+            continue;
+        bool serving = r->state == ROW_RUNNING;
+        bool best_serving = best && best->state == ROW_RUNNING;
+        if (!best || (best_serving && !serving) || (serving == best_serving && r->launch_ms < best->launch_ms))
+            best = r;
+    }
+    return best;
+}
+
+/* How many replacements until the next pause (INT_MAX: none). */
+static int pause_limit(const struct rollout_state *ro)
+{
+    if (ro->rolling_back)
+        return INT_MAX;
+    if (ro->set.canary > 0 && !ro->canary_done)
+        return ro->set.canary;
+    if (ro->next_pause < ro->set.npause && ro->next_pause >= 0 && ro->next_pause < ROLLOUT_PAUSES) {
+        int total = ro->total > 0 ? ro->total : 1;
+        int k = (ro->set.pause_at[ro->next_pause] * total + 99) / 100;
+        return k > 0 ? k : 1;
+    }
+    return INT_MAX;
+}
+
+/* Nothing unproven, none to launch: a pause point or the end. */
+static void progress(struct plan *p, const struct plan_group *g, int limit, int remaining)
+{
+    struct rollout_state *ro = &p->ro;
+    if (remaining == 0) {
+        ro->phase = ro->rolling_back ? RO_ROLLED_BACK : RO_SUCCEEDED;
+        const char *was = g->ro.reason, *prefix = "rolling back: ";
+        if (strncmp(was, prefix, strlen(prefix)) == 0)
+            was += strlen(prefix);
+        if (ro->rolling_back)
+            snprintf(ro->reason, sizeof ro->reason, "rolled back: %.140s", was);
+        else
+            snprintf(ro->reason, sizeof ro->reason, "%d instance(s) replaced: every one is of generation %llu",
+                     ro->replaced, (unsigned long long)ro->to_gen);
+        snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu %s: %.150s", (unsigned long long)ro->number,
+                 rollout_phase_name(ro->phase), ro->reason);
+        p->ro_level = ro->rolling_back ? LOG_LVL_WARN : LOG_LVL_INFO;
+        return;
+    }
+    if (limit == INT_MAX || ro->replaced < limit)
+        return;
+    ro->phase = RO_PAUSED;
+    if (ro->set.canary > 0 && !ro->canary_done) {
+        ro->canary_done = 1;
+        snprintf(ro->reason, sizeof ro->reason,
+                 "canary: %d instance(s) of generation %llu proven; asgctl rollout resume goes on", ro->replaced,
+                 (unsigned long long)ro->to_gen);
+    } else {
+        snprintf(ro->reason, sizeof ro->reason, "checkpoint %d%%: %d of %d replaced; asgctl rollout resume goes on",
+                 ro->set.pause_at[ro->next_pause], ro->replaced, ro->total);
+        ro->next_pause++;
+    }
+    snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu paused: %.150s", (unsigned long long)ro->number, ro->reason);
+    p->ro_level = LOG_LVL_INFO;
+}
+
+void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
+                  int target, struct plan *p)
+{
+    p->surge = p->allowance = 0;
+    bool on = p->ro.phase == RO_RUNNING && !p->ro_rollback && running(g);
+    if (!on && !(lifetime_only(cfg, p->ro.phase) && lifetime_only(cfg, g->ro.phase)))
+        goto done;
+    struct rollout_settings life = {.surge = 1, .bake_ms = cfg->rollout_bake_s * 1000};
+    const struct rollout_settings *set = on ? &p->ro.set : &life;
+    int surge, unavail;
+    rollout_amounts(set, target, &surge, &unavail);
+    int batch = surge > unavail ? surge : unavail;
+    struct counts c = count_rows(rows, n);
+    int unproven_before = c.unproven;
+    int limit = on ? pause_limit(&p->ro) : INT_MAX;
+    int replaced = on ? p->ro.replaced : 0;
+    int refilled = 0; /* stops the converge refills with a new, unproven instance */
+    char why[128];
+    if (on)
+        snprintf(why, sizeof why, "rollout %llu: generation %llu replaced by %llu", (unsigned long long)p->ro.number,
+                 (unsigned long long)p->ro.from_gen, (unsigned long long)p->ro.to_gen);
+    else
+        snprintf(why, sizeof why, "past its lifetime (%d s)", cfg->max_instance_lifetime_s);
+    for (struct plan_row *r; replaced < limit && (r = next_due(rows, n)) != NULL;) {
+        bool serving = r->state == ROW_RUNNING;
+        if (serving && c.avail - 1 < target - unavail)
+            break;
+        bool refill = c.live - 1 < target;
+        if (refill && c.unproven + 1 > batch)
+            break;
+        plan_stop(p, r, g, why)->rolled = true;
+        r->due = false;
+        c.live--;
+        c.due--;
+        c.avail -= serving;
+        c.unproven += refill;
+        refilled += refill;
+        replaced++;
+    }
+    int beyond = c.live - target > 0 ? c.live - target : 0;
+    int refills = target - c.live > 0 ? target - c.live : 0;
+    int room = surge - beyond;
+    /* refills beyond those of the stops above: a scale-out's launches */
+    int cap[3] = {batch - c.unproven - (refills - refilled), c.due - beyond,
+                  limit == INT_MAX ? INT_MAX : limit - replaced - beyond};
+    for (int k = 0; k < 3; k++)
+        room = cap[k] < room ? cap[k] : room;
+    p->surge = room > 0 ? room : 0;
+    if (on && unproven_before == 0 && (p->surge > 0 || refilled > 0)) {
+        p->ro_mark = true;
+        p->ro.window_ms = g->now;
+    }
+    int keep = c.live + p->surge - target;
+    p->allowance = keep < 0 ? 0 : keep < surge ? keep : surge;
+    if (!on)
+        goto done;
+    p->ro.replaced = replaced;
+    p->ro.remaining = c.due;
+    if (p->ro.total < replaced + c.due)
+        p->ro.total = replaced + c.due;
+    if (c.unproven == 0 && p->surge == 0 && refills == 0)
+        progress(p, g, limit, c.due);
+done:
+    if (memcmp(&p->ro, &g->ro, sizeof p->ro) != 0)
+        p->ro_changed = true;
+}
