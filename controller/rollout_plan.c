@@ -194,13 +194,15 @@ void rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg
 
 struct counts {
     int live, avail, unproven, due;
+    int stopping;               /* terminating: still there, draining or shutting down */
 };
 
 static struct counts count_rows(const struct plan_row *rows, size_t n)
 {
-    struct counts c = {0, 0, 0, 0};
+    struct counts c = {0, 0, 0, 0, 0};
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
+        c.stopping += r->state == ROW_TERMINATING;
         if (!live(r))
             continue;
         c.live++;
@@ -314,13 +316,17 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
         c.live--;
         c.due--;
         c.avail -= serving;
+        c.stopping++;
         c.unproven += refill;
         refilled += refill;
         replaced++;
     }
     int beyond = c.live - target > 0 ? c.live - target : 0;
     int refills = target - c.live > 0 ? target - c.live : 0;
-    int room = surge - beyond;
+    /* Instances still shutting down count against the surge: never more
+     * than target + surge of them exist at once. */
+    int there = c.live + c.stopping - target;
+    int room = surge - (there > beyond ? there : beyond);
     /* refills beyond those of the stops above: a scale-out's launches */
     int cap[3] = {batch - c.unproven - (refills - refilled), c.due - beyond,
                   limit == INT_MAX ? INT_MAX : limit - replaced - beyond};

@@ -119,16 +119,24 @@ START_TEST(test_an_unproven_new_instance_holds_the_next_batch)
 }
 END_TEST
 
-START_TEST(test_a_proven_instance_lets_the_oldest_go_and_the_next_surge_start)
+START_TEST(test_a_proven_instance_lets_the_oldest_go_then_the_next_surge_starts)
 {
     old_group(3);
     row(ROW_RUNNING, NEW, BAKE + 2000);
     decide();
     ck_assert_int_eq(rolled(), 1);
     ck_assert_str_eq(p.steps[0].id, "web-1"); /* the oldest */
-    ck_assert_int_eq(p.launches, 1);
+    ck_assert_int_eq(p.launches, 0); /* not while it shuts down: never more than 3 + 1 */
     ck_assert_int_eq(p.ro.replaced, 1);
     ck_assert_int_eq(p.ro.remaining, 2);
+    /* once it is gone, the next batch */
+    plan_free(&p);
+    memset(&p, 0, sizeof p);
+    rows[0].state = ROW_FREE;
+    g.ro.replaced = 1;
+    decide();
+    ck_assert_int_eq(rolled(), 0);
+    ck_assert_int_eq(p.launches, 1);
 }
 END_TEST
 
@@ -497,7 +505,7 @@ Suite *rollout_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_surge_one_launches_one_and_stops_none);
     tcase_add_test(tc, test_an_unproven_new_instance_holds_the_next_batch);
-    tcase_add_test(tc, test_a_proven_instance_lets_the_oldest_go_and_the_next_surge_start);
+    tcase_add_test(tc, test_a_proven_instance_lets_the_oldest_go_then_the_next_surge_starts);
     tcase_add_test(tc, test_a_new_instance_not_in_the_balancer_is_not_proven);
     tcase_add_test(tc, test_unavailable_one_stops_one_and_refills);
     tcase_add_test(tc, test_unavailable_two_stops_two_never_three);

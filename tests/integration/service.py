@@ -11,7 +11,10 @@ Usage: service.py PORT INFO_FILE [--burn] [--ignore-term] [--bind ADDR]
   --ignore-term  ignore SIGTERM (the agent must SIGKILL it)
   --bind ADDR    listen there instead (::1: IPv6 only)
   --tls CERT KEY serve HTTPS with this certificate
-  --require-host answer 421 to a request whose Host header is not HOST"""
+  --require-host answer 421 to a request whose Host header is not HOST
+  --answer TEXT  GET / answers TEXT (a version, say) instead of "ok"
+  --status CODE  GET / answers with this status (a broken version: 500)
+  --exit         exit at once, code 1 (a version that does not start)"""
 import http.server
 import os
 import signal
@@ -24,6 +27,7 @@ import time
 
 SERVED = [0]
 REQUIRE_HOST = [None]
+ANSWER = [b"ok\n", 200]
 SERVED_LOCK = threading.Lock()
 
 
@@ -41,8 +45,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             with SERVED_LOCK:
                 SERVED[0] += 1
-            code = 503 if self.path == "/sick" else 200
-            body = b"ok\n" if code == 200 else b"sick\n"
+            code = 503 if self.path == "/sick" else ANSWER[1]
+            body = b"sick\n" if code == 503 else ANSWER[0]
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -69,6 +73,8 @@ def stopped(info):
 
 def main():
     port, info = int(sys.argv[1]), sys.argv[2]
+    if "--exit" in sys.argv:
+        sys.exit(1)
     if "--ignore-term" in sys.argv:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
@@ -77,6 +83,10 @@ def main():
         threading.Thread(target=burn, daemon=True).start()
     args = sys.argv
     bind = args[args.index("--bind") + 1] if "--bind" in args else "127.0.0.1"
+    if "--answer" in args:
+        ANSWER[0] = args[args.index("--answer") + 1].encode() + b"\n"
+    if "--status" in args:
+        ANSWER[1] = int(args[args.index("--status") + 1])
     if "--require-host" in args:
         REQUIRE_HOST[0] = args[args.index("--require-host") + 1]
 

@@ -2,72 +2,13 @@
 """Integration tests: the group behind a real HAProxy (lb.kind = "haproxy"):
 servers follow the group, drains lose no request, a restarted or
 unreachable HAProxy, scaling on the request rate."""
-import http.client as httpclient
 import os
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
 
 SERVICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service.py")
-
-
-class Load:
-    """Threads sending GET / through HAProxy on keep-alive connections, as
-    fast as they can or, given a rate, that many a second in all; every
-    answer that is not a 200, and every broken connection, is a failure."""
-
-    def __init__(self, port, threads=4, rate=None):
-        self.port, self.rate, self.ok, self.failed, self.errors = port, rate, 0, 0, []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self.loop, args=(k, threads), daemon=True)
-                        for k in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def set_rate(self, rate):
-        self.rate = rate
-
-    def pace(self, k, nthreads, schedule):
-        """Waits for this thread's next turn at the set rate."""
-        t0, n = schedule
-        n += 1
-        due = t0 + (n * nthreads + k) / self.rate
-        if due > time.monotonic():
-            self.stopping.wait(due - time.monotonic())
-        if due < time.monotonic() - 1:     # a second behind: start the schedule again
-            t0, n = time.monotonic(), 0
-        schedule[:] = [t0, n]
-
-    def loop(self, k, nthreads):
-        conn, schedule = None, [time.monotonic(), 0]
-        while not self.stopping.is_set():
-            if self.rate:
-                self.pace(k, nthreads, schedule)
-            try:
-                conn = conn or httpclient.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", "/")
-                r = conn.getresponse()
-                r.read()
-                good = r.status == 200
-                why = "HTTP %d" % r.status
-            except (OSError, httpclient.HTTPException) as e:
-                good, why = False, repr(e)
-                conn = None
-            with self.lock:
-                if good:
-                    self.ok += 1
-                else:
-                    self.failed += 1
-                    self.errors.append(why)
-
-    def stop(self):
-        self.stopping.set()
-        for t in self.threads:
-            t.join(20)
-        return self.ok, self.failed, self.errors[:10]
 
 
 def service_sections(d, hap, **group):
