@@ -259,8 +259,12 @@ static void progress(struct plan *p, const struct plan_group *g, int limit, int 
         else
             snprintf(ro->reason, sizeof ro->reason, "%d instance(s) replaced: every one is of generation %llu",
                      ro->replaced, (unsigned long long)ro->to_gen);
-        snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu %s: %.150s", (unsigned long long)ro->number,
-                 rollout_phase_name(ro->phase), ro->reason);
+        if (ro->rolling_back)
+            snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu rolled back to generation %llu: %.150s",
+                     (unsigned long long)ro->number, (unsigned long long)ro->to_gen, was);
+        else
+            snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu succeeded: %.150s", (unsigned long long)ro->number,
+                     ro->reason);
         p->ro_level = ro->rolling_back ? LOG_LVL_WARN : LOG_LVL_INFO;
         return;
     }
