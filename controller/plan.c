@@ -173,11 +173,10 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
     memset(&in, 0, sizeof in);
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
-        if (r->surge && r->state != ROW_TERMINATING)
-            continue; /* a rollout's: neither capacity nor demand yet */
         struct policy_instance pi = r->pol;
         pi.state = r->state; /* as this plan leaves it */
-        policy_input_add(&in, &pi, cfg, g->now);
+        if (!r->surge || r->state == ROW_TERMINATING) /* a rollout's surge: neither capacity nor demand yet */
+            policy_input_add(&in, &pi, cfg, g->now);
         if (g->lb_on && r->state == ROW_RUNNING && r->lb_state == LBS_NONE && r->balancer_takes)
             p->lb_now = true; /* into the balancer now, not at its next step */
         if (g->launch_failures && r->state == ROW_RUNNING && r->pol.running_since_ms > g->last_failure_ms)

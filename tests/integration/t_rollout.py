@@ -273,12 +273,13 @@ def wait_replaced(m, n):
                     60, "%d replaced" % n)
 
 
-@rollout_test("rollkill", desired=3)
+@rollout_test("rollkill", desired=3, monitor={"listen": "127.0.0.1:%d" % free_port()})
 def a_rollout_survives_its_controller_and_its_manager_killed(m, hap, d):
     """kill -9 of the controller after the first replacement, then of the
     whole manager after the second: the supervisor's new controller, then a
     new manager adopting the instances, go on where it was; it succeeds
     with every instance new, none launched twice and none left behind."""
+    old = agent_pids(m)
     gen = change_version(m, d, "v2")
     watch = Watch(m)
     start(m, max_surge=1, bake_s=2)
@@ -288,13 +289,10 @@ def a_rollout_survives_its_controller_and_its_manager_killed(m, hap, d):
     wait_for(lambda: (m.status() or {}).get("processes", {}).get("controller") not in (None, 0, pid), 20,
              "a new controller")
     wait_replaced(m, 2)
-    sup = m.proc.pid
-    kill_pid(sup)                                    # the supervisor first: nothing restarts the roles
-    for p in (m.status() or {}).get("processes", {}).values():
-        if p:
-            kill_pid(p)
-    m.proc.wait(10)
-    wait_for(lambda: not any(alive(p) for p in m.status()["processes"].values() if p), 10, "the roles gone")
+    roles = [p for p in m.status()["processes"].values() if p]
+    kill_pid(m.proc.pid)                             # the supervisor: its roles go with it
+    m.proc.wait()
+    wait_for(lambda: not any(alive(p) for p in roles), 10, "the roles gone with the supervisor")
     m.start()
     r = wait_for(lambda: state_is(m, "succeeded", "failed", "rolled_back"), 90, "the rollout over")
     s = wait_for(lambda: serving(m, hap, 3, gen), 30, "three of the new generation")
@@ -302,8 +300,8 @@ def a_rollout_survives_its_controller_and_its_manager_killed(m, hap, d):
     assert r["state"] == "succeeded", r
     assert len(watch.ids) == 6, watch.ids           # three old, three new
     assert watch.most <= 4, watch.most
-    alive = [p for p in agent_pids(m) if alive(p)]
-    assert len(alive) == 3, (alive, s["instances"])  # none of the old ones left behind
+    assert not [p for p in old if alive(p)], (old, s["instances"])   # none of the old ones left behind
+    assert all(alive(p) for p in agent_pids(m)), s["instances"]
 
 
 def agent_pids(m):
