@@ -137,6 +137,8 @@ void plan_releases(struct plan_row *rows, size_t n, const struct plan_group *g, 
 
 void plan_free(struct plan *p);
 
+/* A step of kind on row r, added to p (controller/plan_steps.c). */
+struct plan_step *plan_add_step(struct plan *p, enum plan_kind kind, const struct plan_row *r);
 /* A stop of r (its view changed as the table will be): for the planners. */
 struct plan_step *plan_stop(struct plan *p, struct plan_row *r, const struct plan_group *g, const char *why);
 

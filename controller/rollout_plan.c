@@ -285,6 +285,57 @@ static void progress(struct plan *p, const struct plan_group *g, int limit, int 
     p->ro_level = LOG_LVL_INFO;
 }
 
+/* One evaluation's amounts and counts. */
+struct batch {
+    int target, surge, unavail, batch, limit, replaced;
+    int refilled;               /* stops the converge refills with a new, unproven instance */
+    struct counts c;
+};
+
+/* Stops old instances while the health gate allows: healthy ones stay
+ * at least target - unavailable, and a stop the converge refills adds an
+ * unproven instance, of which at most a batch exist. */
+static void replace_old(struct plan_row *rows, size_t n, const struct plan_group *g, const char *why,
+                        struct batch *b, struct plan *p)
+{
+    struct counts *c = &b->c;
+    for (struct plan_row *r; b->replaced < b->limit && (r = next_due(rows, n)) != NULL;) {
+        bool serving = r->state == ROW_RUNNING;
+        if (serving && c->avail - 1 < b->target - b->unavail)
+            break;
+        bool refill = c->live - 1 < b->target;
+        if (refill && c->unproven + 1 > b->batch)
+            break;
+        plan_stop(p, r, g, why)->rolled = true;
+        r->due = false;
+        c->live--;
+        c->due--;
+        c->avail -= serving;
+        c->stopping++;
+        c->unproven += refill;
+        b->refilled += refill;
+        b->replaced++;
+    }
+}
+
+/* New instances to launch beyond the target: within the surge (those
+ * still shutting down count against it, so never more than target +
+ * surge exist at once), the batch of unproven ones (a scale-out's
+ * launches among them), the old ones left, and the next pause. */
+static int surge_room(const struct batch *b)
+{
+    const struct counts *c = &b->c;
+    int beyond = c->live - b->target > 0 ? c->live - b->target : 0;
+    int refills = b->target - c->live > 0 ? b->target - c->live : 0;
+    int there = c->live + c->stopping - b->target;
+    int room = b->surge - (there > beyond ? there : beyond);
+    int cap[3] = {b->batch - c->unproven - (refills - b->refilled), c->due - beyond,
+                  b->limit == INT_MAX ? INT_MAX : b->limit - b->replaced - beyond};
+    for (int k = 0; k < 3; k++)
+        room = cap[k] < room ? cap[k] : room;
+    return room > 0 ? room : 0;
+}
+
 void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
                   int target, struct plan *p)
 {
@@ -293,64 +344,33 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
     if (!on && !(lifetime_only(cfg, p->ro.phase) && lifetime_only(cfg, g->ro.phase)))
         goto done;
     struct rollout_settings life = {.surge = 1, .bake_ms = cfg->rollout_bake_s * 1000};
-    const struct rollout_settings *set = on ? &p->ro.set : &life;
-    int surge, unavail;
-    rollout_amounts(set, target, &surge, &unavail);
-    int batch = surge > unavail ? surge : unavail;
-    struct counts c = count_rows(rows, n);
-    int unproven_before = c.unproven;
-    int limit = on ? pause_limit(&p->ro) : INT_MAX;
-    int replaced = on ? p->ro.replaced : 0;
-    int refilled = 0; /* stops the converge refills with a new, unproven instance */
+    struct batch b = {.target = target, .limit = on ? pause_limit(&p->ro) : INT_MAX,
+                      .replaced = on ? p->ro.replaced : 0, .c = count_rows(rows, n)};
+    rollout_amounts(on ? &p->ro.set : &life, target, &b.surge, &b.unavail);
+    b.batch = b.surge > b.unavail ? b.surge : b.unavail;
+    int unproven_before = b.c.unproven;
     char why[128];
     if (on)
         snprintf(why, sizeof why, "rollout %llu: generation %llu replaced by %llu", (unsigned long long)p->ro.number,
                  (unsigned long long)p->ro.from_gen, (unsigned long long)p->ro.to_gen);
     else
         snprintf(why, sizeof why, "past its lifetime (%d s)", cfg->max_instance_lifetime_s);
-    for (struct plan_row *r; replaced < limit && (r = next_due(rows, n)) != NULL;) {
-        bool serving = r->state == ROW_RUNNING;
-        if (serving && c.avail - 1 < target - unavail)
-            break;
-        bool refill = c.live - 1 < target;
-        if (refill && c.unproven + 1 > batch)
-            break;
-        plan_stop(p, r, g, why)->rolled = true;
-        r->due = false;
-        c.live--;
-        c.due--;
-        c.avail -= serving;
-        c.stopping++;
-        c.unproven += refill;
-        refilled += refill;
-        replaced++;
-    }
-    int beyond = c.live - target > 0 ? c.live - target : 0;
-    int refills = target - c.live > 0 ? target - c.live : 0;
-    /* Instances still shutting down count against the surge: never more
-     * than target + surge of them exist at once. */
-    int there = c.live + c.stopping - target;
-    int room = surge - (there > beyond ? there : beyond);
-    /* refills beyond those of the stops above: a scale-out's launches */
-    int cap[3] = {batch - c.unproven - (refills - refilled), c.due - beyond,
-                  limit == INT_MAX ? INT_MAX : limit - replaced - beyond};
-    for (int k = 0; k < 3; k++)
-        room = cap[k] < room ? cap[k] : room;
-    p->surge = room > 0 ? room : 0;
-    if (on && unproven_before == 0 && (p->surge > 0 || refilled > 0)) {
+    replace_old(rows, n, g, why, &b, p);
+    p->surge = surge_room(&b);
+    if (on && unproven_before == 0 && (p->surge > 0 || b.refilled > 0)) {
         p->ro_mark = true;
         p->ro.window_ms = g->now;
     }
-    int keep = c.live + p->surge - target;
-    p->allowance = keep < 0 ? 0 : keep < surge ? keep : surge;
+    int keep = b.c.live + p->surge - target;
+    p->allowance = keep < 0 ? 0 : keep < b.surge ? keep : b.surge;
     if (!on)
         goto done;
-    p->ro.replaced = replaced;
-    p->ro.remaining = c.due;
-    if (p->ro.total < replaced + c.due)
-        p->ro.total = replaced + c.due;
-    if (c.unproven == 0 && p->surge == 0 && refills == 0)
-        progress(p, g, limit, c.due);
+    p->ro.replaced = b.replaced;
+    p->ro.remaining = b.c.due;
+    if (p->ro.total < b.replaced + b.c.due)
+        p->ro.total = b.replaced + b.c.due;
+    if (b.c.unproven == 0 && p->surge == 0 && b.c.live >= target)
+        progress(p, g, b.limit, b.c.due);
 done:
     if (memcmp(&p->ro, &g->ro, sizeof p->ro) != 0)
         p->ro_changed = true;
