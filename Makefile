@@ -141,14 +141,16 @@ test: test-deps
 check: all unit-bin
 	@$(MAKE) --no-print-directory layout unit
 
+# The builds use every core (the tests pace themselves: run.py).
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test-all:
-	@$(MAKE) --no-print-directory all unit-bin
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all unit-bin
 	@$(MAKE) --no-print-directory layout unit integration deb-test
 	@echo "== the same suite under AddressSanitizer + UBSan =="
-	@$(MAKE) --no-print-directory SAN=1 all unit-bin
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) SAN=1 all unit-bin
 	@$(MAKE) --no-print-directory SAN=1 unit integration
 	@echo "== the threaded roles under ThreadSanitizer =="
-	@$(MAKE) --no-print-directory SAN=thread all
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) SAN=thread all
 	@$(MAKE) --no-print-directory SAN=thread tsan-run TSAN_ONLY="$(TSAN_TESTS)"
 
 unit-bin: $(UNIT_BIN)
