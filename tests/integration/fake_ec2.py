@@ -22,7 +22,8 @@
   times the answer out and keeps the new instance out of DescribeInstances
   for --hide seconds, as EC2's eventual consistency can.
 - /latest/... serves IMDSv2 (token, role, temporary credentials).
-- /_fake/stats and /_fake/fault are the test's control (unsigned);
+- /_fake/stats, /_fake/fault and /_fake/template are the test's control
+  (unsigned; stats give each instance's template version and image);
   /_fake/user_data/ID shows an instance's user data, as the EC2 API shows
   it to the account's users.
 
