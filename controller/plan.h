@@ -60,6 +60,7 @@ struct plan_group {
     int free_rows;              /* table slots free */
     int launch_failures;        /* in a row, and when the last one was */
     int64_t last_failure_ms;
+    int64_t failing_since_ms;   /* the first of them */
     int sched_active;           /* the schedule entry in force, -1 none */
     struct ctl_state st;        /* the policy's state as the table holds it */
     uint64_t spec_gen;          /* the launch spec generation in force */

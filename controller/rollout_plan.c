@@ -171,6 +171,16 @@ static bool instance_failed(const struct plan_row *rows, size_t n, const struct 
             return true;
         }
     }
+    /* A launch the provider refuses at once (an unknown template version)
+     * leaves no row to time out: launches failing in a row since the
+     * rollout began, for as long as a boot may take, are the same verdict. */
+    if (g->launch_failures > 1 && g->failing_since_ms >= ro->started_ms &&
+        g->now - g->failing_since_ms > cfg->boot_timeout_ms) {
+        snprintf(why, size, "launches of generation %llu failed %d times in a row over %lld s (see the launch events)",
+                 (unsigned long long)ro->to_gen, g->launch_failures,
+                 (long long)(g->now - g->failing_since_ms) / 1000);
+        return true;
+    }
     return false;
 }
 

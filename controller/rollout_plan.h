@@ -17,9 +17,11 @@
  *     (old running and new proven) stay at least T - unavailable, and
  *     at most T + surge instances live at once;
  *   - a new instance of this rollout that never comes up within the boot
- *     timeout, falls unhealthy before it is proven, or whose share of 5xx
- *     answers at the balancer over the bake window exceeds the old ones'
- *     by rollout.error_margin fails the rollout: then, when it may, it
+ *     timeout (or launches failing in a row since it began, for longer
+ *     than the boot timeout), falls unhealthy before it is proven, or
+ *     whose share of 5xx answers at the balancer over the bake window
+ *     exceeds the old ones' by rollout.error_margin fails the rollout:
+ *     then, when it may, it
  *     rolls back (the previous spec in force again, the new instances
  *     replaced the same way), else it stops;
  *   - a canary (replace N, pause) and checkpoints (pause at P% replaced)

@@ -452,6 +452,12 @@ class FakeEC2:
     def kill_instance(self, iid):
         self._call("/_fake/kill", iid.encode())
 
+    def template(self, tid, name, versions, default=1):
+        """A launch template the fake knows: versions is a list of
+        {"ImageId", "InstanceType"}, version N at index N - 1."""
+        self._call("/_fake/template", json.dumps({"id": tid, "name": name, "versions": versions,
+                                                  "default": default}).encode())
+
     def user_data(self, iid):
         import urllib.request
         with urllib.request.urlopen(self.endpoint + "/_fake/user_data/" + iid, timeout=10) as r:
