@@ -175,6 +175,32 @@ def asgctl_rolls_a_changed_service_out(m):
     assert r.returncode == 0 and "nothing to replace" not in r.stderr, (r.returncode, r.stdout, r.stderr)
     again = rollout_status(m)
     assert again["number"] == 2 and again["state"] == "succeeded" and again["total"] == 0, again
+    dashboard_shows_and_steers_the_rollout(m)
+
+
+def dashboard_shows_and_steers_the_rollout(m):
+    """The dashboard's rollout panel: state, reason, progress and the old
+    and new counts; only the buttons the state allows are enabled, and
+    its Start goes through the API with the page's session."""
+    from browser import Browser
+    b = Browser()
+    try:
+        b.login(m.login_link())
+        wait_for(lambda: b.js("document.getElementById('ro-state').textContent") == "succeeded", 15,
+                 "the rollout panel")
+        progress = b.js("document.getElementById('ro-progress').textContent")
+        assert "replaced 0 of 0" in progress and "0 old, 2 new" in progress and "generation 2 in force" in progress, \
+            progress
+        assert "#2: nothing to replace" in b.js("document.getElementById('ro-reason').textContent")
+        enabled = b.js("[...document.querySelectorAll('.ro-act')].filter((e) => !e.disabled)"
+                       ".map((e) => e.dataset.action).join(',')")
+        assert enabled == "start", enabled
+        b.js("document.querySelector('.ro-act[data-action=\"start\"]').click()")
+        wait_for(lambda: rollout_status(m)["number"] == 3, 10, "the page's start")
+        wait_for(lambda: b.js("document.getElementById('ro-reason').textContent").startswith("#3:"), 10,
+                 "the page showing rollout 3")
+    finally:
+        b.close()
 
 
 if __name__ == "__main__":
