@@ -148,7 +148,10 @@ static void amount_json(struct strbuf *b, const char *name, int32_t v, bool pct)
 void rollout_instance_counts(const struct snapshot *s, int *old, int *new_)
 {
     const struct table_hdr *h = s->hdr;
-    uint64_t to = h->rollout.phase != RO_NONE ? h->rollout.to_gen : h->spec.gen;
+    /* While one runs (or is paused) its target; else the spec in force,
+     * which a reload may have moved on since the last one ended. */
+    bool ongoing = h->rollout.phase == RO_RUNNING || h->rollout.phase == RO_PAUSED;
+    uint64_t to = ongoing ? h->rollout.to_gen : h->spec.gen;
     *old = *new_ = 0;
     for (uint32_t i = 0; i < s->nrows; i++) {
         const struct table_row *r = &s->rows[i];

@@ -19,8 +19,9 @@ void render_metrics(struct strbuf *b, const struct snapshot *s);
  * "rollout" in the group's JSON): one JSON object, no newline. */
 void render_rollout_json(struct strbuf *b, const struct snapshot *s);
 
-/* Live instances (not terminating) of the rollout's target generation
- * (new; the spec in force when none has started) and of any other (old). */
+/* Live instances (not terminating) of the running rollout's target
+ * generation (new; when none runs, of the spec in force) and of any other
+ * (old). */
 void rollout_instance_counts(const struct snapshot *s, int *old, int *new_);
 
 #endif

@@ -6,6 +6,7 @@ resume|rollback|cancel, the rollout in /metrics, and a real rollout of a
 group of 2 after a reload changed its service."""
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,37 @@ def promtool_check(text):
     Prometheus would, with its lint rules."""
     r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, (r.stdout, r.stderr)
+
+
+def complete(*words):
+    """What asgctl's bash completion offers for the last of words."""
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _asgctl; '
+              'printf "%s\\n" "${COMPREPLY[@]}"')
+    r = run(["bash", "--norc", "-c", script, "bash", ROOT + "/scripts/asgctl.bash-completion",
+             BIN + "/asgctl"] + list(words))
+    assert r.returncode == 0 and not r.stderr, r
+    return [w for w in r.stdout.splitlines() if w]
+
+
+@test
+def usage_page_and_completion_know_the_rollout_commands():
+    """asgctl's usage names every rollout command and option, asgctl(8)
+    documents each option and has a ROLLOUTS section, and bash completes
+    them."""
+    usage = run([BIN + "/asgctl", "--help"]).stdout
+    page = open(os.path.join(ROOT, "man", "asgctl.8")).read().replace("\\-", "-")
+    assert ".Sh ROLLOUTS" in page
+    options = ["--max-surge", "--max-unavailable", "--canary", "--canary-weight", "--bake-s", "--pause-at"]
+    for opt in options:
+        assert opt in usage, opt
+        assert re.search(r"\bFl %s\b" % re.escape(opt[1:]), page), opt
+    for action in ("status", "start", "pause", "resume", "rollback", "cancel"):
+        assert action in usage.split("rollout", 1)[1], action
+    assert "rollout" in complete("ro")
+    assert complete("rollout", "") == ["status", "start", "pause", "resume", "rollback", "cancel"]
+    assert complete("rollout", "status", "--") == ["--json"]
+    assert complete("rollout", "start", "--") == options
+    assert complete("rollout", "start", "--max-surge", "") == []
 
 
 def rollout_events(m):
@@ -131,7 +163,8 @@ def asgctl_rolls_a_changed_service_out(m):
     status, /api/v1/rollout and /metrics agree that it succeeded with
     every instance of the new generation; the settings are the ones
     given. A second start then does nothing (every instance is new), and
-    a cancel with nothing running is refused."""
+    a cancel with nothing running is refused; the dashboard shows it. A
+    further change of the spec makes every instance old again."""
     m.wait_running(2)
     m.cfg["provider"]["local"]["service"] += ["--bind", "127.0.0.1"]   # the same service, another command
     m.write_config()
@@ -176,6 +209,14 @@ def asgctl_rolls_a_changed_service_out(m):
     again = rollout_status(m)
     assert again["number"] == 2 and again["state"] == "succeeded" and again["total"] == 0, again
     dashboard_shows_and_steers_the_rollout(m)
+    # The next change of the spec: with no rollout running, old and new
+    # are counted against the generation in force, not the last rollout's.
+    m.cfg["provider"]["local"]["service"] = m.cfg["provider"]["local"]["service"][:-2]
+    m.write_config()
+    reload_seen(m, 1)
+    wait_for(lambda: rollout_status(m)["generation_in_force"] == 3, 10, "generation 3 in force")
+    ro = rollout_status(m)
+    assert (ro["state"], ro["to_generation"], ro["old_instances"], ro["new_instances"]) == ("succeeded", 2, 2, 0), ro
 
 
 def dashboard_shows_and_steers_the_rollout(m):
