@@ -119,7 +119,8 @@ def bad_requests_and_strangers_never_reach_the_controller(m):
     stranger (another uid, no token) can neither read nor start a
     rollout; none of it reaches the controller (no event, state none).
     Then pause, resume, cancel and rollback with nothing running reach it
-    and are refused as operator events, asgctl exiting 1 with the reason."""
+    and are refused as operator events, asgctl exiting 1 with the reason,
+    as it does with no manager running."""
     m.wait_running(2)
     for body, field in BAD:
         code, r = m.api("POST", "/api/v1/rollout", body)
@@ -152,6 +153,11 @@ def bad_requests_and_strangers_never_reach_the_controller(m):
     assert x[("asg_rollout_state", (("state", "running"),))] == 0, x
     assert x[("asg_instances_by_generation", (("generation", "1"),))] == 2, x
     promtool_check(http("GET", m.url + "/metrics")[1])
+    # No manager: exit 1, saying so.
+    assert m.stop()[0] == 0
+    for args in (["pause"], ["status"]):
+        r = run([BIN + "/asgctl", "-c", m.cfg_path, "rollout"] + args)
+        assert r.returncode == 1 and r.stderr, (args, r.returncode, r.stderr)
 
 
 @with_status("roll", provider={"local": {"kill_timeout_ms": 1000, "service_health": "http:/",
