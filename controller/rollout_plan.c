@@ -6,14 +6,6 @@
 #include "../common/util.h"
 #include "rollout_plan.h"
 
-static const char *const phase_names[RO_PHASE_COUNT] = {"none",   "running",     "paused",   "succeeded",
-                                                        "failed", "rolled_back", "cancelled"};
-
-const char *rollout_phase_name(uint32_t phase)
-{
-    return phase < RO_PHASE_COUNT ? phase_names[phase] : "?";
-}
-
 void rollout_amounts(const struct rollout_settings *s, int target, int *surge, int *unavailable)
 {
     int t = target > 0 ? target : 0;

@@ -51,7 +51,8 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
  * rounded up for surge, down for unavailable; both 0 means a surge of 1). */
 void rollout_amounts(const struct rollout_settings *s, int target, int *surge, int *unavailable);
 
-/* The phase's name as operators see it ("running", ...). */
+/* The phase's name as operators see it ("running", ...): defined in
+ * shm/table.c beside the other state names, for every reader of the table. */
 const char *rollout_phase_name(uint32_t phase);
 
 #endif
