@@ -247,10 +247,13 @@ static int pause_limit(const struct rollout_state *ro)
     return INT_MAX;
 }
 
-/* Nothing unproven, none to launch: a pause point or the end. */
-static void progress(struct plan *p, const struct plan_group *g, int limit, int remaining)
+/* Nothing unproven, none to launch: a pause point or, once the last old
+ * instance is gone too, the end. */
+static void progress(struct plan *p, const struct plan_group *g, int limit, int remaining, int stopping)
 {
     struct rollout_state *ro = &p->ro;
+    if (remaining == 0 && stopping > 0)
+        return;
     if (remaining == 0) {
         ro->phase = ro->rolling_back ? RO_ROLLED_BACK : RO_SUCCEEDED;
         const char *was = g->ro.reason, *prefix = "rolling back: ";
@@ -372,7 +375,7 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
     if (p->ro.total < b.replaced + b.c.due)
         p->ro.total = b.replaced + b.c.due;
     if (b.c.unproven == 0 && p->surge == 0 && b.c.live >= target)
-        progress(p, g, b.limit, b.c.due);
+        progress(p, g, b.limit, b.c.due, b.c.stopping);
 done:
     if (memcmp(&p->ro, &g->ro, sizeof p->ro) != 0)
         p->ro_changed = true;

@@ -280,6 +280,18 @@ START_TEST(test_it_succeeds_once_nothing_is_due_or_unproven)
 }
 END_TEST
 
+START_TEST(test_success_waits_for_the_last_old_instance_to_be_gone)
+{
+    for (int i = 0; i < 3; i++)
+        row(ROW_RUNNING, NEW, 3600000);
+    row(ROW_TERMINATING, OLD, 3600000);
+    g.ro.replaced = 3;
+    decide();
+    ck_assert_int_eq(p.ro.phase, RO_RUNNING);
+    ck_assert_int_eq(p.ro.remaining, 0);
+}
+END_TEST
+
 START_TEST(test_the_last_batch_bakes_before_success)
 {
     row(ROW_RUNNING, NEW, 3600000);
@@ -557,6 +569,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_paused_rollout_replaces_nothing);
     tcase_add_test(tc, test_it_succeeds_once_nothing_is_due_or_unproven);
     tcase_add_test(tc, test_the_last_batch_bakes_before_success);
+    tcase_add_test(tc, test_success_waits_for_the_last_old_instance_to_be_gone);
     tcase_add_test(tc, test_a_new_instance_that_never_registers_rolls_back);
     tcase_add_test(tc, test_launches_failing_since_it_began_roll_back);
     tcase_add_test(tc, test_launch_failures_short_or_older_than_the_rollout_do_not_fail_it);

@@ -75,6 +75,11 @@ def serving(m, hap, n, gen=None):
     return s
 
 
+def gens(s):
+    """The sorted generations of the instances not terminating."""
+    return sorted(i["launch_spec_generation"] for i in s["instances"] if i["state"] != "terminating")
+
+
 def answers(port, n=20):
     """The versions n requests through HAProxy answered."""
     seen = set()
@@ -230,16 +235,17 @@ def a_version_answering_500_is_rolled_back_on_its_error_rate(m, hap, d):
 @rollout_test("rollcanary", desired=3)
 def canary_and_checkpoints_pause_until_resumed(m, hap, d):
     """--canary 1 replaces one and pauses (the reason says so); resume;
-    --pause-at 67 pauses again at two of three; resume; it succeeds."""
+    --pause-at 60 pauses again at two of three; resume; it succeeds."""
     gen = change_version(m, d, "v2")
-    start(m, canary=1, pause_at=[67], bake_s=1)
+    start(m, canary=1, pause_at=[60], bake_s=1)
     r = wait_for(lambda: state_is(m, "paused"), 60, "paused on the canary")
     assert "canary" in r["reason"] and r["replaced"] == 1, r
     s = serving(m, hap, 3) or wait_for(lambda: serving(m, hap, 3), 20, "three in HAProxy")
-    assert sorted(i["launch_spec_generation"] for i in s["instances"]) == [gen - 1, gen - 1, gen]
+    assert gens(s) == [gen - 1, gen - 1, gen], s["instances"]
     act(m, "resume")
-    r = wait_for(lambda: state_is(m, "paused") if rollout(m)["replaced"] >= 2 else None, 60, "the checkpoint")
-    assert "checkpoint 67%" in r["reason"] and r["replaced"] == 2, r
+    r = wait_for(lambda: (lambda r: r if r["replaced"] >= 2 and r["state"] != "running" else None)(rollout(m)), 60,
+                 "the checkpoint")
+    assert "checkpoint 60%" in r["reason"] and r["replaced"] == 2, r
     act(m, "resume")
     r = wait_for(lambda: state_is(m, "succeeded"), 60, "succeeded")
     wait_for(lambda: serving(m, hap, 3, gen), 30, "three of the new generation")
@@ -256,15 +262,15 @@ def cancel_leaves_a_mixed_group_that_scaling_keeps_whole(m, hap, d):
     act(m, "cancel")
     r = wait_for(lambda: state_is(m, "cancelled"), 10, "cancelled")
     s = wait_for(lambda: serving(m, hap, 2), 20, "two in HAProxy")
-    assert sorted(i["launch_spec_generation"] for i in s["instances"]) == [gen - 1, gen], s["instances"]
+    assert gens(s) == [gen - 1, gen], s["instances"]
     code, _ = m.api("POST", "/api/v1/desired", {"desired": 3})
     assert code == 202
     s = wait_for(lambda: serving(m, hap, 3), 30, "scaled out to three")
-    assert sorted(i["launch_spec_generation"] for i in s["instances"]) == [gen - 1, gen, gen], s["instances"]
+    assert gens(s) == [gen - 1, gen, gen], s["instances"]
     code, _ = m.api("POST", "/api/v1/desired", {"desired": 2})
     assert code == 202
     s = wait_for(lambda: serving(m, hap, 2), 30, "scaled in to two")
-    assert [i["launch_spec_generation"] for i in s["instances"]] == [gen, gen], s["instances"]
+    assert gens(s) == [gen, gen], s["instances"]
     assert rollout(m)["state"] == "cancelled", r
 
 
