@@ -80,6 +80,7 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c \
                  controller/rollout.c controller/rollout_plan.c
+CONTROLLER_SRC += controller/weights.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c
