@@ -6,12 +6,14 @@ time it was told to stop (SIGTERM) to INFO_FILE.term. GET /count answers
 how many other requests it has served.
 
 Usage: service.py PORT INFO_FILE [--burn] [--ignore-term] [--bind ADDR]
-                  [--tls CERT KEY] [--require-host HOST]
+                  [--tls CERT KEY] [--require-host HOST] [--answer CODE]
   --burn         keep one core busy (for --load-source service)
   --ignore-term  ignore SIGTERM (the agent must SIGKILL it)
   --bind ADDR    listen there instead (::1: IPv6 only)
   --tls CERT KEY serve HTTPS with this certificate
-  --require-host answer 421 to a request whose Host header is not HOST"""
+  --require-host answer 421 to a request whose Host header is not HOST
+  --answer CODE  answer CODE to every request but GET /count (a bad version:
+                 up, but answering 500)"""
 import http.server
 import os
 import signal
@@ -24,6 +26,7 @@ import time
 
 SERVED = [0]
 REQUIRE_HOST = [None]
+ANSWER = [None]
 SERVED_LOCK = threading.Lock()
 
 
@@ -41,7 +44,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             with SERVED_LOCK:
                 SERVED[0] += 1
-            code = 503 if self.path == "/sick" else 200
+            code = ANSWER[0] or (503 if self.path == "/sick" else 200)
             body = b"ok\n" if code == 200 else b"sick\n"
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
@@ -77,6 +80,8 @@ def main():
         threading.Thread(target=burn, daemon=True).start()
     args = sys.argv
     bind = args[args.index("--bind") + 1] if "--bind" in args else "127.0.0.1"
+    if "--answer" in args:
+        ANSWER[0] = int(args[args.index("--answer") + 1])
     if "--require-host" in args:
         REQUIRE_HOST[0] = args[args.index("--require-host") + 1]
 

@@ -92,14 +92,17 @@ def balancer_matches(m, hap):
     return run if run and srv == want and m.size(s) == len(run) else None
 
 
-def balancer_test(name, load_fn=None, status=False, **group):
+def balancer_test(name, load_fn=None, status=False, lb=None, local=None, **group):
     """Decorator: HAProxy, then a manager with a service group behind it; the
-    test gets (m, hap, d)."""
+    test gets (m, hap, d). lb, and local(d): keys of lb and provider.local
+    over service_sections'."""
     def wrap(fn):
         def inner():
             d = tempfile.mkdtemp(prefix="asg-lb-")
             hap = HAProxy()
             sec = service_sections(d, hap, **group)
+            sec["lb"].update(lb or {})
+            sec["provider"]["local"].update(local(d) if local else {})
             if status:
                 sec["status"] = {"listen": "127.0.0.1:%d" % free_port()}
             m = Manager(name, **sec)
@@ -444,6 +447,63 @@ def balancer_config_is_checked():
         assert r.returncode != 0 and "policy.metric \"requests\" needs" in r.stderr, r.stderr
     finally:
         m.cleanup()
+
+
+def haproxy_weights(hap):
+    """{server: the weight set at HAProxy (uweight)} of backend web."""
+    lines = hap.cmd("show stat web 4 -1").splitlines()
+    head = lines[0][2:].split(",")
+    out = {}
+    for ln in lines[1:]:
+        f = dict(zip(head, ln.split(",")))
+        if f.get("svname") and f.get("type") == "2":
+            out[f["svname"]] = int(f["uweight"])
+    return out
+
+
+def reload_with(m, **lb):
+    m.cfg["lb"].update(lb)
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+
+
+@balancer_test("lbweight", desired_instances=2)
+def weights_follow_load_and_return_to_the_base(m, hap, d):
+    """Two instances in HAProxy at the base weight 100; with
+    lb.weight_by_load on and their loads pinned at 90 % and 10 %, the busy
+    one's weight falls below the idle one's (15 and 95 by the formula);
+    off again, both back at 100."""
+    run = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                   30, "two instances in HAProxy")
+    busy, idle = sorted(run)
+    wait_for(lambda: haproxy_weights(hap) == {busy: 100, idle: 100}, 10, "both at the base weight")
+    assert m.ctl("load", busy, "90").returncode == 0 and m.ctl("load", idle, "10").returncode == 0
+    reload_with(m, weight_by_load=True)
+    w = wait_for(lambda: (lambda w: w if w.get(busy, 100) < 30 and w.get(idle, 0) > 80 else None)(
+        haproxy_weights(hap)), 15, "the busy instance weighed below the idle one")
+    assert w[busy] < w[idle], w
+    ev = m.ctl("events", "-n", "50").stdout
+    assert re.search(r"balancer: weight of %s 100 -> \d+" % re.escape(busy), ev), ev
+    reload_with(m, weight_by_load=False)
+    wait_for(lambda: haproxy_weights(hap) == {busy: 100, idle: 100}, 15, "both back at the base weight")
+
+
+@balancer_test("lb5xx", status=True, desired_instances=1,
+               local=lambda d: {"service_health": "tcp",
+                                "service": ["/usr/bin/python3", SERVICE, "{port}", os.path.join(d, "{port}.info"),
+                                            "--answer", "500"]})
+def five_hundreds_are_counted_per_instance(m, hap, d):
+    """A service that is up but answers 500, behind HAProxy in http mode:
+    the instance's balancer_5xx (HAProxy's hrsp_5xx) counts every one."""
+    run = wait_for(lambda: (lambda r: r if r and len(r) == 1 else None)(balancer_matches(m, hap)),
+                   30, "the instance in HAProxy")
+    iid = list(run)[0]
+    for _ in range(20):
+        code, _ = http("GET", "http://127.0.0.1:%d/" % hap.port)
+        assert code == 500, code
+    inst = wait_for(lambda: (lambda i: i if i and i[0]["balancer_5xx"] == 20 else None)(
+        [i for i in m.status()["instances"] if i["id"] == iid]), 10, "20 answers 5xx counted")
+    assert inst[0]["balancer"] == "added", inst
 
 
 if __name__ == "__main__":
