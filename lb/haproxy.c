@@ -251,11 +251,11 @@ static size_t csv_split(char *line, char **fields, size_t max)
  * first is read where there is one, so that a weight set is read back as
  * set. */
 enum { C_PX, C_SV, C_STATUS, C_SCUR, C_QCUR, C_STOT, C_TYPE, C_REQ_TOT, C_ADDR, C_5XX, C_WEIGHT, C_UWEIGHT,
-       C_COUNT };
+       C_WRETR, C_COUNT };
 #define C_REQUIRED C_REQ_TOT
 static const char *const stat_columns[C_COUNT] = {"pxname", "svname",  "status",   "scur",   "qcur",
                                                   "stot",   "type",    "req_tot",  "addr",   "hrsp_5xx",
-                                                  "weight", "uweight"};
+                                                  "weight", "uweight",  "wretr"};
 
 #define STAT_FIELDS_MAX 256
 
@@ -318,12 +318,13 @@ static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_m
             return -1;
         }
     memset(m, 0, sizeof *m);
-    uint64_t scur, qcur, stot, req = 0, errors = 0, weight = 0;
+    uint64_t scur, qcur, stot, req = 0, errors = 0, weight = 0, retried = 0;
     const char *reqs = optional(f, col, C_REQ_TOT), *e5 = optional(f, col, C_5XX);
     const char *w = col[C_UWEIGHT] >= 0 ? f[col[C_UWEIGHT]] : optional(f, col, C_WEIGHT);
     if (!copy_str(m->name, sizeof m->name, f[col[C_SV]]) || !stat_number(f[col[C_SCUR]], &scur) ||
         !stat_number(f[col[C_QCUR]], &qcur) || !stat_number(f[col[C_STOT]], &stot) ||
         !stat_number(reqs, &req) || !stat_number(e5, &errors) || !stat_number(w, &weight) ||
+        !stat_number(optional(f, col, C_WRETR), &retried) ||
         scur > UINT32_MAX || qcur > UINT32_MAX || weight > LB_WEIGHT_MAX) {
         snprintf(err, errsize, "HAProxy's show stat line %d: a bad name or number", lineno);
         return -1;
@@ -332,10 +333,14 @@ static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_m
         copy_str(m->addr, sizeof m->addr, f[col[C_ADDR]]);
     m->admin = admin_of(f[col[C_STATUS]]);
     m->sessions = (uint32_t)(scur + qcur);
+    /* An attempt HAProxy retried on another server (retry-on 503, a
+     * failed connection) is in neither req_tot nor hrsp_5xx, but wretr: a
+     * server answering only 503 behind retry-on 503 would otherwise look
+     * idle, never bad. Counted as a request it got and failed. */
     m->has_requests = reqs[0] != '\0';
-    m->requests = m->has_requests ? req : stot;
+    m->requests = m->has_requests ? req + retried : stot;
     m->has_errors = e5[0] != '\0';
-    m->errors = errors;
+    m->errors = m->has_errors ? errors + retried : 0;
     m->has_weight = w[0] != '\0';
     m->weight = (uint32_t)weight;
     return 0;

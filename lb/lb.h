@@ -31,9 +31,10 @@ struct lb_member {
     char addr[INSTANCE_ADDR_MAX]; /* host:port the balancer sends to */
     int admin;                  /* enum lb_admin */
     uint32_t sessions;          /* connections open to it now */
-    uint64_t requests;          /* served since it was added (a counter) */
+    uint64_t requests;          /* served since it was added (a counter); HAProxy: retried ones too */
     bool has_requests;          /* the balancer counts requests (HAProxy: http mode) */
-    uint64_t errors;            /* 5xx answers it gave since it was added (a counter) */
+    uint64_t errors;            /* 5xx answers it gave since it was added (a counter); HAProxy:
+                                 * with the attempts it retried elsewhere (wretr) */
     bool has_errors;            /* the balancer counts them (HAProxy: http mode) */
     uint32_t weight;            /* its share of new requests against the others', 0..LB_WEIGHT_MAX */
     bool has_weight;            /* the balancer has weights (HAProxy) */

@@ -71,27 +71,31 @@ START_TEST(test_stat_refuses_what_is_not_haproxys_answer)
 }
 END_TEST
 
-/* HAProxy 2.6's columns for 5xx answers and weights, among others: in
- * http mode hrsp_5xx counts, in tcp mode it is empty. */
-#define HEAD_W "# pxname,svname,status,scur,qcur,stot,req_tot,hrsp_5xx,weight,type,uweight,addr\n"
+/* HAProxy 2.6's columns for 5xx answers, retries and weights, among
+ * others: in http mode hrsp_5xx counts, in tcp mode it is empty. */
+#define HEAD_W "# pxname,svname,status,scur,qcur,stot,req_tot,hrsp_5xx,weight,type,uweight,wretr,addr\n"
 
 START_TEST(test_stat_reads_5xx_answers_and_weights)
 {
     const char *csv = HEAD_W
-        "web,web-1,UP,0,0,40,30,7,50,2,60,127.0.0.1:8001\n"
-        "web,web-2,UP,0,0,40,,,1,2,1,127.0.0.1:8002\n"
-        "web,BACKEND,UP,0,0,80,30,7,61,1,,\n";
+        "web,web-1,UP,0,0,40,30,7,50,2,60,0,127.0.0.1:8001\n"
+        "web,web-2,UP,0,0,40,,,1,2,1,3,127.0.0.1:8002\n"
+        "web,web-3,UP,0,0,15,0,0,1,2,1,15,127.0.0.1:8003\n"
+        "web,BACKEND,UP,0,0,80,30,7,61,1,,,\n";
     struct lb_member *m;
     size_t n;
     char err[256];
     ck_assert_msg(haproxy_parse_stat(csv, "web", &m, &n, err, sizeof err) == 0, "%s", err);
-    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(n, 3);
     ck_assert(m[0].has_errors && m[0].errors == 7);
     ck_assert(m[0].has_requests && m[0].requests == 30);
     /* The weight set (uweight), not the effective one of the moment. */
     ck_assert(m[0].has_weight && m[0].weight == 60);
     ck_assert(!m[1].has_errors && m[1].errors == 0); /* tcp mode */
     ck_assert(m[1].has_weight && m[1].weight == 1);
+    /* Every attempt retried on another server (retry-on 503): HAProxy
+     * counts none in req_tot nor hrsp_5xx; each is a request it failed. */
+    ck_assert(m[2].has_errors && m[2].errors == 15 && m[2].requests == 15);
     free(m);
     /* An older HAProxy: no uweight, weight read; no hrsp_5xx at all. */
     ck_assert_msg(haproxy_parse_stat("# pxname,svname,status,scur,qcur,stot,weight,type\n"
@@ -108,10 +112,11 @@ END_TEST
 
 START_TEST(test_stat_refuses_bad_5xx_counts_and_weights)
 {
-    refused(HEAD_W "web,web-1,UP,0,0,40,30,many,50,2,60,a\n", "line 2: a bad name or number");
-    refused(HEAD_W "web,web-1,UP,0,0,40,30,-7,50,2,60,a\n", "bad name or number");
-    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,257,a\n", "bad name or number");
-    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,1.5,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,many,50,2,60,0,a\n", "line 2: a bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,-7,50,2,60,0,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,257,0,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,1.5,0,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,60,x,a\n", "bad name or number");
     refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2\n", "too few");
 }
 END_TEST

@@ -7,13 +7,16 @@ how many other requests it has served.
 
 Usage: service.py PORT INFO_FILE [--burn] [--ignore-term] [--bind ADDR]
                   [--tls CERT KEY] [--require-host HOST] [--answer CODE]
+                  [--answer-file PATH]
   --burn         keep one core busy (for --load-source service)
   --ignore-term  ignore SIGTERM (the agent must SIGKILL it)
   --bind ADDR    listen there instead (::1: IPv6 only)
   --tls CERT KEY serve HTTPS with this certificate
   --require-host answer 421 to a request whose Host header is not HOST
   --answer CODE  answer CODE to every request but GET /count (a bad version:
-                 up, but answering 500)"""
+                 up, but answering 500)
+  --answer-file PATH  the same with the code in PATH, read at each request,
+                 while PATH exists (an instance going bad while it runs)"""
 import http.server
 import os
 import signal
@@ -27,6 +30,18 @@ import time
 SERVED = [0]
 REQUIRE_HOST = [None]
 ANSWER = [None]
+ANSWER_FILE = [None]
+
+
+def answer_code():
+    """The code every request gets (but /count), or None: as served."""
+    if ANSWER_FILE[0]:
+        try:
+            with open(ANSWER_FILE[0]) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            pass
+    return ANSWER[0]
 SERVED_LOCK = threading.Lock()
 
 
@@ -44,7 +59,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             with SERVED_LOCK:
                 SERVED[0] += 1
-            code = ANSWER[0] or (503 if self.path == "/sick" else 200)
+            code = answer_code() or (503 if self.path == "/sick" else 200)
             body = b"ok\n" if code == 200 else b"sick\n"
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
@@ -82,11 +97,19 @@ def main():
     bind = args[args.index("--bind") + 1] if "--bind" in args else "127.0.0.1"
     if "--answer" in args:
         ANSWER[0] = int(args[args.index("--answer") + 1])
+    if "--answer-file" in args:
+        ANSWER_FILE[0] = args[args.index("--answer-file") + 1]
     if "--require-host" in args:
         REQUIRE_HOST[0] = args[args.index("--require-host") + 1]
 
     class Server(http.server.ThreadingHTTPServer):
         address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+
+        def handle_error(self, request, client_address):
+            # A balancer that has read enough (the status line of a 503 it
+            # retries elsewhere) hangs up: nothing to say of that.
+            if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                super().handle_error(request, client_address)
     srv = Server((bind, port), Handler)
     if "--tls" in args:
         i = args.index("--tls")

@@ -506,5 +506,28 @@ def five_hundreds_are_counted_per_instance(m, hap, d):
     assert inst[0]["balancer"] == "added", inst
 
 
+@balancer_test("lb503", desired_instances=2,
+               local=lambda d: {"service": ["/usr/bin/python3", SERVICE, "{port}", os.path.join(d, "{port}.info"),
+                                            "--answer-file", os.path.join(d, "{port}.answer")]})
+def retried_503s_are_counted_against_the_server(m, hap, d):
+    """One of two instances answers 503; HAProxy (retry-on 503, redispatch,
+    as etc/examples/haproxy.cfg) retries each on the other, so the client
+    sees none and HAProxy counts them in neither req_tot nor hrsp_5xx of
+    the bad one: only in its retries (wretr). They count as its 5xx, so a
+    rollout can still tell that it is bad; the good one's stay at 0."""
+    run = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                   30, "two instances in HAProxy")
+    bad, good = sorted(run)
+    with open(os.path.join(d, "%s.answer" % run[bad].rsplit(":", 1)[1]), "w") as f:
+        f.write("503\n")
+    for _ in range(20):
+        code, _ = http("GET", "http://127.0.0.1:%d/" % hap.port)
+        assert code == 200, code
+    five = lambda: {i["id"]: i["balancer_5xx"] for i in m.status()["instances"]}
+    got = wait_for(lambda: (lambda f: f if (f.get(bad) or 0) >= 10 and f.get(good) is not None else None)(five()),
+                   10, "the bad one's 503s counted")
+    assert got[good] == 0, got
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
