@@ -48,8 +48,9 @@ void ctl_lb_step(struct ctl *c, bool reconcile_now)
     if (rc == 0 && n > 0)
         c->lb_counts_5xx = counts_5xx(m, n);
     /* Weights at most every lb.interval_ms (the step runs more often while
-     * instances wait for it). */
-    if (rc == 0 && c->lb.ops->set_weight && now - c->last_lb_weights >= c->cfg.lb_interval_ms) {
+     * instances wait for it), and none while the manager stops. */
+    bool stopping = c->lb_wait_until || (c->lb.abort_flag && *c->lb.abort_flag);
+    if (rc == 0 && c->lb.ops->set_weight && !stopping && now - c->last_lb_weights >= c->cfg.lb_interval_ms) {
         c->last_lb_weights = now;
         lb_table_weights(c->t, &c->cfg, m, n, now, &c->plan);
     }
