@@ -529,5 +529,34 @@ def retried_503s_are_counted_against_the_server(m, hap, d):
     assert got[good] == 0, got
 
 
+@balancer_test("lbcanary", desired_instances=3, max_instances=4)
+def canary_takes_its_weight_until_resumed(m, hap, d):
+    """A rollout with --canary 1 --canary-weight 10%: paused after its
+    canary, the one new instance beside two old ones has HAProxy weight
+    10 * 2 * 100 / (90 * 1) = 22 (10 % of new requests), the old ones 100;
+    resumed, the canary's weight is the base again."""
+    if "rollout" not in m.ctl("--help").stdout:
+        raise Skip("asgctl has no rollout command in this tree yet")
+    first = wait_for(lambda: (lambda r: r if r and len(r) == 3 else None)(balancer_matches(m, hap)),
+                     30, "three instances in HAProxy")
+    m.cfg["provider"]["local"]["service"] += ["--bind", "127.0.0.1"]    # a new launch spec
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+    start = lambda: m.ctl("rollout", "start", "--canary", "1", "--canary-weight", "10%", "--bake-s", "1")
+    wait_for(lambda: start().returncode == 0, 10, "the rollout started (once the new spec is in force)")
+
+    def paused_canary():
+        w = haproxy_weights(hap)
+        new = [k for k in w if k not in first]
+        old = [k for k in w if k in first]
+        return w if len(new) == 1 and len(old) == 2 and w[new[0]] == 22 and all(w[k] == 100 for k in old) else None
+    w = wait_for(paused_canary, 30, "the canary at 10 % beside two old instances")
+    canary = [k for k in w if k not in first][0]
+    ro = json.loads(m.ctl("rollout", "status", "--json").stdout)
+    assert ro["state"] == "paused", ro
+    assert m.ctl("rollout", "resume").returncode == 0
+    wait_for(lambda: haproxy_weights(hap).get(canary) == 100, 15, "the canary back at the base weight")
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
