@@ -80,12 +80,13 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c \
                  controller/rollout.c controller/rollout_plan.c
-CONTROLLER_SRC += controller/weights.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
+# The balancer's weights (on a line of their own: others add to the list above).
+CONTROLLER_SRC += controller/weights.c
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \

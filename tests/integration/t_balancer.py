@@ -529,7 +529,7 @@ def retried_503s_are_counted_against_the_server(m, hap, d):
     assert got[good] == 0, got
 
 
-@balancer_test("lbcanary", desired_instances=3, max_instances=4)
+@balancer_test("lbcanary", status=True, desired_instances=3, max_instances=4)
 def canary_takes_its_weight_until_resumed(m, hap, d):
     """A rollout with --canary 1 --canary-weight 10%: paused after its
     canary, the one new instance beside two old ones has HAProxy weight
@@ -542,8 +542,9 @@ def canary_takes_its_weight_until_resumed(m, hap, d):
     m.cfg["provider"]["local"]["service"] += ["--bind", "127.0.0.1"]    # a new launch spec
     m.write_config()
     m.proc.send_signal(signal.SIGHUP)
-    start = lambda: m.ctl("rollout", "start", "--canary", "1", "--canary-weight", "10%", "--bake-s", "1")
-    wait_for(lambda: start().returncode == 0, 10, "the rollout started (once the new spec is in force)")
+    m.wait_log(r"launch spec generation 2", 10)
+    r = m.ctl("rollout", "start", "--canary", "1", "--canary-weight", "10%", "--bake-s", "1")
+    assert r.returncode == 0, r.stderr
 
     def paused_canary():
         w = haproxy_weights(hap)
