@@ -79,10 +79,10 @@ LIB     = $(BUILD)/libasg.a
 CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c controller/rows.c \
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c \
-                 controller/rollout.c controller/rollout_plan.c
-ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c
+                 controller/rollout.c controller/rollout_plan.c controller/plan_steps.c
+ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c
 AGENT_SRC = agent/agent.c
-CTL_SRC   = asgctl/asgctl.c asgctl/login.c
+CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
@@ -93,7 +93,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_sigv4.c tests/check_ec2_xml.c \
            tests/check_creds.c tests/check_controller.c tests/check_admit.c tests/check_lb.c tests/check_schedule.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
-           tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c
+           tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c tests/check_rollout_api.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -143,14 +143,16 @@ test: test-deps
 check: all unit-bin
 	@$(MAKE) --no-print-directory layout unit
 
+# The builds use every core (the tests pace themselves: run.py).
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test-all:
-	@$(MAKE) --no-print-directory all unit-bin
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all unit-bin
 	@$(MAKE) --no-print-directory layout unit integration deb-test
 	@echo "== the same suite under AddressSanitizer + UBSan =="
-	@$(MAKE) --no-print-directory SAN=1 all unit-bin
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) SAN=1 all unit-bin
 	@$(MAKE) --no-print-directory SAN=1 unit integration
 	@echo "== the threaded roles under ThreadSanitizer =="
-	@$(MAKE) --no-print-directory SAN=thread all
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) SAN=thread all
 	@$(MAKE) --no-print-directory SAN=thread tsan-run TSAN_ONLY="$(TSAN_TESTS)"
 
 unit-bin: $(UNIT_BIN)
@@ -297,7 +299,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/status/rollout_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)

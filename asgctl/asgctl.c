@@ -24,6 +24,7 @@
 #include "../proto/rpc.h"
 #include "../shm/table.h"
 #include "login.h"
+#include "rollout.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -44,6 +45,12 @@ static void usage(FILE *f)
             "         [--timeline FILE.csv] [--plot FILE.svg] [--compare seeds|hpa|KIND|FILE ...]\n"
             "         [--min N] [--max N] [--boot-delay-s S] [--json]\n"
             "                           the policy in simulated time over a demand trace\n"
+            "  rollout status [--json]  the rollout: state, reason, progress, old and new instances\n"
+            "  rollout start [--max-surge N|P%%] [--max-unavailable N|P%%] [--canary N]\n"
+            "         [--canary-weight P%%] [--bake-s S] [--pause-at P%%[,P%%...]]\n"
+            "                           replace the instances of older launch specs\n"
+            "  rollout pause|resume|rollback|cancel\n"
+            "                           steer the rollout (start and these need the API token)\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -732,6 +739,39 @@ static void config_from_table(const char *shm, struct asg_config *cfg)
     table_detach(&t);
 }
 
+/* asgctl rollout: status read from the table as asgctl status does; the
+ * actions through the status API (rollout.h), the outcome awaited in the
+ * table when there is one. */
+static int cmd_rollout(const struct manager *m, int argc, char **argv)
+{
+    bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    if (argc >= 1 && strcmp(argv[0], "status") == 0) {
+        if (argc != (json ? 2 : 1)) {
+            fprintf(stderr, "asgctl: usage: rollout status [--json]\n");
+            return 2;
+        }
+        struct table t;
+        struct snapshot s;
+        if (take(m, &t, &s) != 0)
+            return 1;
+        rollout_status_print(&s, json);
+        snapshot_free(&s);
+        table_detach(&t);
+        return 0;
+    }
+    if (argc < 1) {
+        fprintf(stderr, "asgctl: usage: rollout status|start|pause|resume|rollback|cancel\n");
+        return 2;
+    }
+    struct table t;
+    char err[512];
+    bool have = m->shm && table_attach(m->shm, true, &t, err, sizeof err) == 0;
+    int rc = rollout_command(m->cfg, have ? &t : NULL, argc, argv);
+    if (have)
+        table_detach(&t);
+    return rc;
+}
+
 static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
 {
     char err[512], dir[256], cert[300], key[300], ca_path[300];
@@ -1011,7 +1051,7 @@ int main(int argc, char **argv)
         return 2;
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
-    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0) && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1070,6 +1110,8 @@ int main(int argc, char **argv)
         return cmd_provider_list(&cfg, json);
     if (strcmp(cmd, "replay") == 0)
         return cmd_replay(rest, argv + i, &cfg);
+    if (strcmp(cmd, "rollout") == 0)
+        return cmd_rollout(&mgr, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

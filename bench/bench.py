@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness as H  # noqa: E402
 import lb_bench  # noqa: E402
 import ha_bench  # noqa: E402
+import rollout_bench  # noqa: E402
 
 OUT_DIR = os.path.join(ROOT, "build", "bench")
 TRACE = os.path.join(os.path.dirname(ROOT), "shared", "traces", "nasa-1995-requests-per-minute.txt")
@@ -533,6 +534,16 @@ def print_haproxy(L, w):
                "%d requests" % dr["requests"], "", "%d failed" % dr["failed"]], w))
 
 
+def print_rollout(ro, w):
+    print("\nRollouts behind HAProxy under %d req/s (bake %d s; floor = batches x (boot + bake), boot measured)" %
+          (rollout_bench.RATE, ro[0]["bake_s"]))
+    print(row(["", "seconds", "floor s", "ratio to floor", "failed"], w))
+    for v in ro:
+        print(row(["%d instances, surge %s (%d batches)" % (v["instances"], v["surge"], v["batches"]),
+                   v["seconds"], v["floor_s"], "%.2f" % v["ratio_to_floor"],
+                   "%d of %d" % (v["failed"], v["requests"])], w))
+
+
 def print_table(R):
     w = [40, 13, 13, 14, 12]
     print("\nasg bench, %s, %d cores (%s)" % (R["date"], os.cpu_count(), R["command"]))
@@ -556,6 +567,8 @@ def print_table(R):
                    "%.2f ms" % t["snapshot"]["p99_ms"]], w))
     if "haproxy" in R:
         print_haproxy(R["haproxy"], w)
+    if "rollout" in R:
+        print_rollout(R["rollout"], w)
     if "ha" in R:
         print_ha(R["ha"], w)
     print_replay(R, w)
@@ -654,6 +667,13 @@ def main():
             H.kill_everything_started()
         print_haproxy(R["haproxy"], [40, 13, 13, 14, 12])
         return
+    if os.environ.get("BENCH_ONLY") == "rollout":
+        try:
+            R["rollout"] = rollout_bench.run()
+        finally:
+            H.kill_everything_started()
+        print_rollout(R["rollout"], [40, 13, 13, 14, 12])
+        return
     if os.environ.get("BENCH_ONLY") == "ha":
         try:
             R["ha"] = ha_bench.run(TRIALS)
@@ -704,6 +724,8 @@ def main():
         R["replay"] = replay_policies()
         say("the group behind HAProxy: throughput, reaction to a load step, drains")
         R["haproxy"] = lb_bench.run()
+        say("rollouts behind HAProxy: 4 and 16 instances")
+        R["rollout"] = rollout_bench.run()
         say("failover of a pair of managers on etcd")
         R["ha"] = ha_bench.run(TRIALS)
     finally:

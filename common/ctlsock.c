@@ -122,3 +122,59 @@ const char *rollout_settings_invalid(const struct rollout_settings *s)
             return "pause points must be ascending percentages within 1..99";
     return NULL;
 }
+
+int rollout_percent_parse(const char *s, int *pct)
+{
+    char num[8];
+    size_t n = strlen(s);
+    if (n && s[n - 1] == '%')
+        n--;
+    if (n == 0 || n >= sizeof num)
+        return -1;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    long v;
+    if (!parse_whole(num, 0, 100, &v))
+        return -1;
+    *pct = (int)v;
+    return 0;
+}
+
+int rollout_pauses_parse(const char *list, struct rollout_settings *s, char *why, size_t whysize)
+{
+    struct rollout_settings got = *s;
+    got.npause = 0;
+    memset(got.pause_at, 0, sizeof got.pause_at);
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char one[8];
+        int v;
+        if (n == 0 || n >= sizeof one) {
+            snprintf(why, whysize, "'%.40s': an empty or overlong checkpoint", list);
+            return -1;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (got.npause == ROLLOUT_PAUSES) {
+            snprintf(why, whysize, "'%.40s': more than %d checkpoints", list, ROLLOUT_PAUSES);
+            return -1;
+        }
+        if (rollout_percent_parse(one, &v) != 0 || v < 1 || v > 99) {
+            snprintf(why, whysize, "'%s' is not a percentage within 1..99", one);
+            return -1;
+        }
+        got.pause_at[got.npause++] = v;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    const char *bad = rollout_settings_invalid(&got);
+    if (bad) {
+        snprintf(why, whysize, "%s", bad);
+        return -1;
+    }
+    *s = got;
+    return 0;
+}

@@ -41,6 +41,16 @@ struct ctl_request {
  * what is wrong. */
 const char *rollout_settings_invalid(const struct rollout_settings *s);
 
+/* An operator's words for a rollout's settings (asgctl rollout start, the
+ * status API), read the same way by both so that a bad one is named before
+ * anything is sent. A share of requests, "P%" or "P" (--canary-weight): 0,
+ * or -1 unless a whole 0..100. */
+int rollout_percent_parse(const char *s, int *pct);
+/* Checkpoints, "P%[,P%...]" (--pause-at): at most ROLLOUT_PAUSES whole
+ * percentages within 1..99, ascending, into s->pause_at and s->npause;
+ * 0, or -1 with why. */
+int rollout_pauses_parse(const char *list, struct rollout_settings *s, char *why, size_t whysize);
+
 /* In the supervisor, once, before forking roles: 0, or -1 with errno. Both
  * ends stay open in the supervisor, so requests queued while the controller
  * restarts wait for the next one. */

@@ -110,6 +110,7 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
         log_debug("%d row(s) could not be read for this evaluation: no launch until they can", v->unread);
     g->launch_failures = c->launch_failures;
     g->last_failure_ms = c->last_failure_ms;
+    g->failing_since_ms = c->failing_since_ms;
     g->sched_active = sched_active;
     g->st = v->hdr.ctl;
     g->spec_gen = v->hdr.spec.gen;

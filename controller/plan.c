@@ -11,35 +11,6 @@
 #include "plan.h"
 #include "rollout_plan.h"
 
-static struct plan_step *add_step(struct plan *p, enum plan_kind kind, const struct plan_row *r)
-{
-    p->steps = array_room(p->steps, p->n, &p->cap, sizeof *p->steps);
-    struct plan_step *s = &p->steps[p->n++];
-    memset(s, 0, sizeof *s);
-    s->kind = kind;
-    s->slot = r->slot;
-    s->incarnation = r->incarnation;
-    s->state = r->state;
-    copy_str(s->id, sizeof s->id, r->id);
-    return s;
-}
-
-bool plan_holds_for_balancer(bool lb_on, bool lb_up, uint32_t state, uint32_t lb_state)
-{
-    bool in_lb = lb_on && (lb_state == LBS_ADDED || lb_state == LBS_DRAINING);
-    return in_lb && !(state == ROW_UNHEALTHY && !lb_up);
-}
-
-struct plan_step *plan_stop(struct plan *p, struct plan_row *r, const struct plan_group *g, const char *why)
-{
-    struct plan_step *s = add_step(p, PLAN_STOP, r);
-    s->hold = plan_holds_for_balancer(g->lb_on, g->lb_up, r->state, r->lb_state);
-    copy_str(s->why, sizeof s->why, why);
-    r->state = ROW_TERMINATING;
-    r->lb_hold = s->hold;
-    return s;
-}
-
 static int count(const struct plan_row *rows, size_t n, uint32_t state)
 {
     int k = 0;
@@ -101,11 +72,11 @@ static void sweep(struct plan_row *rows, size_t n, const struct asg_config *cfg,
             plan_stop(p, r, g, why);
             p->boot_timeout = true;
         } else if (r->state == ROW_PENDING && r->unconfirmed && g->backoff_over && !p->boot_timeout) {
-            add_step(p, PLAN_ASK_AGAIN, r);
+            plan_add_step(p, PLAN_ASK_AGAIN, r);
         } else if (r->state == ROW_UNHEALTHY) {
             sweep_unhealthy(r, g, &budget, p);
         } else if (r->state == ROW_TERMINATING && !r->lb_hold) {
-            add_step(p, PLAN_CHECK_GONE, r); /* held ones are not asked to stop yet */
+            plan_add_step(p, PLAN_CHECK_GONE, r); /* held ones are not asked to stop yet */
         }
     }
 }
@@ -122,7 +93,7 @@ void plan_releases(struct plan_row *rows, size_t n, const struct plan_group *g, 
         bool wait_over = g->lb_wait_until && g->now >= g->lb_wait_until;
         if (!out && !drained_blind && !wait_over)
             continue;
-        struct plan_step *s = add_step(p, PLAN_RELEASE, r);
+        struct plan_step *s = plan_add_step(p, PLAN_RELEASE, r);
         s->blind = !out;
         if (!out)
             copy_str(s->why, sizeof s->why,
@@ -147,7 +118,7 @@ static void joined(struct plan_row *rows, size_t n, const struct asg_config *eff
         bool in = r->state != ROW_TERMINATING;
         if (!r->joined || in == r->joined_counted)
             continue;
-        struct plan_step *s = add_step(p, PLAN_JOINED, r);
+        struct plan_step *s = plan_add_step(p, PLAN_JOINED, r);
         s->from = target;
         if (in && target < eff->max_instances)
             target++;
@@ -173,11 +144,10 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
     memset(&in, 0, sizeof in);
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
-        if (r->surge && r->state != ROW_TERMINATING)
-            continue; /* a rollout's: neither capacity nor demand yet */
         struct policy_instance pi = r->pol;
         pi.state = r->state; /* as this plan leaves it */
-        policy_input_add(&in, &pi, cfg, g->now);
+        if (!r->surge || r->state == ROW_TERMINATING) /* a rollout's surge: neither capacity nor demand yet */
+            policy_input_add(&in, &pi, cfg, g->now);
         if (g->lb_on && r->state == ROW_RUNNING && r->lb_state == LBS_NONE && r->balancer_takes)
             p->lb_now = true; /* into the balancer now, not at its next step */
         if (g->launch_failures && r->state == ROW_RUNNING && r->pol.running_since_ms > g->last_failure_ms)

@@ -60,6 +60,7 @@ struct plan_group {
     int free_rows;              /* table slots free */
     int launch_failures;        /* in a row, and when the last one was */
     int64_t last_failure_ms;
+    int64_t failing_since_ms;   /* the first of them */
     int sched_active;           /* the schedule entry in force, -1 none */
     struct ctl_state st;        /* the policy's state as the table holds it */
     uint64_t spec_gen;          /* the launch spec generation in force */
@@ -137,6 +138,8 @@ void plan_releases(struct plan_row *rows, size_t n, const struct plan_group *g, 
 
 void plan_free(struct plan *p);
 
+/* A step of kind on row r, added to p (controller/plan_steps.c). */
+struct plan_step *plan_add_step(struct plan *p, enum plan_kind kind, const struct plan_row *r);
 /* A stop of r (its view changed as the table will be): for the planners. */
 struct plan_step *plan_stop(struct plan *p, struct plan_row *r, const struct plan_group *g, const char *why);
 

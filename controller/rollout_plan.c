@@ -6,14 +6,6 @@
 #include "../common/util.h"
 #include "rollout_plan.h"
 
-static const char *const phase_names[RO_PHASE_COUNT] = {"none",   "running",     "paused",   "succeeded",
-                                                        "failed", "rolled_back", "cancelled"};
-
-const char *rollout_phase_name(uint32_t phase)
-{
-    return phase < RO_PHASE_COUNT ? phase_names[phase] : "?";
-}
-
 void rollout_amounts(const struct rollout_settings *s, int target, int *surge, int *unavailable)
 {
     int t = target > 0 ? target : 0;
@@ -171,6 +163,16 @@ static bool instance_failed(const struct plan_row *rows, size_t n, const struct 
             return true;
         }
     }
+    /* A launch the provider refuses at once (an unknown template version)
+     * leaves no row to time out: launches failing in a row since the
+     * rollout began, for as long as a boot may take, are the same verdict. */
+    if (g->launch_failures > 1 && g->failing_since_ms >= ro->started_ms &&
+        g->now - g->failing_since_ms > cfg->boot_timeout_ms) {
+        snprintf(why, size, "launches of generation %llu failed %d times in a row over %lld s (see the launch events)",
+                 (unsigned long long)ro->to_gen, g->launch_failures,
+                 (long long)(g->now - g->failing_since_ms) / 1000);
+        return true;
+    }
     return false;
 }
 
@@ -194,13 +196,15 @@ void rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg
 
 struct counts {
     int live, avail, unproven, due;
+    int stopping;               /* terminating: still there, draining or shutting down */
 };
 
 static struct counts count_rows(const struct plan_row *rows, size_t n)
 {
-    struct counts c = {0, 0, 0, 0};
+    struct counts c = {0, 0, 0, 0, 0};
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
+        c.stopping += r->state == ROW_TERMINATING;
         if (!live(r))
             continue;
         c.live++;
@@ -257,8 +261,12 @@ static void progress(struct plan *p, const struct plan_group *g, int limit, int 
         else
             snprintf(ro->reason, sizeof ro->reason, "%d instance(s) replaced: every one is of generation %llu",
                      ro->replaced, (unsigned long long)ro->to_gen);
-        snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu %s: %.150s", (unsigned long long)ro->number,
-                 rollout_phase_name(ro->phase), ro->reason);
+        if (ro->rolling_back)
+            snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu rolled back to generation %llu: %.150s",
+                     (unsigned long long)ro->number, (unsigned long long)ro->to_gen, was);
+        else
+            snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu succeeded: %.150s", (unsigned long long)ro->number,
+                     ro->reason);
         p->ro_level = ro->rolling_back ? LOG_LVL_WARN : LOG_LVL_INFO;
         return;
     }
@@ -279,6 +287,57 @@ static void progress(struct plan *p, const struct plan_group *g, int limit, int 
     p->ro_level = LOG_LVL_INFO;
 }
 
+/* One evaluation's amounts and counts. */
+struct batch {
+    int target, surge, unavail, batch, limit, replaced;
+    int refilled;               /* stops the converge refills with a new, unproven instance */
+    struct counts c;
+};
+
+/* Stops old instances while the health gate allows: healthy ones stay
+ * at least target - unavailable, and a stop the converge refills adds an
+ * unproven instance, of which at most a batch exist. */
+static void replace_old(struct plan_row *rows, size_t n, const struct plan_group *g, const char *why,
+                        struct batch *b, struct plan *p)
+{
+    struct counts *c = &b->c;
+    for (struct plan_row *r; b->replaced < b->limit && (r = next_due(rows, n)) != NULL;) {
+        bool serving = r->state == ROW_RUNNING;
+        if (serving && c->avail - 1 < b->target - b->unavail)
+            break;
+        bool refill = c->live - 1 < b->target;
+        if (refill && c->unproven + 1 > b->batch)
+            break;
+        plan_stop(p, r, g, why)->rolled = true;
+        r->due = false;
+        c->live--;
+        c->due--;
+        c->avail -= serving;
+        c->stopping++;
+        c->unproven += refill;
+        b->refilled += refill;
+        b->replaced++;
+    }
+}
+
+/* New instances to launch beyond the target: within the surge (those
+ * still shutting down count against it, so never more than target +
+ * surge exist at once), the batch of unproven ones (a scale-out's
+ * launches among them), the old ones left, and the next pause. */
+static int surge_room(const struct batch *b)
+{
+    const struct counts *c = &b->c;
+    int beyond = c->live - b->target > 0 ? c->live - b->target : 0;
+    int refills = b->target - c->live > 0 ? b->target - c->live : 0;
+    int there = c->live + c->stopping - b->target;
+    int room = b->surge - (there > beyond ? there : beyond);
+    int cap[3] = {b->batch - c->unproven - (refills - b->refilled), c->due - beyond,
+                  b->limit == INT_MAX ? INT_MAX : b->limit - b->replaced - beyond};
+    for (int k = 0; k < 3; k++)
+        room = cap[k] < room ? cap[k] : room;
+    return room > 0 ? room : 0;
+}
+
 void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
                   int target, struct plan *p)
 {
@@ -287,60 +346,33 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
     if (!on && !(lifetime_only(cfg, p->ro.phase) && lifetime_only(cfg, g->ro.phase)))
         goto done;
     struct rollout_settings life = {.surge = 1, .bake_ms = cfg->rollout_bake_s * 1000};
-    const struct rollout_settings *set = on ? &p->ro.set : &life;
-    int surge, unavail;
-    rollout_amounts(set, target, &surge, &unavail);
-    int batch = surge > unavail ? surge : unavail;
-    struct counts c = count_rows(rows, n);
-    int unproven_before = c.unproven;
-    int limit = on ? pause_limit(&p->ro) : INT_MAX;
-    int replaced = on ? p->ro.replaced : 0;
-    int refilled = 0; /* stops the converge refills with a new, unproven instance */
+    struct batch b = {.target = target, .limit = on ? pause_limit(&p->ro) : INT_MAX,
+                      .replaced = on ? p->ro.replaced : 0, .c = count_rows(rows, n)};
+    rollout_amounts(on ? &p->ro.set : &life, target, &b.surge, &b.unavail);
+    b.batch = b.surge > b.unavail ? b.surge : b.unavail;
+    int unproven_before = b.c.unproven;
     char why[128];
     if (on)
         snprintf(why, sizeof why, "rollout %llu: generation %llu replaced by %llu", (unsigned long long)p->ro.number,
                  (unsigned long long)p->ro.from_gen, (unsigned long long)p->ro.to_gen);
     else
         snprintf(why, sizeof why, "past its lifetime (%d s)", cfg->max_instance_lifetime_s);
-    for (struct plan_row *r; replaced < limit && (r = next_due(rows, n)) != NULL;) {
-        bool serving = r->state == ROW_RUNNING;
-        if (serving && c.avail - 1 < target - unavail)
-            break;
-        bool refill = c.live - 1 < target;
-        if (refill && c.unproven + 1 > batch)
-            break;
-        plan_stop(p, r, g, why)->rolled = true;
-        r->due = false;
-        c.live--;
-        c.due--;
-        c.avail -= serving;
-        c.unproven += refill;
-        refilled += refill;
-        replaced++;
-    }
-    int beyond = c.live - target > 0 ? c.live - target : 0;
-    int refills = target - c.live > 0 ? target - c.live : 0;
-    int room = surge - beyond;
-    /* refills beyond those of the stops above: a scale-out's launches */
-    int cap[3] = {batch - c.unproven - (refills - refilled), c.due - beyond,
-                  limit == INT_MAX ? INT_MAX : limit - replaced - beyond};
-    for (int k = 0; k < 3; k++)
-        room = cap[k] < room ? cap[k] : room;
-    p->surge = room > 0 ? room : 0;
-    if (on && unproven_before == 0 && (p->surge > 0 || refilled > 0)) {
+    replace_old(rows, n, g, why, &b, p);
+    p->surge = surge_room(&b);
+    if (on && unproven_before == 0 && (p->surge > 0 || b.refilled > 0)) {
         p->ro_mark = true;
         p->ro.window_ms = g->now;
     }
-    int keep = c.live + p->surge - target;
-    p->allowance = keep < 0 ? 0 : keep < surge ? keep : surge;
+    int keep = b.c.live + p->surge - target;
+    p->allowance = keep < 0 ? 0 : keep < b.surge ? keep : b.surge;
     if (!on)
         goto done;
-    p->ro.replaced = replaced;
-    p->ro.remaining = c.due;
-    if (p->ro.total < replaced + c.due)
-        p->ro.total = replaced + c.due;
-    if (c.unproven == 0 && p->surge == 0 && refills == 0)
-        progress(p, g, limit, c.due);
+    p->ro.replaced = b.replaced;
+    p->ro.remaining = b.c.due;
+    if (p->ro.total < b.replaced + b.c.due)
+        p->ro.total = b.replaced + b.c.due;
+    if (b.c.unproven == 0 && p->surge == 0 && b.c.live >= target)
+        progress(p, g, b.limit, b.c.due);
 done:
     if (memcmp(&p->ro, &g->ro, sizeof p->ro) != 0)
         p->ro_changed = true;

@@ -17,9 +17,11 @@
  *     (old running and new proven) stay at least T - unavailable, and
  *     at most T + surge instances live at once;
  *   - a new instance of this rollout that never comes up within the boot
- *     timeout, falls unhealthy before it is proven, or whose share of 5xx
- *     answers at the balancer over the bake window exceeds the old ones'
- *     by rollout.error_margin fails the rollout: then, when it may, it
+ *     timeout (or launches failing in a row since it began, for longer
+ *     than the boot timeout), falls unhealthy before it is proven, or
+ *     whose share of 5xx answers at the balancer over the bake window
+ *     exceeds the old ones' by rollout.error_margin fails the rollout:
+ *     then, when it may, it
  *     rolls back (the previous spec in force again, the new instances
  *     replaced the same way), else it stops;
  *   - a canary (replace N, pause) and checkpoints (pause at P% replaced)
@@ -49,7 +51,8 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
  * rounded up for surge, down for unavailable; both 0 means a surge of 1). */
 void rollout_amounts(const struct rollout_settings *s, int target, int *surge, int *unavailable);
 
-/* The phase's name as operators see it ("running", ...). */
+/* The phase's name as operators see it ("running", ...): defined in
+ * shm/table.c beside the other state names, for every reader of the table. */
 const char *rollout_phase_name(uint32_t phase);
 
 #endif

@@ -112,6 +112,8 @@ void ctl_launch_backoff(struct ctl *c, int64_t now)
     if (c->failed_this_round)
         return;
     c->failed_this_round = true;
+    if (c->launch_failures == 0)
+        c->failing_since_ms = now;
     c->launch_failures++;
     c->last_failure_ms = now;
     int shift = c->launch_failures > 7 ? 7 : c->launch_failures - 1;

@@ -267,6 +267,20 @@ static void run_instances_form(const struct asg_config *c, const char *tok, stru
     }
 }
 
+/* EC2's answer to a template or version it does not know (or cannot
+ * read) names neither in its code: the operator's words are put first,
+ * where a launch event (cut short) still shows them. */
+static void template_error(const struct asg_config *c, const struct ec2_response *r, char *err, size_t errsize)
+{
+    if (!c->ec2_launch_template[0] || strncmp(r->error_code, "InvalidLaunchTemplate", 21) != 0)
+        return;
+    const char *v = c->ec2_launch_template_version;
+    char version[80];
+    snprintf(version, sizeof version, v[0] ? "version %.40s" : "its default version", v);
+    snprintf(err, errsize, "launch template %s, %s: %s: %.150s", c->ec2_launch_template, version, r->error_code,
+             r->error_message);
+}
+
 static int ec2_launch(struct provider *p, const char *id, struct provider_instance *out,
                       char *err, size_t errsize)
 {
@@ -304,6 +318,8 @@ static int ec2_launch(struct provider *p, const char *id, struct provider_instan
     struct ec2_response r;
     enum ec2_error e = ec2_call(&priv(p)->client, "RunInstances", &f, &r, err, errsize);
     if (e != EC2_OK) {
+        if (e == EC2_E_CLIENT)
+            template_error(c, &r, err, errsize);
         /* No answer, or a server error: it may have been created. */
         bool unknown = e == EC2_E_NETWORK || e == EC2_E_SERVER || e == EC2_E_THROTTLED ||
                        e == EC2_E_ABORTED || e == EC2_E_MALFORMED;

@@ -144,6 +144,56 @@ static void ha_json(struct strbuf *b, const struct table_hdr *h, const struct as
     sb_printf(b, ",\"provider_calls\":%llu},", (unsigned long long)atomic_load(&h->provider_calls));
 }
 
+/* "N" or "P%", as the operator wrote it. */
+static void amount_json(struct strbuf *b, const char *name, int32_t v, bool pct)
+{
+    sb_printf(b, ",\"%s\":\"%d%s\"", name, v, pct ? "%" : "");
+}
+
+void rollout_instance_counts(const struct snapshot *s, int *old, int *new_)
+{
+    const struct table_hdr *h = s->hdr;
+    /* While one runs (or is paused) its target; else the spec in force,
+     * which a reload may have moved on since the last one ended. */
+    bool ongoing = h->rollout.phase == RO_RUNNING || h->rollout.phase == RO_PAUSED;
+    uint64_t to = ongoing ? h->rollout.to_gen : h->spec.gen;
+    *old = *new_ = 0;
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        const struct table_row *r = &s->rows[i];
+        if (r->state == ROW_FREE || r->state == ROW_TERMINATING)
+            continue;
+        if (r->spec_gen == to)
+            (*new_)++;
+        else
+            (*old)++;
+    }
+}
+
+void render_rollout_json(struct strbuf *b, const struct snapshot *s)
+{
+    const struct table_hdr *h = s->hdr;
+    const struct rollout_state *ro = &h->rollout;
+    const struct rollout_settings *set = &ro->set;
+    int old, new_;
+    rollout_instance_counts(s, &old, &new_);
+    sb_printf(b, "{\"state\":\"%s\",\"reason\":", rollout_phase_name(ro->phase));
+    sb_json_str(b, ro->reason);
+    sb_printf(b, ",\"number\":%llu,\"from_generation\":%llu,\"to_generation\":%llu,\"replaced\":%d,"
+                 "\"remaining\":%d,\"total\":%d,\"rolling_back\":%s",
+              (unsigned long long)ro->number, (unsigned long long)ro->from_gen, (unsigned long long)ro->to_gen,
+              ro->replaced, ro->remaining, ro->total, ro->rolling_back ? "true" : "false");
+    amount_json(b, "max_surge", set->surge, set->surge_pct);
+    amount_json(b, "max_unavailable", set->unavailable, set->unavailable_pct);
+    sb_printf(b, ",\"canary\":%d,\"canary_weight\":%d,\"bake_s\":%d,\"rollback\":%s,\"pause_at\":[",
+              set->canary, set->canary_weight, set->bake_ms / 1000, set->rollback ? "true" : "false");
+    for (int i = 0; i < set->npause && i < ROLLOUT_PAUSES; i++)
+        sb_printf(b, "%s%d", i ? "," : "", set->pause_at[i]);
+    sb_printf(b, "],\"started_ms\":%lld,\"ended_ms\":%lld,\"old_instances\":%d,\"new_instances\":%d,"
+                 "\"generation_in_force\":%llu,\"pinned\":%s}",
+              (long long)ro->started_wall_ms, (long long)ro->ended_wall_ms, old, new_,
+              (unsigned long long)h->spec.gen, h->spec_pinned ? "true" : "false");
+}
+
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
@@ -176,7 +226,9 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     ha_json(b, h, c);
     schedule_json(b, h, c);
     probes_json(b, &s->probes);
-    sb_printf(b, "\"processes\":{");
+    sb_printf(b, "\"rollout\":");
+    render_rollout_json(b, s);
+    sb_printf(b, ",\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
     pid_field(b, "monitor", h->pid_monitor, false);
     pid_field(b, "controller", h->pid_controller, false);
@@ -260,29 +312,56 @@ static int by_gen(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The launch spec in force, and the group's instances by the generation
- * each was launched from ("unknown": adopted). Sorted, so that a table of
- * many rows and generations costs n log n. */
+/* Instances by the generation each was launched from ("unknown":
+ * adopted), as samples of family name; only live ones (not terminating)
+ * when live. Sorted, so that a table of many rows and generations costs
+ * n log n. */
+static void by_generation(struct strbuf *b, const struct snapshot *s, const char *name, bool live)
+{
+    uint64_t *gen = malloc((s->nrows + 1) * sizeof *gen);
+    if (!gen)
+        abort();
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->nrows; i++)
+        if (!live || (s->rows[i].state != ROW_FREE && s->rows[i].state != ROW_TERMINATING))
+            gen[n++] = s->rows[i].spec_gen;
+    qsort(gen, n, sizeof *gen, by_gen);
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i; j < n && gen[j] == gen[i]; j++)
+            ;
+        if (gen[i])
+            sb_printf(b, "%s{generation=\"%llu\"} %u\n", name, (unsigned long long)gen[i], j - i);
+        else
+            sb_printf(b, "%s{generation=\"unknown\"} %u\n", name, j - i);
+    }
+    free(gen);
+}
+
+/* The launch spec in force, and the group's instances by generation. */
 static void launch_spec_metrics(struct strbuf *b, const struct snapshot *s)
 {
     help(b, "asg_launch_spec_generation", "gauge", "The launch spec generation new instances are launched from.");
     sb_printf(b, "asg_launch_spec_generation %llu\n", (unsigned long long)s->hdr->spec.gen);
     help(b, "asg_instances_launch_spec", "gauge", "Instances by the launch spec generation they were launched from.");
-    uint64_t *gen = malloc((s->nrows + 1) * sizeof *gen);
-    if (!gen)
-        abort();
-    for (uint32_t i = 0; i < s->nrows; i++)
-        gen[i] = s->rows[i].spec_gen;
-    qsort(gen, s->nrows, sizeof *gen, by_gen);
-    for (uint32_t i = 0, j; i < s->nrows; i = j) {
-        for (j = i; j < s->nrows && gen[j] == gen[i]; j++)
-            ;
-        if (gen[i])
-            sb_printf(b, "asg_instances_launch_spec{generation=\"%llu\"} %u\n", (unsigned long long)gen[i], j - i);
-        else
-            sb_printf(b, "asg_instances_launch_spec{generation=\"unknown\"} %u\n", j - i);
-    }
-    free(gen);
+    by_generation(b, s, "asg_instances_launch_spec", false);
+}
+
+/* The rollout: its state as one gauge per state (1 for the current), its
+ * progress, and the live instances by generation (not terminating, unlike
+ * asg_instances_launch_spec: what the rollout still has to replace). */
+static void rollout_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    const struct rollout_state *ro = &s->hdr->rollout;
+    help(b, "asg_rollout_state", "gauge", "1 for the state the group's last rollout is in (none: never one).");
+    for (uint32_t p = 0; p < RO_PHASE_COUNT; p++)
+        sb_printf(b, "asg_rollout_state{state=\"%s\"} %d\n", rollout_phase_name(p), ro->phase == p);
+    help(b, "asg_rollout_replaced", "gauge", "Old instances the rollout has stopped so far.");
+    sb_printf(b, "asg_rollout_replaced %d\n", ro->replaced);
+    help(b, "asg_rollout_remaining", "gauge", "Instances the rollout still has to replace.");
+    sb_printf(b, "asg_rollout_remaining %d\n", ro->remaining);
+    help(b, "asg_instances_by_generation", "gauge",
+         "Live instances (not terminating) by the launch spec generation they were launched from.");
+    by_generation(b, s, "asg_instances_by_generation", true);
 }
 
 static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
@@ -343,6 +422,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     per_instance(b, s, "asg_instance_mem_ratio", "Memory use reported by the instance's agent, 0..1.",
                  offsetof(struct table_row, mem));
     launch_spec_metrics(b, s);
+    rollout_metrics(b, s);
     balancer_metrics(b, s);
     help(b, "asg_provider_calls_total", "counter", "Launches and terminations asked of the provider.");
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));

@@ -15,4 +15,13 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
 void render_events_json(struct strbuf *b, const struct table *t, uint64_t after, size_t max);
 void render_metrics(struct strbuf *b, const struct snapshot *s);
 
+/* The group's rollout (asgctl rollout status --json, /api/v1/rollout, and
+ * "rollout" in the group's JSON): one JSON object, no newline. */
+void render_rollout_json(struct strbuf *b, const struct snapshot *s);
+
+/* Live instances (not terminating) of the running rollout's target
+ * generation (new; when none runs, of the spec in force) and of any other
+ * (old). */
+void rollout_instance_counts(const struct snapshot *s, int *old, int *new_);
+
 #endif

@@ -46,6 +46,14 @@ const char *ha_role_name(uint32_t role)
     return role == HA_LEADER ? "leader" : role == HA_STANDBY ? "standby" : "off";
 }
 
+static const char *const rollout_phase_names[RO_PHASE_COUNT] = {
+    "none", "running", "paused", "succeeded", "failed", "rolled_back", "cancelled"};
+
+const char *rollout_phase_name(uint32_t phase)
+{
+    return phase < RO_PHASE_COUNT ? rollout_phase_names[phase] : "?";
+}
+
 /* The rows and id hashes, then the layout's directory (shm/tabledir.h). */
 static size_t table_bytes(uint32_t capacity)
 {

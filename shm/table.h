@@ -39,6 +39,9 @@ const char *row_state_name(uint32_t st);
 
 const char *ha_role_name(uint32_t role);
 
+/* enum rollout_phase (common/group.h): "none", "running", ... */
+const char *rollout_phase_name(uint32_t phase);
+
 /* The launch call's outcome is unknown (it timed out): the instance may
  * exist. The controller asks again with the same client token. */
 #define ROW_F_UNCONFIRMED 1u

@@ -38,6 +38,7 @@
 #include "../proto/rpc.h"
 #include "asg.pb-c.h"
 #include "../report/render.h"
+#include "rollout_api.h"
 #include "status.h"
 
 #define MAX_BODY 4096
@@ -487,6 +488,18 @@ static enum MHD_Result get_group(struct status *st, struct MHD_Connection *c)
     return send_json(c, 200, &b);
 }
 
+static enum MHD_Result get_rollout(struct status *st, struct MHD_Connection *c)
+{
+    struct snapshot s;
+    if (snapshot_take(&st->t, &st->conf, &s) != 0)
+        return send_error(c, 503, "table header unreadable (a writer died mid-write)");
+    struct strbuf b = {0};
+    render_rollout_json(&b, &s);
+    sb_printf(&b, "\n");
+    snapshot_free(&s);
+    return send_json(c, 200, &b);
+}
+
 static enum MHD_Result get_metrics(struct status *st, struct MHD_Connection *c)
 {
     struct snapshot s;
@@ -586,6 +599,20 @@ static enum MHD_Result forward(struct status *st, struct MHD_Connection *c, cons
     sb_json_str(&b, what);
     sb_printf(&b, ",\"note\":\"carried out by the controller; see /api/v1/events\"}\n");
     return send_json(c, 202, &b);
+}
+
+/* Every field checked here (rollout_api.h), so a bad one is a 400 naming
+ * it and never reaches the controller, which refuses what the rollout's
+ * state does not allow (an event, as every operator request's outcome). */
+static enum MHD_Result post_rollout(struct status *st, struct MHD_Connection *c, json_object *o)
+{
+    struct ctl_request rq;
+    char why[200];
+    if (rollout_api_request(o, &rq, why, sizeof why) != 0)
+        return send_error(c, 400, "%s", why);
+    char what[32];
+    snprintf(what, sizeof what, "rollout %s", rollout_action_name(rq.value));
+    return forward(st, c, &rq, what);
 }
 
 static enum MHD_Result post_desired(struct status *st, struct MHD_Connection *c, json_object *o)
@@ -715,6 +742,8 @@ static enum MHD_Result act(struct status *st, struct MHD_Connection *c, const ch
         ret = post_login(st, c);
     else if (strcmp(url, "/api/v1/desired") == 0 && strcmp(method, "POST") == 0)
         ret = post_desired(st, c, o);
+    else if (strcmp(url, "/api/v1/rollout") == 0 && strcmp(method, "POST") == 0)
+        ret = post_rollout(st, c, o);
     else if (strcmp(url, "/api/v1/instances") == 0 && strcmp(method, "POST") == 0) {
         struct ctl_request rq = {CTL_REQ_MAGIC, REQ_LAUNCH_ONE, 0, 0, ""};
         ret = forward(st, c, &rq, "launch one");
@@ -779,6 +808,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return get_group(st, c);
     if (get && strcmp(url, "/api/v1/events") == 0)
         return get_events(st, c);
+    if (get && strcmp(url, "/api/v1/rollout") == 0)
+        return get_rollout(st, c);
     if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
         return act(st, c, url, method, body);
     if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0 ||

@@ -34,6 +34,7 @@ int main(void)
     srunner_add_suite(sr, layout_suite());
     srunner_add_suite(sr, plan_suite());
     srunner_add_suite(sr, rollout_suite());
+    srunner_add_suite(sr, rollout_api_suite());
     srunner_add_suite(sr, migrate_suite());
     srunner_add_suite(sr, notify_suite());
     srunner_run_all(sr, CK_NORMAL);

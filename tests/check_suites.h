@@ -40,6 +40,7 @@ Suite *exec_suite(void);
 Suite *layout_suite(void);
 Suite *plan_suite(void);
 Suite *rollout_suite(void);
+Suite *rollout_api_suite(void);
 Suite *migrate_suite(void);
 Suite *notify_suite(void);
 #endif

@@ -10,13 +10,20 @@
 - DescribeInstances filters by tag and state and pages with NextToken.
 - RunInstances honours ClientToken: the same token returns the same
   instance, never a second one.
+- Launch templates with numbered versions, each with its own ImageId and
+  InstanceType (TEMPLATES; more through /_fake/template): RunInstances
+  resolves LaunchTemplate.Version ("N", "$Latest", "$Default", none: the
+  default), answers an unknown template or version with EC2's error codes,
+  and tags the instance aws:ec2launchtemplate:id / :version (the number
+  resolved), as EC2 does.
 - Faults are injected on request: throttling, 500s, timeouts, and 500s or
   timeouts *after* the instance was created (the caller never learns);
   "no-agent" creates an instance whose agent never starts; "lost-and-hidden"
   times the answer out and keeps the new instance out of DescribeInstances
   for --hide seconds, as EC2's eventual consistency can.
 - /latest/... serves IMDSv2 (token, role, temporary credentials).
-- /_fake/stats and /_fake/fault are the test's control (unsigned);
+- /_fake/stats, /_fake/fault and /_fake/template are the test's control
+  (unsigned; stats give each instance's template version and image);
   /_fake/user_data/ID shows an instance's user data, as the EC2 API shows
   it to the account's users.
 
@@ -66,6 +73,39 @@ STATS = {"requests": 0, "bad_signatures": 0, "actions": {}, "created": 0,
          "elb_registered": {}, "elb_deregistered": {}, "elb_gone": {}}
 IMDS_TOKENS = set()
 ARGS = None
+# id -> {"name", "versions": [{"ImageId", "InstanceType"}, ...] (version N
+# at index N - 1), "default": N}
+TEMPLATES = {
+    "lt-0123456789abcdef0": {"name": "asg-web", "default": 1, "versions": [
+        {"ImageId": "ami-11111111", "InstanceType": "t3.micro"},
+        {"ImageId": "ami-22222222", "InstanceType": "t3.small"},
+        {"ImageId": "ami-33333333", "InstanceType": "t3.medium"}]},
+}
+
+
+def resolve_template(form):
+    """(template id, version number, that version's data) for RunInstances'
+    LaunchTemplate.*, or (EC2 error code, message, None). Lock held."""
+    tid, name = form.get("LaunchTemplate.LaunchTemplateId"), form.get("LaunchTemplate.LaunchTemplateName")
+    if tid and name:
+        return "InvalidParameterCombination", "give LaunchTemplateId or LaunchTemplateName, not both", None
+    if tid and not re.fullmatch(r"lt-[0-9a-f]{8,17}", tid):
+        return "InvalidLaunchTemplateId.Malformed", "The launch template ID '%s' is malformed" % tid, None
+    if name:
+        tid = next((k for k, t in TEMPLATES.items() if t["name"] == name), None)
+        if not tid:
+            return ("InvalidLaunchTemplateName.NotFoundException",
+                    "The specified launch template, with template name %s, does not exist." % name, None)
+    t = TEMPLATES.get(tid)
+    if not t:
+        return "InvalidLaunchTemplateId.NotFound", "The specified launch template ID %s does not exist." % tid, None
+    v = form.get("LaunchTemplate.Version", "$Default")
+    n = len(t["versions"]) if v == "$Latest" else t["default"] if v == "$Default" else \
+        int(v) if re.fullmatch(r"[1-9][0-9]{0,8}", v) else 0
+    if not 1 <= n <= len(t["versions"]):
+        return ("InvalidLaunchTemplateId.VersionNotFound",
+                "Could not find launch template version %s for launch template %s." % (v, tid), None)
+    return tid, n, t["versions"][n - 1]
 
 
 def xml_escape(s):
@@ -78,10 +118,10 @@ def instance_xml(i):
                    for k, v in i["tags"].items())
     return ("<item><instanceId>%s</instanceId><imageId>%s</imageId>"
             "<instanceState><code>%d</code><name>%s</name></instanceState>"
-            "<privateIpAddress>127.0.0.1</privateIpAddress><instanceType>t2.micro</instanceType>"
+            "<privateIpAddress>127.0.0.1</privateIpAddress><instanceType>%s</instanceType>"
             "<launchTime>%s</launchTime><clientToken>%s</clientToken><tagSet>%s</tagSet></item>"
             % (i["id"], xml_escape(i["image"]), CODES[i["state"]] | 0x0100, i["state"],
-               i["launch_time"], xml_escape(i["token"]), tags))
+               xml_escape(i.get("type") or "t2.micro"), i["launch_time"], xml_escape(i["token"]), tags))
 
 
 def write_private(path, text):
@@ -200,6 +240,9 @@ class Handler(BaseHTTPRequestHandler):
                             hidden=hidden,
                             reasons=reasons,
                             templates={i["id"]: i["template"] for i in INSTANCES.values() if i.get("template")},
+                            versions={i["id"]: i["template_version"] for i in INSTANCES.values()
+                                      if i.get("template_version")},
+                            images={i["id"]: i["image"] for i in INSTANCES.values()},
                             pids=[i["pid"] for i in INSTANCES.values() if i["pid"]])
             return self.reply(200, json.dumps(body), "application/json")
         if self.path.startswith("/_fake/user_data/"):
@@ -258,6 +301,12 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 FAULTS.append(json.loads(body))
             return self.reply(200, "{}", "application/json")
+        if self.path == "/_fake/template":
+            t = json.loads(body)
+            with LOCK:
+                TEMPLATES[t["id"]] = {"name": t["name"], "versions": t["versions"],
+                                      "default": t.get("default", 1)}
+            return self.reply(200, "{}", "application/json")
         if self.path == "/_fake/kill":
             iid = body.decode()
             with LOCK:
@@ -310,6 +359,10 @@ class Handler(BaseHTTPRequestHandler):
                 STATS["token_replays"] += 1
                 inst = INSTANCES[TOKENS[token]]
             else:
+                launched = resolve_template(form) if template else (None, 0, {})
+                if launched[2] is None:
+                    return 400, self.err_xml(launched[0], launched[1])
+                tid, version, data = launched
                 iid = "i-" + secrets.token_hex(8) + "f"
                 tags = {}
                 n = 1
@@ -317,8 +370,12 @@ class Handler(BaseHTTPRequestHandler):
                     tags[form["TagSpecification.1.Tag.%d.Key" % n]] = form.get(
                         "TagSpecification.1.Tag.%d.Value" % n, "")
                     n += 1
+                if template:     # EC2's own tags on an instance launched from a template
+                    tags.update({"aws:ec2launchtemplate:id": tid, "aws:ec2launchtemplate:version": str(version)})
                 inst = {"id": iid, "state": "pending", "token": token, "tags": tags,
-                        "image": form.get("ImageId", ""), "pid": 0,
+                        "image": form.get("ImageId") or data.get("ImageId", ""), "pid": 0,
+                        "type": form.get("InstanceType") or data.get("InstanceType", ""),
+                        "template_version": version,
                         "template": "%s@%s" % (template, form.get("LaunchTemplate.Version", "$Default"))
                         if template else "",
                         "launch_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}

@@ -1,5 +1,6 @@
 """Helpers for integration tests: start the real programs on 127.0.0.1,
 wait with bounds, and clean up every process started, by pid."""
+import http.client as httpclient
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -450,6 +452,12 @@ class FakeEC2:
     def kill_instance(self, iid):
         self._call("/_fake/kill", iid.encode())
 
+    def template(self, tid, name, versions, default=1):
+        """A launch template the fake knows: versions is a list of
+        {"ImageId", "InstanceType"}, version N at index N - 1."""
+        self._call("/_fake/template", json.dumps({"id": tid, "name": name, "versions": versions,
+                                                  "default": default}).encode())
+
     def user_data(self, iid):
         import urllib.request
         with urllib.request.urlopen(self.endpoint + "/_fake/user_data/" + iid, timeout=10) as r:
@@ -572,6 +580,63 @@ class HAProxy:
 # What an operator puts in front of a group (etc/examples/haproxy.cfg says
 # the same): retries and redispatch, so that a request meeting a server that
 # is going away is sent to another one.
+class Load:
+    """Threads sending GET / through HAProxy on keep-alive connections, as
+    fast as they can or, given a rate, that many a second in all; every
+    answer that is not a 200, and every broken connection, is a failure."""
+
+    def __init__(self, port, threads=4, rate=None):
+        self.port, self.rate, self.ok, self.failed, self.errors = port, rate, 0, 0, []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.loop, args=(k, threads), daemon=True)
+                        for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def set_rate(self, rate):
+        self.rate = rate
+
+    def pace(self, k, nthreads, schedule):
+        """Waits for this thread's next turn at the set rate."""
+        t0, n = schedule
+        n += 1
+        due = t0 + (n * nthreads + k) / self.rate
+        if due > time.monotonic():
+            self.stopping.wait(due - time.monotonic())
+        if due < time.monotonic() - 1:     # a second behind: start the schedule again
+            t0, n = time.monotonic(), 0
+        schedule[:] = [t0, n]
+
+    def loop(self, k, nthreads):
+        conn, schedule = None, [time.monotonic(), 0]
+        while not self.stopping.is_set():
+            if self.rate:
+                self.pace(k, nthreads, schedule)
+            try:
+                conn = conn or httpclient.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                r.read()
+                good = r.status == 200
+                why = "HTTP %d" % r.status
+            except (OSError, httpclient.HTTPException) as e:
+                good, why = False, repr(e)
+                conn = None
+            with self.lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(why)
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(20)
+        return self.ok, self.failed, self.errors[:10]
+
+
 HAPROXY_CFG = """global
     stats socket %(socket)s mode 600 level admin
     stats timeout 10s
@@ -583,7 +648,7 @@ defaults
     timeout queue 10s
     option redispatch
     retries 3
-    retry-on conn-failure empty-response response-timeout 503
+    retry-on conn-failure empty-response response-timeout 500 503
 frontend fe
     bind 127.0.0.1:%(port)d
     default_backend web

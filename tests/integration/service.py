@@ -6,17 +6,18 @@ time it was told to stop (SIGTERM) to INFO_FILE.term. GET /count answers
 how many other requests it has served.
 
 Usage: service.py PORT INFO_FILE [--burn] [--ignore-term] [--bind ADDR]
-                  [--tls CERT KEY] [--require-host HOST] [--answer CODE]
-                  [--answer-file PATH]
+                  [--tls CERT KEY] [--require-host HOST]
   --burn         keep one core busy (for --load-source service)
   --ignore-term  ignore SIGTERM (the agent must SIGKILL it)
   --bind ADDR    listen there instead (::1: IPv6 only)
   --tls CERT KEY serve HTTPS with this certificate
   --require-host answer 421 to a request whose Host header is not HOST
-  --answer CODE  answer CODE to every request but GET /count (a bad version:
-                 up, but answering 500)
-  --answer-file PATH  the same with the code in PATH, read at each request,
-                 while PATH exists (an instance going bad while it runs)"""
+  --answer TEXT  GET / answers TEXT (a version, say) instead of "ok"
+  --status CODE  GET / answers with this status (a broken version: 500)
+  --exit         exit at once, code 1 (a version that does not start)
+  --status-file PATH  while PATH exists, every request but GET /count gets the
+                 status in it, read at each request (an instance going bad
+                 while it runs)"""
 import http.server
 import os
 import signal
@@ -29,19 +30,19 @@ import time
 
 SERVED = [0]
 REQUIRE_HOST = [None]
-ANSWER = [None]
-ANSWER_FILE = [None]
+ANSWER = [b"ok\n", 200]
+STATUS_FILE = [None]
 
 
-def answer_code():
-    """The code every request gets (but /count), or None: as served."""
-    if ANSWER_FILE[0]:
+def status_from_file():
+    """The status in --status-file's file, or None (no such file)."""
+    if STATUS_FILE[0]:
         try:
-            with open(ANSWER_FILE[0]) as f:
+            with open(STATUS_FILE[0]) as f:
                 return int(f.read())
         except (OSError, ValueError):
             pass
-    return ANSWER[0]
+    return None
 SERVED_LOCK = threading.Lock()
 
 
@@ -59,8 +60,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             with SERVED_LOCK:
                 SERVED[0] += 1
-            code = answer_code() or (503 if self.path == "/sick" else 200)
-            body = b"ok\n" if code == 200 else b"sick\n"
+            code = status_from_file() or (503 if self.path == "/sick" else ANSWER[1])
+            body = b"sick\n" if code == 503 else ANSWER[0]
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -87,6 +88,8 @@ def stopped(info):
 
 def main():
     port, info = int(sys.argv[1]), sys.argv[2]
+    if "--exit" in sys.argv:
+        sys.exit(1)
     if "--ignore-term" in sys.argv:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
@@ -96,9 +99,11 @@ def main():
     args = sys.argv
     bind = args[args.index("--bind") + 1] if "--bind" in args else "127.0.0.1"
     if "--answer" in args:
-        ANSWER[0] = int(args[args.index("--answer") + 1])
-    if "--answer-file" in args:
-        ANSWER_FILE[0] = args[args.index("--answer-file") + 1]
+        ANSWER[0] = args[args.index("--answer") + 1].encode() + b"\n"
+    if "--status" in args:
+        ANSWER[1] = int(args[args.index("--status") + 1])
+    if "--status-file" in args:
+        STATUS_FILE[0] = args[args.index("--status-file") + 1]
     if "--require-host" in args:
         REQUIRE_HOST[0] = args[args.index("--require-host") + 1]
 

@@ -314,6 +314,142 @@ def ec2_launch_template_version_is_part_of_the_launch_spec(m, fake, env):
     assert fake.stats()["bad_signatures"] == 0
 
 
+ROLL_LT = "lt-0a1b2c3d4e5f60718"
+
+
+def template_group(m, fake, version, **rollout):
+    """The group launches from ROLL_LT (version 1: ami-00000001, version 2:
+    ami-00000002; version 1 the default) at version; rollout.* as given."""
+    fake.template(ROLL_LT, "asg-rollout", [{"ImageId": "ami-00000001", "InstanceType": "t3.micro"},
+                                           {"ImageId": "ami-00000002", "InstanceType": "t3.small"}])
+    ec2 = m.cfg["provider"]["ec2"]
+    del ec2["image_id"]
+    ec2.update({"launch_template": ROLL_LT, "launch_template_version": version})
+    m.cfg["rollout"] = dict({"bake_s": 1, "max_surge": "1", "max_unavailable": "0"}, **rollout)
+    m.write_config()
+
+
+def reload_version(m, version, **rollout):
+    m.cfg["provider"]["ec2"]["launch_template_version"] = version
+    m.cfg["rollout"].update(rollout)
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+
+
+def events(m):
+    r = m.ctl("events", "-n", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@with_ec2("ec2roll")
+def ec2_rollout_replaces_template_version_1_by_version_2(m, fake, env):
+    """A group of 2 launched from template version 1; a reload naming
+    version 2 with rollout.auto starts a rollout: every instance ends
+    launched from version 2 (as the fake, which resolves versions, says),
+    none of version 1 is left, and never more than desired + 1 (max
+    surge) instances are alive at once."""
+    template_group(m, fake, "1")
+    m.start(env=env)
+    first = sorted(i["id"] for i in m.wait_running(2, timeout=20)["instances"])
+    st = fake.stats()
+    assert [st["versions"].get(i) for i in first] == [1, 1], st["versions"]
+    assert [st["images"][i] for i in first] == ["ami-00000001"] * 2, st["images"]
+    reload_version(m, "2", auto=True)
+    most = []
+
+    def all_version_2():
+        st = fake.stats()
+        most.append(len(st["live"]))
+        s = m.status()
+        done = sorted(st["live"]) == (table_ids(m) if s else None) and len(st["live"]) == 2 and \
+            all(st["versions"].get(i) == 2 for i in st["live"]) and \
+            all(i["state"] == "running" and i["launch_spec_generation"] == 2 for i in s["instances"])
+        return done and re.search(r"rollout 1 succeeded", m.log())
+    t0 = time.monotonic()
+    wait_for(all_version_2, 60, "every instance launched from version 2, the rollout succeeded")
+    figure("ec2: rollout of 2 instances to template version 2 (s)", time.monotonic() - t0)
+    assert max(most) <= 3, "more than desired + max surge alive at once: %s" % most
+    st = fake.stats()
+    assert not set(first) & set(st["live"]), (first, st["live"])
+    assert all("rollout 1: generation 1 replaced by 2" in st["reasons"].get(i, "") for i in first), st["reasons"]
+    assert st["bad_signatures"] == 0 and st["created"] == 4, st
+    assert re.search(r"rollout 1 succeeded: 2 instance\(s\) replaced", events(m)), events(m)
+
+
+@with_ec2("ec2rollbad")
+def ec2_unknown_template_version_fails_the_rollout_and_rolls_back(m, fake, env):
+    """A reload naming a version the template does not have: each launch is
+    refused by EC2 (InvalidLaunchTemplateId.VersionNotFound), said with the
+    template and version; no new instance ever comes up, so the rollout
+    fails and rolls back; the version 1 instances stay, and launches after
+    it are of version 1 again."""
+    m.cfg["provider"]["boot_timeout_ms"] = 4000
+    template_group(m, fake, "1")
+    m.start(env=env)
+    first = sorted(i["id"] for i in m.wait_running(2, timeout=20)["instances"])
+    reload_version(m, "9", auto=True, rollback=True)
+    m.wait_log(r"launch \S+ failed: launch template %s, version 9: InvalidLaunchTemplateId\.VersionNotFound"
+               % ROLL_LT, 20)
+    m.wait_log(r"rollout 1 failed: launches of generation 2 failed \d+ times in a row .*; "
+               r"rolling back to generation 1", 30)
+    m.wait_log(r"rollout 1 rolled_back: rolled back: launches of generation 2", 20)
+    assert re.search(r"rolling back", events(m)), events(m)
+    st = fake.stats()
+    assert sorted(st["live"]) == first and st["created"] == 2 and st["terminated"] == 0, st
+    assert st["actions"]["RunInstances"] >= 4, st["actions"]
+    # The spec rolled back to stays in force: a replacement is of version 1.
+    fake.kill_instance(first[0])
+    wait_for(lambda: first[0] not in table_ids(m) and len(m.running()) == 2, 30, "a replacement")
+    st = fake.stats()
+    new = [i for i in st["live"] if i not in first]
+    assert len(new) == 1 and st["versions"][new[0]] == 1, st["versions"]
+    assert st["bad_signatures"] == 0
+
+
+@test
+def ec2_fake_resolves_template_versions_as_ec2():
+    """The fake as an AWS SDK (botocore) sees it: $Latest, $Default, no
+    version and a number resolve to the template's versions, each with its
+    own image and type, tagged as EC2 tags them; an unknown version, name
+    or id gets EC2's error codes."""
+    import botocore.session
+    from botocore.exceptions import ClientError
+    fake = FakeEC2()
+    try:
+        fake.template(ROLL_LT, "asg-rollout", [{"ImageId": "ami-00000001", "InstanceType": "t3.micro"},
+                                               {"ImageId": "ami-00000002", "InstanceType": "t3.small"},
+                                               {"ImageId": "ami-00000003", "InstanceType": "t3.large"}],
+                      default=2)
+        ec2 = botocore.session.get_session().create_client(
+            "ec2", region_name="us-east-1", endpoint_url=fake.endpoint,
+            aws_access_key_id=EC2_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=EC2_ENV["AWS_SECRET_ACCESS_KEY"])
+
+        def run_with(**lt):
+            r = ec2.run_instances(MinCount=1, MaxCount=1, LaunchTemplate=lt)["Instances"][0]
+            tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
+            return r["ImageId"], r["InstanceType"], tags.get("aws:ec2launchtemplate:version")
+        assert run_with(LaunchTemplateId=ROLL_LT, Version="$Latest") == ("ami-00000003", "t3.large", "3")
+        assert run_with(LaunchTemplateId=ROLL_LT, Version="$Default") == ("ami-00000002", "t3.small", "2")
+        assert run_with(LaunchTemplateId=ROLL_LT) == ("ami-00000002", "t3.small", "2")
+        assert run_with(LaunchTemplateName="asg-rollout", Version="1") == ("ami-00000001", "t3.micro", "1")
+
+        def code(**lt):
+            try:
+                ec2.run_instances(MinCount=1, MaxCount=1, LaunchTemplate=lt)
+            except ClientError as e:
+                return e.response["Error"]["Code"]
+            return None
+        assert code(LaunchTemplateId=ROLL_LT, Version="4") == "InvalidLaunchTemplateId.VersionNotFound"
+        assert code(LaunchTemplateName="asg-nope", Version="1") == "InvalidLaunchTemplateName.NotFoundException"
+        assert code(LaunchTemplateId="lt-00000000000000000") == "InvalidLaunchTemplateId.NotFound"
+        st = fake.stats()
+        assert st["created"] == 4 and st["bad_signatures"] == 0, st
+        assert sorted(st["versions"].values()) == [1, 2, 2, 3], st["versions"]
+    finally:
+        fake.stop()
+
+
 @with_ec2("ec2credchain", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
                                "AWS_EC2_METADATA_DISABLED": "false"})
 def ec2_broken_credentials_file_falls_through_to_instance_metadata(m, fake, env):
