@@ -486,8 +486,6 @@ def canary_takes_its_weight_until_resumed(m, hap, d):
     canary, the one new instance beside two old ones has HAProxy weight
     10 * 2 * 100 / (90 * 1) = 22 (10 % of new requests), the old ones 100;
     resumed, the canary's weight is the base again."""
-    if "rollout" not in m.ctl("--help").stdout:
-        raise Skip("asgctl has no rollout command in this tree yet")
     first = wait_for(lambda: (lambda r: r if r and len(r) == 3 else None)(balancer_matches(m, hap)),
                      30, "three instances in HAProxy")
     m.cfg["provider"]["local"]["service"] += ["--bind", "127.0.0.1"]    # a new launch spec
