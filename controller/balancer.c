@@ -12,6 +12,17 @@
 #include "lb_table.h"
 #include "rows.h"
 
+/* Whether the balancer counts its members' 5xx answers (HAProxy in http
+ * mode; not in tcp mode, nor ELBv2, whose counts are in CloudWatch): the
+ * rollout judges new instances by them only then. */
+static bool counts_5xx(const struct lb_member *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i].has_errors)
+            return true;
+    return false;
+}
+
 /* The balancer follows the table: list its members (without the lock),
  * plan (with it), act (without), record and release the instances it has
  * let go of (with it), then stop those. */
@@ -34,6 +45,15 @@ void ctl_lb_step(struct ctl *c, bool reconcile_now)
     bool drain_over = c->lb_wait_until && now >= c->lb_wait_until;
     if (rc == 0)
         lb_table_plan(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
+    if (rc == 0 && n > 0)
+        c->lb_counts_5xx = counts_5xx(m, n);
+    /* Weights at most every lb.interval_ms (the step runs more often while
+     * instances wait for it), and none while the manager stops. */
+    bool stopping = c->lb_wait_until || (c->lb.abort_flag && *c->lb.abort_flag);
+    if (rc == 0 && c->lb.ops->set_weight && !stopping && now - c->last_lb_weights >= c->cfg.lb_interval_ms) {
+        c->last_lb_weights = now;
+        lb_table_weights(c->t, &c->cfg, m, n, now, &c->plan);
+    }
     if (rc != 0 && (c->lb_up || c->t->hdr->lb_checked_ms == 0))
         table_note(c->t, EV_BALANCER, NULL, LOG_LVL_WARN,
                    "balancer %s unreachable: %.150s; instances stay until it can drain them",

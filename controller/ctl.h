@@ -58,6 +58,7 @@ struct ctl {
     bool lb_counts_5xx;        /* and it counted each member's 5xx answers */
     bool lb_now;               /* an instance waits for the balancer: step at once */
     int64_t last_lb, last_lb_reconcile;
+    int64_t last_lb_weights;   /* when weights were last decided (controller/weights.h) */
     int64_t lb_wait_until;     /* stopping: when draining instances count as drained; 0 otherwise */
     struct sched_state sched;  /* the scheduled entry in force */
     int64_t sched_minute;      /* the wall minute it was worked out for */

@@ -16,6 +16,10 @@
 /* lb_plan_step over every used row of t. */
 void lb_table_plan(struct table *t, const struct asg_config *cfg, const struct lb_member *m, size_t nm,
                    bool strays, bool drain_over, int64_t now, struct lb_plan *p);
+/* Adds to p the weights to set (weights.h) where they differ from the
+ * listed members' (m, nm): only for a balancer that has weights. */
+void lb_table_weights(struct table *t, const struct asg_config *cfg, const struct lb_member *m, size_t nm,
+                      int64_t now, struct lb_plan *p);
 /* lb_record into the rows the tasks were planned for. */
 void lb_table_record(struct table *t, struct lb_plan *p, int64_t now);
 

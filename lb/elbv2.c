@@ -104,6 +104,7 @@ const struct lb_ops lb_elbv2_ops = {
     .add = elb_add,
     .drain = elb_drain,
     .remove = elb_drain,
+    /* No set_weight: a target group weighs no target above another. */
     .free = elb_free,
 };
 

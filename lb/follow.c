@@ -136,11 +136,37 @@ void lb_plan_step(const struct asg_config *cfg, const struct lb_instance *in, si
             continue;
         const struct lb_member *mm = find_member(m, nm, r->id);
         if (mm)
-            rec->counted(rec->ctx, r, mm->requests, mm->sessions, now);
+            rec->counted(rec->ctx, r, mm, now);
         plan_row(cfg, r, mm, drain_over, now, rec, p);
     }
     if (strays)
         plan_strays(cfg, in, n, m, nm, rec, p);
+}
+
+void lb_plan_weight(struct lb_plan *p, const struct lb_instance *in, const char *addr, uint32_t from,
+                    uint32_t weight)
+{
+    plan_add(p, LBA_WEIGHT, in->slot, in->incarnation, in->id, addr);
+    p->tasks[p->n - 1].from = from;
+    p->tasks[p->n - 1].weight = weight;
+}
+
+static int run_task(struct lb *lb, struct lb_task *k)
+{
+    switch (k->action) {
+    case LBA_ADD:
+        return lb->ops->add(lb, k->name, k->addr, k->err, sizeof k->err);
+    case LBA_DRAIN:
+        return lb->ops->drain(lb, k->name, k->addr, k->err, sizeof k->err);
+    case LBA_REMOVE:
+        return lb->ops->remove(lb, k->name, k->addr, k->err, sizeof k->err);
+    default:
+        if (!lb->ops->set_weight) {
+            snprintf(k->err, sizeof k->err, "balancer %s has no weights", lb->ops->name);
+            return -1;
+        }
+        return lb->ops->set_weight(lb, k->name, k->addr, k->weight, k->err, sizeof k->err);
+    }
 }
 
 int lb_run(struct lb *lb, struct lb_plan *p, char *err, size_t errsize)
@@ -148,21 +174,19 @@ int lb_run(struct lb *lb, struct lb_plan *p, char *err, size_t errsize)
     int failed = 0;
     for (size_t i = 0; i < p->n; i++) {
         struct lb_task *k = &p->tasks[i];
-        if (lb->abort_flag && *lb->abort_flag && k->action == LBA_ADD) {
+        if (lb->abort_flag && *lb->abort_flag && (k->action == LBA_ADD || k->action == LBA_WEIGHT)) {
             k->result = -1; /* stopping: nothing new goes in */
             snprintf(k->err, sizeof k->err, "the manager is stopping");
             continue;
         }
-        k->result = k->action == LBA_ADD     ? lb->ops->add(lb, k->name, k->addr, k->err, sizeof k->err)
-                    : k->action == LBA_DRAIN ? lb->ops->drain(lb, k->name, k->addr, k->err, sizeof k->err)
-                                             : lb->ops->remove(lb, k->name, k->addr, k->err, sizeof k->err);
+        k->result = run_task(lb, k);
         if (k->result != 0 && failed++ == 0)
             copy_str(err, errsize, k->err);
     }
     return failed;
 }
 
-static const char *const verbs[] = {"add", "drain", "remove"};
+static const char *const verbs[] = {"add", "drain", "remove", "set the weight of"};
 static const uint32_t outcome[] = {LBS_ADDED, LBS_DRAINING, LBS_REMOVED};
 
 void lb_record(struct lb_plan *p, const struct lb_recorder *rec, int64_t now)
@@ -175,6 +199,11 @@ void lb_record(struct lb_plan *p, const struct lb_recorder *rec, int64_t now)
         if (k->result != 0) {
             log_limited(&limit, LOG_LVL_WARN, "balancer: cannot %s %s: %s (will retry)",
                         verbs[k->action], k->name, k->err);
+            continue;
+        }
+        if (k->action == LBA_WEIGHT) {
+            if (rec->weighted)
+                rec->weighted(rec->ctx, k, now);
             continue;
         }
         if (k->slot == LB_NO_ROW) {

@@ -17,7 +17,7 @@
 
 #include "lb.h"
 
-enum lb_action { LBA_ADD, LBA_DRAIN, LBA_REMOVE };
+enum lb_action { LBA_ADD, LBA_DRAIN, LBA_REMOVE, LBA_WEIGHT };
 #define LB_NO_ROW UINT32_MAX /* a stray member: no row of the table */
 
 struct lb_task {
@@ -26,6 +26,7 @@ struct lb_task {
     uint64_t incarnation;
     char name[INSTANCE_ID_MAX];
     char addr[INSTANCE_ADDR_MAX];
+    uint32_t weight, from;      /* LBA_WEIGHT: the weight to set, and the member's until then */
     int result;                 /* 0 done, -1 failed */
     char err[256];
 };
@@ -52,14 +53,16 @@ struct lb_instance {
  * knows where instances are kept). */
 struct lb_recorder {
     void *ctx;
-    /* A listed member's counters, for its instance. */
-    void (*counted)(void *ctx, const struct lb_instance *in, uint64_t requests, uint32_t sessions,
-                    int64_t now);
+    /* A listed member's counters (requests, sessions, 5xx answers), for
+     * its instance. */
+    void (*counted)(void *ctx, const struct lb_instance *in, const struct lb_member *m, int64_t now);
     /* Where the instance of slot and incarnation now stands; false (and
      * nothing recorded) when that instance is gone or its slot reused. */
     bool (*state)(void *ctx, uint32_t slot, uint64_t incarnation, uint32_t lb_state, int64_t now);
     /* An event for operators: instance is an instance's or a member's name. */
     void (*note)(void *ctx, const char *instance, int level, const char *msg);
+    /* An LBA_WEIGHT task done (NULL: none are planned). */
+    void (*weighted)(void *ctx, const struct lb_task *k, int64_t now);
 };
 
 /* Where the balancer should send an instance's traffic ("" when nowhere:
@@ -75,6 +78,11 @@ void lb_member_addr(const struct asg_config *cfg, const char *id, const char *ad
 void lb_plan_step(const struct asg_config *cfg, const struct lb_instance *in, size_t n,
                   const struct lb_member *m, size_t nm, bool strays, bool drain_over, int64_t now,
                   const struct lb_recorder *rec, struct lb_plan *p);
+
+/* With the lock: a task setting the weight of slot's member (the
+ * controller decides weights: controller/weights.h). */
+void lb_plan_weight(struct lb_plan *p, const struct lb_instance *in, const char *addr, uint32_t from,
+                    uint32_t weight);
 
 /* Without the lock: carries out the tasks; returns how many failed, and
  * the first failure in err. */

@@ -245,9 +245,17 @@ static size_t csv_split(char *line, char **fields, size_t max)
     return n;
 }
 
-enum { C_PX, C_SV, C_STATUS, C_SCUR, C_QCUR, C_STOT, C_REQ_TOT, C_ADDR, C_TYPE, C_COUNT };
-static const char *const stat_columns[C_COUNT] = {"pxname", "svname", "status", "scur", "qcur",
-                                                  "stot", "req_tot", "addr", "type"};
+/* The columns read; from C_REQ_TOT on, a column may be missing (an older
+ * HAProxy). Weights: "uweight" is the weight `set weight` sets, "weight"
+ * the effective one (lower during a slow start, other in maintenance); the
+ * first is read where there is one, so that a weight set is read back as
+ * set. */
+enum { C_PX, C_SV, C_STATUS, C_SCUR, C_QCUR, C_STOT, C_TYPE, C_REQ_TOT, C_ADDR, C_5XX, C_WEIGHT, C_UWEIGHT,
+       C_WRETR, C_COUNT };
+#define C_REQUIRED C_REQ_TOT
+static const char *const stat_columns[C_COUNT] = {"pxname", "svname",  "status",   "scur",   "qcur",
+                                                  "stot",   "type",    "req_tot",  "addr",   "hrsp_5xx",
+                                                  "weight", "uweight",  "wretr"};
 
 #define STAT_FIELDS_MAX 256
 
@@ -264,7 +272,7 @@ static int stat_header(char *line, int *col, char *err, size_t errsize)
         for (size_t i = 0; i < n; i++)
             if (strcmp(f[i], stat_columns[c]) == 0)
                 col[c] = (int)i;
-        if (col[c] < 0 && c != C_REQ_TOT && c != C_ADDR) {
+        if (col[c] < 0 && c < C_REQUIRED) {
             snprintf(err, errsize, "HAProxy's show stat has no column %s", stat_columns[c]);
             return -1;
         }
@@ -297,6 +305,10 @@ static bool stat_number(const char *s, uint64_t *out)
     return true;
 }
 
+/* An optional column's field, "" when HAProxy has no such column (or
+ * leaves it empty: tcp mode has no HTTP counters). */
+static const char *optional(char **f, const int *col, int c) { return col[c] >= 0 ? f[col[c]] : ""; }
+
 static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_member *m,
                     char *err, size_t errsize)
 {
@@ -306,11 +318,14 @@ static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_m
             return -1;
         }
     memset(m, 0, sizeof *m);
-    uint64_t scur, qcur, stot, req = 0;
-    const char *reqs = col[C_REQ_TOT] >= 0 ? f[col[C_REQ_TOT]] : "";
+    uint64_t scur, qcur, stot, req = 0, errors = 0, weight = 0, retried = 0;
+    const char *reqs = optional(f, col, C_REQ_TOT), *e5 = optional(f, col, C_5XX);
+    const char *w = col[C_UWEIGHT] >= 0 ? f[col[C_UWEIGHT]] : optional(f, col, C_WEIGHT);
     if (!copy_str(m->name, sizeof m->name, f[col[C_SV]]) || !stat_number(f[col[C_SCUR]], &scur) ||
         !stat_number(f[col[C_QCUR]], &qcur) || !stat_number(f[col[C_STOT]], &stot) ||
-        !stat_number(reqs, &req) || scur > UINT32_MAX || qcur > UINT32_MAX) {
+        !stat_number(reqs, &req) || !stat_number(e5, &errors) || !stat_number(w, &weight) ||
+        !stat_number(optional(f, col, C_WRETR), &retried) ||
+        scur > UINT32_MAX || qcur > UINT32_MAX || weight > LB_WEIGHT_MAX) {
         snprintf(err, errsize, "HAProxy's show stat line %d: a bad name or number", lineno);
         return -1;
     }
@@ -318,8 +333,16 @@ static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_m
         copy_str(m->addr, sizeof m->addr, f[col[C_ADDR]]);
     m->admin = admin_of(f[col[C_STATUS]]);
     m->sessions = (uint32_t)(scur + qcur);
+    /* An attempt HAProxy retried on another server (retry-on 503, a
+     * failed connection) is in neither req_tot nor hrsp_5xx, but wretr: a
+     * server answering only 503 behind retry-on 503 would otherwise look
+     * idle, never bad. Counted as a request it got and failed. */
     m->has_requests = reqs[0] != '\0';
-    m->requests = m->has_requests ? req : stot;
+    m->requests = m->has_requests ? req + retried : stot;
+    m->has_errors = e5[0] != '\0';
+    m->errors = m->has_errors ? errors + retried : 0;
+    m->has_weight = w[0] != '\0';
+    m->weight = (uint32_t)weight;
     return 0;
 }
 
@@ -440,7 +463,7 @@ static int hap_list(struct lb *lb, struct lb_member **out, size_t *n, char *err,
 static int hap_add(struct lb *lb, const char *name, const char *addr, char *err, size_t errsize)
 {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "add server %s/%s %s", hap(lb)->backend, name, addr);
+    snprintf(cmd, sizeof cmd, "add server %s/%s %s weight %d", hap(lb)->backend, name, addr, LB_WEIGHT_BASE);
     int rc = expect(lb, cmd, "New server registered", "Already exists a server", err, errsize);
     if (rc != 0)
         return -1;
@@ -471,12 +494,27 @@ static int hap_remove(struct lb *lb, const char *name, const char *addr, char *e
     return rc < 0 ? -1 : 0;
 }
 
+/* HAProxy answers nothing when it took the weight, and says why not
+ * otherwise (a weight out of range, no such server). */
+static int hap_set_weight(struct lb *lb, const char *name, const char *addr, uint32_t weight, char *err,
+                          size_t errsize)
+{
+    (void)addr;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "set weight %s/%s %u", hap(lb)->backend, name, (unsigned)weight);
+    int rc = expect(lb, cmd, NULL, NULL, err, errsize);
+    if (rc == 1)
+        snprintf(err, errsize, "HAProxy has no server %s/%s to weigh", hap(lb)->backend, name);
+    return rc == 0 ? 0 : -1;
+}
+
 const struct lb_ops lb_haproxy_ops = {
     .name = "haproxy",
     .list = hap_list,
     .add = hap_add,
     .drain = hap_drain,
     .remove = hap_remove,
+    .set_weight = hap_set_weight,
 };
 
 int lb_haproxy_init(struct lb *lb, char *err, size_t errsize)

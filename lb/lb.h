@@ -31,9 +31,20 @@ struct lb_member {
     char addr[INSTANCE_ADDR_MAX]; /* host:port the balancer sends to */
     int admin;                  /* enum lb_admin */
     uint32_t sessions;          /* connections open to it now */
-    uint64_t requests;          /* served since it was added (a counter) */
+    uint64_t requests;          /* served since it was added (a counter); HAProxy: retried ones too */
     bool has_requests;          /* the balancer counts requests (HAProxy: http mode) */
+    uint64_t errors;            /* 5xx answers it gave since it was added (a counter); HAProxy:
+                                 * with the attempts it retried elsewhere (wretr) */
+    bool has_errors;            /* the balancer counts them (HAProxy: http mode) */
+    uint32_t weight;            /* its share of new requests against the others', 0..LB_WEIGHT_MAX */
+    bool has_weight;            /* the balancer has weights (HAProxy) */
 };
+
+/* HAProxy's range of server weights, and the weight a member is added
+ * with and keeps unless the controller weighs it (controller/weights.h):
+ * high enough that a share of a few percent is still a whole number. */
+#define LB_WEIGHT_MAX 256
+#define LB_WEIGHT_BASE 100
 
 struct lb;
 
@@ -48,6 +59,10 @@ struct lb_ops {
     int (*drain)(struct lb *lb, const char *name, const char *addr, char *err, size_t errsize);
     /* Out of the backend altogether. */
     int (*remove)(struct lb *lb, const char *name, const char *addr, char *err, size_t errsize);
+    /* Optional (NULL: the balancer has no weights): the member's weight,
+     * 0..LB_WEIGHT_MAX; new requests go to members in proportion. */
+    int (*set_weight)(struct lb *lb, const char *name, const char *addr, uint32_t weight, char *err,
+                      size_t errsize);
     /* Optional: frees priv (default: free(priv)). */
     void (*free)(struct lb *lb);
 };

@@ -41,6 +41,11 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
               (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
               (unsigned long long)r->probes_failed);
     sb_printf(b, ",\"balancer\":\"%s\",\"connections\":%u", lb_state_name(r->lb_state), r->lb_sessions);
+    /* The balancer's count of its 5xx answers (HAProxy in http mode). */
+    if (r->lb_counted_ms)
+        sb_printf(b, ",\"balancer_5xx\":%llu", (unsigned long long)r->lb_5xx);
+    else
+        sb_printf(b, ",\"balancer_5xx\":null");
     if (r->req_rate_ms)
         sb_printf(b, ",\"requests_per_s\":%.2f", r->req_rate);
     else

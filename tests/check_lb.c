@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "../lb/follow.h"
 #include "../lb/lb.h"
+#include "../controller/weights.h"
 #include "check_suites.h"
 
 /* Columns in another order than HAProxy 2.6 prints them, and some it has
@@ -70,6 +71,56 @@ START_TEST(test_stat_refuses_what_is_not_haproxys_answer)
 }
 END_TEST
 
+/* HAProxy 2.6's columns for 5xx answers, retries and weights, among
+ * others: in http mode hrsp_5xx counts, in tcp mode it is empty. */
+#define HEAD_W "# pxname,svname,status,scur,qcur,stot,req_tot,hrsp_5xx,weight,type,uweight,wretr,addr\n"
+
+START_TEST(test_stat_reads_5xx_answers_and_weights)
+{
+    const char *csv = HEAD_W
+        "web,web-1,UP,0,0,40,30,7,50,2,60,0,127.0.0.1:8001\n"
+        "web,web-2,UP,0,0,40,,,1,2,1,3,127.0.0.1:8002\n"
+        "web,web-3,UP,0,0,15,0,0,1,2,1,15,127.0.0.1:8003\n"
+        "web,BACKEND,UP,0,0,80,30,7,61,1,,,\n";
+    struct lb_member *m;
+    size_t n;
+    char err[256];
+    ck_assert_msg(haproxy_parse_stat(csv, "web", &m, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 3);
+    ck_assert(m[0].has_errors && m[0].errors == 7);
+    ck_assert(m[0].has_requests && m[0].requests == 30);
+    /* The weight set (uweight), not the effective one of the moment. */
+    ck_assert(m[0].has_weight && m[0].weight == 60);
+    ck_assert(!m[1].has_errors && m[1].errors == 0); /* tcp mode */
+    ck_assert(m[1].has_weight && m[1].weight == 1);
+    /* Every attempt retried on another server (retry-on 503): HAProxy
+     * counts none in req_tot nor hrsp_5xx; each is a request it failed. */
+    ck_assert(m[2].has_errors && m[2].errors == 15 && m[2].requests == 15);
+    free(m);
+    /* An older HAProxy: no uweight, weight read; no hrsp_5xx at all. */
+    ck_assert_msg(haproxy_parse_stat("# pxname,svname,status,scur,qcur,stot,weight,type\n"
+                                     "web,web-1,UP,0,0,4,80,2\n",
+                                     "web", &m, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert(n == 1 && m[0].has_weight && m[0].weight == 80 && !m[0].has_errors && !m[0].has_requests);
+    free(m);
+    ck_assert_msg(haproxy_parse_stat("# pxname,svname,status,scur,qcur,stot,type\nweb,web-1,UP,0,0,4,2\n",
+                                     "web", &m, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert(n == 1 && !m[0].has_weight && !m[0].has_errors);
+    free(m);
+}
+END_TEST
+
+START_TEST(test_stat_refuses_bad_5xx_counts_and_weights)
+{
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,many,50,2,60,0,a\n", "line 2: a bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,-7,50,2,60,0,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,257,0,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,1.5,0,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2,60,x,a\n", "bad name or number");
+    refused(HEAD_W "web,web-1,UP,0,0,40,30,7,50,2\n", "too few");
+}
+END_TEST
+
 START_TEST(test_members_of_ours_are_named_like_our_instances)
 {
     ck_assert(lb_name_is_ours("web", "web-1"));
@@ -91,10 +142,9 @@ struct seen {
     char last_note[400];
 };
 
-static void seen_counted(void *ctx, const struct lb_instance *in, uint64_t requests, uint32_t sessions,
-                         int64_t now)
+static void seen_counted(void *ctx, const struct lb_instance *in, const struct lb_member *m, int64_t now)
 {
-    (void)in, (void)requests, (void)sessions, (void)now;
+    (void)in, (void)m, (void)now;
     ((struct seen *)ctx)->counted++;
 }
 
@@ -174,11 +224,189 @@ START_TEST(test_step_plans_over_instances_and_records_through_the_caller)
 }
 END_TEST
 
+/* ---- weights (controller/weights.h) ---- */
+
+START_TEST(test_weight_follows_load)
+{
+    ck_assert_uint_eq(weight_of_load(0.0), 105);
+    ck_assert_uint_eq(weight_of_load(0.5), 55);
+    ck_assert_uint_eq(weight_of_load(0.9), 15);
+    ck_assert_uint_eq(weight_of_load(1.0), 5);
+    ck_assert_uint_eq(weight_of_load(1.04), 1);
+    ck_assert_uint_eq(weight_of_load(3.0), 1); /* never 0: it still gets a little */
+    ck_assert_uint_eq(weight_of_load(-5.0), LB_WEIGHT_MAX);
+    ck_assert_uint_eq(weight_of_load(0.0 / 0.0), 1);
+}
+END_TEST
+
+static struct weight_member wm(bool serving, bool is_new, bool fresh, double load, uint32_t current)
+{
+    return (struct weight_member){serving, is_new, fresh, load, current};
+}
+
+START_TEST(test_weights_by_rule)
+{
+    struct weight_member m[] = {wm(true, false, true, 0.9, 100), wm(true, false, true, 0.1, 100),
+                                wm(true, false, false, 0.9, 7), wm(false, false, true, 0.9, 42)};
+    uint32_t out[4];
+    /* Base: every serving member 100; one out of rotation left as it is. */
+    ck_assert_int_eq(weights_decide(m, 4, false, 0, out), WR_BASE);
+    ck_assert(out[0] == 100 && out[1] == 100 && out[2] == 100 && out[3] == 42);
+    /* By load: busier, fewer; no recent sample, the base. */
+    ck_assert_int_eq(weights_decide(m, 4, true, 0, out), WR_LOAD);
+    ck_assert(out[0] == 15 && out[1] == 95 && out[2] == 100 && out[3] == 42);
+    /* A canary share without new members in rotation: nothing to share. */
+    ck_assert_int_eq(weights_decide(m, 4, true, 10, out), WR_LOAD);
+}
+END_TEST
+
+START_TEST(test_canary_takes_its_share)
+{
+    /* 3 old, 1 new, 10%: the new one 10*3*100/(90*1) = 33 against 300. */
+    struct weight_member m[] = {wm(true, false, true, 0.5, 100), wm(true, false, true, 0.5, 100),
+                                wm(true, false, true, 0.5, 100), wm(true, true, true, 0.0, 100),
+                                wm(false, true, true, 0.0, 100)};
+    uint32_t out[5];
+    ck_assert_int_eq(weights_decide(m, 5, true, 10, out), WR_CANARY);
+    ck_assert(out[0] == 100 && out[1] == 100 && out[2] == 100 && out[3] == 33 && out[4] == 100);
+    uint32_t wn, wo;
+    weight_canary(50, 2, 2, &wn, &wo);
+    ck_assert(wn == 100 && wo == 100);
+    weight_canary(1, 1, 3, &wn, &wo);
+    ck_assert(wn == 1 && wo == 100); /* 0.34 rounds up to the least weight */
+    /* 90% to one new beside 3 old: 2700 is past the most; the old ones
+     * come down instead: 10*1*256/(90*3) = 9.5 -> 9, so 256/(256+27). */
+    weight_canary(90, 3, 1, &wn, &wo);
+    ck_assert(wn == LB_WEIGHT_MAX && wo == 9);
+    weight_canary(99, 200, 1, &wn, &wo);
+    ck_assert(wn == LB_WEIGHT_MAX && wo == 1);
+    weight_canary(0, 3, 1, &wn, &wo);
+    ck_assert(wn == LB_WEIGHT_BASE && wo == LB_WEIGHT_BASE);
+}
+END_TEST
+
+START_TEST(test_canary_share_only_in_the_canary_phase)
+{
+    struct rollout_state ro;
+    memset(&ro, 0, sizeof ro);
+    ro.phase = RO_RUNNING;
+    ro.set.canary = 1;
+    ro.set.canary_weight = 10;
+    ck_assert_int_eq(weight_canary_share(&ro), 10); /* replacing the canary */
+    ro.phase = RO_PAUSED;
+    ck_assert_int_eq(weight_canary_share(&ro), 10); /* an operator's pause in it */
+    ro.canary_done = 1;
+    ro.replaced = 1;
+    ck_assert_int_eq(weight_canary_share(&ro), 10); /* paused after the canary */
+    ro.phase = RO_RUNNING;
+    ck_assert_int_eq(weight_canary_share(&ro), 0);  /* resumed */
+    ro.phase = RO_PAUSED;
+    ro.replaced = 2;
+    ck_assert_int_eq(weight_canary_share(&ro), 0);  /* a later checkpoint */
+    ro.replaced = 1;
+    ro.rolling_back = 1;
+    ck_assert_int_eq(weight_canary_share(&ro), 0);
+    ro.rolling_back = 0;
+    ro.phase = RO_FAILED;
+    ck_assert_int_eq(weight_canary_share(&ro), 0);
+    ro.phase = RO_RUNNING;
+    ro.canary_done = 0;
+    ro.set.canary_weight = 0;
+    ck_assert_int_eq(weight_canary_share(&ro), 0);  /* no canary weight asked */
+    ro.set.canary_weight = 100;
+    ck_assert_int_eq(weight_canary_share(&ro), 99); /* the old ones keep a little */
+    ro.set.canary = 0;
+    ck_assert_int_eq(weight_canary_share(&ro), 0);
+}
+END_TEST
+
+START_TEST(test_weights_set_only_when_worth_it)
+{
+    ck_assert(!weight_worth_setting(WR_BASE, 100, 100));
+    ck_assert(weight_worth_setting(WR_BASE, 99, 100));
+    ck_assert(weight_worth_setting(WR_CANARY, 34, 33));
+    ck_assert(!weight_worth_setting(WR_LOAD, 55, 51)); /* a load's small move */
+    ck_assert(weight_worth_setting(WR_LOAD, 55, 50));
+    ck_assert(weight_worth_setting(WR_LOAD, 98, 100)); /* back to the base: exactly */
+    ck_assert(!weight_change_noted(55, 40));
+    ck_assert(weight_change_noted(100, 33));
+    ck_assert(weight_change_noted(33, 100));
+    ck_assert(weight_change_noted(1, 100));
+}
+END_TEST
+
+/* A balancer of a test (its priv): the weights set. */
+struct fake_weights {
+    uint32_t set[4];
+    int calls;
+};
+
+static int fake_set_weight(struct lb *lb, const char *name, const char *addr, uint32_t weight, char *err,
+                           size_t errsize)
+{
+    struct fake_weights *f = lb->priv;
+    (void)addr;
+    if (strcmp(name, "web-bad") == 0) {
+        snprintf(err, errsize, "no such server");
+        return -1;
+    }
+    f->set[f->calls++ % 4] = weight;
+    return 0;
+}
+
+struct weighed {
+    int n;
+    uint32_t last;
+};
+
+static void seen_weighted(void *ctx, const struct lb_task *k, int64_t now)
+{
+    (void)now;
+    struct weighed *w = ctx;
+    w->n++;
+    w->last = k->weight;
+}
+
+START_TEST(test_weight_tasks_run_and_record)
+{
+    struct lb_ops ops = {.name = "fake", .set_weight = fake_set_weight};
+    struct fake_weights f = {{0}, 0};
+    struct lb lb = {.ops = &ops, .priv = &f};
+    struct lb_plan p = {0};
+    struct lb_instance a = instance(1, "web-1", ROW_RUNNING, LBS_ADDED),
+                       bad = instance(2, "web-bad", ROW_RUNNING, LBS_ADDED);
+    lb_plan_weight(&p, &a, "127.0.0.1:9001", 100, 33);
+    lb_plan_weight(&p, &bad, "127.0.0.1:9002", 100, 33);
+    char err[256] = "";
+    ck_assert_int_eq(lb_run(&lb, &p, err, sizeof err), 1);
+    ck_assert(f.calls == 1 && f.set[0] == 33);
+    ck_assert_msg(strstr(err, "no such server"), "%s", err);
+    struct weighed w = {0};
+    struct lb_recorder rec = {&w, seen_counted, seen_state, seen_note, seen_weighted};
+    lb_record(&p, &rec, 10);
+    ck_assert(w.n == 1 && w.last == 33); /* the failed one is not recorded */
+    /* A balancer without weights refuses the task, by its op's absence. */
+    ops.set_weight = NULL;
+    lb_plan_weight(&p, &a, "127.0.0.1:9001", 100, 33);
+    ck_assert_int_eq(lb_run(&lb, &p, err, sizeof err), 1);
+    ck_assert_msg(strstr(err, "no weights"), "%s", err);
+    lb_plan_free(&p);
+}
+END_TEST
+
 Suite *lb_suite(void)
 {
     const TTest *tests[] = {test_stat_reads_the_backends_servers,
                             test_stat_refuses_what_is_not_haproxys_answer,
                             test_members_of_ours_are_named_like_our_instances,
-                            test_step_plans_over_instances_and_records_through_the_caller, NULL};
+                            test_step_plans_over_instances_and_records_through_the_caller,
+                            test_stat_reads_5xx_answers_and_weights,
+                            test_stat_refuses_bad_5xx_counts_and_weights,
+                            test_weight_follows_load,
+                            test_weights_by_rule,
+                            test_canary_takes_its_share,
+                            test_canary_share_only_in_the_canary_phase,
+                            test_weights_set_only_when_worth_it,
+                            test_weight_tasks_run_and_record, NULL};
     return suite_of("lb", "core", NULL, NULL, 0, tests, NULL);
 }

@@ -14,7 +14,10 @@ Usage: service.py PORT INFO_FILE [--burn] [--ignore-term] [--bind ADDR]
   --require-host answer 421 to a request whose Host header is not HOST
   --answer TEXT  GET / answers TEXT (a version, say) instead of "ok"
   --status CODE  GET / answers with this status (a broken version: 500)
-  --exit         exit at once, code 1 (a version that does not start)"""
+  --exit         exit at once, code 1 (a version that does not start)
+  --status-file PATH  while PATH exists, every request but GET /count gets the
+                 status in it, read at each request (an instance going bad
+                 while it runs)"""
 import http.server
 import os
 import signal
@@ -28,6 +31,18 @@ import time
 SERVED = [0]
 REQUIRE_HOST = [None]
 ANSWER = [b"ok\n", 200]
+STATUS_FILE = [None]
+
+
+def status_from_file():
+    """The status in --status-file's file, or None (no such file)."""
+    if STATUS_FILE[0]:
+        try:
+            with open(STATUS_FILE[0]) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            pass
+    return None
 SERVED_LOCK = threading.Lock()
 
 
@@ -45,7 +60,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             with SERVED_LOCK:
                 SERVED[0] += 1
-            code = 503 if self.path == "/sick" else ANSWER[1]
+            code = status_from_file() or (503 if self.path == "/sick" else ANSWER[1])
             body = b"sick\n" if code == 503 else ANSWER[0]
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
@@ -87,11 +102,19 @@ def main():
         ANSWER[0] = args[args.index("--answer") + 1].encode() + b"\n"
     if "--status" in args:
         ANSWER[1] = int(args[args.index("--status") + 1])
+    if "--status-file" in args:
+        STATUS_FILE[0] = args[args.index("--status-file") + 1]
     if "--require-host" in args:
         REQUIRE_HOST[0] = args[args.index("--require-host") + 1]
 
     class Server(http.server.ThreadingHTTPServer):
         address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+
+        def handle_error(self, request, client_address):
+            # A balancer that has read enough (the status line of a 503 it
+            # retries elsewhere) hangs up: nothing to say of that.
+            if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                super().handle_error(request, client_address)
     srv = Server((bind, port), Handler)
     if "--tls" in args:
         i = args.index("--tls")

@@ -33,14 +33,17 @@ def balancer_matches(m, hap):
     return run if run and srv == want and m.size(s) == len(run) else None
 
 
-def balancer_test(name, load_fn=None, status=False, **group):
+def balancer_test(name, load_fn=None, status=False, lb=None, local=None, **group):
     """Decorator: HAProxy, then a manager with a service group behind it; the
-    test gets (m, hap, d)."""
+    test gets (m, hap, d). lb, and local(d): keys of lb and provider.local
+    over service_sections'."""
     def wrap(fn):
         def inner():
             d = tempfile.mkdtemp(prefix="asg-lb-")
             hap = HAProxy()
             sec = service_sections(d, hap, **group)
+            sec["lb"].update(lb or {})
+            sec["provider"]["local"].update(local(d) if local else {})
             if status:
                 sec["status"] = {"listen": "127.0.0.1:%d" % free_port()}
             m = Manager(name, **sec)
@@ -385,6 +388,124 @@ def balancer_config_is_checked():
         assert r.returncode != 0 and "policy.metric \"requests\" needs" in r.stderr, r.stderr
     finally:
         m.cleanup()
+
+
+def haproxy_weights(hap):
+    """{server: the weight set at HAProxy (uweight)} of backend web."""
+    lines = hap.cmd("show stat web 4 -1").splitlines()
+    head = lines[0][2:].split(",")
+    out = {}
+    for ln in lines[1:]:
+        f = dict(zip(head, ln.split(",")))
+        if f.get("svname") and f.get("type") == "2":
+            out[f["svname"]] = int(f["uweight"])
+    return out
+
+
+def reload_with(m, **lb):
+    m.cfg["lb"].update(lb)
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+
+
+@balancer_test("lbweight", desired_instances=2)
+def weights_follow_load_and_return_to_the_base(m, hap, d):
+    """Two instances in HAProxy at the base weight 100; with
+    lb.weight_by_load on and their loads pinned at 90 % and 10 %, the busy
+    one's weight falls below the idle one's (15 and 95 by the formula);
+    off again, both back at 100."""
+    run = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                   30, "two instances in HAProxy")
+    busy, idle = sorted(run)
+    wait_for(lambda: haproxy_weights(hap) == {busy: 100, idle: 100}, 10, "both at the base weight")
+    assert m.ctl("load", busy, "90").returncode == 0 and m.ctl("load", idle, "10").returncode == 0
+    reload_with(m, weight_by_load=True)
+    w = wait_for(lambda: (lambda w: w if w.get(busy, 100) < 30 and w.get(idle, 0) > 80 else None)(
+        haproxy_weights(hap)), 15, "the busy instance weighed below the idle one")
+    assert w[busy] < w[idle], w
+    # Pinned, its load jumps to 90 %: its weight falls to 15 from 30 or
+    # more, a change large enough for the event log (recorded just after
+    # HAProxy took it).
+    said = r"balancer: weight of %s \d+ -> 15\b" % re.escape(busy)
+    wait_for(lambda: re.search(said, m.ctl("events", "-n", "50").stdout), 5, "the change in the event log")
+    reload_with(m, weight_by_load=False)
+    wait_for(lambda: haproxy_weights(hap) == {busy: 100, idle: 100}, 15, "both back at the base weight")
+
+
+@balancer_test("lb5xx", status=True, desired_instances=1,
+               local=lambda d: {"service_health": "tcp",
+                                "service": ["/usr/bin/python3", SERVICE, "{port}", os.path.join(d, "{port}.info"),
+                                            "--status", "500"]})
+def five_hundreds_are_counted_per_instance(m, hap, d):
+    """A service that is up but answers 500, behind HAProxy in http mode:
+    the instance's balancer_5xx counts every one HAProxy saw: its hrsp_5xx
+    and the attempts it retried (wretr; the harness's HAProxy retries on
+    500, here on the same server, the only one)."""
+    run = wait_for(lambda: (lambda r: r if r and len(r) == 1 else None)(balancer_matches(m, hap)),
+                   30, "the instance in HAProxy")
+    iid = list(run)[0]
+    for _ in range(20):
+        code, _ = http("GET", "http://127.0.0.1:%d/" % hap.port)
+        assert code == 500, code
+    lines = hap.cmd("show stat web 4 -1").splitlines()
+    row = [dict(zip(lines[0][2:].split(","), ln.split(","))) for ln in lines[1:]]
+    row = [r for r in row if r.get("svname") == iid][0]
+    seen = int(row["hrsp_5xx"]) + int(row["wretr"])
+    assert int(row["hrsp_5xx"]) == 20 and seen >= 20, row
+    inst = wait_for(lambda: (lambda i: i if i and i[0]["balancer_5xx"] == seen else None)(
+        [i for i in m.status()["instances"] if i["id"] == iid]), 10, "%d answers 5xx counted" % seen)
+    assert inst[0]["balancer"] == "added", inst
+
+
+@balancer_test("lb503", desired_instances=2,
+               local=lambda d: {"service": ["/usr/bin/python3", SERVICE, "{port}", os.path.join(d, "{port}.info"),
+                                            "--status-file", os.path.join(d, "{port}.status")]})
+def retried_503s_are_counted_against_the_server(m, hap, d):
+    """One of two instances answers 503; HAProxy (retry-on 503, redispatch,
+    as etc/examples/haproxy.cfg) retries each on the other, so the client
+    sees none and HAProxy counts them in neither req_tot nor hrsp_5xx of
+    the bad one: only in its retries (wretr). They count as its 5xx, so a
+    rollout can still tell that it is bad; the good one's stay at 0."""
+    run = wait_for(lambda: (lambda r: r if r and len(r) == 2 else None)(balancer_matches(m, hap)),
+                   30, "two instances in HAProxy")
+    bad, good = sorted(run)
+    with open(os.path.join(d, "%s.status" % run[bad].rsplit(":", 1)[1]), "w") as f:
+        f.write("503\n")
+    for _ in range(20):
+        code, _ = http("GET", "http://127.0.0.1:%d/" % hap.port)
+        assert code == 200, code
+    five = lambda: {i["id"]: i["balancer_5xx"] for i in m.status()["instances"]}
+    got = wait_for(lambda: (lambda f: f if (f.get(bad) or 0) >= 10 and f.get(good) is not None else None)(five()),
+                   10, "the bad one's 503s counted")
+    assert got[good] == 0, got
+
+
+@balancer_test("lbcanary", status=True, desired_instances=3, max_instances=4)
+def canary_takes_its_weight_until_resumed(m, hap, d):
+    """A rollout with --canary 1 --canary-weight 10%: paused after its
+    canary, the one new instance beside two old ones has HAProxy weight
+    10 * 2 * 100 / (90 * 1) = 22 (10 % of new requests), the old ones 100;
+    resumed, the canary's weight is the base again."""
+    first = wait_for(lambda: (lambda r: r if r and len(r) == 3 else None)(balancer_matches(m, hap)),
+                     30, "three instances in HAProxy")
+    m.cfg["provider"]["local"]["service"] += ["--bind", "127.0.0.1"]    # a new launch spec
+    m.write_config()
+    m.proc.send_signal(signal.SIGHUP)
+    m.wait_log(r"launch spec generation 2", 10)
+    r = m.ctl("rollout", "start", "--canary", "1", "--canary-weight", "10%", "--bake-s", "1")
+    assert r.returncode == 0, r.stderr
+
+    def paused_canary():
+        w = haproxy_weights(hap)
+        new = [k for k in w if k not in first]
+        old = [k for k in w if k in first]
+        return w if len(new) == 1 and len(old) == 2 and w[new[0]] == 22 and all(w[k] == 100 for k in old) else None
+    w = wait_for(paused_canary, 30, "the canary at 10 % beside two old instances")
+    canary = [k for k in w if k not in first][0]
+    wait_for(lambda: json.loads(m.ctl("rollout", "status", "--json").stdout)["state"] == "paused", 10,
+             "the rollout paused on its canary")
+    assert m.ctl("rollout", "resume").returncode == 0
+    wait_for(lambda: haproxy_weights(hap).get(canary) == 100, 15, "the canary back at the base weight")
 
 
 if __name__ == "__main__":
