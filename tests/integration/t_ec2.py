@@ -393,7 +393,7 @@ def ec2_unknown_template_version_fails_the_rollout_and_rolls_back(m, fake, env):
                % ROLL_LT, 20)
     m.wait_log(r"rollout 1 failed: launches of generation 2 failed \d+ times in a row .*; "
                r"rolling back to generation 1", 30)
-    m.wait_log(r"rollout 1 rolled_back: rolled back: launches of generation 2", 20)
+    m.wait_log(r"rollout 1 rolled back to generation 1: launches of generation 2", 20)
     assert re.search(r"rolling back", events(m)), events(m)
     st = fake.stats()
     assert sorted(st["live"]) == first and st["created"] == 2 and st["terminated"] == 0, st
