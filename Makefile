@@ -79,7 +79,8 @@ LIB     = $(BUILD)/libasg.a
 CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c controller/rows.c \
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c \
-                 controller/rollout.c controller/rollout_plan.c controller/plan_steps.c
+                 controller/rollout.c controller/rollout_plan.c controller/plan_steps.c \
+                 controller/ha_rollout.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c
