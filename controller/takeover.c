@@ -15,15 +15,20 @@
 #include "rows.h"
 #include "takeover.h"
 
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const struct ctl_ha_gen *)a)->id, ((const struct ctl_ha_gen *)b)->id);
+}
+
 void ctl_ha_spec_of_adopted(struct ctl *c, struct table_row *r)
 {
-    if (r->spec_gen)
+    if (r->spec_gen || !c->ha_ngens)
         return; /* ours: we launched it, or learnt it already */
-    for (size_t k = 0; k < c->ha_ngens; k++)
-        if (strcmp(c->ha_gens[k].id, r->id) == 0) {
-            table_row_spec_gen(c->t, r, c->ha_gens[k].gen);
-            return;
-        }
+    struct ctl_ha_gen key;
+    copy_str(key.id, sizeof key.id, r->id);
+    const struct ctl_ha_gen *g = bsearch(&key, c->ha_gens, c->ha_ngens, sizeof key, by_id);
+    if (g)
+        table_row_spec_gen(c->t, r, g->gen);
 }
 
 /* The last leader's instances, each with our generation of its spec:
@@ -50,6 +55,8 @@ static void learn_instances(struct ctl *c, json_object *o)
         c->ha_gens[known++].gen = gen;
     }
     c->ha_ngens = known;
+    /* Looked up by id for every row, at once and at each adoption: sorted. */
+    qsort(c->ha_gens, known, sizeof *c->ha_gens, by_id);
     free(v);
     for (uint32_t i = 0; i < c->t->capacity; i++)
         if (c->t->rows[i].state != ROW_FREE)
