@@ -325,10 +325,24 @@ class AgentWatch:
 
     def loop(self):
         while not self.stopping.wait(0.05):
-            procs = {i: p for i, p in agent_processes().items() if i.startswith(self.group + "-")}
+            procs = {i: [p for p in ps if not self.forked(p)] for i, ps in agent_processes().items()
+                     if i.startswith(self.group + "-")}
             self.most = max(self.most, sum(len(p) for p in procs.values()))
             for ident, pids in procs.items():
                 self.pids.setdefault(ident, set()).update(pids)
+
+    @staticmethod
+    def forked(pid):
+        """A child of an agent not yet exec'd (its service starting), or
+        LeakSanitizer's tracer at its exit: the agent's command line, not
+        another instance."""
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%d/cmdline" % ppid, "rb") as f:
+                return f.read().split(b"\0")[0].endswith(b"asg-agent")
+        except (OSError, ValueError, IndexError):
+            return False
 
     def stop(self):
         self.stopping.set()
