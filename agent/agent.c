@@ -925,8 +925,10 @@ int main(int argc, char **argv)
         }
         deregister_all(ag, o.swarm);
     }
-    if (started > 0 && ag[0].mgr)
-        grpc_channel_destroy(ag[0].mgr);
+    /* Every channel made: an agent that turned to another manager (a
+     * failover, a late probe) holds one to each it talked to. */
+    for (int i = 0; i < CHANNELS_MAX && o.managers.channels[i].ch; i++)
+        grpc_channel_destroy(o.managers.channels[i].ch);
     rpc_shutdown_servers(srv, (size_t)started, cq);
     grpc_shutdown();
     rpc_tls_free(&o.tmpl.tls);

@@ -10,6 +10,7 @@
 #include "../shm/ops.h"
 #include "calls.h"
 #include "controller.h"
+#include "ha_rollout.h"
 #include "rows.h"
 
 /* With ha.etcd, a provider call is made only while this manager leads
@@ -115,42 +116,98 @@ static void record_ops(struct ctl *c, int64_t now)
     c->nops = 0;
 }
 
-/* The group's state as a new leader would need it, written to etcd by the
- * transaction that guards each batch of provider calls: the sizes, the
- * next instance number, and every launch not yet answered (the batch's
- * and those still unconfirmed), by id, so the new leader asks again with
- * the same token. */
-static void ha_state(const struct ctl *c, char *out, size_t size)
+/* A generation of our table as the group's state names it: the digest of
+ * the spec in force or of the one before it (the only ones kept); false
+ * for any other (unknown to a new leader: replaced in a rollout). */
+static bool digest_of_gen(const struct table_hdr *h, uint64_t gen, uint8_t out[SPEC_DIGEST_SIZE])
+{
+    const uint8_t *d = gen && gen == h->spec.gen ? h->spec.digest
+                       : gen && gen == h->spec_prev.gen ? h->spec_prev.digest : NULL;
+    if (d)
+        memcpy(out, d, SPEC_DIGEST_SIZE);
+    return d != NULL;
+}
+
+/* The rollout, the specs in force and before, and each instance's spec
+ * (ha_rollout.h), appended to the state in b. */
+static void ha_state_rollout(struct ctl *c, struct strbuf *b)
 {
     const struct table_hdr *h = c->t->hdr;
-    struct strbuf b = {0};
+    struct ha_group_specs *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->ro = h->rollout;
+    s->has_from = digest_of_gen(h, h->rollout.from_gen, s->from);
+    s->has_to = digest_of_gen(h, h->rollout.to_gen, s->to);
+    s->cur.known = digest_of_gen(h, h->spec.gen, s->cur.digest);
+    if (h->spec_cur.gen == h->spec.gen && h->spec_cur.len <= SPEC_KV_MAX)
+        memcpy(s->cur.kv, h->spec_cur.kv, s->cur.len = h->spec_cur.len);
+    s->prev.known = digest_of_gen(h, h->spec_prev.gen, s->prev.digest);
+    if (s->prev.known && h->spec_prev.len <= SPEC_KV_MAX)
+        memcpy(s->prev.kv, h->spec_prev.kv, s->prev.len = h->spec_prev.len);
+    s->pinned = h->spec_pinned != 0;
+    s->has_rejected = s->pinned;
+    memcpy(s->rejected, h->spec_rejected, SPEC_DIGEST_SIZE);
+    ha_specs_encode(b, s);
+    free(s);
+    struct ha_instance_spec *v = calloc(c->t->capacity ? c->t->capacity : 1, sizeof *v);
+    if (!v)
+        abort();
+    size_t n = 0;
+    uint8_t d[SPEC_DIGEST_SIZE];
+    for (uint32_t i = 0; i < c->t->capacity; i++) {
+        const struct table_row *r = &c->t->rows[i];
+        if (r->state == ROW_FREE || !digest_of_gen(h, r->spec_gen, d) || !copy_str(v[n].id, sizeof v[n].id, r->id))
+            continue;
+        memcpy(v[n++].prefix, d, HA_PREFIX_BYTES);
+    }
+    size_t listed = ha_instances_encode(b, v, n, HA_STATE_MAX - 128);
+    if (listed < n)
+        log_limited(&c->ha_state_limit, LOG_LVL_WARN,
+                    "ha: the group's state would pass %d bytes: %zu of %zu instances' launch specs left out "
+                    "(a new leader takes them for unknown and replaces them in a rollout)",
+                    HA_STATE_MAX, n - listed, n);
+    free(v);
+}
+
+/* The group's state as a new leader would need it, written to etcd by the
+ * transaction that guards each batch of provider calls: the sizes, the
+ * next instance number, every launch not yet answered (the batch's and
+ * those still unconfirmed), by id, so the new leader asks again with the
+ * same token; and the rollout with the launch specs (ha_rollout.h). */
+static void ha_state(struct ctl *c, struct strbuf *b)
+{
+    const struct table_hdr *h = c->t->hdr;
     int launches = 0, terminations = 0;
-    sb_printf(&b, "{\"leader\":");
-    sb_json_str(&b, c->ha.id);
-    sb_printf(&b, ",\"term\":%lld,\"target\":%d,\"operator_desired\":%d,\"next_instance\":%llu,"
-                  "\"at_ms\":%lld,\"pending\":[",
+    sb_printf(b, "{\"leader\":");
+    sb_json_str(b, c->ha.id);
+    sb_printf(b, ",\"term\":%lld,\"target\":%d,\"operator_desired\":%d,\"next_instance\":%llu,"
+                 "\"at_ms\":%lld,\"pending\":[",
               (long long)c->ha.term, h->ctl.target, h->operator_desired,
               (unsigned long long)h->next_instance, (long long)wall_ms());
     for (size_t i = 0; i < c->nops; i++)
         c->ops[i].kind == OP_LAUNCH ? launches++ : terminations++;
     int listed = 0;
-    for (uint32_t i = 0; i < c->t->capacity && b.len + 2 * TABLE_ID_MAX < size - 64; i++) {
+    /* Bounded like before: the rollout's part comes after, then the instances. */
+    for (uint32_t i = 0; i < c->t->capacity && b->len + 2 * TABLE_ID_MAX < ETCD_VALUE_MAX - 64; i++) {
         const struct table_row *r = &c->t->rows[i];
         if (r->state != ROW_PENDING || !(r->flags & ROW_F_UNCONFIRMED))
             continue;
-        sb_printf(&b, "%s", listed++ ? "," : "");
-        sb_json_str(&b, r->id);
+        sb_printf(b, "%s", listed++ ? "," : "");
+        sb_json_str(b, r->id);
     }
-    sb_printf(&b, "],\"launches\":%d,\"terminations\":%d}", launches, terminations);
-    copy_str(out, size, b.s);
-    sb_free(&b);
+    sb_printf(b, "],\"launches\":%d,\"terminations\":%d", launches, terminations);
+    ha_state_rollout(c, b);
+    sb_printf(b, "}");
 }
 
 bool ctl_guard_batch(struct ctl *c)
 {
-    char state[ETCD_VALUE_MAX];
-    ha_state(c, state, sizeof state);
-    return ha_guard(&c->ha, state, now_ms());
+    struct strbuf b = {0};
+    ha_state(c, &b);
+    bool ok = ha_guard(&c->ha, b.s, now_ms());
+    sb_free(&b);
+    return ok;
 }
 
 /* A batch the guard refused: launches are dropped (their rows freed, no

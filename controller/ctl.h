@@ -34,6 +34,12 @@ struct op {
     char err[256];
 };
 
+/* An instance the last leader launched, and our generation of its spec. */
+struct ctl_ha_gen {
+    char id[INSTANCE_ID_MAX];
+    uint64_t gen;
+};
+
 struct ctl {
     struct table *t;
     struct asg_config cfg;
@@ -68,6 +74,12 @@ struct ctl {
     int64_t ha_led_term;       /* the last term this manager led */
     int64_t ha_shown_term;
     char ha_shown_leader[64];
+    /* The last leader's instances and the generation of ours each was
+     * launched from (controller/ha_rollout.h), kept from the takeover for
+     * those adopted after it; malloc'd, ha_ngens of them. */
+    struct ctl_ha_gen *ha_gens;
+    size_t ha_ngens;
+    struct log_limit ha_state_limit; /* instances left out of the group's state in etcd */
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
     uint64_t spec_cfg_gen;     /* the config generation it was worked out from */
     struct log_limit adopt_limit; /* a listing can name more instances than the table holds */

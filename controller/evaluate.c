@@ -253,6 +253,10 @@ void ctl_evaluate(struct ctl *c)
         apply_plan(c, &p, &g.ro, &st, now);
         record_decision(c, &p, &st, &eff, now);
         table_unlock(c->t);
+        /* A rollout's change without a provider call (a pause, its end)
+         * goes to etcd now: a new leader must not resume past a pause. */
+        if (c->ha.on && c->nops == 0 && p.ro_changed)
+            ctl_guard_batch(c);
         ctl_execute(c);
     }
     plan_free(&p);

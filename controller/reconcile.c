@@ -12,6 +12,7 @@
 #include "controller.h"
 #include "reconcile.h"
 #include "rows.h"
+#include "takeover.h"
 
 static uint64_t id_number(const char *group, const char *id)
 {
@@ -61,6 +62,7 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
         return;
     }
     table_instance_known(c->t, r, pi->id, pi->pid, pi->pid_start, pi->addr, NULL);
+    ctl_ha_spec_of_adopted(c, r);
     if (pi->pid > 0)
         table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",
                    pi->id, pi->pid);
@@ -75,6 +77,14 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
 static void keep_adopted(struct ctl *c)
 {
     struct table_hdr *h = c->t->hdr;
+    /* Under a rollout (taken over from the last leader) they are its
+     * surge, or old ones it replaces: the target stays, or the new leader
+     * would surge again on top of them. */
+    if (c->ha.on && ha_may_act(&c->ha, now_ms()) && (h->rollout.phase == RO_RUNNING || h->rollout.phase == RO_PAUSED)) {
+        log_info("reconcile: target %d kept under rollout %llu: the adopted instances count as its surge",
+                 h->ctl.target, (unsigned long long)h->rollout.number);
+        return;
+    }
     struct asg_config eff = ctl_effective_config(c);
     int size = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_RUNNING);
     int target = h->ctl.target ? h->ctl.target : eff.desired_instances;

@@ -9,8 +9,108 @@
 
 #include "../common/util.h"
 #include "../shm/ops.h"
+#include "ha_rollout.h"
+#include "rollout.h"
+#include "rollout_plan.h"
 #include "rows.h"
 #include "takeover.h"
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const struct ctl_ha_gen *)a)->id, ((const struct ctl_ha_gen *)b)->id);
+}
+
+void ctl_ha_spec_of_adopted(struct ctl *c, struct table_row *r)
+{
+    if (r->spec_gen || !c->ha_ngens)
+        return; /* ours: we launched it, or learnt it already */
+    struct ctl_ha_gen key;
+    copy_str(key.id, sizeof key.id, r->id);
+    const struct ctl_ha_gen *g = bsearch(&key, c->ha_gens, c->ha_ngens, sizeof key, by_id);
+    if (g)
+        table_row_spec_gen(c->t, r, g->gen);
+}
+
+/* The last leader's instances, each with our generation of its spec:
+ * kept for those adopted later, and given to the rows we hold now. */
+static void learn_instances(struct ctl *c, json_object *o)
+{
+    struct ha_instance_spec *v = NULL;
+    size_t n = 0, known = 0;
+    char err[200];
+    if (ha_instances_decode(o, c->t->capacity, &v, &n, err, sizeof err) != 0) {
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_ERROR, "ha: %.150s: the instances' launch specs ignored", err);
+        return;
+    }
+    free(c->ha_gens);
+    c->ha_gens = calloc(n ? n : 1, sizeof *c->ha_gens);
+    if (!c->ha_gens)
+        abort();
+    const struct table_hdr *h = c->t->hdr;
+    for (size_t k = 0; k < n; k++) {
+        uint64_t gen = ha_gen_of(v[k].prefix, HA_PREFIX_BYTES, &h->spec_cur, &h->spec_prev);
+        if (!gen)
+            continue; /* a spec we do not know: unknown, as an adopted row already is */
+        copy_str(c->ha_gens[known].id, sizeof c->ha_gens[known].id, v[k].id);
+        c->ha_gens[known++].gen = gen;
+    }
+    c->ha_ngens = known;
+    /* Looked up by id for every row, at once and at each adoption: sorted. */
+    qsort(c->ha_gens, known, sizeof *c->ha_gens, by_id);
+    free(v);
+    for (uint32_t i = 0; i < c->t->capacity; i++)
+        if (c->t->rows[i].state != ROW_FREE)
+            ctl_ha_spec_of_adopted(c, &c->t->rows[i]);
+    if (n)
+        log_info("ha: the last leader's %zu instance(s): %zu of a launch spec we know", n, known);
+}
+
+static void note_taken(struct ctl *c, const struct rollout_state *ro)
+{
+    table_note(c->t, EV_ROLLOUT, NULL, LOG_LVL_INFO,
+               "ha: rollout %llu taken over from the last leader, %s: generation %llu to %llu, %d replaced, "
+               "%d remaining%s", (unsigned long long)ro->number, rollout_phase_name(ro->phase),
+               (unsigned long long)ro->from_gen, (unsigned long long)ro->to_gen, ro->replaced, ro->remaining,
+               ro->rolling_back ? " (rolling back)" : "");
+}
+
+/* The last leader's rollout and launch specs (ha_rollout.h), with our
+ * generations: the rollout goes on here where it was. Our own spec in
+ * force is worked out first, from our config. */
+static void take_rollout(struct ctl *c, json_object *o, int64_t now)
+{
+    ctl_follow_spec(c, now);
+    struct ha_group_specs *lead = malloc(sizeof *lead);
+    struct ha_takeover *t = malloc(sizeof *t);
+    if (!lead || !t)
+        abort();
+    char err[200];
+    const struct table_hdr *h = c->t->hdr;
+    if (ha_specs_decode(o, lead, err, sizeof err) != 0) {
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_ERROR, "ha: %.150s: its rollout and specs ignored", err);
+        goto out;
+    }
+    ha_takeover_plan(lead, &h->spec_cur, &h->spec_prev, h->spec_pinned, h->spec_rejected, h->spec_gen_last,
+                     now, t);
+    if (t->set_spec) {
+        table_spec_in_force(c->t, &t->cur, &t->prev, t->pinned, t->pinned ? t->rejected : NULL);
+        ctl_launch_config(c);
+        table_note(c->t, EV_CONFIG, NULL, LOG_LVL_INFO,
+                   "ha: launch spec generation %llu in force%s; the last leader's previous spec is generation %llu",
+                   (unsigned long long)t->cur.gen, t->pinned ? " (pinned: the last leader rolled back)" : "",
+                   (unsigned long long)t->prev.gen);
+    }
+    if (t->why[0])
+        table_note(c->t, EV_ROLLOUT, NULL, LOG_LVL_WARN, "ha: the last leader's state: %.150s", t->why);
+    if (t->set_ro) {
+        table_rollout(c->t, &t->ro);
+        note_taken(c, &t->ro);
+    }
+    learn_instances(c, o);
+out:
+    free(lead);
+    free(t);
+}
 
 /* The last leader's launches that had no answer (a provider with launch
  * tokens only: a local instance is found by its process at once): each
@@ -46,8 +146,10 @@ static void resume_launches(struct ctl *c, json_object *pending, int64_t now)
  * timeout for the adopted instances to register with us. Lock held. */
 static void take_over(struct ctl *c, int64_t now)
 {
-    char state[ETCD_VALUE_MAX];
-    ha_read_state(&c->ha, state, sizeof state);
+    char *state = malloc(HA_STATE_MAX);
+    if (!state)
+        abort();
+    ha_read_state(&c->ha, state, HA_STATE_MAX);
     json_object *o = state[0] ? json_tokener_parse(state) : NULL, *v;
     int target = 0, desired = 0;
     if (o && json_object_object_get_ex(o, "target", &v))
@@ -64,7 +166,10 @@ static void take_over(struct ctl *c, int64_t now)
     }
     if (o && json_object_object_get_ex(o, "pending", &v) && json_object_is_type(v, json_type_array))
         resume_launches(c, v, now);
+    if (o && json_object_is_type(o, json_type_object))
+        take_rollout(c, o, now);
     json_object_put(o);
+    free(state);
     for (uint32_t i = 0; i < c->t->capacity; i++)
         if (c->t->rows[i].state == ROW_PENDING && !(c->t->rows[i].flags & ROW_F_UNCONFIRMED))
             table_boot_clock_restart(c->t, &c->t->rows[i], now);

@@ -6,6 +6,10 @@
 
 #include "ctl.h"
 
+/* A row adopted after the takeover: the generation of ours its instance
+ * was launched from, if the last leader's state named it. */
+void ctl_ha_spec_of_adopted(struct ctl *c, struct table_row *r);
+
 /* Returns when the next turn is due. */
 int64_t ctl_ha_turn(struct ctl *c);
 

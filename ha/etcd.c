@@ -393,6 +393,27 @@ int etcd_get(struct etcd *e, const char *key, struct etcd_kv *kv, char *err, siz
     return rc;
 }
 
+int etcd_get_text(struct etcd *e, const char *key, char *out, size_t size, bool *found, char *err, size_t errsize)
+{
+    json_object *q = obj(), *a = NULL;
+    add(q, "key", b64(key));
+    int rc = post(e, "/v3/kv/range", q, &a, err, errsize);
+    json_object_put(q);
+    out[0] = '\0';
+    *found = false;
+    json_object *kvs = rc == 0 ? field(a, "kvs") : NULL;
+    if (kvs && json_object_is_type(kvs, json_type_array) && json_object_array_length(kvs) > 0) {
+        json_object *v = field(json_object_array_get_idx(kvs, 0), "value");
+        *found = true;
+        if (v && unb64(json_object_get_string(v), out, size) != 0) {
+            snprintf(err, errsize, "etcd: %.100s is not base64 text of at most %zu bytes", key, size - 1);
+            rc = -1;
+        }
+    }
+    json_object_put(a);
+    return rc;
+}
+
 /* The end of the range of keys starting with prefix: the prefix with its
  * last byte incremented (etcd's own convention). */
 static void prefix_end(const char *prefix, char *out, size_t size)

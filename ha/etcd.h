@@ -53,6 +53,10 @@ int etcd_guarded_put(struct etcd *e, const char *guard_key, int64_t guard_rev, c
                      const char *value, bool *ok, char *err, size_t errsize);
 int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease, char *err, size_t errsize);
 int etcd_get(struct etcd *e, const char *key, struct etcd_kv *kv, char *err, size_t errsize);
+/* key's value as text into out (size bytes, for values larger than
+ * ETCD_VALUE_MAX); *found false when there is no such key. */
+int etcd_get_text(struct etcd *e, const char *key, char *out, size_t size, bool *found, char *err,
+                  size_t errsize);
 /* The values of every key under prefix, joined by ',' into out, in key
  * order, at most max of them. */
 int etcd_values_under(struct etcd *e, const char *prefix, char *out, size_t outsize, int max, char *err,

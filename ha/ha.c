@@ -289,11 +289,13 @@ bool ha_guard(struct ha *h, const char *state, int64_t now)
 
 void ha_read_state(struct ha *h, char *out, size_t size)
 {
-    struct etcd_kv kv;
     char err[256];
+    bool found = false;
     out[0] = '\0';
-    if (h->on && etcd_get(&h->etcd, h->key_state, &kv, err, sizeof err) == 0 && kv.found)
-        copy_str(out, size, kv.value);
+    if (h->on && etcd_get_text(&h->etcd, h->key_state, out, size, &found, err, sizeof err) != 0) {
+        log_warn("ha: reading the last leader's state: %s: taken as none", err);
+        out[0] = '\0';
+    }
 }
 
 void ha_close(struct ha *h)

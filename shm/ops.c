@@ -515,12 +515,23 @@ void table_spec_in_force(struct table *t, const struct spec_saved *cur, const st
         h->spec_prev = *prev;
     if (cur->gen > h->spec_gen_last)
         h->spec_gen_last = cur->gen;
+    if (prev && prev->gen > h->spec_gen_last) /* a new leader's number for the last leader's previous spec */
+        h->spec_gen_last = prev->gen;
     h->spec_pinned = pinned;
     if (rejected)
         memcpy(h->spec_rejected, rejected, SPEC_DIGEST_SIZE);
     else
         memset(h->spec_rejected, 0, SPEC_DIGEST_SIZE);
     hdr_write_end(t);
+}
+
+void table_row_spec_gen(struct table *t, struct table_row *r, uint64_t gen)
+{
+    if (r->spec_gen == gen)
+        return;
+    row_write_begin(r);
+    r->spec_gen = gen;
+    row_write_end(t, r);
 }
 
 void table_lb_5xx(struct table *t, struct table_row *r, uint64_t errors)

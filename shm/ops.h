@@ -161,6 +161,9 @@ void table_rollout(struct table *t, const struct rollout_state *ro);
  * none). */
 void table_spec_in_force(struct table *t, const struct spec_saved *cur, const struct spec_saved *prev,
                          bool pinned, const uint8_t rejected[SPEC_DIGEST_SIZE]);
+/* The launch spec generation a row's instance was launched from, learnt
+ * after its row was made (a new leader's, from the last leader's state). */
+void table_row_spec_gen(struct table *t, struct table_row *r, uint64_t gen);
 /* The balancer's count of a row's 5xx answers (HAProxy hrsp_5xx). */
 void table_lb_5xx(struct table *t, struct table_row *r, uint64_t errors);
 /* The rollout's bake window opens: the row's counters as they stand. */

@@ -41,6 +41,7 @@ Suite *layout_suite(void);
 Suite *plan_suite(void);
 Suite *rollout_suite(void);
 Suite *rollout_api_suite(void);
+Suite *ha_rollout_suite(void);
 Suite *migrate_suite(void);
 Suite *notify_suite(void);
 #endif

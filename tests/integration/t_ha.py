@@ -5,6 +5,7 @@ a paused leader fenced, etcd's own faults."""
 import contextlib
 import os
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
@@ -297,6 +298,131 @@ def one_etcd_member_of_three_lost_changes_no_leader(etcd, a, b):
         assert ha_b["role"] == "standby" and ha_b["leader"] == "mgr-a", ha_b
         time.sleep(0.1)
     assert ha(a)["failovers"] == 1 and calls(b) == 0
+
+
+SERVICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service.py")
+
+
+def version_of(pid):
+    """The version an agent's service answers (its --answer), or None."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return None
+    return args[args.index(b"--answer") + 1].decode() if b"--answer" in args else None
+
+
+class AgentWatch:
+    """Samples the group's agent processes every 50 ms on a thread: the
+    most alive at once, and every pid each instance id ever had."""
+
+    def __init__(self, group):
+        self.group, self.most, self.pids = group, 0, {}
+        self.stopping = threading.Event()
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        while not self.stopping.wait(0.05):
+            procs = {i: [p for p in ps if not self.forked(p)] for i, ps in agent_processes().items()
+                     if i.startswith(self.group + "-")}
+            self.most = max(self.most, sum(len(p) for p in procs.values()))
+            for ident, pids in procs.items():
+                self.pids.setdefault(ident, set()).update(pids)
+
+    @staticmethod
+    def forked(pid):
+        """A child of an agent not yet exec'd (its service starting), or
+        LeakSanitizer's tracer at its exit: the agent's command line, not
+        another instance."""
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%d/cmdline" % ppid, "rb") as f:
+                return f.read().split(b"\0")[0].endswith(b"asg-agent")
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def stop(self):
+        self.stopping.set()
+        self.t.join(10)
+        return self
+
+
+def rollout_of(m):
+    code, r = m.api("GET", "/api/v1/rollout")
+    return r if code == 200 else None
+
+
+@test
+def rollout_goes_on_after_a_leader_failover():
+    """A group of 3 serving v1; both managers reload v2; the leader starts
+    a rollout (surge 1, bake 3 s) and is killed -9, supervisor and roles,
+    once it has replaced one instance. The standby leads and finishes the
+    rollout from the state in etcd (the rollout, the specs by digest, each
+    instance's spec): every instance ends on v2, none left behind on v1,
+    none launched twice, never more agents than 3 + surge (+ any the old
+    leader was still stopping), and its rollout status says succeeded.
+    (Without the rollout in etcd the new leader knows of no rollout and
+    the v1 instances stay.)"""
+    etcd = Etcd()
+    d = tempfile.mkdtemp(prefix="asg-haro-")
+    a, b = pair(etcd, min_instances=1, max_instances=6, desired_instances=3)
+
+    def service(version):
+        return ["/usr/bin/python3", SERVICE, "{port}", os.path.join(d, "{port}.info"), "--answer", version]
+
+    for m in (a, b):
+        m.cfg["provider"].update({"boot_timeout_ms": 8000})
+        m.cfg["provider"]["local"].update({"kill_timeout_ms": 2000, "service_health": "http:/",
+                                           "service": service("v1")})
+        # The group's size is the test's: no scaling on load.
+        m.cfg["policy"].update({"scale_in_below": 0.0, "scale_out_above": 1.0,
+                                "scale_in_stabilization_ms": 600000})
+        m.write_config()
+    watch = None
+    with watched([a, b], etcd.cleanup, lambda: shutil.rmtree(d, ignore_errors=True)):
+        start_pair(a, b)
+        a.wait_running(3)
+        wait_warm(a, b, 3)
+        assert sorted(version_of(p) for p in agents_of_group(a.group)) == ["v1"] * 3
+        for m in (a, b):
+            reloads = metrics(m).get(("asg_config_reloads_total", (("result", "ok"),)), 0)
+            m.cfg["provider"]["local"]["service"] = service("v2")
+            m.write_config()
+            m.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: metrics(m)[("asg_config_reloads_total", (("result", "ok"),))] > reloads, 10,
+                     "the reload")
+        wait_for(lambda: a.status()["group"]["launch_spec_generation"] == 2, 10, "a at generation 2")
+        watch = AgentWatch(a.group)
+        code, r = a.api("POST", "/api/v1/rollout", {"action": "start", "max_surge": 1, "bake_s": 3})
+        assert code == 202, (code, r)
+        wait_for(lambda: (lambda r: r and r["state"] == "running" and r["replaced"] >= 1)(rollout_of(a)), 30,
+                 "a replaced one instance")
+        s = a.status()
+        stopping = len([i for i in s["instances"] if i["state"] == "terminating"])
+        r = rollout_of(a)
+        assert r["state"] == "running" and r["remaining"] >= 1, r
+        stop_roles(a, signal.SIGKILL)
+        wait_for(lambda: role(b) == "leader", 10, "b leads")
+        r = wait_for(lambda: (lambda r: r if r and r["state"] in ("succeeded", "failed", "rolled_back",
+                                                                  "cancelled") else None)(rollout_of(b)),
+                     60, "b's rollout over")
+        assert r["state"] == "succeeded", r
+        # Its last old instance is stopping as it succeeds.
+        s = wait_for(lambda: (lambda s: s if s and len(b.running(s)) == 3 and len(s["instances"]) == 3 and
+                              len(agents_of_group(a.group)) == 3 else None)(b.status()), 30, "3 instances")
+        watch.stop()
+        gen = s["group"]["launch_spec_generation"]
+        assert all(i["launch_spec_generation"] == gen for i in s["instances"]), s["instances"]
+        assert sorted(version_of(p) for p in agents_of_group(a.group)) == ["v2"] * 3, agent_processes()
+        twice = {i: p for i, p in watch.pids.items() if len(p) > 1}
+        assert not twice, "instance ids launched twice: %r" % twice
+        assert watch.most <= 3 + 1 + stopping, "%d agents at once (%d being stopped at the kill)" % (
+            watch.most, stopping)
+        assert r["to_generation"] == gen and r["remaining"] == 0, r
+        assert re.search(r"ha: rollout 1 taken over from the last leader, running", b.log()), b.log()[-3000:]
 
 
 def ec2_pair(etcd, fake):
