@@ -6,11 +6,16 @@
 #include "../common/util.h"
 #include "rollout_plan.h"
 
+/* Within range whatever the table holds (a damaged one included). */
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
 void rollout_amounts(const struct rollout_settings *s, int target, int *surge, int *unavailable)
 {
-    int t = target > 0 ? target : 0;
-    *surge = s->surge_pct ? (t * s->surge + 99) / 100 : s->surge;
-    *unavailable = s->unavailable_pct ? t * s->unavailable / 100 : s->unavailable;
+    int64_t t = clamp(target, 0, 100000);
+    int64_t su = clamp(s->surge, 0, s->surge_pct ? 100 : 100000);
+    int64_t un = clamp(s->unavailable, 0, s->unavailable_pct ? 100 : 100000);
+    *surge = (int)(s->surge_pct ? (t * su + 99) / 100 : su);
+    *unavailable = (int)(s->unavailable_pct ? t * un / 100 : un);
     if (*unavailable > t)
         *unavailable = t;
     if (*surge <= 0 && *unavailable <= 0)
@@ -240,9 +245,9 @@ static int pause_limit(const struct rollout_state *ro)
     if (ro->set.canary > 0 && !ro->canary_done)
         return ro->set.canary;
     if (ro->next_pause < ro->set.npause && ro->next_pause >= 0 && ro->next_pause < ROLLOUT_PAUSES) {
-        int total = ro->total > 0 ? ro->total : 1;
-        int k = (ro->set.pause_at[ro->next_pause] * total + 99) / 100;
-        return k > 0 ? k : 1;
+        int64_t total = clamp(ro->total, 1, 100000);
+        int64_t k = (clamp(ro->set.pause_at[ro->next_pause], 1, 99) * total + 99) / 100;
+        return (int)k;
     }
     return INT_MAX;
 }

@@ -34,6 +34,9 @@ int snapshot_take(const struct table *t, const struct confseg *cs, struct snapsh
     }
     s->hdr->lb_error[sizeof s->hdr->lb_error - 1] = '\0';
     s->hdr->monitor_addr[sizeof s->hdr->monitor_addr - 1] = '\0';
+    s->hdr->rollout.reason[sizeof s->hdr->rollout.reason - 1] = '\0';
+    s->hdr->ha_leader[sizeof s->hdr->ha_leader - 1] = '\0';
+    s->hdr->ha_leader_addr[sizeof s->hdr->ha_leader_addr - 1] = '\0';
     s->rows = calloc(t->capacity ? t->capacity : 1, sizeof *s->rows);
     if (!s->rows) {
         free(s->hdr);
