@@ -382,7 +382,12 @@ def stranger_cannot_use_the_api_by_default(m):
     time.sleep(1.5 * SLOW)   # what a launch or a SetLoad would have needed to show
     s = m.status()
     assert (s["group"]["size"], s["group"]["target"], s["group"]["desired"]) == before, s["group"]
-    assert sorted(i["id"] for i in s["instances"]) == ids, s["instances"]
+    # None terminated by the stranger: one gone was replaced for missing
+    # probes (a busy machine starves a new agent of its first answers).
+    events = m.api("GET", "/api/v1/events?limit=256")[1]["events"]
+    for gone in set(ids) - {i["id"] for i in s["instances"]}:
+        why = [e["message"] for e in events if e["kind"] == "terminate" and e["instance"] == gone]
+        assert why and all("replacing unhealthy instance" in w for w in why), (gone, why, s["instances"])
     assert s["group"]["operator_desired"] == 0, s["group"]
     p = m.ctl("probe", s["instances"][0]["address"], "--json")
     assert '"load":1.0000' not in p.stdout, p.stdout
