@@ -549,6 +549,63 @@ START_TEST(test_the_surge_is_not_the_policys_capacity)
 }
 END_TEST
 
+static int stops_of(uint64_t gen, uint32_t was)
+{
+    int n = 0;
+    for (size_t i = 0; i < p.n; i++)
+        if (p.steps[i].kind == PLAN_STOP && rows[p.steps[i].slot].spec_gen == gen && p.steps[i].state == was)
+            n++;
+    return n;
+}
+
+/* A new instance failing on its 5xx (running, its probes fine) is the one
+ * that goes when the rollout rolls back, not a healthy old one: the group
+ * is one beyond its target with it, and the scale-in must not take the
+ * old instance the rollback keeps. */
+START_TEST(test_a_5xx_rollback_stops_the_bad_instance_not_an_old_one)
+{
+    g.lb_counts_5xx = true;
+    g.ro.window_ms = NOW - 5000;
+    old_group(3);
+    struct plan_row *r = row(ROW_RUNNING, NEW, 5000);
+    r->lb_requests = 100;
+    r->lb_5xx = 50;
+    decide();
+    ck_assert(p.ro_rollback);
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 0);
+    ck_assert_int_eq(stops_of(NEW, ROW_RUNNING), 1);
+    ck_assert_int_eq(p.launches, 0); /* three old ones serve: the target */
+}
+END_TEST
+
+/* An operator's pause mid-batch: the new instance still boots; nothing
+ * is stopped (no old one before it is proven, and not the surge itself)
+ * and nothing launched until resumed. */
+START_TEST(test_a_pause_mid_batch_stops_nothing)
+{
+    g.ro.phase = RO_PAUSED;
+    old_group(3);
+    row(ROW_PENDING, NEW, 1000);
+    decide();
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 0);
+    ck_assert_int_eq(stops_of(NEW, ROW_PENDING), 0);
+    ck_assert_int_eq(p.launches, 0);
+    ck_assert(rows[3].surge); /* not capacity for the policy either */
+}
+END_TEST
+
+/* Paused, a real scale-in still happens, within what the surge explains. */
+START_TEST(test_a_pause_lets_a_scale_in_beyond_the_surge_go_on)
+{
+    g.ro.phase = RO_PAUSED;
+    old_group(4);
+    row(ROW_PENDING, NEW, 1000);
+    decide();
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 1); /* 5 live, target 3, surge 1 */
+    ck_assert_int_eq(stops_of(NEW, ROW_PENDING), 0);
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -586,6 +643,9 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_scale_in_during_a_rollout_takes_old_instances_first);
     tcase_add_test(tc, test_a_scale_out_during_a_rollout_launches_and_is_not_held);
     tcase_add_test(tc, test_the_surge_is_not_the_policys_capacity);
+    tcase_add_test(tc, test_a_5xx_rollback_stops_the_bad_instance_not_an_old_one);
+    tcase_add_test(tc, test_a_pause_mid_batch_stops_nothing);
+    tcase_add_test(tc, test_a_pause_lets_a_scale_in_beyond_the_surge_go_on);
     suite_add_tcase(s, tc);
     return s;
 }
