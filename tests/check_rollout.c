@@ -606,6 +606,20 @@ START_TEST(test_a_pause_lets_a_scale_in_beyond_the_surge_go_on)
 }
 END_TEST
 
+/* Cancelled mid-batch, the group is one beyond its target: the scale-in
+ * takes the new instance still booting (it serves nothing), not an old
+ * serving one, which would leave fewer serving than the target. */
+START_TEST(test_a_cancel_mid_batch_scales_in_the_booting_one)
+{
+    g.ro.phase = RO_CANCELLED;
+    old_group(3);
+    row(ROW_PENDING, NEW, 1000);
+    decide();
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 0);
+    ck_assert_int_eq(stops_of(NEW, ROW_PENDING), 1);
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -646,6 +660,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_5xx_rollback_stops_the_bad_instance_not_an_old_one);
     tcase_add_test(tc, test_a_pause_mid_batch_stops_nothing);
     tcase_add_test(tc, test_a_pause_lets_a_scale_in_beyond_the_surge_go_on);
+    tcase_add_test(tc, test_a_cancel_mid_batch_scales_in_the_booting_one);
     suite_add_tcase(s, tc);
     return s;
 }
