@@ -42,7 +42,7 @@ void ctl_launch_config(struct ctl *c)
         return;
     char err[160];
     size_t len = h->spec_cur.len < SPEC_KV_MAX ? h->spec_cur.len : SPEC_KV_MAX;
-    if (launch_spec_apply(h->spec_cur.kv, len, &c->launch_cfg, err, sizeof err) != 0) {
+    if (launch_spec_apply(h->spec_cur.kv, len, h->spec_cur.digest, &c->launch_cfg, err, sizeof err) != 0) {
         /* A table another build wrote, or damaged: launches follow the config. */
         log_error("launch spec generation %llu kept in the table is unusable (%s): launching the config's",
                   (unsigned long long)h->spec_cur.gen, err);
