@@ -186,10 +186,23 @@ static bool instance_failed(const struct plan_row *rows, size_t n, const struct 
     return false;
 }
 
+/* The counts as a damaged table may hold them, back in range: a huge
+ * negative number replaced put every launch beyond a canary (the
+ * rollout stalled), and sums of huge ones overflowed. Recorded so. */
+static void counts_in_range(struct rollout_state *ro)
+{
+    ro->replaced = (int32_t)clamp(ro->replaced, 0, 100000);
+    ro->total = (int32_t)clamp(ro->total, 0, 100000);
+    ro->remaining = (int32_t)clamp(ro->remaining, 0, 100000);
+    ro->next_pause = (int32_t)clamp(ro->next_pause, 0, ROLLOUT_PAUSES);
+}
+
 void rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
                    struct plan *p)
 {
     p->ro = g->ro;
+    if (ongoing(g))
+        counts_in_range(&p->ro);
     if (!ongoing(g) && !lifetime_only(cfg, g->ro.phase)) {
         for (size_t i = 0; i < n; i++)
             rows[i].due = rows[i].unproven = rows[i].surge = false;

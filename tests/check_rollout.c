@@ -3,6 +3,7 @@
  * boundaries of surge and unavailable, the health gate, canaries and
  * checkpoints, failures and rollbacks, lifetimes, and scaling during a
  * rollout. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -620,6 +621,32 @@ START_TEST(test_a_cancel_mid_batch_scales_in_the_booting_one)
 }
 END_TEST
 
+/* A damaged table's counts: the rollout neither stalls (a huge negative
+ * count of replaced ones put every next launch beyond its canary) nor
+ * overflows its sums, and the state it records is back in range. */
+START_TEST(test_damaged_counts_neither_stall_nor_overflow)
+{
+    g.ro.set.canary = 2;
+    g.ro.replaced = INT_MIN;
+    g.ro.total = INT_MAX;
+    g.ro.remaining = -7;
+    old_group(3);
+    decide();
+    ck_assert_int_eq(p.launches, 1);
+    ck_assert_int_ge(p.ro.replaced, 0);
+    ck_assert_int_le(p.ro.total, 100000);
+    ck_assert_int_eq(p.ro.remaining, 3);
+    ck_assert(p.ro_changed);
+    plan_free(&p);
+    memset(&p, 0, sizeof p);
+    g.ro.replaced = INT_MAX;
+    g.ro.set.canary = 0;
+    decide();
+    ck_assert_int_le(p.ro.replaced, 100000);
+    ck_assert_int_le(p.ro.total, 100000 + 3);
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -661,6 +688,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_pause_mid_batch_stops_nothing);
     tcase_add_test(tc, test_a_pause_lets_a_scale_in_beyond_the_surge_go_on);
     tcase_add_test(tc, test_a_cancel_mid_batch_scales_in_the_booting_one);
+    tcase_add_test(tc, test_damaged_counts_neither_stall_nor_overflow);
     suite_add_tcase(s, tc);
     return s;
 }
