@@ -299,15 +299,21 @@ static void progress(struct plan *p, const struct plan_group *g, int limit, int 
     if (limit == INT_MAX || ro->replaced < limit)
         return;
     ro->phase = RO_PAUSED;
+    /* Checkpoints this pause has reached too (rounded to the same count)
+     * are passed with it: else each would pause again, nothing done. */
     if (ro->set.canary > 0 && !ro->canary_done) {
         ro->canary_done = 1;
+        while (pause_limit(ro) <= ro->replaced)
+            ro->next_pause++;
         snprintf(ro->reason, sizeof ro->reason,
                  "canary: %d instance(s) of generation %llu proven; asgctl rollout resume goes on", ro->replaced,
                  (unsigned long long)ro->to_gen);
     } else {
+        int at = ro->next_pause++;
+        while (pause_limit(ro) <= ro->replaced)
+            at = ro->next_pause++;
         snprintf(ro->reason, sizeof ro->reason, "checkpoint %d%%: %d of %d replaced; asgctl rollout resume goes on",
-                 ro->set.pause_at[ro->next_pause], ro->replaced, ro->total);
-        ro->next_pause++;
+                 ro->set.pause_at[at], ro->replaced, ro->total);
     }
     snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu paused: %.150s", (unsigned long long)ro->number, ro->reason);
     p->ro_level = LOG_LVL_INFO;

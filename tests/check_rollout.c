@@ -647,6 +647,33 @@ START_TEST(test_damaged_counts_neither_stall_nor_overflow)
 }
 END_TEST
 
+/* Two checkpoints that round to the same count (10% and 20% of 2): one
+ * pause, not a second one straight after the resume with nothing done. */
+START_TEST(test_checkpoints_at_the_same_count_pause_once)
+{
+    g.ro.set.npause = 2;
+    g.ro.set.pause_at[0] = 10;
+    g.ro.set.pause_at[1] = 20;
+    g.ro.total = 2;
+    g.ro.replaced = 1;
+    g.st.target = cfg.desired_instances = 2;
+    row(ROW_RUNNING, OLD, 3600000);
+    row(ROW_RUNNING, NEW, 3600000);
+    decide();
+    ck_assert_int_eq(p.ro.phase, RO_PAUSED);
+    ck_assert_int_eq(p.ro.next_pause, 2);
+    ck_assert_msg(strstr(p.ro.reason, "checkpoint 20%") != NULL, "%s", p.ro.reason);
+    /* resumed: it goes on */
+    plan_free(&p);
+    memset(&p, 0, sizeof p);
+    g.ro.phase = RO_RUNNING;
+    g.ro.next_pause = 2;
+    decide();
+    ck_assert_int_eq(p.ro.phase, RO_RUNNING);
+    ck_assert_int_eq(p.launches, 1);
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -689,6 +716,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_pause_lets_a_scale_in_beyond_the_surge_go_on);
     tcase_add_test(tc, test_a_cancel_mid_batch_scales_in_the_booting_one);
     tcase_add_test(tc, test_damaged_counts_neither_stall_nor_overflow);
+    tcase_add_test(tc, test_checkpoints_at_the_same_count_pause_once);
     suite_add_tcase(s, tc);
     return s;
 }
