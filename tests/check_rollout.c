@@ -674,6 +674,28 @@ START_TEST(test_checkpoints_at_the_same_count_pause_once)
 }
 END_TEST
 
+/* Every field of the rollout as garbage (a damaged table): the planner
+ * decides without a fault (the ASan and UBSan build runs this too). */
+START_TEST(test_a_garbage_rollout_state_is_decided_on_safely)
+{
+    for (int pass = 0; pass < 3; pass++) {
+        memset(&g.ro, pass == 0 ? 0xff : pass == 1 ? 0x7f : 0x80, sizeof g.ro);
+        g.ro.phase = pass == 2 ? RO_PAUSED : RO_RUNNING;
+        nrows = 0;
+        memset(rows, 0, sizeof rows);
+        old_group(3);
+        row(ROW_RUNNING, NEW, 5000);
+        row(ROW_PENDING, NEW, 1000);
+        cfg.max_instance_lifetime_s = pass == 1 ? 10 : 0;
+        decide();
+        ck_assert_int_ge(p.ro.replaced, 0);
+        ck_assert_int_le(p.launches, 16);
+        plan_free(&p);
+        memset(&p, 0, sizeof p);
+    }
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -717,6 +739,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_cancel_mid_batch_scales_in_the_booting_one);
     tcase_add_test(tc, test_damaged_counts_neither_stall_nor_overflow);
     tcase_add_test(tc, test_checkpoints_at_the_same_count_pause_once);
+    tcase_add_test(tc, test_a_garbage_rollout_state_is_decided_on_safely);
     suite_add_tcase(s, tc);
     return s;
 }
