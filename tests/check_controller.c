@@ -1338,6 +1338,38 @@ START_TEST(test_a_saved_spec_sets_only_its_own_keys_and_only_as_digested)
 }
 END_TEST
 
+/* The spec a rollback would launch, damaged in the table since it was
+ * kept: the rollback is refused (it would have pinned it, found it
+ * unusable and launched the config's spec, the one rolled back from,
+ * under the earlier generation's number). */
+START_TEST(test_a_rollback_to_a_damaged_earlier_spec_is_refused)
+{
+    controller_evaluate(C);
+    all_register();
+    copy_str(cfg.local_service, sizeof cfg.local_service, "/bin/web-v2");
+    reopen();
+    controller_evaluate(C);
+    ck_assert_uint_eq(T.hdr->spec.gen, 2);
+    ck_assert_uint_eq(T.hdr->spec_prev.gen, 1);
+    ck_assert_uint_gt(T.hdr->spec_prev.len, 0);
+    struct ctl_request rq = {.magic = CTL_REQ_MAGIC, .kind = REQ_ROLLOUT, .value = RA_START};
+    controller_request(C, &rq);
+    ck_assert_uint_eq(T.hdr->rollout.phase, RO_RUNNING);
+    /* a value of the kept spec changed under it */
+    table_lock(&T, 1000);
+    char *v = memmem(T.hdr->spec_prev.kv, T.hdr->spec_prev.len, "plaintext", 9);
+    char *at = v ? v : memmem(T.hdr->spec_prev.kv, T.hdr->spec_prev.len, "auto", 4);
+    ck_assert_ptr_nonnull(at);
+    at[0] = 'X';
+    table_unlock(&T);
+    rq.value = RA_ROLLBACK;
+    controller_request(C, &rq);
+    ck_assert(!T.hdr->spec_pinned);
+    ck_assert_uint_eq(T.hdr->spec.gen, 2);
+    ck_assert(!T.hdr->rollout.rolling_back);
+}
+END_TEST
+
 START_TEST(test_launches_carry_the_launch_spec_generation)
 {
     controller_evaluate(C);
@@ -1403,6 +1435,7 @@ Suite *controller_suite(void)
         test_each_launch_spec_field_is_a_new_generation,
         test_launches_carry_the_launch_spec_generation,
         test_a_saved_spec_sets_only_its_own_keys_and_only_as_digested,
+        test_a_rollback_to_a_damaged_earlier_spec_is_refused,
         test_the_grace_before_force_is_the_providers_own,
         NULL};
     const TTest *registry[] = {
