@@ -26,8 +26,8 @@ static size_t take_reply(char *data, size_t size, size_t n, void *user)
 }
 
 /* status.listen as the host:port a client should use (0.0.0.0 is every
- * address: loopback then). False when there is no fixed port. */
-static bool status_address(const struct asg_config *cfg, char *out, size_t size)
+ * address: loopback then), and its port. False when there is no fixed port. */
+static bool status_address(const struct asg_config *cfg, char *out, size_t size, int *portp)
 {
     char host[64];
     if (!copy_str(host, sizeof host, cfg->status_listen))
@@ -37,6 +37,7 @@ static bool status_address(const struct asg_config *cfg, char *out, size_t size)
     if (!colon || !parse_whole(colon + 1, 1, 65535, &port))
         return false;
     *colon = '\0';
+    *portp = (int)port;
     snprintf(out, size, "%s:%ld", strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host, port);
     return true;
 }
@@ -74,11 +75,19 @@ int api_post(const struct asg_config *cfg, const char *path, const char *body, s
              const char *who)
 {
     char dir[256], token[PKI_API_TOKEN_LEN + 1], err[512], hp[96];
+    int port;
     memset(r, 0, sizeof *r);
-    if (!cfg->status_listen[0] || !status_address(cfg, hp, sizeof hp)) {
+    if (!cfg->status_listen[0] || !status_address(cfg, hp, sizeof hp, &port)) {
         fprintf(stderr, "asgctl: %s: status.listen is '%s': no status API at a known port\n", who,
                 cfg->status_listen);
         return 2;
+    }
+    /* Plain HTTP: whoever holds the port would be handed the token (the
+     * manager stopped and another user bound it), as etcd's port is checked. */
+    if (tcp_port_trusted(port, err, sizeof err) != 0) {
+        fprintf(stderr, "asgctl: %s: the API token is not sent to %s: %s (is the manager running?)\n", who, hp,
+                err);
+        return 1;
     }
     pki_dir(cfg, dir, sizeof dir);
     if (pki_api_token_read(dir, token, err, sizeof err) != 0) {

@@ -114,8 +114,11 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
     g->sched_active = sched_active;
     g->st = v->hdr.ctl;
     g->spec_gen = v->hdr.spec.gen;
-    /* A rollback launches the spec before: only one kept whole. */
-    g->prev_gen = v->hdr.spec_prev.len && !v->hdr.spec_pinned ? v->hdr.spec_prev.gen : 0;
+    /* A rollback launches the spec before: only one kept whole, and
+     * usable (looked at only while a rollout runs: it may fail then). */
+    char why[200];
+    bool may = v->hdr.rollout.phase == RO_RUNNING && !v->hdr.spec_pinned;
+    g->prev_gen = may && ctl_spec_usable(c, &v->hdr.spec_prev, why, sizeof why) ? v->hdr.spec_prev.gen : 0;
     g->lb_counts_5xx = g->lb_on && c->lb_counts_5xx;
     g->ro = v->hdr.rollout;
 }

@@ -166,9 +166,18 @@ static bool old_spec(const struct plan_row *r, const struct plan_group *g)
 }
 
 /* Picks the victim of a scale-in: an unhealthy instance waiting for
- * replacement first; else one of an older launch spec (a rollout would
- * replace it anyway); else the newest pending-or-running one, which has
- * done the least work and is the last to have warmed up. */
+ * replacement first; else a pending one (it serves nothing yet: taking a
+ * serving old one instead, after a rollout's cancel mid-batch, left fewer
+ * serving than the target); else one of an older launch spec (a rollout
+ * would replace it anyway); else the newest, which has done the least
+ * work and is the last to have warmed up; a rollout's surge last. */
+/* Higher goes first. A rollout's surge goes last: the allowance keeps it
+ * and only a scale-in below that reaches it. */
+static int victim_rank(const struct plan_row *r, const struct plan_group *g)
+{
+    return r->surge ? 0 : r->state == ROW_PENDING ? 3 : old_spec(r, g) ? 2 : 1;
+}
+
 static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const struct plan_group *g)
 {
     struct plan_row *best = NULL;
@@ -178,9 +187,8 @@ static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const s
             return r;
         if (r->state != ROW_PENDING && r->state != ROW_RUNNING)
             continue;
-        bool older = best && old_spec(r, g) && !old_spec(best, g);
-        bool same = !best || old_spec(r, g) == old_spec(best, g);
-        if (!best || older || (same && r->launch_ms > best->launch_ms))
+        int rank = victim_rank(r, g), best_rank = best ? victim_rank(best, g) : -1;
+        if (rank > best_rank || (rank == best_rank && r->launch_ms > best->launch_ms))
             best = r;
     }
     return best;

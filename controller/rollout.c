@@ -1,6 +1,7 @@
 /* Rollouts, the controller's side (rollout.h). */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/util.h"
@@ -42,12 +43,31 @@ void ctl_launch_config(struct ctl *c)
         return;
     char err[160];
     size_t len = h->spec_cur.len < SPEC_KV_MAX ? h->spec_cur.len : SPEC_KV_MAX;
-    if (launch_spec_apply(h->spec_cur.kv, len, &c->launch_cfg, err, sizeof err) != 0) {
+    if (launch_spec_apply(h->spec_cur.kv, len, h->spec_cur.digest, &c->launch_cfg, err, sizeof err) != 0) {
         /* A table another build wrote, or damaged: launches follow the config. */
         log_error("launch spec generation %llu kept in the table is unusable (%s): launching the config's",
                   (unsigned long long)h->spec_cur.gen, err);
         c->launch_cfg = c->cfg;
     }
+}
+
+bool ctl_spec_usable(const struct ctl *c, const struct spec_saved *s, char *why, size_t whysize)
+{
+    if (!s->gen || !s->len || s->len > SPEC_KV_MAX) {
+        snprintf(why, whysize, "no earlier launch spec is kept whole to roll back to");
+        return false;
+    }
+    struct asg_config *scratch = malloc(sizeof *scratch);
+    if (!scratch)
+        abort();
+    *scratch = c->cfg;
+    char err[160];
+    bool ok = launch_spec_apply(s->kv, s->len, s->digest, scratch, err, sizeof err) == 0;
+    free(scratch);
+    if (!ok)
+        snprintf(why, whysize, "the earlier launch spec kept (generation %llu) is unusable: %.100s",
+                 (unsigned long long)s->gen, err);
+    return ok;
 }
 
 /* The generation before to among the instances due (for status), or 0. */
@@ -246,9 +266,9 @@ static void roll_back(struct ctl *c, int64_t now)
         refuse(c, "rollback", "a rollback is already under way");
         return;
     }
-    if (h->spec_pinned || !h->spec_prev.gen || !h->spec_prev.len) {
-        refuse(c, "rollback", h->spec_pinned ? "the spec in force is already a rolled back one"
-                                             : "no earlier launch spec is kept whole to roll back to");
+    char why[200];
+    if (h->spec_pinned || !ctl_spec_usable(c, &h->spec_prev, why, sizeof why)) {
+        refuse(c, "rollback", h->spec_pinned ? "the spec in force is already a rolled back one" : why);
         return;
     }
     if (ro.phase == RO_NONE || ro.phase == RO_SUCCEEDED || ro.phase == RO_ROLLED_BACK) {

@@ -23,6 +23,10 @@ void ctl_follow_spec(struct ctl *c, int64_t now);
  * spec in force when a rollback pinned an earlier one). */
 void ctl_launch_config(struct ctl *c);
 
+/* Can spec s be launched (kept whole, and launch_spec_apply takes it on
+ * the config)? Else why: a rollback to it would launch the config's. */
+bool ctl_spec_usable(const struct ctl *c, const struct spec_saved *s, char *why, size_t whysize);
+
 /* The settings the config gives rollouts (rollout.*). */
 void rollout_config_settings(const struct asg_config *cfg, struct rollout_settings *s);
 

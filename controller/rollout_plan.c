@@ -24,6 +24,11 @@ void rollout_amounts(const struct rollout_settings *s, int target, int *surge, i
 
 static bool running(const struct plan_group *g) { return g->ro.phase == RO_RUNNING; }
 
+/* Running or paused: its instances are told apart (old, unproven, surge)
+ * either way, so that a pause mid-batch neither counts the surge as the
+ * policy's capacity nor scales it in against an old serving instance. */
+static bool ongoing(const struct plan_group *g) { return g->ro.phase == RO_RUNNING || g->ro.phase == RO_PAUSED; }
+
 /* Instances past their lifetime are replaced between rollouts too, but
  * not while an operator holds one paused. */
 static bool lifetime_only(const struct asg_config *cfg, uint32_t phase)
@@ -41,12 +46,12 @@ static bool its_own(const struct plan_row *r, const struct rollout_state *ro)
 
 static int bake_ms(const struct asg_config *cfg, const struct plan_group *g)
 {
-    return running(g) ? g->ro.set.bake_ms : cfg->rollout_bake_s * 1000;
+    return ongoing(g) ? g->ro.set.bake_ms : cfg->rollout_bake_s * 1000;
 }
 
 static void classify(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g)
 {
-    uint64_t to = running(g) ? g->ro.to_gen : g->spec_gen;
+    uint64_t to = ongoing(g) ? g->ro.to_gen : g->spec_gen;
     int64_t lifetime = (int64_t)cfg->max_instance_lifetime_s * 1000;
     int bake = bake_ms(cfg, g);
     for (size_t i = 0; i < n; i++) {
@@ -55,7 +60,7 @@ static void classify(struct plan_row *rows, size_t n, const struct asg_config *c
         if (!live(r) || r->joined)
             continue;
         bool aged = lifetime > 0 && g->now - r->launch_ms >= lifetime;
-        r->due = (running(g) && r->spec_gen != to) || aged;
+        r->due = (ongoing(g) && r->spec_gen != to) || aged;
         bool proven = r->state == ROW_RUNNING && r->ready_since_ms && g->now - r->ready_since_ms >= bake;
         r->unproven = !r->due && r->spec_gen == to && !proven;
     }
@@ -181,17 +186,30 @@ static bool instance_failed(const struct plan_row *rows, size_t n, const struct 
     return false;
 }
 
+/* The counts as a damaged table may hold them, back in range: a huge
+ * negative number replaced put every launch beyond a canary (the
+ * rollout stalled), and sums of huge ones overflowed. Recorded so. */
+static void counts_in_range(struct rollout_state *ro)
+{
+    ro->replaced = (int32_t)clamp(ro->replaced, 0, 100000);
+    ro->total = (int32_t)clamp(ro->total, 0, 100000);
+    ro->remaining = (int32_t)clamp(ro->remaining, 0, 100000);
+    ro->next_pause = (int32_t)clamp(ro->next_pause, 0, ROLLOUT_PAUSES);
+}
+
 void rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
                    struct plan *p)
 {
     p->ro = g->ro;
-    if (!running(g) && !lifetime_only(cfg, g->ro.phase)) {
+    if (ongoing(g))
+        counts_in_range(&p->ro);
+    if (!ongoing(g) && !lifetime_only(cfg, g->ro.phase)) {
         for (size_t i = 0; i < n; i++)
             rows[i].due = rows[i].unproven = rows[i].surge = false;
         return;
     }
     classify(rows, n, cfg, g);
-    if (running(g))
+    if (ongoing(g))
         mark_surge(rows, n, g);
     char why[160];
     if (running(g) && (instance_failed(rows, n, cfg, g, why, sizeof why) ||
@@ -281,15 +299,21 @@ static void progress(struct plan *p, const struct plan_group *g, int limit, int 
     if (limit == INT_MAX || ro->replaced < limit)
         return;
     ro->phase = RO_PAUSED;
+    /* Checkpoints this pause has reached too (rounded to the same count)
+     * are passed with it: else each would pause again, nothing done. */
     if (ro->set.canary > 0 && !ro->canary_done) {
         ro->canary_done = 1;
+        while (pause_limit(ro) <= ro->replaced)
+            ro->next_pause++;
         snprintf(ro->reason, sizeof ro->reason,
                  "canary: %d instance(s) of generation %llu proven; asgctl rollout resume goes on", ro->replaced,
                  (unsigned long long)ro->to_gen);
     } else {
+        int at = ro->next_pause++;
+        while (pause_limit(ro) <= ro->replaced)
+            at = ro->next_pause++;
         snprintf(ro->reason, sizeof ro->reason, "checkpoint %d%%: %d of %d replaced; asgctl rollout resume goes on",
-                 ro->set.pause_at[ro->next_pause], ro->replaced, ro->total);
-        ro->next_pause++;
+                 ro->set.pause_at[at], ro->replaced, ro->total);
     }
     snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu paused: %.150s", (unsigned long long)ro->number, ro->reason);
     p->ro_level = LOG_LVL_INFO;
@@ -346,10 +370,38 @@ static int surge_room(const struct batch *b)
     return room > 0 ? room : 0;
 }
 
+/* The rollout failed and rolls back: its new instances not yet proven go
+ * now (a 5xx verdict leaves them running and serving, and without this
+ * the group, one beyond its target, would scale in a good old one). The
+ * converge refills from the previous spec, put in force first. */
+static void stop_failed(struct plan_row *rows, size_t n, const struct plan_group *g, struct plan *p)
+{
+    char why[128];
+    snprintf(why, sizeof why, "rollout %llu rolls back: generation %llu not proven", (unsigned long long)p->ro.number,
+             (unsigned long long)g->ro.to_gen);
+    for (size_t i = 0; i < n; i++)
+        if (live(&rows[i]) && rows[i].unproven && its_own(&rows[i], &g->ro))
+            plan_stop(p, &rows[i], g, why);
+}
+
+/* Paused: nothing stopped or launched for it, and the surge it had
+ * launched (marked by rollout_judge) is kept from the scale-in. */
+static int paused_allowance(const struct plan_row *rows, size_t n)
+{
+    int kept = 0;
+    for (size_t i = 0; i < n; i++)
+        kept += live(&rows[i]) && rows[i].surge;
+    return kept;
+}
+
 void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg, const struct plan_group *g,
                   int target, struct plan *p)
 {
     p->surge = p->allowance = 0;
+    if (p->ro_rollback)
+        stop_failed(rows, n, g, p);
+    if (p->ro.phase == RO_PAUSED && g->ro.phase == RO_PAUSED)
+        p->allowance = paused_allowance(rows, n);
     bool on = p->ro.phase == RO_RUNNING && !p->ro_rollback && running(g);
     if (!on && !(lifetime_only(cfg, p->ro.phase) && lifetime_only(cfg, g->ro.phase)))
         goto done;

@@ -132,7 +132,42 @@ size_t launch_spec_save(const struct launch_spec *s, char *kv, size_t size)
     return at;
 }
 
-int launch_spec_apply(const char *kv, size_t len, struct asg_config *cfg, char *err, size_t errsize)
+/* Is key one of spec s's? */
+static bool spec_has(const struct launch_spec *s, const char *key)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->field[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+/* After the pairs were set: each key one of the spec cfg now has (no
+ * other setting, such as where the provider's calls go or what
+ * terminates, comes from a saved spec), and that spec the one digest
+ * names (nothing changed since it was saved). */
+static int applied_as_saved(const char *kv, size_t len, const uint8_t digest_[LAUNCH_SPEC_DIGEST],
+                            const struct asg_config *cfg, char *err, size_t errsize)
+{
+    struct launch_spec got;
+    launch_spec_of(cfg, &got);
+    for (size_t at = 0; at < len;) { /* pairs already found whole */
+        const char *key = kv + at;
+        at += strlen(key) + 1;
+        at += strlen(kv + at) + 1;
+        if (!spec_has(&got, key)) {
+            snprintf(err, errsize, "saved launch spec: '%.60s' is not a launch spec setting", key);
+            return -1;
+        }
+    }
+    if (memcmp(got.digest, digest_, LAUNCH_SPEC_DIGEST) != 0) {
+        snprintf(err, errsize, "saved launch spec: its settings do not make the spec its digest names");
+        return -1;
+    }
+    return 0;
+}
+
+int launch_spec_apply(const char *kv, size_t len, const uint8_t digest_[LAUNCH_SPEC_DIGEST], struct asg_config *cfg,
+                      char *err, size_t errsize)
 {
     size_t at = 0;
     while (at < len) {
@@ -150,5 +185,5 @@ int launch_spec_apply(const char *kv, size_t len, struct asg_config *cfg, char *
             return -1;
         at = (size_t)(vend - kv) + 1;
     }
-    return 0;
+    return applied_as_saved(kv, len, digest_, cfg, err, errsize);
 }

@@ -49,7 +49,10 @@ uint64_t launch_spec_generation(uint64_t gen, const uint8_t digest[LAUNCH_SPEC_D
 size_t launch_spec_save(const struct launch_spec *s, char *kv, size_t size);
 /* Sets cfg's launch settings to those of a saved spec (len bytes of kv,
  * read from the table: checked pair by pair), so that a launch made with
- * cfg is one of that spec. 0, or -1 with why (cfg then unspecified). */
-int launch_spec_apply(const char *kv, size_t len, struct asg_config *cfg, char *err, size_t errsize);
+ * cfg is one of that spec: every key must be one of the spec's, and the
+ * spec cfg then has must be the one digest names. 0, or -1 with why (cfg
+ * then unspecified). */
+int launch_spec_apply(const char *kv, size_t len, const uint8_t digest[LAUNCH_SPEC_DIGEST], struct asg_config *cfg,
+                      char *err, size_t errsize);
 
 #endif

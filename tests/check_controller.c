@@ -1296,6 +1296,80 @@ static uint64_t row_gen(const char *id)
     return r->spec_gen;
 }
 
+/* A saved spec (the table's, or a last leader's from etcd) sets launch
+ * settings only, and only when they make the spec its digest names: a key
+ * outside the spec (where the provider's calls go, what terminates) or a
+ * value changed since it was saved is refused. */
+START_TEST(test_a_saved_spec_sets_only_its_own_keys_and_only_as_digested)
+{
+    struct asg_config a, b;
+    config_defaults(&a);
+    a.provider_kind = PROVIDER_EXEC;
+    copy_str(a.exec_launch, sizeof a.exec_launch, "/usr/bin/launch-v1 {manager}");
+    struct launch_spec *s = malloc(sizeof *s);
+    launch_spec_of(&a, s);
+    char kv[SPEC_KV_MAX];
+    size_t len = launch_spec_save(s, kv, sizeof kv);
+    ck_assert_uint_gt(len, 0);
+    char err[200];
+    config_defaults(&b);
+    ck_assert_int_eq(launch_spec_apply(kv, len, s->digest, &b, err, sizeof err), 0);
+    struct launch_spec *got = malloc(sizeof *got);
+    launch_spec_of(&b, got);
+    ck_assert_mem_eq(got->digest, s->digest, LAUNCH_SPEC_DIGEST);
+    ck_assert_str_eq(b.exec_launch, "/usr/bin/launch-v1 {manager}");
+    /* one key more, outside the spec */
+    char more[SPEC_KV_MAX];
+    static const char extra[] = "provider.exec.terminate\0/tmp/not-ours\0";
+    memcpy(more, kv, len);
+    memcpy(more + len, extra, sizeof extra - 1);
+    config_defaults(&b);
+    ck_assert_int_eq(launch_spec_apply(more, len + sizeof extra - 1, s->digest, &b, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "provider.exec.terminate") != NULL, "%s", err);
+    /* a value damaged since: not the spec its digest names */
+    char *v = memmem(kv, len, "launch-v1", 9);
+    ck_assert_ptr_nonnull(v);
+    v[8] = '2';
+    config_defaults(&b);
+    ck_assert_int_eq(launch_spec_apply(kv, len, s->digest, &b, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "digest") != NULL, "%s", err);
+    free(got);
+    free(s);
+}
+END_TEST
+
+/* The spec a rollback would launch, damaged in the table since it was
+ * kept: the rollback is refused (it would have pinned it, found it
+ * unusable and launched the config's spec, the one rolled back from,
+ * under the earlier generation's number). */
+START_TEST(test_a_rollback_to_a_damaged_earlier_spec_is_refused)
+{
+    controller_evaluate(C);
+    all_register();
+    copy_str(cfg.local_service, sizeof cfg.local_service, "/bin/web-v2");
+    reopen();
+    controller_evaluate(C);
+    ck_assert_uint_eq(T.hdr->spec.gen, 2);
+    ck_assert_uint_eq(T.hdr->spec_prev.gen, 1);
+    ck_assert_uint_gt(T.hdr->spec_prev.len, 0);
+    struct ctl_request rq = {.magic = CTL_REQ_MAGIC, .kind = REQ_ROLLOUT, .value = RA_START};
+    controller_request(C, &rq);
+    ck_assert_uint_eq(T.hdr->rollout.phase, RO_RUNNING);
+    /* a value of the kept spec changed under it */
+    table_lock(&T, 1000);
+    char *v = memmem(T.hdr->spec_prev.kv, T.hdr->spec_prev.len, "plaintext", 9);
+    char *at = v ? v : memmem(T.hdr->spec_prev.kv, T.hdr->spec_prev.len, "auto", 4);
+    ck_assert_ptr_nonnull(at);
+    at[0] = 'X';
+    table_unlock(&T);
+    rq.value = RA_ROLLBACK;
+    controller_request(C, &rq);
+    ck_assert(!T.hdr->spec_pinned);
+    ck_assert_uint_eq(T.hdr->spec.gen, 2);
+    ck_assert(!T.hdr->rollout.rolling_back);
+}
+END_TEST
+
 START_TEST(test_launches_carry_the_launch_spec_generation)
 {
     controller_evaluate(C);
@@ -1360,6 +1434,8 @@ Suite *controller_suite(void)
         test_keys_outside_the_launch_spec_keep_the_generation,
         test_each_launch_spec_field_is_a_new_generation,
         test_launches_carry_the_launch_spec_generation,
+        test_a_saved_spec_sets_only_its_own_keys_and_only_as_digested,
+        test_a_rollback_to_a_damaged_earlier_spec_is_refused,
         test_the_grace_before_force_is_the_providers_own,
         NULL};
     const TTest *registry[] = {

@@ -3,6 +3,7 @@
  * boundaries of surge and unavailable, the health gate, canaries and
  * checkpoints, failures and rollbacks, lifetimes, and scaling during a
  * rollout. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -549,6 +550,152 @@ START_TEST(test_the_surge_is_not_the_policys_capacity)
 }
 END_TEST
 
+static int stops_of(uint64_t gen, uint32_t was)
+{
+    int n = 0;
+    for (size_t i = 0; i < p.n; i++)
+        if (p.steps[i].kind == PLAN_STOP && rows[p.steps[i].slot].spec_gen == gen && p.steps[i].state == was)
+            n++;
+    return n;
+}
+
+/* A new instance failing on its 5xx (running, its probes fine) is the one
+ * that goes when the rollout rolls back, not a healthy old one: the group
+ * is one beyond its target with it, and the scale-in must not take the
+ * old instance the rollback keeps. */
+START_TEST(test_a_5xx_rollback_stops_the_bad_instance_not_an_old_one)
+{
+    g.lb_counts_5xx = true;
+    g.ro.window_ms = NOW - 5000;
+    old_group(3);
+    struct plan_row *r = row(ROW_RUNNING, NEW, 5000);
+    r->lb_requests = 100;
+    r->lb_5xx = 50;
+    decide();
+    ck_assert(p.ro_rollback);
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 0);
+    ck_assert_int_eq(stops_of(NEW, ROW_RUNNING), 1);
+    ck_assert_int_eq(p.launches, 0); /* three old ones serve: the target */
+}
+END_TEST
+
+/* An operator's pause mid-batch: the new instance still boots; nothing
+ * is stopped (no old one before it is proven, and not the surge itself)
+ * and nothing launched until resumed. */
+START_TEST(test_a_pause_mid_batch_stops_nothing)
+{
+    g.ro.phase = RO_PAUSED;
+    old_group(3);
+    row(ROW_PENDING, NEW, 1000);
+    decide();
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 0);
+    ck_assert_int_eq(stops_of(NEW, ROW_PENDING), 0);
+    ck_assert_int_eq(p.launches, 0);
+    ck_assert(rows[3].surge); /* not capacity for the policy either */
+}
+END_TEST
+
+/* Paused, a real scale-in still happens, within what the surge explains. */
+START_TEST(test_a_pause_lets_a_scale_in_beyond_the_surge_go_on)
+{
+    g.ro.phase = RO_PAUSED;
+    old_group(4);
+    row(ROW_PENDING, NEW, 1000);
+    decide();
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 1); /* 5 live, target 3, surge 1 */
+    ck_assert_int_eq(stops_of(NEW, ROW_PENDING), 0);
+}
+END_TEST
+
+/* Cancelled mid-batch, the group is one beyond its target: the scale-in
+ * takes the new instance still booting (it serves nothing), not an old
+ * serving one, which would leave fewer serving than the target. */
+START_TEST(test_a_cancel_mid_batch_scales_in_the_booting_one)
+{
+    g.ro.phase = RO_CANCELLED;
+    old_group(3);
+    row(ROW_PENDING, NEW, 1000);
+    decide();
+    ck_assert_int_eq(stops_of(OLD, ROW_RUNNING), 0);
+    ck_assert_int_eq(stops_of(NEW, ROW_PENDING), 1);
+}
+END_TEST
+
+/* A damaged table's counts: the rollout neither stalls (a huge negative
+ * count of replaced ones put every next launch beyond its canary) nor
+ * overflows its sums, and the state it records is back in range. */
+START_TEST(test_damaged_counts_neither_stall_nor_overflow)
+{
+    g.ro.set.canary = 2;
+    g.ro.replaced = INT_MIN;
+    g.ro.total = INT_MAX;
+    g.ro.remaining = -7;
+    old_group(3);
+    decide();
+    ck_assert_int_eq(p.launches, 1);
+    ck_assert_int_ge(p.ro.replaced, 0);
+    ck_assert_int_le(p.ro.total, 100000);
+    ck_assert_int_eq(p.ro.remaining, 3);
+    ck_assert(p.ro_changed);
+    plan_free(&p);
+    memset(&p, 0, sizeof p);
+    g.ro.replaced = INT_MAX;
+    g.ro.set.canary = 0;
+    decide();
+    ck_assert_int_le(p.ro.replaced, 100000);
+    ck_assert_int_le(p.ro.total, 100000 + 3);
+}
+END_TEST
+
+/* Two checkpoints that round to the same count (10% and 20% of 2): one
+ * pause, not a second one straight after the resume with nothing done. */
+START_TEST(test_checkpoints_at_the_same_count_pause_once)
+{
+    g.ro.set.npause = 2;
+    g.ro.set.pause_at[0] = 10;
+    g.ro.set.pause_at[1] = 20;
+    g.ro.total = 2;
+    g.ro.replaced = 1;
+    g.st.target = cfg.desired_instances = 2;
+    row(ROW_RUNNING, OLD, 3600000);
+    row(ROW_RUNNING, NEW, 3600000);
+    decide();
+    ck_assert_int_eq(p.ro.phase, RO_PAUSED);
+    ck_assert_int_eq(p.ro.next_pause, 2);
+    ck_assert_msg(strstr(p.ro.reason, "checkpoint 20%") != NULL, "%s", p.ro.reason);
+    /* resumed: it goes on */
+    plan_free(&p);
+    memset(&p, 0, sizeof p);
+    g.ro.phase = RO_RUNNING;
+    g.ro.next_pause = 2;
+    decide();
+    ck_assert_int_eq(p.ro.phase, RO_RUNNING);
+    ck_assert_int_eq(p.launches, 1);
+}
+END_TEST
+
+/* Every field of the rollout as garbage (a damaged table): the planner
+ * decides without a fault (the ASan and UBSan build runs this too). */
+START_TEST(test_a_garbage_rollout_state_is_decided_on_safely)
+{
+    for (int pass = 0; pass < 3; pass++) {
+        memset(&g.ro, pass == 0 ? 0xff : pass == 1 ? 0x7f : 0x80, sizeof g.ro);
+        g.ro.phase = pass == 2 ? RO_PAUSED : RO_RUNNING;
+        nrows = 0;
+        memset(rows, 0, sizeof rows);
+        old_group(3);
+        row(ROW_RUNNING, NEW, 5000);
+        row(ROW_PENDING, NEW, 1000);
+        cfg.max_instance_lifetime_s = pass == 1 ? 10 : 0;
+        decide();
+        ck_assert_int_ge(p.ro.replaced, 0);
+        ck_assert_int_le(p.launches, 16);
+        plan_free(&p);
+        memset(&p, 0, sizeof p);
+    }
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -586,6 +733,13 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_a_scale_in_during_a_rollout_takes_old_instances_first);
     tcase_add_test(tc, test_a_scale_out_during_a_rollout_launches_and_is_not_held);
     tcase_add_test(tc, test_the_surge_is_not_the_policys_capacity);
+    tcase_add_test(tc, test_a_5xx_rollback_stops_the_bad_instance_not_an_old_one);
+    tcase_add_test(tc, test_a_pause_mid_batch_stops_nothing);
+    tcase_add_test(tc, test_a_pause_lets_a_scale_in_beyond_the_surge_go_on);
+    tcase_add_test(tc, test_a_cancel_mid_batch_scales_in_the_booting_one);
+    tcase_add_test(tc, test_damaged_counts_neither_stall_nor_overflow);
+    tcase_add_test(tc, test_checkpoints_at_the_same_count_pause_once);
+    tcase_add_test(tc, test_a_garbage_rollout_state_is_decided_on_safely);
     suite_add_tcase(s, tc);
     return s;
 }

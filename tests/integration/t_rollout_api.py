@@ -250,5 +250,37 @@ def dashboard_shows_and_steers_the_rollout(m):
         b.close()
 
 
+@with_status("rosquat")
+def asgctl_sends_no_token_to_a_strangers_port(m):
+    """The status port held by another uid (the manager stopped, or a
+    config naming a port someone else bound): asgctl rollout start says
+    so and sends nothing; the stranger's listener never sees the API
+    token."""
+    m.wait_running(2)
+    port = free_port()
+    script = ("import socket,sys\n"
+              "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(4); s.settimeout(15)\n"
+              "print('bound', flush=True)\n"
+              "try:\n c, _ = s.accept(); c.settimeout(5); print('GOT', c.recv(4096), flush=True)\n"
+              "except OSError as e:\n print('none', e, flush=True)\n")
+    squatter = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 "/usr/bin/python3", "-c", script, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "bound"
+        cfg = dict(m.cfg)
+        cfg["status"] = dict(m.cfg["status"], listen="127.0.0.1:%d" % port)
+        path = m.cfg_path + ".squat"
+        with open(path, "w") as f:
+            f.write(render(cfg) + "\n")
+        r = run([BIN + "/asgctl", "-c", path, "rollout", "start"], timeout=20)
+    finally:
+        kill_pid(squatter.pid)
+        out = squatter.communicate(timeout=10)[0]
+    assert "Bearer" not in out and "GOT" not in out, out
+    assert r.returncode != 0 and "uid 65534" in r.stderr, (r.returncode, r.stderr)
+    assert rollout_status(m)["number"] == 0
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
