@@ -377,8 +377,8 @@ static int surge_room(const struct batch *b)
 static void stop_failed(struct plan_row *rows, size_t n, const struct plan_group *g, struct plan *p)
 {
     char why[128];
-    snprintf(why, sizeof why, "rollout %llu rolls back: generation %llu not proven", (unsigned long long)p->ro.number,
-             (unsigned long long)g->ro.to_gen);
+    snprintf(why, sizeof why, "rollout %llu %s: generation %llu not proven", (unsigned long long)p->ro.number,
+             p->ro_rollback ? "rolls back" : "failed", (unsigned long long)g->ro.to_gen);
     for (size_t i = 0; i < n; i++)
         if (live(&rows[i]) && rows[i].unproven && its_own(&rows[i], &g->ro))
             plan_stop(p, &rows[i], g, why);
@@ -398,7 +398,9 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
                   int target, struct plan *p)
 {
     p->surge = p->allowance = 0;
-    if (p->ro_rollback)
+    /* A rollout that failed now, rolling back or not, leaves no unproven
+     * instance of its own serving. */
+    if (p->ro_rollback || (p->ro.phase == RO_FAILED && g->ro.phase == RO_RUNNING))
         stop_failed(rows, n, g, p);
     if (p->ro.phase == RO_PAUSED && g->ro.phase == RO_PAUSED)
         p->allowance = paused_allowance(rows, n);

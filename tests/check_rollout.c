@@ -379,6 +379,25 @@ START_TEST(test_rollback_off_fails_and_stops)
 }
 END_TEST
 
+START_TEST(test_a_failure_without_rollback_stops_the_bad_instance_not_an_old_one)
+{
+    g.ro.set.rollback = 0;
+    g.lb_counts_5xx = true;
+    g.ro.window_ms = NOW - 5000;
+    old_group(3);
+    struct plan_row *r = row(ROW_RUNNING, NEW, 5000);
+    r->lb_requests = 100;
+    r->lb_5xx = 50;
+    decide();
+    ck_assert_int_eq(p.ro.phase, RO_FAILED);
+    for (size_t i = 0; i < p.n; i++)
+        if (p.steps[i].kind == PLAN_STOP)
+            ck_assert_str_eq(p.steps[i].id, "web-4");
+    ck_assert_int_eq(rows[3].state, ROW_TERMINATING);
+    ck_assert_int_eq(p.launches, 0);
+}
+END_TEST
+
 START_TEST(test_unhealthy_before_its_bake_fails)
 {
     old_group(3);
@@ -722,6 +741,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, test_launch_failures_short_or_older_than_the_rollout_do_not_fail_it);
     tcase_add_test(tc, test_without_a_previous_spec_it_fails_and_stops);
     tcase_add_test(tc, test_rollback_off_fails_and_stops);
+    tcase_add_test(tc, test_a_failure_without_rollback_stops_the_bad_instance_not_an_old_one);
     tcase_add_test(tc, test_unhealthy_before_its_bake_fails);
     tcase_add_test(tc, test_unhealthy_after_its_bake_is_a_replacement_not_a_failure);
     tcase_add_test(tc, test_more_5xx_than_the_old_ones_fails);
