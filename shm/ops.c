@@ -518,6 +518,14 @@ void table_spec_in_force(struct table *t, const struct spec_saved *cur, const st
     if (prev && prev->gen > h->spec_gen_last) /* a new leader's number for the last leader's previous spec */
         h->spec_gen_last = prev->gen;
     h->spec_pinned = pinned;
+    bool seen = false;
+    for (int i = 0; i < SPEC_SEEN; i++)
+        seen |= h->spec_seen[i].gen == cur->gen;
+    if (!seen && cur->gen) {
+        h->spec_seen[h->spec_seen_next % SPEC_SEEN] = (struct spec_state){.gen = cur->gen};
+        memcpy(h->spec_seen[h->spec_seen_next % SPEC_SEEN].digest, cur->digest, SPEC_DIGEST_SIZE);
+        h->spec_seen_next = (h->spec_seen_next + 1) % SPEC_SEEN;
+    }
     if (rejected)
         memcpy(h->spec_rejected, rejected, SPEC_DIGEST_SIZE);
     else

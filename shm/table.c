@@ -396,6 +396,16 @@ int table_recover_dead_holder(struct table *t, pid_t pid)
 
 static bool str_terminated(const char *s, size_t n) { return memchr(s, '\0', n) != NULL; }
 
+bool spec_gen_current(const struct table_hdr *h, uint64_t gen)
+{
+    if (gen == h->spec.gen)
+        return true;
+    for (int i = 0; gen && i < SPEC_SEEN; i++)
+        if (h->spec_seen[i].gen == gen && memcmp(h->spec_seen[i].digest, h->spec.digest, SPEC_DIGEST_SIZE) == 0)
+            return true;
+    return false;
+}
+
 /* events_written is checked against the ring itself: a scribbled count
  * would hide every event behind numbers that never match. */
 static int repair_event_count(struct table *t)

@@ -155,6 +155,8 @@ struct spec_state {
     uint8_t digest[SPEC_DIGEST_SIZE]; /* its SHA-256 */
 };
 
+#define SPEC_SEEN 8
+
 /* A launch spec kept whole (provider/spec.h), so that a restarted
  * controller, or a rollback, can launch from it when the config no longer
  * says it: its keys and values as "key\0value\0" pairs. */
@@ -276,8 +278,12 @@ struct table_hdr {
     struct spec_saved spec_cur, spec_prev;
     uint64_t spec_gen_last;      /* the highest generation ever given: numbers never repeat */
     uint32_t spec_pinned;
-    uint32_t pad_spec;
+    uint32_t spec_seen_next;     /* the next slot of spec_seen to write */
     uint8_t spec_rejected[SPEC_DIGEST_SIZE];
+    /* The last generations in force and their digests: an instance of an
+     * earlier generation whose spec is the one in force again (a config
+     * reverted) is not replaced (spec_gen_current). */
+    struct spec_state spec_seen[SPEC_SEEN];
 };
 
 /* After the header, apart from it: the probe counters and histograms and
@@ -353,6 +359,10 @@ void row_write_begin(struct table_row *r);
 void row_write_end(struct table *t, struct table_row *r);
 void hdr_write_begin(struct table *t);
 void hdr_write_end(struct table *t);
+
+/* Is an instance of launch spec generation gen of the spec in force
+ * (h->spec): that generation, or an earlier one with the same digest? */
+bool spec_gen_current(const struct table_hdr *h, uint64_t gen);
 
 /* Lock-free consistent copies. Return false when a writer kept the row
  * busy for longer than the reader is willing to spin (a dead writer). */

@@ -590,9 +590,41 @@ START_TEST(test_row_state_machine)
 }
 END_TEST
 
+/* A config reverted (spec A, B, then A again) is a new generation, but the
+ * instances of the first are of the spec in force: not replaced. */
+START_TEST(test_an_earlier_generation_of_the_same_spec_is_current)
+{
+    struct spec_saved a = {.gen = 1}, b = {.gen = 2}, a2 = {.gen = 3};
+    memset(a.digest, 0xaa, SPEC_DIGEST_SIZE);
+    memset(b.digest, 0xbb, SPEC_DIGEST_SIZE);
+    memset(a2.digest, 0xaa, SPEC_DIGEST_SIZE);
+    ck_assert_int_eq(table_lock(&T, 1000), 0);
+    table_spec_in_force(&T, &a, NULL, false, NULL);
+    ck_assert(spec_gen_current(T.hdr, 1));
+    table_spec_in_force(&T, &b, &a, false, NULL);
+    ck_assert(!spec_gen_current(T.hdr, 1));
+    ck_assert(spec_gen_current(T.hdr, 2));
+    table_spec_in_force(&T, &a2, &b, false, NULL);
+    ck_assert(spec_gen_current(T.hdr, 1));
+    ck_assert(!spec_gen_current(T.hdr, 2));
+    ck_assert(spec_gen_current(T.hdr, 3));
+    ck_assert(!spec_gen_current(T.hdr, 0));  /* unknown is never current */
+    ck_assert(!spec_gen_current(T.hdr, 7));
+    for (uint64_t g = 4; g < 4 + SPEC_SEEN; g++) { /* the oldest falls out of the history */
+        struct spec_saved x = {.gen = g};
+        memset(x.digest, (int)g, SPEC_DIGEST_SIZE);
+        table_spec_in_force(&T, &x, NULL, false, NULL);
+    }
+    table_spec_in_force(&T, &a2, NULL, false, NULL);
+    ck_assert(!spec_gen_current(T.hdr, 1));
+    table_unlock(&T);
+}
+END_TEST
+
 Suite *table_suite(void)
 {
     const TTest *tests[] = {
+        test_an_earlier_generation_of_the_same_spec_is_current,
         test_reader_waits_for_a_live_writer,
         test_notes_without_the_lock_beside_a_holder,
         test_create_attach_roundtrip,

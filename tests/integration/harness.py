@@ -334,8 +334,17 @@ class Manager:
                         timeout, what or "%d running instances" % n)
 
     def log(self):
-        with open(self.log_path) as f:
-            return f.read()
+        # Bytes that are not UTF-8 are shown, not fatal to the test's
+        # cleanup (once seen in CI, at the start of a log; the bytes around
+        # them are said, to find who wrote them).
+        with open(self.log_path, "rb") as f:
+            raw = f.read()
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as e:
+            sys.stderr.write("asgd log %s: not UTF-8 at byte %d: %r\n" % (self.log_path, e.start,
+                                                                     raw[max(0, e.start - 300):e.start + 60]))
+            return raw.decode(errors="replace")
 
     def wait_log(self, pattern, timeout=10):
         return wait_for(lambda: re.search(pattern, self.log()), timeout,

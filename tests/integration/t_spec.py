@@ -89,6 +89,11 @@ def a_changed_service_is_a_new_generation_and_nothing_else_is(m):
     wait_for(lambda: m.status()["group"]["launch_spec_generation"] == 3, 10, "generation 3")
     assert m.log().count("launch spec generation ") == 3, \
         [line for line in m.log().splitlines() if "launch spec generation" in line]
+    # Generation 3 is generation 1's spec again (the change reverted): the
+    # two instances of 1 are of the spec in force, only the one of 2 is old
+    # (a rollout would replace it alone).
+    code, r = m.api("GET", "/api/v1/rollout")
+    assert code == 200 and (r["old_instances"], r["new_instances"]) == (1, 2), r
 
 
 @with_status("specpage")
