@@ -876,9 +876,9 @@ static int check_rollout(struct errbuf *e, const config_t *cf, const struct asg_
     if (surge == 0 && unavail == 0)
         return fail(e, lookup(cf, "rollout.max_surge"),
                     "rollout.max_surge and rollout.max_unavailable cannot both be 0: nothing could be replaced");
-    if (c->max_instance_lifetime_s && c->max_instance_lifetime_s < 10)
+    if (c->max_instance_lifetime_s && c->max_instance_lifetime_s < 5)
         return fail(e, lookup(cf, "group.max_instance_lifetime_s"),
-                    "group.max_instance_lifetime_s must be 0 (none) or at least 10");
+                    "group.max_instance_lifetime_s must be 0 (none) or at least 5");
     return 0;
 }
 

@@ -92,11 +92,13 @@ def answers(port, n=20):
     return seen
 
 
-def change_version(m, d, version, *extra):
-    """The service's command changed and the config reloaded: the next
-    launch spec generation."""
+def change_version(m, d, version, *extra, boot_timeout_ms=None):
+    """The service's command changed (and the boot timeout, if given) and
+    the config reloaded: the next launch spec generation."""
     gen = m.status()["group"]["launch_spec_generation"]
     m.cfg["provider"]["local"]["service"] = service(d, version, *extra)
+    if boot_timeout_ms:
+        m.cfg["provider"]["boot_timeout_ms"] = boot_timeout_ms
     m.write_config()
     m.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: m.status()["group"]["launch_spec_generation"] == gen + 1, 10, "generation %d" % (gen + 1))
@@ -192,7 +194,7 @@ def a_version_that_does_not_start_is_rolled_back(m, hap, d):
     load = Load(hap.port, threads=2, rate=50)
     try:
         wait_for(lambda: load.ok > 20, 20, "requests flowing")
-        bad = change_version(m, d, "v2", "--exit")
+        bad = change_version(m, d, "v2", "--exit", boot_timeout_ms=4000)   # its verdict sooner
         watch = Watch(m)
         start(m, max_surge=1, bake_s=1)
         r = wait_for(lambda: state_is(m, "rolled_back", "failed", "succeeded"), 60, "the rollout over")
@@ -221,7 +223,7 @@ def a_version_answering_500_is_rolled_back_on_its_error_rate(m, hap, d):
     try:
         wait_for(lambda: load.ok > 20, 20, "requests flowing")
         change_version(m, d, "v2", "--status", "500")
-        start(m, max_surge=1, bake_s=5)
+        start(m, max_surge=1, bake_s=3)
         r = wait_for(lambda: state_is(m, "rolled_back", "failed", "succeeded"), 60, "the rollout over")
         wait_for(lambda: serving(m, hap, 2), 30, "two instances in HAProxy")
     finally:
@@ -328,9 +330,9 @@ def a_scale_out_during_a_rollout_launches_the_new_spec(m, hap, d):
     wait_for(lambda: serving(m, hap, 4, gen), 30, "four of the new generation")
 
 
-@rollout_test("rolllife", desired=2, group={"max_instance_lifetime_s": 10})
+@rollout_test("rolllife", desired=2, group={"max_instance_lifetime_s": 5})
 def instances_past_their_lifetime_are_replaced_under_the_health_gate(m, hap, d):
-    """group.max_instance_lifetime_s = 10: each instance is replaced once
+    """group.max_instance_lifetime_s = 5: each instance is replaced once
     it is older than that, one at a time, never fewer than 2 in rotation."""
     first = {i["id"] for i in m.status()["instances"]}
     watch = Watch(m)
@@ -340,7 +342,7 @@ def instances_past_their_lifetime_are_replaced_under_the_health_gate(m, hap, d):
     assert watch.fewest >= 2, watch.fewest
     assert watch.most <= 3, watch.most
     ev = m.ctl("events", "-n", "200").stdout
-    assert "past its lifetime (10 s)" in ev, ev
+    assert "past its lifetime (5 s)" in ev, ev
 
 
 if __name__ == "__main__":
