@@ -24,16 +24,8 @@ void rollout_config_settings(const struct asg_config *cfg, struct rollout_settin
     s->rollback = cfg->rollout_rollback;
 }
 
-static void note(struct ctl *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void note(struct ctl *c, int level, const char *fmt, ...)
-{
-    char msg[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    table_note(c->t, EV_ROLLOUT, NULL, level, "%s", msg);
-}
+/* Every step of a rollout is an event of its kind. */
+#define note(c, level, ...) table_note((c)->t, EV_ROLLOUT, NULL, (level), __VA_ARGS__)
 
 void ctl_launch_config(struct ctl *c)
 {
