@@ -90,7 +90,7 @@ static int take_view(const struct ctl *c, struct view *v)
     /* An instance of an earlier generation of the very spec in force (a
      * config reverted) is of the spec in force: no rollout replaces it. */
     for (size_t k = 0; k < v->n; k++)
-        if (v->rows[k].spec_gen != v->hdr.spec.gen && spec_gen_current(&v->hdr, v->rows[k].spec_gen))
+        if (spec_gen_same(&v->hdr, v->rows[k].spec_gen, v->hdr.spec.gen))
             v->rows[k].spec_gen = v->hdr.spec.gen;
     free(r);
     return 0;

@@ -62,19 +62,13 @@ bool ctl_spec_usable(const struct ctl *c, const struct spec_saved *s, char *why,
     return ok;
 }
 
-/* Is generation gen that of spec generation to (or the same spec)? */
-static bool of_spec(const struct table *t, uint64_t gen, uint64_t to)
-{
-    return gen == to || (to == t->hdr->spec.gen && spec_gen_current(t->hdr, gen));
-}
-
 /* The generation before to among the instances due (for status), or 0. */
 static uint64_t replaced_gen(const struct table *t, uint64_t to)
 {
     uint64_t best = 0;
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct table_row *r = &t->rows[i];
-        if (r->state != ROW_FREE && r->state != ROW_TERMINATING && !of_spec(t, r->spec_gen, to) && r->spec_gen > best)
+        if (r->state != ROW_FREE && r->state != ROW_TERMINATING && !spec_gen_same(t->hdr, r->spec_gen, to) && r->spec_gen > best)
             best = r->spec_gen;
     }
     return best;
@@ -86,7 +80,7 @@ static int count_due(const struct table *t, uint64_t to)
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct table_row *r = &t->rows[i];
         n += r->state != ROW_FREE && r->state != ROW_TERMINATING && !(r->flags & ROW_F_JOINED) &&
-             !of_spec(t, r->spec_gen, to);
+             !spec_gen_same(t->hdr, r->spec_gen, to);
     }
     return n;
 }

@@ -162,7 +162,7 @@ void rollout_instance_counts(const struct snapshot *s, int *old, int *new_)
         const struct table_row *r = &s->rows[i];
         if (r->state == ROW_FREE || r->state == ROW_TERMINATING)
             continue;
-        if (r->spec_gen == to || (to == h->spec.gen && spec_gen_current(h, r->spec_gen)))
+        if (spec_gen_same(h, r->spec_gen, to))
             (*new_)++;
         else
             (*old)++;

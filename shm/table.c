@@ -396,14 +396,21 @@ int table_recover_dead_holder(struct table *t, pid_t pid)
 
 static bool str_terminated(const char *s, size_t n) { return memchr(s, '\0', n) != NULL; }
 
-bool spec_gen_current(const struct table_hdr *h, uint64_t gen)
+/* The digest of generation gen, if the header still knows it. */
+static const uint8_t *gen_digest(const struct table_hdr *h, uint64_t gen)
 {
-    if (gen == h->spec.gen)
-        return true;
+    if (gen && gen == h->spec.gen)
+        return h->spec.digest;
     for (int i = 0; gen && i < SPEC_SEEN; i++)
-        if (h->spec_seen[i].gen == gen && memcmp(h->spec_seen[i].digest, h->spec.digest, SPEC_DIGEST_SIZE) == 0)
-            return true;
-    return false;
+        if (h->spec_seen[i].gen == gen)
+            return h->spec_seen[i].digest;
+    return NULL;
+}
+
+bool spec_gen_same(const struct table_hdr *h, uint64_t gen, uint64_t to)
+{
+    const uint8_t *a = gen_digest(h, gen), *b = gen_digest(h, to);
+    return gen == to || (a && b && memcmp(a, b, SPEC_DIGEST_SIZE) == 0);
 }
 
 /* events_written is checked against the ring itself: a scribbled count

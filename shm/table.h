@@ -282,7 +282,7 @@ struct table_hdr {
     uint8_t spec_rejected[SPEC_DIGEST_SIZE];
     /* The last generations in force and their digests: an instance of an
      * earlier generation whose spec is the one in force again (a config
-     * reverted) is not replaced (spec_gen_current). */
+     * reverted) is not replaced (spec_gen_same). */
     struct spec_state spec_seen[SPEC_SEEN];
 };
 
@@ -360,9 +360,10 @@ void row_write_end(struct table *t, struct table_row *r);
 void hdr_write_begin(struct table *t);
 void hdr_write_end(struct table *t);
 
-/* Is an instance of launch spec generation gen of the spec in force
- * (h->spec): that generation, or an earlier one with the same digest? */
-bool spec_gen_current(const struct table_hdr *h, uint64_t gen);
+/* Is an instance of launch spec generation gen one of generation to's
+ * spec: that generation, or another with the same digest (a config
+ * reverted)? Generation 0, unknown, is only its own. */
+bool spec_gen_same(const struct table_hdr *h, uint64_t gen, uint64_t to);
 
 /* Lock-free consistent copies. Return false when a writer kept the row
  * busy for longer than the reader is willing to spin (a dead writer). */
