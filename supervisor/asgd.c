@@ -36,6 +36,7 @@
 #include "../monitor_s/monitor.h"
 #include "../status/status.h"
 #include "notify.h"
+#include "../webhook/notify.h"
 
 #define BACKOFF_FORK_MS 250 /* a failed fork() */
 
@@ -60,11 +61,14 @@ static const struct child role_table[] = {
     {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"status", "asgd: status", status_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
+    /* at TABLE_ROLE_NOTIFY; started when notify.webhooks has any */
+    {"notify", "asgd: notify", notify_role_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
 };
 #define NCHILDREN (sizeof role_table / sizeof role_table[0])
 #define MONITOR (&sup->children[0])
 #define CONTROLLER (&sup->children[1])
 #define STATUS (&sup->children[2])
+#define NOTIFIER (&sup->children[TABLE_ROLE_NOTIFY])
 
 /* The supervisor's phases, in order. One function (advance) moves them
  * forward and one (set_phase) logs every move, as PostgreSQL's postmaster
@@ -334,6 +338,8 @@ static void reload(struct sup *sup)
     for (size_t i = 0; i < NCHILDREN; i++)
         if (sup->children[i].state == CH_RUNNING)
             kill(sup->children[i].pid, SIGHUP);
+    if (NOTIFIER->state == CH_STOPPED && sup->cfg.nwebhooks > 0)
+        start_child(sup, NOTIFIER); /* the first webhooks, or a fixed notify.secret */
 }
 
 /* ---- drain ---- */
@@ -1137,7 +1143,8 @@ int main(int argc, char **argv)
              sup->table.capacity, (int)getpid());
     notify_init(&sup->notify, now_ms());
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (&sup->children[i] != STATUS || sup->cfg.status_listen[0])
+        if ((&sup->children[i] != STATUS || sup->cfg.status_listen[0]) &&
+            (&sup->children[i] != NOTIFIER || sup->cfg.nwebhooks > 0))
             start_child(sup, &sup->children[i]);
     main_loop(sup);
     stop_leftover_agents(sup);
