@@ -91,7 +91,7 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
 CONTROLLER_SRC += controller/weights.c
 # The notifier role (webhook/notify.h).
-ASGD_SRC += webhook/notify.c
+ASGD_SRC += webhook/notify.c status/notify_api.c
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \

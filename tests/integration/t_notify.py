@@ -153,6 +153,9 @@ def webhook_gets_every_event_of_a_scale_out_in_order():
         x = metrics(m)
         assert x[("asg_notify_delivered_total", (("target", rx.url), ("webhook", "2")))] == len(launches), x
         assert x[("asg_notify_queued", (("target", rx.url), ("webhook", "1")))] == 0, x
+        code, body = m.api("GET", "/api/v1/notify")
+        assert code == 200 and body["notify"]["webhooks"][1]["delivered"] == len(launches), body
+        assert http("GET", m.url + "/api/v1/notify")[0] == 401   # the operator's credential, as every GET
         # A notifier killed and restarted goes on where it left off: the
         # supervisor's event about its death arrives, nothing is sent twice.
         pid = notifier_pid(m)
