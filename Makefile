@@ -74,7 +74,7 @@ LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_SRC += common/url.c
 # Notifications: the webhooks' config, CloudEvents JSON and their report.
-LIB_SRC += webhook/hook_config.c webhook/cloudevent.c webhook/report.c
+LIB_SRC += common/webhook_cfg.c report/cloudevent.c report/notify_report.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 

@@ -25,7 +25,7 @@
 #include "../shm/table.h"
 #include "login.h"
 #include "rollout.h"
-#include "../webhook/report.h"
+#include "../report/notify_report.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"

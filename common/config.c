@@ -3,7 +3,7 @@
 #include "cron.h"
 #include "utf8.h"
 #include "url.h"
-#include "../webhook/hook_config.h"
+#include "webhook_cfg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 #include "render.h"
-#include "../webhook/report.h"
+#include "notify_report.h"
 #include "../common/util.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 #include "notify_api.h"
 
-#include "../webhook/report.h"
+#include "../report/notify_report.h"
 
 void notify_api_json(struct strbuf *b, const struct snapshot *s)
 {

@@ -8,8 +8,8 @@
 #include "../common/config.h"
 #include "../common/strbuf.h"
 #include "../common/utf8.h"
-#include "../webhook/cloudevent.h"
-#include "../webhook/hook_config.h"
+#include "../common/webhook_cfg.h"
+#include "../report/cloudevent.h"
 #include "check_suites.h"
 
 static struct table_event event_of(uint32_t kind, uint64_t number, const char *instance, const char *msg)
@@ -162,6 +162,19 @@ START_TEST(test_time_is_rfc3339_utc_with_milliseconds)
 }
 END_TEST
 
+/* The config's list of kind names (common/, below the table) is the
+ * table's: every kind can be filtered by its name, and nothing else. */
+START_TEST(test_every_event_kind_has_its_filter_name)
+{
+    int n = 0;
+    for (uint32_t k = 0; k < EV_KIND_COUNT; k++, n++)
+        ck_assert_msg(webhook_kind_of(event_kind_name(k)) >= 0,
+                      "event kind %s (shm/table.h) is missing from common/webhook_cfg.c's names",
+                      event_kind_name(k));
+    ck_assert_ptr_null(webhook_kind_name(n));
+}
+END_TEST
+
 static int load(const char *text, struct asg_config *c, char *err, size_t n)
 {
     return config_load_string(text, "n.cfg", c, err, n);
@@ -227,6 +240,7 @@ Suite *notify_ce_suite(void)
                                          test_odd_bytes_in_a_message_make_valid_json,
                                          test_ids_differ_by_event_and_table_and_repeat_for_the_same_event,
                                          test_time_is_rfc3339_utc_with_milliseconds,
+                                         test_every_event_kind_has_its_filter_name,
                                          test_webhooks_config_both_forms_and_the_filter,
                                          test_webhooks_config_refuses_what_it_cannot_deliver_safely,
                                          NULL};

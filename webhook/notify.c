@@ -15,8 +15,8 @@
 #include "../common/strbuf.h"
 #include "../common/util.h"
 #include "../shm/confseg.h"
-#include "cloudevent.h"
-#include "hook_config.h"
+#include "../common/webhook_cfg.h"
+#include "../report/cloudevent.h"
 
 _Static_assert(WEBHOOKS_MAX == NOTIFY_HOOKS, "a counter block in the table per configured webhook");
 
@@ -272,7 +272,8 @@ static void offer(struct notifier *n, const struct table_event *ev)
         if (ev->number <= atomic_load(&h->sh->done) || ev->number <= h->taken)
             continue; /* settled before a restart, or queued already */
         h->taken = ev->number;
-        if (ev->kind < 32 && (h->cfg.kinds & (1u << ev->kind)))
+        int bit = webhook_kind_of(event_kind_name(ev->kind));
+        if (bit >= 0 && (h->cfg.kinds & (1u << bit)))
             enqueue(n, h, ev);
         else if (h->len == 0)
             set_done(h, ev->number);

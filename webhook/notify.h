@@ -1,6 +1,6 @@
 /* The notifier, asgd's role "notify": delivers every event the manager
  * records (the table's event ring, shm/table.h) to the webhooks of
- * notify.webhooks, as CloudEvents (webhook/cloudevent.h), each webhook
+ * notify.webhooks, as CloudEvents (report/cloudevent.h), each webhook
  * getting only the kinds it asked for.
  *
  * It runs apart from the controller and never takes the table lock: it

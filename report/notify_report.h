@@ -3,8 +3,8 @@
  * /api/v1/group) and as Prometheus metrics (asg_notify_*). A webhook is
  * named by its place in notify.webhooks (1, 2, ...) and its
  * scheme://host:port, never its path or query. */
-#ifndef ASG_WEBHOOK_REPORT_H
-#define ASG_WEBHOOK_REPORT_H
+#ifndef ASG_NOTIFY_REPORT_H
+#define ASG_NOTIFY_REPORT_H
 
 #include <stdio.h>
 

@@ -4,8 +4,8 @@
  *   webhooks = ( { url = "http://..."; events = ["launch", "terminate"]; } );
  * A URL is http:// or https:// with a host, and no user or password in it
  * (a credential does not belong in the config: notify.secret signs). */
-#ifndef ASG_HOOK_CONFIG_H
-#define ASG_HOOK_CONFIG_H
+#ifndef ASG_WEBHOOK_CFG_H
+#define ASG_WEBHOOK_CFG_H
 
 #include <libconfig.h>
 #include <stddef.h>
@@ -16,8 +16,11 @@
 /* Every event kind (all bits of webhook_cfg.kinds a filter can set). */
 unsigned webhook_all_kinds(void);
 
-/* The event kind named name (shm/table.h's event_kind_name), or -1. */
+/* The bit (0..31) of the event kind named name (shm/table.h's
+ * event_kind_name), or -1 for a name that is not one. */
 int webhook_kind_of(const char *name);
+/* The name of bit i, or NULL past the last. */
+const char *webhook_kind_name(int i);
 
 /* Checks one webhook URL: 0, or -1 with why. */
 int webhook_url_check(const char *url, char *why, size_t n);

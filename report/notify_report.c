@@ -1,11 +1,11 @@
-#include "report.h"
+#include "notify_report.h"
 
 #include <inttypes.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "cloudevent.h"
-#include "hook_config.h"
+#include "../common/webhook_cfg.h"
 
 void webhook_report_of(const struct snapshot *s, int i, struct webhook_report *out)
 {
@@ -32,9 +32,9 @@ static void kinds_json(struct strbuf *b, unsigned kinds)
         return;
     }
     sb_printf(b, "[");
-    for (uint32_t k = 0, n = 0; k < EV_KIND_COUNT; k++)
+    for (int k = 0, n = 0; webhook_kind_name(k); k++)
         if (kinds & (1u << k))
-            sb_printf(b, "%s\"%s\"", n++ ? "," : "", event_kind_name(k));
+            sb_printf(b, "%s\"%s\"", n++ ? "," : "", webhook_kind_name(k));
     sb_printf(b, "]");
 }
 
