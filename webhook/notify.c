@@ -193,7 +193,8 @@ static int resize_queue(struct notifier *n, struct hook *h, uint32_t cap)
 /* Webhook i from its config: its counters carried on when the table's
  * are about the same URL; a URL new to this place starts at the ring's
  * end (it is not sent the past), except in a table that never had one
- * there, which gets every event still in the ring. */
+ * there, which gets every event still in the ring (from the first, in a
+ * new table). */
 static void hook_configure(struct notifier *n, int i, const struct webhook_cfg *w)
 {
     struct hook *h = &n->hooks[i];
@@ -210,7 +211,9 @@ static void hook_configure(struct notifier *n, int i, const struct webhook_cfg *
     hook_label(i, w->url, h->label, sizeof h->label);
     uint64_t had = atomic_load(&h->sh->url_hash);
     if (had != hash) {
-        uint64_t from = had == 0 ? 0 : atomic_load(&n->t->log->events_written);
+        uint64_t written = atomic_load(&n->t->log->events_written);
+        uint64_t in_ring = written > TABLE_EVENTS ? written - TABLE_EVENTS : 0;
+        uint64_t from = had == 0 ? in_ring : written;
         struct notify_hook_state *s = h->sh;
         atomic_store(&s->delivered, 0);
         atomic_store(&s->failed, 0);
