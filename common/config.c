@@ -155,7 +155,7 @@ static const struct keydef keys[] = {
     STR("status.listen", status_listen, "127.0.0.1:9180", RESTART),
     STR("status.token", status_token, "", LIVE),
     STRLIST("status.allowed_hosts", status_allowed_hosts, LIVE),
-    INT("notify.queue", notify_queue, 1, 100000, 1000, LIVE),
+    INT("notify.queue", notify_queue, 1, 10000, 1000, LIVE),
     INT("notify.retry_max_s", notify_retry_max_s, 1, 86400, 300, LIVE),
     INT("notify.timeout_ms", notify_timeout_ms, 100, 600000, 5000, LIVE),
     STR("notify.secret", notify_secret, "", LIVE),

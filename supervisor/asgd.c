@@ -296,6 +296,24 @@ static void reload_failed(struct sup *sup, const char *fmt, ...)
     table_note(&sup->table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
 }
 
+/* notify.secret, the webhooks' signing key, is read as a secret too (the
+ * notifier reads it again at its start and at each reload): one that is
+ * not readable so is refused as status.token's is, naming the key. */
+static int check_notify_secret(const struct asg_config *c, char *err, size_t errsize)
+{
+    if (!c->notify_secret[0])
+        return 0;
+    char why[400];
+    char *key = secret_read(c->notify_secret + 5, 4096, why, sizeof why);
+    if (!key) {
+        snprintf(err, errsize, "notify.secret: %s", why);
+        return -1;
+    }
+    explicit_bzero(key, strlen(key));
+    free(key);
+    return 0;
+}
+
 /* status.token as a file is read as a secret (no link, root's or ours,
  * mode 0600 or less): one that is not is refused at -t, at the start and
  * at a reload, not found out later by the status role. */
@@ -323,6 +341,10 @@ static void reload(struct sup *sup)
     }
     if (check_token_file(&next, err, sizeof err) != 0) {
         reload_failed(sup, "config file %s: status.token: %s; not reloading", sup->cfg_path, err);
+        return;
+    }
+    if (check_notify_secret(&next, err, sizeof err) != 0) {
+        reload_failed(sup, "config file %s: %s; not reloading", sup->cfg_path, err);
         return;
     }
     const char *key = config_restart_key_changed(&sup->cfg, &next);
@@ -1037,6 +1059,10 @@ static int prepare(struct sup *sup, int argc, char **argv, bool *foreground)
     }
     if (check_token_file(&sup->cfg, err, sizeof err) != 0) {
         fprintf(stderr, "asgd: status.token: %s\n", err);
+        return 1;
+    }
+    if (check_notify_secret(&sup->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: %s\n", err);
         return 1;
     }
     if (check) {

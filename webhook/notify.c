@@ -29,7 +29,7 @@ _Static_assert(WEBHOOKS_MAX == NOTIFY_HOOKS, "a counter block in the table per c
 struct hook {
     struct webhook_cfg cfg;
     struct notify_hook_state *sh;   /* its counters in the table */
-    char label[160];                /* "webhook 1 (http://host:port)": never the path or query */
+    char label[180];                /* "webhook 1 (http://host:port)": never the path or query */
     struct table_event *q;          /* its queue, a ring of cap */
     uint32_t cap, head, len;
     CURL *easy;                     /* the request under way, or NULL */

@@ -217,5 +217,31 @@ def dead_webhooks_neither_block_nor_grow():
         hang.close()
 
 
+@test
+def notify_config_refused_by_name():
+    """asgd -t refuses what the notifier could not deliver safely, naming
+    the key and its line: a URL of another scheme, a key file others can
+    read."""
+    m = Manager("nfycfg")
+    try:
+        cfg = render(m.cfg) + "\n"
+        m.write_config(cfg + notify_text(["ftp://127.0.0.1:21/x"]))
+        r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+        assert r.returncode == 1 and re.search(r"asg\.cfg:\d+: notify\.webhooks: item 1: .*not an http:// "
+                                               r"or https:// URL", r.stderr), r.stderr
+        key = os.path.join(m.dir, "loose.key")
+        with open(key, "w") as f:
+            f.write("k\n")
+        os.chmod(key, 0o644)
+        m.write_config(cfg + notify_text(["http://127.0.0.1:9/x"], secret="file:" + key))
+        r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+        assert r.returncode == 1 and "notify.secret" in r.stderr and key in r.stderr, r.stderr
+        os.chmod(key, 0o600)
+        r = run([BIN + "/asgd", "-t", "-c", m.cfg_path])
+        assert r.returncode == 0, r.stderr
+    finally:
+        m.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
