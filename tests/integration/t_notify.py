@@ -156,6 +156,16 @@ def webhook_gets_every_event_of_a_scale_out_in_order():
         code, body = m.api("GET", "/api/v1/notify")
         assert code == 200 and body["notify"]["webhooks"][1]["delivered"] == len(launches), body
         assert http("GET", m.url + "/api/v1/notify")[0] == 401   # the operator's credential, as every GET
+        # The dashboard's line per webhook.
+        from browser import Browser
+        b = Browser()
+        try:
+            b.login(m.login_link())
+            wait_for(lambda: re.search(r"webhook 2 %s: delivered %d, failed 0" % (re.escape(rx.url), len(launches)),
+                                       b.js("document.getElementById('notify').innerText") or ""), 15,
+                     "the webhooks on the dashboard")
+        finally:
+            b.close()
         # A notifier killed and restarted goes on where it left off: the
         # supervisor's event about its death arrives, nothing is sent twice.
         pid = notifier_pid(m)
