@@ -140,6 +140,8 @@ static void finish_transfer(struct notifier *n, struct hook *h)
     sb_free(&h->body);
 }
 
+/* The head is settled. Once the queue is empty, so is every event offered
+ * to the webhook so far (those of other kinds included). */
 static void pop(struct hook *h)
 {
     h->head = (h->head + 1) % h->cap;
@@ -147,6 +149,8 @@ static void pop(struct hook *h)
     h->attempts = 0;
     h->next_try_ms = 0;
     atomic_store(&h->sh->queued, h->len);
+    if (h->len == 0)
+        set_done(h, h->taken);
 }
 
 /* A full queue gives up its oldest event (the one being tried, if so:
@@ -274,11 +278,12 @@ static void offer(struct notifier *n, const struct table_event *ev)
         struct hook *h = &n->hooks[i];
         if (ev->number <= atomic_load(&h->sh->done) || ev->number <= h->taken)
             continue; /* settled before a restart, or queued already */
-        h->taken = ev->number;
         int bit = webhook_kind_of(event_kind_name(ev->kind));
-        if (bit >= 0 && (h->cfg.kinds & (1u << bit)))
-            enqueue(n, h, ev);
-        else if (h->len == 0)
+        bool wanted = bit >= 0 && (h->cfg.kinds & (1u << bit));
+        if (wanted)
+            enqueue(n, h, ev); /* may drop the oldest: settled up to taken, not this one */
+        h->taken = ev->number;
+        if (!wanted && h->len == 0)
             set_done(h, ev->number);
     }
 }
