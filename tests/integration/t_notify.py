@@ -19,19 +19,25 @@ from harness import *  # noqa: E402,F401,F403 (the shared harness and its import
 
 class Receiver:
     """A webhook receiver on 127.0.0.1: every POST kept as (path, headers,
-    body), answered 204."""
+    body), answered 204, or as answers[path] says: a list of statuses
+    for its first requests (then 204), or one status for all."""
 
-    def __init__(self):
+    def __init__(self, answers=None):
         got = self.got = []
         lock = self.lock = threading.Lock()
+        answers = dict(answers or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
+                path = self.path.split("?")[0]
                 with lock:
                     got.append((self.path, dict(self.headers), body))
-                self.send_response(204)
+                    a = answers.get(path, 204)
+                    code = (a.pop(0) if a else 204) if isinstance(a, list) else a
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *a):
@@ -42,6 +48,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def events(self, path):
+        """Every request path received, tries again included."""
         with self.lock:
             return [(h, b, json.loads(b)) for p, h, b in self.got if p.split("?")[0] == path]
 
@@ -97,7 +104,9 @@ def check_cloudevent(h, ce, nonce):
 
 @test
 def webhook_gets_every_event_of_a_scale_out_in_order():
-    rx = Receiver()
+    # /flaky fails its first two requests (503, then 429): retried, in
+    # order; /bad refuses everything (400): never retried.
+    rx = Receiver({"/flaky": [503, 429], "/bad": 400})
     port = free_port()
     m = manager_with("nfy", "", status={"listen": "127.0.0.1:%d" % port})
     key = os.path.join(m.dir, "notify.key")
@@ -105,7 +114,8 @@ def webhook_gets_every_event_of_a_scale_out_in_order():
         f.write("k3y-for-the-test\n")
     os.chmod(key, 0o600)
     m.write_config(render(m.cfg) + "\n" + notify_text(
-        [rx.url + "/all", (rx.url + "/launch?token=hidden", ["launch"])], secret="file:" + key))
+        [rx.url + "/all", (rx.url + "/launch?token=hidden", ["launch"]), rx.url + "/flaky", rx.url + "/bad"],
+        secret="file:" + key, retry_max_s=1))
     m.url = "http://127.0.0.1:%d" % port
     try:
         m.start()
@@ -136,12 +146,23 @@ def webhook_gets_every_event_of_a_scale_out_in_order():
         launches = [e["number"] for e in ev if e["kind"] == "launch"]
         wait_for(lambda: [ce["data"]["number"] for _, _, ce in rx.events("/launch")] == launches, 5,
                  "the launches delivered to /launch")
+        # Retried after a 503 and a 429: the first event three times, then
+        # each once, in order. Refused with 400: each event once, given up.
+        numbers = [e["number"] for e in ev]
+        wait_for(lambda: [ce["data"]["number"] for _, _, ce in rx.events("/flaky")][2:2 + len(ev)] == numbers,
+                 10, "every event delivered to /flaky after two failures")
+        assert [ce["data"]["number"] for _, _, ce in rx.events("/flaky")][:3] == [1, 1, 1]
+        wait_for(lambda: [ce["data"]["number"] for _, _, ce in rx.events("/bad")][:len(ev)] == numbers, 10,
+                 "every event offered to /bad once")
         # Seen in status (text and JSON), in /metrics (promtool checks it),
         # never with the path or query of a webhook's URL.
         s = m.status()
         w = s["notify"]["webhooks"]
         assert w[0]["target"] == rx.url and w[0]["events"] == "all" and w[0]["delivered"] >= len(ev), w
         assert w[1]["events"] == ["launch"] and w[1]["delivered"] == len(launches) and w[0]["dropped"] == 0, w
+        assert w[2]["failed"] == 2 and w[2]["refused"] == 0 and w[2]["delivered"] >= len(ev), w
+        assert w[3]["delivered"] == 0 and w[3]["refused"] >= len(ev) and w[3]["last_status"] == 400, w
+        assert w[3]["failed"] == w[3]["refused"] and w[3]["queued"] == 0, w
         text = m.ctl("status").stdout
         assert re.search(r"webhook 1 %s: delivered \d+, failed 0" % re.escape(rx.url), text), text
         assert "token=hidden" not in text and "token=hidden" not in m.log()
