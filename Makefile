@@ -73,6 +73,8 @@ LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c provider/exec.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_SRC += common/url.c
+# Notifications: the webhooks' config, CloudEvents JSON and their report.
+LIB_SRC += common/webhook_cfg.c report/cloudevent.c report/notify_report.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -88,6 +90,8 @@ CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
 CONTROLLER_SRC += controller/weights.c
+# The notifier role (webhook/notify.h).
+ASGD_SRC += webhook/notify.c status/notify_api.c
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
@@ -96,6 +100,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
            tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c tests/check_rollout_api.c \
            tests/check_ha_rollout.c
+UNIT_SRC += tests/check_notify_ce.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 

@@ -25,6 +25,7 @@
 #include "../shm/table.h"
 #include "login.h"
 #include "rollout.h"
+#include "../report/notify_report.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -245,6 +246,7 @@ static void print_status_text(const struct snapshot *s)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),
                !h->lb_checked_ms ? "not called yet" : h->lb_up ? "answering" : "UNREACHABLE",
                h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
+    notify_print_text(stdout, s);
     print_instance_rows(s, lb);
 }
 

@@ -3,6 +3,7 @@
 #include "cron.h"
 #include "utf8.h"
 #include "url.h"
+#include "webhook_cfg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -154,6 +155,10 @@ static const struct keydef keys[] = {
     STR("status.listen", status_listen, "127.0.0.1:9180", RESTART),
     STR("status.token", status_token, "", LIVE),
     STRLIST("status.allowed_hosts", status_allowed_hosts, LIVE),
+    INT("notify.queue", notify_queue, 1, 10000, 1000, LIVE),
+    INT("notify.retry_max_s", notify_retry_max_s, 1, 86400, 300, LIVE),
+    INT("notify.timeout_ms", notify_timeout_ms, 100, 600000, 5000, LIVE),
+    STR("notify.secret", notify_secret, "", LIVE),
     STR("shm.name", shm_name, "/asg", RESTART),
     INT("shm.capacity", shm_capacity, 1, 100000, 1024, RESTART),
     STR("supervisor.pidfile", pidfile, "/run/asg/asgd.pid", RESTART),
@@ -540,6 +545,13 @@ static int walk(struct errbuf *e, const config_setting_t *grp, const char *prefi
         if (strcmp(path, "schedule.entries") == 0) {
             if ((rc = schedule_entries(e, s, c)) != 0)
                 c->nschedule = 0;
+        } else if (strcmp(path, "notify.webhooks") == 0) {
+            char why[300];
+            const config_setting_t *at = s;
+            if ((rc = webhooks_parse(s, c->webhooks, &c->nwebhooks, why, sizeof why, &at)) != 0) {
+                c->nwebhooks = 0;
+                rc = fail(e, at, "%s", why);
+            }
         } else if (config_setting_is_group(s)) {
             rc = known_group(path) ? walk(e, s, path, c) : fail(e, s, "unknown group '%s'", path);
         } else if (!k) {
@@ -927,6 +939,10 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         return -1;
     if (check_rollout(e, cf, c) != 0)
         return -1;
+    if (c->notify_secret[0] && strncmp(c->notify_secret, "file:/", 6) != 0)
+        return fail(e, lookup(cf, "notify.secret"),
+                    "notify.secret must be \"file:/path\" (a key file of mode 0600): a secret does not "
+                    "belong in the config file");
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);
     if (c->provider_kind == PROVIDER_EXEC)

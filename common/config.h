@@ -30,6 +30,14 @@ struct schedule_entry {
     int min, max, desired;
 };
 
+/* Webhooks (webhook/notify.h): where the manager's events go, as
+ * CloudEvents; each with the event kinds it wants. */
+#define WEBHOOKS_MAX 8
+struct webhook_cfg {
+    char url[512];                  /* http:// or https:// */
+    unsigned kinds;                 /* bit k: event kind k (shm/table.h) is sent */
+};
+
 struct asg_config {
     char source[256];               /* file it came from, for messages */
 
@@ -143,6 +151,13 @@ struct asg_config {
     int rollout_min_requests;        /* requests a new instance serves before its 5xx share counts */
     int max_instance_lifetime_s;     /* 0 = none; older instances are replaced */
     bool lb_weight_by_load;          /* balancer weights follow each instance's load */
+    /* notifications (webhook/notify.h) */
+    struct webhook_cfg webhooks[WEBHOOKS_MAX];
+    int nwebhooks;
+    int notify_queue;                /* events kept per webhook before the oldest is dropped */
+    int notify_retry_max_s;          /* the longest wait between two tries */
+    int notify_timeout_ms;           /* one delivery's limit */
+    char notify_secret[256];         /* "" or "file:PATH": the HMAC-SHA256 signing key */
     int log_level;                  /* enum log_level */
     int log_facility;               /* an index in config_facility_names */
 };

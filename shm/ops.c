@@ -410,6 +410,8 @@ void table_set_role_pid(struct table *t, int role, pid_t pid)
         atomic_store(&h->pid_monitor, pid);
     else if (role == 1)
         atomic_store(&h->pid_controller, pid);
+    else if (role == TABLE_ROLE_NOTIFY)
+        atomic_store(&h->notify.pid, pid);
     else
         atomic_store(&h->pid_status, pid);
 }
@@ -418,6 +420,8 @@ void table_role_restarted(struct table *t, int role)
 {
     if (role >= 0 && role < 3)
         atomic_fetch_add(&t->hdr->role_restarts[role], 1);
+    else if (role == TABLE_ROLE_NOTIFY)
+        atomic_fetch_add(&t->hdr->notify.restarts, 1);
 }
 
 void table_set_draining(struct table *t, uint32_t kind) { atomic_store(&t->hdr->draining, kind); }

@@ -28,8 +28,9 @@
  * in force (the header's). 20: the admission inbox (the header's); the
  * segment ends with its layout's directory (shm/tabledir.h), from which a
  * later asgd migrates it. 21: rollouts (the header's rollout and saved
- * launch specs; each row's 5xx counter, bake window marks and weight). */
-#define TABLE_VERSION 21
+ * launch specs; each row's 5xx counter, bake window marks and weight).
+ * 22: the notifier's cursor and counters (the header's notify). */
+#define TABLE_VERSION 22
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
 #define TABLE_ADDR_MAX INSTANCE_ADDR_MAX
@@ -190,6 +191,34 @@ struct inbox_entry {
     char reason[120];            /* controller: why it was refused */
 };
 
+/* The notifier (webhook/notify.h): written by it alone, all atomics and
+ * without the lock (it never makes the controller wait); read by status,
+ * asgctl and /metrics. Per webhook, by its place in notify.webhooks. */
+#define NOTIFY_HOOKS 8
+struct notify_hook_state {
+    _Atomic uint64_t url_hash;   /* which URL these counters are about; 0 = none yet */
+    /* Every event numbered up to done is settled for this webhook
+     * (delivered, refused, dropped, or not of its kinds): a restarted
+     * notifier goes on after it. Delivery is at least once: an event
+     * whose delivery was under way when the notifier died is sent again. */
+    _Atomic uint64_t done;
+    _Atomic uint64_t delivered;  /* answered 2xx */
+    _Atomic uint64_t failed;     /* tries that failed (connection, timeout, any non-2xx) */
+    _Atomic uint64_t refused;    /* events given up on at a 4xx other than 408/429 */
+    _Atomic uint64_t dropped;    /* events pushed out of a full queue, oldest first */
+    _Atomic uint32_t queued;     /* events waiting now */
+    _Atomic uint32_t last_status; /* the last answer's HTTP status; 0 = none or no answer */
+    _Atomic int64_t last_ok_ms;  /* Unix ms of the last delivery; 0 = never */
+};
+struct notify_state {
+    _Atomic int32_t pid;         /* supervisor: the notifier's pid, 0 if none */
+    _Atomic uint32_t hooks;      /* webhooks it delivers to, as last configured */
+    _Atomic uint64_t restarts;   /* supervisor */
+    _Atomic uint64_t cursor;     /* the last event number it read from the ring */
+    _Atomic uint64_t lost;       /* events the ring overwrote before it read them */
+    struct notify_hook_state hook[NOTIFY_HOOKS];
+};
+
 struct table_hdr {
     uint64_t magic;
     uint32_t version;
@@ -284,6 +313,7 @@ struct table_hdr {
      * earlier generation whose spec is the one in force again (a config
      * reverted) is not replaced (spec_gen_same). */
     struct spec_state spec_seen[SPEC_SEEN];
+    struct notify_state notify;  /* the notifier's (webhook/notify.h) */
 };
 
 /* After the header, apart from it: the probe counters and histograms and

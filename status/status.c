@@ -39,6 +39,7 @@
 #include "asg.pb-c.h"
 #include "../report/render.h"
 #include "rollout_api.h"
+#include "notify_api.h"
 #include "status.h"
 
 #define MAX_BODY 4096
@@ -500,6 +501,17 @@ static enum MHD_Result get_rollout(struct status *st, struct MHD_Connection *c)
     return send_json(c, 200, &b);
 }
 
+static enum MHD_Result get_notify(struct status *st, struct MHD_Connection *c)
+{
+    struct snapshot s;
+    if (snapshot_take(&st->t, &st->conf, &s) != 0)
+        return send_error(c, 503, "table header unreadable (a writer died mid-write)");
+    struct strbuf b = {0};
+    notify_api_json(&b, &s);
+    snapshot_free(&s);
+    return send_json(c, 200, &b);
+}
+
 static enum MHD_Result get_metrics(struct status *st, struct MHD_Connection *c)
 {
     struct snapshot s;
@@ -810,6 +822,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return get_events(st, c);
     if (get && strcmp(url, "/api/v1/rollout") == 0)
         return get_rollout(st, c);
+    if (get && strcmp(url, "/api/v1/notify") == 0)
+        return get_notify(st, c);
     if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
         return act(st, c, url, method, body);
     if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0 ||

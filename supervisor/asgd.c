@@ -36,6 +36,7 @@
 #include "../monitor_s/monitor.h"
 #include "../status/status.h"
 #include "notify.h"
+#include "../webhook/notify.h"
 
 #define BACKOFF_FORK_MS 250 /* a failed fork() */
 
@@ -60,11 +61,14 @@ static const struct child role_table[] = {
     {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"status", "asgd: status", status_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
+    /* at TABLE_ROLE_NOTIFY; started when notify.webhooks has any */
+    {"notify", "asgd: notify", notify_role_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
 };
 #define NCHILDREN (sizeof role_table / sizeof role_table[0])
 #define MONITOR (&sup->children[0])
 #define CONTROLLER (&sup->children[1])
 #define STATUS (&sup->children[2])
+#define NOTIFIER (&sup->children[TABLE_ROLE_NOTIFY])
 
 /* The supervisor's phases, in order. One function (advance) moves them
  * forward and one (set_phase) logs every move, as PostgreSQL's postmaster
@@ -292,6 +296,24 @@ static void reload_failed(struct sup *sup, const char *fmt, ...)
     table_note(&sup->table, EV_CONFIG, NULL, LOG_LVL_ERROR, "%s", msg);
 }
 
+/* notify.secret, the webhooks' signing key, is read as a secret too (the
+ * notifier reads it again at its start and at each reload): one that is
+ * not readable so is refused as status.token's is, naming the key. */
+static int check_notify_secret(const struct asg_config *c, char *err, size_t errsize)
+{
+    if (!c->notify_secret[0])
+        return 0;
+    char why[400];
+    char *key = secret_read(c->notify_secret + 5, 4096, why, sizeof why);
+    if (!key) {
+        snprintf(err, errsize, "notify.secret: %s", why);
+        return -1;
+    }
+    explicit_bzero(key, strlen(key));
+    free(key);
+    return 0;
+}
+
 /* status.token as a file is read as a secret (no link, root's or ours,
  * mode 0600 or less): one that is not is refused at -t, at the start and
  * at a reload, not found out later by the status role. */
@@ -321,6 +343,10 @@ static void reload(struct sup *sup)
         reload_failed(sup, "config file %s: status.token: %s; not reloading", sup->cfg_path, err);
         return;
     }
+    if (check_notify_secret(&next, err, sizeof err) != 0) {
+        reload_failed(sup, "config file %s: %s; not reloading", sup->cfg_path, err);
+        return;
+    }
     const char *key = config_restart_key_changed(&sup->cfg, &next);
     if (key) {
         reload_failed(sup, "config file %s: %s cannot change while running (restart asgd); not reloading",
@@ -334,6 +360,8 @@ static void reload(struct sup *sup)
     for (size_t i = 0; i < NCHILDREN; i++)
         if (sup->children[i].state == CH_RUNNING)
             kill(sup->children[i].pid, SIGHUP);
+    if (NOTIFIER->state == CH_STOPPED && sup->cfg.nwebhooks > 0)
+        start_child(sup, NOTIFIER); /* the first webhooks, or a fixed notify.secret */
 }
 
 /* ---- drain ---- */
@@ -1033,6 +1061,10 @@ static int prepare(struct sup *sup, int argc, char **argv, bool *foreground)
         fprintf(stderr, "asgd: status.token: %s\n", err);
         return 1;
     }
+    if (check_notify_secret(&sup->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "asgd: %s\n", err);
+        return 1;
+    }
     if (check) {
         /* The extra lines let scripts (the init script) learn the paths. */
         printf("%s: configuration OK\npidfile=%s\nshm=%s\n",
@@ -1137,7 +1169,8 @@ int main(int argc, char **argv)
              sup->table.capacity, (int)getpid());
     notify_init(&sup->notify, now_ms());
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (&sup->children[i] != STATUS || sup->cfg.status_listen[0])
+        if ((&sup->children[i] != STATUS || sup->cfg.status_listen[0]) &&
+            (&sup->children[i] != NOTIFIER || sup->cfg.nwebhooks > 0))
             start_child(sup, &sup->children[i]);
     main_loop(sup);
     stop_leftover_agents(sup);

@@ -28,6 +28,7 @@ int main(void)
     srunner_add_suite(sr, controller_suite());
     srunner_add_suite(sr, admit_suite());
     srunner_add_suite(sr, lb_suite());
+    srunner_add_suite(sr, notify_ce_suite());
     srunner_add_suite(sr, schedule_suite());
     srunner_add_suite(sr, text_suite());
     srunner_add_suite(sr, exec_suite());
