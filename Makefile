@@ -80,10 +80,10 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c \
                  controller/rollout.c controller/rollout_plan.c controller/plan_steps.c \
-                 controller/ha_rollout.c
-ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c
+                 controller/ha_rollout.c controller/lifecycle.c controller/lifecycle_msg.c
+ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c status/lifecycle_api.c
 AGENT_SRC = agent/agent.c
-CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c
+CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c asgctl/lifecycle.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).

@@ -24,6 +24,7 @@
 #include "../proto/rpc.h"
 #include "../shm/table.h"
 #include "login.h"
+#include "lifecycle.h"
 #include "rollout.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
@@ -50,6 +51,8 @@ static void usage(FILE *f)
             "         [--canary-weight P%%] [--bake-s S] [--pause-at P%%[,P%%...]]\n"
             "                           replace the instances of older launch specs\n"
             "  rollout pause|resume|rollback|cancel\n"
+            "  lifecycle complete ID continue|abandon\n"
+            "  lifecycle heartbeat ID     an instance a lifecycle hook holds: let it go on, or more time\n"
             "                           steer the rollout (start and these need the API token)\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
@@ -772,6 +775,19 @@ static int cmd_rollout(const struct manager *m, int argc, char **argv)
     return rc;
 }
 
+/* asgctl lifecycle: through the status API (lifecycle.h), the outcome
+ * awaited in the table when there is one. */
+static int cmd_lifecycle(const struct manager *m, int argc, char **argv)
+{
+    struct table t;
+    char err[512];
+    bool have = m->shm && table_attach(m->shm, true, &t, err, sizeof err) == 0;
+    int rc = lifecycle_command(m->cfg, have ? &t : NULL, argc, argv);
+    if (have)
+        table_detach(&t);
+    return rc;
+}
+
 static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
 {
     char err[512], dir[256], cert[300], key[300], ca_path[300];
@@ -1051,7 +1067,8 @@ int main(int argc, char **argv)
         return 2;
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
-    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0) && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
+         strcmp(cmd, "lifecycle") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1112,6 +1129,8 @@ int main(int argc, char **argv)
         return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "rollout") == 0)
         return cmd_rollout(&mgr, rest, argv + i);
+    if (strcmp(cmd, "lifecycle") == 0)
+        return cmd_lifecycle(&mgr, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

@@ -160,7 +160,7 @@ void rollout_instance_counts(const struct snapshot *s, int *old, int *new_)
     *old = *new_ = 0;
     for (uint32_t i = 0; i < s->nrows; i++) {
         const struct table_row *r = &s->rows[i];
-        if (r->state == ROW_FREE || r->state == ROW_TERMINATING)
+        if (r->state == ROW_FREE || r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT)
             continue;
         if (spec_gen_same(h, r->spec_gen, to))
             (*new_)++;
