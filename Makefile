@@ -95,7 +95,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_creds.c tests/check_controller.c tests/check_admit.c tests/check_lb.c tests/check_schedule.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
            tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c tests/check_rollout_api.c \
-           tests/check_ha_rollout.c
+           tests/check_ha_rollout.c tests/check_lifecycle.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -301,7 +301,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/status/rollout_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/status/rollout_api.o $(BUILD)/status/lifecycle_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)
