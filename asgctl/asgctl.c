@@ -204,8 +204,13 @@ static void print_status_text(const struct snapshot *s)
            c->group_name, policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
            c->min_instances, h->operator_desired > 0 ? h->operator_desired : c->desired_instances,
            c->max_instances, snapshot_target(s));
-    printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n", running + pending,
+    int held_in = snapshot_count(s, ROW_LAUNCH_WAIT), held_out = snapshot_count(s, ROW_TERM_WAIT);
+    printf("size %d: running %d, pending %d, unhealthy %d, terminating %d", running + pending + held_in,
            running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+    if (held_in || held_out || c->hook_launching.command[0] || c->hook_launching.http[0] ||
+        c->hook_terminating.command[0] || c->hook_terminating.http[0])
+        printf(", launching:wait %d, terminating:wait %d", held_in, held_out); /* lifecycle hooks */
+    printf("\n");
     if (h->spec.gen)
         printf("launch spec generation %llu\n", (unsigned long long)h->spec.gen);
     if (c->tls_mode == TLS_PLAINTEXT)

@@ -203,11 +203,13 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     sb_json_str(b, c->group_name);
     sb_printf(b, ",\"min\":%d,\"max\":%d,\"desired\":%d,\"target\":%d,\"operator_desired\":%d,"
                  "\"policy\":\"%s\",\"provider\":\"%s\",\"size\":%d,\"running\":%d,\"pending\":%d,"
-                 "\"unhealthy\":%d,\"terminating\":%d,\"monitor_address\":",
+                 "\"unhealthy\":%d,\"terminating\":%d,\"launching_wait\":%d,\"terminating_wait\":%d,"
+                 "\"monitor_address\":",
               c->min_instances, c->max_instances, c->desired_instances, snapshot_target(s),
               h->operator_desired, policy_kind_name(c->policy_kind),
-              provider_kind_name(c->provider_kind), running + pending, running, pending,
-              snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+              provider_kind_name(c->provider_kind), running + pending + snapshot_count(s, ROW_LAUNCH_WAIT),
+              running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING),
+              snapshot_count(s, ROW_LAUNCH_WAIT), snapshot_count(s, ROW_TERM_WAIT));
     sb_json_str(b, h->monitor_addr);
     sb_printf(b, ",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
                  "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu,"

@@ -174,6 +174,10 @@ def launching_hook_holds_abandons_and_waits_for_the_operator(m, hap, d, hook):
     x = first["id"]
     assert hap.servers() == {}, hap.servers()
     assert metric(m, 'asg_instances{state="launching:wait"}') == 1
+    s = m.status()
+    assert s["group"]["launching_wait"] == 1 and s["group"]["size"] == 1, s["group"]
+    text = m.ctl("status").stdout
+    assert "launching:wait 1, terminating:wait 0" in text and re.search(r"%s .*launching:wait" % x, text), text
     code, g = m.api("GET", "/api/v1/group")
     assert code == 200 and [i["state"] for i in g["instances"] if i["id"] == x] == ["launching:wait"], g
     done = os.path.join(d, x + ".launching.done")
@@ -251,6 +255,10 @@ def terminating_hook_sees_it_out_of_haproxy_and_a_hang_times_out(m, hap, d, hook
     assert x not in hap.servers(), hap.servers()       # out of HAProxy before its hook ran
     assert states(m)[x]["state"] == "terminating:wait"
     assert metric(m, 'asg_instances{state="terminating:wait"}') == 1
+    assert m.status()["group"]["terminating_wait"] == 1
+    promtool = subprocess.run(["promtool", "check", "metrics"], input=http("GET", m.url + "/metrics")[1],
+                              capture_output=True, text=True, timeout=30)
+    assert promtool.returncode == 0, (promtool.stdout, promtool.stderr)
     assert alive(xpid), "stopped before its hook let it go"
     stranger = as_stranger(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
                             "-H", "Content-Type: application/json", "-H", "Origin: " + m.url,
