@@ -49,7 +49,10 @@ bool lifecycle_on_stop(const struct ctl *c, const struct table_row *r)
 
 void lifecycle_hold(struct ctl *c, struct table_row *r, int64_t now)
 {
-    if (table_hook_hold(c->t, r, "waits for its terminating hook", now))
+    /* The reason stays why it is stopped: what its hook is told. */
+    char why[sizeof r->reason];
+    copy_str(why, sizeof why, r->reason);
+    if (table_hook_hold(c->t, r, why, now))
         table_note(c->t, EV_LIFECYCLE, r->id, LOG_LVL_INFO,
                    "lifecycle: %s is out of the balancer and waits for its terminating hook (terminating:wait)",
                    r->id);

@@ -267,6 +267,7 @@ def terminating_hook_sees_it_out_of_haproxy_and_a_hang_times_out(m, hap, d, hook
     assert states(m)[x]["state"] == "terminating:wait"
     facts = json.load(open(os.path.join(d, x + ".terminating.json")))
     assert facts["instance"] == x and facts["transition"] == "terminating", facts
+    assert facts["reason"] == "operator request (decrement)", facts
     open(os.path.join(d, x + ".terminating.go"), "w").close()
     wait_for(lambda: x not in states(m) and not alive(xpid), 10, "the instance stopped after its hook")
     assert event(m, r"terminating hook of %s: continue \(exited 0\): stopping it" % x), events(m)
