@@ -430,7 +430,7 @@ static void check_runs(struct ctl *c, int64_t now)
             continue;
         }
         judge(c, h, r, now);
-        if (!h->used || h->orphan || now < h->deadline_ms)
+        if (!h->used || h->orphan || !hook_timed_out(h->deadline_ms, now))
             continue;
         char how[96];
         snprintf(how, sizeof how, "no answer within its timeout, %d s%s", hook_cfg(c, h->kind)->timeout_s,
@@ -454,7 +454,7 @@ static void start(struct ctl *c, struct table_row *r, int kind, int64_t now)
     copy_str(h->id, sizeof h->id, r->id);
     h->outfd = -1;
     h->started_ms = now;
-    h->deadline_ms = now + hook_cfg(c, kind)->timeout_s * 1000LL;
+    h->deadline_ms = hook_deadline(now, hook_cfg(c, kind)->timeout_s);
     struct hook_facts f;
     facts_of(c, r, kind, &f);
     struct strbuf json = {0};
@@ -587,7 +587,7 @@ void lifecycle_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
     }
     int kind = r->state == ROW_LAUNCH_WAIT ? HOOK_LAUNCHING : HOOK_TERMINATING;
     if (rq->value == LC_HEARTBEAT) {
-        h->deadline_ms = now + hook_cfg(c, kind)->timeout_s * 1000LL;
+        h->deadline_ms = hook_deadline(now, hook_cfg(c, kind)->timeout_s); /* from now: a fresh timeout_s */
         table_hook_deadline(c->t, r, h->deadline_ms);
         table_note(c->t, EV_LIFECYCLE, r->id, LOG_LVL_INFO,
                    "operator: lifecycle heartbeat %s: its %s hook has %d s more", r->id, hook_kind_name(kind),

@@ -130,6 +130,10 @@ int hook_result_of(int outcome, int def)
     return outcome;
 }
 
+int64_t hook_deadline(int64_t from, int timeout_s) { return from + (int64_t)timeout_s * 1000; }
+
+bool hook_timed_out(int64_t deadline, int64_t now) { return now >= deadline; }
+
 bool hook_line_allowed(struct hook_lines *l, int per_s, int64_t now_ms)
 {
     int64_t sec = now_ms / 1000;

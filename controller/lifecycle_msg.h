@@ -68,6 +68,11 @@ int hook_http_outcome(bool transport, long code, const char *body, size_t len);
  * config: 0 continue, 1 abandon) for HO_DEFAULT; -1 for HO_LATER. */
 int hook_result_of(int outcome, int def);
 
+/* A hook's time: it ends timeout_s after from (its start, or the last
+ * heartbeat); it is up at that very millisecond. */
+int64_t hook_deadline(int64_t from, int timeout_s);
+bool hook_timed_out(int64_t deadline, int64_t now);
+
 /* At most per_s lines of a hook's output a second: true when this one may
  * be logged; those refused are counted in dropped. */
 struct hook_lines {

@@ -190,6 +190,22 @@ START_TEST(test_exit_codes_and_replies_say_continue_abandon_later_or_default)
 }
 END_TEST
 
+START_TEST(test_a_hook_has_its_timeout_from_its_start_or_heartbeat)
+{
+    int64_t start = 1000000;
+    int64_t d = hook_deadline(start, 300);
+    ck_assert_int_eq(d, start + 300000);
+    ck_assert(!hook_timed_out(d, d - 1));
+    ck_assert(hook_timed_out(d, d)); /* at that very millisecond */
+    ck_assert(hook_timed_out(d, d + 5000));
+    /* A heartbeat late in its time gives timeout_s from then, not more
+     * added to what was left. */
+    int64_t beat = d - 10;
+    ck_assert_int_eq(hook_deadline(beat, 300), beat + 300000);
+    ck_assert_int_eq(hook_deadline(start, 86400), start + 86400000LL); /* no overflow at the top of the range */
+}
+END_TEST
+
 START_TEST(test_output_is_logged_a_few_lines_a_second_the_rest_counted)
 {
     struct hook_lines l = {0};
@@ -290,6 +306,7 @@ Suite *lifecycle_suite(void)
                                          test_the_json_a_hook_reads_has_every_fact,
                                          test_the_environment_carries_the_same_facts_and_nothing_of_ours,
                                          test_exit_codes_and_replies_say_continue_abandon_later_or_default,
+                                         test_a_hook_has_its_timeout_from_its_start_or_heartbeat,
                                          test_output_is_logged_a_few_lines_a_second_the_rest_counted,
                                          test_an_operator_word_needs_a_waiting_instance,
                                          test_the_api_reads_one_action_for_one_instance,
