@@ -483,7 +483,9 @@ static void start(struct ctl *c, struct table_row *r, int kind, int64_t now)
  * (a reload) ends at once. */
 static void start_waiting(struct ctl *c, int64_t now)
 {
-    for (;;) {
+    /* Each pass starts one hook or ends a wait (or returns): bounded by
+     * the rows, whatever a state change refused. */
+    for (uint32_t pass = 0; pass <= c->t->capacity; pass++) {
         int room = c->cfg.hook_max_concurrent - running_count(c);
         struct table_row *best = NULL;
         for (uint32_t i = 0; i < c->t->capacity; i++) {
@@ -536,8 +538,22 @@ static void read_all(struct ctl *c)
     }
 }
 
+/* Anything to do: a hook configured or running; else a look at the rows
+ * once a second (a reload may have removed a hook instances wait for). */
+static bool step_due(struct ctl *c, int64_t now)
+{
+    if (hook_set(c, HOOK_LAUNCHING) || hook_set(c, HOOK_TERMINATING) || lifecycle_wait_ms(c) >= 0)
+        return true;
+    if (now < c->hooks.next_look_ms)
+        return false;
+    c->hooks.next_look_ms = now + 1000;
+    return true;
+}
+
 void lifecycle_step(struct ctl *c)
 {
+    if (!step_due(c, now_ms()))
+        return;
     read_all(c);
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return;

@@ -61,6 +61,7 @@ struct lifecycle {
     struct hook_run runs[HOOK_RUNS_MAX];
     void *multi;                 /* CURLM *, made on the first URL hook */
     bool off;                    /* the manager stops: no new hook, the waiting ones let go */
+    int64_t next_look_ms;        /* no hook configured: when to look for waiting rows again */
 };
 
 /* The row flags a launch gets: ROW_F_HOOK_LAUNCH while a launching hook

@@ -55,6 +55,13 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
     else
         sb_printf(b, ",\"service_requests_per_s\":null");
     launch_spec_json(b, r->spec_gen);
+    /* A lifecycle hook's time left (its deadline); null while the hook
+     * waits its turn, or when no hook holds it. */
+    bool held = r->state == ROW_LAUNCH_WAIT || r->state == ROW_TERM_WAIT;
+    if (held && r->term_deadline_ms)
+        sb_printf(b, ",\"hook_timeout_in_ms\":%lld", (long long)(r->term_deadline_ms - now));
+    else
+        sb_printf(b, ",\"hook_timeout_in_ms\":null");
     if (history) {
         /* Oldest first. */
         sb_printf(b, ",\"history\":[");

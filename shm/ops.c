@@ -242,8 +242,10 @@ bool table_hook_hold(struct table *t, struct table_row *r, const char *why, int6
 {
     row_write_begin(r);
     bool ok = step(t, r, RE_HOLD, why, now);
-    if (ok)
+    if (ok) {
         r->flags &= ~ROW_F_HOOK_TERM;
+        r->term_deadline_ms = 0; /* its hook's, once it starts */
+    }
     row_write_end(t, r);
     return ok;
 }

@@ -87,6 +87,7 @@ START_TEST(test_a_stopped_instance_waits_for_its_terminating_hook)
     ck_assert_int_eq(r->state, ROW_TERM_WAIT);
     ck_assert_str_eq(row_state_name(r->state), "terminating:wait");
     ck_assert(!(r->flags & ROW_F_HOOK_TERM));
+    ck_assert_int_eq(r->term_deadline_ms, 0); /* the stop's deadline is not its hook's */
     table_hook_deadline(&T, r, now + 5000);
     ck_assert_int_eq(r->term_deadline_ms, now + 5000);
     ck_assert(!table_registered(&T, r, "127.0.0.1:9", "", now)); /* cannot come back */

@@ -214,6 +214,8 @@ def launching_hook_holds_abandons_and_waits_for_the_operator(m, hap, d, hook):
 
     r = m.ctl("lifecycle", "heartbeat", z)
     assert r.returncode == 0 and "has 20 s more" in r.stdout, (r.stdout, r.stderr)
+    left = states(m)[z]["hook_timeout_in_ms"]
+    assert 15000 < left <= 20000, left
     r = m.ctl("lifecycle", "complete", x, "continue")
     assert r.returncode == 1 and "no lifecycle hook holds it" in r.stderr, (r.stdout, r.stderr)
     r = m.ctl("lifecycle", "complete", z, "continue")
@@ -253,7 +255,7 @@ def terminating_hook_sees_it_out_of_haproxy_and_a_hang_times_out(m, hap, d, hook
     waiting = os.path.join(d, x + ".terminating.waiting")
     wait_for(lambda: os.path.exists(waiting), 15, "the terminating hook running")
     assert x not in hap.servers(), hap.servers()       # out of HAProxy before its hook ran
-    assert states(m)[x]["state"] == "terminating:wait"
+    assert states(m)[x]["state"] == "terminating:wait" and 0 < states(m)[x]["hook_timeout_in_ms"] <= 20000
     assert metric(m, 'asg_instances{state="terminating:wait"}') == 1
     assert m.status()["group"]["terminating_wait"] == 1
     promtool = subprocess.run(["promtool", "check", "metrics"], input=http("GET", m.url + "/metrics")[1],
