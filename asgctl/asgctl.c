@@ -24,6 +24,7 @@
 #include "../proto/rpc.h"
 #include "../shm/table.h"
 #include "login.h"
+#include "lifecycle.h"
 #include "rollout.h"
 #include "../report/notify_report.h"
 #include "../report/render.h"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
             "                           replace the instances of older launch specs\n"
             "  rollout pause|resume|rollback|cancel\n"
             "                           steer the rollout (start and these need the API token)\n"
+            "  lifecycle complete ID continue|abandon\n"
+            "  lifecycle heartbeat ID   an instance a lifecycle hook holds: let it go on (or\n"
+            "                           not), or give its hook timeout_s more (the API token)\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -201,8 +205,13 @@ static void print_status_text(const struct snapshot *s)
            c->group_name, policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
            c->min_instances, h->operator_desired > 0 ? h->operator_desired : c->desired_instances,
            c->max_instances, snapshot_target(s));
-    printf("size %d: running %d, pending %d, unhealthy %d, terminating %d\n", running + pending,
+    int held_in = snapshot_count(s, ROW_LAUNCH_WAIT), held_out = snapshot_count(s, ROW_TERM_WAIT);
+    printf("size %d: running %d, pending %d, unhealthy %d, terminating %d", running + pending + held_in,
            running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+    if (held_in || held_out || c->hook_launching.command[0] || c->hook_launching.http[0] ||
+        c->hook_terminating.command[0] || c->hook_terminating.http[0])
+        printf(", launching:wait %d, terminating:wait %d", held_in, held_out); /* lifecycle hooks */
+    printf("\n");
     if (h->spec.gen)
         printf("launch spec generation %llu\n", (unsigned long long)h->spec.gen);
     if (c->tls_mode == TLS_PLAINTEXT)
@@ -774,6 +783,19 @@ static int cmd_rollout(const struct manager *m, int argc, char **argv)
     return rc;
 }
 
+/* asgctl lifecycle: through the status API (lifecycle.h), the outcome
+ * awaited in the table when there is one. */
+static int cmd_lifecycle(const struct manager *m, int argc, char **argv)
+{
+    struct table t;
+    char err[512];
+    bool have = m->shm && table_attach(m->shm, true, &t, err, sizeof err) == 0;
+    int rc = lifecycle_command(m->cfg, have ? &t : NULL, argc, argv);
+    if (have)
+        table_detach(&t);
+    return rc;
+}
+
 static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
 {
     char err[512], dir[256], cert[300], key[300], ca_path[300];
@@ -1053,7 +1075,8 @@ int main(int argc, char **argv)
         return 2;
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
-    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0) && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
+         strcmp(cmd, "lifecycle") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1114,6 +1137,8 @@ int main(int argc, char **argv)
         return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "rollout") == 0)
         return cmd_rollout(&mgr, rest, argv + i);
+    if (strcmp(cmd, "lifecycle") == 0)
+        return cmd_lifecycle(&mgr, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

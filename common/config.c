@@ -44,6 +44,7 @@ static const char *const lb_names[] = {"none", "haproxy", "elbv2", NULL};
 static const char *const metric_names[] = {"load", "requests", NULL};
 static const char *const tls_names[] = {"auto", "plaintext", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+const char *const config_hook_result_names[] = {"continue", "abandon", NULL};
 /* The facilities a daemon of the operator's may use: its own (daemon), the
  * generic one (user) and the eight left to the site (local0..local7). */
 const char *const config_facility_names[] = {"daemon", "user", "local0", "local1", "local2",
@@ -168,6 +169,16 @@ static const struct keydef keys[] = {
     INT("supervisor.restart_backoff_max_ms", restart_backoff_max_ms, 10, HOUR_MS, 30000, LIVE),
     ENUM("supervisor.log_level", log_level, level_names, LOG_LVL_INFO, LIVE),
     ENUM("supervisor.log_facility", log_facility, config_facility_names, 0, LIVE),
+    ARGV("lifecycle.launching.command", hook_launching.command, LIVE),
+    STR("lifecycle.launching.http", hook_launching.http, "", LIVE),
+    INT("lifecycle.launching.timeout_s", hook_launching.timeout_s, 1, 86400, 300, LIVE),
+    ENUM("lifecycle.launching.default", hook_launching.default_result, config_hook_result_names, 1, LIVE),
+    ARGV("lifecycle.terminating.command", hook_terminating.command, LIVE),
+    STR("lifecycle.terminating.http", hook_terminating.http, "", LIVE),
+    INT("lifecycle.terminating.timeout_s", hook_terminating.timeout_s, 1, 86400, 300, LIVE),
+    ENUM("lifecycle.terminating.default", hook_terminating.default_result, config_hook_result_names, 0, LIVE),
+    INT("lifecycle.max_concurrent", hook_max_concurrent, 1, 64, 4, LIVE),
+    INT("lifecycle.log_lines_per_s", hook_log_lines_per_s, 1, 10000, 20, LIVE),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -894,6 +905,38 @@ static int check_rollout(struct errbuf *e, const config_t *cf, const struct asg_
     return 0;
 }
 
+/* One lifecycle hook (lifecycle.NAME): a command or a URL, not both; the
+ * command's program an absolute path (run without a shell or PATH); the
+ * URL http(s):// with a host, plaintext only to this machine (whoever
+ * answers decides whether instances live), no credentials in it. */
+static int check_hook(struct errbuf *e, const config_t *cf, const char *name,
+                      const struct lifecycle_hook_config *h)
+{
+    char key[64], why[160];
+    if (h->command[0] && h->http[0]) {
+        snprintf(key, sizeof key, "lifecycle.%s.http", name);
+        return fail(e, lookup(cf, key), "lifecycle.%s: command and http cannot both be set: one hook, "
+                    "one way to run it", name);
+    }
+    if (h->command[0] && h->command[0] != '/') {
+        snprintf(key, sizeof key, "lifecycle.%s.command", name);
+        return fail(e, lookup(cf, key), "%s: the program must be an absolute path (it runs without a "
+                    "shell or PATH)", key);
+    }
+    if (h->http[0] && hook_url_check(h->http, why, sizeof why) != 0) {
+        snprintf(key, sizeof key, "lifecycle.%s.http", name);
+        return fail(e, lookup(cf, key), "%s: %s", key, why);
+    }
+    return 0;
+}
+
+static int check_lifecycle(struct errbuf *e, const config_t *cf, const struct asg_config *c)
+{
+    if (check_hook(e, cf, "launching", &c->hook_launching) != 0)
+        return -1;
+    return check_hook(e, cf, "terminating", &c->hook_terminating);
+}
+
 /* Rules between keys; each error points at the line of the key at fault. */
 static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_config *c)
 {
@@ -943,6 +986,8 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
         return fail(e, lookup(cf, "notify.secret"),
                     "notify.secret must be \"file:/path\" (a key file of mode 0600): a secret does not "
                     "belong in the config file");
+    if (check_lifecycle(e, cf, c) != 0)
+        return -1;
     if (c->provider_kind == PROVIDER_EC2)
         return check_ec2(e, cf, c);
     if (c->provider_kind == PROVIDER_EXEC)

@@ -160,12 +160,25 @@ struct asg_config {
     char notify_secret[256];         /* "" or "file:PATH": the HMAC-SHA256 signing key */
     int log_level;                  /* enum log_level */
     int log_facility;               /* an index in config_facility_names */
+    /* lifecycle hooks (controller/lifecycle.h): per transition, a command
+     * (argv joined by CONFIG_ARGV_SEP) or a URL to POST to, never both;
+     * neither: no hook */
+    struct lifecycle_hook_config {
+        char command[1024];
+        char http[256];
+        int timeout_s;
+        int default_result;          /* enum hook_result: 0 continue, 1 abandon */
+    } hook_launching, hook_terminating;
+    int hook_max_concurrent;         /* hooks running at once; the rest wait their turn */
+    int hook_log_lines_per_s;        /* a hook's output lines logged per second; the rest counted */
 };
 
 /* The syslog facilities supervisor.log_facility may name, NULL-terminated,
  * and the syslog(3) value of the one a config chose. */
 extern const char *const config_facility_names[];
 int config_log_facility(const struct asg_config *cfg);
+/* A lifecycle hook's result names, "continue" and "abandon" (its index). */
+extern const char *const config_hook_result_names[];
 
 /* Fills in every default (the same values etc/asg.cfg documents). */
 void config_defaults(struct asg_config *cfg);

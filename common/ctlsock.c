@@ -65,13 +65,19 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
         return -1;
     }
     memcpy(req, buf, sizeof *req);
-    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_ROLLOUT) {
+    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED ||
+        (req->kind > REQ_ROLLOUT && req->kind != REQ_LIFECYCLE)) {
         snprintf(why, whysize, "request with a bad magic or kind %u", req->kind);
         return -1;
     }
-    if (req->kind == REQ_TERMINATE &&
+    if ((req->kind == REQ_TERMINATE || req->kind == REQ_LIFECYCLE) &&
         (!memchr(req->id, 0, sizeof req->id) || !valid_instance_id(req->id, strlen(req->id)))) {
-        snprintf(why, whysize, "terminate request with a bad instance id");
+        snprintf(why, whysize, "%s request with a bad instance id",
+                 req->kind == REQ_TERMINATE ? "terminate" : "lifecycle");
+        return -1;
+    }
+    if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) { /* controller/lifecycle_msg.h */
+        snprintf(why, whysize, "lifecycle request with a bad action %d", req->value);
         return -1;
     }
     if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000)) {

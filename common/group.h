@@ -19,6 +19,13 @@ enum row_state {
     ROW_RUNNING,
     ROW_UNHEALTHY,   /* missed too many probes; will be replaced */
     ROW_TERMINATING, /* being stopped by the provider */
+    /* Lifecycle hooks (controller/lifecycle.h): states of their own, not a
+     * field beside the state, so that the one transition table (shm/ops.c)
+     * says what may happen to an instance a hook holds, and every count by
+     * state (the plan, the policy, /metrics) sees them without a second
+     * test. */
+    ROW_LAUNCH_WAIT, /* "launching:wait": registered, its launching hook runs; not serving yet */
+    ROW_TERM_WAIT,   /* "terminating:wait": drained and out of the balancer, its terminating hook runs */
     ROW_STATE_COUNT
 };
 

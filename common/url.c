@@ -89,3 +89,35 @@ int endpoint_url_parse(const char *url, struct endpoint_url *out, char *why, siz
     curl_url_cleanup(u);
     return rc;
 }
+
+int hook_url_check(const char *url, char *why, size_t n)
+{
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            snprintf(why, n, "no spaces or control characters");
+            return -1;
+        }
+    CURLU *u = curl_url();
+    if (!u) {
+        snprintf(why, n, "out of memory");
+        return -1;
+    }
+    char scheme[8] = "", host[256] = "";
+    int rc = -1;
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc != CURLUE_OK)
+        snprintf(why, n, "not a URL (%s)", curl_url_strerror(uc));
+    else if (!part(u, CURLUPART_SCHEME, scheme, sizeof scheme) ||
+             (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+        snprintf(why, n, "the scheme must be http or https");
+    else if (has_part(u, CURLUPART_USER) || has_part(u, CURLUPART_PASSWORD))
+        snprintf(why, n, "a user or password has no place in it");
+    else if (!part(u, CURLUPART_HOST, host, sizeof host) || !host[0])
+        snprintf(why, n, "no host");
+    else if (strcmp(scheme, "http") == 0 && !host_is_loopback(host))
+        snprintf(why, n, "plain http only to this machine (127.0.0.1, [::1], localhost); use https");
+    else
+        rc = 0;
+    curl_url_cleanup(u);
+    return rc;
+}

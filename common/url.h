@@ -25,4 +25,10 @@ int endpoint_url_parse(const char *url, struct endpoint_url *out, char *why, siz
  * merely starts with "127." (127.0.0.1.nip.io) is not one. */
 bool host_is_loopback(const char *host);
 
+/* A lifecycle hook's URL (lifecycle.*.http): http(s)://HOST[:PORT][/PATH]
+ * as curl reads it, no user or password, no spaces or control characters;
+ * plain http only to a loopback host (whoever answers decides whether an
+ * instance lives). 0, or -1 with the reason in why. */
+int hook_url_check(const char *url, char *why, size_t n);
+
 #endif

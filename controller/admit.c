@@ -45,7 +45,8 @@ static void stop_deregistered(struct table *t, int64_t deadline)
 {
     for (uint32_t i = 0; i < t->capacity; i++) {
         struct table_row *r = &t->rows[i];
-        if (!(r->flags & ROW_F_DEREGISTERED) || r->state == ROW_FREE || r->state == ROW_TERMINATING)
+        if (!(r->flags & ROW_F_DEREGISTERED) || r->state == ROW_FREE || r->state == ROW_TERMINATING ||
+            r->state == ROW_TERM_WAIT)
             continue;
         if (table_stopping(t, r, "deregistered", deadline))
             table_note(t, EV_TERMINATE, r->id, LOG_LVL_INFO, "controller: stopping instance %s: it deregistered",

@@ -25,6 +25,7 @@
 #include "calls.h"
 #include "controller.h"
 #include "evaluate.h"
+#include "lifecycle.h"
 #include "reconcile.h"
 #include "requests.h"
 #include "rollout.h"
@@ -38,7 +39,7 @@ static void reap_agents(struct ctl *c)
     pid_t pid;
     int status;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0 || (pid < 0 && errno == EINTR)) {
-        if (pid < 0)
+        if (pid < 0 || lifecycle_reaped(c, pid, status)) /* a hook's: judged at the next step */
             continue;
         char how[64];
         if (WIFSIGNALED(status))
@@ -50,7 +51,7 @@ static void reap_agents(struct ctl *c)
         int64_t now = now_ms();
         for (uint32_t i = 0; i < c->t->capacity; i++) {
             struct table_row *r = &c->t->rows[i];
-            if (r->pid != pid || (r->state != ROW_PENDING && r->state != ROW_RUNNING))
+            if (r->pid != pid || (r->state != ROW_PENDING && r->state != ROW_RUNNING && r->state != ROW_LAUNCH_WAIT))
                 continue;
             table_note(c->t, EV_HEALTH, r->id, LOG_LVL_WARN, "instance %s (pid %d): %s; marking unhealthy",
                        r->id, (int)pid, how);
@@ -69,9 +70,11 @@ static void stop_all(struct ctl *c)
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return;
     int64_t now = now_ms();
+    lifecycle_stop_all(c); /* the drain budget is short: no hook holds an instance now */
     for (uint32_t i = 0; i < c->t->capacity; i++) {
         struct table_row *r = &c->t->rows[i];
-        if (r->state == ROW_PENDING || r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY)
+        if (r->state == ROW_PENDING || r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY ||
+            r->state == ROW_LAUNCH_WAIT)
             ctl_mark_terminating(c, r, "manager stopping", now);
     }
     table_unlock(c->t);
@@ -155,6 +158,7 @@ void controller_between_decide_and_apply(struct ctl *c, void (*fn)(void *), void
 
 void controller_close(struct ctl *c)
 {
+    lifecycle_free(c);
     lb_plan_free(&c->plan);
     free(c->ops);
     free(c->ha_gens);
@@ -223,8 +227,15 @@ static void run(struct ctl *c, int sigfd)
             if (next_lb < wake)
                 wake = next_lb;
         }
+        /* Hooks: answers read, timeouts kept, waiting ones started; the
+         * loop looks again soon while any runs. */
+        if (acting)
+            lifecycle_step(c);
+        int hook_wait = lifecycle_wait_ms(c);
         int wait = (int)(wake - now_ms());
         wait = wait > ADMIT_LOOK_MS ? ADMIT_LOOK_MS : wait;
+        if (hook_wait >= 0 && wait > hook_wait)
+            wait = hook_wait;
         struct pollfd p[2] = {{sigfd, POLLIN, 0}, {c->reqfd, POLLIN, 0}};
         if (poll(p, c->reqfd >= 0 ? 2 : 1, wait < 0 ? 0 : wait) > 0) {
             if (p[0].revents)

@@ -19,6 +19,7 @@
 #include "../provider/spec.h"
 #include "../shm/confseg.h"
 #include "../shm/table.h"
+#include "lifecycle.h"
 
 enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_CHECK_GONE };
 
@@ -85,6 +86,7 @@ struct ctl {
     struct log_limit adopt_limit; /* a listing can name more instances than the table holds */
     uint64_t facts_seen;       /* the monitor's facts decided so far (admit.h) */
     struct log_limit admit_limit; /* refused admissions: a few a second (anybody can ask) */
+    struct lifecycle hooks;    /* lifecycle hooks running (lifecycle.h) */
     void (*between)(void *);   /* tests only: called between an evaluation's decision and its applying */
     void *between_arg;
 };

@@ -141,7 +141,8 @@ static bool step_holds(const struct plan_step *s, const struct table_row *r)
     case PLAN_RELEASE:
         return r->state == ROW_TERMINATING && (r->flags & ROW_F_LB_HOLD);
     case PLAN_JOINED:
-        return (r->state != ROW_TERMINATING) == s->counted && r->joined_counted != s->counted;
+        return (r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT) == s->counted &&
+               r->joined_counted != s->counted;
     }
     return false;
 }

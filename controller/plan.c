@@ -34,7 +34,8 @@ static int replacement_budget(const struct plan_row *rows, size_t n)
     for (size_t i = 0; i < n; i++)
         held += rows[i].state == ROW_TERMINATING && rows[i].lb_hold;
     int in_flight = count(rows, n, ROW_PENDING) + count(rows, n, ROW_TERMINATING) - held;
-    int group = count(rows, n, ROW_RUNNING) + count(rows, n, ROW_PENDING) + count(rows, n, ROW_UNHEALTHY);
+    int group = count(rows, n, ROW_RUNNING) + count(rows, n, ROW_PENDING) + count(rows, n, ROW_UNHEALTHY) +
+                count(rows, n, ROW_LAUNCH_WAIT);
     int budget = (group + 9) / 10;
     return (budget > 1 ? budget : 1) - in_flight;
 }
@@ -115,7 +116,7 @@ static void joined(struct plan_row *rows, size_t n, const struct asg_config *eff
     int before = p->st.target ? p->st.target : eff->desired_instances, target = before;
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
-        bool in = r->state != ROW_TERMINATING;
+        bool in = r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT;
         if (!r->joined || in == r->joined_counted)
             continue;
         struct plan_step *s = plan_add_step(p, PLAN_JOINED, r);
@@ -172,10 +173,11 @@ static bool old_spec(const struct plan_row *r, const struct plan_group *g)
  * would replace it anyway); else the newest, which has done the least
  * work and is the last to have warmed up; a rollout's surge last. */
 /* Higher goes first. A rollout's surge goes last: the allowance keeps it
- * and only a scale-in below that reaches it. */
+ * and only a scale-in below that reaches it. One a launching hook holds
+ * serves nothing yet either: as a pending one. */
 static int victim_rank(const struct plan_row *r, const struct plan_group *g)
 {
-    return r->surge ? 0 : r->state == ROW_PENDING ? 3 : old_spec(r, g) ? 2 : 1;
+    return r->surge ? 0 : r->state == ROW_PENDING || r->state == ROW_LAUNCH_WAIT ? 3 : old_spec(r, g) ? 2 : 1;
 }
 
 static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const struct plan_group *g)
@@ -185,7 +187,7 @@ static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const s
         struct plan_row *r = &rows[i];
         if (r->state == ROW_UNHEALTHY)
             return r;
-        if (r->state != ROW_PENDING && r->state != ROW_RUNNING)
+        if (r->state != ROW_PENDING && r->state != ROW_RUNNING && r->state != ROW_LAUNCH_WAIT)
             continue;
         int rank = victim_rank(r, g), best_rank = best ? victim_rank(best, g) : -1;
         if (rank > best_rank || (rank == best_rank && r->launch_ms > best->launch_ms))
@@ -198,7 +200,8 @@ static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const s
  * wait for those, which is no failure), or victims to stop. */
 static void converge(struct plan_row *rows, size_t n, const struct plan_group *g, struct plan *p)
 {
-    int size = count(rows, n, ROW_RUNNING) + count(rows, n, ROW_PENDING) + count(rows, n, ROW_UNHEALTHY);
+    int size = count(rows, n, ROW_RUNNING) + count(rows, n, ROW_PENDING) + count(rows, n, ROW_UNHEALTHY) +
+               count(rows, n, ROW_LAUNCH_WAIT);
     int target = p->d.target;
     const char *reason = p->d.reason;
     /* After a boot timeout this evaluation backs off; agents need the

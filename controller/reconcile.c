@@ -86,7 +86,7 @@ static void keep_adopted(struct ctl *c)
         return;
     }
     struct asg_config eff = ctl_effective_config(c);
-    int size = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_RUNNING);
+    int size = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_RUNNING) + table_count(c->t, ROW_LAUNCH_WAIT);
     int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
     int keep = size > eff.max_instances ? eff.max_instances : size;
     if (keep > target) {
@@ -123,7 +123,7 @@ void ctl_reconcile(struct ctl *c)
         const struct provider_instance *pi = match(c, r, list, n);
         if (pi) {
             seen[pi - list] = true;
-            if (r->state != ROW_TERMINATING)
+            if (r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT)
                 update_from_provider(c, r, pi);
         } else if (r->state != ROW_TERMINATING && !(r->flags & ROW_F_UNCONFIRMED) && row_gone(c, r)) {
             ctl_row_free(c, r, "the provider no longer has it");

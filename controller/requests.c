@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "../shm/ops.h"
 #include "calls.h"
+#include "lifecycle.h"
 #include "requests.h"
 #include "rollout.h"
 #include "rows.h"
@@ -74,9 +75,11 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                    target, target + 1);
     } else if (rq->kind == REQ_ROLLOUT) {
         ctl_rollout_request(c, rq, now);
+    } else if (rq->kind == REQ_LIFECYCLE) {
+        lifecycle_request(c, rq, now);
     } else if (rq->kind == REQ_TERMINATE) {
         struct table_row *r = table_find(c->t, rq->id);
-        if (!r || r->state == ROW_TERMINATING) {
+        if (!r || r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT) {
             table_note(c->t, EV_OPERATOR, rq->id, LOG_LVL_WARN, "operator: terminate %s refused: %s",
                        rq->id, r ? "already terminating" : "no such instance");
             return;

@@ -68,7 +68,8 @@ static uint64_t replaced_gen(const struct table *t, uint64_t to)
     uint64_t best = 0;
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct table_row *r = &t->rows[i];
-        if (r->state != ROW_FREE && r->state != ROW_TERMINATING && !spec_gen_same(t->hdr, r->spec_gen, to) && r->spec_gen > best)
+        if (r->state != ROW_FREE && r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT &&
+            !spec_gen_same(t->hdr, r->spec_gen, to) && r->spec_gen > best)
             best = r->spec_gen;
     }
     return best;
@@ -79,7 +80,8 @@ static int count_due(const struct table *t, uint64_t to)
     int n = 0;
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct table_row *r = &t->rows[i];
-        n += r->state != ROW_FREE && r->state != ROW_TERMINATING && !(r->flags & ROW_F_JOINED) &&
+        n += r->state != ROW_FREE && r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT &&
+             !(r->flags & ROW_F_JOINED) &&
              !spec_gen_same(t->hdr, r->spec_gen, to);
     }
     return n;

@@ -36,7 +36,10 @@ static bool lifetime_only(const struct asg_config *cfg, uint32_t phase)
     return phase != RO_RUNNING && phase != RO_PAUSED && cfg->max_instance_lifetime_s > 0;
 }
 
-static bool live(const struct plan_row *r) { return r->state != ROW_TERMINATING && r->state != ROW_FREE; }
+static bool live(const struct plan_row *r)
+{
+    return r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT && r->state != ROW_FREE;
+}
 
 /* Of this rollout: launched from the spec rolled out to since it began. */
 static bool its_own(const struct plan_row *r, const struct rollout_state *ro)
@@ -227,7 +230,7 @@ static struct counts count_rows(const struct plan_row *rows, size_t n)
     struct counts c = {0, 0, 0, 0, 0};
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
-        c.stopping += r->state == ROW_TERMINATING;
+        c.stopping += r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT;
         if (!live(r))
             continue;
         c.live++;

@@ -8,6 +8,7 @@
 #include "../common/util.h"
 #include "../shm/ops.h"
 #include "controller.h"
+#include "lifecycle.h"
 #include "rows.h"
 
 _Static_assert(TABLE_ID_MAX == PROVIDER_ID_MAX && TABLE_ADDR_MAX == PROVIDER_ADDR_MAX &&
@@ -34,7 +35,7 @@ void controller_handle_of_row(const struct table_row *r, struct provider_handle 
         h->flags |= PROVIDER_H_JOINED;
     if (r->state == ROW_TERMINATING)
         h->flags |= PROVIDER_H_STOPPING;
-    if ((r->state == ROW_RUNNING || r->state == ROW_PENDING) && r->last_seen_ms > 0)
+    if ((r->state == ROW_RUNNING || r->state == ROW_PENDING || r->state == ROW_LAUNCH_WAIT) && r->last_seen_ms > 0)
         h->flags |= PROVIDER_H_ANSWERING;
 }
 
@@ -65,11 +66,16 @@ void ctl_stop_row(struct ctl *c, struct table_row *r, const char *why, bool hold
 {
     table_note(c->t, EV_TERMINATE, r->id, LOG_LVL_INFO, "terminating %s (%s): %.110s", r->id,
                row_state_name(r->state), why);
+    bool hook = lifecycle_on_stop(c, r); /* decided on the state it had */
     if (!table_stopping(c->t, r, why, now + ctl_kill_timeout(c)))
         return;
+    if (hook)
+        table_hook_due(c->t, r);
     if (hold) { /* drained and removed first (the balancer step), stopped after (released) */
         table_lb_hold(c->t, r, true);
         c->lb_now = true;
+    } else if (hook) { /* never in the balancer: its terminating hook at once */
+        lifecycle_hold(c, r, now);
     } else {
         ctl_add_op(c, OP_TERMINATE, r);
     }
@@ -86,6 +92,10 @@ void ctl_release_row(struct ctl *c, struct table_row *r, bool blind, const char 
         table_note(c->t, EV_BALANCER, r->id, LOG_LVL_WARN, "stopping %s without the balancer's word: %s", r->id,
                    why);
     table_lb_hold(c->t, r, false);
+    if ((r->flags & ROW_F_HOOK_TERM) && !c->hooks.off) { /* out of the balancer: now its terminating hook */
+        lifecycle_hold(c, r, now);
+        return;
+    }
     table_stop_deadline(c->t, r, now + ctl_kill_timeout(c));
     ctl_add_op(c, OP_TERMINATE, r);
 }
@@ -98,7 +108,8 @@ void ctl_launch_row(struct ctl *c, const char *why, int64_t now)
     provider_launch_token(&c->prov, id, token, sizeof token);
     /* The row exists before the instance does: if we die in between, the
      * reconciliation ties the instance to it (by id or launch token). */
-    struct table_row *r = table_row_launch(c->t, id, why, ROW_F_UNCONFIRMED, token, c->t->hdr->spec.gen, now);
+    struct table_row *r = table_row_launch(c->t, id, why, ROW_F_UNCONFIRMED | lifecycle_launch_flags(c), token,
+                                           c->t->hdr->spec.gen, now);
     if (!r) { /* the plan counts free slots first; a full table here means the monitor took one */
         log_error("cannot launch: the shared table is full (%u rows)", c->t->capacity);
         ctl_launch_backoff(c, now);

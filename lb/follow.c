@@ -78,6 +78,7 @@ static void plan_row(const struct asg_config *cfg, const struct lb_instance *r, 
             plan_add(p, LBA_DRAIN, slot, r->incarnation, r->id, addr);
         break;
     case ROW_TERMINATING:
+    case ROW_TERM_WAIT: /* out already (released by the step below); if it is back, out again */
         if (!m) {
             if (r->lb_state == LBS_ADDED || r->lb_state == LBS_DRAINING)
                 rec->state(rec->ctx, r->slot, r->incarnation, LBS_REMOVED, now);

@@ -199,7 +199,8 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
     struct table_row *r = table_find(m->t, in->instance_id);
     if (!r)
         return ask_admission(m, in, code, retry, reason, rsize);
-    if (r->state == ROW_UNHEALTHY || r->state == ROW_TERMINATING || (r->flags & ROW_F_DEREGISTERED)) {
+    if (r->state == ROW_UNHEALTHY || r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT ||
+        (r->flags & ROW_F_DEREGISTERED)) {
         snprintf(reason, rsize, "instance %s is %s: it is being replaced or stopped", r->id,
                  r->flags & ROW_F_DEREGISTERED ? "deregistered" : row_state_name(r->state));
         return false;
@@ -208,8 +209,8 @@ static bool apply_register(struct monitor *m, const Asg__V1__RegisterRequest *in
         m->fresh[m->nfresh++] = (uint32_t)(r - m->t->rows);
     if (table_registered(m->t, r, in->address, in->service_address, now))
         table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
-                   "instance %s registered at %s: running (%lld ms after launch)", r->id, r->addr,
-                   (long long)(now - r->launch_ms));
+                   "instance %s registered at %s: %s (%lld ms after launch)", r->id, r->addr,
+                   row_state_name(r->state), (long long)(now - r->launch_ms));
     else
         log_info("instance %s registered again at %s", r->id, r->addr);
     return true;
@@ -298,7 +299,7 @@ void monitor_h_deregister(void *ctx, const uint8_t *req, size_t len, const char 
     Asg__V1__DeregisterReply r = ASG__V1__DEREGISTER_REPLY__INIT;
     struct table_row *row = table_find(m->t, in->instance_id);
     /* A fact: the controller stops the row (controller/admit.c). */
-    if (row && row->state != ROW_TERMINATING && table_deregistered(m->t, row))
+    if (row && row->state != ROW_TERMINATING && row->state != ROW_TERM_WAIT && table_deregistered(m->t, row))
         r.removed = true;
     table_unlock(m->t);
     rpc_reply_msg(out, &r.base);
@@ -474,7 +475,8 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
 {
     struct table_row *r = &m->t->rows[p->slot];
     if (r->incarnation != p->incarnation ||
-        (r->state != ROW_RUNNING && r->state != ROW_PENDING && r->state != ROW_UNHEALTHY))
+        (r->state != ROW_RUNNING && r->state != ROW_PENDING && r->state != ROW_UNHEALTHY &&
+         r->state != ROW_LAUNCH_WAIT))
         return; /* the row moved on while the probe was out */
     int64_t now = now_ms();
     if (!failure && r->misses)
@@ -484,13 +486,14 @@ static void record_probe(struct monitor *m, struct probe *p, const Asg__V1__Ping
     switch (table_probe_result(m->t, r, failure ? NULL : &s, failure, (uint32_t)m->cfg.unhealthy_after,
                                now)) {
     case PROBE_NOW_RUNNING:
-        table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s answers probes: running", r->id);
+        table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO, "instance %s answers probes: %s", r->id,
+                   row_state_name(r->state));
         break;
     case PROBE_REJOINED:
         /* Its replacement was still waiting its turn (see the controller's
          * pacing): it was slow, not dead. */
         table_note(m->t, EV_HEALTH, r->id, LOG_LVL_INFO,
-                   "instance %s answers again before its replacement: running", r->id);
+                   "instance %s answers again before its replacement: %s", r->id, row_state_name(r->state));
         break;
     case PROBE_NOW_UNHEALTHY:
         table_note(m->t, EV_HEALTH, r->id, LOG_LVL_WARN, "instance %s unhealthy: %s (last seen %lld ms ago)",
@@ -622,7 +625,8 @@ static void probe_slot(struct monitor *m, uint32_t i)
     if (!table_read_row(m->t, i, &r))
         return;
     /* Unhealthy ones too: one whose replacement waits may yet answer. */
-    bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY) && r.addr[0] &&
+    bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY ||
+                  r.state == ROW_LAUNCH_WAIT) && r.addr[0] &&
                  !(r.flags & ROW_F_DEREGISTERED); /* leaving: the controller stops it */
     if (!probe) {
         drop_conn(&m->slots[i]);

@@ -10,7 +10,7 @@ static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi :
 void policy_input_add(struct policy_input *in, const struct policy_instance *r,
                       const struct asg_config *cfg, int64_t now)
 {
-    if (r->state == ROW_PENDING) {
+    if (r->state == ROW_PENDING || r->state == ROW_LAUNCH_WAIT) { /* a launching hook's: capacity to come */
         in->pending++;
         return;
     }

@@ -56,6 +56,13 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
     else
         sb_printf(b, ",\"service_requests_per_s\":null");
     launch_spec_json(b, r->spec_gen);
+    /* A lifecycle hook's time left (its deadline); null while the hook
+     * waits its turn, or when no hook holds it. */
+    bool held = r->state == ROW_LAUNCH_WAIT || r->state == ROW_TERM_WAIT;
+    if (held && r->term_deadline_ms)
+        sb_printf(b, ",\"hook_timeout_in_ms\":%lld", (long long)(r->term_deadline_ms - now));
+    else
+        sb_printf(b, ",\"hook_timeout_in_ms\":null");
     if (history) {
         /* Oldest first. */
         sb_printf(b, ",\"history\":[");
@@ -161,7 +168,7 @@ void rollout_instance_counts(const struct snapshot *s, int *old, int *new_)
     *old = *new_ = 0;
     for (uint32_t i = 0; i < s->nrows; i++) {
         const struct table_row *r = &s->rows[i];
-        if (r->state == ROW_FREE || r->state == ROW_TERMINATING)
+        if (r->state == ROW_FREE || r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT)
             continue;
         if (spec_gen_same(h, r->spec_gen, to))
             (*new_)++;
@@ -204,11 +211,13 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     sb_json_str(b, c->group_name);
     sb_printf(b, ",\"min\":%d,\"max\":%d,\"desired\":%d,\"target\":%d,\"operator_desired\":%d,"
                  "\"policy\":\"%s\",\"provider\":\"%s\",\"size\":%d,\"running\":%d,\"pending\":%d,"
-                 "\"unhealthy\":%d,\"terminating\":%d,\"monitor_address\":",
+                 "\"unhealthy\":%d,\"terminating\":%d,\"launching_wait\":%d,\"terminating_wait\":%d,"
+                 "\"monitor_address\":",
               c->min_instances, c->max_instances, c->desired_instances, snapshot_target(s),
               h->operator_desired, policy_kind_name(c->policy_kind),
-              provider_kind_name(c->provider_kind), running + pending, running, pending,
-              snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
+              provider_kind_name(c->provider_kind), running + pending + snapshot_count(s, ROW_LAUNCH_WAIT),
+              running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING),
+              snapshot_count(s, ROW_LAUNCH_WAIT), snapshot_count(s, ROW_TERM_WAIT));
     sb_json_str(b, h->monitor_addr);
     sb_printf(b, ",\"config_generation\":%llu,\"evaluations\":%llu,\"probe_rounds\":%llu,"
                  "\"scale_out\":%llu,\"scale_in\":%llu,\"replaced\":%llu,\"lock_recoveries\":%llu,"

@@ -13,18 +13,25 @@
 
 /* next[state][event]. Registering again, or answering while running, keeps
  * a row running; an unhealthy row may answer again (slow, not dead) but not
- * register (it is being replaced); a terminating row only goes. */
+ * register (it is being replaced); a terminating row only goes. A
+ * lifecycle hook holds a row between two of these: a launched one,
+ * registered, in launching:wait (probed, replaceable, stoppable, not
+ * serving) until its hook continues it to running; a terminating one,
+ * released by the balancer, in terminating:wait until its hook continues
+ * it to terminating, when the provider is asked. */
 static const int8_t next[ROW_STATE_COUNT][RE_COUNT] = {
-    /*               LAUNCH       ADOPT        REGISTER     ANSWER       FAIL           STOP             GONE */
-    [ROW_FREE]        = {ROW_PENDING, ROW_PENDING, X,           X,           X,             X,               X},
-    [ROW_PENDING]     = {X,           X,           ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
-    [ROW_RUNNING]     = {X,           X,           ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
-    [ROW_UNHEALTHY]   = {X,           X,           X,           ROW_RUNNING, X,             ROW_TERMINATING, ROW_FREE},
-    [ROW_TERMINATING] = {X,           X,           X,           X,           X,             X,               ROW_FREE},
+    /*                LAUNCH       ADOPT        REGISTER         ANSWER           FAIL           STOP             GONE      HOLD             CONTINUE */
+    [ROW_FREE]        = {ROW_PENDING, ROW_PENDING, X,               X,               X,             X,               X,        X,               X},
+    [ROW_PENDING]     = {X,           X,           ROW_RUNNING,     ROW_RUNNING,     ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE, ROW_LAUNCH_WAIT, X},
+    [ROW_RUNNING]     = {X,           X,           ROW_RUNNING,     ROW_RUNNING,     ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE, X,               X},
+    [ROW_UNHEALTHY]   = {X,           X,           X,               ROW_RUNNING,     X,             ROW_TERMINATING, ROW_FREE, ROW_LAUNCH_WAIT, X},
+    [ROW_TERMINATING] = {X,           X,           X,               X,               X,             X,               ROW_FREE, ROW_TERM_WAIT,   X},
+    [ROW_LAUNCH_WAIT] = {X,           X,           ROW_LAUNCH_WAIT, ROW_LAUNCH_WAIT, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE, ROW_LAUNCH_WAIT, ROW_RUNNING},
+    [ROW_TERM_WAIT]   = {X,           X,           X,               X,               X,             X,               ROW_FREE, X,               ROW_TERMINATING},
 };
 
 static const char *const event_names[RE_COUNT] = {"launch", "adopt", "register", "answer",
-                                                   "fail", "stop", "gone"};
+                                                   "fail", "stop", "gone", "hold", "continue"};
 
 const char *row_event_name(uint32_t ev) { return ev < RE_COUNT ? event_names[ev] : "?"; }
 
@@ -101,12 +108,21 @@ void table_instance_known(struct table *t, struct table_row *r, const char *id, 
     row_write_end(t, r);
 }
 
+/* A row whose launching hook has not passed is held by it where it would
+ * otherwise run (registered, or answering): the table, not the caller,
+ * has the edge. */
+static uint32_t launch_event(const struct table_row *r, uint32_t ev)
+{
+    bool held = (r->flags & ROW_F_HOOK_LAUNCH) && (r->state == ROW_PENDING || r->state == ROW_UNHEALTHY);
+    return held ? RE_HOLD : ev;
+}
+
 bool table_registered(struct table *t, struct table_row *r, const char *addr, const char *service,
                       int64_t now)
 {
     uint32_t was = r->state;
     row_write_begin(r);
-    bool ok = step(t, r, RE_REGISTER, "registered", now);
+    bool ok = step(t, r, launch_event(r, RE_REGISTER), "registered", now);
     if (ok) {
         copy_str(r->addr, sizeof r->addr, addr);
         copy_str(r->service_addr, sizeof r->service_addr, service ? service : "");
@@ -163,8 +179,9 @@ enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
         row_push_sample(r, sample->load);
         if (sample->has_requests)
             count_requests(r, sample->requests, now);
-        if (was != ROW_RUNNING && step(t, r, RE_ANSWER, was == ROW_PENDING ? "answered a probe"
-                                                                           : "answers again", now)) {
+        if (was != ROW_RUNNING && was != ROW_LAUNCH_WAIT &&
+            step(t, r, launch_event(r, RE_ANSWER), was == ROW_PENDING ? "answered a probe" : "answers again",
+                 now)) {
             if (was == ROW_PENDING)
                 r->running_since_ms = now;
             out = was == ROW_PENDING ? PROBE_NOW_RUNNING : PROBE_REJOINED;
@@ -172,7 +189,7 @@ enum probe_outcome table_probe_result(struct table *t, struct table_row *r,
     } else {
         r->misses++;
         r->probes_failed++;
-        if (was == ROW_RUNNING && r->misses >= unhealthy_after) {
+        if ((was == ROW_RUNNING || was == ROW_LAUNCH_WAIT) && r->misses >= unhealthy_after) {
             char why[64];
             snprintf(why, sizeof why, "missed %u probes: %.40s", r->misses, failure ? failure : "");
             if (step(t, r, RE_FAIL, why, now))
@@ -221,6 +238,47 @@ void table_boot_clock_restart(struct table *t, struct table_row *r, int64_t now)
     row_write_end(t, r);
 }
 
+bool table_hook_hold(struct table *t, struct table_row *r, const char *why, int64_t now)
+{
+    row_write_begin(r);
+    bool ok = step(t, r, RE_HOLD, why, now);
+    if (ok) {
+        r->flags &= ~ROW_F_HOOK_TERM;
+        r->term_deadline_ms = 0; /* its hook's, once it starts */
+    }
+    row_write_end(t, r);
+    return ok;
+}
+
+void table_hook_due(struct table *t, struct table_row *r)
+{
+    row_write_begin(r);
+    r->flags |= ROW_F_HOOK_TERM;
+    row_write_end(t, r);
+}
+
+bool table_hook_continue(struct table *t, struct table_row *r, const char *why, int64_t deadline, int64_t now)
+{
+    uint32_t was = r->state;
+    row_write_begin(r);
+    bool ok = step(t, r, RE_CONTINUE, why, now);
+    if (ok && was == ROW_LAUNCH_WAIT) {
+        r->flags &= ~ROW_F_HOOK_LAUNCH;
+        r->running_since_ms = now;
+    }
+    if (ok && was == ROW_TERM_WAIT)
+        r->term_deadline_ms = deadline;
+    row_write_end(t, r);
+    return ok;
+}
+
+void table_hook_deadline(struct table *t, struct table_row *r, int64_t deadline)
+{
+    row_write_begin(r);
+    r->term_deadline_ms = deadline;
+    row_write_end(t, r);
+}
+
 bool table_gone(struct table *t, struct table_row *r)
 {
     return event_alone(t, r, RE_GONE, NULL, now_ms());
@@ -235,7 +293,7 @@ void table_joined_counted(struct table *t, struct table_row *r, bool counted)
 
 static bool in_group(uint32_t state)
 {
-    return state == ROW_PENDING || state == ROW_RUNNING || state == ROW_UNHEALTHY;
+    return state == ROW_PENDING || state == ROW_RUNNING || state == ROW_UNHEALTHY || state == ROW_LAUNCH_WAIT;
 }
 
 int table_joined_uncounted(const struct table *t)

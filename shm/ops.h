@@ -35,6 +35,8 @@ enum row_event {
     RE_FAIL,          /* missed probes, or its process died (-> unhealthy) */
     RE_STOP,          /* scale-in, replacement, deregistration, drain (-> terminating) */
     RE_GONE,          /* the instance no longer exists, or never did (-> free) */
+    RE_HOLD,          /* a lifecycle hook holds it (-> launching:wait, terminating:wait) */
+    RE_CONTINUE,      /* its hook let it go on (launching:wait -> running, terminating:wait -> terminating) */
     RE_COUNT
 };
 
@@ -78,6 +80,18 @@ bool table_failed(struct table *t, struct table_row *r, const char *why, int64_t
 /* Being stopped; the provider is asked again or harder after deadline. */
 bool table_stopping(struct table *t, struct table_row *r, const char *why, int64_t deadline);
 void table_stop_deadline(struct table *t, struct table_row *r, int64_t deadline);
+/* Lifecycle hooks (controller/lifecycle.h). A terminating row, released
+ * by the balancer, waits for its terminating hook: terminating:wait. */
+bool table_hook_hold(struct table *t, struct table_row *r, const char *why, int64_t now);
+/* Its terminating hook is due once the balancer lets it go (ROW_F_HOOK_TERM). */
+void table_hook_due(struct table *t, struct table_row *r);
+/* Its hook said continue (or its default did): launching:wait -> running
+ * (the launching hook has passed: ROW_F_HOOK_LAUNCH cleared);
+ * terminating:wait -> terminating, to be stopped by deadline. */
+bool table_hook_continue(struct table *t, struct table_row *r, const char *why, int64_t deadline, int64_t now);
+/* When its hook's time is up (term_deadline_ms, which a row in a wait
+ * state does not otherwise use): set at its start, moved by a heartbeat. */
+void table_hook_deadline(struct table *t, struct table_row *r, int64_t deadline);
 /* Gone: the slot is free again. */
 bool table_gone(struct table *t, struct table_row *r);
 /* Controller: a joined row is (or no longer is) counted in the target. */

@@ -52,6 +52,13 @@ const char *rollout_phase_name(uint32_t phase);
 #define ROW_F_LB_HOLD 4u
 /* Monitor: its agent deregistered. A fact: the controller stops the row. */
 #define ROW_F_DEREGISTERED 8u
+/* Controller: launched while a launching hook was configured; its agent's
+ * registration (or first answer) puts it in launching:wait, not running,
+ * until the hook continues (cleared then). */
+#define ROW_F_HOOK_LAUNCH 64u
+/* Controller: stopped while a terminating hook was configured: once the
+ * balancer lets it go, it waits in terminating:wait (cleared then). */
+#define ROW_F_HOOK_TERM 128u
 
 const char *lb_state_name(uint32_t st);
 
@@ -112,7 +119,7 @@ struct table_row {
  * asgctl events). A ring; each entry has its own sequence counter. */
 #define TABLE_EVENTS 256
 enum event_kind { EV_SCALE, EV_LAUNCH, EV_TERMINATE, EV_HEALTH, EV_ROLE, EV_CONFIG,
-                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_KIND_COUNT };
+                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_LIFECYCLE, EV_KIND_COUNT };
 const char *event_kind_name(uint32_t kind);
 
 struct table_event {

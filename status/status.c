@@ -38,6 +38,7 @@
 #include "../proto/rpc.h"
 #include "asg.pb-c.h"
 #include "../report/render.h"
+#include "lifecycle_api.h"
 #include "rollout_api.h"
 #include "notify_api.h"
 #include "status.h"
@@ -678,6 +679,24 @@ static enum MHD_Result post_terminate(struct status *st, struct MHD_Connection *
     return forward(st, c, &rq, "terminate");
 }
 
+/* An operator's word on an instance a lifecycle hook holds; the
+ * controller checks its state again (an event says what it made of it). */
+static enum MHD_Result post_lifecycle(struct status *st, struct MHD_Connection *c, const char *id, json_object *o)
+{
+    struct ctl_request rq;
+    char why[200];
+    if (lifecycle_api_request(id, o, &rq, why, sizeof why) != 0)
+        return send_error(c, 400, "%s", why);
+    struct table_row r;
+    if (!find_instance(st, id, &r))
+        return send_error(c, 404, "no instance %s", id);
+    if (r.state != ROW_LAUNCH_WAIT && r.state != ROW_TERM_WAIT)
+        return send_error(c, 409, "instance %s is %s: no lifecycle hook holds it", id, row_state_name(r.state));
+    char what[32];
+    snprintf(what, sizeof what, "lifecycle %s", rq.value == 1 ? "continue" : rq.value == 2 ? "abandon" : "heartbeat");
+    return forward(st, c, &rq, what);
+}
+
 static enum MHD_Result post_load(struct status *st, struct MHD_Connection *c, const char *id, json_object *o)
 {
     json_object *v;
@@ -765,6 +784,8 @@ static enum MHD_Result act(struct status *st, struct MHD_Connection *c, const ch
             ret = post_terminate(st, c, id, o);
         else if (strcmp(action, "load") == 0 && strcmp(method, "POST") == 0)
             ret = post_load(st, c, id, o);
+        else if (strcmp(action, "lifecycle") == 0 && strcmp(method, "POST") == 0)
+            ret = post_lifecycle(st, c, id, o);
         else
             ret = send_error(c, 404, "no such action '%s' on an instance", action);
     } else

@@ -39,6 +39,7 @@ Suite *text_suite(void);
 Suite *exec_suite(void);
 Suite *layout_suite(void);
 Suite *notify_ce_suite(void);
+Suite *lifecycle_suite(void);
 Suite *plan_suite(void);
 Suite *rollout_suite(void);
 Suite *rollout_api_suite(void);

@@ -555,11 +555,16 @@ END_TEST
 START_TEST(test_row_state_machine)
 {
     static const int want[ROW_STATE_COUNT][RE_COUNT] = {
-        [ROW_FREE] = {ROW_PENDING, ROW_PENDING, -1, -1, -1, -1, -1},
-        [ROW_PENDING] = {-1, -1, ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
-        [ROW_RUNNING] = {-1, -1, ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE},
-        [ROW_UNHEALTHY] = {-1, -1, -1, ROW_RUNNING, -1, ROW_TERMINATING, ROW_FREE},
-        [ROW_TERMINATING] = {-1, -1, -1, -1, -1, -1, ROW_FREE},
+        /* launch, adopt, register, answer, fail, stop, gone, hold, continue */
+        [ROW_FREE] = {ROW_PENDING, ROW_PENDING, -1, -1, -1, -1, -1, -1, -1},
+        [ROW_PENDING] = {-1, -1, ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE,
+                         ROW_LAUNCH_WAIT, -1},
+        [ROW_RUNNING] = {-1, -1, ROW_RUNNING, ROW_RUNNING, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE, -1, -1},
+        [ROW_UNHEALTHY] = {-1, -1, -1, ROW_RUNNING, -1, ROW_TERMINATING, ROW_FREE, ROW_LAUNCH_WAIT, -1},
+        [ROW_TERMINATING] = {-1, -1, -1, -1, -1, -1, ROW_FREE, ROW_TERM_WAIT, -1},
+        [ROW_LAUNCH_WAIT] = {-1, -1, ROW_LAUNCH_WAIT, ROW_LAUNCH_WAIT, ROW_UNHEALTHY, ROW_TERMINATING, ROW_FREE,
+                             ROW_LAUNCH_WAIT, ROW_RUNNING},
+        [ROW_TERM_WAIT] = {-1, -1, -1, -1, -1, -1, ROW_FREE, -1, ROW_TERMINATING},
     };
     for (uint32_t s = 0; s < ROW_STATE_COUNT; s++)
         for (uint32_t e = 0; e < RE_COUNT; e++)
