@@ -72,7 +72,7 @@ LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c
           agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/provider.c provider/join.c provider/local.c provider/spec.c \
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c provider/exec.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
-LIB_SRC += common/url.c
+LIB_SRC += common/url.c common/lifecycle_msg.c
 # Notifications: the webhooks' config, CloudEvents JSON and their report.
 LIB_SRC += common/webhook_cfg.c report/cloudevent.c report/notify_report.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
@@ -82,7 +82,7 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
                  controller/calls.c controller/reconcile.c controller/balancer.c controller/requests.c \
                  controller/takeover.c controller/admit.c controller/lb_table.c \
                  controller/rollout.c controller/rollout_plan.c controller/plan_steps.c \
-                 controller/ha_rollout.c controller/lifecycle.c controller/lifecycle_msg.c
+                 controller/ha_rollout.c controller/lifecycle.c controller/lifecycle_rows.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c status/lifecycle_api.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c asgctl/lifecycle.c

@@ -196,15 +196,10 @@ static void print_instance_rows(const struct snapshot *s, bool lb)
     }
 }
 
-static void print_status_text(const struct snapshot *s)
+static void print_size_line(const struct snapshot *s)
 {
-    const struct table_hdr *h = s->hdr;
     const struct asg_config *c = s->cfg;
     int running = snapshot_count(s, ROW_RUNNING), pending = snapshot_count(s, ROW_PENDING);
-    printf("group %s  policy %s  provider %s  min %d  desired %d  max %d  target %d\n",
-           c->group_name, policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
-           c->min_instances, h->operator_desired > 0 ? h->operator_desired : c->desired_instances,
-           c->max_instances, snapshot_target(s));
     int held_in = snapshot_count(s, ROW_LAUNCH_WAIT), held_out = snapshot_count(s, ROW_TERM_WAIT);
     printf("size %d: running %d, pending %d, unhealthy %d, terminating %d", running + pending + held_in,
            running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
@@ -212,6 +207,54 @@ static void print_status_text(const struct snapshot *s)
         c->hook_terminating.command[0] || c->hook_terminating.http[0])
         printf(", launching:wait %d, terminating:wait %d", held_in, held_out); /* lifecycle hooks */
     printf("\n");
+}
+
+static void print_schedule_line(const struct snapshot *s)
+{
+    const struct table_hdr *h = s->hdr;
+    const struct asg_config *c = s->cfg;
+    int a = h->sched_active, n = h->sched_next;
+    char since[32] = "-", next[32] = "-";
+    time_t t1 = (time_t)h->sched_since, t2 = (time_t)h->sched_next_at;
+    struct tm tm;
+    if (a >= 0 && gmtime_r(&t1, &tm))
+        strftime(since, sizeof since, "%Y-%m-%dT%H:%MZ", &tm);
+    if (n >= 0 && gmtime_r(&t2, &tm))
+        strftime(next, sizeof next, "%Y-%m-%dT%H:%MZ", &tm);
+    if (a >= 0 && a < c->nschedule)
+        printf("schedule (%s): entry %d \"%s\" in force since %s (min %d, max %d, desired %d; 0 = as configured)",
+               c->schedule_timezone[0] ? c->schedule_timezone : "local time", a + 1, c->schedule[a].at, since,
+               c->schedule[a].min, c->schedule[a].max, c->schedule[a].desired);
+    else
+        printf("schedule (%s): no entry in force", c->schedule_timezone[0] ? c->schedule_timezone : "local time");
+    if (n >= 0 && n < c->nschedule)
+        printf("; next: entry %d at %s\n", n + 1, next);
+    else
+        printf("\n");
+}
+
+static void print_ha_line(const struct table_hdr *h)
+{
+    if (h->ha_role == HA_LEADER)
+        printf("ha: LEADER");
+    else
+        printf("ha: standby; the leader is %s%s", h->ha_leader[0] ? h->ha_leader : "not known",
+               h->ha_leader_addr[0] ? " (register there)" : "");
+    printf(", term %lld, %llu failover(s) here%s%s\n", (long long)h->ha_term,
+           (unsigned long long)atomic_load(&h->ha_failovers), h->ha_error[0] ? "; etcd: " : "", h->ha_error);
+}
+
+/* The group's lines, then one per instance; each part of the manager that
+ * has something to say adds its line in its own function. */
+static void print_status_text(const struct snapshot *s)
+{
+    const struct table_hdr *h = s->hdr;
+    const struct asg_config *c = s->cfg;
+    printf("group %s  policy %s  provider %s  min %d  desired %d  max %d  target %d\n",
+           c->group_name, policy_kind_name(c->policy_kind), provider_kind_name(c->provider_kind),
+           c->min_instances, h->operator_desired > 0 ? h->operator_desired : c->desired_instances,
+           c->max_instances, snapshot_target(s));
+    print_size_line(s);
     if (h->spec.gen)
         printf("launch spec generation %llu\n", (unsigned long long)h->spec.gen);
     if (c->tls_mode == TLS_PLAINTEXT)
@@ -221,35 +264,10 @@ static void print_status_text(const struct snapshot *s)
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
            pid_or_zero(h->pid_status));
-    if (c->nschedule) {
-        int a = h->sched_active, n = h->sched_next;
-        char since[32] = "-", next[32] = "-";
-        time_t t1 = (time_t)h->sched_since, t2 = (time_t)h->sched_next_at;
-        struct tm tm;
-        if (a >= 0 && gmtime_r(&t1, &tm))
-            strftime(since, sizeof since, "%Y-%m-%dT%H:%MZ", &tm);
-        if (n >= 0 && gmtime_r(&t2, &tm))
-            strftime(next, sizeof next, "%Y-%m-%dT%H:%MZ", &tm);
-        if (a >= 0 && a < c->nschedule)
-            printf("schedule (%s): entry %d \"%s\" in force since %s (min %d, max %d, desired %d; 0 = as configured)",
-                   c->schedule_timezone[0] ? c->schedule_timezone : "local time", a + 1, c->schedule[a].at, since,
-                   c->schedule[a].min, c->schedule[a].max, c->schedule[a].desired);
-        else
-            printf("schedule (%s): no entry in force", c->schedule_timezone[0] ? c->schedule_timezone : "local time");
-        if (n >= 0 && n < c->nschedule)
-            printf("; next: entry %d at %s\n", n + 1, next);
-        else
-            printf("\n");
-    }
-    if (c->ha_etcd[0]) {
-        if (h->ha_role == HA_LEADER)
-            printf("ha: LEADER");
-        else
-            printf("ha: standby; the leader is %s%s", h->ha_leader[0] ? h->ha_leader : "not known",
-                   h->ha_leader_addr[0] ? " (register there)" : "");
-        printf(", term %lld, %llu failover(s) here%s%s\n", (long long)h->ha_term,
-               (unsigned long long)atomic_load(&h->ha_failovers), h->ha_error[0] ? "; etcd: " : "", h->ha_error);
-    }
+    if (c->nschedule)
+        print_schedule_line(s);
+    if (c->ha_etcd[0])
+        print_ha_line(h);
     bool lb = c->lb_kind != LB_NONE;
     if (lb)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),

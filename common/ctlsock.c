@@ -76,7 +76,7 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
                  req->kind == REQ_TERMINATE ? "terminate" : "lifecycle");
         return -1;
     }
-    if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) { /* controller/lifecycle_msg.h */
+    if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) { /* common/lifecycle_msg.h */
         snprintf(why, whysize, "lifecycle request with a bad action %d", req->value);
         return -1;
     }

@@ -24,40 +24,6 @@
 #define HOOK_ARGS_MAX 64
 #define HOOK_ENV_MAX 16
 
-static const struct lifecycle_hook_config *hook_cfg(const struct ctl *c, int kind)
-{
-    return kind == HOOK_LAUNCHING ? &c->cfg.hook_launching : &c->cfg.hook_terminating;
-}
-
-static bool hook_set(const struct ctl *c, int kind)
-{
-    const struct lifecycle_hook_config *h = hook_cfg(c, kind);
-    return h->command[0] || h->http[0];
-}
-
-uint32_t lifecycle_launch_flags(const struct ctl *c)
-{
-    return hook_set(c, HOOK_LAUNCHING) ? ROW_F_HOOK_LAUNCH : 0;
-}
-
-bool lifecycle_on_stop(const struct ctl *c, const struct table_row *r)
-{
-    bool ran = (r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY) && r->running_since_ms > 0 &&
-               !(r->flags & ROW_F_HOOK_LAUNCH);
-    return ran && !c->hooks.off && hook_set(c, HOOK_TERMINATING);
-}
-
-void lifecycle_hold(struct ctl *c, struct table_row *r, int64_t now)
-{
-    /* The reason stays why it is stopped: what its hook is told. */
-    char why[sizeof r->reason];
-    copy_str(why, sizeof why, r->reason);
-    if (table_hook_hold(c->t, r, why, now))
-        table_note(c->t, EV_LIFECYCLE, r->id, LOG_LVL_INFO,
-                   "lifecycle: %s is out of the balancer and waits for its terminating hook (terminating:wait)",
-                   r->id);
-}
-
 /* ---- the runs ---- */
 
 static bool active(const struct hook_run *h) { return h->used && !h->orphan && ((h->pid > 0 && !h->exited) || h->easy); }
@@ -173,7 +139,7 @@ static void facts_of(const struct ctl *c, const struct table_row *r, int kind, s
     copy_str(f->service_addr, sizeof f->service_addr, r->service_addr);
     f->spec_gen = r->spec_gen;
     copy_str(f->reason, sizeof f->reason, r->reason);
-    f->timeout_s = hook_cfg(c, kind)->timeout_s;
+    f->timeout_s = lifecycle_hook_cfg(c, kind)->timeout_s;
 }
 
 /* The program a hook runs must be a regular file that only root or asgd's
@@ -221,7 +187,7 @@ static int start_command(const struct ctl *c, struct hook_run *h, const struct h
                          char *why, size_t n)
 {
     char cmd[sizeof c->cfg.hook_launching.command];
-    copy_str(cmd, sizeof cmd, hook_cfg(c, h->kind)->command);
+    copy_str(cmd, sizeof cmd, lifecycle_hook_cfg(c, h->kind)->command);
     char *argv[HOOK_ARGS_MAX + 1];
     int argc = 0;
     for (char *p = cmd, *end; p && argc < HOOK_ARGS_MAX; p = end ? end + 1 : NULL) {
@@ -299,7 +265,7 @@ static int start_http(struct ctl *c, struct hook_run *h, const char *json, char 
         snprintf(why, n, "curl: out of memory");
         return -1;
     }
-    const struct lifecycle_hook_config *cfg = hook_cfg(c, h->kind);
+    const struct lifecycle_hook_config *cfg = lifecycle_hook_cfg(c, h->kind);
     curl_easy_setopt(e, CURLOPT_URL, cfg->http);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -354,7 +320,7 @@ static void apply(struct ctl *c, struct table_row *r, int kind, int result, cons
  * result comes later. */
 static void outcome(struct ctl *c, struct hook_run *h, struct table_row *r, int out, const char *how, int64_t now)
 {
-    int def = hook_cfg(c, h->kind)->default_result;
+    int def = lifecycle_hook_cfg(c, h->kind)->default_result;
     int result = hook_result_of(out, def);
     if (result < 0) {
         h->later = true;
@@ -433,7 +399,7 @@ static void check_runs(struct ctl *c, int64_t now)
         if (!h->used || h->orphan || !hook_timed_out(h->deadline_ms, now))
             continue;
         char how[96];
-        snprintf(how, sizeof how, "no answer within its timeout, %d s%s", hook_cfg(c, h->kind)->timeout_s,
+        snprintf(how, sizeof how, "no answer within its timeout, %d s%s", lifecycle_hook_cfg(c, h->kind)->timeout_s,
                  h->pid > 0 && !h->exited ? ": its processes killed" : "");
         outcome(c, h, r, HO_DEFAULT, how, now);
     }
@@ -454,13 +420,13 @@ static void start(struct ctl *c, struct table_row *r, int kind, int64_t now)
     copy_str(h->id, sizeof h->id, r->id);
     h->outfd = -1;
     h->started_ms = now;
-    h->deadline_ms = hook_deadline(now, hook_cfg(c, kind)->timeout_s);
+    h->deadline_ms = hook_deadline(now, lifecycle_hook_cfg(c, kind)->timeout_s);
     struct hook_facts f;
     facts_of(c, r, kind, &f);
     struct strbuf json = {0};
     hook_json(&f, &json);
     char why[300] = "";
-    bool http = hook_cfg(c, kind)->http[0] != '\0';
+    bool http = lifecycle_hook_cfg(c, kind)->http[0] != '\0';
     int rc = http ? start_http(c, h, json.s, why, sizeof why) : start_command(c, h, &f, json.s, why, sizeof why);
     sb_free(&json);
     if (rc != 0) {
@@ -472,10 +438,10 @@ static void start(struct ctl *c, struct table_row *r, int kind, int64_t now)
     table_hook_deadline(c->t, r, h->deadline_ms);
     if (http)
         table_note(c->t, EV_LIFECYCLE, r->id, LOG_LVL_INFO, "lifecycle: %s hook of %s started (POST, timeout %d s)",
-                   hook_kind_name(kind), r->id, hook_cfg(c, kind)->timeout_s);
+                   hook_kind_name(kind), r->id, lifecycle_hook_cfg(c, kind)->timeout_s);
     else
         table_note(c->t, EV_LIFECYCLE, r->id, LOG_LVL_INFO, "lifecycle: %s hook of %s started (pid %d, timeout %d s)",
-                   hook_kind_name(kind), r->id, (int)h->pid, hook_cfg(c, kind)->timeout_s);
+                   hook_kind_name(kind), r->id, (int)h->pid, lifecycle_hook_cfg(c, kind)->timeout_s);
 }
 
 /* Lock held: rows waiting without a run get one, oldest wait first, within
@@ -495,7 +461,7 @@ static void start_waiting(struct ctl *c, int64_t now)
             int kind = r->state == ROW_LAUNCH_WAIT ? HOOK_LAUNCHING : HOOK_TERMINATING;
             if (run_of(c, i, r->incarnation))
                 continue;
-            if (!hook_set(c, kind) || c->hooks.off) {
+            if (!lifecycle_hook_set(c, kind) || c->hooks.off) {
                 apply(c, r, kind, HO_CONTINUE, c->hooks.off ? "the manager stops" : "no such hook configured any more",
                       now);
                 continue;
@@ -542,7 +508,7 @@ static void read_all(struct ctl *c)
  * once a second (a reload may have removed a hook instances wait for). */
 static bool step_due(struct ctl *c, int64_t now)
 {
-    if (hook_set(c, HOOK_LAUNCHING) || hook_set(c, HOOK_TERMINATING) || lifecycle_wait_ms(c) >= 0)
+    if (lifecycle_hook_set(c, HOOK_LAUNCHING) || lifecycle_hook_set(c, HOOK_TERMINATING) || lifecycle_wait_ms(c) >= 0)
         return true;
     if (now < c->hooks.next_look_ms)
         return false;
@@ -603,11 +569,11 @@ void lifecycle_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
     }
     int kind = r->state == ROW_LAUNCH_WAIT ? HOOK_LAUNCHING : HOOK_TERMINATING;
     if (rq->value == LC_HEARTBEAT) {
-        h->deadline_ms = hook_deadline(now, hook_cfg(c, kind)->timeout_s); /* from now: a fresh timeout_s */
+        h->deadline_ms = hook_deadline(now, lifecycle_hook_cfg(c, kind)->timeout_s); /* from now: a fresh timeout_s */
         table_hook_deadline(c->t, r, h->deadline_ms);
         table_note(c->t, EV_LIFECYCLE, r->id, LOG_LVL_INFO,
                    "operator: lifecycle heartbeat %s: its %s hook has %d s more", r->id, hook_kind_name(kind),
-                   hook_cfg(c, kind)->timeout_s);
+                   lifecycle_hook_cfg(c, kind)->timeout_s);
         return;
     }
     if (h)

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "lifecycle_msg.h"
+#include "../common/lifecycle_msg.h"
 
 #define HOOK_RUNS_MAX 64
 #define HOOK_REPLY_MAX 4096
@@ -64,6 +64,10 @@ struct lifecycle {
     int64_t next_look_ms;        /* no hook configured: when to look for waiting rows again */
 };
 
+/* The config of the hook of kind (enum hook_kind), and whether it has a
+ * command or a URL (lifecycle_rows.c). */
+const struct lifecycle_hook_config *lifecycle_hook_cfg(const struct ctl *c, int kind);
+bool lifecycle_hook_set(const struct ctl *c, int kind);
 /* The row flags a launch gets: ROW_F_HOOK_LAUNCH while a launching hook
  * is configured. */
 uint32_t lifecycle_launch_flags(const struct ctl *c);

@@ -606,6 +606,16 @@ static size_t split_managers(const char *joined, char *list, char **items)
     return n;
 }
 
+/* Whose health is asked: unhealthy ones too (one whose replacement
+ * waits may yet answer), and one waiting for its launching hook (the hook
+ * may take minutes; a dead one is replaced meanwhile); not one that
+ * deregistered (leaving: the controller stops it). */
+static bool probe_wanted(const struct table_row *r)
+{
+    return (r->state == ROW_RUNNING || r->state == ROW_PENDING || r->state == ROW_UNHEALTHY ||
+            r->state == ROW_LAUNCH_WAIT) && r->addr[0] && !(r->flags & ROW_F_DEREGISTERED);
+}
+
 /* Probes slot i for the current round if it is due: not probed in this
  * round, no probe out, an agent to ask, and (for a first contact) a turn
  * in the budget of handshakes. */
@@ -624,11 +634,7 @@ static void probe_slot(struct monitor *m, uint32_t i)
     struct table_row r;
     if (!table_read_row(m->t, i, &r))
         return;
-    /* Unhealthy ones too: one whose replacement waits may yet answer. */
-    bool probe = (r.state == ROW_RUNNING || r.state == ROW_PENDING || r.state == ROW_UNHEALTHY ||
-                  r.state == ROW_LAUNCH_WAIT) && r.addr[0] &&
-                 !(r.flags & ROW_F_DEREGISTERED); /* leaving: the controller stops it */
-    if (!probe) {
+    if (!probe_wanted(&r)) {
         drop_conn(&m->slots[i]);
         return;
     }

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "../common/util.h"
-#include "../controller/lifecycle_msg.h"
+#include "../common/lifecycle_msg.h"
 #include "lifecycle_api.h"
 
 int lifecycle_api_request(const char *id, json_object *body, struct ctl_request *rq, char *why, size_t whysize)

@@ -1,6 +1,6 @@
 /* Lifecycle hooks, the parts that need no process: the rows' way through
  * launching:wait and terminating:wait (shm/ops.h), what a hook is told and
- * what its answers mean (controller/lifecycle_msg.h), the config's checks
+ * what its answers mean (common/lifecycle_msg.h), the config's checks
  * of lifecycle.*, and the API's reading of an operator's word
  * (status/lifecycle_api.h). */
 #define _GNU_SOURCE
@@ -12,7 +12,7 @@
 
 #include "../common/config.h"
 #include "../common/util.h"
-#include "../controller/lifecycle_msg.h"
+#include "../common/lifecycle_msg.h"
 #include "../shm/ops.h"
 #include "../status/lifecycle_api.h"
 #include "check_suites.h"

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/strbuf.h"
+#include "strbuf.h"
 
 /* Which transition a hook guards; the config's lifecycle.launching and
  * lifecycle.terminating. */

@@ -6,7 +6,7 @@
 
 #include <json-c/json.h>
 
-#include "../common/group.h"
+#include "group.h"
 #include "lifecycle_msg.h"
 
 static const char *const kind_names[HOOK_KINDS] = {"launching", "terminating"};
