@@ -161,6 +161,10 @@ static const struct keydef keys[] = {
     INT("supervisor.restart_stable_ms", restart_stable_ms, 100, HOUR_MS, 10000, LIVE),
     INT("supervisor.restart_backoff_ms", restart_backoff_ms, 10, 60000, 250, LIVE),
     INT("supervisor.restart_backoff_max_ms", restart_backoff_max_ms, 10, HOUR_MS, 30000, LIVE),
+    BOOL("history.enabled", history_enabled, true, RESTART),
+    STR("history.path", history_path, "", RESTART),
+    INT("history.retention_days", history_retention_days, 1, 3650, 30, LIVE),
+    INT("history.sample_interval_s", history_sample_interval_s, 1, 3600, 60, LIVE),
     ENUM("supervisor.log_level", log_level, level_names, LOG_LVL_INFO, LIVE),
     ENUM("supervisor.log_facility", log_facility, config_facility_names, 0, LIVE),
 };
@@ -742,6 +746,10 @@ static int check_tls(struct errbuf *e, const config_t *cf, const struct asg_conf
 {
     if (c->tls_dir[0] && (c->tls_dir[0] != '/' || strstr(c->tls_dir, "/../") || strstr(c->tls_dir, "//")))
         return fail(e, lookup(cf, "tls.dir"), "tls.dir must be an absolute path without '..' or '//'");
+    const char *h = c->history_path;
+    if (h[0] && (h[0] != '/' || strstr(h, "/../") || strstr(h, "//") || h[strlen(h) - 1] == '/'))
+        return fail(e, lookup(cf, "history.path"),
+                    "history.path must be an absolute path of a file, without '..' or '//'");
     return 0;
 }
 

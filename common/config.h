@@ -143,6 +143,11 @@ struct asg_config {
     int rollout_min_requests;        /* requests a new instance serves before its 5xx share counts */
     int max_instance_lifetime_s;     /* 0 = none; older instances are replaced */
     bool lb_weight_by_load;          /* balancer weights follow each instance's load */
+    /* the history role (history/history.h) */
+    bool history_enabled;
+    char history_path[200];          /* "" = STATE_DIR/history.db (tls.dir) */
+    int history_retention_days;      /* samples and activities older are pruned */
+    int history_sample_interval_s;   /* one sample of the group this often */
     int log_level;                  /* enum log_level */
     int log_facility;               /* an index in config_facility_names */
 };

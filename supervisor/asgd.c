@@ -35,6 +35,7 @@
 #include "../controller/controller.h"
 #include "../monitor_s/monitor.h"
 #include "../status/status.h"
+#include "../history/history.h"
 #include "notify.h"
 
 #define BACKOFF_FORK_MS 250 /* a failed fork() */
@@ -60,11 +61,14 @@ static const struct child role_table[] = {
     {"monitor", "asgd: monitor", monitor_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"controller", "asgd: controller", controller_main, 0, CH_STOPPED, 0, 0, 0, 0, true},
     {"status", "asgd: status", status_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
+    /* Not essential: the group is managed without its record (history/history.h). */
+    {"history", "asgd: history", history_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
 };
 #define NCHILDREN (sizeof role_table / sizeof role_table[0])
 #define MONITOR (&sup->children[0])
 #define CONTROLLER (&sup->children[1])
 #define STATUS (&sup->children[2])
+#define HISTORY (&sup->children[3])
 
 /* The supervisor's phases, in order. One function (advance) moves them
  * forward and one (set_phase) logs every move, as PostgreSQL's postmaster
@@ -597,7 +601,7 @@ static bool our_role(pid_t pid)
  * alone. */
 static int wait_previous_roles(struct sup *sup, const struct table_hdr *h)
 {
-    const int32_t pids[] = {h->pid_monitor, h->pid_controller, h->pid_status};
+    const int32_t pids[] = {h->pid_monitor, h->pid_controller, h->pid_status, h->pid_history};
     int64_t deadline = now_ms() + sup->cfg.drain_timeout_ms;
     for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
         pid_t pid = pids[i];
@@ -1137,7 +1141,8 @@ int main(int argc, char **argv)
              sup->table.capacity, (int)getpid());
     notify_init(&sup->notify, now_ms());
     for (size_t i = 0; i < NCHILDREN; i++)
-        if (&sup->children[i] != STATUS || sup->cfg.status_listen[0])
+        if ((&sup->children[i] != STATUS || sup->cfg.status_listen[0]) &&
+            (&sup->children[i] != HISTORY || sup->cfg.history_enabled))
             start_child(sup, &sup->children[i]);
     main_loop(sup);
     stop_leftover_agents(sup);
