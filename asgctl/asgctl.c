@@ -25,6 +25,8 @@
 #include "../shm/table.h"
 #include "login.h"
 #include "rollout.h"
+#include "history.h"
+#include "../report/histq.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -39,6 +41,9 @@ static void usage(FILE *f)
             "  load ID|all PERCENT|auto pin agents' simulated load, or release it\n"
             "  provider list [--json]   what the provider reports for the group\n"
             "  events [-n N] [--json]   the last N events (default 20)\n"
+            "  history [-n N] [--since T] [--json]\n"
+            "                           the group's activities from its history database (T: 2h, 30m, 7d\n"
+            "                           or RFC 3339; default the last 20)\n"
             "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
             "  replay --trace FILE --capacity RPM [--policy threshold|target|predictive] [-c FILE]\n"
             "         [--metric load|requests] [--target-requests PER_S]\n"
@@ -211,6 +216,11 @@ static void print_status_text(const struct snapshot *s)
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
            pid_or_zero(h->pid_status));
+    if (c->history_enabled) {
+        char line[400];
+        histq_status_line(s, line, sizeof line);
+        printf("%s (pid %d)\n", line, pid_or_zero(h->pid_history));
+    }
     if (c->nschedule) {
         int a = h->sched_active, n = h->sched_next;
         char since[32] = "-", next[32] = "-";
@@ -1051,7 +1061,8 @@ int main(int argc, char **argv)
         return 2;
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
-    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0) && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
+         strcmp(cmd, "history") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1112,6 +1123,8 @@ int main(int argc, char **argv)
         return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "rollout") == 0)
         return cmd_rollout(&mgr, rest, argv + i);
+    if (strcmp(cmd, "history") == 0)
+        return history_command(&cfg, shm, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

@@ -11,6 +11,9 @@
 #include "../common/group.h"
 #include "../common/pki.h"
 #include "../common/util.h"
+#include "../shm/snapshot.h"
+
+#include <stddef.h>
 
 void histq_path(const struct asg_config *cfg, char *out, size_t size)
 {
@@ -18,9 +21,9 @@ void histq_path(const struct asg_config *cfg, char *out, size_t size)
         snprintf(out, size, "%s", cfg->history_path);
         return;
     }
-    char dir[256];
+    char dir[200];
     pki_dir(cfg, dir, sizeof dir);
-    snprintf(out, size, "%s/history.db", dir);
+    snprintf(out, size, "%.200s/history.db", dir);
 }
 
 struct sqlite3 *histq_open(const char *path, char *err, size_t errsize)
@@ -209,4 +212,71 @@ int64_t histq_parse_since(const char *s, int64_t now)
             return now - v * unit * 1000;
     }
     return parse_rfc3339(s);
+}
+
+/* ok: the role's last write went through; a role that has not written
+ * yet, and has no error, is starting. */
+static const char *health(const struct snapshot *s)
+{
+    const struct history_state *hs = &s->hdr->history;
+    if (!s->cfg->history_enabled)
+        return "disabled";
+    if (hs->ok && !hs->error[0])
+        return hs->last_write_ms || hs->last_event ? "ok" : "starting";
+    return "failing";
+}
+
+void histq_status_json(struct strbuf *b, const struct snapshot *s)
+{
+    const struct history_state *hs = &s->hdr->history;
+    char path[256];
+    histq_path(s->cfg, path, sizeof path);
+    sb_printf(b, "{\"enabled\":%s,\"ok\":%s,\"state\":\"%s\",\"error\":", s->cfg->history_enabled ? "true" : "false",
+              strcmp(health(s), "ok") == 0 ? "true" : "false", health(s));
+    sb_json_str(b, hs->error);
+    sb_printf(b, ",\"path\":");
+    sb_json_str(b, path);
+    sb_printf(b, ",\"last_event\":%llu,\"events_lost\":%llu,\"activities\":%llu,\"samples\":%llu,"
+                 "\"failures\":%llu,\"pruned\":%llu,\"last_write_ms\":%lld,\"error_since_ms\":%lld,"
+                 "\"retention_days\":%d,\"sample_interval_s\":%d}",
+              (unsigned long long)hs->last_event, (unsigned long long)hs->events_lost,
+              (unsigned long long)hs->activities, (unsigned long long)hs->samples,
+              (unsigned long long)hs->failures, (unsigned long long)hs->pruned, (long long)hs->last_write_ms,
+              (long long)hs->error_since_ms, s->cfg->history_retention_days, s->cfg->history_sample_interval_s);
+}
+
+void histq_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    const struct history_state *hs = &s->hdr->history;
+    sb_printf(b, "# HELP asg_history_ok 1 while the history database takes every write (history.enabled).\n"
+                 "# TYPE asg_history_ok gauge\nasg_history_ok %d\n", strcmp(health(s), "failing") != 0);
+    static const struct { const char *name, *help; size_t off; } counters[] = {
+        {"asg_history_write_failures_total", "Writes to the history database that failed (each tried again).",
+         offsetof(struct history_state, failures)},
+        {"asg_history_events_lost_total", "Events overwritten in the ring before the history recorded them.",
+         offsetof(struct history_state, events_lost)},
+        {"asg_history_activities_total", "Activities the history wrote (begun or ended).",
+         offsetof(struct history_state, activities)},
+        {"asg_history_samples_total", "Samples of the group the history wrote.",
+         offsetof(struct history_state, samples)},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)hs + counters[i].off, sizeof v);
+        sb_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[i].name, counters[i].help,
+                  counters[i].name, counters[i].name, (unsigned long long)v);
+    }
+}
+
+void histq_status_line(const struct snapshot *s, char *out, size_t size)
+{
+    const struct history_state *hs = &s->hdr->history;
+    const char *h = health(s);
+    if (strcmp(h, "failing") == 0)
+        snprintf(out, size, "history: FAILING: %s (%llu failed writes; the group is managed all the same)",
+                 hs->error, (unsigned long long)hs->failures);
+    else
+        snprintf(out, size, "history: %s, %llu activities, %llu samples, %llu events lost", h,
+                 (unsigned long long)hs->activities, (unsigned long long)hs->samples,
+                 (unsigned long long)hs->events_lost);
 }

@@ -59,6 +59,14 @@ int histq_samples(struct sqlite3 *db, int64_t since_ms, struct hist_sample *out,
 void histq_activities_json(struct strbuf *b, const struct hist_activity *a, int n);
 void histq_samples_json(struct strbuf *b, const struct hist_sample *s, int n);
 
+struct snapshot;
+/* The history role's health as the header says it: {"enabled":...,
+ * "ok":...,"error":...} (status JSON, asgctl status), and its /metrics. */
+void histq_status_json(struct strbuf *b, const struct snapshot *s);
+void histq_metrics(struct strbuf *b, const struct snapshot *s);
+/* One line for asgctl status's text: "history: ok, ..." */
+void histq_status_line(const struct snapshot *s, char *out, size_t size);
+
 /* "2h", "30m", "7d", "90s" before now, or an RFC 3339 time
  * (2026-12-03T10:00:00Z, or with +HH:MM): Unix ms, or -1. */
 int64_t histq_parse_since(const char *s, int64_t now_ms);
