@@ -58,6 +58,20 @@ def grow_to(m, n):
     wait_for(grown, 30, "scale out to %d" % n)
 
 
+def dashboard_charts_the_day(m):
+    """The dashboard's last 24 hours: a line of the size and one of the
+    load, drawn from the samples, and the history's state."""
+    from browser import Browser
+    b = Browser()
+    try:
+        b.login(m.login_link())
+        wait_for(lambda: b.js("document.querySelectorAll('#hist-size polyline').length") == 2 and
+                 b.js("document.querySelectorAll('#hist-load polyline').length") == 1, 15, "the day's charts")
+        assert "samples" in b.js("document.getElementById('hist-state').textContent")
+    finally:
+        b.close()
+
+
 @with_status("hist", group={"min_instances": 1, "max_instances": 2, "desired_instances": 1}, history=HISTORY)
 def a_scale_out_is_recorded_and_survives_kill_9_of_the_whole_manager(m):
     m.wait_running(1)
@@ -85,6 +99,7 @@ def a_scale_out_is_recorded_and_survives_kill_9_of_the_whole_manager(m):
     for f in ("history.db", "history.db-wal", "history.db-shm"):
         mode = os.stat(os.path.join(m.state_dir(), f)).st_mode
         assert stat.S_IMODE(mode) == 0o600, (f, oct(mode))
+    dashboard_charts_the_day(m)
     # kill -9 of the supervisor and every role at once: nothing drains.
     procs = m.status()["processes"]
     pids = [m.proc.pid] + [p for p in procs.values() if p and p != m.proc.pid]
