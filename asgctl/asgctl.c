@@ -196,6 +196,15 @@ static void print_instance_rows(const struct snapshot *s, bool lb)
     }
 }
 
+static void print_history_line(const struct snapshot *s)
+{
+    char line[400];
+    if (!s->cfg->history_enabled)
+        return;
+    histq_status_line(s, line, sizeof line);
+    printf("%s (pid %d)\n", line, pid_or_zero(s->hdr->pid_history));
+}
+
 static void print_status_text(const struct snapshot *s)
 {
     const struct table_hdr *h = s->hdr;
@@ -216,11 +225,7 @@ static void print_status_text(const struct snapshot *s)
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
            pid_or_zero(h->pid_status));
-    if (c->history_enabled) {
-        char line[400];
-        histq_status_line(s, line, sizeof line);
-        printf("%s (pid %d)\n", line, pid_or_zero(h->pid_history));
-    }
+    print_history_line(s);
     if (c->nschedule) {
         int a = h->sched_active, n = h->sched_next;
         char since[32] = "-", next[32] = "-";
