@@ -67,6 +67,8 @@ static void failed(struct hist *h, const char *why)
     } else {
         h->retry_ms = RETRY_FIRST_MS;
         h->pub.error_since_ms = wall_ms();
+        /* Without the lock, as the supervisor notes: each note claims its
+         * own slot in the ring (shm/table.h), and this role takes no lock. */
         table_note(h->t, EV_ROLE, NULL, LOG_LVL_ERROR,
                    "history: %.120s; not recorded, tried again (the group is managed all the same)", why);
     }

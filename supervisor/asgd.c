@@ -362,11 +362,13 @@ static void begin_drain(struct sup *sup, int code)
     notify_stopping(&sup->notify, why);
     table_set_draining(&sup->table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
     /* The controller first: it stops the local agents, which deregister
-     * with the monitor on their way out. The monitor follows (drain_step). */
+     * with the monitor on their way out. The monitor follows (drain_step),
+     * and the history with it, so that it records the drain's own
+     * terminations before the table goes. */
     for (size_t i = 0; i < NCHILDREN; i++) {
         if (sup->children[i].state != CH_RUNNING)
             sup->children[i].state = CH_STOPPED;
-        else if (&sup->children[i] != MONITOR)
+        else if (&sup->children[i] != MONITOR && &sup->children[i] != HISTORY)
             kill(sup->children[i].pid, SIGTERM);
     }
 }
@@ -406,6 +408,8 @@ static int64_t advance(struct sup *sup, int64_t now)
         } else if (CONTROLLER->state != CH_RUNNING || now >= half) {
             if (MONITOR->state == CH_RUNNING)
                 kill(MONITOR->pid, SIGTERM);
+            if (HISTORY->state == CH_RUNNING)
+                kill(HISTORY->pid, SIGTERM);
             set_phase(sup, PH_STOP_MONITOR, CONTROLLER->state != CH_RUNNING ? "the controller has stopped"
                                                                         : "half the drain time passed");
         }

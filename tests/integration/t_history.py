@@ -131,6 +131,13 @@ def a_scale_out_is_recorded_and_survives_kill_9_of_the_whole_manager(m):
     wait_for(lambda: sql(db_path(m), "SELECT count(*) FROM activities WHERE kind = 'operator' AND "
                                      "id > %d" % launch["id"])[0][0] == "1", 10, "the operator's request recorded")
     assert "\nasg_history_events_lost_total 0\n" in http("GET", m.url + "/metrics")[1]
+    # A clean stop: the history records the drain's terminations before the
+    # table goes (it stops with the monitor, after the controller).
+    ids = sorted(i["id"] for i in m.running())
+    rc, _ = m.stop()
+    assert rc == 0, rc
+    done = sql(db_path(m), "SELECT instances FROM activities WHERE kind = 'terminate' AND result = 'successful'")
+    assert sorted(r[0] for r in done) == ids, (done, ids)
 
 
 @with_status("histbad", group={"min_instances": 1, "max_instances": 2, "desired_instances": 1},
