@@ -178,6 +178,50 @@ START_TEST(test_store_refuses_links_and_other_files)
 }
 END_TEST
 
+/* A full disk (SQLITE_FULL, here a database held to its size): the
+ * batch is rolled back whole and the cursor stays, so the next try, with
+ * room again, records every event once. */
+START_TEST(test_a_full_database_loses_nothing_when_room_comes_back)
+{
+    mkdir_tmp();
+    char path[128], err[256], msg[160];
+    snprintf(path, sizeof path, "%s/history.db", dir);
+    sqlite3 *db;
+    ck_assert_msg(hstore_open(path, &db, err, sizeof err) == 0, "%s", err);
+    int64_t pages = 0;
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    pages = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA max_page_count = %lld", (long long)pages);
+    ck_assert_int_eq(sqlite3_exec(db, pragma, NULL, NULL, NULL), SQLITE_OK);
+    static struct table_event e[TABLE_EVENTS];
+    for (int i = 0; i < TABLE_EVENTS; i++) {
+        snprintf(msg, sizeof msg, "launched g-%d (pid %d): scale out, with a message long enough to fill pages", i, i);
+        char id[32];
+        snprintf(id, sizeof id, "g-%d", i);
+        e[i] = ev((uint64_t)i + 1, EV_LAUNCH, id, msg);
+    }
+    struct hstore_cursor c = {0, 0};
+    struct hstore_counts n;
+    int rc = hstore_record(db, "00ff", "g", e, TABLE_EVENTS, &c, &n, err, sizeof err);
+    ck_assert_int_eq(rc, SQLITE_FULL);
+    ck_assert_msg(strstr(err, "full"), "%s", err);
+    ck_assert_int_eq(c.last_event, 0);
+    ck_assert_int_eq(count(db, "SELECT count(*) FROM events"), 0);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA max_page_count = 1000000", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_msg(hstore_record(db, "00ff", "g", e, TABLE_EVENTS, &c, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.last_event, TABLE_EVENTS);
+    ck_assert_int_eq(c.lost, 0);
+    ck_assert_int_eq(count(db, "SELECT count(*) FROM events"), TABLE_EVENTS);
+    ck_assert_int_eq(count(db, "SELECT count(*) FROM activities WHERE result = 'in progress'"), TABLE_EVENTS);
+    hstore_close(db);
+    rm_tmp();
+}
+END_TEST
+
 START_TEST(test_since_takes_durations_and_rfc3339)
 {
     int64_t now = 1700000000000LL;
@@ -197,7 +241,9 @@ END_TEST
 Suite *history_suite(void)
 {
     const TTest *tests[] = {test_events_map_to_activities, test_store_records_once_and_ends_launches,
-                            test_store_refuses_links_and_other_files, test_since_takes_durations_and_rfc3339,
+                            test_store_refuses_links_and_other_files,
+                            test_a_full_database_loses_nothing_when_room_comes_back,
+                            test_since_takes_durations_and_rfc3339,
                             NULL};
     return suite_of("history", "history", NULL, NULL, 0, tests, NULL);
 }
