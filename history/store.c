@@ -66,7 +66,7 @@ static int sql_failed(sqlite3 *db, int rc, const char *what, char *err, size_t e
  * ('i' int64, 't' text, 'd' double, 'n' null). SQLITE_OK, or its code. */
 static int run(sqlite3 *db, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return rc;
@@ -90,7 +90,7 @@ static int run(sqlite3 *db, const char *sql, const char *types, ...)
 
 static int one_int(sqlite3 *db, const char *sql, int64_t *out)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return rc;
@@ -197,15 +197,13 @@ int hstore_open(const char *path, struct sqlite3 **out, char *err, size_t errsiz
     sqlite3_busy_timeout(db, 2000);
     sqlite3_extended_result_codes(db, 0);
     char mode[16] = "";
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *m = sqlite3_column_text(st, 0);
         copy_str(mode, sizeof mode, m ? (const char *)m : "");
         rc = SQLITE_OK;
     }
-    if (rc == SQLITE_OK)
-        sqlite3_finalize(st), st = NULL;
     sqlite3_finalize(st);
     if (rc == SQLITE_OK && strcmp(mode, "wal") != 0)
         rc = SQLITE_CANTOPEN;
@@ -228,7 +226,7 @@ void hstore_close(struct sqlite3 *db) { sqlite3_close(db); }
 int hstore_cursor(struct sqlite3 *db, const char *nonce, struct hstore_cursor *c, char *err, size_t errsize)
 {
     memset(c, 0, sizeof *c);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "SELECT last_event, lost FROM cursors WHERE table_nonce = ?1", -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_failed(db, rc, "reading the cursor", err, errsize);

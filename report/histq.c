@@ -105,8 +105,8 @@ int histq_samples(struct sqlite3 *db, int64_t since_ms, struct hist_sample *out,
                   size_t errsize)
 {
     static const char q[] =
-        "SELECT time_ms, running, pending, total, desired, target, min, max, demand, mean_load, request_rate "
-        "FROM samples WHERE time_ms >= ?1 ORDER BY time_ms LIMIT ?2";
+        "SELECT * FROM (SELECT time_ms, running, pending, total, desired, target, min, max, demand, mean_load, "
+        "request_rate FROM samples WHERE time_ms >= ?1 ORDER BY time_ms DESC LIMIT ?2) ORDER BY time_ms";
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
         return failed(db, err, errsize);

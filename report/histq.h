@@ -50,7 +50,8 @@ void histq_close(struct sqlite3 *db);
  * first, into out (at most max): how many, or -1 with why. */
 int histq_activities(struct sqlite3 *db, int64_t since_ms, int limit, struct hist_activity *out, size_t max,
                      char *err, size_t errsize);
-/* The samples taken at or after since_ms, oldest first (at most max). */
+/* The samples taken at or after since_ms, oldest first: the newest max
+ * of them. */
 int histq_samples(struct sqlite3 *db, int64_t since_ms, struct hist_sample *out, size_t max, char *err,
                   size_t errsize);
 

@@ -7,9 +7,9 @@
 #include "../common/util.h"
 #include "../report/histq.h"
 
-/* A day of samples at the shortest interval is 86,400: the chart asks for
- * the last 24 hours at history.sample_interval_s (60 s: 1,440). */
-#define SAMPLES_MAX 100000
+/* The newest this many (1.4 MB of them, about 2 MB of JSON): a day at
+ * history.sample_interval_s = 60 is 1,440; at 1 s, the last 5.5 hours. */
+#define SAMPLES_MAX 20000
 #define DAY_MS (86400LL * 1000)
 
 static unsigned since_of(const char *since, int64_t dflt, int64_t *out, char *err, size_t errsize)
