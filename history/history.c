@@ -163,9 +163,14 @@ static void sample(struct hist *h, int64_t now)
     struct snapshot s;
     if (snapshot_take(h->t, &h->conf, &s) != 0)
         return;
+    /* A standby (ha.etcd) sees the group second-hand: the leader's
+     * history samples it. */
+    bool standby = s.cfg->ha_etcd[0] && s.hdr->ha_role != HA_LEADER;
     struct hist_sample one;
     take_sample(&s, &one);
     snapshot_free(&s);
+    if (standby)
+        return;
     char err[HISTORY_ERROR_MAX];
     if (hstore_sample(h->db, h->cfg.group_name, &one, err, sizeof err) != 0) {
         failed(h, err);
