@@ -37,6 +37,8 @@ endif
 
 PKGS    = grpc libprotobuf-c libconfig libcrypto libssl libxml-2.0 libcurl json-c inih libmicrohttpd \
           libnghttp2 libsystemd
+# The history's database (history/, report/histq.c).
+PKGS   += sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -75,6 +77,7 @@ LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c
 LIB_SRC += common/url.c common/lifecycle_msg.c
 # Notifications: the webhooks' config, CloudEvents JSON and their report.
 LIB_SRC += common/webhook_cfg.c report/cloudevent.c report/notify_report.c
+LIB_SRC += report/histq.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -86,6 +89,10 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c status/lifecycle_api.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c asgctl/lifecycle.c
+CTL_SRC  += asgctl/history.c
+# The history role (history/) and its API.
+HISTORY_SRC = history/history.c history/store.c history/activity.c
+ASGD_SRC += $(HISTORY_SRC) status/history_api.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
@@ -101,6 +108,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c tests/check_rollout_api.c \
            tests/check_ha_rollout.c tests/check_lifecycle.c
 UNIT_SRC += tests/check_notify_ce.c
+UNIT_SRC += tests/check_history.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -306,7 +314,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/status/rollout_api.o $(BUILD)/status/lifecycle_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/history/activity.o $(BUILD)/history/store.o $(BUILD)/status/rollout_api.o $(BUILD)/status/lifecycle_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)

@@ -27,6 +27,8 @@
 #include "lifecycle.h"
 #include "rollout.h"
 #include "../report/notify_report.h"
+#include "history.h"
+#include "../report/histq.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -41,6 +43,9 @@ static void usage(FILE *f)
             "  load ID|all PERCENT|auto pin agents' simulated load, or release it\n"
             "  provider list [--json]   what the provider reports for the group\n"
             "  events [-n N] [--json]   the last N events (default 20)\n"
+            "  history [-n N] [--since T] [--json]\n"
+            "                           the group's activities from its history database (T: 2h, 30m, 7d\n"
+            "                           or RFC 3339; default the last 20)\n"
             "  watch [-i MS] [-n COUNT] a refreshing view with load sparklines\n"
             "  replay --trace FILE --capacity RPM [--policy threshold|target|predictive] [-c FILE]\n"
             "         [--metric load|requests] [--target-requests PER_S]\n"
@@ -244,6 +249,15 @@ static void print_ha_line(const struct table_hdr *h)
            (unsigned long long)atomic_load(&h->ha_failovers), h->ha_error[0] ? "; etcd: " : "", h->ha_error);
 }
 
+static void print_history_line(const struct snapshot *s)
+{
+    char line[400];
+    if (!s->cfg->history_enabled)
+        return;
+    histq_status_line(s, line, sizeof line);
+    printf("%s (pid %d)\n", line, pid_or_zero(s->hdr->pid_history));
+}
+
 /* The group's lines, then one per instance; each part of the manager that
  * has something to say adds its line in its own function. */
 static void print_status_text(const struct snapshot *s)
@@ -264,6 +278,7 @@ static void print_status_text(const struct snapshot *s)
            pid_or_zero(h->pid_supervisor), pid_or_zero(h->pid_monitor),
            h->monitor_addr[0] ? h->monitor_addr : "-", pid_or_zero(h->pid_controller),
            pid_or_zero(h->pid_status));
+    print_history_line(s);
     if (c->nschedule)
         print_schedule_line(s);
     if (c->ha_etcd[0])
@@ -1094,7 +1109,7 @@ int main(int argc, char **argv)
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
     if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
-         strcmp(cmd, "lifecycle") == 0) && !cfgfile)
+         strcmp(cmd, "lifecycle") == 0 || strcmp(cmd, "history") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1157,6 +1172,8 @@ int main(int argc, char **argv)
         return cmd_rollout(&mgr, rest, argv + i);
     if (strcmp(cmd, "lifecycle") == 0)
         return cmd_lifecycle(&mgr, rest, argv + i);
+    if (strcmp(cmd, "history") == 0)
+        return history_command(&cfg, shm, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

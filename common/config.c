@@ -160,6 +160,10 @@ static const struct keydef keys[] = {
     INT("notify.retry_max_s", notify_retry_max_s, 1, 86400, 300, LIVE),
     INT("notify.timeout_ms", notify_timeout_ms, 100, 600000, 5000, LIVE),
     STR("notify.secret", notify_secret, "", LIVE),
+    BOOL("history.enabled", history_enabled, true, RESTART),
+    STR("history.path", history_path, "", RESTART),
+    INT("history.retention_days", history_retention_days, 1, 3650, 30, LIVE),
+    INT("history.sample_interval_s", history_sample_interval_s, 1, 3600, 60, LIVE),
     STR("shm.name", shm_name, "/asg", RESTART),
     INT("shm.capacity", shm_capacity, 1, 100000, 1024, RESTART),
     STR("supervisor.pidfile", pidfile, "/run/asg/asgd.pid", RESTART),
@@ -765,6 +769,10 @@ static int check_tls(struct errbuf *e, const config_t *cf, const struct asg_conf
 {
     if (c->tls_dir[0] && (c->tls_dir[0] != '/' || strstr(c->tls_dir, "/../") || strstr(c->tls_dir, "//")))
         return fail(e, lookup(cf, "tls.dir"), "tls.dir must be an absolute path without '..' or '//'");
+    const char *h = c->history_path;
+    if (h[0] && (h[0] != '/' || strstr(h, "/../") || strstr(h, "//") || h[strlen(h) - 1] == '/'))
+        return fail(e, lookup(cf, "history.path"),
+                    "history.path must be an absolute path of a file, without '..' or '//'");
     return 0;
 }
 

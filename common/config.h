@@ -158,6 +158,11 @@ struct asg_config {
     int notify_retry_max_s;          /* the longest wait between two tries */
     int notify_timeout_ms;           /* one delivery's limit */
     char notify_secret[256];         /* "" or "file:PATH": the HMAC-SHA256 signing key */
+    /* the history role (history/history.h) */
+    bool history_enabled;
+    char history_path[200];          /* "" = STATE_DIR/history.db (tls.dir) */
+    int history_retention_days;      /* samples and activities older are pruned */
+    int history_sample_interval_s;   /* one sample of the group this often */
     int log_level;                  /* enum log_level */
     int log_facility;               /* an index in config_facility_names */
     /* lifecycle hooks (controller/lifecycle.h): per transition, a command

@@ -1,5 +1,6 @@
 #include "render.h"
 #include "notify_report.h"
+#include "histq.h"
 #include "../common/util.h"
 
 #include <stdlib.h>
@@ -240,8 +241,11 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     render_rollout_json(b, s);
     sb_printf(b, ",");
     notify_render_json(b, s);
+    sb_printf(b, ",\"history\":");
+    histq_status_json(b, s);
     sb_printf(b, ",\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
+    pid_field(b, "history", h->pid_history, false);
     pid_field(b, "monitor", h->pid_monitor, false);
     pid_field(b, "controller", h->pid_controller, false);
     pid_field(b, "status", h->pid_status, true);
@@ -436,6 +440,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     launch_spec_metrics(b, s);
     rollout_metrics(b, s);
     notify_render_metrics(b, s);
+    histq_metrics(b, s);
     balancer_metrics(b, s);
     help(b, "asg_provider_calls_total", "counter", "Launches and terminations asked of the provider.");
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));

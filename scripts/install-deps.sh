@@ -13,6 +13,7 @@ build-essential pkg-config
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libconfig-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev libinih-dev
 libmicrohttpd-dev libnghttp2-dev libsystemd-dev
+libsqlite3-dev
 check libsubunit-dev
 procps
 "
@@ -21,6 +22,7 @@ python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 grpc-proto python3-botocore python3-prometheus-client python3-websocket chromium
 haproxy wrk etcd-server openssl prometheus curl systemd
 mandoc man-db bash-completion debhelper lintian
+sqlite3
 "
 
 FUZZ_PACKAGES="clang libclang-rt-14-dev"

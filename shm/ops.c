@@ -453,7 +453,7 @@ void table_supervisor_started(struct table *t, const char *group_name, const cha
     copy_str(h->config_path, sizeof h->config_path, config_path ? config_path : "");
     copy_str(h->group_name, sizeof h->group_name, group_name);
     copy_str(h->config_name, sizeof h->config_name, config_name ? config_name : "");
-    h->pid_monitor = h->pid_controller = h->pid_status = 0;
+    h->pid_monitor = h->pid_controller = h->pid_status = h->pid_history = 0;
     h->draining = DRAIN_NONE;
     h->sched_active = h->sched_next = -1; /* the controller works it out */
     hdr_write_end(t);
@@ -470,8 +470,10 @@ void table_set_role_pid(struct table *t, int role, pid_t pid)
         atomic_store(&h->pid_controller, pid);
     else if (role == TABLE_ROLE_NOTIFY)
         atomic_store(&h->notify.pid, pid);
-    else
+    else if (role == 2)
         atomic_store(&h->pid_status, pid);
+    else if (role == TABLE_ROLE_HISTORY)
+        atomic_store(&h->pid_history, pid);
 }
 
 void table_role_restarted(struct table *t, int role)

@@ -146,8 +146,9 @@ void table_supervisor_started(struct table *t, const char *group_name, const cha
                               const char *config_path, const char *config_name);
 /* These four without the lock (table_supervisor_started runs at attach,
  * before any role: with it). */
-void table_set_role_pid(struct table *t, int role, pid_t pid); /* role: 0 monitor, 1 controller, 2 status, TABLE_ROLE_NOTIFY */
+void table_set_role_pid(struct table *t, int role, pid_t pid); /* role: 0 monitor, 1 controller, 2 status, TABLE_ROLE_NOTIFY, TABLE_ROLE_HISTORY */
 #define TABLE_ROLE_NOTIFY 3 /* the notifier (webhook/notify.h): its place in asgd's role_table */
+#define TABLE_ROLE_HISTORY 4 /* the history role (history/history.h) */
 void table_role_restarted(struct table *t, int role);
 void table_set_draining(struct table *t, uint32_t kind);
 /* A reload (its config published in shm/confseg.h), counted. */

@@ -33,6 +33,11 @@ int snapshot_take(const struct table *t, const struct confseg *cs, struct snapsh
         return -1;
     }
     s->hdr->lb_error[sizeof s->hdr->lb_error - 1] = '\0';
+    /* The history role writes its part under its own counter (table.h). */
+    struct history_state *hs = &s->hdr->history;
+    if (!table_seq_copy(hs, &t->hdr->history, sizeof *hs, &t->hdr->history.seq))
+        memset(hs, 0, sizeof *hs);
+    hs->error[sizeof hs->error - 1] = '\0';
     s->hdr->monitor_addr[sizeof s->hdr->monitor_addr - 1] = '\0';
     s->hdr->rollout.reason[sizeof s->hdr->rollout.reason - 1] = '\0';
     s->hdr->ha_leader[sizeof s->hdr->ha_leader - 1] = '\0';

@@ -29,7 +29,8 @@
  * segment ends with its layout's directory (shm/tabledir.h), from which a
  * later asgd migrates it. 21: rollouts (the header's rollout and saved
  * launch specs; each row's 5xx counter, bake window marks and weight).
- * 22: the notifier's cursor and counters (the header's notify). */
+ * 22: the notifier's cursor and counters (the header's notify), the
+ * history role's pid and its database's health (the header's). */
 #define TABLE_VERSION 22
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
@@ -225,6 +226,24 @@ struct notify_state {
     _Atomic uint64_t lost;       /* events the ring overwrote before it read them */
     struct notify_hook_state hook[NOTIFY_HOOKS];
 };
+/* The history role's database (history/history.h), as it last found it:
+ * written by that role alone, under its own sequence counter (readers copy
+ * it with table_seq_copy), never under the table lock, so that a role
+ * stuck on a slow disk holds nobody up. */
+#define HISTORY_ERROR_MAX 200
+struct history_state {
+    _Atomic uint32_t seq;        /* odd while the role writes */
+    uint32_t ok;                 /* 1: the last write went through; 0: see error */
+    uint64_t last_event;         /* the last event number recorded */
+    uint64_t events_lost;        /* overwritten in the ring before it read them */
+    uint64_t activities;         /* activities written (opened or closed) by this table's roles */
+    uint64_t samples;            /* samples written */
+    uint64_t failures;           /* writes that failed (each retried later) */
+    uint64_t pruned;             /* rows removed past history.retention_days */
+    int64_t last_write_ms;       /* Unix ms of the last good write; 0 = never */
+    int64_t error_since_ms;      /* Unix ms the current error began; 0 = none */
+    char error[HISTORY_ERROR_MAX]; /* why the last write failed; "" when ok */
+};
 
 struct table_hdr {
     uint64_t magic;
@@ -321,6 +340,10 @@ struct table_hdr {
      * reverted) is not replaced (spec_gen_same). */
     struct spec_state spec_seen[SPEC_SEEN];
     struct notify_state notify;  /* the notifier's (webhook/notify.h) */
+    /* supervisor: the history role's pid; history role: its database */
+    _Atomic int32_t pid_history;
+    uint32_t pad_history;
+    struct history_state history;
 };
 
 /* After the header, apart from it: the probe counters and histograms and

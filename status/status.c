@@ -41,6 +41,7 @@
 #include "lifecycle_api.h"
 #include "rollout_api.h"
 #include "notify_api.h"
+#include "history_api.h"
 #include "status.h"
 
 #define MAX_BODY 4096
@@ -552,6 +553,27 @@ static enum MHD_Result get_events(struct status *st, struct MHD_Connection *c)
     return send_json(c, 200, &b);
 }
 
+static struct asg_config *published_config(struct status *st);
+
+/* The history's endpoints (status/history_api.h). */
+static enum MHD_Result get_history(struct status *st, struct MHD_Connection *c, bool samples)
+{
+    struct asg_config *cfg = published_config(st);
+    if (!cfg)
+        return send_error(c, 503, "the manager's config cannot be read");
+    const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    struct strbuf b = {0};
+    char err[400];
+    unsigned code = samples ? history_api_samples(cfg, since, &b, err, sizeof err)
+                            : history_api_activities(cfg, limit, since, &b, err, sizeof err);
+    free(cfg);
+    if (code == 200)
+        return send_json(c, 200, &b);
+    sb_free(&b);
+    return send_error(c, code, "%s", err);
+}
+
 /* ---- actions ---- */
 
 static json_object *parse_body(struct MHD_Connection *c, const struct body *body, enum MHD_Result *ret)
@@ -845,6 +867,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return get_rollout(st, c);
     if (get && strcmp(url, "/api/v1/notify") == 0)
         return get_notify(st, c);
+    if (get && (strcmp(url, "/api/v1/activities") == 0 || strcmp(url, "/api/v1/history/samples") == 0))
+        return get_history(st, c, strcmp(url, "/api/v1/history/samples") == 0);
     if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
         return act(st, c, url, method, body);
     if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0 ||

@@ -35,6 +35,7 @@
 #include "../controller/controller.h"
 #include "../monitor_s/monitor.h"
 #include "../status/status.h"
+#include "../history/history.h"
 #include "notify.h"
 #include "../webhook/notify.h"
 
@@ -63,12 +64,15 @@ static const struct child role_table[] = {
     {"status", "asgd: status", status_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
     /* at TABLE_ROLE_NOTIFY; started when notify.webhooks has any */
     {"notify", "asgd: notify", notify_role_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
+    /* at TABLE_ROLE_HISTORY; not essential: the group is managed without its record (history/history.h) */
+    {"history", "asgd: history", history_main, 0, CH_STOPPED, 0, 0, 0, 0, false},
 };
 #define NCHILDREN (sizeof role_table / sizeof role_table[0])
 #define MONITOR (&sup->children[0])
 #define CONTROLLER (&sup->children[1])
 #define STATUS (&sup->children[2])
 #define NOTIFIER (&sup->children[TABLE_ROLE_NOTIFY])
+#define HISTORY (&sup->children[TABLE_ROLE_HISTORY])
 
 /* The supervisor's phases, in order. One function (advance) moves them
  * forward and one (set_phase) logs every move, as PostgreSQL's postmaster
@@ -386,11 +390,13 @@ static void begin_drain(struct sup *sup, int code)
     notify_stopping(&sup->notify, why);
     table_set_draining(&sup->table, code == 0 ? DRAIN_STOP : DRAIN_KEEP_INSTANCES);
     /* The controller first: it stops the local agents, which deregister
-     * with the monitor on their way out. The monitor follows (drain_step). */
+     * with the monitor on their way out. The monitor follows (drain_step),
+     * and the history with it, so that it records the drain's own
+     * terminations before the table goes. */
     for (size_t i = 0; i < NCHILDREN; i++) {
         if (sup->children[i].state != CH_RUNNING)
             sup->children[i].state = CH_STOPPED;
-        else if (&sup->children[i] != MONITOR)
+        else if (&sup->children[i] != MONITOR && &sup->children[i] != HISTORY)
             kill(sup->children[i].pid, SIGTERM);
     }
 }
@@ -430,6 +436,8 @@ static int64_t advance(struct sup *sup, int64_t now)
         } else if (CONTROLLER->state != CH_RUNNING || now >= half) {
             if (MONITOR->state == CH_RUNNING)
                 kill(MONITOR->pid, SIGTERM);
+            if (HISTORY->state == CH_RUNNING)
+                kill(HISTORY->pid, SIGTERM);
             set_phase(sup, PH_STOP_MONITOR, CONTROLLER->state != CH_RUNNING ? "the controller has stopped"
                                                                         : "half the drain time passed");
         }
@@ -625,7 +633,7 @@ static bool our_role(pid_t pid)
  * alone. */
 static int wait_previous_roles(struct sup *sup, const struct table_hdr *h)
 {
-    const int32_t pids[] = {h->pid_monitor, h->pid_controller, h->pid_status};
+    const int32_t pids[] = {h->pid_monitor, h->pid_controller, h->pid_status, h->pid_history};
     int64_t deadline = now_ms() + sup->cfg.drain_timeout_ms;
     for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
         pid_t pid = pids[i];
@@ -1170,7 +1178,8 @@ int main(int argc, char **argv)
     notify_init(&sup->notify, now_ms());
     for (size_t i = 0; i < NCHILDREN; i++)
         if ((&sup->children[i] != STATUS || sup->cfg.status_listen[0]) &&
-            (&sup->children[i] != NOTIFIER || sup->cfg.nwebhooks > 0))
+            (&sup->children[i] != NOTIFIER || sup->cfg.nwebhooks > 0) &&
+            (&sup->children[i] != HISTORY || sup->cfg.history_enabled))
             start_child(sup, &sup->children[i]);
     main_loop(sup);
     stop_leftover_agents(sup);

@@ -36,6 +36,7 @@ int main(void)
     srunner_add_suite(sr, plan_suite());
     srunner_add_suite(sr, rollout_suite());
     srunner_add_suite(sr, rollout_api_suite());
+    srunner_add_suite(sr, history_suite());
     srunner_add_suite(sr, ha_rollout_suite());
     srunner_add_suite(sr, migrate_suite());
     srunner_add_suite(sr, notify_suite());

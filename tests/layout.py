@@ -32,7 +32,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ("supervisor", "monitor_s", "controller", "status", "webhook", "agent", "asgctl", "provider", "lb",
+SOURCES = ("supervisor", "monitor_s", "controller", "status", "webhook", "history", "agent", "asgctl", "provider", "lb",
            "ha", "policy", "report", "shm", "proto", "aws", "common")
 NO_SHM = ("policy", "provider", "lb", "ha")
 KIND_NAMES = re.compile(r"\bPROVIDER_(EC2|LOCAL|EXEC)\b")

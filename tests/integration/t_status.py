@@ -37,7 +37,9 @@ def metrics_parsed_by_prometheus_client(m):
     assert not [f.name for f in fams.values() if f.type == "untyped"], \
         [f.name for f in fams.values() if f.type == "untyped"]
     counters = sorted(n for n, f in fams.items() if f.type == "counter")
-    assert counters == ["asg_config_reloads", "asg_evaluations", "asg_illegal_transitions",
+    assert counters == ["asg_config_reloads", "asg_evaluations", "asg_history_activities",
+                        "asg_history_events_lost", "asg_history_samples", "asg_history_write_failures",
+                        "asg_illegal_transitions",
                         "asg_instances_replaced", "asg_probe_rounds", "asg_probes", "asg_probes_failed",
                         "asg_provider_calls", "asg_refused", "asg_role_restarts", "asg_scaling_actions",
                         "asg_table_lock_recoveries"], counters
