@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "ctlsock.h"
+#include "suspend.h"
 #include "util.h"
 
 #include <errno.h>
@@ -65,7 +66,8 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
         return -1;
     }
     memcpy(req, buf, sizeof *req);
-    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_ROLLOUT) {
+    bool known = (req->kind >= REQ_SET_DESIRED && req->kind <= REQ_ROLLOUT) || req->kind == REQ_SUSPEND;
+    if (req->magic != CTL_REQ_MAGIC || !known) {
         snprintf(why, whysize, "request with a bad magic or kind %u", req->kind);
         return -1;
     }
@@ -81,6 +83,12 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
     const char *bad;
     if (req->kind == REQ_ROLLOUT && (req->value < RA_START || req->value >= RA_COUNT)) {
         snprintf(why, whysize, "rollout request with a bad action %d", req->value);
+        return -1;
+    }
+    if (req->kind == REQ_SUSPEND && ((req->value != 0 && req->value != 1) || req->given == 0 ||
+                                     (req->given & ~SUSP_ALL) || !memchr(req->id, 0, sizeof req->id) ||
+                                     !suspend_by_valid(req->id, strlen(req->id)))) {
+        snprintf(why, whysize, "suspend request with a bad action, processes or caller");
         return -1;
     }
     if (req->kind == REQ_ROLLOUT && (bad = rollout_settings_invalid(&req->set)) != NULL) {

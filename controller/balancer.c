@@ -11,6 +11,7 @@
 #include "calls.h"
 #include "lb_table.h"
 #include "rows.h"
+#include "suspend.h"
 
 /* Whether the balancer counts its members' 5xx answers (HAProxy in http
  * mode; not in tcp mode, nor ELBv2, whose counts are in CloudWatch): the
@@ -34,6 +35,10 @@ void ctl_lb_step(struct ctl *c, bool reconcile_now)
     int64_t started = now_ms();
     c->last_lb = started;
     c->lb_now = false;
+    if (ctl_suspended(c, SUSP_BALANCER)) {
+        log_debug("balancer: suspended by an operator (asgctl resume balancer)");
+        return;
+    }
     if (reconcile_now)
         c->last_lb_reconcile = started;
     int rc = c->lb.ops->list(&c->lb, &m, &n, err, sizeof err);

@@ -13,6 +13,7 @@
 #include "requests.h"
 #include "rollout.h"
 #include "rows.h"
+#include "suspend.h"
 
 /* Sets the live target for an operator's request (lock held); desired > 0
  * also records the operator's desired size. */
@@ -97,6 +98,13 @@ int ctl_carry_out_request(struct ctl *c, const struct ctl_request *rq)
 {
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return -1;
+    if (rq->kind == REQ_SUSPEND) {
+        /* Each manager's own table: a standby records it too, so that an
+         * operator can suspend both before a failover (docs/suspend.md). */
+        ctl_suspend_request(c, rq);
+        table_unlock(c->t);
+        return 0;
+    }
     if (!ha_may_act(&c->ha, now_ms())) {
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN,
                    "operator: request refused: this manager is a standby; the leader is %.60s",

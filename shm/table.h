@@ -19,6 +19,7 @@
 #include "../common/group.h"
 #include "../common/identity.h"
 #include "../common/proc.h"
+#include "../common/suspend.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
 /* The layout's version: bumped by every change of the header's or a row's
@@ -28,8 +29,9 @@
  * in force (the header's). 20: the admission inbox (the header's); the
  * segment ends with its layout's directory (shm/tabledir.h), from which a
  * later asgd migrates it. 21: rollouts (the header's rollout and saved
- * launch specs; each row's 5xx counter, bake window marks and weight). */
-#define TABLE_VERSION 21
+ * launch specs; each row's 5xx counter, bake window marks and weight).
+ * 22: suspended processes (the header's suspended mask and marks). */
+#define TABLE_VERSION 22
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
 #define TABLE_ADDR_MAX INSTANCE_ADDR_MAX
@@ -111,7 +113,7 @@ struct table_row {
  * asgctl events). A ring; each entry has its own sequence counter. */
 #define TABLE_EVENTS 256
 enum event_kind { EV_SCALE, EV_LAUNCH, EV_TERMINATE, EV_HEALTH, EV_ROLE, EV_CONFIG,
-                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_KIND_COUNT };
+                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_SUSPEND, EV_KIND_COUNT };
 const char *event_kind_name(uint32_t kind);
 
 struct table_event {
@@ -284,6 +286,12 @@ struct table_hdr {
      * earlier generation whose spec is the one in force again (a config
      * reverted) is not replaced (spec_gen_same). */
     struct spec_state spec_seen[SPEC_SEEN];
+    /* controller: suspended processes (common/suspend.h), written on an
+     * operator's REQ_SUSPEND alone (controller/suspend.h): a bit per
+     * process, and who suspended each and when */
+    uint32_t suspended;
+    uint32_t pad_suspend;
+    struct suspend_mark suspend[SUSP_COUNT];
 };
 
 /* After the header, apart from it: the probe counters and histograms and

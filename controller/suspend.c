@@ -1,0 +1,110 @@
+/* Suspended processes: the operator's request recorded, and the gates
+ * (suspend.h). */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../shm/ops.h"
+#include "ctl.h"
+#include "rollout_plan.h"
+#include "suspend.h"
+
+void ctl_suspend_request(struct ctl *c, const struct ctl_request *rq)
+{
+    uint32_t now_mask = c->t->hdr->suspended;
+    bool suspend = rq->value == 1;
+    /* Only what changes is recorded: a second suspend keeps the first
+     * one's who and when. */
+    uint32_t change = suspend ? rq->given & ~now_mask : rq->given & now_mask;
+    uint32_t same = rq->given & ~change;
+    char names[128], unchanged[128];
+    suspend_mask_text(change, names, sizeof names);
+    suspend_mask_text(same, unchanged, sizeof unchanged);
+    if (change)
+        table_suspended(c->t, change, suspend, rq->id, wall_ms());
+    if (change && same)
+        table_note(c->t, EV_SUSPEND, NULL, LOG_LVL_WARN, "operator %.55s: %s %s (already %s: %s)", rq->id,
+                   suspend ? "suspended" : "resumed", names, suspend ? "suspended" : "running", unchanged);
+    else if (change)
+        table_note(c->t, EV_SUSPEND, NULL, LOG_LVL_WARN, "operator %.55s: %s %s", rq->id,
+                   suspend ? "suspended" : "resumed", names);
+    else
+        table_note(c->t, EV_SUSPEND, NULL, LOG_LVL_INFO, "operator %.55s: %s %s: already %s", rq->id,
+                   suspend ? "suspend" : "resume", unchanged, suspend ? "suspended" : "running");
+    c->eval_now = true;
+}
+
+bool ctl_suspended(const struct ctl *c, enum suspend_process p)
+{
+    return suspend_holds(c->t->hdr->suspended, p);
+}
+
+bool suspend_holds_rollout(uint32_t mask)
+{
+    return suspend_holds(mask, SUSP_ROLLOUT) || suspend_holds(mask, SUSP_LAUNCH) ||
+           suspend_holds(mask, SUSP_TERMINATE);
+}
+
+void suspend_hold_decision(const struct asg_config *eff, struct ctl_state *st, struct decision *d)
+{
+    memset(d, 0, sizeof *d);
+    int lo = eff->desired_instances > eff->min_instances ? eff->desired_instances : eff->min_instances;
+    int hi = eff->max_instances;
+    lo = lo > hi ? hi : lo;
+    int before = st->target ? st->target : lo;
+    d->target = before < lo ? lo : before > hi ? hi : before;
+    d->change = d->target - before;
+    if (d->change) {
+        d->cause = CAUSE_BOUNDS;
+        snprintf(d->reason, sizeof d->reason, "group bounds are now %d..%d (scaling suspended)", lo, hi);
+    }
+    /* No breach counted while suspended: resuming starts afresh. */
+    st->breach_out = st->breach_in = 0;
+    st->in_since_ms = 0;
+    st->target = d->target;
+}
+
+/* The rollout as a held one sees it: running reads as paused. */
+static struct plan_group held_view(const struct plan_group *g)
+{
+    struct plan_group h = *g;
+    if (h.ro.phase == RO_RUNNING)
+        h.ro.phase = RO_PAUSED;
+    return h;
+}
+
+/* Back to the table's phase: the hold is the suspension's, not the
+ * rollout's own pause. */
+static void unhold(const struct plan_group *g, struct plan *p)
+{
+    if (g->ro.phase == RO_RUNNING && p->ro.phase == RO_PAUSED)
+        p->ro.phase = RO_RUNNING;
+    p->ro_changed = p->ro_changed && memcmp(&p->ro, &g->ro, sizeof p->ro) != 0;
+}
+
+void suspend_rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg,
+                           const struct plan_group *g, struct plan *p)
+{
+    if (!suspend_holds_rollout(g->suspended)) {
+        rollout_judge(rows, n, cfg, g, p);
+        return;
+    }
+    struct plan_group h = held_view(g);
+    rollout_judge(rows, n, cfg, &h, p);
+    unhold(g, p);
+}
+
+void suspend_rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
+                          const struct plan_group *g, int target, struct plan *p)
+{
+    if (!suspend_holds_rollout(g->suspended)) {
+        rollout_step(rows, n, cfg, g, target, p);
+        return;
+    }
+    if (g->ro.phase != RO_RUNNING && g->ro.phase != RO_PAUSED)
+        return; /* no rollout: instances past their lifetime wait too */
+    struct plan_group h = held_view(g);
+    rollout_step(rows, n, cfg, &h, target, p);
+    unhold(g, p);
+}
