@@ -83,8 +83,10 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
                  controller/rollout.c controller/rollout_plan.c controller/plan_steps.c \
                  controller/ha_rollout.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c
+ASGD_SRC += status/suspend_api.c
 AGENT_SRC = agent/agent.c
 CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c
+CTL_SRC  += asgctl/ops.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
@@ -98,6 +100,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
            tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c tests/check_rollout_api.c \
            tests/check_ha_rollout.c
+UNIT_SRC += tests/check_suspend.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -303,7 +306,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/status/rollout_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/status/rollout_api.o $(BUILD)/status/suspend_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)

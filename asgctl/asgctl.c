@@ -25,6 +25,7 @@
 #include "../shm/table.h"
 #include "login.h"
 #include "rollout.h"
+#include "ops.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -51,6 +52,12 @@ static void usage(FILE *f)
             "                           replace the instances of older launch specs\n"
             "  rollout pause|resume|rollback|cancel\n"
             "                           steer the rollout (start and these need the API token)\n"
+            "  desired N                set the group's desired size (within min..max)\n"
+            "  launch                   one more instance (the target up by one)\n"
+            "  terminate ID [--decrement]\n"
+            "                           stop an instance: replaced, or the group shrinks with it\n"
+            "  suspend PROCESS...       hold launch|terminate|replace|scale|reconcile|balancer|rollout|all\n"
+            "  resume [PROCESS...]      let them run again (none named: all); these five need the API token\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -772,6 +779,19 @@ static int cmd_rollout(const struct manager *m, int argc, char **argv)
     return rc;
 }
 
+/* asgctl desired|launch|terminate|suspend|resume (ops.h): through the
+ * status API, the outcome awaited in the table when there is one. */
+static int cmd_ops(const struct manager *m, const char *verb, int argc, char **argv)
+{
+    struct table t;
+    char err[512];
+    bool have = m->shm && table_attach(m->shm, true, &t, err, sizeof err) == 0;
+    int rc = ops_command(m->cfg, have ? &t : NULL, verb, argc, argv);
+    if (have)
+        table_detach(&t);
+    return rc;
+}
+
 static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
 {
     char err[512], dir[256], cert[300], key[300], ca_path[300];
@@ -1051,7 +1071,8 @@ int main(int argc, char **argv)
         return 2;
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
-    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0) && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
+         ops_verb(cmd)) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1112,6 +1133,8 @@ int main(int argc, char **argv)
         return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "rollout") == 0)
         return cmd_rollout(&mgr, rest, argv + i);
+    if (ops_verb(cmd))
+        return cmd_ops(&mgr, cmd, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

@@ -38,6 +38,7 @@ Suite *schedule_suite(void);
 Suite *text_suite(void);
 Suite *exec_suite(void);
 Suite *layout_suite(void);
+Suite *suspend_suite(void);
 Suite *plan_suite(void);
 Suite *rollout_suite(void);
 Suite *rollout_api_suite(void);
