@@ -252,6 +252,7 @@ static void print_status_text(const struct snapshot *s)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),
                !h->lb_checked_ms ? "not called yet" : h->lb_up ? "answering" : "UNREACHABLE",
                h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
+    suspend_status_print(h);
     print_instance_rows(s, lb);
 }
 
