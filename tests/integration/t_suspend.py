@@ -59,6 +59,26 @@ def promtool_check(text):
     assert r.returncode == 0, (r.stdout, r.stderr)
 
 
+def resume_on_the_dashboard(m):
+    """The dashboard shows the suspended process with who and when, and
+    its Resume button resumes it, recorded as the dashboard's."""
+    from browser import Browser
+    b = Browser()
+    try:
+        b.login(m.login_link())
+        wait_for(lambda: "suspended: launch" in b.js("document.getElementById('suspended').textContent"), 10,
+                 "the suspended badge")
+        title = b.js("document.querySelector('#suspended .badge').title")
+        assert title.startswith("by asgctl uid %d via api-token at " % os.getuid()), title
+        b.js("document.querySelector('.susp-resume[data-process=\"launch\"]').click()")
+        wait_for(lambda: suspended(m) == {}, 10, "the page's resume")
+        wait_for(lambda: b.js("document.getElementById('suspended').textContent") == "", 10, "the badge gone")
+    finally:
+        b.close()
+    evs = [e["message"] for e in m.api("GET", "/api/v1/events?limit=256")[1]["events"] if e["kind"] == "suspend"]
+    assert "operator dashboard: resumed launch" in evs, evs
+
+
 @with_status("susp", group=GROUP)
 def launch_and_terminate_wait_while_suspended(m):
     """A stranger is refused; suspend launch: desired 2 launches nothing,
@@ -96,7 +116,7 @@ def launch_and_terminate_wait_while_suspended(m):
     wait_for(lambda: m.pid("controller") not in (0, old), 10, "a new controller")
     s = evaluations_pass(m, 5)
     assert m.size(s) == 1 and [e["process"] for e in s["suspended"]] == ["launch"], s["group"]
-    assert "resumed launch" in ok(m, "resume", "launch")
+    resume_on_the_dashboard(m)
     m.wait_running(2)
     assert suspended(m) == {}
 
