@@ -36,7 +36,14 @@ void ctl_lb_step(struct ctl *c, bool reconcile_now)
     c->last_lb = started;
     c->lb_now = false;
     if (ctl_suspended(c, SUSP_BALANCER)) {
+        /* No call to it; a stopping manager's wait for it still ends, so
+         * that its instances are stopped. */
         log_debug("balancer: suspended by an operator (asgctl resume balancer)");
+        if (c->lb_wait_until && table_lock(c->t, TABLE_LOCK_RECORD_MS) == 0) {
+            ctl_release_holds(c, now_ms());
+            table_unlock(c->t);
+            ctl_execute(c);
+        }
         return;
     }
     if (reconcile_now)
