@@ -44,6 +44,13 @@ static void setup(void)
 
 static void teardown(void) { plan_free(&p); }
 
+/* A fresh view within one unit. */
+static void again(void)
+{
+    teardown();
+    setup();
+}
+
 static struct plan_row *row(uint32_t state, double load)
 {
     struct plan_row *r = &rows[nrows];
@@ -122,7 +129,7 @@ START_TEST(test_terminate_suspended_stops_nothing_the_group_decides)
     ck_assert_int_eq(stops(), 0);
     ck_assert_int_eq(p.held, 2);
     /* Nor a boot timeout's stop, nor an unhealthy one's replacement. */
-    setup();
+    again();
     row(ROW_RUNNING, 0.5);
     row(ROW_PENDING, 0)->launch_ms = NOW - 60000;
     g.st.target = 2;
@@ -130,7 +137,7 @@ START_TEST(test_terminate_suspended_stops_nothing_the_group_decides)
     ck_assert_int_eq(stops(), 1);
     decide(SUSP_BIT(SUSP_TERMINATE));
     ck_assert_int_eq(stops(), 0);
-    setup();
+    again();
     row(ROW_RUNNING, 0.5);
     row(ROW_UNHEALTHY, 0);
     g.st.target = 2;
@@ -168,7 +175,7 @@ START_TEST(test_scale_suspended_holds_the_target_on_load)
     ck_assert_int_eq(p.d.change, 0);
     ck_assert_int_eq(p.launches, 0);
     /* Low load: no scale-in either. */
-    setup();
+    again();
     for (int i = 0; i < 3; i++)
         row(ROW_RUNNING, 0.01);
     g.st.target = 3;
