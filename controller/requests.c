@@ -75,6 +75,8 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                    target, target + 1);
     } else if (rq->kind == REQ_ROLLOUT) {
         ctl_rollout_request(c, rq, now);
+    } else if (rq->kind == REQ_SUSPEND) {
+        ctl_suspend_request(c, rq);
     } else if (rq->kind == REQ_TERMINATE) {
         struct table_row *r = table_find(c->t, rq->id);
         if (!r || r->state == ROW_TERMINATING) {
@@ -98,13 +100,6 @@ int ctl_carry_out_request(struct ctl *c, const struct ctl_request *rq)
 {
     if (table_lock(c->t, TABLE_LOCK_WAIT_MS) != 0)
         return -1;
-    if (rq->kind == REQ_SUSPEND) {
-        /* Each manager's own table: a standby records it too, so that an
-         * operator can suspend both before a failover (docs/suspend.md). */
-        ctl_suspend_request(c, rq);
-        table_unlock(c->t);
-        return 0;
-    }
     if (!ha_may_act(&c->ha, now_ms())) {
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN,
                    "operator: request refused: this manager is a standby; the leader is %.60s",

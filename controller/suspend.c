@@ -35,6 +35,87 @@ void ctl_suspend_request(struct ctl *c, const struct ctl_request *rq)
     c->eval_now = true;
 }
 
+void suspend_state_encode(struct strbuf *b, const struct table_hdr *h)
+{
+    sb_printf(b, ",\"suspended\":[");
+    bool first = true;
+    for (uint32_t p = 0; p < SUSP_COUNT; p++) {
+        if (!suspend_holds(h->suspended, p))
+            continue;
+        char by[SUSPEND_BY_MAX];
+        copy_str(by, sizeof by, h->suspend[p].by);
+        sb_printf(b, "%s{\"process\":\"%s\",\"by\":", first ? "" : ",", suspend_process_name(p));
+        sb_json_str(b, by);
+        sb_printf(b, ",\"since_ms\":%lld}", (long long)h->suspend[p].since_wall_ms);
+        first = false;
+    }
+    sb_printf(b, "]");
+}
+
+/* One entry of the list: false with why. */
+static bool decode_entry(json_object *e, struct suspend_state *out, char *err, size_t errsize)
+{
+    json_object *p, *by, *since;
+    if (!json_object_is_type(e, json_type_object) || !json_object_object_get_ex(e, "process", &p) ||
+        !json_object_object_get_ex(e, "by", &by) || !json_object_object_get_ex(e, "since_ms", &since) ||
+        !json_object_is_type(p, json_type_string) || !json_object_is_type(by, json_type_string) ||
+        !json_object_is_type(since, json_type_int)) {
+        snprintf(err, errsize, "suspended: an entry without a process, by and since_ms");
+        return false;
+    }
+    uint32_t bit = suspend_bit_of(json_object_get_string(p));
+    const char *who = json_object_get_string(by);
+    int64_t ms = json_object_get_int64(since);
+    if (!bit || !suspend_by_valid(who, strlen(who)) || ms < 0 || ms > 100000000000000LL) {
+        snprintf(err, errsize, "suspended: an entry with an unknown process, a bad by or since_ms");
+        return false;
+    }
+    uint32_t k = (uint32_t)__builtin_ctz(bit);
+    out->mask |= bit;
+    out->mark[k].since_wall_ms = ms;
+    copy_str(out->mark[k].by, sizeof out->mark[k].by, who);
+    return true;
+}
+
+int suspend_state_decode(json_object *state, struct suspend_state *out, char *err, size_t errsize)
+{
+    memset(out, 0, sizeof *out);
+    json_object *list;
+    if (!json_object_is_type(state, json_type_object) || !json_object_object_get_ex(state, "suspended", &list))
+        return 0;
+    if (!json_object_is_type(list, json_type_array) || json_object_array_length(list) > SUSP_COUNT) {
+        snprintf(err, errsize, "suspended: not a list of at most %d entries", SUSP_COUNT);
+        return -1;
+    }
+    for (size_t i = 0; i < json_object_array_length(list); i++)
+        if (!decode_entry(json_object_array_get_idx(list, i), out, err, errsize))
+            return -1;
+    out->present = true;
+    return 0;
+}
+
+void ctl_suspend_take_over(struct ctl *c, json_object *state)
+{
+    struct suspend_state s;
+    char err[160];
+    if (suspend_state_decode(state, &s, err, sizeof err) != 0) {
+        log_warn("ha: the last leader's suspended processes ignored: %s", err);
+        return;
+    }
+    uint32_t mine = c->t->hdr->suspended & SUSP_ALL;
+    if (!s.present || s.mask == mine)
+        return;
+    if (mine & ~s.mask)
+        table_suspended(c->t, mine & ~s.mask, false, "", 0);
+    for (uint32_t p = 0; p < SUSP_COUNT; p++)
+        if (suspend_holds(s.mask & ~mine, p))
+            table_suspended(c->t, SUSP_BIT(p), true, s.mark[p].by, s.mark[p].since_wall_ms);
+    char names[128];
+    suspend_mask_text(s.mask, names, sizeof names);
+    table_note(c->t, EV_SUSPEND, NULL, LOG_LVL_WARN, "ha: the last leader's suspended processes taken over: %s",
+               s.mask ? names : "none");
+}
+
 bool ctl_suspended(const struct ctl *c, enum suspend_process p)
 {
     return suspend_holds(c->t->hdr->suspended, p);

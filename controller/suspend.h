@@ -16,9 +16,12 @@
 #ifndef ASG_CTL_SUSPEND_H
 #define ASG_CTL_SUSPEND_H
 
+#include <json-c/json.h>
 #include <stdbool.h>
 
 #include "../common/ctlsock.h"
+#include "../common/strbuf.h"
+#include "../shm/table.h"
 #include "../common/suspend.h"
 #include "plan.h"
 
@@ -27,6 +30,23 @@ struct ctl;
 /* REQ_SUSPEND, lock held: records what changed and says so in an event
  * naming who asked. */
 void ctl_suspend_request(struct ctl *c, const struct ctl_request *rq);
+
+/* With ha.etcd the suspension follows the leader: the leader writes it
+ * with the group's state (controller/calls.c), and a new leader takes the
+ * last leader's over its own (controller/takeover.c). */
+struct suspend_state {
+    bool present;                /* the state had it (a leader of before: not) */
+    uint32_t mask;
+    struct suspend_mark mark[SUSP_COUNT];
+};
+/* Appends ,"suspended":[{"process":..,"by":..,"since_ms":..},...] to b. */
+void suspend_state_encode(struct strbuf *b, const struct table_hdr *h);
+/* The suspension in a state another manager wrote: 0 (out->present false
+ * when it has none), or -1 naming the field that is wrong and why. */
+int suspend_state_decode(json_object *state, struct suspend_state *out, char *err, size_t errsize);
+/* A new leader, lock held: the last leader's suspension (state) becomes
+ * this table's, said in an event when it changes anything. */
+void ctl_suspend_take_over(struct ctl *c, json_object *state);
 
 /* Is process p suspended in this controller's table? (It alone writes
  * the mask: its own read needs no lock.) */

@@ -589,8 +589,7 @@ static enum MHD_Result forward(struct status *st, struct MHD_Connection *c, cons
     struct asg_config *cfg = published_config(st);
     bool ha = cfg && cfg->ha_etcd[0];
     free(cfg);
-    /* A suspension is each manager's own (docs/suspend.md): a standby's too. */
-    if (rq->kind != REQ_SUSPEND && table_read_hdr(&st->t, &h) && ha && h.ha_role != HA_LEADER)
+    if (table_read_hdr(&st->t, &h) && ha && h.ha_role != HA_LEADER)
         return send_error(c, 409, "this manager is a standby: ask the leader, %.60s (monitor at %.63s)",
                           h.ha_leader[0] ? h.ha_leader : "not known right now",
                           h.ha_leader_addr[0] ? h.ha_leader_addr : "?");

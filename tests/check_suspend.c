@@ -290,6 +290,49 @@ START_TEST(test_the_caller_is_named_plainly_or_by_its_credential)
 }
 END_TEST
 
+/* With ha.etcd: the suspension written with the group's state is read
+ * back whole by a new leader; a bad one is refused by name. */
+START_TEST(test_the_leaders_suspension_round_trips_through_its_state)
+{
+    static struct table_hdr h;
+    memset(&h, 0, sizeof h);
+    h.suspended = SUSP_BIT(SUSP_LAUNCH) | SUSP_BIT(SUSP_ROLLOUT);
+    h.suspend[SUSP_LAUNCH] = (struct suspend_mark){1700000000123LL, "asgctl uid 7 via api-token"};
+    h.suspend[SUSP_ROLLOUT] = (struct suspend_mark){1700000000456LL, "dashboard"};
+    struct strbuf b = {0};
+    sb_printf(&b, "{\"leader\":\"a\"");
+    suspend_state_encode(&b, &h);
+    sb_printf(&b, "}");
+    json_object *o = json_tokener_parse(b.s);
+    ck_assert_ptr_nonnull(o);
+    struct suspend_state st;
+    char err[160];
+    ck_assert_int_eq(suspend_state_decode(o, &st, err, sizeof err), 0);
+    ck_assert(st.present);
+    ck_assert_uint_eq(st.mask, h.suspended);
+    ck_assert_str_eq(st.mark[SUSP_LAUNCH].by, "asgctl uid 7 via api-token");
+    ck_assert(st.mark[SUSP_ROLLOUT].since_wall_ms == 1700000000456LL);
+    json_object_put(o);
+    sb_free(&b);
+    /* A leader of before: nothing said, nothing taken. */
+    o = json_tokener_parse("{\"leader\":\"a\"}");
+    ck_assert_int_eq(suspend_state_decode(o, &st, err, sizeof err), 0);
+    ck_assert(!st.present);
+    json_object_put(o);
+    const char *bad[] = {"{\"suspended\":1}", "{\"suspended\":[{\"process\":\"nap\",\"by\":\"x\",\"since_ms\":1}]}",
+                         "{\"suspended\":[{\"process\":\"launch\",\"by\":\"a\\nb\",\"since_ms\":1}]}",
+                         "{\"suspended\":[{\"process\":\"launch\",\"by\":\"x\",\"since_ms\":-1}]}",
+                         "{\"suspended\":[{\"process\":\"launch\"}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o = json_tokener_parse(bad[i]);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_msg(suspend_state_decode(o, &st, err, sizeof err) == -1, "%s", bad[i]);
+        ck_assert_msg(strstr(err, "suspended"), "%s", err);
+        json_object_put(o);
+    }
+}
+END_TEST
+
 Suite *suspend_suite(void)
 {
     const TTest *tests[] = {
@@ -301,6 +344,7 @@ Suite *suspend_suite(void)
         test_rollout_suspended_holds_as_if_paused,
         test_the_api_reads_processes_by_name,
         test_the_caller_is_named_plainly_or_by_its_credential,
+        test_the_leaders_suspension_round_trips_through_its_state,
         NULL,
     };
     return suite_of("suspend", "core", setup, teardown, 0, tests, NULL);

@@ -182,5 +182,54 @@ def replace_and_scale_wait_and_the_operator_verbs_work(m):
                       else None)(m.status()), 15, "the terminated one replaced")
 
 
+@test
+def a_suspension_follows_the_leader():
+    """Two managers on etcd: the leader's suspension is written with the
+    group's state; the standby refuses one of its own (ask the leader);
+    after a kill -9 of the leader, the new leader holds the same processes,
+    with the same who and when."""
+    etcd = Etcd(1)
+    group = dict(GROUP)
+    a = Manager("susha", group=group, policy={"evaluation_interval_ms": 300})
+    b = Manager("susha", group=group, policy={"evaluation_interval_ms": 300})
+    b.group = a.group
+    b.cfg["group"]["name"] = a.group
+    b.cfg["tls"]["dir"] = a.cfg["tls"]["dir"]
+    for m, ident in ((a, "mgr-a"), (b, "mgr-b")):
+        m.cfg["ha"] = {"etcd": etcd.endpoints(), "lease_ttl_ms": 2000, "id": ident, "prefix": "/asg-it"}
+        m.cfg["status"] = {"listen": "127.0.0.1:%d" % free_port()}
+        m.url = "http://" + m.cfg["status"]["listen"]
+        m.write_config()
+    try:
+        a.start()
+        wait_for(lambda: (a.status() or {}).get("ha", {}).get("role") == "leader", 10, "a leads")
+        a.wait_running(1)
+        b.start()
+        wait_for(lambda: (b.status() or {}).get("ha", {}).get("role") == "standby", 10, "b stands by")
+        ok(a, "suspend", "launch", "scale")
+        before = suspended(a)
+        r = b.ctl("suspend", "terminate")
+        assert r.returncode == 1 and "standby" in r.stderr, (r.returncode, r.stderr)
+        procs = [p for p in a.status()["processes"].values() if p]
+        for p in procs:
+            kill_pid(p, signal.SIGSTOP)
+        for p in procs:
+            kill_pid(p)
+        wait_for(lambda: (b.status() or {}).get("ha", {}).get("role") == "leader", 10, "b leads")
+        after = wait_for(lambda: (lambda s: s if set(s) == {"launch", "scale"} else None)(suspended(b)), 10,
+                         "b holding a's suspension")
+        assert after == before, (before, after)
+        evs = [e["message"] for e in b.api("GET", "/api/v1/events?limit=256")[1]["events"] if e["kind"] == "suspend"]
+        assert "ha: the last leader's suspended processes taken over: launch, scale" in evs, evs
+    except BaseException:
+        for m in (a, b):
+            sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-4000:]))
+        raise
+    finally:
+        a.cleanup()
+        b.cleanup()
+        etcd.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests())
