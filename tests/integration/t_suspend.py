@@ -139,6 +139,16 @@ def replace_and_scale_wait_and_the_operator_verbs_work(m):
                  ["suspend", "lunch"], ["resume", "all", "nap"], ["launch", "2"]):
         r = m.ctl(*args)
         assert r.returncode == 2 and "usage" in r.stderr, (args, r.returncode, r.stderr)
+    for body, word in (({"action": "suspend", "processes": ["nap"]}, "'nap'"), ({"action": "suspend"}, "needs"),
+                       ({"action": "hold", "processes": ["launch"]}, "action"),
+                       ({"action": "resume", "who": "me"}, "'who'")):
+        code, r = m.api("POST", "/api/v1/suspend", body)
+        assert code == 400 and word in r["error"], (body, code, r)
+    code, r = m.api("POST", "/api/v1/suspend", {"action": "suspend", "processes": ["launch"]},
+                    headers={"Origin": "http://evil.example"})
+    assert code == 403, (code, r)
+    assert http("GET", m.url + "/api/v1/suspend")[0] == 401
+    assert suspended(m) == {}
     r = m.ctl("terminate", "nosuch-1")
     assert r.returncode == 1 and "no instance" in r.stderr, (r.returncode, r.stderr)
 
