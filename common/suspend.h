@@ -39,6 +39,13 @@ const char *suspend_process_name(uint32_t p);
 /* Is process p suspended in mask? */
 static inline bool suspend_holds(uint32_t mask, enum suspend_process p) { return (mask & SUSP_BIT(p)) != 0; }
 
+/* Does mask hold rollouts? A rollout replaces: it cannot without launch
+ * and terminate, and rollout holds it by name (controller/suspend.h). */
+static inline bool suspend_holds_rollout(uint32_t mask)
+{
+    return (mask & (SUSP_BIT(SUSP_ROLLOUT) | SUSP_BIT(SUSP_LAUNCH) | SUSP_BIT(SUSP_TERMINATE))) != 0;
+}
+
 /* One name into its bit: 0 unknown. */
 uint32_t suspend_bit_of(const char *name);
 

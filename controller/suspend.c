@@ -121,12 +121,6 @@ bool ctl_suspended(const struct ctl *c, enum suspend_process p)
     return suspend_holds(c->t->hdr->suspended, p);
 }
 
-bool suspend_holds_rollout(uint32_t mask)
-{
-    return suspend_holds(mask, SUSP_ROLLOUT) || suspend_holds(mask, SUSP_LAUNCH) ||
-           suspend_holds(mask, SUSP_TERMINATE);
-}
-
 void suspend_hold_decision(const struct asg_config *eff, struct ctl_state *st, struct decision *d)
 {
     memset(d, 0, sizeof *d);

@@ -52,9 +52,6 @@ void ctl_suspend_take_over(struct ctl *c, json_object *state);
  * the mask: its own read needs no lock.) */
 bool ctl_suspended(const struct ctl *c, enum suspend_process p);
 
-/* Does the mask hold rollouts (rollout, launch or terminate suspended)? */
-bool suspend_holds_rollout(uint32_t mask);
-
 /* The scale process suspended: the target stays where it is, within the
  * bounds in force (eff), and the policy's state is left as it was. */
 void suspend_hold_decision(const struct asg_config *eff, struct ctl_state *st, struct decision *d);

@@ -189,9 +189,10 @@ void render_rollout_json(struct strbuf *b, const struct snapshot *s)
     for (int i = 0; i < set->npause && i < ROLLOUT_PAUSES; i++)
         sb_printf(b, "%s%d", i ? "," : "", set->pause_at[i]);
     sb_printf(b, "],\"started_ms\":%lld,\"ended_ms\":%lld,\"old_instances\":%d,\"new_instances\":%d,"
-                 "\"generation_in_force\":%llu,\"pinned\":%s}",
+                 "\"generation_in_force\":%llu,\"pinned\":%s,\"held_by_suspension\":%s}",
               (long long)ro->started_wall_ms, (long long)ro->ended_wall_ms, old, new_,
-              (unsigned long long)h->spec.gen, h->spec_pinned ? "true" : "false");
+              (unsigned long long)h->spec.gen, h->spec_pinned ? "true" : "false",
+              ro->phase == RO_RUNNING && suspend_holds_rollout(h->suspended) ? "true" : "false");
 }
 
 void render_suspended_json(struct strbuf *b, const struct table_hdr *h)

@@ -83,7 +83,8 @@ def resume_on_the_dashboard(m):
 def launch_and_terminate_wait_while_suspended(m):
     """A stranger is refused; suspend launch: desired 2 launches nothing,
     across a controller restart too; the suspension is shown with who and
-    when in status, JSON, events and metrics; resume launches. Then
+    when in status, JSON, events and metrics; no rollout starts; resume
+    (on the dashboard) launches. Then
     suspend terminate: desired 1 stops nothing until resume."""
     m.wait_running(1)
     assert stranger_post(m, "/api/v1/suspend", {"action": "suspend", "processes": ["launch"]}) in (401, 403)
@@ -107,6 +108,10 @@ def launch_and_terminate_wait_while_suspended(m):
     evs = [e for e in m.api("GET", "/api/v1/events?limit=256")[1]["events"] if e["kind"] == "suspend"]
     assert evs and who in evs[-1]["message"] and "suspended launch" in evs[-1]["message"], evs
 
+    # No rollout starts while launch is suspended (it could not replace).
+    r = m.ctl("rollout", "start")
+    assert r.returncode == 1 and "suspended" in r.stderr, (r.returncode, r.stderr)
+    assert m.api("GET", "/api/v1/rollout")[1]["number"] == 0
     assert "desired 2" in ok(m, "desired", "2")
     s = evaluations_pass(m, 5)
     assert s["group"]["target"] == 2 and m.size(s) == 1, s["group"]
