@@ -78,6 +78,7 @@ LIB_SRC += common/url.c common/lifecycle_msg.c
 # Notifications: the webhooks' config, CloudEvents JSON and their report.
 LIB_SRC += common/webhook_cfg.c report/cloudevent.c report/notify_report.c
 LIB_SRC += report/histq.c
+LIB_SRC += common/suspend.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -93,12 +94,15 @@ CTL_SRC  += asgctl/history.c
 # The history role (history/) and its API.
 HISTORY_SRC = history/history.c history/store.c history/activity.c
 ASGD_SRC += $(HISTORY_SRC) status/history_api.c
+ASGD_SRC += status/suspend_api.c
+CTL_SRC  += asgctl/ops.c
 
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
 CONTROLLER_SRC += controller/weights.c
 # The notifier role (webhook/notify.h).
 ASGD_SRC += webhook/notify.c status/notify_api.c
+CONTROLLER_SRC += controller/suspend.c
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
@@ -109,6 +113,7 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_ha_rollout.c tests/check_lifecycle.c
 UNIT_SRC += tests/check_notify_ce.c
 UNIT_SRC += tests/check_history.c
+UNIT_SRC += tests/check_suspend.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 
@@ -314,7 +319,7 @@ $(BUILD)/tests/%.o: tests/%.c $(GEN_H) $(wildcard */*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/history/activity.o $(BUILD)/history/store.o $(BUILD)/status/rollout_api.o $(BUILD)/status/lifecycle_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/history/activity.o $(BUILD)/history/store.o $(BUILD)/status/rollout_api.o $(BUILD)/status/lifecycle_api.o $(BUILD)/status/suspend_api.o $(BUILD)/supervisor/notify.o $(BUILD)/monitor_s/monitor.o $(BUILD)/monitor_s/relay.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/tablefmt: $(BUILD)/tests/tablefmt.o $(LIB)

@@ -29,6 +29,7 @@
 #include "../report/notify_report.h"
 #include "history.h"
 #include "../report/histq.h"
+#include "ops.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -61,6 +62,12 @@ static void usage(FILE *f)
             "  lifecycle complete ID continue|abandon\n"
             "  lifecycle heartbeat ID   an instance a lifecycle hook holds: let it go on (or\n"
             "                           not), or give its hook timeout_s more (the API token)\n"
+            "  desired N                set the group's desired size (within min..max)\n"
+            "  launch                   one more instance (the target up by one)\n"
+            "  terminate ID [--decrement]\n"
+            "                           stop an instance: replaced, or the group shrinks with it\n"
+            "  suspend PROCESS...       hold launch|terminate|replace|scale|reconcile|balancer|rollout|all\n"
+            "  resume [PROCESS...]      let them run again (none named: all); these five need the API token\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -289,6 +296,7 @@ static void print_status_text(const struct snapshot *s)
                !h->lb_checked_ms ? "not called yet" : h->lb_up ? "answering" : "UNREACHABLE",
                h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
     notify_print_text(stdout, s);
+    suspend_status_print(h);
     print_instance_rows(s, lb);
 }
 
@@ -829,6 +837,19 @@ static int cmd_lifecycle(const struct manager *m, int argc, char **argv)
     return rc;
 }
 
+/* asgctl desired|launch|terminate|suspend|resume (ops.h): through the
+ * status API, the outcome awaited in the table when there is one. */
+static int cmd_ops(const struct manager *m, const char *verb, int argc, char **argv)
+{
+    struct table t;
+    char err[512];
+    bool have = m->shm && table_attach(m->shm, true, &t, err, sizeof err) == 0;
+    int rc = ops_command(m->cfg, have ? &t : NULL, verb, argc, argv);
+    if (have)
+        table_detach(&t);
+    return rc;
+}
+
 static int cmd_cert(const struct asg_config *cfg, const char *id, const char *outdir)
 {
     char err[512], dir[256], cert[300], key[300], ca_path[300];
@@ -1109,7 +1130,8 @@ int main(int argc, char **argv)
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
     if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
-         strcmp(cmd, "lifecycle") == 0 || strcmp(cmd, "history") == 0) && !cfgfile)
+         strcmp(cmd, "lifecycle") == 0 || strcmp(cmd, "history") == 0 ||
+         ops_verb(cmd)) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1174,6 +1196,8 @@ int main(int argc, char **argv)
         return cmd_lifecycle(&mgr, rest, argv + i);
     if (strcmp(cmd, "history") == 0)
         return history_command(&cfg, shm, rest, argv + i);
+    if (ops_verb(cmd))
+        return cmd_ops(&mgr, cmd, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

@@ -42,8 +42,10 @@ void rollout_status_print(const struct snapshot *s, bool json)
     if (ro->phase == RO_NONE)
         printf("rollout: none yet\n");
     else
-        printf("rollout %llu: %s%s%s%s\n", (unsigned long long)ro->number, rollout_phase_name(ro->phase),
-               ro->rolling_back ? " (rolling back)" : "", ro->reason[0] ? ": " : "", ro->reason);
+        printf("rollout %llu: %s%s%s%s%s\n", (unsigned long long)ro->number, rollout_phase_name(ro->phase),
+               ro->rolling_back ? " (rolling back)" : "",
+               ro->phase == RO_RUNNING && suspend_holds_rollout(h->suspended) ? " (held: processes suspended)" : "",
+               ro->reason[0] ? ": " : "", ro->reason);
     if (ro->phase != RO_NONE)
         printf("progress: replaced %d of %d, remaining %d (generation %llu -> %llu)\n", ro->replaced, ro->total,
                ro->remaining, (unsigned long long)ro->from_gen, (unsigned long long)ro->to_gen);

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "ctlsock.h"
+#include "suspend.h"
 #include "util.h"
 
 #include <errno.h>
@@ -38,6 +39,35 @@ int ctlsock_receiver(void)
     return pair[0];
 }
 
+/* What is wrong with a request's fields, or NULL: a kind we know, and each
+ * of its fields in range. Static strings: the why of a refusal. */
+static const char *ctl_request_invalid(const struct ctl_request *req)
+{
+    bool known = (req->kind >= REQ_SET_DESIRED && req->kind <= REQ_ROLLOUT) || req->kind == REQ_SUSPEND ||
+                 req->kind == REQ_LIFECYCLE;
+    if (req->magic != CTL_REQ_MAGIC || !known)
+        return "request with a bad magic or kind";
+    bool has_id = memchr(req->id, 0, sizeof req->id) != NULL;
+    if (req->kind == REQ_TERMINATE && (!has_id || !valid_instance_id(req->id, strlen(req->id))))
+        return "terminate request with a bad instance id";
+    if (req->kind == REQ_LIFECYCLE && (!has_id || !valid_instance_id(req->id, strlen(req->id))))
+        return "lifecycle request with a bad instance id";
+    if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) /* common/lifecycle_msg.h */
+        return "lifecycle request with a bad action";
+    if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000))
+        return "desired size out of range";
+    if (req->kind == REQ_ROLLOUT && (req->value < RA_START || req->value >= RA_COUNT))
+        return "rollout request with a bad action";
+    if (req->kind == REQ_SUSPEND && ((req->value != 0 && req->value != 1) || req->given == 0 ||
+                                     (req->given & ~SUSP_ALL) || !has_id ||
+                                     !suspend_by_valid(req->id, strlen(req->id))))
+        return "suspend request with a bad action, processes or caller";
+    const char *bad;
+    if (req->kind == REQ_ROLLOUT && (bad = rollout_settings_invalid(&req->set)) != NULL)
+        return bad;
+    return NULL;
+}
+
 int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
 {
     char cbuf[CMSG_SPACE(sizeof(struct ucred))];
@@ -65,32 +95,9 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
         return -1;
     }
     memcpy(req, buf, sizeof *req);
-    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED ||
-        (req->kind > REQ_ROLLOUT && req->kind != REQ_LIFECYCLE)) {
-        snprintf(why, whysize, "request with a bad magic or kind %u", req->kind);
-        return -1;
-    }
-    if ((req->kind == REQ_TERMINATE || req->kind == REQ_LIFECYCLE) &&
-        (!memchr(req->id, 0, sizeof req->id) || !valid_instance_id(req->id, strlen(req->id)))) {
-        snprintf(why, whysize, "%s request with a bad instance id",
-                 req->kind == REQ_TERMINATE ? "terminate" : "lifecycle");
-        return -1;
-    }
-    if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) { /* common/lifecycle_msg.h */
-        snprintf(why, whysize, "lifecycle request with a bad action %d", req->value);
-        return -1;
-    }
-    if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000)) {
-        snprintf(why, whysize, "desired size %d out of range", req->value);
-        return -1;
-    }
-    const char *bad;
-    if (req->kind == REQ_ROLLOUT && (req->value < RA_START || req->value >= RA_COUNT)) {
-        snprintf(why, whysize, "rollout request with a bad action %d", req->value);
-        return -1;
-    }
-    if (req->kind == REQ_ROLLOUT && (bad = rollout_settings_invalid(&req->set)) != NULL) {
-        snprintf(why, whysize, "rollout request: %s", bad);
+    const char *bad = ctl_request_invalid(req);
+    if (bad) {
+        snprintf(why, whysize, "%s", bad);
         return -1;
     }
     return 1;

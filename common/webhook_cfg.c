@@ -12,7 +12,7 @@
  * include. A kind added there is added here too: check_notify_ce fails
  * until it is. A webhook's mask has bit i for name i of this list. */
 static const char *const kind_names[] = {"scale", "launch", "terminate", "health", "role", "config",
-                                         "operator", "balancer", "rollout", "lifecycle", NULL};
+                                         "operator", "balancer", "rollout", "lifecycle", "suspend", NULL};
 #define NKINDS (sizeof kind_names / sizeof kind_names[0] - 1)
 _Static_assert(NKINDS <= 32, "webhook_cfg.kinds has a bit per event kind");
 

@@ -11,6 +11,7 @@
 #include "calls.h"
 #include "lb_table.h"
 #include "rows.h"
+#include "suspend.h"
 
 /* Whether the balancer counts its members' 5xx answers (HAProxy in http
  * mode; not in tcp mode, nor ELBv2, whose counts are in CloudWatch): the
@@ -21,6 +22,21 @@ static bool counts_5xx(const struct lb_member *m, size_t n)
         if (m[i].has_errors)
             return true;
     return false;
+}
+
+/* Suspended by an operator: no call to the balancer. A stopping
+ * manager's wait for it still ends, so that its instances are stopped. */
+static bool held_by_suspension(struct ctl *c)
+{
+    if (!ctl_suspended(c, SUSP_BALANCER))
+        return false;
+    log_debug("balancer: suspended by an operator (asgctl resume balancer)");
+    if (c->lb_wait_until && table_lock(c->t, TABLE_LOCK_RECORD_MS) == 0) {
+        ctl_release_holds(c, now_ms());
+        table_unlock(c->t);
+        ctl_execute(c);
+    }
+    return true;
 }
 
 /* The balancer follows the table: list its members (without the lock),
@@ -34,6 +50,8 @@ void ctl_lb_step(struct ctl *c, bool reconcile_now)
     int64_t started = now_ms();
     c->last_lb = started;
     c->lb_now = false;
+    if (held_by_suspension(c))
+        return;
     if (reconcile_now)
         c->last_lb_reconcile = started;
     int rc = c->lb.ops->list(&c->lb, &m, &n, err, sizeof err);

@@ -12,6 +12,7 @@
 #include "controller.h"
 #include "ha_rollout.h"
 #include "rows.h"
+#include "suspend.h"
 
 /* With ha.etcd, a provider call is made only while this manager leads
  * (checked against the renewal deadline at the last moment); refused
@@ -197,6 +198,7 @@ static void ha_state(struct ctl *c, struct strbuf *b)
         sb_json_str(b, r->id);
     }
     sb_printf(b, "],\"launches\":%d,\"terminations\":%d", launches, terminations);
+    suspend_state_encode(b, h);
     ha_state_rollout(c, b);
     sb_printf(b, "}");
 }

@@ -126,6 +126,7 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
     g->prev_gen = may && ctl_spec_usable(c, &v->hdr.spec_prev, why, sizeof why) ? v->hdr.spec_prev.gen : 0;
     g->lb_counts_5xx = g->lb_on && c->lb_counts_5xx;
     g->ro = v->hdr.rollout;
+    g->suspended = v->hdr.suspended & SUSP_ALL;
 }
 
 /* Is row r still as step s was decided on? */
@@ -204,6 +205,8 @@ static void apply_plan(struct ctl *c, const struct plan *p, const struct rollout
         log_warn("replacements paced: %d unhealthy instance(s) wait their turn (a tenth of the group is "
                  "replaced at a time); they are still probed and rejoin if they answer", p->waiting);
     c->replacements_paced = p->waiting > 0;
+    if (p->held)
+        log_debug("%d launch(es) or stop(s) held by suspended processes", p->held);
 }
 
 /* The policy's decision recorded: logged, counted, its state written. */

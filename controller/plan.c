@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "plan.h"
 #include "rollout_plan.h"
+#include "suspend.h"
 
 static int count(const struct plan_row *rows, size_t n, uint32_t state)
 {
@@ -47,7 +48,9 @@ static int replacement_budget(const struct plan_row *rows, size_t n)
 static void sweep_unhealthy(struct plan_row *r, const struct plan_group *g, int *budget, struct plan *p)
 {
     char why[128];
-    if (r->joined) {
+    if (suspend_holds(g->suspended, SUSP_TERMINATE) || (!r->joined && suspend_holds(g->suspended, SUSP_REPLACE))) {
+        p->held++; /* suspended: it stays unhealthy, still probed */
+    } else if (r->joined) {
         snprintf(why, sizeof why, "adopted, unhealthy (%.40s): leaves the group", r->reason);
         plan_stop(p, r, g, why);
     } else if (*budget <= 0) {
@@ -68,11 +71,15 @@ static void sweep(struct plan_row *rows, size_t n, const struct asg_config *cfg,
     int budget = replacement_budget(rows, n);
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
-        if (r->state == ROW_PENDING && g->now - r->launch_ms > cfg->boot_timeout_ms) {
+        bool may_stop = !suspend_holds(g->suspended, SUSP_TERMINATE);
+        bool may_launch = !suspend_holds(g->suspended, SUSP_LAUNCH);
+        if (r->state == ROW_PENDING && g->now - r->launch_ms > cfg->boot_timeout_ms && !may_stop) {
+            p->held++;
+        } else if (r->state == ROW_PENDING && g->now - r->launch_ms > cfg->boot_timeout_ms) {
             snprintf(why, sizeof why, "did not register within %d ms", cfg->boot_timeout_ms);
             plan_stop(p, r, g, why);
             p->boot_timeout = true;
-        } else if (r->state == ROW_PENDING && r->unconfirmed && g->backoff_over && !p->boot_timeout) {
+        } else if (r->state == ROW_PENDING && r->unconfirmed && g->backoff_over && !p->boot_timeout && may_launch) {
             plan_add_step(p, PLAN_ASK_AGAIN, r);
         } else if (r->state == ROW_UNHEALTHY) {
             sweep_unhealthy(r, g, &budget, p);
@@ -154,7 +161,10 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
         if (g->launch_failures && r->state == ROW_RUNNING && r->pol.running_since_ms > g->last_failure_ms)
             p->launches_work = true;
     }
-    p->d = policy_decide(eff, &in, &p->st, g->now);
+    if (suspend_holds(g->suspended, SUSP_SCALE))
+        suspend_hold_decision(eff, &p->st, &p->d); /* within the bounds, not moved by the load */
+    else
+        p->d = policy_decide(eff, &in, &p->st, g->now);
     if (p->d.change && p->d.cause == CAUSE_BOUNDS && g->sched_active >= 0)
         snprintf(p->d.reason, sizeof p->d.reason, "schedule entry %d: bounds %d..%d", g->sched_active + 1,
                  eff->desired_instances, eff->max_instances);
@@ -207,7 +217,11 @@ static void converge(struct plan_row *rows, size_t n, const struct plan_group *g
     /* After a boot timeout this evaluation backs off; agents need the
      * monitor's address: without it, wait rather than count a failure. */
     bool may_launch = g->backoff_over && !p->boot_timeout && g->manager_known;
-    if (size < target + p->surge && may_launch) {
+    if (size < target + p->surge && suspend_holds(g->suspended, SUSP_LAUNCH)) {
+        p->held += target + p->surge - size;
+    } else if (size > target + p->allowance && suspend_holds(g->suspended, SUSP_TERMINATE)) {
+        p->held += size - target - p->allowance;
+    } else if (size < target + p->surge && may_launch) {
         int want = target + p->surge - size;
         if (size >= target)
             snprintf(p->launch_why, sizeof p->launch_why, "rollout %llu: %d beyond target %d to replace older "
@@ -240,13 +254,13 @@ void plan_evaluation(struct plan_row *rows, size_t n, const struct asg_config *c
     p->steps = keep;
     p->cap = cap;
     p->st = g->st;
-    rollout_judge(rows, n, cfg, g, p);
+    suspend_rollout_judge(rows, n, cfg, g, p);
     sweep(rows, n, cfg, g, p);
     plan_releases(rows, n, g, cfg->lb_drain_timeout_ms, p);
     joined(rows, n, eff, g->now, p);
     policy_step(rows, n, cfg, eff, g, p);
     if (!g->draining) {
-        rollout_step(rows, n, cfg, g, p->d.target, p);
+        suspend_rollout_step(rows, n, cfg, g, p->d.target, p);
         converge(rows, n, g, p);
     }
 }

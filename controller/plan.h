@@ -21,6 +21,7 @@
 #include "../common/config.h"
 #include "../common/group.h"
 #include "../policy/policy.h"
+#include "../common/suspend.h"
 
 struct plan;
 
@@ -67,6 +68,7 @@ struct plan_group {
     uint64_t prev_gen;          /* the one before it, kept whole (a rollback can launch it); 0 none */
     bool lb_counts_5xx;         /* the balancer counts each member's 5xx answers */
     struct rollout_state ro;    /* the rollout as the table holds it */
+    uint32_t suspended;         /* processes an operator suspended (common/suspend.h) */
 };
 
 enum plan_kind {
@@ -113,6 +115,7 @@ struct plan {
     char ro_note[224];          /* a phase change, for the log and the events */
     int surge;                  /* launches beyond the target, to replace old instances */
     int allowance;              /* instances beyond the target the rollout keeps (not scaled in) */
+    int held;                   /* launches and stops a suspended process holds back (controller/suspend.h) */
 };
 
 /* Would a stop of an instance in this state wait for the balancer to drain

@@ -12,6 +12,7 @@
 #include "controller.h"
 #include "reconcile.h"
 #include "rows.h"
+#include "suspend.h"
 #include "takeover.h"
 
 static uint64_t id_number(const char *group, const char *id)
@@ -104,6 +105,10 @@ void ctl_reconcile(struct ctl *c)
     size_t n = 0;
     char err[512];
     c->last_reconcile = now_ms();
+    if (ctl_suspended(c, SUSP_RECONCILE)) {
+        log_debug("reconcile: suspended by an operator (asgctl resume reconcile)");
+        return;
+    }
     if (c->prov.ops->list(&c->prov, &list, &n, err, sizeof err) != 0) {
         log_warn("reconcile: cannot list the provider's instances: %s", err);
         return;

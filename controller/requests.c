@@ -14,6 +14,7 @@
 #include "requests.h"
 #include "rollout.h"
 #include "rows.h"
+#include "suspend.h"
 
 /* Sets the live target for an operator's request (lock held); desired > 0
  * also records the operator's desired size. */
@@ -77,6 +78,8 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
         ctl_rollout_request(c, rq, now);
     } else if (rq->kind == REQ_LIFECYCLE) {
         lifecycle_request(c, rq, now);
+    } else if (rq->kind == REQ_SUSPEND) {
+        ctl_suspend_request(c, rq);
     } else if (rq->kind == REQ_TERMINATE) {
         struct table_row *r = table_find(c->t, rq->id);
         if (!r || r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT) {

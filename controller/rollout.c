@@ -7,6 +7,7 @@
 #include "../common/util.h"
 #include "../shm/ops.h"
 #include "rollout.h"
+#include "suspend.h"
 #include "rollout_plan.h"
 
 void rollout_config_settings(const struct asg_config *cfg, struct rollout_settings *s)
@@ -164,6 +165,9 @@ static void spec_changed(struct ctl *c, const struct launch_spec *cfgspec, int64
         table_rollout(c->t, &ro);
         note(c, LOG_LVL_INFO, "rollout %llu now rolls out generation %llu", (unsigned long long)ro.number,
              (unsigned long long)cur.gen);
+    } else if (c->cfg.rollout_auto && !first && suspend_holds_rollout(h->suspended)) {
+        note(c, LOG_LVL_WARN, "rollout.auto: no rollout of generation %llu while processes it needs are "
+             "suspended; asgctl rollout start once they are resumed", (unsigned long long)cur.gen);
     } else if (c->cfg.rollout_auto && !first) {
         struct rollout_settings s;
         rollout_config_settings(&c->cfg, &s);
@@ -298,6 +302,11 @@ void ctl_rollout_request(struct ctl *c, const struct ctl_request *rq, int64_t no
         if (ongoing(ro.phase)) {
             snprintf(why, sizeof why, "rollout %llu is %s: cancel it first", (unsigned long long)ro.number, name);
             refuse(c, "start", why);
+            return;
+        }
+        if (suspend_holds_rollout(c->t->hdr->suspended)) {
+            refuse(c, "start", "processes are suspended that a rollout needs (rollout, launch or terminate): "
+                               "asgctl resume first");
             return;
         }
         struct rollout_settings s;

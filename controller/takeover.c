@@ -13,6 +13,7 @@
 #include "rollout.h"
 #include "rollout_plan.h"
 #include "rows.h"
+#include "suspend.h"
 #include "takeover.h"
 
 static int by_id(const void *a, const void *b)
@@ -168,6 +169,8 @@ static void take_over(struct ctl *c, int64_t now)
         resume_launches(c, v, now);
     if (o && json_object_is_type(o, json_type_object))
         take_rollout(c, o, now);
+    if (o)
+        ctl_suspend_take_over(c, o);
     json_object_put(o);
     free(state);
     for (uint32_t i = 0; i < c->t->capacity; i++)

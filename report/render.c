@@ -198,9 +198,27 @@ void render_rollout_json(struct strbuf *b, const struct snapshot *s)
     for (int i = 0; i < set->npause && i < ROLLOUT_PAUSES; i++)
         sb_printf(b, "%s%d", i ? "," : "", set->pause_at[i]);
     sb_printf(b, "],\"started_ms\":%lld,\"ended_ms\":%lld,\"old_instances\":%d,\"new_instances\":%d,"
-                 "\"generation_in_force\":%llu,\"pinned\":%s}",
+                 "\"generation_in_force\":%llu,\"pinned\":%s,\"held_by_suspension\":%s}",
               (long long)ro->started_wall_ms, (long long)ro->ended_wall_ms, old, new_,
-              (unsigned long long)h->spec.gen, h->spec_pinned ? "true" : "false");
+              (unsigned long long)h->spec.gen, h->spec_pinned ? "true" : "false",
+              ro->phase == RO_RUNNING && suspend_holds_rollout(h->suspended) ? "true" : "false");
+}
+
+void render_suspended_json(struct strbuf *b, const struct table_hdr *h)
+{
+    sb_printf(b, "[");
+    bool first = true;
+    for (uint32_t p = 0; p < SUSP_COUNT; p++) {
+        if (!suspend_holds(h->suspended, p))
+            continue;
+        char by[SUSPEND_BY_MAX];
+        copy_str(by, sizeof by, h->suspend[p].by);
+        sb_printf(b, "%s{\"process\":\"%s\",\"by\":", first ? "" : ",", suspend_process_name(p));
+        sb_json_str(b, by);
+        sb_printf(b, ",\"since_ms\":%lld}", (long long)h->suspend[p].since_wall_ms);
+        first = false;
+    }
+    sb_printf(b, "]");
 }
 
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
@@ -243,6 +261,8 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     notify_render_json(b, s);
     sb_printf(b, ",\"history\":");
     histq_status_json(b, s);
+    sb_printf(b, ",\"suspended\":");
+    render_suspended_json(b, h);
     sb_printf(b, ",\"processes\":{");
     pid_field(b, "supervisor", h->pid_supervisor, false);
     pid_field(b, "history", h->pid_history, false);
@@ -410,6 +430,15 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
     }
 }
 
+/* asg_suspended: one series per process, 1 while an operator holds it. */
+static void suspended_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    help(b, "asg_suspended", "gauge", "1 while the process is suspended by an operator (asgctl suspend).");
+    for (uint32_t p = 0; p < SUSP_COUNT; p++)
+        sb_printf(b, "asg_suspended{process=\"%s\"} %d\n", suspend_process_name(p),
+                  suspend_holds(s->hdr->suspended, p));
+}
+
 /* Every metric family in the order /metrics shows them, each with its
  * HELP and TYPE: long because the list is, and kept in one place so that
  * docs/monitoring.md's list of metrics can be checked against it by eye. */
@@ -441,6 +470,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     rollout_metrics(b, s);
     notify_render_metrics(b, s);
     histq_metrics(b, s);
+    suspended_metrics(b, s);
     balancer_metrics(b, s);
     help(b, "asg_provider_calls_total", "counter", "Launches and terminations asked of the provider.");
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));

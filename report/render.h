@@ -19,6 +19,10 @@ void render_metrics(struct strbuf *b, const struct snapshot *s);
  * "rollout" in the group's JSON): one JSON object, no newline. */
 void render_rollout_json(struct strbuf *b, const struct snapshot *s);
 
+/* The suspended processes ("suspended" in the group's JSON): a JSON array
+ * of {"process", "by", "since_ms"}, one per suspended process. */
+void render_suspended_json(struct strbuf *b, const struct table_hdr *h);
+
 /* Live instances (not terminating) of the running rollout's target
  * generation (new; when none runs, of the spec in force) and of any other
  * (old). */

@@ -567,6 +567,24 @@ void table_rollout(struct table *t, const struct rollout_state *ro)
     hdr_write_end(t);
 }
 
+void table_suspended(struct table *t, uint32_t mask, bool suspend, const char *by, int64_t wall)
+{
+    struct table_hdr *h = t->hdr;
+    hdr_write_begin(t);
+    for (uint32_t p = 0; p < SUSP_COUNT; p++) {
+        if (!(mask & SUSP_BIT(p)))
+            continue;
+        struct suspend_mark *m = &h->suspend[p];
+        memset(m, 0, sizeof *m);
+        if (suspend) {
+            m->since_wall_ms = wall;
+            copy_str(m->by, sizeof m->by, by);
+        }
+    }
+    h->suspended = suspend ? (h->suspended | mask) & SUSP_ALL : h->suspended & ~mask;
+    hdr_write_end(t);
+}
+
 void table_spec_in_force(struct table *t, const struct spec_saved *cur, const struct spec_saved *prev,
                          bool pinned, const uint8_t rejected[SPEC_DIGEST_SIZE])
 {

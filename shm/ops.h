@@ -171,6 +171,9 @@ void table_evaluated(struct table *t, const struct ctl_state *st, int change, in
 void table_launch_spec(struct table *t, uint64_t gen, const uint8_t digest[SPEC_DIGEST_SIZE]);
 /* The rollout as last decided (controller/rollout.h). */
 void table_rollout(struct table *t, const struct rollout_state *ro);
+/* Controller, on an operator's REQ_SUSPEND: the processes of mask
+ * suspended (by whom, since wall) or resumed (their marks cleared). */
+void table_suspended(struct table *t, uint32_t mask, bool suspend, const char *by, int64_t wall);
 /* The launch spec in force, kept whole (cur; it is hdr->spec too), the
  * one before it (prev; NULL leaves it), whether it is pinned against the
  * config's after a rollback, and the config's digest then refused (NULL:

@@ -24,7 +24,7 @@ static const char *const state_names[ROW_STATE_COUNT] = {"free", "pending", "run
 
 static const char *const event_names[] = {"scale", "launch", "terminate", "health",
                                           "role", "config", "operator", "balancer", "rollout",
-                                          "lifecycle"};
+                                          "lifecycle", "suspend"};
 static const char *const cause_names[] = {"load", "bounds", "operator"};
 const double probe_bucket_ms[PROBE_BUCKETS - 1] = {0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000};
 

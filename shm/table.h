@@ -19,6 +19,7 @@
 #include "../common/group.h"
 #include "../common/identity.h"
 #include "../common/proc.h"
+#include "../common/suspend.h"
 
 #define TABLE_MAGIC 0x31304c4254475341ULL /* "ASGTBL01" in memory order */
 /* The layout's version: bumped by every change of the header's or a row's
@@ -30,7 +31,8 @@
  * later asgd migrates it. 21: rollouts (the header's rollout and saved
  * launch specs; each row's 5xx counter, bake window marks and weight).
  * 22: the notifier's cursor and counters (the header's notify), the
- * history role's pid and its database's health (the header's). */
+ * history role's pid and its database's health (the header's),
+ * suspended processes (the header's suspended mask and marks). */
 #define TABLE_VERSION 22
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
@@ -120,7 +122,7 @@ struct table_row {
  * asgctl events). A ring; each entry has its own sequence counter. */
 #define TABLE_EVENTS 256
 enum event_kind { EV_SCALE, EV_LAUNCH, EV_TERMINATE, EV_HEALTH, EV_ROLE, EV_CONFIG,
-                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_LIFECYCLE, EV_KIND_COUNT };
+                  EV_OPERATOR, EV_BALANCER, EV_ROLLOUT, EV_LIFECYCLE, EV_SUSPEND, EV_KIND_COUNT };
 const char *event_kind_name(uint32_t kind);
 
 struct table_event {
@@ -344,6 +346,12 @@ struct table_hdr {
     _Atomic int32_t pid_history;
     uint32_t pad_history;
     struct history_state history;
+    /* controller: suspended processes (common/suspend.h), written on an
+     * operator's REQ_SUSPEND alone (controller/suspend.h): a bit per
+     * process, and who suspended each and when */
+    uint32_t suspended;
+    uint32_t pad_suspend;
+    struct suspend_mark suspend[SUSP_COUNT];
 };
 
 /* After the header, apart from it: the probe counters and histograms and

@@ -42,6 +42,7 @@
 #include "rollout_api.h"
 #include "notify_api.h"
 #include "history_api.h"
+#include "suspend_api.h"
 #include "status.h"
 
 #define MAX_BODY 4096
@@ -667,6 +668,44 @@ static enum MHD_Result post_desired(struct status *st, struct MHD_Connection *c,
     return forward(st, c, &rq, "set desired");
 }
 
+/* Which credential the request carried (may_read checked it): for the
+ * record of who suspended what. */
+static const char *credential_kind(struct status *st, struct MHD_Connection *c)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+        return "dashboard";
+    pthread_mutex_lock(&st->mu);
+    bool api = st->api_token[0] && same_secret(auth + 7, st->api_token);
+    pthread_mutex_unlock(&st->mu);
+    return api ? "api-token" : "status-token";
+}
+
+/* Every field checked here (suspend_api.h); the controller records who
+ * asked, as the caller named itself and the credential it showed. */
+static enum MHD_Result post_suspend(struct status *st, struct MHD_Connection *c, json_object *o)
+{
+    char by[SUSPEND_BY_MAX], why[200];
+    suspend_api_caller(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-ASG-Client"), credential_kind(st, c),
+                       by, sizeof by);
+    struct ctl_request rq;
+    if (suspend_api_request(o, by, &rq, why, sizeof why) != 0)
+        return send_error(c, 400, "%s", why);
+    return forward(st, c, &rq, rq.value ? "suspend" : "resume");
+}
+
+static enum MHD_Result get_suspend(struct status *st, struct MHD_Connection *c)
+{
+    struct table_hdr h;
+    if (!table_read_hdr(&st->t, &h))
+        return send_error(c, 503, "table header unreadable (a writer died mid-write)");
+    struct strbuf b = {0};
+    sb_printf(&b, "{\"suspended\":");
+    render_suspended_json(&b, &h);
+    sb_printf(&b, "}\n");
+    return send_json(c, 200, &b);
+}
+
 /* Finds a live instance in a fresh snapshot; copies it out. */
 static bool find_instance(struct status *st, const char *id, struct table_row *out)
 {
@@ -797,6 +836,8 @@ static enum MHD_Result act(struct status *st, struct MHD_Connection *c, const ch
         ret = post_desired(st, c, o);
     else if (strcmp(url, "/api/v1/rollout") == 0 && strcmp(method, "POST") == 0)
         ret = post_rollout(st, c, o);
+    else if (strcmp(url, "/api/v1/suspend") == 0 && strcmp(method, "POST") == 0)
+        ret = post_suspend(st, c, o);
     else if (strcmp(url, "/api/v1/instances") == 0 && strcmp(method, "POST") == 0) {
         struct ctl_request rq = {CTL_REQ_MAGIC, REQ_LAUNCH_ONE, 0, 0, ""};
         ret = forward(st, c, &rq, "launch one");
@@ -869,6 +910,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return get_notify(st, c);
     if (get && (strcmp(url, "/api/v1/activities") == 0 || strcmp(url, "/api/v1/history/samples") == 0))
         return get_history(st, c, strcmp(url, "/api/v1/history/samples") == 0);
+    if (get && strcmp(url, "/api/v1/suspend") == 0)
+        return get_suspend(st, c);
     if (strcmp(method, "POST") == 0 && strncmp(url, "/api/v1/", 8) == 0)
         return act(st, c, url, method, body);
     if (strncmp(url, "/api/v1/", 8) == 0 || strcmp(url, "/metrics") == 0 || strcmp(url, "/") == 0 ||

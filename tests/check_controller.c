@@ -1407,6 +1407,93 @@ START_TEST(test_launches_carry_the_launch_spec_generation)
 }
 END_TEST
 
+/* ---- suspended processes (controller/suspend.h) ---- */
+
+static void suspend_req(int on, uint32_t mask, const char *by)
+{
+    struct ctl_request rq = {CTL_REQ_MAGIC, REQ_SUSPEND, on, mask, ""};
+    copy_str(rq.id, sizeof rq.id, by);
+    controller_request(C, &rq);
+}
+
+static const struct table_event *last_event(struct table_event *ev)
+{
+    uint64_t w = atomic_load(&T.log->events_written);
+    ck_assert(table_read_events(&T, w - 1, ev, 1) == 1);
+    return ev;
+}
+
+/* The controller records who suspended what and when, keeps the first
+ * record on a second suspend, clears it on resume; an evaluation with
+ * launch suspended launches nothing, and one after resume does. */
+START_TEST(test_suspend_is_recorded_with_who_and_when_and_holds_launches)
+{
+    suspend_req(1, SUSP_BIT(SUSP_LAUNCH) | SUSP_BIT(SUSP_SCALE), "tester via api-token");
+    ck_assert_uint_eq(T.hdr->suspended, SUSP_BIT(SUSP_LAUNCH) | SUSP_BIT(SUSP_SCALE));
+    ck_assert_str_eq(T.hdr->suspend[SUSP_LAUNCH].by, "tester via api-token");
+    ck_assert(T.hdr->suspend[SUSP_LAUNCH].since_wall_ms > 0);
+    struct table_event ev;
+    ck_assert_uint_eq(last_event(&ev)->kind, EV_SUSPEND);
+    ck_assert_msg(strstr(ev.msg, "tester via api-token: suspended launch, scale"), "%s", ev.msg);
+    suspend_req(1, SUSP_BIT(SUSP_LAUNCH), "someone else");
+    ck_assert_str_eq(T.hdr->suspend[SUSP_LAUNCH].by, "tester via api-token");
+    ck_assert_msg(strstr(last_event(&ev)->msg, "already suspended"), "%s", ev.msg);
+    controller_evaluate(C);
+    controller_evaluate(C);
+    ck_assert_int_eq(F.launches, 0);
+    ck_assert_int_eq(T.hdr->ctl.target, 3); /* decided, held */
+    suspend_req(0, SUSP_ALL, "tester");
+    ck_assert_uint_eq(T.hdr->suspended, 0);
+    ck_assert_str_eq(T.hdr->suspend[SUSP_LAUNCH].by, "");
+    ck_assert(T.hdr->suspend[SUSP_SCALE].since_wall_ms == 0);
+    ck_assert_msg(strstr(last_event(&ev)->msg, "resumed launch, scale"), "%s", ev.msg);
+    controller_evaluate(C);
+    ck_assert_int_eq(F.launches, 3);
+}
+END_TEST
+
+/* Reconcile suspended: an instance the table lacks is not adopted until
+ * resume. Balancer suspended: nothing is added to it until resume. */
+START_TEST(test_reconcile_and_balancer_suspended_call_nothing)
+{
+    controller_evaluate(C);
+    all_register();
+    struct provider_instance *in = &F.inst[F.n++];
+    memset(in, 0, sizeof *in);
+    copy_str(in->id, sizeof in->id, "i-stray");
+    copy_str(in->addr, sizeof in->addr, "127.0.0.1:29999");
+    in->alive = true;
+    suspend_req(1, SUSP_BIT(SUSP_RECONCILE), "tester");
+    controller_reconcile(C);
+    table_lock(&T, 1000);
+    ck_assert_ptr_null(table_find(&T, "i-stray"));
+    table_unlock(&T);
+    suspend_req(0, SUSP_BIT(SUSP_RECONCILE), "tester");
+    controller_reconcile(C);
+    table_lock(&T, 1000);
+    ck_assert_ptr_nonnull(table_find(&T, "i-stray"));
+    table_unlock(&T);
+
+    teardown();
+    setup();
+    cfg.lb_kind = LB_HAPROXY;
+    reopen();
+    controller_use_lb(C, &fake_lb_ops, &L);
+    suspend_req(1, SUSP_BIT(SUSP_BALANCER), "tester");
+    controller_evaluate(C);
+    table_lock(&T, 1000);
+    for (uint32_t i = 0; i < T.capacity; i++)
+        if (T.rows[i].state == ROW_PENDING)
+            table_registered(&T, &T.rows[i], T.rows[i].addr, "127.0.0.1:30001", now_ms());
+    table_unlock(&T);
+    controller_lb_step(C);
+    ck_assert_int_eq(L.adds, 0);
+    suspend_req(0, SUSP_BIT(SUSP_BALANCER), "tester");
+    controller_lb_step(C);
+    ck_assert_int_eq(L.adds, 3);
+}
+END_TEST
+
 Suite *controller_suite(void)
 {
     const TTest *tests[] = {
@@ -1437,6 +1524,8 @@ Suite *controller_suite(void)
         test_a_saved_spec_sets_only_its_own_keys_and_only_as_digested,
         test_a_rollback_to_a_damaged_earlier_spec_is_refused,
         test_the_grace_before_force_is_the_providers_own,
+        test_suspend_is_recorded_with_who_and_when_and_holds_launches,
+        test_reconcile_and_balancer_suspended_call_nothing,
         NULL};
     const TTest *registry[] = {
         test_every_provider_kind_has_one_registry_entry,

@@ -41,6 +41,7 @@ Suite *layout_suite(void);
 Suite *notify_ce_suite(void);
 Suite *lifecycle_suite(void);
 Suite *history_suite(void);
+Suite *suspend_suite(void);
 Suite *plan_suite(void);
 Suite *rollout_suite(void);
 Suite *rollout_api_suite(void);

@@ -1,0 +1,44 @@
+/* The processes' names (suspend.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "suspend.h"
+
+static const char *const names[SUSP_COUNT] = {
+    [SUSP_LAUNCH] = "launch",       [SUSP_TERMINATE] = "terminate", [SUSP_REPLACE] = "replace",
+    [SUSP_SCALE] = "scale",         [SUSP_RECONCILE] = "reconcile", [SUSP_BALANCER] = "balancer",
+    [SUSP_ROLLOUT] = "rollout"};
+
+const char *suspend_process_name(uint32_t p) { return p < SUSP_COUNT ? names[p] : "?"; }
+
+uint32_t suspend_bit_of(const char *name)
+{
+    for (uint32_t p = 0; p < SUSP_COUNT; p++)
+        if (strcmp(name, names[p]) == 0)
+            return SUSP_BIT(p);
+    return 0;
+}
+
+void suspend_mask_text(uint32_t mask, char *out, size_t size)
+{
+    size_t used = 0;
+    if (size)
+        out[0] = '\0';
+    for (uint32_t p = 0; p < SUSP_COUNT && used < size; p++)
+        if (mask & SUSP_BIT(p)) {
+            int k = snprintf(out + used, size - used, "%s%s", used ? ", " : "", names[p]);
+            if (k < 0)
+                break;
+            used += (size_t)k;
+        }
+}
+
+bool suspend_by_valid(const char *by, size_t len)
+{
+    if (len == 0 || len >= SUSPEND_BY_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (by[i] < 0x20 || by[i] > 0x7e || by[i] == '"' || by[i] == '\\')
+            return false;
+    return true;
+}
