@@ -73,6 +73,8 @@ LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c provider/exec.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_SRC += common/url.c
+# The termination policy's comparator: pure; the config's check reads its names.
+LIB_SRC += controller/victim.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -88,6 +90,10 @@ CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c
 PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
 CONTROLLER_SRC += controller/weights.c
+# Operators' controls on an instance: protection, standby (issue 30).
+CONTROLLER_SRC += controller/instance_ops.c
+ASGD_SRC += status/instance_api.c
+CTL_SRC += asgctl/instance.c
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
@@ -96,6 +102,8 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_text.c tests/check_exec.c tests/check_layout.c tests/check_layout_cfg.c \
            tests/check_migrate.c tests/check_plan.c tests/check_notify.c tests/check_rollout.c tests/check_rollout_api.c \
            tests/check_ha_rollout.c
+# Protection, standby, the termination policy (issue 30).
+UNIT_SRC += tests/check_ops.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 

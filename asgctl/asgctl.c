@@ -25,6 +25,7 @@
 #include "../shm/table.h"
 #include "login.h"
 #include "rollout.h"
+#include "instance.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -51,6 +52,9 @@ static void usage(FILE *f)
             "                           replace the instances of older launch specs\n"
             "  rollout pause|resume|rollback|cancel\n"
             "                           steer the rollout (start and these need the API token)\n"
+            "  protect ID on|off        scale-in protection: no scale-in or rollout stops it\n"
+            "  standby ID enter [--decrement] | exit\n"
+            "                           out of the balancer, not replaced, not counted; and back\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -1051,7 +1055,8 @@ int main(int argc, char **argv)
         return 2;
     struct manager mgr = {.cfg = &cfg, .cfg_from_file = cfgfile != NULL};
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
-    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0) && !cfgfile)
+    if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
+         strcmp(cmd, "protect") == 0 || strcmp(cmd, "standby") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1112,6 +1117,8 @@ int main(int argc, char **argv)
         return cmd_replay(rest, argv + i, &cfg);
     if (strcmp(cmd, "rollout") == 0)
         return cmd_rollout(&mgr, rest, argv + i);
+    if (strcmp(cmd, "protect") == 0 || strcmp(cmd, "standby") == 0)
+        return instance_command(&cfg, mgr.shm, cmd, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

@@ -65,13 +65,22 @@ int ctlsock_recv(int fd, struct ctl_request *req, char *why, size_t whysize)
         return -1;
     }
     memcpy(req, buf, sizeof *req);
-    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_ROLLOUT) {
+    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_STANDBY) {
         snprintf(why, whysize, "request with a bad magic or kind %u", req->kind);
         return -1;
     }
-    if (req->kind == REQ_TERMINATE &&
+    bool names_instance = req->kind == REQ_TERMINATE || req->kind == REQ_PROTECT || req->kind == REQ_STANDBY;
+    if (req->kind == REQ_PROTECT && req->value != 0 && req->value != 1) {
+        snprintf(why, whysize, "protect request with a bad value %d (0 off, 1 on)", req->value);
+        return -1;
+    }
+    if (req->kind == REQ_STANDBY && (req->value < SB_EXIT || req->value > SB_ENTER_DECREMENT)) {
+        snprintf(why, whysize, "standby request with a bad action %d", req->value);
+        return -1;
+    }
+    if (names_instance &&
         (!memchr(req->id, 0, sizeof req->id) || !valid_instance_id(req->id, strlen(req->id)))) {
-        snprintf(why, whysize, "terminate request with a bad instance id");
+        snprintf(why, whysize, "instance request (kind %u) with a bad instance id", req->kind);
         return -1;
     }
     if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000)) {

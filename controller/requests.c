@@ -10,13 +10,14 @@
 #include "../common/util.h"
 #include "../shm/ops.h"
 #include "calls.h"
+#include "instance_ops.h"
 #include "requests.h"
 #include "rollout.h"
 #include "rows.h"
 
 /* Sets the live target for an operator's request (lock held); desired > 0
  * also records the operator's desired size. */
-static void operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
+void ctl_operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
 {
     table_operator_target(c->t, to, desired, now);
     if (to != from)
@@ -46,7 +47,7 @@ static void terminate_decrement(struct ctl *c, struct table_row *r, const struct
                "operator: terminate %s and decrement: target %d -> %d, desired %d -> %d", r->id, target, to,
                desired, new_desired ? new_desired : desired);
     ctl_mark_terminating(c, r, "operator request (decrement)", now);
-    operator_target(c, target, to, new_desired, now);
+    ctl_operator_target(c, target, to, new_desired, now);
 }
 
 static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
@@ -60,7 +61,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        rq->value, eff.min_instances, eff.max_instances);
             return;
         }
-        operator_target(c, target, rq->value, rq->value, now);
+        ctl_operator_target(c, target, rq->value, rq->value, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: desired %d (target %d -> %d)",
                    rq->value, target, rq->value);
     } else if (rq->kind == REQ_LAUNCH_ONE) {
@@ -69,11 +70,13 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        eff.max_instances);
             return;
         }
-        operator_target(c, target, target + 1, 0, now);
+        ctl_operator_target(c, target, target + 1, 0, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: launch one (target %d -> %d)",
                    target, target + 1);
     } else if (rq->kind == REQ_ROLLOUT) {
         ctl_rollout_request(c, rq, now);
+    } else if (rq->kind == REQ_PROTECT || rq->kind == REQ_STANDBY) {
+        ctl_instance_request(c, rq, &eff, target, now);
     } else if (rq->kind == REQ_TERMINATE) {
         struct table_row *r = table_find(c->t, rq->id);
         if (!r || r->state == ROW_TERMINATING) {

@@ -166,6 +166,9 @@ void ctl_plan_row(const struct ctl *c, const struct table_row *r, uint32_t slot,
     out->lb_5xx = r->lb_5xx;
     out->lb_req_mark = r->lb_req_mark;
     out->lb_5xx_mark = r->lb_5xx_mark;
+    out->protect = r->flags & ROW_F_PROTECTED;
+    out->standby = r->flags & ROW_F_STANDBY;
+    out->lb_sessions = r->lb_sessions;
     bool serves_there = false;
     if (c->lb.ops && r->state == ROW_RUNNING) {
         char member[TABLE_ADDR_MAX];
