@@ -191,6 +191,7 @@ static void print_instance_rows(const struct snapshot *s, bool lb)
                 snprintf(rate, sizeof rate, "%.1f", r->req_rate);
             printf(" %-9s %7s", lb_state_name(r->lb_state), rate);
         }
+        instance_marks_print(r);
         printf("%s%s\n", r->reason[0] ? "  " : "", r->reason);
     }
 }
@@ -208,6 +209,7 @@ static void print_status_text(const struct snapshot *s)
            running, pending, snapshot_count(s, ROW_UNHEALTHY), snapshot_count(s, ROW_TERMINATING));
     if (h->spec.gen)
         printf("launch spec generation %llu\n", (unsigned long long)h->spec.gen);
+    instance_controls_print(s);
     if (c->tls_mode == TLS_PLAINTEXT)
         printf("WARNING: tls.mode = \"plaintext\": agents and manager are not authenticated; anyone "
                "who reaches %s or an agent's port can steer this group\n", c->monitor_listen);

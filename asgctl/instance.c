@@ -104,3 +104,30 @@ int instance_command(const struct asg_config *cfg, const char *shm, const char *
         table_detach(&t);
     return rc;
 }
+
+void instance_marks_print(const struct table_row *r)
+{
+    if (r->flags & ROW_F_PROTECTED)
+        printf("  [protected]");
+    if (r->flags & ROW_F_STANDBY)
+        printf("  [standby%s]", r->flags & ROW_F_STANDBY_DECREMENTED ? ", decremented" : "");
+}
+
+void instance_controls_print(const struct snapshot *s)
+{
+    int prot = 0, standby = 0, counted = 0;
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        const struct table_row *r = &s->rows[i];
+        bool live = r->state == ROW_PENDING || r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY;
+        prot += live && (r->flags & ROW_F_PROTECTED);
+        standby += live && (r->flags & ROW_F_STANDBY);
+        counted += live && !(r->flags & ROW_F_STANDBY);
+    }
+    if (!prot && !standby)
+        return;
+    printf("controls: %d protected, %d on standby (not counted)", prot, standby);
+    int target = snapshot_target(s);
+    if (prot && target > 0 && counted > target)
+        printf("; %d above the target: a scale-in may be held by protection", counted - target);
+    printf("\n");
+}

@@ -7,6 +7,14 @@
 #define ASG_ASGCTL_INSTANCE_H
 
 #include "../common/config.h"
+#include "../shm/snapshot.h"
+
+/* asgctl status's share: an instance's marks ("  [protected]",
+ * "  [standby]"), and a line on the group's protected and standby
+ * instances (none when there are none), with a scale-in held by
+ * protection said. */
+void instance_marks_print(const struct table_row *r);
+void instance_controls_print(const struct snapshot *s);
 
 /* verb: "protect" or "standby"; argv[0..argc): ID and its words. shm: the
  * manager's table (NULL: the outcome is not awaited). 0 done, 1 refused

@@ -50,6 +50,7 @@ struct ctl {
     int launch_failures;
     bool failed_this_round;    /* one backoff step per evaluation, however many fail */
     bool replacements_paced;   /* said once per spell of waiting replacements */
+    int held_protected;        /* instances a scale-in could not stop for protection, as last said */
     int64_t last_failure_ms;
     int64_t failing_since_ms;  /* the first of launch_failures (a rollout judges the spell) */
     int64_t launch_not_before;

@@ -41,6 +41,8 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
               (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
               (unsigned long long)r->probes_failed);
     sb_printf(b, ",\"balancer\":\"%s\",\"connections\":%u", lb_state_name(r->lb_state), r->lb_sessions);
+    sb_printf(b, ",\"protected\":%s,\"standby\":%s", r->flags & ROW_F_PROTECTED ? "true" : "false",
+              r->flags & ROW_F_STANDBY ? "true" : "false");
     /* The balancer's count of its 5xx answers (HAProxy in http mode). */
     if (r->lb_counted_ms)
         sb_printf(b, ",\"balancer_5xx\":%llu", (unsigned long long)r->lb_5xx);
@@ -394,6 +396,22 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
     }
 }
 
+/* Operators' controls (docs/instance-controls.md): instances on standby
+ * (counted in asg_instances by state too) and protected ones. */
+static void instance_control_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    int standby = 0, protected_ = 0;
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        bool live = s->rows[i].state != ROW_FREE && s->rows[i].state != ROW_TERMINATING;
+        standby += live && (s->rows[i].flags & ROW_F_STANDBY);
+        protected_ += live && (s->rows[i].flags & ROW_F_PROTECTED);
+    }
+    help(b, "asg_instances_standby", "gauge", "Instances on standby: out of the balancer, not replaced, not counted.");
+    sb_printf(b, "asg_instances_standby %d\n", standby);
+    help(b, "asg_protected_instances", "gauge", "Instances protected from scale-in and rollouts.");
+    sb_printf(b, "asg_protected_instances %d\n", protected_);
+}
+
 /* Every metric family in the order /metrics shows them, each with its
  * HELP and TYPE: long because the list is, and kept in one place so that
  * docs/monitoring.md's list of metrics can be checked against it by eye. */
@@ -406,6 +424,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     help(b, "asg_instances", "gauge", "Instances in the group by state.");
     for (uint32_t st = ROW_PENDING; st < ROW_STATE_COUNT; st++)
         sb_printf(b, "asg_instances{state=\"%s\"} %d\n", row_state_name(st), snapshot_count(s, st));
+    instance_control_metrics(b, s);
     help(b, "asg_group_min_instances", "gauge", "group.min_instances.");
     sb_printf(b, "asg_group_min_instances %d\n", c->min_instances);
     help(b, "asg_group_max_instances", "gauge", "group.max_instances.");
