@@ -73,8 +73,8 @@ LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c provider/exec.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_SRC += common/url.c
-# The termination policy's comparator: pure; the config's check reads its names.
-LIB_SRC += controller/victim.c
+# The termination policy's names, which the config's check reads.
+LIB_SRC += common/termination.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -91,7 +91,7 @@ PROGRAMS = $(BINDIR)/asgd $(BINDIR)/asg-agent $(BINDIR)/asgctl
 # The balancer's weights (on a line of their own: others add to the list above).
 CONTROLLER_SRC += controller/weights.c
 # Operators' controls on an instance: protection, standby (issue 30).
-CONTROLLER_SRC += controller/instance_ops.c
+CONTROLLER_SRC += controller/instance_ops.c controller/victim.c
 ASGD_SRC += status/instance_api.c
 CTL_SRC += asgctl/instance.c
 

@@ -3,7 +3,7 @@
 #include "cron.h"
 #include "utf8.h"
 #include "url.h"
-#include "../controller/victim.h"
+#include "termination.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
 #include "../common/util.h"
 #include "../shm/ops.h"
 #include "instance_ops.h"
-#include "requests.h"
+#include "rows.h"
 
 static bool live(const struct table_row *r)
 {

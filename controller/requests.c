@@ -15,14 +15,6 @@
 #include "rollout.h"
 #include "rows.h"
 
-/* Sets the live target for an operator's request (lock held); desired > 0
- * also records the operator's desired size. */
-void ctl_operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
-{
-    table_operator_target(c->t, to, desired, now);
-    if (to != from)
-        atomic_fetch_add(&c->t->hdr->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
-}
 
 /* Terminate with decrement, as AWS's ShouldDecrementDesiredCapacity: the
  * group shrinks with the instance instead of replacing it. The target goes

@@ -9,10 +9,6 @@ struct ctl_request;
 /* One well-formed request: -1 when the table's lock could not be had (the
  * request is dropped, as a busy table's would be). */
 int ctl_carry_out_request(struct ctl *c, const struct ctl_request *rq);
-/* Sets the live target for an operator's request (lock held), counted as
- * an operator's action; desired > 0 also records the operator's desired
- * size. */
-void ctl_operator_target(struct ctl *c, int from, int to, int desired, int64_t now);
 /* Every request waiting on the controller's socket. */
 void ctl_handle_requests(struct ctl *c);
 

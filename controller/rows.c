@@ -142,6 +142,13 @@ void ctl_hold_target(struct ctl *c, int target)
     table_operator_target(c->t, target, 0, now_ms());
 }
 
+void ctl_operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
+{
+    table_operator_target(c->t, to, desired, now);
+    if (to != from)
+        atomic_fetch_add(&c->t->hdr->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
+}
+
 void ctl_plan_row(const struct ctl *c, const struct table_row *r, uint32_t slot, struct plan_row *out)
 {
     memset(out, 0, sizeof *out);

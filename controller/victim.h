@@ -17,27 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The rules, fixed and the operator's; VR_NONE: nothing told them apart. */
-enum victim_rule {
-    VR_NONE = 0,
-    VR_UNHEALTHY,           /* fixed: unhealthy first */
-    VR_PENDING,             /* fixed: not serving yet */
-    VR_SURGE,               /* fixed: a rollout's surge last */
-    VR_OLD_SPEC,            /* "old_spec": of an older launch spec (or due to a rollout) first */
-    VR_OLDEST,              /* "oldest": launched first */
-    VR_NEWEST,              /* "newest": launched last */
-    VR_FEWEST_CONNECTIONS,  /* "fewest_connections": fewest open at the balancer */
-    VR_SLOT,                /* last resort: the lower table slot */
-    VR_COUNT
-};
-
-#define VICTIM_RULES_MAX 4
-
-/* The operator's ordered list. */
-struct victim_policy {
-    uint32_t n;
-    uint32_t rule[VICTIM_RULES_MAX]; /* VR_OLD_SPEC .. VR_FEWEST_CONNECTIONS */
-};
+#include "../common/termination.h"
 
 /* A candidate as the comparator sees it. */
 struct victim_facts {
@@ -47,13 +27,6 @@ struct victim_facts {
     int64_t launch_ms;
     uint32_t slot;
 };
-
-/* The default list, today's order: old_spec, then newest. */
-void victim_policy_default(struct victim_policy *p);
-
-/* list: the config's names joined by commas ("" = the default). 0, or -1
- * with why naming the bad or repeated name. */
-int victim_policy_parse(const char *list, struct victim_policy *p, char *why, size_t whysize);
 
 /* Negative when a goes before b, positive when b goes first (never 0 for
  * two different slots); *decided is the rule that told them apart. */
@@ -65,9 +38,5 @@ int victim_compare(const struct victim_facts *a, const struct victim_facts *b, c
  * what the termination event says. */
 size_t victim_choose(const struct victim_facts *c, size_t n, const struct victim_policy *p,
                      enum victim_rule *decided);
-
-/* "unhealthy", "pending", "surge", "old_spec", "oldest", "newest",
- * "fewest_connections", "slot", "none". */
-const char *victim_rule_name(uint32_t rule);
 
 #endif
