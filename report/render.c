@@ -196,6 +196,17 @@ void render_rollout_json(struct strbuf *b, const struct snapshot *s)
               (unsigned long long)h->spec.gen, h->spec_pinned ? "true" : "false");
 }
 
+/* Live instances protected and on standby (docs/instance-controls.md). */
+static void control_counts(const struct snapshot *s, int *prot, int *standby)
+{
+    *prot = *standby = 0;
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        bool live = s->rows[i].state != ROW_FREE && s->rows[i].state != ROW_TERMINATING;
+        *standby += live && (s->rows[i].flags & ROW_F_STANDBY);
+        *prot += live && (s->rows[i].flags & ROW_F_PROTECTED);
+    }
+}
+
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
@@ -218,6 +229,9 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
               (unsigned long long)h->lock_recoveries, (unsigned long long)s->probes.events_written);
+    int prot, standby;
+    control_counts(s, &prot, &standby);
+    sb_printf(b, ",\"protected\":%d,\"standby\":%d", prot, standby);
     launch_spec_json(b, h->spec.gen);
     sb_printf(b, ",\"tls\":\"%s\",\"refused\":{", c->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)
@@ -400,12 +414,8 @@ static void balancer_metrics(struct strbuf *b, const struct snapshot *s)
  * (counted in asg_instances by state too) and protected ones. */
 static void instance_control_metrics(struct strbuf *b, const struct snapshot *s)
 {
-    int standby = 0, protected_ = 0;
-    for (uint32_t i = 0; i < s->nrows; i++) {
-        bool live = s->rows[i].state != ROW_FREE && s->rows[i].state != ROW_TERMINATING;
-        standby += live && (s->rows[i].flags & ROW_F_STANDBY);
-        protected_ += live && (s->rows[i].flags & ROW_F_PROTECTED);
-    }
+    int standby, protected_;
+    control_counts(s, &protected_, &standby);
     help(b, "asg_instances_standby", "gauge", "Instances on standby: out of the balancer, not replaced, not counted.");
     sb_printf(b, "asg_instances_standby %d\n", standby);
     help(b, "asg_protected_instances", "gauge", "Instances protected from scale-in and rollouts.");

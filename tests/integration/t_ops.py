@@ -69,6 +69,7 @@ def protected_instances_survive_a_scale_in_and_a_rollout(m):
         assert r.returncode == 0 and "protected from scale-in" in r.stdout, (r.returncode, r.stdout, r.stderr)
     s = m.status()
     assert [i["id"] for i in s["instances"] if i["protected"]] == keep, s["instances"]
+    assert s["group"]["protected"] == 2 and s["group"]["standby"] == 0, s["group"]
     r = m.ctl("status")
     assert r.stdout.count("[protected]") == 2 and "controls: 2 protected, 0 on standby" in r.stdout, r.stdout
     code, met = http("GET", m.url + "/metrics")
@@ -157,6 +158,7 @@ def standby_keeps_a_hung_instance_alive_and_out_of_the_balancer():
                  and len(hap.servers()) == 2, 30, "a replacement in HAProxy")
         s = m.status()
         assert instance(s, iid)["standby"] and instance(s, iid)["balancer"] == "removed", instance(s, iid)
+        assert s["group"]["standby"] == 1, s["group"]
         code, met = http("GET", m.url + "/metrics")
         promtool_check(met)
         assert "asg_instances_standby 1" in met, met
