@@ -76,6 +76,12 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        rq->id, r ? "already terminating" : "no such instance");
             return;
         }
+        if (r->flags & ROW_F_STANDBY) { /* not counted: nothing replaces it, no decrement is due */
+            table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_INFO, "operator: terminate %s (on standby: not "
+                       "counted, so nothing is launched in its place)", r->id);
+            ctl_mark_terminating(c, r, "operator request (on standby)", now);
+            return;
+        }
         if (rq->value == 1) {
             terminate_decrement(c, r, &eff, target, now);
             return;

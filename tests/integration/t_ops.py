@@ -199,6 +199,15 @@ def standby_keeps_a_hung_instance_alive_and_out_of_the_balancer():
         wait_for(lambda: in_haproxy(hap, iid), 15, "%s back in HAProxy" % iid)
         s = m.status()
         assert s["group"]["target"] == 2 and len(m.running(s)) == 2, s["group"]
+        # Terminated on standby, with --decrement: nothing replaces it and
+        # the target stays (the instance was not counted).
+        assert m.ctl("standby", iid, "enter").returncode == 0
+        wait_for(lambda: len([i for i in m.running() if not i["standby"]]) == 2, 20, "a replacement running")
+        code, r = m.api("POST", "/api/v1/instances/%s/terminate" % iid, {"decrement": True})
+        assert code == 202, (code, r)
+        s = wait_for(lambda: (lambda s: s if not instance(s, iid) else None)(m.status()), 15, "%s gone" % iid)
+        assert s["group"]["target"] == 2 and len(m.running(s)) == 2, s["group"]
+        assert any("on standby: not counted" in e for e in events(m)), events(m)
     except BaseException:
         sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-8000:])
         raise
