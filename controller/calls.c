@@ -11,6 +11,7 @@
 #include "calls.h"
 #include "controller.h"
 #include "ha_rollout.h"
+#include "instance_ops.h"
 #include "rows.h"
 
 /* With ha.etcd, a provider call is made only while this manager leads
@@ -197,6 +198,7 @@ static void ha_state(struct ctl *c, struct strbuf *b)
         sb_json_str(b, r->id);
     }
     sb_printf(b, "],\"launches\":%d,\"terminations\":%d", launches, terminations);
+    ctl_instance_flags_state(c, b, b->len + HA_STATE_MAX / 5);
     ha_state_rollout(c, b);
     sb_printf(b, "}");
 }

@@ -40,6 +40,12 @@ struct ctl_ha_gen {
     uint64_t gen;
 };
 
+/* An instance the last leader protected or put on standby: its bits. */
+struct ctl_ha_flag {
+    char id[INSTANCE_ID_MAX];
+    uint32_t flags;            /* ROW_F_PROTECTED, ROW_F_STANDBY, ROW_F_STANDBY_DECREMENTED */
+};
+
 struct ctl {
     struct table *t;
     struct asg_config cfg;
@@ -80,6 +86,10 @@ struct ctl {
      * those adopted after it; malloc'd, ha_ngens of them. */
     struct ctl_ha_gen *ha_gens;
     size_t ha_ngens;
+    /* The last leader's protected and standby instances (instance_ops.h),
+     * for those adopted after the takeover; malloc'd, ha_nflags of them. */
+    struct ctl_ha_flag *ha_flags;
+    size_t ha_nflags;
     struct log_limit ha_state_limit; /* instances left out of the group's state in etcd */
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
     uint64_t spec_cfg_gen;     /* the config generation it was worked out from */

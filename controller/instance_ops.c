@@ -1,6 +1,7 @@
 /* Protection and standby requests (instance_ops.h). */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/ctlsock.h"
@@ -125,4 +126,106 @@ void ctl_instance_request(struct ctl *c, const struct ctl_request *rq, const str
         standby_exit(c, r, eff, target, now);
     else
         standby_enter(c, r, rq->value == SB_ENTER_DECREMENT, eff, target, now);
+}
+
+/* ---- ha.etcd: the flags in the group's state ---- */
+
+#define CONTROL_FLAGS (ROW_F_PROTECTED | ROW_F_STANDBY | ROW_F_STANDBY_DECREMENTED)
+
+void ctl_instance_flags_state(const struct ctl *c, struct strbuf *b, size_t max)
+{
+    sb_printf(b, ",\"instance_flags\":{");
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->t->capacity && b->len + TABLE_ID_MAX + 16 < max; i++) {
+        const struct table_row *r = &c->t->rows[i];
+        if (!live(r) || !(r->flags & CONTROL_FLAGS))
+            continue;
+        sb_printf(b, "%s", n++ ? "," : "");
+        sb_json_str(b, r->id);
+        sb_printf(b, ":%u", (unsigned)(r->flags & CONTROL_FLAGS));
+    }
+    sb_printf(b, "}");
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const struct ctl_ha_flag *)a)->id, ((const struct ctl_ha_flag *)b)->id);
+}
+
+/* The state's "instance_flags", checked entry by entry (another process's
+ * message): 0 with the entries in *out (malloc'd, sorted by id), 1 when
+ * the state has none (a leader of before them), -1 with why. */
+static int flags_decode(const struct ctl *c, json_object *state, struct ctl_ha_flag **out, size_t *n, char *why,
+                        size_t whysize)
+{
+    json_object *o;
+    *out = NULL;
+    *n = 0;
+    if (!json_object_object_get_ex(state, "instance_flags", &o))
+        return 1;
+    if (!json_object_is_type(o, json_type_object) || (size_t)json_object_object_length(o) > c->t->capacity) {
+        snprintf(why, whysize, "instance_flags: not an object of at most %u entries", c->t->capacity);
+        return -1;
+    }
+    struct ctl_ha_flag *v = calloc((size_t)json_object_object_length(o) + 1, sizeof *v);
+    if (!v)
+        abort();
+    json_object_object_foreach(o, id, val) {
+        int64_t f = json_object_is_type(val, json_type_int) ? json_object_get_int64(val) : -1;
+        if (!valid_instance_id(id, strlen(id)) || strlen(id) >= TABLE_ID_MAX || f <= 0 || (f & ~(int64_t)CONTROL_FLAGS)) {
+            snprintf(why, whysize, "instance_flags: entry '%.40s': not an instance id with flags within %u", id,
+                     CONTROL_FLAGS);
+            free(v);
+            return -1;
+        }
+        copy_str(v[*n].id, sizeof v[*n].id, id);
+        v[(*n)++].flags = (uint32_t)f;
+    }
+    qsort(v, *n, sizeof *v, by_id);
+    *out = v;
+    return 0;
+}
+
+/* Row r takes exactly the flags the last leader had for it (none if it
+ * had none). */
+static void take_flags(struct ctl *c, struct table_row *r)
+{
+    struct ctl_ha_flag key;
+    copy_str(key.id, sizeof key.id, r->id);
+    const struct ctl_ha_flag *f = c->ha_nflags ? bsearch(&key, c->ha_flags, c->ha_nflags, sizeof key, by_id) : NULL;
+    uint32_t want = f ? f->flags : 0;
+    if ((r->flags & CONTROL_FLAGS) == want)
+        return;
+    table_row_flags(c->t, r, CONTROL_FLAGS, false);
+    if (want)
+        table_row_flags(c->t, r, want, true);
+    log_info("ha: %s takes the last leader's controls:%s%s", r->id, want & ROW_F_PROTECTED ? " protected" : "",
+             want & ROW_F_STANDBY ? " standby" : want ? "" : " none");
+}
+
+void ctl_instance_flags_learn(struct ctl *c, json_object *state)
+{
+    struct ctl_ha_flag *v;
+    size_t n;
+    char why[160];
+    int rc = flags_decode(c, state, &v, &n, why, sizeof why);
+    if (rc < 0)
+        table_note(c->t, EV_ROLE, NULL, LOG_LVL_ERROR, "ha: %.140s: the instances' controls ignored", why);
+    if (rc != 0)
+        return;
+    free(c->ha_flags);
+    c->ha_flags = v;
+    c->ha_nflags = n;
+    for (uint32_t i = 0; i < c->t->capacity; i++)
+        if (live(&c->t->rows[i]))
+            take_flags(c, &c->t->rows[i]);
+    if (n)
+        table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO,
+                   "ha: the last leader's controls taken over: %zu instance(s) protected or on standby", n);
+}
+
+void ctl_instance_flags_of_adopted(struct ctl *c, struct table_row *r)
+{
+    if (c->ha_nflags)
+        take_flags(c, r);
 }

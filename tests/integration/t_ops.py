@@ -217,5 +217,72 @@ def standby_keeps_a_hung_instance_alive_and_out_of_the_balancer():
         shutil.rmtree(d, ignore_errors=True)
 
 
+# ---- two managers on etcd (as tests/integration/t_ha.py makes them) ----
+
+def ha_role(m):
+    s = m.status()
+    return s["ha"]["role"] if s else None
+
+
+@test
+def a_new_leader_keeps_protection_and_standby():
+    """The leader's controls go with the group's state into etcd: after
+    the leader is killed, the new one has the same instance protected and
+    the same one on standby (with its decrement), and launches nothing."""
+    etcd = Etcd(1)
+    ms = []
+    try:
+        g = {"min_instances": 1, "max_instances": 4, "desired_instances": 3}
+        for ident in ("mgr-a", "mgr-b"):
+            m = Manager("opsha", group=dict(g), policy={"evaluation_interval_ms": 500},
+                        monitor={"unhealthy_after": 10})
+            if ms:
+                m.group = ms[0].group
+                m.cfg["group"]["name"] = ms[0].group
+                m.cfg["tls"]["dir"] = ms[0].cfg["tls"]["dir"]
+            m.cfg["ha"] = {"etcd": etcd.endpoints(), "lease_ttl_ms": 2000, "id": ident, "prefix": "/asg-it-ops"}
+            m.cfg["status"] = {"listen": "127.0.0.1:%d" % free_port()}
+            m.url = "http://" + m.cfg["status"]["listen"]
+            m.write_config()
+            ms.append(m)
+        a, b = ms
+        a.start()
+        wait_for(lambda: ha_role(a) == "leader", 10, "a leads")
+        a.wait_running(3)
+        b.start()
+        wait_for(lambda: ha_role(b) == "standby", 10, "b stands by")
+        ids = sorted(i["id"] for i in a.status()["instances"])
+        assert a.ctl("protect", ids[0], "on").returncode == 0
+        r = a.ctl("standby", ids[1], "enter", "--decrement")
+        assert r.returncode == 0 and "target 3 -> 2" in r.stdout, (r.stdout, r.stderr)
+        wait_for(lambda: (lambda s: s and b.size(s) == 3)(b.status()), 20, "the standby's table holds 3")
+        state = json.loads(etcd.get("/asg-it-ops/%s/state" % a.group))
+        assert state["instance_flags"] == {ids[0]: 16, ids[1]: 32 | 256}, state.get("instance_flags")
+        procs = [p for p in a.status()["processes"].values() if p]
+        for p in procs:
+            kill_pid(p, signal.SIGSTOP)
+        for p in procs:
+            kill_pid(p, signal.SIGKILL)
+        wait_for(lambda: ha_role(b) == "leader", 15, "b leads")
+        s = wait_for(lambda: (lambda s: s if s and instance(s, ids[0]) and instance(s, ids[0])["protected"]
+                              and instance(s, ids[1]) and instance(s, ids[1])["standby"] else None)(b.status()),
+                     10, "b has the controls")
+        assert not instance(s, ids[2])["protected"] and not instance(s, ids[2])["standby"]
+        assert s["group"]["target"] == 2, s["group"]
+        evals = s["group"]["evaluations"]
+        wait_for(lambda: b.status()["group"]["evaluations"] >= evals + 4, 15, "four evaluations by b")
+        s = b.status()
+        assert s["ha"]["provider_calls"] == 0 and len(s["instances"]) == 3, (s["ha"], s["instances"])
+        assert "ha: %s takes the last leader's controls: protected" % ids[0] in b.log()
+    except BaseException:
+        for m in ms:
+            sys.stderr.write("---- asgd log of %s ----\n%s\n" % (m.cfg["ha"]["id"], m.log()[-5000:]))
+        raise
+    finally:
+        for m in ms:
+            m.cleanup()
+        etcd.cleanup()
+
+
 if __name__ == "__main__":
     run_tests()
