@@ -6,6 +6,7 @@
 
 #include "../common/strbuf.h"
 #include "../common/util.h"
+#include "../common/termination.h"
 #include "../shm/table.h"
 #include "api.h"
 #include "instance.h"
@@ -123,9 +124,14 @@ void instance_controls_print(const struct snapshot *s)
         standby += live && (r->flags & ROW_F_STANDBY);
         counted += live && !(r->flags & ROW_F_STANDBY);
     }
-    if (!prot && !standby)
-        return;
-    printf("controls: %d protected, %d on standby (not counted)", prot, standby);
+    struct victim_policy term;
+    char why[160];
+    if (victim_policy_parse(s->cfg->termination_policy, &term, why, sizeof why) != 0)
+        victim_policy_default(&term);
+    printf("scale-in takes first:");
+    for (uint32_t k = 0; k < term.n && k < VICTIM_RULES_MAX; k++)
+        printf("%s %s", k ? "," : "", victim_rule_name(term.rule[k]));
+    printf("; %d protected, %d on standby (not counted)", prot, standby);
     int target = snapshot_target(s);
     if (prot && target > 0 && counted > target)
         printf("; %d above the target: a scale-in may be held by protection", counted - target);

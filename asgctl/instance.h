@@ -10,9 +10,8 @@
 #include "../shm/snapshot.h"
 
 /* asgctl status's share: an instance's marks ("  [protected]",
- * "  [standby]"), and a line on the group's protected and standby
- * instances (none when there are none), with a scale-in held by
- * protection said. */
+ * "  [standby]"), and a line with the termination policy and the group's
+ * protected and standby instances, a scale-in held by protection said. */
 void instance_marks_print(const struct table_row *r);
 void instance_controls_print(const struct snapshot *s);
 

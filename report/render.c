@@ -1,4 +1,5 @@
 #include "render.h"
+#include "../common/termination.h"
 #include "../common/util.h"
 
 #include <stdlib.h>
@@ -231,7 +232,14 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
               (unsigned long long)h->lock_recoveries, (unsigned long long)s->probes.events_written);
     int prot, standby;
     control_counts(s, &prot, &standby);
-    sb_printf(b, ",\"protected\":%d,\"standby\":%d", prot, standby);
+    sb_printf(b, ",\"protected\":%d,\"standby\":%d,\"termination_policy\":[", prot, standby);
+    struct victim_policy term;
+    char why[160];
+    if (victim_policy_parse(c->termination_policy, &term, why, sizeof why) != 0)
+        victim_policy_default(&term);
+    for (uint32_t k = 0; k < term.n && k < VICTIM_RULES_MAX; k++)
+        sb_printf(b, "%s\"%s\"", k ? "," : "", victim_rule_name(term.rule[k]));
+    sb_printf(b, "]");
     launch_spec_json(b, h->spec.gen);
     sb_printf(b, ",\"tls\":\"%s\",\"refused\":{", c->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)

@@ -71,7 +71,9 @@ def protected_instances_survive_a_scale_in_and_a_rollout(m):
     assert [i["id"] for i in s["instances"] if i["protected"]] == keep, s["instances"]
     assert s["group"]["protected"] == 2 and s["group"]["standby"] == 0, s["group"]
     r = m.ctl("status")
-    assert r.stdout.count("[protected]") == 2 and "controls: 2 protected, 0 on standby" in r.stdout, r.stdout
+    assert r.stdout.count("[protected]") == 2 and "2 protected, 0 on standby" in r.stdout, r.stdout
+    assert "scale-in takes first: old_spec, newest;" in r.stdout, r.stdout
+    assert s["group"]["termination_policy"] == ["old_spec", "newest"], s["group"]
     code, met = http("GET", m.url + "/metrics")
     promtool_check(met)
     assert "asg_protected_instances 2" in met and "asg_instances_standby 0" in met, met
