@@ -79,6 +79,8 @@ LIB_SRC += common/url.c common/lifecycle_msg.c
 LIB_SRC += common/webhook_cfg.c report/cloudevent.c report/notify_report.c
 LIB_SRC += report/histq.c
 LIB_SRC += common/suspend.c
+# The termination policy's names, which the config's check reads.
+LIB_SRC += common/termination.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTOS:%=$(BUILD)/gen/%.pb-c.o)
 LIB     = $(BUILD)/libasg.a
 
@@ -103,6 +105,10 @@ CONTROLLER_SRC += controller/weights.c
 # The notifier role (webhook/notify.h).
 ASGD_SRC += webhook/notify.c status/notify_api.c
 CONTROLLER_SRC += controller/suspend.c
+# Operators' controls on an instance: protection, standby (issue 30).
+CONTROLLER_SRC += controller/instance_ops.c controller/victim.c
+ASGD_SRC += status/instance_api.c
+CTL_SRC += asgctl/instance.c
 
 UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
            tests/check_config.c tests/check_policy.c tests/check_rpc.c \
@@ -114,6 +120,8 @@ UNIT_SRC = tests/check_main.c tests/check_table.c tests/check_walk.c \
 UNIT_SRC += tests/check_notify_ce.c
 UNIT_SRC += tests/check_history.c
 UNIT_SRC += tests/check_suspend.c
+# Protection, standby, the termination policy (issue 30).
+UNIT_SRC += tests/check_ops.c
 UNIT_BIN = $(BUILD)/tests/check_unit
 
 

@@ -30,6 +30,7 @@
 #include "history.h"
 #include "../report/histq.h"
 #include "ops.h"
+#include "instance.h"
 #include "../report/render.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
@@ -68,6 +69,9 @@ static void usage(FILE *f)
             "                           stop an instance: replaced, or the group shrinks with it\n"
             "  suspend PROCESS...       hold launch|terminate|replace|scale|reconcile|balancer|rollout|all\n"
             "  resume [PROCESS...]      let them run again (none named: all); these five need the API token\n"
+            "  protect ID on|off        scale-in protection: no scale-in or rollout stops it\n"
+            "  standby ID enter [--decrement] | exit\n"
+            "                           out of the balancer, not replaced, not counted; and back\n"
             "  dashboard                a one-time login link for the dashboard (needs the\n"
             "                           manager's tls.dir/api.token: run as its user)\n"
             "  cert ID DIR              issue a certificate for an agent you start by hand\n"
@@ -204,6 +208,7 @@ static void print_instance_rows(const struct snapshot *s, bool lb)
                 snprintf(rate, sizeof rate, "%.1f", r->req_rate);
             printf(" %-9s %7s", lb_state_name(r->lb_state), rate);
         }
+        instance_marks_print(r);
         printf("%s%s\n", r->reason[0] ? "  " : "", r->reason);
     }
 }
@@ -278,6 +283,7 @@ static void print_status_text(const struct snapshot *s)
     print_size_line(s);
     if (h->spec.gen)
         printf("launch spec generation %llu\n", (unsigned long long)h->spec.gen);
+    instance_controls_print(s);
     if (c->tls_mode == TLS_PLAINTEXT)
         printf("WARNING: tls.mode = \"plaintext\": agents and manager are not authenticated; anyone "
                "who reaches %s or an agent's port can steer this group\n", c->monitor_listen);
@@ -1131,7 +1137,7 @@ int main(int argc, char **argv)
     shm = mgr.shm = find_table(&mgr, shm, &cfg);
     if ((strcmp(cmd, "cert") == 0 || strcmp(cmd, "dashboard") == 0 || strcmp(cmd, "rollout") == 0 ||
          strcmp(cmd, "lifecycle") == 0 || strcmp(cmd, "history") == 0 ||
-         ops_verb(cmd)) && !cfgfile)
+         ops_verb(cmd) || strcmp(cmd, "protect") == 0 || strcmp(cmd, "standby") == 0) && !cfgfile)
         config_from_table(shm, &cfg);
     if (strcmp(cmd, "dashboard") == 0 && argc - i == 0)
         return asgctl_dashboard(&cfg);
@@ -1198,6 +1204,8 @@ int main(int argc, char **argv)
         return history_command(&cfg, shm, rest, argv + i);
     if (ops_verb(cmd))
         return cmd_ops(&mgr, cmd, rest, argv + i);
+    if (strcmp(cmd, "protect") == 0 || strcmp(cmd, "standby") == 0)
+        return instance_command(&cfg, mgr.shm, cmd, rest, argv + i);
     if (strcmp(cmd, "version") == 0 && rest == 0) {
         print_version();
         return 0;

@@ -4,6 +4,7 @@
 #include "utf8.h"
 #include "url.h"
 #include "webhook_cfg.h"
+#include "termination.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -71,6 +72,7 @@ static const struct keydef keys[] = {
     INT("group.min_instances", min_instances, 1, 100000, 2, LIVE),
     INT("group.max_instances", max_instances, 1, 100000, 5, LIVE),
     INT("group.desired_instances", desired_instances, 1, 100000, 2, LIVE),
+    STRLIST("group.termination_policy", termination_policy, LIVE),
     INT("group.max_instance_lifetime_s", max_instance_lifetime_s, 0, 3650 * 86400L, 0, LIVE),
     BOOL("rollout.auto", rollout_auto, false, LIVE),
     STR("rollout.max_surge", rollout_max_surge, "1", LIVE),
@@ -951,6 +953,9 @@ static int cross_check(struct errbuf *e, const config_t *cf, const struct asg_co
     char why[128];
     if (check_sizes(e, cf, c) != 0)
         return -1;
+    struct victim_policy term;
+    if (victim_policy_parse(c->termination_policy, &term, why, sizeof why) != 0)
+        return fail(e, lookup(cf, "group.termination_policy"), "group.termination_policy: %s", why);
     if (!valid_address(c->monitor_listen, strlen(c->monitor_listen), true, why, sizeof why))
         return fail(e, lookup(cf, "monitor.listen"), "monitor.listen: %s", why);
     if (check_tls(e, cf, c) != 0)

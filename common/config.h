@@ -149,6 +149,7 @@ struct asg_config {
     bool rollout_rollback;           /* roll back on a failure */
     double rollout_error_margin;     /* a new instance's 5xx share above the old ones' by this fails */
     int rollout_min_requests;        /* requests a new instance serves before its 5xx share counts */
+    char termination_policy[128];    /* scale-in tie-breakers, ","-joined (controller/victim.h); "" default */
     int max_instance_lifetime_s;     /* 0 = none; older instances are replaced */
     bool lb_weight_by_load;          /* balancer weights follow each instance's load */
     /* notifications (webhook/notify.h) */

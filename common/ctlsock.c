@@ -43,15 +43,17 @@ int ctlsock_receiver(void)
  * of its fields in range. Static strings: the why of a refusal. */
 static const char *ctl_request_invalid(const struct ctl_request *req)
 {
-    bool known = (req->kind >= REQ_SET_DESIRED && req->kind <= REQ_ROLLOUT) || req->kind == REQ_SUSPEND ||
-                 req->kind == REQ_LIFECYCLE;
-    if (req->magic != CTL_REQ_MAGIC || !known)
+    if (req->magic != CTL_REQ_MAGIC || req->kind < REQ_SET_DESIRED || req->kind > REQ_LIFECYCLE)
         return "request with a bad magic or kind";
     bool has_id = memchr(req->id, 0, sizeof req->id) != NULL;
-    if (req->kind == REQ_TERMINATE && (!has_id || !valid_instance_id(req->id, strlen(req->id))))
-        return "terminate request with a bad instance id";
-    if (req->kind == REQ_LIFECYCLE && (!has_id || !valid_instance_id(req->id, strlen(req->id))))
-        return "lifecycle request with a bad instance id";
+    bool names_instance = req->kind == REQ_TERMINATE || req->kind == REQ_PROTECT || req->kind == REQ_STANDBY ||
+                          req->kind == REQ_LIFECYCLE;
+    if (names_instance && (!has_id || !valid_instance_id(req->id, strlen(req->id))))
+        return "instance request with a bad instance id";
+    if (req->kind == REQ_PROTECT && req->value != 0 && req->value != 1)
+        return "protect request with a bad value (0 off, 1 on)";
+    if (req->kind == REQ_STANDBY && (req->value < SB_EXIT || req->value > SB_ENTER_DECREMENT))
+        return "standby request with a bad action";
     if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) /* common/lifecycle_msg.h */
         return "lifecycle request with a bad action";
     if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000))

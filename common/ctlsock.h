@@ -15,7 +15,10 @@
 #include "group.h"
 
 enum ctl_req_kind { REQ_SET_DESIRED = 1, REQ_LAUNCH_ONE = 2, REQ_TERMINATE = 3, REQ_ROLLOUT = 4,
-                    REQ_SUSPEND = 7, REQ_LIFECYCLE = 8 };
+                    REQ_PROTECT = 5, REQ_STANDBY = 6, REQ_SUSPEND = 7, REQ_LIFECYCLE = 8 };
+
+/* REQ_PROTECT's value: 1 on, 0 off. REQ_STANDBY's: what to do. */
+enum standby_action { SB_EXIT = 0, SB_ENTER = 1, SB_ENTER_DECREMENT = 2 };
 
 /* REQ_ROLLOUT: what to do with the group's rollout (value). */
 enum rollout_action { RA_START = 1, RA_PAUSE, RA_RESUME, RA_ROLLBACK, RA_CANCEL, RA_COUNT };
@@ -32,11 +35,13 @@ struct ctl_request {
     uint32_t magic;
     uint32_t kind;
     int32_t value;          /* REQ_SET_DESIRED: the size; REQ_TERMINATE: 1 = decrement;
-                             * REQ_ROLLOUT: enum rollout_action;
+                             * REQ_ROLLOUT: enum rollout_action; REQ_PROTECT: 1 on, 0 off;
+                             * REQ_STANDBY: enum standby_action;
                              * REQ_LIFECYCLE: 1 continue, 2 abandon, 3 heartbeat;
                              * REQ_SUSPEND: 1 suspend, 0 resume */
     uint32_t given;         /* RA_START: RS_*; REQ_SUSPEND: the processes (SUSP_BIT mask) */
-    char id[64];            /* REQ_TERMINATE, REQ_LIFECYCLE: the instance; REQ_SUSPEND: who asks */
+    char id[64];            /* REQ_TERMINATE, REQ_PROTECT, REQ_STANDBY, REQ_LIFECYCLE: the instance;
+                             * REQ_SUSPEND: who asks */
     struct rollout_settings set; /* RA_START */
 };
 

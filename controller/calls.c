@@ -11,6 +11,7 @@
 #include "calls.h"
 #include "controller.h"
 #include "ha_rollout.h"
+#include "instance_ops.h"
 #include "rows.h"
 #include "suspend.h"
 
@@ -199,6 +200,7 @@ static void ha_state(struct ctl *c, struct strbuf *b)
     }
     sb_printf(b, "],\"launches\":%d,\"terminations\":%d", launches, terminations);
     suspend_state_encode(b, h);
+    ctl_instance_flags_state(c, b, b->len + HA_STATE_MAX / 5);
     ha_state_rollout(c, b);
     sb_printf(b, "}");
 }

@@ -162,6 +162,7 @@ void controller_close(struct ctl *c)
     lb_plan_free(&c->plan);
     free(c->ops);
     free(c->ha_gens);
+    free(c->ha_flags);
     free(c);
 }
 

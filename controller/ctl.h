@@ -41,6 +41,12 @@ struct ctl_ha_gen {
     uint64_t gen;
 };
 
+/* An instance the last leader protected or put on standby: its bits. */
+struct ctl_ha_flag {
+    char id[INSTANCE_ID_MAX];
+    uint32_t flags;            /* ROW_F_PROTECTED, ROW_F_STANDBY, ROW_F_STANDBY_DECREMENTED */
+};
+
 struct ctl {
     struct table *t;
     struct asg_config cfg;
@@ -51,6 +57,7 @@ struct ctl {
     int launch_failures;
     bool failed_this_round;    /* one backoff step per evaluation, however many fail */
     bool replacements_paced;   /* said once per spell of waiting replacements */
+    int held_protected;        /* instances a scale-in could not stop for protection, as last said */
     int64_t last_failure_ms;
     int64_t failing_since_ms;  /* the first of launch_failures (a rollout judges the spell) */
     int64_t launch_not_before;
@@ -80,6 +87,10 @@ struct ctl {
      * those adopted after it; malloc'd, ha_ngens of them. */
     struct ctl_ha_gen *ha_gens;
     size_t ha_ngens;
+    /* The last leader's protected and standby instances (instance_ops.h),
+     * for those adopted after the takeover; malloc'd, ha_nflags of them. */
+    struct ctl_ha_flag *ha_flags;
+    size_t ha_nflags;
     struct log_limit ha_state_limit; /* instances left out of the group's state in etcd */
     struct launch_spec spec;   /* the launch spec this controller last recorded; n 0: none yet */
     uint64_t spec_cfg_gen;     /* the config generation it was worked out from */

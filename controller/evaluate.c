@@ -207,6 +207,11 @@ static void apply_plan(struct ctl *c, const struct plan *p, const struct rollout
     c->replacements_paced = p->waiting > 0;
     if (p->held)
         log_debug("%d launch(es) or stop(s) held by suspended processes", p->held);
+    if (p->held_protected && p->held_protected != c->held_protected)
+        table_note(c->t, EV_SCALE, NULL, LOG_LVL_WARN,
+                   "scale in held: %d instance(s) above the target, every candidate is protected "
+                   "(asgctl protect ID off lets the scale-in go on)", p->held_protected);
+    c->held_protected = p->held_protected;
 }
 
 /* The policy's decision recorded: logged, counted, its state written. */

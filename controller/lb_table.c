@@ -67,6 +67,7 @@ static void view(const struct table *t, uint32_t slot, struct lb_instance *out)
     copy_str(out->service_addr, sizeof out->service_addr, r->service_addr);
     out->lb_state = r->lb_state;
     out->lb_since_ms = r->lb_since_ms;
+    out->standby = r->flags & ROW_F_STANDBY;
 }
 
 void lb_table_plan(struct table *t, const struct asg_config *cfg, const struct lb_member *m, size_t nm,

@@ -11,12 +11,16 @@
 #include "plan.h"
 #include "rollout_plan.h"
 #include "suspend.h"
+#include "victim.h"
 
+/* Instances in a state. One on standby is not the group's capacity
+ * (its replacement is, or the operator's decrement took it off the
+ * target) until it comes back; stopping, it is counted as any other. */
 static int count(const struct plan_row *rows, size_t n, uint32_t state)
 {
     int k = 0;
     for (size_t i = 0; i < n; i++)
-        k += rows[i].state == state;
+        k += rows[i].state == state && (!rows[i].standby || state == ROW_TERMINATING);
     return k;
 }
 
@@ -81,7 +85,9 @@ static void sweep(struct plan_row *rows, size_t n, const struct asg_config *cfg,
             p->boot_timeout = true;
         } else if (r->state == ROW_PENDING && r->unconfirmed && g->backoff_over && !p->boot_timeout && may_launch) {
             plan_add_step(p, PLAN_ASK_AGAIN, r);
-        } else if (r->state == ROW_UNHEALTHY) {
+        } else if (r->state == ROW_UNHEALTHY && !r->standby) {
+            /* On standby, an operator is at it (a debugger, a hung
+             * process kept for study): missed probes replace nothing. */
             sweep_unhealthy(r, g, &budget, p);
         } else if (r->state == ROW_TERMINATING && !r->lb_hold) {
             plan_add_step(p, PLAN_CHECK_GONE, r); /* held ones are not asked to stop yet */
@@ -152,6 +158,8 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
     memset(&in, 0, sizeof in);
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
+        if (r->standby) /* neither demand nor capacity while on standby */
+            continue;
         struct policy_instance pi = r->pol;
         pi.state = r->state; /* as this plan leaves it */
         if (!r->surge || r->state == ROW_TERMINATING) /* a rollout's surge: neither capacity nor demand yet */
@@ -176,39 +184,48 @@ static bool old_spec(const struct plan_row *r, const struct plan_group *g)
     return r->due || (!r->joined && r->spec_gen != g->spec_gen);
 }
 
-/* Picks the victim of a scale-in: an unhealthy instance waiting for
- * replacement first; else a pending one (it serves nothing yet: taking a
- * serving old one instead, after a rollout's cancel mid-batch, left fewer
- * serving than the target); else one of an older launch spec (a rollout
- * would replace it anyway); else the newest, which has done the least
- * work and is the last to have warmed up; a rollout's surge last. */
-/* Higher goes first. A rollout's surge goes last: the allowance keeps it
- * and only a scale-in below that reaches it. One a launching hook holds
- * serves nothing yet either: as a pending one. */
-static int victim_rank(const struct plan_row *r, const struct plan_group *g)
+/* A candidate as the termination policy sees it (victim.h). */
+static struct victim_facts facts_of(const struct plan_row *r, const struct plan_group *g)
 {
-    return r->surge ? 0 : r->state == ROW_PENDING || r->state == ROW_LAUNCH_WAIT ? 3 : old_spec(r, g) ? 2 : 1;
+    return (struct victim_facts){.unhealthy = r->state == ROW_UNHEALTHY, .pending = r->state == ROW_PENDING || r->state == ROW_LAUNCH_WAIT,
+                                 .surge = r->surge, .old_spec = old_spec(r, g), .sessions_known = g->lb_on,
+                                 .sessions = r->lb_sessions, .launch_ms = r->launch_ms, .slot = r->slot};
 }
 
-static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const struct plan_group *g)
+/* The victim of a scale-in under the termination policy (pol), and the
+ * rule that chose it. Protected and standby instances are never
+ * candidates; *kept counts the protected ones passed over. NULL: none. */
+static struct plan_row *scale_in_victim(struct plan_row *rows, size_t n, const struct plan_group *g,
+                                        const struct victim_policy *pol, enum victim_rule *why, int *kept)
 {
-    struct plan_row *best = NULL;
+    struct victim_facts *f = calloc(n ? n : 1, sizeof *f);
+    size_t *at = calloc(n ? n : 1, sizeof *at);
+    if (!f || !at)
+        abort();
+    size_t k = 0;
+    *kept = 0;
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
-        if (r->state == ROW_UNHEALTHY)
-            return r;
-        if (r->state != ROW_PENDING && r->state != ROW_RUNNING && r->state != ROW_LAUNCH_WAIT)
+        if ((r->state != ROW_PENDING && r->state != ROW_RUNNING && r->state != ROW_UNHEALTHY &&
+             r->state != ROW_LAUNCH_WAIT) || r->standby)
             continue;
-        int rank = victim_rank(r, g), best_rank = best ? victim_rank(best, g) : -1;
-        if (rank > best_rank || (rank == best_rank && r->launch_ms > best->launch_ms))
-            best = r;
+        if (r->protect) {
+            (*kept)++;
+            continue;
+        }
+        f[k] = facts_of(r, g);
+        at[k++] = i;
     }
-    return best;
+    struct plan_row *victim = k ? &rows[at[victim_choose(f, k, pol, why)]] : NULL;
+    free(f);
+    free(at);
+    return victim;
 }
 
 /* Launches into free slots (rows still terminating hold theirs: the rest
  * wait for those, which is no failure), or victims to stop. */
-static void converge(struct plan_row *rows, size_t n, const struct plan_group *g, struct plan *p)
+static void converge(struct plan_row *rows, size_t n, const struct plan_group *g,
+                     const struct victim_policy *pol, struct plan *p)
 {
     int size = count(rows, n, ROW_RUNNING) + count(rows, n, ROW_PENDING) + count(rows, n, ROW_UNHEALTHY) +
                count(rows, n, ROW_LAUNCH_WAIT);
@@ -233,13 +250,18 @@ static void converge(struct plan_row *rows, size_t n, const struct plan_group *g
         p->slots_short = want - p->launches;
     } else if (size > target + p->allowance) {
         target += p->allowance;
-        char why[128];
-        snprintf(why, sizeof why, "scale in: group at %d, target %d%s%.60s", size, target, reason[0] ? ": " : "",
-                 reason);
         for (int k = target; k < size; k++) {
-            struct plan_row *r = scale_in_victim(rows, n, g);
-            if (!r)
+            enum victim_rule rule;
+            int kept;
+            struct plan_row *r = scale_in_victim(rows, n, g, pol, &rule, &kept);
+            if (!r) { /* only protected ones left: the group stays above its target */
+                p->held_protected = kept ? size - k : 0;
                 break;
+            }
+            char why[128];
+            snprintf(why, sizeof why, "scale in (group %d, target %d%s%.40s): chosen by %s", size, target,
+                     reason[0] ? ": " : "", reason, rule == VR_NONE ? "being the only candidate" :
+                     victim_rule_name(rule));
             plan_stop(p, r, g, why);
         }
     }
@@ -261,7 +283,11 @@ void plan_evaluation(struct plan_row *rows, size_t n, const struct asg_config *c
     policy_step(rows, n, cfg, eff, g, p);
     if (!g->draining) {
         suspend_rollout_step(rows, n, cfg, g, p->d.target, p);
-        converge(rows, n, g, p);
+        struct victim_policy pol;
+        char why[160];
+        if (victim_policy_parse(cfg->termination_policy, &pol, why, sizeof why) != 0)
+            victim_policy_default(&pol); /* the config's check refused it already */
+        converge(rows, n, g, &pol, p);
     }
 }
 

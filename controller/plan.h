@@ -48,6 +48,10 @@ struct plan_row {
     bool due;                   /* to be replaced (an older spec, or past its lifetime) */
     bool unproven;              /* of the spec replacing them, not healthy for the bake time yet */
     bool surge;                 /* an unproven one beyond the target: not the policy's capacity */
+    /* operators' controls (docs/instance-controls.md) */
+    bool protect;               /* scale-in protection: never a scale-in's or a rollout's victim */
+    bool standby;               /* on standby: out of the balancer, the load and the capacity */
+    uint32_t lb_sessions;       /* connections open to it at the balancer (fewest_connections) */
 };
 
 /* The group's facts at the view, besides its rows. */
@@ -116,6 +120,7 @@ struct plan {
     int surge;                  /* launches beyond the target, to replace old instances */
     int allowance;              /* instances beyond the target the rollout keeps (not scaled in) */
     int held;                   /* launches and stops a suspended process holds back (controller/suspend.h) */
+    int held_protected;         /* a scale-in found only protected instances: this many kept above target */
 };
 
 /* Would a stop of an instance in this state wait for the balancer to drain

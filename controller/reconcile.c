@@ -11,6 +11,7 @@
 #include "../shm/ops.h"
 #include "controller.h"
 #include "reconcile.h"
+#include "instance_ops.h"
 #include "rows.h"
 #include "suspend.h"
 #include "takeover.h"
@@ -64,6 +65,7 @@ static void adopt(struct ctl *c, const struct provider_instance *pi, int64_t now
     }
     table_instance_known(c->t, r, pi->id, pi->pid, pi->pid_start, pi->addr, NULL);
     ctl_ha_spec_of_adopted(c, r);
+    ctl_instance_flags_of_adopted(c, r);
     if (pi->pid > 0)
         table_note(c->t, EV_LAUNCH, pi->id, LOG_LVL_INFO, "adopted %s (pid %d) found running without a row",
                    pi->id, pi->pid);

@@ -11,19 +11,12 @@
 #include "../shm/ops.h"
 #include "calls.h"
 #include "lifecycle.h"
+#include "instance_ops.h"
 #include "requests.h"
 #include "rollout.h"
 #include "rows.h"
 #include "suspend.h"
 
-/* Sets the live target for an operator's request (lock held); desired > 0
- * also records the operator's desired size. */
-static void operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
-{
-    table_operator_target(c->t, to, desired, now);
-    if (to != from)
-        atomic_fetch_add(&c->t->hdr->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
-}
 
 /* Terminate with decrement, as AWS's ShouldDecrementDesiredCapacity: the
  * group shrinks with the instance instead of replacing it. The target goes
@@ -48,7 +41,7 @@ static void terminate_decrement(struct ctl *c, struct table_row *r, const struct
                "operator: terminate %s and decrement: target %d -> %d, desired %d -> %d", r->id, target, to,
                desired, new_desired ? new_desired : desired);
     ctl_mark_terminating(c, r, "operator request (decrement)", now);
-    operator_target(c, target, to, new_desired, now);
+    ctl_operator_target(c, target, to, new_desired, now);
 }
 
 static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
@@ -62,7 +55,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        rq->value, eff.min_instances, eff.max_instances);
             return;
         }
-        operator_target(c, target, rq->value, rq->value, now);
+        ctl_operator_target(c, target, rq->value, rq->value, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: desired %d (target %d -> %d)",
                    rq->value, target, rq->value);
     } else if (rq->kind == REQ_LAUNCH_ONE) {
@@ -71,7 +64,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
                        eff.max_instances);
             return;
         }
-        operator_target(c, target, target + 1, 0, now);
+        ctl_operator_target(c, target, target + 1, 0, now);
         table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_INFO, "operator: launch one (target %d -> %d)",
                    target, target + 1);
     } else if (rq->kind == REQ_ROLLOUT) {
@@ -80,11 +73,19 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
         lifecycle_request(c, rq, now);
     } else if (rq->kind == REQ_SUSPEND) {
         ctl_suspend_request(c, rq);
+    } else if (rq->kind == REQ_PROTECT || rq->kind == REQ_STANDBY) {
+        ctl_instance_request(c, rq, &eff, target, now);
     } else if (rq->kind == REQ_TERMINATE) {
         struct table_row *r = table_find(c->t, rq->id);
         if (!r || r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT) {
             table_note(c->t, EV_OPERATOR, rq->id, LOG_LVL_WARN, "operator: terminate %s refused: %s",
                        rq->id, r ? "already terminating" : "no such instance");
+            return;
+        }
+        if (r->flags & ROW_F_STANDBY) { /* not counted: nothing replaces it, no decrement is due */
+            table_note(c->t, EV_OPERATOR, r->id, LOG_LVL_INFO, "operator: terminate %s (on standby: not "
+                       "counted, so nothing is launched in its place)", r->id);
+            ctl_mark_terminating(c, r, "operator request (on standby)", now);
             return;
         }
         if (rq->value == 1) {

@@ -36,9 +36,12 @@ static bool lifetime_only(const struct asg_config *cfg, uint32_t phase)
     return phase != RO_RUNNING && phase != RO_PAUSED && cfg->max_instance_lifetime_s > 0;
 }
 
+/* An instance on standby is outside the rollout, as it is outside the
+ * group's capacity: neither replaced nor counted (it may be of an older
+ * spec when it comes back; docs/instance-controls.md). */
 static bool live(const struct plan_row *r)
 {
-    return r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT && r->state != ROW_FREE;
+    return r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT && r->state != ROW_FREE && !r->standby;
 }
 
 /* Of this rollout: launched from the spec rolled out to since it began. */
@@ -223,11 +226,13 @@ void rollout_judge(struct plan_row *rows, size_t n, const struct asg_config *cfg
 struct counts {
     int live, avail, unproven, due;
     int stopping;               /* terminating: still there, draining or shutting down */
+    int held;                   /* due but protected: the rollout stops none of them */
+    const char *held_id;        /* one of those, for the reason */
 };
 
 static struct counts count_rows(const struct plan_row *rows, size_t n)
 {
-    struct counts c = {0, 0, 0, 0, 0};
+    struct counts c = {0, 0, 0, 0, 0, 0, NULL};
     for (size_t i = 0; i < n; i++) {
         const struct plan_row *r = &rows[i];
         c.stopping += r->state == ROW_TERMINATING || r->state == ROW_TERM_WAIT;
@@ -235,7 +240,10 @@ static struct counts count_rows(const struct plan_row *rows, size_t n)
             continue;
         c.live++;
         c.unproven += r->unproven;
-        c.due += r->due;
+        c.due += r->due && !r->protect;
+        c.held += r->due && r->protect;
+        if (r->due && r->protect && !c.held_id)
+            c.held_id = r->id;
         c.avail += r->state == ROW_RUNNING && !r->unproven;
     }
     return c;
@@ -248,7 +256,7 @@ static struct plan_row *next_due(struct plan_row *rows, size_t n)
     struct plan_row *best = NULL;
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
-        if (!r->due || !live(r))
+        if (!r->due || !live(r) || r->protect)
             continue;
         bool serving = r->state == ROW_RUNNING;
         bool best_serving = best && best->state == ROW_RUNNING;
@@ -273,13 +281,32 @@ static int pause_limit(const struct rollout_state *ro)
     return INT_MAX;
 }
 
-/* Nothing unproven, none to launch: a pause point or, once the last old
- * instance is gone too, the end. */
-static void progress(struct plan *p, const struct plan_group *g, int limit, int remaining, int stopping)
+/* Every old instance left is protected: the rollout cannot stop them and
+ * cannot finish; it waits, and says why (once, when it starts waiting). */
+static void wait_for_protected(struct plan *p, const struct plan_group *g, const struct counts *c)
 {
     struct rollout_state *ro = &p->ro;
+    snprintf(ro->reason, sizeof ro->reason,
+             "waiting: %d protected old instance(s) (%.24s%s) not replaced; asgctl protect ID off "
+             "lets it finish", c->held, c->held_id ? c->held_id : "?", c->held > 1 ? ", ..." : "");
+    if (strcmp(ro->reason, g->ro.reason) == 0)
+        return;
+    snprintf(p->ro_note, sizeof p->ro_note, "rollout %llu %.200s", (unsigned long long)ro->number, ro->reason);
+    p->ro_level = LOG_LVL_WARN;
+}
+
+/* Nothing unproven, none to launch: a pause point or, once the last old
+ * instance is gone too, the end (or a wait while protected ones remain). */
+static void progress(struct plan *p, const struct plan_group *g, int limit, const struct counts *c)
+{
+    struct rollout_state *ro = &p->ro;
+    int remaining = c->due, stopping = c->stopping;
     if (remaining == 0 && stopping > 0)
         return;
+    if (remaining == 0 && c->held > 0) {
+        wait_for_protected(p, g, c);
+        return;
+    }
     if (remaining == 0) {
         ro->phase = ro->rolling_back ? RO_ROLLED_BACK : RO_SUCCEEDED;
         const char *was = g->ro.reason, *prefix = "rolling back: ";
@@ -433,11 +460,11 @@ void rollout_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
     if (!on)
         goto done;
     p->ro.replaced = b.replaced;
-    p->ro.remaining = b.c.due;
-    if (p->ro.total < b.replaced + b.c.due)
-        p->ro.total = b.replaced + b.c.due;
+    p->ro.remaining = b.c.due + b.c.held;
+    if (p->ro.total < b.replaced + p->ro.remaining)
+        p->ro.total = b.replaced + p->ro.remaining;
     if (b.c.unproven == 0 && p->surge == 0 && b.c.live >= target)
-        progress(p, g, b.limit, b.c.due, b.c.stopping);
+        progress(p, g, b.limit, &b.c);
 done:
     if (memcmp(&p->ro, &g->ro, sizeof p->ro) != 0)
         p->ro_changed = true;

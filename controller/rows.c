@@ -153,6 +153,13 @@ void ctl_hold_target(struct ctl *c, int target)
     table_operator_target(c->t, target, 0, now_ms());
 }
 
+void ctl_operator_target(struct ctl *c, int from, int to, int desired, int64_t now)
+{
+    table_operator_target(c->t, to, desired, now);
+    if (to != from)
+        atomic_fetch_add(&c->t->hdr->actions[to > from ? 0 : 1][CAUSE_OPERATOR], 1);
+}
+
 void ctl_plan_row(const struct ctl *c, const struct table_row *r, uint32_t slot, struct plan_row *out)
 {
     memset(out, 0, sizeof *out);
@@ -177,6 +184,9 @@ void ctl_plan_row(const struct ctl *c, const struct table_row *r, uint32_t slot,
     out->lb_5xx = r->lb_5xx;
     out->lb_req_mark = r->lb_req_mark;
     out->lb_5xx_mark = r->lb_5xx_mark;
+    out->protect = r->flags & ROW_F_PROTECTED;
+    out->standby = r->flags & ROW_F_STANDBY;
+    out->lb_sessions = r->lb_sessions;
     bool serves_there = false;
     if (c->lb.ops && r->state == ROW_RUNNING) {
         char member[TABLE_ADDR_MAX];

@@ -34,6 +34,10 @@ struct asg_config ctl_effective_config(const struct ctl *c);
 /* A target raised to hold instances the group did not launch: like an
  * operator's choice, it starts a cooldown. */
 void ctl_hold_target(struct ctl *c, int target);
+/* Sets the live target for an operator's request (lock held), counted as
+ * an operator's action; desired > 0 also records the operator's desired
+ * size (controller/requests.c, instance_ops.c). */
+void ctl_operator_target(struct ctl *c, int from, int to, int desired, int64_t now);
 /* Row slot of t as the evaluation sees it. */
 void ctl_plan_row(const struct ctl *c, const struct table_row *r, uint32_t slot, struct plan_row *out);
 /* Terminating rows the balancer has let go of, released (lock held). */

@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "../shm/ops.h"
 #include "ha_rollout.h"
+#include "instance_ops.h"
 #include "rollout.h"
 #include "rollout_plan.h"
 #include "rows.h"
@@ -108,6 +109,7 @@ static void take_rollout(struct ctl *c, json_object *o, int64_t now)
         note_taken(c, &t->ro);
     }
     learn_instances(c, o);
+    ctl_instance_flags_learn(c, o);
 out:
     free(lead);
     free(t);

@@ -54,6 +54,27 @@ static const struct lb_member *find_member(const struct lb_member *m, size_t nm,
     return NULL;
 }
 
+/* Out of the balancer: drained (no new connections), then removed once
+ * its connections are done or the drain timeout is over; one the
+ * balancer no longer lists is out already. */
+static void plan_out(const struct asg_config *cfg, const struct lb_instance *r, const struct lb_member *m,
+                     const char *addr, bool drain_over, int64_t now, const struct lb_recorder *rec,
+                     struct lb_plan *p)
+{
+    if (!m) {
+        if (r->lb_state == LBS_ADDED || r->lb_state == LBS_DRAINING)
+            rec->state(rec->ctx, r->slot, r->incarnation, LBS_REMOVED, now);
+    } else if (r->lb_state == LBS_ADDED) {
+        plan_add(p, LBA_DRAIN, r->slot, r->incarnation, r->id, addr);
+    } else if (r->lb_state != LBS_DRAINING || m->sessions == 0 || drain_over ||
+               now - r->lb_since_ms >= cfg->lb_drain_timeout_ms) {
+        if (r->lb_state == LBS_DRAINING && m->sessions > 0)
+            note(rec, r->id, LOG_LVL_WARN, "%s still has %u connection(s) after draining %lld ms: removing it",
+                 r->id, m->sessions, (long long)(now - r->lb_since_ms));
+        plan_add(p, LBA_REMOVE, r->slot, r->incarnation, r->id, addr);
+    }
+}
+
 /* What one instance needs from the balancer. */
 static void plan_row(const struct asg_config *cfg, const struct lb_instance *r, const struct lb_member *m,
                      bool drain_over, int64_t now, const struct lb_recorder *rec, struct lb_plan *p)
@@ -61,6 +82,12 @@ static void plan_row(const struct asg_config *cfg, const struct lb_instance *r, 
     uint32_t slot = r->slot;
     char addr[INSTANCE_ADDR_MAX];
     lb_member_addr(cfg, r->id, r->addr, r->service_addr, addr, sizeof addr);
+    /* On standby (running or not): out, as a terminating one goes out;
+     * back in as any running one once it leaves standby. */
+    if (r->standby && (r->state == ROW_RUNNING || r->state == ROW_UNHEALTHY)) {
+        plan_out(cfg, r, m, addr, drain_over, now, rec, p);
+        return;
+    }
     switch (r->state) {
     case ROW_RUNNING:
         /* Added once; an operator may then take it out by hand in the
@@ -79,19 +106,7 @@ static void plan_row(const struct asg_config *cfg, const struct lb_instance *r, 
         break;
     case ROW_TERMINATING:
     case ROW_TERM_WAIT: /* out already (released by the step below); if it is back, out again */
-        if (!m) {
-            if (r->lb_state == LBS_ADDED || r->lb_state == LBS_DRAINING)
-                rec->state(rec->ctx, r->slot, r->incarnation, LBS_REMOVED, now);
-        } else if (r->lb_state == LBS_ADDED) {
-            plan_add(p, LBA_DRAIN, slot, r->incarnation, r->id, addr);
-        } else if (r->lb_state != LBS_DRAINING || m->sessions == 0 || drain_over ||
-                   now - r->lb_since_ms >= cfg->lb_drain_timeout_ms) {
-            if (r->lb_state == LBS_DRAINING && m->sessions > 0)
-                note(rec, r->id, LOG_LVL_WARN,
-                     "%s still has %u connection(s) after draining %lld ms: removing it", r->id,
-                     m->sessions, (long long)(now - r->lb_since_ms));
-            plan_add(p, LBA_REMOVE, slot, r->incarnation, r->id, addr);
-        }
+        plan_out(cfg, r, m, addr, drain_over, now, rec, p);
         break;
     default:
         break;

@@ -47,6 +47,7 @@ struct lb_instance {
     char service_addr[INSTANCE_ADDR_MAX]; /* where its service serves, "" if none */
     uint32_t lb_state;           /* enum lb_state */
     int64_t lb_since_ms;
+    bool standby;                /* on standby (an operator's): out of the balancer, drained first */
 };
 
 /* What the step records, through the caller (which holds the lock and

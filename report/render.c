@@ -1,6 +1,7 @@
 #include "render.h"
 #include "notify_report.h"
 #include "histq.h"
+#include "../common/termination.h"
 #include "../common/util.h"
 
 #include <stdlib.h>
@@ -43,6 +44,8 @@ static void instance_json(struct strbuf *b, const struct table_row *r, int64_t n
               (long long)(now - r->launch_ms), (unsigned long long)r->probes_ok,
               (unsigned long long)r->probes_failed);
     sb_printf(b, ",\"balancer\":\"%s\",\"connections\":%u", lb_state_name(r->lb_state), r->lb_sessions);
+    sb_printf(b, ",\"protected\":%s,\"standby\":%s", r->flags & ROW_F_PROTECTED ? "true" : "false",
+              r->flags & ROW_F_STANDBY ? "true" : "false");
     /* The balancer's count of its 5xx answers (HAProxy in http mode). */
     if (r->lb_counted_ms)
         sb_printf(b, ",\"balancer_5xx\":%llu", (unsigned long long)r->lb_5xx);
@@ -221,6 +224,43 @@ void render_suspended_json(struct strbuf *b, const struct table_hdr *h)
     sb_printf(b, "]");
 }
 
+/* Live instances protected and on standby (docs/instance-controls.md). */
+static void control_counts(const struct snapshot *s, int *prot, int *standby)
+{
+    *prot = *standby = 0;
+    for (uint32_t i = 0; i < s->nrows; i++) {
+        bool live = s->rows[i].state != ROW_FREE && s->rows[i].state != ROW_TERMINATING;
+        *standby += live && (s->rows[i].flags & ROW_F_STANDBY);
+        *prot += live && (s->rows[i].flags & ROW_F_PROTECTED);
+    }
+}
+
+/* ,"protected":N,"standby":N,"termination_policy":[...] */
+static void controls_json(struct strbuf *b, const struct snapshot *s)
+{
+    int prot, standby;
+    control_counts(s, &prot, &standby);
+    sb_printf(b, ",\"protected\":%d,\"standby\":%d,\"termination_policy\":[", prot, standby);
+    struct victim_policy term;
+    char why[160];
+    if (victim_policy_parse(s->cfg->termination_policy, &term, why, sizeof why) != 0)
+        victim_policy_default(&term);
+    for (uint32_t k = 0; k < term.n && k < VICTIM_RULES_MAX; k++)
+        sb_printf(b, "%s\"%s\"", k ? "," : "", victim_rule_name(term.rule[k]));
+    sb_printf(b, "]");
+}
+
+/* ,"processes":{"supervisor":PID,...} (left open: the caller closes it) */
+static void processes_json(struct strbuf *b, const struct table_hdr *h)
+{
+    sb_printf(b, ",\"processes\":{");
+    pid_field(b, "supervisor", h->pid_supervisor, false);
+    pid_field(b, "history", h->pid_history, false);
+    pid_field(b, "monitor", h->pid_monitor, false);
+    pid_field(b, "controller", h->pid_controller, false);
+    pid_field(b, "status", h->pid_status, true);
+}
+
 void render_status_json(struct strbuf *b, const struct snapshot *s, bool history)
 {
     const struct table_hdr *h = s->hdr;
@@ -245,6 +285,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
               (unsigned long long)h->probe_rounds, (unsigned long long)h->scale_out,
               (unsigned long long)h->scale_in, (unsigned long long)h->replaced,
               (unsigned long long)h->lock_recoveries, (unsigned long long)s->probes.events_written);
+    controls_json(b, s);
     launch_spec_json(b, h->spec.gen);
     sb_printf(b, ",\"tls\":\"%s\",\"refused\":{", c->tls_mode == TLS_PLAINTEXT ? "plaintext" : "auto");
     for (uint32_t k = 0; k < REFUSED_COUNT; k++)
@@ -263,12 +304,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
     histq_status_json(b, s);
     sb_printf(b, ",\"suspended\":");
     render_suspended_json(b, h);
-    sb_printf(b, ",\"processes\":{");
-    pid_field(b, "supervisor", h->pid_supervisor, false);
-    pid_field(b, "history", h->pid_history, false);
-    pid_field(b, "monitor", h->pid_monitor, false);
-    pid_field(b, "controller", h->pid_controller, false);
-    pid_field(b, "status", h->pid_status, true);
+    processes_json(b, h);
     sb_printf(b, "},\"instances\":[");
     for (uint32_t i = 0; i < s->nrows; i++) {
         if (i)
@@ -439,6 +475,18 @@ static void suspended_metrics(struct strbuf *b, const struct snapshot *s)
                   suspend_holds(s->hdr->suspended, p));
 }
 
+/* Operators' controls (docs/instance-controls.md): instances on standby
+ * (counted in asg_instances by state too) and protected ones. */
+static void instance_control_metrics(struct strbuf *b, const struct snapshot *s)
+{
+    int standby, protected_;
+    control_counts(s, &protected_, &standby);
+    help(b, "asg_instances_standby", "gauge", "Instances on standby: out of the balancer, not replaced, not counted.");
+    sb_printf(b, "asg_instances_standby %d\n", standby);
+    help(b, "asg_protected_instances", "gauge", "Instances protected from scale-in and rollouts.");
+    sb_printf(b, "asg_protected_instances %d\n", protected_);
+}
+
 /* Every metric family in the order /metrics shows them, each with its
  * HELP and TYPE: long because the list is, and kept in one place so that
  * docs/monitoring.md's list of metrics can be checked against it by eye. */
@@ -451,6 +499,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     help(b, "asg_instances", "gauge", "Instances in the group by state.");
     for (uint32_t st = ROW_PENDING; st < ROW_STATE_COUNT; st++)
         sb_printf(b, "asg_instances{state=\"%s\"} %d\n", row_state_name(st), snapshot_count(s, st));
+    instance_control_metrics(b, s);
     help(b, "asg_group_min_instances", "gauge", "group.min_instances.");
     sb_printf(b, "asg_group_min_instances %d\n", c->min_instances);
     help(b, "asg_group_max_instances", "gauge", "group.max_instances.");

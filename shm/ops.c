@@ -323,6 +323,13 @@ void table_lb_hold(struct table *t, struct table_row *r, bool hold)
     row_write_end(t, r);
 }
 
+void table_row_flags(struct table *t, struct table_row *r, uint32_t mask, bool on)
+{
+    row_write_begin(r);
+    r->flags = on ? r->flags | mask : r->flags & ~mask;
+    row_write_end(t, r);
+}
+
 void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, uint32_t sessions,
                       int64_t now)
 {

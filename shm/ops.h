@@ -102,6 +102,8 @@ int table_joined_uncounted(const struct table *t);
 void table_lb_state(struct table *t, struct table_row *r, uint32_t lb_state, int64_t now);
 /* Held for the balancer before the provider is asked to stop it, or not. */
 void table_lb_hold(struct table *t, struct table_row *r, bool hold);
+/* Sets (on) or clears the ROW_F_* bits of mask: the operators' controls. */
+void table_row_flags(struct table *t, struct table_row *r, uint32_t mask, bool on);
 /* The balancer's counters for it: requests served (a counter, turned into
  * a rate since the last reading), open connections. */
 void table_lb_counted(struct table *t, struct table_row *r, uint64_t requests, uint32_t sessions,

@@ -62,6 +62,14 @@ const char *rollout_phase_name(uint32_t phase);
 /* Controller: stopped while a terminating hook was configured: once the
  * balancer lets it go, it waits in terminating:wait (cleared then). */
 #define ROW_F_HOOK_TERM 128u
+/* Operators' controls, set by the controller alone on their request
+ * (controller/instance_ops.c, docs/instance-controls.md): never a
+ * scale-in's or a rollout's victim; on standby (out of the balancer, not
+ * replaced on missed probes, neither load nor capacity), and whether its
+ * entry lowered the target (its exit raises it again). */
+#define ROW_F_PROTECTED 16u
+#define ROW_F_STANDBY 32u
+#define ROW_F_STANDBY_DECREMENTED 256u
 
 const char *lb_state_name(uint32_t st);
 

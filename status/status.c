@@ -43,6 +43,7 @@
 #include "notify_api.h"
 #include "history_api.h"
 #include "suspend_api.h"
+#include "instance_api.h"
 #include "status.h"
 
 #define MAX_BODY 4096
@@ -758,6 +759,21 @@ static enum MHD_Result post_lifecycle(struct status *st, struct MHD_Connection *
     return forward(st, c, &rq, what);
 }
 
+/* Protection and standby (instance_api.h): the instance must exist here;
+ * the controller checks its state. */
+static enum MHD_Result post_instance_control(struct status *st, struct MHD_Connection *c, const char *id,
+                                             const char *action, json_object *o)
+{
+    struct ctl_request rq;
+    char what[48], why[200];
+    if (instance_api_request(action, id, o, &rq, what, sizeof what, why, sizeof why) != 0)
+        return send_error(c, 400, "%s", why);
+    struct table_row r;
+    if (!find_instance(st, id, &r))
+        return send_error(c, 404, "no instance %s", id);
+    return forward(st, c, &rq, what);
+}
+
 static enum MHD_Result post_load(struct status *st, struct MHD_Connection *c, const char *id, json_object *o)
 {
     json_object *v;
@@ -849,6 +865,8 @@ static enum MHD_Result act(struct status *st, struct MHD_Connection *c, const ch
             ret = post_load(st, c, id, o);
         else if (strcmp(action, "lifecycle") == 0 && strcmp(method, "POST") == 0)
             ret = post_lifecycle(st, c, id, o);
+        else if (instance_api_handles(action) && strcmp(method, "POST") == 0)
+            ret = post_instance_control(st, c, id, action, o);
         else
             ret = send_error(c, 404, "no such action '%s' on an instance", action);
     } else

@@ -42,6 +42,7 @@ int main(void)
     srunner_add_suite(sr, notify_suite());
     srunner_add_suite(sr, lifecycle_suite());
     srunner_add_suite(sr, suspend_suite());
+    srunner_add_suite(sr, ops_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

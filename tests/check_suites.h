@@ -48,4 +48,5 @@ Suite *rollout_api_suite(void);
 Suite *ha_rollout_suite(void);
 Suite *migrate_suite(void);
 Suite *notify_suite(void);
+Suite *ops_suite(void);
 #endif
