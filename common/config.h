@@ -142,6 +142,7 @@ struct asg_config {
     double rollout_error_margin;     /* a new instance's 5xx share above the old ones' by this fails */
     int rollout_min_requests;        /* requests a new instance serves before its 5xx share counts */
     int max_instance_lifetime_s;     /* 0 = none; older instances are replaced */
+    int scale_to_zero_idle_s;        /* min_instances 0: to zero after this long without a request */
     bool lb_weight_by_load;          /* balancer weights follow each instance's load */
     int log_level;                  /* enum log_level */
     int log_facility;               /* an index in config_facility_names */

@@ -126,6 +126,9 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
     g->prev_gen = may && ctl_spec_usable(c, &v->hdr.spec_prev, why, sizeof why) ? v->hdr.spec_prev.gen : 0;
     g->lb_counts_5xx = g->lb_on && c->lb_counts_5xx;
     g->ro = v->hdr.rollout;
+    g->demand = v->hdr.lb_demand;
+    g->zero = v->hdr.zero;
+    g->wall_now = wall_ms();
 }
 
 /* Is row r still as step s was decided on? */
@@ -217,6 +220,8 @@ static void record_decision(struct ctl *c, const struct plan *p, const struct ct
         atomic_fetch_add(&c->t->hdr->actions[d->change > 0 ? 0 : 1][d->cause], 1);
     }
     table_evaluated(c->t, st, d->change, now);
+    if (p->zero_changed)
+        table_zero(c->t, &p->zero);
 }
 
 void ctl_decide_facts(struct ctl *c, int64_t now)

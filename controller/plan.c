@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "plan.h"
 #include "rollout_plan.h"
+#include "../policy/zero.h"
 
 static int count(const struct plan_row *rows, size_t n, uint32_t state)
 {
@@ -112,7 +113,7 @@ void plan_releases(struct plan_row *rows, size_t n, const struct plan_group *g, 
  * time. */
 static void joined(struct plan_row *rows, size_t n, const struct asg_config *eff, int64_t now, struct plan *p)
 {
-    int before = p->st.target ? p->st.target : eff->desired_instances, target = before;
+    int before = p->st.target || p->st.at_zero ? p->st.target : eff->desired_instances, target = before;
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
         bool in = r->state != ROW_TERMINATING;
@@ -135,6 +136,8 @@ static void joined(struct plan_row *rows, size_t n, const struct asg_config *eff
     }
     if (target != before)
         p->st.target = target;
+    if (target > 0)
+        p->st.at_zero = 0; /* an instance joined: the group is no longer at zero */
 }
 
 static void policy_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
@@ -154,6 +157,9 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
             p->launches_work = true;
     }
     p->d = policy_decide(eff, &in, &p->st, g->now);
+    p->zero = g->zero;
+    if (g->lb_on)
+        p->zero_changed = zero_decide(eff, &g->demand, &p->st, &p->zero, g->now, g->wall_now, &p->d);
     if (p->d.change && p->d.cause == CAUSE_BOUNDS && g->sched_active >= 0)
         snprintf(p->d.reason, sizeof p->d.reason, "schedule entry %d: bounds %d..%d", g->sched_active + 1,
                  eff->desired_instances, eff->max_instances);

@@ -67,6 +67,9 @@ struct plan_group {
     uint64_t prev_gen;          /* the one before it, kept whole (a rollback can launch it); 0 none */
     bool lb_counts_5xx;         /* the balancer counts each member's 5xx answers */
     struct rollout_state ro;    /* the rollout as the table holds it */
+    struct lb_demand demand;    /* the balancer's count of the backend as a whole (policy/zero.h) */
+    struct zero_state zero;     /* scale to zero's state as the table holds it */
+    int64_t wall_now;           /* Unix ms, for what people read */
 };
 
 enum plan_kind {
@@ -113,6 +116,8 @@ struct plan {
     char ro_note[224];          /* a phase change, for the log and the events */
     int surge;                  /* launches beyond the target, to replace old instances */
     int allowance;              /* instances beyond the target the rollout keeps (not scaled in) */
+    struct zero_state zero;     /* scale to zero's state after this evaluation */
+    bool zero_changed;          /* zero differs from the table's: record it */
 };
 
 /* Would a stop of an instance in this state wait for the balancer to drain

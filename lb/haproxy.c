@@ -391,6 +391,47 @@ int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **
     return rc;
 }
 
+/* The backend's own row: a request HAProxy holds for want of a server
+ * (in its queue, or waiting in an http-request action before it) is a
+ * session at the backend already, so a group with no instance sees it. */
+int haproxy_parse_backend(const char *csv, const char *backend, struct lb_demand *d, char *err,
+                          size_t errsize)
+{
+    memset(d, 0, sizeof *d);
+    char *text = strdup(csv);
+    if (!text)
+        abort();
+    int col[C_COUNT], lineno = 0, rc = -1;
+    char *save = NULL;
+    snprintf(err, errsize, "HAProxy's show stat has no BACKEND row for %s", backend);
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        if (lineno == 1) {
+            if (stat_header(line, col, err, errsize) != 0)
+                break;
+            continue;
+        }
+        char *f[STAT_FIELDS_MAX];
+        size_t nf = csv_split(line, f, STAT_FIELDS_MAX);
+        if (nf <= (size_t)col[C_TYPE] || strcmp(f[col[C_TYPE]], "1") != 0 || strcmp(f[col[C_PX]], backend) != 0)
+            continue;
+        uint64_t stot, scur, qcur;
+        if (nf <= (size_t)col[C_QCUR] || nf <= (size_t)col[C_SCUR] || nf <= (size_t)col[C_STOT] ||
+            !stat_number(f[col[C_STOT]], &stot) || !stat_number(f[col[C_SCUR]], &scur) ||
+            !stat_number(f[col[C_QCUR]], &qcur) || scur > UINT32_MAX || qcur > UINT32_MAX) {
+            snprintf(err, errsize, "HAProxy's show stat line %d: a bad number in the BACKEND row", lineno);
+            break;
+        }
+        d->sessions = stot;
+        d->current = (uint32_t)scur;
+        d->queued = (uint32_t)qcur;
+        rc = 0;
+        break;
+    }
+    free(text);
+    return rc;
+}
+
 /* ---- the balancer ---- */
 
 /* The first line of an answer, for messages. */
@@ -442,7 +483,7 @@ static int hap_list(struct lb *lb, struct lb_member **out, size_t *n, char *err,
 {
     struct haproxy *h = hap(lb);
     char cmd[128], *ans = NULL, line[120];
-    snprintf(cmd, sizeof cmd, "show stat %s 4 -1", h->backend);
+    snprintf(cmd, sizeof cmd, "show stat %s 6 -1", h->backend); /* the backend's row and its servers' */
     if (haproxy_command(h->socket, h->timeout_ms, cmd, &ans, err, errsize) != 0)
         return -1;
     int rc;
@@ -455,6 +496,15 @@ static int hap_list(struct lb *lb, struct lb_member **out, size_t *n, char *err,
         rc = -1;
     } else {
         rc = haproxy_parse_stat(ans, h->backend, out, n, err, errsize);
+    }
+    /* Without the backend's row, no demand is seen: scale to zero waits. */
+    struct lb_demand d;
+    char why[160];
+    if (rc == 0 && haproxy_parse_backend(ans, h->backend, &d, why, sizeof why) == 0) {
+        d.read_ms = now_ms();
+        lb->demand = d;
+    } else if (rc == 0) {
+        log_debug("%s", why);
     }
     free(ans);
     return rc;

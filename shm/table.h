@@ -28,8 +28,9 @@
  * in force (the header's). 20: the admission inbox (the header's); the
  * segment ends with its layout's directory (shm/tabledir.h), from which a
  * later asgd migrates it. 21: rollouts (the header's rollout and saved
- * launch specs; each row's 5xx counter, bake window marks and weight). */
-#define TABLE_VERSION 21
+ * launch specs; each row's 5xx counter, bake window marks and weight).
+ * 22: scale to zero (the header's lb_demand and zero). */
+#define TABLE_VERSION 22
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
 #define TABLE_ADDR_MAX INSTANCE_ADDR_MAX
@@ -284,6 +285,10 @@ struct table_hdr {
      * earlier generation whose spec is the one in force again (a config
      * reverted) is not replaced (spec_gen_same). */
     struct spec_state spec_seen[SPEC_SEEN];
+    /* controller: the balancer's count of the backend as a whole, as last
+     * listed, and scale to zero (policy/zero.h) */
+    struct lb_demand lb_demand;
+    struct zero_state zero;
 };
 
 /* After the header, apart from it: the probe counters and histograms and

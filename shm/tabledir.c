@@ -33,7 +33,7 @@
     X(group_name, S, 0) X(config_name, S, 0) X(supervisor_start, N, L) X(relay_accepted, N, 0) \
     X(relay_grpc_took, N, 0) X(relay_grpc_waiting, N, 0) X(facts, N, 0) X(inbox_next, N, 0) X(inbox, B, 0) \
     X(rollout, B, 0) X(spec_cur, B, 0) X(spec_prev, B, 0) X(spec_gen_last, N, 0) X(spec_pinned, N, 0) \
-    X(spec_seen_next, N, 0) X(spec_rejected, B, 0) X(spec_seen, B, 0)
+    X(spec_seen_next, N, 0) X(spec_rejected, B, 0) X(spec_seen, B, 0) X(lb_demand, B, 0) X(zero, B, 0)
 
 #define LOG_DIR(X) \
     X(probes_sent, N, 0) X(probes_failed, N, 0) X(probe_us_sum, N, 0) X(probe_hist, B, 0) \

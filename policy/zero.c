@@ -1,0 +1,97 @@
+#include "zero.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool zero_demand_fresh(const struct asg_config *cfg, const struct lb_demand *d, int64_t now)
+{
+    return d->read_ms > 0 && now - d->read_ms <= 3LL * cfg->lb_interval_ms + 1000;
+}
+
+/* Requests since the last look: the counter moved (a restarted balancer
+ * counts from 0 again: any count then is new), or some are at the backend
+ * now (a keep-alive connection's next request does not open a session). */
+static uint64_t arrivals(const struct lb_demand *d, const struct zero_state *z)
+{
+    if (d->sessions >= z->sessions_seen)
+        return d->sessions - z->sessions_seen;
+    return d->sessions;
+}
+
+static void leave_zero(struct ctl_state *st, struct zero_state *z)
+{
+    st->at_zero = 0;
+    z->zero_since_ms = z->zero_since_wall_ms = 0;
+}
+
+static void enter_zero(struct ctl_state *st, struct zero_state *z, int64_t now, int64_t wall_now)
+{
+    st->at_zero = 1;
+    st->target = 0;
+    st->breach_out = st->breach_in = 0;
+    st->in_since_ms = 0;
+    z->zero_since_ms = now;
+    z->zero_since_wall_ms = wall_now;
+}
+
+bool zero_decide(const struct asg_config *cfg, const struct lb_demand *demand, struct ctl_state *st,
+                 struct zero_state *z, int64_t now, int64_t wall_now, struct decision *d)
+{
+    struct zero_state before = *z;
+    int from = d->target - d->change;
+    if (cfg->min_instances > 0) {
+        /* Not (or no longer) allowed: the bounds bring the group back. */
+        if (st->at_zero) {
+            leave_zero(st, z);
+            d->target = cfg->min_instances;
+            d->change = d->target - from;
+            d->cause = CAUSE_BOUNDS;
+            snprintf(d->reason, sizeof d->reason, "group.min_instances is %d: no longer at zero",
+                     cfg->min_instances);
+            st->target = d->target;
+        }
+        z->idle_since_ms = z->idle_since_wall_ms = 0;
+        return memcmp(&before, z, sizeof *z) != 0;
+    }
+    if (!st->at_zero && z->zero_since_ms)
+        leave_zero(st, z); /* woken otherwise (an instance joined on its own) */
+    bool fresh = zero_demand_fresh(cfg, demand, now);
+    uint64_t came = fresh ? arrivals(demand, z) : 0;
+    bool busy = fresh && (came > 0 || demand->current > 0 || demand->queued > 0);
+    if (fresh)
+        z->sessions_seen = demand->sessions;
+    if (busy || z->idle_since_ms == 0) {
+        /* Not watched yet (a start, or min just set to 0): idle from now. */
+        z->idle_since_ms = now;
+        z->idle_since_wall_ms = wall_now;
+    }
+    if (st->at_zero) {
+        if (busy) {
+            /* Cold start: someone waits at the balancer. No cooldown. */
+            leave_zero(st, z);
+            z->cold_starts++;
+            d->target = 1; /* max(min, 1), min being 0 here */
+            d->change = d->target - from;
+            d->cause = CAUSE_LOAD;
+            snprintf(d->reason, sizeof d->reason,
+                     "cold start from zero: %llu new, %u waiting, %u queued at the balancer",
+                     (unsigned long long)came, (unsigned)demand->current, (unsigned)demand->queued);
+            st->target = d->target;
+        } else {
+            d->target = 0;
+            d->change = -from;
+        }
+    } else if (d->target == 0) {
+        /* Sized to nothing by the bounds (desired_instances 0). */
+        enter_zero(st, z, now, wall_now);
+    } else if (fresh && !busy && now - z->idle_since_ms >= (int64_t)cfg->scale_to_zero_idle_s * 1000) {
+        enter_zero(st, z, now, wall_now);
+        d->target = 0;
+        d->change = -from;
+        d->cause = CAUSE_LOAD;
+        snprintf(d->reason, sizeof d->reason, "no request at the balancer for %d s: scale to zero",
+                 cfg->scale_to_zero_idle_s);
+        st->last_action_ms = now;
+    }
+    return memcmp(&before, z, sizeof *z) != 0;
+}
