@@ -26,6 +26,7 @@
 #include "login.h"
 #include "rollout.h"
 #include "../report/render.h"
+#include "../report/zero.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
 
@@ -245,6 +246,11 @@ static void print_status_text(const struct snapshot *s)
         printf("balancer %s: %s, %d member(s)%s%s\n", lb_kind_name(c->lb_kind),
                !h->lb_checked_ms ? "not called yet" : h->lb_up ? "answering" : "UNREACHABLE",
                h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
+    struct strbuf zb = {0};
+    render_zero_text(&zb, s);
+    if (zb.s)
+        fputs(zb.s, stdout);
+    sb_free(&zb);
     print_instance_rows(s, lb);
 }
 
