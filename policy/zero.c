@@ -56,14 +56,21 @@ bool zero_decide(const struct asg_config *cfg, const struct lb_demand *demand, s
     if (!st->at_zero && z->zero_since_ms)
         leave_zero(st, z); /* woken otherwise (an instance joined on its own) */
     bool fresh = zero_demand_fresh(cfg, demand, now);
-    uint64_t came = fresh ? arrivals(demand, z) : 0;
+    /* The first reading is the baseline: what the backend counted before
+     * it was watched (a start, min just set to 0) is no request now. */
+    bool first = fresh && z->idle_since_ms == 0;
+    uint64_t came = fresh && !first ? arrivals(demand, z) : 0;
     bool busy = fresh && (came > 0 || demand->current > 0 || demand->queued > 0);
-    if (fresh)
+    if (fresh) {
         z->sessions_seen = demand->sessions;
-    if (busy || z->idle_since_ms == 0) {
-        /* Not watched yet (a start, or min just set to 0): idle from now. */
-        z->idle_since_ms = now;
-        z->idle_since_wall_ms = wall_now;
+        if (busy || first) {
+            z->idle_since_ms = now;
+            z->idle_since_wall_ms = wall_now;
+        }
+    }
+    if (st->at_zero && !z->zero_since_ms) {
+        z->zero_since_ms = now; /* put there by the operator (a desired size of 0) */
+        z->zero_since_wall_ms = wall_now;
     }
     if (st->at_zero) {
         if (busy) {
@@ -84,7 +91,8 @@ bool zero_decide(const struct asg_config *cfg, const struct lb_demand *demand, s
     } else if (d->target == 0) {
         /* Sized to nothing by the bounds (desired_instances 0). */
         enter_zero(st, z, now, wall_now);
-    } else if (fresh && !busy && now - z->idle_since_ms >= (int64_t)cfg->scale_to_zero_idle_s * 1000) {
+    } else if (fresh && !busy && z->idle_since_ms &&
+               now - z->idle_since_ms >= (int64_t)cfg->scale_to_zero_idle_s * 1000) {
         enter_zero(st, z, now, wall_now);
         d->target = 0;
         d->change = -from;

@@ -469,6 +469,8 @@ void table_set_target(struct table *t, int32_t target)
 {
     hdr_write_begin(t);
     t->hdr->ctl.target = target;
+    if (target > 0)
+        t->hdr->ctl.at_zero = 0; /* instances kept: no longer at zero */
     hdr_write_end(t);
 }
 
@@ -645,8 +647,9 @@ void table_operator_target(struct table *t, int32_t target, int32_t desired, int
     if (desired > 0)
         h->operator_desired = desired;
     h->ctl.target = target;
-    if (target > 0)
-        h->ctl.at_zero = 0; /* the operator's size wakes a group at zero */
+    /* The operator's size wakes a group at zero; a size of 0 (allowed
+     * only with min_instances 0: the controller checks) takes it there. */
+    h->ctl.at_zero = target == 0;
     h->ctl.last_action_ms = now; /* the cooldown protects the operator's choice */
     h->ctl.breach_out = h->ctl.breach_in = 0;
     h->ctl.in_since_ms = 0;

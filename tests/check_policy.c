@@ -668,6 +668,19 @@ START_TEST(test_zero_never_on_a_stale_count_and_not_below_min)
     ck_assert_int_eq(d.target, 1);
     ck_assert_int_eq(d.cause, CAUSE_BOUNDS);
     ck_assert(!st.at_zero);
+    /* Put at zero by the operator (asgctl desired 0: the table's at_zero,
+     * target 0): it stays there, and a request wakes it. */
+    cfg.min_instances = 0;
+    memset(&zs, 0, sizeof zs);
+    st.at_zero = 1;
+    st.target = 0;
+    t += 60000;
+    ck_assert_int_eq(zero_step((struct policy_input){0}, t).target, 0);
+    ck_assert_int_eq(zs.zero_since_ms, t);
+    dem.current = 1;
+    ck_assert_int_eq(zero_step((struct policy_input){0}, t + 1000).target, 1);
+    dem.current = 0;
+    cfg.min_instances = 1;
     /* With min 1 an idle group never goes to zero. */
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(zero_step(fleet(1, 0.0), t + 1000 * (i + 1)).target, 1);
