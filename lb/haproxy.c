@@ -346,6 +346,15 @@ static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_m
     return 0;
 }
 
+/* Whether a split line is a row of this type ("1" the backend's own, "2" a
+ * server) of this backend; a line too short to say is not (the header may
+ * put pxname after type: both are checked to be there). */
+static bool row_is(char **f, size_t nf, const int *col, const char *type, const char *backend)
+{
+    return nf > (size_t)col[C_TYPE] && nf > (size_t)col[C_PX] && strcmp(f[col[C_TYPE]], type) == 0 &&
+           strcmp(f[col[C_PX]], backend) == 0;
+}
+
 int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **out, size_t *n,
                        char *err, size_t errsize)
 {
@@ -365,8 +374,7 @@ int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **
         }
         char *f[STAT_FIELDS_MAX];
         size_t nf = csv_split(line, f, STAT_FIELDS_MAX);
-        if (nf <= (size_t)col[C_TYPE] || strcmp(f[col[C_TYPE]], "2") != 0 ||
-            strcmp(f[col[C_PX]], backend) != 0)
+        if (!row_is(f, nf, col, "2", backend))
             continue; /* not a server of this backend */
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -413,7 +421,7 @@ int haproxy_parse_backend(const char *csv, const char *backend, struct lb_demand
         }
         char *f[STAT_FIELDS_MAX];
         size_t nf = csv_split(line, f, STAT_FIELDS_MAX);
-        if (nf <= (size_t)col[C_TYPE] || strcmp(f[col[C_TYPE]], "1") != 0 || strcmp(f[col[C_PX]], backend) != 0)
+        if (!row_is(f, nf, col, "1", backend))
             continue;
         uint64_t stot, scur, qcur;
         if (nf <= (size_t)col[C_QCUR] || nf <= (size_t)col[C_SCUR] || nf <= (size_t)col[C_STOT] ||

@@ -63,6 +63,16 @@ START_TEST(test_stat_reads_the_backends_own_row)
     ck_assert_msg(strstr(err, "no BACKEND row for nosuch"), "%s", err);
     ck_assert_int_eq(haproxy_parse_backend(HEAD "BACKEND,web,x,-2,0,1,UP,,1,,\n", "web", &d, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "a bad number in the BACKEND row"), "%s", err);
+    /* pxname after type, and a line that ends between them: not read past
+     * its fields (found by fuzz_haproxy_stat). */
+    const char *late = "# type,svname,scur,qcur,stot,status,pxname\n1\n2\n1,BACKEND,1,0,4,UP,web\n";
+    ck_assert_msg(haproxy_parse_backend(late, "web", &d, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(d.sessions, 4);
+    struct lb_member *m;
+    size_t n;
+    ck_assert_msg(haproxy_parse_stat(late, "web", &m, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 0);
+    free(m);
 }
 END_TEST
 
