@@ -68,6 +68,8 @@ bool zero_decide(const struct asg_config *cfg, const struct lb_demand *demand, s
             z->idle_since_wall_ms = wall_now;
         }
     }
+    bool idle_long = fresh && !busy && z->idle_since_ms &&
+                     now - z->idle_since_ms >= (int64_t)cfg->scale_to_zero_idle_s * 1000;
     if (st->at_zero && !z->zero_since_ms) {
         z->zero_since_ms = now; /* put there by the operator (a desired size of 0) */
         z->zero_since_wall_ms = wall_now;
@@ -88,11 +90,10 @@ bool zero_decide(const struct asg_config *cfg, const struct lb_demand *demand, s
             d->target = 0;
             d->change = -from;
         }
-    } else if (d->target == 0) {
-        /* Sized to nothing by the bounds (desired_instances 0). */
+    } else if (d->target == 0 && from == 0) {
+        /* Sized to nothing from the start (desired_instances 0). */
         enter_zero(st, z, now, wall_now);
-    } else if (fresh && !busy && z->idle_since_ms &&
-               now - z->idle_since_ms >= (int64_t)cfg->scale_to_zero_idle_s * 1000) {
+    } else if (idle_long) {
         enter_zero(st, z, now, wall_now);
         d->target = 0;
         d->change = -from;
@@ -100,6 +101,13 @@ bool zero_decide(const struct asg_config *cfg, const struct lb_demand *demand, s
         snprintf(d->reason, sizeof d->reason, "no request at the balancer for %d s: scale to zero",
                  cfg->scale_to_zero_idle_s);
         st->last_action_ms = now;
+    } else if (d->target == 0) {
+        /* The load policy would go to zero on its own (desired 0, no rate
+         * over its window): only the idle time takes the group there. */
+        d->target = st->target = 1;
+        d->change = d->target - from;
+        if (d->change == 0)
+            d->reason[0] = '\0';
     }
     return memcmp(&before, z, sizeof *z) != 0;
 }

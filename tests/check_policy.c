@@ -687,6 +687,35 @@ START_TEST(test_zero_never_on_a_stale_count_and_not_below_min)
 }
 END_TEST
 
+/* desired_instances 0: the group starts at zero; woken, the load policy
+ * (no rate: it would want none) does not take it back before the idle time. */
+START_TEST(test_zero_from_the_start_and_only_the_idle_time_goes_back)
+{
+    zero_setup();
+    cfg.desired_instances = 0;
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.scale_in_stabilization_ms = 1000;
+    struct policy_input none = {0};
+    struct decision d = zero_step(none, 1000);
+    ck_assert_int_eq(d.target, 0);
+    ck_assert_int_eq(d.change, 0);
+    ck_assert(st.at_zero);
+    dem.current = 1;
+    d = zero_step(none, 2000);
+    ck_assert_int_eq(d.target, 1);
+    dem.current = 0;
+    int64_t t = 3000;
+    for (; t < 7000; t += 500) {
+        d = zero_step(fleet(1, 0.0), t);
+        ck_assert_msg(d.target == 1 && d.change == 0, "at %lld: target %d, change %d", (long long)t, d.target,
+                      d.change);
+    }
+    d = zero_step(fleet(1, 0.0), t);
+    ck_assert_int_eq(d.target, 0);
+    ck_assert_msg(strstr(d.reason, "no request at the balancer for 5 s") != NULL, "%s", d.reason);
+}
+END_TEST
+
 Suite *policy_suite(void)
 {
     const TTest *tests[] = {
@@ -719,6 +748,7 @@ Suite *policy_suite(void)
         test_zero_after_the_idle_time_only,
         test_zero_wakes_at_once_on_a_waiting_request,
         test_zero_never_on_a_stale_count_and_not_below_min,
+        test_zero_from_the_start_and_only_the_idle_time_goes_back,
         NULL};
     return suite_of("policy", "policy", setup, NULL, 0, tests, NULL);
 }
