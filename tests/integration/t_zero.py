@@ -67,6 +67,8 @@ def zero_group_serves_its_first_request():
         text = http("GET", m.url + "/metrics")[1]
         r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, (r.stdout, r.stderr)
+        code, g = m.api("GET", "/api/v1/group")
+        assert code == 200 and g["scale_to_zero"]["at_zero"] and g["scale_to_zero"]["enabled"], (code, g)
         met = metrics(m)
         assert met[("asg_scale_to_zero_at_zero", ())] == 1, met
         assert ("asg_lb_queue", ()) in met and ("asg_lb_backend_sessions_total", ()) in met, met
