@@ -70,8 +70,8 @@ GEN_H   = $(PROTOS:%=$(GEN)/%.pb-c.h)
 
 LIB_SRC = common/util.c common/proc.c common/config.c common/cron.c common/pki.c common/identity.c common/strbuf.c common/ctlsock.c \
           common/utf8.c common/secret.c \
-          shm/table.c shm/tabledir.c shm/migrate.c shm/confseg.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/plot.c \
-          agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/forecast.c policy/schedule.c policy/replay.c provider/provider.c provider/join.c provider/local.c provider/spec.c \
+          shm/table.c shm/tabledir.c shm/migrate.c shm/confseg.c shm/ops.c shm/snapshot.c proto/rpc.c proto/h2probe.c report/render.c report/zero.c report/plot.c \
+          agent/walk.c agent/service.c agent/workload.c policy/policy.c policy/zero.c policy/forecast.c policy/schedule.c policy/replay.c provider/provider.c provider/join.c provider/local.c provider/spec.c \
           aws/sigv4.c aws/ec2_xml.c aws/profile_file.c aws/creds.c aws/ec2.c provider/ec2.c provider/exec.c \
           lb/lb.c lb/haproxy.c lb/follow.c lb/elbv2.c ha/etcd.c ha/ha.c
 LIB_SRC += common/url.c common/lifecycle_msg.c

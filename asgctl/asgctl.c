@@ -32,6 +32,7 @@
 #include "ops.h"
 #include "instance.h"
 #include "../report/render.h"
+#include "../report/zero.h"
 #include "asg.pb-c.h"
 #include "health.pb-c.h"
 
@@ -303,6 +304,11 @@ static void print_status_text(const struct snapshot *s)
                h->lb_members, h->lb_error[0] ? ": " : "", h->lb_error);
     notify_print_text(stdout, s);
     suspend_status_print(h);
+    struct strbuf zb = {0};
+    render_zero_text(&zb, s);
+    if (zb.s)
+        fputs(zb.s, stdout);
+    sb_free(&zb);
     print_instance_rows(s, lb);
 }
 

@@ -69,10 +69,11 @@ enum { LIVE = 0, RESTART = 1 };
 #define HOUR_MS 3600000L
 static const struct keydef keys[] = {
     STR("group.name", group_name, "asg", RESTART),
-    INT("group.min_instances", min_instances, 1, 100000, 2, LIVE),
+    INT("group.min_instances", min_instances, 0, 100000, 2, LIVE),
     INT("group.max_instances", max_instances, 1, 100000, 5, LIVE),
-    INT("group.desired_instances", desired_instances, 1, 100000, 2, LIVE),
+    INT("group.desired_instances", desired_instances, 0, 100000, 2, LIVE),
     STRLIST("group.termination_policy", termination_policy, LIVE),
+    INT("group.scale_to_zero_idle_s", scale_to_zero_idle_s, 1, 7 * 86400L, 300, LIVE),
     INT("group.max_instance_lifetime_s", max_instance_lifetime_s, 0, 3650 * 86400L, 0, LIVE),
     BOOL("rollout.auto", rollout_auto, false, LIVE),
     STR("rollout.max_surge", rollout_max_surge, "1", LIVE),
@@ -851,6 +852,14 @@ static int check_sizes(struct errbuf *e, const config_t *cf, const struct asg_co
         strlen(c->group_name) > 40)
         return fail(e, lookup(cf, "group.name"),
                     "group.name must be 1..40 of A-Z a-z 0-9 . _ - starting with a letter or digit");
+    /* At zero no instance reports a rate: only the balancer's count of
+     * its backend shows that someone waits (policy/zero.h). */
+    if (c->min_instances == 0 && (c->policy_metric != METRIC_REQUESTS || c->lb_kind != LB_HAPROXY))
+        return fail(e, lookup(cf, "group.min_instances"),
+                    "group.min_instances 0 (scale to zero) needs a metric that sees demand with no instance: "
+                    "policy.metric \"requests\" and lb.kind \"haproxy\" (the backend's count of waiting "
+                    "requests); with %s it is %s", c->policy_metric == METRIC_REQUESTS ? "lb.kind" : "policy.metric",
+                    c->policy_metric == METRIC_REQUESTS ? lb_kind_name(c->lb_kind) : policy_metric_name(c->policy_metric));
     if (c->max_instances < c->min_instances)
         return fail(e, lookup(cf, "group.max_instances"),
                     "group.max_instances (%d) is below group.min_instances (%d)",

@@ -151,6 +151,7 @@ struct asg_config {
     int rollout_min_requests;        /* requests a new instance serves before its 5xx share counts */
     char termination_policy[128];    /* scale-in tie-breakers, ","-joined (controller/victim.h); "" default */
     int max_instance_lifetime_s;     /* 0 = none; older instances are replaced */
+    int scale_to_zero_idle_s;        /* min_instances 0: to zero after this long without a request */
     bool lb_weight_by_load;          /* balancer weights follow each instance's load */
     /* notifications (webhook/notify.h) */
     struct webhook_cfg webhooks[WEBHOOKS_MAX];

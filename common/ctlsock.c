@@ -56,7 +56,7 @@ static const char *ctl_request_invalid(const struct ctl_request *req)
         return "standby request with a bad action";
     if (req->kind == REQ_LIFECYCLE && (req->value < 1 || req->value > 3)) /* common/lifecycle_msg.h */
         return "lifecycle request with a bad action";
-    if (req->kind == REQ_SET_DESIRED && (req->value < 1 || req->value > 100000))
+    if (req->kind == REQ_SET_DESIRED && (req->value < 0 || req->value > 100000))
         return "desired size out of range";
     if (req->kind == REQ_ROLLOUT && (req->value < RA_START || req->value >= RA_COUNT))
         return "rollout request with a bad action";

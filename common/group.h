@@ -129,13 +129,34 @@ struct rollout_state {
 
 /* Controller state that must survive a controller restart. */
 struct ctl_state {
-    int32_t target;              /* live desired size; 0 = not set yet */
+    int32_t target;              /* live desired size; 0 = not set yet (unless at_zero) */
     int32_t breach_out, breach_in;
     int64_t last_action_ms;
     int64_t in_since_ms;         /* target policy: below target since */
     int32_t in_recommend;        /* highest recommendation in that window */
-    int32_t pad;
+    int32_t at_zero;             /* scaled to zero (policy/zero.h): a target of 0 is meant */
     struct forecast fc;          /* predictive policy */
+};
+
+/* The balancer's count of the group's backend as a whole (HAProxy: its
+ * BACKEND row of `show stat`): what a group with no instance can see of
+ * its demand (policy/zero.h). */
+struct lb_demand {
+    uint64_t sessions;           /* sessions the backend took, a counter (held ones included) */
+    uint32_t current;            /* at the backend now: served, or held waiting for a server */
+    uint32_t queued;             /* in the backend's queue */
+    int64_t read_ms;             /* when read; 0 = never, or the balancer has no such count */
+};
+
+/* Scale to zero (policy/zero.h): kept in the table, so that a restarted
+ * controller goes on counting the idle time. */
+struct zero_state {
+    int64_t idle_since_ms;       /* no request at the balancer since; 0 = not watched yet */
+    int64_t zero_since_ms;       /* at zero since (monotonic); 0 = not at zero */
+    int64_t zero_since_wall_ms;  /* the same, Unix ms, for people */
+    int64_t idle_since_wall_ms;  /* idle_since_ms, Unix ms */
+    uint64_t sessions_seen;      /* the backend's session counter, last seen */
+    uint64_t cold_starts;        /* times a request woke the group from zero */
 };
 
 #endif

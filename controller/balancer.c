@@ -65,6 +65,9 @@ void ctl_lb_step(struct ctl *c, bool reconcile_now)
         lb_table_plan(c->t, &c->cfg, m, n, reconcile_now, drain_over, now, &c->plan);
     if (rc == 0 && n > 0)
         c->lb_counts_5xx = counts_5xx(m, n);
+    /* The backend as a whole: the demand a group at zero sees (policy/zero.h). */
+    if (rc == 0 && c->lb.demand.read_ms)
+        table_lb_demand(c->t, &c->lb.demand);
     /* Weights at most every lb.interval_ms (the step runs more often while
      * instances wait for it), and none while the manager stops. */
     bool stopping = c->lb_wait_until || (c->lb.abort_flag && *c->lb.abort_flag);

@@ -127,6 +127,9 @@ static void group_facts(const struct ctl *c, const struct view *v, int sched_act
     g->lb_counts_5xx = g->lb_on && c->lb_counts_5xx;
     g->ro = v->hdr.rollout;
     g->suspended = v->hdr.suspended & SUSP_ALL;
+    g->demand = v->hdr.lb_demand;
+    g->zero = v->hdr.zero;
+    g->wall_now = wall_ms();
 }
 
 /* Is row r still as step s was decided on? */
@@ -226,6 +229,8 @@ static void record_decision(struct ctl *c, const struct plan *p, const struct ct
         atomic_fetch_add(&c->t->hdr->actions[d->change > 0 ? 0 : 1][d->cause], 1);
     }
     table_evaluated(c->t, st, d->change, now);
+    if (p->zero_changed)
+        table_zero(c->t, &p->zero);
 }
 
 void ctl_decide_facts(struct ctl *c, int64_t now)

@@ -12,6 +12,7 @@
 #include "rollout_plan.h"
 #include "suspend.h"
 #include "victim.h"
+#include "../policy/zero.h"
 
 /* Instances in a state. One on standby is not the group's capacity
  * (its replacement is, or the operator's decrement took it off the
@@ -126,7 +127,7 @@ void plan_releases(struct plan_row *rows, size_t n, const struct plan_group *g, 
  * time. */
 static void joined(struct plan_row *rows, size_t n, const struct asg_config *eff, int64_t now, struct plan *p)
 {
-    int before = p->st.target ? p->st.target : eff->desired_instances, target = before;
+    int before = p->st.target || p->st.at_zero ? p->st.target : eff->desired_instances, target = before;
     for (size_t i = 0; i < n; i++) {
         struct plan_row *r = &rows[i];
         bool in = r->state != ROW_TERMINATING && r->state != ROW_TERM_WAIT;
@@ -149,6 +150,8 @@ static void joined(struct plan_row *rows, size_t n, const struct asg_config *eff
     }
     if (target != before)
         p->st.target = target;
+    if (target > 0)
+        p->st.at_zero = 0; /* an instance joined: the group is no longer at zero */
 }
 
 static void policy_step(struct plan_row *rows, size_t n, const struct asg_config *cfg,
@@ -173,6 +176,9 @@ static void policy_step(struct plan_row *rows, size_t n, const struct asg_config
         suspend_hold_decision(eff, &p->st, &p->d); /* within the bounds, not moved by the load */
     else
         p->d = policy_decide(eff, &in, &p->st, g->now);
+    p->zero = g->zero;
+    if (g->lb_on && !suspend_holds(g->suspended, SUSP_SCALE)) /* a cold start or a drop to zero scales too */
+        p->zero_changed = zero_decide(eff, &g->demand, &p->st, &p->zero, g->now, g->wall_now, &p->d);
     if (p->d.change && p->d.cause == CAUSE_BOUNDS && g->sched_active >= 0)
         snprintf(p->d.reason, sizeof p->d.reason, "schedule entry %d: bounds %d..%d", g->sched_active + 1,
                  eff->desired_instances, eff->max_instances);

@@ -73,6 +73,9 @@ struct plan_group {
     bool lb_counts_5xx;         /* the balancer counts each member's 5xx answers */
     struct rollout_state ro;    /* the rollout as the table holds it */
     uint32_t suspended;         /* processes an operator suspended (common/suspend.h) */
+    struct lb_demand demand;    /* the balancer's count of the backend as a whole (policy/zero.h) */
+    struct zero_state zero;     /* scale to zero's state as the table holds it */
+    int64_t wall_now;           /* Unix ms, for what people read */
 };
 
 enum plan_kind {
@@ -121,6 +124,8 @@ struct plan {
     int allowance;              /* instances beyond the target the rollout keeps (not scaled in) */
     int held;                   /* launches and stops a suspended process holds back (controller/suspend.h) */
     int held_protected;         /* a scale-in found only protected instances: this many kept above target */
+    struct zero_state zero;     /* scale to zero's state after this evaluation */
+    bool zero_changed;          /* zero differs from the table's: record it */
 };
 
 /* Would a stop of an instance in this state wait for the balancer to drain

@@ -90,7 +90,7 @@ static void keep_adopted(struct ctl *c)
     }
     struct asg_config eff = ctl_effective_config(c);
     int size = table_count(c->t, ROW_PENDING) + table_count(c->t, ROW_RUNNING) + table_count(c->t, ROW_LAUNCH_WAIT);
-    int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
+    int target = h->ctl.target || h->ctl.at_zero ? h->ctl.target : eff.desired_instances;
     int keep = size > eff.max_instances ? eff.max_instances : size;
     if (keep > target) {
         ctl_hold_target(c, keep);

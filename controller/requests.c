@@ -48,7 +48,7 @@ static void apply_request(struct ctl *c, const struct ctl_request *rq, int64_t n
 {
     struct table_hdr *h = c->t->hdr;
     struct asg_config eff = ctl_effective_config(c);
-    int target = h->ctl.target ? h->ctl.target : eff.desired_instances;
+    int target = h->ctl.target || h->ctl.at_zero ? h->ctl.target : eff.desired_instances;
     if (rq->kind == REQ_SET_DESIRED) {
         if (rq->value < eff.min_instances || rq->value > eff.max_instances) {
             table_note(c->t, EV_OPERATOR, NULL, LOG_LVL_WARN, "operator: desired %d refused: outside %d..%d",

@@ -163,7 +163,7 @@ static void take_over(struct ctl *c, int64_t now)
         json_object_get_int64(v) < 1000000000000LL)
         table_instance_number_seen(c->t, (uint64_t)json_object_get_int64(v));
     struct asg_config eff = ctl_effective_config(c);
-    if (target >= eff.min_instances && target <= eff.max_instances && target != c->t->hdr->ctl.target) {
+    if (target >= 1 && target >= eff.min_instances && target <= eff.max_instances && target != c->t->hdr->ctl.target) {
         log_info("ha: the last leader's target was %d", target);
         table_operator_target(c->t, target, desired > 0 && desired <= eff.max_instances ? desired : 0, now);
     }

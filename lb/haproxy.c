@@ -346,6 +346,15 @@ static int stat_row(char **f, size_t nf, const int *col, int lineno, struct lb_m
     return 0;
 }
 
+/* Whether a split line is a row of this type ("1" the backend's own, "2" a
+ * server) of this backend; a line too short to say is not (the header may
+ * put pxname after type: both are checked to be there). */
+static bool row_is(char **f, size_t nf, const int *col, const char *type, const char *backend)
+{
+    return nf > (size_t)col[C_TYPE] && nf > (size_t)col[C_PX] && strcmp(f[col[C_TYPE]], type) == 0 &&
+           strcmp(f[col[C_PX]], backend) == 0;
+}
+
 int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **out, size_t *n,
                        char *err, size_t errsize)
 {
@@ -365,8 +374,7 @@ int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **
         }
         char *f[STAT_FIELDS_MAX];
         size_t nf = csv_split(line, f, STAT_FIELDS_MAX);
-        if (nf <= (size_t)col[C_TYPE] || strcmp(f[col[C_TYPE]], "2") != 0 ||
-            strcmp(f[col[C_PX]], backend) != 0)
+        if (!row_is(f, nf, col, "2", backend))
             continue; /* not a server of this backend */
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -388,6 +396,47 @@ int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **
         *out = NULL;
         *n = 0;
     }
+    return rc;
+}
+
+/* The backend's own row: a request HAProxy holds for want of a server
+ * (in its queue, or waiting in an http-request action before it) is a
+ * session at the backend already, so a group with no instance sees it. */
+int haproxy_parse_backend(const char *csv, const char *backend, struct lb_demand *d, char *err,
+                          size_t errsize)
+{
+    memset(d, 0, sizeof *d);
+    char *text = strdup(csv);
+    if (!text)
+        abort();
+    int col[C_COUNT], lineno = 0, rc = -1;
+    char *save = NULL;
+    snprintf(err, errsize, "HAProxy's show stat has no BACKEND row for %s", backend);
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        if (lineno == 1) {
+            if (stat_header(line, col, err, errsize) != 0)
+                break;
+            continue;
+        }
+        char *f[STAT_FIELDS_MAX];
+        size_t nf = csv_split(line, f, STAT_FIELDS_MAX);
+        if (!row_is(f, nf, col, "1", backend))
+            continue;
+        uint64_t stot, scur, qcur;
+        if (nf <= (size_t)col[C_QCUR] || nf <= (size_t)col[C_SCUR] || nf <= (size_t)col[C_STOT] ||
+            !stat_number(f[col[C_STOT]], &stot) || !stat_number(f[col[C_SCUR]], &scur) ||
+            !stat_number(f[col[C_QCUR]], &qcur) || scur > UINT32_MAX || qcur > UINT32_MAX) {
+            snprintf(err, errsize, "HAProxy's show stat line %d: a bad number in the BACKEND row", lineno);
+            break;
+        }
+        d->sessions = stot;
+        d->current = (uint32_t)scur;
+        d->queued = (uint32_t)qcur;
+        rc = 0;
+        break;
+    }
+    free(text);
     return rc;
 }
 
@@ -442,7 +491,7 @@ static int hap_list(struct lb *lb, struct lb_member **out, size_t *n, char *err,
 {
     struct haproxy *h = hap(lb);
     char cmd[128], *ans = NULL, line[120];
-    snprintf(cmd, sizeof cmd, "show stat %s 4 -1", h->backend);
+    snprintf(cmd, sizeof cmd, "show stat %s 6 -1", h->backend); /* the backend's row and its servers' */
     if (haproxy_command(h->socket, h->timeout_ms, cmd, &ans, err, errsize) != 0)
         return -1;
     int rc;
@@ -455,6 +504,15 @@ static int hap_list(struct lb *lb, struct lb_member **out, size_t *n, char *err,
         rc = -1;
     } else {
         rc = haproxy_parse_stat(ans, h->backend, out, n, err, errsize);
+    }
+    /* Without the backend's row, no demand is seen: scale to zero waits. */
+    struct lb_demand d;
+    char why[160];
+    if (rc == 0 && haproxy_parse_backend(ans, h->backend, &d, why, sizeof why) == 0) {
+        d.read_ms = now_ms();
+        lb->demand = d;
+    } else if (rc == 0) {
+        log_debug("%s", why);
     }
     free(ans);
     return rc;

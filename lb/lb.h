@@ -72,6 +72,9 @@ struct lb {
     const struct asg_config *cfg;
     const volatile sig_atomic_t *abort_flag; /* stop retrying when it becomes set */
     void *priv;
+    /* The backend as a whole, as the last list that worked saw it (read_ms
+     * 0: the balancer has no such count): the demand a group at zero sees. */
+    struct lb_demand demand;
 };
 
 /* Fills lb for cfg->lb_kind (LB_NONE: lb->ops stays NULL). Returns -1
@@ -90,6 +93,11 @@ int haproxy_command(const char *socket_path, int timeout_ms, const char *cmd, ch
 /* Parses `show stat` CSV for one backend's servers. */
 int haproxy_parse_stat(const char *csv, const char *backend, struct lb_member **out, size_t *n,
                        char *err, size_t errsize);
+
+/* Parses `show stat` CSV for the backend's own row (type 1, BACKEND):
+ * its sessions (stot), current (scur) and queued (qcur) sessions. */
+int haproxy_parse_backend(const char *csv, const char *backend, struct lb_demand *d, char *err,
+                          size_t errsize);
 
 /* Whether a member name is one the controller of this group may have
  * added: an id of the group's own form (GROUP-N) or one of the table's. */

@@ -206,6 +206,13 @@ struct decision policy_decide(const struct asg_config *cfg, const struct policy_
 {
     struct decision d;
     memset(&d, 0, sizeof d);
+    if (st->at_zero) {
+        /* At zero no instance has a rate: policy/zero.h decides when to wake. */
+        st->target = 0;
+        st->breach_out = st->breach_in = 0;
+        st->in_since_ms = 0;
+        return d;
+    }
     int floor = clamp_int(cfg->desired_instances, cfg->min_instances, cfg->max_instances);
     int before = st->target ? st->target : floor;
     d.target = clamp_int(before, floor, cfg->max_instances);

@@ -2,6 +2,7 @@
 #include "notify_report.h"
 #include "histq.h"
 #include "../common/termination.h"
+#include "zero.h"
 #include "../common/util.h"
 
 #include <stdlib.h>
@@ -293,6 +294,7 @@ void render_status_json(struct strbuf *b, const struct snapshot *s, bool history
                   (unsigned long long)atomic_load(&h->refused[k]));
     sb_printf(b, "}},");
     balancer_json(b, h, c);
+    render_zero_json(b, s);
     ha_json(b, h, c);
     schedule_json(b, h, c);
     probes_json(b, &s->probes);
@@ -521,6 +523,7 @@ void render_metrics(struct strbuf *b, const struct snapshot *s)
     histq_metrics(b, s);
     suspended_metrics(b, s);
     balancer_metrics(b, s);
+    render_zero_metrics(b, s);
     help(b, "asg_provider_calls_total", "counter", "Launches and terminations asked of the provider.");
     sb_printf(b, "asg_provider_calls_total %llu\n", (unsigned long long)atomic_load(&h->provider_calls));
     if (c->ha_etcd[0]) {

@@ -540,6 +540,8 @@ void table_set_target(struct table *t, int32_t target)
 {
     hdr_write_begin(t);
     t->hdr->ctl.target = target;
+    if (target > 0)
+        t->hdr->ctl.at_zero = 0; /* instances kept: no longer at zero */
     hdr_write_end(t);
 }
 
@@ -685,6 +687,20 @@ void table_lb_health(struct table *t, bool up, const char *error, int members, i
         atomic_fetch_add(&h->lb_errors, 1);
 }
 
+void table_lb_demand(struct table *t, const struct lb_demand *d)
+{
+    hdr_write_begin(t);
+    t->hdr->lb_demand = *d;
+    hdr_write_end(t);
+}
+
+void table_zero(struct table *t, const struct zero_state *z)
+{
+    hdr_write_begin(t);
+    t->hdr->zero = *z;
+    hdr_write_end(t);
+}
+
 void table_ha(struct table *t, int role, int64_t term, int64_t lease, const char *leader,
               const char *leader_addr, const char *managers, const char *error, bool became_leader)
 {
@@ -720,6 +736,9 @@ void table_operator_target(struct table *t, int32_t target, int32_t desired, int
     if (desired > 0)
         h->operator_desired = desired;
     h->ctl.target = target;
+    /* The operator's size wakes a group at zero; a size of 0 (allowed
+     * only with min_instances 0: the controller checks) takes it there. */
+    h->ctl.at_zero = target == 0;
     h->ctl.last_action_ms = now; /* the cooldown protects the operator's choice */
     h->ctl.breach_out = h->ctl.breach_in = 0;
     h->ctl.in_since_ms = 0;

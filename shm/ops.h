@@ -197,6 +197,10 @@ void table_count_replaced(struct table *t);
 /* A balancer step: up when it could be listed; error, what failed (NULL:
  * nothing); members listed, or -1 when unknown. */
 void table_lb_health(struct table *t, bool up, const char *error, int members, int64_t now);
+/* The balancer's count of the backend as a whole, as last listed. */
+void table_lb_demand(struct table *t, const struct lb_demand *d);
+/* Scale to zero's state after an evaluation (policy/zero.h). */
+void table_zero(struct table *t, const struct zero_state *z);
 /* The scheduled entry in force (-1: none) since `since`, and the next. */
 void table_schedule(struct table *t, int active, int64_t since, int next, int64_t next_at);
 /* A pending row's boot clock starts again: a new leader gives the

@@ -94,5 +94,5 @@ int snapshot_count(const struct snapshot *s, uint32_t state)
 
 int snapshot_target(const struct snapshot *s)
 {
-    return s->hdr->ctl.target ? s->hdr->ctl.target : s->cfg->desired_instances;
+    return s->hdr->ctl.target || s->hdr->ctl.at_zero ? s->hdr->ctl.target : s->cfg->desired_instances;
 }

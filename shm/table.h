@@ -32,7 +32,8 @@
  * launch specs; each row's 5xx counter, bake window marks and weight).
  * 22: the notifier's cursor and counters (the header's notify), the
  * history role's pid and its database's health (the header's),
- * suspended processes (the header's suspended mask and marks). */
+ * suspended processes (the header's suspended mask and marks),
+ * scale to zero (the header's lb_demand and zero). */
 #define TABLE_VERSION 22
 #define TABLE_HIST 256 /* load samples kept per row */
 #define TABLE_ID_MAX INSTANCE_ID_MAX
@@ -360,6 +361,10 @@ struct table_hdr {
     uint32_t suspended;
     uint32_t pad_suspend;
     struct suspend_mark suspend[SUSP_COUNT];
+    /* controller: the balancer's count of the backend as a whole, as last
+     * listed, and scale to zero (policy/zero.h) */
+    struct lb_demand lb_demand;
+    struct zero_state zero;
 };
 
 /* After the header, apart from it: the probe counters and histograms and

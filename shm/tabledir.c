@@ -36,7 +36,8 @@
     X(spec_seen_next, N, 0) X(spec_rejected, B, 0) X(spec_seen, B, 0) \
     X(notify, B, 0) \
     X(pid_history, N, 0) X(pad_history, N, 0) X(history, B, 0) \
-    X(suspended, N, 0) X(pad_suspend, N, 0) X(suspend, B, 0)
+    X(suspended, N, 0) X(pad_suspend, N, 0) X(suspend, B, 0) \
+    X(lb_demand, B, 0) X(zero, B, 0)
 
 #define LOG_DIR(X) \
     X(probes_sent, N, 0) X(probes_failed, N, 0) X(probe_us_sum, N, 0) X(probe_hist, B, 0) \

@@ -76,7 +76,12 @@ static const struct bad bad_files[] = {
     {"bogus = 1;\n", 1, "unknown key 'bogus'"},
     {"provider = { local = {\n service_health = \"http:/\";\n service_ca = \"/ca.pem\";\n}; };\n", 3,
      "for an https service_health"},
-    {"group = { min_instances = 0; };\n", 1, "out of range 1..100000"},
+    {"group = { min_instances = -1; };\n", 1, "out of range 0..100000"},
+    /* Scale to zero: only where the metric sees demand with no instance. */
+    {"group = { min_instances = 0; };\n", 1, "min_instances 0 (scale to zero) needs a metric that sees "
+     "demand with no instance: policy.metric \"requests\" and lb.kind \"haproxy\""},
+    {"group = { min_instances = 0; };\npolicy = { metric = \"requests\"; };\nprovider = { local = "
+     "{ service_requests = \"http:/n\"; }; };\n", 1, "with lb.kind it is none"},
     {"group = {\n min_instances = 3;\n max_instances = 2;\n desired_instances = 2;\n};\n", 3,
      "below group.min_instances"},
     {"group = {\n desired_instances = 9;\n};\n", 2, "outside min..max"},
@@ -314,6 +319,23 @@ START_TEST(test_loopback_hosts)
 }
 END_TEST
 
+/* min_instances 0 where the balancer sees the backend's waiting requests. */
+START_TEST(test_scale_to_zero_accepted_behind_haproxy)
+{
+    struct asg_config c;
+    char err[512];
+    const char *text = "group = { min_instances = 0; desired_instances = 0; scale_to_zero_idle_s = 5; };\n"
+                       "policy = { metric = \"requests\"; };\n"
+                       "lb = { kind = \"haproxy\"; haproxy = { socket = \"/run/h.sock\"; backend = \"web\"; }; };\n";
+    ck_assert_msg(config_load_string(text, "zero.cfg", &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.min_instances, 0);
+    ck_assert_int_eq(c.desired_instances, 0);
+    ck_assert_int_eq(c.scale_to_zero_idle_s, 5);
+    config_defaults(&c);
+    ck_assert_int_eq(c.scale_to_zero_idle_s, 300);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     const TTest *tests[] = {
@@ -325,6 +347,7 @@ Suite *config_suite(void)
         test_lenient_reading_keeps_what_it_can,
         test_etcd_urls,
         test_loopback_hosts,
+        test_scale_to_zero_accepted_behind_haproxy,
         NULL};
     TCase *tc;
     Suite *s = suite_of("config", "config", NULL, NULL, 0, tests, &tc);

@@ -45,6 +45,37 @@ START_TEST(test_stat_reads_the_backends_servers)
 }
 END_TEST
 
+/* The backend's own row: the demand a group at zero sees (policy/zero.h). */
+START_TEST(test_stat_reads_the_backends_own_row)
+{
+    const char *csv = HEAD
+        "FRONTEND,web,x,9,0,500,OPEN,480,0,,\n"
+        "web-1,web,x,3,1,100,no check,250,2,127.0.0.1:8001,\n"
+        "BACKEND,other,x,1,1,1,UP,1,1,,\n"
+        "BACKEND,web,x,2,5,107,UP,259,1,,\n";
+    struct lb_demand d;
+    char err[256];
+    ck_assert_msg(haproxy_parse_backend(csv, "web", &d, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(d.sessions, 107);
+    ck_assert_uint_eq(d.current, 2);
+    ck_assert_uint_eq(d.queued, 5);
+    ck_assert_int_eq(haproxy_parse_backend(csv, "nosuch", &d, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "no BACKEND row for nosuch"), "%s", err);
+    ck_assert_int_eq(haproxy_parse_backend(HEAD "BACKEND,web,x,-2,0,1,UP,,1,,\n", "web", &d, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "a bad number in the BACKEND row"), "%s", err);
+    /* pxname after type, and a line that ends between them: not read past
+     * its fields (found by fuzz_haproxy_stat). */
+    const char *late = "# type,svname,scur,qcur,stot,status,pxname\n1\n2\n1,BACKEND,1,0,4,UP,web\n";
+    ck_assert_msg(haproxy_parse_backend(late, "web", &d, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(d.sessions, 4);
+    struct lb_member *m;
+    size_t n;
+    ck_assert_msg(haproxy_parse_stat(late, "web", &m, &n, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 0);
+    free(m);
+}
+END_TEST
+
 static void refused(const char *csv, const char *words)
 {
     struct lb_member *m = (struct lb_member *)1;
@@ -407,6 +438,6 @@ Suite *lb_suite(void)
                             test_canary_takes_its_share,
                             test_canary_share_only_in_the_canary_phase,
                             test_weights_set_only_when_worth_it,
-                            test_weight_tasks_run_and_record, NULL};
+                            test_weight_tasks_run_and_record, test_stat_reads_the_backends_own_row, NULL};
     return suite_of("lb", "core", NULL, NULL, 0, tests, NULL);
 }

@@ -3,6 +3,7 @@
 #include "../policy/forecast.h"
 #include "../policy/policy.h"
 #include "../policy/replay.h"
+#include "../policy/zero.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -544,6 +545,177 @@ START_TEST(test_replay_totals_follow_from_the_timeline)
 }
 END_TEST
 
+/* ---- scale to zero (policy/zero.h) ---- */
+
+static struct lb_demand dem;
+static struct zero_state zs;
+
+static void zero_setup(void)
+{
+    cfg.min_instances = 0;
+    cfg.desired_instances = 1;
+    cfg.max_instances = 3;
+    cfg.policy_metric = METRIC_REQUESTS;
+    cfg.lb_kind = LB_HAPROXY;
+    cfg.lb_interval_ms = 200;
+    cfg.scale_to_zero_idle_s = 5;
+    memset(&dem, 0, sizeof dem);
+    memset(&zs, 0, sizeof zs);
+    dem.sessions = 10;
+}
+
+/* One evaluation at t as the controller makes it: the policy, then zero's
+ * say, on a count of the backend just read. */
+static struct decision zero_step(struct policy_input in, int64_t t)
+{
+    dem.read_ms = t;
+    struct decision d = policy_decide(&cfg, &in, &st, t);
+    zero_decide(&cfg, &dem, &st, &zs, t, t, &d);
+    return d;
+}
+
+/* A last request at t0 takes a group of one to zero at t0 + 5 s; returns
+ * the time after. */
+static int64_t idle_to_zero(int64_t t0)
+{
+    int64_t t = t0;
+    dem.sessions++;
+    for (; t < t0 + 5000; t += 1000)
+        ck_assert_int_eq(zero_step(fleet(1, 0.0), t).target, 1);
+    struct decision d = zero_step(fleet(1, 0.0), t);
+    ck_assert_int_eq(d.target, 0);
+    ck_assert_int_eq(d.change, -1);
+    ck_assert_int_eq(d.cause, CAUSE_LOAD);
+    ck_assert_msg(strstr(d.reason, "no request at the balancer for 5 s") != NULL, "%s", d.reason);
+    ck_assert(st.at_zero && zs.zero_since_ms == t);
+    return t + 1000;
+}
+
+START_TEST(test_zero_after_the_idle_time_only)
+{
+    zero_setup();
+    int64_t t = 1000;
+    /* A request at 3 s starts the idle time again. */
+    for (; t <= 3000; t += 1000)
+        ck_assert_int_eq(zero_step(fleet(1, 0.0), t).target, 1);
+    dem.sessions++;
+    ck_assert_int_eq(zero_step(fleet(1, 0.0), t).target, 1);
+    ck_assert_int_eq(zs.idle_since_ms, 4000);
+    idle_to_zero(t);
+    /* At zero it stays there: the floor (desired 1) does not bring it back. */
+    struct policy_input none = {0};
+    for (int i = 0; i < 30; i++) {
+        struct decision d = zero_step(none, 20000 + i * 1000);
+        ck_assert_int_eq(d.target, 0);
+        ck_assert_int_eq(d.change, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_zero_wakes_at_once_on_a_waiting_request)
+{
+    zero_setup();
+    int64_t t = idle_to_zero(1000);
+    struct policy_input none = {0};
+    ck_assert_int_eq(zero_step(none, t).target, 0);
+    /* Held at the backend (HAProxy waits for a server): woken at once,
+     * within the cooldown of the scale-in just made. */
+    dem.sessions++;
+    dem.current = 1;
+    t += 100;
+    struct decision d = zero_step(none, t);
+    ck_assert_int_eq(d.target, 1);
+    ck_assert_int_eq(d.change, 1);
+    ck_assert_int_eq(d.cause, CAUSE_LOAD);
+    ck_assert_msg(strstr(d.reason, "cold start from zero: 1 new, 1 waiting") != NULL, "%s", d.reason);
+    ck_assert(!st.at_zero && zs.zero_since_ms == 0 && zs.cold_starts == 1);
+    /* Pending, then running: the target holds (no second launch, no flap). */
+    struct policy_input pending = {0, 1, 0, 0, 0, 0};
+    ck_assert_int_eq(zero_step(pending, t + 1000).target, 1);
+    dem.current = 0;
+    ck_assert_int_eq(zero_step(fleet(1, 0.2), t + 2000).target, 1);
+    /* A request in the queue alone wakes it too, and so does the counter alone. */
+    t = idle_to_zero(t + 3000);
+    dem.queued = 2;
+    ck_assert_int_eq(zero_step(none, t).target, 1);
+    dem.queued = 0;
+    t = idle_to_zero(t + 1000);
+    dem.sessions += 3;
+    d = zero_step(none, t);
+    ck_assert_int_eq(d.target, 1);
+    ck_assert_msg(strstr(d.reason, "3 new") != NULL, "%s", d.reason);
+}
+END_TEST
+
+START_TEST(test_zero_never_on_a_stale_count_and_not_below_min)
+{
+    zero_setup();
+    /* No count from the balancer (unreachable, or none read yet): no zero. */
+    struct policy_input one = fleet(1, 0.0);
+    for (int64_t t = 1000; t < 30000; t += 1000) {
+        struct decision d = policy_decide(&cfg, &one, &st, t);
+        zero_decide(&cfg, &dem, &st, &zs, t, t, &d);
+        ck_assert_int_eq(d.target, 1);
+    }
+    dem.read_ms = 1000; /* read once, long ago */
+    struct decision d = policy_decide(&cfg, &one, &st, 40000);
+    zero_decide(&cfg, &dem, &st, &zs, 40000, 40000, &d);
+    ck_assert_int_eq(d.target, 1);
+    /* At zero, min raised to 1 by a reload: back to one, as new bounds. */
+    int64_t t = idle_to_zero(50000);
+    cfg.min_instances = 1;
+    d = zero_step((struct policy_input){0}, t);
+    ck_assert_int_eq(d.target, 1);
+    ck_assert_int_eq(d.cause, CAUSE_BOUNDS);
+    ck_assert(!st.at_zero);
+    /* Put at zero by the operator (asgctl desired 0: the table's at_zero,
+     * target 0): it stays there, and a request wakes it. */
+    cfg.min_instances = 0;
+    memset(&zs, 0, sizeof zs);
+    st.at_zero = 1;
+    st.target = 0;
+    t += 60000;
+    ck_assert_int_eq(zero_step((struct policy_input){0}, t).target, 0);
+    ck_assert_int_eq(zs.zero_since_ms, t);
+    dem.current = 1;
+    ck_assert_int_eq(zero_step((struct policy_input){0}, t + 1000).target, 1);
+    dem.current = 0;
+    cfg.min_instances = 1;
+    /* With min 1 an idle group never goes to zero. */
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(zero_step(fleet(1, 0.0), t + 1000 * (i + 1)).target, 1);
+}
+END_TEST
+
+/* desired_instances 0: the group starts at zero; woken, the load policy
+ * (no rate: it would want none) does not take it back before the idle time. */
+START_TEST(test_zero_from_the_start_and_only_the_idle_time_goes_back)
+{
+    zero_setup();
+    cfg.desired_instances = 0;
+    cfg.policy_kind = POLICY_TARGET;
+    cfg.scale_in_stabilization_ms = 1000;
+    struct policy_input none = {0};
+    struct decision d = zero_step(none, 1000);
+    ck_assert_int_eq(d.target, 0);
+    ck_assert_int_eq(d.change, 0);
+    ck_assert(st.at_zero);
+    dem.current = 1;
+    d = zero_step(none, 2000);
+    ck_assert_int_eq(d.target, 1);
+    dem.current = 0;
+    int64_t t = 3000;
+    for (; t < 7000; t += 500) {
+        d = zero_step(fleet(1, 0.0), t);
+        ck_assert_msg(d.target == 1 && d.change == 0, "at %lld: target %d, change %d", (long long)t, d.target,
+                      d.change);
+    }
+    d = zero_step(fleet(1, 0.0), t);
+    ck_assert_int_eq(d.target, 0);
+    ck_assert_msg(strstr(d.reason, "no request at the balancer for 5 s") != NULL, "%s", d.reason);
+}
+END_TEST
+
 Suite *policy_suite(void)
 {
     const TTest *tests[] = {
@@ -573,6 +745,10 @@ Suite *policy_suite(void)
         test_predictive_steps_out_at_once_and_in_slowly,
         test_predictive_stays_in_bounds_and_never_in_on_stale_data,
         test_replay_totals_follow_from_the_timeline,
+        test_zero_after_the_idle_time_only,
+        test_zero_wakes_at_once_on_a_waiting_request,
+        test_zero_never_on_a_stale_count_and_not_below_min,
+        test_zero_from_the_start_and_only_the_idle_time_goes_back,
         NULL};
     return suite_of("policy", "policy", setup, NULL, 0, tests, NULL);
 }

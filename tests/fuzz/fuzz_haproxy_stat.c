@@ -20,6 +20,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         free(m);
     }
+    /* The backend's own row (scale to zero's demand) from the same answer. */
+    struct lb_demand d;
+    if (text && haproxy_parse_backend(text, "web", &d, err, sizeof err) == 0 && d.read_ms != 0)
+        abort();
     free(text);
     return 0;
 }
