@@ -180,7 +180,12 @@ def a_rollout_replaces_every_instance_without_a_failed_request(m, hap, d):
     assert r["state"] == "succeeded", r
     assert (r["from_generation"], r["to_generation"], r["replaced"], r["remaining"]) == (gen - 1, gen, 3, 0), r
     assert failed == 0, "%d of %d requests failed: %s" % (failed, ok + failed, errors)
-    assert watch.most <= 4, "%d instances at once" % watch.most
+    # The rollout's own launches stay within the surge: 3 and 1 more. An
+    # instance that misses its probes (a busy machine) is replaced for its
+    # health at once, surge or not, while the one it replaces is still
+    # stopping: each such replacement may add one row for a moment.
+    health = m.ctl("events", "-n", "200").stdout.count("replacing unhealthy instance")
+    assert watch.most <= 4 + health, "%d instances at once (%d replaced for health)" % (watch.most, health)
     assert watch.fewest >= 3, "only %d in rotation at a moment" % watch.fewest
     assert answers(hap.port) == {(200, "v2")}
     assert len(watch.ids) == 6, watch.ids   # three old, three new: none launched twice
