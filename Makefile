@@ -91,7 +91,7 @@ CONTROLLER_SRC = controller/controller.c controller/evaluate.c controller/plan.c
                  controller/ha_rollout.c controller/lifecycle.c controller/lifecycle_rows.c
 ASGD_SRC  = supervisor/asgd.c supervisor/notify.c monitor_s/monitor.c monitor_s/relay.c $(CONTROLLER_SRC) status/status.c status/rollout_api.c status/lifecycle_api.c
 AGENT_SRC = agent/agent.c
-CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/rollout.c asgctl/lifecycle.c
+CTL_SRC   = asgctl/asgctl.c asgctl/login.c asgctl/api.c asgctl/act.c asgctl/rollout.c asgctl/lifecycle.c
 CTL_SRC  += asgctl/history.c
 # The history role (history/) and its API.
 HISTORY_SRC = history/history.c history/store.c history/activity.c

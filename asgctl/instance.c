@@ -8,7 +8,7 @@
 #include "../common/util.h"
 #include "../common/termination.h"
 #include "../shm/table.h"
-#include "api.h"
+#include "act.h"
 #include "instance.h"
 
 /* How long asgctl waits for the controller to act (between evaluations). */
@@ -40,37 +40,10 @@ static int request_body(const char *verb, int argc, char **argv, struct strbuf *
     return 0;
 }
 
-/* The controller's word: the first operator's event on instance id after
- * mark. 0 carried out, 1 refused, -1 none yet. */
-static int outcome(const struct table *t, uint64_t mark, const char *id, const char *verb)
+/* The controller's word: an operator's event on instance id. */
+static bool answers(const struct table_event *e, const void *id)
 {
-    struct table_event ev[32];
-    size_t n = table_read_events(t, mark, ev, sizeof ev / sizeof *ev);
-    for (size_t i = 0; i < n; i++) {
-        if (ev[i].kind != EV_OPERATOR || strcmp(ev[i].instance, id) != 0)
-            continue;
-        bool refused = strstr(ev[i].msg, "refused") != NULL;
-        if (refused)
-            fprintf(stderr, "asgctl: %s: %s\n", verb, ev[i].msg);
-        else
-            printf("%s\n", ev[i].msg);
-        return refused ? 1 : 0;
-    }
-    return -1;
-}
-
-static int await(const struct table *t, uint64_t mark, const char *id, const char *verb)
-{
-    int64_t deadline = now_ms() + OUTCOME_WAIT_MS;
-    while (now_ms() < deadline) {
-        int rc = outcome(t, mark, id, verb);
-        if (rc >= 0)
-            return rc;
-        struct timespec ts = {0, 100 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    printf("%s %s accepted; the controller has not acted on it yet (asgctl events)\n", verb, id);
-    return 0;
+    return e->kind == EV_OPERATOR && strcmp(e->instance, id) == 0;
 }
 
 int instance_command(const struct asg_config *cfg, const char *shm, const char *verb, int argc, char **argv)
@@ -84,23 +57,13 @@ int instance_command(const struct asg_config *cfg, const char *shm, const char *
         return rc;
     }
     struct table t;
-    char err[512], path[128];
+    char err[512], path[128], what[128];
     bool have = shm && table_attach(shm, true, &t, err, sizeof err) == 0;
-    uint64_t mark = have ? atomic_load(&t.log->events_written) : 0;
     snprintf(path, sizeof path, "/api/v1/instances/%s/%s", argv[0], verb);
-    struct api_reply r;
-    rc = api_post(cfg, path, body.s, &r, verb);
+    snprintf(what, sizeof what, "%s %s", verb, argv[0]);
+    struct act a = {verb, what, path, body.s, answers, argv[0], OUTCOME_WAIT_MS};
+    rc = act_run(cfg, have ? &t : NULL, &a);
     sb_free(&body);
-    if (rc == 0 && r.code != 202) {
-        char why[300];
-        api_error_text(&r, why, sizeof why);
-        fprintf(stderr, "asgctl: %s %s: the manager answered %ld: %s\n", verb, argv[0], r.code, why);
-        rc = 1;
-    } else if (rc == 0 && !have) {
-        printf("%s %s accepted (asgctl events says what the controller made of it)\n", verb, argv[0]);
-    } else if (rc == 0) {
-        rc = await(&t, mark, argv[0], verb);
-    }
     if (have)
         table_detach(&t);
     return rc;

@@ -7,7 +7,7 @@
 #include "../common/strbuf.h"
 #include "../common/suspend.h"
 #include "../common/util.h"
-#include "api.h"
+#include "act.h"
 #include "ops.h"
 
 /* How long asgctl waits for the controller to act on a request (it takes
@@ -87,42 +87,28 @@ static int request_of(const struct asg_config *cfg, const char *verb, int argc, 
     return 0;
 }
 
+/* What the controller's word answers: the verb and, for terminate, the
+ * instance. */
+struct ops_request {
+    const char *verb;
+    const char *id;
+};
+
 /* Is event e the controller's word on this request? */
-static bool answers(const struct table_event *e, const char *verb, int argc, char **argv)
+static bool answers(const struct table_event *e, const void *ctx)
 {
+    const struct ops_request *q = ctx;
     if (strncmp(e->msg, "operator", 8) != 0)
         return false;
-    if (strcmp(verb, "suspend") == 0 || strcmp(verb, "resume") == 0)
+    if (strcmp(q->verb, "suspend") == 0 || strcmp(q->verb, "resume") == 0)
         return e->kind == EV_SUSPEND;
     if (e->kind != EV_OPERATOR)
         return false;
-    if (strcmp(verb, "desired") == 0)
+    if (strcmp(q->verb, "desired") == 0)
         return strstr(e->msg, "desired") && !strstr(e->msg, "terminate");
-    if (strcmp(verb, "launch") == 0)
+    if (strcmp(q->verb, "launch") == 0)
         return strstr(e->msg, "launch") != NULL;
-    return argc >= 1 && strstr(e->msg, "terminate") && strcmp(e->instance, argv[0]) == 0;
-}
-
-/* Waits for the outcome: 0 carried out, 1 refused. */
-static int await(const struct table *t, uint64_t mark, const char *verb, int argc, char **argv)
-{
-    int64_t deadline = now_ms() + OUTCOME_WAIT_MS;
-    struct table_event ev[32];
-    while (now_ms() < deadline) {
-        size_t n = table_read_events(t, mark, ev, sizeof ev / sizeof *ev);
-        for (size_t i = 0; i < n; i++) {
-            mark = ev[i].number;
-            if (!answers(&ev[i], verb, argc, argv))
-                continue;
-            bool refused = strstr(ev[i].msg, "refused") != NULL;
-            fprintf(refused ? stderr : stdout, "%s%s\n", refused ? "asgctl: " : "", ev[i].msg);
-            return refused ? 1 : 0;
-        }
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    printf("%s accepted; the controller has not acted on it yet (asgctl events)\n", verb);
-    return 0;
+    return q->id && strstr(e->msg, "terminate") && strcmp(e->instance, q->id) == 0;
 }
 
 int ops_command(const struct asg_config *cfg, const struct table *t, const char *verb, int argc, char **argv)
@@ -130,27 +116,13 @@ int ops_command(const struct asg_config *cfg, const struct table *t, const char 
     char path[160];
     struct strbuf body = {0};
     int rc = request_of(cfg, verb, argc, argv, path, sizeof path, &body);
-    if (rc) {
-        sb_free(&body);
-        return rc;
+    if (rc == 0) {
+        struct ops_request q = {verb, argc >= 1 ? argv[0] : NULL};
+        struct act a = {verb, verb, path, body.s, answers, &q, OUTCOME_WAIT_MS};
+        rc = act_run(cfg, t, &a);
     }
-    uint64_t mark = t ? atomic_load(&t->log->events_written) : 0;
-    struct api_reply r;
-    rc = api_post(cfg, path, body.s, &r, verb);
     sb_free(&body);
-    if (rc)
-        return rc;
-    if (r.code != 202) {
-        char why[300];
-        api_error_text(&r, why, sizeof why);
-        fprintf(stderr, "asgctl: %s: the manager answered %ld: %s\n", verb, r.code, why);
-        return 1;
-    }
-    if (!t) {
-        printf("%s accepted (asgctl events says what the controller made of it)\n", verb);
-        return 0;
-    }
-    return await(t, mark, verb, argc, argv);
+    return rc;
 }
 
 void suspend_status_print(const struct table_hdr *h)

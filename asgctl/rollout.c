@@ -9,7 +9,7 @@
 #include "../common/strbuf.h"
 #include "../common/util.h"
 #include "../report/render.h"
-#include "api.h"
+#include "act.h"
 #include "rollout.h"
 
 /* How long asgctl waits for the controller to act on a request (it
@@ -136,36 +136,13 @@ static int request_body(int argc, char **argv, struct strbuf *b)
     return 0;
 }
 
-/* The controller's word on this request: the first rollout event of an
- * operator's after mark. 0 carried out, 1 refused, -1 none yet. */
-static int outcome(const struct table *t, uint64_t mark)
+/* The controller's word on a rollout request: an operator's rollout
+ * event. */
+static bool answers(const struct table_event *e, const void *ctx)
 {
-    struct table_event ev[32];
-    size_t n = table_read_events(t, mark, ev, sizeof ev / sizeof *ev);
-    for (size_t i = 0; i < n; i++) {
-        if ((ev[i].kind != EV_OPERATOR && ev[i].kind != EV_ROLLOUT) || !strstr(ev[i].msg, "rollout") ||
-            !strstr(ev[i].msg, "operator"))
-            continue;
-        bool refused = strstr(ev[i].msg, "refused") != NULL;
-        fprintf(refused ? stderr : stdout, "%s%s\n", refused ? "asgctl: rollout: " : "", ev[i].msg);
-        return refused ? 1 : 0;
-    }
-    return -1;
-}
-
-/* Waits for the outcome of the request sent after event mark. */
-static int await(const struct table *t, uint64_t mark, const char *action)
-{
-    int64_t deadline = now_ms() + OUTCOME_WAIT_MS;
-    while (now_ms() < deadline) {
-        int rc = outcome(t, mark);
-        if (rc >= 0)
-            return rc;
-        struct timespec ts = {0, 100 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    printf("rollout %s accepted; the controller has not acted on it yet (asgctl events)\n", action);
-    return 0;
+    (void)ctx;
+    return (e->kind == EV_OPERATOR || e->kind == EV_ROLLOUT) && strstr(e->msg, "rollout") &&
+           strstr(e->msg, "operator");
 }
 
 int rollout_command(const struct asg_config *cfg, const struct table *t, int argc, char **argv)
@@ -176,21 +153,10 @@ int rollout_command(const struct asg_config *cfg, const struct table *t, int arg
         sb_free(&body);
         return rc;
     }
-    uint64_t mark = t ? atomic_load(&t->log->events_written) : 0;
-    struct api_reply r;
-    rc = api_post(cfg, "/api/v1/rollout", body.s, &r, "rollout");
+    char what[64];
+    snprintf(what, sizeof what, "rollout %s", argv[0]);
+    struct act a = {"rollout", what, "/api/v1/rollout", body.s, answers, NULL, OUTCOME_WAIT_MS};
+    rc = act_run(cfg, t, &a);
     sb_free(&body);
-    if (rc)
-        return rc;
-    if (r.code != 202) {
-        char why[300];
-        api_error_text(&r, why, sizeof why);
-        fprintf(stderr, "asgctl: rollout %s: the manager answered %ld: %s\n", argv[0], r.code, why);
-        return 1;
-    }
-    if (!t) {
-        printf("rollout %s accepted (asgctl events says what the controller made of it)\n", argv[0]);
-        return 0;
-    }
-    return await(t, mark, argv[0]);
+    return rc;
 }
