@@ -11,6 +11,7 @@
 #include "../controller/victim.h"
 #include "../lb/follow.h"
 #include "check_suites.h"
+#include "plan_fixture.h"
 
 #define NOW 1000000000LL
 
@@ -126,34 +127,18 @@ static void setup(void)
     cfg.rollout_bake_s = 10;
     memset(rows, 0, sizeof rows);
     nrows = 0;
-    memset(&g, 0, sizeof g);
-    g.now = NOW;
-    g.backoff_over = g.manager_known = true;
-    g.free_rows = 10;
-    g.sched_active = -1;
+    plan_fixture_view(&g, &p, NOW, 10);
     g.spec_gen = 1;
     g.st.target = 2;
     g.st.last_action_ms = NOW; /* in cooldown: the policy holds the target */
-    memset(&p, 0, sizeof p);
 }
 
 static void teardown(void) { plan_free(&p); }
 
 static struct plan_row *row(uint32_t state, int64_t age)
 {
-    struct plan_row *r = &rows[nrows];
-    r->slot = (uint32_t)nrows;
-    r->incarnation = 7 + nrows;
-    r->state = r->pol.state = state;
+    struct plan_row *r = plan_fixture_row(&rows[nrows], nrows, state, NOW - age, 0.4, NOW);
     r->spec_gen = 1;
-    r->launch_ms = NOW - age;
-    snprintf(r->id, sizeof r->id, "web-%zu", nrows + 1);
-    if (state == ROW_RUNNING) {
-        r->pol.running_since_ms = r->state_since_ms = r->ready_since_ms = r->launch_ms + 1000;
-        r->pol.has_sample = true;
-        r->pol.load = 0.4;
-        r->pol.last_seen_ms = NOW - 100;
-    }
     nrows++;
     return r;
 }

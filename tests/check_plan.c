@@ -5,6 +5,7 @@
 
 #include "../controller/plan.h"
 #include "check_suites.h"
+#include "plan_fixture.h"
 
 #define NOW 1000000000LL
 
@@ -24,12 +25,7 @@ static void setup(void)
     cfg.lb_drain_timeout_ms = 10000;
     memset(rows, 0, sizeof rows);
     nrows = 0;
-    memset(&g, 0, sizeof g);
-    g.now = NOW;
-    g.backoff_over = g.manager_known = true;
-    g.free_rows = 16;
-    g.sched_active = -1;
-    memset(&p, 0, sizeof p);
+    plan_fixture_view(&g, &p, NOW, 16);
 }
 
 static void teardown(void) { plan_free(&p); }
@@ -37,19 +33,7 @@ static void teardown(void) { plan_free(&p); }
 /* A row in the view: state, launched `age` ms ago. */
 static struct plan_row *row(uint32_t state, int64_t age)
 {
-    struct plan_row *r = &rows[nrows];
-    r->slot = (uint32_t)nrows;
-    r->incarnation = 7 + nrows;
-    r->state = state;
-    r->launch_ms = NOW - age;
-    snprintf(r->id, sizeof r->id, "web-%zu", nrows + 1);
-    r->pol.state = state;
-    if (state == ROW_RUNNING) {
-        r->pol.running_since_ms = r->launch_ms + 1000;
-        r->pol.has_sample = true;
-        r->pol.load = 0.5;
-        r->pol.last_seen_ms = NOW - 100;
-    }
+    struct plan_row *r = plan_fixture_row(&rows[nrows], nrows, state, NOW - age, 0.5, NOW);
     nrows++;
     return r;
 }

@@ -10,6 +10,7 @@
 #include "../controller/plan.h"
 #include "../controller/rollout_plan.h"
 #include "check_suites.h"
+#include "plan_fixture.h"
 
 #define NOW 1000000000LL
 #define BAKE 10000
@@ -33,11 +34,7 @@ static void setup(void)
     cfg.rollout_bake_s = BAKE / 1000;
     memset(rows, 0, sizeof rows);
     nrows = 0;
-    memset(&g, 0, sizeof g);
-    g.now = NOW;
-    g.backoff_over = g.manager_known = true;
-    g.free_rows = 16;
-    g.sched_active = -1;
+    plan_fixture_view(&g, &p, NOW, 16);
     g.spec_gen = NEW;
     g.prev_gen = OLD;
     g.st.target = 3;
@@ -50,7 +47,6 @@ static void setup(void)
     g.ro.set.bake_ms = BAKE;
     g.ro.set.rollback = 1;
     g.ro.started_ms = NOW - 100000;
-    memset(&p, 0, sizeof p);
 }
 
 static void teardown(void) { plan_free(&p); }
@@ -59,21 +55,8 @@ static void teardown(void) { plan_free(&p); }
  * (and been ready) for all but the first second of it. */
 static struct plan_row *row(uint32_t state, uint64_t gen, int64_t age)
 {
-    struct plan_row *r = &rows[nrows];
-    r->slot = (uint32_t)nrows;
-    r->incarnation = 7 + nrows;
-    r->state = state;
+    struct plan_row *r = plan_fixture_row(&rows[nrows], nrows, state, NOW - age, 0.5, NOW);
     r->spec_gen = gen;
-    r->launch_ms = NOW - age;
-    snprintf(r->id, sizeof r->id, "web-%zu", nrows + 1);
-    r->pol.state = state;
-    if (state == ROW_RUNNING) {
-        r->pol.running_since_ms = r->launch_ms + 1000;
-        r->state_since_ms = r->ready_since_ms = r->launch_ms + 1000;
-        r->pol.has_sample = true;
-        r->pol.load = 0.5;
-        r->pol.last_seen_ms = NOW - 100;
-    }
     nrows++;
     return r;
 }

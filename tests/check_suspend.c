@@ -11,6 +11,7 @@
 #include "../controller/suspend.h"
 #include "../status/suspend_api.h"
 #include "check_suites.h"
+#include "plan_fixture.h"
 
 #define NOW 1000000000LL
 
@@ -33,13 +34,8 @@ static void setup(void)
     cfg.scale_in_stabilization_ms = 0;
     memset(rows, 0, sizeof rows);
     nrows = 0;
-    memset(&g, 0, sizeof g);
-    g.now = NOW;
-    g.backoff_over = g.manager_known = true;
-    g.free_rows = 16;
-    g.sched_active = -1;
+    plan_fixture_view(&g, &p, NOW, 16);
     g.spec_gen = 1;
-    memset(&p, 0, sizeof p);
 }
 
 static void teardown(void) { plan_free(&p); }
@@ -53,21 +49,8 @@ static void again(void)
 
 static struct plan_row *row(uint32_t state, double load)
 {
-    struct plan_row *r = &rows[nrows];
-    memset(r, 0, sizeof *r);
-    r->slot = (uint32_t)nrows;
-    r->incarnation = 3 + nrows;
-    r->state = state;
+    struct plan_row *r = plan_fixture_row(&rows[nrows], nrows, state, NOW - 600000 + (int64_t)nrows * 1000, load, NOW);
     r->spec_gen = 1;
-    r->launch_ms = NOW - 600000 + (int64_t)nrows * 1000;
-    snprintf(r->id, sizeof r->id, "web-%zu", nrows + 1);
-    r->pol.state = state;
-    if (state == ROW_RUNNING) {
-        r->pol.running_since_ms = r->state_since_ms = r->ready_since_ms = r->launch_ms + 1000;
-        r->pol.has_sample = true;
-        r->pol.load = load;
-        r->pol.last_seen_ms = NOW - 100;
-    }
     nrows++;
     return r;
 }
