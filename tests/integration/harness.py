@@ -178,6 +178,19 @@ def run(args, timeout=20, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout * SLOW, **kw)
 
 
+def as_stranger(args, timeout=20):
+    """Runs a command as uid 65534 (another local user)."""
+    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args, timeout=timeout)
+
+
+def promtool_check(text):
+    """promtool (Debian's prometheus package) checks a metrics exposition
+    as Prometheus would read it, with its lint rules (counters end in
+    _total, names, units)."""
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+
+
 class Manager:
     """One asgd with its own group, table, pidfile and fast config."""
     count = 0

@@ -37,10 +37,6 @@ exit 0
 """
 
 
-def as_stranger(args, timeout=20):
-    """Runs a command as uid 65534 (another local user)."""
-    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args, timeout=timeout)
-
 
 def hooked(name, **lifecycle):
     """Decorator: HAProxy, then a manager of a service group behind it with

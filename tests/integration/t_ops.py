@@ -9,7 +9,6 @@ place, and exit brings it back. Each visible in asgctl status, the API,
 policies themselves are Check units (tests/check_ops.c)."""
 import os
 import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -17,10 +16,6 @@ from harness import *  # noqa: E402,F401,F403 (the shared harness and its import
 
 SERVICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service.py")
 
-
-def as_stranger(args, timeout=20):
-    """Runs a command as uid 65534 (another local user)."""
-    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args, timeout=timeout)
 
 
 def stranger_code(m, path, body):
@@ -41,10 +36,6 @@ def events(m):
 def instance(s, iid):
     return next((i for i in s["instances"] if i["id"] == iid), None)
 
-
-def promtool_check(text):
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
 
 
 def sleeper(seconds):

@@ -40,10 +40,6 @@ BAD = [({}, "action"),
        ({"action": "pause", "bake_s": 1}, "bake_s")]
 
 
-def as_stranger(args, timeout=20):
-    """Runs a command as uid 65534 (another local user)."""
-    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args, timeout=timeout)
-
 
 def stranger_curl(m, method, path, body=None):
     """The HTTP status another local user gets, with the headers the
@@ -54,12 +50,6 @@ def stranger_curl(m, method, path, body=None):
         args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
     return int(as_stranger(args + [m.url + path]).stdout or 0)
 
-
-def promtool_check(text):
-    """promtool (Debian's prometheus package) reads the exposition as
-    Prometheus would, with its lint rules."""
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
 
 
 def complete(*words):

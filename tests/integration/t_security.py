@@ -15,11 +15,6 @@ def tls_channel(grpc, addr, d, name, peer):
     return grpc.secure_channel(addr, creds, options=[("grpc.ssl_target_name_override", peer)])
 
 
-def as_stranger(args, timeout=20):
-    """Runs a command as uid 65534 (another local user)."""
-    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args,
-               timeout=timeout)
-
 
 @test
 def mutual_tls_by_default_binds_every_identity():

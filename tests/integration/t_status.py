@@ -9,13 +9,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403 (the shared harness and its imports)
 
 
-def promtool_check(text):
-    """promtool (Debian's prometheus package) checks the exposition: the
-    format, and its lint rules (counters end in _total, names, units)."""
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-
 
 @with_status("metrics")
 def metrics_parsed_by_prometheus_client(m):
@@ -302,11 +295,6 @@ def status_refuses_foreign_hosts_and_origins(m):
     x = metrics(m)
     assert x[("asg_refused_total", (("what", "http"),))] >= 9, x
 
-
-def as_stranger(args, timeout=20):
-    """Runs a command as uid 65534 (another local user)."""
-    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args,
-               timeout=timeout)
 
 
 def stranger_curl(m, method, path, body=None):

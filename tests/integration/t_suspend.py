@@ -12,7 +12,6 @@ rollout) and each gate's logic are Check units (tests/check_suspend.c)."""
 import json
 import os
 import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -20,10 +19,6 @@ from harness import *  # noqa: E402,F401,F403 (the shared harness and its import
 
 GROUP = {"min_instances": 1, "desired_instances": 1, "max_instances": 3}
 
-
-def as_stranger(args, timeout=20):
-    """Runs a command as uid 65534 (another local user)."""
-    return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args, timeout=timeout)
 
 
 def stranger_post(m, path, body):
@@ -53,10 +48,6 @@ def evaluations_pass(m, k):
 def suspended(m):
     return {e["process"]: e for e in m.api("GET", "/api/v1/suspend")[1]["suspended"]}
 
-
-def promtool_check(text):
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
 
 
 def resume_on_the_dashboard(m):
