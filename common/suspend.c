@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "suspend.h"
+#include "util.h"
 
 static const char *const names[SUSP_COUNT] = {
     [SUSP_LAUNCH] = "launch",       [SUSP_TERMINATE] = "terminate", [SUSP_REPLACE] = "replace",
@@ -41,4 +43,21 @@ bool suspend_by_valid(const char *by, size_t len)
         if (by[i] < 0x20 || by[i] > 0x7e || by[i] == '"' || by[i] == '\\')
             return false;
     return true;
+}
+
+void suspend_json(struct strbuf *b, uint32_t mask, const struct suspend_mark marks[])
+{
+    sb_printf(b, "[");
+    bool first = true;
+    for (uint32_t p = 0; p < SUSP_COUNT; p++) {
+        if (!suspend_holds(mask, p))
+            continue;
+        char by[SUSPEND_BY_MAX];
+        copy_str(by, sizeof by, marks[p].by); /* the table's copy may lack its NUL */
+        sb_printf(b, "%s{\"process\":\"%s\",\"by\":", first ? "" : ",", suspend_process_name(p));
+        sb_json_str(b, by);
+        sb_printf(b, ",\"since_ms\":%lld}", (long long)marks[p].since_wall_ms);
+        first = false;
+    }
+    sb_printf(b, "]");
 }

@@ -33,6 +33,12 @@ struct suspend_mark {
     char by[SUSPEND_BY_MAX];     /* who suspended it, "" while it runs */
 };
 
+struct strbuf;
+/* The suspended processes of mask as a JSON array: [{"process": "launch",
+ * "by": "...", "since_ms": N}, ...] (the status JSON, and the leader's
+ * state in etcd). */
+void suspend_json(struct strbuf *b, uint32_t mask, const struct suspend_mark marks[]);
+
 /* "launch", ... for p < SUSP_COUNT, else "?". */
 const char *suspend_process_name(uint32_t p);
 

@@ -37,19 +37,8 @@ void ctl_suspend_request(struct ctl *c, const struct ctl_request *rq)
 
 void suspend_state_encode(struct strbuf *b, const struct table_hdr *h)
 {
-    sb_printf(b, ",\"suspended\":[");
-    bool first = true;
-    for (uint32_t p = 0; p < SUSP_COUNT; p++) {
-        if (!suspend_holds(h->suspended, p))
-            continue;
-        char by[SUSPEND_BY_MAX];
-        copy_str(by, sizeof by, h->suspend[p].by);
-        sb_printf(b, "%s{\"process\":\"%s\",\"by\":", first ? "" : ",", suspend_process_name(p));
-        sb_json_str(b, by);
-        sb_printf(b, ",\"since_ms\":%lld}", (long long)h->suspend[p].since_wall_ms);
-        first = false;
-    }
-    sb_printf(b, "]");
+    sb_printf(b, ",\"suspended\":");
+    suspend_json(b, h->suspended, h->suspend);
 }
 
 /* One entry of the list: false with why. */

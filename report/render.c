@@ -210,19 +210,7 @@ void render_rollout_json(struct strbuf *b, const struct snapshot *s)
 
 void render_suspended_json(struct strbuf *b, const struct table_hdr *h)
 {
-    sb_printf(b, "[");
-    bool first = true;
-    for (uint32_t p = 0; p < SUSP_COUNT; p++) {
-        if (!suspend_holds(h->suspended, p))
-            continue;
-        char by[SUSPEND_BY_MAX];
-        copy_str(by, sizeof by, h->suspend[p].by);
-        sb_printf(b, "%s{\"process\":\"%s\",\"by\":", first ? "" : ",", suspend_process_name(p));
-        sb_json_str(b, by);
-        sb_printf(b, ",\"since_ms\":%lld}", (long long)h->suspend[p].since_wall_ms);
-        first = false;
-    }
-    sb_printf(b, "]");
+    suspend_json(b, h->suspended, h->suspend);
 }
 
 /* Live instances protected and on standby (docs/instance-controls.md). */
