@@ -178,6 +178,22 @@ def run(args, timeout=20, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout * SLOW, **kw)
 
 
+def behind_haproxy(m, hap, d, name, body, log_tail=8000):
+    """Starts manager m (its group behind HAProxy hap, files in d) and runs
+    body(): the manager's log is printed when it fails; m, hap and d are
+    cleaned up whatever happens."""
+    try:
+        m.start()
+        body()
+    except BaseException:
+        sys.stderr.write("---- asgd log of %s ----\n%s\n" % (name, m.log()[-log_tail:]))
+        raise
+    finally:
+        m.cleanup()
+        hap.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def as_stranger(args, timeout=20):
     """Runs a command as uid 65534 (another local user)."""
     return run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args, timeout=timeout)
@@ -521,14 +537,15 @@ class HAProxy:
     admin and one empty backend `web` (the manager fills it), started in the
     foreground so that it is stopped by its pid."""
 
-    def __init__(self):
+    def __init__(self, template=None):
+        """template: another config (with %(socket)s and %(port)s)."""
         self.dir = tempfile.mkdtemp(prefix="asg-hap-")
         os.chmod(self.dir, 0o700)
         self.socket = os.path.join(self.dir, "admin.sock")
         self.port = free_port()
         self.cfg = os.path.join(self.dir, "haproxy.cfg")
         with open(self.cfg, "w") as f:
-            f.write(HAPROXY_CFG % {"socket": self.socket, "port": self.port})
+            f.write((template or HAPROXY_CFG) % {"socket": self.socket, "port": self.port})
         self.proc = None
         self.start()
 

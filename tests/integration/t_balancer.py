@@ -47,19 +47,13 @@ def balancer_test(name, load_fn=None, status=False, lb=None, local=None, **group
             if status:
                 sec["status"] = {"listen": "127.0.0.1:%d" % free_port()}
             m = Manager(name, **sec)
-            try:
-                m.start()
+
+            def body():
                 if status:
                     m.url = "http://" + m.cfg["status"]["listen"]
                     wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
                 fn(m, hap, d)
-            except BaseException:
-                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-8000:]))
-                raise
-            finally:
-                m.cleanup()
-                hap.cleanup()
-                shutil.rmtree(d, ignore_errors=True)
+            behind_haproxy(m, hap, d, fn.__name__, body)
         inner.__name__ = fn.__name__
         TESTS.append(inner)
         return inner

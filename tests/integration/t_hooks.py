@@ -63,18 +63,12 @@ def hooked(name, **lifecycle):
                                 "scale_in_stabilization_ms": 600000},
                         status={"listen": "127.0.0.1:%d" % free_port()},
                         lifecycle=lc)
-            try:
-                m.start()
-                m.url = "http://" + m.cfg["status"]["listen"]
+            m.url = "http://" + m.cfg["status"]["listen"]
+
+            def body():
                 wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
                 fn(m, hap, d, hook)
-            except BaseException:
-                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-8000:]))
-                raise
-            finally:
-                m.cleanup()
-                hap.cleanup()
-                shutil.rmtree(d, ignore_errors=True)
+            behind_haproxy(m, hap, d, fn.__name__, body)
         inner.__name__ = fn.__name__
         TESTS.append(inner)
         return inner

@@ -136,8 +136,8 @@ def standby_keeps_a_hung_instance_alive_and_out_of_the_balancer():
                 policy={"scale_in_below": 0.0, "scale_out_above": 1.0},
                 status={"listen": "127.0.0.1:%d" % free_port()})
     m.url = "http://" + m.cfg["status"]["listen"]
-    try:
-        m.start()
+
+    def body():
         wait_for(lambda: len([i for i in m.running() if i["balancer"] == "added"]) == 2 and len(hap.servers()) == 2,
                  30, "two instances in HAProxy")
         s = m.status()
@@ -201,13 +201,7 @@ def standby_keeps_a_hung_instance_alive_and_out_of_the_balancer():
         s = wait_for(lambda: (lambda s: s if not instance(s, iid) else None)(m.status()), 15, "%s gone" % iid)
         assert s["group"]["target"] == 2 and len(m.running(s)) == 2, s["group"]
         assert any("on standby: not counted" in e for e in events(m)), events(m)
-    except BaseException:
-        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-8000:])
-        raise
-    finally:
-        m.cleanup()
-        hap.cleanup()
-        shutil.rmtree(d, ignore_errors=True)
+    behind_haproxy(m, hap, d, "standby_keeps_a_hung_instance_alive_and_out_of_the_balancer", body)
 
 
 # ---- two managers on etcd (as tests/integration/t_ha.py makes them) ----

@@ -42,18 +42,12 @@ def rollout_test(name, desired=3, health="http:/", **extra):
                 sec.setdefault(k, {}).update(v)
             m = Manager(name, **sec)
             m.url = "http://" + sec["status"]["listen"]
-            try:
-                m.start()
+
+            def body():
                 wait_for(lambda: http("GET", m.url + "/healthz")[0] == 200, 10, "status up")
                 wait_for(lambda: serving(m, hap, desired), 30, "%d instances of v1 in HAProxy" % desired)
                 fn(m, hap, d)
-            except BaseException:
-                sys.stderr.write("---- asgd log of %s ----\n%s\n" % (fn.__name__, m.log()[-12000:]))
-                raise
-            finally:
-                m.cleanup()
-                hap.cleanup()
-                shutil.rmtree(d, ignore_errors=True)
+            behind_haproxy(m, hap, d, fn.__name__, body, log_tail=12000)
         inner.__name__ = fn.__name__
         TESTS.append(inner)
         return inner

@@ -20,19 +20,6 @@ ZERO_CFG = HAPROXY_CFG.replace("    stats timeout 10s\n", "    stats timeout 10s
     + "    http-request lua.asg_wait_for_server 60\n"
 
 
-class ZeroHAProxy(HAProxy):
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="asg-hap-")
-        os.chmod(self.dir, 0o700)
-        self.socket = os.path.join(self.dir, "admin.sock")
-        self.port = free_port()
-        self.cfg = os.path.join(self.dir, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(ZERO_CFG % {"socket": self.socket, "port": self.port})
-        self.proc = None
-        self.start()
-
-
 def at_zero(m):
     s = m.status()
     return s if s and s["scale_to_zero"]["at_zero"] and m.size(s) == 0 and not s["instances"] else None
@@ -43,7 +30,7 @@ def zero_group_serves_its_first_request():
     (drained first); a request then waits at HAProxy, wakes one instance and
     gets the service's answer; idle again, the group goes back to zero."""
     d = tempfile.mkdtemp(prefix="asg-zero-")
-    hap = ZeroHAProxy()
+    hap = HAProxy(ZERO_CFG)
     sec = {"group": {"min_instances": 0, "desired_instances": 1, "max_instances": 2, "scale_to_zero_idle_s": 2},
            "policy": {"metric": "requests", "kind": "target", "target_requests": 100,
                       "scale_in_stabilization_ms": 600000},
@@ -53,9 +40,9 @@ def zero_group_serves_its_first_request():
            "lb": hap.lb_section(),
            "status": {"listen": "127.0.0.1:%d" % free_port()}}
     m = Manager("zero", **sec)
-    try:
-        m.start()
-        m.url = "http://" + m.cfg["status"]["listen"]
+    m.url = "http://" + m.cfg["status"]["listen"]
+
+    def body():
         m.wait_running(1)
         s = wait_for(lambda: at_zero(m), 30, "the idle group at zero")
         assert s["group"]["target"] == 0, s["group"]
@@ -83,13 +70,7 @@ def zero_group_serves_its_first_request():
         figure("zero: the first request at zero answered after", waited)
         # Idle again: back to zero.
         wait_for(lambda: at_zero(m), 30, "the group back at zero")
-    except BaseException:
-        sys.stderr.write("---- asgd log ----\n%s\n" % m.log()[-8000:])
-        raise
-    finally:
-        m.cleanup()
-        hap.cleanup()
-        shutil.rmtree(d, ignore_errors=True)
+    behind_haproxy(m, hap, d, "zero_group_serves_its_first_request", body)
 
 
 TESTS.append(zero_group_serves_its_first_request)
