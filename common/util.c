@@ -294,6 +294,9 @@ void sleep_ms(int ms)
  * handler writes to so that a poll wakes up. */
 struct sigflags g_sig;
 static int self_pipe[2] = {-1, -1};
+/* Process-wide because a signal's disposition is the process's: a role of
+ * asgd leaves SIGINT to the supervisor (signals_leave_interrupt). */
+static bool interrupt_left;
 
 static void on_signal(int sig)
 {
@@ -324,7 +327,10 @@ int signals_install(bool want_chld)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    if (interrupt_left)
+        signal(SIGINT, SIG_IGN);
+    else
+        sigaction(SIGINT, &sa, NULL);
     if (want_chld) {
         sa.sa_flags |= SA_NOCLDSTOP;
         sigaction(SIGCHLD, &sa, NULL);
@@ -349,6 +355,8 @@ void signals_drain_pipe(void)
     while (self_pipe[0] >= 0 && read(self_pipe[0], buf, sizeof buf) > 0)
         ;
 }
+
+void signals_leave_interrupt(void) { interrupt_left = true; }
 
 void signals_reset_defaults(void)
 {

@@ -91,6 +91,11 @@ int signals_install(bool want_chld);
 void signals_reset_pipe(void);
 /* Empties the self-pipe. */
 void signals_drain_pipe(void);
+/* In a role of asgd, before signals_install: SIGINT is ignored. A ^C at
+ * a terminal reaches every process of its group; the supervisor alone
+ * acts on it, marks the drain, then tells each role to stop, so that the
+ * controller knows to stop its agents rather than leave them. */
+void signals_leave_interrupt(void);
 /* Restores default dispositions (in a forked child before exec). */
 void signals_reset_defaults(void);
 

@@ -176,6 +176,7 @@ static void child(int in, int out, char **argv, char **envp)
     close_range(3, ~0U, 0);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
+    signal(SIGINT, SIG_DFL); /* the controller ignores it (an ignored signal stays so across exec) */
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

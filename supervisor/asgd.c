@@ -182,6 +182,7 @@ static void start_child(struct sup *sup, struct child *c)
             _exit(0);
         signals_reset_defaults();
         signals_reset_pipe();
+        signals_leave_interrupt();
 #ifdef ASG_TEST_HOOKS
         if (c->restarts > 0)
             unsetenv("ASG_FAULT"); /* a test fault fires once, not in every restart */

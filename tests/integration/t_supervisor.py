@@ -81,6 +81,23 @@ def sigterm_drains_and_leaves_nothing(m):
     assert "deregistered" in m.log()
 
 
+@with_manager("ctrlc", start=False)
+def ctrl_c_at_a_terminal_drains_as_sigterm_does(m):
+    """A ^C at a terminal reaches every process of its group, the roles
+    too: the supervisor alone acts on it, so the controller stops its
+    agents in the drain rather than leaving them to the last sweep."""
+    m.start(preexec_fn=os.setpgrp)
+    m.wait_running(2)
+    pids = set(m.pids)
+    os.killpg(m.proc.pid, signal.SIGINT)
+    assert m.proc.wait(timeout=20 * SLOW) == 0
+    log = m.log()
+    assert "draining: stopping the local agents" in log, log[-3000:]
+    assert "still running after drain" not in log, log[-3000:]
+    left = [p for p in pids if alive(p)]
+    assert not left, "still running after drain: %s" % left
+
+
 @with_manager("names")
 def roles_are_named_in_ps(m):
     s = m.status()
