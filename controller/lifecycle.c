@@ -238,13 +238,21 @@ static int start_command(const struct ctl *c, struct hook_run *h, const struct h
     return 0;
 }
 
+/* An answer longer than reply cannot be read whole: cut there (returning
+ * less than given ends the transfer), so that a truncated body is never
+ * judged as if it were the hook's word, and a huge one is not read to its
+ * end. */
 static size_t on_reply(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct hook_run *h = arg;
     size_t n = size * nmemb;
     size_t room = sizeof h->reply - 1 - h->reply_len;
-    memcpy(h->reply + h->reply_len, data, n < room ? n : room);
-    h->reply_len += n < room ? n : room;
+    if (n > room) {
+        h->reply_too_long = true;
+        return 0;
+    }
+    memcpy(h->reply + h->reply_len, data, n);
+    h->reply_len += n;
     h->reply[h->reply_len] = '\0';
     return n;
 }
@@ -496,9 +504,11 @@ static void read_all(struct ctl *c)
         if (!h)
             continue;
         h->http_done = true;
-        h->http_ok = m->data.result == CURLE_OK;
+        h->http_ok = m->data.result == CURLE_OK && !h->reply_too_long;
         if (h->http_ok)
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &h->http_code);
+        else if (h->reply_too_long)
+            snprintf(h->reply, sizeof h->reply, "its answer is longer than %d bytes", HOOK_REPLY_MAX - 1);
         else
             copy_str(h->reply, sizeof h->reply, curl_easy_strerror(m->data.result));
     }

@@ -50,6 +50,7 @@ struct hook_run {
     long http_code;
     char reply[HOOK_REPLY_MAX];
     size_t reply_len;
+    bool reply_too_long;         /* its answer did not fit in reply: the transfer was cut */
     bool later;                  /* it answered "later": the operator's word or the timeout */
     int64_t started_ms, deadline_ms;
     char line[512];              /* output not yet ended by a newline */
