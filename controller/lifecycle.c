@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,33 +143,70 @@ static void facts_of(const struct ctl *c, const struct table_row *r, int kind, s
     f->timeout_s = lifecycle_hook_cfg(c, kind)->timeout_s;
 }
 
-/* The program a hook runs must be a regular file that only root or asgd's
- * own user can change: a hook runs as asgd's user (as root, if asgd runs
- * as root), so a program another user could rewrite would be theirs to
- * run as ours. NULL, or why not. */
-static const char *program_refused(const char *path, char *why, size_t n)
+/* A directory on the way to a hook's program: root's or asgd's user's,
+ * and writable by nobody else (sticky, as /tmp, only stops others from
+ * renaming what is not theirs: the program here is root's or ours). */
+static const char *dir_refused(const char *dir, char *why, size_t n)
 {
     struct stat st;
-    if (stat(path, &st) != 0)
+    if (stat(dir, &st) != 0)
+        snprintf(why, n, "%.200s: %s", dir, strerror(errno));
+    else if (st.st_uid != 0 && st.st_uid != geteuid())
+        snprintf(why, n, "its directory %.200s belongs to uid %u, neither root nor asgd's (%u): they could put "
+                 "another program in its place", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    else if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
+        snprintf(why, n, "its directory %.200s is writable by its group or others: they could put another "
+                 "program in its place", dir);
+    else
+        return NULL;
+    return why;
+}
+
+/* The program a hook runs must be a regular file that only root or asgd's
+ * own user can change, in directories only they can change: a hook runs
+ * as asgd's user (as root, if asgd runs as root), so a program another
+ * user could rewrite, or replace, would be theirs to run as ours. Its
+ * path with every link resolved goes into resolved (what is run, so that
+ * a link changed after the check changes nothing). NULL, or why not. */
+const char *lifecycle_program_refused(const char *path, char *resolved, size_t rsize, char *why, size_t n)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(path, real) || stat(real, &st) != 0) {
         snprintf(why, n, "%.200s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
+        return why;
+    }
+    if (!S_ISREG(st.st_mode))
         snprintf(why, n, "%.200s is not a regular file", path);
     else if (st.st_uid != 0 && st.st_uid != geteuid())
         snprintf(why, n, "%.200s belongs to uid %u, neither root nor asgd's (%u)", path, (unsigned)st.st_uid,
                  (unsigned)geteuid());
     else if (st.st_mode & 022)
         snprintf(why, n, "%.200s is writable by its group or others", path);
-    else if (access(path, X_OK) != 0)
+    else if (access(real, X_OK) != 0)
         snprintf(why, n, "%.200s is not executable", path);
-    else
+    else if (strlen(real) >= rsize)
+        snprintf(why, n, "%.200s: its path is too long", path);
+    else {
+        char dir[PATH_MAX];
+        copy_str(dir, sizeof dir, real);
+        for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+            *slash = '\0';
+            if (dir_refused(dir[0] ? dir : "/", why, n))
+                return why;
+            if (!dir[0])
+                break;
+        }
+        copy_str(resolved, rsize, real);
         return NULL;
+    }
     return why;
 }
 
 /* The child: its own process group (killed whole at the timeout), the
  * JSON on stdin, output to our pipe, no descriptor of ours, default
  * signals. Only async-signal-safe calls between fork and exec. */
-static void child(int in, int out, char **argv, char **envp)
+static void child(int in, int out, const char *program, char **argv, char **envp)
 {
     setpgid(0, 0);
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
@@ -180,7 +218,7 @@ static void child(int in, int out, char **argv, char **envp)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(argv[0], argv, envp);
+    execve(program, argv, envp);
     _exit(127);
 }
 
@@ -198,7 +236,8 @@ static int start_command(const struct ctl *c, struct hook_run *h, const struct h
         argv[argc++] = p;
     }
     argv[argc] = NULL;
-    if (program_refused(argv[0], why, n))
+    char program[PATH_MAX];
+    if (lifecycle_program_refused(argv[0], program, sizeof program, why, n))
         return -1;
     char envbuf[1024];
     char *envp[HOOK_ENV_MAX];
@@ -224,7 +263,7 @@ static int start_command(const struct ctl *c, struct hook_run *h, const struct h
     close(in[1]);
     pid_t pid = w == (ssize_t)len ? fork() : -1;
     if (pid == 0)
-        child(in[0], out[1], argv, envp);
+        child(in[0], out[1], program, argv, envp);
     close(in[0]);
     close(out[1]);
     if (pid < 0) {
@@ -239,13 +278,21 @@ static int start_command(const struct ctl *c, struct hook_run *h, const struct h
     return 0;
 }
 
+/* An answer longer than reply cannot be read whole: cut there (returning
+ * less than given ends the transfer), so that a truncated body is never
+ * judged as if it were the hook's word, and a huge one is not read to its
+ * end. */
 static size_t on_reply(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct hook_run *h = arg;
     size_t n = size * nmemb;
     size_t room = sizeof h->reply - 1 - h->reply_len;
-    memcpy(h->reply + h->reply_len, data, n < room ? n : room);
-    h->reply_len += n < room ? n : room;
+    if (n > room) {
+        h->reply_too_long = true;
+        return 0;
+    }
+    memcpy(h->reply + h->reply_len, data, n);
+    h->reply_len += n;
     h->reply[h->reply_len] = '\0';
     return n;
 }
@@ -497,9 +544,11 @@ static void read_all(struct ctl *c)
         if (!h)
             continue;
         h->http_done = true;
-        h->http_ok = m->data.result == CURLE_OK;
+        h->http_ok = m->data.result == CURLE_OK && !h->reply_too_long;
         if (h->http_ok)
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &h->http_code);
+        else if (h->reply_too_long)
+            snprintf(h->reply, sizeof h->reply, "its answer is longer than %d bytes", HOOK_REPLY_MAX - 1);
         else
             copy_str(h->reply, sizeof h->reply, curl_easy_strerror(m->data.result));
     }

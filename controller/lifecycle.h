@@ -50,6 +50,7 @@ struct hook_run {
     long http_code;
     char reply[HOOK_REPLY_MAX];
     size_t reply_len;
+    bool reply_too_long;         /* its answer did not fit in reply: the transfer was cut */
     bool later;                  /* it answered "later": the operator's word or the timeout */
     int64_t started_ms, deadline_ms;
     char line[512];              /* output not yet ended by a newline */
@@ -93,6 +94,10 @@ void lifecycle_request(struct ctl *c, const struct ctl_request *rq, int64_t now)
 /* Lock held, the manager stopping: no more hooks; every run killed and
  * each waiting instance let go on (terminating:wait -> terminating). */
 void lifecycle_stop_all(struct ctl *c);
+/* Why the program at path may not run as a hook (it, or a directory on
+ * its way, is another user's or writable by others), or NULL with its
+ * path, links resolved, in resolved (what is then run). */
+const char *lifecycle_program_refused(const char *path, char *resolved, size_t rsize, char *why, size_t n);
 /* Kills what still runs, frees the rest (the controller's exit). */
 void lifecycle_free(struct ctl *c);
 

@@ -1,17 +1,41 @@
 #include "cloudevent.h"
 
+#include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "../common/util.h"
 
+/* What an event's id says of the group's nonce: a digest of it, 32 hex
+ * digits. The nonce itself marks the group's agents (common/identity.h)
+ * and is kept from other users; a webhook's receiver, anywhere, learns
+ * nothing it could put in an agent's environment (as ha.c publishes it
+ * in etcd). */
+static void nonce_digest(const char *group_nonce, char out[33])
+{
+    static const char label[] = "asg cloudevents id v1\n";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(ctx, label, sizeof label - 1) &&
+              EVP_DigestUpdate(ctx, group_nonce, strlen(group_nonce)) && EVP_DigestFinal_ex(ctx, md, &n);
+    EVP_MD_CTX_free(ctx);
+    out[0] = '\0';
+    for (unsigned i = 0; ok && i < 16 && i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 void cloudevent_origin(struct ce_origin *o, const char *host, const char *group, const char *group_nonce,
                        uint64_t table_nonce)
 {
     memset(o, 0, sizeof *o);
     snprintf(o->source, sizeof o->source, "asg://%.120s/%.47s", host && host[0] ? host : "localhost", group);
-    snprintf(o->id_prefix, sizeof o->id_prefix, "%.40s-%016llx", group_nonce, (unsigned long long)table_nonce);
+    char digest[33];
+    nonce_digest(group_nonce ? group_nonce : "", digest);
+    snprintf(o->id_prefix, sizeof o->id_prefix, "%s-%016llx", digest, (unsigned long long)table_nonce);
     copy_str(o->group, sizeof o->group, group);
 }
 

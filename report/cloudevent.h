@@ -25,7 +25,7 @@
 /* Who sends: the same for every event of one notifier. */
 struct ce_origin {
     char source[200];            /* "asg://host/group" */
-    char id_prefix[64];          /* "<group nonce>-<table nonce>" */
+    char id_prefix[64];          /* "<digest of the group nonce>-<table nonce>" */
     char group[48];
 };
 

@@ -7,6 +7,9 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include "../common/lifecycle_msg.h"
 #include "../shm/ops.h"
 #include "../status/lifecycle_api.h"
+#include "../controller/lifecycle.h"
 #include "check_suites.h"
 
 static char name[64];
@@ -300,9 +304,42 @@ START_TEST(test_the_config_refuses_a_hook_it_could_not_run_safely)
 }
 END_TEST
 
+/* A hook's program in a directory others may write: they could put their
+ * own program in its place (a rename between the check and the exec, or
+ * before it), run as asgd's user: refused. In one only root or we can
+ * change: run, by its path with links resolved. */
+START_TEST(test_a_program_in_a_directory_others_may_write_is_refused)
+{
+    char dir[] = "/tmp/asg-lc-prog-XXXXXX", prog[64], link[64], resolved[PATH_MAX], why[300];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(prog, sizeof prog, "%s/hook", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    FILE *f = fopen(prog, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("#!/bin/sh\nexit 0\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(prog, 0755), 0);
+    ck_assert_int_eq(symlink(prog, link), 0);
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    const char *no = lifecycle_program_refused(prog, resolved, sizeof resolved, why, sizeof why);
+    ck_assert_msg(no && strstr(no, "is writable by its group or others") && strstr(no, dir), "%s", no ? no : "ran");
+    ck_assert_ptr_nonnull(lifecycle_program_refused(link, resolved, sizeof resolved, why, sizeof why));
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    no = lifecycle_program_refused(link, resolved, sizeof resolved, why, sizeof why);
+    ck_assert_msg(!no, "%s", no);
+    char real[PATH_MAX];
+    ck_assert_ptr_nonnull(realpath(prog, real));
+    ck_assert_str_eq(resolved, real);
+    unlink(link);
+    unlink(prog);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
     const TTest *tests[] = {test_a_hooked_launch_waits_until_its_hook_continues,
+                            test_a_program_in_a_directory_others_may_write_is_refused,
                                          test_a_stopped_instance_waits_for_its_terminating_hook,
                                          test_the_json_a_hook_reads_has_every_fact,
                                          test_the_environment_carries_the_same_facts_and_nothing_of_ours,

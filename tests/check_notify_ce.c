@@ -61,7 +61,8 @@ START_TEST(test_required_attributes_of_cloudevents_1_0)
     struct table_event e = event_of(EV_LAUNCH, 42, "i-7", "launched i-7 (scale-out)");
     json_object *j = parse(&e);
     ck_assert_str_eq(str_at(j, "specversion"), "1.0");
-    ck_assert_str_eq(str_at(j, "id"), "0123456789abcdef-000000000000feed-42");
+    /* a digest of the group nonce (never the nonce), the table nonce, the number */
+    ck_assert_str_eq(str_at(j, "id"), "c11c389ecc31f9cd32417dcae200b61b-000000000000feed-42");
     ck_assert_str_eq(str_at(j, "source"), "asg://host1/web");
     ck_assert_str_eq(str_at(j, "type"), "io.asg.launch");
     ck_assert_str_eq(str_at(j, "time"), "2023-11-14T22:13:20.123Z");
@@ -146,6 +147,14 @@ START_TEST(test_ids_differ_by_event_and_table_and_repeat_for_the_same_event)
     cloudevent_origin(&o1, "h", "g", "n", 1);
     cloudevent_origin(&o2, "h", "g", "n", 2); /* a new table: its numbers start again */
     ck_assert_str_ne(o1.id_prefix, o2.id_prefix);
+    /* The group's nonce marks its agents: a webhook never learns it. */
+    const char *nonce = "0123456789abcdef0123456789abcdef";
+    struct ce_origin o3, o4;
+    cloudevent_origin(&o3, "h", "g", nonce, 1);
+    cloudevent_origin(&o4, "h", "g", "fedcba9876543210fedcba9876543210", 1);
+    ck_assert_ptr_null(strstr(o3.id_prefix, nonce));
+    ck_assert_ptr_null(strstr(o3.id_prefix, "0123456789abcdef"));
+    ck_assert_str_ne(o3.id_prefix, o4.id_prefix); /* two groups, two ids */
     json_object_put(ja);
     json_object_put(ja2);
     json_object_put(jb);

@@ -124,7 +124,7 @@ def reload(m):
 class HookServer:
     """An http lifecycle hook: records each POST's JSON, answers continue."""
 
-    def __init__(self):
+    def __init__(self, answer=b'{"result":"continue"}'):
         self.bodies = []
         owner = self
 
@@ -132,7 +132,7 @@ class HookServer:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 owner.bodies.append((self.headers.get("Content-Type"), json.loads(self.rfile.read(n))))
-                out = b'{"result":"continue"}'
+                out = answer
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -277,6 +277,29 @@ def terminating_hook_sees_it_out_of_haproxy_and_a_hang_times_out(m, hap, d, hook
     pids = [int(open(base + ".pid").read()), int(open(base + ".child").read())]
     wait_for(lambda: not any(alive(p) for p in pids), 5, "the hook's processes killed")
     wait_for(lambda: y not in states(m) and len(m.running()) == 1, 15, "the instance stopped and replaced")
+
+
+def a_huge_http_answer_is_not_read_as_continue():
+    """An http hook whose 200 carries a body past 4 KB (its "result":
+    "abandon" at the end, past the cut): the answer cannot be read whole,
+    so the default (abandon) applies, said why; never continue."""
+    srv = HookServer(b'{"pad":"' + b"x" * 6000 + b'","result":"abandon"}')
+    try:
+        run_it = hooked("hookhuge", launching={"http": "http://127.0.0.1:%d/hook" % srv.port, "timeout_s": 10,
+                                               "default": "abandon"})(huge_answer_checks)
+        TESTS.remove(run_it)    # run here, with its server
+        run_it()
+    finally:
+        srv.stop()
+
+
+def huge_answer_checks(m, hap, d, hook):
+    ev = wait_for(lambda: event(m, r"launching hook of (\S+): abandon \(POST failed: its answer is longer than "
+                                   r"4095 bytes; its default\)"), 15, "the huge answer's default")
+    assert not event(m, r"launching hook of %s: continue" % ev["instance"]), events(m)
+
+
+TESTS.append(a_huge_http_answer_is_not_read_as_continue)
 
 
 if __name__ == "__main__":
