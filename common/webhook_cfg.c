@@ -38,14 +38,17 @@ static bool url_chars_ok(const char *u)
     return true;
 }
 
+/* Its messages never quote the URL: its path and query often carry the
+ * receiver's own secret (docs/notifications.md), and a config error goes
+ * to the log, the event ring and from there to the other webhooks. */
 int webhook_url_check(const char *url, char *why, size_t n)
 {
     if (!url_chars_ok(url)) {
-        snprintf(why, n, "'%.80s' has a space, a control character or a non-ASCII byte (percent-encode it)", url);
+        snprintf(why, n, "the URL has a space, a control character or a non-ASCII byte (percent-encode it)");
         return -1;
     }
     if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) {
-        snprintf(why, n, "'%.80s' is not an http:// or https:// URL", url);
+        snprintf(why, n, "the URL is not an http:// or https:// URL");
         return -1;
     }
     CURLU *h = curl_url();
@@ -54,9 +57,9 @@ int webhook_url_check(const char *url, char *why, size_t n)
     if (!h)
         snprintf(why, n, "out of memory");
     else if (curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
-        snprintf(why, n, "'%.80s' is not a URL curl can read", url);
+        snprintf(why, n, "the URL is not one curl can read (http(s)://HOST[:PORT]/PATH)");
     else if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0])
-        snprintf(why, n, "'%.80s' names no host", url);
+        snprintf(why, n, "the URL names no host");
     else if (curl_url_get(h, CURLUPART_USER, &user, 0) == CURLUE_OK ||
              curl_url_get(h, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK)
         snprintf(why, n, "a URL with a user or password: a credential does not belong in the config "

@@ -222,7 +222,10 @@ START_TEST(test_webhooks_config_refuses_what_it_cannot_deliver_safely)
         {"notify = { webhooks = [\"file:///etc/passwd\"]; };", "not an http:// or https://"},
         {"notify = { webhooks = [\"http://u:p@127.0.0.1/\"]; };", "user or password"},
         {"notify = { webhooks = [\"http://127.0.0.1/a b\"]; };", "space"},
-        {"notify = { webhooks = [\"http://\"]; };", "http://"},
+        {"notify = { webhooks = [\"http://\"]; };", "item 1: the URL"},
+        /* a receiver's secret in its path or query is never quoted (the error is logged and an event) */
+        {"notify = { webhooks = [\"https://hooks.example/services/s3cretpath x\"]; };", "space"},
+        {"notify = { webhooks = [\"htps://hooks.example/services/s3cretpath\"]; };", "not an http://"},
         {"notify = { webhooks = ( { url = \"http://127.0.0.1/\"; events = [\"lunch\"]; } ); };", "item 1 is not one of"},
         {"notify = { webhooks = ( { events = [\"launch\"]; } ); };", "has no url"},
         {"notify = { webhooks = ( { url = \"http://127.0.0.1/\"; color = 1; } ); };", "unknown key 'color'"},
@@ -238,6 +241,7 @@ START_TEST(test_webhooks_config_refuses_what_it_cannot_deliver_safely)
         ck_assert_msg(load(bad[i].text, &c, err, sizeof err) != 0, "accepted: %s", bad[i].text);
         ck_assert_msg(strstr(err, bad[i].why) && strstr(err, "n.cfg:1"), "%s: error '%s' lacks '%s'",
                       bad[i].text, err, bad[i].why);
+        ck_assert_msg(!strstr(err, "s3cret"), "%s: the error quotes a secret: %s", bad[i].text, err);
     }
 }
 END_TEST
