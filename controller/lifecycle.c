@@ -99,10 +99,16 @@ static void log_line(const struct ctl *c, struct hook_run *h, const char *s, siz
     log_info("lifecycle: %s hook of %s: %s", hook_kind_name(h->kind), h->id, clean);
 }
 
+/* At most this much of a hook's output is read per turn of the loop: a
+ * hook that floods its output (the pipe refills as fast as it is read)
+ * must not keep the controller, sometimes holding the table lock, in
+ * this loop; the rest waits for the next turn. */
+#define HOOK_OUTPUT_PER_TURN (64 * 1024)
+
 static void read_output(const struct ctl *c, struct hook_run *h)
 {
     char buf[4096];
-    for (;;) {
+    for (size_t taken = 0; taken < HOOK_OUTPUT_PER_TURN; taken += sizeof buf) {
         ssize_t n = read(h->outfd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
