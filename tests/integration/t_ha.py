@@ -253,7 +253,10 @@ def paused_manager_wakes_as_standby_and_makes_no_call(etcd, a, b):
     while time.monotonic() < t_end:
         assert calls(a) == calls_a, "the fenced old leader called its provider: %r" % ha(a)
         time.sleep(0.1)
-    assert len(agents_of_group(a.group)) == 2, agent_processes()
+    # Two agents: none launched by a. One b replaces for missed probes (a
+    # busy machine) may still be stopping: that settles, an extra launch
+    # would not.
+    wait_for(lambda: len(agents_of_group(a.group)) == 2, 15, "two agents of the group")
 
 
 @with_pair()
